@@ -1,0 +1,304 @@
+//! What travels on the wire: HTTP request and reply bodies, WebSocket request frames and replies.
+
+use crate::error::{ApiError, ErrorCode};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+/// The kind of client a device runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// iPhone / iPad.
+    Ios,
+    /// Android phone.
+    Android,
+    /// Courier Web in a browser.
+    Web,
+    /// A desktop app.
+    Desktop,
+    /// The `courier` command-line client.
+    Cli,
+}
+
+impl Platform {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Ios => "ios",
+            Platform::Android => "android",
+            Platform::Web => "web",
+            Platform::Desktop => "desktop",
+            Platform::Cli => "cli",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+}
+
+/// Longest device name accepted, in characters.
+pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+
+/// Largest HTTP request body the account endpoints accept.
+pub const MAX_HTTP_BODY_BYTES: usize = 4096;
+
+/// Largest WebSocket request frame a handler accepts (API Gateway's own message limit).
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// A device as the client describes it when it registers or links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// A name the user recognises, like "Pixel 9".
+    pub name: String,
+    /// The client kind.
+    pub platform: Platform,
+}
+
+impl DeviceInfo {
+    /// Checks the name is present, printable and not too long.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(ApiError::bad_request("device.name must not be empty"));
+        }
+        if name.chars().count() > MAX_DEVICE_NAME_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "device.name must be at most {MAX_DEVICE_NAME_CHARS} characters"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::bad_request("device.name must not contain control characters"));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterAccountRequest {
+    /// E.164 number; parsed by the use case so the error says what is wrong.
+    pub phone: String,
+}
+
+/// Reply to `POST /v1/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterAccountResponse {
+    /// How long the code sent by SMS stays valid.
+    pub expires_in_seconds: u64,
+}
+
+/// `POST /v1/accounts/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateAccountRequest {
+    /// The number the code was sent to.
+    pub phone: String,
+    /// The six digits from the SMS.
+    pub code: String,
+    /// The device being registered.
+    pub device: DeviceInfo,
+}
+
+/// Reply to `POST /v1/accounts/verify`: the device's credentials, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    /// The account.
+    pub user_id: String,
+    /// This device.
+    pub device_id: String,
+    /// The device's API key; present it at `$connect`.
+    pub api_key: String,
+}
+
+/// The body of every HTTP error and the `error` of a failed WebSocket reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// What went wrong, for a developer.
+    pub message: String,
+    /// For `LIMIT_EXCEEDED`: seconds to wait before retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl From<&ApiError> for ErrorDetail {
+    fn from(e: &ApiError) -> Self {
+        Self { code: e.code, message: e.message.clone(), retry_after: e.retry_after_secs }
+    }
+}
+
+/// `{"error": {...}}`, the HTTP API's error body.
+pub fn http_error_body(e: &ApiError) -> String {
+    json!({ "error": ErrorDetail::from(e) }).to_string()
+}
+
+/// Parses a JSON body into `T`, with errors that name the field at fault.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8], max_bytes: usize) -> Result<T, ApiError> {
+    if body.len() > max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body is {} bytes; at most {max_bytes} are accepted", body.len()),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// A WebSocket request frame with its envelope read: `action` and `requestId`, plus the whole
+/// object for the action's own fields.
+#[derive(Debug, Clone)]
+pub struct RequestFrame {
+    /// The operation.
+    pub action: String,
+    /// Echoed in the reply so the client can match it.
+    pub request_id: Option<String>,
+    /// The whole frame.
+    pub body: Value,
+}
+
+/// Why a frame could not be read. The request id is kept when it could be read.
+#[derive(Debug)]
+pub struct FrameError {
+    /// The id to echo, if the frame had a readable one.
+    pub request_id: Option<String>,
+    /// The error to send.
+    pub error: ApiError,
+}
+
+impl RequestFrame {
+    /// Reads a frame's envelope.
+    pub fn parse(body: &str) -> Result<Self, FrameError> {
+        let fail = |request_id, error| FrameError { request_id, error };
+        if body.len() > MAX_FRAME_BYTES {
+            return Err(fail(
+                None,
+                ApiError::new(ErrorCode::PayloadTooLarge, format!("frame is larger than {MAX_FRAME_BYTES} bytes")),
+            ));
+        }
+        let value: Value = serde_json::from_str(body)
+            .map_err(|e| fail(None, ApiError::bad_request(format!("frame is not valid JSON: {e}"))))?;
+        let Value::Object(map) = &value else {
+            return Err(fail(None, ApiError::bad_request("frame must be a JSON object")));
+        };
+        let request_id = match map.get("requestId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.len() <= 128 => Some(s.clone()),
+            Some(Value::String(_)) => {
+                return Err(fail(None, ApiError::bad_request("requestId must be at most 128 characters")));
+            }
+            Some(_) => return Err(fail(None, ApiError::bad_request("requestId must be a string"))),
+        };
+        let action = match map.get("action") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(fail(request_id, ApiError::bad_request("action must be a string"))),
+            None => return Err(fail(request_id, ApiError::bad_request("frame has no action"))),
+        };
+        Ok(Self { action, request_id, body: value })
+    }
+
+    /// The action's own fields as `T`.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_value(self.body.clone())
+            .map_err(|e| ApiError::bad_request(format!("invalid {} request: {e}", self.action)))
+    }
+}
+
+/// A successful reply frame.
+pub fn reply_ok(request_id: Option<&str>, result: &impl Serialize) -> String {
+    json!({ "type": "response", "requestId": request_id, "ok": true, "result": result }).to_string()
+}
+
+/// A failed reply frame.
+pub fn reply_err(request_id: Option<&str>, error: &ApiError) -> String {
+    json!({ "type": "response", "requestId": request_id, "ok": false, "error": ErrorDetail::from(error) })
+        .to_string()
+}
+
+/// Parameters of `deleteAccount` (none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteAccountParams {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_envelope() {
+        let f = RequestFrame::parse(r#"{"action":"deleteAccount","requestId":"r1"}"#).unwrap();
+        assert_eq!(f.action, "deleteAccount");
+        assert_eq!(f.request_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn bad_frames_say_what_is_wrong_and_keep_the_request_id_when_readable() {
+        let e = RequestFrame::parse("not json").unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        assert!(e.error.message.contains("not valid JSON"));
+        assert!(e.request_id.is_none());
+
+        let e = RequestFrame::parse("[1,2]").unwrap_err();
+        assert!(e.error.message.contains("JSON object"));
+
+        let e = RequestFrame::parse(r#"{"requestId":"r9"}"#).unwrap_err();
+        assert_eq!(e.request_id.as_deref(), Some("r9"));
+        assert!(e.error.message.contains("no action"));
+
+        let e = RequestFrame::parse(r#"{"action":5,"requestId":"r8"}"#).unwrap_err();
+        assert_eq!(e.request_id.as_deref(), Some("r8"));
+        assert!(e.error.message.contains("action must be a string"));
+
+        let e = RequestFrame::parse(r#"{"action":"x","requestId":7}"#).unwrap_err();
+        assert!(e.error.message.contains("requestId must be a string"));
+
+        let big = format!(r#"{{"action":"x","pad":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES));
+        assert_eq!(RequestFrame::parse(&big).unwrap_err().error.code, ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn replies_carry_the_request_id_and_the_error_code() {
+        let v: Value = serde_json::from_str(&reply_err(Some("r1"), &ApiError::bad_request("nope"))).unwrap();
+        assert_eq!(v["type"], "response");
+        assert_eq!(v["requestId"], "r1");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["error"]["code"], "BAD_REQUEST");
+        assert_eq!(v["error"]["message"], "nope");
+        let v: Value = serde_json::from_str(&reply_ok(None, &json!({"a": 1}))).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["result"]["a"], 1);
+        assert!(v["requestId"].is_null());
+    }
+
+    #[test]
+    fn json_bodies_are_size_checked_and_typed() {
+        let e = parse_json::<RegisterAccountRequest>(&[b' '; 5000], MAX_HTTP_BODY_BYTES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadTooLarge);
+        let e = parse_json::<RegisterAccountRequest>(b"", MAX_HTTP_BODY_BYTES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        let e = parse_json::<RegisterAccountRequest>(br#"{"phone": 14155550100}"#, MAX_HTTP_BODY_BYTES).unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let e = parse_json::<ValidateAccountRequest>(
+            br#"{"phone":"+14155550100","code":"123456","device":{"name":"x","platform":"toaster"}}"#,
+            MAX_HTTP_BODY_BYTES,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("unknown variant"), "{}", e.message);
+    }
+
+    #[test]
+    fn device_names_are_checked() {
+        let d = |name: &str| DeviceInfo { name: name.into(), platform: Platform::Cli };
+        assert!(d("Pixel 9").validate().is_ok());
+        assert!(d("  ").validate().is_err());
+        assert!(d(&"x".repeat(65)).validate().is_err());
+        assert!(d("a\u{0007}b").validate().is_err());
+    }
+}

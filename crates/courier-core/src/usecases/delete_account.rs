@@ -1,0 +1,42 @@
+//! `deleteAccount`: remove the caller's account, its number claim, its devices and their keys,
+//! and close its connections. Other users' data is not touched.
+
+use super::close_connections;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::ConnectionId;
+use crate::ports::{AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential};
+
+/// What `deleteAccount` needs.
+pub struct Deps<'a> {
+    /// Users and devices.
+    pub accounts: &'a dyn AccountStore,
+    /// Live connections.
+    pub connections: &'a dyn ConnectionStore,
+    /// The management API.
+    pub gateway: &'a dyn ConnectionGateway,
+}
+
+/// Deletes the caller's account. Every connection of the account is closed except `current`,
+/// which the caller closes once its reply is sent; it is returned to say so.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn delete_account(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    current: &ConnectionId,
+) -> Result<ConnectionId, ApiError> {
+    let user = deps
+        .accounts
+        .user(&who.user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this account no longer exists"))?;
+    let devices = deps.accounts.devices(&user.user_id).await?;
+    deps.accounts.delete_account(&user, &devices).await?;
+    let connections = deps.connections.for_user(&user.user_id).await?;
+    let others: Vec<_> = connections.iter().map(|(_, c)| c).filter(|c| *c != current).collect();
+    close_connections(deps.gateway, others.iter().copied()).await?;
+    for (_, c) in &connections {
+        deps.connections.remove(c).await?;
+    }
+    tracing::info!(devices = devices.len(), "account deleted");
+    Ok(current.clone())
+}

@@ -1,0 +1,24 @@
+//! One module per operation: parse the request, check who may do it, apply it through the ports.
+
+pub mod authorize;
+pub mod connections;
+pub mod delete_account;
+pub mod register_account;
+pub mod validate_account;
+
+use crate::ids::ConnectionId;
+use crate::ports::{ConnectionGateway, GatewayError};
+
+/// Closes connections through the gateway; one that is already gone counts as closed.
+pub(crate) async fn close_connections(
+    gateway: &dyn ConnectionGateway,
+    connections: impl IntoIterator<Item = &ConnectionId>,
+) -> Result<(), crate::ApiError> {
+    for id in connections {
+        match gateway.close(id).await {
+            Ok(()) | Err(GatewayError::Gone) => {}
+            Err(GatewayError::Other(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

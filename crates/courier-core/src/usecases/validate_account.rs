@@ -1,0 +1,131 @@
+//! `validateAccount`: check the SMS code, then create the account (or move it to this phone)
+//! and hand out the device's API key.
+//!
+//! The code is single use: it is consumed (a versioned delete) before the account changes, so two
+//! concurrent requests with the right code cannot both get a key. Re-registering a number keeps
+//! the user id (groups and contacts stay) but replaces every device: old keys stop working and
+//! old connections are closed, as when WhatsApp moves to a new phone.
+
+use super::close_connections;
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode, PortError};
+use crate::ids::{DeviceId, UserId};
+use crate::phone::PhoneNumber;
+use crate::ports::{
+    AccountStore, ConnectionGateway, ConnectionStore, Device, PendingRegistration, RegistrationStore, User,
+};
+use crate::protocol::{Credentials, ValidateAccountRequest};
+use crate::secrets::{ApiKey, VerificationCode};
+
+/// Wrong codes accepted against one code before it is locked.
+pub const MAX_FAILED_ATTEMPTS: u32 = 5;
+
+/// What `validateAccount` needs.
+pub struct Deps<'a> {
+    /// Pending codes.
+    pub registrations: &'a dyn RegistrationStore,
+    /// Users and devices.
+    pub accounts: &'a dyn AccountStore,
+    /// Live connections (to close the replaced devices').
+    pub connections: &'a dyn ConnectionStore,
+    /// The management API.
+    pub gateway: &'a dyn ConnectionGateway,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+/// Verifies the code and returns the new device's credentials.
+#[tracing::instrument(skip_all)]
+pub async fn validate_account(deps: &Deps<'_>, req: &ValidateAccountRequest) -> Result<Credentials, ApiError> {
+    let phone = PhoneNumber::parse(&req.phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let code = VerificationCode::parse(&req.code).ok_or_else(|| ApiError::bad_request("code must be 6 digits"))?;
+    req.device.validate()?;
+
+    consume_code(deps, &phone, &code).await?;
+
+    let now = deps.clock.now();
+    let api_key = ApiKey::generate();
+    let new_device = |user_id: &UserId| Device {
+        user_id: user_id.clone(),
+        device_id: DeviceId::generate(),
+        name: req.device.name.trim().to_owned(),
+        platform: req.device.platform,
+        primary: true,
+        key_hash: api_key.hash(),
+        created_at: now,
+    };
+
+    let device = match deps.accounts.user_by_phone(&phone).await? {
+        None => {
+            let user = User { user_id: UserId::generate(), phone: phone.clone(), created_at: now };
+            let device = new_device(&user.user_id);
+            match deps.accounts.create_account(&user, &device).await {
+                Ok(()) => {
+                    tracing::info!(user_id = %user.user_id, "account created");
+                    device
+                }
+                Err(PortError::Conflict) => {
+                    return Err(ApiError::new(ErrorCode::Conflict, "this number was registered concurrently; request a new code"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(user_id) => {
+            let old = deps.accounts.devices(&user_id).await?;
+            let device = new_device(&user_id);
+            deps.accounts.replace_devices(&device, &old).await?;
+            let old_connections: Vec<_> = deps
+                .connections
+                .for_user(&user_id)
+                .await?
+                .into_iter()
+                .filter(|(d, _)| old.iter().any(|o| &o.device_id == d))
+                .map(|(_, c)| c)
+                .collect();
+            close_connections(deps.gateway, &old_connections).await?;
+            for c in &old_connections {
+                deps.connections.remove(c).await?;
+            }
+            tracing::info!(user_id = %user_id, replaced = old.len(), "account moved to a new device");
+            device
+        }
+    };
+    Ok(Credentials {
+        user_id: device.user_id.to_string(),
+        device_id: device.device_id.to_string(),
+        api_key: api_key.expose().to_owned(),
+    })
+}
+
+/// Checks the code against the pending registration and consumes it, or records a wrong try.
+async fn consume_code(deps: &Deps<'_>, phone: &PhoneNumber, code: &VerificationCode) -> Result<(), ApiError> {
+    for _ in 0..3 {
+        let Some(reg) = deps.registrations.get(phone).await? else {
+            return Err(ApiError::new(ErrorCode::NotFound, "no code was requested for this number; request one first"));
+        };
+        if deps.clock.now() >= reg.expires_at {
+            return Err(ApiError::new(ErrorCode::Expired, "the code has expired; request a new one"));
+        }
+        if reg.failed_attempts >= MAX_FAILED_ATTEMPTS {
+            return Err(ApiError::new(ErrorCode::LimitExceeded, "too many wrong codes; request a new one"));
+        }
+        if !code.matches(&reg.code) {
+            let failed = PendingRegistration { failed_attempts: reg.failed_attempts + 1, version: reg.version + 1, ..reg.clone() };
+            match deps.registrations.put(&failed, Some(reg.version)).await {
+                Ok(()) => {
+                    let left = MAX_FAILED_ATTEMPTS - failed.failed_attempts;
+                    return Err(ApiError::new(ErrorCode::Unauthorized, format!("wrong code; {left} tries left")));
+                }
+                Err(PortError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match deps.registrations.delete(phone, reg.version).await {
+            Ok(()) => return Ok(()),
+            Err(PortError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PortError::Conflict.into())
+}
+

@@ -1,0 +1,229 @@
+//! Account use cases on in-memory ports: registration codes, verification, re-registration,
+//! the authorizer, connections and account deletion.
+
+use chrono::{Duration, TimeZone, Utc};
+use courier_core::clock::ManualClock;
+use courier_core::memory::*;
+use courier_core::ports::{ConnectionStore, DeviceCredential};
+use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
+use courier_core::usecases::{authorize, connections, delete_account, register_account, validate_account};
+use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
+
+const PHONE: &str = "+14155550100";
+
+#[derive(Default)]
+struct World {
+    registrations: MemoryRegistrations,
+    accounts: MemoryAccounts,
+    connections: MemoryConnections,
+    sms: RecordingSms,
+    gateway: RecordingGateway,
+    clock: Option<ManualClock>,
+}
+
+impl World {
+    fn new() -> Self {
+        Self { clock: Some(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap())), ..Default::default() }
+    }
+    fn clock(&self) -> &ManualClock {
+        self.clock.as_ref().unwrap()
+    }
+    async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
+        let deps = register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: self.clock() };
+        register_account::register_account(&deps, phone).await.map(|r| r.expires_in_seconds)
+    }
+    async fn verify(&self, phone: &str, code: &str) -> Result<Credentials, courier_core::ApiError> {
+        let deps = validate_account::Deps {
+            registrations: &self.registrations,
+            accounts: &self.accounts,
+            connections: &self.connections,
+            gateway: &self.gateway,
+            clock: self.clock(),
+        };
+        let req = ValidateAccountRequest {
+            phone: phone.into(),
+            code: code.into(),
+            device: DeviceInfo { name: "Pixel 9".into(), platform: Platform::Android },
+        };
+        validate_account::validate_account(&deps, &req).await
+    }
+    async fn sign_up(&self, phone: &str) -> Credentials {
+        self.register(phone).await.unwrap();
+        let code = self.sms.last_code(phone).unwrap();
+        self.verify(phone, &code).await.unwrap()
+    }
+    async fn authorize(&self, key: &str) -> Result<DeviceCredential, courier_core::ApiError> {
+        authorize::authorize(&self.accounts, authorize::presented_key(Some(&format!("Bearer {key}")), None)).await
+    }
+    async fn connect(&self, creds: &Credentials, id: &str) -> ConnectionId {
+        let who = self.authorize(&creds.api_key).await.unwrap();
+        let id = ConnectionId::new(id);
+        connections::connect(&self.connections, self.clock(), id.clone(), &who).await.unwrap();
+        self.gateway.open(&id);
+        id
+    }
+}
+
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" { "000001" } else { "000000" }
+}
+
+#[tokio::test]
+async fn a_code_goes_out_by_sms_and_verifying_it_creates_the_account() {
+    let w = World::new();
+    assert_eq!(w.register(PHONE).await.unwrap(), 900);
+    let sent = w.sms.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.as_str(), PHONE);
+    let code = w.sms.last_code(PHONE).unwrap();
+    let creds = w.verify(PHONE, &code).await.unwrap();
+    assert!(creds.user_id.starts_with("u_") && creds.device_id.starts_with("d_"));
+    let who = w.authorize(&creds.api_key).await.unwrap();
+    assert_eq!(who.user_id.as_str(), creds.user_id);
+    assert_eq!(who.device_id.as_str(), creds.device_id);
+    // Single use: the same code again finds nothing pending.
+    assert_eq!(w.verify(PHONE, &code).await.unwrap_err().code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn malformed_numbers_are_refused_and_nothing_is_sent() {
+    let w = World::new();
+    for bad in ["4155550100", "+1 415 555 0100", "+11234567890", "", "+"] {
+        let e = w.register(bad).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+    }
+    assert!(w.sms.sent().is_empty());
+}
+
+#[tokio::test]
+async fn at_most_three_codes_per_fifteen_minutes() {
+    let w = World::new();
+    for _ in 0..3 {
+        w.register(PHONE).await.unwrap();
+        w.clock().advance(Duration::minutes(1));
+    }
+    let e = w.register(PHONE).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(e.retry_after_secs, Some(12 * 60), "the first code leaves the window 15 min after it was sent");
+    assert_eq!(w.sms.sent().len(), 3);
+    w.clock().advance(Duration::minutes(12));
+    w.register(PHONE).await.unwrap();
+    assert_eq!(w.sms.sent().len(), 4);
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_previous_one() {
+    let w = World::new();
+    w.register(PHONE).await.unwrap();
+    let first = w.sms.last_code(PHONE).unwrap();
+    w.register(PHONE).await.unwrap();
+    let second = w.sms.last_code(PHONE).unwrap();
+    if first != second {
+        assert_eq!(w.verify(PHONE, &first).await.unwrap_err().code, ErrorCode::Unauthorized);
+    }
+    w.verify(PHONE, &second).await.unwrap();
+}
+
+#[tokio::test]
+async fn five_wrong_tries_lock_the_code_even_for_the_right_one() {
+    let w = World::new();
+    w.register(PHONE).await.unwrap();
+    let code = w.sms.last_code(PHONE).unwrap();
+    for left in (0..5).rev() {
+        let e = w.verify(PHONE, wrong(&code)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+        assert!(e.message.contains(&format!("{left} tries left")), "{}", e.message);
+    }
+    let e = w.verify(PHONE, &code).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded, "the 6th try is refused even with the right code");
+    assert_eq!(w.accounts.live_keys(), 0);
+}
+
+#[tokio::test]
+async fn codes_expire_after_fifteen_minutes() {
+    let w = World::new();
+    w.register(PHONE).await.unwrap();
+    let code = w.sms.last_code(PHONE).unwrap();
+    w.clock().advance(Duration::minutes(15));
+    assert_eq!(w.verify(PHONE, &code).await.unwrap_err().code, ErrorCode::Expired);
+    assert_eq!(w.accounts.live_keys(), 0);
+}
+
+#[tokio::test]
+async fn malformed_codes_and_devices_are_bad_requests_that_cost_no_try() {
+    let w = World::new();
+    w.register(PHONE).await.unwrap();
+    let code = w.sms.last_code(PHONE).unwrap();
+    for bad in ["12345", "1234567", "abcdef", ""] {
+        assert_eq!(w.verify(PHONE, bad).await.unwrap_err().code, ErrorCode::BadRequest);
+    }
+    assert_eq!(w.verify("+1415", &code).await.unwrap_err().code, ErrorCode::BadRequest);
+    w.verify(PHONE, &code).await.unwrap();
+}
+
+#[tokio::test]
+async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connections() {
+    let w = World::new();
+    let old = w.sign_up(PHONE).await;
+    let old_conn = w.connect(&old, "conn-old").await;
+    let other = w.sign_up("+14155550101").await;
+    let other_conn = w.connect(&other, "conn-other").await;
+
+    let new = w.sign_up(PHONE).await;
+    assert_eq!(new.user_id, old.user_id, "same account");
+    assert_ne!(new.device_id, old.device_id);
+    assert_eq!(w.authorize(&old.api_key).await.unwrap_err().code, ErrorCode::Unauthorized);
+    w.authorize(&new.api_key).await.unwrap();
+    assert_eq!(w.gateway.closed(), vec![old_conn]);
+    let who = courier_core::UserId::from_trusted(old.user_id.clone());
+    assert!(w.connections.for_user(&who).await.unwrap().is_empty());
+    // Someone else's connection is untouched.
+    let other_id = courier_core::UserId::from_trusted(other.user_id.clone());
+    assert_eq!(w.connections.for_user(&other_id).await.unwrap().len(), 1);
+    assert!(!w.gateway.closed().contains(&other_conn));
+}
+
+#[tokio::test]
+async fn the_authorizer_refuses_missing_and_unknown_keys() {
+    let w = World::new();
+    w.sign_up(PHONE).await;
+    assert_eq!(authorize::authorize(&w.accounts, None).await.unwrap_err().code, ErrorCode::Unauthorized);
+    assert_eq!(w.authorize("ck_not-a-key").await.unwrap_err().code, ErrorCode::Unauthorized);
+}
+
+#[tokio::test]
+async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the_number() {
+    let w = World::new();
+    let me = w.sign_up(PHONE).await;
+    let current = w.connect(&me, "conn-1").await;
+    let second = w.connect(&me, "conn-2").await;
+    let friend = w.sign_up("+14155550101").await;
+    let friend_conn = w.connect(&friend, "conn-f").await;
+
+    let who = w.authorize(&me.api_key).await.unwrap();
+    let deps = delete_account::Deps { accounts: &w.accounts, connections: &w.connections, gateway: &w.gateway };
+    let to_close = delete_account::delete_account(&deps, &who, &current).await.unwrap();
+    assert_eq!(to_close, current);
+    assert_eq!(w.gateway.closed(), vec![second]);
+    assert_eq!(w.authorize(&me.api_key).await.unwrap_err().code, ErrorCode::Unauthorized);
+    w.authorize(&friend.api_key).await.unwrap();
+    assert!(!w.gateway.closed().contains(&friend_conn));
+    // Deleting again finds nothing.
+    assert_eq!(delete_account::delete_account(&deps, &who, &current).await.unwrap_err().code, ErrorCode::NotFound);
+    // The number can be registered afresh, as a new user.
+    let again = w.sign_up(PHONE).await;
+    assert_ne!(again.user_id, me.user_id);
+    let _ = PhoneNumber::parse(PHONE).unwrap();
+}
+
+#[tokio::test]
+async fn disconnect_forgets_the_connection() {
+    let w = World::new();
+    let me = w.sign_up(PHONE).await;
+    let c = w.connect(&me, "conn-1").await;
+    connections::disconnect(&w.connections, &c).await.unwrap();
+    let who = courier_core::UserId::from_trusted(me.user_id);
+    assert!(w.connections.for_user(&who).await.unwrap().is_empty());
+    // Disconnecting an unknown connection is not an error (the gateway may retry).
+    connections::disconnect(&w.connections, &c).await.unwrap();
+}
