@@ -1,0 +1,262 @@
+//! `UsersTable` (profiles, phone claims, devices) and `ApiKeysTable` (key hash -> device).
+//!
+//! UsersTable items, keyed `pk`/`sk`:
+//! - `USER#<userId>` / `PROFILE`: the account.
+//! - `PHONE#<e164>` / `PHONE`: the number's claim, written with `attribute_not_exists` so one
+//!   number belongs to one account.
+//! - `USER#<userId>` / `DEVICE#<deviceId>`: a device (one query lists them).
+//!
+//! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
+
+use super::{backend, codec, transaction_error};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use courier_core::error::PortError;
+use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, User};
+use courier_core::protocol::Platform;
+use courier_core::secrets::ApiKeyHash;
+use courier_core::{DeviceId, PhoneNumber, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileItem {
+    pk: String,
+    sk: String,
+    user_id: String,
+    phone: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhoneItem {
+    pk: String,
+    sk: String,
+    user_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceItem {
+    pk: String,
+    sk: String,
+    user_id: String,
+    device_id: String,
+    name: String,
+    platform: Platform,
+    primary: bool,
+    key_hash: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyItem {
+    key_hash: String,
+    user_id: String,
+    device_id: String,
+}
+
+fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+fn phone_pk(phone: &PhoneNumber) -> String {
+    format!("PHONE#{phone}")
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), AttributeValue::S(pk)), ("sk".to_owned(), AttributeValue::S(sk.to_owned()))])
+}
+
+/// Accounts and API keys in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoAccounts {
+    client: aws_sdk_dynamodb::Client,
+    users_table: String,
+    keys_table: String,
+}
+
+impl DynamoAccounts {
+    /// A repository over the users and API-keys tables.
+    pub fn new(client: aws_sdk_dynamodb::Client, users_table: impl Into<String>, keys_table: impl Into<String>) -> Self {
+        Self { client, users_table: users_table.into(), keys_table: keys_table.into() }
+    }
+
+    fn put(&self, table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortError> {
+        let put = Put::builder().table_name(table).set_item(Some(item)).set_condition_expression(condition.map(str::to_owned));
+        Ok(TransactWriteItem::builder().put(put.build().map_err(PortError::backend)?).build())
+    }
+
+    fn delete(&self, table: &str, key: Item) -> Result<TransactWriteItem, PortError> {
+        let delete = Delete::builder().table_name(table).set_key(Some(key)).build().map_err(PortError::backend)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn put_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
+        let device = DeviceItem {
+            pk: user_pk(&d.user_id),
+            sk: format!("DEVICE#{}", d.device_id),
+            user_id: d.user_id.to_string(),
+            device_id: d.device_id.to_string(),
+            name: d.name.clone(),
+            platform: d.platform,
+            primary: d.primary,
+            key_hash: d.key_hash.as_str().to_owned(),
+            created_at: d.created_at,
+        };
+        let key = KeyItem {
+            key_hash: d.key_hash.as_str().to_owned(),
+            user_id: d.user_id.to_string(),
+            device_id: d.device_id.to_string(),
+        };
+        Ok([
+            self.put(&self.users_table, serde_dynamo::to_item(device).map_err(codec)?, None)?,
+            self.put(&self.keys_table, serde_dynamo::to_item(key).map_err(codec)?, Some("attribute_not_exists(keyHash)"))?,
+        ])
+    }
+
+    fn delete_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
+        Ok([
+            self.delete(&self.users_table, key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)))?,
+            self.delete(
+                &self.keys_table,
+                HashMap::from([("keyHash".to_owned(), AttributeValue::S(d.key_hash.as_str().to_owned()))]),
+            )?,
+        ])
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
+        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(transaction_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountStore for DynamoAccounts {
+    async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(phone_pk(phone), "PHONE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: PhoneItem = serde_dynamo::from_item(item).map_err(codec)?;
+        Ok(Some(UserId::from_trusted(item.user_id)))
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<User>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(user_pk(user_id), "PROFILE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: ProfileItem = serde_dynamo::from_item(item).map_err(codec)?;
+        let phone = PhoneNumber::parse(&item.phone).map_err(PortError::backend)?;
+        Ok(Some(User { user_id: UserId::from_trusted(item.user_id), phone, created_at: item.created_at }))
+    }
+
+    async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :device)")
+            .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
+            .expression_attribute_values(":device", AttributeValue::S("DEVICE#".into()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(backend)?;
+        items
+            .into_iter()
+            .map(|item| {
+                let d: DeviceItem = serde_dynamo::from_item(item).map_err(codec)?;
+                Ok(Device {
+                    user_id: UserId::from_trusted(d.user_id),
+                    device_id: DeviceId::from_trusted(d.device_id),
+                    name: d.name,
+                    platform: d.platform,
+                    primary: d.primary,
+                    key_hash: ApiKeyHash::from_stored(d.key_hash),
+                    created_at: d.created_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
+        let phone = PhoneItem { pk: phone_pk(&user.phone), sk: "PHONE".into(), user_id: user.user_id.to_string() };
+        let profile = ProfileItem {
+            pk: user_pk(&user.user_id),
+            sk: "PROFILE".into(),
+            user_id: user.user_id.to_string(),
+            phone: user.phone.to_string(),
+            created_at: user.created_at,
+        };
+        let mut items = vec![
+            self.put(&self.users_table, serde_dynamo::to_item(phone).map_err(codec)?, Some("attribute_not_exists(pk)"))?,
+            self.put(&self.users_table, serde_dynamo::to_item(profile).map_err(codec)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        items.extend(self.put_device(device)?);
+        self.transact(items).await
+    }
+
+    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError> {
+        let mut items = Vec::with_capacity(2 + 2 * old.len());
+        items.extend(self.put_device(new_primary)?);
+        for d in old {
+            items.extend(self.delete_device(d)?);
+        }
+        self.transact(items).await
+    }
+
+    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError> {
+        let mut items = vec![
+            self.delete(&self.users_table, key(user_pk(&user.user_id), "PROFILE"))?,
+            self.delete(&self.users_table, key(phone_pk(&user.phone), "PHONE"))?,
+        ];
+        for d in devices {
+            items.extend(self.delete_device(d)?);
+        }
+        self.transact(items).await
+    }
+}
+
+#[async_trait]
+impl CredentialStore for DynamoAccounts {
+    async fn device_for_key(&self, key: &ApiKeyHash) -> Result<Option<DeviceCredential>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.keys_table)
+            .key("keyHash", AttributeValue::S(key.as_str().to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: KeyItem = serde_dynamo::from_item(item).map_err(codec)?;
+        Ok(Some(DeviceCredential {
+            user_id: UserId::from_trusted(item.user_id),
+            device_id: DeviceId::from_trusted(item.device_id),
+        }))
+    }
+}

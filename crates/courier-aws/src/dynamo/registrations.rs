@@ -1,0 +1,112 @@
+//! `RegistrationsTable`: one item per phone number with a pending code.
+
+use super::{backend, codec, epoch_secs};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use courier_core::PhoneNumber;
+use courier_core::error::PortError;
+use courier_core::ports::{PendingRegistration, RegistrationStore};
+use courier_core::secrets::CodeHash;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    phone: String,
+    code_salt: String,
+    code_digest: String,
+    expires_at: DateTime<Utc>,
+    failed_attempts: u32,
+    sent_at: Vec<DateTime<Utc>>,
+    version: u64,
+    /// Removal time for DynamoDB TTL: when neither the code nor the send window matter any more.
+    ttl: i64,
+}
+
+/// Pending registrations in DynamoDB, written with version conditions.
+#[derive(Clone)]
+pub struct DynamoRegistrations {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoRegistrations {
+    /// A repository over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+#[async_trait]
+impl RegistrationStore for DynamoRegistrations {
+    async fn get(&self, phone: &PhoneNumber) -> Result<Option<PendingRegistration>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("phone", AttributeValue::S(phone.as_str().to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: Item = serde_dynamo::from_item(item).map_err(codec)?;
+        Ok(Some(PendingRegistration {
+            phone: phone.clone(),
+            code: CodeHash { salt: item.code_salt, digest: item.code_digest },
+            expires_at: item.expires_at,
+            failed_attempts: item.failed_attempts,
+            sent_at: item.sent_at,
+            version: item.version,
+        }))
+    }
+
+    async fn put(&self, reg: &PendingRegistration, expected: Option<u64>) -> Result<(), PortError> {
+        let last_send = reg.sent_at.iter().max().copied().unwrap_or(reg.expires_at);
+        let ttl = epoch_secs(reg.expires_at.max(last_send + chrono::Duration::minutes(15)));
+        let item = Item {
+            phone: reg.phone.as_str().to_owned(),
+            code_salt: reg.code.salt.clone(),
+            code_digest: reg.code.digest.clone(),
+            expires_at: reg.expires_at,
+            failed_attempts: reg.failed_attempts,
+            sent_at: reg.sent_at.clone(),
+            version: reg.version,
+            ttl,
+        };
+        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(phone)"),
+            Some(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(PortError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn delete(&self, phone: &PhoneNumber, expected: u64) -> Result<(), PortError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("phone", AttributeValue::S(phone.as_str().to_owned()))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(PortError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+}

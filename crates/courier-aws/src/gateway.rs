@@ -1,0 +1,47 @@
+//! The API Gateway management API: post a frame to a connection, or close it.
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use courier_core::ConnectionId;
+use courier_core::error::PortError;
+use courier_core::ports::{ConnectionGateway, GatewayError};
+
+/// The management API client of one WebSocket API stage.
+#[derive(Clone)]
+pub struct ManagementApi {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl ManagementApi {
+    /// Wraps a client built by [`crate::config::management`].
+    pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl ConnectionGateway for ManagementApi {
+    async fn post(&self, connection_id: &ConnectionId, data: &str) -> Result<(), GatewayError> {
+        let res = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id.as_str())
+            .data(Blob::new(data.as_bytes()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(GatewayError::Gone),
+            Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
+        }
+    }
+
+    async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError> {
+        let res = self.client.delete_connection().connection_id(connection_id.as_str()).send().await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(GatewayError::Gone),
+            Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Adapters from courier-core's ports to AWS: DynamoDB repositories, SNS for SMS, and the API
+//! Gateway management API; plus the typed configuration each function reads once at cold start.
+//!
+//! - [`config`]: SDK configuration and table names from the environment.
+//! - [`dynamo`]: the DynamoDB repositories (one module per table).
+//! - [`sms`]: SMS through SNS.
+//! - [`gateway`]: posting to and closing WebSocket connections.
+
+pub mod config;
+pub mod dynamo;
+pub mod gateway;
+pub mod sms;

@@ -1,0 +1,53 @@
+//! HTTP API handlers (payload format 2.0 through `lambda_http`).
+
+use crate::log_error;
+use courier_core::protocol::{MAX_HTTP_BODY_BYTES, RegisterAccountRequest, ValidateAccountRequest, http_error_body, parse_json};
+use courier_core::usecases::{register_account, validate_account};
+use courier_core::ApiError;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(serde_json::to_string(body).expect("serialisable")))
+        .expect("valid response")
+}
+
+/// The HTTP error response for `e`: `{"error": {code, message}}` with its status, and
+/// `Retry-After` for rate limits.
+pub fn error_response(operation: &str, e: &ApiError) -> Response<Body> {
+    log_error(operation, e);
+    let mut builder = Response::builder().status(e.code.http_status()).header("content-type", "application/json");
+    if let Some(secs) = e.retry_after_secs {
+        builder = builder.header("retry-after", secs.to_string());
+    }
+    builder.body(Body::Text(http_error_body(e))).expect("valid response")
+}
+
+/// `POST /v1/accounts`: 202 once the code is on its way.
+pub async fn register_account(deps: &register_account::Deps<'_>, req: Request) -> Response<Body> {
+    let result = async {
+        let body: RegisterAccountRequest = parse_json(req.body().as_ref(), MAX_HTTP_BODY_BYTES)?;
+        register_account::register_account(deps, &body.phone).await
+    }
+    .await;
+    match result {
+        Ok(reply) => json(202, &reply),
+        Err(e) => error_response("registerAccount", &e),
+    }
+}
+
+/// `POST /v1/accounts/verify`: 200 with the device's credentials.
+pub async fn validate_account(deps: &validate_account::Deps<'_>, req: Request) -> Response<Body> {
+    let result = async {
+        let body: ValidateAccountRequest = parse_json(req.body().as_ref(), MAX_HTTP_BODY_BYTES)?;
+        validate_account::validate_account(deps, &body).await
+    }
+    .await;
+    match result {
+        Ok(creds) => json(200, &creds),
+        Err(e) => error_response("validateAccount", &e),
+    }
+}

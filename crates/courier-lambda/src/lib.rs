@@ -1,0 +1,37 @@
+//! Event glue between API Gateway and courier-core: turn an event into a use-case call and its
+//! result into an HTTP response or a WebSocket reply frame. No business rules live here.
+//!
+//! - [`telemetry`]: JSON logs, set up once per cold start.
+//! - [`http`]: HTTP API handlers (`lambda_http`): registerAccount, validateAccount.
+//! - [`ws`]: WebSocket helpers: who is calling, reply frames.
+//! - [`authorizer`]: the `$connect` REQUEST authorizer.
+//! - [`routes`]: WebSocket route handlers: `$connect`, `$disconnect`, `$default`, `deleteAccount`.
+//! - [`services`]: one entry point per function binary: build clients once, pick the operation
+//!   named by `COURIER_OPERATION`, run the Lambda runtime.
+//!
+//! Error policy: a handler never fails the invocation for a client's mistake; it answers with the
+//! protocol's error. Internal failures are logged with their cause chain and answered `INTERNAL`.
+
+pub mod authorizer;
+pub mod http;
+pub mod routes;
+pub mod services;
+pub mod telemetry;
+pub mod ws;
+
+use courier_core::{ApiError, ErrorCode};
+
+/// Logs an error with its cause chain when it is the server's fault.
+pub(crate) fn log_error(operation: &str, e: &ApiError) {
+    if e.code == ErrorCode::Internal {
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            causes.push(s.to_string());
+            source = s.source();
+        }
+        tracing::error!(operation, error = %e, causes = ?causes, "request failed");
+    } else {
+        tracing::info!(operation, code = %e.code, "request refused");
+    }
+}

@@ -1,0 +1,112 @@
+//! WebSocket route handlers. Each returns the route response; on two-way routes its body is the
+//! reply frame.
+
+use crate::log_error;
+use crate::ws::{caller, respond};
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use courier_core::clock::Clock;
+use courier_core::ports::{ConnectionGateway, ConnectionStore};
+use courier_core::protocol::{DeleteAccountParams, FrameError, RequestFrame, reply_err, reply_ok};
+use courier_core::usecases::{connections, delete_account};
+use courier_core::{ApiError, ConnectionId, ErrorCode};
+use serde_json::json;
+
+/// `$connect`: record the connection. A non-2xx status makes API Gateway refuse the handshake.
+pub async fn connect(
+    store: &dyn ConnectionStore,
+    clock: &dyn Clock,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let result = async {
+        let (who, conn) = caller(event)?;
+        connections::connect(store, clock, conn, &who).await
+    }
+    .await;
+    match result {
+        Ok(()) => respond(200, None),
+        Err(e) => {
+            log_error("connect", &e);
+            respond(i64::from(e.code.http_status()), None)
+        }
+    }
+}
+
+/// `$disconnect`: forget the connection. API Gateway ignores the response.
+pub async fn disconnect(store: &dyn ConnectionStore, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let Some(id) = event.request_context.connection_id.as_deref() else {
+        return respond(400, None);
+    };
+    match connections::disconnect(store, &ConnectionId::new(id)).await {
+        Ok(()) => respond(200, None),
+        Err(e) => {
+            log_error("disconnect", &e);
+            respond(500, None)
+        }
+    }
+}
+
+/// Reads the frame of a route event; a frame that cannot be read gets its error reply.
+fn frame(event: &ApiGatewayWebsocketProxyRequest) -> Result<RequestFrame, ApiGatewayProxyResponse> {
+    RequestFrame::parse(event.body.as_deref().unwrap_or_default()).map_err(|FrameError { request_id, error }| {
+        log_error("frame", &error);
+        respond(200, Some(reply_err(request_id.as_deref(), &error)))
+    })
+}
+
+/// `$default`: frames whose `action` names no route, or that are not JSON at all.
+pub fn default_route(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    let frame = match frame(event) {
+        Ok(f) => f,
+        Err(reply) => return reply,
+    };
+    let e = ApiError::new(ErrorCode::UnknownAction, format!("unknown action '{}'", truncate(&frame.action, 64)));
+    log_error("default", &e);
+    respond(200, Some(reply_err(frame.request_id.as_deref(), &e)))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `deleteAccount`: the reply is posted through the management API before this connection is
+/// closed, so the client sees it; the route response then carries no body.
+pub async fn delete_account(
+    deps: &delete_account::Deps<'_>,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let frame = match frame(event) {
+        Ok(f) => f,
+        Err(reply) => return reply,
+    };
+    let rid = frame.request_id.as_deref();
+    let result = async {
+        frame.params::<DeleteAccountParams>()?;
+        let (who, conn) = caller(event)?;
+        delete_account::delete_account(deps, &who, &conn).await
+    }
+    .await;
+    match result {
+        Ok(current) => {
+            let reply = reply_ok(rid, &json!({ "deleted": true }));
+            close_after_reply(deps.gateway, &current, &reply).await;
+            respond(200, None)
+        }
+        Err(e) => {
+            log_error("deleteAccount", &e);
+            respond(200, Some(reply_err(rid, &e)))
+        }
+    }
+}
+
+async fn close_after_reply(gateway: &dyn ConnectionGateway, conn: &ConnectionId, reply: &str) {
+    // Either may find the connection already gone; the account is deleted regardless.
+    if let Err(e) = gateway.post(conn, reply).await {
+        tracing::info!(error = %e, "could not post the final reply");
+    }
+    if let Err(e) = gateway.close(conn).await {
+        tracing::info!(error = %e, "could not close the connection");
+    }
+}
