@@ -29,7 +29,7 @@ impl World {
         self.clock.as_ref().unwrap()
     }
     async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
-        let deps = register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: self.clock() };
+        let deps = register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: self.clock(), code_lifetime_secs: register_account::CODE_LIFETIME_SECS };
         register_account::register_account(&deps, phone).await.map(|r| r.expires_in_seconds)
     }
     async fn verify(&self, phone: &str, code: &str) -> Result<Credentials, courier_core::ApiError> {

@@ -38,7 +38,11 @@ pub async fn registration() -> Result<(), Error> {
     match op.as_str() {
         "registerAccount" => {
             let sms = leak(SnsSms::new(config::sns(&sdk), std::env::var("SMS_SENDER_ID").ok()));
-            let deps = leak(register_account::Deps { registrations, sms, clock: &SystemClock });
+            let code_lifetime_secs = match std::env::var("CODE_TTL_SECS") {
+                Ok(v) if !v.is_empty() => v.parse().map_err(|_| format!("CODE_TTL_SECS must be a number of seconds, got {v:?}"))?,
+                _ => register_account::CODE_LIFETIME_SECS,
+            };
+            let deps = leak(register_account::Deps { registrations, sms, clock: &SystemClock, code_lifetime_secs });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
                 Ok::<_, Error>(http::register_account(deps, req).await)
             }))

@@ -48,7 +48,7 @@ struct Ports {
 
 impl Ports {
     fn register(&self) -> register_account::Deps<'_> {
-        register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: &SystemClock }
+        register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: &SystemClock, code_lifetime_secs: register_account::CODE_LIFETIME_SECS }
     }
     fn validate(&self) -> validate_account::Deps<'_> {
         validate_account::Deps {

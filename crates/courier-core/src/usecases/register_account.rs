@@ -12,7 +12,7 @@ use crate::protocol::RegisterAccountResponse;
 use crate::secrets::VerificationCode;
 use chrono::Duration;
 
-/// How long a code is accepted.
+/// How long a code is accepted, unless configured otherwise (tests shorten it).
 pub const CODE_LIFETIME_SECS: i64 = 15 * 60;
 /// The window in which at most [`MAX_CODES_PER_WINDOW`] codes are sent to one number.
 pub const SEND_WINDOW_SECS: i64 = 15 * 60;
@@ -27,6 +27,8 @@ pub struct Deps<'a> {
     pub sms: &'a dyn SmsSender,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// How long a code is accepted ([`CODE_LIFETIME_SECS`] in production).
+    pub code_lifetime_secs: i64,
 }
 
 /// Sends a new code to `phone`.
@@ -55,7 +57,7 @@ pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAc
         let reg = PendingRegistration {
             phone: phone.clone(),
             code: code.hash(),
-            expires_at: now + Duration::seconds(CODE_LIFETIME_SECS),
+            expires_at: now + Duration::seconds(deps.code_lifetime_secs),
             failed_attempts: 0,
             sent_at,
             version: existing.as_ref().map_or(1, |r| r.version + 1),
@@ -68,7 +70,7 @@ pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAc
                 );
                 deps.sms.send_sms(&phone, &text).await?;
                 tracing::info!(phone = %phone.redacted(), "verification code sent");
-                return Ok(RegisterAccountResponse { expires_in_seconds: CODE_LIFETIME_SECS as u64 });
+                return Ok(RegisterAccountResponse { expires_in_seconds: deps.code_lifetime_secs as u64 });
             }
             Err(PortError::Conflict) => continue,
             Err(e) => return Err(e.into()),

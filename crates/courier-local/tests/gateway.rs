@@ -1,0 +1,472 @@
+//! The gateway end to end, without AWS: the fixture template's functions are all
+//! `examples/echo_fn.rs` (built by `cargo test`), run through the real `lambda_runtime` client.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use courier_local::websocket::WsLimits;
+use courier_local::{LocalCloud, LocalCloudConfig};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct TestCloud {
+    cloud: LocalCloud,
+    record: PathBuf,
+    http: reqwest::Client,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    // target/debug/deps/gateway-<hash> -> target/debug/examples
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    assert!(
+        dir.join("echo_fn").is_file(),
+        "{} missing: run `cargo test -p courier-local` (it builds examples) or \
+         `cargo build -p courier-local --example echo_fn`",
+        dir.join("echo_fn").display()
+    );
+    dir
+}
+
+async fn start_with(limits: WsLimits) -> TestCloud {
+    let dir = std::env::temp_dir().join(format!("courier-local-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("events.jsonl");
+    let mut config = LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir: bin_dir(),
+        state_dir: dir.join("state"),
+        no_emulators: true,
+        ws_limits: limits,
+        ready_file: Some(dir.join("ready.json")),
+        ..Default::default()
+    };
+    config
+        .parameters
+        .insert("RecordFile".into(), record.display().to_string());
+    let cloud = courier_local::start(config).await.unwrap();
+    let ready: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ready.json")).unwrap()).unwrap();
+    assert_eq!(ready["wsUrl"], cloud.ws_url());
+    TestCloud {
+        cloud,
+        record,
+        http: reqwest::Client::new(),
+        _dir: TempDir(dir),
+    }
+}
+
+async fn start() -> TestCloud {
+    start_with(WsLimits::default()).await
+}
+
+impl TestCloud {
+    async fn connect(&self, query: &str) -> Result<Client, WsError> {
+        let url = format!("{}/test?{query}", self.cloud.ws_url());
+        connect_async(url).await.map(|(ws, _)| ws)
+    }
+
+    fn recorded(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until an event recorded by `op` matches `pred`.
+    async fn wait_recorded(&self, op: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            if let Some(e) = self
+                .recorded()
+                .into_iter()
+                .find(|e| e["op"] == op && pred(&e["event"]))
+            {
+                return e["event"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {op} event recorded; got {:#?}", self.recorded());
+    }
+
+    fn manage(&self, id: &str) -> String {
+        format!("{}/test/@connections/{}", self.cloud.management_url(), id)
+    }
+}
+
+async fn next_text(ws: &mut Client) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("connection open")
+            .expect("no error");
+        match msg {
+            Message::Text(t) => {
+                return serde_json::from_str(&t).unwrap_or(Value::String(t.to_string()));
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Client, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(ws: &mut Client) -> u16 {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => return u16::from(f.code),
+            Ok(Some(Ok(Message::Close(None)))) => return 1005,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+fn status_of(err: WsError) -> u16 {
+    match err {
+        WsError::Http(resp) => resp.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn authorizer_refusals() {
+    let t = start().await;
+    assert_eq!(status_of(t.connect("").await.unwrap_err()), 401);
+    assert_eq!(status_of(t.connect("token=deny").await.unwrap_err()), 403);
+    assert_eq!(status_of(t.connect("token=boom").await.unwrap_err()), 500);
+    assert_eq!(
+        status_of(t.connect("token=good&reject=1").await.unwrap_err()),
+        403,
+        "a non-2xx $connect response refuses the upgrade"
+    );
+    let auth = t
+        .wait_recorded("authorize", |e| {
+            e["queryStringParameters"]["token"] == "deny"
+        })
+        .await;
+    assert_eq!(auth["type"], "REQUEST");
+    assert!(
+        auth["methodArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/test/$connect"),
+        "{auth}"
+    );
+    assert_eq!(t.cloud.connection_count(), 0);
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn routes_replies_and_order() {
+    let t = start().await;
+    let mut ws = t.connect("token=good").await.unwrap();
+    let connect = t.wait_recorded("connect", |_| true).await;
+    assert_eq!(connect["requestContext"]["eventType"], "CONNECT");
+    assert_eq!(connect["requestContext"]["authorizer"]["userId"], "u1");
+    assert_eq!(connect["requestContext"]["authorizer"]["principalId"], "u1");
+
+    send(&mut ws, json!({"action": "echo", "n": 1})).await;
+    let r = next_text(&mut ws).await;
+    assert_eq!(r["route"], "echo");
+    assert_eq!(r["authorizer"]["deviceId"], "d1");
+    let id = r["connectionId"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 16);
+
+    // Not JSON, unknown action, and a non-string action all go to $default.
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await["route"], "$default");
+    send(&mut ws, json!({"action": "nope"})).await;
+    assert_eq!(next_text(&mut ws).await["route"], "$default");
+    send(&mut ws, json!({"action": 7})).await;
+    assert_eq!(next_text(&mut ws).await["route"], "$default");
+
+    // A one-way route sends nothing back; order is kept.
+    send(&mut ws, json!({"action": "oneway"})).await;
+    send(&mut ws, json!({"action": "echo", "n": 2})).await;
+    assert_eq!(next_text(&mut ws).await["route"], "echo");
+    t.wait_recorded("oneway", |e| e["requestContext"]["eventType"] == "MESSAGE")
+        .await;
+
+    ws.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
+    let r = next_text(&mut ws).await;
+    assert_eq!(r["message"], "Binary frames are not supported");
+    assert_eq!(r["connectionId"], id.as_str());
+
+    ws.close(None).await.unwrap();
+    let d = t
+        .wait_recorded("disconnect", |e| {
+            e["requestContext"]["connectionId"] == id.as_str()
+        })
+        .await;
+    assert_eq!(d["requestContext"]["eventType"], "DISCONNECT");
+    assert_eq!(d["requestContext"]["authorizer"]["userId"], "u1");
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn management_api() {
+    let t = start().await;
+    let mut ws = t.connect("token=good").await.unwrap();
+    send(&mut ws, json!({"action": "echo"})).await;
+    let id = next_text(&mut ws).await["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let r = t
+        .http
+        .post(t.manage(&id))
+        .body("pushed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(next_text(&mut ws).await, Value::String("pushed".into()));
+    // Without the stage, and with the id percent-encoded as the SDK does.
+    let encoded = id.replace('=', "%3D");
+    let url = format!("{}/@connections/{encoded}", t.cloud.management_url());
+    let r = t.http.post(url).body(r#"{"k":1}"#).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(next_text(&mut ws).await, json!({"k": 1}));
+
+    let info: Value = t
+        .http
+        .get(t.manage(&id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["ConnectedAt"].is_string(), "{info}");
+    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
+
+    let r = t
+        .http
+        .post(t.manage("nosuchconnid="))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(r.headers()["x-amzn-errortype"], "GoneException");
+
+    let r = t.http.delete(t.manage(&id)).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(close_code(&mut ws).await, 1000);
+    t.wait_recorded("disconnect", |e| {
+        e["requestContext"]["connectionId"] == id.as_str()
+    })
+    .await;
+    let r = t
+        .http
+        .post(t.manage(&id))
+        .body("late")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn size_limits_close_with_1009() {
+    let t = start().await;
+
+    // A 90 KB message in 30 KB frames is fine.
+    let mut ws = t.connect("token=good").await.unwrap();
+    let chunk = "a".repeat(30 * 1024);
+    for i in 0..3 {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        ws.send(Message::Frame(Frame::message(
+            chunk.clone(),
+            opcode,
+            i == 2,
+        )))
+        .await
+        .unwrap();
+    }
+    assert_eq!(next_text(&mut ws).await["size"], 90 * 1024);
+
+    // 150 KB in 30 KB frames is over the message limit.
+    for i in 0..5 {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let _ = ws
+            .send(Message::Frame(Frame::message(
+                chunk.clone(),
+                opcode,
+                i == 4,
+            )))
+            .await;
+    }
+    assert_eq!(close_code(&mut ws).await, 1009);
+
+    // One 200 KB frame is over the frame limit.
+    let mut ws = t.connect("token=good").await.unwrap();
+    let _ = ws.send(Message::text("b".repeat(200 * 1024))).await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+    t.wait_recorded("disconnect", |e| {
+        e["requestContext"]["disconnectStatusCode"] == 1009
+    })
+    .await;
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn crash_gives_internal_server_error_and_connection_survives() {
+    let t = start().await;
+    let mut ws = t.connect("token=good").await.unwrap();
+    send(&mut ws, json!({"action": "echo", "crash": true})).await;
+    let r = next_text(&mut ws).await;
+    assert_eq!(r["message"], "Internal server error");
+    assert!(
+        r["connectionId"].is_string() && r["requestId"].is_string(),
+        "{r}"
+    );
+    send(&mut ws, json!({"action": "echo"})).await;
+    assert_eq!(next_text(&mut ws).await["route"], "echo");
+    assert_eq!(t.cloud.function_stats("EchoFunction").unwrap().spawned, 2);
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_invocations_spawn_a_second_process() {
+    let t = start().await;
+    let mut a = t.connect("token=good").await.unwrap();
+    let mut b = t.connect("token=good").await.unwrap();
+    send(&mut a, json!({"action": "echo", "sleepMs": 700})).await;
+    send(&mut b, json!({"action": "echo", "sleepMs": 700})).await;
+    let (ra, rb) = tokio::join!(next_text(&mut a), next_text(&mut b));
+    assert_ne!(ra["pid"], rb["pid"], "two processes served at once");
+    assert_eq!(t.cloud.function_stats("EchoFunction").unwrap().spawned, 2);
+    // Warm processes are reused.
+    send(&mut a, json!({"action": "echo"})).await;
+    next_text(&mut a).await;
+    assert_eq!(t.cloud.function_stats("EchoFunction").unwrap().spawned, 2);
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_connections_close_with_1001() {
+    let t = start_with(WsLimits {
+        idle_timeout: Duration::from_millis(500),
+        ..WsLimits::default()
+    })
+    .await;
+    let mut ws = t.connect("token=good").await.unwrap();
+    assert_eq!(close_code(&mut ws).await, 1001);
+    t.wait_recorded("disconnect", |e| {
+        e["requestContext"]["disconnectStatusCode"] == 1001
+    })
+    .await;
+    t.cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_api() {
+    let t = start().await;
+    let base = t.cloud.http_url();
+    let health: Value = t
+        .http
+        .get(format!("{base}/_local/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"ok": true}));
+
+    let r = t
+        .http
+        .post(format!("{base}/v1/echo/abc%20d?q=1&q=2&x=y"))
+        .header("x-multi", "a")
+        .body(r#"{"hello":"world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-echo"], "1");
+    let e: Value = r.json().await.unwrap();
+    let e = &e["event"];
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "POST /v1/echo/{id}");
+    assert_eq!(e["pathParameters"]["id"], "abc d");
+    assert_eq!(e["queryStringParameters"]["q"], "1,2");
+    assert_eq!(e["rawQueryString"], "q=1&q=2&x=y");
+    assert_eq!(e["headers"]["x-multi"], "a");
+    assert_eq!(e["body"], r#"{"hello":"world"}"#);
+    assert_eq!(e["isBase64Encoded"], false);
+    assert_eq!(e["requestContext"]["http"]["method"], "POST");
+    assert_eq!(e["requestContext"]["stage"], "$default");
+    // The event is what lambda_http expects.
+    serde_json::from_value::<aws_lambda_events::apigw::ApiGatewayV2httpRequest>(e.clone()).unwrap();
+
+    let r = t
+        .http
+        .post(format!("{base}/v1/echo/bin"))
+        .body(vec![0xffu8, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["event"]["isBase64Encoded"], true);
+    assert_eq!(e["event"]["body"], "//4=");
+
+    let r = t.http.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Not Found"})
+    );
+
+    let r = t
+        .http
+        .post(format!("{base}/v1/echo/big"))
+        .body(vec![b'x'; 10 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // HttpFunction's Timeout is 1 s; /v1/slow sleeps 30 s.
+    let r = t.http.get(format!("{base}/v1/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+    t.cloud.shutdown().await;
+}

@@ -1,0 +1,163 @@
+//! End-to-end tests on the local cloud with real HTTP and WebSocket clients.
+//!
+//! [`TestCloud`] starts `target/debug/courier-local` on the repo's `template.yaml`, the same
+//! binary and template that `./dev up` runs, on free ports with its own resource prefix, and stops
+//! it when the test process exits. Build the binaries first (`./dev test` does:
+//! `cargo build --workspace --bins`). If `COURIER_HTTP_URL` and `COURIER_WS_URL` are set, tests
+//! run against that stack instead (a deployed one, say); the SMS outbox is then unavailable.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A running local cloud.
+pub struct TestCloud {
+    /// HTTP API.
+    pub http_url: String,
+    /// WebSocket API.
+    pub ws_url: String,
+    _child: Option<Child>,
+}
+
+static SHARED: OnceLock<TestCloud> = OnceLock::new();
+
+impl TestCloud {
+    /// The cloud shared by the tests of this process, started on first use.
+    pub fn shared() -> &'static TestCloud {
+        SHARED.get_or_init(|| TestCloud::start(&[]).expect("the local cloud starts"))
+    }
+
+    /// Starts a cloud of its own, with `--parameter` overrides (`Key=Value`).
+    pub fn start(parameters: &[&str]) -> Result<TestCloud> {
+        if let (Ok(http_url), Ok(ws_url)) = (std::env::var("COURIER_HTTP_URL"), std::env::var("COURIER_WS_URL")) {
+            if parameters.is_empty() {
+                return Ok(TestCloud { http_url, ws_url, _child: None });
+            }
+        }
+        let root = repo_root();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let bin_dir = target.join("debug");
+        let exe = bin_dir.join("courier-local");
+        if !exe.exists() {
+            bail!("{} is missing: run `cargo build --workspace --bins` first (./dev test does)", exe.display());
+        }
+        let run_id = format!("t{}{}", std::process::id(), rand_suffix());
+        let state = std::env::temp_dir().join(format!("courier-e2e-{run_id}"));
+        std::fs::create_dir_all(&state)?;
+        let ready = state.join("ready.json");
+        let mut cmd = Command::new(&exe);
+        cmd.current_dir(&root)
+            .args(["--template", "template.yaml", "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--resource-prefix", &run_id])
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(state.join("courier-local.log"))?));
+        for p in parameters {
+            cmd.args(["--parameter", p]);
+        }
+        // The cloud stops when this test process dies, however it dies.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        // PR_SET_PDEATHSIG fires when the spawning *thread* ends, so spawn from a thread that
+        // lives as long as the process (test threads end with their test).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(cmd.spawn());
+            loop {
+                std::thread::park();
+            }
+        });
+        let mut child = rx.recv()?.with_context(|| format!("starting {}", exe.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    let http_url = v["httpUrl"].as_str().context("httpUrl")?.to_owned();
+                    let ws_url = v["wsUrl"].as_str().context("wsUrl")?.to_owned();
+                    return Ok(TestCloud { http_url, ws_url, _child: Some(child) });
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(state.join("courier-local.log")).unwrap_or_default();
+                bail!("courier-local exited with {status} before it was ready:\n{log}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("courier-local was not ready within 120 s; see {}", state.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SMS the cloud has sent to `phone`, oldest first.
+    pub async fn sms_to(&self, phone: &str) -> Result<Vec<String>> {
+        let all: Vec<Value> = reqwest::get(format!("{}/_local/outbox/sms", self.http_url)).await?.json().await?;
+        Ok(all
+            .iter()
+            .filter(|m| m["phoneNumber"] == phone)
+            .filter_map(|m| m["message"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The code in the latest SMS to `phone`.
+    pub async fn code_for(&self, phone: &str) -> Result<String> {
+        let texts = self.sms_to(phone).await?;
+        let last = texts.last().with_context(|| format!("no SMS was sent to {phone}"))?;
+        courier_core::memory::extract_code(last).with_context(|| format!("no code in {last:?}"))
+    }
+
+    /// A client of the HTTP API.
+    pub fn accounts(&self) -> courier_client::AccountsClient {
+        courier_client::AccountsClient::new(&self.http_url)
+    }
+
+    /// A raw HTTP client call: `(status, body)`.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<(u16, String)> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.http_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        Ok((resp.status().as_u16(), resp.text().await?))
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
+}
+
+/// A fresh, valid US phone number, random so that runs sharing emulators do not collide.
+pub fn fresh_phone() -> String {
+    const AREAS: [u32; 8] = [415, 650, 212, 310, 617, 206, 312, 512];
+    loop {
+        let r = uuid::Uuid::new_v4().as_u128();
+        let area = AREAS[(r % 8) as usize];
+        let exchange = 200 + ((r >> 8) % 800) as u32;
+        let line = ((r >> 24) % 10_000) as u32;
+        let phone = format!("+1{area}{exchange}{line:04}");
+        if courier_core::PhoneNumber::parse(&phone).is_ok() {
+            return phone;
+        }
+    }
+}
