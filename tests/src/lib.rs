@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A running local cloud.
@@ -37,17 +40,28 @@ impl TestCloud {
 
     /// Starts a cloud of its own, with `--parameter` overrides (`Key=Value`).
     pub fn start(parameters: &[&str]) -> Result<TestCloud> {
-        if let (Ok(http_url), Ok(ws_url)) = (std::env::var("COURIER_HTTP_URL"), std::env::var("COURIER_WS_URL")) {
-            if parameters.is_empty() {
-                return Ok(TestCloud { http_url, ws_url, _child: None });
-            }
+        if let (Ok(http_url), Ok(ws_url), true) = (
+            std::env::var("COURIER_HTTP_URL"),
+            std::env::var("COURIER_WS_URL"),
+            parameters.is_empty(),
+        ) {
+            return Ok(TestCloud {
+                http_url,
+                ws_url,
+                _child: None,
+            });
         }
         let root = repo_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
         let bin_dir = target.join("debug");
         let exe = bin_dir.join("courier-local");
         if !exe.exists() {
-            bail!("{} is missing: run `cargo build --workspace --bins` first (./dev test does)", exe.display());
+            bail!(
+                "{} is missing: run `cargo build --workspace --bins` first (./dev test does)",
+                exe.display()
+            );
         }
         let run_id = format!("t{}{}", std::process::id(), rand_suffix());
         let state = std::env::temp_dir().join(format!("courier-e2e-{run_id}"));
@@ -55,7 +69,14 @@ impl TestCloud {
         let ready = state.join("ready.json");
         let mut cmd = Command::new(&exe);
         cmd.current_dir(&root)
-            .args(["--template", "template.yaml", "--http", "127.0.0.1:0", "--ws", "127.0.0.1:0"])
+            .args([
+                "--template",
+                "template.yaml",
+                "--http",
+                "127.0.0.1:0",
+                "--ws",
+                "127.0.0.1:0",
+            ])
             .arg("--bin-dir")
             .arg(&bin_dir)
             .arg("--state-dir")
@@ -65,7 +86,9 @@ impl TestCloud {
             .arg(&ready)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(state.join("courier-local.log"))?));
+            .stderr(Stdio::from(std::fs::File::create(
+                state.join("courier-local.log"),
+            )?));
         for p in parameters {
             cmd.args(["--parameter", p]);
         }
@@ -87,23 +110,34 @@ impl TestCloud {
                 std::thread::park();
             }
         });
-        let mut child = rx.recv()?.with_context(|| format!("starting {}", exe.display()))?;
+        let mut child = rx
+            .recv()?
+            .with_context(|| format!("starting {}", exe.display()))?;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    let http_url = v["httpUrl"].as_str().context("httpUrl")?.to_owned();
-                    let ws_url = v["wsUrl"].as_str().context("wsUrl")?.to_owned();
-                    return Ok(TestCloud { http_url, ws_url, _child: Some(child) });
-                }
+            if let Some(v) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            {
+                let http_url = v["httpUrl"].as_str().context("httpUrl")?.to_owned();
+                let ws_url = v["wsUrl"].as_str().context("wsUrl")?.to_owned();
+                return Ok(TestCloud {
+                    http_url,
+                    ws_url,
+                    _child: Some(child),
+                });
             }
             if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(state.join("courier-local.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(state.join("courier-local.log")).unwrap_or_default();
                 bail!("courier-local exited with {status} before it was ready:\n{log}");
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("courier-local was not ready within 120 s; see {}", state.display());
+                bail!(
+                    "courier-local was not ready within 120 s; see {}",
+                    state.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -111,7 +145,10 @@ impl TestCloud {
 
     /// SMS the cloud has sent to `phone`, oldest first.
     pub async fn sms_to(&self, phone: &str) -> Result<Vec<String>> {
-        let all: Vec<Value> = reqwest::get(format!("{}/_local/outbox/sms", self.http_url)).await?.json().await?;
+        let all: Vec<Value> = reqwest::get(format!("{}/_local/outbox/sms", self.http_url))
+            .await?
+            .json()
+            .await?;
         Ok(all
             .iter()
             .filter(|m| m["phoneNumber"] == phone)
@@ -122,7 +159,9 @@ impl TestCloud {
     /// The code in the latest SMS to `phone`.
     pub async fn code_for(&self, phone: &str) -> Result<String> {
         let texts = self.sms_to(phone).await?;
-        let last = texts.last().with_context(|| format!("no SMS was sent to {phone}"))?;
+        let last = texts
+            .last()
+            .with_context(|| format!("no SMS was sent to {phone}"))?;
         courier_core::memory::extract_code(last).with_context(|| format!("no code in {last:?}"))
     }
 
@@ -132,7 +171,11 @@ impl TestCloud {
     }
 
     /// A raw HTTP client call: `(status, body)`.
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<(u16, String)> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<(u16, String)> {
         let resp = reqwest::Client::new()
             .post(format!("{}{path}", self.http_url))
             .header("content-type", "application/json")

@@ -9,13 +9,24 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 fn device(name: &str) -> DeviceInfo {
-    DeviceInfo { name: name.into(), platform: Platform::Cli }
+    DeviceInfo {
+        name: name.into(),
+        platform: Platform::Cli,
+    }
 }
 
 async fn sign_up(cloud: &TestCloud, phone: &str, name: &str) -> Credentials {
-    cloud.accounts().register(phone).await.expect("code requested");
+    cloud
+        .accounts()
+        .register(phone)
+        .await
+        .expect("code requested");
     let code = cloud.code_for(phone).await.expect("code in the outbox");
-    cloud.accounts().verify(phone, &code, device(name)).await.expect("verified")
+    cloud
+        .accounts()
+        .verify(phone, &code, device(name))
+        .await
+        .expect("verified")
 }
 
 async fn refused(cloud: &TestCloud, key: &str) -> u16 {
@@ -27,7 +38,9 @@ async fn refused(cloud: &TestCloud, key: &str) -> u16 {
 }
 
 async fn wait_closed(session: &Session) {
-    tokio::time::timeout(Duration::from_secs(10), session.closed()).await.expect("the server closed the connection");
+    tokio::time::timeout(Duration::from_secs(10), session.closed())
+        .await
+        .expect("the server closed the connection");
 }
 
 #[tokio::test]
@@ -42,17 +55,27 @@ async fn register_verify_connect_move_phone_and_delete() {
     assert_eq!(sms.len(), 1);
     assert!(sms[0].contains("Courier code"));
     let code = cloud.code_for(&phone).await.unwrap();
-    let first = cloud.accounts().verify(&phone, &code, device("old phone")).await.unwrap();
+    let first = cloud
+        .accounts()
+        .verify(&phone, &code, device("old phone"))
+        .await
+        .unwrap();
 
     // Connect with the key (header and query forms); wrong and missing keys get 401.
-    let old = Session::connect(&cloud.ws_url, &first.api_key).await.expect("key accepted");
-    let by_token = Session::connect_with_token(&cloud.ws_url, &first.api_key).await.expect("token accepted");
+    let old = Session::connect(&cloud.ws_url, &first.api_key)
+        .await
+        .expect("key accepted");
+    let by_token = Session::connect_with_token(&cloud.ws_url, &first.api_key)
+        .await
+        .expect("token accepted");
     by_token.close().await;
     assert_eq!(refused(cloud, "ck_wrong-key").await, 401);
     assert_eq!(refused(cloud, "").await, 401);
     let no_key = tokio_tungstenite::connect_async(cloud.ws_url.as_str()).await;
     match no_key {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
         other => panic!("expected 401 without a key, got {:?}", other.map(|_| ())),
     }
 
@@ -70,8 +93,12 @@ async fn register_verify_connect_move_phone_and_delete() {
 
     // Delete the account from the new phone: the reply arrives, then the connection closes and
     // the key is refused.
-    let current = Session::connect(&cloud.ws_url, &second.api_key).await.unwrap();
-    let other_device = Session::connect(&cloud.ws_url, &second.api_key).await.unwrap();
+    let current = Session::connect(&cloud.ws_url, &second.api_key)
+        .await
+        .unwrap();
+    let other_device = Session::connect(&cloud.ws_url, &second.api_key)
+        .await
+        .unwrap();
     let result = current.request("deleteAccount", json!({})).await.unwrap();
     assert_eq!(result["deleted"], true);
     wait_closed(&current).await;
@@ -89,19 +116,38 @@ async fn deleting_one_account_leaves_others_alone() {
     let alice = sign_up(cloud, &fresh_phone(), "alice").await;
     let bob = sign_up(cloud, &fresh_phone(), "bob").await;
     let bob_session = Session::connect(&cloud.ws_url, &bob.api_key).await.unwrap();
-    let alice_session = Session::connect(&cloud.ws_url, &alice.api_key).await.unwrap();
-    alice_session.request("deleteAccount", json!({})).await.unwrap();
+    let alice_session = Session::connect(&cloud.ws_url, &alice.api_key)
+        .await
+        .unwrap();
+    alice_session
+        .request("deleteAccount", json!({}))
+        .await
+        .unwrap();
     wait_closed(&alice_session).await;
     // Bob's connection still answers and his key still works.
-    let err = bob_session.request("noSuchThing", json!({})).await.unwrap_err();
+    let err = bob_session
+        .request("noSuchThing", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownAction));
-    Session::connect(&cloud.ws_url, &bob.api_key).await.expect("bob's key still works").close().await;
+    Session::connect(&cloud.ws_url, &bob.api_key)
+        .await
+        .expect("bob's key still works")
+        .close()
+        .await;
 }
 
 #[tokio::test]
 async fn malformed_numbers_are_refused_and_no_sms_goes_out() {
     let cloud = TestCloud::shared();
-    for bad in ["4155550100", "+1 415 555 0100", "+11234567890", "+", "+1415555010x", "+999123456"] {
+    for bad in [
+        "4155550100",
+        "+1 415 555 0100",
+        "+11234567890",
+        "+",
+        "+1415555010x",
+        "+999123456",
+    ] {
         let err = cloud.accounts().register(bad).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{bad}");
         assert!(cloud.sms_to(bad).await.unwrap().is_empty(), "{bad}");
@@ -116,16 +162,25 @@ async fn malformed_and_oversized_bodies_and_unknown_routes() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "BAD_REQUEST");
 
-    let (status, body) = cloud.post_raw("/v1/accounts", r#"{"phone": 14155550100}"#).await.unwrap();
+    let (status, body) = cloud
+        .post_raw("/v1/accounts", r#"{"phone": 14155550100}"#)
+        .await
+        .unwrap();
     assert_eq!(status, 400);
     assert!(body.contains("invalid type"), "{body}");
 
     let phone = fresh_phone();
-    let big = format!(r#"{{"phone":"{phone}","padding":"{}"}}"#, "x".repeat(64 * 1024));
+    let big = format!(
+        r#"{{"phone":"{phone}","padding":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
     let (status, body) = cloud.post_raw("/v1/accounts", big).await.unwrap();
     assert_eq!(status, 413);
     assert!(body.contains("PAYLOAD_TOO_LARGE"));
-    assert!(cloud.sms_to(&phone).await.unwrap().is_empty(), "nothing was sent for a refused body");
+    assert!(
+        cloud.sms_to(&phone).await.unwrap().is_empty(),
+        "nothing was sent for a refused body"
+    );
 
     let (status, _) = cloud.post_raw("/v1/nothing-here", "{}").await.unwrap();
     assert_eq!(status, 404);
@@ -139,18 +194,41 @@ async fn wrong_codes_lock_the_code_after_five_tries() {
     let code = cloud.code_for(&phone).await.unwrap();
     let wrong = if code == "000000" { "000001" } else { "000000" };
     for left in (0..5).rev() {
-        let err = cloud.accounts().verify(&phone, wrong, device("x")).await.unwrap_err();
+        let err = cloud
+            .accounts()
+            .verify(&phone, wrong, device("x"))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::Unauthorized));
-        assert!(err.to_string().contains(&format!("{left} tries left")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("{left} tries left")),
+            "{err}"
+        );
     }
-    let err = cloud.accounts().verify(&phone, &code, device("x")).await.unwrap_err();
-    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded), "the 6th try is refused even with the right code");
+    let err = cloud
+        .accounts()
+        .verify(&phone, &code, device("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::LimitExceeded),
+        "the 6th try is refused even with the right code"
+    );
 
     // A code for a number that asked for none.
-    let err = cloud.accounts().verify(&fresh_phone(), "123456", device("x")).await.unwrap_err();
+    let err = cloud
+        .accounts()
+        .verify(&fresh_phone(), "123456", device("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
     // Not six digits.
-    let err = cloud.accounts().verify(&phone, "12345", device("x")).await.unwrap_err();
+    let err = cloud
+        .accounts()
+        .verify(&phone, "12345", device("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest));
 }
 
@@ -168,12 +246,20 @@ async fn at_most_three_codes_per_number_in_fifteen_minutes() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 800 && retry <= 900, "{retry}");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "LIMIT_EXCEEDED");
     assert_eq!(v["error"]["retryAfter"], retry);
-    assert_eq!(cloud.sms_to(&phone).await.unwrap().len(), 3, "the 4th request sent nothing");
+    assert_eq!(
+        cloud.sms_to(&phone).await.unwrap().len(),
+        3,
+        "the 4th request sent nothing"
+    );
 }
 
 #[tokio::test]
@@ -184,19 +270,36 @@ async fn bad_frames_get_error_replies_and_the_connection_stays_open() {
 
     // Not JSON: BAD_REQUEST with no request id (it could not be read); arrives as an event-less reply.
     s.send_raw("this is not json").await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(10), s.next_event()).await.unwrap().unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), s.next_event())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply["ok"], false);
     assert_eq!(reply["error"]["code"], "BAD_REQUEST");
 
-    let reply = s.send_raw_and_wait("r1", r#"{"action":"fly","requestId":"r1"}"#).await.unwrap();
+    let reply = s
+        .send_raw_and_wait("r1", r#"{"action":"fly","requestId":"r1"}"#)
+        .await
+        .unwrap();
     assert_eq!(reply["error"]["code"], "UNKNOWN_ACTION");
-    let reply = s.send_raw_and_wait("r2", r#"{"action":42,"requestId":"r2"}"#).await.unwrap();
+    let reply = s
+        .send_raw_and_wait("r2", r#"{"action":42,"requestId":"r2"}"#)
+        .await
+        .unwrap();
     assert_eq!(reply["error"]["code"], "BAD_REQUEST");
-    let reply = s.send_raw_and_wait("r3", r#"{"requestId":"r3"}"#).await.unwrap();
+    let reply = s
+        .send_raw_and_wait("r3", r#"{"requestId":"r3"}"#)
+        .await
+        .unwrap();
     assert_eq!(reply["error"]["code"], "BAD_REQUEST");
     // Truncated JSON: its request id cannot be read, so the reply carries none.
-    s.send_raw(r#"{"action":"deleteAccount","requestId":"r4","extra":"#).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(10), s.next_event()).await.unwrap().unwrap();
+    s.send_raw(r#"{"action":"deleteAccount","requestId":"r4","extra":"#)
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), s.next_event())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply["error"]["code"], "BAD_REQUEST");
     assert!(reply["requestId"].is_null());
 

@@ -12,7 +12,10 @@ pub enum ConfigError {
 
 /// Reads a required environment variable.
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
 }
 
 /// Loads the SDK configuration from the environment (region, credentials and the standard
@@ -38,5 +41,7 @@ pub fn management(sdk: &SdkConfig) -> Result<aws_sdk_apigatewaymanagement::Clien
     if std::env::var_os("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI").is_none() {
         builder = builder.endpoint_url(required("COURIER_WS_ENDPOINT")?);
     }
-    Ok(aws_sdk_apigatewaymanagement::Client::from_conf(builder.build()))
+    Ok(aws_sdk_apigatewaymanagement::Client::from_conf(
+        builder.build(),
+    ))
 }

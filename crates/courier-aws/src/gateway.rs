@@ -31,16 +31,25 @@ impl ConnectionGateway for ManagementApi {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(GatewayError::Gone),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
+                Err(GatewayError::Gone)
+            }
             Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
         }
     }
 
     async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError> {
-        let res = self.client.delete_connection().connection_id(connection_id.as_str()).send().await;
+        let res = self
+            .client
+            .delete_connection()
+            .connection_id(connection_id.as_str())
+            .send()
+            .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(GatewayError::Gone),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
+                Err(GatewayError::Gone)
+            }
             Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
         }
     }

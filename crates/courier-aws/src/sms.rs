@@ -16,12 +16,19 @@ pub struct SnsSms {
 impl SnsSms {
     /// `sender_id` is shown as the sender where carriers allow it.
     pub fn new(client: aws_sdk_sns::Client, sender_id: Option<String>) -> Self {
-        Self { client, sender_id: sender_id.filter(|s| !s.is_empty()) }
+        Self {
+            client,
+            sender_id: sender_id.filter(|s| !s.is_empty()),
+        }
     }
 }
 
 fn attr(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data type is set")
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type is set")
 }
 
 #[async_trait]
@@ -36,7 +43,9 @@ impl SmsSender for SnsSms {
         if let Some(id) = &self.sender_id {
             req = req.message_attributes("AWS.SNS.SMS.SenderID", attr(id));
         }
-        req.send().await.map_err(|e| PortError::backend(aws_sdk_sns::Error::from(e)))?;
+        req.send()
+            .await
+            .map_err(|e| PortError::backend(aws_sdk_sns::Error::from(e)))?;
         Ok(())
     }
 }

@@ -12,10 +12,20 @@ use std::path::PathBuf;
 #[command(name = "courier", version, about = "Courier messaging client")]
 struct Cli {
     /// HTTP API URL (the local cloud's by default).
-    #[arg(long, env = "COURIER_HTTP_URL", default_value = "http://127.0.0.1:3000", global = true)]
+    #[arg(
+        long,
+        env = "COURIER_HTTP_URL",
+        default_value = "http://127.0.0.1:3000",
+        global = true
+    )]
     http_url: String,
     /// WebSocket API URL.
-    #[arg(long, env = "COURIER_WS_URL", default_value = "ws://127.0.0.1:3001", global = true)]
+    #[arg(
+        long,
+        env = "COURIER_WS_URL",
+        default_value = "ws://127.0.0.1:3001",
+        global = true
+    )]
     ws_url: String,
     /// Where credentials are kept (default: the user's config directory).
     #[arg(long, env = "COURIER_CONFIG_DIR", global = true)]
@@ -64,7 +74,9 @@ impl Store {
     fn new(dir: Option<PathBuf>) -> Result<Self> {
         let dir = match dir {
             Some(d) => d,
-            None => dirs::config_dir().context("no config directory for this user")?.join("courier"),
+            None => dirs::config_dir()
+                .context("no config directory for this user")?
+                .join("courier"),
         };
         Ok(Self(dir))
     }
@@ -72,7 +84,10 @@ impl Store {
     fn read<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let path = self.0.join(name);
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -81,14 +96,17 @@ impl Store {
     /// Writes a file readable only by the user (it may hold the API key).
     fn write(&self, name: &str, value: &impl Serialize) -> Result<()> {
         use std::io::Write;
-        std::fs::create_dir_all(&self.0).with_context(|| format!("creating {}", self.0.display()))?;
+        std::fs::create_dir_all(&self.0)
+            .with_context(|| format!("creating {}", self.0.display()))?;
         let path = self.0.join(name);
         let tmp = self.0.join(format!(".{name}.tmp"));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(value)?)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
@@ -104,34 +122,58 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Register { phone } => {
             let reply = accounts.register(&phone).await?;
-            store.write("pending.json", &Pending { phone: phone.clone() })?;
-            println!("A code was sent by SMS to {phone}; it expires in {} minutes.", reply.expires_in_seconds / 60);
+            store.write(
+                "pending.json",
+                &Pending {
+                    phone: phone.clone(),
+                },
+            )?;
+            println!(
+                "A code was sent by SMS to {phone}; it expires in {} minutes.",
+                reply.expires_in_seconds / 60
+            );
             println!("Next: courier verify <code>");
         }
         Command::Verify { code, device_name } => {
             let Some(pending) = store.read::<Pending>("pending.json")? else {
                 bail!("no registration in progress; run `courier register <phone>` first");
             };
-            let device = DeviceInfo { name: device_name, platform: Platform::Cli };
+            let device = DeviceInfo {
+                name: device_name,
+                platform: Platform::Cli,
+            };
             let creds = accounts.verify(&pending.phone, code.trim(), device).await?;
             store.write(
                 "credentials.json",
-                &Stored { phone: pending.phone, user_id: creds.user_id.clone(), device_id: creds.device_id.clone(), api_key: creds.api_key },
+                &Stored {
+                    phone: pending.phone,
+                    user_id: creds.user_id.clone(),
+                    device_id: creds.device_id.clone(),
+                    api_key: creds.api_key,
+                },
             )?;
             let _ = std::fs::remove_file(store.0.join("pending.json"));
-            println!("Verified. user {} device {}", creds.user_id, creds.device_id);
+            println!(
+                "Verified. user {} device {}",
+                creds.user_id, creds.device_id
+            );
         }
         Command::Whoami => {
             let Some(me) = store.read::<Stored>("credentials.json")? else {
                 bail!("not signed in; run `courier register <phone>` then `courier verify <code>`");
             };
-            println!("phone:  {}\nuser:   {}\ndevice: {}", me.phone, me.user_id, me.device_id);
+            println!(
+                "phone:  {}\nuser:   {}\ndevice: {}",
+                me.phone, me.user_id, me.device_id
+            );
             match Session::connect(&cli.ws_url, &me.api_key).await {
                 Ok(session) => {
                     session.close().await;
                     println!("server: key accepted");
                 }
-                Err(ConnectError::Refused(401)) => bail!("server: key refused (revoked, or the account moved to another phone)"),
+                Err(ConnectError::Refused(401)) => {
+                    bail!("server: key refused (revoked, or the account moved to another phone)")
+                }
                 Err(e) => bail!("server: {e}"),
             }
         }

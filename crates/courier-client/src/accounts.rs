@@ -2,7 +2,8 @@
 
 use crate::ClientError;
 use courier_core::protocol::{
-    Credentials, DeviceInfo, ErrorDetail, RegisterAccountRequest, RegisterAccountResponse, ValidateAccountRequest,
+    Credentials, DeviceInfo, ErrorDetail, RegisterAccountRequest, RegisterAccountResponse,
+    ValidateAccountRequest,
 };
 use serde::de::DeserializeOwned;
 
@@ -16,21 +17,43 @@ pub struct AccountsClient {
 impl AccountsClient {
     /// `base` is the HTTP API URL, e.g. `http://127.0.0.1:3000`.
     pub fn new(base: impl Into<String>) -> Self {
-        Self { http: reqwest::Client::new(), base: base.into().trim_end_matches('/').to_owned() }
+        Self {
+            http: reqwest::Client::new(),
+            base: base.into().trim_end_matches('/').to_owned(),
+        }
     }
 
     /// Asks for a code by SMS to `phone`.
     pub async fn register(&self, phone: &str) -> Result<RegisterAccountResponse, ClientError> {
-        self.post("/v1/accounts", &RegisterAccountRequest { phone: phone.to_owned() }).await
+        self.post(
+            "/v1/accounts",
+            &RegisterAccountRequest {
+                phone: phone.to_owned(),
+            },
+        )
+        .await
     }
 
     /// Exchanges the code for this device's credentials.
-    pub async fn verify(&self, phone: &str, code: &str, device: DeviceInfo) -> Result<Credentials, ClientError> {
-        let body = ValidateAccountRequest { phone: phone.to_owned(), code: code.to_owned(), device };
+    pub async fn verify(
+        &self,
+        phone: &str,
+        code: &str,
+        device: DeviceInfo,
+    ) -> Result<Credentials, ClientError> {
+        let body = ValidateAccountRequest {
+            phone: phone.to_owned(),
+            code: code.to_owned(),
+            device,
+        };
         self.post("/v1/accounts/verify", &body).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl serde::Serialize) -> Result<T, ClientError> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -39,9 +62,13 @@ impl AccountsClient {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         if (200..300).contains(&status) {
-            return serde_json::from_str(&text).map_err(|_| ClientError::Unexpected { status, body: text });
+            return serde_json::from_str(&text)
+                .map_err(|_| ClientError::Unexpected { status, body: text });
         }
         #[derive(serde::Deserialize)]
         struct Envelope {

@@ -24,7 +24,8 @@ pub enum ConnectError {
 
 /// Whether a URL has a path after its authority (`ws://host:1/x`), so a query can follow directly.
 fn has_path(url: &str) -> bool {
-    url.split_once("://").is_some_and(|(_, rest)| rest.contains('/'))
+    url.split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'))
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
@@ -45,15 +46,24 @@ pub struct Session {
 impl Session {
     /// Connects to `ws_url` with the device's API key in the `Authorization` header.
     pub async fn connect(ws_url: &str, api_key: &str) -> Result<Self, ConnectError> {
-        let mut request = ws_url.into_client_request().map_err(|e| ConnectError::Transport(e.to_string()))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let mut request = ws_url
+            .into_client_request()
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
+        let auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
+            .map_err(|e| ConnectError::Transport(e.to_string()))?;
         request.headers_mut().insert("authorization", auth);
         Self::open(request).await
     }
 
     /// Connects with the key in the `token` query parameter, as browsers must.
     pub async fn connect_with_token(ws_url: &str, api_key: &str) -> Result<Self, ConnectError> {
-        let sep = if ws_url.contains('?') { "&" } else if has_path(ws_url) { "?" } else { "/?" };
+        let sep = if ws_url.contains('?') {
+            "&"
+        } else if has_path(ws_url) {
+            "?"
+        } else {
+            "/?"
+        };
         let request = format!("{ws_url}{sep}token={api_key}")
             .into_client_request()
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
@@ -61,10 +71,12 @@ impl Session {
     }
 
     async fn open(request: tungstenite::handshake::client::Request) -> Result<Self, ConnectError> {
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| match e {
-            tungstenite::Error::Http(resp) => ConnectError::Refused(resp.status().as_u16()),
-            other => ConnectError::Transport(other.to_string()),
-        })?;
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| match e {
+                tungstenite::Error::Http(resp) => ConnectError::Refused(resp.status().as_u16()),
+                other => ConnectError::Transport(other.to_string()),
+            })?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -78,7 +90,9 @@ impl Session {
                     }
                     continue;
                 };
-                let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 let reply_to = (value["type"] == "response")
                     .then(|| value["requestId"].as_str().map(str::to_owned))
                     .flatten();
@@ -97,7 +111,13 @@ impl Session {
             c.notify_waiters();
             c.notify_one();
         });
-        Ok(Self { sink: Mutex::new(sink), pending, next_id: AtomicU64::new(1), events: Mutex::new(rx), closed })
+        Ok(Self {
+            sink: Mutex::new(sink),
+            pending,
+            next_id: AtomicU64::new(1),
+            events: Mutex::new(rx),
+            closed,
+        })
     }
 
     /// Sends `action` with `params` (an object) and waits for its reply's `result`.
@@ -106,26 +126,42 @@ impl Session {
         let mut frame = match params {
             Value::Object(map) => map,
             Value::Null => Default::default(),
-            other => return Err(ClientError::Transport(format!("params must be an object, got {other}"))),
+            other => {
+                return Err(ClientError::Transport(format!(
+                    "params must be an object, got {other}"
+                )));
+            }
         };
         frame.insert("action".into(), json!(action));
         frame.insert("requestId".into(), json!(id));
-        let reply = self.send_raw_and_wait(&id, &Value::Object(frame).to_string()).await?;
+        let reply = self
+            .send_raw_and_wait(&id, &Value::Object(frame).to_string())
+            .await?;
         if reply["ok"] == true {
             Ok(reply["result"].clone())
         } else {
             serde_json::from_value::<ErrorDetail>(reply["error"].clone())
                 .map(|d| Err(ClientError::Api(d)))
-                .unwrap_or_else(|_| Err(ClientError::Unexpected { status: 0, body: reply.to_string() }))
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Unexpected {
+                        status: 0,
+                        body: reply.to_string(),
+                    })
+                })
         }
     }
 
     /// Sends a frame as given and waits for the reply carrying `request_id` (for tests of bad input).
-    pub async fn send_raw_and_wait(&self, request_id: &str, text: &str) -> Result<Value, ClientError> {
+    pub async fn send_raw_and_wait(
+        &self,
+        request_id: &str,
+        text: &str,
+    ) -> Result<Value, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().await.insert(request_id.to_owned(), tx);
         self.send_raw(text).await?;
-        rx.await.map_err(|_| ClientError::Transport("connection closed before the reply".into()))
+        rx.await
+            .map_err(|_| ClientError::Transport("connection closed before the reply".into()))
     }
 
     /// Sends a text frame as given.

@@ -87,7 +87,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after_secs: None, source: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+            source: None,
+        }
     }
 
     /// `BAD_REQUEST`.
@@ -97,7 +102,10 @@ impl ApiError {
 
     /// `LIMIT_EXCEEDED` with a retry-after hint.
     pub fn limit_exceeded(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        Self { retry_after_secs: Some(retry_after_secs), ..Self::new(ErrorCode::LimitExceeded, message) }
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(ErrorCode::LimitExceeded, message)
+        }
     }
 
     /// `INTERNAL`, keeping the cause for the logs.
@@ -130,7 +138,10 @@ impl PortError {
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
         match e {
-            PortError::Conflict => ApiError::new(ErrorCode::Conflict, "the request raced with another; retry it"),
+            PortError::Conflict => ApiError::new(
+                ErrorCode::Conflict,
+                "the request raced with another; retry it",
+            ),
             other => ApiError::internal(other),
         }
     }

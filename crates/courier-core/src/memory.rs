@@ -70,7 +70,11 @@ impl AccountStore for MemoryAccounts {
 
     async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
         let s = self.0.lock().unwrap();
-        Ok(s.devices.values().filter(|d| &d.user_id == user_id).cloned().collect())
+        Ok(s.devices
+            .values()
+            .filter(|d| &d.user_id == user_id)
+            .cloned()
+            .collect())
     }
 
     async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
@@ -109,14 +113,21 @@ impl AccountStore for MemoryAccounts {
 fn insert_device(s: &mut AccountState, d: &Device) {
     s.keys.insert(
         d.key_hash.clone(),
-        DeviceCredential { user_id: d.user_id.clone(), device_id: d.device_id.clone() },
+        DeviceCredential {
+            user_id: d.user_id.clone(),
+            device_id: d.device_id.clone(),
+        },
     );
-    s.devices.insert((d.user_id.clone(), d.device_id.clone()), d.clone());
+    s.devices
+        .insert((d.user_id.clone(), d.device_id.clone()), d.clone());
 }
 
 #[async_trait]
 impl CredentialStore for MemoryAccounts {
-    async fn device_for_key(&self, key: &ApiKeyHash) -> Result<Option<DeviceCredential>, PortError> {
+    async fn device_for_key(
+        &self,
+        key: &ApiKeyHash,
+    ) -> Result<Option<DeviceCredential>, PortError> {
         Ok(self.0.lock().unwrap().keys.get(key).cloned())
     }
 }
@@ -128,7 +139,10 @@ pub struct MemoryConnections(Mutex<HashMap<ConnectionId, Connection>>);
 #[async_trait]
 impl ConnectionStore for MemoryConnections {
     async fn add(&self, c: &Connection) -> Result<(), PortError> {
-        self.0.lock().unwrap().insert(c.connection_id.clone(), c.clone());
+        self.0
+            .lock()
+            .unwrap()
+            .insert(c.connection_id.clone(), c.clone());
         Ok(())
     }
 
@@ -168,7 +182,9 @@ impl RecordingSms {
 
 /// Finds the first run of exactly six digits in an SMS text.
 pub fn extract_code(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).map(str::to_owned)
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .map(str::to_owned)
 }
 
 #[async_trait]
@@ -210,7 +226,10 @@ impl ConnectionGateway for RecordingGateway {
         if !self.open.lock().unwrap().contains(id) {
             return Err(GatewayError::Gone);
         }
-        self.posted.lock().unwrap().push((id.clone(), data.to_owned()));
+        self.posted
+            .lock()
+            .unwrap()
+            .push((id.clone(), data.to_owned()));
         Ok(())
     }
 

@@ -30,8 +30,8 @@ impl PhoneNumber {
         {
             return Err(PhoneError::NotE164);
         }
-        let parsed = phonenumber::parse(None, input)
-            .map_err(|_| PhoneError::Invalid(input.to_owned()))?;
+        let parsed =
+            phonenumber::parse(None, input).map_err(|_| PhoneError::Invalid(input.to_owned()))?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneError::Invalid(input.to_owned()));
         }
@@ -70,14 +70,29 @@ mod tests {
 
     #[test]
     fn accepts_valid_numbers_from_several_countries() {
-        for n in ["+14155550100", "+442071838750", "+4915123456789", "+919876543210"] {
+        for n in [
+            "+14155550100",
+            "+442071838750",
+            "+4915123456789",
+            "+919876543210",
+        ] {
             assert_eq!(PhoneNumber::parse(n).unwrap().as_str(), n);
         }
     }
 
     #[test]
     fn refuses_what_is_not_e164() {
-        for n in ["", "+", "14155550100", "+1 415 555 0100", "+1-415-555-0100", "+0123", "+1234567890123456", "+1415555010a", "abc"] {
+        for n in [
+            "",
+            "+",
+            "14155550100",
+            "+1 415 555 0100",
+            "+1-415-555-0100",
+            "+0123",
+            "+1234567890123456",
+            "+1415555010a",
+            "abc",
+        ] {
             assert_eq!(PhoneNumber::parse(n), Err(PhoneError::NotE164), "{n}");
         }
     }
@@ -85,12 +100,18 @@ mod tests {
     #[test]
     fn refuses_numbers_outside_the_numbering_plan() {
         for n in ["+1", "+11234567890", "+999123456", "+4412"] {
-            assert!(matches!(PhoneNumber::parse(n), Err(PhoneError::Invalid(_))), "{n}");
+            assert!(
+                matches!(PhoneNumber::parse(n), Err(PhoneError::Invalid(_))),
+                "{n}"
+            );
         }
     }
 
     #[test]
     fn redacts_all_but_last_two_digits() {
-        assert_eq!(PhoneNumber::parse("+14155550100").unwrap().redacted(), "+…00");
+        assert_eq!(
+            PhoneNumber::parse("+14155550100").unwrap().redacted(),
+            "+…00"
+        );
     }
 }

@@ -106,7 +106,8 @@ pub struct DeviceCredential {
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// The device a key hash belongs to, if the key is live.
-    async fn device_for_key(&self, key: &ApiKeyHash) -> Result<Option<DeviceCredential>, PortError>;
+    async fn device_for_key(&self, key: &ApiKeyHash)
+    -> Result<Option<DeviceCredential>, PortError>;
 }
 
 /// A live WebSocket connection of a device.

@@ -69,7 +69,9 @@ impl DeviceInfo {
             )));
         }
         if name.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("device.name must not contain control characters"));
+            return Err(ApiError::bad_request(
+                "device.name must not contain control characters",
+            ));
         }
         Ok(())
     }
@@ -130,7 +132,11 @@ pub struct ErrorDetail {
 
 impl From<&ApiError> for ErrorDetail {
     fn from(e: &ApiError) -> Self {
-        Self { code: e.code, message: e.message.clone(), retry_after: e.retry_after_secs }
+        Self {
+            code: e.code,
+            message: e.message.clone(),
+            retry_after: e.retry_after_secs,
+        }
     }
 }
 
@@ -144,13 +150,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], max_bytes: usize) -> Result<
     if body.len() > max_bytes {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("body is {} bytes; at most {max_bytes} are accepted", body.len()),
+            format!(
+                "body is {} bytes; at most {max_bytes} are accepted",
+                body.len()
+            ),
         ));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("body must be a JSON object"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 /// A WebSocket request frame with its envelope read: `action` and `requestId`, plus the whole
@@ -181,28 +191,60 @@ impl RequestFrame {
         if body.len() > MAX_FRAME_BYTES {
             return Err(fail(
                 None,
-                ApiError::new(ErrorCode::PayloadTooLarge, format!("frame is larger than {MAX_FRAME_BYTES} bytes")),
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("frame is larger than {MAX_FRAME_BYTES} bytes"),
+                ),
             ));
         }
-        let value: Value = serde_json::from_str(body)
-            .map_err(|e| fail(None, ApiError::bad_request(format!("frame is not valid JSON: {e}"))))?;
+        let value: Value = serde_json::from_str(body).map_err(|e| {
+            fail(
+                None,
+                ApiError::bad_request(format!("frame is not valid JSON: {e}")),
+            )
+        })?;
         let Value::Object(map) = &value else {
-            return Err(fail(None, ApiError::bad_request("frame must be a JSON object")));
+            return Err(fail(
+                None,
+                ApiError::bad_request("frame must be a JSON object"),
+            ));
         };
         let request_id = match map.get("requestId") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.len() <= 128 => Some(s.clone()),
             Some(Value::String(_)) => {
-                return Err(fail(None, ApiError::bad_request("requestId must be at most 128 characters")));
+                return Err(fail(
+                    None,
+                    ApiError::bad_request("requestId must be at most 128 characters"),
+                ));
             }
-            Some(_) => return Err(fail(None, ApiError::bad_request("requestId must be a string"))),
+            Some(_) => {
+                return Err(fail(
+                    None,
+                    ApiError::bad_request("requestId must be a string"),
+                ));
+            }
         };
         let action = match map.get("action") {
             Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(fail(request_id, ApiError::bad_request("action must be a string"))),
-            None => return Err(fail(request_id, ApiError::bad_request("frame has no action"))),
+            Some(_) => {
+                return Err(fail(
+                    request_id,
+                    ApiError::bad_request("action must be a string"),
+                ));
+            }
+            None => {
+                return Err(fail(
+                    request_id,
+                    ApiError::bad_request("frame has no action"),
+                ));
+            }
         };
-        Ok(Self { action, request_id, body: value })
+        Ok(Self {
+            action,
+            request_id,
+            body: value,
+        })
     }
 
     /// The action's own fields as `T`.
@@ -259,13 +301,20 @@ mod tests {
         let e = RequestFrame::parse(r#"{"action":"x","requestId":7}"#).unwrap_err();
         assert!(e.error.message.contains("requestId must be a string"));
 
-        let big = format!(r#"{{"action":"x","pad":"{}"}}"#, "a".repeat(MAX_FRAME_BYTES));
-        assert_eq!(RequestFrame::parse(&big).unwrap_err().error.code, ErrorCode::PayloadTooLarge);
+        let big = format!(
+            r#"{{"action":"x","pad":"{}"}}"#,
+            "a".repeat(MAX_FRAME_BYTES)
+        );
+        assert_eq!(
+            RequestFrame::parse(&big).unwrap_err().error.code,
+            ErrorCode::PayloadTooLarge
+        );
     }
 
     #[test]
     fn replies_carry_the_request_id_and_the_error_code() {
-        let v: Value = serde_json::from_str(&reply_err(Some("r1"), &ApiError::bad_request("nope"))).unwrap();
+        let v: Value =
+            serde_json::from_str(&reply_err(Some("r1"), &ApiError::bad_request("nope"))).unwrap();
         assert_eq!(v["type"], "response");
         assert_eq!(v["requestId"], "r1");
         assert_eq!(v["ok"], false);
@@ -279,11 +328,14 @@ mod tests {
 
     #[test]
     fn json_bodies_are_size_checked_and_typed() {
-        let e = parse_json::<RegisterAccountRequest>(&[b' '; 5000], MAX_HTTP_BODY_BYTES).unwrap_err();
+        let e =
+            parse_json::<RegisterAccountRequest>(&[b' '; 5000], MAX_HTTP_BODY_BYTES).unwrap_err();
         assert_eq!(e.code, ErrorCode::PayloadTooLarge);
         let e = parse_json::<RegisterAccountRequest>(b"", MAX_HTTP_BODY_BYTES).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest);
-        let e = parse_json::<RegisterAccountRequest>(br#"{"phone": 14155550100}"#, MAX_HTTP_BODY_BYTES).unwrap_err();
+        let e =
+            parse_json::<RegisterAccountRequest>(br#"{"phone": 14155550100}"#, MAX_HTTP_BODY_BYTES)
+                .unwrap_err();
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let e = parse_json::<ValidateAccountRequest>(
             br#"{"phone":"+14155550100","code":"123456","device":{"name":"x","platform":"toaster"}}"#,
@@ -295,7 +347,10 @@ mod tests {
 
     #[test]
     fn device_names_are_checked() {
-        let d = |name: &str| DeviceInfo { name: name.into(), platform: Platform::Cli };
+        let d = |name: &str| DeviceInfo {
+            name: name.into(),
+            platform: Platform::Cli,
+        };
         assert!(d("Pixel 9").validate().is_ok());
         assert!(d("  ").validate().is_err());
         assert!(d(&"x".repeat(65)).validate().is_err());

@@ -29,7 +29,9 @@ impl ApiKey {
     /// A new key: 32 random bytes from the OS, base64url.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("OS random number generator failed");
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("OS random number generator failed");
         Self(format!("ck_{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -88,7 +90,8 @@ impl VerificationCode {
 
     /// Parses what the user typed: exactly six ASCII digits.
     pub fn parse(input: &str) -> Option<Self> {
-        (input.len() == 6 && input.bytes().all(|b| b.is_ascii_digit())).then(|| Self(input.to_owned()))
+        (input.len() == 6 && input.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(input.to_owned()))
     }
 
     /// The digits, to put in the SMS.
@@ -140,7 +143,11 @@ mod tests {
         assert_eq!(code.expose().len(), 6);
         let stored = code.hash();
         assert!(code.matches(&stored));
-        let other = if code.expose() == "000000" { "000001" } else { "000000" };
+        let other = if code.expose() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        };
         assert!(!VerificationCode::parse(other).unwrap().matches(&stored));
         assert_ne!(stored.digest, code.hash().digest, "salted");
     }

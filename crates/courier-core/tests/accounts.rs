@@ -6,7 +6,9 @@ use courier_core::clock::ManualClock;
 use courier_core::memory::*;
 use courier_core::ports::{ConnectionStore, DeviceCredential};
 use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
-use courier_core::usecases::{authorize, connections, delete_account, register_account, validate_account};
+use courier_core::usecases::{
+    authorize, connections, delete_account, register_account, validate_account,
+};
 use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
 
 const PHONE: &str = "+14155550100";
@@ -23,14 +25,26 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        Self { clock: Some(ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap())), ..Default::default() }
+        Self {
+            clock: Some(ManualClock::new(
+                Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
+            )),
+            ..Default::default()
+        }
     }
     fn clock(&self) -> &ManualClock {
         self.clock.as_ref().unwrap()
     }
     async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
-        let deps = register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: self.clock(), code_lifetime_secs: register_account::CODE_LIFETIME_SECS };
-        register_account::register_account(&deps, phone).await.map(|r| r.expires_in_seconds)
+        let deps = register_account::Deps {
+            registrations: &self.registrations,
+            sms: &self.sms,
+            clock: self.clock(),
+            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+        };
+        register_account::register_account(&deps, phone)
+            .await
+            .map(|r| r.expires_in_seconds)
     }
     async fn verify(&self, phone: &str, code: &str) -> Result<Credentials, courier_core::ApiError> {
         let deps = validate_account::Deps {
@@ -43,7 +57,10 @@ impl World {
         let req = ValidateAccountRequest {
             phone: phone.into(),
             code: code.into(),
-            device: DeviceInfo { name: "Pixel 9".into(), platform: Platform::Android },
+            device: DeviceInfo {
+                name: "Pixel 9".into(),
+                platform: Platform::Android,
+            },
         };
         validate_account::validate_account(&deps, &req).await
     }
@@ -53,12 +70,18 @@ impl World {
         self.verify(phone, &code).await.unwrap()
     }
     async fn authorize(&self, key: &str) -> Result<DeviceCredential, courier_core::ApiError> {
-        authorize::authorize(&self.accounts, authorize::presented_key(Some(&format!("Bearer {key}")), None)).await
+        authorize::authorize(
+            &self.accounts,
+            authorize::presented_key(Some(&format!("Bearer {key}")), None),
+        )
+        .await
     }
     async fn connect(&self, creds: &Credentials, id: &str) -> ConnectionId {
         let who = self.authorize(&creds.api_key).await.unwrap();
         let id = ConnectionId::new(id);
-        connections::connect(&self.connections, self.clock(), id.clone(), &who).await.unwrap();
+        connections::connect(&self.connections, self.clock(), id.clone(), &who)
+            .await
+            .unwrap();
         self.gateway.open(&id);
         id
     }
@@ -82,7 +105,10 @@ async fn a_code_goes_out_by_sms_and_verifying_it_creates_the_account() {
     assert_eq!(who.user_id.as_str(), creds.user_id);
     assert_eq!(who.device_id.as_str(), creds.device_id);
     // Single use: the same code again finds nothing pending.
-    assert_eq!(w.verify(PHONE, &code).await.unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        w.verify(PHONE, &code).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
 }
 
 #[tokio::test]
@@ -104,7 +130,11 @@ async fn at_most_three_codes_per_fifteen_minutes() {
     }
     let e = w.register(PHONE).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
-    assert_eq!(e.retry_after_secs, Some(12 * 60), "the first code leaves the window 15 min after it was sent");
+    assert_eq!(
+        e.retry_after_secs,
+        Some(12 * 60),
+        "the first code leaves the window 15 min after it was sent"
+    );
     assert_eq!(w.sms.sent().len(), 3);
     w.clock().advance(Duration::minutes(12));
     w.register(PHONE).await.unwrap();
@@ -119,7 +149,10 @@ async fn a_new_code_replaces_the_previous_one() {
     w.register(PHONE).await.unwrap();
     let second = w.sms.last_code(PHONE).unwrap();
     if first != second {
-        assert_eq!(w.verify(PHONE, &first).await.unwrap_err().code, ErrorCode::Unauthorized);
+        assert_eq!(
+            w.verify(PHONE, &first).await.unwrap_err().code,
+            ErrorCode::Unauthorized
+        );
     }
     w.verify(PHONE, &second).await.unwrap();
 }
@@ -132,10 +165,18 @@ async fn five_wrong_tries_lock_the_code_even_for_the_right_one() {
     for left in (0..5).rev() {
         let e = w.verify(PHONE, wrong(&code)).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Unauthorized);
-        assert!(e.message.contains(&format!("{left} tries left")), "{}", e.message);
+        assert!(
+            e.message.contains(&format!("{left} tries left")),
+            "{}",
+            e.message
+        );
     }
     let e = w.verify(PHONE, &code).await.unwrap_err();
-    assert_eq!(e.code, ErrorCode::LimitExceeded, "the 6th try is refused even with the right code");
+    assert_eq!(
+        e.code,
+        ErrorCode::LimitExceeded,
+        "the 6th try is refused even with the right code"
+    );
     assert_eq!(w.accounts.live_keys(), 0);
 }
 
@@ -145,7 +186,10 @@ async fn codes_expire_after_fifteen_minutes() {
     w.register(PHONE).await.unwrap();
     let code = w.sms.last_code(PHONE).unwrap();
     w.clock().advance(Duration::minutes(15));
-    assert_eq!(w.verify(PHONE, &code).await.unwrap_err().code, ErrorCode::Expired);
+    assert_eq!(
+        w.verify(PHONE, &code).await.unwrap_err().code,
+        ErrorCode::Expired
+    );
     assert_eq!(w.accounts.live_keys(), 0);
 }
 
@@ -155,9 +199,15 @@ async fn malformed_codes_and_devices_are_bad_requests_that_cost_no_try() {
     w.register(PHONE).await.unwrap();
     let code = w.sms.last_code(PHONE).unwrap();
     for bad in ["12345", "1234567", "abcdef", ""] {
-        assert_eq!(w.verify(PHONE, bad).await.unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            w.verify(PHONE, bad).await.unwrap_err().code,
+            ErrorCode::BadRequest
+        );
     }
-    assert_eq!(w.verify("+1415", &code).await.unwrap_err().code, ErrorCode::BadRequest);
+    assert_eq!(
+        w.verify("+1415", &code).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
     w.verify(PHONE, &code).await.unwrap();
 }
 
@@ -172,7 +222,10 @@ async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connectio
     let new = w.sign_up(PHONE).await;
     assert_eq!(new.user_id, old.user_id, "same account");
     assert_ne!(new.device_id, old.device_id);
-    assert_eq!(w.authorize(&old.api_key).await.unwrap_err().code, ErrorCode::Unauthorized);
+    assert_eq!(
+        w.authorize(&old.api_key).await.unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
     w.authorize(&new.api_key).await.unwrap();
     assert_eq!(w.gateway.closed(), vec![old_conn]);
     let who = courier_core::UserId::from_trusted(old.user_id.clone());
@@ -187,8 +240,17 @@ async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connectio
 async fn the_authorizer_refuses_missing_and_unknown_keys() {
     let w = World::new();
     w.sign_up(PHONE).await;
-    assert_eq!(authorize::authorize(&w.accounts, None).await.unwrap_err().code, ErrorCode::Unauthorized);
-    assert_eq!(w.authorize("ck_not-a-key").await.unwrap_err().code, ErrorCode::Unauthorized);
+    assert_eq!(
+        authorize::authorize(&w.accounts, None)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Unauthorized
+    );
+    assert_eq!(
+        w.authorize("ck_not-a-key").await.unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
 }
 
 #[tokio::test]
@@ -201,15 +263,30 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
     let friend_conn = w.connect(&friend, "conn-f").await;
 
     let who = w.authorize(&me.api_key).await.unwrap();
-    let deps = delete_account::Deps { accounts: &w.accounts, connections: &w.connections, gateway: &w.gateway };
-    let to_close = delete_account::delete_account(&deps, &who, &current).await.unwrap();
+    let deps = delete_account::Deps {
+        accounts: &w.accounts,
+        connections: &w.connections,
+        gateway: &w.gateway,
+    };
+    let to_close = delete_account::delete_account(&deps, &who, &current)
+        .await
+        .unwrap();
     assert_eq!(to_close, current);
     assert_eq!(w.gateway.closed(), vec![second]);
-    assert_eq!(w.authorize(&me.api_key).await.unwrap_err().code, ErrorCode::Unauthorized);
+    assert_eq!(
+        w.authorize(&me.api_key).await.unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
     w.authorize(&friend.api_key).await.unwrap();
     assert!(!w.gateway.closed().contains(&friend_conn));
     // Deleting again finds nothing.
-    assert_eq!(delete_account::delete_account(&deps, &who, &current).await.unwrap_err().code, ErrorCode::NotFound);
+    assert_eq!(
+        delete_account::delete_account(&deps, &who, &current)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
     // The number can be registered afresh, as a new user.
     let again = w.sign_up(PHONE).await;
     assert_ne!(again.user_id, me.user_id);

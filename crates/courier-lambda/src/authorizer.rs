@@ -3,9 +3,9 @@
 //! API Gateway turns into a 401 refusal of the handshake.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+use courier_core::ErrorCode;
 use courier_core::ports::CredentialStore;
 use courier_core::usecases::authorize::{authorize, presented_key};
-use courier_core::ErrorCode;
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 
@@ -26,7 +26,10 @@ impl From<AuthorizerError> for Diagnostic {
             AuthorizerError::Unauthorized => "Unauthorized",
             AuthorizerError::Failed(_) => "AuthorizerFailed",
         };
-        Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
     }
 }
 
@@ -35,7 +38,10 @@ pub async fn handle(
     credentials: &dyn CredentialStore,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<Value, AuthorizerError> {
-    let header = event.headers.get("authorization").and_then(|v| v.to_str().ok());
+    let header = event
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     let token = event.query_string_parameters.first("token");
     match authorize(credentials, presented_key(header, token)).await {
         Ok(who) => {

@@ -1,9 +1,12 @@
 //! HTTP API handlers (payload format 2.0 through `lambda_http`).
 
 use crate::log_error;
-use courier_core::protocol::{MAX_HTTP_BODY_BYTES, RegisterAccountRequest, ValidateAccountRequest, http_error_body, parse_json};
-use courier_core::usecases::{register_account, validate_account};
 use courier_core::ApiError;
+use courier_core::protocol::{
+    MAX_HTTP_BODY_BYTES, RegisterAccountRequest, ValidateAccountRequest, http_error_body,
+    parse_json,
+};
+use courier_core::usecases::{register_account, validate_account};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
@@ -11,7 +14,9 @@ fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Body::Text(serde_json::to_string(body).expect("serialisable")))
+        .body(Body::Text(
+            serde_json::to_string(body).expect("serialisable"),
+        ))
         .expect("valid response")
 }
 
@@ -19,11 +24,15 @@ fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
 /// `Retry-After` for rate limits.
 pub fn error_response(operation: &str, e: &ApiError) -> Response<Body> {
     log_error(operation, e);
-    let mut builder = Response::builder().status(e.code.http_status()).header("content-type", "application/json");
+    let mut builder = Response::builder()
+        .status(e.code.http_status())
+        .header("content-type", "application/json");
     if let Some(secs) = e.retry_after_secs {
         builder = builder.header("retry-after", secs.to_string());
     }
-    builder.body(Body::Text(http_error_body(e))).expect("valid response")
+    builder
+        .body(Body::Text(http_error_body(e)))
+        .expect("valid response")
 }
 
 /// `POST /v1/accounts`: 202 once the code is on its way.

@@ -32,7 +32,10 @@ pub async fn connect(
 }
 
 /// `$disconnect`: forget the connection. API Gateway ignores the response.
-pub async fn disconnect(store: &dyn ConnectionStore, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+pub async fn disconnect(
+    store: &dyn ConnectionStore,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
     let Some(id) = event.request_context.connection_id.as_deref() else {
         return respond(400, None);
     };
@@ -45,21 +48,26 @@ pub async fn disconnect(store: &dyn ConnectionStore, event: &ApiGatewayWebsocket
     }
 }
 
-/// Reads the frame of a route event; a frame that cannot be read gets its error reply.
-fn frame(event: &ApiGatewayWebsocketProxyRequest) -> Result<RequestFrame, ApiGatewayProxyResponse> {
-    RequestFrame::parse(event.body.as_deref().unwrap_or_default()).map_err(|FrameError { request_id, error }| {
-        log_error("frame", &error);
-        respond(200, Some(reply_err(request_id.as_deref(), &error)))
-    })
+/// Reads the frame of a route event; a frame that cannot be read gets its error reply frame.
+fn frame(event: &ApiGatewayWebsocketProxyRequest) -> Result<RequestFrame, String> {
+    RequestFrame::parse(event.body.as_deref().unwrap_or_default()).map_err(
+        |FrameError { request_id, error }| {
+            log_error("frame", &error);
+            reply_err(request_id.as_deref(), &error)
+        },
+    )
 }
 
 /// `$default`: frames whose `action` names no route, or that are not JSON at all.
 pub fn default_route(event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
     let frame = match frame(event) {
         Ok(f) => f,
-        Err(reply) => return reply,
+        Err(reply) => return respond(200, Some(reply)),
     };
-    let e = ApiError::new(ErrorCode::UnknownAction, format!("unknown action '{}'", truncate(&frame.action, 64)));
+    let e = ApiError::new(
+        ErrorCode::UnknownAction,
+        format!("unknown action '{}'", truncate(&frame.action, 64)),
+    );
     log_error("default", &e);
     respond(200, Some(reply_err(frame.request_id.as_deref(), &e)))
 }
@@ -79,7 +87,7 @@ pub async fn delete_account(
 ) -> ApiGatewayProxyResponse {
     let frame = match frame(event) {
         Ok(f) => f,
-        Err(reply) => return reply,
+        Err(reply) => return respond(200, Some(reply)),
     };
     let rid = frame.request_id.as_deref();
     let result = async {

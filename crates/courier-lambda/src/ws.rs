@@ -7,15 +7,32 @@ use courier_core::{ApiError, ConnectionId, DeviceId, ErrorCode, UserId};
 
 /// The connection and device a WebSocket event comes from. The authorizer put `userId` and
 /// `deviceId` in the context at `$connect`; API Gateway repeats them on every event.
-pub fn caller(event: &ApiGatewayWebsocketProxyRequest) -> Result<(DeviceCredential, ConnectionId), ApiError> {
+pub fn caller(
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> Result<(DeviceCredential, ConnectionId), ApiError> {
     let ctx = &event.request_context;
-    let field = |name: &str| ctx.authorizer.fields.get(name).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-    let (Some(user), Some(device), Some(conn)) = (field("userId"), field("deviceId"), ctx.connection_id.as_deref())
-    else {
-        return Err(ApiError::new(ErrorCode::Unauthorized, "the connection carries no authorized device"));
+    let field = |name: &str| {
+        ctx.authorizer
+            .fields
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    let (Some(user), Some(device), Some(conn)) = (
+        field("userId"),
+        field("deviceId"),
+        ctx.connection_id.as_deref(),
+    ) else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the connection carries no authorized device",
+        ));
     };
     Ok((
-        DeviceCredential { user_id: UserId::from_trusted(user), device_id: DeviceId::from_trusted(device) },
+        DeviceCredential {
+            user_id: UserId::from_trusted(user),
+            device_id: DeviceId::from_trusted(device),
+        },
         ConnectionId::new(conn),
     ))
 }

@@ -1,7 +1,9 @@
 //! Handlers fed the sample events in `events/`, on in-memory ports: the status codes, reply
 //! frames and stored state a client and an operator would check.
 
-use aws_lambda_events::apigw::{ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
+};
 use courier_core::clock::SystemClock;
 use courier_core::memory::*;
 use courier_core::ports::{ConnectionStore, CredentialStore};
@@ -11,7 +13,11 @@ use courier_lambda::{authorizer, http, routes};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/../../events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn http_event(name: &str, body: Option<&str>) -> lambda_http::Request {
@@ -48,7 +54,12 @@ struct Ports {
 
 impl Ports {
     fn register(&self) -> register_account::Deps<'_> {
-        register_account::Deps { registrations: &self.registrations, sms: &self.sms, clock: &SystemClock, code_lifetime_secs: register_account::CODE_LIFETIME_SECS }
+        register_account::Deps {
+            registrations: &self.registrations,
+            sms: &self.sms,
+            clock: &SystemClock,
+            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+        }
     }
     fn validate(&self) -> validate_account::Deps<'_> {
         validate_account::Deps {
@@ -64,13 +75,20 @@ impl Ports {
 #[tokio::test]
 async fn register_then_validate_through_the_http_handlers() {
     let p = Ports::default();
-    let resp = http::register_account(&p.register(), http_event("register-account.json", None)).await;
+    let resp =
+        http::register_account(&p.register(), http_event("register-account.json", None)).await;
     assert_eq!(resp.status(), 202);
     assert_eq!(body_json(&resp)["expiresInSeconds"], 900);
     let code = p.sms.last_code("+14155550100").unwrap();
 
-    let body = format!(r#"{{"phone":"+14155550100","code":"{code}","device":{{"name":"Pixel 9","platform":"android"}}}}"#);
-    let resp = http::validate_account(&p.validate(), http_event("validate-account.json", Some(&body))).await;
+    let body = format!(
+        r#"{{"phone":"+14155550100","code":"{code}","device":{{"name":"Pixel 9","platform":"android"}}}}"#
+    );
+    let resp = http::validate_account(
+        &p.validate(),
+        http_event("validate-account.json", Some(&body)),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let creds = body_json(&resp);
     assert!(creds["apiKey"].as_str().unwrap().starts_with("ck_"));
@@ -87,20 +105,29 @@ async fn http_bad_input_gets_a_clear_error_and_stores_nothing() {
         (r#"{}"#, 400, "BAD_REQUEST"),
     ];
     for (body, status, code) in cases {
-        let resp = http::register_account(&p.register(), http_event("register-account.json", Some(body))).await;
+        let resp = http::register_account(
+            &p.register(),
+            http_event("register-account.json", Some(body)),
+        )
+        .await;
         assert_eq!(resp.status(), *status, "{body}");
         let v = body_json(&resp);
         assert_eq!(v["error"]["code"], *code, "{body}");
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     let big = format!(r#"{{"phone":"+14155550100","pad":"{}"}}"#, "x".repeat(5000));
-    let resp = http::register_account(&p.register(), http_event("register-account.json", Some(&big))).await;
+    let resp = http::register_account(
+        &p.register(),
+        http_event("register-account.json", Some(&big)),
+    )
+    .await;
     assert_eq!(resp.status(), 413);
     assert_eq!(body_json(&resp)["error"]["code"], "PAYLOAD_TOO_LARGE");
     assert!(p.sms.sent().is_empty());
 
     // The fixture's code was never sent: nothing is pending for the number.
-    let resp = http::validate_account(&p.validate(), http_event("validate-account.json", None)).await;
+    let resp =
+        http::validate_account(&p.validate(), http_event("validate-account.json", None)).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(body_json(&resp)["error"]["code"], "NOT_FOUND");
     assert_eq!(p.accounts.live_keys(), 0);
@@ -110,12 +137,22 @@ async fn http_bad_input_gets_a_clear_error_and_stores_nothing() {
 async fn too_many_codes_answer_429_with_retry_after() {
     let p = Ports::default();
     for _ in 0..3 {
-        assert_eq!(http::register_account(&p.register(), http_event("register-account.json", None)).await.status(), 202);
+        assert_eq!(
+            http::register_account(&p.register(), http_event("register-account.json", None))
+                .await
+                .status(),
+            202
+        );
     }
-    let resp = http::register_account(&p.register(), http_event("register-account.json", None)).await;
+    let resp =
+        http::register_account(&p.register(), http_event("register-account.json", None)).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(body_json(&resp)["error"]["code"], "LIMIT_EXCEEDED");
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 0 && retry <= 900);
 }
 
@@ -125,9 +162,14 @@ async fn signed_up(p: &Ports) -> (String, courier_core::protocol::Credentials) {
     let req = courier_core::protocol::ValidateAccountRequest {
         phone: "+14155550100".into(),
         code,
-        device: courier_core::protocol::DeviceInfo { name: "Pixel".into(), platform: courier_core::protocol::Platform::Ios },
+        device: courier_core::protocol::DeviceInfo {
+            name: "Pixel".into(),
+            platform: courier_core::protocol::Platform::Ios,
+        },
     };
-    let creds = validate_account::validate_account(&p.validate(), &req).await.unwrap();
+    let creds = validate_account::validate_account(&p.validate(), &req)
+        .await
+        .unwrap();
     (creds.api_key.clone(), creds)
 }
 
@@ -141,19 +183,34 @@ async fn the_authorizer_allows_a_live_key_from_header_or_query_and_refuses_other
     let p = Ports::default();
     let (key, creds) = signed_up(&p).await;
     for name in ["authorizer-header.json", "authorizer-query.json"] {
-        let policy = authorizer::handle(&p.accounts, &authorizer_event(name, &key)).await.unwrap();
+        let policy = authorizer::handle(&p.accounts, &authorizer_event(name, &key))
+            .await
+            .unwrap();
         assert_eq!(policy["principalId"], creds.user_id.as_str());
         assert_eq!(policy["policyDocument"]["Statement"][0]["Effect"], "Allow");
         assert_eq!(policy["context"]["userId"], creds.user_id.as_str());
         assert_eq!(policy["context"]["deviceId"], creds.device_id.as_str());
     }
-    for (name, key) in [("authorizer-header.json", "ck_wrong"), ("authorizer-missing.json", "x")] {
-        let err = authorizer::handle(&p.accounts, &authorizer_event(name, key)).await.unwrap_err();
-        assert_eq!(err.to_string(), "Unauthorized", "API Gateway answers 401 only for this exact message");
+    for (name, key) in [
+        ("authorizer-header.json", "ck_wrong"),
+        ("authorizer-missing.json", "x"),
+    ] {
+        let err = authorizer::handle(&p.accounts, &authorizer_event(name, key))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Unauthorized",
+            "API Gateway answers 401 only for this exact message"
+        );
     }
 }
 
-fn with_caller(mut e: ApiGatewayWebsocketProxyRequest, user: &str, device: &str) -> ApiGatewayWebsocketProxyRequest {
+fn with_caller(
+    mut e: ApiGatewayWebsocketProxyRequest,
+    user: &str,
+    device: &str,
+) -> ApiGatewayWebsocketProxyRequest {
     let f = &mut e.request_context.authorizer.fields;
     f.insert("userId".into(), Value::String(user.into()));
     f.insert("deviceId".into(), Value::String(device.into()));
@@ -178,7 +235,12 @@ async fn connect_and_disconnect_track_the_connection() {
     // A $connect without authorizer context (a misconfigured route) is refused.
     let mut bare = ws_event("connect.json");
     bare.request_context.authorizer.fields.clear();
-    assert_eq!(routes::connect(&p.connections, &SystemClock, &bare).await.status_code, 401);
+    assert_eq!(
+        routes::connect(&p.connections, &SystemClock, &bare)
+            .await
+            .status_code,
+        401
+    );
 }
 
 #[tokio::test]
@@ -189,7 +251,9 @@ async fn default_route_answers_malformed_frames_and_unknown_actions() {
     assert_eq!(f["error"]["code"], "BAD_REQUEST");
     assert!(f["requestId"].is_null());
 
-    let f = frame(&routes::default_route(&ws_event("default-unknown-action.json")));
+    let f = frame(&routes::default_route(&ws_event(
+        "default-unknown-action.json",
+    )));
     assert_eq!(f["error"]["code"], "UNKNOWN_ACTION");
     assert_eq!(f["requestId"], "r1");
     assert!(f["error"]["message"].as_str().unwrap().contains("fly"));
@@ -199,13 +263,24 @@ async fn default_route_answers_malformed_frames_and_unknown_actions() {
 async fn delete_account_posts_its_reply_then_closes_the_connection() {
     let p = Ports::default();
     let (key, creds) = signed_up(&p).await;
-    let event = with_caller(ws_event("delete-account.json"), &creds.user_id, &creds.device_id);
+    let event = with_caller(
+        ws_event("delete-account.json"),
+        &creds.user_id,
+        &creds.device_id,
+    );
     let conn = ConnectionId::new(event.request_context.connection_id.clone().unwrap());
     p.gateway.open(&conn);
-    let deps = delete_account::Deps { accounts: &p.accounts, connections: &p.connections, gateway: &p.gateway };
+    let deps = delete_account::Deps {
+        accounts: &p.accounts,
+        connections: &p.connections,
+        gateway: &p.gateway,
+    };
     let resp = routes::delete_account(&deps, &event).await;
     assert_eq!(resp.status_code, 200);
-    assert!(resp.body.is_none(), "the reply went through the management API");
+    assert!(
+        resp.body.is_none(),
+        "the reply went through the management API"
+    );
     let posted = p.gateway.posted();
     assert_eq!(posted.len(), 1);
     let reply: Value = serde_json::from_str(&posted[0].1).unwrap();

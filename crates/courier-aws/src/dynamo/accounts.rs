@@ -71,7 +71,10 @@ fn phone_pk(phone: &PhoneNumber) -> String {
 }
 
 fn key(pk: String, sk: &str) -> Item {
-    HashMap::from([("pk".to_owned(), AttributeValue::S(pk)), ("sk".to_owned(), AttributeValue::S(sk.to_owned()))])
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
 }
 
 /// Accounts and API keys in DynamoDB.
@@ -84,17 +87,39 @@ pub struct DynamoAccounts {
 
 impl DynamoAccounts {
     /// A repository over the users and API-keys tables.
-    pub fn new(client: aws_sdk_dynamodb::Client, users_table: impl Into<String>, keys_table: impl Into<String>) -> Self {
-        Self { client, users_table: users_table.into(), keys_table: keys_table.into() }
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        users_table: impl Into<String>,
+        keys_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            users_table: users_table.into(),
+            keys_table: keys_table.into(),
+        }
     }
 
-    fn put(&self, table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, PortError> {
-        let put = Put::builder().table_name(table).set_item(Some(item)).set_condition_expression(condition.map(str::to_owned));
-        Ok(TransactWriteItem::builder().put(put.build().map_err(PortError::backend)?).build())
+    fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, PortError> {
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned));
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(PortError::backend)?)
+            .build())
     }
 
     fn delete(&self, table: &str, key: Item) -> Result<TransactWriteItem, PortError> {
-        let delete = Delete::builder().table_name(table).set_key(Some(key)).build().map_err(PortError::backend)?;
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .build()
+            .map_err(PortError::backend)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
@@ -116,23 +141,42 @@ impl DynamoAccounts {
             device_id: d.device_id.to_string(),
         };
         Ok([
-            self.put(&self.users_table, serde_dynamo::to_item(device).map_err(codec)?, None)?,
-            self.put(&self.keys_table, serde_dynamo::to_item(key).map_err(codec)?, Some("attribute_not_exists(keyHash)"))?,
+            self.put(
+                &self.users_table,
+                serde_dynamo::to_item(device).map_err(codec)?,
+                None,
+            )?,
+            self.put(
+                &self.keys_table,
+                serde_dynamo::to_item(key).map_err(codec)?,
+                Some("attribute_not_exists(keyHash)"),
+            )?,
         ])
     }
 
     fn delete_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
         Ok([
-            self.delete(&self.users_table, key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)))?,
+            self.delete(
+                &self.users_table,
+                key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)),
+            )?,
             self.delete(
                 &self.keys_table,
-                HashMap::from([("keyHash".to_owned(), AttributeValue::S(d.key_hash.as_str().to_owned()))]),
+                HashMap::from([(
+                    "keyHash".to_owned(),
+                    AttributeValue::S(d.key_hash.as_str().to_owned()),
+                )]),
             )?,
         ])
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
-        self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(transaction_error)?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(transaction_error)?;
         Ok(())
     }
 }
@@ -149,7 +193,9 @@ impl AccountStore for DynamoAccounts {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let item: PhoneItem = serde_dynamo::from_item(item).map_err(codec)?;
         Ok(Some(UserId::from_trusted(item.user_id)))
     }
@@ -164,10 +210,16 @@ impl AccountStore for DynamoAccounts {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let item: ProfileItem = serde_dynamo::from_item(item).map_err(codec)?;
         let phone = PhoneNumber::parse(&item.phone).map_err(PortError::backend)?;
-        Ok(Some(User { user_id: UserId::from_trusted(item.user_id), phone, created_at: item.created_at }))
+        Ok(Some(User {
+            user_id: UserId::from_trusted(item.user_id),
+            phone,
+            created_at: item.created_at,
+        }))
     }
 
     async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
@@ -203,7 +255,11 @@ impl AccountStore for DynamoAccounts {
     }
 
     async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
-        let phone = PhoneItem { pk: phone_pk(&user.phone), sk: "PHONE".into(), user_id: user.user_id.to_string() };
+        let phone = PhoneItem {
+            pk: phone_pk(&user.phone),
+            sk: "PHONE".into(),
+            user_id: user.user_id.to_string(),
+        };
         let profile = ProfileItem {
             pk: user_pk(&user.user_id),
             sk: "PROFILE".into(),
@@ -212,8 +268,16 @@ impl AccountStore for DynamoAccounts {
             created_at: user.created_at,
         };
         let mut items = vec![
-            self.put(&self.users_table, serde_dynamo::to_item(phone).map_err(codec)?, Some("attribute_not_exists(pk)"))?,
-            self.put(&self.users_table, serde_dynamo::to_item(profile).map_err(codec)?, Some("attribute_not_exists(pk)"))?,
+            self.put(
+                &self.users_table,
+                serde_dynamo::to_item(phone).map_err(codec)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+            self.put(
+                &self.users_table,
+                serde_dynamo::to_item(profile).map_err(codec)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
         ];
         items.extend(self.put_device(device)?);
         self.transact(items).await
@@ -242,7 +306,10 @@ impl AccountStore for DynamoAccounts {
 
 #[async_trait]
 impl CredentialStore for DynamoAccounts {
-    async fn device_for_key(&self, key: &ApiKeyHash) -> Result<Option<DeviceCredential>, PortError> {
+    async fn device_for_key(
+        &self,
+        key: &ApiKeyHash,
+    ) -> Result<Option<DeviceCredential>, PortError> {
         let out = self
             .client
             .get_item()
@@ -252,7 +319,9 @@ impl CredentialStore for DynamoAccounts {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let item: KeyItem = serde_dynamo::from_item(item).map_err(codec)?;
         Ok(Some(DeviceCredential {
             user_id: UserId::from_trusted(item.user_id),

@@ -38,7 +38,10 @@ pub struct DynamoConnections {
 impl DynamoConnections {
     /// A repository over `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -61,7 +64,10 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{}", c.user_id)))
             .update_expression("ADD conns :c")
-            .expression_attribute_values(":c", AttributeValue::Ss(vec![member(&c.device_id, &c.connection_id)]))
+            .expression_attribute_values(
+                ":c",
+                AttributeValue::Ss(vec![member(&c.device_id, &c.connection_id)]),
+            )
             .build()
             .map_err(PortError::backend)?;
         self.client
@@ -84,7 +90,9 @@ impl ConnectionStore for DynamoConnections {
             .send()
             .await
             .map_err(backend)?;
-        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else { return Ok(None) };
+        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
         let old: ConnItem = serde_dynamo::from_item(old).map_err(codec)?;
         let connection = Connection {
             connection_id: id.clone(),
@@ -95,9 +103,15 @@ impl ConnectionStore for DynamoConnections {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("USER#{}", connection.user_id)))
+            .key(
+                "pk",
+                AttributeValue::S(format!("USER#{}", connection.user_id)),
+            )
             .update_expression("DELETE conns :c")
-            .expression_attribute_values(":c", AttributeValue::Ss(vec![member(&connection.device_id, id)]))
+            .expression_attribute_values(
+                ":c",
+                AttributeValue::Ss(vec![member(&connection.device_id, id)]),
+            )
             .send()
             .await
             .map_err(backend)?;

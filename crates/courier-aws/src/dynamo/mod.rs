@@ -27,10 +27,12 @@ pub(crate) fn transaction_error<R>(e: SdkError<TransactWriteItemsError, R>) -> P
 where
     aws_sdk_dynamodb::Error: From<SdkError<TransactWriteItemsError, R>>,
 {
-    if let Some(TransactWriteItemsError::TransactionCanceledException(t)) = e.as_service_error() {
-        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) {
-            return PortError::Conflict;
-        }
+    if let Some(TransactWriteItemsError::TransactionCanceledException(t)) = e.as_service_error()
+        && t.cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+    {
+        return PortError::Conflict;
     }
     backend(e)
 }

@@ -34,7 +34,10 @@ pub struct DynamoRegistrations {
 impl DynamoRegistrations {
     /// A repository over `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -50,11 +53,16 @@ impl RegistrationStore for DynamoRegistrations {
             .send()
             .await
             .map_err(backend)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let item: Item = serde_dynamo::from_item(item).map_err(codec)?;
         Ok(Some(PendingRegistration {
             phone: phone.clone(),
-            code: CodeHash { salt: item.code_salt, digest: item.code_digest },
+            code: CodeHash {
+                salt: item.code_salt,
+                digest: item.code_digest,
+            },
             expires_at: item.expires_at,
             failed_attempts: item.failed_attempts,
             sent_at: item.sent_at,
@@ -64,7 +72,10 @@ impl RegistrationStore for DynamoRegistrations {
 
     async fn put(&self, reg: &PendingRegistration, expected: Option<u64>) -> Result<(), PortError> {
         let last_send = reg.sent_at.iter().max().copied().unwrap_or(reg.expires_at);
-        let ttl = epoch_secs(reg.expires_at.max(last_send + chrono::Duration::minutes(15)));
+        let ttl = epoch_secs(
+            reg.expires_at
+                .max(last_send + chrono::Duration::minutes(15)),
+        );
         let item = Item {
             phone: reg.phone.as_str().to_owned(),
             code_salt: reg.code.salt.clone(),
@@ -75,7 +86,11 @@ impl RegistrationStore for DynamoRegistrations {
             version: reg.version,
             ttl,
         };
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
         req = match expected {
             None => req.condition_expression("attribute_not_exists(phone)"),
             Some(v) => req
@@ -84,7 +99,10 @@ impl RegistrationStore for DynamoRegistrations {
         };
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
                 Err(PortError::Conflict)
             }
             Err(e) => Err(backend(e)),
@@ -103,7 +121,10 @@ impl RegistrationStore for DynamoRegistrations {
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
                 Err(PortError::Conflict)
             }
             Err(e) => Err(backend(e)),

@@ -22,7 +22,10 @@ pub fn presented_key(authorization: Option<&str>, token: Option<&str>) -> Option
 
 /// The device the key belongs to; `UNAUTHORIZED` for a missing, unknown or revoked key.
 #[tracing::instrument(skip_all)]
-pub async fn authorize(credentials: &dyn CredentialStore, key: Option<ApiKey>) -> Result<DeviceCredential, ApiError> {
+pub async fn authorize(
+    credentials: &dyn CredentialStore,
+    key: Option<ApiKey>,
+) -> Result<DeviceCredential, ApiError> {
     let key = key.ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing API key"))?;
     credentials
         .device_for_key(&key.hash())
@@ -36,10 +39,21 @@ mod tests {
 
     #[test]
     fn reads_bearer_header_then_token() {
-        assert_eq!(presented_key(Some("Bearer abc"), None).unwrap().expose(), "abc");
-        assert_eq!(presented_key(Some("bearer  abc "), None).unwrap().expose(), "abc");
+        assert_eq!(
+            presented_key(Some("Bearer abc"), None).unwrap().expose(),
+            "abc"
+        );
+        assert_eq!(
+            presented_key(Some("bearer  abc "), None).unwrap().expose(),
+            "abc"
+        );
         assert_eq!(presented_key(None, Some("xyz")).unwrap().expose(), "xyz");
-        assert_eq!(presented_key(Some("Basic abc"), Some("xyz")).unwrap().expose(), "xyz");
+        assert_eq!(
+            presented_key(Some("Basic abc"), Some("xyz"))
+                .unwrap()
+                .expose(),
+            "xyz"
+        );
         assert!(presented_key(Some("Basic abc"), None).is_none());
         assert!(presented_key(None, Some("")).is_none());
         assert!(presented_key(None, Some(&"k".repeat(300))).is_none());

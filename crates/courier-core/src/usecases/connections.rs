@@ -25,7 +25,10 @@ pub async fn connect(
 
 /// Forgets a connection (closed by the client, the gateway or the management API).
 #[tracing::instrument(skip_all)]
-pub async fn disconnect(store: &dyn ConnectionStore, connection_id: &ConnectionId) -> Result<(), ApiError> {
+pub async fn disconnect(
+    store: &dyn ConnectionStore,
+    connection_id: &ConnectionId,
+) -> Result<(), ApiError> {
     store.remove(connection_id).await?;
     Ok(())
 }

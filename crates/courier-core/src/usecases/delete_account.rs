@@ -32,7 +32,11 @@ pub async fn delete_account(
     let devices = deps.accounts.devices(&user.user_id).await?;
     deps.accounts.delete_account(&user, &devices).await?;
     let connections = deps.connections.for_user(&user.user_id).await?;
-    let others: Vec<_> = connections.iter().map(|(_, c)| c).filter(|c| *c != current).collect();
+    let others: Vec<_> = connections
+        .iter()
+        .map(|(_, c)| c)
+        .filter(|c| *c != current)
+        .collect();
     close_connections(deps.gateway, others.iter().copied()).await?;
     for (_, c) in &connections {
         deps.connections.remove(c).await?;

@@ -33,7 +33,10 @@ pub struct Deps<'a> {
 
 /// Sends a new code to `phone`.
 #[tracing::instrument(skip_all)]
-pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAccountResponse, ApiError> {
+pub async fn register_account(
+    deps: &Deps<'_>,
+    phone: &str,
+) -> Result<RegisterAccountResponse, ApiError> {
     let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let code = VerificationCode::generate();
     // A lost race re-reads and re-checks the limit; three rounds are plenty for one phone.
@@ -43,13 +46,23 @@ pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAc
         let window_start = now - Duration::seconds(SEND_WINDOW_SECS);
         let mut sent_at: Vec<_> = existing
             .as_ref()
-            .map(|r| r.sent_at.iter().copied().filter(|t| *t > window_start).collect())
+            .map(|r| {
+                r.sent_at
+                    .iter()
+                    .copied()
+                    .filter(|t| *t > window_start)
+                    .collect()
+            })
             .unwrap_or_default();
         if sent_at.len() >= MAX_CODES_PER_WINDOW {
             let oldest = sent_at.iter().min().copied().unwrap_or(now);
-            let retry = (oldest + Duration::seconds(SEND_WINDOW_SECS) - now).num_seconds().max(1);
+            let retry = (oldest + Duration::seconds(SEND_WINDOW_SECS) - now)
+                .num_seconds()
+                .max(1);
             return Err(ApiError::limit_exceeded(
-                format!("at most {MAX_CODES_PER_WINDOW} codes per number in 15 minutes; retry later"),
+                format!(
+                    "at most {MAX_CODES_PER_WINDOW} codes per number in 15 minutes; retry later"
+                ),
                 retry as u64,
             ));
         }
@@ -62,7 +75,11 @@ pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAc
             sent_at,
             version: existing.as_ref().map_or(1, |r| r.version + 1),
         };
-        match deps.registrations.put(&reg, existing.map(|r| r.version)).await {
+        match deps
+            .registrations
+            .put(&reg, existing.map(|r| r.version))
+            .await
+        {
             Ok(()) => {
                 let text = format!(
                     "Your Courier code is {}. It expires in 15 minutes. Never share it.",
@@ -70,7 +87,9 @@ pub async fn register_account(deps: &Deps<'_>, phone: &str) -> Result<RegisterAc
                 );
                 deps.sms.send_sms(&phone, &text).await?;
                 tracing::info!(phone = %phone.redacted(), "verification code sent");
-                return Ok(RegisterAccountResponse { expires_in_seconds: deps.code_lifetime_secs as u64 });
+                return Ok(RegisterAccountResponse {
+                    expires_in_seconds: deps.code_lifetime_secs as u64,
+                });
             }
             Err(PortError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -12,7 +12,8 @@ use crate::error::{ApiError, ErrorCode, PortError};
 use crate::ids::{DeviceId, UserId};
 use crate::phone::PhoneNumber;
 use crate::ports::{
-    AccountStore, ConnectionGateway, ConnectionStore, Device, PendingRegistration, RegistrationStore, User,
+    AccountStore, ConnectionGateway, ConnectionStore, Device, PendingRegistration,
+    RegistrationStore, User,
 };
 use crate::protocol::{Credentials, ValidateAccountRequest};
 use crate::secrets::{ApiKey, VerificationCode};
@@ -36,9 +37,13 @@ pub struct Deps<'a> {
 
 /// Verifies the code and returns the new device's credentials.
 #[tracing::instrument(skip_all)]
-pub async fn validate_account(deps: &Deps<'_>, req: &ValidateAccountRequest) -> Result<Credentials, ApiError> {
+pub async fn validate_account(
+    deps: &Deps<'_>,
+    req: &ValidateAccountRequest,
+) -> Result<Credentials, ApiError> {
     let phone = PhoneNumber::parse(&req.phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let code = VerificationCode::parse(&req.code).ok_or_else(|| ApiError::bad_request("code must be 6 digits"))?;
+    let code = VerificationCode::parse(&req.code)
+        .ok_or_else(|| ApiError::bad_request("code must be 6 digits"))?;
     req.device.validate()?;
 
     consume_code(deps, &phone, &code).await?;
@@ -57,7 +62,11 @@ pub async fn validate_account(deps: &Deps<'_>, req: &ValidateAccountRequest) -> 
 
     let device = match deps.accounts.user_by_phone(&phone).await? {
         None => {
-            let user = User { user_id: UserId::generate(), phone: phone.clone(), created_at: now };
+            let user = User {
+                user_id: UserId::generate(),
+                phone: phone.clone(),
+                created_at: now,
+            };
             let device = new_device(&user.user_id);
             match deps.accounts.create_account(&user, &device).await {
                 Ok(()) => {
@@ -65,7 +74,10 @@ pub async fn validate_account(deps: &Deps<'_>, req: &ValidateAccountRequest) -> 
                     device
                 }
                 Err(PortError::Conflict) => {
-                    return Err(ApiError::new(ErrorCode::Conflict, "this number was registered concurrently; request a new code"));
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "this number was registered concurrently; request a new code",
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -98,23 +110,43 @@ pub async fn validate_account(deps: &Deps<'_>, req: &ValidateAccountRequest) -> 
 }
 
 /// Checks the code against the pending registration and consumes it, or records a wrong try.
-async fn consume_code(deps: &Deps<'_>, phone: &PhoneNumber, code: &VerificationCode) -> Result<(), ApiError> {
+async fn consume_code(
+    deps: &Deps<'_>,
+    phone: &PhoneNumber,
+    code: &VerificationCode,
+) -> Result<(), ApiError> {
     for _ in 0..3 {
         let Some(reg) = deps.registrations.get(phone).await? else {
-            return Err(ApiError::new(ErrorCode::NotFound, "no code was requested for this number; request one first"));
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no code was requested for this number; request one first",
+            ));
         };
         if deps.clock.now() >= reg.expires_at {
-            return Err(ApiError::new(ErrorCode::Expired, "the code has expired; request a new one"));
+            return Err(ApiError::new(
+                ErrorCode::Expired,
+                "the code has expired; request a new one",
+            ));
         }
         if reg.failed_attempts >= MAX_FAILED_ATTEMPTS {
-            return Err(ApiError::new(ErrorCode::LimitExceeded, "too many wrong codes; request a new one"));
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                "too many wrong codes; request a new one",
+            ));
         }
         if !code.matches(&reg.code) {
-            let failed = PendingRegistration { failed_attempts: reg.failed_attempts + 1, version: reg.version + 1, ..reg.clone() };
+            let failed = PendingRegistration {
+                failed_attempts: reg.failed_attempts + 1,
+                version: reg.version + 1,
+                ..reg.clone()
+            };
             match deps.registrations.put(&failed, Some(reg.version)).await {
                 Ok(()) => {
                     let left = MAX_FAILED_ATTEMPTS - failed.failed_attempts;
-                    return Err(ApiError::new(ErrorCode::Unauthorized, format!("wrong code; {left} tries left")));
+                    return Err(ApiError::new(
+                        ErrorCode::Unauthorized,
+                        format!("wrong code; {left} tries left"),
+                    ));
                 }
                 Err(PortError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -128,4 +160,3 @@ async fn consume_code(deps: &Deps<'_>, phone: &PhoneNumber, code: &VerificationC
     }
     Err(PortError::Conflict.into())
 }
-
