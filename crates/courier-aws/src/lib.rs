@@ -9,4 +9,5 @@
 pub mod config;
 pub mod dynamo;
 pub mod gateway;
+pub mod push;
 pub mod sms;

@@ -83,3 +83,96 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// A chat session: a direct chat (`s_...`, derived from the pair) or a group's session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// The direct session of two users: the same pair, in either order, always gives the same id.
+    pub fn direct(a: &UserId, b: &UserId) -> Self {
+        use sha2::{Digest, Sha256};
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let digest = Sha256::digest(format!("direct:{lo}:{hi}").as_bytes());
+        Self(format!("s_{}", &hex::encode(digest)[..32]))
+    }
+
+    /// Parses an id sent by a client: `s_` or `g_` followed by 1 to 64 hex or alphanumerics.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("s_").or_else(|| s.strip_prefix("g_"))?;
+        (!rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// Wraps an id read from storage.
+    pub fn from_trusted(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message: its session and its place in the session's sequence, written `<sessionId>.<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MsgId {
+    /// The session.
+    pub session: SessionId,
+    /// Position in the session, from 1.
+    pub seq: u64,
+}
+
+impl MsgId {
+    /// Parses `<sessionId>.<seq>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (session, seq) = s.rsplit_once('.')?;
+        let seq: u64 = seq.parse().ok().filter(|n| *n > 0)?;
+        Some(Self {
+            session: SessionId::parse(session)?,
+            seq,
+        })
+    }
+}
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.session, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn direct_sessions_do_not_depend_on_order_and_differ_per_pair() {
+        let (a, b, c) = (UserId::generate(), UserId::generate(), UserId::generate());
+        assert_eq!(SessionId::direct(&a, &b), SessionId::direct(&b, &a));
+        assert_ne!(SessionId::direct(&a, &b), SessionId::direct(&a, &c));
+        assert!(SessionId::parse(SessionId::direct(&a, &b).as_str()).is_some());
+    }
+
+    #[test]
+    fn message_ids_round_trip_and_reject_garbage() {
+        let id = MsgId {
+            session: SessionId::from_trusted("s_abc123"),
+            seq: 17,
+        };
+        assert_eq!(id.to_string(), "s_abc123.17");
+        assert_eq!(MsgId::parse("s_abc123.17"), Some(id));
+        for bad in [
+            "", "s_abc", "s_abc.0", "s_abc.-1", "x_abc.1", "s_.1", "s_a b.1", "s_abc.1x",
+        ] {
+            assert!(MsgId::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! Lambda layer can log it, and clients see only a code and a message that says what to fix.
 //! This crate depends on no AWS or Lambda crate (CI checks it).
 
+pub mod chat;
 pub mod clock;
 pub mod error;
 pub mod ids;
@@ -24,5 +25,5 @@ pub mod secrets;
 pub mod usecases;
 
 pub use error::{ApiError, ErrorCode};
-pub use ids::{ConnectionId, DeviceId, UserId};
+pub use ids::{ConnectionId, DeviceId, MsgId, SessionId, UserId};
 pub use phone::PhoneNumber;

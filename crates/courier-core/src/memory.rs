@@ -1,12 +1,16 @@
 //! In-memory ports: the same contracts as the DynamoDB adapters (conditional writes included),
 //! for use-case tests and for handler tests in the layers above.
 
+use crate::chat::{
+    Appended, Draft, Membership, Message, Receipt, SessionKind, Watermark, timestamp,
+};
 use crate::error::PortError;
-use crate::ids::{ConnectionId, DeviceId, UserId};
+use crate::ids::{ConnectionId, DeviceId, MsgId, SessionId, UserId};
 use crate::phone::PhoneNumber;
 use crate::ports::*;
 use crate::secrets::ApiKeyHash;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -132,9 +136,12 @@ impl CredentialStore for MemoryAccounts {
     }
 }
 
-/// Live connections in a map.
+/// Live connections and push endpoints in maps; serves [`ConnectionStore`] and [`PresenceStore`].
 #[derive(Default)]
-pub struct MemoryConnections(Mutex<HashMap<ConnectionId, Connection>>);
+pub struct MemoryConnections(
+    Mutex<HashMap<ConnectionId, Connection>>,
+    Mutex<BTreeMap<(UserId, DeviceId), String>>,
+);
 
 #[async_trait]
 impl ConnectionStore for MemoryConnections {
@@ -238,6 +245,259 @@ impl ConnectionGateway for RecordingGateway {
             return Err(GatewayError::Gone);
         }
         self.closed.lock().unwrap().push(id.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PresenceStore for MemoryConnections {
+    async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>, PortError> {
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let connections = self.for_user(u).await?;
+            let push = self
+                .1
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|((user, _), _)| user == u)
+                .map(|((_, d), e)| (d.clone(), e.clone()))
+                .collect();
+            out.push(Presence {
+                user_id: Some(u.clone()),
+                connections,
+                push,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn set_push_endpoint(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        endpoint: &str,
+    ) -> Result<(), PortError> {
+        self.1
+            .lock()
+            .unwrap()
+            .insert((user.clone(), device.clone()), endpoint.to_owned());
+        Ok(())
+    }
+}
+
+/// Sessions, memberships and watermarks in maps.
+#[derive(Default)]
+pub struct MemorySessions(Mutex<BTreeMap<(SessionId, UserId), Membership>>);
+
+#[async_trait]
+impl SessionStore for MemorySessions {
+    async fn create_direct(
+        &self,
+        session: &SessionId,
+        a: &UserId,
+        b: &UserId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let mut map = self.0.lock().unwrap();
+        if map.keys().any(|(s, _)| s == session) {
+            return Ok(false);
+        }
+        for u in [a, b] {
+            let m = Membership {
+                session_id: session.clone(),
+                kind: SessionKind::Direct,
+                user_id: u.clone(),
+                joined_at: at,
+                delivered: Watermark::default(),
+                read: Watermark::default(),
+            };
+            map.insert((session.clone(), u.clone()), m);
+        }
+        Ok(true)
+    }
+
+    async fn exists(&self, session: &SessionId) -> Result<bool, PortError> {
+        Ok(self.0.lock().unwrap().keys().any(|(s, _)| s == session))
+    }
+
+    async fn membership(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+    ) -> Result<Option<Membership>, PortError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&(session.clone(), user.clone()))
+            .cloned())
+    }
+
+    async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|m| &m.session_id == session)
+            .cloned()
+            .collect())
+    }
+
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|m| &m.user_id == user)
+            .cloned()
+            .collect())
+    }
+
+    async fn advance(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        receipt: Receipt,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        let mut map = self.0.lock().unwrap();
+        let m = map
+            .get_mut(&(session.clone(), user.clone()))
+            .ok_or(PortError::Conflict)?;
+        let mark = match receipt {
+            Receipt::Delivered => &mut m.delivered,
+            Receipt::Read => &mut m.read,
+            Receipt::Sent => return Ok(false),
+        };
+        if mark.seq >= seq {
+            return Ok(false);
+        }
+        *mark = Watermark { seq, at: Some(at) };
+        Ok(true)
+    }
+}
+
+/// Messages in per-session vectors, with idempotency by (sender, clientMsgId).
+#[derive(Default)]
+pub struct MemoryMessages {
+    sessions: Mutex<HashMap<SessionId, Vec<Message>>>,
+    sent: Mutex<HashMap<(UserId, String), (String, u64, String)>>,
+}
+
+#[async_trait]
+impl MessageStore for MemoryMessages {
+    async fn append(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        at: DateTime<Utc>,
+    ) -> Result<Appended, PortError> {
+        let mut sent = self.sent.lock().unwrap();
+        let key = (draft.sender.clone(), draft.client_msg_id.clone());
+        if let Some((msg_id, seq, sent_at)) = sent.get(&key) {
+            return Ok(Appended::Duplicate {
+                msg_id: msg_id.clone(),
+                seq: *seq,
+                sent_at: sent_at.clone(),
+            });
+        }
+        let mut sessions = self.sessions.lock().unwrap();
+        let log = sessions.entry(session.clone()).or_default();
+        let seq = log.len() as u64 + 1;
+        let m = Message {
+            msg_id: MsgId {
+                session: session.clone(),
+                seq,
+            }
+            .to_string(),
+            session_id: session.clone(),
+            seq,
+            sender: draft.sender.clone(),
+            sender_device: draft.sender_device.clone(),
+            client_msg_id: draft.client_msg_id.clone(),
+            kind: draft.kind.clone(),
+            payload: draft.payload.clone(),
+            attachments: draft.attachments.clone(),
+            sent_at: timestamp(at),
+        };
+        log.push(m.clone());
+        sent.insert(key, (m.msg_id.clone(), seq, m.sent_at.clone()));
+        Ok(Appended::New(m))
+    }
+
+    async fn after(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), PortError> {
+        let sessions = self.sessions.lock().unwrap();
+        let log = sessions.get(session).map(Vec::as_slice).unwrap_or_default();
+        let rest: Vec<_> = log.iter().filter(|m| m.seq > after_seq).cloned().collect();
+        let more = rest.len() > limit;
+        Ok((rest.into_iter().take(limit).collect(), more))
+    }
+
+    async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError> {
+        let sessions = self.sessions.lock().unwrap();
+        Ok(sessions
+            .get(&id.session)
+            .and_then(|log| log.iter().find(|m| m.seq == id.seq).cloned()))
+    }
+
+    async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError> {
+        Ok(self
+            .sessions
+            .lock()
+            .unwrap()
+            .get(session)
+            .and_then(|log| log.last().cloned()))
+    }
+}
+
+impl MemoryMessages {
+    /// Every stored message of a session, in order (for tests that play the stream).
+    pub fn all(&self, session: &SessionId) -> Vec<Message> {
+        self.sessions
+            .lock()
+            .unwrap()
+            .get(session)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Records pushes; registers endpoints as `endpoint/<platform>/<device>`.
+#[derive(Default)]
+pub struct RecordingPush(Mutex<Vec<(String, PushNote)>>);
+
+impl RecordingPush {
+    /// Pushes sent: (endpoint, note).
+    pub fn sent(&self) -> Vec<(String, PushNote)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl PushService for RecordingPush {
+    async fn register(
+        &self,
+        platform: PushPlatform,
+        _token: &str,
+        device: &DeviceId,
+    ) -> Result<Option<String>, PortError> {
+        Ok(Some(format!("endpoint/{platform:?}/{device}")))
+    }
+
+    async fn notify(&self, endpoint: &str, note: &PushNote) -> Result<(), PortError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((endpoint.to_owned(), note.clone()));
         Ok(())
     }
 }

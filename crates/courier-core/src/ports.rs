@@ -153,3 +153,125 @@ pub trait ConnectionGateway: Send + Sync {
     /// Closes a connection (the gateway then runs `$disconnect`).
     async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError>;
 }
+
+use crate::chat::{Appended, Draft, Membership, Message, Receipt};
+use crate::ids::{MsgId, SessionId};
+
+/// Sessions and memberships, with each member's receipt watermarks.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates the direct session of `a` and `b` with both memberships; `false` if it existed.
+    async fn create_direct(
+        &self,
+        session: &SessionId,
+        a: &UserId,
+        b: &UserId,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+    /// Whether the session exists.
+    async fn exists(&self, session: &SessionId) -> Result<bool, PortError>;
+    /// A user's membership of a session (strongly consistent).
+    async fn membership(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+    ) -> Result<Option<Membership>, PortError>;
+    /// Every member of a session.
+    async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError>;
+    /// Every session a user belongs to.
+    async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError>;
+    /// Moves a member's `delivered` or `read` watermark up to `seq`; `false` if it was already
+    /// there or beyond (watermarks never move backwards).
+    async fn advance(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        receipt: Receipt,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
+}
+
+/// The messages of sessions, in per-session order.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends a message at the next sequence number, once per (sender, clientMsgId).
+    async fn append(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        at: DateTime<Utc>,
+    ) -> Result<Appended, PortError>;
+    /// Messages after `after_seq`, at most `limit`, and whether more follow.
+    async fn after(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), PortError>;
+    /// One message.
+    async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError>;
+    /// The last message of a session, if any.
+    async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError>;
+}
+
+/// Where a user can be reached: live connections and push endpoints, per device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// The user.
+    pub user_id: Option<UserId>,
+    /// Live connections.
+    pub connections: Vec<(DeviceId, ConnectionId)>,
+    /// SNS endpoints of devices that registered a push token.
+    pub push: Vec<(DeviceId, String)>,
+}
+
+/// Presence of many users at once (fan-out), and push endpoints.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// The presence of each user, in the order given (batched reads, not one query per user).
+    async fn presence(&self, users: &[UserId]) -> Result<Vec<Presence>, PortError>;
+    /// Records a device's push endpoint.
+    async fn set_push_endpoint(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        endpoint: &str,
+    ) -> Result<(), PortError>;
+}
+
+/// Push platforms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPlatform {
+    /// Apple Push Notification service.
+    Apns,
+    /// Firebase Cloud Messaging.
+    Fcm,
+}
+
+/// What a push says: which session has something new, from whom. Never the content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushNote {
+    /// The session.
+    pub session_id: String,
+    /// The sender.
+    pub sender: String,
+    /// The message.
+    pub msg_id: String,
+}
+
+/// Push notifications (SNS platform endpoints).
+#[async_trait]
+pub trait PushService: Send + Sync {
+    /// Creates or refreshes a device's endpoint; `None` if the platform is not configured.
+    async fn register(
+        &self,
+        platform: PushPlatform,
+        token: &str,
+        device: &DeviceId,
+    ) -> Result<Option<String>, PortError>;
+    /// Sends a note to an endpoint.
+    async fn notify(&self, endpoint: &str, note: &PushNote) -> Result<(), PortError>;
+}

@@ -357,3 +357,125 @@ mod tests {
         assert!(d("a\u{0007}b").validate().is_err());
     }
 }
+
+// ---- Chat -------------------------------------------------------------------------------------
+
+use crate::chat::{Message, Receipt};
+
+/// `lookupUser`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LookupUserParams {
+    /// E.164 number.
+    pub phone: String,
+}
+
+/// `initiateDirectChatSession`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiateDirectChatParams {
+    /// The other user.
+    pub peer_user_id: String,
+    /// Opaque E2EE set-up for the peer.
+    #[serde(default)]
+    pub handshake: Option<String>,
+}
+
+/// `sendMessage`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageParams {
+    /// Target session.
+    pub session_id: String,
+    /// Idempotency key.
+    pub client_msg_id: String,
+    /// Message kind.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Ciphertext.
+    pub payload: String,
+    /// Media ids.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+}
+
+/// `readNewMessages`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadNewMessagesParams {
+    /// The session.
+    pub session_id: String,
+    /// Read after this message (from the start if absent).
+    #[serde(default)]
+    pub last_msg_id: Option<String>,
+    /// Page size, 1 to 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `ackMessages`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckMessagesParams {
+    /// The session.
+    pub session_id: String,
+    /// Everything up to this message.
+    pub msg_id: String,
+    /// `delivered` or `read`.
+    pub status: Receipt,
+}
+
+/// `getMessageStatus`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetMessageStatusParams {
+    /// The message.
+    pub msg_id: String,
+}
+
+/// `registerPushToken`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegisterPushTokenParams {
+    /// `apns` or `fcm`.
+    pub platform: crate::ports::PushPlatform,
+    /// The device token from APNs / FCM.
+    pub token: String,
+}
+
+/// The `message` event.
+pub fn message_event(m: &Message) -> String {
+    json!({ "type": "event", "event": "message", "message": m }).to_string()
+}
+
+/// The `sessionStarted` event, for a handshake message.
+pub fn session_started_event(m: &Message) -> String {
+    json!({
+        "type": "event", "event": "sessionStarted", "sessionId": m.session_id,
+        "from": m.sender, "handshake": m.payload, "message": m
+    })
+    .to_string()
+}
+
+/// The event a stored message becomes: `sessionStarted` for a handshake, else `message`.
+pub fn event_for(m: &Message) -> String {
+    if m.kind == "handshake" {
+        session_started_event(m)
+    } else {
+        message_event(m)
+    }
+}
+
+/// The `status` event: a member's watermark moved.
+pub fn status_event(
+    session: &str,
+    user: &str,
+    status: Receipt,
+    up_to_msg_id: &str,
+    up_to_seq: u64,
+    at: &str,
+) -> String {
+    json!({
+        "type": "event", "event": "status", "sessionId": session, "userId": user, "status": status,
+        "upToMsgId": up_to_msg_id, "upToSeq": up_to_seq, "at": at
+    })
+    .to_string()
+}

@@ -16,6 +16,7 @@ pub mod authorizer;
 pub mod http;
 pub mod routes;
 pub mod services;
+pub mod stream;
 pub mod telemetry;
 pub mod ws;
 

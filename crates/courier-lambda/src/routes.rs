@@ -118,3 +118,35 @@ async fn close_after_reply(gateway: &dyn ConnectionGateway, conn: &ConnectionId,
         tracing::info!(error = %e, "could not close the connection");
     }
 }
+
+/// A WebSocket action: read the frame, parse the action's parameters as `P`, identify the caller,
+/// run `apply`, and answer with the reply frame (ok or error) on the two-way route.
+pub async fn action<P, F, Fut>(
+    operation: &str,
+    event: &ApiGatewayWebsocketProxyRequest,
+    apply: F,
+) -> ApiGatewayProxyResponse
+where
+    P: serde::de::DeserializeOwned,
+    F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    let frame = match frame(event) {
+        Ok(f) => f,
+        Err(reply) => return respond(200, Some(reply)),
+    };
+    let rid = frame.request_id.as_deref();
+    let result = async {
+        let params = frame.params::<P>()?;
+        let (who, _) = caller(event)?;
+        apply(who, params).await
+    }
+    .await;
+    match result {
+        Ok(value) => respond(200, Some(reply_ok(rid, &value))),
+        Err(e) => {
+            log_error(operation, &e);
+            respond(200, Some(reply_err(rid, &e)))
+        }
+    }
+}

@@ -3,15 +3,24 @@
 //! State is leaked to `'static` on purpose: it lives exactly as long as the process.
 
 use crate::{authorizer, http, routes};
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
 };
 use courier_aws::config::{self, required};
-use courier_aws::dynamo::{DynamoAccounts, DynamoConnections, DynamoRegistrations};
+use courier_aws::dynamo::{
+    DynamoAccounts, DynamoConnections, DynamoMessages, DynamoRegistrations, DynamoSessions,
+};
 use courier_aws::gateway::ManagementApi;
+use courier_aws::push::SnsPush;
 use courier_aws::sms::SnsSms;
 use courier_core::clock::SystemClock;
+use courier_core::protocol::LookupUserParams;
+use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{delete_account, register_account, validate_account};
+use courier_core::usecases::{
+    direct_chat, lookup_user, push_token, read_messages, receipts, send_message,
+};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 fn leak<T>(value: T) -> &'static T {
@@ -159,6 +168,214 @@ pub async fn accounts_service() -> Result<(), Error> {
             ))
             .await
         }
+        "lookupUser" => {
+            let accounts = leak(accounts(&dynamo)?);
+            ws_action(move |event| async move {
+                routes::action(
+                    "lookupUser",
+                    &event,
+                    |_who, p: LookupUserParams| async move {
+                        lookup_user::lookup_user(accounts, &p.phone).await
+                    },
+                )
+                .await
+            })
+            .await
+        }
         other => Err(unknown("accounts", other)),
     }
+}
+
+/// Runs a WebSocket route handler for every invocation.
+async fn ws_action<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(ApiGatewayWebsocketProxyRequest) -> Fut,
+    Fut: std::future::Future<Output = ApiGatewayProxyResponse>,
+{
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let fut = handler(event.payload);
+            async move { Ok::<_, Error>(fut.await) }
+        },
+    ))
+    .await
+}
+
+fn sessions_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoSessions, Error> {
+    Ok(DynamoSessions::new(
+        dynamo.clone(),
+        required("SESSIONS_TABLE")?,
+    ))
+}
+
+fn messages_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoMessages, Error> {
+    Ok(DynamoMessages::new(
+        dynamo.clone(),
+        required("MESSAGES_TABLE")?,
+        required("SESSIONS_TABLE")?,
+    ))
+}
+
+/// The `sessions` binary: `initiateDirectChatSession`, `listSessions`.
+pub async fn sessions() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let sessions = leak(sessions_store(&dynamo)?);
+    let messages = leak(messages_store(&dynamo)?);
+    match op.as_str() {
+        "initiateDirectChatSession" => {
+            let deps = leak(direct_chat::Deps {
+                accounts: leak(accounts(&dynamo)?),
+                sessions,
+                messages,
+                clock: &SystemClock,
+            });
+            ws_action(move |event| async move {
+                routes::action("initiateDirectChatSession", &event, |who, p| async move {
+                    direct_chat::initiate(deps, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        "listSessions" => {
+            // listSessions reads no accounts; the store is built without a table.
+            let deps = leak(direct_chat::Deps {
+                accounts: leak(DynamoAccounts::new(dynamo.clone(), "", "")),
+                sessions,
+                messages,
+                clock: &SystemClock,
+            });
+            ws_action(move |event| async move {
+                routes::action(
+                    "listSessions",
+                    &event,
+                    |who, _: serde_json::Value| async move {
+                        direct_chat::list_sessions(deps, &who).await
+                    },
+                )
+                .await
+            })
+            .await
+        }
+        other => Err(unknown("sessions", other)),
+    }
+}
+
+/// The `messages` binary: `sendMessage`, `readNewMessages`, `ackMessages`, `getMessageStatus`.
+pub async fn messages() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let sessions = leak(sessions_store(&dynamo)?);
+    let messages = leak(messages_store(&dynamo)?);
+    match op.as_str() {
+        "sendMessage" => {
+            let deps = leak(send_message::Deps {
+                sessions,
+                messages,
+                clock: &SystemClock,
+            });
+            ws_action(move |event| async move {
+                routes::action("sendMessage", &event, |who, p| async move {
+                    send_message::send_message(deps, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        "readNewMessages" => {
+            ws_action(move |event| async move {
+                routes::action("readNewMessages", &event, |who, p| async move {
+                    read_messages::read_new_messages(sessions, messages, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        "getMessageStatus" => {
+            ws_action(move |event| async move {
+                routes::action("getMessageStatus", &event, |who, p| async move {
+                    receipts::get_message_status(sessions, messages, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        "ackMessages" => {
+            let connections = leak(connection_store(&dynamo)?);
+            let deps = leak(receipts::AckDeps {
+                sessions,
+                messages,
+                deliver: Deliverer {
+                    presence: connections,
+                    connections,
+                    gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                    push: None,
+                },
+                clock: &SystemClock,
+            });
+            ws_action(move |event| async move {
+                routes::action("ackMessages", &event, |who, p| async move {
+                    receipts::ack_messages(deps, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        other => Err(unknown("messages", other)),
+    }
+}
+
+fn sns_push(sdk: &aws_config::SdkConfig) -> SnsPush {
+    SnsPush::new(
+        config::sns(sdk),
+        std::env::var("APNS_PLATFORM_APP_ARN").ok(),
+        std::env::var("FCM_PLATFORM_APP_ARN").ok(),
+    )
+}
+
+/// The `push` binary: `registerPushToken`.
+pub async fn push() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    match op.as_str() {
+        "registerPushToken" => {
+            let push = leak(sns_push(&sdk));
+            let presence = leak(connection_store(&config::dynamodb(&sdk))?);
+            ws_action(move |event| async move {
+                routes::action("registerPushToken", &event, |who, p| async move {
+                    push_token::register_push_token(push, presence, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        other => Err(unknown("push", other)),
+    }
+}
+
+/// The `fanout` binary: the messages table's stream -> every member device.
+pub async fn fanout() -> Result<(), Error> {
+    crate::telemetry::init();
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let sessions = leak(sessions_store(&dynamo)?);
+    let connections = leak(connection_store(&dynamo)?);
+    let deliver = leak(Deliverer {
+        presence: connections,
+        connections,
+        gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+        push: Some(leak(sns_push(&sdk))),
+    });
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
+            Ok::<_, Error>(crate::stream::handle(sessions, deliver, event.payload).await)
+        },
+    ))
+    .await
 }

@@ -8,7 +8,7 @@
 //!
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
-use super::{backend, codec, transaction_error};
+use super::{backend, codec};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
@@ -171,13 +171,7 @@ impl DynamoAccounts {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(transaction_error)?;
-        Ok(())
+        super::transact(&self.client, items).await
     }
 }
 

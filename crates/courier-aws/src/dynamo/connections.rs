@@ -2,7 +2,7 @@
 //! `USER#<userId>` presence item per user holding the string set `conns` of
 //! `<deviceId>#<connectionId>`, so fan-out to N users is N/100 BatchGetItem calls, not N queries.
 
-use super::{backend, codec, epoch_secs, transaction_error};
+use super::{backend, codec, epoch_secs};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -70,13 +70,11 @@ impl ConnectionStore for DynamoConnections {
             )
             .build()
             .map_err(PortError::backend)?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await
-            .map_err(transaction_error)?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        super::transact(&self.client, items).await?;
         Ok(())
     }
 
@@ -139,5 +137,118 @@ impl ConnectionStore for DynamoConnections {
             .collect();
         v.sort();
         Ok(v)
+    }
+}
+
+/// Push endpoints are top-level attributes `push#<deviceId>` on the presence item, so setting one
+/// needs no existing map.
+const PUSH_PREFIX: &str = "push#";
+
+#[async_trait]
+impl courier_core::ports::PresenceStore for DynamoConnections {
+    async fn presence(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<courier_core::ports::Presence>, PortError> {
+        use std::collections::HashMap;
+        let mut found: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
+        let mut unique: Vec<&UserId> = users.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let keys: Vec<_> = chunk
+                .iter()
+                .map(|u| HashMap::from([("pk".to_owned(), AttributeValue::S(format!("USER#{u}")))]))
+                .collect();
+            let mut request = Some(
+                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(PortError::backend)?,
+            );
+            let mut attempt = 0u32;
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                        found.insert(pk.clone(), item);
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+                if request.is_some() {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        10 * u64::from(attempt.min(10)),
+                    ))
+                    .await;
+                }
+            }
+        }
+        Ok(users
+            .iter()
+            .map(|u| {
+                let item = found.get(&format!("USER#{u}"));
+                let mut connections: Vec<_> = match item.and_then(|i| i.get("conns")) {
+                    Some(AttributeValue::Ss(set)) => set
+                        .iter()
+                        .filter_map(|m| m.split_once('#'))
+                        .map(|(d, c)| (DeviceId::from_trusted(d), ConnectionId::new(c)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                connections.sort();
+                let mut push: Vec<_> = item
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| {
+                        let device = k.strip_prefix(PUSH_PREFIX)?;
+                        let AttributeValue::S(endpoint) = v else {
+                            return None;
+                        };
+                        Some((DeviceId::from_trusted(device), endpoint.clone()))
+                    })
+                    .collect();
+                push.sort();
+                courier_core::ports::Presence {
+                    user_id: Some(u.clone()),
+                    connections,
+                    push,
+                }
+            })
+            .collect())
+    }
+
+    async fn set_push_endpoint(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        endpoint: &str,
+    ) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user}")))
+            .update_expression("SET #p = :e")
+            .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
+            .expression_attribute_values(":e", AttributeValue::S(endpoint.to_owned()))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

@@ -4,11 +4,15 @@
 
 mod accounts;
 mod connections;
+mod messages;
 mod registrations;
+mod sessions;
 
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
+pub use messages::DynamoMessages;
 pub use registrations::DynamoRegistrations;
+pub use sessions::DynamoSessions;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -45,4 +49,48 @@ pub(crate) fn codec(e: serde_dynamo::Error) -> PortError {
 /// Seconds since the epoch, as DynamoDB's TTL wants.
 pub(crate) fn epoch_secs(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp()
+}
+
+/// Runs a write transaction, retrying (with jitter) when DynamoDB cancels it because another
+/// transaction touched the same item at the same moment (`TransactionConflict`), which real
+/// DynamoDB does under contention. A failed condition is not retried: it is [`PortError::Conflict`].
+pub(crate) async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<(), PortError> {
+    const ATTEMPTS: u32 = 6;
+    for attempt in 1..=ATTEMPTS {
+        let res = client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < ATTEMPTS && is_transaction_conflict(&e) => {
+                let jitter = rand::random::<u64>() % 20;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * u64::from(attempt) + jitter,
+                ))
+                .await;
+            }
+            Err(e) => return Err(transaction_error(e)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Whether a transaction was cancelled only by contention, not by a failed condition.
+pub(crate) fn is_transaction_conflict<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+            let codes: Vec<_> = t
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .collect();
+            codes.contains(&"TransactionConflict") && !codes.contains(&"ConditionalCheckFailed")
+        }
+        _ => false,
+    }
 }

@@ -3,7 +3,15 @@
 pub mod authorize;
 pub mod connections;
 pub mod delete_account;
+pub mod deliver;
+pub mod direct_chat;
+pub mod fan_out;
+pub mod lookup_user;
+pub mod push_token;
+pub mod read_messages;
+pub mod receipts;
 pub mod register_account;
+pub mod send_message;
 pub mod validate_account;
 
 use crate::ids::ConnectionId;

@@ -1,0 +1,9 @@
+//! Adapter tests of the DynamoDB repositories against DynamoDB Local (see [`support`] for how it
+//! is found or started). Every test creates its own uniquely named tables, as template.yaml
+//! defines them, so the tests run in parallel against one server.
+
+mod accounts;
+mod concurrency;
+mod connections;
+mod registrations;
+mod support;

@@ -1,0 +1,137 @@
+//! Chat records as use cases see them: sessions, memberships with their receipt watermarks, and
+//! messages (whose payload the server never reads: it is the clients' ciphertext).
+
+use crate::ids::{DeviceId, MsgId, SessionId, UserId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Longest payload accepted, in characters.
+pub const MAX_PAYLOAD_CHARS: usize = 65_536;
+/// Longest `clientMsgId`.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
+/// Most attachments on one message.
+pub const MAX_ATTACHMENTS: usize = 16;
+
+/// The kind of session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    /// Two users.
+    Direct,
+    /// A group (2 to 257 members).
+    Group,
+}
+
+/// A user's place in a session, with how far their devices have got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its kind.
+    pub kind: SessionKind,
+    /// The member.
+    pub user_id: UserId,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// Every message up to this one was delivered to one of their devices.
+    pub delivered: Watermark,
+    /// Every message up to this one was read.
+    pub read: Watermark,
+}
+
+/// A receipt watermark: a sequence number and when it was reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermark {
+    /// Highest acknowledged sequence number (0: none).
+    pub seq: u64,
+    /// When the watermark last moved.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The status of a message for one recipient, or in aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Receipt {
+    /// Stored, not yet on a device of the recipient.
+    Sent,
+    /// On at least one device of the recipient.
+    Delivered,
+    /// Read.
+    Read,
+}
+
+/// A message as stored and as sent to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// `<sessionId>.<seq>`.
+    pub msg_id: String,
+    /// The session.
+    pub session_id: SessionId,
+    /// Position in the session.
+    pub seq: u64,
+    /// Sending user.
+    pub sender: UserId,
+    /// Sending device.
+    pub sender_device: DeviceId,
+    /// The sender's idempotency key.
+    pub client_msg_id: String,
+    /// `text`, `media`, `handshake`, `system`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Opaque to the server.
+    pub payload: String,
+    /// Media ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+    /// When the server stored it (RFC 3339, milliseconds, UTC).
+    pub sent_at: String,
+}
+
+impl Message {
+    /// The message's id.
+    pub fn id(&self) -> MsgId {
+        MsgId {
+            session: self.session_id.clone(),
+            seq: self.seq,
+        }
+    }
+}
+
+/// RFC 3339 with milliseconds and `Z`, as the protocol writes times.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A message before it has a place in the session.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Sender.
+    pub sender: UserId,
+    /// Sending device.
+    pub sender_device: DeviceId,
+    /// Idempotency key.
+    pub client_msg_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Payload.
+    pub payload: String,
+    /// Media ids.
+    pub attachments: Vec<String>,
+}
+
+/// What appending a draft did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored as a new message.
+    New(Message),
+    /// The sender already sent this `clientMsgId`: the first result.
+    Duplicate {
+        /// Its id.
+        msg_id: String,
+        /// Its sequence number.
+        seq: u64,
+        /// When it was stored.
+        sent_at: String,
+    },
+}

@@ -1,0 +1,99 @@
+//! Delivery to devices: post a frame to every live connection of some users, clean up
+//! connections the gateway says are gone, and push to devices that could not be reached live.
+
+use crate::error::PortError;
+use crate::ids::{DeviceId, UserId};
+use crate::ports::{
+    ConnectionGateway, ConnectionStore, GatewayError, PresenceStore, PushNote, PushService,
+};
+use futures_util::{StreamExt, stream};
+use std::collections::HashSet;
+
+/// Management API calls in flight at once per delivery.
+pub const MAX_CONCURRENT_POSTS: usize = 32;
+
+/// The ports delivery needs.
+pub struct Deliverer<'a> {
+    /// Presence (connections and push endpoints).
+    pub presence: &'a dyn PresenceStore,
+    /// To forget gone connections.
+    pub connections: &'a dyn ConnectionStore,
+    /// The management API.
+    pub gateway: &'a dyn ConnectionGateway,
+    /// Push, if this delivery may push offline devices.
+    pub push: Option<&'a dyn PushService>,
+}
+
+/// What a delivery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Frames posted.
+    pub posted: usize,
+    /// Connections found gone (and removed).
+    pub gone: usize,
+    /// Pushes sent.
+    pub pushed: usize,
+}
+
+impl Deliverer<'_> {
+    /// Posts `frame` to every live connection of `users`, except those of `skip_device`; pushes
+    /// `note` (if given) to each device with a push endpoint that no connection reached. Fails if
+    /// any post or push failed for a reason other than a gone connection, after trying them all,
+    /// so the caller can retry (clients de-duplicate).
+    pub async fn deliver(
+        &self,
+        users: &[UserId],
+        skip_device: Option<&DeviceId>,
+        frame: &str,
+        note: Option<&PushNote>,
+    ) -> Result<DeliveryReport, PortError> {
+        let presence = self.presence.presence(users).await?;
+        let targets: Vec<_> = presence
+            .iter()
+            .flat_map(|p| p.connections.iter())
+            .filter(|(device, _)| Some(device) != skip_device)
+            .collect();
+        let results: Vec<_> =
+            stream::iter(targets)
+                .map(|(device, conn)| async move {
+                    (device, conn, self.gateway.post(conn, frame).await)
+                })
+                .buffer_unordered(MAX_CONCURRENT_POSTS)
+                .collect()
+                .await;
+
+        let mut report = DeliveryReport::default();
+        let mut reached: HashSet<&DeviceId> = HashSet::new();
+        let mut failure = None;
+        for (device, conn, result) in results {
+            match result {
+                Ok(()) => {
+                    report.posted += 1;
+                    reached.insert(device);
+                }
+                Err(GatewayError::Gone) => {
+                    report.gone += 1;
+                    self.connections.remove(conn).await?;
+                }
+                Err(GatewayError::Other(e)) => failure = Some(e),
+            }
+        }
+        if let (Some(push), Some(note)) = (self.push, note) {
+            for p in &presence {
+                for (device, endpoint) in &p.push {
+                    if Some(device) == skip_device || reached.contains(device) {
+                        continue;
+                    }
+                    match push.notify(endpoint, note).await {
+                        Ok(()) => report.pushed += 1,
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}

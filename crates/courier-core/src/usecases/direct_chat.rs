@@ -1,0 +1,93 @@
+//! `initiateDirectChatSession` and `listSessions`.
+
+use crate::chat::Draft;
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{SessionId, UserId};
+use crate::ports::{AccountStore, DeviceCredential, MessageStore, SessionStore};
+use crate::protocol::InitiateDirectChatParams;
+use serde_json::{Value, json};
+
+/// What these operations need.
+pub struct Deps<'a> {
+    /// To check the peer exists.
+    pub accounts: &'a dyn AccountStore,
+    /// Sessions.
+    pub sessions: &'a dyn SessionStore,
+    /// Messages (the handshake is stored as one).
+    pub messages: &'a dyn MessageStore,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+/// Opens (or finds) the caller's direct session with a peer; stores the handshake, if any, as the
+/// session's `handshake` message, which the fan-out delivers as `sessionStarted`.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn initiate(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    params: InitiateDirectChatParams,
+) -> Result<Value, ApiError> {
+    let peer = UserId::from_trusted(params.peer_user_id);
+    if peer == who.user_id {
+        return Err(ApiError::bad_request("a direct chat needs another user"));
+    }
+    if let Some(h) = &params.handshake {
+        super::send_message::check_payload(h)?;
+    }
+    if deps.accounts.user(&peer).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such user"));
+    }
+    let session = SessionId::direct(&who.user_id, &peer);
+    let created = deps
+        .sessions
+        .create_direct(&session, &who.user_id, &peer, deps.clock.now())
+        .await?;
+    if let Some(handshake) = params.handshake {
+        use sha2::{Digest, Sha256};
+        // Derived from the content, so a retried initiate stores the handshake once.
+        let client_msg_id = format!(
+            "hs-{}",
+            &hex::encode(Sha256::digest(handshake.as_bytes()))[..24]
+        );
+        let draft = Draft {
+            sender: who.user_id.clone(),
+            sender_device: who.device_id.clone(),
+            client_msg_id,
+            kind: "handshake".into(),
+            payload: handshake,
+            attachments: vec![],
+        };
+        deps.messages
+            .append(&session, &draft, deps.clock.now())
+            .await?;
+    }
+    Ok(json!({ "sessionId": session, "created": created }))
+}
+
+/// The caller's sessions with their latest message and the caller's watermarks.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn list_sessions(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
+    let memberships = deps.sessions.sessions_of(&who.user_id).await?;
+    let mut sessions = Vec::with_capacity(memberships.len());
+    for m in memberships {
+        let members: Vec<_> = deps
+            .sessions
+            .members(&m.session_id)
+            .await?
+            .into_iter()
+            .map(|x| x.user_id)
+            .collect();
+        let last = deps.messages.last(&m.session_id).await?;
+        sessions.push(json!({
+            "sessionId": m.session_id,
+            "type": m.kind,
+            "members": members,
+            "lastSeq": last.as_ref().map_or(0, |l| l.seq),
+            "lastMsgId": last.as_ref().map(|l| l.msg_id.clone()),
+            "deliveredSeq": m.delivered.seq,
+            "readSeq": m.read.seq,
+        }));
+    }
+    Ok(json!({ "sessions": sessions }))
+}

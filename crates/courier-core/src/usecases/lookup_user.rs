@@ -1,0 +1,16 @@
+//! `lookupUser`: the account behind a phone number, so a client can start a chat with it.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::phone::PhoneNumber;
+use crate::ports::AccountStore;
+use serde_json::{Value, json};
+
+/// Finds the user id of `phone`.
+pub async fn lookup_user(accounts: &dyn AccountStore, phone: &str) -> Result<Value, ApiError> {
+    let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user = accounts
+        .user_by_phone(&phone)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no Courier account has this number"))?;
+    Ok(json!({ "userId": user }))
+}

@@ -1,0 +1,46 @@
+//! `readNewMessages`: page through a session after a message, in session order.
+
+use super::send_message::{parse_session, require_member};
+use crate::error::ApiError;
+use crate::ids::MsgId;
+use crate::ports::{DeviceCredential, MessageStore, SessionStore};
+use crate::protocol::ReadNewMessagesParams;
+use serde_json::{Value, json};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page.
+pub const MAX_LIMIT: u32 = 100;
+
+/// Messages after `lastMsgId`.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn read_new_messages(
+    sessions: &dyn SessionStore,
+    messages: &dyn MessageStore,
+    who: &DeviceCredential,
+    p: ReadNewMessagesParams,
+) -> Result<Value, ApiError> {
+    let session = parse_session(&p.session_id)?;
+    let after = match p.last_msg_id.as_deref() {
+        None | Some("") => 0,
+        Some(id) => {
+            let id = MsgId::parse(id)
+                .ok_or_else(|| ApiError::bad_request("lastMsgId is not a message id"))?;
+            if id.session != session {
+                return Err(ApiError::bad_request(
+                    "lastMsgId belongs to another session",
+                ));
+            }
+            id.seq
+        }
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LIMIT}"
+        )));
+    }
+    require_member(sessions, &session, &who.user_id).await?;
+    let (page, has_more) = messages.after(&session, after, limit as usize).await?;
+    Ok(json!({ "messages": page, "hasMore": has_more }))
+}

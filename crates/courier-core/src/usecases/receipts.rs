@@ -1,0 +1,114 @@
+//! `ackMessages` and `getMessageStatus`: receipts as per-member watermarks.
+
+use super::deliver::Deliverer;
+use super::send_message::{parse_session, require_member};
+use crate::chat::{Receipt, Watermark, timestamp};
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::MsgId;
+use crate::ports::{DeviceCredential, MessageStore, SessionStore};
+use crate::protocol::{AckMessagesParams, GetMessageStatusParams, status_event};
+use serde_json::{Value, json};
+
+/// What `ackMessages` needs.
+pub struct AckDeps<'a> {
+    /// Memberships and watermarks.
+    pub sessions: &'a dyn SessionStore,
+    /// To check the message exists.
+    pub messages: &'a dyn MessageStore,
+    /// To tell the other members' devices.
+    pub deliver: Deliverer<'a>,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+/// Moves the caller's watermark up to `msgId` (never backwards) and tells the other members.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn ack_messages(
+    deps: &AckDeps<'_>,
+    who: &DeviceCredential,
+    p: AckMessagesParams,
+) -> Result<Value, ApiError> {
+    let session = parse_session(&p.session_id)?;
+    let id = MsgId::parse(&p.msg_id)
+        .ok_or_else(|| ApiError::bad_request("msgId is not a message id"))?;
+    if id.session != session {
+        return Err(ApiError::bad_request("msgId belongs to another session"));
+    }
+    if p.status == Receipt::Sent {
+        return Err(ApiError::bad_request("status must be delivered or read"));
+    }
+    require_member(deps.sessions, &session, &who.user_id).await?;
+    if deps.messages.get(&id).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such message"));
+    }
+    let now = deps.clock.now();
+    let moved = deps
+        .sessions
+        .advance(&session, &who.user_id, p.status, id.seq, now)
+        .await?;
+    if moved {
+        let others: Vec<_> = deps
+            .sessions
+            .members(&session)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .filter(|u| u != &who.user_id)
+            .collect();
+        let frame = status_event(
+            session.as_str(),
+            who.user_id.as_str(),
+            p.status,
+            &p.msg_id,
+            id.seq,
+            &timestamp(now),
+        );
+        // Receipts are best effort live; getMessageStatus is the source of truth.
+        if let Err(e) = deps.deliver.deliver(&others, None, &frame, None).await {
+            tracing::warn!(error = %e, "status event not delivered everywhere");
+        }
+    }
+    Ok(json!({ "moved": moved }))
+}
+
+fn receipt_of(delivered: Watermark, read: Watermark, seq: u64) -> (Receipt, Option<String>) {
+    if read.seq >= seq {
+        (Receipt::Read, read.at.map(timestamp))
+    } else if delivered.seq >= seq {
+        (Receipt::Delivered, delivered.at.map(timestamp))
+    } else {
+        (Receipt::Sent, None)
+    }
+}
+
+/// A message's status per recipient and in aggregate (the weakest recipient's).
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn get_message_status(
+    sessions: &dyn SessionStore,
+    messages: &dyn MessageStore,
+    who: &DeviceCredential,
+    p: GetMessageStatusParams,
+) -> Result<Value, ApiError> {
+    let id = MsgId::parse(&p.msg_id)
+        .ok_or_else(|| ApiError::bad_request("msgId is not a message id"))?;
+    require_member(sessions, &id.session, &who.user_id).await?;
+    let message = messages
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such message"))?;
+    let mut aggregate = Receipt::Read;
+    let mut recipients = Vec::new();
+    for m in sessions.members(&id.session).await? {
+        if m.user_id == message.sender {
+            continue;
+        }
+        let (status, at) = receipt_of(m.delivered, m.read, id.seq);
+        aggregate = aggregate.min(status);
+        recipients.push(json!({ "userId": m.user_id, "status": status, "at": at }));
+    }
+    if recipients.is_empty() {
+        aggregate = Receipt::Sent;
+    }
+    Ok(json!({ "msgId": p.msg_id, "status": aggregate, "recipients": recipients }))
+}

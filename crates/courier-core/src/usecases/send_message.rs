@@ -1,0 +1,114 @@
+//! `sendMessage`: persist first (one transaction: the next sequence number, the message and the
+//! idempotency record); the fan-out function delivers it from the messages table's stream.
+
+use crate::chat::{
+    Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, MAX_PAYLOAD_CHARS, Membership,
+};
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{SessionId, UserId};
+use crate::ports::{DeviceCredential, MessageStore, SessionStore};
+use crate::protocol::SendMessageParams;
+use serde_json::{Value, json};
+
+/// Message kinds the server accepts (it never looks inside).
+pub const KINDS: [&str; 4] = ["text", "media", "handshake", "system"];
+
+/// What `sendMessage` needs.
+pub struct Deps<'a> {
+    /// Memberships.
+    pub sessions: &'a dyn SessionStore,
+    /// Messages.
+    pub messages: &'a dyn MessageStore,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+/// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
+pub fn check_payload(payload: &str) -> Result<(), ApiError> {
+    // Bytes bound characters from above: count only when the byte length is over the limit.
+    if payload.len() > MAX_PAYLOAD_CHARS && payload.chars().count() > MAX_PAYLOAD_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("payload is longer than {MAX_PAYLOAD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a session id from a request.
+pub fn parse_session(s: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(s).ok_or_else(|| ApiError::bad_request("sessionId is not a session id"))
+}
+
+/// The caller's membership; `NOT_FOUND` for an unknown session, `FORBIDDEN` for someone else's.
+pub async fn require_member(
+    sessions: &dyn SessionStore,
+    session: &SessionId,
+    user: &UserId,
+) -> Result<Membership, ApiError> {
+    if let Some(m) = sessions.membership(session, user).await? {
+        return Ok(m);
+    }
+    if sessions.exists(session).await? {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "not a member of this session",
+        ))
+    } else {
+        Err(ApiError::new(ErrorCode::NotFound, "no such session"))
+    }
+}
+
+/// Stores a message and returns its id, sequence number and time.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn send_message(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: SendMessageParams,
+) -> Result<Value, ApiError> {
+    let session = parse_session(&p.session_id)?;
+    let cmid = p.client_msg_id.trim();
+    if cmid.is_empty() || cmid.chars().count() > MAX_CLIENT_MSG_ID_CHARS || cmid.contains('#') {
+        return Err(ApiError::bad_request(format!(
+            "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters, without '#'"
+        )));
+    }
+    if !KINDS.contains(&p.kind.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "type must be one of {}",
+            KINDS.join(", ")
+        )));
+    }
+    check_payload(&p.payload)?;
+    if p.attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_ATTACHMENTS} attachments"
+        )));
+    }
+    require_member(deps.sessions, &session, &who.user_id).await?;
+    let draft = Draft {
+        sender: who.user_id.clone(),
+        sender_device: who.device_id.clone(),
+        client_msg_id: cmid.to_owned(),
+        kind: p.kind,
+        payload: p.payload,
+        attachments: p.attachments,
+    };
+    let (msg_id, seq, sent_at) = match deps
+        .messages
+        .append(&session, &draft, deps.clock.now())
+        .await?
+    {
+        Appended::New(m) => (m.msg_id, m.seq, m.sent_at),
+        Appended::Duplicate {
+            msg_id,
+            seq,
+            sent_at,
+        } => {
+            tracing::info!("duplicate clientMsgId: returning the first result");
+            (msg_id, seq, sent_at)
+        }
+    };
+    Ok(json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }))
+}

@@ -1,0 +1,438 @@
+//! Chat use cases on in-memory ports: direct sessions, sending with idempotency, reading,
+//! receipts as watermarks, fan-out with push and gone-connection clean-up.
+
+use chrono::{TimeZone, Utc};
+use courier_core::chat::{MAX_PAYLOAD_CHARS, Receipt};
+use courier_core::clock::{Clock, ManualClock};
+use courier_core::memory::*;
+use courier_core::ports::*;
+use courier_core::protocol::*;
+use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::{
+    direct_chat, fan_out, push_token, read_messages, receipts, send_message,
+};
+use courier_core::{ConnectionId, DeviceId, ErrorCode, PhoneNumber, SessionId, UserId};
+use serde_json::{Value, json};
+
+struct World {
+    accounts: MemoryAccounts,
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    connections: MemoryConnections,
+    gateway: RecordingGateway,
+    push: RecordingPush,
+    clock: ManualClock,
+}
+
+fn who(u: &UserId, d: &str) -> DeviceCredential {
+    DeviceCredential {
+        user_id: u.clone(),
+        device_id: DeviceId::from_trusted(d),
+    }
+}
+
+impl World {
+    async fn new() -> (Self, UserId, UserId, UserId) {
+        let w = World {
+            accounts: MemoryAccounts::default(),
+            sessions: MemorySessions::default(),
+            messages: MemoryMessages::default(),
+            connections: MemoryConnections::default(),
+            gateway: RecordingGateway::default(),
+            push: RecordingPush::default(),
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()),
+        };
+        let mut ids = vec![];
+        for (i, phone) in ["+14155550100", "+14155550101", "+14155550102"]
+            .into_iter()
+            .enumerate()
+        {
+            let user = User {
+                user_id: UserId::generate(),
+                phone: PhoneNumber::parse(phone).unwrap(),
+                created_at: w.clock.now(),
+            };
+            let device = Device {
+                user_id: user.user_id.clone(),
+                device_id: DeviceId::from_trusted(format!("d_{i}")),
+                name: "phone".into(),
+                platform: Platform::Ios,
+                primary: true,
+                key_hash: courier_core::secrets::ApiKey::generate().hash(),
+                created_at: w.clock.now(),
+            };
+            w.accounts.create_account(&user, &device).await.unwrap();
+            ids.push(user.user_id);
+        }
+        (w, ids[0].clone(), ids[1].clone(), ids[2].clone())
+    }
+    fn chat(&self) -> direct_chat::Deps<'_> {
+        direct_chat::Deps {
+            accounts: &self.accounts,
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+        }
+    }
+    fn send_deps(&self) -> send_message::Deps<'_> {
+        send_message::Deps {
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+        }
+    }
+    fn deliverer(&self) -> Deliverer<'_> {
+        Deliverer {
+            presence: &self.connections,
+            connections: &self.connections,
+            gateway: &self.gateway,
+            push: Some(&self.push),
+        }
+    }
+    async fn open(&self, a: &DeviceCredential, b: &UserId) -> String {
+        let p = InitiateDirectChatParams {
+            peer_user_id: b.to_string(),
+            handshake: None,
+        };
+        direct_chat::initiate(&self.chat(), a, p).await.unwrap()["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+    async fn send(
+        &self,
+        from: &DeviceCredential,
+        session: &str,
+        cmid: &str,
+        payload: &str,
+    ) -> Result<Value, courier_core::ApiError> {
+        let p: SendMessageParams = serde_json::from_value(
+            json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}),
+        )
+        .unwrap();
+        send_message::send_message(&self.send_deps(), from, p).await
+    }
+    async fn connect(&self, who: &DeviceCredential, id: &str) -> ConnectionId {
+        let id = ConnectionId::new(id);
+        courier_core::usecases::connections::connect(
+            &self.connections,
+            &self.clock,
+            id.clone(),
+            who,
+        )
+        .await
+        .unwrap();
+        self.gateway.open(&id);
+        id
+    }
+    fn frames_to(&self, id: &ConnectionId) -> Vec<Value> {
+        self.gateway
+            .posted()
+            .into_iter()
+            .filter(|(c, _)| c == id)
+            .map(|(_, f)| serde_json::from_str(&f).unwrap())
+            .collect()
+    }
+    async fn play_stream(&self, session: &str) {
+        for m in self.messages.all(&SessionId::from_trusted(session)) {
+            fan_out::fan_out(&self.sessions, &self.deliverer(), &m)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_same_pair_always_gets_the_same_session() {
+    let (w, a, b, _) = World::new().await;
+    let s1 = w.open(&who(&a, "d_0"), &b).await;
+    let s2 = w.open(&who(&b, "d_1"), &a).await;
+    assert_eq!(s1, s2);
+    let err = direct_chat::initiate(
+        &w.chat(),
+        &who(&a, "d_0"),
+        InitiateDirectChatParams {
+            peer_user_id: a.to_string(),
+            handshake: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::BadRequest);
+    let err = direct_chat::initiate(
+        &w.chat(),
+        &who(&a, "d_0"),
+        InitiateDirectChatParams {
+            peer_user_id: "u_nobody".into(),
+            handshake: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn sending_checks_membership_size_and_is_idempotent() {
+    let (w, a, b, c) = World::new().await;
+    let (da, dc) = (who(&a, "d_0"), who(&c, "d_2"));
+    let s = w.open(&da, &b).await;
+    let first = w.send(&da, &s, "c-1", "hello").await.unwrap();
+    assert_eq!(first["seq"], 1);
+    let retry = w.send(&da, &s, "c-1", "hello").await.unwrap();
+    assert_eq!(retry, first, "a retry returns the first result");
+    assert_eq!(
+        w.messages.all(&SessionId::from_trusted(&s)).len(),
+        1,
+        "and stores nothing twice"
+    );
+
+    assert_eq!(
+        w.send(&dc, &s, "c-9", "intruder").await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    let unknown = SessionId::direct(&a, &c);
+    assert_eq!(
+        w.send(&da, unknown.as_str(), "c-2", "x")
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        w.send(&da, "not-a-session", "c-2", "x")
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::BadRequest
+    );
+    let big = "é".repeat(MAX_PAYLOAD_CHARS + 1);
+    assert_eq!(
+        w.send(&da, &s, "c-3", &big).await.unwrap_err().code,
+        ErrorCode::PayloadTooLarge
+    );
+    w.send(&da, &s, "c-4", &"é".repeat(MAX_PAYLOAD_CHARS))
+        .await
+        .expect("exactly the limit is fine");
+    assert_eq!(
+        w.send(&da, &s, "", "x").await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+}
+
+#[tokio::test]
+async fn reading_pages_in_order() {
+    let (w, a, b, _) = World::new().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let s = w.open(&da, &b).await;
+    for i in 1..=5 {
+        w.send(
+            if i % 2 == 0 { &db } else { &da },
+            &s,
+            &format!("c-{i}"),
+            &format!("m{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    let read = |last: Option<String>, limit| {
+        let p: ReadNewMessagesParams =
+            serde_json::from_value(json!({"sessionId": s, "lastMsgId": last, "limit": limit}))
+                .unwrap();
+        read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
+    };
+    let page = read(None, 3).await.unwrap();
+    let seqs: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(page["hasMore"], true);
+    let last = page["messages"][2]["msgId"].as_str().unwrap().to_owned();
+    let page = read(Some(last), 3).await.unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(page["messages"][1]["payload"], "m5");
+    assert_eq!(page["hasMore"], false);
+    assert_eq!(read(None, 0).await.unwrap_err().code, ErrorCode::BadRequest);
+    assert_eq!(
+        read(Some("s_other.1".into()), 10).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+}
+
+#[tokio::test]
+async fn fan_out_reaches_every_other_device_and_pushes_offline_ones_without_content() {
+    let (w, a, b, _) = World::new().await;
+    let (da, da2, db) = (who(&a, "d_0"), who(&a, "d_0b"), who(&b, "d_1"));
+    let s = w.open(&da, &b).await;
+    let a_phone = w.connect(&da, "ca1").await;
+    let a_laptop = w.connect(&da2, "ca2").await;
+    let b_phone = w.connect(&db, "cb1").await;
+    // Bob's tablet is offline with a push token.
+    let db2 = who(&b, "d_1b");
+    let p: RegisterPushTokenParams =
+        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
+    push_token::register_push_token(&w.push, &w.connections, &db2, p)
+        .await
+        .unwrap();
+
+    w.send(&da, &s, "c-1", "ciphertext-1").await.unwrap();
+    w.play_stream(&s).await;
+    assert!(
+        w.frames_to(&a_phone).is_empty(),
+        "not echoed to the sending device"
+    );
+    for conn in [&a_laptop, &b_phone] {
+        let frames = w.frames_to(conn);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["event"], "message");
+        assert_eq!(frames[0]["message"]["payload"], "ciphertext-1");
+    }
+    let pushes = w.push.sent();
+    assert_eq!(pushes.len(), 1);
+    assert!(pushes[0].0.contains("d_1b"));
+    let note = serde_json::to_string(&pushes[0].1).unwrap();
+    assert!(
+        !note.contains("ciphertext"),
+        "pushes carry no content: {note}"
+    );
+    assert!(note.contains(&s));
+}
+
+#[tokio::test]
+async fn a_gone_connection_is_removed_and_its_device_pushed_instead() {
+    let (w, a, b, _) = World::new().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let s = w.open(&da, &b).await;
+    // Bob's phone has a connection the gateway no longer knows (dropped without $disconnect).
+    courier_core::usecases::connections::connect(
+        &w.connections,
+        &w.clock,
+        ConnectionId::new("stale"),
+        &db,
+    )
+    .await
+    .unwrap();
+    let p: RegisterPushTokenParams =
+        serde_json::from_value(json!({"platform": "fcm", "token": "t"})).unwrap();
+    push_token::register_push_token(&w.push, &w.connections, &db, p)
+        .await
+        .unwrap();
+    w.send(&da, &s, "c-1", "x").await.unwrap();
+    w.play_stream(&s).await;
+    assert!(
+        w.connections.for_user(&b).await.unwrap().is_empty(),
+        "stale connection removed"
+    );
+    assert_eq!(w.push.sent().len(), 1, "pushed instead");
+}
+
+#[tokio::test]
+async fn receipts_are_watermarks_that_never_move_backwards() {
+    let (w, a, b, _) = World::new().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let s = w.open(&da, &b).await;
+    let a_conn = w.connect(&da, "ca").await;
+    let m1 = w.send(&da, &s, "c-1", "1").await.unwrap()["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m2 = w.send(&da, &s, "c-2", "2").await.unwrap()["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = |id: &str| {
+        let p = GetMessageStatusParams {
+            msg_id: id.to_owned(),
+        };
+        receipts::get_message_status(&w.sessions, &w.messages, &da, p)
+    };
+    assert_eq!(status(&m2).await.unwrap()["status"], "sent");
+    let db = &db;
+    let ack = |id: &str, st: &str| {
+        let p: AckMessagesParams =
+            serde_json::from_value(json!({"sessionId": s, "msgId": id, "status": st})).unwrap();
+        let deps = receipts::AckDeps {
+            sessions: &w.sessions,
+            messages: &w.messages,
+            deliver: w.deliverer(),
+            clock: &w.clock,
+        };
+        async move { receipts::ack_messages(&deps, db, p).await }
+    };
+    assert_eq!(ack(&m2, "delivered").await.unwrap()["moved"], true);
+    let st = status(&m1).await.unwrap();
+    assert_eq!(st["status"], "delivered");
+    assert_eq!(st["recipients"][0]["userId"], b.as_str());
+    assert!(st["recipients"][0]["at"].is_string());
+    assert_eq!(
+        ack(&m1, "delivered").await.unwrap()["moved"],
+        false,
+        "backwards: ignored, not an error"
+    );
+    assert_eq!(status(&m2).await.unwrap()["status"], "delivered");
+    assert_eq!(ack(&m1, "read").await.unwrap()["moved"], true);
+    assert_eq!(status(&m1).await.unwrap()["status"], "read");
+    assert_eq!(status(&m2).await.unwrap()["status"], "delivered");
+    let events = w.frames_to(&a_conn);
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap().to_owned(),
+                e["upToSeq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("delivered".into(), 2), ("read".into(), 1)],
+        "one status event per moved watermark"
+    );
+    assert_eq!(
+        ack("s_nope.1", "read").await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let future = format!("{s}.99");
+    assert_eq!(
+        ack(&future, "read").await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let _ = Receipt::Sent;
+}
+
+#[tokio::test]
+async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
+    let (w, a, b, _) = World::new().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let b_conn = w.connect(&db, "cb").await;
+    let p = InitiateDirectChatParams {
+        peer_user_id: b.to_string(),
+        handshake: Some("olm-prekey-msg".into()),
+    };
+    let s = direct_chat::initiate(&w.chat(), &da, p.clone())
+        .await
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    direct_chat::initiate(&w.chat(), &da, p).await.unwrap();
+    assert_eq!(
+        w.messages.all(&SessionId::from_trusted(&s)).len(),
+        1,
+        "a retried initiate stores the handshake once"
+    );
+    w.play_stream(&s).await;
+    let frames = w.frames_to(&b_conn);
+    assert_eq!(frames[0]["event"], "sessionStarted");
+    assert_eq!(frames[0]["handshake"], "olm-prekey-msg");
+    let listed = direct_chat::list_sessions(&w.chat(), &db).await.unwrap();
+    assert_eq!(listed["sessions"][0]["sessionId"], s.as_str());
+    assert_eq!(listed["sessions"][0]["lastSeq"], 1);
+    assert_eq!(
+        listed["sessions"][0]["members"].as_array().unwrap().len(),
+        2
+    );
+}
