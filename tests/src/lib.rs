@@ -27,6 +27,10 @@ pub struct TestCloud {
     pub http_url: String,
     /// WebSocket API.
     pub ws_url: String,
+    /// DynamoDB endpoint of the local cloud (tests that inspect or disturb stored state).
+    pub dynamodb_endpoint: Option<String>,
+    /// Prefix of the local table names (`<prefix>-<LogicalId>`).
+    pub resource_prefix: String,
     _child: Option<Child>,
 }
 
@@ -48,6 +52,8 @@ impl TestCloud {
             return Ok(TestCloud {
                 http_url,
                 ws_url,
+                dynamodb_endpoint: None,
+                resource_prefix: String::new(),
                 _child: None,
             });
         }
@@ -124,6 +130,8 @@ impl TestCloud {
                 return Ok(TestCloud {
                     http_url,
                     ws_url,
+                    dynamodb_endpoint: v["dynamodbEndpoint"].as_str().map(str::to_owned),
+                    resource_prefix: run_id,
                     _child: Some(child),
                 });
             }
@@ -163,6 +171,27 @@ impl TestCloud {
             .last()
             .with_context(|| format!("no SMS was sent to {phone}"))?;
         courier_core::memory::extract_code(last).with_context(|| format!("no code in {last:?}"))
+    }
+
+    /// Push notifications published so far (SNS platform endpoints), as the outbox lists them.
+    pub async fn pushes(&self) -> Result<Vec<Value>> {
+        Ok(reqwest::get(format!("{}/_local/outbox/push", self.http_url)).await?.json().await?)
+    }
+
+    /// POSTs JSON to a `/_local/...` endpoint (fault switches).
+    pub async fn local(&self, path: &str, body: Value) -> Result<Value> {
+        let resp = reqwest::Client::new().post(format!("{}{path}", self.http_url)).json(&body).send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The local name of a template table.
+    pub fn table(&self, logical_id: &str) -> String {
+        format!("{}-{logical_id}", self.resource_prefix)
     }
 
     /// A client of the HTTP API.

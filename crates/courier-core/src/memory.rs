@@ -157,6 +157,16 @@ impl ConnectionStore for MemoryConnections {
         Ok(self.0.lock().unwrap().remove(id))
     }
 
+    async fn remove_stale(
+        &self,
+        _user: &UserId,
+        _device: &DeviceId,
+        id: &ConnectionId,
+    ) -> Result<(), PortError> {
+        self.0.lock().unwrap().remove(id);
+        Ok(())
+    }
+
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError> {
         let map = self.0.lock().unwrap();
         let mut v: Vec<_> = map
@@ -264,7 +274,7 @@ impl PresenceStore for MemoryConnections {
                 .map(|((_, d), e)| (d.clone(), e.clone()))
                 .collect();
             out.push(Presence {
-                user_id: Some(u.clone()),
+                user_id: u.clone(),
                 connections,
                 push,
             });
@@ -365,9 +375,9 @@ impl SessionStore for MemorySessions {
         at: DateTime<Utc>,
     ) -> Result<bool, PortError> {
         let mut map = self.0.lock().unwrap();
-        let m = map
-            .get_mut(&(session.clone(), user.clone()))
-            .ok_or(PortError::Conflict)?;
+        let Some(m) = map.get_mut(&(session.clone(), user.clone())) else {
+            return Ok(false);
+        };
         let mark = match receipt {
             Receipt::Delivered => &mut m.delivered,
             Receipt::Read => &mut m.read,
@@ -381,11 +391,14 @@ impl SessionStore for MemorySessions {
     }
 }
 
+/// The first result of a (sender, clientMsgId): msgId, seq, sentAt.
+type FirstResult = (String, u64, String);
+
 /// Messages in per-session vectors, with idempotency by (sender, clientMsgId).
 #[derive(Default)]
 pub struct MemoryMessages {
     sessions: Mutex<HashMap<SessionId, Vec<Message>>>,
-    sent: Mutex<HashMap<(UserId, String), (String, u64, String)>>,
+    sent: Mutex<HashMap<(UserId, String), FirstResult>>,
 }
 
 #[async_trait]

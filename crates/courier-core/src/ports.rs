@@ -132,6 +132,14 @@ pub trait ConnectionStore: Send + Sync {
     async fn remove(&self, connection_id: &ConnectionId) -> Result<Option<Connection>, PortError>;
     /// A user's live connections, with their devices.
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError>;
+    /// Forgets a connection the gateway says is gone, even if its own record is already missing
+    /// (a socket that died without `$disconnect`, or a half-finished connect).
+    async fn remove_stale(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        connection_id: &ConnectionId,
+    ) -> Result<(), PortError>;
 }
 
 /// Why posting to a connection failed.
@@ -216,10 +224,10 @@ pub trait MessageStore: Send + Sync {
 }
 
 /// Where a user can be reached: live connections and push endpoints, per device.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presence {
     /// The user.
-    pub user_id: Option<UserId>,
+    pub user_id: UserId,
     /// Live connections.
     pub connections: Vec<(DeviceId, ConnectionId)>,
     /// SNS endpoints of devices that registered a push token.

@@ -169,7 +169,11 @@ pub async fn accounts_service() -> Result<(), Error> {
             .await
         }
         "lookupUser" => {
-            let accounts = leak(accounts(&dynamo)?);
+            let accounts = leak(DynamoAccounts::new(
+                dynamo.clone(),
+                required("USERS_TABLE")?,
+                "",
+            ));
             ws_action(move |event| async move {
                 routes::action(
                     "lookupUser",
@@ -226,8 +230,13 @@ pub async fn sessions() -> Result<(), Error> {
     let messages = leak(messages_store(&dynamo)?);
     match op.as_str() {
         "initiateDirectChatSession" => {
+            // It only reads profiles (does the peer exist?), so it gets no API-keys table.
             let deps = leak(direct_chat::Deps {
-                accounts: leak(accounts(&dynamo)?),
+                accounts: leak(DynamoAccounts::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                    "",
+                )),
                 sessions,
                 messages,
                 clock: &SystemClock,

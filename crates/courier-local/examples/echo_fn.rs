@@ -73,6 +73,27 @@ async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
             }
         }
         "disconnect" => Ok(json!({"statusCode": 200})),
+        "poster" => {
+            // Posts "1".."count" to its own connection through the management API, in order.
+            let raw = event["body"].as_str().unwrap_or_default();
+            let body: Value = serde_json::from_str(raw).unwrap_or_default();
+            let count = body["count"].as_u64().unwrap_or(1);
+            let ctx = &event["requestContext"];
+            let url = format!(
+                "{}/{}/@connections/{}",
+                std::env::var("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI").unwrap_or_default(),
+                ctx["stage"].as_str().unwrap_or_default(),
+                ctx["connectionId"].as_str().unwrap_or_default()
+            );
+            let http = reqwest::Client::new();
+            for i in 1..=count {
+                let status = http.post(&url).body(i.to_string()).send().await?.status();
+                if !status.is_success() {
+                    return Err(format!("PostToConnection {i}: {status}").into());
+                }
+            }
+            Ok(json!({"statusCode": 200}))
+        }
         "http" => {
             if event["rawPath"].as_str() == Some("/v1/slow") {
                 tokio::time::sleep(std::time::Duration::from_secs(30)).await;

@@ -1,5 +1,6 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
-//! plus the local-only endpoints `/_local/health` and `/_local/outbox/{sms,push,reset}`.
+//! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}` and the fault
+//! switch `/_local/faults` (see [`crate::websocket::Faults`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde_json::{Map, Value as J, json};
 use crate::outbox::Outbox;
 use crate::runtime::Functions;
 use crate::template::HttpRoute;
+use crate::websocket::Faults;
 
 /// API Gateway's payload limit for HTTP APIs.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -31,6 +33,8 @@ pub struct HttpApi {
     pub outbox: Arc<Outbox>,
     /// API id used in events.
     pub api_id: String,
+    /// The fault switch shared with the management API.
+    pub faults: Faults,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -43,6 +47,12 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route("/_local/outbox/sms", get(outbox_sms))
         .route("/_local/outbox/push", get(outbox_push))
         .route("/_local/outbox/reset", post(outbox_reset))
+        .route("/_local/faults", get(faults_get).delete(faults_clear))
+        .route(
+            "/_local/faults/kill-after-posts",
+            post(faults_kill_after_posts),
+        )
+        .route("/_local/faults/management", post(faults_management))
         .fallback(gateway)
         .with_state(api)
 }
@@ -70,6 +80,63 @@ async fn outbox_reset(State(api): State<Arc<HttpApi>>) -> Response {
     match api.outbox.reset().await {
         Ok(()) => axum::Json(json!({"ok": true})).into_response(),
         Err(e) => message(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
+    }
+}
+
+async fn faults_get(State(api): State<Arc<HttpApi>>) -> Response {
+    axum::Json(api.faults.describe()).into_response()
+}
+
+async fn faults_clear(State(api): State<Arc<HttpApi>>) -> Response {
+    api.faults.clear();
+    tracing::info!("fault injection: cleared");
+    axum::Json(api.faults.describe()).into_response()
+}
+
+fn json_body(body: &[u8]) -> Result<J, String> {
+    serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))
+}
+
+async fn faults_kill_after_posts(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let (Some(function), Some(posts)) = (
+        v.get("function").and_then(J::as_str),
+        v.get("posts").and_then(J::as_u64),
+    ) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            r#"expected {"function": "<LogicalId>", "posts": N}"#,
+        );
+    };
+    match api.faults.arm_kill_after_posts(function, posts) {
+        Ok(()) => {
+            tracing::info!("fault injection: kill {function} after {posts} posts");
+            axum::Json(json!({"armed": true})).into_response()
+        }
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
+        return message(StatusCode::BAD_REQUEST, r#"expected {"failureRate": 0.25}"#);
+    };
+    match api.faults.set_management_failure_rate(rate) {
+        Ok(()) => {
+            tracing::info!("fault injection: management API failure rate {rate}");
+            axum::Json(api.faults.describe()).into_response()
+        }
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
     }
 }
 

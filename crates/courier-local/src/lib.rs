@@ -11,8 +11,10 @@
 //!   `AWS_ENDPOINT_URL_*` variables point elsewhere.
 //! - [`provision`]: creates the template's resources in them with the AWS SDK.
 //! - [`runtime`]: the Lambda Runtime API and a warm pool of processes per function.
-//! - [`http_api`]: the HTTP API (payload format 2.0) and the `/_local/*` endpoints.
-//! - [`websocket`]: the WebSocket API and the `@connections` management API.
+//! - [`http_api`]: the HTTP API (payload format 2.0) and the `/_local/*` endpoints (health,
+//!   outbox, fault switch).
+//! - [`websocket`]: the WebSocket API, the `@connections` management API and the fault switch.
+//! - [`streams`]: DynamoDB Streams event source mappings, polled and retried as Lambda does.
 //! - [`outbox`]: SMS and push publishes, read back from moto.
 //!
 //! Error policy: start-up problems (a template that does not resolve, an emulator that does not
@@ -35,6 +37,7 @@ pub mod http_api;
 pub mod outbox;
 pub mod provision;
 pub mod runtime;
+pub mod streams;
 pub mod template;
 pub mod websocket;
 
@@ -51,8 +54,9 @@ use tokio_util::sync::CancellationToken;
 use crate::emulators::{Emulators, Endpoints};
 use crate::provision::AwsSettings;
 use crate::runtime::{ChildRegistry, Functions, PoolStats, RuntimeSettings};
+use crate::streams::{StreamPollers, StreamStats};
 use crate::template::{Template, TemplateOptions};
-use crate::websocket::{WsGateway, WsLimits};
+use crate::websocket::{Faults, WsGateway, WsLimits};
 
 /// Everything `courier-local` can be told; `Default` is the CLI's defaults.
 #[derive(Debug, Clone)]
@@ -107,6 +111,8 @@ pub struct LocalCloud {
     endpoints: Endpoints,
     functions: Functions,
     websocket: Option<Arc<WsGateway>>,
+    faults: Faults,
+    streams: StreamPollers,
     shutdown: CancellationToken,
     servers: Vec<tokio::task::JoinHandle<()>>,
     emulators: Emulators,
@@ -137,6 +143,22 @@ impl LocalCloud {
     /// Counters of one function's pool, by logical id.
     pub fn function_stats(&self, logical_id: &str) -> Option<PoolStats> {
         self.functions.get(logical_id).map(|p| p.stats())
+    }
+
+    /// Counters of the DynamoDB Streams mappings that invoke a function (by logical id), summed;
+    /// `None` if it has none.
+    pub fn stream_stats(&self, function: &str) -> Option<StreamStats> {
+        self.streams.function_stats(function)
+    }
+
+    /// The running stream pollers (per-mapping counters).
+    pub fn streams(&self) -> &StreamPollers {
+        &self.streams
+    }
+
+    /// The fault switch (also at `/_local/faults` on the HTTP port).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Open WebSocket connections.
@@ -268,12 +290,14 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         shutdown.clone(),
     );
 
+    let faults = Faults::new(functions.clone());
     let outbox = Arc::new(outbox::Outbox::new(endpoints.moto.clone()));
     let http = Arc::new(http_api::HttpApi {
         routes: app.http_routes.clone(),
         functions: functions.clone(),
         outbox,
         api_id: "localhttp".into(),
+        faults: faults.clone(),
     });
     let mut servers = Vec::new();
     servers.push(serve(
@@ -289,6 +313,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
             config.ws_limits,
             aws.region.clone(),
             shutdown.clone(),
+            faults.clone(),
         ))
     });
     let ws_router = match &websocket {
@@ -297,12 +322,40 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     };
     servers.push(serve(ws_listener, ws_router, shutdown.clone()));
 
+    // Stream pollers need DynamoDB: the emulator, or an endpoint the environment names.
+    let dynamodb_reachable = !config.no_emulators
+        || std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let streams = if app.stream_mappings.is_empty() {
+        StreamPollers::default()
+    } else if !dynamodb_reachable {
+        tracing::warn!(
+            "--no-emulators without AWS_ENDPOINT_URL_DYNAMODB: {} stream mapping(s) not polled",
+            app.stream_mappings.len()
+        );
+        StreamPollers::default()
+    } else {
+        streams::start(
+            app.stream_mappings.clone(),
+            streams::StreamContext {
+                functions: functions.clone(),
+                dynamodb: aws.dynamodb(&endpoints.dynamodb),
+                streams: aws.dynamodb_streams(&endpoints.dynamodb),
+                region: aws.region.clone(),
+                shutdown: shutdown.clone(),
+            },
+        )
+        .await
+    };
+
     let cloud = LocalCloud {
         http_addr,
         ws_addr,
         endpoints,
         functions,
         websocket,
+        faults,
+        streams,
         shutdown,
         servers,
         emulators,
@@ -327,6 +380,50 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     Ok(cloud)
 }
 
+/// `infra/local-parameters.env` in the template's folder: read by default when it exists.
+pub fn default_parameters_file(template: &Path) -> PathBuf {
+    template
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("infra/local-parameters.env")
+}
+
+/// Reads template parameters from lines `Key=Value` (blank lines and `#` comments skipped; the
+/// key and value are trimmed, and one pair of surrounding quotes is removed from the value).
+pub fn read_parameters_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_parameters(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+fn parse_parameters(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .with_context(|| format!("line {}: expected Key=Value, got {line:?}", i + 1))?;
+        let k = k.trim();
+        if k.is_empty() {
+            anyhow::bail!("line {}: empty key", i + 1);
+        }
+        let v = v.trim();
+        let v = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(a, b)| {
+                v.strip_prefix(*a)
+                    .and_then(|x| x.strip_suffix(*b))
+                    .filter(|_| v.len() >= 2)
+            })
+            .unwrap_or(v);
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
 fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -341,4 +438,37 @@ fn serve(
             tracing::error!("server stopped: {e}");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_file_lines() {
+        let p = parse_parameters(
+            "# local values\n\nStageName=dev\n  SmsSenderId = Courier \nQuoted=\"a b\"\nEmpty=\nUrl=http://x/?a=b\n",
+        )
+        .unwrap();
+        assert_eq!(p["StageName"], "dev");
+        assert_eq!(p["SmsSenderId"], "Courier");
+        assert_eq!(p["Quoted"], "a b");
+        assert_eq!(p["Empty"], "");
+        assert_eq!(p["Url"], "http://x/?a=b");
+        assert_eq!(p.len(), 5);
+        let err = parse_parameters("ok=1\nnot a pair\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn default_parameters_file_is_next_to_the_template() {
+        assert_eq!(
+            default_parameters_file(Path::new("template.yaml")),
+            PathBuf::from("infra/local-parameters.env")
+        );
+        assert_eq!(
+            default_parameters_file(Path::new("/repo/template.yaml")),
+            PathBuf::from("/repo/infra/local-parameters.env")
+        );
+    }
 }

@@ -32,9 +32,13 @@ struct Cli {
     /// Prefix of table, bucket and topic names (also AWS::StackName).
     #[arg(long, default_value = "courier")]
     resource_prefix: String,
-    /// Template parameter override, Key=Value (repeatable).
+    /// Template parameter override, Key=Value (repeatable; wins over --parameters-file).
     #[arg(long = "parameter", value_name = "KEY=VALUE")]
     parameters: Vec<String>,
+    /// File of Key=Value lines (# comments) with template parameters; default
+    /// infra/local-parameters.env next to the template, when it exists.
+    #[arg(long, value_name = "PATH")]
+    parameters_file: Option<PathBuf>,
     /// Close WebSocket connections idle this long (API Gateway: 600).
     #[arg(long, default_value_t = 600)]
     idle_timeout_secs: u64,
@@ -63,7 +67,21 @@ struct Cli {
 
 impl Cli {
     fn into_config(self) -> Result<LocalCloudConfig> {
+        let file = match &self.parameters_file {
+            Some(path) => Some(path.clone()),
+            None => {
+                Some(courier_local::default_parameters_file(&self.template)).filter(|p| p.is_file())
+            }
+        };
         let mut parameters = BTreeMap::new();
+        if let Some(path) = &file {
+            parameters = courier_local::read_parameters_file(path)?;
+            eprintln!(
+                "parameters from {}: {}",
+                path.display(),
+                parameters.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
         for p in &self.parameters {
             let (k, v) = p
                 .split_once('=')
@@ -171,6 +189,22 @@ fn print_model(config: &LocalCloudConfig) -> Result<()> {
     }
     for r in &app.http_routes {
         println!("http      {} -> {}", r.route_key(), r.function);
+    }
+    for m in &app.stream_mappings {
+        println!(
+            "stream    {} -> {} ({:?}, batch {}, window {:?}, retries {}, bisect {}, \
+             item failures {}{})",
+            m.stream_arn,
+            m.function,
+            m.starting_position,
+            m.batch_size,
+            m.batching_window,
+            m.max_retry_attempts
+                .map_or("forever".to_string(), |n| n.to_string()),
+            m.bisect_on_error,
+            m.report_batch_item_failures,
+            if m.enabled { "" } else { ", disabled" }
+        );
     }
     if let Some(ws) = &app.websocket {
         println!(

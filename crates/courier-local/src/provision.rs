@@ -55,6 +55,25 @@ impl AwsSettings {
         aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
+    /// A DynamoDB Streams client for `endpoint` (DynamoDB's own endpoint locally).
+    pub fn dynamodb_streams(&self, endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+        let conf = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new(
+                self.region.clone(),
+            ))
+            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "courier-local",
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        aws_sdk_dynamodbstreams::Client::from_conf(conf)
+    }
+
     /// A path-style S3 client for `endpoint`.
     pub fn s3(&self, endpoint: &str) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::Config::builder()
@@ -289,6 +308,19 @@ pub async fn provision(
         let client = aws.dynamodb(&endpoints.dynamodb);
         for t in &infra.tables {
             create_table(&client, t).await?;
+            if t.properties.get("StreamSpecification").is_some() {
+                let out = client
+                    .describe_table()
+                    .table_name(&t.name)
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeTable {}", t.name))?;
+                if let Some(arn) = out.table().and_then(|d| d.latest_stream_arn()) {
+                    let mut p = Physical::default();
+                    p.attrs.insert("StreamArn".into(), arn.to_string());
+                    physical.push((t.logical_id.clone(), p));
+                }
+            }
         }
     }
     if !infra.buckets.is_empty() {

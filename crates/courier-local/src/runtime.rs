@@ -262,6 +262,10 @@ pub struct FunctionPool {
     settings: Arc<RuntimeSettings>,
     permits: Semaphore,
     idle: Mutex<Vec<Arc<Worker>>>,
+    /// Processes in the middle of an invocation, by invocation number (a process goes back to
+    /// `idle` just before its invocation leaves this map).
+    busy: Mutex<HashMap<u64, Arc<Worker>>>,
+    busy_seq: AtomicU64,
     log: Arc<LogSink>,
     spawned: AtomicUsize,
     invocations: AtomicU64,
@@ -283,6 +287,8 @@ impl FunctionPool {
             spec,
             settings,
             idle: Mutex::new(Vec::new()),
+            busy: Mutex::new(HashMap::new()),
+            busy_seq: AtomicU64::new(0),
             log,
             spawned: AtomicUsize::new(0),
             invocations: AtomicU64::new(0),
@@ -319,6 +325,22 @@ impl FunctionPool {
         result
     }
 
+    /// Kills (SIGKILL) every process of this function that is in the middle of an invocation,
+    /// which then fails as a crashed Lambda does ("Runtime exited"). Returns how many.
+    pub fn kill_busy(&self) -> usize {
+        let busy: Vec<Arc<Worker>> = self.busy.lock().unwrap().values().cloned().collect();
+        for w in &busy {
+            tracing::warn!(
+                function = %self.spec.logical_id,
+                process = w.number,
+                pid = w.pid,
+                "fault injection: killing a process mid-invocation"
+            );
+            w.kill();
+        }
+        busy.len()
+    }
+
     async fn invoke_with_permit(&self, event: &serde_json::Value) -> Result<Bytes, InvokeError> {
         let worker = loop {
             let next = self.idle.lock().unwrap().pop();
@@ -328,6 +350,28 @@ impl FunctionPool {
                 None => break self.spawn().await?,
             }
         };
+        let seq = self.busy_seq.fetch_add(1, Ordering::Relaxed);
+        self.busy.lock().unwrap().insert(seq, worker.clone());
+        let _busy = BusyGuard {
+            busy: &self.busy,
+            seq,
+        };
+        self.run(worker, event, seq).await
+    }
+
+    /// Back to the idle list, off the busy one first (so a kill aimed at busy processes never
+    /// hits one that has already taken its next invocation).
+    fn release(&self, worker: Arc<Worker>, seq: u64) {
+        self.busy.lock().unwrap().remove(&seq);
+        self.idle.lock().unwrap().push(worker);
+    }
+
+    async fn run(
+        &self,
+        worker: Arc<Worker>,
+        event: &serde_json::Value,
+        seq: u64,
+    ) -> Result<Bytes, InvokeError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let timeout = self.spec.timeout;
         let deadline_ms = (chrono::Utc::now().timestamp_millis() as u64)
@@ -359,7 +403,7 @@ impl FunctionPool {
         };
         match outcome {
             Ok(Outcome::Response(body)) => {
-                self.idle.lock().unwrap().push(worker);
+                self.release(worker, seq);
                 Ok(body)
             }
             Ok(Outcome::Error(body)) => {
@@ -367,7 +411,7 @@ impl FunctionPool {
                 if init_failed {
                     worker.kill();
                 } else {
-                    self.idle.lock().unwrap().push(worker);
+                    self.release(worker, seq);
                 }
                 Err(function_error(&body))
             }
@@ -507,6 +551,18 @@ impl FunctionPool {
             started.elapsed().as_millis()
         );
         Ok(worker)
+    }
+}
+
+/// Takes a process off the busy list however its invocation ends.
+struct BusyGuard<'a> {
+    busy: &'a Mutex<HashMap<u64, Arc<Worker>>>,
+    seq: u64,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.busy.lock().unwrap().remove(&self.seq);
     }
 }
 

@@ -211,6 +211,44 @@ pub struct Infrastructure {
     pub platform_apps: Vec<PlatformAppSpec>,
 }
 
+/// Where a stream mapping starts in the shards that exist when it starts (shards that appear
+/// later are always read from their start, as Lambda does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingPosition {
+    /// The oldest record still in the stream.
+    TrimHorizon,
+    /// Only records written after the mapping started.
+    Latest,
+}
+
+/// A DynamoDB Streams event source mapping: a function's `Type: DynamoDB` event, or an
+/// `AWS::Lambda::EventSourceMapping` whose `EventSourceArn` is a table's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamMapping {
+    /// `<FunctionLogicalId>.<EventName>` for a SAM event, the resource's logical id otherwise.
+    pub id: String,
+    /// Logical id of the function it invokes.
+    pub function: String,
+    /// The stream ARN as the template resolves it (the real one once provisioning recorded it).
+    pub stream_arn: String,
+    /// The table whose stream it is (`<prefix>-<LogicalId>`), parsed from the ARN.
+    pub table_name: Option<String>,
+    /// `StartingPosition`.
+    pub starting_position: StartingPosition,
+    /// `BatchSize` (default 100, at most 10000; one `GetRecords` returns at most 1000).
+    pub batch_size: usize,
+    /// `MaximumBatchingWindowInSeconds` (default 0: invoke as soon as records arrive).
+    pub batching_window: Duration,
+    /// `BisectBatchOnFunctionError`.
+    pub bisect_on_error: bool,
+    /// `MaximumRetryAttempts`; `None` (the default, `-1`) retries until the records expire.
+    pub max_retry_attempts: Option<u32>,
+    /// `FunctionResponseTypes` contains `ReportBatchItemFailures`.
+    pub report_batch_item_failures: bool,
+    /// `Enabled` (default true).
+    pub enabled: bool,
+}
+
 /// What the gateways run: functions, HTTP routes and the WebSocket API.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Application {
@@ -220,6 +258,8 @@ pub struct Application {
     pub http_routes: Vec<HttpRoute>,
     /// The WebSocket API, if the template has one.
     pub websocket: Option<WebSocketApi>,
+    /// DynamoDB Streams event source mappings.
+    pub stream_mappings: Vec<StreamMapping>,
 }
 
 const FUNCTION_TYPES: [&str; 2] = ["AWS::Serverless::Function", "AWS::Lambda::Function"];
@@ -307,7 +347,10 @@ impl Template {
         }
         for name in t.opts.parameters.keys() {
             if !t.parameters.contains_key(name) {
-                bail!("--parameter {name}: the template has no such parameter");
+                bail!(
+                    "parameter {name} (from --parameter or the parameters file): the template \
+                     has no such parameter"
+                );
             }
         }
 
@@ -939,7 +982,163 @@ impl Template {
             }
         }
         app.websocket = self.websocket(&app.functions)?;
+        for (id, r) in &self.resources {
+            if FUNCTION_TYPES.contains(&r.kind.as_str()) {
+                app.stream_mappings.extend(self.sam_stream_events(id, r)?);
+            } else if r.kind == "AWS::Lambda::EventSourceMapping" {
+                app.stream_mappings
+                    .extend(self.event_source_mapping(id, &app.functions)?);
+            }
+        }
         Ok(app)
+    }
+
+    /// `Type: DynamoDB` events of a SAM function.
+    fn sam_stream_events(&self, id: &str, r: &Resource) -> Result<Vec<StreamMapping>> {
+        let mut out = Vec::new();
+        let Some(events) = yget(&r.properties, "Events").and_then(Y::as_mapping) else {
+            return Ok(out);
+        };
+        for (name, ev) in events {
+            let name = name.as_str().unwrap_or("?");
+            let kind = yget(ev, "Type").and_then(Y::as_str).unwrap_or("");
+            let p = format!("Resources.{id}.Properties.Events.{name}.Properties");
+            match kind {
+                "DynamoDB" => {}
+                "Kinesis" | "SQS" | "MSK" | "MQ" | "SelfManagedKafka" | "DocumentDB" => {
+                    tracing::warn!("{p}: {kind} event sources do not run locally; ignored");
+                    continue;
+                }
+                _ => continue,
+            }
+            let props = match yget(ev, "Properties") {
+                Some(v) => self.resolve(v, &p)?.unwrap_or(J::Null),
+                None => J::Null,
+            };
+            let arn = props
+                .get("Stream")
+                .and_then(scalar_string)
+                .with_context(|| format!("{p}.Stream is missing"))?;
+            out.push(self.stream_mapping(format!("{id}.{name}"), id, arn, &props, &p)?);
+        }
+        Ok(out)
+    }
+
+    /// An `AWS::Lambda::EventSourceMapping` whose source is a DynamoDB stream.
+    fn event_source_mapping(
+        &self,
+        id: &str,
+        functions: &BTreeMap<String, FunctionSpec>,
+    ) -> Result<Option<StreamMapping>> {
+        let p = format!("Resources.{id}.Properties");
+        let props = self.resolved_properties(id)?;
+        let arn = props
+            .get("EventSourceArn")
+            .and_then(scalar_string)
+            .with_context(|| format!("{p}.EventSourceArn is missing"))?;
+        if !(arn.contains(":dynamodb:") && arn.contains("/stream/")) {
+            tracing::warn!("{p}.EventSourceArn: {arn} is not a DynamoDB stream; ignored locally");
+            return Ok(None);
+        }
+        let name = props
+            .get("FunctionName")
+            .and_then(scalar_string)
+            .with_context(|| format!("{p}.FunctionName is missing"))?;
+        // A name, a name with a qualifier, or an ARN (`...:function:name[:qualifier]`).
+        let bare = match name.split_once(":function:") {
+            Some((_, rest)) => rest.split(':').next().unwrap_or(rest).to_string(),
+            None => name.split(':').next().unwrap_or(&name).to_string(),
+        };
+        let function = functions
+            .values()
+            .find(|f| f.function_name == bare || f.logical_id == bare || f.arn == name)
+            .map(|f| f.logical_id.clone())
+            .with_context(|| {
+                format!("{p}.FunctionName: {name} is not a function of this template")
+            })?;
+        self.stream_mapping(id.to_string(), &function, arn, &props, &p)
+            .map(Some)
+    }
+
+    fn stream_mapping(
+        &self,
+        id: String,
+        function: &str,
+        stream_arn: String,
+        props: &J,
+        p: &str,
+    ) -> Result<StreamMapping> {
+        let int = |key: &str| -> Result<Option<i64>> {
+            match props.get(key) {
+                None | Some(J::Null) => Ok(None),
+                Some(v) => {
+                    let s = scalar_string(v).unwrap_or_default();
+                    s.parse()
+                        .map(Some)
+                        .with_context(|| format!("{p}.{key}: {v} is not a number"))
+                }
+            }
+        };
+        let flag = |key: &str| props.get(key).is_some_and(as_bool);
+        let starting_position = match props.get("StartingPosition").and_then(J::as_str) {
+            Some("TRIM_HORIZON") => StartingPosition::TrimHorizon,
+            Some("LATEST") => StartingPosition::Latest,
+            other => bail!("{p}.StartingPosition: expected TRIM_HORIZON or LATEST, got {other:?}"),
+        };
+        let batch_size = int("BatchSize")?.unwrap_or(100);
+        if !(1..=10_000).contains(&batch_size) {
+            bail!("{p}.BatchSize: {batch_size} is not within 1..=10000");
+        }
+        let window = int("MaximumBatchingWindowInSeconds")?.unwrap_or(0);
+        if !(0..=300).contains(&window) {
+            bail!("{p}.MaximumBatchingWindowInSeconds: {window} is not within 0..=300");
+        }
+        let max_retry_attempts = match int("MaximumRetryAttempts")?.unwrap_or(-1) {
+            -1 => None,
+            n if (0..=10_000).contains(&n) => Some(n as u32),
+            n => bail!("{p}.MaximumRetryAttempts: {n} is not -1 or within 0..=10000"),
+        };
+        let report_batch_item_failures = match props.get("FunctionResponseTypes") {
+            Some(J::Array(a)) => a
+                .iter()
+                .any(|t| t.as_str() == Some("ReportBatchItemFailures")),
+            _ => false,
+        };
+        for unsupported in [
+            "FilterCriteria",
+            "TumblingWindowInSeconds",
+            "DestinationConfig",
+        ] {
+            if props.get(unsupported).is_some() {
+                tracing::warn!("{p}.{unsupported} is not applied locally");
+            }
+        }
+        let table_name = stream_arn
+            .split_once(":table/")
+            .and_then(|(_, rest)| rest.split_once("/stream/"))
+            .map(|(table, _)| table.to_string());
+        if let Some(name) = &table_name
+            && let Some((tid, r)) = self
+                .resources
+                .iter()
+                .find(|(tid, r)| r.kind == "AWS::DynamoDB::Table" && &self.table_name(tid) == name)
+            && yget(&r.properties, "StreamSpecification").is_none()
+        {
+            bail!("{p}: table {tid} has no StreamSpecification, so it has no stream to read");
+        }
+        Ok(StreamMapping {
+            id,
+            function: function.to_string(),
+            stream_arn,
+            table_name,
+            starting_position,
+            batch_size: batch_size as usize,
+            batching_window: Duration::from_secs(window as u64),
+            bisect_on_error: flag("BisectBatchOnFunctionError"),
+            max_retry_attempts,
+            report_batch_item_failures,
+            enabled: props.get("Enabled").is_none_or(as_bool),
+        })
     }
 
     fn function(&self, id: &str, r: &Resource) -> Result<FunctionSpec> {
@@ -1516,6 +1715,86 @@ Resources:
 "#;
         let err = parse(text).application().unwrap_err().to_string();
         assert!(err.contains("Missing"), "{err}");
+    }
+
+    const STREAMS: &str = r#"
+Resources:
+  MessagesTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  PlainTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+  FanOutFunction:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: fanout}}
+    Properties:
+      Events:
+        MessageStream:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt MessagesTable.StreamArn
+            StartingPosition: TRIM_HORIZON
+            BatchSize: 100
+            MaximumBatchingWindowInSeconds: 0
+            BisectBatchOnFunctionError: true
+            MaximumRetryAttempts: 10
+            FunctionResponseTypes: [ReportBatchItemFailures]
+  Other:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: other}}
+  OtherMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt MessagesTable.StreamArn
+      FunctionName: !GetAtt Other.Arn
+      StartingPosition: LATEST
+      Enabled: false
+"#;
+
+    #[test]
+    fn stream_mappings_sam_and_resource_forms() {
+        let mut t = parse(STREAMS);
+        let app = t.application().unwrap();
+        assert_eq!(app.stream_mappings.len(), 2);
+        let fan = &app.stream_mappings[0];
+        assert_eq!(fan.id, "FanOutFunction.MessageStream");
+        assert_eq!(fan.function, "FanOutFunction");
+        assert_eq!(fan.table_name.as_deref(), Some("courier-MessagesTable"));
+        assert_eq!(fan.starting_position, StartingPosition::TrimHorizon);
+        assert_eq!(fan.batch_size, 100);
+        assert_eq!(fan.batching_window, Duration::ZERO);
+        assert!(fan.bisect_on_error && fan.report_batch_item_failures && fan.enabled);
+        assert_eq!(fan.max_retry_attempts, Some(10));
+        let other = &app.stream_mappings[1];
+        assert_eq!(other.id, "OtherMapping");
+        assert_eq!(other.function, "Other");
+        assert_eq!(other.starting_position, StartingPosition::Latest);
+        assert_eq!(other.max_retry_attempts, None);
+        assert!(!other.enabled && !other.bisect_on_error);
+
+        // Provisioning records the real stream ARN; the mapping then uses it.
+        let real = "arn:aws:dynamodb:ddblocal:000000000000:table/courier-MessagesTable/stream/2026";
+        let mut p = Physical::default();
+        p.attrs.insert("StreamArn".into(), real.into());
+        t.set_physical("MessagesTable", p);
+        assert_eq!(t.application().unwrap().stream_mappings[0].stream_arn, real);
+
+        let bad = STREAMS.replace(
+            "!GetAtt MessagesTable.StreamArn\n            Start",
+            "!GetAtt PlainTable.StreamArn\n            Start",
+        );
+        let err = parse(&bad).application().unwrap_err().to_string();
+        assert!(
+            err.contains("PlainTable has no StreamSpecification"),
+            "{err}"
+        );
+        let bad = STREAMS.replace("TRIM_HORIZON", "AT_TIMESTAMP");
+        let err = parse(&bad).application().unwrap_err().to_string();
+        assert!(err.contains("StartingPosition"), "{err}");
     }
 
     #[test]

@@ -72,15 +72,138 @@ pub enum ManagementOp {
     Delete,
 }
 
-/// Decides whether a management call fails on purpose. The hook for fault injection: today it
-/// never does.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {}
+/// The fault switch for tests (`/_local/faults` on the HTTP port): management calls that fail at
+/// random, and a one-shot kill of a function's busy processes after so many delivered posts.
+/// Clones share one switch.
+#[derive(Clone, Default)]
+pub struct Faults {
+    inner: Arc<FaultsInner>,
+}
+
+#[derive(Default)]
+struct FaultsInner {
+    functions: Functions,
+    state: Mutex<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Share of management calls answered 500.
+    failure_rate: f64,
+    kill: Option<KillAfterPosts>,
+    kills: u64,
+    last_kill: Option<(String, usize)>,
+    injected_errors: u64,
+}
+
+#[derive(Debug)]
+struct KillAfterPosts {
+    function: String,
+    posts: u64,
+    remaining: u64,
+}
 
 impl Faults {
+    /// A switch that can kill the processes of `functions`; nothing is armed.
+    pub fn new(functions: Functions) -> Self {
+        Self {
+            inner: Arc::new(FaultsInner {
+                functions,
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Makes `rate` (0 to 1) of management calls answer 500 `{"message":"Internal server error"}`.
+    pub fn set_management_failure_rate(&self, rate: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!("failureRate {rate} is not within 0..=1"));
+        }
+        self.inner.state.lock().unwrap().failure_rate = rate;
+        Ok(())
+    }
+
+    /// Arms the one-shot fault: after the `posts`-th successful `POST /@connections/{id}` from
+    /// now on, every process of `function` that is in the middle of an invocation is killed.
+    pub fn arm_kill_after_posts(&self, function: &str, posts: u64) -> Result<(), String> {
+        if self.inner.functions.get(function).is_none() {
+            return Err(format!("no function {function} in the template"));
+        }
+        if posts == 0 {
+            return Err("posts must be at least 1".into());
+        }
+        self.inner.state.lock().unwrap().kill = Some(KillAfterPosts {
+            function: function.to_string(),
+            posts,
+            remaining: posts,
+        });
+        Ok(())
+    }
+
+    /// Disarms everything.
+    pub fn clear(&self) {
+        let mut s = self.inner.state.lock().unwrap();
+        s.failure_rate = 0.0;
+        s.kill = None;
+    }
+
+    /// What is set, and what has fired, as `GET /_local/faults` shows it.
+    pub fn describe(&self) -> J {
+        let s = self.inner.state.lock().unwrap();
+        json!({
+            "management": {
+                "failureRate": s.failure_rate,
+                "injectedErrors": s.injected_errors,
+            },
+            "killAfterPosts": s.kill.as_ref().map(|k| json!({
+                "function": k.function,
+                "posts": k.posts,
+                "remaining": k.remaining,
+            })),
+            "kills": s.kills,
+            "lastKill": s.last_kill.as_ref().map(|(f, n)| json!({"function": f, "processes": n})),
+        })
+    }
+
     /// A response to return instead of performing `op`, if this call should fail.
-    pub fn management_fault(&self, _op: ManagementOp, _connection_id: &str) -> Option<Response> {
-        None
+    pub fn management_fault(&self, op: ManagementOp, connection_id: &str) -> Option<Response> {
+        let mut s = self.inner.state.lock().unwrap();
+        if s.failure_rate <= 0.0 || rand::random::<f64>() >= s.failure_rate {
+            return None;
+        }
+        s.injected_errors += 1;
+        drop(s);
+        tracing::info!(connection = %connection_id, "fault injection: failing {op:?} with 500");
+        Some(message_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+        ))
+    }
+
+    /// Counts a delivered `POST /@connections/{id}`; fires the armed kill on the last one.
+    pub fn post_delivered(&self) {
+        let function = {
+            let mut s = self.inner.state.lock().unwrap();
+            let Some(k) = s.kill.as_mut() else {
+                return;
+            };
+            k.remaining = k.remaining.saturating_sub(1);
+            if k.remaining > 0 {
+                return;
+            }
+            let f = k.function.clone();
+            s.kill = None;
+            f
+        };
+        let killed = self
+            .inner
+            .functions
+            .get(&function)
+            .map_or(0, |p| p.kill_busy());
+        tracing::warn!("fault injection: killed {killed} busy process(es) of {function}");
+        let mut s = self.inner.state.lock().unwrap();
+        s.kills += 1;
+        s.last_kill = Some((function, killed));
     }
 }
 
@@ -119,13 +242,14 @@ pub struct WsGateway {
 }
 
 impl WsGateway {
-    /// A gateway for `api` whose routes invoke `functions`.
+    /// A gateway for `api` whose routes invoke `functions`; management calls consult `faults`.
     pub fn new(
         api: WebSocketApi,
         functions: Functions,
         limits: WsLimits,
         region: String,
         shutdown: CancellationToken,
+        faults: Faults,
     ) -> Self {
         Self {
             api,
@@ -134,7 +258,7 @@ impl WsGateway {
             region,
             connections: Mutex::default(),
             shutdown,
-            faults: Faults::default(),
+            faults,
         }
     }
 
@@ -786,6 +910,7 @@ async fn manage(gw: Arc<WsGateway>, id: String, req: Request) -> Response {
             if conn.out.send(out).is_err() {
                 return gone(&id);
             }
+            gw.faults.post_delivered();
             StatusCode::OK.into_response()
         }
         ManagementOp::Get => {

@@ -116,6 +116,31 @@ impl ConnectionStore for DynamoConnections {
         Ok(Some(connection))
     }
 
+    async fn remove_stale(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        id: &ConnectionId,
+    ) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("CONN#{id}")))
+            .send()
+            .await
+            .map_err(backend)?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .update_expression("DELETE conns :c")
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![member(device_id, id)]))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError> {
         let out = self
             .client
@@ -225,7 +250,7 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
                     .collect();
                 push.sort();
                 courier_core::ports::Presence {
-                    user_id: Some(u.clone()),
+                    user_id: u.clone(),
                     connections,
                     push,
                 }

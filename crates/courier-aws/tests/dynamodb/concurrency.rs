@@ -1,8 +1,9 @@
 //! Races: the conditional writes hold when many requests hit the same item at once.
 
-use crate::{accounts, connections, registrations};
+use crate::{accounts, connections, messages, registrations};
+use courier_core::chat::Appended;
 use courier_core::error::PortError;
-use courier_core::ports::{AccountStore, ConnectionStore, RegistrationStore};
+use courier_core::ports::{AccountStore, ConnectionStore, MessageStore, RegistrationStore};
 use courier_core::{DeviceId, UserId};
 use std::sync::Arc;
 use tokio::sync::Barrier;
@@ -16,8 +17,18 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let barrier = Arc::new(Barrier::new(WRITERS));
-    let handles: Vec<_> = (0..WRITERS)
+    race_n(WRITERS, make).await
+}
+
+/// Runs `writers` tasks that start together, and returns their results in spawn order.
+async fn race_n<T, F, Fut>(writers: usize, make: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(writers));
+    let handles: Vec<_> = (0..writers)
         .map(|i| {
             let barrier = barrier.clone();
             let work = make(i);
@@ -27,7 +38,7 @@ where
             })
         })
         .collect();
-    let mut results = Vec::with_capacity(WRITERS);
+    let mut results = Vec::with_capacity(writers);
     for h in handles {
         results.push(h.await.expect("task panicked"));
     }
@@ -140,4 +151,108 @@ async fn concurrent_connections_of_one_user_are_all_recorded() {
     let mut listed = store.for_user(&user).await.unwrap();
     listed.sort();
     assert_eq!(listed, connections::pairs(&conns));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_to_one_session_get_every_number_once() {
+    const SENDERS: usize = 20;
+    let f = messages::fixture().await;
+    let session = messages::session();
+    let at = messages::now();
+    let drafts: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            messages::draft(
+                &UserId::generate(),
+                &messages::client_msg_id(),
+                &format!("from sender {i}"),
+            )
+        })
+        .collect();
+    let results = race_n(SENDERS, |i| {
+        let store = f.store.clone();
+        let (session, draft) = (session.clone(), drafts[i].clone());
+        async move { store.append(&session, &draft, at).await }
+    })
+    .await;
+
+    let mut sent = Vec::with_capacity(SENDERS);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(Appended::New(m)) => {
+                assert_eq!(m, messages::expected(&session, m.seq, &drafts[i], at));
+                sent.push(m);
+            }
+            other => panic!("sender {i}: expected a new message, got {other:?}"),
+        }
+    }
+    let mut seqs: Vec<u64> = sent.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=SENDERS as u64).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    // What is stored is what each sender was told.
+    sent.sort_by_key(|m| m.seq);
+    assert_eq!(
+        f.store.after(&session, 0, 100).await.unwrap(),
+        (sent.clone(), false)
+    );
+    assert_eq!(f.store.last(&session).await.unwrap(), sent.last().cloned());
+    assert_eq!(f.message_items().await.len(), SENDERS);
+    assert_eq!(f.idempotency_items().await.len(), SENDERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_client_msg_id_store_one_message() {
+    let f = messages::fixture().await;
+    let session = messages::session();
+    let sender = UserId::generate();
+    let cmid = messages::client_msg_id();
+    let start = messages::now();
+    let drafts: Vec<_> = (0..WRITERS)
+        .map(|i| messages::draft(&sender, &cmid, &format!("attempt {i}")))
+        .collect();
+    // Each retry arrives at its own time, so a Duplicate must carry the winner's, not its own.
+    let results = race(|i| {
+        let store = f.store.clone();
+        let (session, draft) = (session.clone(), drafts[i].clone());
+        let at = start + chrono::Duration::milliseconds(i as i64 * 10);
+        async move { store.append(&session, &draft, at).await }
+    })
+    .await;
+
+    let results: Vec<Appended> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|e| panic!("attempt {i} failed: {e:?}")))
+        .collect();
+    let winners: Vec<usize> = (0..WRITERS)
+        .filter(|&i| matches!(results[i], Appended::New(_)))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one New: {results:?}");
+    let winner = winners[0];
+    let Appended::New(stored) = &results[winner] else {
+        unreachable!()
+    };
+    let at = start + chrono::Duration::milliseconds(winner as i64 * 10);
+    assert_eq!(
+        *stored,
+        messages::expected(&session, 1, &drafts[winner], at)
+    );
+    let duplicate = Appended::Duplicate {
+        msg_id: stored.msg_id.clone(),
+        seq: stored.seq,
+        sent_at: stored.sent_at.clone(),
+    };
+    for (i, r) in results.iter().enumerate().filter(|&(i, _)| i != winner) {
+        assert_eq!(*r, duplicate, "attempt {i}");
+    }
+    assert_eq!(
+        f.store.after(&session, 0, 100).await.unwrap(),
+        (vec![stored.clone()], false),
+        "one stored message"
+    );
+    assert_eq!(f.message_items().await.len(), 1);
+    assert_eq!(f.idempotency_items().await.len(), 1);
 }

@@ -5,5 +5,8 @@
 mod accounts;
 mod concurrency;
 mod connections;
+mod messages;
+mod presence;
 mod registrations;
+mod sessions;
 mod support;

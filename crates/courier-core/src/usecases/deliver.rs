@@ -50,22 +50,21 @@ impl Deliverer<'_> {
         let presence = self.presence.presence(users).await?;
         let targets: Vec<_> = presence
             .iter()
-            .flat_map(|p| p.connections.iter())
-            .filter(|(device, _)| Some(device) != skip_device)
+            .flat_map(|p| p.connections.iter().map(move |(d, c)| (&p.user_id, d, c)))
+            .filter(|(_, device, _)| Some(*device) != skip_device)
             .collect();
-        let results: Vec<_> =
-            stream::iter(targets)
-                .map(|(device, conn)| async move {
-                    (device, conn, self.gateway.post(conn, frame).await)
-                })
-                .buffer_unordered(MAX_CONCURRENT_POSTS)
-                .collect()
-                .await;
+        let results: Vec<_> = stream::iter(targets)
+            .map(|(user, device, conn)| async move {
+                (user, device, conn, self.gateway.post(conn, frame).await)
+            })
+            .buffer_unordered(MAX_CONCURRENT_POSTS)
+            .collect()
+            .await;
 
         let mut report = DeliveryReport::default();
         let mut reached: HashSet<&DeviceId> = HashSet::new();
         let mut failure = None;
-        for (device, conn, result) in results {
+        for (user, device, conn, result) in results {
             match result {
                 Ok(()) => {
                     report.posted += 1;
@@ -73,7 +72,7 @@ impl Deliverer<'_> {
                 }
                 Err(GatewayError::Gone) => {
                     report.gone += 1;
-                    self.connections.remove(conn).await?;
+                    self.connections.remove_stale(user, device, conn).await?;
                 }
                 Err(GatewayError::Other(e)) => failure = Some(e),
             }

@@ -45,11 +45,10 @@ pub async fn initiate(
         .await?;
     if let Some(handshake) = params.handshake {
         use sha2::{Digest, Sha256};
-        // Derived from the content, so a retried initiate stores the handshake once.
-        let client_msg_id = format!(
-            "hs-{}",
-            &hex::encode(Sha256::digest(handshake.as_bytes()))[..24]
-        );
+        // Derived from the session and the content, so a retried initiate stores the handshake
+        // once, and the same handshake text sent to two peers is two messages.
+        let digest = Sha256::digest(format!("{session}\n{handshake}").as_bytes());
+        let client_msg_id = format!("hs-{}", &hex::encode(digest)[..24]);
         let draft = Draft {
             sender: who.user_id.clone(),
             sender_device: who.device_id.clone(),

@@ -1,0 +1,436 @@
+//! `DynamoSessions` over a `SessionsTable`: a direct session is created once with both
+//! memberships, is found by session (`members`) and by user (the `byUser` index), and receipt
+//! watermarks only ever move forward, each on its own.
+
+use crate::support::{self, Item};
+use chrono::{DateTime, Duration, Timelike, Utc};
+use courier_aws::dynamo::DynamoSessions;
+use courier_core::chat::{Membership, Receipt, SessionKind, Watermark, timestamp};
+use courier_core::ports::SessionStore;
+use courier_core::{SessionId, UserId};
+use std::time::Instant;
+
+pub(crate) struct Fixture {
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
+    pub(crate) store: DynamoSessions,
+}
+
+pub(crate) async fn fixture() -> Fixture {
+    let client = support::client();
+    let table = support::create_table(&client, "SessionsTable").await;
+    let store = DynamoSessions::new(client.clone(), table.clone());
+    Fixture {
+        client,
+        table,
+        store,
+    }
+}
+
+/// Now, with a sub-second part that a lossy encoding would drop.
+fn now() -> DateTime<Utc> {
+    Utc::now().with_nanosecond(555_000_001).unwrap()
+}
+
+/// A fresh direct session: its id and its two users.
+fn pair() -> (SessionId, UserId, UserId) {
+    let (a, b) = (UserId::generate(), UserId::generate());
+    (SessionId::direct(&a, &b), a, b)
+}
+
+/// A member as `create_direct` makes it: no receipts yet.
+fn joined(session: &SessionId, user: &UserId, at: DateTime<Utc>) -> Membership {
+    Membership {
+        session_id: session.clone(),
+        kind: SessionKind::Direct,
+        user_id: user.clone(),
+        joined_at: at,
+        delivered: Watermark::default(),
+        read: Watermark::default(),
+    }
+}
+
+fn sorted(mut ms: Vec<Membership>) -> Vec<Membership> {
+    ms.sort_by(|x, y| (&x.session_id, &x.user_id).cmp(&(&y.session_id, &y.user_id)));
+    ms
+}
+
+/// What a watermark is expected to read back as: the protocol gives times to the millisecond.
+fn mark(seq: u64, at: DateTime<Utc>) -> (u64, Option<String>) {
+    (seq, Some(timestamp(at)))
+}
+
+fn read_back(w: Watermark) -> (u64, Option<String>) {
+    (w.seq, w.at.map(timestamp))
+}
+
+impl Fixture {
+    async fn member(&self, session: &SessionId, user: &UserId) -> Membership {
+        self.store
+            .membership(session, user)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{user} is not a member of {session}"))
+    }
+
+    async fn members(&self, session: &SessionId) -> Vec<Membership> {
+        sorted(self.store.members(session).await.unwrap())
+    }
+
+    /// `sessions_of`, polled until it lists `expected`: the `byUser` index is eventually
+    /// consistent in AWS (in DynamoDB Local it is up to date at once, so this returns at once).
+    async fn sessions_of(&self, user: &UserId, expected: &[Membership]) -> Vec<Membership> {
+        let expected = sorted(expected.to_vec());
+        let started = Instant::now();
+        loop {
+            let found = sorted(self.store.sessions_of(user).await.unwrap());
+            if found == expected || started.elapsed() > std::time::Duration::from_secs(5) {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn items(&self) -> Vec<Item> {
+        support::scan(&self.client, &self.table).await
+    }
+}
+
+#[tokio::test]
+async fn create_direct_creates_the_session_once_with_both_memberships() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    let at = now();
+    assert!(!f.store.exists(&session).await.unwrap(), "not there yet");
+    assert_eq!(f.store.membership(&session, &a).await.unwrap(), None);
+    assert_eq!(f.members(&session).await, Vec::new());
+
+    assert!(f.store.create_direct(&session, &a, &b, at).await.unwrap());
+    assert!(f.store.exists(&session).await.unwrap());
+    assert_eq!(
+        f.member(&session, &a).await,
+        joined(&session, &a, at),
+        "every field comes back, joined_at to the nanosecond"
+    );
+    assert_eq!(f.member(&session, &b).await, joined(&session, &b, at));
+    assert_eq!(
+        f.members(&session).await,
+        sorted(vec![joined(&session, &a, at), joined(&session, &b, at)])
+    );
+
+    // Again, for the same pair in either order and at a later time: nothing is created or changed.
+    let later = at + Duration::minutes(5);
+    assert!(
+        !f.store
+            .create_direct(&session, &a, &b, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .create_direct(&session, &b, &a, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.members(&session).await,
+        sorted(vec![joined(&session, &a, at), joined(&session, &b, at)]),
+        "the first joined_at stays"
+    );
+    assert_eq!(f.items().await.len(), 3, "META and two MEMBER items");
+}
+
+#[tokio::test]
+async fn a_third_user_is_not_a_member_and_other_sessions_do_not_exist() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    f.store
+        .create_direct(&session, &a, &b, now())
+        .await
+        .unwrap();
+    let carol = UserId::generate();
+    assert_eq!(f.store.membership(&session, &carol).await.unwrap(), None);
+    assert!(!f.members(&session).await.iter().any(|m| m.user_id == carol));
+    assert_eq!(f.sessions_of(&carol, &[]).await, Vec::new());
+
+    let (other, _, _) = pair();
+    assert!(!f.store.exists(&other).await.unwrap());
+    assert_eq!(f.store.membership(&other, &a).await.unwrap(), None);
+    assert_eq!(f.members(&other).await, Vec::new());
+}
+
+#[tokio::test]
+async fn sessions_of_finds_every_session_of_a_user_through_by_user() {
+    let f = fixture().await;
+    let alice = UserId::generate();
+    let (bob, carol) = (UserId::generate(), UserId::generate());
+    let with_bob = SessionId::direct(&alice, &bob);
+    let with_carol = SessionId::direct(&carol, &alice);
+    let (t1, t2) = (now(), now() + Duration::seconds(1));
+    assert!(
+        f.store
+            .create_direct(&with_bob, &alice, &bob, t1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .create_direct(&with_carol, &carol, &alice, t2)
+            .await
+            .unwrap()
+    );
+
+    let alices = [
+        joined(&with_bob, &alice, t1),
+        joined(&with_carol, &alice, t2),
+    ];
+    assert_eq!(
+        f.sessions_of(&alice, &alices).await,
+        sorted(alices.to_vec())
+    );
+    let bobs = [joined(&with_bob, &bob, t1)];
+    assert_eq!(f.sessions_of(&bob, &bobs).await, bobs.to_vec());
+    let carols = [joined(&with_carol, &carol, t2)];
+    assert_eq!(f.sessions_of(&carol, &carols).await, carols.to_vec());
+
+    // Watermarks read through the index too.
+    let at = now();
+    assert!(
+        f.store
+            .advance(&with_carol, &alice, Receipt::Read, 4, at)
+            .await
+            .unwrap()
+    );
+    let moved = f.member(&with_carol, &alice).await;
+    assert_eq!(read_back(moved.read), mark(4, at));
+    let alices = [joined(&with_bob, &alice, t1), moved];
+    assert_eq!(
+        f.sessions_of(&alice, &alices).await,
+        sorted(alices.to_vec())
+    );
+}
+
+#[tokio::test]
+async fn members_lists_only_the_sessions_own_members() {
+    let f = fixture().await;
+    let alice = UserId::generate();
+    let (bob, carol) = (UserId::generate(), UserId::generate());
+    let with_bob = SessionId::direct(&alice, &bob);
+    let with_carol = SessionId::direct(&alice, &carol);
+    let at = now();
+    f.store
+        .create_direct(&with_bob, &alice, &bob, at)
+        .await
+        .unwrap();
+    f.store
+        .create_direct(&with_carol, &alice, &carol, at)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.members(&with_bob).await,
+        sorted(vec![
+            joined(&with_bob, &alice, at),
+            joined(&with_bob, &bob, at)
+        ])
+    );
+    assert_eq!(
+        f.members(&with_carol).await,
+        sorted(vec![
+            joined(&with_carol, &alice, at),
+            joined(&with_carol, &carol, at)
+        ])
+    );
+    assert_eq!(f.store.membership(&with_bob, &carol).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn advance_moves_a_watermark_forward_only() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    let joined_at = now();
+    f.store
+        .create_direct(&session, &a, &b, joined_at)
+        .await
+        .unwrap();
+    let s = &f.store;
+    let t = |secs: i64| joined_at + Duration::seconds(secs);
+
+    // Zero is where a watermark starts: advancing to it moves nothing.
+    assert!(
+        !s.advance(&session, &a, Receipt::Delivered, 0, t(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.member(&session, &a).await,
+        joined(&session, &a, joined_at)
+    );
+
+    assert!(
+        s.advance(&session, &a, Receipt::Delivered, 3, t(2))
+            .await
+            .unwrap()
+    );
+    let m = f.member(&session, &a).await;
+    assert_eq!(
+        read_back(m.delivered),
+        mark(3, t(2)),
+        "seq and time recorded"
+    );
+    assert_eq!(m.read, Watermark::default(), "read is untouched");
+    assert_eq!(m.joined_at, joined_at);
+
+    // Equal or lower: false, and the watermark (with its time) stays.
+    assert!(
+        !s.advance(&session, &a, Receipt::Delivered, 3, t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance(&session, &a, Receipt::Delivered, 2, t(4))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance(&session, &a, Receipt::Delivered, 1, t(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        read_back(f.member(&session, &a).await.delivered),
+        mark(3, t(2))
+    );
+
+    // Read moves on its own, below delivered, without touching it.
+    assert!(
+        s.advance(&session, &a, Receipt::Read, 2, t(5))
+            .await
+            .unwrap()
+    );
+    let m = f.member(&session, &a).await;
+    assert_eq!(read_back(m.read), mark(2, t(5)));
+    assert_eq!(read_back(m.delivered), mark(3, t(2)));
+    assert!(
+        !s.advance(&session, &a, Receipt::Read, 2, t(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance(&session, &a, Receipt::Read, 1, t(6))
+            .await
+            .unwrap()
+    );
+
+    // And beyond delivered; delivered then still moves on from where it was.
+    assert!(
+        s.advance(&session, &a, Receipt::Read, 7, t(7))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.advance(&session, &a, Receipt::Delivered, 5, t(8))
+            .await
+            .unwrap()
+    );
+    let m = f.member(&session, &a).await;
+    assert_eq!(read_back(m.read), mark(7, t(7)));
+    assert_eq!(read_back(m.delivered), mark(5, t(8)));
+
+    // `Sent` is not a watermark.
+    assert!(
+        !s.advance(&session, &a, Receipt::Sent, 9, t(9))
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.member(&session, &a).await, m);
+
+    // The other member's watermarks never moved.
+    assert_eq!(
+        f.member(&session, &b).await,
+        joined(&session, &b, joined_at)
+    );
+}
+
+#[tokio::test]
+async fn advance_records_the_time_to_the_millisecond() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    f.store
+        .create_direct(&session, &a, &b, now())
+        .await
+        .unwrap();
+    let at = Utc::now().with_nanosecond(123_456_789).unwrap();
+    assert!(
+        f.store
+            .advance(&session, &a, Receipt::Read, 1, at)
+            .await
+            .unwrap()
+    );
+    let read = f.member(&session, &a).await.read;
+    let expected = at.with_nanosecond(123_000_000).unwrap();
+    assert_eq!(read.at.map(timestamp), Some(timestamp(expected)));
+}
+
+#[tokio::test]
+async fn advance_for_a_non_member_is_false_and_creates_nothing() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    let at = now();
+    f.store.create_direct(&session, &a, &b, at).await.unwrap();
+    let before = f.items().await.len();
+
+    let carol = UserId::generate();
+    for receipt in [Receipt::Delivered, Receipt::Read] {
+        assert!(
+            !f.store
+                .advance(&session, &carol, receipt, 1, at)
+                .await
+                .unwrap(),
+            "{receipt:?} for a stranger"
+        );
+        let (unknown, _, _) = pair();
+        assert!(
+            !f.store.advance(&unknown, &a, receipt, 1, at).await.unwrap(),
+            "{receipt:?} in a session that does not exist"
+        );
+    }
+    assert_eq!(f.store.membership(&session, &carol).await.unwrap(), None);
+    assert_eq!(f.items().await.len(), before, "no item was created");
+    assert_eq!(
+        f.members(&session).await,
+        sorted(vec![joined(&session, &a, at), joined(&session, &b, at)])
+    );
+}
+
+#[tokio::test]
+async fn create_direct_again_keeps_the_watermarks() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    let at = now();
+    f.store.create_direct(&session, &a, &b, at).await.unwrap();
+    assert!(
+        f.store
+            .advance(&session, &a, Receipt::Delivered, 4, at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .advance(&session, &b, Receipt::Read, 2, at)
+            .await
+            .unwrap()
+    );
+    let before = f.members(&session).await;
+
+    assert!(
+        !f.store
+            .create_direct(&session, &b, &a, at + Duration::hours(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.members(&session).await, before);
+    assert_eq!(
+        read_back(f.member(&session, &a).await.delivered),
+        mark(4, at)
+    );
+}

