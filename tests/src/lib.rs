@@ -175,12 +175,21 @@ impl TestCloud {
 
     /// Push notifications published so far (SNS platform endpoints), as the outbox lists them.
     pub async fn pushes(&self) -> Result<Vec<Value>> {
-        Ok(reqwest::get(format!("{}/_local/outbox/push", self.http_url)).await?.json().await?)
+        Ok(
+            reqwest::get(format!("{}/_local/outbox/push", self.http_url))
+                .await?
+                .json()
+                .await?,
+        )
     }
 
     /// POSTs JSON to a `/_local/...` endpoint (fault switches).
     pub async fn local(&self, path: &str, body: Value) -> Result<Value> {
-        let resp = reqwest::Client::new().post(format!("{}{path}", self.http_url)).json(&body).send().await?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.http_url))
+            .json(&body)
+            .send()
+            .await?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {

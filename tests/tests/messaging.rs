@@ -16,11 +16,24 @@ async fn person(cloud: &TestCloud) -> Credentials {
     let phone = fresh_phone();
     cloud.accounts().register(&phone).await.unwrap();
     let code = cloud.code_for(&phone).await.unwrap();
-    cloud.accounts().verify(&phone, &code, DeviceInfo { name: "phone".into(), platform: Platform::Ios }).await.unwrap()
+    cloud
+        .accounts()
+        .verify(
+            &phone,
+            &code,
+            DeviceInfo {
+                name: "phone".into(),
+                platform: Platform::Ios,
+            },
+        )
+        .await
+        .unwrap()
 }
 
 async fn connect(cloud: &TestCloud, who: &Credentials) -> Session {
-    Session::connect(&cloud.ws_url, &who.api_key).await.expect("connected")
+    Session::connect(&cloud.ws_url, &who.api_key)
+        .await
+        .expect("connected")
 }
 
 /// The next event named `name`, skipping others.
@@ -49,18 +62,29 @@ async fn drain(session: &Session, name: &str, quiet: Duration) -> Vec<Value> {
 }
 
 async fn open_chat(a: &Session, b: &Credentials) -> String {
-    let r = a.request("initiateDirectChatSession", json!({ "peerUserId": b.user_id })).await.unwrap();
+    let r = a
+        .request(
+            "initiateDirectChatSession",
+            json!({ "peerUserId": b.user_id }),
+        )
+        .await
+        .unwrap();
     r["sessionId"].as_str().unwrap().to_owned()
 }
 
 async fn send(s: &Session, session: &str, cmid: &str, payload: &str) -> Value {
-    s.request("sendMessage", json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}))
-        .await
-        .unwrap()
+    s.request(
+        "sendMessage",
+        json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}),
+    )
+    .await
+    .unwrap()
 }
 
 async fn status(s: &Session, msg_id: &str) -> Value {
-    s.request("getMessageStatus", json!({ "msgId": msg_id })).await.unwrap()
+    s.request("getMessageStatus", json!({ "msgId": msg_id }))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -71,7 +95,11 @@ async fn both_online_messages_arrive_in_order_once_and_ticks_advance() {
     let b1 = connect(cloud, &bob).await;
     let b2 = connect(cloud, &bob).await; // a second live connection of Bob's
     let chat = open_chat(&a, &bob).await;
-    assert_eq!(open_chat(&b1, &alice).await, chat, "the same pair gets the same session");
+    assert_eq!(
+        open_chat(&b1, &alice).await,
+        chat,
+        "the same pair gets the same session"
+    );
 
     let mut ids = vec![];
     for i in 1..=5 {
@@ -88,25 +116,59 @@ async fn both_online_messages_arrive_in_order_once_and_ticks_advance() {
         assert_eq!(seqs, vec![1, 2, 3, 4, 5], "in order");
         assert_eq!(got[2]["payload"], "ciphertext-3");
         assert_eq!(got[0]["sender"], alice.user_id.as_str());
-        assert!(drain(b, "message", Duration::from_millis(700)).await.is_empty(), "once");
+        assert!(
+            drain(b, "message", Duration::from_millis(700))
+                .await
+                .is_empty(),
+            "once"
+        );
     }
-    assert!(drain(&a, "message", Duration::from_millis(300)).await.is_empty(), "not echoed to the sending device");
+    assert!(
+        drain(&a, "message", Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "not echoed to the sending device"
+    );
 
     // Ticks: sent -> delivered -> read, on the sender's side, as events and by query.
     assert_eq!(status(&a, &ids[4]).await["status"], "sent");
-    let r = b1.request("ackMessages", json!({"sessionId": chat, "msgId": ids[4], "status": "delivered"})).await.unwrap();
+    let r = b1
+        .request(
+            "ackMessages",
+            json!({"sessionId": chat, "msgId": ids[4], "status": "delivered"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r["moved"], true);
     let e = next(&a, "status").await;
-    assert_eq!((e["status"].as_str(), e["upToSeq"].as_u64(), e["userId"].as_str()), (Some("delivered"), Some(5), Some(bob.user_id.as_str())));
+    assert_eq!(
+        (
+            e["status"].as_str(),
+            e["upToSeq"].as_u64(),
+            e["userId"].as_str()
+        ),
+        (Some("delivered"), Some(5), Some(bob.user_id.as_str()))
+    );
     let st = status(&a, &ids[2]).await;
     assert_eq!(st["status"], "delivered");
     assert_eq!(st["recipients"][0]["userId"], bob.user_id.as_str());
-    b1.request("ackMessages", json!({"sessionId": chat, "msgId": ids[2], "status": "read"})).await.unwrap();
+    b1.request(
+        "ackMessages",
+        json!({"sessionId": chat, "msgId": ids[2], "status": "read"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&a, "status").await["status"], "read");
     assert_eq!(status(&a, &ids[2]).await["status"], "read");
     assert_eq!(status(&a, &ids[4]).await["status"], "delivered");
     // Backwards acks are ignored, not errors.
-    let r = b2.request("ackMessages", json!({"sessionId": chat, "msgId": ids[0], "status": "read"})).await.unwrap();
+    let r = b2
+        .request(
+            "ackMessages",
+            json!({"sessionId": chat, "msgId": ids[0], "status": "read"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(r["moved"], false);
     assert_eq!(status(&a, &ids[2]).await["status"], "read");
 }
@@ -118,19 +180,32 @@ async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
     let token = format!("apns-token-{}", uuid::Uuid::new_v4().simple());
-    b.request("registerPushToken", json!({"platform": "apns", "token": token})).await.unwrap();
+    b.request(
+        "registerPushToken",
+        json!({"platform": "apns", "token": token}),
+    )
+    .await
+    .unwrap();
     let chat = open_chat(&a, &bob).await;
     b.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut ids = vec![];
     for i in 1..=3 {
-        ids.push(send(&a, &chat, &format!("o-{i}"), &format!("secret-{i}")).await["msgId"].as_str().unwrap().to_owned());
+        ids.push(
+            send(&a, &chat, &format!("o-{i}"), &format!("secret-{i}")).await["msgId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let pushes = tokio::time::timeout(WAIT, async {
         loop {
             let all = cloud.pushes().await.unwrap();
-            let mine: Vec<_> = all.into_iter().filter(|p| p["message"].as_str().unwrap_or("").contains(&chat)).collect();
+            let mine: Vec<_> = all
+                .into_iter()
+                .filter(|p| p["message"].as_str().unwrap_or("").contains(&chat))
+                .collect();
             if mine.len() >= 3 {
                 return mine;
             }
@@ -142,23 +217,53 @@ async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
     assert_eq!(pushes.len(), 3);
     for p in &pushes {
         let text = p["message"].as_str().unwrap();
-        assert!(!text.contains("secret"), "no message content in a push: {text}");
+        assert!(
+            !text.contains("secret"),
+            "no message content in a push: {text}"
+        );
         assert!(text.contains(alice.user_id.as_str()), "the sender is named");
     }
 
     // Back online: listSessions says what to read, readNewMessages returns it in order.
     let b = connect(cloud, &bob).await;
     let listed = b.request("listSessions", json!({})).await.unwrap();
-    let entry = listed["sessions"].as_array().unwrap().iter().find(|s| s["sessionId"] == chat.as_str()).unwrap().clone();
+    let entry = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == chat.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(entry["lastSeq"], 3);
     assert_eq!(entry["readSeq"], 0);
-    let page = b.request("readNewMessages", json!({"sessionId": chat, "lastMsgId": null})).await.unwrap();
-    let payloads: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["payload"].as_str().unwrap().to_owned()).collect();
+    let page = b
+        .request(
+            "readNewMessages",
+            json!({"sessionId": chat, "lastMsgId": null}),
+        )
+        .await
+        .unwrap();
+    let payloads: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(payloads, vec!["secret-1", "secret-2", "secret-3"]);
     assert_eq!(page["hasMore"], false);
-    b.request("ackMessages", json!({"sessionId": chat, "msgId": ids[2], "status": "delivered"})).await.unwrap();
+    b.request(
+        "ackMessages",
+        json!({"sessionId": chat, "msgId": ids[2], "status": "delivered"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&a, "status").await["status"], "delivered");
-    b.request("ackMessages", json!({"sessionId": chat, "msgId": ids[2], "status": "read"})).await.unwrap();
+    b.request(
+        "ackMessages",
+        json!({"sessionId": chat, "msgId": ids[2], "status": "read"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&a, "status").await["status"], "read");
     assert_eq!(status(&a, &ids[0]).await["status"], "read");
 }
@@ -167,7 +272,9 @@ async fn dynamodb(cloud: &TestCloud) -> aws_sdk_dynamodb::Client {
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "test"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
         .endpoint_url(cloud.dynamodb_endpoint.clone().expect("a local cloud"))
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
@@ -180,13 +287,22 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
     let (alice, bob) = (person(cloud).await, person(cloud).await);
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
-    b.request("registerPushToken", json!({"platform": "fcm", "token": format!("fcm-{}", uuid::Uuid::new_v4())})).await.unwrap();
+    b.request(
+        "registerPushToken",
+        json!({"platform": "fcm", "token": format!("fcm-{}", uuid::Uuid::new_v4())}),
+    )
+    .await
+    .unwrap();
     let chat = open_chat(&a, &bob).await;
     b.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A connection the gateway no longer has, still listed: as when a socket dies and $disconnect never runs.
     let db = dynamodb(cloud).await;
-    let stale = format!("{}#staleConn{}", bob.device_id, uuid::Uuid::new_v4().simple());
+    let stale = format!(
+        "{}#staleConn{}",
+        bob.device_id,
+        uuid::Uuid::new_v4().simple()
+    );
     db.update_item()
         .table_name(cloud.table("ConnectionsTable"))
         .key("pk", AttributeValue::S(format!("USER#{}", bob.user_id)))
@@ -196,11 +312,17 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
         .await
         .unwrap();
 
-    let msg = send(&a, &chat, "g-1", "hello").await["msgId"].as_str().unwrap().to_owned();
+    let msg = send(&a, &chat, "g-1", "hello").await["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     tokio::time::timeout(WAIT, async {
         loop {
             let all = cloud.pushes().await.unwrap();
-            if all.iter().any(|p| p["message"].as_str().unwrap_or("").contains(&msg)) {
+            if all
+                .iter()
+                .any(|p| p["message"].as_str().unwrap_or("").contains(&msg))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -222,7 +344,10 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
         Some(AttributeValue::Ss(s)) => s.clone(),
         _ => vec![],
     };
-    assert!(!conns.contains(&stale), "the stale connection was removed on GoneException: {conns:?}");
+    assert!(
+        !conns.contains(&stale),
+        "the stale connection was removed on GoneException: {conns:?}"
+    );
 }
 
 #[tokio::test]
@@ -239,9 +364,19 @@ async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
     let second = send(&a2, &chat, "retry-me", "once").await;
     assert_eq!(first, second, "the retry returns the first result");
     let got = drain(&b, "message", Duration::from_millis(1500)).await;
-    let ids: Vec<_> = got.iter().map(|e| e["message"]["msgId"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, vec![first["msgId"].as_str().unwrap().to_owned()], "one delivery");
-    let page = b.request("readNewMessages", json!({"sessionId": chat})).await.unwrap();
+    let ids: Vec<_> = got
+        .iter()
+        .map(|e| e["message"]["msgId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![first["msgId"].as_str().unwrap().to_owned()],
+        "one delivery"
+    );
+    let page = b
+        .request("readNewMessages", json!({"sessionId": chat}))
+        .await
+        .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 1, "one message");
 }
 
@@ -254,43 +389,122 @@ async fn a_fan_out_killed_midway_loses_nothing() {
     let b1 = connect(&cloud, &bob).await;
     let b2 = connect(&cloud, &bob).await;
     let chat = open_chat(&a, &bob).await;
-    cloud.local("/_local/faults/kill-after-posts", json!({"function": "FanOutFunction", "posts": 1})).await.unwrap();
-    let msg = send(&a, &chat, "k-1", "survives").await["msgId"].as_str().unwrap().to_owned();
+    cloud
+        .local(
+            "/_local/faults/kill-after-posts",
+            json!({"function": "FanOutFunction", "posts": 1}),
+        )
+        .await
+        .unwrap();
+    let msg = send(&a, &chat, "k-1", "survives").await["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for b in [&b1, &b2] {
         let e = next(b, "message").await;
-        assert_eq!(e["message"]["msgId"], msg.as_str(), "every device gets it after the retry");
+        assert_eq!(
+            e["message"]["msgId"],
+            msg.as_str(),
+            "every device gets it after the retry"
+        );
         // At-least-once: a device may see it twice; de-duplicated by msgId it is one message.
         let more = drain(b, "message", Duration::from_millis(700)).await;
-        let unique: HashSet<_> = more.iter().map(|e| e["message"]["msgId"].as_str().unwrap().to_owned()).chain([msg.clone()]).collect();
+        let unique: HashSet<_> = more
+            .iter()
+            .map(|e| e["message"]["msgId"].as_str().unwrap().to_owned())
+            .chain([msg.clone()])
+            .collect();
         assert_eq!(unique.len(), 1);
     }
-    let page = b1.request("readNewMessages", json!({"sessionId": chat})).await.unwrap();
-    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "stored once, in the session");
+    let page = b1
+        .request("readNewMessages", json!({"sessionId": chat}))
+        .await
+        .unwrap();
+    assert_eq!(
+        page["messages"].as_array().unwrap().len(),
+        1,
+        "stored once, in the session"
+    );
 }
 
 #[tokio::test]
 async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
     let cloud = TestCloud::shared();
-    let (alice, bob, carol) = (person(cloud).await, person(cloud).await, person(cloud).await);
+    let (alice, bob, carol) = (
+        person(cloud).await,
+        person(cloud).await,
+        person(cloud).await,
+    );
     let a = connect(cloud, &alice).await;
     let c = connect(cloud, &carol).await;
     let chat = open_chat(&a, &bob).await;
     let code = |r: Result<Value, courier_client::ClientError>| r.unwrap_err().code();
 
     let p = json!({"sessionId": chat, "clientMsgId": "x", "type": "text", "payload": "hi"});
-    assert_eq!(code(c.request("sendMessage", p.clone()).await), Some(ErrorCode::Forbidden));
-    assert_eq!(code(c.request("readNewMessages", json!({"sessionId": chat})).await), Some(ErrorCode::Forbidden));
-    let unknown = courier_core::SessionId::direct(&courier_core::UserId::from_trusted(&carol.user_id), &courier_core::UserId::from_trusted(&bob.user_id));
-    let p2 = json!({"sessionId": unknown.as_str(), "clientMsgId": "x", "type": "text", "payload": "hi"});
-    assert_eq!(code(c.request("sendMessage", p2).await), Some(ErrorCode::NotFound));
-    assert_eq!(code(a.request("sendMessage", json!({"sessionId": chat, "clientMsgId": "x", "type": "text", "payload": 5})).await), Some(ErrorCode::BadRequest));
-    assert_eq!(code(a.request("sendMessage", json!({"sessionId": chat})).await), Some(ErrorCode::BadRequest));
-    assert_eq!(code(a.request("ackMessages", json!({"sessionId": chat, "msgId": "nonsense", "status": "read"})).await), Some(ErrorCode::BadRequest));
-    assert_eq!(code(a.request("initiateDirectChatSession", json!({"peerUserId": "u_nobody"})).await), Some(ErrorCode::NotFound));
+    assert_eq!(
+        code(c.request("sendMessage", p.clone()).await),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        code(
+            c.request("readNewMessages", json!({"sessionId": chat}))
+                .await
+        ),
+        Some(ErrorCode::Forbidden)
+    );
+    let unknown = courier_core::SessionId::direct(
+        &courier_core::UserId::from_trusted(&carol.user_id),
+        &courier_core::UserId::from_trusted(&bob.user_id),
+    );
+    let p2 =
+        json!({"sessionId": unknown.as_str(), "clientMsgId": "x", "type": "text", "payload": "hi"});
+    assert_eq!(
+        code(c.request("sendMessage", p2).await),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        code(
+            a.request(
+                "sendMessage",
+                json!({"sessionId": chat, "clientMsgId": "x", "type": "text", "payload": 5})
+            )
+            .await
+        ),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        code(a.request("sendMessage", json!({"sessionId": chat})).await),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        code(
+            a.request(
+                "ackMessages",
+                json!({"sessionId": chat, "msgId": "nonsense", "status": "read"})
+            )
+            .await
+        ),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        code(
+            a.request(
+                "initiateDirectChatSession",
+                json!({"peerUserId": "u_nobody"})
+            )
+            .await
+        ),
+        Some(ErrorCode::NotFound)
+    );
 
     // Over the payload limit: 65,537 characters (sent as a fragmented WebSocket message).
     let big = "x".repeat(65_537);
-    let r = a.request("sendMessage", json!({"sessionId": chat, "clientMsgId": "big", "type": "text", "payload": big})).await;
+    let r = a
+        .request(
+            "sendMessage",
+            json!({"sessionId": chat, "clientMsgId": "big", "type": "text", "payload": big}),
+        )
+        .await;
     assert_eq!(code(r), Some(ErrorCode::PayloadTooLarge));
     // Exactly the limit is accepted.
     let ok = "y".repeat(65_536);

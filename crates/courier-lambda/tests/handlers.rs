@@ -294,3 +294,136 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
     let resp = routes::delete_account(&deps, &ws_event("delete-account.json")).await;
     assert_eq!(frame(&resp)["error"]["code"], "NOT_FOUND");
 }
+
+fn send_deps<'a>(
+    sessions: &'a MemorySessions,
+    messages: &'a MemoryMessages,
+) -> courier_core::usecases::send_message::Deps<'a> {
+    courier_core::usecases::send_message::Deps {
+        sessions,
+        messages,
+        clock: &SystemClock,
+    }
+}
+
+#[tokio::test]
+async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same() {
+    use courier_core::ports::SessionStore;
+    let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    sessions
+        .create_direct(
+            &session,
+            &UserId::from_trusted("u_test"),
+            &UserId::from_trusted("u_peer"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let event = ws_event("send-message.json");
+    let deps = &send_deps(&sessions, &messages);
+    let run = || {
+        routes::action("sendMessage", &event, |who, p| async move {
+            courier_core::usecases::send_message::send_message(deps, &who, p).await
+        })
+    };
+    let first = frame(&run().await);
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["requestId"], "r3");
+    assert_eq!(first["result"]["seq"], 1);
+    assert_eq!(
+        first["result"]["msgId"],
+        "s_00000000000000000000000000000000.1"
+    );
+    assert_eq!(frame(&run().await)["result"], first["result"]);
+    assert_eq!(messages.all(&session).len(), 1);
+
+    // Someone who is not a member: FORBIDDEN, in the reply frame.
+    let outsider = with_caller(ws_event("send-message.json"), "u_other", "d_other");
+    let reply = frame(
+        &routes::action("sendMessage", &outsider, |who, p| async move {
+            courier_core::usecases::send_message::send_message(deps, &who, p).await
+        })
+        .await,
+    );
+    assert_eq!(reply["error"]["code"], "FORBIDDEN");
+}
+
+/// A gateway whose every call fails (not with Gone): the management API is down.
+struct BrokenGateway;
+
+#[async_trait::async_trait]
+impl courier_core::ports::ConnectionGateway for BrokenGateway {
+    async fn post(
+        &self,
+        _: &ConnectionId,
+        _: &str,
+    ) -> Result<(), courier_core::ports::GatewayError> {
+        Err(courier_core::error::PortError::backend("management API unavailable").into())
+    }
+    async fn close(&self, _: &ConnectionId) -> Result<(), courier_core::ports::GatewayError> {
+        Err(courier_core::error::PortError::backend("management API unavailable").into())
+    }
+}
+
+#[tokio::test]
+async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_retry() {
+    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::usecases::deliver::Deliverer;
+    let sessions = MemorySessions::default();
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    let (alice, bob) = (
+        UserId::from_trusted("u_alice"),
+        UserId::from_trusted("u_bob"),
+    );
+    sessions
+        .create_direct(&session, &alice, &bob, chrono::Utc::now())
+        .await
+        .unwrap();
+    let connections = MemoryConnections::default();
+    let gateway = RecordingGateway::default();
+    for (user, device, conn) in [(&alice, "d_alice", "ca"), (&bob, "d_bob", "cb")] {
+        let c = ConnectionId::new(conn);
+        connections
+            .add(&Connection {
+                connection_id: c.clone(),
+                user_id: user.clone(),
+                device_id: courier_core::DeviceId::from_trusted(device),
+                connected_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        gateway.open(&c);
+    }
+    let stream_event = || serde_json::from_str(&fixture("messages-stream.json")).unwrap();
+    let deliver = Deliverer {
+        presence: &connections,
+        connections: &connections,
+        gateway: &gateway,
+        push: None,
+    };
+    let out = courier_lambda::stream::handle(&sessions, &deliver, stream_event()).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    let posted = gateway.posted();
+    assert_eq!(
+        posted.len(),
+        1,
+        "to Bob only: the sending device is skipped"
+    );
+    assert_eq!(posted[0].0.as_str(), "cb");
+    let event: Value = serde_json::from_str(&posted[0].1).unwrap();
+    assert_eq!(event["event"], "message");
+    assert_eq!(event["message"]["payload"], "b64:ciphertext");
+
+    let broken = Deliverer {
+        presence: &connections,
+        connections: &connections,
+        gateway: &BrokenGateway,
+        push: None,
+    };
+    let out = courier_lambda::stream::handle(&sessions, &broken, stream_event()).await;
+    assert_eq!(
+        out["batchItemFailures"][0]["itemIdentifier"],
+        "111100000000000000000001"
+    );
+}

@@ -17,7 +17,7 @@ fn presence(user: &UserId, connections: &[&Connection], push: &[(&DeviceId, Stri
         .collect();
     push.sort();
     Presence {
-        user_id: Some(user.clone()),
+        user_id: user.clone(),
         connections: pairs(connections.iter().copied()),
         push,
     }
