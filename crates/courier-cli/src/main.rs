@@ -1,5 +1,8 @@
 //! `courier`: the command-line client. Registers a phone number, verifies the SMS code, and
-//! keeps the device's credentials in the user's config directory (mode 0600).
+//! keeps the device's credentials in the user's config directory (mode 0600); sends messages,
+//! reads the inbox (resuming from the cursors kept in `state.json`, mode 0600) and chats.
+
+mod messaging;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -51,6 +54,44 @@ enum Command {
     },
     /// Show who this device is signed in as, and check the key with the server.
     Whoami,
+    /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`.
+    Send {
+        /// Send in this session instead of the direct chat with a phone number.
+        #[arg(long, conflicts_with = "user")]
+        session: Option<String>,
+        /// Send in the direct chat with this user id instead of a phone number.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The phone number (E.164) unless --session or --user is given, then the text (words
+        /// are joined with spaces).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Fetch new messages of every session, print them, mark them delivered, and exit.
+    Inbox {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Chat with a phone number: lines typed are sent, messages received are shown (and marked
+    /// read); your messages show ✓ sent, ✓✓ delivered, ✓✓ read. End with EOF (Ctrl-D).
+    Chat {
+        /// The phone number (E.164).
+        #[arg(required_unless_present_any = ["session", "user"])]
+        phone: Option<String>,
+        /// Chat in this session instead.
+        #[arg(long, conflicts_with_all = ["phone", "user"])]
+        session: Option<String>,
+        /// Chat with this user id instead.
+        #[arg(long, conflicts_with = "phone")]
+        user: Option<String>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,7 +100,7 @@ struct Pending {
     phone: String,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Stored {
     phone: String,
@@ -90,6 +131,16 @@ impl Store {
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// This device's credentials, or the error that says how to get them.
+    fn credentials(&self) -> Result<Stored> {
+        match self.read::<Stored>("credentials.json")? {
+            Some(me) => Ok(me),
+            None => {
+                bail!("not signed in; run `courier register <phone>` then `courier verify <code>`")
+            }
         }
     }
 
@@ -159,9 +210,7 @@ async fn main() -> Result<()> {
             );
         }
         Command::Whoami => {
-            let Some(me) = store.read::<Stored>("credentials.json")? else {
-                bail!("not signed in; run `courier register <phone>` then `courier verify <code>`");
-            };
+            let me = store.credentials()?;
             println!(
                 "phone:  {}\nuser:   {}\ndevice: {}",
                 me.phone, me.user_id, me.device_id
@@ -176,6 +225,48 @@ async fn main() -> Result<()> {
                 }
                 Err(e) => bail!("server: {e}"),
             }
+        }
+        Command::Send {
+            session,
+            user,
+            json,
+            args,
+        } => {
+            let (target, text) = match (session, user) {
+                (Some(s), _) => (messaging::Target::Session(s), args.join(" ")),
+                (None, Some(u)) => (messaging::Target::User(u), args.join(" ")),
+                (None, None) => {
+                    if args.len() < 2 {
+                        bail!(
+                            "usage: courier send <phone> <text>  or  courier send --session <id> <text>"
+                        );
+                    }
+                    (
+                        messaging::Target::Phone(args[0].clone()),
+                        args[1..].join(" "),
+                    )
+                }
+            };
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::send(&ctx, target, &text, json).await?;
+        }
+        Command::Inbox { json, timeout } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::inbox(&ctx, json, std::time::Duration::from_secs(timeout)).await?;
+        }
+        Command::Chat {
+            phone,
+            session,
+            user,
+        } => {
+            let target = match (session, user, phone) {
+                (Some(s), _, _) => messaging::Target::Session(s),
+                (None, Some(u), _) => messaging::Target::User(u),
+                (None, None, Some(p)) => messaging::Target::Phone(p),
+                (None, None, None) => bail!("usage: courier chat <phone>"),
+            };
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::chat(&ctx, target).await?;
         }
     }
     Ok(())

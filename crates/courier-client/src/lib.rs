@@ -1,14 +1,29 @@
-//! Courier's client SDK: the HTTP account endpoints and an authenticated WebSocket session with
-//! request/reply correlation by `requestId` and a stream of server events. Used by the CLI, the
-//! end-to-end tests and the benchmarks.
+//! Courier's client SDK: the HTTP account endpoints, an authenticated WebSocket session with
+//! request/reply correlation by `requestId`, and a resilient messaging [`Client`] on top of it
+//! (reconnect with backoff, sync after every connect, de-duplication, idempotent sends). Used by
+//! the CLI, the end-to-end tests and the benchmarks.
 //!
 //! - [`accounts`]: `registerAccount` / `validateAccount` over HTTP.
-//! - [`session`]: the WebSocket connection.
+//! - [`session`]: one WebSocket connection, with typed actions.
+//! - [`protocol`]: messages, sessions, statuses, events and request frames as types.
+//! - [`client`]: the resilient client.
+//! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
+//! - [`payload`]: text to payload and back (the place end-to-end encryption will plug in).
 
 pub mod accounts;
+pub mod client;
+pub mod cursors;
+pub mod payload;
+pub mod protocol;
 pub mod session;
 
 pub use accounts::AccountsClient;
+pub use client::{Client, ClientConfig};
+pub use cursors::{Cursors, SessionCursor};
+pub use protocol::{
+    DeliveryStatus, DirectChat, Event, Message, MessageStatus, MessageType, MessagesPage,
+    NewMessage, PushPlatform, RecipientStatus, SentMessage, SessionSummary,
+};
 pub use session::{ConnectError, Session};
 
 /// A failed request: the protocol error the server sent, or a transport failure.
@@ -28,6 +43,16 @@ pub enum ClientError {
     /// The connection failed or closed.
     #[error("transport: {0}")]
     Transport(String),
+    /// No reply came within the request timeout.
+    #[error("timed out waiting for the reply")]
+    Timeout,
+    /// The server refused the API key at the handshake (HTTP 401: revoked, or the account
+    /// moved to another phone).
+    #[error("the server refused the API key (HTTP 401)")]
+    Unauthorized,
+    /// The client was closed, or stopped after the key was refused.
+    #[error("the client is closed")]
+    Closed,
 }
 
 impl ClientError {
@@ -36,6 +61,24 @@ impl ClientError {
         match self {
             ClientError::Api(d) => Some(d.code),
             _ => None,
+        }
+    }
+
+    /// Whether the request may have failed in transit, so sending it again (with the same
+    /// idempotency key) can succeed: transport failures, timeouts and server-side failures.
+    pub fn is_retryable(&self) -> bool {
+        use courier_core::ErrorCode;
+        match self {
+            ClientError::Transport(_) | ClientError::Timeout => true,
+            ClientError::Api(d) => matches!(
+                d.code,
+                ErrorCode::Internal | ErrorCode::LimitExceeded | ErrorCode::Conflict
+            ),
+            // An HTTP 5xx without the protocol's body (the gateway's own errors). (On the
+            // WebSocket the gateway's `{"message": "Internal server error"}` carries no request
+            // id of ours: that request ends in a timeout.)
+            ClientError::Unexpected { status, .. } => *status >= 500,
+            ClientError::Unauthorized | ClientError::Closed => false,
         }
     }
 }

@@ -157,6 +157,12 @@ impl ConnectionStore for MemoryConnections {
         Ok(self.0.lock().unwrap().remove(id))
     }
 
+    async fn forget_user(&self, user: &UserId) -> Result<(), PortError> {
+        self.0.lock().unwrap().retain(|_, c| &c.user_id != user);
+        self.1.lock().unwrap().retain(|(u, _), _| u != user);
+        Ok(())
+    }
+
     async fn remove_stale(
         &self,
         _user: &UserId,
@@ -364,6 +370,13 @@ impl SessionStore for MemorySessions {
             .filter(|m| &m.user_id == user)
             .cloned()
             .collect())
+    }
+
+    async fn leave_all(&self, user: &UserId) -> Result<usize, PortError> {
+        let mut map = self.0.lock().unwrap();
+        let before = map.len();
+        map.retain(|(_, u), _| u != user);
+        Ok(before - map.len())
     }
 
     async fn advance(

@@ -132,6 +132,8 @@ pub trait ConnectionStore: Send + Sync {
     async fn remove(&self, connection_id: &ConnectionId) -> Result<Option<Connection>, PortError>;
     /// A user's live connections, with their devices.
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError>;
+    /// Forgets everything about a user's presence: connections and push endpoints.
+    async fn forget_user(&self, user_id: &UserId) -> Result<(), PortError>;
     /// Forgets a connection the gateway says is gone, even if its own record is already missing
     /// (a socket that died without `$disconnect`, or a half-finished connect).
     async fn remove_stale(
@@ -188,6 +190,8 @@ pub trait SessionStore: Send + Sync {
     async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError>;
     /// Every session a user belongs to.
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError>;
+    /// Removes the user from every session (account deletion); returns how many.
+    async fn leave_all(&self, user: &UserId) -> Result<usize, PortError>;
     /// Moves a member's `delivered` or `read` watermark up to `seq`; `false` if it was already
     /// there or beyond (watermarks never move backwards).
     async fn advance(

@@ -4,7 +4,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use courier_core::clock::ManualClock;
 use courier_core::memory::*;
-use courier_core::ports::{ConnectionStore, DeviceCredential};
+use courier_core::ports::{ConnectionStore, DeviceCredential, PresenceStore, SessionStore};
 use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
 use courier_core::usecases::{
     authorize, connections, delete_account, register_account, validate_account,
@@ -263,10 +263,27 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
     let friend_conn = w.connect(&friend, "conn-f").await;
 
     let who = w.authorize(&me.api_key).await.unwrap();
+    let sessions = MemorySessions::default();
+    let friend_id = courier_core::UserId::from_trusted(friend.user_id.clone());
+    let me_id = courier_core::UserId::from_trusted(me.user_id.clone());
+    let chat = courier_core::SessionId::direct(&me_id, &friend_id);
+    sessions
+        .create_direct(&chat, &me_id, &friend_id, Utc::now())
+        .await
+        .unwrap();
+    w.connections
+        .set_push_endpoint(
+            &me_id,
+            &courier_core::DeviceId::from_trusted("d_x"),
+            "arn:endpoint",
+        )
+        .await
+        .unwrap();
     let deps = delete_account::Deps {
         accounts: &w.accounts,
         connections: &w.connections,
         gateway: &w.gateway,
+        sessions: &sessions,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
         .await

@@ -160,6 +160,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                 accounts: leak(accounts(&dynamo)?),
                 connections: leak(connection_store(&dynamo)?),
                 gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                sessions: leak(sessions_store(&dynamo)?),
             });
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

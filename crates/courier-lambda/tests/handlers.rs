@@ -270,10 +270,12 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
     );
     let conn = ConnectionId::new(event.request_context.connection_id.clone().unwrap());
     p.gateway.open(&conn);
+    let sessions = MemorySessions::default();
     let deps = delete_account::Deps {
         accounts: &p.accounts,
         connections: &p.connections,
         gateway: &p.gateway,
+        sessions: &sessions,
     };
     let resp = routes::delete_account(&deps, &event).await;
     assert_eq!(resp.status_code, 200);

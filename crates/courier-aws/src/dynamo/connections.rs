@@ -116,6 +116,17 @@ impl ConnectionStore for DynamoConnections {
         Ok(Some(connection))
     }
 
+    async fn forget_user(&self, user_id: &UserId) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn remove_stale(
         &self,
         user_id: &UserId,

@@ -240,6 +240,23 @@ impl SessionStore for DynamoSessions {
             .collect()
     }
 
+    async fn leave_all(&self, user: &UserId) -> Result<usize, PortError> {
+        let memberships = self.sessions_of(user).await?;
+        for m in &memberships {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    session_pk(&m.session_id),
+                    format!("MEMBER#{user}"),
+                )))
+                .send()
+                .await
+                .map_err(backend)?;
+        }
+        Ok(memberships.len())
+    }
+
     async fn advance(
         &self,
         session: &SessionId,

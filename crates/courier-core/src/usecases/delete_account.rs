@@ -1,10 +1,13 @@
 //! `deleteAccount`: remove the caller's account, its number claim, its devices and their keys,
-//! and close its connections. Other users' data is not touched.
+//! its presence and push endpoints and its session memberships, and close its connections.
+//! Other users' data is not touched: the peer of a direct chat keeps the messages.
 
 use super::close_connections;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
-use crate::ports::{AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential};
+use crate::ports::{
+    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, SessionStore,
+};
 
 /// What `deleteAccount` needs.
 pub struct Deps<'a> {
@@ -14,6 +17,8 @@ pub struct Deps<'a> {
     pub connections: &'a dyn ConnectionStore,
     /// The management API.
     pub gateway: &'a dyn ConnectionGateway,
+    /// Memberships (the user leaves every session).
+    pub sessions: &'a dyn SessionStore,
 }
 
 /// Deletes the caller's account. Every connection of the account is closed except `current`,
@@ -41,6 +46,9 @@ pub async fn delete_account(
     for (_, c) in &connections {
         deps.connections.remove(c).await?;
     }
-    tracing::info!(devices = devices.len(), "account deleted");
+    // Presence goes too, push endpoints included: nothing is pushed to a deleted account.
+    deps.connections.forget_user(&user.user_id).await?;
+    let left = deps.sessions.leave_all(&user.user_id).await?;
+    tracing::info!(devices = devices.len(), sessions = left, "account deleted");
     Ok(current.clone())
 }

@@ -1,0 +1,561 @@
+//! The messaging protocol as typed values: messages, sessions, delivery status, server events,
+//! and the request frames of every action (`docs/protocol.md`, "Actions implemented" and
+//! "Events").
+//!
+//! Parsing is lenient where the page allows the server to grow (unknown message types, unknown
+//! events, missing optional fields), and strict where a wrong value would mislead the client
+//! (sequence numbers, statuses).
+
+use crate::ClientError;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+/// What a message carries. The server does not look inside; unknown kinds are kept as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum MessageType {
+    /// A text message (`payload` is the encoded text).
+    Text,
+    /// A message with attachments.
+    Media,
+    /// The end-to-end session set-up stored by `initiateDirectChatSession`.
+    Handshake,
+    /// A system notice.
+    System,
+    /// A kind this client does not know.
+    Other(String),
+}
+
+impl MessageType {
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MessageType::Text => "text",
+            MessageType::Media => "media",
+            MessageType::Handshake => "handshake",
+            MessageType::System => "system",
+            MessageType::Other(s) => s,
+        }
+    }
+}
+
+impl From<String> for MessageType {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "text" => MessageType::Text,
+            "media" => MessageType::Media,
+            "handshake" => MessageType::Handshake,
+            "system" => MessageType::System,
+            _ => MessageType::Other(s),
+        }
+    }
+}
+
+impl From<MessageType> for String {
+    fn from(t: MessageType) -> Self {
+        t.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for MessageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message as the server returns it (in `readNewMessages` and in `message` events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// `<sessionId>.<seq>`; treat as opaque.
+    pub msg_id: String,
+    /// The session it belongs to.
+    pub session_id: String,
+    /// Its position in the session, from 1.
+    pub seq: u64,
+    /// The sending user.
+    pub sender: String,
+    /// The sending device.
+    #[serde(default)]
+    pub sender_device: String,
+    /// The sender's idempotency key (absent for messages the server writes itself).
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    /// What it carries.
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    /// The (for now plain, later encrypted) content; see [`crate::payload`].
+    #[serde(default)]
+    pub payload: String,
+    /// Media ids.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// When the server stored it (RFC 3339, UTC).
+    #[serde(default)]
+    pub sent_at: String,
+}
+
+/// A delivery status, weakest first: `Sent < Delivered < Read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Stored by the server, not yet on a device of the recipient.
+    Sent,
+    /// On a device of the recipient.
+    Delivered,
+    /// Seen by the recipient.
+    Read,
+}
+
+impl DeliveryStatus {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of `listSessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    /// The session.
+    pub session_id: String,
+    /// `direct` (groups later).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Member user ids.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The latest message's seq (0 if none).
+    #[serde(default)]
+    pub last_seq: u64,
+    /// The latest message's id (None if none).
+    #[serde(default)]
+    pub last_msg_id: Option<String>,
+    /// The caller's `delivered` watermark.
+    #[serde(default)]
+    pub delivered_seq: u64,
+    /// The caller's `read` watermark.
+    #[serde(default)]
+    pub read_seq: u64,
+}
+
+/// Reply to `initiateDirectChatSession`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectChat {
+    /// The session (always the same for the same two users).
+    pub session_id: String,
+    /// Whether this call created it.
+    #[serde(default)]
+    pub created: bool,
+}
+
+/// Reply to `sendMessage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentMessage {
+    /// The message id.
+    pub msg_id: String,
+    /// Its seq in the session.
+    pub seq: u64,
+    /// When the server stored it.
+    #[serde(default)]
+    pub sent_at: String,
+}
+
+/// Reply to `readNewMessages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesPage {
+    /// In session order.
+    pub messages: Vec<Message>,
+    /// Whether more follow the last one.
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// One recipient in `getMessageStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientStatus {
+    /// The recipient.
+    pub user_id: String,
+    /// Its status for the message.
+    pub status: DeliveryStatus,
+    /// When its watermark moved to or past the message (None while `sent`).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// Reply to `getMessageStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatus {
+    /// The message.
+    pub msg_id: String,
+    /// The weakest recipient's status.
+    pub status: DeliveryStatus,
+    /// Per recipient.
+    #[serde(default)]
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// A push platform for `registerPushToken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushPlatform {
+    /// Apple Push Notification service.
+    Apns,
+    /// Firebase Cloud Messaging.
+    Fcm,
+}
+
+/// A message to send with [`crate::Client::send`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The session.
+    pub session_id: String,
+    /// What it carries.
+    pub kind: MessageType,
+    /// The payload, already encoded (see [`crate::payload::encode`]).
+    pub payload: String,
+    /// Media ids (at most 16).
+    pub attachments: Vec<String>,
+    /// The idempotency key; a uuid is generated when None. Retries reuse it.
+    pub client_msg_id: Option<String>,
+}
+
+impl NewMessage {
+    /// A text message with `text` encoded by [`crate::payload::encode`].
+    pub fn text(session_id: impl Into<String>, text: &str) -> Self {
+        Self {
+            session_id: session_id.into(),
+            kind: MessageType::Text,
+            payload: crate::payload::encode(text),
+            attachments: Vec::new(),
+            client_msg_id: None,
+        }
+    }
+}
+
+/// Something the server (or the [`crate::Client`]) reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A new message (the `Client` emits each once, in session order).
+    Message(Message),
+    /// Someone started a session with this user (or this user did, on another device).
+    SessionStarted {
+        /// The session.
+        session_id: String,
+        /// Who started it.
+        from: String,
+        /// The opaque E2EE set-up (None if the session was started without one).
+        handshake: Option<String>,
+        /// The stored `handshake` message, if any.
+        message: Option<Message>,
+    },
+    /// A member moved a watermark.
+    Status {
+        /// The session.
+        session_id: String,
+        /// The member whose watermark moved.
+        user_id: String,
+        /// `delivered` or `read`.
+        status: DeliveryStatus,
+        /// Every message up to this one has the status.
+        up_to_msg_id: String,
+        /// Its seq.
+        up_to_seq: u64,
+        /// When.
+        at: Option<String>,
+    },
+    /// The `Client` has a live connection.
+    Connected,
+    /// The `Client`'s connection ended; it reconnects by itself.
+    Disconnected,
+    /// The `Client` finished catching up after a (re)connect.
+    Synced,
+    /// The server refused the API key (HTTP 401: revoked, or the account moved to another
+    /// phone). The `Client` has stopped; no event follows.
+    Unauthorized,
+    /// Something went wrong that the `Client` works around (e.g. a sync step failed); for logs.
+    Error(String),
+    /// An event or frame this client does not understand, as received.
+    Unknown(Value),
+}
+
+impl Event {
+    /// Reads an unsolicited frame. Anything not understood becomes [`Event::Unknown`].
+    pub fn from_frame(value: Value) -> Event {
+        Self::parse(&value).unwrap_or(Event::Unknown(value))
+    }
+
+    fn parse(v: &Value) -> Option<Event> {
+        if v.get("type")?.as_str()? != "event" {
+            return None;
+        }
+        match v.get("event")?.as_str()? {
+            "message" => serde_json::from_value(v.get("message")?.clone())
+                .ok()
+                .map(Event::Message),
+            "sessionStarted" => {
+                let message: Option<Message> = match v.get("message") {
+                    None | Some(Value::Null) => None,
+                    Some(m) => Some(serde_json::from_value(m.clone()).ok()?),
+                };
+                let session_id = v
+                    .get("sessionId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| message.as_ref().map(|m| m.session_id.clone()))?;
+                let from = v
+                    .get("from")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| message.as_ref().map(|m| m.sender.clone()))?;
+                let handshake = v
+                    .get("handshake")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                Some(Event::SessionStarted {
+                    session_id,
+                    from,
+                    handshake,
+                    message,
+                })
+            }
+            "status" => Some(Event::Status {
+                session_id: v.get("sessionId")?.as_str()?.to_owned(),
+                user_id: v.get("userId")?.as_str()?.to_owned(),
+                status: serde_json::from_value(v.get("status")?.clone()).ok()?,
+                up_to_msg_id: v.get("upToMsgId")?.as_str()?.to_owned(),
+                up_to_seq: v.get("upToSeq")?.as_u64()?,
+                at: v.get("at").and_then(Value::as_str).map(str::to_owned),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The event a stored message stands for: `SessionStarted` for a `handshake` message (as
+    /// when it is read by `readNewMessages`), `Message` otherwise.
+    pub fn for_message(m: Message) -> Event {
+        if m.kind == MessageType::Handshake {
+            Event::SessionStarted {
+                session_id: m.session_id.clone(),
+                from: m.sender.clone(),
+                handshake: Some(m.payload.clone()),
+                message: Some(m),
+            }
+        } else {
+            Event::Message(m)
+        }
+    }
+}
+
+/// A request: the action name and its fields. Built by the functions below, sent by
+/// [`crate::Session::call`] or [`crate::Client::call`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The action.
+    pub action: &'static str,
+    /// Its fields (an object).
+    pub params: Value,
+}
+
+impl Request {
+    fn new(action: &'static str, params: Value) -> Self {
+        Self { action, params }
+    }
+}
+
+/// `lookupUser`.
+pub fn lookup_user(phone: &str) -> Request {
+    Request::new("lookupUser", json!({ "phone": phone }))
+}
+
+/// `initiateDirectChatSession`.
+pub fn initiate_direct_chat(peer_user_id: &str, handshake: Option<&str>) -> Request {
+    let mut p = json!({ "peerUserId": peer_user_id });
+    if let Some(h) = handshake {
+        p["handshake"] = json!(h);
+    }
+    Request::new("initiateDirectChatSession", p)
+}
+
+/// `listSessions`.
+pub fn list_sessions() -> Request {
+    Request::new("listSessions", json!({}))
+}
+
+/// `sendMessage`.
+pub fn send_message(m: &NewMessage, client_msg_id: &str) -> Request {
+    let mut p = json!({
+        "sessionId": m.session_id,
+        "clientMsgId": client_msg_id,
+        "type": m.kind.as_str(),
+        "payload": m.payload,
+    });
+    if !m.attachments.is_empty() {
+        p["attachments"] = json!(m.attachments);
+    }
+    Request::new("sendMessage", p)
+}
+
+/// `readNewMessages`.
+pub fn read_new_messages(
+    session_id: &str,
+    last_msg_id: Option<&str>,
+    limit: Option<u32>,
+) -> Request {
+    let mut p = json!({ "sessionId": session_id, "lastMsgId": last_msg_id });
+    if let Some(l) = limit {
+        p["limit"] = json!(l);
+    }
+    Request::new("readNewMessages", p)
+}
+
+/// `ackMessages`.
+pub fn ack(session_id: &str, msg_id: &str, status: DeliveryStatus) -> Request {
+    Request::new(
+        "ackMessages",
+        json!({ "sessionId": session_id, "msgId": msg_id, "status": status }),
+    )
+}
+
+/// `getMessageStatus`.
+pub fn get_message_status(msg_id: &str) -> Request {
+    Request::new("getMessageStatus", json!({ "msgId": msg_id }))
+}
+
+/// `registerPushToken`.
+pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
+    Request::new(
+        "registerPushToken",
+        json!({ "platform": platform, "token": token }),
+    )
+}
+
+/// `deleteAccount`.
+pub fn delete_account() -> Request {
+    Request::new("deleteAccount", json!({}))
+}
+
+/// Reads a reply's `result` as `T`.
+pub(crate) fn parse<T: DeserializeOwned>(result: Value) -> Result<T, ClientError> {
+    serde_json::from_value(result.clone()).map_err(|e| ClientError::Unexpected {
+        status: 0,
+        body: format!("{e}: {result}"),
+    })
+}
+
+/// Reads one string field of a reply's `result`.
+pub(crate) fn field_str(result: &Value, name: &str) -> Result<String, ClientError> {
+    result[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Unexpected {
+            status: 0,
+            body: format!("no {name} in {result}"),
+        })
+}
+
+/// Reads one boolean field of a reply's `result` (false if absent).
+pub(crate) fn field_bool(result: &Value, name: &str) -> bool {
+    result[name].as_bool().unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64, kind: &str) -> Value {
+        json!({"msgId": format!("s_1.{seq}"), "sessionId": "s_1", "seq": seq, "sender": "u_a",
+               "senderDevice": "d_a", "clientMsgId": "c-1", "type": kind, "payload": "hi",
+               "attachments": [], "sentAt": "2026-11-27T12:00:00.000Z"})
+    }
+
+    #[test]
+    fn parses_events() {
+        let e = Event::from_frame(
+            json!({"type": "event", "event": "message", "message": msg(3, "text")}),
+        );
+        let Event::Message(m) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (m.seq, m.kind, m.payload.as_str()),
+            (3, MessageType::Text, "hi")
+        );
+
+        let e = Event::from_frame(
+            json!({"type": "event", "event": "status", "sessionId": "s_1",
+            "userId": "u_b", "status": "read", "upToMsgId": "s_1.3", "upToSeq": 3, "at": "t"}),
+        );
+        assert!(matches!(
+            e,
+            Event::Status {
+                status: DeliveryStatus::Read,
+                up_to_seq: 3,
+                ..
+            }
+        ));
+
+        let e = Event::from_frame(
+            json!({"type": "event", "event": "sessionStarted", "sessionId": "s_1",
+            "from": "u_a", "handshake": "hs", "message": msg(1, "handshake")}),
+        );
+        assert!(
+            matches!(e, Event::SessionStarted { ref handshake, message: Some(_), .. } if handshake.as_deref() == Some("hs"))
+        );
+
+        let odd = json!({"type": "event", "event": "typing", "sessionId": "s_1"});
+        assert_eq!(Event::from_frame(odd.clone()), Event::Unknown(odd));
+        let gw = json!({"message": "Internal server error", "connectionId": "x", "requestId": "y"});
+        assert_eq!(Event::from_frame(gw.clone()), Event::Unknown(gw));
+        let bad =
+            json!({"type": "event", "event": "status", "sessionId": "s_1", "status": "weird"});
+        assert_eq!(Event::from_frame(bad.clone()), Event::Unknown(bad));
+    }
+
+    #[test]
+    fn unknown_message_types_round_trip() {
+        let m: Message = serde_json::from_value(msg(1, "poll")).unwrap();
+        assert_eq!(m.kind, MessageType::Other("poll".into()));
+        assert_eq!(serde_json::to_value(&m).unwrap()["type"], "poll");
+        assert!(DeliveryStatus::Sent < DeliveryStatus::Delivered);
+        assert!(DeliveryStatus::Delivered < DeliveryStatus::Read);
+    }
+
+    #[test]
+    fn builds_requests() {
+        let r = read_new_messages("s_1", None, Some(100));
+        assert_eq!(
+            r.params,
+            json!({"sessionId": "s_1", "lastMsgId": null, "limit": 100})
+        );
+        let r = send_message(&NewMessage::text("s_1", "hey"), "c-9");
+        assert_eq!(
+            r.params,
+            json!({"sessionId": "s_1", "clientMsgId": "c-9", "type": "text", "payload": "hey"})
+        );
+        assert_eq!(
+            initiate_direct_chat("u_b", None).params,
+            json!({"peerUserId": "u_b"})
+        );
+        assert_eq!(
+            ack("s_1", "s_1.2", DeliveryStatus::Read).params["status"],
+            "read"
+        );
+    }
+}
