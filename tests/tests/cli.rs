@@ -81,3 +81,76 @@ async fn register_verify_whoami() {
     assert!(!ok);
     assert!(err.contains("key refused"), "{err}");
 }
+
+/// Registers a CLI user in its own config dir; returns (config dir, phone).
+async fn cli_user(cloud: &TestCloud) -> (std::path::PathBuf, String) {
+    let config =
+        std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
+    let phone = fresh_phone();
+    let (ok, _, err) = courier(cloud, &config, &["register", &phone]);
+    assert!(ok, "{err}");
+    let code = cloud.code_for(&phone).await.unwrap();
+    let (ok, _, err) = courier(cloud, &config, &["verify", &code]);
+    assert!(ok, "{err}");
+    (config, phone)
+}
+
+#[tokio::test]
+async fn send_inbox_and_chat_between_two_cli_users() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+
+    let (ok, out, err) = courier(cloud, &alice, &["send", &bob_phone, "hello", "bob"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("sent msgId="), "{out}");
+
+    let (ok, out, err) = courier(cloud, &bob, &["inbox", "--json", "--timeout", "20"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(lines[0].to_string().contains("hello bob"), "{out}");
+    // Already seen: a second inbox shows nothing new.
+    let (ok, out, _) = courier(cloud, &bob, &["inbox", "--json", "--timeout", "20"]);
+    assert!(ok);
+    assert!(out.trim().is_empty(), "{out}");
+
+    // Bob answers through `chat`, reading lines from a pipe.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let mut child = Command::new(target.join("debug/courier"))
+        .args(["chat", &alice_phone])
+        .env("COURIER_HTTP_URL", &cloud.http_url)
+        .env("COURIER_WS_URL", &cloud.ws_url)
+        .env("COURIER_CONFIG_DIR", &bob)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "hi alice, from chat").unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("hi alice, from chat"), "{stdout}");
+    assert!(stdout.contains('✓'), "the sent tick is shown: {stdout}");
+
+    let (ok, out, err) = courier(cloud, &alice, &["inbox", "--timeout", "20"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("hi alice, from chat"), "{out}");
+}

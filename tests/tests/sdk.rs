@@ -1,0 +1,149 @@
+//! The client SDK on the local cloud: it reconnects by itself after the server drops it, syncs
+//! what it missed in order and once, and acks delivered so the sender's ticks move.
+
+use courier_client::protocol::Event;
+use courier_client::{Client, ClientConfig, Session};
+use courier_core::protocol::{Credentials, DeviceInfo, Platform};
+use courier_tests::{TestCloud, fresh_phone};
+use serde_json::json;
+use std::time::Duration;
+
+async fn person(cloud: &TestCloud) -> Credentials {
+    let phone = fresh_phone();
+    cloud.accounts().register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    cloud
+        .accounts()
+        .verify(
+            &phone,
+            &code,
+            DeviceInfo {
+                name: "phone".into(),
+                platform: Platform::Android,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Bob's live connection ids, from his presence item.
+async fn connections_of(cloud: &TestCloud, user: &str) -> Vec<String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .endpoint_url(cloud.dynamodb_endpoint.clone().unwrap())
+        .build();
+    let item = aws_sdk_dynamodb::Client::from_conf(conf)
+        .get_item()
+        .table_name(cloud.table("ConnectionsTable"))
+        .key("pk", AttributeValue::S(format!("USER#{user}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    match item.get("conns") {
+        Some(AttributeValue::Ss(s)) => s
+            .iter()
+            .filter_map(|m| m.split_once('#'))
+            .map(|(_, c)| c.to_owned())
+            .collect(),
+        _ => vec![],
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_reconnects_syncs_what_it_missed_once_in_order_and_acks() {
+    let cloud = TestCloud::shared();
+    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let a = Session::connect(&cloud.ws_url, &alice.api_key)
+        .await
+        .unwrap();
+    let chat = a
+        .request(
+            "initiateDirectChatSession",
+            json!({"peerUserId": bob.user_id}),
+        )
+        .await
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (bob_client, mut events) = Client::connect(ClientConfig::new(&cloud.ws_url, &bob.api_key))
+        .await
+        .unwrap();
+
+    // The server drops Bob (as API Gateway does at the 2-hour limit, or a network change would).
+    let conns = connections_of(cloud, &bob.user_id).await;
+    assert_eq!(conns.len(), 1);
+    let manage = cloud.ws_url.replacen("ws://", "http://", 1);
+    let r = reqwest::Client::new()
+        .delete(format!("{manage}/@connections/{}", conns[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+
+    // Alice sends while Bob is away.
+    let mut ids = vec![];
+    for i in 1..=3 {
+        let r = a
+            .request("sendMessage", json!({"sessionId": chat, "clientMsgId": format!("m{i}"), "type": "text", "payload": format!("while away {i}")}))
+            .await
+            .unwrap();
+        ids.push(r["msgId"].as_str().unwrap().to_owned());
+    }
+
+    // Bob's SDK reconnects by itself and gets all three, once, in order.
+    let mut got = vec![];
+    let mut disconnected = false;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while got.len() < 3 {
+            match events.recv().await.expect("events keep coming") {
+                Event::Message(m) => got.push((m.seq, m.msg_id.clone(), m.payload.clone())),
+                Event::Disconnected => disconnected = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("three messages after reconnecting");
+    assert!(disconnected, "the SDK noticed the drop");
+    let seqs: Vec<_> = got.iter().map(|g| g.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(got[2].2, "while away 3");
+    let extra = tokio::time::timeout(Duration::from_millis(800), async {
+        loop {
+            if let Some(Event::Message(m)) = events.recv().await {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(
+        extra.is_err(),
+        "no duplicates after de-duplication: {extra:?}"
+    );
+
+    // It acked delivered: Alice's ticks reach ✓✓ for the last one.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let st = a
+                .request("getMessageStatus", json!({"msgId": ids[2]}))
+                .await
+                .unwrap();
+            if st["status"] == "delivered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("delivered");
+    bob_client.close().await;
+}
