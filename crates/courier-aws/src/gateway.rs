@@ -29,6 +29,7 @@ impl ConnectionGateway for ManagementApi {
             .data(Blob::new(data.as_bytes()))
             .send()
             .await;
+        crate::capacity::record_management_call();
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
@@ -45,6 +46,7 @@ impl ConnectionGateway for ManagementApi {
             .connection_id(connection_id.as_str())
             .send()
             .await;
+        crate::capacity::record_management_call();
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {

@@ -5,7 +5,10 @@
 //! - [`dynamo`]: the DynamoDB repositories (one module per table).
 //! - [`sms`]: SMS through SNS.
 //! - [`gateway`]: posting to and closing WebSocket connections.
+//! - [`capacity`]: what the calls cost (DynamoDB calls and consumed capacity, management API
+//!   calls, SNS publishes), per process.
 
+pub mod capacity;
 pub mod config;
 pub mod dynamo;
 pub mod gateway;

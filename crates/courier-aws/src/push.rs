@@ -116,6 +116,7 @@ impl PushService for SnsPush {
             .message(message)
             .send()
             .await;
+        crate::capacity::record_sns_publish();
         match res {
             Ok(_) => Ok(()),
             // A token the platform has retired: nothing to deliver to; the device syncs when it

@@ -43,9 +43,9 @@ impl SmsSender for SnsSms {
         if let Some(id) = &self.sender_id {
             req = req.message_attributes("AWS.SNS.SMS.SenderID", attr(id));
         }
-        req.send()
-            .await
-            .map_err(|e| PortError::backend(aws_sdk_sns::Error::from(e)))?;
+        let res = req.send().await;
+        crate::capacity::record_sns_publish();
+        res.map_err(|e| PortError::backend(aws_sdk_sns::Error::from(e)))?;
         Ok(())
     }
 }

@@ -49,6 +49,7 @@ struct AccountState {
     phones: HashMap<PhoneNumber, UserId>,
     devices: BTreeMap<(UserId, DeviceId), Device>,
     keys: HashMap<ApiKeyHash, DeviceCredential>,
+    links: HashMap<String, LinkRequest>,
 }
 
 /// Users, devices and keys in maps; serves both [`AccountStore`] and [`CredentialStore`].
@@ -525,5 +526,59 @@ impl PushService for RecordingPush {
             .unwrap()
             .push((endpoint.to_owned(), note.clone()));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl LinkStore for MemoryAccounts {
+    async fn create(&self, link: &LinkRequest) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        if s.links.values().any(|l| l.code == link.code) {
+            return Err(PortError::Conflict);
+        }
+        s.links.insert(link.link_id.clone(), link.clone());
+        Ok(())
+    }
+
+    async fn by_id(&self, link_id: &str) -> Result<Option<LinkRequest>, PortError> {
+        Ok(self.0.lock().unwrap().links.get(link_id).cloned())
+    }
+
+    async fn by_code(&self, code: &str) -> Result<Option<LinkRequest>, PortError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .links
+            .values()
+            .find(|l| l.code == code && l.approved.is_none())
+            .cloned())
+    }
+
+    async fn approve(
+        &self,
+        link: &LinkRequest,
+        device: &DeviceCredential,
+    ) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        match s.links.get_mut(&link.link_id) {
+            Some(l) if l.approved.is_none() => {
+                l.approved = Some(device.clone());
+                Ok(())
+            }
+            _ => Err(PortError::Conflict),
+        }
+    }
+
+    async fn complete(&self, link: &LinkRequest, device: &Device) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        match s.links.get(&link.link_id) {
+            Some(l) if l.approved.is_some() => {
+                s.links.remove(&link.link_id);
+                insert_device(&mut s, device);
+                Ok(())
+            }
+            _ => Err(PortError::Conflict),
+        }
     }
 }

@@ -479,3 +479,10 @@ pub fn status_event(
     })
     .to_string()
 }
+
+/// `approveDeviceLink`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApproveDeviceLinkParams {
+    /// The code the new device shows.
+    pub code: String,
+}

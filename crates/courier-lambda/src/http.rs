@@ -2,11 +2,12 @@
 
 use crate::log_error;
 use courier_core::ApiError;
+use courier_core::protocol::DeviceInfo;
 use courier_core::protocol::{
     MAX_HTTP_BODY_BYTES, RegisterAccountRequest, ValidateAccountRequest, http_error_body,
     parse_json,
 };
-use courier_core::usecases::{register_account, validate_account};
+use courier_core::usecases::{link_device, register_account, validate_account};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
@@ -58,5 +59,35 @@ pub async fn validate_account(deps: &validate_account::Deps<'_>, req: Request) -
     match result {
         Ok(creds) => json(200, &creds),
         Err(e) => error_response("validateAccount", &e),
+    }
+}
+
+/// `POST /v1/devices/link-requests`: 201 with `{linkId, code, expiresInSeconds}`.
+pub async fn create_link_request(deps: &link_device::Deps<'_>, req: Request) -> Response<Body> {
+    let result = async {
+        let body: DeviceInfo = parse_json(req.body().as_ref(), MAX_HTTP_BODY_BYTES)?;
+        link_device::request_link(deps, body).await
+    }
+    .await;
+    match result {
+        Ok(reply) => json(201, &reply),
+        Err(e) => error_response("createLinkRequest", &e),
+    }
+}
+
+/// `GET /v1/devices/link-requests/{linkId}`: 202 while pending, then 200 with the credentials once.
+pub async fn get_link_request(deps: &link_device::Deps<'_>, req: Request) -> Response<Body> {
+    use lambda_http::RequestExt;
+    let link_id = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("linkId"))
+        .unwrap_or_default()
+        .to_owned();
+    match link_device::poll(deps, &link_id).await {
+        Ok(link_device::LinkPoll::Pending) => {
+            json(202, &serde_json::json!({ "status": "pending" }))
+        }
+        Ok(link_device::LinkPoll::Linked(creds)) => json(200, &creds),
+        Err(e) => error_response("getLinkRequest", &e),
     }
 }

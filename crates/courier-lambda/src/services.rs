@@ -2,6 +2,7 @@
 //! the handler named by `COURIER_OPERATION`, and serves invocations until the sandbox is recycled.
 //! State is leaked to `'static` on purpose: it lives exactly as long as the process.
 
+use crate::telemetry::{metered, operation};
 use crate::{authorizer, http, routes};
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::apigw::{
@@ -19,7 +20,7 @@ use courier_core::protocol::LookupUserParams;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::usecases::{
-    direct_chat, lookup_user, push_token, read_messages, receipts, send_message,
+    direct_chat, link_device, lookup_user, push_token, read_messages, receipts, send_message,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -75,7 +76,7 @@ pub async fn registration() -> Result<(), Error> {
                 code_lifetime_secs,
             });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(http::register_account(deps, req).await)
+                Ok::<_, Error>(metered("registerAccount", http::register_account(deps, req)).await)
             }))
             .await
         }
@@ -88,7 +89,7 @@ pub async fn registration() -> Result<(), Error> {
                 clock: &SystemClock,
             });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(http::validate_account(deps, req).await)
+                Ok::<_, Error>(metered("validateAccount", http::validate_account(deps, req)).await)
             }))
             .await
         }
@@ -107,7 +108,7 @@ pub async fn authorizer() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-            authorizer::handle(credentials, &event.payload).await
+            metered("authorize", authorizer::handle(credentials, &event.payload)).await
         },
     ))
     .await
@@ -120,7 +121,9 @@ pub async fn connections() -> Result<(), Error> {
     if op == "default" {
         return lambda_runtime::run(service_fn(
             |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-                Ok::<_, Error>(routes::default_route(&event.payload))
+                Ok::<_, Error>(
+                    metered("default", async { routes::default_route(&event.payload) }).await,
+                )
             },
         ))
         .await;
@@ -131,7 +134,13 @@ pub async fn connections() -> Result<(), Error> {
         "connect" => {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-                    Ok::<_, Error>(routes::connect(store, &SystemClock, &event.payload).await)
+                    Ok::<_, Error>(
+                        metered(
+                            "connect",
+                            routes::connect(store, &SystemClock, &event.payload),
+                        )
+                        .await,
+                    )
                 },
             ))
             .await
@@ -139,7 +148,9 @@ pub async fn connections() -> Result<(), Error> {
         "disconnect" => {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-                    Ok::<_, Error>(routes::disconnect(store, &event.payload).await)
+                    Ok::<_, Error>(
+                        metered("disconnect", routes::disconnect(store, &event.payload)).await,
+                    )
                 },
             ))
             .await
@@ -164,7 +175,13 @@ pub async fn accounts_service() -> Result<(), Error> {
             });
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-                    Ok::<_, Error>(routes::delete_account(deps, &event.payload).await)
+                    Ok::<_, Error>(
+                        metered(
+                            "deleteAccount",
+                            routes::delete_account(deps, &event.payload),
+                        )
+                        .await,
+                    )
                 },
             ))
             .await
@@ -200,7 +217,7 @@ where
     lambda_runtime::run(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let fut = handler(event.payload);
-            async move { Ok::<_, Error>(fut.await) }
+            async move { Ok::<_, Error>(metered(operation(), fut).await) }
         },
     ))
     .await
@@ -384,8 +401,61 @@ pub async fn fanout() -> Result<(), Error> {
     });
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
-            Ok::<_, Error>(crate::stream::handle(sessions, deliver, event.payload).await)
+            Ok::<_, Error>(
+                metered(
+                    "fanOut",
+                    crate::stream::handle(sessions, deliver, event.payload),
+                )
+                .await,
+            )
         },
     ))
     .await
+}
+
+/// The `devices` binary: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink` (WebSocket).
+pub async fn devices() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let accounts = leak(accounts(&dynamo)?);
+    let links = leak(courier_aws::dynamo::DynamoLinks::new(
+        dynamo.clone(),
+        required("LINKS_TABLE")?,
+        accounts.clone(),
+    ));
+    let deps = leak(link_device::Deps {
+        links,
+        accounts,
+        clock: &SystemClock,
+    });
+    match op.as_str() {
+        "createLinkRequest" => {
+            lambda_http::run(lambda_http::service_fn(move |req| async move {
+                Ok::<_, Error>(http::create_link_request(deps, req).await)
+            }))
+            .await
+        }
+        "getLinkRequest" => {
+            lambda_http::run(lambda_http::service_fn(move |req| async move {
+                Ok::<_, Error>(http::get_link_request(deps, req).await)
+            }))
+            .await
+        }
+        "approveDeviceLink" => {
+            ws_action(move |event| async move {
+                routes::action(
+                    "approveDeviceLink",
+                    &event,
+                    |who, p: courier_core::protocol::ApproveDeviceLinkParams| async move {
+                        link_device::approve(deps, &who, &p.code).await
+                    },
+                )
+                .await
+            })
+            .await
+        }
+        other => Err(unknown("devices", other)),
+    }
 }

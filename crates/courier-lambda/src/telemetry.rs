@@ -1,4 +1,14 @@
 //! Structured JSON logs for CloudWatch. Handlers log ids and outcomes, never payloads, codes or keys.
+//!
+//! After every invocation, [`metered`] prints one line with what it cost (from
+//! [`courier_aws::capacity`]) in CloudWatch Embedded Metric Format, so the log line is also a
+//! metric (`Courier` namespace, dimension `Operation`) once deployed; `courier-bench` reads the
+//! same lines from the local cloud's logs.
+
+use courier_aws::capacity::{self, Totals};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::io::Write;
 
 /// Installs the JSON subscriber (filter from `RUST_LOG`, default `info`). Safe to call twice.
 pub fn init() {
@@ -11,4 +21,103 @@ pub fn init() {
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// The metrics of the per-invocation line, in this order.
+pub const METRICS: [&str; 5] = [
+    "DynamoDBCalls",
+    "DynamoDBReadUnits",
+    "DynamoDBWriteUnits",
+    "ManagementApiCalls",
+    "SnsPublishes",
+];
+
+/// The operation this function serves (`COURIER_OPERATION`, set on every function in
+/// template.yaml), or `"unknown"`.
+pub fn operation() -> &'static str {
+    static OP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OP.get_or_init(|| {
+        std::env::var("COURIER_OPERATION")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
+
+/// The Embedded Metric Format line for one invocation of `operation` that cost `totals`.
+pub fn emf_line(operation: &str, totals: &Totals, timestamp_ms: u64) -> Value {
+    let metrics: Vec<Value> = METRICS
+        .iter()
+        .map(|name| json!({ "Name": name, "Unit": "Count" }))
+        .collect();
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "Courier",
+                "Dimensions": [["Operation"]],
+                "Metrics": metrics,
+            }],
+        },
+        "Operation": operation,
+        "DynamoDBCalls": totals.dynamodb_calls,
+        "DynamoDBReadUnits": totals.read_units,
+        "DynamoDBWriteUnits": totals.write_units,
+        "ManagementApiCalls": totals.management_api_calls,
+        "SnsPublishes": totals.sns_publishes,
+    })
+}
+
+/// Runs one invocation's handler future, then prints its cost as one EMF line on stdout and
+/// resets the totals. The totals are reset first too, so nothing done between invocations
+/// (or at cold start) is charged to this one.
+pub async fn metered<F: Future>(operation: &str, handler: F) -> F::Output {
+    capacity::take();
+    let out = handler.await;
+    let totals = capacity::take();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut line = emf_line(operation, &totals, now_ms).to_string();
+    line.push('\n');
+    // One write of the whole line, so it is not interleaved with the JSON log lines.
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_has_the_metrics_and_their_values() {
+        let totals = Totals {
+            dynamodb_calls: 3,
+            read_units: 2.0,
+            write_units: 4.0,
+            management_api_calls: 1,
+            sns_publishes: 0,
+        };
+        let v = emf_line("sendMessage", &totals, 1_700_000_000_000);
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "Courier");
+        assert_eq!(m["Dimensions"], json!([["Operation"]]));
+        assert_eq!(m["Metrics"].as_array().unwrap().len(), 5);
+        assert_eq!(v["Operation"], "sendMessage");
+        assert_eq!(v["DynamoDBCalls"], 3);
+        assert_eq!(v["DynamoDBReadUnits"], 2.0);
+        assert_eq!(v["DynamoDBWriteUnits"], 4.0);
+        assert_eq!(v["ManagementApiCalls"], 1);
+        assert_eq!(v["SnsPublishes"], 0);
+        // Every declared metric has a value at the top level, as EMF requires.
+        for name in METRICS {
+            assert!(v[name].is_number(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metered_passes_the_output_through() {
+        assert_eq!(metered("test", async { 42 }).await, 42);
+    }
 }

@@ -9,6 +9,7 @@
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
 use super::{backend, codec};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
@@ -123,7 +124,7 @@ impl DynamoAccounts {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    fn put_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
+    pub(crate) fn put_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
         let device = DeviceItem {
             pk: user_pk(&d.user_id),
             sk: format!("DEVICE#{}", d.device_id),
@@ -184,8 +185,10 @@ impl AccountStore for DynamoAccounts {
             .table_name(&self.users_table)
             .set_key(Some(key(phone_pk(phone), "PHONE")))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -201,8 +204,10 @@ impl AccountStore for DynamoAccounts {
             .table_name(&self.users_table)
             .set_key(Some(key(user_pk(user_id), "PROFILE")))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -217,20 +222,17 @@ impl AccountStore for DynamoAccounts {
     }
 
     async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.users_table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :device)")
-            .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
-            .expression_attribute_values(":device", AttributeValue::S("DEVICE#".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(backend)?;
+        let items: Vec<Item> = crate::capacity::query_all(
+            self.client
+                .query()
+                .table_name(&self.users_table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :device)")
+                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
+                .expression_attribute_values(":device", AttributeValue::S("DEVICE#".into()))
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
         items
             .into_iter()
             .map(|item| {
@@ -310,8 +312,10 @@ impl CredentialStore for DynamoAccounts {
             .table_name(&self.keys_table)
             .key("keyHash", AttributeValue::S(key.as_str().to_owned()))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);

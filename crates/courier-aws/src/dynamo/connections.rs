@@ -3,6 +3,7 @@
 //! `<deviceId>#<connectionId>`, so fan-out to N users is N/100 BatchGetItem calls, not N queries.
 
 use super::{backend, codec, epoch_secs};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -85,8 +86,10 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("CONN#{id}")))
             .return_values(ReturnValue::AllOld)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
             return Ok(None);
@@ -110,8 +113,10 @@ impl ConnectionStore for DynamoConnections {
                 ":c",
                 AttributeValue::Ss(vec![member(&connection.device_id, id)]),
             )
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(Some(connection))
     }
@@ -121,8 +126,10 @@ impl ConnectionStore for DynamoConnections {
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -137,8 +144,10 @@ impl ConnectionStore for DynamoConnections {
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("CONN#{id}")))
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         self.client
             .update_item()
@@ -146,8 +155,10 @@ impl ConnectionStore for DynamoConnections {
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
             .update_expression("DELETE conns :c")
             .expression_attribute_values(":c", AttributeValue::Ss(vec![member(device_id, id)]))
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -159,8 +170,10 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let conns = match out.item.as_ref().and_then(|i| i.get("conns")) {
             Some(AttributeValue::Ss(set)) => set.clone(),
@@ -209,8 +222,10 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, req)
+                    .return_consumed_capacity(TOTAL)
                     .send()
                     .await
+                    .recorded()
                     .map_err(backend)?;
                 for item in out
                     .responses
@@ -282,8 +297,10 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
             .update_expression("SET #p = :e")
             .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
             .expression_attribute_values(":e", AttributeValue::S(endpoint.to_owned()))
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(())
     }

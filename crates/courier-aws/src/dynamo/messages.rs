@@ -5,6 +5,7 @@
 //! reader that sees message n+1 (with a consistent read) also sees n.
 
 use super::{backend, codec, is_transaction_conflict, transaction_error};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
@@ -70,8 +71,10 @@ impl DynamoMessages {
             .table_name(&self.sessions_table)
             .set_key(Some(Self::idempotency_key(draft)))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let item: IdempotencyItem =
             serde_dynamo::from_item(out.item.ok_or(PortError::Conflict)?).map_err(codec)?;
@@ -154,8 +157,10 @@ impl MessageStore for DynamoMessages {
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put_message).build())
                 .transact_items(TransactWriteItem::builder().put(put_idem).build())
+                .return_consumed_capacity(TOTAL)
                 .send()
-                .await;
+                .await
+                .recorded();
             let err = match res {
                 Ok(_) => return Ok(Appended::New(message)),
                 Err(e) => e,
@@ -198,8 +203,10 @@ impl MessageStore for DynamoMessages {
             .key_condition_expression("sessionId = :s AND seq > :a")
             .expression_attribute_values(":a", AttributeValue::N(after_seq.to_string()))
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let mut messages = parse(out.items.unwrap_or_default())?;
         // A page can also stop at DynamoDB's 1 MB limit, which leaves a LastEvaluatedKey.
@@ -216,8 +223,10 @@ impl MessageStore for DynamoMessages {
             .key("sessionId", AttributeValue::S(id.session.to_string()))
             .key("seq", AttributeValue::N(id.seq.to_string()))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         out.item
             .map(|i| serde_dynamo::from_item(i).map_err(codec))
@@ -230,8 +239,10 @@ impl MessageStore for DynamoMessages {
             .key_condition_expression("sessionId = :s")
             .scan_index_forward(false)
             .limit(1)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(parse(out.items.unwrap_or_default())?.pop())
     }

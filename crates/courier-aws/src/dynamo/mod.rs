@@ -4,16 +4,19 @@
 
 mod accounts;
 mod connections;
+mod links;
 mod messages;
 mod registrations;
 mod sessions;
 
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
+pub use links::DynamoLinks;
 pub use messages::DynamoMessages;
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;
 
+use crate::capacity::{Recorded, TOTAL};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use courier_core::error::PortError;
@@ -63,8 +66,10 @@ pub(crate) async fn transact(
         let res = client
             .transact_write_items()
             .set_transact_items(Some(items.clone()))
+            .return_consumed_capacity(TOTAL)
             .send()
-            .await;
+            .await
+            .recorded();
         match res {
             Ok(_) => return Ok(()),
             Err(e) if attempt < ATTEMPTS && is_transaction_conflict(&e) => {

@@ -1,6 +1,7 @@
 //! `RegistrationsTable`: one item per phone number with a pending code.
 
 use super::{backend, codec, epoch_secs};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -50,8 +51,10 @@ impl RegistrationStore for DynamoRegistrations {
             .table_name(&self.table)
             .key("phone", AttributeValue::S(phone.as_str().to_owned()))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -97,7 +100,7 @@ impl RegistrationStore for DynamoRegistrations {
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
-        match req.send().await {
+        match req.return_consumed_capacity(TOTAL).send().await.recorded() {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
@@ -117,8 +120,10 @@ impl RegistrationStore for DynamoRegistrations {
             .key("phone", AttributeValue::S(phone.as_str().to_owned()))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
+            .return_consumed_capacity(TOTAL)
             .send()
-            .await;
+            .await
+            .recorded();
         match res {
             Ok(_) => Ok(()),
             Err(e)

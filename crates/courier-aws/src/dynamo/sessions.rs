@@ -3,6 +3,7 @@
 //! records written with each message (see [`super::DynamoMessages`]).
 
 use super::{backend, codec};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
@@ -162,8 +163,10 @@ impl SessionStore for DynamoSessions {
             .set_key(Some(key(session_pk(session), "META".into())))
             .projection_expression("pk")
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         Ok(out.item.is_some())
     }
@@ -179,8 +182,10 @@ impl SessionStore for DynamoSessions {
             .table_name(&self.table)
             .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         out.item
             .map(|i| {
@@ -192,20 +197,17 @@ impl SessionStore for DynamoSessions {
     }
 
     async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
-            .expression_attribute_values(":pk", AttributeValue::S(session_pk(session)))
-            .expression_attribute_values(":m", AttributeValue::S("MEMBER#".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(backend)?;
+        let items: Vec<HashMap<String, AttributeValue>> = crate::capacity::query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+                .expression_attribute_values(":pk", AttributeValue::S(session_pk(session)))
+                .expression_attribute_values(":m", AttributeValue::S("MEMBER#".into()))
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
         items
             .into_iter()
             .map(|i| {
@@ -217,19 +219,16 @@ impl SessionStore for DynamoSessions {
     }
 
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BY_USER_INDEX)
-            .key_condition_expression("memberUserId = :u")
-            .expression_attribute_values(":u", AttributeValue::S(user.to_string()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(backend)?;
+        let items: Vec<HashMap<String, AttributeValue>> = crate::capacity::query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_USER_INDEX)
+                .key_condition_expression("memberUserId = :u")
+                .expression_attribute_values(":u", AttributeValue::S(user.to_string())),
+        )
+        .await
+        .map_err(backend)?;
         items
             .into_iter()
             .map(|i| {
@@ -250,8 +249,10 @@ impl SessionStore for DynamoSessions {
                     session_pk(&m.session_id),
                     format!("MEMBER#{user}"),
                 )))
+                .return_consumed_capacity(TOTAL)
                 .send()
                 .await
+                .recorded()
                 .map_err(backend)?;
         }
         Ok(memberships.len())
@@ -281,8 +282,10 @@ impl SessionStore for DynamoSessions {
             .expression_attribute_names("#t", at_attr)
             .expression_attribute_values(":s", AttributeValue::N(seq.to_string()))
             .expression_attribute_values(":t", AttributeValue::S(courier_core::chat::timestamp(at)))
+            .return_consumed_capacity(TOTAL)
             .send()
-            .await;
+            .await
+            .recorded();
         match res {
             Ok(_) => Ok(true),
             Err(e)

@@ -1,0 +1,237 @@
+//! What the adapters cost: DynamoDB calls and the capacity DynamoDB says they consumed
+//! (`ReturnConsumedCapacity: TOTAL`), management API calls and SNS publishes, added up in one
+//! process-wide accumulator.
+//!
+//! Lambda runs one invocation at a time per process, so once [`take`] has reset the totals,
+//! what accumulates until the next [`take`] is one invocation's cost (the invocation's own tasks
+//! may run concurrently; the counters are atomics). `courier_lambda::telemetry` reports them
+//! after every invocation.
+//!
+//! A call that fails is counted, with no units: DynamoDB returns no consumed capacity with an
+//! error (a failed condition still costs write units on AWS, which this cannot see). SDK-level
+//! retries of one call count once.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::query::QueryError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What every DynamoDB call in this crate asks for.
+pub const TOTAL: ReturnConsumedCapacity = ReturnConsumedCapacity::Total;
+
+static DYNAMODB_CALLS: AtomicU64 = AtomicU64::new(0);
+/// f64 bits.
+static READ_UNITS: AtomicU64 = AtomicU64::new(0);
+/// f64 bits.
+static WRITE_UNITS: AtomicU64 = AtomicU64::new(0);
+static MANAGEMENT_API_CALLS: AtomicU64 = AtomicU64::new(0);
+static SNS_PUBLISHES: AtomicU64 = AtomicU64::new(0);
+
+/// The accumulated cost since the last [`take`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// DynamoDB API calls (a paginated query counts one per page).
+    pub dynamodb_calls: u64,
+    /// Read capacity units DynamoDB reported.
+    pub read_units: f64,
+    /// Write capacity units DynamoDB reported.
+    pub write_units: f64,
+    /// API Gateway management API calls (`PostToConnection`, `DeleteConnection`).
+    pub management_api_calls: u64,
+    /// SNS `Publish` calls (SMS and push).
+    pub sns_publishes: u64,
+}
+
+fn add_f64(cell: &AtomicU64, v: f64) {
+    if v == 0.0 {
+        return;
+    }
+    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+        Some((f64::from_bits(bits) + v).to_bits())
+    });
+}
+
+/// The totals so far, without resetting them.
+pub fn snapshot() -> Totals {
+    Totals {
+        dynamodb_calls: DYNAMODB_CALLS.load(Ordering::Relaxed),
+        read_units: f64::from_bits(READ_UNITS.load(Ordering::Relaxed)),
+        write_units: f64::from_bits(WRITE_UNITS.load(Ordering::Relaxed)),
+        management_api_calls: MANAGEMENT_API_CALLS.load(Ordering::Relaxed),
+        sns_publishes: SNS_PUBLISHES.load(Ordering::Relaxed),
+    }
+}
+
+/// The totals so far, resetting them to zero.
+pub fn take() -> Totals {
+    Totals {
+        dynamodb_calls: DYNAMODB_CALLS.swap(0, Ordering::Relaxed),
+        read_units: f64::from_bits(READ_UNITS.swap(0, Ordering::Relaxed)),
+        write_units: f64::from_bits(WRITE_UNITS.swap(0, Ordering::Relaxed)),
+        management_api_calls: MANAGEMENT_API_CALLS.swap(0, Ordering::Relaxed),
+        sns_publishes: SNS_PUBLISHES.swap(0, Ordering::Relaxed),
+    }
+}
+
+/// Counts one DynamoDB call that consumed `read` and `write` units.
+pub fn record_dynamodb(read: f64, write: f64) {
+    DYNAMODB_CALLS.fetch_add(1, Ordering::Relaxed);
+    add_f64(&READ_UNITS, read);
+    add_f64(&WRITE_UNITS, write);
+}
+
+/// Counts one management API call.
+pub fn record_management_call() {
+    MANAGEMENT_API_CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts one SNS publish.
+pub fn record_sns_publish() {
+    SNS_PUBLISHES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether an operation reads or writes, for capacity reported only as `CapacityUnits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// GetItem, Query, Scan, BatchGetItem, TransactGetItems.
+    Read,
+    /// PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems.
+    Write,
+}
+
+/// `(read, write)` units of one `ConsumedCapacity`: its `ReadCapacityUnits` and
+/// `WriteCapacityUnits` when DynamoDB splits them, else its `CapacityUnits` on the side of `access`.
+pub fn units(c: &ConsumedCapacity, access: Access) -> (f64, f64) {
+    match (c.read_capacity_units(), c.write_capacity_units()) {
+        (None, None) => {
+            let total = c.capacity_units().unwrap_or(0.0);
+            match access {
+                Access::Read => (total, 0.0),
+                Access::Write => (0.0, total),
+            }
+        }
+        (r, w) => (r.unwrap_or(0.0), w.unwrap_or(0.0)),
+    }
+}
+
+/// A DynamoDB operation output that carries consumed capacity.
+pub trait Consumed {
+    /// Whether the operation reads or writes.
+    const ACCESS: Access;
+    /// The output's capacity entries (one, or one per table for transactions and batches).
+    fn capacity(&self) -> Vec<&ConsumedCapacity>;
+}
+
+macro_rules! consumed {
+    ($access:ident, option: $($op:ty),+) => {$(
+        impl Consumed for $op {
+            const ACCESS: Access = Access::$access;
+            fn capacity(&self) -> Vec<&ConsumedCapacity> {
+                self.consumed_capacity().into_iter().collect()
+            }
+        }
+    )+};
+    ($access:ident, list: $($op:ty),+) => {$(
+        impl Consumed for $op {
+            const ACCESS: Access = Access::$access;
+            fn capacity(&self) -> Vec<&ConsumedCapacity> {
+                self.consumed_capacity().iter().collect()
+            }
+        }
+    )+};
+}
+
+use aws_sdk_dynamodb::operation as op;
+consumed!(Read, option: op::get_item::GetItemOutput, op::query::QueryOutput, op::scan::ScanOutput);
+consumed!(Write, option: op::put_item::PutItemOutput, op::update_item::UpdateItemOutput, op::delete_item::DeleteItemOutput);
+consumed!(Read, list: op::batch_get_item::BatchGetItemOutput, op::transact_get_items::TransactGetItemsOutput);
+consumed!(Write, list: op::batch_write_item::BatchWriteItemOutput, op::transact_write_items::TransactWriteItemsOutput);
+
+/// Records a DynamoDB call's result: `client.get_item()...send().await.recorded()`.
+pub trait Recorded {
+    /// Counts the call and the capacity it consumed (none when it failed); returns it unchanged.
+    fn recorded(self) -> Self;
+}
+
+impl<T: Consumed, E> Recorded for Result<T, E> {
+    fn recorded(self) -> Self {
+        let (mut read, mut write) = (0.0, 0.0);
+        if let Ok(out) = &self {
+            for c in out.capacity() {
+                let (r, w) = units(c, T::ACCESS);
+                read += r;
+                write += w;
+            }
+        }
+        record_dynamodb(read, write);
+        self
+    }
+}
+
+/// Runs a query to its last page (asking for consumed capacity, recording every page): the items.
+pub async fn query_all(
+    query: QueryFluentBuilder,
+) -> Result<Vec<HashMap<String, AttributeValue>>, SdkError<QueryError, HttpResponse>> {
+    let mut pages = query
+        .return_consumed_capacity(TOTAL)
+        .into_paginator()
+        .send();
+    let mut items = Vec::new();
+    while let Some(page) = pages.next().await {
+        items.extend(page.recorded()?.items.unwrap_or_default());
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+
+    // One test touches the process-wide counters, so tests cannot race on them.
+    #[test]
+    fn accumulates_and_resets() {
+        take();
+        let get = GetItemOutput::builder()
+            .consumed_capacity(ConsumedCapacity::builder().capacity_units(1.0).build())
+            .build();
+        Ok::<_, ()>(get).recorded().unwrap();
+        let tx = TransactWriteItemsOutput::builder()
+            .consumed_capacity(
+                ConsumedCapacity::builder()
+                    .table_name("a")
+                    .capacity_units(2.0)
+                    .build(),
+            )
+            .consumed_capacity(
+                ConsumedCapacity::builder()
+                    .table_name("b")
+                    .capacity_units(2.0)
+                    .read_capacity_units(0.5)
+                    .write_capacity_units(1.5)
+                    .build(),
+            )
+            .build();
+        Ok::<_, ()>(tx).recorded().unwrap();
+        Err::<GetItemOutput, _>("failed").recorded().unwrap_err();
+        record_management_call();
+        record_sns_publish();
+        record_sns_publish();
+        assert_eq!(snapshot().dynamodb_calls, 3);
+        assert_eq!(
+            take(),
+            Totals {
+                dynamodb_calls: 3,
+                read_units: 1.5,
+                write_units: 3.5,
+                management_api_calls: 1,
+                sns_publishes: 2,
+            }
+        );
+        assert_eq!(take(), Totals::default());
+    }
+}

@@ -1,0 +1,192 @@
+//! `LinksTable`: `LINK#<linkId>` (the request, and once approved the account and device id) and
+//! `CODE#<code>` (the code's pointer to its request, deleted when approved: single use). Both
+//! carry a TTL; expiry is also checked in code.
+
+use super::{DynamoAccounts, backend, codec, epoch_secs};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use courier_core::error::PortError;
+use courier_core::ports::{Device, DeviceCredential, LinkRequest, LinkStore};
+use courier_core::protocol::Platform;
+use courier_core::{DeviceId, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Items outlive the code by a margin, so a late poll still learns "expired", not "unknown".
+const TTL_MARGIN_SECS: i64 = 3600;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkItem {
+    pk: String,
+    link_id: String,
+    code: String,
+    name: String,
+    platform: Platform,
+    expires_at: DateTime<Utc>,
+    ttl: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approved_user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approved_device_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeItem {
+    pk: String,
+    link_id: String,
+    ttl: i64,
+}
+
+fn pk(value: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_owned(), AttributeValue::S(value))])
+}
+
+/// Link requests in DynamoDB; completing one writes the device through the accounts repository.
+#[derive(Clone)]
+pub struct DynamoLinks {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    accounts: DynamoAccounts,
+}
+
+impl DynamoLinks {
+    /// A repository over the links table; `accounts` writes the linked device and its key.
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        accounts: DynamoAccounts,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            accounts,
+        }
+    }
+
+    fn put(&self, item: impl Serialize) -> Result<TransactWriteItem, PortError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(PortError::backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+#[async_trait]
+impl LinkStore for DynamoLinks {
+    async fn create(&self, link: &LinkRequest) -> Result<(), PortError> {
+        let ttl = epoch_secs(link.expires_at) + TTL_MARGIN_SECS;
+        let item = LinkItem {
+            pk: format!("LINK#{}", link.link_id),
+            link_id: link.link_id.clone(),
+            code: link.code.clone(),
+            name: link.name.clone(),
+            platform: link.platform,
+            expires_at: link.expires_at,
+            ttl,
+            approved_user_id: None,
+            approved_device_id: None,
+        };
+        let code = CodeItem {
+            pk: format!("CODE#{}", link.code),
+            link_id: link.link_id.clone(),
+            ttl,
+        };
+        super::transact(&self.client, vec![self.put(item)?, self.put(code)?]).await
+    }
+
+    async fn by_id(&self, link_id: &str) -> Result<Option<LinkRequest>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(pk(format!("LINK#{link_id}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let l: LinkItem = serde_dynamo::from_item(item).map_err(codec)?;
+        let approved = match (l.approved_user_id, l.approved_device_id) {
+            (Some(u), Some(d)) => Some(DeviceCredential {
+                user_id: UserId::from_trusted(u),
+                device_id: DeviceId::from_trusted(d),
+            }),
+            _ => None,
+        };
+        Ok(Some(LinkRequest {
+            link_id: l.link_id,
+            code: l.code,
+            name: l.name,
+            platform: l.platform,
+            expires_at: l.expires_at,
+            approved,
+        }))
+    }
+
+    async fn by_code(&self, code: &str) -> Result<Option<LinkRequest>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(pk(format!("CODE#{code}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let c: CodeItem = serde_dynamo::from_item(item).map_err(codec)?;
+        self.by_id(&c.link_id).await
+    }
+
+    async fn approve(
+        &self,
+        link: &LinkRequest,
+        device: &DeviceCredential,
+    ) -> Result<(), PortError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(pk(format!("LINK#{}", link.link_id))))
+            .update_expression("SET approvedUserId = :u, approvedDeviceId = :d")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(approvedDeviceId)")
+            .expression_attribute_values(":u", AttributeValue::S(device.user_id.to_string()))
+            .expression_attribute_values(":d", AttributeValue::S(device.device_id.to_string()))
+            .build()
+            .map_err(PortError::backend)?;
+        let retire_code = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(pk(format!("CODE#{}", link.code))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(PortError::backend)?;
+        super::transact(
+            &self.client,
+            vec![
+                TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder().delete(retire_code).build(),
+            ],
+        )
+        .await
+    }
+
+    async fn complete(&self, link: &LinkRequest, device: &Device) -> Result<(), PortError> {
+        let take = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(pk(format!("LINK#{}", link.link_id))))
+            .condition_expression("attribute_exists(approvedDeviceId)")
+            .build()
+            .map_err(PortError::backend)?;
+        let mut items = vec![TransactWriteItem::builder().delete(take).build()];
+        items.extend(self.accounts.put_device(device)?);
+        super::transact(&self.client, items).await
+    }
+}

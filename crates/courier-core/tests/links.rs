@@ -1,0 +1,152 @@
+//! Linking companion devices on in-memory ports: approval by the primary only, single use,
+//! expiry, the companion limit, and the key handed out once.
+
+use chrono::{Duration, TimeZone, Utc};
+use courier_core::clock::{Clock, ManualClock};
+use courier_core::memory::MemoryAccounts;
+use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, User};
+use courier_core::protocol::{DeviceInfo, Platform};
+use courier_core::secrets::ApiKey;
+use courier_core::usecases::link_device::{self, LinkPoll, MAX_COMPANIONS};
+use courier_core::{DeviceId, ErrorCode, PhoneNumber, UserId};
+
+async fn world() -> (MemoryAccounts, ManualClock, DeviceCredential) {
+    let accounts = MemoryAccounts::default();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap());
+    let user = User {
+        user_id: UserId::generate(),
+        phone: PhoneNumber::parse("+14155550100").unwrap(),
+        created_at: clock.now(),
+    };
+    let primary = Device {
+        user_id: user.user_id.clone(),
+        device_id: DeviceId::generate(),
+        name: "phone".into(),
+        platform: Platform::Ios,
+        primary: true,
+        key_hash: ApiKey::generate().hash(),
+        created_at: clock.now(),
+    };
+    accounts.create_account(&user, &primary).await.unwrap();
+    let who = DeviceCredential {
+        user_id: user.user_id,
+        device_id: primary.device_id,
+    };
+    (accounts, clock, who)
+}
+
+fn web() -> DeviceInfo {
+    DeviceInfo {
+        name: "web".into(),
+        platform: Platform::Web,
+    }
+}
+
+#[tokio::test]
+async fn approve_then_the_key_is_handed_out_once_and_works() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+    };
+    let req = link_device::request_link(&deps, web()).await.unwrap();
+    let (link_id, code) = (
+        req["linkId"].as_str().unwrap(),
+        req["code"].as_str().unwrap(),
+    );
+    assert!(matches!(
+        link_device::poll(&deps, link_id).await.unwrap(),
+        LinkPoll::Pending
+    ));
+    link_device::approve(&deps, &primary, code).await.unwrap();
+    let LinkPoll::Linked(creds) = link_device::poll(&deps, link_id).await.unwrap() else {
+        panic!("linked")
+    };
+    let found = accounts
+        .device_for_key(&ApiKey::presented(creds.api_key).hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user_id, primary.user_id);
+    assert_eq!(
+        link_device::poll(&deps, link_id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let devices = accounts.devices(&primary.user_id).await.unwrap();
+    assert_eq!(devices.iter().filter(|d| !d.primary).count(), 1);
+    // The code was single use.
+    assert_eq!(
+        link_device::approve(&deps, &primary, code)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test]
+async fn codes_expire_after_five_minutes() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+    };
+    let req = link_device::request_link(&deps, web()).await.unwrap();
+    clock.advance(Duration::minutes(5));
+    let err = link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Expired);
+    assert_eq!(
+        link_device::poll(&deps, req["linkId"].as_str().unwrap())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Expired
+    );
+}
+
+#[tokio::test]
+async fn only_the_primary_approves_and_at_most_five_companions() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+    };
+    let mut companion = None;
+    for _ in 0..MAX_COMPANIONS {
+        let req = link_device::request_link(&deps, web()).await.unwrap();
+        link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+            .await
+            .unwrap();
+        let LinkPoll::Linked(c) = link_device::poll(&deps, req["linkId"].as_str().unwrap())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        companion = Some(DeviceCredential {
+            user_id: primary.user_id.clone(),
+            device_id: DeviceId::from_trusted(c.device_id),
+        });
+    }
+    let req = link_device::request_link(&deps, web()).await.unwrap();
+    let code = req["code"].as_str().unwrap();
+    assert_eq!(
+        link_device::approve(&deps, &companion.unwrap(), code)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        link_device::approve(&deps, &primary, code)
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::LimitExceeded
+    );
+}
