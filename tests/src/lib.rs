@@ -203,6 +203,41 @@ impl TestCloud {
         format!("{}-{logical_id}", self.resource_prefix)
     }
 
+    /// A new account on a fresh number (registered, code read from the outbox, verified).
+    pub async fn sign_up(&self) -> courier_core::protocol::Credentials {
+        let phone = fresh_phone();
+        self.accounts()
+            .register(&phone)
+            .await
+            .expect("code requested");
+        let code = self.code_for(&phone).await.expect("code in the outbox");
+        let device = courier_core::protocol::DeviceInfo {
+            name: "phone".into(),
+            platform: courier_core::protocol::Platform::Ios,
+        };
+        self.accounts()
+            .verify(&phone, &code, device)
+            .await
+            .expect("verified")
+    }
+
+    /// A DynamoDB client for the local cloud's DynamoDB Local (tests that inspect stored state).
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(
+                self.dynamodb_endpoint
+                    .clone()
+                    .expect("a local cloud, not a deployed stack"),
+            )
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
     /// A client of the HTTP API.
     pub fn accounts(&self) -> courier_client::AccountsClient {
         courier_client::AccountsClient::new(&self.http_url)

@@ -4,28 +4,10 @@
 
 use courier_client::Session;
 use courier_core::ErrorCode;
-use courier_core::protocol::{Credentials, DeviceInfo, Platform};
-use courier_tests::{TestCloud, fresh_phone};
+use courier_core::protocol::Credentials;
+use courier_tests::TestCloud;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-async fn person(cloud: &TestCloud) -> Credentials {
-    let phone = fresh_phone();
-    cloud.accounts().register(&phone).await.unwrap();
-    let code = cloud.code_for(&phone).await.unwrap();
-    cloud
-        .accounts()
-        .verify(
-            &phone,
-            &code,
-            DeviceInfo {
-                name: "phone".into(),
-                platform: Platform::Ios,
-            },
-        )
-        .await
-        .unwrap()
-}
 
 async fn request_link(cloud: &TestCloud, name: &str) -> (String, String) {
     let (status, body) = cloud
@@ -70,7 +52,7 @@ async fn link(cloud: &TestCloud, primary: &Session, name: &str) -> Credentials {
 #[tokio::test]
 async fn a_linked_device_gets_its_own_key_once_and_only_the_primary_approves() {
     let cloud = TestCloud::shared();
-    let alice = person(cloud).await;
+    let alice = cloud.sign_up().await;
     let phone = Session::connect(&cloud.ws_url, &alice.api_key)
         .await
         .unwrap();
@@ -130,7 +112,7 @@ async fn a_linked_device_gets_its_own_key_once_and_only_the_primary_approves() {
 #[tokio::test]
 async fn at_most_five_companions() {
     let cloud = TestCloud::shared();
-    let alice = person(cloud).await;
+    let alice = cloud.sign_up().await;
     let phone = Session::connect(&cloud.ws_url, &alice.api_key)
         .await
         .unwrap();
@@ -161,7 +143,7 @@ async fn next_message(s: &Session) -> Value {
 #[tokio::test]
 async fn a_message_reaches_every_device_of_the_recipient_and_the_senders_other_devices() {
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let alice_phone = Session::connect(&cloud.ws_url, &alice.api_key)
         .await
         .unwrap();

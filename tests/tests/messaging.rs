@@ -4,31 +4,13 @@
 
 use courier_client::Session;
 use courier_core::ErrorCode;
-use courier_core::protocol::{Credentials, DeviceInfo, Platform};
-use courier_tests::{TestCloud, fresh_phone};
+use courier_core::protocol::Credentials;
+use courier_tests::TestCloud;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-async fn person(cloud: &TestCloud) -> Credentials {
-    let phone = fresh_phone();
-    cloud.accounts().register(&phone).await.unwrap();
-    let code = cloud.code_for(&phone).await.unwrap();
-    cloud
-        .accounts()
-        .verify(
-            &phone,
-            &code,
-            DeviceInfo {
-                name: "phone".into(),
-                platform: Platform::Ios,
-            },
-        )
-        .await
-        .unwrap()
-}
 
 async fn connect(cloud: &TestCloud, who: &Credentials) -> Session {
     Session::connect(&cloud.ws_url, &who.api_key)
@@ -90,7 +72,7 @@ async fn status(s: &Session, msg_id: &str) -> Value {
 #[tokio::test]
 async fn both_online_messages_arrive_in_order_once_and_ticks_advance() {
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(cloud, &alice).await;
     let b1 = connect(cloud, &bob).await;
     let b2 = connect(cloud, &bob).await; // a second live connection of Bob's
@@ -176,7 +158,7 @@ async fn both_online_messages_arrive_in_order_once_and_ticks_advance() {
 #[tokio::test]
 async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
     let token = format!("apns-token-{}", uuid::Uuid::new_v4().simple());
@@ -268,23 +250,11 @@ async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
     assert_eq!(status(&a, &ids[0]).await["status"], "read");
 }
 
-async fn dynamodb(cloud: &TestCloud) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(cloud.dynamodb_endpoint.clone().expect("a local cloud"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
-}
-
 #[tokio::test]
 async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pushed() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
     b.request(
@@ -297,7 +267,7 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
     b.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A connection the gateway no longer has, still listed: as when a socket dies and $disconnect never runs.
-    let db = dynamodb(cloud).await;
+    let db = cloud.dynamodb();
     let stale = format!(
         "{}#staleConn{}",
         bob.device_id,
@@ -353,7 +323,7 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
 #[tokio::test]
 async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
     let chat = open_chat(&a, &bob).await;
@@ -384,7 +354,7 @@ async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
 async fn a_fan_out_killed_midway_loses_nothing() {
     // Its own cloud: the fault switch affects every fan-out.
     let cloud = TestCloud::start(&["VerificationCodeTtlSeconds=900"]).unwrap();
-    let (alice, bob) = (person(&cloud).await, person(&cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(&cloud, &alice).await;
     let b1 = connect(&cloud, &bob).await;
     let b2 = connect(&cloud, &bob).await;
@@ -431,9 +401,9 @@ async fn a_fan_out_killed_midway_loses_nothing() {
 async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
     let cloud = TestCloud::shared();
     let (alice, bob, carol) = (
-        person(cloud).await,
-        person(cloud).await,
-        person(cloud).await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
     );
     let a = connect(cloud, &alice).await;
     let c = connect(cloud, &carol).await;

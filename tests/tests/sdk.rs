@@ -3,41 +3,15 @@
 
 use courier_client::protocol::Event;
 use courier_client::{Client, ClientConfig, Session};
-use courier_core::protocol::{Credentials, DeviceInfo, Platform};
-use courier_tests::{TestCloud, fresh_phone};
+use courier_tests::TestCloud;
 use serde_json::json;
 use std::time::Duration;
-
-async fn person(cloud: &TestCloud) -> Credentials {
-    let phone = fresh_phone();
-    cloud.accounts().register(&phone).await.unwrap();
-    let code = cloud.code_for(&phone).await.unwrap();
-    cloud
-        .accounts()
-        .verify(
-            &phone,
-            &code,
-            DeviceInfo {
-                name: "phone".into(),
-                platform: Platform::Android,
-            },
-        )
-        .await
-        .unwrap()
-}
 
 /// Bob's live connection ids, from his presence item.
 async fn connections_of(cloud: &TestCloud, user: &str) -> Vec<String> {
     use aws_sdk_dynamodb::types::AttributeValue;
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "test",
-        ))
-        .endpoint_url(cloud.dynamodb_endpoint.clone().unwrap())
-        .build();
-    let item = aws_sdk_dynamodb::Client::from_conf(conf)
+    let item = cloud
+        .dynamodb()
         .get_item()
         .table_name(cloud.table("ConnectionsTable"))
         .key("pk", AttributeValue::S(format!("USER#{user}")))
@@ -60,7 +34,7 @@ async fn connections_of(cloud: &TestCloud, user: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_sdk_reconnects_syncs_what_it_missed_once_in_order_and_acks() {
     let cloud = TestCloud::shared();
-    let (alice, bob) = (person(cloud).await, person(cloud).await);
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = Session::connect(&cloud.ws_url, &alice.api_key)
         .await
         .unwrap();
