@@ -29,6 +29,8 @@ pub struct TestCloud {
     pub ws_url: String,
     /// DynamoDB endpoint of the local cloud (tests that inspect or disturb stored state).
     pub dynamodb_endpoint: Option<String>,
+    /// SNS endpoint of the local cloud (moto).
+    pub sns_endpoint: Option<String>,
     /// Prefix of the local table names (`<prefix>-<LogicalId>`).
     pub resource_prefix: String,
     _child: Option<Child>,
@@ -53,6 +55,7 @@ impl TestCloud {
                 http_url,
                 ws_url,
                 dynamodb_endpoint: None,
+                sns_endpoint: None,
                 resource_prefix: String::new(),
                 _child: None,
             });
@@ -131,6 +134,7 @@ impl TestCloud {
                     http_url,
                     ws_url,
                     dynamodb_endpoint: v["dynamodbEndpoint"].as_str().map(str::to_owned),
+                    sns_endpoint: v["snsEndpoint"].as_str().map(str::to_owned),
                     resource_prefix: run_id,
                     _child: Some(child),
                 });
@@ -236,6 +240,23 @@ impl TestCloud {
             )
             .build();
         aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    /// An SNS client for the local cloud's SNS emulator.
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        let conf = aws_sdk_sns::Config::builder()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(
+                self.sns_endpoint
+                    .clone()
+                    .expect("a local cloud, not a deployed stack"),
+            )
+            .build();
+        aws_sdk_sns::Client::from_conf(conf)
     }
 
     /// A client of the HTTP API.

@@ -483,3 +483,81 @@ async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open(
     // Still open after all of it.
     send(&a, &chat, "after", "still here").await;
 }
+
+/// The SNS endpoint registered for `token`, with its attributes.
+async fn endpoint_for(
+    cloud: &TestCloud,
+    token: &str,
+) -> (String, std::collections::HashMap<String, String>) {
+    let sns = cloud.sns();
+    let apps = sns.list_platform_applications().send().await.unwrap();
+    for app in apps.platform_applications() {
+        let arn = app.platform_application_arn().unwrap();
+        let eps = sns
+            .list_endpoints_by_platform_application()
+            .platform_application_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        for ep in eps.endpoints() {
+            let attrs = ep.attributes().cloned().unwrap_or_default();
+            if attrs.get("Token").map(String::as_str) == Some(token) {
+                return (ep.endpoint_arn().unwrap().to_owned(), attrs);
+            }
+        }
+    }
+    panic!("no endpoint for {token}");
+}
+
+#[tokio::test]
+async fn registering_a_push_token_again_keeps_one_endpoint_and_re_enables_it() {
+    let cloud = TestCloud::shared();
+    let bob = cloud.sign_up().await;
+    let b = connect(cloud, &bob).await;
+    let token = format!("apns-{}", uuid::Uuid::new_v4().simple());
+    b.request(
+        "registerPushToken",
+        json!({"platform": "apns", "token": token}),
+    )
+    .await
+    .unwrap();
+    let (arn, attrs) = endpoint_for(cloud, &token).await;
+    assert_eq!(attrs.get("Enabled").map(String::as_str), Some("true"));
+
+    // APNs reported the token invalid and SNS disabled the endpoint; the app registers again.
+    cloud
+        .sns()
+        .set_endpoint_attributes()
+        .endpoint_arn(&arn)
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap();
+    b.request(
+        "registerPushToken",
+        json!({"platform": "apns", "token": token}),
+    )
+    .await
+    .unwrap();
+    let (again, attrs) = endpoint_for(cloud, &token).await;
+    assert_eq!(again, arn, "the same endpoint, not a second one");
+    assert_eq!(
+        attrs.get("Enabled").map(String::as_str),
+        Some("true"),
+        "re-enabled"
+    );
+
+    let err = b
+        .request(
+            "registerPushToken",
+            json!({"platform": "carrier-pigeon", "token": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    let err = b
+        .request("registerPushToken", json!({"platform": "fcm", "token": ""}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+}
