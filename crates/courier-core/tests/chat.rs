@@ -428,7 +428,9 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
     let frames = w.frames_to(&b_conn);
     assert_eq!(frames[0]["event"], "sessionStarted");
     assert_eq!(frames[0]["handshake"], "olm-prekey-msg");
-    let listed = direct_chat::list_sessions(&w.chat(), &db).await.unwrap();
+    let listed = direct_chat::list_sessions(&w.sessions, &w.messages, &db)
+        .await
+        .unwrap();
     assert_eq!(listed["sessions"][0]["sessionId"], s.as_str());
     assert_eq!(listed["sessions"][0]["lastSeq"], 1);
     assert_eq!(

@@ -268,19 +268,12 @@ pub async fn sessions() -> Result<(), Error> {
             .await
         }
         "listSessions" => {
-            // listSessions reads no accounts; the store is built without a table.
-            let deps = leak(direct_chat::Deps {
-                accounts: leak(DynamoAccounts::new(dynamo.clone(), "", "")),
-                sessions,
-                messages,
-                clock: &SystemClock,
-            });
             ws_action(move |event| async move {
                 routes::action(
                     "listSessions",
                     &event,
                     |who, _: serde_json::Value| async move {
-                        direct_chat::list_sessions(deps, &who).await
+                        direct_chat::list_sessions(sessions, messages, &who).await
                     },
                 )
                 .await

@@ -66,18 +66,21 @@ pub async fn initiate(
 
 /// The caller's sessions with their latest message and the caller's watermarks.
 #[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
-pub async fn list_sessions(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
-    let memberships = deps.sessions.sessions_of(&who.user_id).await?;
+pub async fn list_sessions(
+    sessions_store: &dyn SessionStore,
+    messages: &dyn MessageStore,
+    who: &DeviceCredential,
+) -> Result<Value, ApiError> {
+    let memberships = sessions_store.sessions_of(&who.user_id).await?;
     let mut sessions = Vec::with_capacity(memberships.len());
     for m in memberships {
-        let members: Vec<_> = deps
-            .sessions
+        let members: Vec<_> = sessions_store
             .members(&m.session_id)
             .await?
             .into_iter()
             .map(|x| x.user_id)
             .collect();
-        let last = deps.messages.last(&m.session_id).await?;
+        let last = messages.last(&m.session_id).await?;
         sessions.push(json!({
             "sessionId": m.session_id,
             "type": m.kind,
