@@ -219,8 +219,24 @@ async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connectio
     let other = w.sign_up("+14155550101").await;
     let other_conn = w.connect(&other, "conn-other").await;
 
+    let who_old = courier_core::UserId::from_trusted(old.user_id.clone());
+    let old_device = courier_core::DeviceId::from_trusted(old.device_id.clone());
+    w.connections
+        .set_push_endpoint(&who_old, &old_device, "arn:old-phone")
+        .await
+        .unwrap();
+
     let new = w.sign_up(PHONE).await;
     assert_eq!(new.user_id, old.user_id, "same account");
+    let presence = w
+        .connections
+        .presence(std::slice::from_ref(&who_old))
+        .await
+        .unwrap();
+    assert!(
+        presence[0].push.is_empty(),
+        "the old phone gets no more pushes"
+    );
     assert_ne!(new.device_id, old.device_id);
     assert_eq!(
         w.authorize(&old.api_key).await.unwrap_err().code,

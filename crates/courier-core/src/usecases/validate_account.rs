@@ -98,6 +98,9 @@ pub async fn validate_account(
             for c in &old_connections {
                 deps.connections.remove(c).await?;
             }
+            // The old devices' push endpoints go too: a sold or lost phone gets no more pushes.
+            // The new device cannot be connected yet (its key is in this very reply).
+            deps.connections.forget_user(&user_id).await?;
             tracing::info!(user_id = %user_id, replaced = old.len(), "account moved to a new device");
             device
         }
