@@ -426,13 +426,15 @@ pub async fn devices() -> Result<(), Error> {
     match op.as_str() {
         "createLinkRequest" => {
             lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(http::create_link_request(deps, req).await)
+                Ok::<_, Error>(
+                    metered("createLinkRequest", http::create_link_request(deps, req)).await,
+                )
             }))
             .await
         }
         "getLinkRequest" => {
             lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(http::get_link_request(deps, req).await)
+                Ok::<_, Error>(metered("getLinkRequest", http::get_link_request(deps, req)).await)
             }))
             .await
         }

@@ -6,7 +6,7 @@
 //! same lines from the local cloud's logs.
 
 use courier_aws::capacity::{self, Totals};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::future::Future;
 use std::io::Write;
 
@@ -44,28 +44,77 @@ pub fn operation() -> &'static str {
     })
 }
 
-/// The Embedded Metric Format line for one invocation of `operation` that cost `totals`.
-pub fn emf_line(operation: &str, totals: &Totals, timestamp_ms: u64) -> Value {
-    let metrics: Vec<Value> = METRICS
-        .iter()
-        .map(|name| json!({ "Name": name, "Unit": "Count" }))
-        .collect();
-    json!({
-        "_aws": {
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "Courier",
-                "Dimensions": [["Operation"]],
-                "Metrics": metrics,
+#[derive(Serialize)]
+struct MetricName {
+    #[serde(rename = "Name")]
+    name: &'static str,
+    #[serde(rename = "Unit")]
+    unit: &'static str,
+}
+
+#[derive(Serialize)]
+struct MetricDirective {
+    #[serde(rename = "Namespace")]
+    namespace: &'static str,
+    #[serde(rename = "Dimensions")]
+    dimensions: [[&'static str; 1]; 1],
+    #[serde(rename = "Metrics")]
+    metrics: Vec<MetricName>,
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    #[serde(rename = "Timestamp")]
+    timestamp: u64,
+    #[serde(rename = "CloudWatchMetrics")]
+    cloudwatch_metrics: [MetricDirective; 1],
+}
+
+/// One EMF document; a struct, so `_aws` comes first as in AWS's examples.
+#[derive(Serialize)]
+struct Emf<'a> {
+    #[serde(rename = "_aws")]
+    aws: Metadata,
+    #[serde(rename = "Operation")]
+    operation: &'a str,
+    #[serde(rename = "DynamoDBCalls")]
+    dynamodb_calls: u64,
+    #[serde(rename = "DynamoDBReadUnits")]
+    read_units: f64,
+    #[serde(rename = "DynamoDBWriteUnits")]
+    write_units: f64,
+    #[serde(rename = "ManagementApiCalls")]
+    management_api_calls: u64,
+    #[serde(rename = "SnsPublishes")]
+    sns_publishes: u64,
+}
+
+/// The Embedded Metric Format line (without the newline) for one invocation of `operation`
+/// that cost `totals`.
+pub fn emf_line(operation: &str, totals: &Totals, timestamp_ms: u64) -> String {
+    let doc = Emf {
+        aws: Metadata {
+            timestamp: timestamp_ms,
+            cloudwatch_metrics: [MetricDirective {
+                namespace: "Courier",
+                dimensions: [["Operation"]],
+                metrics: METRICS
+                    .iter()
+                    .map(|&name| MetricName {
+                        name,
+                        unit: "Count",
+                    })
+                    .collect(),
             }],
         },
-        "Operation": operation,
-        "DynamoDBCalls": totals.dynamodb_calls,
-        "DynamoDBReadUnits": totals.read_units,
-        "DynamoDBWriteUnits": totals.write_units,
-        "ManagementApiCalls": totals.management_api_calls,
-        "SnsPublishes": totals.sns_publishes,
-    })
+        operation,
+        dynamodb_calls: totals.dynamodb_calls,
+        read_units: totals.read_units,
+        write_units: totals.write_units,
+        management_api_calls: totals.management_api_calls,
+        sns_publishes: totals.sns_publishes,
+    };
+    serde_json::to_string(&doc).expect("plain data serialises")
 }
 
 /// Runs one invocation's handler future, then prints its cost as one EMF line on stdout and
@@ -78,7 +127,7 @@ pub async fn metered<F: Future>(operation: &str, handler: F) -> F::Output {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut line = emf_line(operation, &totals, now_ms).to_string();
+    let mut line = emf_line(operation, &totals, now_ms);
     line.push('\n');
     // One write of the whole line, so it is not interleaved with the JSON log lines.
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
@@ -88,6 +137,7 @@ pub async fn metered<F: Future>(operation: &str, handler: F) -> F::Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn emf_line_has_the_metrics_and_their_values() {
@@ -98,7 +148,10 @@ mod tests {
             management_api_calls: 1,
             sns_publishes: 0,
         };
-        let v = emf_line("sendMessage", &totals, 1_700_000_000_000);
+        let line = emf_line("sendMessage", &totals, 1_700_000_000_000);
+        assert!(line.starts_with(r#"{"_aws":{"Timestamp":1700000000000,"CloudWatchMetrics":[{"Namespace":"Courier","Dimensions":[["Operation"]],"Metrics":[{"Name":"DynamoDBCalls","Unit":"Count"},"#));
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
         let m = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], "Courier");

@@ -3,6 +3,7 @@
 //! carry a TTL; expiry is also checked in code.
 
 use super::{DynamoAccounts, backend, codec, epoch_secs};
+use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -107,8 +108,10 @@ impl LinkStore for DynamoLinks {
             .table_name(&self.table)
             .set_key(Some(pk(format!("LINK#{link_id}"))))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -138,8 +141,10 @@ impl LinkStore for DynamoLinks {
             .table_name(&self.table)
             .set_key(Some(pk(format!("CODE#{code}"))))
             .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
             .send()
             .await
+            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
