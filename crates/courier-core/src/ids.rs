@@ -110,6 +110,11 @@ impl SessionId {
         Self(value.into())
     }
 
+    /// Whether this is a one-to-one session (`s_`), whose two members never change; groups are `g_`.
+    pub fn is_direct(&self) -> bool {
+        self.0.starts_with("s_")
+    }
+
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -369,7 +369,12 @@ impl SessionStore for MemorySessions {
             .unwrap()
             .values()
             .filter(|m| &m.user_id == user)
-            .cloned()
+            .map(|m| Membership {
+                // As the DynamoDB index: no watermarks.
+                delivered: Watermark::default(),
+                read: Watermark::default(),
+                ..m.clone()
+            })
             .collect())
     }
 

@@ -4,14 +4,22 @@ use aws_lambda_events::event::dynamodb::Event;
 use courier_core::chat::Message;
 use courier_core::ports::SessionStore;
 use courier_core::usecases::deliver::Deliverer;
-use courier_core::usecases::fan_out::fan_out;
+use courier_core::usecases::fan_out::fan_out_session;
+use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 
-/// Delivers each new message in order. On the first failure it stops and reports that record
-/// (and so everything after it) as failed, so Lambda retries from there in order; records
-/// already delivered may be delivered again, which clients de-duplicate by `msgId`.
+/// Sessions of one batch fanned out at once (each session's messages stay in order).
+pub const MAX_CONCURRENT_SESSIONS: usize = 16;
+
+/// Delivers each new message: the sessions of a batch side by side, each session's messages in
+/// order, its members read once per batch. When a session's delivery fails, that session stops
+/// at the failed record; the batch reports the earliest failed record, so Lambda retries from
+/// there (records after it in other sessions are delivered again, which clients de-duplicate by
+/// `msgId`).
 pub async fn handle(sessions: &dyn SessionStore, deliver: &Deliverer<'_>, event: Event) -> Value {
-    for record in event.records {
+    // (position in the batch, stream sequence number, message), grouped by session in order.
+    let mut groups: Vec<Vec<(usize, String, Message)>> = Vec::new();
+    for (i, record) in event.records.into_iter().enumerate() {
         if record.event_name != "INSERT" {
             continue;
         }
@@ -24,10 +32,33 @@ pub async fn handle(sessions: &dyn SessionStore, deliver: &Deliverer<'_>, event:
                 continue;
             }
         };
-        if let Err(e) = fan_out(sessions, deliver, &message).await {
-            tracing::warn!(error = %e, seq = message.seq, "fan-out failed; the batch is retried from this record");
-            return json!({ "batchItemFailures": [{ "itemIdentifier": id }] });
+        match groups
+            .iter_mut()
+            .find(|g| g[0].2.session_id == message.session_id)
+        {
+            Some(g) => g.push((i, id, message)),
+            None => groups.push(vec![(i, id, message)]),
         }
     }
-    json!({ "batchItemFailures": [] })
+    let failures: Vec<(usize, String)> = stream::iter(groups)
+        .map(|group| async move {
+            let messages: Vec<Message> = group.iter().map(|(_, _, m)| m.clone()).collect();
+            match fan_out_session(sessions, deliver, &messages).await {
+                Ok(_) => None,
+                Err((at, e)) => {
+                    let (pos, id, m) = &group[at];
+                    tracing::warn!(error = %e, session_id = %m.session_id, seq = m.seq,
+                        "fan-out failed; the batch is retried from this record");
+                    Some((*pos, id.clone()))
+                }
+            }
+        })
+        .buffer_unordered(MAX_CONCURRENT_SESSIONS)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    match failures.into_iter().min_by_key(|(pos, _)| *pos) {
+        Some((_, id)) => json!({ "batchItemFailures": [{ "itemIdentifier": id }] }),
+        None => json!({ "batchItemFailures": [] }),
+    }
 }

@@ -429,3 +429,153 @@ async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_r
         "111100000000000000000001"
     );
 }
+
+/// Posts through a recording gateway, except that frames of the listed (session, seq) fail.
+struct FailingFor {
+    inner: RecordingGateway,
+    failing: Vec<(String, u64)>,
+}
+
+#[async_trait::async_trait]
+impl courier_core::ports::ConnectionGateway for FailingFor {
+    async fn post(
+        &self,
+        id: &ConnectionId,
+        data: &str,
+    ) -> Result<(), courier_core::ports::GatewayError> {
+        let v: Value = serde_json::from_str(data).unwrap();
+        let m = &v["message"];
+        let key = (
+            m["sessionId"].as_str().unwrap_or_default().to_owned(),
+            m["seq"].as_u64().unwrap_or_default(),
+        );
+        if self.failing.contains(&key) {
+            return Err(
+                courier_core::error::PortError::backend("management API unavailable").into(),
+            );
+        }
+        self.inner.post(id, data).await
+    }
+    async fn close(&self, id: &ConnectionId) -> Result<(), courier_core::ports::GatewayError> {
+        self.inner.close(id).await
+    }
+}
+
+#[tokio::test]
+async fn the_fan_out_runs_sessions_side_by_side_and_reports_the_earliest_failed_record() {
+    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::usecases::deliver::Deliverer;
+    let sessions = MemorySessions::default();
+    let connections = MemoryConnections::default();
+    let (alice, bob, carol) = (
+        UserId::from_trusted("u_alice"),
+        UserId::from_trusted("u_bob"),
+        UserId::from_trusted("u_carol"),
+    );
+    let a = courier_core::SessionId::from_trusted("s_aaaa");
+    let b = courier_core::SessionId::from_trusted("s_bbbb");
+    let now = chrono::Utc::now();
+    sessions.create_direct(&a, &alice, &bob, now).await.unwrap();
+    sessions
+        .create_direct(&b, &alice, &carol, now)
+        .await
+        .unwrap();
+    let make_gateway = |failing: Vec<(String, u64)>| {
+        let g = FailingFor {
+            inner: RecordingGateway::default(),
+            failing,
+        };
+        for c in ["cb", "cc"] {
+            g.inner.open(&ConnectionId::new(c));
+        }
+        g
+    };
+    for (user, device, conn) in [(&bob, "d_bob", "cb"), (&carol, "d_carol", "cc")] {
+        connections
+            .add(&Connection {
+                connection_id: ConnectionId::new(conn),
+                user_id: user.clone(),
+                device_id: courier_core::DeviceId::from_trusted(device),
+                connected_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    // Alice writes a1, b1, a2, b2 (stream order), each record numbered by its position.
+    let record = |pos: usize, session: &str, seq: u64| {
+        serde_json::json!({
+            "eventID": format!("e{pos}"), "eventName": "INSERT", "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/Messages/stream/x",
+            "dynamodb": {
+                "SequenceNumber": format!("{pos}"), "SizeBytes": 100, "StreamViewType": "NEW_IMAGE",
+                "Keys": {"sessionId": {"S": session}, "seq": {"N": seq.to_string()}},
+                "NewImage": {
+                    "msgId": {"S": format!("{session}.{seq}")}, "sessionId": {"S": session},
+                    "seq": {"N": seq.to_string()}, "sender": {"S": "u_alice"},
+                    "senderDevice": {"S": "d_alice"}, "clientMsgId": {"S": format!("c{pos}")},
+                    "type": {"S": "text"}, "payload": {"S": "b64:x"},
+                    "sentAt": {"S": "2026-11-28T00:00:00.000Z"}
+                }
+            }
+        })
+    };
+    let event = || {
+        serde_json::from_value::<aws_lambda_events::event::dynamodb::Event>(serde_json::json!({
+            "Records": [record(0, "s_aaaa", 1), record(1, "s_bbbb", 1),
+                        record(2, "s_aaaa", 2), record(3, "s_bbbb", 2)]
+        }))
+        .unwrap()
+    };
+    let seqs = |g: &FailingFor, conn: &str| -> Vec<u64> {
+        g.inner
+            .posted()
+            .into_iter()
+            .filter(|(c, _)| c.as_str() == conn)
+            .map(|(_, f)| {
+                serde_json::from_str::<Value>(&f).unwrap()["message"]["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    async fn run(
+        sessions: &MemorySessions,
+        connections: &MemoryConnections,
+        g: &FailingFor,
+        event: aws_lambda_events::event::dynamodb::Event,
+    ) -> Value {
+        let deliver = Deliverer {
+            presence: connections,
+            connections,
+            gateway: g,
+            push: None,
+        };
+        courier_lambda::stream::handle(sessions, &deliver, event).await
+    }
+    let run = |g| run(&sessions, &connections, g, event());
+
+    // Everything works: each session's messages arrive in order.
+    let g = make_gateway(vec![]);
+    assert_eq!(run(&g).await["batchItemFailures"], serde_json::json!([]));
+    assert_eq!((seqs(&g, "cb"), seqs(&g, "cc")), (vec![1, 2], vec![1, 2]));
+
+    // a2 fails: session a stops there, session b is delivered in full, and the batch is
+    // retried from a2 (position 2), not from b2.
+    let g = make_gateway(vec![("s_aaaa".into(), 2)]);
+    let out = run(&g).await;
+    assert_eq!(
+        out["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "2"}])
+    );
+    assert_eq!((seqs(&g, "cb"), seqs(&g, "cc")), (vec![1], vec![1, 2]));
+
+    // b1 fails: b2 is not tried (it would overtake b1), the batch restarts at position 1.
+    let g = make_gateway(vec![("s_bbbb".into(), 1)]);
+    let out = run(&g).await;
+    assert_eq!(
+        out["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "1"}])
+    );
+    assert_eq!((seqs(&g, "cb"), seqs(&g, "cc")), (vec![1, 2], vec![]));
+}

@@ -28,7 +28,7 @@ use crate::runtime::{Functions, InvokeError};
 use crate::template::{StartingPosition, StreamMapping};
 
 /// How long a shard poller waits after a `GetRecords` that returned nothing.
-pub const IDLE_POLL: Duration = Duration::from_millis(20);
+pub const IDLE_POLL: Duration = Duration::from_millis(10);
 /// First delay before retrying a failed batch.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest delay between retries.

@@ -1,14 +1,28 @@
-//! `MessagesTable`: partition = session, sort = sequence number. A message is written once, in
-//! one transaction with its idempotency record (`IDEMP#<sender>#<clientMsgId>` in the sessions
-//! table), at the next free sequence number: `attribute_not_exists(seq)` makes two senders race
-//! for a number and the loser retry with the next, so there are no gaps and no duplicates, and a
-//! reader that sees message n+1 (with a consistent read) also sees n.
+//! `MessagesTable`: partition = session, sort = sequence number.
+//!
+//! A message is written once, at the next free sequence number: `attribute_not_exists(seq)`
+//! makes two senders race for a number and the loser take the next, so write order is sequence
+//! order, with no gaps and no duplicates, and a reader that sees message n+1 (with a consistent
+//! read) also sees n.
+//!
+//! Idempotency on (sender, clientMsgId) costs one small item, `IDEMP#<sender>#<clientMsgId>` in
+//! the sessions table, claimed with `attribute_not_exists` *before* the message is written, not in
+//! a transaction with it: a transaction bills 2 write units per item, so the pair would cost 4,
+//! the claim and the put cost 2. The claim records the session's last sequence number at the
+//! time (`floor`), so whoever finds the claim later can tell what happened:
+//!
+//! - the message exists after `floor` with this sender and clientMsgId: a retry, answered with the
+//!   first result (one consistent Query of the messages written since the claim);
+//! - it does not, and the claim is younger than [`CLAIM_LEASE_SECS`]: the first attempt is still
+//!   running (or died a moment ago): `Conflict`, which clients retry;
+//! - it does not, and the claim is older: the first attempt died between the claim and the put
+//!   (a function runs at most its timeout, 10 s, far below the lease), so this attempt takes the
+//!   claim over with a conditional update and writes the message.
 
-use super::{backend, codec, is_transaction_conflict, transaction_error};
+use super::{backend, codec};
 use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use courier_core::chat::{Appended, Draft, Message, timestamp};
 use courier_core::error::PortError;
@@ -20,15 +34,23 @@ use std::collections::HashMap;
 /// How long a (sender, clientMsgId) is remembered: retries come within seconds, a week is ample.
 const IDEMPOTENCY_TTL_SECS: i64 = 7 * 24 * 3600;
 
+/// How long a claim without its message belongs to the attempt that made it. Must exceed the
+/// longest time a `sendMessage` invocation can run (its Lambda timeout, 10 s in template.yaml).
+pub const CLAIM_LEASE_SECS: i64 = 60;
+
+/// Attempts at a sequence number before giving up with `Conflict` (each loses only to a
+/// message another member wrote at the same moment).
+const ATTEMPTS: u32 = 50;
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IdempotencyItem {
+struct ClaimItem {
     pk: String,
     sk: String,
     session_id: String,
-    msg_id: String,
-    seq: u64,
-    sent_at: String,
+    /// The session's last sequence number when the claim was made: the message is after it.
+    floor: u64,
+    claimed_at: i64,
     ttl: i64,
 }
 
@@ -40,8 +62,15 @@ pub struct DynamoMessages {
     sessions_table: String,
 }
 
+enum Claimed {
+    /// This attempt holds the claim: write the message.
+    Mine,
+    /// Someone else's claim, as stored.
+    Theirs(ClaimItem),
+}
+
 impl DynamoMessages {
-    /// A repository over the messages table, writing idempotency records to the sessions table.
+    /// A repository over the messages table, writing idempotency claims to the sessions table.
     pub fn new(
         client: aws_sdk_dynamodb::Client,
         messages_table: impl Into<String>,
@@ -54,35 +83,169 @@ impl DynamoMessages {
         }
     }
 
-    fn idempotency_key(draft: &Draft) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            (
-                "pk".to_owned(),
-                AttributeValue::S(format!("IDEMP#{}#{}", draft.sender, draft.client_msg_id)),
-            ),
-            ("sk".to_owned(), AttributeValue::S("IDEMP".into())),
-        ])
+    fn claim_pk(draft: &Draft) -> String {
+        format!("IDEMP#{}#{}", draft.sender, draft.client_msg_id)
     }
 
-    async fn first_result(&self, draft: &Draft) -> Result<Appended, PortError> {
-        let out = self
+    async fn claim(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        floor: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Claimed, PortError> {
+        let item = ClaimItem {
+            pk: Self::claim_pk(draft),
+            sk: "IDEMP".into(),
+            session_id: session.to_string(),
+            floor,
+            claimed_at: at.timestamp(),
+            ttl: at.timestamp() + IDEMPOTENCY_TTL_SECS,
+        };
+        let res = self
             .client
-            .get_item()
+            .put_item()
             .table_name(&self.sessions_table)
-            .set_key(Some(Self::idempotency_key(draft)))
-            .consistent_read(true)
+            .set_item(Some(serde_dynamo::to_item(&item).map_err(codec)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(TOTAL)
             .send()
             .await
-            .recorded()
-            .map_err(backend)?;
-        let item: IdempotencyItem =
-            serde_dynamo::from_item(out.item.ok_or(PortError::Conflict)?).map_err(codec)?;
-        Ok(Appended::Duplicate {
-            msg_id: item.msg_id,
-            seq: item.seq,
-            sent_at: item.sent_at,
-        })
+            .recorded();
+        match res {
+            Ok(_) => Ok(Claimed::Mine),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    let old = c.item().cloned().ok_or(PortError::Conflict)?;
+                    Ok(Claimed::Theirs(serde_dynamo::from_item(old).map_err(codec)?))
+                }
+                _ => Err(backend(e)),
+            },
+        }
+    }
+
+    /// Takes over a claim whose attempt died; `Conflict` if another retry took it first.
+    async fn take_over(
+        &self,
+        old: &ClaimItem,
+        session: &SessionId,
+        floor: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.sessions_table)
+            .key("pk", AttributeValue::S(old.pk.clone()))
+            .key("sk", AttributeValue::S(old.sk.clone()))
+            .update_expression("SET claimedAt = :now, #floor = :f, sessionId = :s")
+            .expression_attribute_names("#floor", "floor")
+            .condition_expression("claimedAt = :then")
+            .expression_attribute_values(":now", AttributeValue::N(at.timestamp().to_string()))
+            .expression_attribute_values(":then", AttributeValue::N(old.claimed_at.to_string()))
+            .expression_attribute_values(":f", AttributeValue::N(floor.to_string()))
+            .expression_attribute_values(":s", AttributeValue::S(session.to_string()))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(PortError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// The message a claim stands for, if it was written.
+    async fn claimed_message(
+        &self,
+        claim: &ClaimItem,
+        draft: &Draft,
+    ) -> Result<Option<Message>, PortError> {
+        let items = crate::capacity::query_all(
+            self.client
+                .query()
+                .table_name(&self.messages_table)
+                .key_condition_expression("sessionId = :s AND seq > :f")
+                .filter_expression("#sender = :u AND clientMsgId = :c")
+                .expression_attribute_names("#sender", "sender")
+                .expression_attribute_values(":s", AttributeValue::S(claim.session_id.clone()))
+                .expression_attribute_values(":f", AttributeValue::N(claim.floor.to_string()))
+                .expression_attribute_values(":u", AttributeValue::S(draft.sender.to_string()))
+                .expression_attribute_values(":c", AttributeValue::S(draft.client_msg_id.clone()))
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        Ok(parse(items)?.into_iter().next())
+    }
+
+    /// Writes the message at the next free sequence number, starting after `last`.
+    async fn put_next(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        mut last: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Message, PortError> {
+        for attempt in 1..=ATTEMPTS {
+            let seq = last + 1;
+            let message = Message {
+                msg_id: MsgId {
+                    session: session.clone(),
+                    seq,
+                }
+                .to_string(),
+                session_id: session.clone(),
+                seq,
+                sender: draft.sender.clone(),
+                sender_device: draft.sender_device.clone(),
+                client_msg_id: draft.client_msg_id.clone(),
+                kind: draft.kind.clone(),
+                payload: draft.payload.clone(),
+                attachments: draft.attachments.clone(),
+                sent_at: timestamp(at),
+            };
+            let res = self
+                .client
+                .put_item()
+                .table_name(&self.messages_table)
+                .set_item(Some(serde_dynamo::to_item(&message).map_err(codec)?))
+                .condition_expression("attribute_not_exists(seq)")
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded();
+            match res {
+                Ok(_) => return Ok(message),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    // Another member took this number: take the next free one.
+                    if attempt > 1 {
+                        let jitter = rand::random::<u64>() % 5;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            u64::from(attempt.min(10)) + jitter,
+                        ))
+                        .await;
+                    }
+                    last = self.last_seq(session).await?.max(seq);
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(PortError::Conflict)
+    }
+
+    async fn last_seq(&self, session: &SessionId) -> Result<u64, PortError> {
+        Ok(self.last(session).await?.map_or(0, |m| m.seq))
     }
 
     fn query_session(
@@ -104,6 +267,14 @@ fn parse(items: Vec<HashMap<String, AttributeValue>>) -> Result<Vec<Message>, Po
         .collect()
 }
 
+fn duplicate(m: Message) -> Appended {
+    Appended::Duplicate {
+        msg_id: m.msg_id,
+        seq: m.seq,
+        sent_at: m.sent_at,
+    }
+}
+
 #[async_trait]
 impl MessageStore for DynamoMessages {
     async fn append(
@@ -112,84 +283,23 @@ impl MessageStore for DynamoMessages {
         draft: &Draft,
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
-        const ATTEMPTS: u32 = 50;
-        for attempt in 1..=ATTEMPTS {
-            let seq = self.last(session).await?.map_or(1, |m| m.seq + 1);
-            let message = Message {
-                msg_id: MsgId {
-                    session: session.clone(),
-                    seq,
+        let last = self.last_seq(session).await?;
+        match self.claim(session, draft, last, at).await? {
+            Claimed::Mine => {}
+            Claimed::Theirs(old) => {
+                if let Some(m) = self.claimed_message(&old, draft).await? {
+                    return Ok(duplicate(m));
                 }
-                .to_string(),
-                session_id: session.clone(),
-                seq,
-                sender: draft.sender.clone(),
-                sender_device: draft.sender_device.clone(),
-                client_msg_id: draft.client_msg_id.clone(),
-                kind: draft.kind.clone(),
-                payload: draft.payload.clone(),
-                attachments: draft.attachments.clone(),
-                sent_at: timestamp(at),
-            };
-            let idem = IdempotencyItem {
-                pk: format!("IDEMP#{}#{}", draft.sender, draft.client_msg_id),
-                sk: "IDEMP".into(),
-                session_id: session.to_string(),
-                msg_id: message.msg_id.clone(),
-                seq,
-                sent_at: message.sent_at.clone(),
-                ttl: at.timestamp() + IDEMPOTENCY_TTL_SECS,
-            };
-            let put_message = Put::builder()
-                .table_name(&self.messages_table)
-                .set_item(Some(serde_dynamo::to_item(&message).map_err(codec)?))
-                .condition_expression("attribute_not_exists(seq)")
-                .build()
-                .map_err(PortError::backend)?;
-            let put_idem = Put::builder()
-                .table_name(&self.sessions_table)
-                .set_item(Some(serde_dynamo::to_item(&idem).map_err(codec)?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(PortError::backend)?;
-            let res = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put_message).build())
-                .transact_items(TransactWriteItem::builder().put(put_idem).build())
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded();
-            let err = match res {
-                Ok(_) => return Ok(Appended::New(message)),
-                Err(e) => e,
-            };
-            if let Some(TransactWriteItemsError::TransactionCanceledException(t)) =
-                err.as_service_error()
-            {
-                let code = |i: usize| {
-                    t.cancellation_reasons()
-                        .get(i)
-                        .and_then(|r| r.code())
-                        .unwrap_or("None")
-                };
-                if code(1) == "ConditionalCheckFailed" {
-                    return self.first_result(draft).await;
+                if at.timestamp() - old.claimed_at < CLAIM_LEASE_SECS {
+                    // The first attempt may still be writing it.
+                    return Err(PortError::Conflict);
                 }
-                if code(0) == "ConditionalCheckFailed" || is_transaction_conflict(&err) {
-                    // Another sender took this number (or touched the same item): take the next.
-                    let jitter = rand::random::<u64>() % 5;
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        u64::from(attempt.min(10)) + jitter,
-                    ))
-                    .await;
-                    continue;
-                }
+                self.take_over(&old, session, last, at).await?;
             }
-            return Err(transaction_error(err));
         }
-        Err(PortError::Conflict)
+        self.put_next(session, draft, last, at)
+            .await
+            .map(Appended::New)
     }
 
     async fn after(

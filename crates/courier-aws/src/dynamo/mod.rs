@@ -12,7 +12,7 @@ mod sessions;
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
 pub use links::DynamoLinks;
-pub use messages::DynamoMessages;
+pub use messages::{CLAIM_LEASE_SECS, DynamoMessages};
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;
 

@@ -176,38 +176,58 @@ impl SessionStore for DynamoSessions {
         session: &SessionId,
         user: &UserId,
     ) -> Result<Option<Membership>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
-            .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded()
-            .map_err(backend)?;
-        out.item
-            .map(|i| {
-                serde_dynamo::from_item::<_, MemberItem>(i)
-                    .map(Into::into)
-                    .map_err(codec)
-            })
-            .transpose()
+        // A direct session's two members never change once both items are written (in one
+        // transaction), so an eventually consistent read (half the price) is enough, unless it
+        // finds nothing: the session may be a moment old, so that is asked again consistently.
+        // Group memberships change; they are always read consistently.
+        let mut consistent = !session.is_direct();
+        loop {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+                .consistent_read(consistent)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            if out.item.is_none() && !consistent {
+                consistent = true;
+                continue;
+            }
+            return out
+                .item
+                .map(|i| {
+                    serde_dynamo::from_item::<_, MemberItem>(i)
+                        .map(Into::into)
+                        .map_err(codec)
+                })
+                .transpose();
+        }
     }
 
     async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError> {
-        let items: Vec<HashMap<String, AttributeValue>> = crate::capacity::query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
-                .expression_attribute_values(":pk", AttributeValue::S(session_pk(session)))
-                .expression_attribute_values(":m", AttributeValue::S("MEMBER#".into()))
-                .consistent_read(true),
-        )
-        .await
-        .map_err(backend)?;
+        // As in `membership`: a direct session read eventually consistently must show both members.
+        let query = |consistent: bool| {
+            crate::capacity::query_all(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+                    .expression_attribute_values(":pk", AttributeValue::S(session_pk(session)))
+                    .expression_attribute_values(":m", AttributeValue::S("MEMBER#".into()))
+                    .consistent_read(consistent),
+            )
+        };
+        let mut items: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        if session.is_direct() {
+            items = query(false).await.map_err(backend)?;
+        }
+        if items.len() < 2 {
+            items = query(true).await.map_err(backend)?;
+        }
         items
             .into_iter()
             .map(|i| {

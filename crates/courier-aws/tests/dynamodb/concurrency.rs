@@ -218,7 +218,18 @@ async fn concurrent_retries_of_one_client_msg_id_store_one_message() {
         let store = f.store.clone();
         let (session, draft) = (session.clone(), drafts[i].clone());
         let at = start + chrono::Duration::milliseconds(i as i64 * 10);
-        async move { store.append(&session, &draft, at).await }
+        async move {
+            // A retry that finds the first attempt still writing gets Conflict and, as clients
+            // do, tries again.
+            loop {
+                match store.append(&session, &draft, at).await {
+                    Err(courier_core::error::PortError::Conflict) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    other => return other,
+                }
+            }
+        }
     })
     .await;
 

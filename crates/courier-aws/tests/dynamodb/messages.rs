@@ -1,6 +1,8 @@
-//! `DynamoMessages` over a `MessagesTable` (with its idempotency records in a `SessionsTable`):
+//! `DynamoMessages` over a `MessagesTable` (with its idempotency claims in a `SessionsTable`):
 //! messages get consecutive sequence numbers per session, a retried (sender, clientMsgId) is
-//! answered with the first result and stores nothing, and pages end exactly where the messages do.
+//! answered with the first result and stores nothing, an attempt that died between its claim and
+//! its message is taken over only after the claim's lease, and pages end exactly where the
+//! messages do.
 
 use crate::support::{self, Item};
 use chrono::{DateTime, Duration, Timelike, Utc};
@@ -416,4 +418,109 @@ async fn a_client_msg_id_is_once_per_sender_across_sessions() {
         "nothing in the other session"
     );
     assert_eq!(f.message_items().await.len(), 1);
+}
+
+/// What an attempt that died right after claiming (before writing its message) leaves behind.
+async fn orphan_claim(f: &Fixture, session: &SessionId, d: &Draft, floor: u64, at: DateTime<Utc>) {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    f.client
+        .put_item()
+        .table_name(&f.sessions_table)
+        .item(
+            "pk",
+            V::S(format!("IDEMP#{}#{}", d.sender, d.client_msg_id)),
+        )
+        .item("sk", V::S("IDEMP".into()))
+        .item("sessionId", V::S(session.to_string()))
+        .item("floor", V::N(floor.to_string()))
+        .item("claimedAt", V::N(at.timestamp().to_string()))
+        .item("ttl", V::N((at.timestamp() + 3600).to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_claim_whose_attempt_died_is_taken_over_only_after_its_lease() {
+    use courier_aws::dynamo::CLAIM_LEASE_SECS;
+    use courier_core::error::PortError;
+    let f = fixture().await;
+    let session = session();
+    let alice = UserId::generate();
+    let at = now();
+    let before = new(f
+        .store
+        .append(&session, &draft(&alice, &client_msg_id(), "before"), at)
+        .await
+        .unwrap());
+    let d = draft(&alice, &client_msg_id(), "the one that died");
+    orphan_claim(&f, &session, &d, before.seq, at).await;
+
+    // Within the lease the first attempt may still be writing: the retry is told to come back.
+    let soon = at + Duration::seconds(CLAIM_LEASE_SECS - 1);
+    assert!(matches!(
+        f.store.append(&session, &d, soon).await,
+        Err(PortError::Conflict)
+    ));
+    assert_eq!(
+        f.all(&session).await,
+        vec![before.clone()],
+        "nothing written"
+    );
+
+    // After it, the retry takes the claim over and writes the message, once.
+    let late = at + Duration::seconds(CLAIM_LEASE_SECS + 1);
+    let m = new(f.store.append(&session, &d, late).await.unwrap());
+    assert_eq!(m, expected(&session, 2, &d, late));
+    let again = f
+        .store
+        .append(&session, &d, late + Duration::seconds(CLAIM_LEASE_SECS * 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Appended::Duplicate {
+            msg_id: m.msg_id.clone(),
+            seq: 2,
+            sent_at: m.sent_at.clone(),
+        }
+    );
+    assert_eq!(f.all(&session).await, vec![before, m]);
+    assert_eq!(
+        f.idempotency_items().await.len(),
+        2,
+        "one claim per clientMsgId"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_finds_its_message_behind_many_later_ones() {
+    let f = fixture().await;
+    let session = session();
+    let (alice, bob) = (UserId::generate(), UserId::generate());
+    let at = now();
+    let d = draft(&alice, &client_msg_id(), "first");
+    let first = new(f.store.append(&session, &d, at).await.unwrap());
+    for i in 0..30 {
+        let sender = if i % 2 == 0 { &bob } else { &alice };
+        f.store
+            .append(&session, &draft(sender, &client_msg_id(), "later"), at)
+            .await
+            .unwrap();
+    }
+    // Long after the lease: the claim is found with its message, not taken over.
+    let res = f
+        .store
+        .append(&session, &d, at + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        res,
+        Appended::Duplicate {
+            msg_id: first.msg_id,
+            seq: 1,
+            sent_at: first.sent_at,
+        }
+    );
+    assert_eq!(f.message_items().await.len(), 31);
 }

@@ -9,18 +9,52 @@ use crate::ports::{PushNote, SessionStore};
 use crate::protocol::event_for;
 
 /// Delivers one stored message.
-#[tracing::instrument(skip_all, fields(session_id = %message.session_id, seq = message.seq))]
 pub async fn fan_out(
     sessions: &dyn SessionStore,
     deliver: &Deliverer<'_>,
     message: &Message,
 ) -> Result<DeliveryReport, PortError> {
+    fan_out_session(sessions, deliver, std::slice::from_ref(message))
+        .await
+        .map_err(|(_, e)| e)
+        .map(|mut reports| reports.pop().unwrap_or_default())
+}
+
+/// Delivers messages of one session, in order, reading the members once. On a failure it stops
+/// and returns the index of the message that failed (later ones were not tried).
+#[tracing::instrument(skip_all, fields(session_id = %messages.first().map(|m| m.session_id.as_str()).unwrap_or("")))]
+pub async fn fan_out_session(
+    sessions: &dyn SessionStore,
+    deliver: &Deliverer<'_>,
+    messages: &[Message],
+) -> Result<Vec<DeliveryReport>, (usize, PortError)> {
+    let Some(first) = messages.first() else {
+        return Ok(Vec::new());
+    };
     let members: Vec<_> = sessions
-        .members(&message.session_id)
-        .await?
+        .members(&first.session_id)
+        .await
+        .map_err(|e| (0, e))?
         .into_iter()
         .map(|m| m.user_id)
         .collect();
+    let mut reports = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        reports.push(
+            deliver_one(deliver, &members, message)
+                .await
+                .map_err(|e| (i, e))?,
+        );
+    }
+    Ok(reports)
+}
+
+#[tracing::instrument(skip_all, fields(seq = message.seq))]
+async fn deliver_one(
+    deliver: &Deliverer<'_>,
+    members: &[crate::ids::UserId],
+    message: &Message,
+) -> Result<DeliveryReport, PortError> {
     let note = PushNote {
         session_id: message.session_id.to_string(),
         sender: message.sender.to_string(),
@@ -28,7 +62,7 @@ pub async fn fan_out(
     };
     let report = deliver
         .deliver(
-            &members,
+            members,
             Some(&message.sender_device),
             &event_for(message),
             Some(&note),
