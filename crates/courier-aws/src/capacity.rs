@@ -186,6 +186,50 @@ pub async fn query_all(
     Ok(items)
 }
 
+/// Deletes items by key, 25 per BatchWriteItem (DynamoDB's limit), sending unprocessed keys
+/// again with a growing pause.
+pub async fn batch_delete(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<HashMap<String, AttributeValue>>,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    for chunk in keys.chunks(25) {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|k| {
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(k.clone()))
+                            .build()
+                            .expect("the key is set"),
+                    )
+                    .build()
+            })
+            .collect();
+        let mut attempt = 0u64;
+        while !requests.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt.min(10))).await;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,23 @@ pub const MAX_PAYLOAD_CHARS: usize = 65_536;
 pub const MAX_CLIENT_MSG_ID_CHARS: usize = 64;
 /// Most attachments on one message.
 pub const MAX_ATTACHMENTS: usize = 16;
+/// Most members of a group, its creator included.
+pub const MAX_GROUP_MEMBERS: usize = 257;
+/// Longest group name, in characters.
+pub const MAX_GROUP_NAME_CHARS: usize = 100;
+/// Longest group description, in characters.
+pub const MAX_GROUP_DESCRIPTION_CHARS: usize = 512;
+
+/// A member's role in a group (direct sessions have only members).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May add, remove and promote members and delete the group.
+    Admin,
+    /// May send, read and leave.
+    #[default]
+    Member,
+}
 
 /// The kind of session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +50,10 @@ pub struct Membership {
     pub user_id: UserId,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
+    /// The session's last sequence number when they joined: they see only what comes after.
+    pub joined_seq: u64,
+    /// Their role (groups).
+    pub role: Role,
     /// Every message up to this one was delivered to one of their devices.
     pub delivered: Watermark,
     /// Every message up to this one was read.

@@ -2,7 +2,7 @@
 //! for use-case tests and for handler tests in the layers above.
 
 use crate::chat::{
-    Appended, Draft, Membership, Message, Receipt, SessionKind, Watermark, timestamp,
+    Appended, Draft, Membership, Message, Receipt, Role, SessionKind, Watermark, timestamp,
 };
 use crate::error::PortError;
 use crate::ids::{ConnectionId, DeviceId, MsgId, SessionId, UserId};
@@ -303,9 +303,131 @@ impl PresenceStore for MemoryConnections {
     }
 }
 
-/// Sessions, memberships and watermarks in maps.
+/// Sessions, memberships and watermarks, and group records, in maps.
 #[derive(Default)]
-pub struct MemorySessions(Mutex<BTreeMap<(SessionId, UserId), Membership>>);
+pub struct MemorySessions(
+    Mutex<BTreeMap<(SessionId, UserId), Membership>>,
+    Mutex<BTreeMap<SessionId, Group>>,
+);
+
+#[async_trait]
+impl GroupStore for MemorySessions {
+    async fn create_group(
+        &self,
+        group: &Group,
+        members: &[(UserId, Role)],
+    ) -> Result<(), PortError> {
+        let mut groups = self.1.lock().unwrap();
+        if groups.contains_key(&group.session_id) {
+            return Err(PortError::Conflict);
+        }
+        let mut map = self.0.lock().unwrap();
+        for (u, role) in members {
+            map.insert(
+                (group.session_id.clone(), u.clone()),
+                Membership {
+                    session_id: group.session_id.clone(),
+                    kind: SessionKind::Group,
+                    user_id: u.clone(),
+                    joined_at: group.created_at,
+                    joined_seq: 0,
+                    role: *role,
+                    delivered: Watermark::default(),
+                    read: Watermark::default(),
+                },
+            );
+        }
+        groups.insert(
+            group.session_id.clone(),
+            Group {
+                member_count: members.len() as u32,
+                ..group.clone()
+            },
+        );
+        Ok(())
+    }
+
+    async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError> {
+        Ok(self.1.lock().unwrap().get(session).cloned())
+    }
+
+    async fn add_member(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        joined_seq: u64,
+        max: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Added, PortError> {
+        let mut groups = self.1.lock().unwrap();
+        let Some(g) = groups.get_mut(session) else {
+            return Ok(Added::NoGroup);
+        };
+        let mut map = self.0.lock().unwrap();
+        let key = (session.clone(), user.clone());
+        if map.contains_key(&key) {
+            return Ok(Added::AlreadyMember);
+        }
+        if g.member_count >= max {
+            return Ok(Added::Full);
+        }
+        g.member_count += 1;
+        map.insert(
+            key,
+            Membership {
+                session_id: session.clone(),
+                kind: SessionKind::Group,
+                user_id: user.clone(),
+                joined_at: at,
+                joined_seq,
+                role: Role::Member,
+                delivered: Watermark::default(),
+                read: Watermark::default(),
+            },
+        );
+        Ok(Added::Added)
+    }
+
+    async fn remove_member(&self, session: &SessionId, user: &UserId) -> Result<bool, PortError> {
+        let mut groups = self.1.lock().unwrap();
+        let removed = self
+            .0
+            .lock()
+            .unwrap()
+            .remove(&(session.clone(), user.clone()))
+            .is_some();
+        if removed && let Some(g) = groups.get_mut(session) {
+            g.member_count -= 1;
+        }
+        Ok(removed)
+    }
+
+    async fn set_role(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, PortError> {
+        match self
+            .0
+            .lock()
+            .unwrap()
+            .get_mut(&(session.clone(), user.clone()))
+        {
+            Some(m) => {
+                m.role = role;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_group(&self, session: &SessionId, _: &[UserId]) -> Result<(), PortError> {
+        self.1.lock().unwrap().remove(session);
+        self.0.lock().unwrap().retain(|(s, _), _| s != session);
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl SessionStore for MemorySessions {
@@ -326,6 +448,8 @@ impl SessionStore for MemorySessions {
                 kind: SessionKind::Direct,
                 user_id: u.clone(),
                 joined_at: at,
+                joined_seq: 0,
+                role: Role::Member,
                 delivered: Watermark::default(),
                 read: Watermark::default(),
             };
@@ -335,7 +459,8 @@ impl SessionStore for MemorySessions {
     }
 
     async fn exists(&self, session: &SessionId) -> Result<bool, PortError> {
-        Ok(self.0.lock().unwrap().keys().any(|(s, _)| s == session))
+        Ok(self.1.lock().unwrap().contains_key(session)
+            || self.0.lock().unwrap().keys().any(|(s, _)| s == session))
     }
 
     async fn membership(

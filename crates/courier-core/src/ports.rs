@@ -164,7 +164,7 @@ pub trait ConnectionGateway: Send + Sync {
     async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError>;
 }
 
-use crate::chat::{Appended, Draft, Membership, Message, Receipt};
+use crate::chat::{Appended, Draft, Membership, Message, Receipt, Role};
 use crate::ids::{MsgId, SessionId};
 
 /// Sessions and memberships, with each member's receipt watermarks.
@@ -203,6 +203,71 @@ pub trait SessionStore: Send + Sync {
         seq: u64,
         at: DateTime<Utc>,
     ) -> Result<bool, PortError>;
+}
+
+/// A group's own record (its members are [`Membership`]s of its session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The group's session (`g_...`), which is also the group's id.
+    pub session_id: SessionId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Members right now (kept with every add and remove, so the limit holds under races).
+    pub member_count: u32,
+}
+
+/// What adding a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Added.
+    Added,
+    /// Already a member: nothing changed.
+    AlreadyMember,
+    /// The group is at its size limit.
+    Full,
+    /// No such group (deleted).
+    NoGroup,
+}
+
+/// Groups: their record and their memberships, which live with the sessions' (a group member is
+/// a [`Membership`] of the group's session, found by [`SessionStore`] like any other).
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Creates the group with its first members (each `(user, role)`), joined at sequence 0.
+    /// `Conflict` if the id is taken.
+    async fn create_group(
+        &self,
+        group: &Group,
+        members: &[(UserId, Role)],
+    ) -> Result<(), PortError>;
+    /// The group's record.
+    async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError>;
+    /// Adds a member who sees messages after `joined_seq`, unless the group already has `max`.
+    async fn add_member(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        joined_seq: u64,
+        max: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Added, PortError>;
+    /// Removes a member; `false` if they were not one.
+    async fn remove_member(&self, session: &SessionId, user: &UserId) -> Result<bool, PortError>;
+    /// Sets a member's role; `false` if they are not a member.
+    async fn set_role(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, PortError>;
+    /// Removes the group record and every membership.
+    async fn delete_group(&self, session: &SessionId, members: &[UserId]) -> Result<(), PortError>;
 }
 
 /// The messages of sessions, in per-session order.

@@ -1,6 +1,7 @@
 //! What travels on the wire: HTTP request and reply bodies, WebSocket request frames and replies.
 
 use crate::error::{ApiError, ErrorCode};
+use crate::ids::{SessionId, UserId};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
@@ -455,13 +456,81 @@ pub fn session_started_event(m: &Message) -> String {
     .to_string()
 }
 
-/// The event a stored message becomes: `sessionStarted` for a handshake, else `message`.
+/// The event a stored message becomes: `sessionStarted` for a handshake, `groupUpdate` for a
+/// group change the server wrote into the session, else `message`.
 pub fn event_for(m: &Message) -> String {
-    if m.kind == "handshake" {
-        session_started_event(m)
-    } else {
-        message_event(m)
+    match m.kind.as_str() {
+        "handshake" => session_started_event(m),
+        "system" => group_update_event(m),
+        _ => message_event(m),
     }
+}
+
+/// A change to a group, as the server writes it into the group's session (a `system` message
+/// whose payload is this, as JSON: membership is not secret from the server, content is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupChange {
+    /// `created`, `memberAdded`, `memberRemoved`, `promoted` or `deleted`.
+    pub update: String,
+    /// Whom it is about (`created`: the creator).
+    pub user_id: UserId,
+    /// Who did it.
+    pub by: UserId,
+}
+
+/// The `groupUpdate` event for a `system` message (or, with no message, for a group that is
+/// gone: `deleted`, and a removed member's own removal).
+pub fn group_update_event(m: &Message) -> String {
+    let change: Option<GroupChange> = serde_json::from_str(&m.payload).ok();
+    json!({
+        "type": "event", "event": "groupUpdate", "groupId": m.session_id, "sessionId": m.session_id,
+        "update": change.as_ref().map(|c| c.update.as_str()),
+        "userId": change.as_ref().map(|c| &c.user_id),
+        "by": change.as_ref().map(|c| &c.by),
+        "message": m
+    })
+    .to_string()
+}
+
+/// A `groupUpdate` event not carried by a message of the session.
+pub fn group_notice(session: &SessionId, change: &GroupChange, at: &str) -> String {
+    json!({
+        "type": "event", "event": "groupUpdate", "groupId": session, "sessionId": session,
+        "update": change.update, "userId": change.user_id, "by": change.by, "at": at
+    })
+    .to_string()
+}
+
+/// `initiateGroupChatSession`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiateGroupParams {
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The other members (the creator is added as admin).
+    pub members: Vec<String>,
+}
+
+/// `getGroup`, `deleteGroup`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupParams {
+    /// The group.
+    pub group_id: String,
+}
+
+/// `addUserToGroup`, `removeUserFromGroup`, `promoteUserToAdmin`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMemberParams {
+    /// The group.
+    pub group_id: String,
+    /// The user.
+    pub user_id: String,
 }
 
 /// The `status` event: a member's watermark moved.

@@ -300,6 +300,10 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         connections: &w.connections,
         gateway: &w.gateway,
         sessions: &sessions,
+        groups: &sessions,
+        messages: &MemoryMessages::default(),
+        presence: &w.connections,
+        clock: &courier_core::clock::SystemClock,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
         .await

@@ -20,7 +20,8 @@ use courier_core::protocol::LookupUserParams;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::usecases::{
-    direct_chat, link_device, lookup_user, push_token, read_messages, receipts, send_message,
+    direct_chat, groups, link_device, lookup_user, push_token, read_messages, receipts,
+    send_message,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -167,11 +168,17 @@ pub async fn accounts_service() -> Result<(), Error> {
     let dynamo = config::dynamodb(&sdk);
     match op.as_str() {
         "deleteAccount" => {
+            let connections = leak(connection_store(&dynamo)?);
+            let sessions = leak(sessions_store(&dynamo)?);
             let deps = leak(delete_account::Deps {
                 accounts: leak(accounts(&dynamo)?),
-                connections: leak(connection_store(&dynamo)?),
+                connections,
                 gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-                sessions: leak(sessions_store(&dynamo)?),
+                sessions,
+                groups: sessions,
+                messages: leak(messages_store(&dynamo)?),
+                presence: connections,
+                clock: &SystemClock,
             });
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
@@ -236,6 +243,54 @@ fn messages_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoMessages, E
         required("MESSAGES_TABLE")?,
         required("SESSIONS_TABLE")?,
     ))
+}
+
+/// The `groups` binary: `initiateGroupChatSession`, `getGroup`, `addUserToGroup`,
+/// `removeUserFromGroup`, `promoteUserToAdmin`, `deleteGroup`.
+pub async fn groups_service() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let sessions = leak(sessions_store(&dynamo)?);
+    let connections = leak(connection_store(&dynamo)?);
+    // Only the users table is read (does a member exist?).
+    let accounts = leak(DynamoAccounts::new(
+        dynamo.clone(),
+        required("USERS_TABLE")?,
+        "",
+    ));
+    let deps = leak(groups::Deps {
+        groups: sessions,
+        sessions,
+        messages: leak(messages_store(&dynamo)?),
+        accounts,
+        deliver: Deliverer {
+            presence: connections,
+            connections,
+            gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+            push: None,
+        },
+        clock: &SystemClock,
+    });
+    macro_rules! serve {
+        ($name:literal, $f:path) => {
+            ws_action(move |event| async move {
+                routes::action($name, &event, |who, p| async move { $f(deps, &who, p).await })
+                    .await
+            })
+            .await
+        };
+    }
+    match op.as_str() {
+        "initiateGroupChatSession" => serve!("initiateGroupChatSession", groups::initiate),
+        "getGroup" => serve!("getGroup", groups::get),
+        "addUserToGroup" => serve!("addUserToGroup", groups::add),
+        "removeUserFromGroup" => serve!("removeUserFromGroup", groups::remove),
+        "promoteUserToAdmin" => serve!("promoteUserToAdmin", groups::promote),
+        "deleteGroup" => serve!("deleteGroup", groups::delete),
+        other => Err(unknown("groups", other)),
+    }
 }
 
 /// The `sessions` binary: `initiateDirectChatSession`, `listSessions`.

@@ -276,6 +276,10 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
         connections: &p.connections,
         gateway: &p.gateway,
         sessions: &sessions,
+        groups: &sessions,
+        messages: &MemoryMessages::default(),
+        presence: &p.connections,
+        clock: &courier_core::clock::SystemClock,
     };
     let resp = routes::delete_account(&deps, &event).await;
     assert_eq!(resp.status_code, 200);

@@ -7,9 +7,9 @@ use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
-use courier_core::chat::{Membership, Receipt, SessionKind, Watermark};
+use courier_core::chat::{Membership, Receipt, Role, SessionKind, Watermark};
 use courier_core::error::PortError;
-use courier_core::ports::SessionStore;
+use courier_core::ports::{Added, Group, GroupStore, SessionStore};
 use courier_core::{SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -25,6 +25,15 @@ struct MetaItem {
     session_id: String,
     kind: SessionKind,
     created_at: DateTime<Utc>,
+    // Groups only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member_count: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +45,10 @@ struct MemberItem {
     session_id: String,
     kind: SessionKind,
     joined_at: DateTime<Utc>,
+    #[serde(default)]
+    joined_seq: u64,
+    #[serde(default)]
+    role: Role,
     #[serde(default)]
     delivered_seq: u64,
     #[serde(default)]
@@ -53,6 +66,8 @@ impl From<MemberItem> for Membership {
             kind: m.kind,
             user_id: UserId::from_trusted(m.member_user_id),
             joined_at: m.joined_at,
+            joined_seq: m.joined_seq,
+            role: m.role,
             delivered: Watermark {
                 seq: m.delivered_seq,
                 at: m.delivered_at,
@@ -119,6 +134,8 @@ impl DynamoSessions {
             session_id: session.to_string(),
             kind,
             joined_at: at,
+            joined_seq: 0,
+            role: Role::Member,
             delivered_seq: 0,
             delivered_at: None,
             read_seq: 0,
@@ -142,6 +159,10 @@ impl SessionStore for DynamoSessions {
             session_id: session.to_string(),
             kind: SessionKind::Direct,
             created_at: at,
+            name: None,
+            description: None,
+            created_by: None,
+            member_count: None,
         };
         let items = vec![
             self.put(meta, Some("attribute_not_exists(pk)"))?,
@@ -316,5 +337,280 @@ impl SessionStore for DynamoSessions {
             }
             Err(e) => Err(backend(e)),
         }
+    }
+}
+
+/// Members written per transaction when creating a group (DynamoDB takes 100 items; one is the
+/// group record).
+const MEMBERS_PER_TRANSACTION: usize = 99;
+
+impl DynamoSessions {
+    fn meta_key(session: &SessionId) -> HashMap<String, AttributeValue> {
+        key(session_pk(session), "META".into())
+    }
+
+    fn update_count(&self, session: &SessionId, by: i64, condition: &str) -> TransactWriteItem {
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(session)))
+            .update_expression("ADD memberCount :n")
+            .condition_expression(condition)
+            .expression_attribute_values(":n", AttributeValue::N(by.to_string()))
+            .build()
+            .expect("table, key and expression are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    fn group_member(session: &SessionId, user: &UserId, role: Role, seq: u64, at: DateTime<Utc>) -> MemberItem {
+        MemberItem {
+            joined_seq: seq,
+            role,
+            ..Self::member(session, user, SessionKind::Group, at)
+        }
+    }
+}
+
+fn cancelled_codes<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error() {
+        Some(E::TransactionCanceledException(t)) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl GroupStore for DynamoSessions {
+    async fn create_group(
+        &self,
+        group: &Group,
+        members: &[(UserId, Role)],
+    ) -> Result<(), PortError> {
+        let s = &group.session_id;
+        let mut chunks = members.chunks(MEMBERS_PER_TRANSACTION);
+        let first = chunks.next().unwrap_or_default();
+        let meta = MetaItem {
+            pk: session_pk(s),
+            sk: "META".into(),
+            session_id: s.to_string(),
+            kind: SessionKind::Group,
+            created_at: group.created_at,
+            name: Some(group.name.clone()),
+            description: Some(group.description.clone()),
+            created_by: Some(group.created_by.to_string()),
+            member_count: Some(first.len() as u32),
+        };
+        let mut items = vec![self.put(meta, Some("attribute_not_exists(pk)"))?];
+        for (u, role) in first {
+            items.push(self.put(Self::group_member(s, u, *role, 0, group.created_at), None)?);
+        }
+        super::transact(&self.client, items).await?;
+        // Larger groups: each further transaction adds its members and counts them, so the count
+        // is right even if this stops half-way (the creator then adds the rest).
+        for chunk in chunks {
+            let mut items = vec![self.update_count(s, chunk.len() as i64, "attribute_exists(pk)")];
+            for (u, role) in chunk {
+                items.push(self.put(Self::group_member(s, u, *role, 0, group.created_at), None)?);
+            }
+            super::transact(&self.client, items).await?;
+        }
+        Ok(())
+    }
+
+    async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(session)))
+            .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let meta: MetaItem = serde_dynamo::from_item(item).map_err(codec)?;
+        if meta.kind != SessionKind::Group {
+            return Ok(None);
+        }
+        Ok(Some(Group {
+            session_id: SessionId::from_trusted(meta.session_id),
+            name: meta.name.unwrap_or_default(),
+            description: meta.description.unwrap_or_default(),
+            created_by: UserId::from_trusted(meta.created_by.unwrap_or_default()),
+            created_at: meta.created_at,
+            member_count: meta.member_count.unwrap_or_default(),
+        }))
+    }
+
+    async fn add_member(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        joined_seq: u64,
+        max: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Added, PortError> {
+        let count = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(session)))
+            .update_expression("ADD memberCount :one")
+            .condition_expression("attribute_exists(pk) AND memberCount < :max")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
+            .build()
+            .map_err(PortError::backend)?;
+        let items = vec![
+            TransactWriteItem::builder().update(count).build(),
+            self.put(
+                Self::group_member(session, user, Role::Member, joined_seq, at),
+                Some("attribute_not_exists(pk)"),
+            )?,
+        ];
+        for attempt in 1..=6u64 {
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded();
+            let e = match res {
+                Ok(_) => return Ok(Added::Added),
+                Err(e) => e,
+            };
+            let Some(codes) = cancelled_codes(&e) else {
+                return Err(backend(e));
+            };
+            let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+            if failed(1) {
+                return Ok(Added::AlreadyMember);
+            }
+            if failed(0) {
+                return Ok(match self.group(session).await? {
+                    None => Added::NoGroup,
+                    Some(_) => Added::Full,
+                });
+            }
+            // Contention with another change to the group record: try again.
+            tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + rand::random::<u64>() % 20)).await;
+        }
+        Err(PortError::Conflict)
+    }
+
+    async fn remove_member(&self, session: &SessionId, user: &UserId) -> Result<bool, PortError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(PortError::backend)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.update_count(session, -1, "attribute_exists(pk)"),
+        ];
+        for attempt in 1..=6u64 {
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded();
+            let e = match res {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            let Some(codes) = cancelled_codes(&e) else {
+                return Err(backend(e));
+            };
+            let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+            if failed(0) {
+                return Ok(false);
+            }
+            if failed(1) {
+                // No group record (it is being deleted): just the membership.
+                let out = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+                    .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+                    .return_consumed_capacity(TOTAL)
+                    .send()
+                    .await
+                    .recorded()
+                    .map_err(backend)?;
+                return Ok(out.attributes.is_some());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + rand::random::<u64>() % 20)).await;
+        }
+        Err(PortError::Conflict)
+    }
+
+    async fn set_role(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, PortError> {
+        let role = serde_dynamo::to_attribute_value(role).map_err(codec)?;
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+            .update_expression("SET #r = :r")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#r", "role")
+            .expression_attribute_values(":r", role)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn delete_group(&self, session: &SessionId, members: &[UserId]) -> Result<(), PortError> {
+        // The record first: from then on every group operation answers NOT_FOUND.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::meta_key(session)))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        let keys: Vec<_> = members
+            .iter()
+            .map(|u| key(session_pk(session), format!("MEMBER#{u}")))
+            .collect();
+        crate::capacity::batch_delete(&self.client, &self.table, keys)
+            .await
+            .map_err(PortError::backend)
     }
 }

@@ -45,6 +45,8 @@ fn joined(session: &SessionId, user: &UserId, at: DateTime<Utc>) -> Membership {
         kind: SessionKind::Direct,
         user_id: user.clone(),
         joined_at: at,
+        joined_seq: 0,
+        role: courier_core::chat::Role::Member,
         delivered: Watermark::default(),
         read: Watermark::default(),
     }

@@ -5,8 +5,10 @@
 use super::close_connections;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
+use crate::clock::Clock;
 use crate::ports::{
-    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, SessionStore,
+    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, GroupStore, MessageStore,
+    PresenceStore, SessionStore,
 };
 
 /// What `deleteAccount` needs.
@@ -19,6 +21,14 @@ pub struct Deps<'a> {
     pub gateway: &'a dyn ConnectionGateway,
     /// Memberships (the user leaves every session).
     pub sessions: &'a dyn SessionStore,
+    /// Groups (it leaves each as a member leaving would: admin hand-over, a `groupUpdate`).
+    pub groups: &'a dyn GroupStore,
+    /// Where the groups' `memberRemoved` changes are written.
+    pub messages: &'a dyn MessageStore,
+    /// To reach the other members.
+    pub presence: &'a dyn PresenceStore,
+    /// Time.
+    pub clock: &'a dyn Clock,
 }
 
 /// Deletes the caller's account. Every connection of the account is closed except `current`,
@@ -48,7 +58,21 @@ pub async fn delete_account(
     }
     // Presence goes too, push endpoints included: nothing is pushed to a deleted account.
     deps.connections.forget_user(&user.user_id).await?;
+    let group_deps = super::groups::Deps {
+        groups: deps.groups,
+        sessions: deps.sessions,
+        messages: deps.messages,
+        accounts: deps.accounts,
+        deliver: super::deliver::Deliverer {
+            presence: deps.presence,
+            connections: deps.connections,
+            gateway: deps.gateway,
+            push: None,
+        },
+        clock: deps.clock,
+    };
+    let groups = super::groups::leave_all_groups(&group_deps, who).await?;
     let left = deps.sessions.leave_all(&user.user_id).await?;
-    tracing::info!(devices = devices.len(), sessions = left, "account deleted");
+    tracing::info!(devices = devices.len(), groups, sessions = left, "account deleted");
     Ok(current.clone())
 }

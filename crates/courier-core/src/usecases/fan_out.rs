@@ -31,20 +31,19 @@ pub async fn fan_out_session(
     let Some(first) = messages.first() else {
         return Ok(Vec::new());
     };
-    let members: Vec<_> = sessions
+    let members = sessions
         .members(&first.session_id)
         .await
-        .map_err(|e| (0, e))?
-        .into_iter()
-        .map(|m| m.user_id)
-        .collect();
+        .map_err(|e| (0, e))?;
     let mut reports = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
-        reports.push(
-            deliver_one(deliver, &members, message)
-                .await
-                .map_err(|e| (i, e))?,
-        );
+        // A member who joined after this message was written does not get it.
+        let to: Vec<_> = members
+            .iter()
+            .filter(|m| m.joined_seq < message.seq)
+            .map(|m| m.user_id.clone())
+            .collect();
+        reports.push(deliver_one(deliver, &to, message).await.map_err(|e| (i, e))?);
     }
     Ok(reports)
 }

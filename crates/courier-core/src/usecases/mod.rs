@@ -6,6 +6,7 @@ pub mod delete_account;
 pub mod deliver;
 pub mod direct_chat;
 pub mod fan_out;
+pub mod groups;
 pub mod link_device;
 pub mod lookup_user;
 pub mod push_token;

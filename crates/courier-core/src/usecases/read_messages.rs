@@ -40,7 +40,9 @@ pub async fn read_new_messages(
             "limit must be 1 to {MAX_LIMIT}"
         )));
     }
-    require_member(sessions, &session, &who.user_id).await?;
+    let me = require_member(sessions, &session, &who.user_id).await?;
+    // A group member reads from where it joined.
+    let after = after.max(me.joined_seq);
     let (page, has_more) = messages.after(&session, after, limit as usize).await?;
     Ok(json!({ "messages": page, "hasMore": has_more }))
 }

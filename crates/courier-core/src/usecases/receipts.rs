@@ -104,7 +104,10 @@ pub async fn get_message_status(
 ) -> Result<Value, ApiError> {
     let id = MsgId::parse(&p.msg_id)
         .ok_or_else(|| ApiError::bad_request("msgId is not a message id"))?;
-    require_member(sessions, &id.session, &who.user_id).await?;
+    let me = require_member(sessions, &id.session, &who.user_id).await?;
+    if id.seq <= me.joined_seq {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such message"));
+    }
     let message = messages
         .get(&id)
         .await?
@@ -112,7 +115,8 @@ pub async fn get_message_status(
     let mut aggregate = Receipt::Read;
     let mut recipients = Vec::new();
     for m in sessions.members(&id.session).await? {
-        if m.user_id == message.sender {
+        if m.user_id == message.sender || m.joined_seq >= id.seq {
+            // The sender, and group members who joined after the message, are not recipients.
             continue;
         }
         let (status, at) = receipt_of(m.delivered, m.read, id.seq);

@@ -11,8 +11,9 @@ use crate::ports::{DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::SendMessageParams;
 use serde_json::{Value, json};
 
-/// Message kinds the server accepts (it never looks inside).
-pub const KINDS: [&str; 4] = ["text", "media", "handshake", "system"];
+/// Message kinds a client may send (the server never looks inside). `system` messages exist
+/// too, but only the server writes them (group changes).
+pub const KINDS: [&str; 3] = ["text", "media", "handshake"];
 
 /// What `sendMessage` needs.
 pub struct Deps<'a> {
