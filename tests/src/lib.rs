@@ -298,3 +298,41 @@ pub fn fresh_phone() -> String {
         }
     }
 }
+
+/// How long the end-to-end tests wait for an event.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A WebSocket session for `who` on the cloud's gateway.
+pub async fn connect(
+    cloud: &TestCloud,
+    who: &courier_core::protocol::Credentials,
+) -> courier_client::Session {
+    courier_client::Session::connect(&cloud.ws_url, &who.api_key)
+        .await
+        .expect("connected")
+}
+
+/// The next event named `name`, skipping others.
+pub async fn next(session: &courier_client::Session, name: &str) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = session.next_event().await.expect("connection open");
+            if e["event"] == name {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
+}
+
+/// Every event named `name` that arrives within `quiet` of the previous one.
+pub async fn drain(session: &courier_client::Session, name: &str, quiet: Duration) -> Vec<Value> {
+    let mut out = vec![];
+    while let Ok(Some(e)) = tokio::time::timeout(quiet, session.next_event()).await {
+        if e["event"] == name {
+            out.push(e);
+        }
+    }
+    out
+}

@@ -5,43 +5,10 @@
 use courier_client::Session;
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::TestCloud;
+use courier_tests::{TestCloud, WAIT, connect, drain, next};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn connect(cloud: &TestCloud, who: &Credentials) -> Session {
-    Session::connect(&cloud.ws_url, &who.api_key)
-        .await
-        .expect("connected")
-}
-
-/// The next event named `name`, skipping others.
-async fn next(session: &Session, name: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let e = session.next_event().await.expect("connection open");
-            if e["event"] == name {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
-}
-
-/// Every event named `name` that arrives within `quiet` of the previous one.
-async fn drain(session: &Session, name: &str, quiet: Duration) -> Vec<Value> {
-    let mut out = vec![];
-    while let Ok(Some(e)) = tokio::time::timeout(quiet, session.next_event()).await {
-        if e["event"] == name {
-            out.push(e);
-        }
-    }
-    out
-}
 
 async fn open_chat(a: &Session, b: &Credentials) -> String {
     let r = a

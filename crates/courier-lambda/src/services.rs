@@ -276,8 +276,12 @@ pub async fn groups_service() -> Result<(), Error> {
     macro_rules! serve {
         ($name:literal, $f:path) => {
             ws_action(move |event| async move {
-                routes::action($name, &event, |who, p| async move { $f(deps, &who, p).await })
-                    .await
+                routes::action(
+                    $name,
+                    &event,
+                    |who, p| async move { $f(deps, &who, p).await },
+                )
+                .await
             })
             .await
         };

@@ -361,7 +361,13 @@ impl DynamoSessions {
         TransactWriteItem::builder().update(update).build()
     }
 
-    fn group_member(session: &SessionId, user: &UserId, role: Role, seq: u64, at: DateTime<Utc>) -> MemberItem {
+    fn group_member(
+        session: &SessionId,
+        user: &UserId,
+        role: Role,
+        seq: u64,
+        at: DateTime<Utc>,
+    ) -> MemberItem {
         MemberItem {
             joined_seq: seq,
             role,
@@ -506,7 +512,10 @@ impl GroupStore for DynamoSessions {
                 });
             }
             // Contention with another change to the group record: try again.
-            tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + rand::random::<u64>() % 20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                10 * attempt + rand::random::<u64>() % 20,
+            ))
+            .await;
         }
         Err(PortError::Conflict)
     }
@@ -557,7 +566,10 @@ impl GroupStore for DynamoSessions {
                     .map_err(backend)?;
                 return Ok(out.attributes.is_some());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10 * attempt + rand::random::<u64>() % 20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                10 * attempt + rand::random::<u64>() % 20,
+            ))
+            .await;
         }
         Err(PortError::Conflict)
     }

@@ -3,9 +3,9 @@
 //! Other users' data is not touched: the peer of a direct chat keeps the messages.
 
 use super::close_connections;
+use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
-use crate::clock::Clock;
 use crate::ports::{
     AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, GroupStore, MessageStore,
     PresenceStore, SessionStore,
@@ -73,6 +73,11 @@ pub async fn delete_account(
     };
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;
     let left = deps.sessions.leave_all(&user.user_id).await?;
-    tracing::info!(devices = devices.len(), groups, sessions = left, "account deleted");
+    tracing::info!(
+        devices = devices.len(),
+        groups,
+        sessions = left,
+        "account deleted"
+    );
     Ok(current.clone())
 }

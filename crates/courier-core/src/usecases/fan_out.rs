@@ -43,7 +43,11 @@ pub async fn fan_out_session(
             .filter(|m| m.joined_seq < message.seq)
             .map(|m| m.user_id.clone())
             .collect();
-        reports.push(deliver_one(deliver, &to, message).await.map_err(|e| (i, e))?);
+        reports.push(
+            deliver_one(deliver, &to, message)
+                .await
+                .map_err(|e| (i, e))?,
+        );
     }
     Ok(reports)
 }

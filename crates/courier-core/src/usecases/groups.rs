@@ -16,8 +16,8 @@
 use super::deliver::Deliverer;
 use super::send_message::parse_session;
 use crate::chat::{
-    Draft, MAX_GROUP_DESCRIPTION_CHARS, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_CHARS, Membership,
-    Role, timestamp,
+    Draft, MAX_GROUP_DESCRIPTION_CHARS, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_CHARS, Membership, Role,
+    timestamp,
 };
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
@@ -53,8 +53,7 @@ fn new_group_id() -> SessionId {
 
 fn user_param(s: &str) -> Result<UserId, ApiError> {
     let s = s.trim();
-    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ApiError::bad_request(format!("{s:?} is not a user id")));
     }
     Ok(UserId::from_trusted(s))
@@ -173,14 +172,15 @@ pub async fn initiate(
         ));
     }
     // Every member must exist (looked up side by side: up to 256 reads).
-    let missing: Vec<UserId> = stream::iter(others.iter().cloned())
-        .map(|u| async move {
-            Ok::<_, ApiError>(deps.accounts.user(&u).await?.is_none().then_some(u))
-        })
-        .buffer_unordered(16)
-        .try_filter_map(|u| async move { Ok(u) })
-        .try_collect()
-        .await?;
+    let missing: Vec<UserId> =
+        stream::iter(others.iter().cloned())
+            .map(|u| async move {
+                Ok::<_, ApiError>(deps.accounts.user(&u).await?.is_none().then_some(u))
+            })
+            .buffer_unordered(16)
+            .try_filter_map(|u| async move { Ok(u) })
+            .try_collect()
+            .await?;
     if let Some(u) = missing.first() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -205,7 +205,11 @@ pub async fn initiate(
 
 /// `getGroup`: the group and its members, for members.
 #[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
-pub async fn get(deps: &Deps<'_>, who: &DeviceCredential, p: GroupParams) -> Result<Value, ApiError> {
+pub async fn get(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: GroupParams,
+) -> Result<Value, ApiError> {
     let id = group_param(&p.group_id)?;
     let (g, _) = caller_in(deps, &id, &who.user_id, false).await?;
     let mut members = deps.sessions.members(&id).await?;
@@ -301,7 +305,11 @@ async fn leave_or_remove(
         let heir = rest
             .iter()
             .min_by(|a, b| {
-                (a.joined_seq, a.joined_at, &a.user_id).cmp(&(b.joined_seq, b.joined_at, &b.user_id))
+                (a.joined_seq, a.joined_at, &a.user_id).cmp(&(
+                    b.joined_seq,
+                    b.joined_at,
+                    &b.user_id,
+                ))
             })
             .expect("rest is not empty");
         if deps.groups.set_role(id, &heir.user_id, Role::Admin).await? {
@@ -324,7 +332,10 @@ pub async fn promote(
     let user = user_param(&p.user_id)?;
     caller_in(deps, &id, &who.user_id, true).await?;
     let target = deps.sessions.membership(&id, &user).await?.ok_or_else(|| {
-        ApiError::new(ErrorCode::NotFound, "that user is not a member of this group")
+        ApiError::new(
+            ErrorCode::NotFound,
+            "that user is not a member of this group",
+        )
     })?;
     if target.role == Role::Admin {
         return Ok(json!({ "promoted": false }));
