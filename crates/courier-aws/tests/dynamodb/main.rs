@@ -5,6 +5,7 @@
 mod accounts;
 mod concurrency;
 mod connections;
+mod groups;
 mod messages;
 mod presence;
 mod registrations;
