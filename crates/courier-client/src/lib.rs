@@ -21,7 +21,7 @@ pub mod session;
 
 pub use accounts::AccountsClient;
 pub use client::{Client, ClientConfig};
-pub use crypto::{CryptoError, DeviceCrypto, TrustStore};
+pub use crypto::{CryptoError, CryptoStore, DeviceCrypto, TrustStore};
 pub use cursors::{Cursors, SessionCursor};
 pub use protocol::{
     DeliveryStatus, DirectChat, Event, Message, MessageStatus, MessageType, MessagesPage,

@@ -6,8 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use vodozemac::megolm::{self, GroupSession, InboundGroupSession, MegolmMessage, SessionKey};
-use vodozemac::olm::{self, Account, OlmMessage, Session, SessionCreationError};
+use vodozemac::megolm::{
+    self, GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
+    MegolmMessage, SessionKey,
+};
+use vodozemac::olm::{
+    self, Account, AccountPickle, OlmMessage, Session, SessionCreationError, SessionPickle,
+};
 use vodozemac::{
     Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature, KeyId, base64_decode, base64_encode,
 };
@@ -700,6 +705,84 @@ impl DeviceCrypto {
         }
     }
 
+    pub(crate) fn to_snapshot(&self) -> Snapshot {
+        let mut olm: Vec<OlmSnapshot> = self
+            .olm
+            .iter()
+            .filter(|(_, sessions)| !sessions.is_empty())
+            .map(|(peer_key, sessions)| OlmSnapshot {
+                peer_key: peer_key.clone(),
+                sessions: sessions.iter().map(Session::pickle).collect(),
+            })
+            .collect();
+        olm.sort_by(|a, b| a.peer_key.cmp(&b.peer_key));
+        Snapshot {
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+            account: self.account.pickle(),
+            olm,
+            outbound: self
+                .outbound
+                .iter()
+                .map(|(chat, session)| OutboundSnapshot {
+                    chat_session_id: chat.clone(),
+                    session: session.pickle(),
+                })
+                .collect(),
+            inbound: self
+                .inbound
+                .values()
+                .map(|entry| InboundSnapshot {
+                    chat_session_id: entry.chat_session_id.clone(),
+                    sender_user: entry.sender_user.clone(),
+                    sender_device: entry.sender_device.clone(),
+                    sender_key: entry.sender_key.clone(),
+                    session: entry.session.pickle(),
+                    seen: entry.seen.clone(),
+                })
+                .collect(),
+            trust: self.trust.clone(),
+        }
+    }
+
+    pub(crate) fn from_snapshot(snapshot: Snapshot) -> Self {
+        Self {
+            user_id: snapshot.user_id,
+            device_id: snapshot.device_id,
+            account: Account::from_pickle(snapshot.account),
+            olm: snapshot
+                .olm
+                .into_iter()
+                .map(|o| {
+                    let sessions = o.sessions.into_iter().map(Session::from_pickle).collect();
+                    (o.peer_key, sessions)
+                })
+                .collect(),
+            outbound: snapshot
+                .outbound
+                .into_iter()
+                .map(|o| (o.chat_session_id, GroupSession::from_pickle(o.session)))
+                .collect(),
+            inbound: snapshot
+                .inbound
+                .into_iter()
+                .map(|i| {
+                    let session = InboundGroupSession::from_pickle(i.session);
+                    let entry = InboundEntry {
+                        chat_session_id: i.chat_session_id,
+                        sender_user: i.sender_user,
+                        sender_device: i.sender_device,
+                        sender_key: i.sender_key,
+                        session,
+                        seen: i.seen,
+                    };
+                    (entry.session.session_id(), entry)
+                })
+                .collect(),
+            trust: snapshot.trust,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn outbound_mut(&mut self, chat_session_id: &str) -> Option<&mut GroupSession> {
         self.outbound.get_mut(chat_session_id)
@@ -710,4 +793,40 @@ impl DeviceCrypto {
 enum Used {
     Existing(usize),
     New(Box<Session>),
+}
+
+/// Everything a [`DeviceCrypto`] holds, in vodozemac's (unencrypted) pickle form: only ever
+/// written inside [`CryptoStore`](super::CryptoStore)'s encrypted file.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub user_id: String,
+    pub device_id: String,
+    account: AccountPickle,
+    olm: Vec<OlmSnapshot>,
+    outbound: Vec<OutboundSnapshot>,
+    inbound: Vec<InboundSnapshot>,
+    trust: TrustStore,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OlmSnapshot {
+    peer_key: String,
+    /// Least recently used first.
+    sessions: Vec<SessionPickle>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutboundSnapshot {
+    chat_session_id: String,
+    session: GroupSessionPickle,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InboundSnapshot {
+    chat_session_id: String,
+    sender_user: String,
+    sender_device: String,
+    sender_key: String,
+    session: InboundGroupSessionPickle,
+    seen: BTreeMap<u32, String>,
 }

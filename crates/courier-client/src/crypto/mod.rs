@@ -36,6 +36,8 @@
 //!   accepted, until [`DeviceCrypto::accept_new_identity`]. Users verify each other by comparing
 //!   a [`safety_number`] (Signal's numeric fingerprint over all of both users' device keys) or
 //!   a device's [`fingerprint`].
+//! - **Storage** ([`CryptoStore`]): the whole state in one AES-256-GCM encrypted file, mode
+//!   0600, written atomically; the key in a separate 0600 file. See the [`store`] docs.
 //!
 //! Every error is a typed [`CryptoError`], and a failed call leaves the object usable.
 //!
@@ -84,6 +86,7 @@ mod device;
 mod envelope;
 mod error;
 mod safety;
+pub mod store;
 #[cfg(test)]
 mod tests;
 mod trust;
@@ -92,4 +95,5 @@ pub use device::{DeviceCrypto, OneTimeKey, ToDeviceMessage, verify_one_time_key}
 pub use envelope::{EnvelopeKind, envelope_kind};
 pub use error::CryptoError;
 pub use safety::{fingerprint, safety_number};
+pub use store::{CryptoStore, StoreError};
 pub use trust::{TrustOutcome, TrustStore};

@@ -874,4 +874,5 @@ fn the_state_can_move_between_threads() {
     // The async client keeps it behind a mutex across tasks.
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<DeviceCrypto>();
+    assert_send_sync::<CryptoStore>();
 }
