@@ -4,6 +4,7 @@
 //! the CLI, the end-to-end tests and the benchmarks.
 //!
 //! - [`accounts`]: `registerAccount` / `validateAccount` over HTTP.
+//! - [`crypto`]: end-to-end encryption (Olm/Megolm via vodozemac), trust pins, encrypted store.
 //! - [`session`]: one WebSocket connection, with typed actions.
 //! - [`protocol`]: messages, sessions, statuses, events and request frames as types.
 //! - [`client`]: the resilient client.
@@ -12,6 +13,7 @@
 
 pub mod accounts;
 pub mod client;
+pub mod crypto;
 pub mod cursors;
 pub mod payload;
 pub mod protocol;
@@ -19,6 +21,7 @@ pub mod session;
 
 pub use accounts::AccountsClient;
 pub use client::{Client, ClientConfig};
+pub use crypto::{CryptoError, CryptoStore, DeviceCrypto, TrustStore};
 pub use cursors::{Cursors, SessionCursor};
 pub use protocol::{
     DeliveryStatus, DirectChat, Event, Message, MessageStatus, MessageType, MessagesPage,
