@@ -154,3 +154,69 @@ async fn send_inbox_and_chat_between_two_cli_users() {
     assert!(ok, "{err}");
     assert!(out.contains("hi alice, from chat"), "{out}");
 }
+
+#[tokio::test]
+async fn group_commands_create_add_promote_remove_info_delete() {
+    let cloud = TestCloud::shared();
+    let (alice, _) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let (carol, carol_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| {
+        let (ok, out, err) = courier(cloud, config, args);
+        assert!(ok, "courier {args:?}: {err}");
+        out
+    };
+
+    let group = run(
+        &alice,
+        &[
+            "group",
+            "create",
+            "Climbers",
+            &bob_phone,
+            "--description",
+            "weekends",
+        ],
+    )
+    .trim()
+    .to_owned();
+    assert!(group.starts_with("g_"), "{group}");
+    assert_eq!(
+        run(&alice, &["group", "add", &group, &carol_phone]).trim(),
+        "added"
+    );
+    assert_eq!(
+        run(&alice, &["group", "add", &group, &carol_phone]).trim(),
+        "already a member"
+    );
+
+    // Bob is not an admin: he may not remove Carol, and the CLI says why.
+    let (ok, _, err) = courier(cloud, &bob, &["group", "remove", &group, &carol_phone]);
+    assert!(!ok);
+    assert!(err.contains("FORBIDDEN"), "{err}");
+
+    assert_eq!(
+        run(&alice, &["group", "promote", &group, &bob_phone]).trim(),
+        "promoted"
+    );
+    let info = run(&carol, &["group", "info", &group]);
+    assert!(info.starts_with("Climbers ("), "{info}");
+    assert!(info.contains("weekends"), "{info}");
+    assert_eq!(info.matches("admin").count(), 2, "{info}");
+    assert_eq!(info.matches("  member").count(), 1, "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&carol, &["group", "info", &group, "--json"])).unwrap();
+    assert_eq!(json["members"].as_array().unwrap().len(), 3);
+
+    // Carol leaves; Bob (now admin) sends through `courier send --session`; Alice deletes.
+    assert!(run(&carol, &["group", "remove", &group, "me"]).contains("removed"));
+    let (ok, _, err) = courier(cloud, &carol, &["group", "info", &group]);
+    assert!(!ok && err.contains("FORBIDDEN"), "{err}");
+    run(
+        &bob,
+        &["send", "--session", &group, "see", "you", "saturday"],
+    );
+    assert_eq!(run(&alice, &["group", "delete", &group]).trim(), "deleted");
+    let (ok, _, err) = courier(cloud, &bob, &["group", "info", &group]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+}

@@ -79,6 +79,12 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Groups: create, add, remove (or leave), promote, delete, info. Members are phone numbers
+    /// (E.164) or user ids (`u_...`). Chat in a group with `courier chat --session <groupId>`.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Chat with a phone number: lines typed are sent, messages received are shown (and marked
     /// read); your messages show ✓ sent, ✓✓ delivered, ✓✓ read. End with EOF (Ctrl-D).
     Chat {
@@ -91,6 +97,36 @@ enum Command {
         /// Chat with this user id instead.
         #[arg(long, conflicts_with = "phone")]
         user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GroupCommand {
+    /// Create a group with you as admin: `courier group create "Name" +15550001 +15550002`.
+    Create {
+        /// Its name.
+        name: String,
+        /// The other members.
+        #[arg(required = true)]
+        members: Vec<String>,
+        /// A description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Add a member (admins).
+    Add { group: String, member: String },
+    /// Remove a member (admins), or yourself (`me`: leave).
+    Remove { group: String, member: String },
+    /// Make a member admin (admins).
+    Promote { group: String, member: String },
+    /// Delete the group (admins).
+    Delete { group: String },
+    /// Show the group and its members.
+    Info {
+        group: String,
+        /// Print the server's JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -253,6 +289,10 @@ async fn main() -> Result<()> {
         Command::Inbox { json, timeout } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             messaging::inbox(&ctx, json, std::time::Duration::from_secs(timeout)).await?;
+        }
+        Command::Group { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::group(&ctx, command).await?;
         }
         Command::Chat {
             phone,

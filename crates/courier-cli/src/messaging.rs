@@ -498,3 +498,104 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
     client.close().await;
     result
 }
+
+/// A member argument: a user id as is, a phone number looked up.
+async fn member_id(ctx: &Ctx<'_>, client: &Client, member: &str) -> Result<String> {
+    if member == "me" {
+        return Ok(ctx.me.user_id.clone());
+    }
+    if member.starts_with("u_") {
+        return Ok(member.to_owned());
+    }
+    client
+        .lookup_user(member)
+        .await
+        .with_context(|| format!("looking up {member}"))
+}
+
+/// `courier group ...`.
+pub async fn group(ctx: &Ctx<'_>, command: crate::GroupCommand) -> Result<()> {
+    use crate::GroupCommand as G;
+    use courier_client::protocol::GroupAction;
+    let (client, _events) = ctx.connect(ctx.config()?).await?;
+    let client = &client;
+    let one = |action: GroupAction, group: String, member: String| async move {
+        let user = member_id(ctx, client, &member).await?;
+        let r = client
+            .group_member(action, &group, &user)
+            .await
+            .with_context(|| format!("{} {member}", action.name()))?;
+        anyhow::Ok(r)
+    };
+    match command {
+        G::Create {
+            name,
+            members,
+            description,
+        } => {
+            let mut ids = Vec::with_capacity(members.len());
+            for m in &members {
+                ids.push(member_id(ctx, client, m).await?);
+            }
+            let id = client
+                .create_group(&name, description.as_deref(), &ids)
+                .await
+                .context("creating the group")?;
+            print_line(&id);
+        }
+        G::Add { group, member } => {
+            let r = one(GroupAction::Add, group, member).await?;
+            print_line(if r["added"] == true {
+                "added"
+            } else {
+                "already a member"
+            });
+        }
+        G::Remove { group, member } => {
+            let r = one(GroupAction::Remove, group, member).await?;
+            print_line("removed");
+            if let Some(admin) = r["newAdmin"].as_str() {
+                print_line(&format!("new admin: {}", ctx.who(admin)));
+            }
+            if r["groupDeleted"] == true {
+                print_line("the group had no one left and was deleted");
+            }
+        }
+        G::Promote { group, member } => {
+            let r = one(GroupAction::Promote, group, member).await?;
+            print_line(if r["promoted"] == true {
+                "promoted"
+            } else {
+                "already an admin"
+            });
+        }
+        G::Delete { group } => {
+            client
+                .delete_group(&group)
+                .await
+                .context("deleting the group")?;
+            print_line("deleted");
+        }
+        G::Info { group, json } => {
+            let g = client
+                .get_group(&group)
+                .await
+                .context("reading the group")?;
+            if json {
+                print_line(&g.to_string());
+            } else {
+                print_line(&format!("{} ({})", g["name"].as_str().unwrap_or(""), group));
+                if let Some(d) = g["description"].as_str().filter(|d| !d.is_empty()) {
+                    print_line(d);
+                }
+                for m in g["members"].as_array().into_iter().flatten() {
+                    let who = ctx.who(m["userId"].as_str().unwrap_or(""));
+                    let role = m["role"].as_str().unwrap_or("");
+                    print_line(&format!("  {who}  {role}"));
+                }
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}

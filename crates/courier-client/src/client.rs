@@ -288,6 +288,41 @@ impl Client {
         protocol::field_str(&r, "userId")
     }
 
+    /// `initiateGroupChatSession`: the new group's id (also its session id). Not retried after
+    /// a lost reply (a retry would create a second group).
+    pub async fn create_group(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        members: &[String],
+    ) -> Result<String, ClientError> {
+        let r = self
+            .call(protocol::initiate_group(name, description, members), false)
+            .await?;
+        protocol::field_str(&r, "groupId")
+    }
+
+    /// `addUserToGroup`, `removeUserFromGroup` or `promoteUserToAdmin` (each idempotent).
+    pub async fn group_member(
+        &self,
+        action: protocol::GroupAction,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Value, ClientError> {
+        self.call(protocol::group_member(action, group_id, user_id), true)
+            .await
+    }
+
+    /// `getGroup`: name, description, members with roles.
+    pub async fn get_group(&self, group_id: &str) -> Result<Value, ClientError> {
+        self.call(protocol::get_group(group_id), true).await
+    }
+
+    /// `deleteGroup`.
+    pub async fn delete_group(&self, group_id: &str) -> Result<Value, ClientError> {
+        self.call(protocol::delete_group(group_id), true).await
+    }
+
     /// `initiateDirectChatSession` (idempotent: the same two users always get the same session).
     pub async fn initiate_direct_chat(
         &self,

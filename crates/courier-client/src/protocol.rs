@@ -379,6 +379,55 @@ impl Request {
     }
 }
 
+/// `initiateGroupChatSession`: the caller is admin; `members` are the others (1 to 256).
+pub fn initiate_group(name: &str, description: Option<&str>, members: &[String]) -> Request {
+    Request::new(
+        "initiateGroupChatSession",
+        json!({ "name": name, "description": description, "members": members }),
+    )
+}
+
+/// A group operation on one member: `addUserToGroup`, `removeUserFromGroup`,
+/// `promoteUserToAdmin`.
+pub fn group_member(action: GroupAction, group_id: &str, user_id: &str) -> Request {
+    Request::new(
+        action.name(),
+        json!({ "groupId": group_id, "userId": user_id }),
+    )
+}
+
+/// `getGroup`.
+pub fn get_group(group_id: &str) -> Request {
+    Request::new("getGroup", json!({ "groupId": group_id }))
+}
+
+/// `deleteGroup`.
+pub fn delete_group(group_id: &str) -> Request {
+    Request::new("deleteGroup", json!({ "groupId": group_id }))
+}
+
+/// What an admin (or a leaving member) does to one member of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAction {
+    /// `addUserToGroup`.
+    Add,
+    /// `removeUserFromGroup` (a member may remove itself: leave).
+    Remove,
+    /// `promoteUserToAdmin`.
+    Promote,
+}
+
+impl GroupAction {
+    /// The protocol action.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupAction::Add => "addUserToGroup",
+            GroupAction::Remove => "removeUserFromGroup",
+            GroupAction::Promote => "promoteUserToAdmin",
+        }
+    }
+}
+
 /// `lookupUser`.
 pub fn lookup_user(phone: &str) -> Request {
     Request::new("lookupUser", json!({ "phone": phone }))
