@@ -30,12 +30,16 @@ pub struct Results {
     pub send_errors: u64,
     /// The first send error, for the report.
     pub first_send_error: Option<String>,
-    /// Sent messages received (first receipts).
+    /// Deliveries of sent messages (first receipt per message and recipient).
     pub received: u64,
-    /// Receipts beyond the first of a message.
+    /// Receipts beyond the first of a message by a recipient.
     pub duplicates: u64,
-    /// Sent messages never received.
+    /// Deliveries that never happened (a sent message some recipient never got).
     pub lost: u64,
+    /// Recipients per message (1 one-to-one; members - 1 in a group).
+    pub recipients: u64,
+    /// Time from send until the last recipient had the message, microseconds.
+    pub completion: Histogram<u64>,
     /// Messages received that no successful send reported (a send whose reply was lost).
     pub unexpected: u64,
     /// Seconds from the first send to the last send reply.
@@ -83,7 +87,10 @@ pub fn sent_us(payload: &str) -> Option<i64> {
 
 #[derive(Default)]
 struct Received {
-    counts: HashMap<String, u32>,
+    /// Receipts per (message, recipient client).
+    counts: HashMap<(String, usize), u32>,
+    /// Distinct recipients that have each message.
+    receivers: HashMap<String, u32>,
     last_first_receipt: Option<Instant>,
 }
 
@@ -96,7 +103,10 @@ struct Stats {
     last_send_reply: Mutex<Option<Instant>>,
     received: Mutex<Received>,
     latency: Mutex<Histogram<u64>>,
+    completion: Mutex<Histogram<u64>>,
     send_reply: Mutex<Histogram<u64>>,
+    /// Recipients per message.
+    expected: u32,
     acks: AtomicU64,
     ack_errors: AtomicU64,
     acks_pending: AtomicI64,
@@ -104,8 +114,10 @@ struct Stats {
 }
 
 impl Stats {
-    fn new() -> Arc<Stats> {
+    fn new(expected: u32) -> Arc<Stats> {
         Arc::new(Stats {
+            expected,
+            completion: Mutex::new(histogram()),
             progress: AtomicU64::new(0),
             sent: Mutex::default(),
             send_errors: AtomicU64::new(0),
@@ -125,7 +137,9 @@ impl Stats {
     fn missing(&self) -> usize {
         let sent = self.sent.lock().unwrap();
         let r = self.received.lock().unwrap();
-        sent.iter().filter(|id| !r.counts.contains_key(*id)).count()
+        sent.iter()
+            .filter(|id| r.receivers.get(*id).copied().unwrap_or(0) < self.expected)
+            .count()
     }
 }
 
@@ -243,7 +257,12 @@ async fn connect(stack: &Stack, creds: &[Credentials]) -> Result<Vec<Arc<Session
 
 /// Reads one client's events: records each `message` (latency on first receipt, duplicates
 /// after) and queues its `delivered` receipt.
-fn spawn_reader(session: Arc<Session>, current: Current, acks: Option<mpsc::UnboundedSender<Ack>>) {
+fn spawn_reader(
+    session: Arc<Session>,
+    client: usize,
+    current: Current,
+    acks: Option<mpsc::UnboundedSender<Ack>>,
+) {
     tokio::spawn(async move {
         while let Some(ev) = session.next_event().await {
             let received_us = now_us();
@@ -255,20 +274,27 @@ fn spawn_reader(session: Arc<Session>, current: Current, acks: Option<mpsc::Unbo
                     let Some(msg_id) = m["msgId"].as_str() else {
                         continue;
                     };
-                    let first = {
+                    let (first, last_recipient) = {
                         let mut r = stats.received.lock().unwrap();
-                        let n = r.counts.entry(msg_id.to_owned()).or_insert(0);
+                        let n = r.counts.entry((msg_id.to_owned(), client)).or_insert(0);
                         *n += 1;
                         let first = *n == 1;
+                        let mut last_recipient = false;
                         if first {
                             r.last_first_receipt = Some(at);
+                            let k = r.receivers.entry(msg_id.to_owned()).or_insert(0);
+                            *k += 1;
+                            last_recipient = *k == stats.expected;
                             stats.progress.fetch_add(1, Ordering::Relaxed);
                         }
-                        first
+                        (first, last_recipient)
                     };
                     if first && let Some(sent) = m["payload"].as_str().and_then(sent_us) {
-                        let us = u64::try_from(received_us - sent).unwrap_or(0);
-                        stats.latency.lock().unwrap().saturating_record(us.max(1));
+                        let us = u64::try_from(received_us - sent).unwrap_or(0).max(1);
+                        stats.latency.lock().unwrap().saturating_record(us);
+                        if last_recipient {
+                            stats.completion.lock().unwrap().saturating_record(us);
+                        }
                     }
                     let Some(acks) = &acks else {
                         continue;
@@ -446,7 +472,23 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
     );
 
     let mut chats = vec![String::new(); n];
-    for pair in 0..n / 2 {
+    if args.group {
+        let others: Vec<_> = creds[1..].iter().map(|c| c.user_id.to_string()).collect();
+        let r = sessions[0]
+            .request_with_timeout(
+                "initiateGroupChatSession",
+                json!({"name": "bench", "members": others}),
+                args.request_timeout,
+            )
+            .await
+            .context("initiateGroupChatSession")?;
+        let id = r["groupId"]
+            .as_str()
+            .context("initiateGroupChatSession returned no groupId")?;
+        chats.iter_mut().for_each(|c| *c = id.to_owned());
+        eprintln!("created a group of {n}");
+    }
+    for pair in 0..if args.group { 0 } else { n / 2 } {
         let (a, b) = (2 * pair, 2 * pair + 1);
         let r = sessions[a]
             .request_with_timeout(
@@ -463,21 +505,24 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
         chats[a] = id.clone();
         chats[b] = id;
     }
-    eprintln!("opened {} one-to-one sessions", n / 2);
+    if !args.group {
+        eprintln!("opened {} one-to-one sessions", n / 2);
+    }
+    let expected = if args.group { n as u32 - 1 } else { 1 };
 
     let clients: Vec<Arc<Client>> = sessions
         .into_iter()
         .zip(chats)
         .map(|(session, chat)| Arc::new(Client { session, chat }))
         .collect();
-    let warmup = Stats::new();
+    let warmup = Stats::new(expected);
     let current: Current = Arc::new(std::sync::RwLock::new(warmup.clone()));
-    for c in &clients {
+    for (i, c) in clients.iter().enumerate() {
         if args.no_receipts {
-            spawn_reader(c.session.clone(), current.clone(), None);
+            spawn_reader(c.session.clone(), i, current.clone(), None);
         } else {
             let (tx, rx) = mpsc::unbounded_channel();
-            spawn_reader(c.session.clone(), current.clone(), Some(tx));
+            spawn_reader(c.session.clone(), i, current.clone(), Some(tx));
             spawn_acker(c.session.clone(), rx, args.request_timeout);
         }
     }
@@ -502,7 +547,7 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
         Some(dir) => Some(emf::mark(dir)?),
         None => None,
     };
-    let stats = Stats::new();
+    let stats = Stats::new(expected);
     *current.write().unwrap() = stats.clone();
 
     let total = (args.rate * args.duration.as_secs_f64()).round() as u64;
@@ -540,10 +585,10 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
     let received = std::mem::take(&mut *stats.received.lock().unwrap());
     let lost = sent
         .iter()
-        .filter(|id| !received.counts.contains_key(*id))
-        .count() as u64;
+        .map(|id| u64::from(expected - received.receivers.get(id).copied().unwrap_or(0)))
+        .sum();
     let unexpected = received
-        .counts
+        .receivers
         .keys()
         .filter(|id| !sent.contains(*id))
         .count() as u64;
@@ -555,11 +600,12 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
     let first_receipts = received
         .counts
         .keys()
-        .filter(|id| sent.contains(*id))
+        .filter(|(id, _)| sent.contains(id))
         .count() as u64;
     let send_end = stats.last_send_reply.lock().unwrap().unwrap_or(started);
     let delivery_end = received.last_first_receipt.unwrap_or(started);
     let latency = stats.latency.lock().unwrap().clone();
+    let completion = stats.completion.lock().unwrap().clone();
     let send_reply = stats.send_reply.lock().unwrap().clone();
     Ok(Results {
         sent: sent.len() as u64,
@@ -572,12 +618,14 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
         send_secs: send_end.duration_since(started).as_secs_f64(),
         delivery_secs: delivery_end.duration_since(started).as_secs_f64(),
         latency,
+        completion,
+        recipients: u64::from(expected),
         send_reply,
         acks: stats.acks.load(Ordering::Relaxed),
         ack_errors: stats.ack_errors.load(Ordering::Relaxed),
         status_events: stats.status_events.load(Ordering::Relaxed),
         cost,
-        sessions: n / 2,
+        sessions: if args.group { 1 } else { n / 2 },
     })
 }
 

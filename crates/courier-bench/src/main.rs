@@ -19,9 +19,14 @@ use std::time::Duration;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "courier-bench", version)]
 pub struct Args {
-    /// Simulated clients (one user and one device each); paired into one-to-one sessions, so even.
+    /// Simulated clients (one user and one device each); paired into one-to-one sessions, so even
+    /// (with `--group`: the members of one group, 2 to 257).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
+    /// Group mode: every client is a member of one group (client 0 creates it), each message goes
+    /// to the other members; reports the time until the last member has it.
+    #[arg(long)]
+    pub group: bool,
     /// Target send rate over all clients, messages per second (open loop).
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
@@ -89,7 +94,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.clients < 2 || args.clients % 2 != 0 {
+    if args.group {
+        if !(2..=257).contains(&args.clients) {
+            bail!("--group: --clients must be 2 to 257 (the group's members)");
+        }
+    } else if args.clients < 2 || args.clients % 2 != 0 {
         bail!("--clients must be an even number, at least 2 (clients are paired)");
     }
     if args.rate.is_nan() || args.rate <= 0.0 {
