@@ -438,3 +438,143 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
         2
     );
 }
+
+mod groups {
+    use super::*;
+    use courier_core::usecases::groups;
+
+    fn deps(w: &World) -> groups::Deps<'_> {
+        groups::Deps {
+            groups: &w.sessions,
+            sessions: &w.sessions,
+            messages: &w.messages,
+            accounts: &w.accounts,
+            deliver: w.deliverer(),
+            clock: &w.clock,
+        }
+    }
+
+    fn member(group: &str, user: &UserId) -> GroupMemberParams {
+        serde_json::from_value(json!({"groupId": group, "userId": user})).unwrap()
+    }
+
+    async fn create(w: &World, by: &DeviceCredential, others: &[&UserId]) -> String {
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "g", "members": others})).unwrap();
+        groups::initiate(&deps(w), by, p).await.unwrap()["groupId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn read(w: &World, who: &DeviceCredential, group: &str) -> Result<Vec<Value>, ErrorCode> {
+        let p: ReadNewMessagesParams = serde_json::from_value(json!({"sessionId": group})).unwrap();
+        read_messages::read_new_messages(&w.sessions, &w.messages, who, p)
+            .await
+            .map(|r| r["messages"].as_array().unwrap().clone())
+            .map_err(|e| e.code)
+    }
+
+    #[tokio::test]
+    async fn the_creator_is_admin_and_the_change_is_written_into_the_session() {
+        let (w, a, b, c) = World::new().await;
+        let alice = who(&a, "d_0");
+        let g = create(&w, &alice, &[&b, &c]).await;
+        assert!(g.starts_with("g_"));
+        let id = SessionId::parse(&g).unwrap();
+        let roles: Vec<_> = w
+            .sessions
+            .members(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.user_id, m.role))
+            .collect();
+        assert!(roles.contains(&(a.clone(), courier_core::chat::Role::Admin)));
+        assert_eq!(roles.len(), 3);
+        let log = read(&w, &who(&b, "d_1"), &g).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0]["type"], "system");
+        let change: GroupChange =
+            serde_json::from_str(log[0]["payload"].as_str().unwrap()).unwrap();
+        assert_eq!((change.update.as_str(), &change.by), ("created", &a));
+        // The fan-out turns it into a groupUpdate event.
+        let bob_conn = w.connect(&who(&b, "d_1"), "cb").await;
+        let m: courier_core::chat::Message = serde_json::from_value(log[0].clone()).unwrap();
+        fan_out::fan_out(&w.sessions, &w.deliverer(), &m)
+            .await
+            .unwrap();
+        let frames = w.frames_to(&bob_conn);
+        assert_eq!(frames[0]["event"], "groupUpdate");
+        assert_eq!(frames[0]["update"], "created");
+    }
+
+    #[tokio::test]
+    async fn a_member_added_later_sees_only_what_follows_and_is_not_sent_the_past() {
+        let (w, a, b, c) = World::new().await;
+        let alice = who(&a, "d_0");
+        let g = create(&w, &alice, &[&b]).await;
+        let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
+        groups::add(&deps(&w), &alice, member(&g, &c))
+            .await
+            .unwrap();
+        w.send(&alice, &g, "m2", "ct-2").await.unwrap();
+        let carol = who(&c, "d_2");
+        let seen: Vec<_> = read(&w, &carol, &g)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m["type"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            seen,
+            ["system", "text"],
+            "her own add, then the new message"
+        );
+        // A late fan-out of the earlier message does not reach her.
+        let conn = w.connect(&carol, "cc").await;
+        let id = courier_core::MsgId::parse(before["msgId"].as_str().unwrap()).unwrap();
+        let old = w.messages.get(&id).await.unwrap().unwrap();
+        fan_out::fan_out(&w.sessions, &w.deliverer(), &old)
+            .await
+            .unwrap();
+        assert!(w.frames_to(&conn).is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_admins_manage_and_the_last_admin_hands_over() {
+        let (w, a, b, c) = World::new().await;
+        let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
+        let g = create(&w, &alice, &[&b, &c]).await;
+        let d = deps(&w);
+        for r in [
+            groups::add(&d, &bob, member(&g, &c)).await,
+            groups::remove(&d, &bob, member(&g, &c)).await,
+            groups::promote(&d, &bob, member(&g, &c)).await,
+        ] {
+            assert_eq!(r.unwrap_err().code, ErrorCode::Forbidden);
+        }
+        let p: GroupParams = serde_json::from_value(json!({"groupId": g})).unwrap();
+        assert_eq!(
+            groups::delete(&d, &bob, p.clone()).await.unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+        let left = groups::remove(&d, &alice, member(&g, &a)).await.unwrap();
+        let heir = left["newAdmin"].as_str().unwrap();
+        assert!(heir == b.as_str() || heir == c.as_str());
+        assert_eq!(
+            read(&w, &alice, &g).await.unwrap_err(),
+            ErrorCode::Forbidden
+        );
+        // The last two leave: the group is gone.
+        groups::remove(&d, &bob, member(&g, &b)).await.unwrap();
+        let r = groups::remove(&d, &who(&c, "d_2"), member(&g, &c))
+            .await
+            .unwrap();
+        assert_eq!(r["groupDeleted"], true);
+        assert_eq!(
+            groups::get(&d, &bob, p).await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    }
+}
