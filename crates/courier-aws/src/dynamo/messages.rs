@@ -326,21 +326,27 @@ impl MessageStore for DynamoMessages {
     }
 
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.messages_table)
-            .key("sessionId", AttributeValue::S(id.session.to_string()))
-            .key("seq", AttributeValue::N(id.seq.to_string()))
-            .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded()
-            .map_err(backend)?;
-        out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(codec))
-            .transpose()
+        // A message is written once and never changed, so an eventually consistent read (half
+        // the price) that finds it is right; only a miss is asked again consistently (it may be
+        // a moment old).
+        for consistent in [false, true] {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.messages_table)
+                .key("sessionId", AttributeValue::S(id.session.to_string()))
+                .key("seq", AttributeValue::N(id.seq.to_string()))
+                .consistent_read(consistent)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            if let Some(item) = out.item {
+                return serde_dynamo::from_item(item).map(Some).map_err(codec);
+            }
+        }
+        Ok(None)
     }
 
     async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError> {
