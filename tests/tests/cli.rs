@@ -216,6 +216,41 @@ async fn group_commands_create_add_promote_remove_info_delete() {
         &bob,
         &["send", "--session", &group, "see", "you", "saturday"],
     );
+    // `courier chat` works for a group: Alice types a line into it and sees Bob's message; Bob's
+    // inbox shows hers and the group's changes.
+    let mut child = Command::new(
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("debug/courier"),
+    )
+    .args(["chat", "--session", &group])
+    .env("COURIER_HTTP_URL", &cloud.http_url)
+    .env("COURIER_WS_URL", &cloud.ws_url)
+    .env("COURIER_CONFIG_DIR", &alice)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "count me in").unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let chat_out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{chat_out}");
+    assert!(chat_out.contains("see you saturday"), "{chat_out}");
+    assert!(chat_out.contains("count me in"), "{chat_out}");
+    let inbox = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(inbox.contains("count me in"), "{inbox}");
+    assert!(
+        inbox.contains("[group]") && inbox.contains("is now an admin"),
+        "{inbox}"
+    );
     assert_eq!(run(&alice, &["group", "delete", &group]).trim(), "deleted");
     let (ok, _, err) = courier(cloud, &bob, &["group", "info", &group]);
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");

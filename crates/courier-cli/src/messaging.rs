@@ -133,6 +133,24 @@ fn text_of(m: &Message) -> String {
         MessageType::Text => {
             payload::decode(&m.payload).unwrap_or_else(|| "(cannot be read)".to_owned())
         }
+        MessageType::System => match serde_json::from_str::<serde_json::Value>(&m.payload) {
+            // A group change the server wrote into the session.
+            Ok(c) => {
+                let (by, user) = (
+                    c["by"].as_str().unwrap_or("?"),
+                    c["userId"].as_str().unwrap_or("?"),
+                );
+                match c["update"].as_str().unwrap_or("") {
+                    "created" => format!("[group] {by} created the group"),
+                    "memberAdded" => format!("[group] {by} added {user}"),
+                    "memberRemoved" if by == user => format!("[group] {user} left"),
+                    "memberRemoved" => format!("[group] {by} removed {user}"),
+                    "promoted" => format!("[group] {user} is now an admin"),
+                    other => format!("[group] {other}"),
+                }
+            }
+            Err(_) => "(system message)".to_owned(),
+        },
         ref other => format!("({other} message)"),
     }
 }
