@@ -524,3 +524,56 @@ async fn bad_group_requests_get_clear_errors() {
         "ok"
     );
 }
+
+#[tokio::test]
+async fn a_member_who_moves_to_a_new_phone_gets_its_groups_back() {
+    use courier_core::protocol::{DeviceInfo, Platform};
+    let cloud = TestCloud::shared();
+    let phone = courier_tests::fresh_phone();
+    let device = || DeviceInfo {
+        name: "phone".into(),
+        platform: Platform::Android,
+    };
+    cloud.accounts().register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let old = cloud
+        .accounts()
+        .verify(&phone, &code, device())
+        .await
+        .unwrap();
+    let p = users(cloud, 2).await;
+    let a = connect(cloud, &p[0]).await;
+    let g1 = create(&a, "one", &[&old, &p[1]]).await.unwrap();
+    let g2 = create(&a, "two", &[&old]).await.unwrap();
+    send(&a, &g2, "hello-again", "ct").await.unwrap();
+
+    // The same number verified on a new phone: same user, new device and key.
+    cloud.accounts().register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let new = cloud
+        .accounts()
+        .verify(&phone, &code, device())
+        .await
+        .unwrap();
+    assert_eq!(new.user_id, old.user_id);
+    let s = connect(cloud, &new).await;
+    let listed = s.request("listSessions", json!({})).await.unwrap();
+    let mut groups: Vec<_> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["type"] == "group")
+        .map(|x| x["sessionId"].as_str().unwrap().to_owned())
+        .collect();
+    groups.sort();
+    let mut want = vec![g1, g2.clone()];
+    want.sort();
+    assert_eq!(groups, want, "both groups, found through the index by user");
+    let texts: Vec<_> = read_all(&s, &g2)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m["type"] == "text")
+        .collect();
+    assert_eq!(texts.len(), 1);
+}
