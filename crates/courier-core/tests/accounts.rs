@@ -20,6 +20,8 @@ struct World {
     connections: MemoryConnections,
     sms: RecordingSms,
     gateway: RecordingGateway,
+    keys: MemoryKeys,
+    queues: MemoryDeviceQueues,
     clock: Option<ManualClock>,
 }
 
@@ -52,6 +54,8 @@ impl World {
             accounts: &self.accounts,
             connections: &self.connections,
             gateway: &self.gateway,
+            keys: &self.keys,
+            queues: &self.queues,
             clock: self.clock(),
         };
         let req = ValidateAccountRequest {
@@ -303,6 +307,8 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         groups: &sessions,
         messages: &MemoryMessages::default(),
         presence: &w.connections,
+        keys: &w.keys,
+        queues: &w.queues,
         clock: &courier_core::clock::SystemClock,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)

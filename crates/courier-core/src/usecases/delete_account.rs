@@ -7,8 +7,8 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
 use crate::ports::{
-    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, GroupStore, MessageStore,
-    PresenceStore, SessionStore,
+    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, DeviceQueueStore,
+    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore,
 };
 
 /// What `deleteAccount` needs.
@@ -27,6 +27,10 @@ pub struct Deps<'a> {
     pub messages: &'a dyn MessageStore,
     /// To reach the other members.
     pub presence: &'a dyn PresenceStore,
+    /// The key directory (every device's keys are deleted).
+    pub keys: &'a dyn KeyStore,
+    /// Device queues (every device's queue is deleted).
+    pub queues: &'a dyn DeviceQueueStore,
     /// Time.
     pub clock: &'a dyn Clock,
 }
@@ -58,6 +62,10 @@ pub async fn delete_account(
     }
     // Presence goes too, push endpoints included: nothing is pushed to a deleted account.
     deps.connections.forget_user(&user.user_id).await?;
+    for d in &devices {
+        super::remove_device::purge_device_data(deps.keys, deps.queues, &d.user_id, &d.device_id)
+            .await?;
+    }
     let group_deps = super::groups::Deps {
         groups: deps.groups,
         sessions: deps.sessions,

@@ -95,4 +95,93 @@ impl Deliverer<'_> {
             None => Ok(report),
         }
     }
+
+    /// Posts each frame to the live connections of its one target device (not the user's other
+    /// devices); a device none of whose connections took its frames gets one content-free push
+    /// (`a device message from sender waits`), if it has an endpoint and this delivery may push.
+    /// Like [`Deliverer::deliver`], fails after trying everything if a post or push failed for
+    /// a reason other than a gone connection.
+    pub async fn deliver_to_devices(
+        &self,
+        frames: &[(UserId, DeviceId, String)],
+        sender: &UserId,
+    ) -> Result<DeliveryReport, PortError> {
+        let mut users: Vec<UserId> = frames.iter().map(|(u, _, _)| u.clone()).collect();
+        users.sort();
+        users.dedup();
+        let presence = self.presence.presence(&users).await?;
+        let posts: Vec<_> = frames
+            .iter()
+            .flat_map(|(user, device, frame)| {
+                presence
+                    .iter()
+                    .filter(move |p| &p.user_id == user)
+                    .flat_map(|p| p.connections.iter())
+                    .filter(move |(d, _)| d == device)
+                    .map(move |(_, conn)| (user, device, conn, frame))
+            })
+            .collect();
+        // Frames to one connection go in order (one at a time); connections side by side.
+        let mut by_conn: Vec<(&UserId, &DeviceId, &crate::ids::ConnectionId, Vec<&String>)> =
+            Vec::new();
+        for (user, device, conn, frame) in posts {
+            match by_conn.iter_mut().find(|(_, _, c, _)| *c == conn) {
+                Some(entry) => entry.3.push(frame),
+                None => by_conn.push((user, device, conn, vec![frame])),
+            }
+        }
+        let results: Vec<_> = stream::iter(by_conn)
+            .map(|(user, device, conn, frames)| async move {
+                let mut posted = 0;
+                for frame in frames {
+                    match self.gateway.post(conn, frame).await {
+                        Ok(()) => posted += 1,
+                        Err(e) => return (user, device, conn, posted, Err(e)),
+                    }
+                }
+                (user, device, conn, posted, Ok(()))
+            })
+            .buffer_unordered(MAX_CONCURRENT_POSTS)
+            .collect()
+            .await;
+        let mut report = DeliveryReport::default();
+        let mut reached: HashSet<(&UserId, &DeviceId)> = HashSet::new();
+        let mut failure = None;
+        for (user, device, conn, posted, result) in results {
+            report.posted += posted;
+            match result {
+                Ok(()) => {
+                    reached.insert((user, device));
+                }
+                Err(GatewayError::Gone) => {
+                    report.gone += 1;
+                    self.connections.remove_stale(user, device, conn).await?;
+                }
+                Err(GatewayError::Other(e)) => failure = Some(e),
+            }
+        }
+        if let Some(push) = self.push {
+            let mut pushed: HashSet<(&UserId, &DeviceId)> = HashSet::new();
+            for (user, device, _) in frames {
+                if reached.contains(&(user, device)) || !pushed.insert((user, device)) {
+                    continue;
+                }
+                let endpoint = presence
+                    .iter()
+                    .filter(|p| &p.user_id == user)
+                    .flat_map(|p| p.push.iter())
+                    .find(|(d, _)| d == device);
+                if let Some((_, endpoint)) = endpoint {
+                    match push.notify_device_message(endpoint, sender).await {
+                        Ok(()) => report.pushed += 1,
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
 }

@@ -4,15 +4,18 @@ pub mod authorize;
 pub mod connections;
 pub mod delete_account;
 pub mod deliver;
+pub mod device_messages;
 pub mod direct_chat;
 pub mod fan_out;
 pub mod groups;
+pub mod keys;
 pub mod link_device;
 pub mod lookup_user;
 pub mod push_token;
 pub mod read_messages;
 pub mod receipts;
 pub mod register_account;
+pub mod remove_device;
 pub mod send_message;
 pub mod validate_account;
 

@@ -12,8 +12,8 @@ use crate::error::{ApiError, ErrorCode, PortError};
 use crate::ids::{DeviceId, UserId};
 use crate::phone::PhoneNumber;
 use crate::ports::{
-    AccountStore, ConnectionGateway, ConnectionStore, Device, PendingRegistration,
-    RegistrationStore, User,
+    AccountStore, ConnectionGateway, ConnectionStore, Device, DeviceQueueStore, KeyStore,
+    PendingRegistration, RegistrationStore, User,
 };
 use crate::protocol::{Credentials, ValidateAccountRequest};
 use crate::secrets::{ApiKey, VerificationCode};
@@ -31,6 +31,10 @@ pub struct Deps<'a> {
     pub connections: &'a dyn ConnectionStore,
     /// The management API.
     pub gateway: &'a dyn ConnectionGateway,
+    /// The key directory (the replaced devices' keys are deleted).
+    pub keys: &'a dyn KeyStore,
+    /// Device queues (the replaced devices' queues are deleted).
+    pub queues: &'a dyn DeviceQueueStore,
     /// Time.
     pub clock: &'a dyn Clock,
 }
@@ -101,6 +105,15 @@ pub async fn validate_account(
             // The old devices' push endpoints go too: a sold or lost phone gets no more pushes.
             // The new device cannot be connected yet (its key is in this very reply).
             deps.connections.forget_user(&user_id).await?;
+            for d in &old {
+                super::remove_device::purge_device_data(
+                    deps.keys,
+                    deps.queues,
+                    &d.user_id,
+                    &d.device_id,
+                )
+                .await?;
+            }
             tracing::info!(user_id = %user_id, replaced = old.len(), "account moved to a new device");
             device
         }

@@ -1,0 +1,309 @@
+//! The key directory: `uploadKeys`, `claimKeys`, `listDevices`.
+//!
+//! The server is a directory for public keys; it checks their shape (unpadded base64 of the
+//! right length), never their cryptography: clients verify each one-time key's signature against
+//! the owner's signing key. Each one-time key is handed out at most once, even to concurrent
+//! claims (the store's claim is a conditional delete); once none are left the fallback key is
+//! handed out, and kept.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{DeviceId, UserId};
+use crate::ports::{AccountStore, DeviceCredential, DeviceKeys, KeyStore, SignedKey};
+use crate::protocol::{ClaimKeysParams, ListDevicesParams, UploadKeysParams};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// One-time keys accepted in one `uploadKeys`.
+pub const MAX_KEYS_PER_UPLOAD: usize = 100;
+/// Unclaimed one-time keys kept per device.
+pub const MAX_STORED_ONE_TIME_KEYS: usize = 200;
+/// Users in one `listDevices`.
+pub const MAX_LIST_USERS: usize = 257;
+/// Device ids in one `claimKeys`.
+pub const MAX_CLAIM_DEVICES: usize = 100;
+/// Length of a Curve25519 or Ed25519 public key in unpadded base64.
+pub const PUBLIC_KEY_CHARS: usize = 43;
+/// Length of an Ed25519 signature in unpadded base64.
+pub const SIGNATURE_CHARS: usize = 86;
+/// Longest key id accepted.
+pub const MAX_KEY_ID_CHARS: usize = 64;
+/// Directory reads in flight at once.
+const CONCURRENT_READS: usize = 16;
+
+/// What the key operations need.
+pub struct Deps<'a> {
+    /// Do the users and devices exist?
+    pub accounts: &'a dyn AccountStore,
+    /// The key directory.
+    pub keys: &'a dyn KeyStore,
+}
+
+fn is_base64(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+fn check_base64(field: &str, value: &str, len: usize) -> Result<(), ApiError> {
+    if value.len() != len || !is_base64(value) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be {len} characters of unpadded base64"
+        )));
+    }
+    Ok(())
+}
+
+fn check_signed_key(field: &str, k: &SignedKey) -> Result<(), ApiError> {
+    let id_ok = !k.key_id.is_empty()
+        && k.key_id.len() <= MAX_KEY_ID_CHARS
+        && k.key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b));
+    if !id_ok {
+        return Err(ApiError::bad_request(format!(
+            "{field}.keyId must be 1 to {MAX_KEY_ID_CHARS} characters of base64"
+        )));
+    }
+    check_base64(&format!("{field}.key"), &k.key, PUBLIC_KEY_CHARS)?;
+    check_base64(
+        &format!("{field}.signature"),
+        &k.signature,
+        SIGNATURE_CHARS,
+    )
+}
+
+/// Parses a user id from a request (`field` names it in the error).
+pub fn user_id_param(field: &str, s: &str) -> Result<UserId, ApiError> {
+    id_param(field, s, "u_").map(UserId::from_trusted)
+}
+
+/// Parses a device id from a request (`field` names it in the error).
+pub fn device_id_param(field: &str, s: &str) -> Result<DeviceId, ApiError> {
+    id_param(field, s, "d_").map(DeviceId::from_trusted)
+}
+
+fn id_param(field: &str, s: &str, prefix: &str) -> Result<String, ApiError> {
+    let ok = s.starts_with(prefix)
+        && s.len() > prefix.len()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be an id starting with {prefix}"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+/// `uploadKeys`: returns `{"oneTimeKeyCount"}`, the device's unclaimed one-time keys now.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+pub async fn upload_keys(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: UploadKeysParams,
+) -> Result<Value, ApiError> {
+    check_base64("identityKey", &p.identity_key, PUBLIC_KEY_CHARS)?;
+    check_base64("signingKey", &p.signing_key, PUBLIC_KEY_CHARS)?;
+    if p.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
+        return Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("oneTimeKeys: at most {MAX_KEYS_PER_UPLOAD} per upload"),
+        ));
+    }
+    for (i, k) in p.one_time_keys.iter().enumerate() {
+        check_signed_key(&format!("oneTimeKeys[{i}]"), k)?;
+    }
+    if let Some(k) = &p.fallback_key {
+        check_signed_key("fallbackKey", k)?;
+    }
+
+    let current = deps
+        .keys
+        .device_keys(&who.user_id)
+        .await?
+        .into_iter()
+        .find(|k| k.device_id == who.device_id);
+    // A new identity makes the old one-time and fallback keys useless: peers would find keys
+    // signed by a key the device no longer has.
+    let replaced = current
+        .as_ref()
+        .is_some_and(|c| c.identity_key != p.identity_key || c.signing_key != p.signing_key);
+    let stored: HashSet<String> = match &current {
+        Some(_) if !replaced => deps
+            .keys
+            .one_time_key_ids(&who.user_id, &who.device_id)
+            .await?
+            .into_iter()
+            .collect(),
+        _ => HashSet::new(),
+    };
+    let mut seen = HashSet::new();
+    let new: Vec<SignedKey> = p
+        .one_time_keys
+        .into_iter()
+        .filter(|k| !stored.contains(&k.key_id) && seen.insert(k.key_id.clone()))
+        .collect();
+    let total = stored.len() + new.len();
+    if total > MAX_STORED_ONE_TIME_KEYS {
+        return Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "oneTimeKeys: a device keeps at most {MAX_STORED_ONE_TIME_KEYS} unclaimed; it has {} and sent {} new",
+                stored.len(),
+                new.len()
+            ),
+        ));
+    }
+    let fallback = match (p.fallback_key, &current) {
+        (Some(k), _) => Some(k),
+        (None, Some(c)) if !replaced => c.fallback.clone(),
+        _ => None,
+    };
+    let entry = DeviceKeys {
+        user_id: who.user_id.clone(),
+        device_id: who.device_id.clone(),
+        identity_key: p.identity_key,
+        signing_key: p.signing_key,
+        fallback,
+    };
+    if current.as_ref() != Some(&entry) {
+        deps.keys.put_device_keys(&entry, replaced).await?;
+    }
+    if !new.is_empty() {
+        deps.keys
+            .add_one_time_keys(&who.user_id, &who.device_id, &new)
+            .await?;
+    }
+    tracing::info!(
+        added = new.len(),
+        total,
+        identity_replaced = replaced,
+        "keys uploaded"
+    );
+    Ok(json!({ "oneTimeKeyCount": total }))
+}
+
+/// `claimKeys`: one bundle per device of the user that has keys.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn claim_keys(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: ClaimKeysParams,
+) -> Result<Value, ApiError> {
+    let user = user_id_param("userId", &p.user_id)?;
+    let only: Option<HashSet<DeviceId>> = match &p.device_ids {
+        None => None,
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::bad_request(
+                "deviceIds must name at least one device (or be left out)",
+            ));
+        }
+        Some(ids) if ids.len() > MAX_CLAIM_DEVICES => {
+            return Err(ApiError::new(
+                ErrorCode::LimitExceeded,
+                format!("deviceIds: at most {MAX_CLAIM_DEVICES}"),
+            ));
+        }
+        Some(ids) => Some(
+            ids.iter()
+                .map(|d| device_id_param("deviceIds", d))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    // Every account has a device; none means no account. Keys of a device that is no longer in
+    // the account (removed while its keys were being deleted) are not handed out.
+    let devices = deps.accounts.devices(&user).await?;
+    if devices.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no user {}", p.user_id),
+        ));
+    }
+    let entries: Vec<DeviceKeys> = deps
+        .keys
+        .device_keys(&user)
+        .await?
+        .into_iter()
+        .filter(|k| devices.iter().any(|d| d.device_id == k.device_id))
+        .filter(|k| only.as_ref().is_none_or(|o| o.contains(&k.device_id)))
+        .collect();
+    let bundles: Vec<Value> = stream::iter(entries)
+        .map(|entry| async move {
+            let otk = deps
+                .keys
+                .claim_one_time_key(&entry.user_id, &entry.device_id)
+                .await?;
+            let (key, fallback) = match otk {
+                Some(k) => (Some(k), false),
+                None => (entry.fallback.clone(), entry.fallback.is_some()),
+            };
+            Ok::<_, ApiError>(json!({
+                "userId": entry.user_id, "deviceId": entry.device_id,
+                "identityKey": entry.identity_key, "signingKey": entry.signing_key,
+                "oneTimeKey": key, "fallback": fallback,
+            }))
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    tracing::info!(claimed_for = %user, devices = bundles.len(), "keys claimed");
+    Ok(json!({ "devices": bundles }))
+}
+
+/// `listDevices`: every device of the users, with their keys once uploaded.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn list_devices(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: ListDevicesParams,
+) -> Result<Value, ApiError> {
+    if p.user_ids.is_empty() {
+        return Err(ApiError::bad_request("userIds must name at least one user"));
+    }
+    if p.user_ids.len() > MAX_LIST_USERS {
+        return Err(ApiError::new(
+            ErrorCode::LimitExceeded,
+            format!("userIds: at most {MAX_LIST_USERS}"),
+        ));
+    }
+    let mut users: Vec<UserId> = Vec::with_capacity(p.user_ids.len());
+    for u in &p.user_ids {
+        let u = user_id_param("userIds", u)?;
+        if !users.contains(&u) {
+            users.push(u);
+        }
+    }
+    let per_user: Vec<Vec<Value>> = stream::iter(users)
+        .map(|user| async move {
+            let devices = deps.accounts.devices(&user).await?;
+            if devices.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys = deps.keys.device_keys(&user).await?;
+            let mine = user == who.user_id;
+            let mut out = Vec::with_capacity(devices.len());
+            for d in devices {
+                let mut v = json!({
+                    "userId": d.user_id, "deviceId": d.device_id, "name": d.name,
+                    "platform": d.platform, "primary": d.primary,
+                });
+                if let Some(k) = keys.iter().find(|k| k.device_id == d.device_id) {
+                    v["identityKey"] = json!(k.identity_key);
+                    v["signingKey"] = json!(k.signing_key);
+                    if mine {
+                        let n = deps
+                            .keys
+                            .one_time_key_count(&d.user_id, &d.device_id)
+                            .await?;
+                        v["oneTimeKeyCount"] = json!(n);
+                    }
+                }
+                out.push(v);
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    Ok(json!({ "devices": per_user.into_iter().flatten().collect::<Vec<_>>() }))
+}
