@@ -317,7 +317,11 @@ impl PresenceStore for MemoryConnections {
         Ok(())
     }
 
-    async fn forget_push_endpoint(&self, user: &UserId, device: &DeviceId) -> Result<(), PortError> {
+    async fn forget_push_endpoint(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<(), PortError> {
         self.1
             .lock()
             .unwrap()
@@ -653,10 +657,7 @@ impl MemoryMessages {
 
 /// Records pushes; registers endpoints as `endpoint/<platform>/<device>`.
 #[derive(Default)]
-pub struct RecordingPush(
-    Mutex<Vec<(String, PushNote)>>,
-    Mutex<Vec<(String, UserId)>>,
-);
+pub struct RecordingPush(Mutex<Vec<(String, PushNote)>>, Mutex<Vec<(String, UserId)>>);
 
 impl RecordingPush {
     /// Pushes sent: (endpoint, note).
@@ -689,7 +690,11 @@ impl PushService for RecordingPush {
         Ok(())
     }
 
-    async fn notify_device_message(&self, endpoint: &str, sender: &UserId) -> Result<(), PortError> {
+    async fn notify_device_message(
+        &self,
+        endpoint: &str,
+        sender: &UserId,
+    ) -> Result<(), PortError> {
         self.1
             .lock()
             .unwrap()
@@ -821,7 +826,10 @@ impl KeyStore for MemoryKeys {
     }
 
     async fn delete_device_keys(&self, user: &UserId, device: &DeviceId) -> Result<(), PortError> {
-        self.0.lock().unwrap().remove(&(user.clone(), device.clone()));
+        self.0
+            .lock()
+            .unwrap()
+            .remove(&(user.clone(), device.clone()));
         Ok(())
     }
 }

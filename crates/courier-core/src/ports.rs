@@ -437,8 +437,7 @@ pub trait KeyStore: Send + Sync {
     async fn device_keys(&self, user: &UserId) -> Result<Vec<DeviceKeys>, PortError>;
     /// Writes a device's entry. With `discard_old`, its one-time keys are deleted first (the
     /// device's identity changed: keys signed by the old one are useless).
-    async fn put_device_keys(&self, keys: &DeviceKeys, discard_old: bool)
-    -> Result<(), PortError>;
+    async fn put_device_keys(&self, keys: &DeviceKeys, discard_old: bool) -> Result<(), PortError>;
     /// The ids of a device's unclaimed one-time keys (strongly consistent).
     async fn one_time_key_ids(
         &self,
@@ -446,8 +445,7 @@ pub trait KeyStore: Send + Sync {
         device: &DeviceId,
     ) -> Result<Vec<String>, PortError>;
     /// How many unclaimed one-time keys a device has.
-    async fn one_time_key_count(&self, user: &UserId, device: &DeviceId)
-    -> Result<u32, PortError>;
+    async fn one_time_key_count(&self, user: &UserId, device: &DeviceId) -> Result<u32, PortError>;
     /// Stores one-time keys (their ids are not stored yet).
     async fn add_one_time_keys(
         &self,

@@ -347,3 +347,82 @@ async fn disconnect_forgets_the_connection() {
     // Disconnecting an unknown connection is not an error (the gateway may retry).
     connections::disconnect(&w.connections, &c).await.unwrap();
 }
+
+#[tokio::test]
+async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_keys_and_queues() {
+    use courier_core::ports::{
+        DeviceKeys, DeviceMessage, DeviceQueueStore, KeyStore, QueuedMessage, SignedKey,
+    };
+    let w = World::new();
+    let old = w.sign_up(PHONE).await;
+    let user = courier_core::UserId::from_trusted(old.user_id.clone());
+    let device = courier_core::DeviceId::from_trusted(old.device_id.clone());
+    async fn seed(w: &World, user: &courier_core::UserId, device: &courier_core::DeviceId) {
+        let (user, device) = (user.clone(), device.clone());
+        {
+            let entry = DeviceKeys {
+                user_id: user.clone(),
+                device_id: device.clone(),
+                identity_key: "I".repeat(43),
+                signing_key: "S".repeat(43),
+                fallback: None,
+            };
+            w.keys.put_device_keys(&entry, false).await.unwrap();
+            let k = SignedKey {
+                key_id: "k1".into(),
+                key: "K".repeat(43),
+                signature: "G".repeat(86),
+            };
+            w.keys
+                .add_one_time_keys(&user, &device, &[k])
+                .await
+                .unwrap();
+            let message = DeviceMessage {
+                id: "01KB0000000000000000000000".into(),
+                sender: user.clone(),
+                sender_device: device.clone(),
+                payload: "p".into(),
+                sent_at: Utc::now(),
+            };
+            w.queues
+                .enqueue(&[QueuedMessage {
+                    user_id: user,
+                    device_id: device,
+                    message,
+                    expires_at: Utc::now() + Duration::days(30),
+                }])
+                .await
+                .unwrap();
+        }
+    }
+    seed(&w, &user, &device).await;
+    assert_eq!(w.keys.device_keys(&user).await.unwrap().len(), 1);
+    // A new phone: the old device's keys and queue go.
+    let new = w.sign_up(PHONE).await;
+    assert_eq!(new.user_id, old.user_id);
+    assert!(w.keys.device_keys(&user).await.unwrap().is_empty());
+    assert!(w.queues.all().is_empty());
+    // Deleting the account: the current device's too.
+    let new_device = courier_core::DeviceId::from_trusted(new.device_id.clone());
+    seed(&w, &user, &new_device).await;
+    let current = w.connect(&new, "c-new").await;
+    let who = w.authorize(&new.api_key).await.unwrap();
+    let sessions = MemorySessions::default();
+    let deps = delete_account::Deps {
+        accounts: &w.accounts,
+        connections: &w.connections,
+        gateway: &w.gateway,
+        sessions: &sessions,
+        groups: &sessions,
+        messages: &MemoryMessages::default(),
+        presence: &w.connections,
+        keys: &w.keys,
+        queues: &w.queues,
+        clock: &courier_core::clock::SystemClock,
+    };
+    delete_account::delete_account(&deps, &who, &current)
+        .await
+        .unwrap();
+    assert!(w.keys.device_keys(&user).await.unwrap().is_empty());
+    assert!(w.queues.all().is_empty());
+}

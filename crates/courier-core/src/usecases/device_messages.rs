@@ -240,9 +240,6 @@ pub async fn ack_device_messages(
             ids.push(id.clone());
         }
     }
-    let acked = deps
-        .queues
-        .ack(&who.user_id, &who.device_id, &ids)
-        .await?;
+    let acked = deps.queues.ack(&who.user_id, &who.device_id, &ids).await?;
     Ok(json!({ "acked": acked }))
 }

@@ -65,11 +65,7 @@ fn check_signed_key(field: &str, k: &SignedKey) -> Result<(), ApiError> {
         )));
     }
     check_base64(&format!("{field}.key"), &k.key, PUBLIC_KEY_CHARS)?;
-    check_base64(
-        &format!("{field}.signature"),
-        &k.signature,
-        SIGNATURE_CHARS,
-    )
+    check_base64(&format!("{field}.signature"), &k.signature, SIGNATURE_CHARS)
 }
 
 /// Parses a user id from a request (`field` names it in the error).
