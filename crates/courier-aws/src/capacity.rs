@@ -194,34 +194,68 @@ pub async fn batch_delete(
     keys: Vec<HashMap<String, AttributeValue>>,
 ) -> Result<(), aws_sdk_dynamodb::Error> {
     use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-    for chunk in keys.chunks(25) {
-        let mut requests: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|k| {
-                WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(k.clone()))
-                            .build()
-                            .expect("the key is set"),
-                    )
-                    .build()
-            })
-            .collect();
+    let requests = keys
+        .into_iter()
+        .map(|k| {
+            WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(k))
+                        .build()
+                        .expect("the key is set"),
+                )
+                .build()
+        })
+        .collect();
+    batch_write(client, table, requests).await
+}
+
+/// Puts items, 25 per BatchWriteItem, sending unprocessed items again with a growing pause.
+pub async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<HashMap<String, AttributeValue>>,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let requests = items
+        .into_iter()
+        .map(|item| {
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("the item is set"),
+                )
+                .build()
+        })
+        .collect();
+    batch_write(client, table, requests).await
+}
+
+/// Sends write requests 25 per BatchWriteItem (DynamoDB's limit); what DynamoDB leaves
+/// unprocessed (throttling) is sent again with a growing pause until everything is written.
+pub async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) -> Result<(), aws_sdk_dynamodb::Error> {
+    for chunk in requests.chunks(25) {
+        let mut pending = chunk.to_vec();
         let mut attempt = 0u64;
-        while !requests.is_empty() {
+        while !pending.is_empty() {
             let out = client
                 .batch_write_item()
-                .request_items(table, requests)
+                .request_items(table, pending)
                 .return_consumed_capacity(TOTAL)
                 .send()
                 .await
                 .recorded()?;
-            requests = out
+            pending = out
                 .unprocessed_items
                 .and_then(|mut u| u.remove(table))
                 .unwrap_or_default();
-            if !requests.is_empty() {
+            if !pending.is_empty() {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(10 * attempt.min(10))).await;
             }

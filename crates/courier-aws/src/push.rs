@@ -2,9 +2,9 @@
 //! device's APNs/FCM token; publishes carry no message content.
 
 use async_trait::async_trait;
-use courier_core::DeviceId;
 use courier_core::error::PortError;
 use courier_core::ports::{PushNote, PushPlatform, PushService};
+use courier_core::{DeviceId, UserId};
 use serde_json::json;
 
 /// SNS platform applications for APNs and FCM (either may be absent in a deployment).
@@ -102,7 +102,23 @@ impl PushService for SnsPush {
     }
 
     async fn notify(&self, endpoint: &str, note: &PushNote) -> Result<(), PortError> {
-        let data = serde_json::to_value(note).expect("serialisable");
+        self.publish(endpoint, serde_json::to_value(note).expect("serialisable"))
+            .await
+    }
+
+    async fn notify_device_message(
+        &self,
+        endpoint: &str,
+        sender: &UserId,
+    ) -> Result<(), PortError> {
+        self.publish(endpoint, json!({ "deviceMessage": true, "sender": sender }))
+            .await
+    }
+}
+
+impl SnsPush {
+    /// One content-free publish: `data` says what is waiting, never what it says.
+    async fn publish(&self, endpoint: &str, data: serde_json::Value) -> Result<(), PortError> {
         let apns = json!({ "aps": { "content-available": 1 }, "courier": data }).to_string();
         let fcm = json!({ "fcmV1Message": { "message": { "data": data, "android": { "priority": "high" } } } }).to_string();
         let message =

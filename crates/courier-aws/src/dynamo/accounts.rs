@@ -298,7 +298,38 @@ impl AccountStore for DynamoAccounts {
         }
         self.transact(items).await
     }
+
+    async fn remove_device(&self, device: &Device) -> Result<(), PortError> {
+        self.transact(self.delete_device(device)?.into()).await
+    }
+
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .index_name(BY_DEVICE_INDEX)
+            .key_condition_expression("deviceId = :d")
+            .expression_attribute_values(":d", AttributeValue::S(device.to_string()))
+            .limit(1)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|item| match item.get("pk") {
+                Some(AttributeValue::S(pk)) => pk.strip_prefix("USER#").map(UserId::from_trusted),
+                _ => None,
+            }))
+    }
 }
+
+/// UsersTable's index of device items by `deviceId` (keys only): whose device is this?
+const BY_DEVICE_INDEX: &str = "byDevice";
 
 #[async_trait]
 impl CredentialStore for DynamoAccounts {

@@ -304,4 +304,34 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
             .map_err(backend)?;
         Ok(())
     }
+
+    async fn forget_push_endpoint(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<(), PortError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user}")))
+            .update_expression("REMOVE #p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(()),
+            // No presence item: nothing to forget (and none is created).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
 }

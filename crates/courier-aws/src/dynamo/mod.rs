@@ -4,6 +4,8 @@
 
 mod accounts;
 mod connections;
+mod device_queues;
+mod keys;
 mod links;
 mod messages;
 mod registrations;
@@ -11,6 +13,8 @@ mod sessions;
 
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
+pub use device_queues::DynamoDeviceQueues;
+pub use keys::DynamoKeys;
 pub use links::DynamoLinks;
 pub use messages::{CLAIM_LEASE_SECS, DynamoMessages};
 pub use registrations::DynamoRegistrations;

@@ -6,6 +6,7 @@ mod accounts;
 mod concurrency;
 mod connections;
 mod groups;
+mod keys;
 mod messages;
 mod presence;
 mod registrations;

@@ -1,0 +1,313 @@
+//! `KeysTable`: the key directory, partitioned by user so that `claimKeys` for a user finds all
+//! its devices' entries with one query.
+//!
+//! Items, keyed `pk`/`sk`:
+//! - `USER#<userId>` / `DEVICE#<deviceId>`: the device's identity and signing keys and its
+//!   fallback key (a map), read by `claimKeys` and `listDevices`.
+//! - `USER#<userId>` / `OTK#<deviceId>#<keyId>`: one unclaimed one-time key. A claim takes one
+//!   with a DeleteItem conditioned on the item still existing and returning the old item, so of
+//!   two claims racing for a key exactly one gets it, and the other moves on to the next.
+//!
+//! The unclaimed count is a `Select: COUNT` query over the device's one-time keys (at most 200
+//! small items, about 12 read units at worst), not a counter: a counter would need a second
+//! write on every claim, the hot path, and could drift if a function died between the two.
+
+use super::{backend, codec};
+use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put, query_all};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
+use courier_core::error::PortError;
+use courier_core::ports::{DeviceKeys, KeyStore, SignedKey};
+use courier_core::{DeviceId, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Keys read per claim attempt: racing claims start at different ones.
+const CLAIM_CANDIDATES: i32 = 10;
+/// Rounds of (query, try each candidate) before a claim gives up as contended.
+const CLAIM_ROUNDS: usize = 20;
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryItem {
+    pk: String,
+    sk: String,
+    user_id: String,
+    device_id: String,
+    identity_key: String,
+    signing_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fallback: Option<SignedKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OneTimeKeyItem {
+    pk: String,
+    sk: String,
+    key_id: String,
+    key: String,
+    signature: String,
+}
+
+fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+fn otk_prefix(device: &DeviceId) -> String {
+    format!("OTK#{device}#")
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+/// The key directory in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoKeys {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoKeys {
+    /// A repository over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The keys (`pk`, `sk`) of a device's one-time key items, strongly consistent.
+    async fn one_time_key_keys(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Vec<Item>, PortError> {
+        query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
+                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+                .projection_expression("pk, sk")
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoKeys {
+    async fn device_keys(&self, user: &UserId) -> Result<Vec<DeviceKeys>, PortError> {
+        let items = query_all(
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
+                .expression_attribute_values(":p", AttributeValue::S("DEVICE#".into()))
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        items
+            .into_iter()
+            .map(|item| {
+                let e: EntryItem = serde_dynamo::from_item(item).map_err(codec)?;
+                Ok(DeviceKeys {
+                    user_id: UserId::from_trusted(e.user_id),
+                    device_id: DeviceId::from_trusted(e.device_id),
+                    identity_key: e.identity_key,
+                    signing_key: e.signing_key,
+                    fallback: e.fallback,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_device_keys(&self, keys: &DeviceKeys, discard_old: bool) -> Result<(), PortError> {
+        if discard_old {
+            let old = self
+                .one_time_key_keys(&keys.user_id, &keys.device_id)
+                .await?;
+            batch_delete(&self.client, &self.table, old)
+                .await
+                .map_err(PortError::backend)?;
+        }
+        let item = EntryItem {
+            pk: user_pk(&keys.user_id),
+            sk: format!("DEVICE#{}", keys.device_id),
+            user_id: keys.user_id.to_string(),
+            device_id: keys.device_id.to_string(),
+            identity_key: keys.identity_key.clone(),
+            signing_key: keys.signing_key.clone(),
+            fallback: keys.fallback.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn one_time_key_ids(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Vec<String>, PortError> {
+        let prefix = otk_prefix(device);
+        Ok(self
+            .one_time_key_keys(user, device)
+            .await?
+            .iter()
+            .filter_map(|k| match k.get("sk") {
+                Some(AttributeValue::S(sk)) => sk.strip_prefix(&prefix).map(str::to_owned),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn one_time_key_count(&self, user: &UserId, device: &DeviceId) -> Result<u32, PortError> {
+        let mut count = 0u32;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
+                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+                .select(Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            count += out.count.max(0) as u32;
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(count),
+            }
+        }
+    }
+
+    async fn add_one_time_keys(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        keys: &[SignedKey],
+    ) -> Result<(), PortError> {
+        let items = keys
+            .iter()
+            .map(|k| {
+                serde_dynamo::to_item(OneTimeKeyItem {
+                    pk: user_pk(user),
+                    sk: format!("{}{}", otk_prefix(device), k.key_id),
+                    key_id: k.key_id.clone(),
+                    key: k.key.clone(),
+                    signature: k.signature.clone(),
+                })
+                .map_err(codec)
+            })
+            .collect::<Result<Vec<Item>, _>>()?;
+        batch_put(&self.client, &self.table, items)
+            .await
+            .map_err(PortError::backend)
+    }
+
+    async fn claim_one_time_key(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Option<SignedKey>, PortError> {
+        let pk = user_pk(user);
+        for _ in 0..CLAIM_ROUNDS {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+                .projection_expression("sk")
+                .limit(CLAIM_CANDIDATES)
+                .consistent_read(true)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            let candidates: Vec<String> = out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|mut i| match i.remove("sk") {
+                    Some(AttributeValue::S(sk)) => Some(sk),
+                    _ => None,
+                })
+                .collect();
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            // Racing claimers start at different candidates, so most first tries succeed.
+            let offset = rand::random::<u32>() as usize % candidates.len();
+            for i in 0..candidates.len() {
+                let sk = &candidates[(offset + i) % candidates.len()];
+                let res = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, sk)))
+                    .condition_expression("attribute_exists(sk)")
+                    .return_values(ReturnValue::AllOld)
+                    .return_consumed_capacity(TOTAL)
+                    .send()
+                    .await
+                    .recorded();
+                match res {
+                    Ok(out) => {
+                        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
+                            continue;
+                        };
+                        let k: OneTimeKeyItem = serde_dynamo::from_item(old).map_err(codec)?;
+                        return Ok(Some(SignedKey {
+                            key_id: k.key_id,
+                            key: k.key,
+                            signature: k.signature,
+                        }));
+                    }
+                    // Another claim took it first: try the next.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(backend(e)),
+                }
+            }
+        }
+        Err(PortError::Conflict)
+    }
+
+    async fn delete_device_keys(&self, user: &UserId, device: &DeviceId) -> Result<(), PortError> {
+        let mut keys = self.one_time_key_keys(user, device).await?;
+        keys.push(key(&user_pk(user), &format!("DEVICE#{device}")));
+        batch_delete(&self.client, &self.table, keys)
+            .await
+            .map_err(PortError::backend)
+    }
+}
