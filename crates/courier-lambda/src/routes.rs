@@ -6,8 +6,10 @@ use crate::ws::{caller, respond};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use courier_core::clock::Clock;
 use courier_core::ports::{ConnectionGateway, ConnectionStore};
-use courier_core::protocol::{DeleteAccountParams, FrameError, RequestFrame, reply_err, reply_ok};
-use courier_core::usecases::{connections, delete_account};
+use courier_core::protocol::{
+    DeleteAccountParams, FrameError, RemoveDeviceParams, RequestFrame, reply_err, reply_ok,
+};
+use courier_core::usecases::{connections, delete_account, remove_device};
 use courier_core::{ApiError, ConnectionId, ErrorCode};
 use serde_json::json;
 
@@ -104,6 +106,41 @@ pub async fn delete_account(
         }
         Err(e) => {
             log_error("deleteAccount", &e);
+            respond(200, Some(reply_err(rid, &e)))
+        }
+    }
+}
+
+/// `removeDevice`: when a companion removes itself, the reply is posted through the management
+/// API before its connection is closed, so the client sees it; otherwise an ordinary reply.
+pub async fn remove_device(
+    deps: &remove_device::Deps<'_>,
+    event: &ApiGatewayWebsocketProxyRequest,
+) -> ApiGatewayProxyResponse {
+    let frame = match frame(event) {
+        Ok(f) => f,
+        Err(reply) => return respond(200, Some(reply)),
+    };
+    let rid = frame.request_id.as_deref();
+    let result = async {
+        let params = frame.params::<RemoveDeviceParams>()?;
+        let (who, conn) = caller(event)?;
+        remove_device::remove_device(deps, &who, &conn, params).await
+    }
+    .await;
+    match result {
+        Ok(removed) => {
+            let reply = reply_ok(rid, &json!({ "removed": true }));
+            match removed.close_after_reply {
+                Some(current) => {
+                    close_after_reply(deps.gateway, &current, &reply).await;
+                    respond(200, None)
+                }
+                None => respond(200, Some(reply)),
+            }
+        }
+        Err(e) => {
+            log_error("removeDevice", &e);
             respond(200, Some(reply_err(rid, &e)))
         }
     }

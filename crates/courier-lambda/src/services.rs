@@ -10,7 +10,8 @@ use aws_lambda_events::apigw::{
 };
 use courier_aws::config::{self, required};
 use courier_aws::dynamo::{
-    DynamoAccounts, DynamoConnections, DynamoMessages, DynamoRegistrations, DynamoSessions,
+    DynamoAccounts, DynamoConnections, DynamoDeviceQueues, DynamoKeys, DynamoMessages,
+    DynamoRegistrations, DynamoSessions,
 };
 use courier_aws::gateway::ManagementApi;
 use courier_aws::push::SnsPush;
@@ -19,6 +20,7 @@ use courier_core::clock::SystemClock;
 use courier_core::protocol::LookupUserParams;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{delete_account, register_account, validate_account};
+use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::usecases::{
     direct_chat, groups, link_device, lookup_user, push_token, read_messages, receipts,
     send_message,
@@ -87,6 +89,8 @@ pub async fn registration() -> Result<(), Error> {
                 accounts: leak(accounts(&dynamo)?),
                 connections: leak(connection_store(&dynamo)?),
                 gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                keys: leak(keys_store(&dynamo)?),
+                queues: leak(queue_store(&dynamo)?),
                 clock: &SystemClock,
             });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
@@ -178,6 +182,8 @@ pub async fn accounts_service() -> Result<(), Error> {
                 groups: sessions,
                 messages: leak(messages_store(&dynamo)?),
                 presence: connections,
+                keys: leak(keys_store(&dynamo)?),
+                queues: leak(queue_store(&dynamo)?),
                 clock: &SystemClock,
             });
             lambda_runtime::run(service_fn(
@@ -465,13 +471,125 @@ pub async fn fanout() -> Result<(), Error> {
     .await
 }
 
-/// The `devices` binary: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink` (WebSocket).
+fn keys_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoKeys, Error> {
+    Ok(DynamoKeys::new(dynamo.clone(), required("KEYS_TABLE")?))
+}
+
+fn queue_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoDeviceQueues, Error> {
+    Ok(DynamoDeviceQueues::new(
+        dynamo.clone(),
+        required("DEVICE_QUEUE_TABLE")?,
+    ))
+}
+
+/// The `devices` binary: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink`,
+/// `removeDevice`, the key directory (`uploadKeys`, `claimKeys`, `listDevices`) and the device
+/// queues (`sendToDevice`, `readDeviceMessages`, `ackDeviceMessages`) (WebSocket).
 pub async fn devices() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
     let sdk = config::sdk_config().await;
     let dynamo = config::dynamodb(&sdk);
-    let accounts = leak(accounts(&dynamo)?);
+    macro_rules! serve {
+        ($deps:expr, $name:literal, $f:path) => {{
+            let deps = $deps;
+            ws_action(move |event| async move {
+                routes::action(
+                    $name,
+                    &event,
+                    |who, p| async move { $f(deps, &who, p).await },
+                )
+                .await
+            })
+            .await
+        }};
+    }
+    match op.as_str() {
+        "createLinkRequest" | "getLinkRequest" | "approveDeviceLink" => {
+            link_operations(&op, &dynamo).await
+        }
+        "uploadKeys" | "claimKeys" | "listDevices" => {
+            // Device lists only: the users table, not the API keys.
+            let deps = leak(keys::Deps {
+                accounts: leak(DynamoAccounts::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                    "",
+                )),
+                keys: leak(keys_store(&dynamo)?),
+            });
+            match op.as_str() {
+                "uploadKeys" => serve!(deps, "uploadKeys", keys::upload_keys),
+                "claimKeys" => serve!(deps, "claimKeys", keys::claim_keys),
+                _ => serve!(deps, "listDevices", keys::list_devices),
+            }
+        }
+        "sendToDevice" | "readDeviceMessages" | "ackDeviceMessages" => {
+            let deliver = if op == "sendToDevice" {
+                let connections = leak(connection_store(&dynamo)?);
+                Some(Deliverer {
+                    presence: connections,
+                    connections,
+                    gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                    push: Some(leak(sns_push(&sdk))),
+                })
+            } else {
+                None
+            };
+            let accounts: &'static DynamoAccounts = match op.as_str() {
+                "sendToDevice" => leak(DynamoAccounts::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                    "",
+                )),
+                _ => leak(DynamoAccounts::new(dynamo.clone(), "", "")),
+            };
+            let deps = leak(device_messages::Deps {
+                accounts,
+                queues: leak(queue_store(&dynamo)?),
+                deliver,
+                clock: &SystemClock,
+            });
+            match op.as_str() {
+                "sendToDevice" => serve!(deps, "sendToDevice", device_messages::send_to_device),
+                "readDeviceMessages" => serve!(
+                    deps,
+                    "readDeviceMessages",
+                    device_messages::read_device_messages
+                ),
+                _ => serve!(
+                    deps,
+                    "ackDeviceMessages",
+                    device_messages::ack_device_messages
+                ),
+            }
+        }
+        "removeDevice" => {
+            let connections = leak(connection_store(&dynamo)?);
+            let deps = leak(remove_device::Deps {
+                accounts: leak(accounts(&dynamo)?),
+                connections,
+                presence: connections,
+                gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                keys: leak(keys_store(&dynamo)?),
+                queues: leak(queue_store(&dynamo)?),
+            });
+            lambda_runtime::run(service_fn(
+                move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+                    Ok::<_, Error>(
+                        metered("removeDevice", routes::remove_device(deps, &event.payload)).await,
+                    )
+                },
+            ))
+            .await
+        }
+        other => Err(unknown("devices", other)),
+    }
+}
+
+/// Device linking: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink`.
+async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<(), Error> {
+    let accounts = leak(accounts(dynamo)?);
     let links = leak(courier_aws::dynamo::DynamoLinks::new(
         dynamo.clone(),
         required("LINKS_TABLE")?,
@@ -482,7 +600,7 @@ pub async fn devices() -> Result<(), Error> {
         accounts,
         clock: &SystemClock,
     });
-    match op.as_str() {
+    match op {
         "createLinkRequest" => {
             lambda_http::run(lambda_http::service_fn(move |req| async move {
                 Ok::<_, Error>(
@@ -497,7 +615,7 @@ pub async fn devices() -> Result<(), Error> {
             }))
             .await
         }
-        "approveDeviceLink" => {
+        _ => {
             ws_action(move |event| async move {
                 routes::action(
                     "approveDeviceLink",
@@ -510,6 +628,5 @@ pub async fn devices() -> Result<(), Error> {
             })
             .await
         }
-        other => Err(unknown("devices", other)),
     }
 }

@@ -50,6 +50,8 @@ struct Ports {
     connections: MemoryConnections,
     sms: RecordingSms,
     gateway: RecordingGateway,
+    keys: MemoryKeys,
+    queues: MemoryDeviceQueues,
 }
 
 impl Ports {
@@ -67,6 +69,8 @@ impl Ports {
             accounts: &self.accounts,
             connections: &self.connections,
             gateway: &self.gateway,
+            keys: &self.keys,
+            queues: &self.queues,
             clock: &SystemClock,
         }
     }
@@ -279,6 +283,8 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
         groups: &sessions,
         messages: &MemoryMessages::default(),
         presence: &p.connections,
+        keys: &p.keys,
+        queues: &p.queues,
         clock: &courier_core::clock::SystemClock,
     };
     let resp = routes::delete_account(&deps, &event).await;
@@ -582,4 +588,147 @@ async fn the_fan_out_runs_sessions_side_by_side_and_reports_the_earliest_failed_
         serde_json::json!([{"itemIdentifier": "1"}])
     );
     assert_eq!((seqs(&g, "cb"), seqs(&g, "cc")), (vec![1, 2], vec![]));
+}
+
+fn device_of(user: &str, device: &str, primary: bool) -> courier_core::ports::Device {
+    courier_core::ports::Device {
+        user_id: UserId::from_trusted(user),
+        device_id: courier_core::DeviceId::from_trusted(device),
+        name: "web".into(),
+        platform: courier_core::protocol::Platform::Web,
+        primary,
+        key_hash: courier_core::secrets::ApiKey::generate().hash(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn a_companion_removing_itself_gets_its_reply_before_its_connection_is_closed() {
+    use courier_core::ports::AccountStore;
+    let p = Ports::default();
+    let (_, creds) = signed_up(&p).await;
+    let companion = device_of(&creds.user_id, "d_test", false);
+    p.accounts.replace_devices(&companion, &[]).await.unwrap();
+    let event = with_caller(ws_event("remove-device.json"), &creds.user_id, "d_test");
+    let conn = ConnectionId::new(event.request_context.connection_id.clone().unwrap());
+    p.gateway.open(&conn);
+    let deps = courier_core::usecases::remove_device::Deps {
+        accounts: &p.accounts,
+        connections: &p.connections,
+        presence: &p.connections,
+        gateway: &p.gateway,
+        keys: &p.keys,
+        queues: &p.queues,
+    };
+    let resp = routes::remove_device(&deps, &event).await;
+    assert_eq!(resp.status_code, 200);
+    assert!(
+        resp.body.is_none(),
+        "the reply went through the management API"
+    );
+    let posted = p.gateway.posted();
+    assert_eq!(posted.len(), 1);
+    let reply: Value = serde_json::from_str(&posted[0].1).unwrap();
+    assert_eq!(
+        (
+            reply["requestId"].clone(),
+            reply["result"]["removed"].clone()
+        ),
+        ("r3".into(), true.into())
+    );
+    assert_eq!(p.gateway.closed(), vec![conn]);
+    assert!(
+        p.accounts
+            .device_for_key(&companion.key_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Again: the device is gone, answered in the route response.
+    let resp = routes::remove_device(&deps, &event).await;
+    assert_eq!(frame(&resp)["error"]["code"], "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn upload_keys_and_send_to_device_through_the_route_handler() {
+    use courier_core::ports::{AccountStore, DeviceQueueStore, KeyStore};
+    use courier_core::usecases::{device_messages, keys};
+    let p = Ports::default();
+    let key_deps = keys::Deps {
+        accounts: &p.accounts,
+        keys: &p.keys,
+    };
+    let resp = routes::action(
+        "uploadKeys",
+        &ws_event("upload-keys.json"),
+        |who, params| async move { keys::upload_keys(&key_deps, &who, params).await },
+    )
+    .await;
+    let f = frame(&resp);
+    assert_eq!(f["requestId"], "r4");
+    assert_eq!(f["result"]["oneTimeKeyCount"], 2, "{f}");
+    let me = UserId::from_trusted("u_test");
+    let stored = p.keys.device_keys(&me).await.unwrap();
+    assert_eq!(stored[0].fallback.as_ref().unwrap().key_id, "AAAAAAAAAAI");
+
+    let deps = device_messages::Deps {
+        accounts: &p.accounts,
+        queues: &p.queues,
+        deliver: Some(courier_core::usecases::deliver::Deliverer {
+            presence: &p.connections,
+            connections: &p.connections,
+            gateway: &p.gateway,
+            push: None,
+        }),
+        clock: &SystemClock,
+    };
+    let event = ws_event("send-to-device.json");
+    let send = || {
+        routes::action("sendToDevice", &event, |who, params| async {
+            let who = who;
+            device_messages::send_to_device(&deps, &who, params).await
+        })
+    };
+    // No such device yet: reported, nothing queued.
+    let f = frame(&send().await);
+    assert_eq!(f["result"]["queued"], serde_json::json!([]));
+    assert_eq!(f["result"]["unknownDevices"][0]["deviceId"], "d_peer");
+    // The peer exists and is online: queued and delivered.
+    let peer = device_of("u_peer", "d_peer", true);
+    p.accounts
+        .create_account(
+            &courier_core::ports::User {
+                user_id: peer.user_id.clone(),
+                phone: courier_core::PhoneNumber::parse("+14155550199").unwrap(),
+                created_at: chrono::Utc::now(),
+            },
+            &peer,
+        )
+        .await
+        .unwrap();
+    let conn = ConnectionId::new("peer-conn");
+    p.connections
+        .add(&courier_core::ports::Connection {
+            connection_id: conn.clone(),
+            user_id: peer.user_id.clone(),
+            device_id: peer.device_id.clone(),
+            connected_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    p.gateway.open(&conn);
+    let f = frame(&send().await);
+    assert_eq!(f["result"]["queued"][0]["deviceId"], "d_peer", "{f}");
+    let posted = p.gateway.posted();
+    assert_eq!(posted.len(), 1);
+    let event: Value = serde_json::from_str(&posted[0].1).unwrap();
+    assert_eq!(event["event"], "deviceMessage");
+    assert_eq!(event["message"]["payload"], "AwogCiphertextOnly");
+    assert_eq!(event["message"]["sender"], "u_test");
+    let (queued, _) = p
+        .queues
+        .read(&peer.user_id, &peer.device_id, chrono::Utc::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
 }

@@ -86,8 +86,10 @@ pub async fn remove_device(
     }
     purge_device(deps.presence, deps.keys, deps.queues, target).await?;
     tracing::info!(removed = %target.device_id, "device removed");
+    // A companion removing itself is calling on one of its own connections.
+    let removed_itself = target.device_id == who.device_id;
     Ok(Removed {
-        close_after_reply: connections.iter().find(|c| *c == current).cloned(),
+        close_after_reply: removed_itself.then(|| current.clone()),
     })
 }
 
