@@ -509,13 +509,14 @@ pub async fn devices() -> Result<(), Error> {
             link_operations(&op, &dynamo).await
         }
         "uploadKeys" | "claimKeys" | "listDevices" => {
-            // Device lists only: the users table, not the API keys.
+            // Device lists only (claimKeys, listDevices): the users table, not the API keys;
+            // uploadKeys reads no account.
+            let users_table = match op.as_str() {
+                "uploadKeys" => String::new(),
+                _ => required("USERS_TABLE")?,
+            };
             let deps = leak(keys::Deps {
-                accounts: leak(DynamoAccounts::new(
-                    dynamo.clone(),
-                    required("USERS_TABLE")?,
-                    "",
-                )),
+                accounts: leak(DynamoAccounts::new(dynamo.clone(), users_table, "")),
                 keys: leak(keys_store(&dynamo)?),
             });
             match op.as_str() {
