@@ -97,7 +97,10 @@ async fn upload_list_and_claim_round_trip_with_the_count_going_down_then_the_fal
     let d = device(&seen, &bob.device_id).expect("bob's phone");
     assert_eq!(d["identityKey"], b64("bob", 43));
     assert_eq!(d["signingKey"], b64("gbob", 43));
-    assert_eq!((d["primary"].clone(), d["platform"].clone()), (json!(true), json!("ios")));
+    assert_eq!(
+        (d["primary"].clone(), d["platform"].clone()),
+        (json!(true), json!("ios"))
+    );
     assert!(d.get("oneTimeKeyCount").is_none());
 
     let mut claimed = HashSet::new();
@@ -114,7 +117,10 @@ async fn upload_list_and_claim_round_trip_with_the_count_going_down_then_the_fal
             .request("listDevices", json!({"userIds": [bob.user_id]}))
             .await
             .unwrap();
-        assert_eq!(device(&mine, &bob.device_id).unwrap()["oneTimeKeyCount"], left);
+        assert_eq!(
+            device(&mine, &bob.device_id).unwrap()["oneTimeKeyCount"],
+            left
+        );
     }
     assert_eq!(claimed, ids("K", 3).into_iter().collect());
     for _ in 0..2 {
@@ -166,12 +172,11 @@ async fn concurrent_claims_from_several_clients_never_get_the_same_key() {
         let who = cloud.sign_up().await;
         claimers.push(connect(cloud, &who).await);
     }
+    let target = json!({"userId": bob.user_id});
+    let target = &target;
     let claims = claimers.iter().flat_map(|s| {
         (0..4).map(move |_| async move {
-            s.request("claimKeys", json!({"userId": bob.user_id}))
-                .await
-                .unwrap()["devices"][0]
-                .clone()
+            s.request("claimKeys", target.clone()).await.unwrap()["devices"][0].clone()
         })
     });
     let bundles = futures_util::future::join_all(claims).await;
@@ -186,10 +191,12 @@ async fn concurrent_claims_from_several_clients_never_get_the_same_key() {
     assert_eq!(unique.len(), 10, "a key went out twice: {one_time:?}");
     let fallbacks = bundles.iter().filter(|b| b["fallback"] == true).count();
     assert_eq!(fallbacks, 10);
-    assert!(bundles
-        .iter()
-        .filter(|b| b["fallback"] == true)
-        .all(|b| b["oneTimeKey"]["keyId"] == "FB"));
+    assert!(
+        bundles
+            .iter()
+            .filter(|b| b["fallback"] == true)
+            .all(|b| b["oneTimeKey"]["keyId"] == "FB")
+    );
 }
 
 #[tokio::test]
@@ -217,8 +224,17 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     assert_eq!(e["message"]["payload"], "olm-ciphertext-1");
     assert_eq!(e["message"]["sender"], alice.user_id.as_str());
     assert_eq!(e["message"]["senderDevice"], alice.device_id.as_str());
-    assert!(drain(&b, "deviceMessage", Duration::from_millis(700)).await.is_empty(), "once");
-    assert!(drain(&laptop, "deviceMessage", Duration::from_millis(300)).await.is_empty());
+    assert!(
+        drain(&b, "deviceMessage", Duration::from_millis(700))
+            .await
+            .is_empty(),
+        "once"
+    );
+    assert!(
+        drain(&laptop, "deviceMessage", Duration::from_millis(300))
+            .await
+            .is_empty()
+    );
     let acked = b
         .request("ackDeviceMessages", json!({"ids": [id]}))
         .await
@@ -228,7 +244,10 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     // Offline with a push token: kept, and a push that names the sender but carries no payload.
     let token = format!("apns-token-{}", uuid::Uuid::new_v4().simple());
     laptop
-        .request("registerPushToken", json!({"platform": "apns", "token": token}))
+        .request(
+            "registerPushToken",
+            json!({"platform": "apns", "token": token}),
+        )
         .await
         .unwrap();
     laptop.close().await;
@@ -255,7 +274,12 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
             let all = cloud.pushes().await.unwrap();
             let new: Vec<Value> = all[before.min(all.len())..]
                 .iter()
-                .filter(|p| p["message"].as_str().unwrap_or("").contains("deviceMessage"))
+                .filter(|p| {
+                    p["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("deviceMessage")
+                })
                 .cloned()
                 .collect();
             if !new.is_empty() {
@@ -270,14 +294,22 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     let all = cloud.pushes().await.unwrap();
     let for_laptop: Vec<&Value> = all[before..]
         .iter()
-        .filter(|p| p["message"].as_str().unwrap_or("").contains("deviceMessage"))
+        .filter(|p| {
+            p["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("deviceMessage")
+        })
         .collect();
     assert_eq!(for_laptop.len(), 1, "one push per device: {for_laptop:?}");
     for p in &pushes {
         let text = p.to_string();
         assert!(!text.contains("SECRET"), "no payload in a push: {text}");
         assert!(!text.contains("\"payload\""), "no payload field: {text}");
-        assert!(text.contains(alice.user_id.as_str()), "the sender is named: {text}");
+        assert!(
+            text.contains(alice.user_id.as_str()),
+            "the sender is named: {text}"
+        );
     }
     // The queue item carries its TTL, 30 days out.
     let items = cloud
@@ -365,7 +397,14 @@ async fn remove_device_revokes_its_key_closes_it_and_deletes_its_keys_under_the_
     // user's device; an unknown device is not found.
     let code = |r: (ErrorCode, String)| r.0;
     assert_eq!(
-        code(err(&desk, "removeDevice", json!({"deviceId": web_creds.device_id})).await),
+        code(
+            err(
+                &desk,
+                "removeDevice",
+                json!({"deviceId": web_creds.device_id})
+            )
+            .await
+        ),
         ErrorCode::Forbidden
     );
     assert_eq!(
@@ -381,7 +420,14 @@ async fn remove_device_revokes_its_key_closes_it_and_deletes_its_keys_under_the_
         ErrorCode::Forbidden
     );
     assert_eq!(
-        code(err(&b, "removeDevice", json!({"deviceId": "d_00000000000000000000000000000000"})).await),
+        code(
+            err(
+                &b,
+                "removeDevice",
+                json!({"deviceId": "d_00000000000000000000000000000000"})
+            )
+            .await
+        ),
         ErrorCode::NotFound
     );
     let (c, m) = err(&b, "removeDevice", json!({"deviceId": "web"})).await;
@@ -398,7 +444,10 @@ async fn remove_device_revokes_its_key_closes_it_and_deletes_its_keys_under_the_
         .expect("its open connection was closed");
     match Session::connect(&cloud.ws_url, &web_creds.api_key).await {
         Err(ConnectError::Refused(status)) => assert_eq!(status, 401),
-        other => panic!("the removed device's key still connects: {:?}", other.map(|_| ())),
+        other => panic!(
+            "the removed device's key still connects: {:?}",
+            other.map(|_| ())
+        ),
     }
     let listed = a
         .request("listDevices", json!({"userIds": [bob.user_id]}))
@@ -434,7 +483,8 @@ async fn remove_device_revokes_its_key_closes_it_and_deletes_its_keys_under_the_
         .items
         .unwrap_or_default();
     assert!(
-        left.iter().all(|i| !format!("{i:?}").contains(&web_creds.device_id)),
+        left.iter()
+            .all(|i| !format!("{i:?}").contains(&web_creds.device_id)),
         "{left:?}"
     );
 
@@ -465,9 +515,15 @@ async fn bad_inputs_each_get_their_error() {
     let mut bad = upload("a", &[], None);
     bad["identityKey"] = json!("short");
     let (c, m) = err(&a, "uploadKeys", bad).await;
-    assert!(c == ErrorCode::BadRequest && m.contains("identityKey"), "{m}");
+    assert!(
+        c == ErrorCode::BadRequest && m.contains("identityKey"),
+        "{m}"
+    );
     let (c, m) = err(&a, "uploadKeys", json!({"signingKey": b64("x", 43)})).await;
-    assert!(c == ErrorCode::BadRequest && m.contains("identityKey"), "{m}");
+    assert!(
+        c == ErrorCode::BadRequest && m.contains("identityKey"),
+        "{m}"
+    );
     let (c, _) = err(&a, "uploadKeys", upload("a", &ids("L", 101), None)).await;
     assert_eq!(c, ErrorCode::LimitExceeded);
     a.request("uploadKeys", upload("a", &ids("L", 100), None))
@@ -482,9 +538,17 @@ async fn bad_inputs_each_get_their_error() {
         .request("listDevices", json!({"userIds": [alice.user_id]}))
         .await
         .unwrap();
-    assert_eq!(device(&mine, &alice.device_id).unwrap()["oneTimeKeyCount"], 200);
+    assert_eq!(
+        device(&mine, &alice.device_id).unwrap()["oneTimeKeyCount"],
+        200
+    );
 
-    let (c, _) = err(&a, "claimKeys", json!({"userId": "u_00000000000000000000000000000000"})).await;
+    let (c, _) = err(
+        &a,
+        "claimKeys",
+        json!({"userId": "u_00000000000000000000000000000000"}),
+    )
+    .await;
     assert_eq!(c, ErrorCode::NotFound);
     let (c, m) = err(&a, "claimKeys", json!({"userId": 7})).await;
     assert!(c == ErrorCode::BadRequest && m.contains("userId"), "{m}");
@@ -496,7 +560,10 @@ async fn bad_inputs_each_get_their_error() {
 
     let to = |payload: String| json!({"messages": [{"userId": bob.user_id, "deviceId": bob.device_id, "payload": payload}]});
     let (c, m) = err(&a, "sendToDevice", to("x".repeat(16_385))).await;
-    assert!(c == ErrorCode::PayloadTooLarge && m.contains("payload"), "{m}");
+    assert!(
+        c == ErrorCode::PayloadTooLarge && m.contains("payload"),
+        "{m}"
+    );
     let (c, _) = err(&a, "sendToDevice", json!({"messages": []})).await;
     assert_eq!(c, ErrorCode::BadRequest);
     let hundred_one: Vec<Value> = (0..101)
@@ -511,7 +578,12 @@ async fn bad_inputs_each_get_their_error() {
     )
     .await;
     assert!(c == ErrorCode::BadRequest && m.contains("deviceId"), "{m}");
-    let (c, m) = err(&a, "sendToDevice", json!({"messages": [{"userId": bob.user_id}]})).await;
+    let (c, m) = err(
+        &a,
+        "sendToDevice",
+        json!({"messages": [{"userId": bob.user_id}]}),
+    )
+    .await;
     assert!(c == ErrorCode::BadRequest && m.contains("deviceId"), "{m}");
     let (c, _) = err(&a, "readDeviceMessages", json!({"limit": 0})).await;
     assert_eq!(c, ErrorCode::BadRequest);

@@ -248,10 +248,19 @@ impl RequestFrame {
         })
     }
 
-    /// The action's own fields as `T`.
+    /// The action's own fields as `T`. A field of the wrong type is named in the error (with
+    /// its path, like `messages[0].payload`), which serde_json alone does not do.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_value(self.body.clone())
-            .map_err(|e| ApiError::bad_request(format!("invalid {} request: {e}", self.action)))
+        serde_path_to_error::deserialize(self.body.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let cause = e.into_inner();
+            let message = if path == "." {
+                format!("invalid {} request: {cause}", self.action)
+            } else {
+                format!("invalid {} request: {path}: {cause}", self.action)
+            };
+            ApiError::bad_request(message)
+        })
     }
 }
 
@@ -310,6 +319,20 @@ mod tests {
             RequestFrame::parse(&big).unwrap_err().error.code,
             ErrorCode::PayloadTooLarge
         );
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named() {
+        let f = RequestFrame::parse(r#"{"action":"claimKeys","userId":7}"#).unwrap();
+        let e = f.params::<ClaimKeysParams>().unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("userId: invalid type"), "{}", e.message);
+        let f = RequestFrame::parse(
+            r#"{"action":"sendToDevice","messages":[{"userId":"u_1","deviceId":"d_1","payload":5}]}"#,
+        )
+        .unwrap();
+        let e = f.params::<SendToDeviceParams>().unwrap_err();
+        assert!(e.message.contains("messages[0].payload"), "{}", e.message);
     }
 
     #[test]
