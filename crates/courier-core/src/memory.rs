@@ -757,9 +757,12 @@ impl LinkStore for MemoryAccounts {
     }
 }
 
+/// A device's entry and its unclaimed one-time keys, in upload order.
+type KeyDirectoryEntry = (DeviceKeys, Vec<SignedKey>);
+
 /// The key directory in maps: entries by device, one-time keys in upload order.
 #[derive(Default)]
-pub struct MemoryKeys(Mutex<BTreeMap<(UserId, DeviceId), (DeviceKeys, Vec<SignedKey>)>>);
+pub struct MemoryKeys(Mutex<BTreeMap<(UserId, DeviceId), KeyDirectoryEntry>>);
 
 #[async_trait]
 impl KeyStore for MemoryKeys {

@@ -669,7 +669,11 @@ async fn the_primary_removes_a_companion_with_its_key_connections_push_keys_and_
         w.connections.for_user(&bob.user).await.unwrap(),
         vec![(bob.primary.device_id.clone(), current)]
     );
-    let presence = w.connections.presence(&[bob.user.clone()]).await.unwrap();
+    let presence = w
+        .connections
+        .presence(std::slice::from_ref(&bob.user))
+        .await
+        .unwrap();
     assert!(presence[0].push.is_empty());
     assert!(w.keys.device_keys(&bob.user).await.unwrap().is_empty());
     assert!(w.queues.all().is_empty());
