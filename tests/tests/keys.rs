@@ -601,3 +601,95 @@ async fn bad_inputs_each_get_their_error() {
         .await
         .unwrap();
 }
+
+/// Items of `table` whose key mentions `needle` (a user or device id).
+async fn items_mentioning(cloud: &TestCloud, table: &str, needle: &str) -> usize {
+    cloud
+        .dynamodb()
+        .scan()
+        .table_name(cloud.table(table))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| format!("{:?}", i.get("pk")).contains(needle))
+        .count()
+}
+
+#[tokio::test]
+async fn a_new_phone_and_account_deletion_delete_the_removed_devices_keys_and_queues() {
+    let cloud = TestCloud::shared();
+    let phone = courier_tests::fresh_phone();
+    let device = || courier_core::protocol::DeviceInfo {
+        name: "phone".into(),
+        platform: courier_core::protocol::Platform::Ios,
+    };
+    cloud.accounts().register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let old = cloud
+        .accounts()
+        .verify(&phone, &code, device())
+        .await
+        .unwrap();
+    let alice = cloud.sign_up().await;
+    let a = connect(cloud, &alice).await;
+    let seed = |who: Credentials| {
+        let a = &a;
+        async move {
+            let s = connect(cloud, &who).await;
+            s.request(
+                "uploadKeys",
+                upload(&who.device_id, &ids("R", 3), Some("RF")),
+            )
+            .await
+            .unwrap();
+            s.close().await;
+            a.request(
+                "sendToDevice",
+                json!({"messages": [{"userId": who.user_id, "deviceId": who.device_id, "payload": "c"}]}),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    seed(old.clone()).await;
+    assert_eq!(items_mentioning(cloud, "KeysTable", &old.user_id).await, 4);
+    assert_eq!(
+        items_mentioning(cloud, "DeviceQueueTable", &old.device_id).await,
+        1
+    );
+
+    // The number moves to a new phone: the old device's keys and queue are deleted.
+    cloud.accounts().register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let new = cloud
+        .accounts()
+        .verify(&phone, &code, device())
+        .await
+        .unwrap();
+    assert_eq!(new.user_id, old.user_id);
+    assert_eq!(items_mentioning(cloud, "KeysTable", &old.user_id).await, 0);
+    assert_eq!(
+        items_mentioning(cloud, "DeviceQueueTable", &old.device_id).await,
+        0
+    );
+    let c = a
+        .request("claimKeys", json!({"userId": new.user_id}))
+        .await
+        .unwrap();
+    assert_eq!(c["devices"], json!([]));
+
+    // Deleting the account deletes the current device's too.
+    seed(new.clone()).await;
+    assert_eq!(items_mentioning(cloud, "KeysTable", &new.user_id).await, 4);
+    let s = connect(cloud, &new).await;
+    s.request("deleteAccount", json!({})).await.unwrap();
+    assert_eq!(items_mentioning(cloud, "KeysTable", &new.user_id).await, 0);
+    assert_eq!(
+        items_mentioning(cloud, "DeviceQueueTable", &new.device_id).await,
+        0
+    );
+}
