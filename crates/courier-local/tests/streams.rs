@@ -261,7 +261,17 @@ async fn ordered_with_retries(f: &Fixture) {
         invocations[partial]["outcome"]["partial"]
     );
 
-    let stats = f.cloud.stream_stats("OrderedFunction").unwrap();
+    // The function writes its record line before it returns, and the poller counts the batch
+    // after the invocation returns: wait for the count to catch up with the file.
+    let stats = wait_for(
+        "the poller's count of 22 records",
+        Duration::from_secs(10),
+        || {
+            let s = f.cloud.stream_stats("OrderedFunction").unwrap();
+            (s.records >= 22).then_some(s)
+        },
+    )
+    .await;
     assert_eq!(stats.records, 22, "{stats:?}");
     assert_eq!(stats.retries, 2, "{stats:?}");
     assert_eq!(stats.dropped, 0, "{stats:?}");
