@@ -684,3 +684,5 @@ impl E2ee {
     }
 }
 
+#[cfg(test)]
+mod tests;
