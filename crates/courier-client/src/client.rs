@@ -420,8 +420,9 @@ impl Client {
         .await
     }
 
-    /// Waits (at most one request timeout) until this connection's keys were published.
-    async fn keys_published(&self) {
+    /// Waits (at most one request timeout) until this connection's keys were published (or
+    /// publishing failed: see [`Event::Error`]). Sends wait for it by themselves.
+    pub async fn keys_published(&self) {
         let mut rx = self.inner.published.subscribe();
         let _ = tokio::time::timeout(self.inner.config.request_timeout, rx.wait_for(|p| *p)).await;
     }
