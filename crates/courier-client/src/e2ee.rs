@@ -524,7 +524,14 @@ impl E2ee {
         if self.state.lock().unwrap().handled.contains(&dm.id) {
             return Ok(None);
         }
-        let sender = self.sender_device(c, &dm.sender, &dm.sender_device).await?;
+        // The key the message says it comes from: a cached listing with another key is stale
+        // (the device may have uploaded new keys), so it is read again.
+        let claimed_key = serde_json::from_str::<Value>(&dm.payload)
+            .ok()
+            .and_then(|v| v["sk"].as_str().map(str::to_owned));
+        let sender = self
+            .sender_device(c, &dm.sender, &dm.sender_device, claimed_key.as_deref())
+            .await?;
         let Some(sender) = sender else {
             // A device the server no longer lists (removed): nothing to trust it with.
             tracing::debug!(
@@ -579,6 +586,7 @@ impl E2ee {
         c: &impl Caller,
         user: &str,
         device: &str,
+        claimed_key: Option<&str>,
     ) -> Result<Option<UserDevice>, ClientError> {
         let cached = {
             let st = self.state.lock().unwrap();
@@ -586,7 +594,10 @@ impl E2ee {
                 .get(user)
                 .and_then(|ds| ds.iter().find(|d| d.device_id == device).cloned())
         };
-        if let Some(d) = cached.filter(|d| d.identity_key.is_some()) {
+        if let Some(d) = cached.filter(|d| {
+            d.identity_key.is_some()
+                && (claimed_key.is_none() || d.identity_key.as_deref() == claimed_key)
+        }) {
             return Ok(Some(d));
         }
         let listed = list_devices(c, &[user.to_owned()]).await?;

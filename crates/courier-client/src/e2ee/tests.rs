@@ -524,3 +524,52 @@ async fn one_time_keys_are_topped_up_and_sharing_is_batched() {
     assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 250);
     assert_eq!(b[0].len(), 100);
 }
+
+#[tokio::test]
+async fn a_device_that_lost_its_state_and_uploads_new_keys_is_an_identity_change() {
+    let fake = Fake::default();
+    let a1 = Dev::new(&fake, "alice", "a1", true).await;
+    let b1 = Dev::new(&fake, "bob", "b1", true).await;
+    let b2 = Dev::new(&fake, "bob", "b2", false).await;
+    let p = b2
+        .send("s_ab", &["alice"], "from the laptop")
+        .await
+        .unwrap();
+    a1.drain().await.unwrap();
+    assert_eq!(a1.read("s_ab", 1, &b2, &p), text("from the laptop"));
+    let p = a1.send("s_ab", &["bob"], "ok").await.unwrap();
+    b1.drain().await.unwrap();
+    assert_eq!(b1.read("s_ab", 2, &a1, &p), text("ok"));
+
+    // Bob's laptop loses its state: same device id, new keys (uploadKeys replaces them).
+    let fresh = std::env::temp_dir().join(format!(
+        "courier-e2ee-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let b2_again = Dev {
+        e2ee: E2ee::open(&fresh, "bob", "b2").unwrap(),
+        conn: As {
+            fake: fake.clone(),
+            user: "bob".into(),
+            device: "b2".into(),
+        },
+        dir: fresh,
+    };
+    b2_again.e2ee.publish_keys(&b2_again.conn).await.unwrap();
+    // Alice's cached listing still has the old key; the message's key makes her look again.
+    let p = b2_again.send("s_ab", &["alice"], "trust me").await.unwrap();
+    let err = a1.drain().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Crypto(CryptoError::IdentityChanged { device, .. }) if device == "b2"),
+        "{err:?}"
+    );
+    assert_eq!(a1.read("s_ab", 3, &b2_again, &p), Decrypted::Held);
+    let err = a1.send("s_ab", &["bob"], "hm").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Crypto(CryptoError::IdentityChanged { .. })
+        ),
+        "{err:?}"
+    );
+}
