@@ -33,6 +33,9 @@ pub struct TestCloud {
     pub sns_endpoint: Option<String>,
     /// Prefix of the local table names (`<prefix>-<LogicalId>`).
     pub resource_prefix: String,
+    /// The local cloud's state directory: its own log (`courier-local.log`, with every
+    /// function's output) and the emulators' logs (`logs/`).
+    pub state_dir: Option<PathBuf>,
     _child: Option<Child>,
 }
 
@@ -57,6 +60,7 @@ impl TestCloud {
                 dynamodb_endpoint: None,
                 sns_endpoint: None,
                 resource_prefix: String::new(),
+                state_dir: None,
                 _child: None,
             });
         }
@@ -136,6 +140,7 @@ impl TestCloud {
                     dynamodb_endpoint: v["dynamodbEndpoint"].as_str().map(str::to_owned),
                     sns_endpoint: v["snsEndpoint"].as_str().map(str::to_owned),
                     resource_prefix: run_id,
+                    state_dir: Some(state),
                     _child: Some(child),
                 });
             }

@@ -255,3 +255,150 @@ async fn group_commands_create_add_promote_remove_info_delete() {
     let (ok, _, err) = courier(cloud, &bob, &["group", "info", &group]);
     assert!(!ok && err.contains("NOT_FOUND"), "{err}");
 }
+
+/// The safety number `courier verify-contact` prints (the three lines after its heading).
+fn safety_number(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("Safety number with"))
+        .unwrap_or_else(|| panic!("no safety number in {out}"));
+    let number = lines[at + 1..at + 4]
+        .iter()
+        .map(|l| l.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(number.split(' ').count(), 12, "{out}");
+    assert!(
+        number
+            .split(' ')
+            .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+    );
+    number
+}
+
+#[tokio::test]
+async fn link_devices_verify_contact_and_a_changed_identity() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| {
+        let (ok, out, err) = courier(cloud, config, args);
+        assert!(ok, "courier {args:?}: {err}");
+        out
+    };
+
+    // A laptop links to Alice's account: `courier link` shows the code (and a QR code),
+    // Alice approves it from her primary device, the laptop gets its credentials.
+    let laptop =
+        std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let mut child = Command::new(target.join("debug/courier"))
+        .args(["link", "--device-name", "laptop", "--timeout", "60"])
+        .env("COURIER_HTTP_URL", &cloud.http_url)
+        .env("COURIER_WS_URL", &cloud.ws_url)
+        .env("COURIER_CONFIG_DIR", &laptop)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let code = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("courier link prints a code");
+        if let Some(code) = line.strip_prefix("Link code: ") {
+            break code.trim().to_owned();
+        }
+    };
+    let approved = run(&alice, &["devices", "approve", &code]);
+    assert!(
+        approved.contains("approved") && approved.contains("laptop"),
+        "{approved}"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let link_out = reader.join().unwrap();
+    assert!(status.success(), "{link_out}");
+    assert!(
+        link_out.contains('█') || link_out.contains('▀'),
+        "a QR code: {link_out}"
+    );
+    assert!(link_out.contains("Linked."), "{link_out}");
+
+    let list = run(&alice, &["devices", "list"]);
+    assert_eq!(list.matches("primary").count(), 1, "{list}");
+    assert!(
+        list.contains("laptop") && list.contains("companion"),
+        "{list}"
+    );
+    assert!(list.contains("(this device)"), "{list}");
+    assert!(
+        !list.contains("(no keys yet)"),
+        "both devices published keys: {list}"
+    );
+    let laptop_id = list
+        .lines()
+        .find(|l| l.contains("companion"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    // Both of Alice's devices read Bob's message; Bob reads Alice's, all encrypted.
+    run(&bob, &["send", &alice_phone, "hello", "both", "devices"]);
+    for config in [&alice, &laptop] {
+        let inbox = run(config, &["inbox", "--timeout", "20"]);
+        assert!(inbox.contains("hello both devices"), "{inbox}");
+    }
+
+    // Both sides print the same safety number.
+    let from_alice = safety_number(&run(&alice, &["verify-contact", &bob_phone]));
+    let from_bob = safety_number(&run(&bob, &["verify-contact", &alice_phone]));
+    assert_eq!(from_alice, from_bob);
+
+    // Alice removes the laptop: it is gone from the list and its key is refused.
+    assert!(run(&alice, &["devices", "remove", &laptop_id]).contains("removed"));
+    let list = run(&alice, &["devices", "list"]);
+    assert!(!list.contains(&laptop_id), "{list}");
+    let (ok, _, err) = courier(cloud, &laptop, &["whoami"]);
+    assert!(!ok && err.contains("key refused"), "{err}");
+
+    // Bob moves to a new phone (new keys): Alice's send is refused with a warning until she
+    // checks the new safety number and accepts it.
+    run(&alice, &["send", &bob_phone, "before"]);
+    let (ok, _, err) = courier(cloud, &bob, &["register", &bob_phone]);
+    assert!(ok, "{err}");
+    let code = cloud.code_for(&bob_phone).await.unwrap();
+    run(&bob, &["verify", &code]);
+    let (ok, _, err) = courier(cloud, &alice, &["send", &bob_phone, "are", "you", "there"]);
+    assert!(!ok, "a send to a changed identity is refused");
+    assert!(err.contains("WARNING: the identity"), "{err}");
+    let (ok, _, err) = courier(cloud, &alice, &["verify-contact", &bob_phone]);
+    assert!(ok && err.contains("WARNING: the identity"), "{err}");
+    let accepted = run(&alice, &["verify-contact", &bob_phone, "--accept"]);
+    assert!(accepted.contains("Trusted"), "{accepted}");
+    assert_eq!(
+        safety_number(&accepted),
+        safety_number(&run(&bob, &["verify-contact", &alice_phone]))
+    );
+    run(&alice, &["send", &bob_phone, "welcome", "back"]);
+    let inbox = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(inbox.contains("welcome back"), "{inbox}");
+    assert!(!inbox.contains("are you there"), "{inbox}");
+}

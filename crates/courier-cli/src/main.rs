@@ -1,7 +1,11 @@
-//! `courier`: the command-line client. Registers a phone number, verifies the SMS code, and
-//! keeps the device's credentials in the user's config directory (mode 0600); sends messages,
-//! reads the inbox (resuming from the cursors kept in `state.json`, mode 0600) and chats.
+//! `courier`: the command-line client. Registers a phone number, verifies the SMS code (or
+//! links to an account as a companion device), and keeps the device's credentials in the
+//! user's config directory (mode 0600); sends messages, reads the inbox (resuming from the
+//! cursors kept in `state.json`, mode 0600) and chats, always end-to-end encrypted (the
+//! device's keys and sessions in `crypto/`, encrypted at rest); manages linked devices and
+//! shows safety numbers.
 
+mod devices;
 mod messaging;
 
 use anyhow::{Context, Result, bail};
@@ -54,6 +58,30 @@ enum Command {
     },
     /// Show who this device is signed in as, and check the key with the server.
     Whoami,
+    /// Link this device to an existing account as a companion: shows a code (text and QR) to
+    /// approve on the primary device with `courier devices approve <code>`, waits for it.
+    Link {
+        /// A name for this device.
+        #[arg(long, default_value = "courier-cli")]
+        device_name: String,
+        /// Give up after this many seconds (the code lives 5 minutes).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The account's devices: list, approve a link code (primary device), remove.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Show the safety number with a contact (compare it with theirs, in person or by a call)
+    /// and their devices' fingerprints; `--accept` trusts their current keys after a change.
+    VerifyContact {
+        /// The contact's phone number (E.164) or user id (`u_...`).
+        contact: String,
+        /// Trust the contact's current identity keys (after a reported change).
+        #[arg(long)]
+        accept: bool,
+    },
     /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`.
     Send {
         /// Send in this session instead of the direct chat with a phone number.
@@ -130,6 +158,22 @@ pub(crate) enum GroupCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub(crate) enum DevicesCommand {
+    /// List this account's devices with their key fingerprints.
+    List,
+    /// Approve a link code shown by a new device (from the primary device).
+    Approve {
+        /// The code (case, spaces and dashes do not matter).
+        code: String,
+    },
+    /// Remove a companion device (or this device, from a companion).
+    Remove {
+        /// Its device id (`d_...`), as `courier devices list` shows it.
+        device_id: String,
+    },
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Pending {
@@ -139,6 +183,8 @@ struct Pending {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Stored {
+    /// The number (empty on a linked companion device, which never saw it).
+    #[serde(default)]
     phone: String,
     user_id: String,
     device_id: String,
@@ -178,6 +224,23 @@ impl Store {
                 bail!("not signed in; run `courier register <phone>` then `courier verify <code>`")
             }
         }
+    }
+
+    /// This device's end-to-end encryption state (keys, sessions, pins), encrypted at rest.
+    fn crypto_dir(&self) -> PathBuf {
+        self.0.join("crypto")
+    }
+
+    /// Saves new credentials: a new device, so the previous device's crypto state and
+    /// cursors (if any) go.
+    fn save_new_device(&self, creds: &Stored) -> Result<()> {
+        let crypto = self.crypto_dir();
+        if crypto.exists() {
+            std::fs::remove_dir_all(&crypto)
+                .with_context(|| format!("removing {}", crypto.display()))?;
+        }
+        let _ = std::fs::remove_file(self.0.join("state.json"));
+        self.write("credentials.json", creds)
     }
 
     /// Writes a file readable only by the user (it may hold the API key).
@@ -230,26 +293,51 @@ async fn main() -> Result<()> {
                 platform: Platform::Cli,
             };
             let creds = accounts.verify(&pending.phone, code.trim(), device).await?;
-            store.write(
-                "credentials.json",
-                &Stored {
-                    phone: pending.phone,
-                    user_id: creds.user_id.clone(),
-                    device_id: creds.device_id.clone(),
-                    api_key: creds.api_key,
-                },
-            )?;
+            let stored = Stored {
+                phone: pending.phone,
+                user_id: creds.user_id.clone(),
+                device_id: creds.device_id.clone(),
+                api_key: creds.api_key,
+            };
+            store.save_new_device(&stored)?;
             let _ = std::fs::remove_file(store.0.join("pending.json"));
             println!(
                 "Verified. user {} device {}",
                 creds.user_id, creds.device_id
             );
+            devices::publish_keys(&store, &cli.ws_url).await?;
+        }
+        Command::Link {
+            device_name,
+            timeout,
+        } => {
+            devices::link(
+                &store,
+                &accounts,
+                &cli.ws_url,
+                device_name,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await?;
+        }
+        Command::Devices { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            devices::devices(&ctx, command).await?;
+        }
+        Command::VerifyContact { contact, accept } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            devices::verify_contact(&ctx, &contact, accept).await?;
         }
         Command::Whoami => {
             let me = store.credentials()?;
+            let phone = if me.phone.is_empty() {
+                "(linked device)"
+            } else {
+                me.phone.as_str()
+            };
             println!(
-                "phone:  {}\nuser:   {}\ndevice: {}",
-                me.phone, me.user_id, me.device_id
+                "phone:  {phone}\nuser:   {}\ndevice: {}",
+                me.user_id, me.device_id
             );
             match Session::connect(&cli.ws_url, &me.api_key).await {
                 Ok(session) => {

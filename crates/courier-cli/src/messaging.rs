@@ -1,4 +1,9 @@
-//! `send`, `inbox` and `chat`: the messaging commands, on the SDK's resilient `Client`.
+//! `send`, `inbox` and `chat`: the messaging commands, on the SDK's resilient `Client`, always
+//! end-to-end encrypted (the device's crypto state in `crypto/` beside the credentials).
+//!
+//! A contact whose identity key changed is shown as a warning; nothing is sent to it and its
+//! messages are not shown until the user checks and accepts it with
+//! `courier verify-contact <contact> --accept`.
 //!
 //! What this device has seen is kept in `state.json` (mode 0600) as the client's cursors, so
 //! `inbox` shows each message once across runs; `send` records its own message there, so it is
@@ -7,8 +12,8 @@
 use crate::{Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
 use courier_client::{
-    Client, ClientConfig, ClientError, Cursors, DeliveryStatus, Event, Message, MessageType,
-    SentMessage, client::Events, payload,
+    Client, ClientConfig, ClientError, CryptoError, Cursors, DeliveryStatus, Encryption, Event,
+    Message, MessageType, SentMessage, client::Events,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -44,7 +49,7 @@ pub enum Target {
 pub struct Ctx<'a> {
     store: &'a Store,
     ws_url: String,
-    me: Stored,
+    pub(crate) me: Stored,
 }
 
 impl<'a> Ctx<'a> {
@@ -67,14 +72,19 @@ impl<'a> Ctx<'a> {
         self.store.write(STATE, &state)
     }
 
-    fn config(&self) -> Result<ClientConfig> {
+    pub(crate) fn config(&self) -> Result<ClientConfig> {
         let mut c = ClientConfig::new(&self.ws_url, &self.me.api_key);
         c.retry_deadline = Some(RETRY_FOR);
         c.cursors = self.state()?.cursors;
+        c.encryption = Some(Encryption {
+            dir: self.store.crypto_dir(),
+            user_id: self.me.user_id.clone(),
+            device_id: self.me.device_id.clone(),
+        });
         Ok(c)
     }
 
-    async fn connect(&self, config: ClientConfig) -> Result<(Client, Events)> {
+    pub(crate) async fn connect(&self, config: ClientConfig) -> Result<(Client, Events)> {
         Client::connect(config).await.map_err(|e| match e {
             ClientError::Unauthorized => refused(),
             other => anyhow!("server: {other}"),
@@ -104,7 +114,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn who(&self, user_id: &str) -> String {
+    pub(crate) fn who(&self, user_id: &str) -> String {
         if user_id == self.me.user_id {
             "me".to_owned()
         } else {
@@ -115,6 +125,27 @@ impl<'a> Ctx<'a> {
 
 fn refused() -> anyhow::Error {
     anyhow!("server: key refused (revoked, or the account moved to another phone)")
+}
+
+/// The warning for a contact whose identity key changed.
+pub(crate) fn identity_warning(user: &str, device: &str) -> String {
+    format!(
+        "WARNING: the identity of {user} changed (device {device} has a new key: a new phone, \
+         or someone else). Nothing is sent to it and its messages are not shown until you \
+         compare safety numbers with `courier verify-contact {user}` and accept it with \
+         `courier verify-contact {user} --accept`."
+    )
+}
+
+/// What a failed send says.
+fn not_sent(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Unauthorized => refused(),
+        ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. }) => {
+            anyhow!("not sent: {}", identity_warning(&user, &device))
+        }
+        other => anyhow!("not sent: {other}"),
+    }
 }
 
 /// `2026-11-27T12:00:00.000Z` → `2026-11-27 12:00:00` (UTC).
@@ -130,9 +161,10 @@ fn time(at: &str) -> String {
 /// The text of a message, as shown.
 fn text_of(m: &Message) -> String {
     match m.kind {
-        MessageType::Text => {
-            payload::decode(&m.payload).unwrap_or_else(|| "(cannot be read)".to_owned())
-        }
+        MessageType::Text => m
+            .text
+            .clone()
+            .unwrap_or_else(|| "(cannot be read)".to_owned()),
         MessageType::System => match serde_json::from_str::<serde_json::Value>(&m.payload) {
             // A group change the server wrote into the session.
             Ok(c) => {
@@ -172,13 +204,7 @@ pub async fn send(ctx: &Ctx<'_>, target: Target, text: &str, as_json: bool) -> R
     config.auto_ack_delivered = false;
     let (client, _events) = ctx.connect(config).await?;
     let session = ctx.session_for(&client, &target).await?;
-    let sent = client
-        .send_text(&session, text)
-        .await
-        .map_err(|e| match e {
-            ClientError::Unauthorized => refused(),
-            other => anyhow!("not sent: {other}"),
-        })?;
+    let sent = client.send_text(&session, text).await.map_err(not_sent)?;
     let mut mine = Cursors::default();
     mine.mark_seen(&session, sent.seq, &sent.msg_id);
     ctx.save_cursors(&mine)?;
@@ -219,7 +245,7 @@ pub async fn inbox(ctx: &Ctx<'_>, as_json: bool, timeout: Duration) -> Result<()
                 if as_json {
                     let mut v = serde_json::to_value(&m)?;
                     v["event"] = json!("message");
-                    if let (MessageType::Text, Some(t)) = (&m.kind, payload::decode(&m.payload)) {
+                    if let (MessageType::Text, Some(t)) = (&m.kind, &m.text) {
                         v["text"] = json!(t);
                     }
                     print_line(&v.to_string());
@@ -253,6 +279,25 @@ pub async fn inbox(ctx: &Ctx<'_>, as_json: bool, timeout: Duration) -> Result<()
                         ctx.who(&from)
                     ));
                 }
+            }
+            Some(Event::Undecryptable { message: m, reason }) => {
+                if as_json {
+                    print_line(
+                        &json!({"event": "undecryptable", "sessionId": m.session_id,
+                                "msgId": m.msg_id, "sender": m.sender, "reason": reason})
+                        .to_string(),
+                    );
+                } else {
+                    print_line(&format!(
+                        "[{}] {} {}: (cannot be decrypted: {reason})",
+                        m.session_id,
+                        date_time(&m.sent_at),
+                        ctx.who(&m.sender),
+                    ));
+                }
+            }
+            Some(Event::IdentityChanged { user_id, device_id }) => {
+                eprintln!("{}", identity_warning(&user_id, &device_id));
             }
             Some(Event::Synced) => break,
             Some(Event::Unauthorized) => bail!(refused()),
@@ -336,6 +381,10 @@ impl ChatView<'_> {
                 eprintln!("not sent: {text}");
                 Flow::Stop(Err(refused()))
             }
+            Err(ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. })) => {
+                eprintln!("not sent: {text}\n{}", identity_warning(&user, &device));
+                Flow::Continue
+            }
             Err(e) => {
                 eprintln!("not sent: {text} ({e})");
                 Flow::Continue
@@ -360,6 +409,16 @@ impl ChatView<'_> {
             Some(Event::Message(m)) => {
                 let from = self.ctx.who(&m.sender);
                 eprintln!("(new message in session {} from {from})", m.session_id);
+            }
+            Some(Event::Undecryptable { message: m, reason }) if m.session_id == self.session => {
+                print_line(&format!(
+                    "[{}] {}: (cannot be decrypted: {reason})",
+                    time(&m.sent_at),
+                    self.ctx.who(&m.sender),
+                ));
+            }
+            Some(Event::IdentityChanged { user_id, device_id }) => {
+                eprintln!("{}", identity_warning(&user_id, &device_id));
             }
             Some(Event::SessionStarted {
                 session_id, from, ..

@@ -13,13 +13,31 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-fn config_dir(key: &str) -> PathBuf {
+/// A signed-in CLI (`u_me`/`d_me`) whose device keys the fake server already holds, so the
+/// fake peer can encrypt for it.
+fn config_dir(server: &FakeServer, key: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("courier-cli-msg-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let creds =
         json!({"phone": "+14155550199", "userId": "u_me", "deviceId": "d_me", "apiKey": key});
     std::fs::write(dir.join("credentials.json"), creds.to_string()).unwrap();
+    server.enable_e2ee(&dir.join("crypto"));
     dir
+}
+
+/// The message at `index` was sent encrypted, and the peer decrypted `text` from it.
+fn sent_encrypted(server: &FakeServer, index: usize, text: &str) {
+    let payload = server.messages()[index]["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(payload.contains(r#""t":"megolm""#), "{payload}");
+    assert!(!payload.contains(text), "{payload}");
+    assert!(
+        server.peer_received().contains(&text.to_owned()),
+        "{:?}",
+        server.peer_received()
+    );
 }
 
 fn command(server: &FakeServer, dir: &Path, args: &[&str]) -> Command {
@@ -76,7 +94,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test]
 async fn send_and_inbox() {
     let server = FakeServer::start().await;
-    let dir = config_dir(KEY);
+    let dir = config_dir(&server, KEY);
     server.peer_sends("hello", false);
 
     let (ok, out, err) = courier(&server, &dir, &["inbox"]).await;
@@ -100,7 +118,7 @@ async fn send_and_inbox() {
     let (ok, out, err) = courier(&server, &dir, &["send", "+14155550100", "hi", "there"]).await;
     assert!(ok, "{err}");
     assert_eq!(out, "sent msgId=s_me_peer.2 seq=2 session=s_me_peer\n");
-    assert_eq!(server.messages()[1]["payload"], "hi there");
+    sent_encrypted(&server, 1, "hi there");
     assert_eq!(state(&dir)["cursors"][SESSION]["seq"], 2);
 
     // Only the peer's new message shows, not ours.
@@ -141,7 +159,7 @@ async fn send_and_inbox() {
 #[tokio::test]
 async fn a_refused_key_is_reported() {
     let server = FakeServer::start().await;
-    let dir = config_dir("ck_revoked");
+    let dir = config_dir(&server, "ck_revoked");
     for args in [
         &["inbox"][..],
         &["send", "+14155550100", "x"],
@@ -156,7 +174,7 @@ async fn a_refused_key_is_reported() {
 #[tokio::test]
 async fn chat_through_a_pipe() {
     let server = FakeServer::start().await;
-    let dir = config_dir(KEY);
+    let dir = config_dir(&server, KEY);
     server.peer_sends("waiting for you", false);
     let mut child = command(&server, &dir, &["chat", "+14155550100"])
         .stdin(Stdio::piped())
@@ -186,7 +204,7 @@ async fn chat_through_a_pipe() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"first\n").await.unwrap();
     eventually("sent", has("me: first ✓")).await;
-    assert_eq!(server.messages()[1]["payload"], "first");
+    sent_encrypted(&server, 1, "first");
     let status = |s: &str| {
         json!({"type": "event", "event": "status", "sessionId": SESSION, "userId": "u_peer",
                "status": s, "upToMsgId": "s_me_peer.2", "upToSeq": 2, "at": "2026-11-27T12:00:05.000Z"})

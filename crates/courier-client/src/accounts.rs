@@ -1,4 +1,4 @@
-//! The HTTP API: registration and verification.
+//! The HTTP API: registration, verification, and linking a new device.
 
 use crate::ClientError;
 use courier_core::protocol::{
@@ -6,6 +6,28 @@ use courier_core::protocol::{
     ValidateAccountRequest,
 };
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Reply to `POST /v1/devices/link-requests`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkRequest {
+    /// The new device's secret: it polls with it. Never show it.
+    pub link_id: String,
+    /// The code to show (as text and as a QR code) for the primary device to approve.
+    pub code: String,
+    /// How long the code is valid.
+    pub expires_in_seconds: u64,
+}
+
+/// What polling a link request says.
+#[derive(Debug, Clone)]
+pub enum LinkPoll {
+    /// Not approved yet.
+    Pending,
+    /// Approved: this device's credentials (handed out once).
+    Approved(Credentials),
+}
 
 /// A client of the HTTP API at one base URL.
 #[derive(Clone)]
@@ -49,6 +71,48 @@ impl AccountsClient {
         self.post("/v1/accounts/verify", &body).await
     }
 
+    /// Asks for a link code for this (new) device.
+    pub async fn request_link(&self, device: DeviceInfo) -> Result<LinkRequest, ClientError> {
+        self.post("/v1/devices/link-requests", &device).await
+    }
+
+    /// Polls a link request once: pending, or approved with the credentials. `EXPIRED` once
+    /// the code expired, `NOT_FOUND` for an unknown id or credentials already collected.
+    pub async fn poll_link(&self, link_id: &str) -> Result<LinkPoll, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/devices/link-requests/{link_id}", self.base))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        match status {
+            202 => Ok(LinkPoll::Pending),
+            _ => Self::decode::<Credentials>(status, text).map(LinkPoll::Approved),
+        }
+    }
+
+    /// Polls until the link is approved (every `every`), or fails (expired, unknown).
+    pub async fn wait_for_link(
+        &self,
+        link_id: &str,
+        every: std::time::Duration,
+    ) -> Result<Credentials, ClientError> {
+        loop {
+            match self.poll_link(link_id).await {
+                Ok(LinkPoll::Approved(c)) => return Ok(c),
+                Ok(LinkPoll::Pending) => {}
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -66,6 +130,10 @@ impl AccountsClient {
             .text()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Self::decode(status, text)
+    }
+
+    fn decode<T: DeserializeOwned>(status: u16, text: String) -> Result<T, ClientError> {
         if (200..300).contains(&status) {
             return serde_json::from_str(&text)
                 .map_err(|_| ClientError::Unexpected { status, body: text });

@@ -16,14 +16,30 @@
 //!   [`ClientConfig::request_timeout`], a dropped connection) the same request is sent again until
 //!   a reply or a non-retryable error, so the server stores and delivers it once.
 //!
+//! - With [`ClientConfig::encryption`] set, messages are end-to-end encrypted (see
+//!   [`crate::e2ee`]): keys are published on every connect, [`Client::send_text`] shares the
+//!   chat's room key with every member device and sends the Megolm ciphertext, the device queue
+//!   is read on every sync and live (room keys), and every `text`/`media` message is decrypted
+//!   before it is emitted ([`Message::text`]); one that cannot be is emitted as
+//!   [`Event::Undecryptable`] (held first until the device queue was read, and emitted as a
+//!   message if its key comes later). Without it, payloads are plain text (the load generator
+//!   and tests that exercise the server alone).
+//!
 //! Events come out of the `mpsc` receiver returned with the client, in the order they happen.
 
 use crate::ClientError;
+use crate::crypto::CryptoError;
 use crate::cursors::{Cursors, Origin, Tracker};
-use crate::protocol::{self, DeliveryStatus, Event, Message, NewMessage, Request, SessionSummary};
+use crate::e2ee::{self, Caller, Decrypted, E2ee, SafetyInfo};
+use crate::protocol::{
+    self, DeliveryStatus, DeviceMessage, Event, Message, MessageType, NewMessage, Request,
+    SessionSummary,
+};
 use crate::session::{ConnectError, Session};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
@@ -65,6 +81,20 @@ pub struct ClientConfig {
     pub retry_deadline: Option<Duration>,
     /// Where each session's reading starts (see [`Client::cursors`]).
     pub cursors: Cursors,
+    /// End-to-end encryption: where this device's crypto state lives. None: plain payloads.
+    pub encryption: Option<Encryption>,
+}
+
+/// End-to-end encryption settings: the device's crypto state directory and who it is (from
+/// the credentials).
+#[derive(Debug, Clone)]
+pub struct Encryption {
+    /// The [`crate::CryptoStore`] directory (created 0700 if missing).
+    pub dir: PathBuf,
+    /// The account.
+    pub user_id: String,
+    /// This device.
+    pub device_id: String,
 }
 
 impl ClientConfig {
@@ -85,6 +115,7 @@ impl ClientConfig {
             seen_capacity: 10_000,
             retry_deadline: None,
             cursors: Cursors::default(),
+            encryption: None,
         }
     }
 }
@@ -101,10 +132,16 @@ struct State {
     tracker: Tracker,
     events: Option<mpsc::UnboundedSender<Event>>,
     sessions: BTreeMap<String, SessionSummary>,
+    /// Held messages already reported as undecryptable.
+    reported: HashSet<String>,
 }
 
 struct Inner {
     config: ClientConfig,
+    e2ee: Option<Arc<E2ee>>,
+    /// Set once this connection's keys were published (or publishing failed): sends wait for
+    /// it, so a peer can look up the sender's keys.
+    published: watch::Sender<bool>,
     conn: watch::Sender<Conn>,
     state: Mutex<State>,
     stop: watch::Sender<bool>,
@@ -132,30 +169,47 @@ impl Client {
     /// Connects once (failing with [`ClientError::Unauthorized`] if the key is refused, or the
     /// transport error), then stays connected in the background.
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+        let e2ee = open_e2ee(&config)?;
         let first = open(&config).await.map_err(|e| match e {
             ConnectError::Refused(401) => ClientError::Unauthorized,
             other => ClientError::Transport(other.to_string()),
         })?;
-        Ok(Self::spawn(config, Some(first)))
+        Ok(Self::spawn(config, e2ee, Some(first)))
     }
 
-    /// Starts connecting in the background (offline is fine: it keeps trying).
+    /// Starts connecting in the background (offline is fine: it keeps trying). A crypto state
+    /// that cannot be opened is fatal: [`Event::Error`] and the client stops.
     pub fn start(config: ClientConfig) -> (Client, Events) {
-        Self::spawn(config, None)
+        match open_e2ee(&config) {
+            Ok(e2ee) => Self::spawn(config, e2ee, None),
+            Err(e) => {
+                let (client, events) = Self::spawn(config, None, None);
+                client.inner.emit(vec![Event::Error(e.to_string())]);
+                client.inner.stop.send_replace(true);
+                (client, events)
+            }
+        }
     }
 
-    fn spawn(mut config: ClientConfig, first: Option<Session>) -> (Client, Events) {
+    fn spawn(
+        mut config: ClientConfig,
+        e2ee: Option<Arc<E2ee>>,
+        first: Option<Session>,
+    ) -> (Client, Events) {
         let (tx, rx) = mpsc::unbounded_channel();
         let cursors = std::mem::take(&mut config.cursors);
         let tracker = Tracker::new(cursors, config.seen_capacity);
         let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             config,
+            e2ee,
+            published: watch::channel(false).0,
             conn: watch::channel(Conn::Connecting).0,
             state: Mutex::new(State {
                 tracker,
                 events: Some(tx),
                 sessions: BTreeMap::new(),
+                reported: HashSet::new(),
             }),
             stop: stop.clone(),
             sync_now: Notify::new(),
@@ -339,13 +393,177 @@ impl Client {
         protocol::parse(r["sessions"].clone())
     }
 
-    /// Sends a text message (its payload made by [`crate::payload::encode`]).
+    /// Sends a text message: end-to-end encrypted when the client has
+    /// [`ClientConfig::encryption`] (the chat's room key is shared first with every member
+    /// device that lacks it), else as made by [`crate::payload::encode`].
+    ///
+    /// A member device whose identity key changed fails the send with
+    /// [`ClientError::Crypto`] ([`CryptoError::IdentityChanged`]) before anything is sent.
     pub async fn send_text(
         &self,
         session_id: &str,
         text: &str,
     ) -> Result<protocol::SentMessage, ClientError> {
-        self.send(NewMessage::text(session_id, text)).await
+        let Some(e2ee) = self.inner.e2ee.clone() else {
+            return self.send(NewMessage::text(session_id, text)).await;
+        };
+        self.keys_published().await;
+        let members = self.members(session_id).await?;
+        let payload = e2ee.encrypt_for(self, session_id, &members, text).await?;
+        self.send(NewMessage {
+            session_id: session_id.to_owned(),
+            kind: MessageType::Text,
+            payload,
+            attachments: Vec::new(),
+            client_msg_id: None,
+        })
+        .await
+    }
+
+    /// Waits (at most one request timeout) until this connection's keys were published (or
+    /// publishing failed: see [`Event::Error`]). Sends wait for it by themselves.
+    pub async fn keys_published(&self) {
+        let mut rx = self.inner.published.subscribe();
+        let _ = tokio::time::timeout(self.inner.config.request_timeout, rx.wait_for(|p| *p)).await;
+    }
+
+    /// The member user ids of a chat: a group's from `getGroup`, a direct chat's from the
+    /// sessions list.
+    pub async fn members(&self, session_id: &str) -> Result<Vec<String>, ClientError> {
+        if session_id.starts_with("g_") {
+            let g = self.get_group(session_id).await?;
+            return Ok(g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["userId"].as_str().map(str::to_owned))
+                .collect());
+        }
+        let known = {
+            let st = self.inner.state.lock().unwrap();
+            st.sessions.get(session_id).map(|s| s.members.clone())
+        };
+        if let Some(members) = known.filter(|m| !m.is_empty()) {
+            return Ok(members);
+        }
+        let sessions = self.list_sessions().await?;
+        let mut st = self.inner.state.lock().unwrap();
+        for s in &sessions {
+            st.sessions
+                .entry(s.session_id.clone())
+                .or_insert_with(|| s.clone());
+        }
+        sessions
+            .into_iter()
+            .find(|s| s.session_id == session_id)
+            .map(|s| s.members)
+            .ok_or_else(|| ClientError::Unexpected {
+                status: 0,
+                body: format!("session {session_id} is not among this user's sessions"),
+            })
+    }
+
+    /// Whether messages are end-to-end encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.e2ee.is_some()
+    }
+
+    fn e2ee(&self) -> Result<&Arc<E2ee>, ClientError> {
+        self.inner
+            .e2ee
+            .as_ref()
+            .ok_or_else(|| ClientError::Store("end-to-end encryption is not configured".into()))
+    }
+
+    /// The safety number with `user_id` and both sides' device fingerprints.
+    pub async fn safety(&self, user_id: &str) -> Result<SafetyInfo, ClientError> {
+        self.e2ee()?.safety(self, user_id).await
+    }
+
+    /// Whether every device of `user_id` presents the identity key pinned for it (false after
+    /// an [`Event::IdentityChanged`], until [`Client::accept_identity`]).
+    pub async fn is_trusted(&self, user_id: &str) -> Result<bool, ClientError> {
+        self.e2ee()?.is_trusted(self, user_id).await
+    }
+
+    /// Trusts the identity keys `user_id`'s devices present now (after a reported change);
+    /// room keys from them are accepted from then on. Returns how many devices were pinned.
+    pub async fn accept_identity(&self, user_id: &str) -> Result<usize, ClientError> {
+        let n = self.e2ee()?.accept_identity(self, user_id).await?;
+        // Device messages left in the queue because of the change are read now.
+        self.request_sync();
+        Ok(n)
+    }
+
+    /// `uploadKeys`: how many unclaimed one-time keys this device has now. (An encrypting
+    /// client publishes its keys by itself on every connect.)
+    pub async fn upload_keys(
+        &self,
+        identity_key: &str,
+        signing_key: &str,
+        one_time_keys: &[crate::crypto::OneTimeKey],
+        fallback_key: Option<&crate::crypto::OneTimeKey>,
+    ) -> Result<u32, ClientError> {
+        let req = protocol::upload_keys(identity_key, signing_key, one_time_keys, fallback_key);
+        let r = self.call(req, true).await?;
+        Ok(r["oneTimeKeyCount"].as_u64().unwrap_or(0) as u32)
+    }
+
+    /// `claimKeys` (not retried: a lost reply used up one-time keys, and a retry claims new ones
+    /// anyway).
+    pub async fn claim_keys(
+        &self,
+        user_id: &str,
+        device_ids: Option<&[String]>,
+    ) -> Result<Vec<protocol::KeyBundle>, ClientError> {
+        e2ee::claim_keys(self, user_id, device_ids).await
+    }
+
+    /// `listDevices`.
+    pub async fn list_devices(
+        &self,
+        user_ids: &[String],
+    ) -> Result<Vec<protocol::UserDevice>, ClientError> {
+        e2ee::list_devices(self, user_ids).await
+    }
+
+    /// `removeDevice`.
+    pub async fn remove_device(&self, device_id: &str) -> Result<(), ClientError> {
+        self.call(protocol::remove_device(device_id), true)
+            .await
+            .map(drop)
+    }
+
+    /// `approveDeviceLink` (from the primary device): the device linked.
+    pub async fn approve_device_link(
+        &self,
+        code: &str,
+    ) -> Result<protocol::LinkedDevice, ClientError> {
+        protocol::parse(
+            self.call(protocol::approve_device_link(code), false)
+                .await?,
+        )
+    }
+
+    /// `sendToDevice` (1 to 100 messages).
+    pub async fn send_to_device(
+        &self,
+        messages: &[protocol::OutgoingDeviceMessage],
+    ) -> Result<protocol::SendToDeviceResult, ClientError> {
+        e2ee::send_to_device(self, messages).await
+    }
+
+    /// `readDeviceMessages` (an encrypting client reads its queue by itself).
+    pub async fn read_device_messages(
+        &self,
+        limit: Option<u32>,
+    ) -> Result<protocol::DeviceMessagesPage, ClientError> {
+        e2ee::read_device_messages(self, limit).await
+    }
+
+    /// `ackDeviceMessages`: how many were removed from the queue.
+    pub async fn ack_device_messages(&self, ids: &[String]) -> Result<u64, ClientError> {
+        e2ee::ack_device_messages(self, ids).await
     }
 
     /// `sendMessage` with a payload already encoded.
@@ -387,7 +605,7 @@ impl Client {
                     .tracker
                     .note_own(&message.session_id, sent.seq, &sent.msg_id);
                 unblocked = !out.emit.is_empty();
-                emit(&st.events, out.emit);
+                self.inner.emit_revealed(st, out.emit);
             }
             st.tracker.sent(&cid);
             unblocked
@@ -452,19 +670,196 @@ impl Client {
     }
 }
 
+impl Caller for Client {
+    fn call(&self, req: Request) -> impl Future<Output = Result<Value, ClientError>> + Send {
+        Client::call(self, req, true)
+    }
+}
+
+/// Requests on one connection, without retries (the driver's own calls).
+struct OnConnection<'a> {
+    inner: &'a Inner,
+    session: &'a Arc<Session>,
+}
+
+impl Caller for OnConnection<'_> {
+    fn call(&self, req: Request) -> impl Future<Output = Result<Value, ClientError>> + Send {
+        self.inner.request(self.session, req)
+    }
+}
+
+fn open_e2ee(config: &ClientConfig) -> Result<Option<Arc<E2ee>>, ClientError> {
+    let Some(enc) = &config.encryption else {
+        return Ok(None);
+    };
+    E2ee::open(&enc.dir, &enc.user_id, &enc.device_id)
+        .map(|e| Some(Arc::new(e)))
+        .map_err(|e| ClientError::Store(e.to_string()))
+}
+
+/// What a message turns into once read: the message with its text, nothing yet (held for its
+/// key), or an undecryptable notice.
+fn reveal(e2ee: Option<&E2ee>, events: Vec<Event>) -> (Vec<Event>, bool) {
+    let mut out = Vec::with_capacity(events.len());
+    let mut held = false;
+    for event in events {
+        let Event::Message(mut m) = event else {
+            out.push(event);
+            continue;
+        };
+        match e2ee {
+            None => {
+                if m.kind == MessageType::Text {
+                    m.text = crate::payload::decode(&m.payload);
+                }
+                out.push(Event::Message(m));
+            }
+            Some(e2ee) => match e2ee.decrypt(&m) {
+                Decrypted::Text(t) => {
+                    m.text = Some(t);
+                    out.push(Event::Message(m));
+                }
+                Decrypted::NotEncrypted => out.push(Event::Message(m)),
+                Decrypted::Held => held = true,
+                Decrypted::Failed(reason) => out.push(Event::Undecryptable { message: m, reason }),
+            },
+        }
+    }
+    (out, held)
+}
+
+/// The events for messages a room key released.
+fn released(list: Vec<(Message, Decrypted)>) -> Vec<Event> {
+    list.into_iter()
+        .filter_map(|(mut m, d)| match d {
+            Decrypted::Text(t) => {
+                m.text = Some(t);
+                Some(Event::Message(m))
+            }
+            Decrypted::NotEncrypted => Some(Event::Message(m)),
+            Decrypted::Held => None,
+            Decrypted::Failed(reason) => Some(Event::Undecryptable { message: m, reason }),
+        })
+        .collect()
+}
+
 impl Inner {
     fn emit(&self, events: Vec<Event>) {
         let st = self.state.lock().unwrap();
         emit(&st.events, events);
     }
 
-    /// Offers a message and emits what it produces; returns (cursor moved, gap).
-    fn offer(&self, m: &Message, event: Event, origin: Origin) -> (bool, bool) {
+    /// Emits what the tracker let through, decrypted; returns whether a message was held for
+    /// its key.
+    fn emit_revealed(&self, st: &State, events: Vec<Event>) -> bool {
+        let (events, held) = reveal(self.e2ee.as_deref(), events);
+        emit(&st.events, events);
+        held
+    }
+
+    /// Offers a message and emits what it produces; returns (cursor moved, gap, held).
+    fn offer(&self, m: &Message, event: Event, origin: Origin) -> (bool, bool, bool) {
         let mut st = self.state.lock().unwrap();
         let st = &mut *st;
         let out = st.tracker.offer(m, event, origin);
-        emit(&st.events, out.emit);
-        (out.advanced, out.gap)
+        let held = self.emit_revealed(st, out.emit);
+        (out.advanced, out.gap, held)
+    }
+
+    /// Publishes this device's keys (once per connection); sends wait for it.
+    async fn publish_keys(&self, session: &Arc<Session>) {
+        let Some(e2ee) = &self.e2ee else {
+            self.published.send_replace(true);
+            return;
+        };
+        let c = OnConnection {
+            inner: self,
+            session,
+        };
+        if let Err(e) = e2ee.publish_keys(&c).await {
+            self.emit(vec![Event::Error(format!("publishing keys failed: {e}"))]);
+        }
+        self.published.send_replace(true);
+    }
+
+    /// Handles one device message; returns whether it may be acknowledged.
+    async fn on_device_message(
+        &self,
+        c: &impl Caller,
+        dm: &DeviceMessage,
+    ) -> Result<bool, ClientError> {
+        let Some(e2ee) = &self.e2ee else {
+            self.emit(vec![Event::DeviceMessage(dm.clone())]);
+            return Ok(false);
+        };
+        match e2ee.receive_device_message(c, dm).await {
+            Ok(None) => Ok(true),
+            Ok(Some(list)) => {
+                let events = released(list);
+                if !events.is_empty() {
+                    let mut st = self.state.lock().unwrap();
+                    for e in &events {
+                        if let Event::Message(m) = e {
+                            st.reported.remove(&m.msg_id);
+                        }
+                    }
+                    emit(&st.events, events);
+                }
+                Ok(true)
+            }
+            Err(ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. })) => {
+                self.emit(vec![Event::IdentityChanged {
+                    user_id: user,
+                    device_id: device,
+                }]);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and handles this device's whole queue, acknowledging what was handled.
+    async fn drain_device_queue(&self, session: &Arc<Session>) -> Result<(), ClientError> {
+        if self.e2ee.is_none() {
+            return Ok(());
+        }
+        let c = OnConnection {
+            inner: self,
+            session,
+        };
+        loop {
+            let page = e2ee::read_device_messages(&c, Some(100)).await?;
+            let mut acks = Vec::new();
+            for dm in &page.messages {
+                if self.on_device_message(&c, dm).await? {
+                    acks.push(dm.id.clone());
+                }
+            }
+            if !acks.is_empty() {
+                e2ee::ack_device_messages(&c, &acks).await?;
+            }
+            if !page.has_more || acks.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// After the device queue was read: every message still held for its key is reported
+    /// as undecryptable (once; it is still emitted if the key comes later).
+    fn report_held(&self) {
+        let Some(e2ee) = &self.e2ee else { return };
+        let held = e2ee.held();
+        let mut st = self.state.lock().unwrap();
+        let mut events = Vec::new();
+        for m in held {
+            if st.reported.insert(m.msg_id.clone()) {
+                events.push(Event::Undecryptable {
+                    message: m,
+                    reason: "its room key has not arrived".into(),
+                });
+            }
+        }
+        emit(&st.events, events);
     }
 
     /// Acknowledges `delivered` up to the session's cursor, in the background.
@@ -505,8 +900,16 @@ impl Inner {
         r
     }
 
-    /// Catches up every session.
+    /// Catches up every session (and first and last, the device queue: room keys).
     async fn sync_all(&self, session: &Arc<Session>) -> Result<(), ClientError> {
+        self.drain_device_queue(session).await?;
+        self.sync_sessions(session).await?;
+        self.drain_device_queue(session).await?;
+        self.report_held();
+        Ok(())
+    }
+
+    async fn sync_sessions(&self, session: &Arc<Session>) -> Result<(), ClientError> {
         let r = self.request(session, protocol::list_sessions()).await?;
         let sessions: Vec<SessionSummary> = protocol::parse(r["sessions"].clone())?;
         {
@@ -578,6 +981,24 @@ impl Inner {
     /// Handles one unsolicited frame.
     async fn on_frame(self: &Arc<Self>, session: &Arc<Session>, frame: Value) {
         let event = Event::from_frame(frame);
+        if let (Event::DeviceMessage(dm), Some(_)) = (&event, &self.e2ee) {
+            let c = OnConnection {
+                inner: self,
+                session,
+            };
+            match self.on_device_message(&c, dm).await {
+                Ok(true) => {
+                    if let Err(e) =
+                        e2ee::ack_device_messages(&c, std::slice::from_ref(&dm.id)).await
+                    {
+                        tracing::debug!("ackDeviceMessages failed: {e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!("handling a device message failed: {e}"),
+            }
+            return;
+        }
         let message = match &event {
             Event::Message(m) => Some(m.clone()),
             Event::SessionStarted {
@@ -593,12 +1014,19 @@ impl Inner {
             Event::Message(m) => Event::for_message(m),
             other => other,
         };
-        let (advanced, gap) = self.offer(&m, event, Origin::Live);
+        let (advanced, gap, held) = self.offer(&m, event, Origin::Live);
         let mut advanced = advanced;
         if gap {
             match self.read_session(session, &m.session_id).await {
                 Ok(()) => advanced = true,
                 Err(e) => tracing::debug!("reading a gap failed: {e}"),
+            }
+        }
+        if held || gap {
+            // The room key is queued before the message is sent: read the queue now.
+            match self.drain_device_queue(session).await {
+                Ok(()) => self.report_held(),
+                Err(e) => tracing::debug!("reading the device queue failed: {e}"),
             }
         }
         if advanced {
@@ -710,8 +1138,16 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
         };
         let session = Arc::new(session);
         let up_since = Instant::now();
+        inner.published.send_replace(false);
         inner.conn.send_replace(Conn::Up(session.clone()));
         inner.emit(vec![Event::Connected]);
+        tokio::select! {
+            () = inner.publish_keys(&session) => {}
+            _ = until_stopped(&mut stop) => {
+                session.close().await;
+                break 'outer false;
+            }
+        }
 
         let mut want_sync = cfg.sync_on_connect;
         let mut keepalive = cfg

@@ -318,6 +318,7 @@ mod tests {
             payload: format!("m{seq}"),
             attachments: vec![],
             sent_at: String::new(),
+            text: None,
         }
     }
 

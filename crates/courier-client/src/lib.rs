@@ -7,25 +7,29 @@
 //! - [`crypto`]: end-to-end encryption (Olm/Megolm via vodozemac), trust pins, encrypted store.
 //! - [`session`]: one WebSocket connection, with typed actions.
 //! - [`protocol`]: messages, sessions, statuses, events and request frames as types.
-//! - [`client`]: the resilient client.
+//! - [`client`]: the resilient client, with end-to-end encryption when configured.
+//! - [`e2ee`]: the crypto core wired to the key directory and device queues.
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
-//! - [`payload`]: text to payload and back (the place end-to-end encryption will plug in).
+//! - [`payload`]: text to payload and back for clients without end-to-end encryption.
 
 pub mod accounts;
 pub mod client;
 pub mod crypto;
 pub mod cursors;
+pub mod e2ee;
 pub mod payload;
 pub mod protocol;
 pub mod session;
 
 pub use accounts::AccountsClient;
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, Encryption};
 pub use crypto::{CryptoError, CryptoStore, DeviceCrypto, TrustStore};
 pub use cursors::{Cursors, SessionCursor};
+pub use e2ee::SafetyInfo;
 pub use protocol::{
-    DeliveryStatus, DirectChat, Event, Message, MessageStatus, MessageType, MessagesPage,
-    NewMessage, PushPlatform, RecipientStatus, SentMessage, SessionSummary,
+    DeliveryStatus, DeviceMessage, DirectChat, Event, KeyBundle, Message, MessageStatus,
+    MessageType, MessagesPage, NewMessage, PushPlatform, RecipientStatus, SentMessage,
+    SessionSummary, UserDevice,
 };
 pub use session::{ConnectError, Session};
 
@@ -56,6 +60,13 @@ pub enum ClientError {
     /// The client was closed, or stopped after the key was refused.
     #[error("the client is closed")]
     Closed,
+    /// End-to-end encryption refused: above all [`CryptoError::IdentityChanged`] (a contact's
+    /// identity key changed; nothing is sent to it until the user accepts it).
+    #[error("end-to-end encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The encrypted crypto state could not be loaded or saved.
+    #[error("crypto store: {0}")]
+    Store(String),
 }
 
 impl ClientError {
@@ -81,7 +92,10 @@ impl ClientError {
             // WebSocket the gateway's `{"message": "Internal server error"}` carries no request
             // id of ours: that request ends in a timeout.)
             ClientError::Unexpected { status, .. } => *status >= 500,
-            ClientError::Unauthorized | ClientError::Closed => false,
+            ClientError::Unauthorized
+            | ClientError::Closed
+            | ClientError::Crypto(_)
+            | ClientError::Store(_) => false,
         }
     }
 }

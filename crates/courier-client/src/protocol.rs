@@ -93,6 +93,11 @@ pub struct Message {
     /// When the server stored it (RFC 3339, UTC).
     #[serde(default)]
     pub sent_at: String,
+    /// The text it carries, as this client read it: decrypted by a [`crate::Client`] with
+    /// end-to-end encryption, the payload as is without (`None` for non-text messages, and
+    /// never on the wire).
+    #[serde(skip)]
+    pub text: Option<String>,
 }
 
 /// A delivery status, weakest first: `Sent < Delivered < Read`.
@@ -221,6 +226,133 @@ pub enum PushPlatform {
     Fcm,
 }
 
+/// One device of a user, as `listDevices` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDevice {
+    /// The user.
+    pub user_id: String,
+    /// The device.
+    pub device_id: String,
+    /// Its name (e.g. "Firefox on laptop").
+    #[serde(default)]
+    pub name: String,
+    /// `ios`, `android`, `web`, `desktop`, `cli`.
+    #[serde(default)]
+    pub platform: String,
+    /// Whether it is the account's primary device (the phone that registered the number).
+    #[serde(default)]
+    pub primary: bool,
+    /// Its Curve25519 identity key, once uploaded.
+    #[serde(default)]
+    pub identity_key: Option<String>,
+    /// Its Ed25519 signing key, once uploaded.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// Unclaimed one-time keys (only for the caller's own devices).
+    #[serde(default)]
+    pub one_time_key_count: Option<u32>,
+}
+
+/// One device's keys, as `claimKeys` hands them out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyBundle {
+    /// The user.
+    pub user_id: String,
+    /// The device.
+    pub device_id: String,
+    /// Its Curve25519 identity key.
+    pub identity_key: String,
+    /// Its Ed25519 signing key (verifies the one-time key's signature).
+    pub signing_key: String,
+    /// A one-time key (used at most once), the fallback key, or none.
+    #[serde(default)]
+    pub one_time_key: Option<crate::crypto::OneTimeKey>,
+    /// Whether `one_time_key` is the device's fallback key.
+    #[serde(default)]
+    pub fallback: bool,
+}
+
+/// A message in a device's queue (`deviceMessage` events, `readDeviceMessages`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceMessage {
+    /// Its id in the queue (ids sort in queue order); acknowledge it with `ackDeviceMessages`.
+    pub id: String,
+    /// The sending user.
+    pub sender: String,
+    /// The sending device.
+    pub sender_device: String,
+    /// The opaque payload (an Olm envelope).
+    pub payload: String,
+    /// When it was queued.
+    #[serde(default)]
+    pub sent_at: String,
+}
+
+/// Reply to `readDeviceMessages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceMessagesPage {
+    /// Oldest first.
+    pub messages: Vec<DeviceMessage>,
+    /// Whether more are queued.
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// A message for one device, for `sendToDevice`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutgoingDeviceMessage {
+    /// The target user.
+    pub user_id: String,
+    /// The target device.
+    pub device_id: String,
+    /// The opaque payload (at most 16,384 characters).
+    pub payload: String,
+}
+
+/// A (user, device) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRef {
+    /// The user.
+    pub user_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The queued message's id (only in `sendToDevice`'s `queued`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Reply to `sendToDevice`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendToDeviceResult {
+    /// The messages queued, with their ids.
+    #[serde(default)]
+    pub queued: Vec<DeviceRef>,
+    /// Targets that do not exist (removed devices): they got nothing.
+    #[serde(default)]
+    pub unknown_devices: Vec<DeviceRef>,
+}
+
+/// Reply to `approveDeviceLink`: the device that was linked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedDevice {
+    /// The new device.
+    pub device_id: String,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// Its platform.
+    #[serde(default)]
+    pub platform: String,
+}
+
 /// A message to send with [`crate::Client::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
@@ -264,6 +396,27 @@ pub enum Event {
         handshake: Option<String>,
         /// The stored `handshake` message, if any.
         message: Option<Message>,
+    },
+    /// A message queued for this device (`sendToDevice`). A [`crate::Client`] with end-to-end
+    /// encryption consumes these itself (they carry room keys) and does not emit them.
+    DeviceMessage(DeviceMessage),
+    /// A message this device cannot decrypt: its room key did not arrive (after the device's
+    /// queue was read), it came from a device whose identity key changed, or it is not
+    /// encrypted. If its key arrives later, the message is emitted then.
+    Undecryptable {
+        /// The message as received (`text` is None).
+        message: Message,
+        /// Why.
+        reason: String,
+    },
+    /// A contact's identity changed (a device presented another identity key than the one
+    /// pinned, or the account has a new primary device): nothing is sent to or accepted from
+    /// it until the user accepts it ([`crate::Client::accept_identity`]).
+    IdentityChanged {
+        /// The user.
+        user_id: String,
+        /// The device whose key changed (or the new primary device).
+        device_id: String,
     },
     /// A member moved a watermark.
     Status {
@@ -335,6 +488,9 @@ impl Event {
                     message,
                 })
             }
+            "deviceMessage" => serde_json::from_value(v.get("message")?.clone())
+                .ok()
+                .map(Event::DeviceMessage),
             "status" => Some(Event::Status {
                 session_id: v.get("sessionId")?.as_str()?.to_owned(),
                 user_id: v.get("userId")?.as_str()?.to_owned(),
@@ -498,6 +654,67 @@ pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
 /// `deleteAccount`.
 pub fn delete_account() -> Request {
     Request::new("deleteAccount", json!({}))
+}
+
+/// `uploadKeys`: identity and signing keys, one-time keys (at most 100), a fallback key.
+pub fn upload_keys(
+    identity_key: &str,
+    signing_key: &str,
+    one_time_keys: &[crate::crypto::OneTimeKey],
+    fallback_key: Option<&crate::crypto::OneTimeKey>,
+) -> Request {
+    let mut p = json!({
+        "identityKey": identity_key,
+        "signingKey": signing_key,
+        "oneTimeKeys": one_time_keys,
+    });
+    if let Some(f) = fallback_key {
+        p["fallbackKey"] = json!(f);
+    }
+    Request::new("uploadKeys", p)
+}
+
+/// `claimKeys`: one key bundle per device of `user_id` (only `device_ids` when given).
+pub fn claim_keys(user_id: &str, device_ids: Option<&[String]>) -> Request {
+    let mut p = json!({ "userId": user_id });
+    if let Some(d) = device_ids {
+        p["deviceIds"] = json!(d);
+    }
+    Request::new("claimKeys", p)
+}
+
+/// `listDevices` (1 to 257 users).
+pub fn list_devices(user_ids: &[String]) -> Request {
+    Request::new("listDevices", json!({ "userIds": user_ids }))
+}
+
+/// `removeDevice`.
+pub fn remove_device(device_id: &str) -> Request {
+    Request::new("removeDevice", json!({ "deviceId": device_id }))
+}
+
+/// `approveDeviceLink`.
+pub fn approve_device_link(code: &str) -> Request {
+    Request::new("approveDeviceLink", json!({ "code": code }))
+}
+
+/// `sendToDevice` (1 to 100 messages).
+pub fn send_to_device(messages: &[OutgoingDeviceMessage]) -> Request {
+    Request::new("sendToDevice", json!({ "messages": messages }))
+}
+
+/// `readDeviceMessages`.
+pub fn read_device_messages(limit: Option<u32>) -> Request {
+    let mut p = json!({});
+    if let Some(l) = limit {
+        p["limit"] = json!(l);
+    }
+    Request::new("readDeviceMessages", p)
+}
+
+/// `ackDeviceMessages` (1 to 100 ids).
+pub fn ack_device_messages(ids: &[String]) -> Request {
+    Request::new("ackDeviceMessages", json!({ "ids": ids }))
 }
 
 /// Reads a reply's `result` as `T`.

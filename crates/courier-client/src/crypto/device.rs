@@ -1,7 +1,7 @@
 //! One device's Olm account, its Olm and Megolm sessions, and its trust pins.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -101,6 +101,8 @@ pub struct DeviceCrypto {
     olm: HashMap<String, Vec<Session>>,
     /// Chat session id → the outbound Megolm session this device encrypts with.
     outbound: HashMap<String, GroupSession>,
+    /// Chat session id → the (user, device) pairs given the current outbound session's key.
+    shared: HashMap<String, BTreeSet<(String, String)>>,
     /// Megolm session id → inbound session (including this device's own).
     inbound: HashMap<String, InboundEntry>,
     trust: TrustStore,
@@ -162,6 +164,7 @@ impl DeviceCrypto {
             account: Account::new(),
             olm: HashMap::new(),
             outbound: HashMap::new(),
+            shared: HashMap::new(),
             inbound: HashMap::new(),
             trust: TrustStore::new(),
         }
@@ -237,6 +240,33 @@ impl DeviceCrypto {
     /// The identity keys this device pinned.
     pub fn trust(&self) -> &TrustStore {
         &self.trust
+    }
+
+    /// The identity keys this device pinned, to pin or accept keys (e.g. a user's primary
+    /// device) outside an Olm exchange.
+    pub fn trust_mut(&mut self) -> &mut TrustStore {
+        &mut self.trust
+    }
+
+    /// The devices (user, device) that were given the key of the chat's current outbound
+    /// Megolm session (empty when there is none).
+    pub fn shared_with(&self, chat_session_id: &str) -> BTreeSet<(String, String)> {
+        if !self.outbound.contains_key(chat_session_id) {
+            return BTreeSet::new();
+        }
+        self.shared
+            .get(chat_session_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Records that a device was given the chat's current room key; forgotten on
+    /// [`rotate`](Self::rotate).
+    pub fn mark_shared(&mut self, chat_session_id: &str, user: &str, device: &str) {
+        self.shared
+            .entry(chat_session_id.to_owned())
+            .or_default()
+            .insert((user.to_owned(), device.to_owned()));
     }
 
     /// Trusts a device's new identity key after [`CryptoError::IdentityChanged`], once the user
@@ -485,6 +515,7 @@ impl DeviceCrypto {
         match self.outbound.entry(chat_session_id.to_owned()) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
+                self.shared.remove(chat_session_id);
                 let session = GroupSession::new(megolm::SessionConfig::version_1());
                 let inbound = InboundGroupSession::new(
                     &session.session_key(),
@@ -538,6 +569,7 @@ impl DeviceCrypto {
     /// must be shared again (only with the devices that should read on). Call it after a member
     /// or device is removed. Returns whether there was one.
     pub fn rotate(&mut self, chat_session_id: &str) -> bool {
+        self.shared.remove(chat_session_id);
         self.outbound.remove(chat_session_id).is_some()
     }
 
@@ -727,6 +759,7 @@ impl DeviceCrypto {
                 .map(|(chat, session)| OutboundSnapshot {
                     chat_session_id: chat.clone(),
                     session: session.pickle(),
+                    shared_with: self.shared.get(chat).cloned().unwrap_or_default(),
                 })
                 .collect(),
             inbound: self
@@ -757,6 +790,11 @@ impl DeviceCrypto {
                     let sessions = o.sessions.into_iter().map(Session::from_pickle).collect();
                     (o.peer_key, sessions)
                 })
+                .collect(),
+            shared: snapshot
+                .outbound
+                .iter()
+                .map(|o| (o.chat_session_id.clone(), o.shared_with.clone()))
                 .collect(),
             outbound: snapshot
                 .outbound
@@ -819,6 +857,9 @@ struct OlmSnapshot {
 struct OutboundSnapshot {
     chat_session_id: String,
     session: GroupSessionPickle,
+    /// Who was given this session's key.
+    #[serde(default)]
+    shared_with: BTreeSet<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]

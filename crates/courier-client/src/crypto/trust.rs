@@ -24,6 +24,11 @@ pub enum TrustOutcome {
 pub struct TrustStore {
     /// user → device → identity key.
     pins: BTreeMap<String, BTreeMap<String, String>>,
+    /// user → (primary device, its identity key): the account's identity. A user who
+    /// registers the number again (a new phone, or someone else with the number) has a new
+    /// primary device with a new id, which per-device pins alone would take as a new device.
+    #[serde(default)]
+    primaries: BTreeMap<String, (String, String)>,
 }
 
 pub(crate) fn canonical_key(key: &str) -> Result<String, CryptoError> {
@@ -83,6 +88,57 @@ impl TrustStore {
     ) -> Result<Option<String>, CryptoError> {
         let key = canonical_key(key)?;
         Ok(self.pin(user, device, key))
+    }
+
+    /// The pinned primary device of a user and its key, if any.
+    pub fn pinned_primary(&self, user: &str) -> Option<(&str, &str)> {
+        self.primaries
+            .get(user)
+            .map(|(d, k)| (d.as_str(), k.as_str()))
+    }
+
+    /// Checks a user's primary device without pinning it: `Ok(true)` if it is the pinned one
+    /// with the pinned key, `Ok(false)` if none is pinned, [`CryptoError::IdentityChanged`]
+    /// (naming the new device) if the account has another primary device or key.
+    pub fn check_primary(&self, user: &str, device: &str, key: &str) -> Result<bool, CryptoError> {
+        let key = canonical_key(key)?;
+        match self.primaries.get(user) {
+            None => Ok(false),
+            Some((d, k)) if d == device && *k == key => Ok(true),
+            Some((_, old)) => Err(CryptoError::IdentityChanged {
+                user: user.to_owned(),
+                device: device.to_owned(),
+                old: old.clone(),
+                new: key,
+            }),
+        }
+    }
+
+    /// Pins a user's primary device on first sight; refuses another one after that.
+    pub fn observe_primary(
+        &mut self,
+        user: &str,
+        device: &str,
+        key: &str,
+    ) -> Result<TrustOutcome, CryptoError> {
+        if self.check_primary(user, device, key)? {
+            return Ok(TrustOutcome::Known);
+        }
+        self.primaries
+            .insert(user.to_owned(), (device.to_owned(), canonical_key(key)?));
+        Ok(TrustOutcome::FirstUse)
+    }
+
+    /// Trusts a user's new primary device (after the user accepted the change).
+    pub fn accept_new_primary(
+        &mut self,
+        user: &str,
+        device: &str,
+        key: &str,
+    ) -> Result<(), CryptoError> {
+        self.primaries
+            .insert(user.to_owned(), (device.to_owned(), canonical_key(key)?));
+        Ok(())
     }
 
     /// Forgets a device (removed from its account); a later key for it is pinned anew.

@@ -3,12 +3,17 @@
 //! for failures: refuse the handshake, drop connections, drop or replace replies. It records
 //! every request, every handshake attempt and every incoming frame header, and enforces API
 //! Gateway's frame (32 KB) and message (128 KB) limits.
+//!
+//! With [`FakeServer::enable_e2ee`] it also keeps the key directory and `u_me`'s device queue,
+//! and the peer is a real [`DeviceCrypto`]: it encrypts what it sends (sharing its room key
+//! over Olm through the queue first) and decrypts what `u_me` sends.
 
 #![allow(dead_code)]
 // The handshake callback's error type is tungstenite's.
 #![allow(clippy::result_large_err)]
 
-use courier_client::Event;
+use courier_client::crypto::OneTimeKey;
+use courier_client::{CryptoStore, DeviceCrypto, Event};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +84,25 @@ pub struct State {
     /// Close codes the server sent (1009 for a frame or message over the limits).
     pub closes: Vec<u16>,
     conns: Vec<mpsc::UnboundedSender<Cmd>>,
+    /// The key directory and the encrypting peer, once enabled.
+    pub e2ee: Option<FakeE2ee>,
+}
+
+/// `u_me`'s published keys and device queue, and the peer's crypto.
+pub struct FakeE2ee {
+    /// The peer's device `d_peer`.
+    pub peer: DeviceCrypto,
+    pub me_identity: Option<String>,
+    pub me_signing: Option<String>,
+    pub me_one_time_keys: Vec<OneTimeKey>,
+    pub me_fallback: Option<OneTimeKey>,
+    /// `d_me`'s device queue.
+    pub queue: Vec<Value>,
+    next_id: u64,
+    /// Whether the peer's current room key went to `d_me`.
+    shared: bool,
+    /// What the peer decrypted from `u_me`'s messages, in order.
+    pub received: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -110,11 +134,78 @@ impl FakeServer {
         self.state.lock().unwrap()
     }
 
-    /// Stores a message from the peer; pushes it as a `message` event when `live`.
+    /// Turns on end-to-end encryption: `u_me`'s device state is created in `crypto_dir` (as
+    /// the client would) with its keys already "uploaded" here, and the peer encrypts.
+    pub fn enable_e2ee(&self, crypto_dir: &std::path::Path) {
+        let (store, mut me) = CryptoStore::load_or_create(crypto_dir, ME, "d_me").unwrap();
+        let keys = me.generate_one_time_keys(50);
+        let fallback = me.generate_fallback_key();
+        store.save(&me).unwrap();
+        self.lock().e2ee = Some(FakeE2ee {
+            peer: DeviceCrypto::new(PEER, "d_peer"),
+            me_identity: Some(me.identity_key()),
+            me_signing: Some(me.signing_key()),
+            me_one_time_keys: keys,
+            me_fallback: Some(fallback),
+            queue: Vec::new(),
+            next_id: 0,
+            shared: false,
+            received: Vec::new(),
+        });
+    }
+
+    /// What the peer decrypted from `u_me`'s messages.
+    pub fn peer_received(&self) -> Vec<String> {
+        self.lock()
+            .e2ee
+            .as_ref()
+            .map(|e| e.received.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stores a message from the peer (encrypted once E2EE is enabled, its room key queued
+    /// for `d_me` first); pushes it as a `message` event when `live`.
     pub fn peer_sends(&self, text: &str, live: bool) -> Value {
+        let (payload, key_message) = {
+            let mut st = self.lock();
+            match st.e2ee.as_mut() {
+                None => (text.to_owned(), None),
+                Some(e) => {
+                    let mut key_message = None;
+                    if !e.shared {
+                        let room_key = e.peer.room_key(SESSION);
+                        let otk = e.me_one_time_keys.remove(0);
+                        let payload = e
+                            .peer
+                            .encrypt_to_device(
+                                ME,
+                                "d_me",
+                                e.me_identity.as_deref().unwrap(),
+                                Some(&otk.key),
+                                room_key.as_bytes(),
+                            )
+                            .unwrap();
+                        e.next_id += 1;
+                        let dm = json!({"id": format!("dm{:04}", e.next_id), "sender": PEER,
+                            "senderDevice": "d_peer", "payload": payload,
+                            "sentAt": "2026-11-27T12:00:00.000Z"});
+                        e.queue.push(dm.clone());
+                        e.shared = true;
+                        key_message = Some(dm);
+                    }
+                    (
+                        e.peer.encrypt_message(SESSION, text.as_bytes()),
+                        key_message,
+                    )
+                }
+            }
+        };
+        if let (Some(dm), true) = (key_message, live) {
+            self.push(&json!({"type": "event", "event": "deviceMessage", "message": dm}));
+        }
         let m = self
             .lock()
-            .store(SESSION, PEER, "d_peer", &uuid(), "text", text);
+            .store(SESSION, PEER, "d_peer", &uuid(), "text", &payload);
         if live {
             self.push(&message_event(&m));
         }
@@ -266,6 +357,14 @@ impl State {
                     return Err(("NOT_FOUND", "no such session".into()));
                 }
                 let kind = s("type").unwrap_or_default();
+                if let Some(e) = self.e2ee.as_mut() {
+                    let text = e
+                        .peer
+                        .decrypt_message(&sid, ME, "d_me", &payload)
+                        .map(|b| String::from_utf8(b).unwrap())
+                        .unwrap_or_else(|err| format!("(peer could not decrypt: {err})"));
+                    e.received.push(text);
+                }
                 let m = self.store(&sid, ME, "d_me", &cid, &kind, &payload);
                 let r = json!({"msgId": m["msgId"], "seq": m["seq"], "sentAt": m["sentAt"]});
                 self.sent.insert(cid, r.clone());
@@ -305,6 +404,95 @@ impl State {
             }
             "getMessageStatus" => Ok(json!({"msgId": s("msgId"), "status": "sent",
                 "recipients": [{"userId": PEER, "status": "sent", "at": null}]})),
+            action => match self.e2ee.as_mut() {
+                Some(e) => e.handle(action, req),
+                None => Err(("UNKNOWN_ACTION", "unknown action".into())),
+            },
+        }
+    }
+}
+
+impl FakeE2ee {
+    fn handle(&mut self, action: &str, req: &Value) -> Result<Value, (&'static str, String)> {
+        let users: Vec<&str> = req["userIds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match action {
+            "uploadKeys" => {
+                let identity = req["identityKey"].as_str().map(str::to_owned);
+                let signing = req["signingKey"].as_str().map(str::to_owned);
+                if identity != self.me_identity || signing != self.me_signing {
+                    self.me_one_time_keys.clear();
+                    self.me_fallback = None;
+                }
+                self.me_identity = identity;
+                self.me_signing = signing;
+                let keys: Vec<OneTimeKey> =
+                    serde_json::from_value(req["oneTimeKeys"].clone()).unwrap_or_default();
+                self.me_one_time_keys.extend(keys);
+                if let Ok(f) = serde_json::from_value(req["fallbackKey"].clone()) {
+                    self.me_fallback = Some(f);
+                }
+                Ok(json!({"oneTimeKeyCount": self.me_one_time_keys.len()}))
+            }
+            "listDevices" => {
+                let mut devices = vec![];
+                if users.contains(&ME) {
+                    devices.push(json!({"userId": ME, "deviceId": "d_me", "name": "cli",
+                        "platform": "cli", "primary": true, "identityKey": self.me_identity,
+                        "signingKey": self.me_signing, "oneTimeKeyCount": self.me_one_time_keys.len()}));
+                }
+                if users.contains(&PEER) {
+                    devices.push(
+                        json!({"userId": PEER, "deviceId": "d_peer", "name": "phone",
+                        "platform": "ios", "primary": true, "identityKey": self.peer.identity_key(),
+                        "signingKey": self.peer.signing_key()}),
+                    );
+                }
+                Ok(json!({ "devices": devices }))
+            }
+            "claimKeys" if req["userId"] == PEER => {
+                let otk = self.peer.generate_one_time_keys(1).remove(0);
+                Ok(json!({"devices": [{"userId": PEER, "deviceId": "d_peer",
+                    "identityKey": self.peer.identity_key(), "signingKey": self.peer.signing_key(),
+                    "oneTimeKey": otk, "fallback": false}]}))
+            }
+            "claimKeys" => Err(("NOT_FOUND", "only the peer's keys are claimed here".into())),
+            "sendToDevice" => {
+                let mut queued = vec![];
+                for m in req["messages"].as_array().into_iter().flatten() {
+                    assert_eq!(
+                        (m["userId"].as_str(), m["deviceId"].as_str()),
+                        (Some(PEER), Some("d_peer"))
+                    );
+                    self.peer
+                        .receive_to_device(
+                            ME,
+                            "d_me",
+                            self.me_identity.as_deref().unwrap(),
+                            m["payload"].as_str().unwrap(),
+                        )
+                        .unwrap();
+                    queued.push(json!({"userId": PEER, "deviceId": "d_peer", "id": uuid()}));
+                }
+                Ok(json!({"queued": queued, "unknownDevices": []}))
+            }
+            "readDeviceMessages" => Ok(json!({"messages": self.queue, "hasMore": false})),
+            "ackDeviceMessages" => {
+                let ids: Vec<&str> = req["ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let before = self.queue.len();
+                self.queue
+                    .retain(|m| !ids.contains(&m["id"].as_str().unwrap_or("")));
+                Ok(json!({"acked": before - self.queue.len()}))
+            }
             _ => Err(("UNKNOWN_ACTION", "unknown action".into())),
         }
     }

@@ -1,0 +1,179 @@
+//! `link`, `devices list|approve|remove` and `verify-contact`: linking companion devices and
+//! checking who is on the other end.
+
+use crate::messaging::{Ctx, identity_warning};
+use crate::{DevicesCommand, Store, Stored};
+use anyhow::{Context, Result, anyhow, bail};
+use courier_client::crypto::fingerprint;
+use courier_client::{AccountsClient, Client, ClientError};
+use courier_core::protocol::{DeviceInfo, Platform};
+use std::time::Duration;
+
+/// Connects once with end-to-end encryption, so this device's keys are on the server before
+/// anyone sends to it. Best effort: any later command publishes them too.
+pub async fn publish_keys(store: &Store, ws_url: &str) -> Result<()> {
+    let ctx = Ctx::new(store, ws_url)?;
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    match Client::connect(config).await {
+        Ok((client, _events)) => {
+            client.keys_published().await;
+            client.close().await;
+        }
+        Err(e) => eprintln!("(could not publish this device's keys yet: {e})"),
+    }
+    Ok(())
+}
+
+/// The code as a QR code, in terminal block characters (light on dark, as scanners expect).
+fn qr(code: &str) -> Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let qr = qrcode::QrCode::new(code.as_bytes()).context("making the QR code")?;
+    Ok(qr
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+/// `courier link`.
+pub async fn link(
+    store: &Store,
+    accounts: &AccountsClient,
+    ws_url: &str,
+    device_name: String,
+    timeout: Duration,
+) -> Result<()> {
+    let request = accounts
+        .request_link(DeviceInfo {
+            name: device_name,
+            platform: Platform::Cli,
+        })
+        .await
+        .context("asking for a link code")?;
+    println!("{}", qr(&request.code)?);
+    println!("Link code: {}", request.code);
+    println!(
+        "On your primary device run `courier devices approve {}` (valid {} minutes). Waiting...",
+        request.code,
+        request.expires_in_seconds / 60
+    );
+    let creds = tokio::time::timeout(
+        timeout,
+        accounts.wait_for_link(&request.link_id, Duration::from_secs(1)),
+    )
+    .await
+    .map_err(|_| anyhow!("not approved within {} s", timeout.as_secs()))?
+    .context("linking")?;
+    store.save_new_device(&Stored {
+        phone: String::new(),
+        user_id: creds.user_id.clone(),
+        device_id: creds.device_id.clone(),
+        api_key: creds.api_key,
+    })?;
+    println!("Linked. user {} device {}", creds.user_id, creds.device_id);
+    publish_keys(store, ws_url).await
+}
+
+/// `courier devices ...`.
+pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    let (client, _events) = ctx.connect(config).await?;
+    match command {
+        DevicesCommand::List => {
+            let listed = client
+                .list_devices(std::slice::from_ref(&ctx.me.user_id))
+                .await
+                .context("listing devices")?;
+            for d in listed.iter().filter(|d| d.user_id == ctx.me.user_id) {
+                let role = if d.primary { "primary" } else { "companion" };
+                let this = if d.device_id == ctx.me.device_id {
+                    "  (this device)"
+                } else {
+                    ""
+                };
+                let fp = d
+                    .identity_key
+                    .as_deref()
+                    .and_then(|k| fingerprint(k).ok())
+                    .unwrap_or_else(|| "(no keys yet)".into());
+                println!(
+                    "{}  {}  {}  {role}{this}\n    {fp}",
+                    d.device_id, d.name, d.platform
+                );
+            }
+        }
+        DevicesCommand::Approve { code } => {
+            let linked = client
+                .approve_device_link(code.trim())
+                .await
+                .context("approving the link")?;
+            println!(
+                "approved: {} ({}, {})",
+                linked.device_id, linked.name, linked.platform
+            );
+        }
+        DevicesCommand::Remove { device_id } => {
+            client
+                .remove_device(&device_id)
+                .await
+                .with_context(|| format!("removing {device_id}"))?;
+            println!("removed {device_id}");
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// `courier verify-contact`.
+pub async fn verify_contact(ctx: &Ctx<'_>, contact: &str, accept: bool) -> Result<()> {
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    let (client, _events) = ctx.connect(config).await?;
+    let user = if contact.starts_with("u_") {
+        contact.to_owned()
+    } else {
+        client
+            .lookup_user(contact)
+            .await
+            .with_context(|| format!("looking up {contact}"))?
+    };
+    if user == ctx.me.user_id {
+        bail!("that is you; see `courier devices list`");
+    }
+    let trusted = client.is_trusted(&user).await.context("checking keys")?;
+    if accept {
+        let n = client
+            .accept_identity(&user)
+            .await
+            .context("accepting the identity")?;
+        println!("Trusted the current keys of {n} device(s) of {user}.");
+    } else if !trusted {
+        eprintln!("{}", identity_warning(&user, "(see below)"));
+    }
+    let info = client.safety(&user).await.map_err(|e| match e {
+        ClientError::Api(d) => anyhow!("{}: {}", d.code, d.message),
+        other => anyhow!("{other}"),
+    })?;
+    println!("Safety number with {contact} ({user}):");
+    let groups: Vec<&str> = info.safety_number.split(' ').collect();
+    for row in groups.chunks(4) {
+        println!("  {}", row.join(" "));
+    }
+    println!("Their devices:");
+    for (device, fp, primary) in &info.theirs {
+        let role = if *primary { "primary" } else { "companion" };
+        println!("  {device} ({role})\n    {fp}");
+    }
+    println!("Your devices:");
+    for (device, fp) in &info.mine {
+        println!("  {device}\n    {fp}");
+    }
+    client.close().await;
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! End-to-end encryption on the local cloud, with real SDK clients (each device with its own
+//! crypto store in a temporary directory) and the real server: every member device decrypts,
+//! the server stores and relays only ciphertext, late and removed devices read only what they
+//! should, and a changed identity is reported, not accepted.
+
+use courier_client::client::Events;
+use courier_client::crypto::CryptoStore;
+use courier_client::{
+    Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
+    protocol::GroupAction,
+};
+use courier_core::protocol::{Credentials, DeviceInfo, Platform};
+use courier_tests::{TestCloud, WAIT, fresh_phone};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One device: its credentials, its crypto directory, its encrypting client and events.
+struct Device {
+    creds: Credentials,
+    dir: PathBuf,
+    client: Client,
+    events: Events,
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "courier-e2ee-{what}-{}",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+impl Device {
+    /// Connects an encrypting client for `creds` and waits until its keys are published.
+    async fn open(cloud: &TestCloud, creds: Credentials) -> Device {
+        let dir = temp_dir("device");
+        let mut config = ClientConfig::new(&cloud.ws_url, &creds.api_key);
+        config.encryption = Some(Encryption {
+            dir: dir.clone(),
+            user_id: creds.user_id.clone(),
+            device_id: creds.device_id.clone(),
+        });
+        let (client, events) = Client::connect(config).await.expect("connected");
+        client.keys_published().await;
+        Device {
+            creds,
+            dir,
+            client,
+            events,
+        }
+    }
+
+    fn user(&self) -> &str {
+        &self.creds.user_id
+    }
+
+    /// The next message event with this id (other events skipped), decrypted.
+    async fn message(&mut self, msg_id: &str) -> Message {
+        let e = wait_for(&mut self.events, msg_id, |e| {
+            matches!(e, Event::Message(m) if m.msg_id == msg_id)
+                || matches!(e, Event::Undecryptable { message, .. } if message.msg_id == msg_id)
+        })
+        .await;
+        match e {
+            Event::Message(m) => m,
+            other => panic!("{msg_id} could not be decrypted: {other:?}"),
+        }
+    }
+
+    /// The crypto state on disk (after the client closed).
+    fn crypto(&self) -> courier_client::DeviceCrypto {
+        CryptoStore::load_or_create(&self.dir, &self.creds.user_id, &self.creds.device_id)
+            .unwrap()
+            .1
+    }
+}
+
+async fn wait_for(events: &mut Events, what: &str, want: impl Fn(&Event) -> bool) -> Event {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(e) if want(&e) => return e,
+                Some(_) => {}
+                None => panic!("the client stopped while waiting for {what}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+/// Links a companion device to the account whose primary `primary` is.
+async fn link(cloud: &TestCloud, primary: &Client) -> Credentials {
+    let accounts = cloud.accounts();
+    let request = accounts
+        .request_link(DeviceInfo {
+            name: "laptop".into(),
+            platform: Platform::Web,
+        })
+        .await
+        .unwrap();
+    primary.approve_device_link(&request.code).await.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        accounts.wait_for_link(&request.link_id, Duration::from_millis(100)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+fn unique(text: &str) -> String {
+    format!("{text} #{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Scenario (a): Alice with a phone and a linked companion, Bob with a phone and a companion.
+/// A message Bob sends is decrypted by both of Alice's devices and by Bob's other device;
+/// Alice's answer from her companion by Bob's two devices and her phone. Returns the texts.
+async fn direct_chat_across_linked_devices(cloud: &TestCloud) -> Vec<String> {
+    let alice = cloud.sign_up().await;
+    let bob = cloud.sign_up().await;
+    let mut a1 = Device::open(cloud, alice).await;
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let mut b1 = Device::open(cloud, bob).await;
+    let mut b2 = Device::open(cloud, link(cloud, &b1.client).await).await;
+
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let text = unique("the eagle lands at dawn");
+    let sent = b1.client.send_text(&chat, &text).await.unwrap();
+    for d in [&mut a1, &mut a2, &mut b2] {
+        let m = d.message(&sent.msg_id).await;
+        assert_eq!(m.text.as_deref(), Some(text.as_str()));
+        assert!(!m.payload.contains("eagle"), "{}", m.payload);
+    }
+
+    let answer = unique("bring the blue umbrella");
+    let sent = a2.client.send_text(&chat, &answer).await.unwrap();
+    for d in [&mut a1, &mut b1, &mut b2] {
+        let m = d.message(&sent.msg_id).await;
+        assert_eq!(m.text.as_deref(), Some(answer.as_str()));
+    }
+    for d in [a1, a2, b1, b2] {
+        d.client.close().await;
+    }
+    vec![text, answer]
+}
+
+/// Scenario (b): a group of three users; each member sends, every other member decrypts.
+async fn group_of_three(cloud: &TestCloud) -> Vec<String> {
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(Device::open(cloud, cloud.sign_up().await).await);
+    }
+    let others: Vec<String> = members[1..].iter().map(|d| d.user().to_owned()).collect();
+    let group = members[0]
+        .client
+        .create_group("Night owls", None, &others)
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for i in 0..3 {
+        let text = unique(&format!("owl {i} hoots twice"));
+        let sent = members[i].client.send_text(&group, &text).await.unwrap();
+        for (j, d) in members.iter_mut().enumerate() {
+            if j != i {
+                let m = d.message(&sent.msg_id).await;
+                assert_eq!(m.text.as_deref(), Some(text.as_str()), "member {j}");
+            }
+        }
+        texts.push(text);
+    }
+    for d in members {
+        d.client.close().await;
+    }
+    texts
+}
+
+#[tokio::test]
+async fn a_message_is_decrypted_by_every_device_of_both_users() {
+    direct_chat_across_linked_devices(TestCloud::shared()).await;
+}
+
+#[tokio::test]
+async fn a_group_of_three_decrypts_for_all_members() {
+    group_of_three(TestCloud::shared()).await;
+}
+
+/// Every string in a DynamoDB item, flattened.
+fn item_text(v: &aws_sdk_dynamodb::types::AttributeValue, out: &mut String) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match v {
+        A::S(s) | A::N(s) => out.push_str(s),
+        A::B(b) => out.push_str(&String::from_utf8_lossy(b.as_ref())),
+        A::Ss(l) | A::Ns(l) => l.iter().for_each(|s| out.push_str(s)),
+        A::Bs(l) => l
+            .iter()
+            .for_each(|b| out.push_str(&String::from_utf8_lossy(b.as_ref()))),
+        A::L(l) => l.iter().for_each(|v| item_text(v, out)),
+        A::M(m) => m.iter().for_each(|(k, v)| {
+            out.push_str(k);
+            item_text(v, out)
+        }),
+        _ => {}
+    }
+    out.push('\n');
+}
+
+/// Everything the local cloud holds or said: every item of its tables, its push outbox, and
+/// every log file (its own, with the functions' output, and the emulators').
+async fn everything_stored(cloud: &TestCloud) -> String {
+    let db = cloud.dynamodb();
+    let mut all = String::new();
+    let tables = db.list_tables().send().await.unwrap();
+    let ours: Vec<&String> = tables
+        .table_names()
+        .iter()
+        .filter(|t| t.starts_with(&format!("{}-", cloud.resource_prefix)))
+        .collect();
+    assert!(ours.len() >= 5, "tables: {ours:?}");
+    for table in ours {
+        let mut pages = db.scan().table_name(table).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for item in page.unwrap().items() {
+                for (k, v) in item {
+                    all.push_str(k);
+                    item_text(v, &mut all);
+                }
+            }
+        }
+    }
+    all.push_str(&serde_json::to_string(&cloud.pushes().await.unwrap()).unwrap());
+    let state = cloud.state_dir.clone().expect("a local cloud");
+    let mut dirs = vec![state];
+    let mut logs = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+                logs += 1;
+            }
+        }
+    }
+    assert!(logs >= 1, "no log files found");
+    all
+}
+
+#[tokio::test]
+async fn the_server_never_sees_the_plaintext() {
+    // A local cloud of its own (a parameter keeps it local even when the tests are pointed at
+    // a deployed stack), so every table and log holds only this test's traffic.
+    let cloud = &TestCloud::start(&["VerificationCodeTtlSeconds=900"]).expect("a local cloud");
+    let mut texts = direct_chat_across_linked_devices(cloud).await;
+    texts.extend(group_of_three(cloud).await);
+
+    // A control: a client without encryption sends a canary, which the scan must find.
+    let a = cloud.sign_up().await;
+    let b = cloud.sign_up().await;
+    let (plain, _events) = Client::connect(ClientConfig::new(&cloud.ws_url, &a.api_key))
+        .await
+        .unwrap();
+    let chat = plain
+        .initiate_direct_chat(&b.user_id, None)
+        .await
+        .unwrap()
+        .session_id;
+    let canary = unique("plaintext canary");
+    plain.send_text(&chat, &canary).await.unwrap();
+    plain.close().await;
+    // Let the fan-out and any push finish writing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let stored = everything_stored(cloud).await;
+    assert!(
+        stored.contains(&canary),
+        "the scan finds a plaintext message"
+    );
+    assert!(
+        stored.contains(r#""t":"megolm""#),
+        "the encrypted messages are there, as ciphertext"
+    );
+    for text in &texts {
+        assert!(!stored.contains(text.as_str()), "plaintext found: {text}");
+        // Not even the distinctive words alone.
+        let words: Vec<&str> = text.split(' ').take(3).collect();
+        assert!(!stored.contains(&words.join(" ")), "{words:?} found");
+    }
+}
+
+#[tokio::test]
+async fn a_device_linked_later_reads_only_what_follows() {
+    let cloud = TestCloud::shared();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let b1 = Device::open(cloud, cloud.sign_up().await).await;
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let before = b1
+        .client
+        .send_text(&chat, "before the laptop")
+        .await
+        .unwrap();
+    let before = a1.message(&before.msg_id).await;
+    assert_eq!(before.text.as_deref(), Some("before the laptop"));
+
+    // A companion linked after that message: its first sync reads it and cannot decrypt it.
+    let mut a3 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let e = wait_for(&mut a3.events, "the earlier message", |e| {
+        matches!(e, Event::Undecryptable { message, .. } if message.msg_id == before.msg_id)
+            || matches!(e, Event::Message(m) if m.msg_id == before.msg_id)
+    })
+    .await;
+    assert!(matches!(e, Event::Undecryptable { .. }), "{e:?}");
+
+    // What Bob sends next it reads.
+    let after = b1
+        .client
+        .send_text(&chat, "after the laptop")
+        .await
+        .unwrap();
+    assert_eq!(
+        a3.message(&after.msg_id).await.text.as_deref(),
+        Some("after the laptop")
+    );
+    // It now holds Bob's session, but from a later index: the earlier message stays unreadable.
+    a3.client.close().await;
+    let err = a3
+        .crypto()
+        .decrypt_message(&chat, b1.user(), &b1.creds.device_id, &before.payload)
+        .unwrap_err();
+    assert!(
+        matches!(err, CryptoError::UnknownMessageIndex { .. }),
+        "{err:?}"
+    );
+    a1.client.close().await;
+    b1.client.close().await;
+}
+
+#[tokio::test]
+async fn removed_devices_and_members_cannot_read_what_follows() {
+    let cloud = TestCloud::shared();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let b1 = Device::open(cloud, cloud.sign_up().await).await;
+    let mut c1 = Device::open(cloud, cloud.sign_up().await).await;
+
+    // A direct chat: Alice removes her companion; Bob's next message is not readable by it.
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let m1 = b1.client.send_text(&chat, "both of you").await.unwrap();
+    a1.message(&m1.msg_id).await;
+    let m1_payload = a2.message(&m1.msg_id).await.payload;
+    a2.client.close().await;
+    a1.client.remove_device(&a2.creds.device_id).await.unwrap();
+    let m2 = b1.client.send_text(&chat, "only the phone").await.unwrap();
+    let m2 = a1.message(&m2.msg_id).await;
+    assert_eq!(m2.text.as_deref(), Some("only the phone"));
+    let mut removed = a2.crypto();
+    assert_eq!(
+        removed.decrypt_message(&chat, b1.user(), &b1.creds.device_id, &m1_payload),
+        Ok(b"both of you".to_vec()),
+        "the control: it read the earlier one"
+    );
+    let err = removed
+        .decrypt_message(&chat, b1.user(), &b1.creds.device_id, &m2.payload)
+        .unwrap_err();
+    assert!(matches!(err, CryptoError::UnknownSession { .. }), "{err:?}");
+
+    // A group: Alice removes Carol; Bob's next message is not readable by Carol's device.
+    let group = a1
+        .client
+        .create_group(
+            "Book club",
+            None,
+            &[b1.user().to_owned(), c1.user().to_owned()],
+        )
+        .await
+        .unwrap();
+    let g1 = b1.client.send_text(&group, "chapter one").await.unwrap();
+    let g1_payload = c1.message(&g1.msg_id).await.payload;
+    a1.message(&g1.msg_id).await;
+    a1.client
+        .group_member(GroupAction::Remove, &group, c1.user())
+        .await
+        .unwrap();
+    let g2 = b1.client.send_text(&group, "chapter two").await.unwrap();
+    let g2 = a1.message(&g2.msg_id).await;
+    assert_eq!(g2.text.as_deref(), Some("chapter two"));
+    c1.client.close().await;
+    let mut carol = c1.crypto();
+    assert_eq!(
+        carol.decrypt_message(&group, b1.user(), &b1.creds.device_id, &g1_payload),
+        Ok(b"chapter one".to_vec())
+    );
+    let err = carol
+        .decrypt_message(&group, b1.user(), &b1.creds.device_id, &g2.payload)
+        .unwrap_err();
+    assert!(matches!(err, CryptoError::UnknownSession { .. }), "{err:?}");
+    a1.client.close().await;
+    b1.client.close().await;
+}
+
+#[tokio::test]
+async fn a_changed_identity_is_reported_and_not_accepted_silently() {
+    let cloud = TestCloud::shared();
+    let phone = fresh_phone();
+    let accounts = cloud.accounts();
+    accounts.register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let device = || DeviceInfo {
+        name: "phone".into(),
+        platform: Platform::Ios,
+    };
+    let bob = accounts.verify(&phone, &code, device()).await.unwrap();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let mut b1 = Device::open(cloud, bob).await;
+    let chat = a1
+        .client
+        .initiate_direct_chat(b1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let hi = a1.client.send_text(&chat, "hi bob").await.unwrap();
+    b1.message(&hi.msg_id).await;
+    let back = b1.client.send_text(&chat, "hi alice").await.unwrap();
+    a1.message(&back.msg_id).await;
+    let before = a1.client.safety(b1.user()).await.unwrap();
+    assert_eq!(
+        before.safety_number,
+        b1.client.safety(a1.user()).await.unwrap().safety_number
+    );
+    b1.client.close().await;
+
+    // Bob's number is registered again on a new phone: same user, a new device, new keys.
+    accounts.register(&phone).await.unwrap();
+    let code = cloud.code_for(&phone).await.unwrap();
+    let bob_again = accounts.verify(&phone, &code, device()).await.unwrap();
+    assert_eq!(bob_again.user_id, b1.creds.user_id);
+    let mut b9 = Device::open(cloud, bob_again).await;
+
+    // Alice's send is refused before anything goes out.
+    let err = a1
+        .client
+        .send_text(&chat, "are you still you?")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Crypto(CryptoError::IdentityChanged { user, .. }) if user == b1.user()),
+        "{err:?}"
+    );
+    assert!(!a1.client.is_trusted(b1.user()).await.unwrap());
+    let after = a1.client.safety(b1.user()).await.unwrap();
+    assert_ne!(after.safety_number, before.safety_number);
+
+    // The new phone writes: Alice is told, and the message is not shown as Bob's.
+    let new = b9
+        .client
+        .send_text(&chat, "new phone, who dis")
+        .await
+        .unwrap();
+    let e = wait_for(&mut a1.events, "the identity change", |e| {
+        matches!(e, Event::IdentityChanged { .. })
+            || matches!(e, Event::Message(m) if m.msg_id == new.msg_id)
+    })
+    .await;
+    assert!(
+        matches!(&e, Event::IdentityChanged { user_id, .. } if user_id == b1.user()),
+        "{e:?}"
+    );
+    let e = wait_for(&mut a1.events, "the refused message", |e| {
+        matches!(e, Event::Undecryptable { message, .. } if message.msg_id == new.msg_id)
+            || matches!(e, Event::Message(m) if m.msg_id == new.msg_id)
+    })
+    .await;
+    assert!(matches!(e, Event::Undecryptable { .. }), "{e:?}");
+
+    // Alice compares safety numbers and accepts: the held message is shown, sends work again.
+    assert_eq!(
+        after.safety_number,
+        b9.client.safety(a1.user()).await.unwrap().safety_number
+    );
+    assert_eq!(a1.client.accept_identity(b1.user()).await.unwrap(), 1);
+    let m = a1.message(&new.msg_id).await;
+    assert_eq!(m.text.as_deref(), Some("new phone, who dis"));
+    let ok = a1.client.send_text(&chat, "welcome back").await.unwrap();
+    assert_eq!(
+        b9.message(&ok.msg_id).await.text.as_deref(),
+        Some("welcome back")
+    );
+    a1.client.close().await;
+    b9.client.close().await;
+}
