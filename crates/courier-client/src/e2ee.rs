@@ -479,9 +479,13 @@ impl E2ee {
             return Decrypted::Failed("not end-to-end encrypted".into());
         }
         let mut st = self.state.lock().unwrap();
-        let result =
-            st.device
-                .decrypt_message(&m.session_id, &m.sender, &m.sender_device, &m.payload);
+        let result = st.device.decrypt_message_as(
+            &m.session_id,
+            &m.sender,
+            &m.sender_device,
+            Some(&m.msg_id),
+            &m.payload,
+        );
         match result {
             Ok(bytes) => {
                 if let Err(e) = st.save() {

@@ -677,11 +677,28 @@ impl DeviceCrypto {
     /// the key), a message older than the key this device was given, a session of another
     /// chat or sender, a tampered message, and a different message at an already used index
     /// ([`CryptoError::Replay`]). The same message decrypted again (a re-sync) is fine.
+    /// [`DeviceCrypto::decrypt_message_as`] also refuses the same ciphertext under another
+    /// message id.
     pub fn decrypt_message(
         &mut self,
         chat_session_id: &str,
         sender_user: &str,
         sender_device: &str,
+        payload: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.decrypt_message_as(chat_session_id, sender_user, sender_device, None, payload)
+    }
+
+    /// [`DeviceCrypto::decrypt_message`] for a message the server stored as `msg_id`. The id is
+    /// remembered with the Megolm index it used, so the same ciphertext coming back as another
+    /// message (a replay by the server or a member who copied it) is refused with
+    /// [`CryptoError::Replay`], while the same message read again (same id) decrypts again.
+    pub fn decrypt_message_as(
+        &mut self,
+        chat_session_id: &str,
+        sender_user: &str,
+        sender_device: &str,
+        msg_id: Option<&str>,
         payload: &str,
     ) -> Result<Vec<u8>, CryptoError> {
         let envelope: MegolmEnvelope = envelope::parse(payload, "megolm")?;
@@ -723,15 +740,36 @@ impl DeviceCrypto {
 
         // Only the sender's signing key can make a valid message, so a second valid message at
         // one index means the sender's ratchet was reused (restored state, or malice).
+        // A seen entry is the digest, then (when known) a space and the message id.
         let digest = hex::encode(Sha256::digest(&bytes));
+        let record = match msg_id {
+            Some(id) => format!("{digest} {id}"),
+            None => digest.clone(),
+        };
+        let replay = || CryptoError::Replay {
+            session_id: envelope.sid.clone(),
+            index: decrypted.message_index,
+        };
         match entry.seen.get(&decrypted.message_index) {
-            Some(seen) if *seen != digest => Err(CryptoError::Replay {
-                session_id: envelope.sid,
-                index: decrypted.message_index,
-            }),
-            Some(_) => Ok(decrypted.plaintext),
+            Some(seen) => {
+                let (seen_digest, seen_id) = match seen.split_once(' ') {
+                    Some((d, id)) => (d, Some(id)),
+                    None => (seen.as_str(), None),
+                };
+                if seen_digest != digest {
+                    return Err(replay());
+                }
+                match (seen_id, msg_id) {
+                    (Some(a), Some(b)) if a != b => Err(replay()),
+                    (None, Some(_)) => {
+                        entry.seen.insert(decrypted.message_index, record);
+                        Ok(decrypted.plaintext)
+                    }
+                    _ => Ok(decrypted.plaintext),
+                }
+            }
             None => {
-                entry.seen.insert(decrypted.message_index, digest);
+                entry.seen.insert(decrypted.message_index, record);
                 Ok(decrypted.plaintext)
             }
         }

@@ -18,9 +18,10 @@ pub enum CryptoError {
     #[error("the message failed authentication (tampered with, or not encrypted for this session)")]
     Tampered,
     /// A Megolm message index that already decrypted one message came with a different
-    /// ciphertext. (The same bytes again, e.g. on a re-sync, are not a replay.)
+    /// ciphertext, or the same ciphertext came back as another message id. (The same message
+    /// again, e.g. on a re-sync, is not a replay.)
     #[error(
-        "message index {index} of megolm session {session_id} was already used by a different \
+        "message index {index} of megolm session {session_id} was already used by another \
          message (replay)"
     )]
     Replay {

@@ -432,6 +432,54 @@ fn a_different_message_at_a_used_index_is_a_replay_but_the_same_message_again_is
 }
 
 #[test]
+fn the_same_ciphertext_as_another_message_is_a_replay_even_after_a_restart() {
+    let mut alice = device("alice", "a1");
+    let mut bob = device("bob", "b1");
+    let chat = Chat::new("chat");
+    chat.share_key(&mut alice, &mut bob);
+    let yes = alice.encrypt_message(&chat.id, b"yes");
+    let m1 = "chat.1";
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some(m1), &yes)
+            .unwrap(),
+        b"yes"
+    );
+    // Read again as the same message (a re-sync): fine.
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some(m1), &yes)
+            .unwrap(),
+        b"yes"
+    );
+    // The server (or a member who copied it) sends the same ciphertext again as message 2.
+    let session_id = alice.outbound_session_info(&chat.id).unwrap().0;
+    let replay = Err(CryptoError::Replay {
+        session_id: session_id.clone(),
+        index: 0,
+    });
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some("chat.2"), &yes),
+        replay
+    );
+    // Still refused once Bob's state was saved and loaded again.
+    let mut bob = DeviceCrypto::from_snapshot(bob.to_snapshot());
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some("chat.3"), &yes),
+        replay
+    );
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some(m1), &yes)
+            .unwrap(),
+        b"yes"
+    );
+    let next = alice.encrypt_message(&chat.id, b"next");
+    assert_eq!(
+        bob.decrypt_message_as(&chat.id, "alice", "a1", Some("chat.4"), &next)
+            .unwrap(),
+        b"next"
+    );
+}
+
+#[test]
 fn a_replayed_olm_message_is_rejected() {
     let mut alice = device("alice", "a1");
     let mut bob = device("bob", "b1");
