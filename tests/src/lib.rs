@@ -31,6 +31,8 @@ pub struct TestCloud {
     pub dynamodb_endpoint: Option<String>,
     /// SNS endpoint of the local cloud (moto).
     pub sns_endpoint: Option<String>,
+    /// S3 endpoint of the local cloud (moto).
+    pub s3_endpoint: Option<String>,
     /// Prefix of the local table names (`<prefix>-<LogicalId>`).
     pub resource_prefix: String,
     /// The local cloud's state directory: its own log (`courier-local.log`, with every
@@ -59,6 +61,7 @@ impl TestCloud {
                 ws_url,
                 dynamodb_endpoint: None,
                 sns_endpoint: None,
+                s3_endpoint: None,
                 resource_prefix: String::new(),
                 state_dir: None,
                 _child: None,
@@ -139,6 +142,7 @@ impl TestCloud {
                     ws_url,
                     dynamodb_endpoint: v["dynamodbEndpoint"].as_str().map(str::to_owned),
                     sns_endpoint: v["snsEndpoint"].as_str().map(str::to_owned),
+                    s3_endpoint: v["s3Endpoint"].as_str().map(str::to_owned),
                     resource_prefix: run_id,
                     state_dir: Some(state),
                     _child: Some(child),
@@ -245,6 +249,24 @@ impl TestCloud {
             )
             .build();
         aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    /// An S3 client for the local cloud's S3 emulator (path-style addressing).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .endpoint_url(
+                self.s3_endpoint
+                    .clone()
+                    .expect("a local cloud, not a deployed stack"),
+            )
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// An SNS client for the local cloud's SNS emulator.

@@ -7,7 +7,7 @@ use courier_client::client::Events;
 use courier_client::crypto::CryptoStore;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
-    protocol::GroupAction,
+    protocol::{GroupAction, MessageType},
 };
 use courier_core::protocol::{Credentials, DeviceInfo, Platform};
 use courier_tests::{TestCloud, WAIT, fresh_phone};
@@ -63,6 +63,19 @@ impl Device {
         match e {
             Event::Message(m) => m,
             other => panic!("{msg_id} could not be decrypted: {other:?}"),
+        }
+    }
+
+    /// The undecryptable notice for this message id (other events skipped): its reason.
+    async fn undecryptable(&mut self, msg_id: &str) -> String {
+        let e = wait_for(&mut self.events, msg_id, |e| {
+            matches!(e, Event::Message(m) if m.msg_id == msg_id)
+                || matches!(e, Event::Undecryptable { message, .. } if message.msg_id == msg_id)
+        })
+        .await;
+        match e {
+            Event::Undecryptable { reason, .. } => reason,
+            other => panic!("{msg_id} was accepted: {other:?}"),
         }
     }
 
@@ -209,8 +222,8 @@ fn item_text(v: &aws_sdk_dynamodb::types::AttributeValue, out: &mut String) {
     out.push('\n');
 }
 
-/// Everything the local cloud holds or said: every item of its tables, its push outbox, and
-/// every log file (its own, with the functions' output, and the emulators').
+/// Everything the local cloud holds or said: every item of its tables, every S3 object, its
+/// push outbox, and every log file (its own, with the functions' output, and the emulators').
 async fn everything_stored(cloud: &TestCloud) -> String {
     let db = cloud.dynamodb();
     let mut all = String::new();
@@ -233,6 +246,22 @@ async fn everything_stored(cloud: &TestCloud) -> String {
         }
     }
     all.push_str(&serde_json::to_string(&cloud.pushes().await.unwrap()).unwrap());
+    // Every object of every bucket of the local S3.
+    let s3 = cloud.s3();
+    let buckets = s3.list_buckets().send().await.unwrap();
+    for bucket in buckets.buckets() {
+        let name = bucket.name().unwrap();
+        let mut pages = s3.list_objects_v2().bucket(name).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for object in page.unwrap().contents() {
+                let key = object.key().unwrap();
+                let body = s3.get_object().bucket(name).key(key).send().await.unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                all.push_str(key);
+                all.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
     let state = cloud.state_dir.clone().expect("a local cloud");
     let mut dirs = vec![state];
     let mut logs = 0;
@@ -502,4 +531,139 @@ async fn a_changed_identity_is_reported_and_not_accepted_silently() {
     );
     a1.client.close().await;
     b9.client.close().await;
+}
+
+/// The group scenario: four users with a phone and a laptop each. Members send from
+/// either device in turn; every device gets every message meant for it (all but the sending
+/// device's own), decrypted, once and in the group's order.
+#[tokio::test]
+async fn a_group_of_four_users_with_two_devices_each_reads_everything_in_order() {
+    let cloud = TestCloud::shared();
+    // devices[2u] is user u's phone, devices[2u + 1] its linked laptop.
+    let mut devices: Vec<Device> = Vec::new();
+    for _ in 0..4 {
+        let phone = Device::open(cloud, cloud.sign_up().await).await;
+        let laptop = Device::open(cloud, link(cloud, &phone.client).await).await;
+        devices.push(phone);
+        devices.push(laptop);
+    }
+    let others: Vec<String> = (1..4).map(|u| devices[2 * u].user().to_owned()).collect();
+    let group = devices[0]
+        .client
+        .create_group("Quartet", None, &others)
+        .await
+        .unwrap();
+    let senders = [0usize, 3, 5, 6, 1, 0, 7];
+    let mut sent = Vec::new();
+    for (i, &d) in senders.iter().enumerate() {
+        let text = unique(&format!("quartet bar {i}"));
+        let s = devices[d].client.send_text(&group, &text).await.unwrap();
+        sent.push((d, s.msg_id, s.seq, text));
+    }
+    for (k, device) in devices.iter_mut().enumerate() {
+        let want: Vec<(String, String)> = sent
+            .iter()
+            .filter(|(d, ..)| *d != k)
+            .map(|(_, id, _, text)| (id.clone(), text.clone()))
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let e = wait_for(&mut device.events, "the group's messages", |e| {
+                matches!(e, Event::Message(m) if m.session_id == group && m.text.is_some())
+                    || matches!(e, Event::Undecryptable { .. })
+            })
+            .await;
+            match e {
+                Event::Message(m) => got.push((m.msg_id, m.text.unwrap())),
+                other => panic!("device {k}: {other:?}"),
+            }
+        }
+        assert_eq!(got, want, "device {k}");
+    }
+    // The session order is the order they were sent in.
+    assert!(sent.windows(2).all(|w| w[0].2 < w[1].2));
+    for d in devices {
+        d.client.close().await;
+    }
+}
+
+/// What a malicious server (or a member's own second client) can put in a chat: a tampered
+/// ciphertext, a stored message sent again as a new one, and a message of a Megolm session
+/// whose key never came. Each is refused with its reason, and the chat goes on.
+#[tokio::test]
+async fn tampered_replayed_and_keyless_messages_are_refused_and_the_client_keeps_working() {
+    let cloud = TestCloud::shared();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let b1 = Device::open(cloud, cloud.sign_up().await).await;
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let first = b1.client.send_text(&chat, "the real one").await.unwrap();
+    let original = a1.message(&first.msg_id).await;
+    assert_eq!(original.text.as_deref(), Some("the real one"));
+
+    // Bob's own key, on a client that sends payloads as given.
+    let (raw, _raw_events) = Client::connect(ClientConfig::new(&cloud.ws_url, &b1.creds.api_key))
+        .await
+        .unwrap();
+
+    // A tampered ciphertext: one base64 character in the middle of the Megolm message.
+    let mut envelope: serde_json::Value = serde_json::from_str(&original.payload).unwrap();
+    let body = envelope["body"].as_str().unwrap().to_owned();
+    let mid = body.len() / 2;
+    let swapped = if &body[mid..=mid] == "A" { "B" } else { "A" };
+    envelope["body"] = format!("{}{swapped}{}", &body[..mid], &body[mid + 1..]).into();
+    let tampered = raw
+        .send_message(&chat, MessageType::Text, &envelope.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        a1.undecryptable(&tampered.msg_id).await,
+        CryptoError::Tampered.to_string()
+    );
+
+    // The first message's ciphertext again, as a new message.
+    let replayed = raw
+        .send_message(&chat, MessageType::Text, &original.payload)
+        .await
+        .unwrap();
+    let reason = a1.undecryptable(&replayed.msg_id).await;
+    assert!(reason.contains("(replay)"), "{reason}");
+
+    // A Megolm session nobody shared a key for (made with Bob's ids, not Bob's keys).
+    let mut stranger = courier_client::DeviceCrypto::new(b1.user(), &b1.creds.device_id);
+    let keyless = stranger.encrypt_message(&chat, b"from nowhere");
+    let keyless = raw
+        .send_message(&chat, MessageType::Text, &keyless)
+        .await
+        .unwrap();
+    assert_eq!(
+        a1.undecryptable(&keyless.msg_id).await,
+        "its room key has not arrived"
+    );
+
+    // Not text at all.
+    let plain = raw
+        .send_message(&chat, MessageType::Text, "hello in the clear")
+        .await
+        .unwrap();
+    assert_eq!(
+        a1.undecryptable(&plain.msg_id).await,
+        "not end-to-end encrypted"
+    );
+
+    // And the chat goes on, both ways.
+    let next = b1.client.send_text(&chat, "still here").await.unwrap();
+    assert_eq!(
+        a1.message(&next.msg_id).await.text.as_deref(),
+        Some("still here")
+    );
+    let back = a1.client.send_text(&chat, "me too").await.unwrap();
+    assert!(back.seq > next.seq);
+    raw.close().await;
+    a1.client.close().await;
+    b1.client.close().await;
 }
