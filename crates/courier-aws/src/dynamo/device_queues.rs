@@ -5,7 +5,7 @@
 //! the key condition starts after the ULID time of `now - 30 days` (TTL deletion lags by up to
 //! days), and the `ttl` is checked in code too.
 
-use super::{backend, codec, epoch_secs};
+use super::{backend, codec, epoch_secs, pk_sk_key as key};
 use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -34,13 +34,6 @@ struct QueueItem {
 
 fn queue_pk(user: &UserId, device: &DeviceId) -> String {
     format!("{user}#{device}")
-}
-
-fn key(pk: &str, sk: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
-        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
-    ])
 }
 
 /// Device queues in DynamoDB.

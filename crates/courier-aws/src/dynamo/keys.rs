@@ -12,7 +12,7 @@
 //! small items, about 12 read units at worst), not a counter: a counter would need a second
 //! write on every claim, the hot path, and could drift if a function died between the two.
 
-use super::{backend, codec};
+use super::{backend, codec, pk_sk_key as key};
 use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
@@ -58,13 +58,6 @@ fn user_pk(user: &UserId) -> String {
 
 fn otk_prefix(device: &DeviceId) -> String {
     format!("OTK#{device}#")
-}
-
-fn key(pk: &str, sk: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
-        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
-    ])
 }
 
 /// The key directory in DynamoDB.

@@ -103,3 +103,15 @@ pub(crate) fn is_transaction_conflict<R>(e: &SdkError<TransactWriteItemsError, R
         _ => false,
     }
 }
+
+/// The primary key of an item in a table keyed by string `pk` and `sk`.
+fn pk_sk_key(
+    pk: &str,
+    sk: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    std::collections::HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
