@@ -6,6 +6,7 @@
 //! - [`error`]: the protocol's error codes and the [`ApiError`] every use case returns.
 //! - [`protocol`]: request bodies, WebSocket frames and replies as they travel on the wire.
 //! - [`ports`]: the narrow traits use cases need (stores, SMS, the connection gateway, the clock).
+//! - [`settings`]: profile fields, privacy choices and who may see what.
 //! - [`usecases`]: one module per operation.
 //! - [`memory`]: in-memory ports, for tests of the use cases and of the layers above.
 //!
@@ -22,6 +23,7 @@ pub mod phone;
 pub mod ports;
 pub mod protocol;
 pub mod secrets;
+pub mod settings;
 pub mod usecases;
 
 pub use error::{ApiError, ErrorCode};

@@ -675,3 +675,81 @@ pub fn device_message_event(m: &DeviceMessage) -> String {
     json!({ "type": "event", "event": "deviceMessage", "message": device_message_json(m) })
         .to_string()
 }
+
+/// `getSettings`: no fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GetSettingsParams {}
+
+/// The display part of `updateSettings`: only the fields given change; `null` clears one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisplayUpdate {
+    /// New display name.
+    #[serde(default, deserialize_with = "some")]
+    pub name: Option<Option<String>>,
+    /// New about line.
+    #[serde(default, deserialize_with = "some")]
+    pub about: Option<Option<String>>,
+    /// New avatar media id.
+    #[serde(default, deserialize_with = "some")]
+    pub avatar: Option<Option<String>>,
+}
+
+/// The privacy part of `updateSettings`: only the fields given change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivacyUpdate {
+    /// Who sees last seen.
+    pub last_seen: Option<crate::settings::Audience>,
+    /// Who sees the avatar.
+    pub profile_photo: Option<crate::settings::Audience>,
+    /// Who sees the about line.
+    pub about: Option<crate::settings::Audience>,
+    /// Who sees status posts.
+    pub status: Option<crate::settings::Audience>,
+    /// Read receipts on or off.
+    pub read_receipts: Option<bool>,
+    /// Who may add the user to groups.
+    pub groups_add: Option<crate::settings::GroupsAdd>,
+}
+
+/// `updateSettings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSettingsParams {
+    /// Profile fields to change.
+    #[serde(default)]
+    pub display: Option<DisplayUpdate>,
+    /// Privacy choices to change.
+    #[serde(default)]
+    pub privacy: Option<PrivacyUpdate>,
+}
+
+/// `updateContacts`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateContactsParams {
+    /// User ids to add.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// User ids to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `getProfile`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetProfileParams {
+    /// Whose profile.
+    pub user_id: String,
+}
+
+/// A present field is `Some`, even when it is `null` (`Some(None)`: clear it).
+fn some<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

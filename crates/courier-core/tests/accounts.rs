@@ -309,6 +309,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         presence: &w.connections,
         keys: &w.keys,
         queues: &w.queues,
+        settings: &MemorySettings::default(),
         clock: &courier_core::clock::SystemClock,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
@@ -341,11 +342,25 @@ async fn disconnect_forgets_the_connection() {
     let w = World::new();
     let me = w.sign_up(PHONE).await;
     let c = w.connect(&me, "conn-1").await;
-    connections::disconnect(&w.connections, &c).await.unwrap();
+    connections::disconnect(
+        &w.connections,
+        &w.connections,
+        &courier_core::clock::SystemClock,
+        &c,
+    )
+    .await
+    .unwrap();
     let who = courier_core::UserId::from_trusted(me.user_id);
     assert!(w.connections.for_user(&who).await.unwrap().is_empty());
     // Disconnecting an unknown connection is not an error (the gateway may retry).
-    connections::disconnect(&w.connections, &c).await.unwrap();
+    connections::disconnect(
+        &w.connections,
+        &w.connections,
+        &courier_core::clock::SystemClock,
+        &c,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -418,6 +433,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
         presence: &w.connections,
         keys: &w.keys,
         queues: &w.queues,
+        settings: &MemorySettings::default(),
         clock: &courier_core::clock::SystemClock,
     };
     delete_account::delete_account(&deps, &who, &current)

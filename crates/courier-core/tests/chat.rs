@@ -21,6 +21,7 @@ struct World {
     connections: MemoryConnections,
     gateway: RecordingGateway,
     push: RecordingPush,
+    settings: MemorySettings,
     clock: ManualClock,
 }
 
@@ -40,6 +41,7 @@ impl World {
             connections: MemoryConnections::default(),
             gateway: RecordingGateway::default(),
             push: RecordingPush::default(),
+            settings: MemorySettings::default(),
             clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()),
         };
         let mut ids = vec![];
@@ -347,7 +349,7 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
         let p = GetMessageStatusParams {
             msg_id: id.to_owned(),
         };
-        receipts::get_message_status(&w.sessions, &w.messages, &da, p)
+        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &da, p)
     };
     assert_eq!(status(&m2).await.unwrap()["status"], "sent");
     let db = &db;
@@ -358,6 +360,7 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
             sessions: &w.sessions,
             messages: &w.messages,
             deliver: w.deliverer(),
+            settings: &w.settings,
             clock: &w.clock,
         };
         async move { receipts::ack_messages(&deps, db, p).await }
@@ -449,6 +452,7 @@ mod groups {
             sessions: &w.sessions,
             messages: &w.messages,
             accounts: &w.accounts,
+            settings: &w.settings,
             deliver: w.deliverer(),
             clock: &w.clock,
         }
@@ -576,5 +580,366 @@ mod groups {
             groups::get(&d, &bob, p).await.unwrap_err().code,
             ErrorCode::NotFound
         );
+    }
+}
+
+/// Profile, privacy settings and contacts, and how they change what others see and may do.
+mod settings {
+    use super::*;
+    use courier_core::usecases::{connections, groups, profile};
+
+    fn deps(w: &World) -> profile::Deps<'_> {
+        profile::Deps {
+            settings: &w.settings,
+            accounts: &w.accounts,
+            last_seen: &w.connections,
+            clock: &w.clock,
+        }
+    }
+
+    async fn update(w: &World, by: &DeviceCredential, body: Value) -> Result<Value, ApiError> {
+        let p: UpdateSettingsParams = serde_json::from_value(body).unwrap();
+        profile::update_settings(&deps(w), by, p).await
+    }
+
+    async fn contacts(w: &World, by: &DeviceCredential, body: Value) -> Result<Value, ApiError> {
+        let p: UpdateContactsParams = serde_json::from_value(body).unwrap();
+        profile::update_contacts(&deps(w), by, p).await
+    }
+
+    async fn profile_of(w: &World, by: &DeviceCredential, user: &UserId) -> Value {
+        let p = GetProfileParams {
+            user_id: user.to_string(),
+        };
+        profile::get_profile(&deps(w), by, p).await.unwrap()
+    }
+
+    use courier_core::ApiError;
+
+    async fn ack_as(w: &World, s: &str, by: DeviceCredential, id: String, st: String) -> Value {
+        let p: AckMessagesParams =
+            serde_json::from_value(json!({"sessionId": s, "msgId": id, "status": st})).unwrap();
+        let deps = receipts::AckDeps {
+            sessions: &w.sessions,
+            messages: &w.messages,
+            deliver: w.deliverer(),
+            settings: &w.settings,
+            clock: &w.clock,
+        };
+        receipts::ack_messages(&deps, &by, p).await.unwrap()
+    }
+
+    async fn status_as(w: &World, by: DeviceCredential, id: String) -> Value {
+        let p = GetMessageStatusParams { msg_id: id };
+        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &by, p)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn defaults_then_partial_updates_change_only_the_given_fields() {
+        let (w, a, _, _) = World::new().await;
+        let alice = who(&a, "d_0");
+        let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
+        assert_eq!(
+            s["privacy"],
+            json!({"lastSeen": "everyone", "profilePhoto": "everyone", "about": "everyone",
+                   "status": "everyone", "readReceipts": true, "groupsAdd": "everyone"})
+        );
+        assert_eq!(
+            s["display"],
+            json!({"name": null, "about": null, "avatar": null})
+        );
+        update(
+            &w,
+            &alice,
+            json!({"display": {"name": "Alice", "about": "hi"}}),
+        )
+        .await
+        .unwrap();
+        update(&w, &alice, json!({"privacy": {"status": "nobody"}}))
+            .await
+            .unwrap();
+        let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
+        assert_eq!(s["display"]["name"], "Alice");
+        assert_eq!(s["display"]["about"], "hi");
+        assert_eq!(s["privacy"]["status"], "nobody");
+        assert_eq!(s["privacy"]["lastSeen"], "everyone");
+        // null clears a display field, leaving the others.
+        update(&w, &alice, json!({"display": {"about": null}}))
+            .await
+            .unwrap();
+        let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
+        assert_eq!(s["display"]["about"], Value::Null);
+        assert_eq!(s["display"]["name"], "Alice");
+    }
+
+    #[tokio::test]
+    async fn too_long_fields_are_refused_naming_the_field_and_change_nothing() {
+        let (w, a, _, _) = World::new().await;
+        let alice = who(&a, "d_0");
+        update(&w, &alice, json!({"display": {"name": "A"}}))
+            .await
+            .unwrap();
+        for (body, field) in [
+            (json!({"display": {"name": "x".repeat(26)}}), "display.name"),
+            (
+                json!({"display": {"name": "ok", "about": "y".repeat(140)}}),
+                "display.about",
+            ),
+        ] {
+            let e = update(&w, &alice, body).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains(field), "{}", e.message);
+        }
+        // 25 and 139 characters (not bytes) are fine.
+        update(
+            &w,
+            &alice,
+            json!({"display": {"name": "é".repeat(25), "about": "é".repeat(139)}}),
+        )
+        .await
+        .unwrap();
+        let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
+        assert_eq!(s["display"]["name"], "é".repeat(25));
+    }
+
+    #[tokio::test]
+    async fn profile_fields_follow_the_owners_privacy_relative_to_the_viewer() {
+        let (w, a, b, c) = World::new().await;
+        let (alice, bob, carol) = (who(&a, "d_0"), who(&b, "d_1"), who(&c, "d_2"));
+        update(
+            &w,
+            &alice,
+            json!({"display": {"name": "Alice", "about": "busy", "avatar": "m_1"},
+                   "privacy": {"about": "contacts", "profilePhoto": "nobody", "lastSeen": "contacts"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            contacts(&w, &alice, json!({"add": [b]})).await.unwrap()["count"],
+            1
+        );
+        let conn = w.connect(&alice, "ca").await;
+        connections::disconnect(&w.connections, &w.connections, &w.clock, &conn)
+            .await
+            .unwrap();
+        // Bob is a contact: about and last seen, no photo.
+        let p = profile_of(&w, &bob, &a).await;
+        assert_eq!(p["name"], "Alice");
+        assert_eq!(p["about"], "busy");
+        assert!(p.get("avatar").is_none());
+        assert_eq!(p["online"], false);
+        assert_eq!(p["lastSeen"], "2026-11-28T12:00:00.000Z");
+        // Carol is not: only the name.
+        let p = profile_of(&w, &carol, &a).await;
+        assert_eq!(p, json!({"userId": a, "name": "Alice"}));
+        // Alice sees everything of her own.
+        let p = profile_of(&w, &alice, &a).await;
+        assert_eq!(p["avatar"], "m_1");
+        // Removing Bob from contacts hides about and last seen from him.
+        assert_eq!(
+            contacts(&w, &alice, json!({"remove": [b]})).await.unwrap()["count"],
+            0
+        );
+        let p = profile_of(&w, &bob, &a).await;
+        assert!(p.get("about").is_none() && p.get("lastSeen").is_none());
+    }
+
+    #[tokio::test]
+    async fn online_while_any_device_is_connected_last_seen_when_the_last_one_closes() {
+        let (w, a, b, _) = World::new().await;
+        let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
+        let c1 = w.connect(&alice, "c1").await;
+        let c2 = w.connect(&who(&a, "d_9"), "c2").await;
+        let p = profile_of(&w, &bob, &a).await;
+        assert_eq!(
+            (p["online"].clone(), p["lastSeen"].clone()),
+            (json!(true), Value::Null)
+        );
+        connections::disconnect(&w.connections, &w.connections, &w.clock, &c1)
+            .await
+            .unwrap();
+        assert_eq!(profile_of(&w, &bob, &a).await["online"], true);
+        w.clock.advance(chrono::Duration::minutes(5));
+        connections::disconnect(&w.connections, &w.connections, &w.clock, &c2)
+            .await
+            .unwrap();
+        let p = profile_of(&w, &bob, &a).await;
+        assert_eq!(p["online"], false);
+        assert_eq!(p["lastSeen"], "2026-11-28T12:05:00.000Z");
+        // A repeated $disconnect records nothing new.
+        w.clock.advance(chrono::Duration::minutes(5));
+        connections::disconnect(&w.connections, &w.connections, &w.clock, &c2)
+            .await
+            .unwrap();
+        assert_eq!(
+            profile_of(&w, &bob, &a).await["lastSeen"],
+            "2026-11-28T12:05:00.000Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn contacts_bad_ids_self_and_the_limit() {
+        let (w, a, b, c) = World::new().await;
+        let alice = who(&a, "d_0");
+        let e = contacts(&w, &alice, json!({"add": [b, "bob"]}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("add[1]"), "{}", e.message);
+        let e = contacts(&w, &alice, json!({"add": [a]})).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert_eq!(
+            w.settings.contact_count(&a).await.unwrap(),
+            0,
+            "nothing changed"
+        );
+        // Adding twice counts once; add and remove of the same id removes it.
+        assert_eq!(
+            contacts(&w, &alice, json!({"add": [b, b, c]}))
+                .await
+                .unwrap()["count"],
+            2
+        );
+        assert_eq!(
+            contacts(&w, &alice, json!({"add": [c], "remove": [c]}))
+                .await
+                .unwrap()["count"],
+            1
+        );
+        // The limit: 4,999 more fit, one beyond does not.
+        let many: Vec<String> = (0..4_999).map(|i| format!("u_x{i}")).collect();
+        assert_eq!(
+            contacts(&w, &alice, json!({"add": many})).await.unwrap()["count"],
+            5_000
+        );
+        let e = contacts(&w, &alice, json!({"add": ["u_onemore"]}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        // Swapping one for another at the limit is fine.
+        assert_eq!(
+            contacts(
+                &w,
+                &alice,
+                json!({"add": ["u_onemore"], "remove": ["u_x0"]})
+            )
+            .await
+            .unwrap()["count"],
+            5_000
+        );
+    }
+
+    #[tokio::test]
+    async fn read_receipts_off_sends_no_read_and_sees_none_delivered_still_works() {
+        let (w, a, b, _) = World::new().await;
+        let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
+        let s = w.open(&alice, &b).await;
+        let a_conn = w.connect(&alice, "ca").await;
+        let b_conn = w.connect(&bob, "cb").await;
+        let m1 = w.send(&alice, &s, "c-1", "1").await.unwrap()["msgId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ack = |by: &DeviceCredential, id: &str, st: &str| {
+            ack_as(&w, &s, by.clone(), id.to_owned(), st.to_owned())
+        };
+        let status = |by: &DeviceCredential, id: &str| status_as(&w, by.clone(), id.to_owned());
+        update(&w, &bob, json!({"privacy": {"readReceipts": false}}))
+            .await
+            .unwrap();
+        // Bob reads with receipts off: his watermark moves (his devices stay in sync) but Alice
+        // gets no read event and sees delivered only.
+        assert_eq!(ack(&bob, &m1, "read").await["moved"], true);
+        assert!(w.frames_to(&a_conn).iter().all(|f| f["event"] != "status"));
+        let st = status(&alice, &m1).await;
+        assert_eq!(st["status"], "delivered");
+        assert_eq!(st["recipients"][0]["status"], "delivered");
+        // Delivered receipts still reach Alice.
+        let m2 = w.send(&alice, &s, "c-2", "2").await.unwrap()["msgId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(ack(&bob, &m2, "delivered").await["moved"], true);
+        let events: Vec<_> = w
+            .frames_to(&a_conn)
+            .into_iter()
+            .filter(|f| f["event"] == "status")
+            .collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["status"], "delivered");
+        // Bob, receipts off, sees no read from Alice either.
+        let b1 = w.send(&bob, &s, "b-1", "hi").await.unwrap()["msgId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(ack(&alice, &b1, "read").await["moved"], true);
+        assert!(w.frames_to(&b_conn).iter().all(|f| f["status"] != "read"));
+        assert_eq!(status(&bob, &b1).await["status"], "delivered");
+        // Turned back on: Alice's stored read shows, and Bob's too.
+        update(&w, &bob, json!({"privacy": {"readReceipts": true}}))
+            .await
+            .unwrap();
+        assert_eq!(status(&bob, &b1).await["status"], "read");
+        assert_eq!(status(&alice, &m1).await["status"], "read");
+    }
+
+    #[tokio::test]
+    async fn groups_add_contacts_refuses_strangers_and_changes_nothing() {
+        let (w, a, b, c) = World::new().await;
+        let (alice, bob, carol) = (who(&a, "d_0"), who(&b, "d_1"), who(&c, "d_2"));
+        update(&w, &carol, json!({"privacy": {"groupsAdd": "contacts"}}))
+            .await
+            .unwrap();
+        contacts(&w, &carol, json!({"add": [b]})).await.unwrap();
+        let gdeps = groups::Deps {
+            groups: &w.sessions,
+            sessions: &w.sessions,
+            messages: &w.messages,
+            accounts: &w.accounts,
+            settings: &w.settings,
+            deliver: w.deliverer(),
+            clock: &w.clock,
+        };
+        // Alice is not in Carol's contacts: refused at creation, no group is made.
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "g", "members": [b, c]})).unwrap();
+        let e = groups::initiate(&gdeps, &alice, p).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert!(e.message.contains(c.as_str()), "{}", e.message);
+        assert!(w.sessions.sessions_of(&b).await.unwrap().is_empty());
+        // ...and when adding her to an existing group.
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "g", "members": [b]})).unwrap();
+        let g = groups::initiate(&gdeps, &alice, p).await.unwrap()["groupId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let add = |by: DeviceCredential| {
+            let p: GroupMemberParams =
+                serde_json::from_value(json!({"groupId": g, "userId": c})).unwrap();
+            let gdeps = &gdeps;
+            async move { groups::add(gdeps, &by, p).await }
+        };
+        let e = add(alice.clone()).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert_eq!(
+            w.sessions
+                .members(&SessionId::parse(&g).unwrap())
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        // Bob is her contact: once admin, he may add her.
+        let p: GroupMemberParams =
+            serde_json::from_value(json!({"groupId": g, "userId": b})).unwrap();
+        groups::promote(&gdeps, &alice, p).await.unwrap();
+        assert_eq!(add(bob.clone()).await.unwrap()["added"], true);
+        // And Bob may create a group with her.
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "h", "members": [c]})).unwrap();
+        groups::initiate(&gdeps, &bob, p).await.unwrap();
     }
 }

@@ -5,7 +5,7 @@ use crate::log_error;
 use crate::ws::{caller, respond};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use courier_core::clock::Clock;
-use courier_core::ports::{ConnectionGateway, ConnectionStore};
+use courier_core::ports::{ConnectionGateway, ConnectionStore, LastSeenStore};
 use courier_core::protocol::{
     DeleteAccountParams, FrameError, RemoveDeviceParams, RequestFrame, reply_err, reply_ok,
 };
@@ -33,15 +33,18 @@ pub async fn connect(
     }
 }
 
-/// `$disconnect`: forget the connection. API Gateway ignores the response.
+/// `$disconnect`: forget the connection and record the user's last seen. API Gateway ignores
+/// the response.
 pub async fn disconnect(
     store: &dyn ConnectionStore,
+    last_seen: &dyn LastSeenStore,
+    clock: &dyn Clock,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let Some(id) = event.request_context.connection_id.as_deref() else {
         return respond(400, None);
     };
-    match connections::disconnect(store, &ConnectionId::new(id)).await {
+    match connections::disconnect(store, last_seen, clock, &ConnectionId::new(id)).await {
         Ok(()) => respond(200, None),
         Err(e) => {
             log_error("disconnect", &e);

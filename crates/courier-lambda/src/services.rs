@@ -11,18 +11,18 @@ use aws_lambda_events::apigw::{
 use courier_aws::config::{self, required};
 use courier_aws::dynamo::{
     DynamoAccounts, DynamoConnections, DynamoDeviceQueues, DynamoKeys, DynamoMessages,
-    DynamoRegistrations, DynamoSessions,
+    DynamoRegistrations, DynamoSessions, DynamoSettings,
 };
 use courier_aws::gateway::ManagementApi;
 use courier_aws::push::SnsPush;
 use courier_aws::sms::SnsSms;
 use courier_core::clock::SystemClock;
-use courier_core::protocol::LookupUserParams;
+use courier_core::protocol::{GetSettingsParams, LookupUserParams};
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::usecases::{
-    direct_chat, groups, link_device, lookup_user, push_token, read_messages, receipts,
+    direct_chat, groups, link_device, lookup_user, profile, push_token, read_messages, receipts,
     send_message,
 };
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -154,7 +154,11 @@ pub async fn connections() -> Result<(), Error> {
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
-                        metered("disconnect", routes::disconnect(store, &event.payload)).await,
+                        metered(
+                            "disconnect",
+                            routes::disconnect(store, store, &SystemClock, &event.payload),
+                        )
+                        .await,
                     )
                 },
             ))
@@ -164,7 +168,8 @@ pub async fn connections() -> Result<(), Error> {
     }
 }
 
-/// The `accounts` binary: `deleteAccount`.
+/// The `accounts` binary: `deleteAccount`, `lookupUser`, `getSettings`, `updateSettings`,
+/// `updateContacts`, `getProfile`.
 pub async fn accounts_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
@@ -184,6 +189,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                 presence: connections,
                 keys: leak(keys_store(&dynamo)?),
                 queues: leak(queue_store(&dynamo)?),
+                settings: leak(settings_store(&dynamo)?),
                 clock: &SystemClock,
             });
             lambda_runtime::run(service_fn(
@@ -217,8 +223,56 @@ pub async fn accounts_service() -> Result<(), Error> {
             })
             .await
         }
+        "getSettings" | "updateSettings" | "updateContacts" | "getProfile" => {
+            // Settings and contacts live in the users table; only getProfile reads last seen
+            // (the others get no connections table, and never call it).
+            let last_seen = leak(if op == "getProfile" {
+                connection_store(&dynamo)?
+            } else {
+                DynamoConnections::new(dynamo.clone(), "")
+            });
+            let deps = leak(profile::Deps {
+                settings: leak(settings_store(&dynamo)?),
+                accounts: leak(DynamoAccounts::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                    "",
+                )),
+                last_seen,
+                clock: &SystemClock,
+            });
+            macro_rules! serve {
+                ($name:literal, $body:expr) => {
+                    ws_action(
+                        move |event| async move { routes::action($name, &event, $body).await },
+                    )
+                    .await
+                };
+            }
+            match op.as_str() {
+                "getSettings" => serve!("getSettings", |who, _: GetSettingsParams| async move {
+                    profile::get_settings(deps, &who).await
+                }),
+                "updateSettings" => serve!("updateSettings", |who, p| async move {
+                    profile::update_settings(deps, &who, p).await
+                }),
+                "updateContacts" => serve!("updateContacts", |who, p| async move {
+                    profile::update_contacts(deps, &who, p).await
+                }),
+                _ => serve!("getProfile", |who, p| async move {
+                    profile::get_profile(deps, &who, p).await
+                }),
+            }
+        }
         other => Err(unknown("accounts", other)),
     }
+}
+
+fn settings_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoSettings, Error> {
+    Ok(DynamoSettings::new(
+        dynamo.clone(),
+        required("USERS_TABLE")?,
+    ))
 }
 
 /// Runs a WebSocket route handler for every invocation.
@@ -271,6 +325,7 @@ pub async fn groups_service() -> Result<(), Error> {
         sessions,
         messages: leak(messages_store(&dynamo)?),
         accounts,
+        settings: leak(settings_store(&dynamo)?),
         deliver: Deliverer {
             presence: connections,
             connections,
@@ -382,9 +437,10 @@ pub async fn messages() -> Result<(), Error> {
             .await
         }
         "getMessageStatus" => {
+            let settings = leak(settings_store(&dynamo)?);
             ws_action(move |event| async move {
                 routes::action("getMessageStatus", &event, |who, p| async move {
-                    receipts::get_message_status(sessions, messages, &who, p).await
+                    receipts::get_message_status(sessions, messages, settings, &who, p).await
                 })
                 .await
             })
@@ -401,6 +457,7 @@ pub async fn messages() -> Result<(), Error> {
                     gateway: leak(ManagementApi::new(config::management(&sdk)?)),
                     push: None,
                 },
+                settings: leak(settings_store(&dynamo)?),
                 clock: &SystemClock,
             });
             ws_action(move |event| async move {

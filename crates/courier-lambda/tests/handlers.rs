@@ -6,7 +6,7 @@ use aws_lambda_events::apigw::{
 };
 use courier_core::clock::SystemClock;
 use courier_core::memory::*;
-use courier_core::ports::{ConnectionStore, CredentialStore};
+use courier_core::ports::{ConnectionStore, CredentialStore, LastSeenStore, SettingsStore};
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::{ConnectionId, UserId};
 use courier_lambda::{authorizer, http, routes};
@@ -232,9 +232,17 @@ async fn connect_and_disconnect_track_the_connection() {
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].0.as_str(), "d_test");
 
-    let resp = routes::disconnect(&p.connections, &ws_event("disconnect.json")).await;
+    let resp = routes::disconnect(
+        &p.connections,
+        &p.connections,
+        &SystemClock,
+        &ws_event("disconnect.json"),
+    )
+    .await;
     assert_eq!(resp.status_code, 200);
     assert!(p.connections.for_user(&user).await.unwrap().is_empty());
+    let seen = p.connections.last_seen(&user).await.unwrap();
+    assert!(!seen.online && seen.at.is_some(), "last seen recorded");
 
     // A $connect without authorizer context (a misconfigured route) is refused.
     let mut bare = ws_event("connect.json");
@@ -285,6 +293,7 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
         presence: &p.connections,
         keys: &p.keys,
         queues: &p.queues,
+        settings: &MemorySettings::default(),
         clock: &courier_core::clock::SystemClock,
     };
     let resp = routes::delete_account(&deps, &event).await;
@@ -731,4 +740,53 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
         .await
         .unwrap();
     assert_eq!(queued.len(), 1);
+}
+
+#[tokio::test]
+async fn update_settings_replies_with_the_settings_and_names_a_bad_field() {
+    use courier_core::usecases::profile;
+    let p = Ports::default();
+    let settings = MemorySettings::default();
+    let deps = profile::Deps {
+        settings: &settings,
+        accounts: &p.accounts,
+        last_seen: &p.connections,
+        clock: &SystemClock,
+    };
+    let deps = &deps;
+    let event = ws_event("update-settings.json");
+    let resp = routes::action("updateSettings", &event, |who, params| async move {
+        profile::update_settings(deps, &who, params).await
+    })
+    .await;
+    let f = frame(&resp);
+    assert_eq!(f["requestId"], "r5");
+    assert_eq!(f["ok"], true, "{f}");
+    assert_eq!(f["result"]["display"]["name"], "Test");
+    assert_eq!(f["result"]["privacy"]["lastSeen"], "contacts");
+    assert_eq!(f["result"]["privacy"]["readReceipts"], false);
+    assert_eq!(f["result"]["privacy"]["groupsAdd"], "everyone");
+
+    let mut bad = ws_event("update-settings.json");
+    bad.body = Some(
+        r#"{"action":"updateSettings","requestId":"r6","privacy":{"lastSeen":"friends"}}"#.into(),
+    );
+    let resp = routes::action("updateSettings", &bad, |who, params| async move {
+        profile::update_settings(deps, &who, params).await
+    })
+    .await;
+    let f = frame(&resp);
+    assert_eq!(f["error"]["code"], "BAD_REQUEST");
+    let message = f["error"]["message"].as_str().unwrap();
+    assert!(message.contains("privacy.lastSeen"), "{message}");
+    // Nothing changed.
+    let s = settings
+        .settings(&UserId::from_trusted("u_test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.privacy.last_seen,
+        courier_core::settings::Audience::Contacts
+    );
 }

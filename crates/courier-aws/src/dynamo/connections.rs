@@ -335,3 +335,60 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
         }
     }
 }
+
+/// Last seen is the attribute `lastSeenAt` on the presence item (`USER#<userId>`): `$disconnect`
+/// already writes that item, the function needs no other table, and deleting the account's
+/// presence deletes it too.
+#[async_trait]
+impl courier_core::ports::LastSeenStore for DynamoConnections {
+    async fn record_last_seen(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), PortError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user}")))
+            .update_expression("SET lastSeenAt = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::S(courier_core::chat::timestamp(at)))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(()),
+            // The presence item is gone: the account was deleted; nothing to remember.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn last_seen(&self, user: &UserId) -> Result<courier_core::ports::LastSeen, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user}")))
+            .projection_expression("conns, lastSeenAt")
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        let item = out.item.unwrap_or_default();
+        let online = matches!(item.get("conns"), Some(AttributeValue::Ss(s)) if !s.is_empty());
+        let at = match item.get("lastSeenAt") {
+            Some(AttributeValue::S(s)) => Some(
+                DateTime::parse_from_rfc3339(s)
+                    .map_err(PortError::backend)?
+                    .with_timezone(&Utc),
+            ),
+            _ => None,
+        };
+        Ok(courier_core::ports::LastSeen { online, at })
+    }
+}

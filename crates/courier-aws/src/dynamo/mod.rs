@@ -10,6 +10,7 @@ mod links;
 mod messages;
 mod registrations;
 mod sessions;
+mod settings;
 
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
@@ -19,6 +20,7 @@ pub use links::DynamoLinks;
 pub use messages::{CLAIM_LEASE_SECS, DynamoMessages};
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;
+pub use settings::DynamoSettings;
 
 use crate::capacity::{Recorded, TOTAL};
 use aws_sdk_dynamodb::error::SdkError;

@@ -11,4 +11,5 @@ mod messages;
 mod presence;
 mod registrations;
 mod sessions;
+mod settings;
 mod support;

@@ -3,7 +3,7 @@
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::ids::ConnectionId;
-use crate::ports::{Connection, ConnectionStore, DeviceCredential};
+use crate::ports::{Connection, ConnectionStore, DeviceCredential, LastSeenStore};
 
 /// Records a connection the authorizer let in.
 #[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
@@ -23,12 +23,19 @@ pub async fn connect(
     Ok(())
 }
 
-/// Forgets a connection (closed by the client, the gateway or the management API).
+/// Forgets a connection (closed by the client, the gateway or the management API) and records
+/// the user's last seen time. A user is online while any of its devices is connected, so last
+/// seen is the time its most recent connection closed. A connection already forgotten (by
+/// `deleteAccount`, or a second `$disconnect`) records nothing.
 #[tracing::instrument(skip_all)]
 pub async fn disconnect(
     store: &dyn ConnectionStore,
+    last_seen: &dyn LastSeenStore,
+    clock: &dyn Clock,
     connection_id: &ConnectionId,
 ) -> Result<(), ApiError> {
-    store.remove(connection_id).await?;
+    if let Some(c) = store.remove(connection_id).await? {
+        last_seen.record_last_seen(&c.user_id, clock.now()).await?;
+    }
     Ok(())
 }

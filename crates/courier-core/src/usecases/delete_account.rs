@@ -1,5 +1,6 @@
 //! `deleteAccount`: remove the caller's account, its number claim, its devices and their keys,
-//! its presence and push endpoints and its session memberships, and close its connections.
+//! its presence, last seen and push endpoints, its session memberships, its settings and
+//! contacts, and close its connections.
 //! Other users' data is not touched: the peer of a direct chat keeps the messages.
 
 use super::close_connections;
@@ -8,7 +9,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
 use crate::ports::{
     AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, DeviceQueueStore,
-    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore,
+    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore, SettingsStore,
 };
 
 /// What `deleteAccount` needs.
@@ -31,6 +32,8 @@ pub struct Deps<'a> {
     pub keys: &'a dyn KeyStore,
     /// Device queues (every device's queue is deleted).
     pub queues: &'a dyn DeviceQueueStore,
+    /// Settings and contacts (deleted; also read by the group hand-over).
+    pub settings: &'a dyn SettingsStore,
     /// Time.
     pub clock: &'a dyn Clock,
 }
@@ -71,6 +74,7 @@ pub async fn delete_account(
         sessions: deps.sessions,
         messages: deps.messages,
         accounts: deps.accounts,
+        settings: deps.settings,
         deliver: super::deliver::Deliverer {
             presence: deps.presence,
             connections: deps.connections,
@@ -81,6 +85,7 @@ pub async fn delete_account(
     };
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;
     let left = deps.sessions.leave_all(&user.user_id).await?;
+    deps.settings.delete_settings(&user.user_id).await?;
     tracing::info!(
         devices = devices.len(),
         groups,

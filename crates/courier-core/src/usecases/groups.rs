@@ -24,10 +24,12 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
 use crate::ports::{
     AccountStore, Added, DeviceCredential, Group, GroupStore, MessageStore, SessionStore,
+    SettingsStore,
 };
 use crate::protocol::{
     GroupChange, GroupMemberParams, GroupParams, InitiateGroupParams, group_notice,
 };
+use crate::settings::GroupsAdd;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
@@ -41,10 +43,39 @@ pub struct Deps<'a> {
     pub messages: &'a dyn MessageStore,
     /// Do the users exist?
     pub accounts: &'a dyn AccountStore,
+    /// Who lets whom add them (`groupsAdd`).
+    pub settings: &'a dyn SettingsStore,
     /// For the notices that cannot go through the session (removal, deletion).
     pub deliver: Deliverer<'a>,
     /// Time.
     pub clock: &'a dyn Clock,
+}
+
+/// Refuses with `FORBIDDEN` if one of `users` lets only its contacts add it to groups and the
+/// caller is not among them. Their settings are read in one batch; contact lists only for those
+/// who chose `contacts`.
+async fn check_groups_add(
+    settings: &dyn SettingsStore,
+    adder: &UserId,
+    users: &[UserId],
+) -> Result<(), ApiError> {
+    let mut restricted: Vec<_> = settings
+        .settings_of(users)
+        .await?
+        .into_iter()
+        .filter(|(_, s)| s.privacy.groups_add == GroupsAdd::Contacts)
+        .map(|(u, _)| u)
+        .collect();
+    restricted.sort();
+    for u in restricted {
+        if !settings.is_contact(&u, adder).await? {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{u} lets only their contacts add them to groups"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn new_group_id() -> SessionId {
@@ -187,6 +218,7 @@ pub async fn initiate(
             format!("no such user: {u}"),
         ));
     }
+    check_groups_add(deps.settings, &who.user_id, &others).await?;
     let group = Group {
         session_id: new_group_id(),
         name,
@@ -237,6 +269,9 @@ pub async fn add(
     caller_in(deps, &id, &who.user_id, true).await?;
     if deps.accounts.user(&user).await?.is_none() {
         return Err(ApiError::new(ErrorCode::NotFound, "no such user"));
+    }
+    if user != who.user_id {
+        check_groups_add(deps.settings, &who.user_id, std::slice::from_ref(&user)).await?;
     }
     let joined_seq = deps.messages.last(&id).await?.map_or(0, |m| m.seq);
     let now = deps.clock.now();

@@ -6,9 +6,11 @@ use crate::chat::{Receipt, Watermark, timestamp};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::MsgId;
-use crate::ports::{DeviceCredential, MessageStore, SessionStore};
+use crate::ids::UserId;
+use crate::ports::{DeviceCredential, MessageStore, SessionStore, SettingsStore};
 use crate::protocol::{AckMessagesParams, GetMessageStatusParams, status_event};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 
 /// What `ackMessages` needs.
 pub struct AckDeps<'a> {
@@ -18,8 +20,24 @@ pub struct AckDeps<'a> {
     pub messages: &'a dyn MessageStore,
     /// To tell the other members' devices.
     pub deliver: Deliverer<'a>,
+    /// Who turned read receipts off.
+    pub settings: &'a dyn SettingsStore,
     /// Time.
     pub clock: &'a dyn Clock,
+}
+
+/// The users among `users` who turned read receipts off: they send none and see none.
+pub async fn read_receipts_off(
+    settings: &dyn SettingsStore,
+    users: &[UserId],
+) -> Result<HashSet<UserId>, ApiError> {
+    Ok(settings
+        .settings_of(users)
+        .await?
+        .into_iter()
+        .filter(|(_, s)| !s.privacy.read_receipts)
+        .map(|(u, _)| u)
+        .collect())
 }
 
 /// Moves the caller's watermark up to `msgId` (never backwards) and tells the other members.
@@ -57,7 +75,7 @@ pub async fn ack_messages(
     if moved {
         // The status event goes to the acknowledged message's sender (who shows the ticks); when
         // the caller acknowledges up to its own message, to the other members.
-        let others: Vec<_> = if message.sender != who.user_id {
+        let mut others: Vec<_> = if message.sender != who.user_id {
             vec![message.sender.clone()]
         } else {
             deps.sessions
@@ -68,6 +86,18 @@ pub async fn ack_messages(
                 .filter(|u| u != &who.user_id)
                 .collect()
         };
+        if p.status == Receipt::Read {
+            // A read watermark is stored either way (it keeps the caller's own devices in
+            // sync through listSessions), but with read receipts off on either side nobody
+            // else is told.
+            let mut both = others.clone();
+            both.push(who.user_id.clone());
+            let off = read_receipts_off(deps.settings, &both).await?;
+            if off.contains(&who.user_id) {
+                others.clear();
+            }
+            others.retain(|u| !off.contains(u));
+        }
         let frame = status_event(
             session.as_str(),
             who.user_id.as_str(),
@@ -77,6 +107,9 @@ pub async fn ack_messages(
             &timestamp(now),
         );
         // Receipts are best effort live; getMessageStatus is the source of truth.
+        if others.is_empty() {
+            return Ok(json!({ "moved": moved }));
+        }
         if let Err(e) = deps.deliver.deliver(&others, None, &frame, None).await {
             tracing::warn!(error = %e, "status event not delivered everywhere");
         }
@@ -94,11 +127,14 @@ fn receipt_of(delivered: Watermark, read: Watermark, seq: u64) -> (Receipt, Opti
     }
 }
 
-/// A message's status per recipient and in aggregate (the weakest recipient's).
+/// A message's status per recipient and in aggregate (the weakest recipient's). A recipient
+/// with read receipts off shows at most delivered; a caller with read receipts off sees at most
+/// delivered from everyone.
 #[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
 pub async fn get_message_status(
     sessions: &dyn SessionStore,
     messages: &dyn MessageStore,
+    settings: &dyn SettingsStore,
     who: &DeviceCredential,
     p: GetMessageStatusParams,
 ) -> Result<Value, ApiError> {
@@ -114,12 +150,29 @@ pub async fn get_message_status(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such message"))?;
     let mut aggregate = Receipt::Read;
     let mut recipients = Vec::new();
-    for m in sessions.members(&id.session).await? {
-        if m.user_id == message.sender || m.joined_seq >= id.seq {
-            // The sender, and group members who joined after the message, are not recipients.
-            continue;
-        }
-        let (status, at) = receipt_of(m.delivered, m.read, id.seq);
+    // The sender, and group members who joined after the message, are not recipients.
+    let members: Vec<_> = sessions
+        .members(&id.session)
+        .await?
+        .into_iter()
+        .filter(|m| m.user_id != message.sender && m.joined_seq < id.seq)
+        .collect();
+    let mut asked: Vec<UserId> = members.iter().map(|m| m.user_id.clone()).collect();
+    asked.push(who.user_id.clone());
+    let off = read_receipts_off(settings, &asked).await?;
+    let caller_off = off.contains(&who.user_id);
+    for m in members {
+        let (status, at) = if caller_off || off.contains(&m.user_id) {
+            // Read implies delivered: a hidden read watermark still counts as delivered.
+            let delivered = if m.read.seq > m.delivered.seq {
+                m.read
+            } else {
+                m.delivered
+            };
+            receipt_of(delivered, Watermark::default(), id.seq)
+        } else {
+            receipt_of(m.delivered, m.read, id.seq)
+        };
         aggregate = aggregate.min(status);
         recipients.push(json!({ "userId": m.user_id, "status": status, "at": at }));
     }
