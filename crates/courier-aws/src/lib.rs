@@ -5,6 +5,7 @@
 //! - [`dynamo`]: the DynamoDB repositories (one module per table).
 //! - [`sms`]: SMS through SNS.
 //! - [`gateway`]: posting to and closing WebSocket connections.
+//! - [`s3`]: object storage (presigned uploads and downloads of ciphertext).
 //! - [`capacity`]: what the calls cost (DynamoDB calls and consumed capacity, management API
 //!   calls, SNS publishes), per process.
 
@@ -13,4 +14,5 @@ pub mod config;
 pub mod dynamo;
 pub mod gateway;
 pub mod push;
+pub mod s3;
 pub mod sms;
