@@ -310,6 +310,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         keys: &w.keys,
         queues: &w.queues,
         settings: &MemorySettings::default(),
+        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
@@ -434,6 +435,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
         keys: &w.keys,
         queues: &w.queues,
         settings: &MemorySettings::default(),
+        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
     };
     delete_account::delete_account(&deps, &who, &current)

@@ -294,6 +294,7 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
         keys: &p.keys,
         queues: &p.queues,
         settings: &MemorySettings::default(),
+        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
     };
     let resp = routes::delete_account(&deps, &event).await;

@@ -1,6 +1,6 @@
 //! `deleteAccount`: remove the caller's account, its number claim, its devices and their keys,
 //! its presence, last seen and push endpoints, its session memberships, its settings and
-//! contacts, and close its connections.
+//! contacts, its status posts with their viewers, and close its connections.
 //! Other users' data is not touched: the peer of a direct chat keeps the messages.
 
 use super::close_connections;
@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
 use crate::ports::{
     AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, DeviceQueueStore,
-    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore, SettingsStore,
+    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore, SettingsStore, StatusStore,
 };
 
 /// What `deleteAccount` needs.
@@ -34,6 +34,8 @@ pub struct Deps<'a> {
     pub queues: &'a dyn DeviceQueueStore,
     /// Settings and contacts (deleted; also read by the group hand-over).
     pub settings: &'a dyn SettingsStore,
+    /// Status posts and their viewers (deleted).
+    pub statuses: &'a dyn StatusStore,
     /// Time.
     pub clock: &'a dyn Clock,
 }
@@ -86,6 +88,7 @@ pub async fn delete_account(
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;
     let left = deps.sessions.leave_all(&user.user_id).await?;
     deps.settings.delete_settings(&user.user_id).await?;
+    deps.statuses.delete_statuses(&user.user_id).await?;
     tracing::info!(
         devices = devices.len(),
         groups,

@@ -18,6 +18,7 @@ pub mod receipts;
 pub mod register_account;
 pub mod remove_device;
 pub mod send_message;
+pub mod status;
 pub mod validate_account;
 
 use crate::ids::ConnectionId;

@@ -1,0 +1,401 @@
+//! Status posts on in-memory ports: privacy, events, viewers, expiry, removal, limits.
+
+use chrono::{Duration, TimeZone, Utc};
+use courier_core::clock::ManualClock;
+use courier_core::memory::{MemoryConnections, MemorySettings, MemoryStatuses, RecordingGateway};
+use courier_core::ports::{Connection, ConnectionStore, DeviceCredential, SettingsStore};
+use courier_core::protocol::{
+    GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, RemoveStatusParams,
+    ViewStatusParams,
+};
+use courier_core::settings::{Audience, Settings};
+use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::status::{self, Deps};
+use courier_core::{ConnectionId, DeviceId, ErrorCode, UserId};
+use serde_json::Value;
+
+struct World {
+    statuses: MemoryStatuses,
+    settings: MemorySettings,
+    connections: MemoryConnections,
+    gateway: RecordingGateway,
+    clock: ManualClock,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            statuses: MemoryStatuses::default(),
+            settings: MemorySettings::default(),
+            connections: MemoryConnections::default(),
+            gateway: RecordingGateway::default(),
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()),
+        }
+    }
+
+    fn deps(&self) -> Deps<'_> {
+        Deps {
+            statuses: &self.statuses,
+            settings: &self.settings,
+            deliver: Some(Deliverer {
+                presence: &self.connections,
+                connections: &self.connections,
+                gateway: &self.gateway,
+                push: None,
+            }),
+            clock: &self.clock,
+            ttl_secs: 86_400,
+        }
+    }
+
+    async fn online(&self, who: &DeviceCredential, conn: &str) {
+        let c = ConnectionId::new(conn);
+        self.gateway.open(&c);
+        self.connections
+            .add(&Connection {
+                connection_id: c,
+                user_id: who.user_id.clone(),
+                device_id: who.device_id.clone(),
+                connected_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn privacy(&self, who: &DeviceCredential, status: Audience) {
+        let mut s = Settings::default();
+        s.privacy.status = status;
+        self.settings.put_settings(&who.user_id, &s).await.unwrap();
+    }
+
+    async fn contact(&self, owner: &DeviceCredential, contact: &DeviceCredential) {
+        self.settings
+            .update_contacts(&owner.user_id, &[contact.user_id.clone()], &[], Utc::now())
+            .await
+            .unwrap();
+    }
+
+    async fn post(&self, who: &DeviceCredential, payload: &str) -> Value {
+        status::post_status(&self.deps(), who, post_params(payload, &[]))
+            .await
+            .unwrap()
+    }
+
+    async fn view(&self, who: &DeviceCredential, poster: &DeviceCredential) -> Value {
+        status::view_status(
+            &self.deps(),
+            who,
+            ViewStatusParams {
+                user_id: poster.user_id.to_string(),
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn events_to(&self, conn: &str) -> Vec<Value> {
+        self.gateway
+            .posted()
+            .into_iter()
+            .filter(|(c, _)| c.as_str() == conn)
+            .map(|(_, f)| serde_json::from_str(&f).unwrap())
+            .collect()
+    }
+}
+
+fn user(n: &str) -> DeviceCredential {
+    DeviceCredential {
+        user_id: UserId::from_trusted(format!("u_{n}")),
+        device_id: DeviceId::from_trusted(format!("d_{n}1")),
+    }
+}
+
+fn post_params(payload: &str, attachments: &[&str]) -> PostStatusParams {
+    PostStatusParams {
+        payload: payload.to_owned(),
+        attachments: attachments.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn payloads(view: &Value) -> Vec<&str> {
+    view["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["payload"].as_str().unwrap())
+        .collect()
+}
+
+fn viewers_params(id: &str) -> GetStatusViewersParams {
+    GetStatusViewersParams {
+        status_id: id.to_owned(),
+        after: None,
+        limit: None,
+    }
+}
+
+#[tokio::test]
+async fn contacts_privacy_shows_statuses_to_contacts_only_and_records_their_views() {
+    let w = World::new();
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    w.privacy(&alice, Audience::Contacts).await;
+    w.contact(&alice, &bob).await;
+    let posted = w.post(&alice, "ciphertext-1").await;
+    let id = posted["statusId"].as_str().unwrap().to_owned();
+    assert_eq!(posted["expiresAt"], "2026-01-02T12:00:00.000Z");
+
+    let seen = w.view(&bob, &alice).await;
+    assert_eq!(payloads(&seen), vec!["ciphertext-1"]);
+    assert_eq!(seen["statuses"][0]["statusId"], id.as_str());
+    assert_eq!(seen["statuses"][0]["deviceId"], "d_alice1");
+    assert_eq!(seen["hasMore"], false);
+    assert!(payloads(&w.view(&carol, &alice).await).is_empty());
+    assert_eq!(
+        payloads(&w.view(&alice, &alice).await),
+        vec!["ciphertext-1"]
+    );
+
+    w.clock.advance(Duration::minutes(5));
+    w.view(&bob, &alice).await; // a second view keeps the first time
+    let viewers = status::get_status_viewers(&w.deps(), &alice, viewers_params(&id))
+        .await
+        .unwrap();
+    let list = viewers["viewers"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "bob only: not carol, not the poster");
+    assert_eq!(list[0]["userId"], "u_bob");
+    assert_eq!(list[0]["viewedAt"], "2026-01-01T12:00:00.000Z");
+
+    let e = status::get_status_viewers(&w.deps(), &bob, viewers_params(&id))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "only the poster sees viewers");
+}
+
+#[tokio::test]
+async fn nobody_privacy_hides_from_everyone_but_the_poster_and_notifies_no_one() {
+    let w = World::new();
+    let (alice, bob) = (user("alice"), user("bob"));
+    w.privacy(&alice, Audience::Nobody).await;
+    w.contact(&alice, &bob).await;
+    w.online(&bob, "c-bob").await;
+    w.post(&alice, "secret").await;
+    assert!(payloads(&w.view(&bob, &alice).await).is_empty());
+    assert_eq!(payloads(&w.view(&alice, &alice).await), vec!["secret"]);
+    assert!(w.events_to("c-bob").is_empty());
+    let audience =
+        status::get_status_audience(&w.deps(), &alice, GetStatusAudienceParams { after: None })
+            .await
+            .unwrap();
+    assert_eq!(audience["userIds"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn everyone_privacy_shows_to_strangers_but_notifies_contacts_and_own_devices() {
+    let w = World::new();
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let alice_laptop = DeviceCredential {
+        user_id: alice.user_id.clone(),
+        device_id: DeviceId::from_trusted("d_alice2"),
+    };
+    w.contact(&alice, &bob).await;
+    w.online(&alice, "c-alice").await;
+    w.online(&alice_laptop, "c-alice2").await;
+    w.online(&bob, "c-bob").await;
+    w.online(&carol, "c-carol").await;
+    let posted = w.post(&alice, "hello").await;
+
+    let to_bob = w.events_to("c-bob");
+    assert_eq!(to_bob.len(), 1);
+    assert_eq!(to_bob[0]["event"], "statusPosted");
+    assert_eq!(to_bob[0]["userId"], "u_alice");
+    assert_eq!(to_bob[0]["statusId"], posted["statusId"]);
+    assert_eq!(to_bob[0]["expiresAt"], posted["expiresAt"]);
+    assert!(
+        to_bob[0].get("payload").is_none(),
+        "fetched with viewStatus"
+    );
+    assert_eq!(
+        w.events_to("c-alice2").len(),
+        1,
+        "the poster's other device"
+    );
+    assert!(w.events_to("c-alice").is_empty(), "not the posting device");
+    assert!(w.events_to("c-carol").is_empty(), "not a stranger");
+    assert_eq!(payloads(&w.view(&carol, &alice).await), vec!["hello"]);
+
+    let audience =
+        status::get_status_audience(&w.deps(), &alice, GetStatusAudienceParams { after: None })
+            .await
+            .unwrap();
+    assert_eq!(audience["userIds"], serde_json::json!(["u_bob"]));
+}
+
+#[tokio::test]
+async fn an_expired_status_is_gone_even_before_storage_deletes_it() {
+    let w = World::new();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = w.post(&alice, "short-lived").await["statusId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.clock.advance(Duration::hours(23));
+    assert_eq!(payloads(&w.view(&bob, &alice).await), vec!["short-lived"]);
+    w.clock.advance(Duration::hours(1));
+    assert!(payloads(&w.view(&bob, &alice).await).is_empty());
+    assert!(payloads(&w.view(&alice, &alice).await).is_empty());
+    for e in [
+        status::get_status_viewers(&w.deps(), &alice, viewers_params(&id)).await,
+        status::remove_status(
+            &w.deps(),
+            &alice,
+            RemoveStatusParams {
+                status_id: id.clone(),
+            },
+        )
+        .await,
+    ] {
+        assert_eq!(e.unwrap_err().code, ErrorCode::NotFound);
+    }
+}
+
+#[tokio::test]
+async fn removing_a_status_hides_it_and_only_the_poster_can() {
+    let w = World::new();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let id = w.post(&alice, "oops").await["statusId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.post(&alice, "keep").await;
+    let e = status::remove_status(
+        &w.deps(),
+        &bob,
+        RemoveStatusParams {
+            status_id: id.clone(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    status::remove_status(
+        &w.deps(),
+        &alice,
+        RemoveStatusParams {
+            status_id: id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(payloads(&w.view(&bob, &alice).await), vec!["keep"]);
+    let e = status::remove_status(&w.deps(), &alice, RemoveStatusParams { status_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_code_and_nothing_is_stored() {
+    let w = World::new();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let deps = w.deps();
+    let post = |p| status::post_status(&deps, &alice, p);
+    let big = "x".repeat(65_537);
+    assert_eq!(
+        post(post_params(&big, &[])).await.unwrap_err().code,
+        ErrorCode::PayloadTooLarge
+    );
+    assert_eq!(
+        post(post_params("", &[])).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let five = ["m1", "m2", "m3", "m4", "m5"];
+    assert_eq!(
+        post(post_params("x", &five)).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let long = "m".repeat(129);
+    assert_eq!(
+        post(post_params("x", &[&long])).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    assert!(payloads(&w.view(&alice, &alice).await).is_empty());
+    post(post_params(&"x".repeat(65_536), &["m1", "m2", "m3", "m4"]))
+        .await
+        .unwrap();
+
+    let view = |user_id: &str, after: Option<&str>| {
+        status::view_status(
+            &deps,
+            &bob,
+            ViewStatusParams {
+                user_id: user_id.to_owned(),
+                after: after.map(str::to_owned),
+            },
+        )
+    };
+    assert_eq!(
+        view("alice", None).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        view("u_alice", Some("nope")).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let e = status::get_status_viewers(&w.deps(), &alice, viewers_params("not-an-id"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn thirty_live_statuses_at_most_and_big_ones_come_in_pages() {
+    let w = World::new();
+    let (alice, bob) = (user("alice"), user("bob"));
+    let big = "y".repeat(40_000);
+    for i in 0..30 {
+        w.post(&alice, &format!("{i}{big}")).await;
+        w.clock.advance(Duration::milliseconds(1));
+    }
+    let e = status::post_status(&w.deps(), &alice, post_params("one more", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = status::view_status(
+            &w.deps(),
+            &bob,
+            ViewStatusParams {
+                user_id: "u_alice".into(),
+                after: after.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let list = page["statuses"].as_array().unwrap();
+        assert!(serde_json::to_string(&page).unwrap().len() < 100 * 1024);
+        assert!(!list.is_empty());
+        seen.extend(
+            list.iter()
+                .map(|s| s["payload"].as_str().unwrap()[..2].to_owned()),
+        );
+        after = list.last().unwrap()["statusId"].as_str().map(str::to_owned);
+        if page["hasMore"] == false {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..30)
+        .map(|i| format!("{i}{big}")[..2].to_owned())
+        .collect();
+    assert_eq!(seen, expected, "every status once, oldest first");
+
+    // Once one expires, there is room again.
+    w.clock
+        .advance(Duration::hours(24) - Duration::milliseconds(29));
+    status::post_status(&w.deps(), &alice, post_params("one more", &[]))
+        .await
+        .unwrap();
+}
