@@ -70,7 +70,12 @@ impl World {
 
     async fn contact(&self, owner: &DeviceCredential, contact: &DeviceCredential) {
         self.settings
-            .update_contacts(&owner.user_id, &[contact.user_id.clone()], &[], Utc::now())
+            .update_contacts(
+                &owner.user_id,
+                std::slice::from_ref(&contact.user_id),
+                &[],
+                Utc::now(),
+            )
             .await
             .unwrap();
     }

@@ -11,6 +11,7 @@ mod messages;
 mod registrations;
 mod sessions;
 mod settings;
+mod statuses;
 
 pub use accounts::DynamoAccounts;
 pub use connections::DynamoConnections;
@@ -21,6 +22,7 @@ pub use messages::{CLAIM_LEASE_SECS, DynamoMessages};
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;
 pub use settings::DynamoSettings;
+pub use statuses::DynamoStatuses;
 
 use crate::capacity::{Recorded, TOTAL};
 use aws_sdk_dynamodb::error::SdkError;

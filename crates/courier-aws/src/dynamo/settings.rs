@@ -231,6 +231,16 @@ impl SettingsStore for DynamoSettings {
         }
     }
 
+    async fn contacts(&self, owner: &UserId) -> Result<Vec<UserId>, PortError> {
+        Ok(self
+            .contact_keys(owner)
+            .await?
+            .iter()
+            .filter_map(|sk| sk.strip_prefix(CONTACT_PREFIX))
+            .map(UserId::from_trusted)
+            .collect())
+    }
+
     async fn update_contacts(
         &self,
         owner: &UserId,

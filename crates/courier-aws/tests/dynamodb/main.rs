@@ -12,4 +12,5 @@ mod presence;
 mod registrations;
 mod sessions;
 mod settings;
+mod statuses;
 mod support;
