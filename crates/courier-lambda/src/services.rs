@@ -11,7 +11,7 @@ use aws_lambda_events::apigw::{
 use courier_aws::config::{self, required};
 use courier_aws::dynamo::{
     DynamoAccounts, DynamoConnections, DynamoDeviceQueues, DynamoKeys, DynamoMessages,
-    DynamoRegistrations, DynamoSessions, DynamoSettings,
+    DynamoRegistrations, DynamoSessions, DynamoSettings, DynamoStatuses,
 };
 use courier_aws::gateway::ManagementApi;
 use courier_aws::push::SnsPush;
@@ -190,6 +190,10 @@ pub async fn accounts_service() -> Result<(), Error> {
                 keys: leak(keys_store(&dynamo)?),
                 queues: leak(queue_store(&dynamo)?),
                 settings: leak(settings_store(&dynamo)?),
+                statuses: leak(DynamoStatuses::new(
+                    dynamo.clone(),
+                    required("STATUS_TABLE")?,
+                )),
                 clock: &SystemClock,
             });
             lambda_runtime::run(service_fn(
@@ -686,5 +690,87 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
             })
             .await
         }
+    }
+}
+
+/// The `status` binary: `postStatus`, `removeStatus`, `viewStatus`, `getStatusViewers`,
+/// `getStatusAudience`.
+pub async fn status() -> Result<(), Error> {
+    use courier_core::usecases::status;
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    // Each operation gets only the tables its policy names (an empty name is never called).
+    let table = |var: &'static str, used: &[&str]| -> Result<String, Error> {
+        if used.contains(&op.as_str()) {
+            Ok(required(var)?)
+        } else {
+            Ok(String::new())
+        }
+    };
+    let statuses = leak(DynamoStatuses::new(
+        dynamo.clone(),
+        table(
+            "STATUS_TABLE",
+            &[
+                "postStatus",
+                "removeStatus",
+                "viewStatus",
+                "getStatusViewers",
+            ],
+        )?,
+    ));
+    let settings = leak(DynamoSettings::new(
+        dynamo.clone(),
+        table(
+            "USERS_TABLE",
+            &["postStatus", "viewStatus", "getStatusAudience"],
+        )?,
+    ));
+    let deliver = if op == "postStatus" {
+        let connections = leak(connection_store(&dynamo)?);
+        Some(Deliverer {
+            presence: connections,
+            connections,
+            gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+            push: None,
+        })
+    } else {
+        None
+    };
+    let ttl_secs = match std::env::var("STATUS_TTL_SECS") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| format!("STATUS_TTL_SECS must be a number of seconds, got {v:?}"))?,
+        _ => status::DEFAULT_STATUS_TTL_SECS,
+    };
+    let deps = leak(status::Deps {
+        statuses,
+        settings,
+        deliver,
+        clock: &SystemClock,
+        ttl_secs,
+    });
+    macro_rules! serve {
+        ($name:literal, $f:path) => {
+            ws_action(move |event| async move {
+                routes::action(
+                    $name,
+                    &event,
+                    |who, p| async move { $f(deps, &who, p).await },
+                )
+                .await
+            })
+            .await
+        };
+    }
+    match op.as_str() {
+        "postStatus" => serve!("postStatus", status::post_status),
+        "removeStatus" => serve!("removeStatus", status::remove_status),
+        "viewStatus" => serve!("viewStatus", status::view_status),
+        "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
+        "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
+        other => Err(unknown("status", other)),
     }
 }
