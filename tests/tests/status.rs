@@ -1,0 +1,293 @@
+//! Status posts end to end: real WebSocket clients -> the local gateway -> the `status`,
+//! `accounts` and `connections` binaries -> DynamoDB Local. A status is seen by those the
+//! poster's privacy setting allows and nobody else, its viewers are listed for the poster only,
+//! it is gone after its expiry (a cloud of its own with `StatusTtlSeconds=3`) and when removed,
+//! and bad input gets its code.
+
+use courier_client::{ClientError, Session};
+use courier_core::ErrorCode;
+use courier_core::protocol::Credentials;
+use courier_tests::{TestCloud, connect, drain, next};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn err(r: Result<Value, ClientError>) -> (ErrorCode, String) {
+    match r.unwrap_err() {
+        ClientError::Api(d) => (d.code, d.message),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+async fn privacy(s: &Session, status: &str) {
+    s.request("updateSettings", json!({ "privacy": { "status": status } }))
+        .await
+        .unwrap();
+}
+
+async fn add_contacts(s: &Session, who: &[&Credentials]) {
+    let ids: Vec<_> = who.iter().map(|c| c.user_id.clone()).collect();
+    s.request("updateContacts", json!({ "add": ids }))
+        .await
+        .unwrap();
+}
+
+async fn post(s: &Session, payload: &str) -> Value {
+    s.request("postStatus", json!({ "payload": payload }))
+        .await
+        .unwrap()
+}
+
+async fn view(s: &Session, of: &Credentials) -> Vec<Value> {
+    let r = s
+        .request("viewStatus", json!({ "userId": of.user_id }))
+        .await
+        .unwrap();
+    assert_eq!(r["userId"], of.user_id.as_str());
+    assert_eq!(r["hasMore"], false);
+    r["statuses"].as_array().unwrap().clone()
+}
+
+async fn viewers(s: &Session, status_id: &Value) -> Result<Value, ClientError> {
+    s.request("getStatusViewers", json!({ "statusId": status_id }))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contacts_privacy_a_contact_sees_it_and_is_listed_a_stranger_sees_nothing() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let (a, b, c) = (
+        connect(cloud, &alice).await,
+        connect(cloud, &bob).await,
+        connect(cloud, &carol).await,
+    );
+    privacy(&a, "contacts").await;
+    add_contacts(&a, &[&bob]).await;
+    add_contacts(&c, &[&alice]).await; // carol knowing alice does not make her alice's contact
+
+    let posted = a
+        .request(
+            "postStatus",
+            json!({ "payload": "ciphertext-of-a-sunset", "attachments": ["m_photo1", "m_photo2"] }),
+        )
+        .await
+        .unwrap();
+    let id = &posted["statusId"];
+    let event = next(&b, "statusPosted").await;
+    assert_eq!(event["userId"], alice.user_id.as_str());
+    assert_eq!(&event["statusId"], id);
+    assert_eq!(event["expiresAt"], posted["expiresAt"]);
+    assert!(event.get("payload").is_none(), "fetched with viewStatus");
+
+    let seen = view(&b, &alice).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0]["statusId"], id);
+    assert_eq!(seen[0]["payload"], "ciphertext-of-a-sunset");
+    assert_eq!(seen[0]["attachments"], json!(["m_photo1", "m_photo2"]));
+    assert_eq!(seen[0]["deviceId"], alice.device_id.as_str());
+    assert_eq!(seen[0]["expiresAt"], posted["expiresAt"]);
+    assert!(
+        view(&c, &alice).await.is_empty(),
+        "carol is not alice's contact"
+    );
+    assert_eq!(view(&a, &alice).await.len(), 1, "the poster sees its own");
+    assert!(
+        drain(&c, "statusPosted", Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "no event to a stranger"
+    );
+
+    let list = viewers(&a, id).await.unwrap();
+    let list = list["viewers"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "bob; not the poster, not carol who saw nothing"
+    );
+    assert_eq!(list[0]["userId"], bob.user_id.as_str());
+    assert!(list[0]["viewedAt"].as_str().is_some());
+    for other in [&b, &c] {
+        assert_eq!(err(viewers(other, id).await).0, ErrorCode::NotFound);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_shows_it_to_strangers_nobody_hides_it_even_from_contacts() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let (a, b, c) = (
+        connect(cloud, &alice).await,
+        connect(cloud, &bob).await,
+        connect(cloud, &carol).await,
+    );
+    add_contacts(&a, &[&bob]).await;
+    let audience = a.request("getStatusAudience", json!({})).await.unwrap();
+    assert_eq!(audience["userIds"], json!([bob.user_id]));
+
+    // everyone (the default): a stranger can read it, contacts are told.
+    let first = post(&a, "for-everyone").await;
+    assert_eq!(
+        next(&b, "statusPosted").await["statusId"],
+        first["statusId"]
+    );
+    assert_eq!(view(&c, &alice).await.len(), 1);
+
+    privacy(&a, "nobody").await;
+    assert_eq!(
+        a.request("getStatusAudience", json!({})).await.unwrap()["userIds"],
+        json!([])
+    );
+    post(&a, "for-nobody").await;
+    assert!(view(&b, &alice).await.is_empty(), "not even a contact");
+    assert!(view(&c, &alice).await.is_empty());
+    assert_eq!(view(&a, &alice).await.len(), 2, "the poster sees both");
+    assert!(
+        drain(&b, "statusPosted", Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "no event when nobody may see it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_status_is_removed_on_demand_by_its_poster_only() {
+    let cloud = TestCloud::shared();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let (a, b) = (connect(cloud, &alice).await, connect(cloud, &bob).await);
+    let gone = post(&a, "oops").await;
+    let kept = post(&a, "keep").await;
+    assert_eq!(view(&b, &alice).await.len(), 2);
+    let (code, _) = err(b
+        .request("removeStatus", json!({ "statusId": gone["statusId"] }))
+        .await);
+    assert_eq!(code, ErrorCode::NotFound, "bob cannot remove alice's");
+    a.request("removeStatus", json!({ "statusId": gone["statusId"] }))
+        .await
+        .unwrap();
+    let left = view(&b, &alice).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["statusId"], kept["statusId"]);
+    let (code, _) = err(a
+        .request("removeStatus", json!({ "statusId": gone["statusId"] }))
+        .await);
+    assert_eq!(code, ErrorCode::NotFound);
+    assert_eq!(
+        err(viewers(&a, &gone["statusId"]).await).0,
+        ErrorCode::NotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_its_code_and_account_deletion_removes_statuses_and_views() {
+    let cloud = TestCloud::shared();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let (a, b) = (connect(cloud, &alice).await, connect(cloud, &bob).await);
+    for (action, body, code) in [
+        (
+            "postStatus",
+            json!({ "payload": "x".repeat(65_537) }),
+            ErrorCode::PayloadTooLarge,
+        ),
+        (
+            "postStatus",
+            json!({ "payload": "x", "attachments": ["m1", "m2", "m3", "m4", "m5"] }),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "postStatus",
+            json!({ "payload": 42 }),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "postStatus",
+            json!({ "payload": "" }),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "postStatus",
+            json!({ "payload": "x", "attachments": "m1" }),
+            ErrorCode::BadRequest,
+        ),
+        ("viewStatus", json!({ "userId": 7 }), ErrorCode::BadRequest),
+        (
+            "viewStatus",
+            json!({ "userId": "bob" }),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "getStatusViewers",
+            json!({ "statusId": "nope" }),
+            ErrorCode::BadRequest,
+        ),
+        ("removeStatus", json!({}), ErrorCode::BadRequest),
+    ] {
+        let (got, message) = err(a.request(action, body.clone()).await);
+        assert_eq!(got, code, "{action} {message}");
+    }
+    assert!(view(&a, &alice).await.is_empty(), "nothing was stored");
+    // The largest allowed payload with four attachments is accepted.
+    a.request(
+        "postStatus",
+        json!({ "payload": "x".repeat(65_536), "attachments": ["m1", "m2", "m3", "m4"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(view(&b, &alice).await.len(), 1);
+
+    a.request("deleteAccount", json!({})).await.unwrap();
+    let left = cloud
+        .dynamodb()
+        .query()
+        .table_name(cloud.table("StatusTable"))
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(alice.user_id.clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.count, 0, "neither the status nor bob's view is left");
+    assert!(view(&b, &alice).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_status_is_gone_after_its_expiry() {
+    let cloud = TestCloud::start(&["StatusTtlSeconds=3"]).expect("local cloud");
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let (a, b) = (connect(&cloud, &alice).await, connect(&cloud, &bob).await);
+    let posted = post(&a, "short-lived").await;
+    let expires: chrono::DateTime<chrono::Utc> =
+        posted["expiresAt"].as_str().unwrap().parse().unwrap();
+    let posted_at: chrono::DateTime<chrono::Utc> = view(&a, &alice).await[0]["postedAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(expires - posted_at, chrono::Duration::seconds(3));
+    // Wait until it has expired (DynamoDB Local's TTL has not deleted it: the code hides it).
+    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(500)).await;
+    assert!(view(&b, &alice).await.is_empty());
+    assert!(view(&a, &alice).await.is_empty(), "not even for the poster");
+    assert_eq!(
+        err(viewers(&a, &posted["statusId"]).await).0,
+        ErrorCode::NotFound
+    );
+    let (code, _) = err(a
+        .request("removeStatus", json!({ "statusId": posted["statusId"] }))
+        .await);
+    assert_eq!(code, ErrorCode::NotFound);
+    // Room for a new one.
+    post(&a, "again").await;
+    assert_eq!(view(&b, &alice).await.len(), 1);
+}
