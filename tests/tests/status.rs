@@ -291,3 +291,137 @@ async fn a_status_is_gone_after_its_expiry() {
     post(&a, "again").await;
     assert_eq!(view(&b, &alice).await.len(), 1);
 }
+
+/// An encrypting SDK client for `creds`, with its own crypto store, keys published.
+async fn encrypting(
+    cloud: &TestCloud,
+    creds: &Credentials,
+) -> (courier_client::Client, courier_client::client::Events) {
+    let dir =
+        std::env::temp_dir().join(format!("courier-status-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = courier_client::ClientConfig::new(&cloud.ws_url, &creds.api_key);
+    config.encryption = Some(courier_client::Encryption {
+        dir,
+        user_id: creds.user_id.clone(),
+        device_id: creds.device_id.clone(),
+    });
+    let (client, events) = courier_client::Client::connect(config)
+        .await
+        .expect("connected");
+    client.keys_published().await;
+    (client, events)
+}
+
+async fn status_posted(events: &mut courier_client::client::Events, id: &str) {
+    tokio::time::timeout(courier_tests::WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(courier_client::Event::StatusPosted { status_id, .. }) if status_id == id => {
+                    return;
+                }
+                Some(_) => {}
+                None => panic!("the client stopped"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no statusPosted for {id}"));
+}
+
+/// Links a companion device to the account whose primary `primary` is.
+async fn link(cloud: &TestCloud, primary: &courier_client::Client) -> Credentials {
+    let accounts = cloud.accounts();
+    let request = accounts
+        .request_link(courier_core::protocol::DeviceInfo {
+            name: "laptop".into(),
+            platform: courier_core::protocol::Platform::Web,
+        })
+        .await
+        .unwrap();
+    primary.approve_device_link(&request.code).await.unwrap();
+    tokio::time::timeout(
+        courier_tests::WAIT,
+        accounts.wait_for_link(&request.link_id, Duration::from_millis(100)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sdk_encrypts_a_status_once_for_the_audience_and_rotates_when_it_shrinks() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let (a, _a_events) = encrypting(cloud, &alice).await;
+    let alice_laptop = link(cloud, &a).await;
+    let (a2, mut a2_events) = encrypting(cloud, &alice_laptop).await;
+    let (b, mut b_events) = encrypting(cloud, &bob).await;
+    let (c, _c_events) = encrypting(cloud, &carol).await;
+    a.call(
+        courier_client::protocol::Request {
+            action: "updateContacts",
+            params: json!({ "add": [bob.user_id] }),
+        },
+        false,
+    )
+    .await
+    .unwrap();
+
+    let text = format!("sunset at the beach {}", uuid::Uuid::new_v4().simple());
+    let (id, _) = a.post_status(&text, &[]).await.unwrap();
+    status_posted(&mut b_events, &id).await;
+    status_posted(&mut a2_events, &id).await;
+    let seen = b.view_status(&alice.user_id).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].text.as_deref(),
+        Some(text.as_str()),
+        "bob decrypts it"
+    );
+    assert!(
+        !seen[0].payload.contains("sunset"),
+        "the server holds ciphertext"
+    );
+    let mine = a2.view_status(&alice.user_id).await.unwrap();
+    assert_eq!(
+        mine[0].text.as_deref(),
+        Some(text.as_str()),
+        "alice's laptop too"
+    );
+    // Privacy "everyone": carol may fetch it, but she is not in the audience: no key.
+    let strangers = c.view_status(&alice.user_id).await.unwrap();
+    assert_eq!(strangers.len(), 1);
+    assert_eq!(strangers[0].text, None);
+
+    let viewers = a.status_viewers(&id).await.unwrap();
+    let mut who: Vec<_> = viewers.iter().map(|v| v.user_id.clone()).collect();
+    who.sort();
+    let mut expected = vec![bob.user_id.clone(), carol.user_id.clone()];
+    expected.sort();
+    assert_eq!(who, expected, "not alice's own laptop");
+
+    // Bob leaves the audience: the next status is under a new key he never gets.
+    a.call(
+        courier_client::protocol::Request {
+            action: "updateContacts",
+            params: json!({ "remove": [bob.user_id] }),
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let (second, _) = a.post_status("after bob left", &[]).await.unwrap();
+    let seen = b.view_status(&alice.user_id).await.unwrap();
+    let later = seen.iter().find(|s| s.status_id == second).unwrap();
+    assert_eq!(later.text, None, "rotated: bob cannot read it");
+    let mine = a2.view_status(&alice.user_id).await.unwrap();
+    let later = mine.iter().find(|s| s.status_id == second).unwrap();
+    assert_eq!(later.text.as_deref(), Some("after bob left"));
+
+    a.remove_status(&id).await.unwrap();
+    assert_eq!(b.view_status(&alice.user_id).await.unwrap().len(), 1);
+}

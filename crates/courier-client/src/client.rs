@@ -670,6 +670,126 @@ impl Client {
     }
 }
 
+/// Status posts.
+impl Client {
+    /// `postStatus`: returns `(statusId, expiresAt)`. With end-to-end encryption the text is
+    /// encrypted once for the audience (`getStatusAudience`, every page) and this user's other
+    /// devices. Not retried after a lost reply (a retry would post it twice).
+    pub async fn post_status(
+        &self,
+        text: &str,
+        attachments: &[String],
+    ) -> Result<(String, String), ClientError> {
+        let payload = match self.inner.e2ee.clone() {
+            Some(e2ee) => {
+                self.keys_published().await;
+                let audience = self.status_audience().await?;
+                e2ee.encrypt_status(self, &audience, text).await?
+            }
+            None => crate::payload::encode(text),
+        };
+        let r = self
+            .call(protocol::post_status(&payload, attachments), false)
+            .await?;
+        Ok((
+            protocol::field_str(&r, "statusId")?,
+            protocol::field_str(&r, "expiresAt")?,
+        ))
+    }
+
+    /// `getStatusAudience`, every page: who may see this user's statuses (its contacts, or
+    /// nobody).
+    pub async fn status_audience(&self) -> Result<Vec<String>, ClientError> {
+        let mut out: Vec<String> = Vec::new();
+        loop {
+            let r = self
+                .call(
+                    protocol::status_audience(out.last().map(String::as_str)),
+                    true,
+                )
+                .await?;
+            let page: Vec<String> = protocol::parse(r["userIds"].clone())?;
+            let done = page.is_empty() || !protocol::field_bool(&r, "hasMore");
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `viewStatus`, every page: the user's live statuses this user may see, oldest first,
+    /// each with its `text` when it could be decrypted (a key that has not arrived yet is
+    /// looked for once in this device's queue).
+    pub async fn view_status(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<protocol::StatusPost>, ClientError> {
+        let mut out: Vec<protocol::StatusPost> = Vec::new();
+        loop {
+            let after = out.last().map(|s| s.status_id.clone());
+            let r = self
+                .call(protocol::view_status(user_id, after.as_deref()), true)
+                .await?;
+            let page: Vec<protocol::StatusPost> = protocol::parse(r["statuses"].clone())?;
+            let done = page.is_empty() || !protocol::field_bool(&r, "hasMore");
+            out.extend(page);
+            if done {
+                break;
+            }
+        }
+        let Some(e2ee) = self.inner.e2ee.clone() else {
+            for s in &mut out {
+                s.text = crate::payload::decode(&s.payload);
+            }
+            return Ok(out);
+        };
+        let mut drained = false;
+        for s in &mut out {
+            let mut result = e2ee.decrypt_status(s);
+            if matches!(result, Err(CryptoError::UnknownSession { .. })) && !drained {
+                drained = true;
+                let session = self
+                    .session(Instant::now() + self.inner.config.request_timeout)
+                    .await?;
+                self.inner.drain_device_queue(&session).await?;
+                result = e2ee.decrypt_status(s);
+            }
+            match result {
+                Ok(text) => s.text = Some(text),
+                Err(e) => tracing::debug!(status_id = s.status_id, "status not decrypted: {e}"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `getStatusViewers`, every page: who viewed one of this user's statuses, and when first.
+    pub async fn status_viewers(
+        &self,
+        status_id: &str,
+    ) -> Result<Vec<protocol::StatusViewer>, ClientError> {
+        let mut out: Vec<protocol::StatusViewer> = Vec::new();
+        loop {
+            let after = out.last().map(|v| v.user_id.clone());
+            let r = self
+                .call(protocol::status_viewers(status_id, after.as_deref()), true)
+                .await?;
+            let page: Vec<protocol::StatusViewer> = protocol::parse(r["viewers"].clone())?;
+            let done = page.is_empty() || !protocol::field_bool(&r, "hasMore");
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `removeStatus`.
+    pub async fn remove_status(&self, status_id: &str) -> Result<(), ClientError> {
+        self.call(protocol::remove_status(status_id), true)
+            .await
+            .map(drop)
+    }
+}
+
 impl Caller for Client {
     fn call(&self, req: Request) -> impl Future<Output = Result<Value, ClientError>> + Send {
         Client::call(self, req, true)

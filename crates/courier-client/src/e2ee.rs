@@ -368,6 +368,40 @@ impl E2ee {
         Ok(payload)
     }
 
+    /// Encrypts a status post of this user once for its whole audience (user ids, this user
+    /// left out or not): the status room (`status:<userId>`) is a chat like any other, so its
+    /// key reaches the audience's and this user's other devices over Olm, and is rotated when
+    /// a device that held it is no longer in the audience.
+    pub async fn encrypt_status(
+        &self,
+        c: &impl Caller,
+        audience: &[String],
+        plaintext: &str,
+    ) -> Result<String, ClientError> {
+        let room = status_room(&self.me().0);
+        self.encrypt_for(c, &room, audience, plaintext).await
+    }
+
+    /// Decrypts a status post with the key its poster's device shared;
+    /// [`CryptoError::UnknownSession`] while that key has not arrived.
+    pub fn decrypt_status(&self, s: &protocol::StatusPost) -> Result<String, CryptoError> {
+        if envelope_kind(&s.payload) != Ok(EnvelopeKind::Megolm) {
+            return Err(CryptoError::Malformed("not end-to-end encrypted".into()));
+        }
+        let mut st = self.state.lock().unwrap();
+        let bytes = st.device.decrypt_message_as(
+            &status_room(&s.user_id),
+            &s.user_id,
+            &s.device_id,
+            Some(&s.status_id),
+            &s.payload,
+        )?;
+        if let Err(e) = st.save() {
+            tracing::warn!("saving the crypto state: {e}");
+        }
+        String::from_utf8(bytes).map_err(|_| CryptoError::Malformed("not UTF-8 text".into()))
+    }
+
     /// Sends the room key to `devices` over Olm, claiming one-time keys where there is no
     /// Olm session yet, and records who got it.
     async fn share_room_key(
@@ -701,3 +735,8 @@ impl E2ee {
 
 #[cfg(test)]
 mod tests;
+
+/// The Megolm "room" of a user's status posts.
+pub fn status_room(user_id: &str) -> String {
+    format!("status:{user_id}")
+}

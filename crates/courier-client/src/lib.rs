@@ -29,7 +29,7 @@ pub use e2ee::SafetyInfo;
 pub use protocol::{
     DeliveryStatus, DeviceMessage, DirectChat, Event, KeyBundle, Message, MessageStatus,
     MessageType, MessagesPage, NewMessage, PushPlatform, RecipientStatus, SentMessage,
-    SessionSummary, UserDevice,
+    SessionSummary, StatusPost, StatusViewer, UserDevice,
 };
 pub use session::{ConnectError, Session};
 

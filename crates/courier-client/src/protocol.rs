@@ -433,6 +433,16 @@ pub enum Event {
         /// When.
         at: Option<String>,
     },
+    /// A user whose statuses this user may see posted one (or this user did, on another
+    /// device): fetch it with [`crate::Client::view_status`].
+    StatusPosted {
+        /// The poster.
+        user_id: String,
+        /// The status.
+        status_id: String,
+        /// When it stops being shown.
+        expires_at: String,
+    },
     /// The `Client` has a live connection.
     Connected,
     /// The `Client`'s connection ended; it reconnects by itself.
@@ -498,6 +508,11 @@ impl Event {
                 up_to_msg_id: v.get("upToMsgId")?.as_str()?.to_owned(),
                 up_to_seq: v.get("upToSeq")?.as_u64()?,
                 at: v.get("at").and_then(Value::as_str).map(str::to_owned),
+            }),
+            "statusPosted" => Some(Event::StatusPosted {
+                user_id: v.get("userId")?.as_str()?.to_owned(),
+                status_id: v.get("statusId")?.as_str()?.to_owned(),
+                expires_at: v.get("expiresAt")?.as_str()?.to_owned(),
             }),
             _ => None,
         }
@@ -715,6 +730,71 @@ pub fn read_device_messages(limit: Option<u32>) -> Request {
 /// `ackDeviceMessages` (1 to 100 ids).
 pub fn ack_device_messages(ids: &[String]) -> Request {
     Request::new("ackDeviceMessages", json!({ "ids": ids }))
+}
+
+/// A status post as `viewStatus` returns it; `text` is filled in once decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusPost {
+    /// The poster.
+    pub user_id: String,
+    /// Its id.
+    pub status_id: String,
+    /// The poster's device that encrypted it.
+    pub device_id: String,
+    /// Ciphertext.
+    pub payload: String,
+    /// Media ids.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// When it was posted.
+    pub posted_at: String,
+    /// When it stops being shown.
+    pub expires_at: String,
+    /// The text, if this client could decrypt it.
+    #[serde(skip)]
+    pub text: Option<String>,
+}
+
+/// One viewer of a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusViewer {
+    /// Who.
+    pub user_id: String,
+    /// When first.
+    pub viewed_at: String,
+}
+
+/// `postStatus`.
+pub fn post_status(payload: &str, attachments: &[String]) -> Request {
+    Request::new(
+        "postStatus",
+        json!({ "payload": payload, "attachments": attachments }),
+    )
+}
+
+/// `removeStatus`.
+pub fn remove_status(status_id: &str) -> Request {
+    Request::new("removeStatus", json!({ "statusId": status_id }))
+}
+
+/// `viewStatus`, after the status `after` if given.
+pub fn view_status(user_id: &str, after: Option<&str>) -> Request {
+    Request::new("viewStatus", json!({ "userId": user_id, "after": after }))
+}
+
+/// `getStatusViewers`, after the viewer `after` if given.
+pub fn status_viewers(status_id: &str, after: Option<&str>) -> Request {
+    Request::new(
+        "getStatusViewers",
+        json!({ "statusId": status_id, "after": after }),
+    )
+}
+
+/// `getStatusAudience`, after the user `after` if given.
+pub fn status_audience(after: Option<&str>) -> Request {
+    Request::new("getStatusAudience", json!({ "after": after }))
 }
 
 /// Reads a reply's `result` as `T`.
