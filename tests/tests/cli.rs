@@ -402,3 +402,59 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
     assert!(inbox.contains("welcome back"), "{inbox}");
     assert!(!inbox.contains("are you there"), "{inbox}");
 }
+
+/// The stored credentials of a CLI user.
+fn cli_credentials(config: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(config.join("credentials.json")).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn status_post_view_viewers_and_remove_with_the_cli() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, _) = cli_user(cloud).await;
+    let (alice_creds, bob_creds) = (cli_credentials(&alice), cli_credentials(&bob));
+    // Bob in Alice's contacts (the CLI has no contacts command yet): her status audience.
+    let session =
+        courier_client::Session::connect(&cloud.ws_url, alice_creds["apiKey"].as_str().unwrap())
+            .await
+            .unwrap();
+    session
+        .request(
+            "updateContacts",
+            serde_json::json!({ "add": [bob_creds["userId"]] }),
+        )
+        .await
+        .unwrap();
+
+    let (ok, out, err) = courier(
+        cloud,
+        &alice,
+        &["status", "post", "off", "to", "the", "beach"],
+    );
+    assert!(ok, "{err}");
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .expect("posted <statusId> ...")
+        .to_owned();
+
+    let (ok, out, err) = courier(cloud, &bob, &["status", "view", &alice_phone, "--json"]);
+    assert!(ok, "{err}");
+    let seen: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(seen["statusId"], id.as_str());
+    assert_eq!(seen["text"], "off to the beach", "decrypted");
+
+    let (ok, out, err) = courier(cloud, &alice, &["status", "viewers", &id]);
+    assert!(ok, "{err}");
+    assert!(out.contains(bob_creds["userId"].as_str().unwrap()), "{out}");
+    let (ok, _, err) = courier(cloud, &bob, &["status", "viewers", &id]);
+    assert!(!ok);
+    assert!(err.contains("NOT_FOUND"), "{err}");
+
+    let (ok, _, err) = courier(cloud, &alice, &["status", "remove", &id]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = courier(cloud, &bob, &["status", "view", &alice_phone]);
+    assert!(ok, "{err}");
+    assert!(out.contains("no status"), "{out}");
+}

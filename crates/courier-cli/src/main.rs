@@ -7,6 +7,7 @@
 
 mod devices;
 mod messaging;
+mod status;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -113,6 +114,11 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Status posts (24 hours): post, view a contact's, list your status's viewers, remove.
+    Status {
+        #[command(subcommand)]
+        command: StatusCommand,
+    },
     /// Chat with a phone number: lines typed are sent, messages received are shown (and marked
     /// read); your messages show ✓ sent, ✓✓ delivered, ✓✓ read. End with EOF (Ctrl-D).
     Chat {
@@ -171,6 +177,34 @@ pub(crate) enum DevicesCommand {
     Remove {
         /// Its device id (`d_...`), as `courier devices list` shows it.
         device_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum StatusCommand {
+    /// Post a status, end-to-end encrypted for your contacts (per your privacy setting).
+    Post {
+        /// The text (words are joined with spaces).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Show a user's live statuses you may see, decrypted.
+    View {
+        /// Their phone number (E.164) or user id (`u_...`).
+        contact: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who viewed one of your statuses.
+    Viewers {
+        /// The status id, as `courier status post` printed it.
+        status_id: String,
+    },
+    /// Remove one of your statuses.
+    Remove {
+        /// The status id.
+        status_id: String,
     },
 }
 
@@ -381,6 +415,10 @@ async fn main() -> Result<()> {
         Command::Group { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             messaging::group(&ctx, command).await?;
+        }
+        Command::Status { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            status::status(&ctx, command).await?;
         }
         Command::Chat {
             phone,

@@ -1,0 +1,77 @@
+//! `status post|view|viewers|remove`: status posts (24-hour stories), end-to-end encrypted
+//! for the poster's audience (its contacts, per its privacy setting).
+
+use crate::StatusCommand;
+use crate::messaging::Ctx;
+use anyhow::{Context, Result};
+
+/// `courier status ...`.
+pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    let (client, _events) = ctx.connect(config).await?;
+    match command {
+        StatusCommand::Post { text } => {
+            let (id, expires) = client
+                .post_status(&text.join(" "), &[])
+                .await
+                .context("posting the status")?;
+            println!("posted {id} (until {expires})");
+        }
+        StatusCommand::View { contact, json } => {
+            let user = if contact.starts_with("u_") {
+                contact.clone()
+            } else {
+                client
+                    .lookup_user(&contact)
+                    .await
+                    .with_context(|| format!("looking up {contact}"))?
+            };
+            let statuses = client
+                .view_status(&user)
+                .await
+                .context("reading statuses")?;
+            if statuses.is_empty() && !json {
+                println!("no status from {contact}");
+            }
+            for s in &statuses {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "statusId": s.status_id, "userId": s.user_id, "text": s.text,
+                            "attachments": s.attachments, "postedAt": s.posted_at,
+                            "expiresAt": s.expires_at,
+                        })
+                    );
+                } else {
+                    let text = s.text.as_deref().unwrap_or("(cannot decrypt: no key)");
+                    println!("[{}] {}: {text}", s.posted_at, ctx.who(&s.user_id));
+                    println!("    {}  until {}", s.status_id, s.expires_at);
+                }
+            }
+        }
+        StatusCommand::Viewers { status_id } => {
+            let viewers = client
+                .status_viewers(&status_id)
+                .await
+                .with_context(|| format!("reading the viewers of {status_id}"))?;
+            if viewers.is_empty() {
+                println!("nobody has viewed {status_id} yet");
+            }
+            for v in viewers {
+                println!("{}  {}", v.user_id, v.viewed_at);
+            }
+        }
+        StatusCommand::Remove { status_id } => {
+            client
+                .remove_status(&status_id)
+                .await
+                .with_context(|| format!("removing {status_id}"))?;
+            println!("removed {status_id}");
+        }
+    }
+    client.close().await;
+    Ok(())
+}
