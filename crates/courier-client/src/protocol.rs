@@ -832,6 +832,21 @@ mod tests {
     }
 
     #[test]
+    fn parses_status_posted() {
+        let e = Event::from_frame(json!({"type": "event", "event": "statusPosted",
+            "userId": "u_a", "statusId": "01JDX7Q9V6T4ZK3M2N8P5R1S0A",
+            "expiresAt": "2026-11-30T12:00:00.000Z"}));
+        assert_eq!(
+            e,
+            Event::StatusPosted {
+                user_id: "u_a".into(),
+                status_id: "01JDX7Q9V6T4ZK3M2N8P5R1S0A".into(),
+                expires_at: "2026-11-30T12:00:00.000Z".into(),
+            }
+        );
+    }
+
+    #[test]
     fn parses_events() {
         let e = Event::from_frame(
             json!({"type": "event", "event": "message", "message": msg(3, "text")}),
