@@ -395,6 +395,12 @@ async fn the_sdk_encrypts_a_status_once_for_the_audience_and_rotates_when_it_shr
         Some(text.as_str()),
         "alice's laptop too"
     );
+    let own = a.view_status(&alice.user_id).await.unwrap();
+    assert_eq!(
+        own[0].text.as_deref(),
+        Some(text.as_str()),
+        "and the posting phone"
+    );
     // Privacy "everyone": carol may fetch it, but she is not in the audience: no key.
     let strangers = c.view_status(&alice.user_id).await.unwrap();
     assert_eq!(strangers.len(), 1);
