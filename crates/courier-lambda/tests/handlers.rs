@@ -324,6 +324,7 @@ fn send_deps<'a>(
         sessions,
         messages,
         clock: &SystemClock,
+        media: None,
     }
 }
 
