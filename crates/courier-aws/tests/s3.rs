@@ -51,9 +51,12 @@ fn moto_endpoint() -> String {
             std::thread::park();
         }
     });
-    rx.recv()
+    let child = rx
+        .recv()
         .unwrap()
         .unwrap_or_else(|e| panic!("starting {}: {e} (run infra/install)", bin.display()));
+    // It lives as long as the test process.
+    Box::leak(Box::new(child));
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
