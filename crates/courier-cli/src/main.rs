@@ -6,6 +6,7 @@
 //! shows safety numbers.
 
 mod devices;
+mod media;
 mod messaging;
 
 use anyhow::{Context, Result, bail};
@@ -82,8 +83,12 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
-    /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`.
+    /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`;
+    /// or a file, end-to-end encrypted: `courier send <phone> --file PATH [caption]`.
     Send {
+        /// Send this file (at most 16 MiB), encrypted before upload; the text is its caption.
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// Send in this session instead of the direct chat with a phone number.
         #[arg(long, conflicts_with = "user")]
         session: Option<String>,
@@ -95,7 +100,7 @@ enum Command {
         json: bool,
         /// The phone number (E.164) unless --session or --user is given, then the text (words
         /// are joined with spaces).
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required_unless_present = "file", num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Fetch new messages of every session, print them, mark them delivered, and exit.
@@ -106,6 +111,9 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Where received files are saved (default: `downloads` in the config directory).
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
     },
     /// Groups: create, add, remove (or leave), promote, delete, info. Members are phone numbers
     /// (E.164) or user ids (`u_...`). Chat in a group with `courier chat --session <groupId>`.
@@ -351,6 +359,7 @@ async fn main() -> Result<()> {
             }
         }
         Command::Send {
+            file,
             session,
             user,
             json,
@@ -359,6 +368,10 @@ async fn main() -> Result<()> {
             let (target, text) = match (session, user) {
                 (Some(s), _) => (messaging::Target::Session(s), args.join(" ")),
                 (None, Some(u)) => (messaging::Target::User(u), args.join(" ")),
+                (None, None) if file.is_some() && !args.is_empty() => (
+                    messaging::Target::Phone(args[0].clone()),
+                    args[1..].join(" "),
+                ),
                 (None, None) => {
                     if args.len() < 2 {
                         bail!(
@@ -372,11 +385,19 @@ async fn main() -> Result<()> {
                 }
             };
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
-            messaging::send(&ctx, target, &text, json).await?;
+            match file {
+                Some(path) => media::send_file(&ctx, target, &path, &text, json).await?,
+                None => messaging::send(&ctx, target, &text, json).await?,
+            }
         }
-        Command::Inbox { json, timeout } => {
+        Command::Inbox {
+            json,
+            timeout,
+            save_dir,
+        } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
-            messaging::inbox(&ctx, json, std::time::Duration::from_secs(timeout)).await?;
+            let timeout = std::time::Duration::from_secs(timeout);
+            messaging::inbox(&ctx, json, timeout, save_dir).await?;
         }
         Command::Group { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
