@@ -359,12 +359,26 @@ async fn main() -> Result<()> {
             }
         }
         Command::Send {
-            file,
+            mut file,
             session,
             user,
             json,
-            args,
+            mut args,
         } => {
+            // The text takes words starting with '-', so `send <phone> --file PATH caption`
+            // reaches here with `--file PATH` among the words: take it out.
+            if file.is_none()
+                && let Some(i) = args
+                    .iter()
+                    .position(|a| a == "--file" || a.starts_with("--file="))
+            {
+                let word = args.remove(i);
+                file = match word.strip_prefix("--file=") {
+                    Some(p) => Some(PathBuf::from(p)),
+                    None if i < args.len() => Some(PathBuf::from(args.remove(i))),
+                    None => bail!("--file needs a path"),
+                };
+            }
             let (target, text) = match (session, user) {
                 (Some(s), _) => (messaging::Target::Session(s), args.join(" ")),
                 (None, Some(u)) => (messaging::Target::User(u), args.join(" ")),
