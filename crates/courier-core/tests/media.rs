@@ -334,3 +334,47 @@ async fn a_send_without_media_wiring_refuses_attachments() {
     .await;
     assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
 }
+
+#[tokio::test]
+async fn a_group_member_may_download_until_removed() {
+    use courier_core::chat::Role;
+    let w = World::new().await;
+    let group = SessionId::from_trusted("g_media0test");
+    w.sessions
+        .create_group(
+            &Group {
+                session_id: group.clone(),
+                name: "trip".into(),
+                description: String::new(),
+                created_by: w.alice.clone(),
+                created_at: Utc::now(),
+                member_count: 2,
+            },
+            &[
+                (w.alice.clone(), Role::Admin),
+                (w.carol.clone(), Role::Member),
+            ],
+        )
+        .await
+        .unwrap();
+    let id = w.uploaded(&w.alice, 10).await;
+    send_message::send_message(
+        &w.send_deps(),
+        &who(&w.alice),
+        SendMessageParams {
+            session_id: group.to_string(),
+            client_msg_id: "g-1".into(),
+            kind: "media".into(),
+            payload: "<ciphertext>".into(),
+            attachments: vec![id.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    // Carol (in the group) may; Bob (only in the direct chat, where it was not sent) may not.
+    assert!(w.download(&w.carol, &id).await.is_ok());
+    assert_eq!(w.download(&w.bob, &id).await, Err(ErrorCode::Forbidden));
+    // Membership is checked at each request: once removed, Carol is refused.
+    assert!(w.sessions.remove_member(&group, &w.carol).await.unwrap());
+    assert_eq!(w.download(&w.carol, &id).await, Err(ErrorCode::Forbidden));
+}
