@@ -105,6 +105,17 @@ async fn presigned_upload_tags_size_download_and_delete() {
         put.url
     );
     assert!(put.url.contains("X-Amz-Signature="));
+    // Size, type and tags are signed: S3 refuses an upload that changes any of them (moto
+    // does not check signatures, so this is as far as a local test can see).
+    let signed = put
+        .url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .expect("signed headers")
+        .replace("%3B", ";");
+    for h in ["content-length", "content-type", "x-amz-tagging"] {
+        assert!(signed.split(';').any(|s| s == h), "{h} not in {signed}");
+    }
     let header = |name: &str| {
         put.headers
             .iter()
