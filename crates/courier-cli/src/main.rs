@@ -6,6 +6,7 @@
 //! shows safety numbers.
 
 mod devices;
+mod media;
 mod messaging;
 mod status;
 
@@ -83,8 +84,12 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
-    /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`.
+    /// Send a text message: `courier send <phone> <text>` or `courier send --session <id> <text>`;
+    /// or a file, end-to-end encrypted: `courier send <phone> --file PATH [caption]`.
     Send {
+        /// Send this file (at most 16 MiB), encrypted before upload; the text is its caption.
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// Send in this session instead of the direct chat with a phone number.
         #[arg(long, conflicts_with = "user")]
         session: Option<String>,
@@ -96,7 +101,7 @@ enum Command {
         json: bool,
         /// The phone number (E.164) unless --session or --user is given, then the text (words
         /// are joined with spaces).
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required_unless_present = "file", num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Fetch new messages of every session, print them, mark them delivered, and exit.
@@ -107,6 +112,9 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Where received files are saved (default: `downloads` in the config directory).
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
     },
     /// Groups: create, add, remove (or leave), promote, delete, info. Members are phone numbers
     /// (E.164) or user ids (`u_...`). Chat in a group with `courier chat --session <groupId>`.
@@ -385,14 +393,33 @@ async fn main() -> Result<()> {
             }
         }
         Command::Send {
+            mut file,
             session,
             user,
             json,
-            args,
+            mut args,
         } => {
+            // The text takes words starting with '-', so `send <phone> --file PATH caption`
+            // reaches here with `--file PATH` among the words: take it out.
+            if file.is_none()
+                && let Some(i) = args
+                    .iter()
+                    .position(|a| a == "--file" || a.starts_with("--file="))
+            {
+                let word = args.remove(i);
+                file = match word.strip_prefix("--file=") {
+                    Some(p) => Some(PathBuf::from(p)),
+                    None if i < args.len() => Some(PathBuf::from(args.remove(i))),
+                    None => bail!("--file needs a path"),
+                };
+            }
             let (target, text) = match (session, user) {
                 (Some(s), _) => (messaging::Target::Session(s), args.join(" ")),
                 (None, Some(u)) => (messaging::Target::User(u), args.join(" ")),
+                (None, None) if file.is_some() && !args.is_empty() => (
+                    messaging::Target::Phone(args[0].clone()),
+                    args[1..].join(" "),
+                ),
                 (None, None) => {
                     if args.len() < 2 {
                         bail!(
@@ -406,11 +433,19 @@ async fn main() -> Result<()> {
                 }
             };
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
-            messaging::send(&ctx, target, &text, json).await?;
+            match file {
+                Some(path) => media::send_file(&ctx, target, &path, &text, json).await?,
+                None => messaging::send(&ctx, target, &text, json).await?,
+            }
         }
-        Command::Inbox { json, timeout } => {
+        Command::Inbox {
+            json,
+            timeout,
+            save_dir,
+        } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
-            messaging::inbox(&ctx, json, std::time::Duration::from_secs(timeout)).await?;
+            let timeout = std::time::Duration::from_secs(timeout);
+            messaging::inbox(&ctx, json, timeout, save_dir).await?;
         }
         Command::Group { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;

@@ -66,7 +66,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Folds `cursors` into the saved state (re-read, so a concurrent run's progress is kept).
-    fn save_cursors(&self, cursors: &Cursors) -> Result<()> {
+    pub(crate) fn save_cursors(&self, cursors: &Cursors) -> Result<()> {
         let mut state = self.state()?;
         state.cursors.merge(cursors);
         self.store.write(STATE, &state)
@@ -92,7 +92,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The session id for `target`.
-    async fn session_for(&self, client: &Client, target: &Target) -> Result<String> {
+    pub(crate) async fn session_for(&self, client: &Client, target: &Target) -> Result<String> {
         match target {
             Target::Session(s) => Ok(s.clone()),
             Target::User(peer) => Ok(client
@@ -138,7 +138,7 @@ pub(crate) fn identity_warning(user: &str, device: &str) -> String {
 }
 
 /// What a failed send says.
-fn not_sent(e: ClientError) -> anyhow::Error {
+pub(crate) fn not_sent(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::Unauthorized => refused(),
         ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. }) => {
@@ -183,11 +183,21 @@ fn text_of(m: &Message) -> String {
             }
             Err(_) => "(system message)".to_owned(),
         },
+        MessageType::Media => match courier_client::media::MediaPayload::from_message(m) {
+            Some(f) => {
+                let name = f.file_name.as_deref().unwrap_or("file");
+                match &f.caption {
+                    Some(c) => format!("[file {name}, {} bytes] {c}", f.size),
+                    None => format!("[file {name}, {} bytes]", f.size),
+                }
+            }
+            None => "(cannot be read)".to_owned(),
+        },
         ref other => format!("({other} message)"),
     }
 }
 
-fn print_line(line: &str) {
+pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -226,7 +236,14 @@ pub async fn send(ctx: &Ctx<'_>, target: Target, text: &str, as_json: bool) -> R
 }
 
 /// `courier inbox`.
-pub async fn inbox(ctx: &Ctx<'_>, as_json: bool, timeout: Duration) -> Result<()> {
+/// Received files are saved into `save_dir` (default `<config dir>/downloads`).
+pub async fn inbox(
+    ctx: &Ctx<'_>,
+    as_json: bool,
+    timeout: Duration,
+    save_dir: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let save_dir = save_dir.unwrap_or_else(|| ctx.store.0.join("downloads"));
     let (client, mut events) = ctx.connect(ctx.config()?).await?;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -242,11 +259,27 @@ pub async fn inbox(ctx: &Ctx<'_>, as_json: bool, timeout: Duration) -> Result<()
         match event {
             Some(Event::Message(m)) => {
                 count += 1;
+                let file = courier_client::media::MediaPayload::from_message(&m);
+                let saved = match &file {
+                    Some(f) => Some(crate::media::save(&client, f, &save_dir).await),
+                    None => None,
+                };
                 if as_json {
                     let mut v = serde_json::to_value(&m)?;
                     v["event"] = json!("message");
                     if let (MessageType::Text, Some(t)) = (&m.kind, &m.text) {
                         v["text"] = json!(t);
+                    }
+                    if let Some(f) = &file {
+                        v["file"] = json!({
+                            "mediaId": f.media_id, "fileName": f.file_name, "size": f.size,
+                            "contentType": f.content_type, "caption": f.caption,
+                        });
+                    }
+                    match &saved {
+                        Some(Ok(path)) => v["savedTo"] = json!(path),
+                        Some(Err(e)) => v["saveError"] = json!(format!("{e:#}")),
+                        None => {}
                     }
                     print_line(&v.to_string());
                 } else {
@@ -257,6 +290,11 @@ pub async fn inbox(ctx: &Ctx<'_>, as_json: bool, timeout: Duration) -> Result<()
                         ctx.who(&m.sender),
                         text_of(&m)
                     ));
+                    match &saved {
+                        Some(Ok(path)) => print_line(&format!("  saved to {}", path.display())),
+                        Some(Err(e)) => eprintln!("  not saved: {e:#}"),
+                        None => {}
+                    }
                 }
             }
             Some(Event::SessionStarted {

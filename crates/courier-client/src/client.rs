@@ -404,17 +404,33 @@ impl Client {
         session_id: &str,
         text: &str,
     ) -> Result<protocol::SentMessage, ClientError> {
-        let Some(e2ee) = self.inner.e2ee.clone() else {
-            return self.send(NewMessage::text(session_id, text)).await;
+        self.send_content(session_id, MessageType::Text, text, Vec::new())
+            .await
+    }
+
+    /// Sends `content` as a message of `kind` with `attachments`: end-to-end encrypted when
+    /// the client has encryption, else as is (text and media descriptors alike).
+    pub(crate) async fn send_content(
+        &self,
+        session_id: &str,
+        kind: MessageType,
+        content: &str,
+        attachments: Vec<String>,
+    ) -> Result<protocol::SentMessage, ClientError> {
+        let payload = match self.inner.e2ee.clone() {
+            None => crate::payload::encode(content),
+            Some(e2ee) => {
+                self.keys_published().await;
+                let members = self.members(session_id).await?;
+                e2ee.encrypt_for(self, session_id, &members, content)
+                    .await?
+            }
         };
-        self.keys_published().await;
-        let members = self.members(session_id).await?;
-        let payload = e2ee.encrypt_for(self, session_id, &members, text).await?;
         self.send(NewMessage {
             session_id: session_id.to_owned(),
-            kind: MessageType::Text,
+            kind,
             payload,
-            attachments: Vec::new(),
+            attachments,
             client_msg_id: None,
         })
         .await
@@ -829,7 +845,7 @@ fn reveal(e2ee: Option<&E2ee>, events: Vec<Event>) -> (Vec<Event>, bool) {
         };
         match e2ee {
             None => {
-                if m.kind == MessageType::Text {
+                if matches!(m.kind, MessageType::Text | MessageType::Media) {
                     m.text = crate::payload::decode(&m.payload);
                 }
                 out.push(Event::Message(m));

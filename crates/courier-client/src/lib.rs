@@ -10,6 +10,7 @@
 //! - [`client`]: the resilient client, with end-to-end encryption when configured.
 //! - [`e2ee`]: the crypto core wired to the key directory and device queues.
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
+//! - [`media`]: files encrypted (AES-256-GCM) before upload, and their downloads.
 //! - [`payload`]: text to payload and back for clients without end-to-end encryption.
 
 pub mod accounts;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod crypto;
 pub mod cursors;
 pub mod e2ee;
+pub mod media;
 pub mod payload;
 pub mod protocol;
 pub mod session;
@@ -67,6 +69,10 @@ pub enum ClientError {
     /// The encrypted crypto state could not be loaded or saved.
     #[error("crypto store: {0}")]
     Store(String),
+    /// A media file could not be uploaded, downloaded or decrypted (a digest that does not
+    /// match, a refused transfer, a descriptor that is not one).
+    #[error("media: {0}")]
+    Media(String),
 }
 
 impl ClientError {
@@ -95,7 +101,8 @@ impl ClientError {
             ClientError::Unauthorized
             | ClientError::Closed
             | ClientError::Crypto(_)
-            | ClientError::Store(_) => false,
+            | ClientError::Store(_)
+            | ClientError::Media(_) => false,
         }
     }
 }

@@ -94,8 +94,9 @@ pub struct Message {
     #[serde(default)]
     pub sent_at: String,
     /// The text it carries, as this client read it: decrypted by a [`crate::Client`] with
-    /// end-to-end encryption, the payload as is without (`None` for non-text messages, and
-    /// never on the wire).
+    /// end-to-end encryption, the payload as is without (for `media` messages the descriptor
+    /// read by [`crate::media::MediaPayload::from_message`]; `None` for other kinds, and never
+    /// on the wire).
     #[serde(skip)]
     pub text: Option<String>,
 }

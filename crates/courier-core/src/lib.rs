@@ -7,6 +7,7 @@
 //! - [`protocol`]: request bodies, WebSocket frames and replies as they travel on the wire.
 //! - [`ports`]: the narrow traits use cases need (stores, SMS, the connection gateway, the clock).
 //! - [`settings`]: profile fields, privacy choices and who may see what.
+//! - [`media`]: media uploads, where they were sent, who may download them.
 //! - [`usecases`]: one module per operation.
 //! - [`memory`]: in-memory ports, for tests of the use cases and of the layers above.
 //!
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod clock;
 pub mod error;
 pub mod ids;
+pub mod media;
 pub mod memory;
 pub mod phone;
 pub mod ports;

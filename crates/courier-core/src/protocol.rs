@@ -827,3 +827,21 @@ pub fn status_posted_event(s: &crate::ports::Status) -> String {
     })
     .to_string()
 }
+
+/// `createMediaUpload`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateMediaUploadParams {
+    /// The media type the upload is bound to (the ciphertext is stored with it).
+    pub content_type: String,
+    /// Exact size in bytes of what will be uploaded (the ciphertext).
+    pub size: u64,
+}
+
+/// `getMediaDownload`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetMediaDownloadParams {
+    /// The media.
+    pub media_id: String,
+}

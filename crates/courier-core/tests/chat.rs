@@ -81,6 +81,7 @@ impl World {
             sessions: &self.sessions,
             messages: &self.messages,
             clock: &self.clock,
+            media: None,
         }
     }
     fn deliverer(&self) -> Deliverer<'_> {

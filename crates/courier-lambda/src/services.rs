@@ -9,16 +9,19 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
 };
 use courier_aws::config::{self, required};
+use courier_aws::dynamo::DynamoMedia;
 use courier_aws::dynamo::{
     DynamoAccounts, DynamoConnections, DynamoDeviceQueues, DynamoKeys, DynamoMessages,
     DynamoRegistrations, DynamoSessions, DynamoSettings, DynamoStatuses,
 };
 use courier_aws::gateway::ManagementApi;
 use courier_aws::push::SnsPush;
+use courier_aws::s3::S3Objects;
 use courier_aws::sms::SnsSms;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::{GetSettingsParams, LookupUserParams};
 use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::media;
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::usecases::{
@@ -422,6 +425,7 @@ pub async fn messages() -> Result<(), Error> {
                 sessions,
                 messages,
                 clock: &SystemClock,
+                media: Some(attach_deps(&sdk, &dynamo)?),
             });
             ws_action(move |event| async move {
                 routes::action("sendMessage", &event, |who, p| async move {
@@ -772,5 +776,66 @@ pub async fn status() -> Result<(), Error> {
         "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
         "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
         other => Err(unknown("status", other)),
+    }
+}
+
+fn media_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoMedia, Error> {
+    Ok(DynamoMedia::new(dynamo.clone(), required("MEDIA_TABLE")?))
+}
+
+fn media_objects(sdk: &aws_config::SdkConfig) -> Result<S3Objects, Error> {
+    Ok(S3Objects::new(
+        courier_aws::s3::client(sdk),
+        required("MEDIA_BUCKET")?,
+    ))
+}
+
+/// What `sendMessage` needs to check and record attachments.
+fn attach_deps(
+    sdk: &aws_config::SdkConfig,
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<media::AttachDeps<'static>, Error> {
+    Ok(media::AttachDeps {
+        media: leak(media_store(dynamo)?),
+        objects: leak(media_objects(sdk)?),
+    })
+}
+
+/// The `media` binary: `createMediaUpload`, `getMediaDownload`.
+pub async fn media_service() -> Result<(), Error> {
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
+    let deps = leak(media::Deps {
+        media: leak(media_store(&dynamo)?),
+        objects: leak(media_objects(&sdk)?),
+        // Only getMediaDownload reads memberships.
+        sessions: leak(DynamoSessions::new(
+            dynamo.clone(),
+            std::env::var("SESSIONS_TABLE").unwrap_or_default(),
+        )),
+        clock: &SystemClock,
+    });
+    match op.as_str() {
+        "createMediaUpload" => {
+            ws_action(move |event| async move {
+                routes::action("createMediaUpload", &event, |who, p| async move {
+                    media::create_upload(deps, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        "getMediaDownload" => {
+            ws_action(move |event| async move {
+                routes::action("getMediaDownload", &event, |who, p| async move {
+                    media::get_download(deps, &who, p).await
+                })
+                .await
+            })
+            .await
+        }
+        other => Err(unknown("media", other)),
     }
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod connections;
 mod groups;
 mod keys;
+mod media;
 mod messages;
 mod presence;
 mod registrations;

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod keys;
 pub mod link_device;
 pub mod lookup_user;
+pub mod media;
 pub mod profile;
 pub mod push_token;
 pub mod read_messages;

@@ -23,6 +23,8 @@ pub struct Deps<'a> {
     pub messages: &'a dyn MessageStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// Media checks for `attachments`; without them, a message with attachments is refused.
+    pub media: Option<super::media::AttachDeps<'a>>,
 }
 
 /// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
@@ -88,6 +90,20 @@ pub async fn send_message(
         )));
     }
     require_member(deps.sessions, &session, &who.user_id).await?;
+    if !p.attachments.is_empty() {
+        let Some(media) = deps.media else {
+            return Err(ApiError::bad_request("this endpoint takes no attachments"));
+        };
+        let ids = super::media::check_attachments(media, &who.user_id, &p.attachments).await?;
+        // Before the message: a retry after a failure here records the same again, and a
+        // reference without its message only lets the members fetch what they were sent.
+        super::media::attach(
+            media,
+            &ids,
+            &crate::media::MediaRef::Session(session.clone()),
+        )
+        .await?;
+    }
     let draft = Draft {
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),

@@ -1,0 +1,158 @@
+//! `MediaTable`: per media file, `MEDIA#<mediaId>`/`UPLOAD` {uploader, size, contentType,
+//! createdAt} and one `MEDIA#<mediaId>`/`REF#<place>` per place it was sent to
+//! (`REF#SESSION#<sessionId>`), so a download check is one GetItem and one Query of the same
+//! partition, and attaching again overwrites the same item (idempotent).
+
+use super::{backend, codec, pk_sk_key};
+use crate::capacity::{Recorded, TOTAL};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use courier_core::error::PortError;
+use courier_core::media::{MediaId, MediaRef, MediaStore, MediaUpload};
+use serde::{Deserialize, Serialize};
+
+const UPLOAD_SK: &str = "UPLOAD";
+const REF_PREFIX: &str = "REF#";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    upload: MediaUpload,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefItem {
+    pk: String,
+    sk: String,
+    added_at: DateTime<Utc>,
+}
+
+fn media_pk(id: &MediaId) -> String {
+    format!("MEDIA#{id}")
+}
+
+/// Media upload records and references in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoMedia {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoMedia {
+    /// A repository over the media table.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl MediaStore for DynamoMedia {
+    async fn create(&self, upload: &MediaUpload) -> Result<(), PortError> {
+        let item = UploadItem {
+            pk: media_pk(&upload.media_id),
+            sk: UPLOAD_SK.to_owned(),
+            upload: upload.clone(),
+        };
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(PortError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(pk_sk_key(&media_pk(id), UPLOAD_SK)))
+            .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        out.item
+            .map(|i| serde_dynamo::from_item::<_, UploadItem>(i).map(|u| u.upload))
+            .transpose()
+            .map_err(codec)
+    }
+
+    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
+        let item = RefItem {
+            pk: media_pk(id),
+            sk: format!("{REF_PREFIX}{}", place.key()),
+            added_at: Utc::now(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {
+        let mut refs = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND begins_with(sk, :r)")
+                .expression_attribute_values(":p", AttributeValue::S(media_pk(id)))
+                .expression_attribute_values(":r", AttributeValue::S(REF_PREFIX.to_owned()))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            refs.extend(
+                out.items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|i| match i.get("sk") {
+                        Some(AttributeValue::S(s)) => {
+                            s.strip_prefix(REF_PREFIX).and_then(MediaRef::from_key)
+                        }
+                        _ => None,
+                    }),
+            );
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(refs);
+            }
+        }
+    }
+}

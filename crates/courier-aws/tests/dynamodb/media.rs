@@ -1,0 +1,60 @@
+//! `DynamoMedia` over a `MediaTable`: upload records round-trip, ids are never reused, and
+//! references are recorded once per place however often they are added.
+
+use crate::support;
+use chrono::{TimeZone, Utc};
+use courier_aws::dynamo::DynamoMedia;
+use courier_core::error::PortError;
+use courier_core::media::{MediaId, MediaRef, MediaStore, MediaUpload};
+use courier_core::{SessionId, UserId};
+
+async fn store() -> DynamoMedia {
+    let client = support::client();
+    let table = support::create_table(&client, "MediaTable").await;
+    DynamoMedia::new(client, &table)
+}
+
+fn upload() -> MediaUpload {
+    MediaUpload {
+        media_id: MediaId::generate(),
+        uploader: UserId::generate(),
+        size: 16 * 1024 * 1024,
+        content_type: "video/mp4".into(),
+        created_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn uploads_round_trip_and_an_id_is_never_reused() {
+    let m = store().await;
+    let u = upload();
+    assert_eq!(m.get(&u.media_id).await.unwrap(), None);
+    m.create(&u).await.unwrap();
+    assert_eq!(m.get(&u.media_id).await.unwrap(), Some(u.clone()));
+    let mut again = upload();
+    again.media_id = u.media_id.clone();
+    assert!(matches!(m.create(&again).await, Err(PortError::Conflict)));
+    assert_eq!(m.get(&u.media_id).await.unwrap(), Some(u));
+}
+
+#[tokio::test]
+async fn references_are_recorded_once_per_place() {
+    let m = store().await;
+    let u = upload();
+    m.create(&u).await.unwrap();
+    assert!(m.refs(&u.media_id).await.unwrap().is_empty());
+    let a = MediaRef::Session(SessionId::from_trusted(
+        "s_0123456789abcdef0123456789abcdef",
+    ));
+    let b = MediaRef::Session(SessionId::from_trusted("g_abc"));
+    for place in [&a, &b, &a] {
+        m.add_ref(&u.media_id, place).await.unwrap();
+    }
+    let mut refs = m.refs(&u.media_id).await.unwrap();
+    refs.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(refs, want);
+    // Another media's references are its own.
+    assert!(m.refs(&MediaId::generate()).await.unwrap().is_empty());
+}

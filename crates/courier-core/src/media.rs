@@ -1,0 +1,185 @@
+//! Media: what the server knows of an uploaded file (who uploaded it, its declared size and
+//! content type) and where it was sent, which decides who may download it.
+//!
+//! The bytes never pass through a function: clients encrypt a file (AES-256-GCM, key inside the
+//! end-to-end encrypted message), upload the ciphertext to S3 with a presigned `PUT` bound to the
+//! declared size and content type, and download it with a presigned `GET`. Objects live under
+//! `media/<mediaId>`, tagged `courier-media=unattached` until a message attaches them; a bucket
+//! lifecycle rule removes unattached ones after a day.
+
+use crate::error::PortError;
+use crate::ids::{SessionId, UserId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Mutex;
+
+/// Largest media file, in bytes (16 MiB, WhatsApp's limit for photos and videos).
+pub const MAX_MEDIA_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest content type, in characters.
+pub const MAX_CONTENT_TYPE_CHARS: usize = 100;
+/// How long a presigned upload stays valid.
+pub const UPLOAD_TTL_SECS: u64 = 15 * 60;
+/// How long a presigned download stays valid.
+pub const DOWNLOAD_TTL_SECS: u64 = 15 * 60;
+/// The object tag the lifecycle rule `ExpireUnattachedMedia` acts on.
+pub const TAG_KEY: &str = "courier-media";
+/// Tag value of an upload no message refers to yet (expired after a day).
+pub const TAG_UNATTACHED: &str = "unattached";
+/// Tag value once a message refers to it (kept).
+pub const TAG_ATTACHED: &str = "attached";
+
+/// A media file: `m_` and 32 lowercase hex digits, random.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MediaId(String);
+
+impl MediaId {
+    /// A new random id.
+    pub fn generate() -> Self {
+        Self(format!("m_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Parses an id sent by a client.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("m_")?;
+        (hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// Wraps an id read from storage.
+    pub fn from_trusted(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The S3 key of its object.
+    pub fn object_key(&self) -> String {
+        format!("media/{}", self.0)
+    }
+}
+
+impl fmt::Display for MediaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a media file was sent; each place lets its readers download it. An enum so that other
+/// places (a status post, say) can be added without changing the store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MediaRef {
+    /// Attached to a message of this session: its members may download it.
+    Session(SessionId),
+}
+
+impl MediaRef {
+    /// A stable string form, for storage keys (`SESSION#<sessionId>`).
+    pub fn key(&self) -> String {
+        match self {
+            MediaRef::Session(s) => format!("SESSION#{s}"),
+        }
+    }
+
+    /// Reads [`MediaRef::key`] back.
+    pub fn from_key(s: &str) -> Option<Self> {
+        s.strip_prefix("SESSION#")
+            .and_then(SessionId::parse)
+            .map(MediaRef::Session)
+    }
+}
+
+/// An upload the server handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaUpload {
+    /// The file.
+    pub media_id: MediaId,
+    /// Who asked for the upload (the only user who may attach it).
+    pub uploader: UserId,
+    /// Declared size in bytes (of the ciphertext); the presigned `PUT` accepts only this size.
+    pub size: u64,
+    /// Declared content type.
+    pub content_type: String,
+    /// When the upload was handed out.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Upload records and references.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// Records a new upload.
+    async fn create(&self, upload: &MediaUpload) -> Result<(), PortError>;
+    /// The upload record, if any.
+    async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError>;
+    /// Records that the media was sent to `place` (recording it again changes nothing).
+    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError>;
+    /// Every place the media was sent to.
+    async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError>;
+}
+
+/// [`MediaStore`] in memory, for tests.
+#[derive(Default)]
+pub struct MemoryMedia(Mutex<BTreeMap<MediaId, (MediaUpload, BTreeSet<MediaRef>)>>);
+
+#[async_trait]
+impl MediaStore for MemoryMedia {
+    async fn create(&self, upload: &MediaUpload) -> Result<(), PortError> {
+        let mut m = self.0.lock().unwrap();
+        if m.contains_key(&upload.media_id) {
+            return Err(PortError::Conflict);
+        }
+        m.insert(upload.media_id.clone(), (upload.clone(), BTreeSet::new()));
+        Ok(())
+    }
+
+    async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError> {
+        Ok(self.0.lock().unwrap().get(id).map(|(u, _)| u.clone()))
+    }
+
+    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
+        if let Some((_, refs)) = self.0.lock().unwrap().get_mut(id) {
+            refs.insert(place.clone());
+        }
+        Ok(())
+    }
+
+    async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|(_, r)| r.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_only_their_own_shape() {
+        let id = MediaId::generate();
+        assert_eq!(MediaId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.object_key(), format!("media/{id}"));
+        for bad in [
+            "",
+            "m_",
+            "m_xyz",
+            "u_0123456789abcdef0123456789abcdef",
+            "m_../../etc",
+        ] {
+            assert_eq!(MediaId::parse(bad), None, "{bad}");
+        }
+        let r = MediaRef::Session(SessionId::from_trusted("g_abc"));
+        assert_eq!(MediaRef::from_key(&r.key()), Some(r));
+    }
+}

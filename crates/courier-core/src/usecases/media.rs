@@ -1,0 +1,240 @@
+//! `createMediaUpload`, `getMediaDownload`, and attaching media to a message (`sendMessage`).
+
+use crate::clock::Clock;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::UserId;
+use crate::media::{
+    DOWNLOAD_TTL_SECS, MAX_CONTENT_TYPE_CHARS, MAX_MEDIA_BYTES, MediaId, MediaRef, MediaStore,
+    MediaUpload, TAG_ATTACHED, TAG_KEY, TAG_UNATTACHED, UPLOAD_TTL_SECS,
+};
+use crate::ports::{DeviceCredential, ObjectStore, SessionStore};
+use crate::protocol::{CreateMediaUploadParams, GetMediaDownloadParams};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// What the media operations need.
+pub struct Deps<'a> {
+    /// Upload records and references.
+    pub media: &'a dyn MediaStore,
+    /// The bucket.
+    pub objects: &'a dyn ObjectStore,
+    /// Memberships (who may download).
+    pub sessions: &'a dyn SessionStore,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+/// What `sendMessage` needs to attach media.
+#[derive(Clone, Copy)]
+pub struct AttachDeps<'a> {
+    /// Upload records and references.
+    pub media: &'a dyn MediaStore,
+    /// The bucket (is the object there, with the declared size?).
+    pub objects: &'a dyn ObjectStore,
+}
+
+/// A content type is `type/subtype` (optionally `; parameters`), printable ASCII, at most
+/// [`MAX_CONTENT_TYPE_CHARS`]: it becomes a signed header of the upload.
+fn check_content_type(ct: &str) -> Result<(), ApiError> {
+    let sane = !ct.is_empty()
+        && ct.len() <= MAX_CONTENT_TYPE_CHARS
+        && ct.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && ct
+            .split(';')
+            .next()
+            .and_then(|essence| essence.trim().split_once('/'))
+            .is_some_and(|(t, s)| {
+                let token = |x: &str| {
+                    !x.is_empty()
+                        && x.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+                };
+                token(t) && token(s)
+            });
+    if sane {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "contentType must be a media type like image/jpeg, at most {MAX_CONTENT_TYPE_CHARS} characters"
+        )))
+    }
+}
+
+/// Parses a media id from a request.
+pub fn parse_media(s: &str) -> Result<MediaId, ApiError> {
+    MediaId::parse(s).ok_or_else(|| ApiError::bad_request("mediaId is not a media id"))
+}
+
+/// `createMediaUpload`: records the upload and returns a presigned `PUT` bound to the declared
+/// content type and size, which stores the object tagged unattached.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn create_upload(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: CreateMediaUploadParams,
+) -> Result<Value, ApiError> {
+    if p.size == 0 {
+        return Err(ApiError::bad_request("size must be at least 1 byte"));
+    }
+    if p.size > MAX_MEDIA_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("media files are at most {MAX_MEDIA_BYTES} bytes (16 MiB)"),
+        ));
+    }
+    check_content_type(&p.content_type)?;
+    let upload = MediaUpload {
+        media_id: MediaId::generate(),
+        uploader: who.user_id.clone(),
+        size: p.size,
+        content_type: p.content_type,
+        created_at: deps.clock.now(),
+    };
+    deps.media.create(&upload).await?;
+    let put = deps
+        .objects
+        .presign_put(
+            &upload.media_id.object_key(),
+            &upload.content_type,
+            upload.size,
+            &[(TAG_KEY, TAG_UNATTACHED)],
+            Duration::from_secs(UPLOAD_TTL_SECS),
+        )
+        .await?;
+    let headers: serde_json::Map<String, Value> = put
+        .headers
+        .into_iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    Ok(json!({
+        "mediaId": upload.media_id,
+        "uploadUrl": put.url,
+        "uploadMethod": put.method,
+        "uploadHeaders": headers,
+        "expiresInSeconds": put.expires_in_seconds,
+    }))
+}
+
+/// Whether `user` may download the media: its uploader, or a member of a session it was sent to.
+pub async fn may_download(
+    media: &dyn MediaStore,
+    sessions: &dyn SessionStore,
+    upload: &MediaUpload,
+    user: &UserId,
+) -> Result<bool, ApiError> {
+    if &upload.uploader == user {
+        return Ok(true);
+    }
+    for place in media.refs(&upload.media_id).await? {
+        match place {
+            MediaRef::Session(s) => {
+                if sessions.membership(&s, user).await?.is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// `getMediaDownload`: a presigned `GET` for the uploader and members of a session the media was
+/// sent to; `FORBIDDEN` for anyone else, `NOT_FOUND` for an unknown id or an object that was
+/// never uploaded (or already expired).
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn get_download(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: GetMediaDownloadParams,
+) -> Result<Value, ApiError> {
+    let id = parse_media(&p.media_id)?;
+    let Some(upload) = deps.media.get(&id).await? else {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such media"));
+    };
+    if !may_download(deps.media, deps.sessions, &upload, &who.user_id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the uploader and members of a chat it was sent to may download this media",
+        ));
+    }
+    let key = id.object_key();
+    if deps.objects.size(&key).await?.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "the media was never uploaded, or has expired",
+        ));
+    }
+    let get = deps
+        .objects
+        .presign_get(&key, Duration::from_secs(DOWNLOAD_TTL_SECS))
+        .await?;
+    Ok(json!({
+        "mediaId": id,
+        "downloadUrl": get.url,
+        "size": upload.size,
+        "contentType": upload.content_type,
+        "expiresInSeconds": get.expires_in_seconds,
+    }))
+}
+
+/// Checks the media a message attaches: well-formed, distinct ids, each uploaded by the sender
+/// (`FORBIDDEN` otherwise, `NOT_FOUND` if unknown) and stored with its declared size
+/// (`BAD_REQUEST` otherwise). Returns the parsed ids.
+pub async fn check_attachments(
+    deps: AttachDeps<'_>,
+    sender: &UserId,
+    ids: &[String],
+) -> Result<Vec<MediaId>, ApiError> {
+    let mut parsed: Vec<MediaId> = Vec::with_capacity(ids.len());
+    for s in ids {
+        let id = MediaId::parse(s)
+            .ok_or_else(|| ApiError::bad_request("attachments must be media ids"))?;
+        if parsed.contains(&id) {
+            return Err(ApiError::bad_request(
+                "attachments must not repeat a media id",
+            ));
+        }
+        parsed.push(id);
+    }
+    for id in &parsed {
+        let Some(upload) = deps.media.get(id).await? else {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no media {id}")));
+        };
+        if &upload.uploader != sender {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("media {id} was uploaded by someone else; upload it again to send it"),
+            ));
+        }
+        match deps.objects.size(&id.object_key()).await? {
+            Some(n) if n == upload.size => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "media {id} does not have its declared size"
+                )));
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "media {id} was not uploaded (or has expired)"
+                )));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Records that the media was sent to `place` and tags the objects attached, so the lifecycle
+/// rule keeps them. Idempotent: a retried send records the same thing again.
+pub async fn attach(
+    deps: AttachDeps<'_>,
+    ids: &[MediaId],
+    place: &MediaRef,
+) -> Result<(), ApiError> {
+    for id in ids {
+        deps.media.add_ref(id, place).await?;
+        deps.objects
+            .set_tags(&id.object_key(), &[(TAG_KEY, TAG_ATTACHED)])
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Media use cases on in-memory ports: upload limits and checks, who may download, attaching
+//! media to a message (only your own, only once uploaded with its declared size).
+
+use chrono::{TimeZone, Utc};
+use courier_core::clock::ManualClock;
+use courier_core::media::{
+    MAX_MEDIA_BYTES, MediaId, MediaStore, MemoryMedia, TAG_ATTACHED, TAG_KEY, TAG_UNATTACHED,
+};
+use courier_core::memory::*;
+use courier_core::ports::*;
+use courier_core::protocol::*;
+use courier_core::usecases::{media, send_message};
+use courier_core::{DeviceId, ErrorCode, SessionId, UserId};
+use serde_json::Value;
+
+struct World {
+    media: MemoryMedia,
+    objects: MemoryObjects,
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    clock: ManualClock,
+    alice: UserId,
+    bob: UserId,
+    carol: UserId,
+    chat: SessionId,
+}
+
+fn who(u: &UserId) -> DeviceCredential {
+    DeviceCredential {
+        user_id: u.clone(),
+        device_id: DeviceId::from_trusted("d_1"),
+    }
+}
+
+impl World {
+    /// Alice and Bob share a direct chat; Carol is in none.
+    async fn new() -> Self {
+        let (alice, bob, carol) = (UserId::generate(), UserId::generate(), UserId::generate());
+        let w = World {
+            media: MemoryMedia::default(),
+            objects: MemoryObjects::default(),
+            sessions: MemorySessions::default(),
+            messages: MemoryMessages::default(),
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()),
+            chat: SessionId::direct(&alice, &bob),
+            alice,
+            bob,
+            carol,
+        };
+        w.sessions
+            .create_direct(&w.chat, &w.alice, &w.bob, Utc::now())
+            .await
+            .unwrap();
+        w
+    }
+
+    fn deps(&self) -> media::Deps<'_> {
+        media::Deps {
+            media: &self.media,
+            objects: &self.objects,
+            sessions: &self.sessions,
+            clock: &self.clock,
+        }
+    }
+
+    fn send_deps(&self) -> send_message::Deps<'_> {
+        send_message::Deps {
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+            media: Some(media::AttachDeps {
+                media: &self.media,
+                objects: &self.objects,
+            }),
+        }
+    }
+
+    async fn create(&self, u: &UserId, ct: &str, size: u64) -> Result<Value, ErrorCode> {
+        media::create_upload(
+            &self.deps(),
+            &who(u),
+            CreateMediaUploadParams {
+                content_type: ct.into(),
+                size,
+            },
+        )
+        .await
+        .map_err(|e| e.code)
+    }
+
+    /// Creates an upload for `u` and stores `size` bytes under it, as the client would.
+    async fn uploaded(&self, u: &UserId, size: usize) -> String {
+        let r = self
+            .create(u, "application/octet-stream", size as u64)
+            .await
+            .unwrap();
+        let id = r["mediaId"].as_str().unwrap().to_owned();
+        let key = format!("media/{id}");
+        self.objects
+            .put(&key, vec![7; size], "application/octet-stream");
+        self.objects
+            .set_tags(&key, &[(TAG_KEY, TAG_UNATTACHED)])
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn download(&self, u: &UserId, id: &str) -> Result<Value, ErrorCode> {
+        media::get_download(
+            &self.deps(),
+            &who(u),
+            GetMediaDownloadParams {
+                media_id: id.into(),
+            },
+        )
+        .await
+        .map_err(|e| e.code)
+    }
+
+    async fn send(&self, u: &UserId, attachments: Vec<String>) -> Result<Value, ErrorCode> {
+        send_message::send_message(
+            &self.send_deps(),
+            &who(u),
+            SendMessageParams {
+                session_id: self.chat.to_string(),
+                client_msg_id: uuid::Uuid::new_v4().to_string(),
+                kind: "media".into(),
+                payload: "<ciphertext>".into(),
+                attachments,
+            },
+        )
+        .await
+        .map_err(|e| e.code)
+    }
+}
+
+#[tokio::test]
+async fn an_upload_is_bound_to_its_size_and_type_and_tagged_unattached() {
+    let w = World::new().await;
+    let r = w.create(&w.alice, "image/jpeg", 1234).await.unwrap();
+    let id = MediaId::parse(r["mediaId"].as_str().unwrap()).expect("a media id");
+    assert_eq!(r["uploadMethod"], "PUT");
+    assert_eq!(r["uploadUrl"], format!("memory://media/{id}"));
+    assert_eq!(r["expiresInSeconds"], 900);
+    assert_eq!(r["uploadHeaders"]["content-type"], "image/jpeg");
+    assert_eq!(r["uploadHeaders"]["content-length"], "1234");
+    assert_eq!(
+        r["uploadHeaders"]["x-amz-tagging"],
+        "courier-media=unattached"
+    );
+    let rec = w.media.get(&id).await.unwrap().unwrap();
+    assert_eq!((rec.uploader, rec.size), (w.alice.clone(), 1234));
+    assert_eq!(rec.content_type, "image/jpeg");
+}
+
+#[tokio::test]
+async fn sizes_and_content_types_are_checked() {
+    let w = World::new().await;
+    assert!(
+        w.create(&w.alice, "video/mp4", MAX_MEDIA_BYTES)
+            .await
+            .is_ok()
+    );
+    assert!(w.create(&w.alice, "application/pdf", 1).await.is_ok());
+    assert!(
+        w.create(&w.alice, "text/plain; charset=utf-8", 10)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        w.create(&w.alice, "video/mp4", MAX_MEDIA_BYTES + 1).await,
+        Err(ErrorCode::PayloadTooLarge)
+    );
+    assert_eq!(
+        w.create(&w.alice, "video/mp4", 17 * 1024 * 1024).await,
+        Err(ErrorCode::PayloadTooLarge)
+    );
+    assert_eq!(
+        w.create(&w.alice, "video/mp4", 0).await,
+        Err(ErrorCode::BadRequest)
+    );
+    let long = format!("image/{}", "x".repeat(100));
+    for bad in [
+        "",
+        "jpeg",
+        "image/",
+        "/jpeg",
+        "image/jpeg\r\nx: y",
+        "imäge/png",
+        &long,
+    ] {
+        assert_eq!(
+            w.create(&w.alice, bad, 10).await,
+            Err(ErrorCode::BadRequest),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_uploader_and_members_of_a_chat_it_was_sent_to_may_download() {
+    let w = World::new().await;
+    let id = w.uploaded(&w.alice, 100).await;
+    // Before it is sent: only Alice.
+    let r = w.download(&w.alice, &id).await.unwrap();
+    assert_eq!(r["downloadUrl"], format!("memory://media/{id}"));
+    assert_eq!(r["size"], 100);
+    assert_eq!(w.download(&w.bob, &id).await, Err(ErrorCode::Forbidden));
+    // Sent to the chat with Bob: Bob too, Carol never.
+    w.send(&w.alice, vec![id.clone()]).await.unwrap();
+    assert!(w.download(&w.bob, &id).await.is_ok());
+    assert_eq!(w.download(&w.carol, &id).await, Err(ErrorCode::Forbidden));
+    // Unknown or malformed ids.
+    let unknown = MediaId::generate().to_string();
+    assert_eq!(
+        w.download(&w.alice, &unknown).await,
+        Err(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        w.download(&w.alice, "m_nope").await,
+        Err(ErrorCode::BadRequest)
+    );
+}
+
+#[tokio::test]
+async fn a_download_of_an_upload_that_never_happened_is_not_found() {
+    let w = World::new().await;
+    let r = w.create(&w.alice, "image/png", 10).await.unwrap();
+    let id = r["mediaId"].as_str().unwrap();
+    assert_eq!(w.download(&w.alice, id).await, Err(ErrorCode::NotFound));
+}
+
+#[tokio::test]
+async fn sending_attaches_and_tags_the_object_and_a_retry_is_harmless() {
+    let w = World::new().await;
+    let id = w.uploaded(&w.alice, 50).await;
+    let key = format!("media/{id}");
+    assert_eq!(
+        w.objects.get(&key).unwrap().tags,
+        vec![(TAG_KEY.to_owned(), TAG_UNATTACHED.to_owned())]
+    );
+    let p = SendMessageParams {
+        session_id: w.chat.to_string(),
+        client_msg_id: "c-1".into(),
+        kind: "media".into(),
+        payload: "<ciphertext>".into(),
+        attachments: vec![id.clone()],
+    };
+    let first = send_message::send_message(&w.send_deps(), &who(&w.alice), p.clone())
+        .await
+        .unwrap();
+    let again = send_message::send_message(&w.send_deps(), &who(&w.alice), p)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(
+        w.objects.get(&key).unwrap().tags,
+        vec![(TAG_KEY.to_owned(), TAG_ATTACHED.to_owned())]
+    );
+    let refs = w.media.refs(&MediaId::parse(&id).unwrap()).await.unwrap();
+    assert_eq!(refs.len(), 1);
+    let (page, _) = w.messages.after(&w.chat, 0, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].attachments, vec![id]);
+}
+
+#[tokio::test]
+async fn attachments_must_be_your_own_uploaded_media() {
+    let w = World::new().await;
+    // Bob's media, sent by Alice: FORBIDDEN, and Carol still cannot read it.
+    let bobs = w.uploaded(&w.bob, 10).await;
+    assert_eq!(
+        w.send(&w.alice, vec![bobs.clone()]).await,
+        Err(ErrorCode::Forbidden)
+    );
+    // Unknown, malformed, repeated, never uploaded, wrong size.
+    let unknown = MediaId::generate().to_string();
+    assert_eq!(
+        w.send(&w.alice, vec![unknown]).await,
+        Err(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        w.send(&w.alice, vec!["x".into()]).await,
+        Err(ErrorCode::BadRequest)
+    );
+    let mine = w.uploaded(&w.alice, 10).await;
+    assert_eq!(
+        w.send(&w.alice, vec![mine.clone(), mine.clone()]).await,
+        Err(ErrorCode::BadRequest)
+    );
+    let r = w.create(&w.alice, "image/png", 10).await.unwrap();
+    let missing = r["mediaId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        w.send(&w.alice, vec![missing]).await,
+        Err(ErrorCode::BadRequest)
+    );
+    let r = w.create(&w.alice, "image/png", 10).await.unwrap();
+    let short = r["mediaId"].as_str().unwrap().to_owned();
+    w.objects
+        .put(&format!("media/{short}"), vec![1; 9], "image/png");
+    assert_eq!(
+        w.send(&w.alice, vec![short]).await,
+        Err(ErrorCode::BadRequest)
+    );
+    // Nothing was stored by the refused sends.
+    let (page, _) = w.messages.after(&w.chat, 0, 10).await.unwrap();
+    assert!(page.is_empty());
+    // Carol, not a member, cannot attach her own media to the chat either.
+    let carols = w.uploaded(&w.carol, 10).await;
+    assert_eq!(
+        w.send(&w.carol, vec![carols]).await,
+        Err(ErrorCode::Forbidden)
+    );
+    assert_eq!(w.send(&w.alice, vec![mine]).await.map(|_| ()), Ok(()));
+}
+
+#[tokio::test]
+async fn a_send_without_media_wiring_refuses_attachments() {
+    let w = World::new().await;
+    let id = w.uploaded(&w.alice, 10).await;
+    let mut deps = w.send_deps();
+    deps.media = None;
+    let r = send_message::send_message(
+        &deps,
+        &who(&w.alice),
+        SendMessageParams {
+            session_id: w.chat.to_string(),
+            client_msg_id: "c-1".into(),
+            kind: "media".into(),
+            payload: "x".into(),
+            attachments: vec![id],
+        },
+    )
+    .await;
+    assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
+}
+
+#[tokio::test]
+async fn a_group_member_may_download_until_removed() {
+    use courier_core::chat::Role;
+    let w = World::new().await;
+    let group = SessionId::from_trusted("g_media0test");
+    w.sessions
+        .create_group(
+            &Group {
+                session_id: group.clone(),
+                name: "trip".into(),
+                description: String::new(),
+                created_by: w.alice.clone(),
+                created_at: Utc::now(),
+                member_count: 2,
+            },
+            &[
+                (w.alice.clone(), Role::Admin),
+                (w.carol.clone(), Role::Member),
+            ],
+        )
+        .await
+        .unwrap();
+    let id = w.uploaded(&w.alice, 10).await;
+    send_message::send_message(
+        &w.send_deps(),
+        &who(&w.alice),
+        SendMessageParams {
+            session_id: group.to_string(),
+            client_msg_id: "g-1".into(),
+            kind: "media".into(),
+            payload: "<ciphertext>".into(),
+            attachments: vec![id.clone()],
+        },
+    )
+    .await
+    .unwrap();
+    // Carol (in the group) may; Bob (only in the direct chat, where it was not sent) may not.
+    assert!(w.download(&w.carol, &id).await.is_ok());
+    assert_eq!(w.download(&w.bob, &id).await, Err(ErrorCode::Forbidden));
+    // Membership is checked at each request: once removed, Carol is refused.
+    assert!(w.sessions.remove_member(&group, &w.carol).await.unwrap());
+    assert_eq!(w.download(&w.carol, &id).await, Err(ErrorCode::Forbidden));
+}
