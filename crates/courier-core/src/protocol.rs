@@ -753,3 +753,23 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// `createBackup`: the size of the encrypted backup file the client will upload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBackupParams {
+    /// Bytes; the upload is bound to exactly this many.
+    pub size: u64,
+}
+
+/// `listBackups`: no fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListBackupsParams {}
+
+/// `getBackupDownload`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetBackupDownloadParams {
+    /// Which backup (from `listBackups`).
+    pub backup_id: String,
+}
