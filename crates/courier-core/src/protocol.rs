@@ -756,7 +756,7 @@ where
 
 /// `createBackup`: the size of the encrypted backup file the client will upload.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateBackupParams {
     /// Bytes; the upload is bound to exactly this many.
     pub size: u64,
@@ -768,7 +768,7 @@ pub struct ListBackupsParams {}
 
 /// `getBackupDownload`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GetBackupDownloadParams {
     /// Which backup (from `listBackups`).
     pub backup_id: String,

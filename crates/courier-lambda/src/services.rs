@@ -191,6 +191,8 @@ pub async fn accounts_service() -> Result<(), Error> {
                 queues: leak(queue_store(&dynamo)?),
                 settings: leak(settings_store(&dynamo)?),
                 clock: &SystemClock,
+                backups: leak(backup_store(&dynamo)?),
+                objects: leak(media_objects(&sdk)?),
             });
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
@@ -686,5 +688,52 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
             })
             .await
         }
+    }
+}
+
+fn backup_store(
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<courier_aws::dynamo::DynamoBackups, Error> {
+    Ok(courier_aws::dynamo::DynamoBackups::new(
+        dynamo.clone(),
+        required("BACKUP_TABLE")?,
+    ))
+}
+
+fn media_objects(sdk: &aws_config::SdkConfig) -> Result<courier_aws::s3::S3Objects, Error> {
+    Ok(courier_aws::s3::S3Objects::new(
+        courier_aws::s3::client(sdk),
+        required("MEDIA_BUCKET")?,
+    ))
+}
+
+/// The `backups` binary: `createBackup`, `listBackups`, `getBackupDownload`.
+pub async fn backups_service() -> Result<(), Error> {
+    use courier_core::protocol::ListBackupsParams;
+    use courier_core::usecases::backups;
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let deps = leak(backups::Deps {
+        backups: leak(backup_store(&config::dynamodb(&sdk))?),
+        objects: leak(media_objects(&sdk)?),
+        clock: &SystemClock,
+    });
+    macro_rules! serve {
+        ($name:literal, $body:expr) => {
+            ws_action(move |event| async move { routes::action($name, &event, $body).await }).await
+        };
+    }
+    match op.as_str() {
+        "createBackup" => serve!("createBackup", |who, p| async move {
+            backups::create_backup(deps, &who, p).await
+        }),
+        "listBackups" => serve!("listBackups", |who, _: ListBackupsParams| async move {
+            backups::list_backups(deps, &who).await
+        }),
+        "getBackupDownload" => serve!("getBackupDownload", |who, p| async move {
+            backups::get_backup_download(deps, &who, p).await
+        }),
+        other => Err(unknown("backups", other)),
     }
 }

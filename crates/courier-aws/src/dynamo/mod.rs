@@ -3,6 +3,7 @@
 //! `docs/data-model.md` and template.yaml.
 
 mod accounts;
+mod backups;
 mod connections;
 mod device_queues;
 mod keys;
@@ -13,6 +14,7 @@ mod sessions;
 mod settings;
 
 pub use accounts::DynamoAccounts;
+pub use backups::DynamoBackups;
 pub use connections::DynamoConnections;
 pub use device_queues::DynamoDeviceQueues;
 pub use keys::DynamoKeys;
