@@ -10,13 +10,17 @@
 //! - [`client`]: the resilient client, with end-to-end encryption when configured.
 //! - [`e2ee`]: the crypto core wired to the key directory and device queues.
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
+//! - [`history`]: the device's message history, encrypted at rest.
+//! - [`backup`]: user backups (history, room keys, cursors) under a passphrase.
 //! - [`payload`]: text to payload and back for clients without end-to-end encryption.
 
 pub mod accounts;
+pub mod backup;
 pub mod client;
 pub mod crypto;
 pub mod cursors;
 pub mod e2ee;
+pub mod history;
 pub mod payload;
 pub mod protocol;
 pub mod session;
