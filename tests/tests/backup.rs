@@ -3,9 +3,10 @@
 //! passphrase; the object in S3 holds none of the texts nor the phone numbers; on a fresh device
 //! of her account (the number moved to a new phone) a wrong passphrase fails clearly and
 //! restores nothing, the right one restores a history identical to the old device's. Bob
-//! cannot get Alice's backup.
+//! cannot get Alice's backup. The restored room keys decrypt the old messages on the server, and
+//! deleting the account deletes the backups.
 
-use courier_client::Session;
+use courier_client::{Client, ClientConfig, Encryption, Event, Session};
 use courier_tests::{TestCloud, fresh_phone, repo_root};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -267,6 +268,61 @@ async fn a_history_backed_up_under_a_passphrase_is_restored_identical_on_a_new_d
     );
     assert!(again.contains(": 0 messages"), "{again}");
     assert_eq!(run(cloud, &new_phone, &["history", "--json"]), history);
+
+    // The restored room keys read the messages still on the server: a re-sync from the start
+    // (no cursors) decrypts every old text, none is undecryptable.
+    let creds = credentials(&new_phone);
+    let mut config = ClientConfig::new(&cloud.ws_url, creds["apiKey"].as_str().unwrap());
+    config.auto_ack_delivered = false;
+    config.encryption = Some(Encryption {
+        dir: new_phone.join("crypto"),
+        user_id: alice_id.clone(),
+        device_id: creds["deviceId"].as_str().unwrap().to_owned(),
+    });
+    let (client, mut events) = Client::connect(config).await.unwrap();
+    let mut read = Vec::new();
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+            .await
+            .expect("the sync ends")
+            .expect("events go on");
+        match event {
+            Event::Message(m) => read.extend(m.text),
+            Event::Undecryptable { message, reason } => {
+                panic!("{} undecryptable after restore: {reason}", message.msg_id)
+            }
+            Event::Synced => break,
+            _ => {}
+        }
+    }
+    client.close().await;
+    for t in texts {
+        assert!(read.iter().any(|r| r == t), "{t} not read again: {read:?}");
+    }
+
+    // Deleting the account deletes its backups, objects and records.
+    let session = Session::connect(&cloud.ws_url, creds["apiKey"].as_str().unwrap())
+        .await
+        .unwrap();
+    session.request("deleteAccount", json!({})).await.unwrap();
+    assert!(
+        objects_under(cloud, &format!("backups/{alice_id}/"))
+            .await
+            .is_empty()
+    );
+    let records = cloud
+        .dynamodb()
+        .query()
+        .table_name(cloud.table("BackupTable"))
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{alice_id}")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(records.count(), 0);
 
     for p in [pass_file, wrong] {
         let _ = std::fs::remove_file(p);
