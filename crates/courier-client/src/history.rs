@@ -141,3 +141,53 @@ impl HistoryStore {
         Ok(added)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(session: &str, seq: u64, text: &str) -> HistoryEntry {
+        HistoryEntry {
+            session_id: session.into(),
+            msg_id: format!("{session}.{seq}"),
+            seq,
+            sender: "u_alice".into(),
+            sender_device: "d_a".into(),
+            sent_at: "2026-11-29T12:00:00.000Z".into(),
+            kind: "text".into(),
+            text: Some(text.into()),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_deduplicated_ordered_and_encrypted_at_rest() {
+        let dir = std::env::temp_dir().join(format!("courier-history-{}", uuid::Uuid::new_v4()));
+        let h = HistoryStore::open(&dir).unwrap();
+        assert!(h.load().unwrap().is_empty());
+        assert_eq!(
+            h.record([entry("s2", 1, "b"), entry("s1", 2, "the hidden words")])
+                .unwrap(),
+            2
+        );
+        let mut changed = entry("s1", 2, "something else");
+        changed.sender = "u_mallory".into();
+        assert_eq!(h.record([entry("s1", 1, "a"), changed]).unwrap(), 1);
+        let all = h.load().unwrap();
+        let order: Vec<_> = all.iter().map(|e| e.msg_id.as_str()).collect();
+        assert_eq!(order, ["s1.1", "s1.2", "s2.1"]);
+        assert_eq!(
+            all[1].text.as_deref(),
+            Some("the hidden words"),
+            "first record kept"
+        );
+        let raw = std::fs::read(dir.join(FILE)).unwrap();
+        assert_eq!(&raw[..4], MAGIC);
+        assert!(!raw.windows(6).any(|w| w == b"hidden"));
+        // Another store's key cannot read it.
+        std::fs::remove_file(dir.join("crypto.key")).unwrap();
+        std::fs::write(dir.join("crypto.key"), [7u8; 32]).unwrap();
+        assert!(HistoryStore::open(&dir).unwrap().load().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
