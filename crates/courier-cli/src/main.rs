@@ -3,8 +3,11 @@
 //! user's config directory (mode 0600); sends messages, reads the inbox (resuming from the
 //! cursors kept in `state.json`, mode 0600) and chats, always end-to-end encrypted (the
 //! device's keys and sessions in `crypto/`, encrypted at rest); manages linked devices and
-//! shows safety numbers.
+//! shows safety numbers. Every message sent or shown is kept in the device's history
+//! (`crypto/history.state`, encrypted at rest); `courier backup` saves history and keys under a
+//! passphrase and restores them on a new device of the account.
 
+mod backup;
 mod devices;
 mod media;
 mod messaging;
@@ -127,6 +130,28 @@ enum Command {
         #[command(subcommand)]
         command: StatusCommand,
     },
+    /// Show the messages this device sent or showed (kept encrypted on this device): all, or
+    /// one chat's (`<phone>`, `--user`, `--session`).
+    History {
+        /// The phone number (E.164) of a direct chat.
+        #[arg(conflicts_with_all = ["session", "user"])]
+        phone: Option<String>,
+        /// One session.
+        #[arg(long, conflicts_with = "user")]
+        session: Option<String>,
+        /// The direct chat with this user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Backups of history and message keys, encrypted under a passphrase: create, list,
+    /// restore (on a new device of the same account).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Chat with a phone number: lines typed are sent, messages received are shown (and marked
     /// read); your messages show ✓ sent, ✓✓ delivered, ✓✓ read. End with EOF (Ctrl-D).
     Chat {
@@ -139,6 +164,31 @@ enum Command {
         /// Chat with this user id instead.
         #[arg(long, conflicts_with = "phone")]
         user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Encrypt this device's history and message keys under a passphrase and upload them.
+    Create {
+        /// Read the passphrase from the first line of this file instead of asking twice.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// The account's backups, newest first (the newest three are kept).
+    List {
+        /// Print the server's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup (the newest by default) onto this device of the same account.
+    Restore {
+        /// Which backup (`courier backup list`).
+        #[arg(long)]
+        backup_id: Option<String>,
+        /// Read the passphrase from the first line of this file instead of asking.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -454,6 +504,36 @@ async fn main() -> Result<()> {
         Command::Status { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             status::status(&ctx, command).await?;
+        }
+        Command::History {
+            phone,
+            session,
+            user,
+            json,
+        } => {
+            let target = match (session, user, phone) {
+                (Some(s), _, _) => Some(messaging::Target::Session(s)),
+                (None, Some(u), _) => Some(messaging::Target::User(u)),
+                (None, None, Some(p)) => Some(messaging::Target::Phone(p)),
+                (None, None, None) => None,
+            };
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            backup::history(&ctx, target, json).await?;
+        }
+        Command::Backup { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            match command {
+                BackupCommand::Create { passphrase_file } => {
+                    backup::create(&ctx, passphrase_file.as_deref()).await?
+                }
+                BackupCommand::List { json } => backup::list(&ctx, json).await?,
+                BackupCommand::Restore {
+                    backup_id,
+                    passphrase_file,
+                } => {
+                    backup::restore(&ctx, backup_id.as_deref(), passphrase_file.as_deref()).await?
+                }
+            }
         }
         Command::Chat {
             phone,

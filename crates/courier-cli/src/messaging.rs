@@ -11,6 +11,7 @@
 
 use crate::{Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
+use courier_client::history::{HistoryEntry, HistoryStore};
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Cursors, DeliveryStatus, Encryption, Event,
     Message, MessageType, SentMessage, client::Events,
@@ -30,9 +31,9 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 /// What is kept between runs.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct State {
+pub(crate) struct State {
     #[serde(default)]
-    cursors: Cursors,
+    pub(crate) cursors: Cursors,
 }
 
 /// Who to talk to.
@@ -47,7 +48,7 @@ pub enum Target {
 
 /// What every messaging command needs.
 pub struct Ctx<'a> {
-    store: &'a Store,
+    pub(crate) store: &'a Store,
     ws_url: String,
     pub(crate) me: Stored,
 }
@@ -61,7 +62,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn state(&self) -> Result<State> {
+    pub(crate) fn state(&self) -> Result<State> {
         Ok(self.store.read::<State>(STATE)?.unwrap_or_default())
     }
 
@@ -114,6 +115,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Adds messages to this device's history (`crypto/history.state`, encrypted at rest).
+    /// A failure is reported, not fatal: the message itself was sent or shown.
+    pub(crate) fn record(&self, entries: impl IntoIterator<Item = HistoryEntry>) {
+        let result = HistoryStore::open(self.store.crypto_dir()).and_then(|h| h.record(entries));
+        if let Err(e) = result {
+            eprintln!("courier: could not record the history: {e}");
+        }
+    }
+
     pub(crate) fn who(&self, user_id: &str) -> String {
         if user_id == self.me.user_id {
             "me".to_owned()
@@ -149,7 +159,7 @@ pub(crate) fn not_sent(e: ClientError) -> anyhow::Error {
 }
 
 /// `2026-11-27T12:00:00.000Z` → `2026-11-27 12:00:00` (UTC).
-fn date_time(at: &str) -> String {
+pub(crate) fn date_time(at: &str) -> String {
     at.get(..19).unwrap_or(at).replacen('T', " ", 1)
 }
 
@@ -215,6 +225,13 @@ pub async fn send(ctx: &Ctx<'_>, target: Target, text: &str, as_json: bool) -> R
     let (client, _events) = ctx.connect(config).await?;
     let session = ctx.session_for(&client, &target).await?;
     let sent = client.send_text(&session, text).await.map_err(not_sent)?;
+    ctx.record([HistoryEntry::sent(
+        &session,
+        &sent,
+        &ctx.me.user_id,
+        &ctx.me.device_id,
+        text,
+    )]);
     let mut mine = Cursors::default();
     mine.mark_seen(&session, sent.seq, &sent.msg_id);
     ctx.save_cursors(&mine)?;
@@ -264,6 +281,7 @@ pub async fn inbox(
                     Some(f) => Some(crate::media::save(&client, f, &save_dir).await),
                     None => None,
                 };
+                ctx.record([HistoryEntry::shown(&m)]);
                 if as_json {
                     let mut v = serde_json::to_value(&m)?;
                     v["event"] = json!("message");
@@ -400,6 +418,14 @@ impl ChatView<'_> {
     fn on_sent(&mut self, text: String, result: Result<SentMessage, ClientError>) -> Flow {
         match result {
             Ok(sent) => {
+                let me = &self.ctx.me;
+                self.ctx.record([HistoryEntry::sent(
+                    &self.session,
+                    &sent,
+                    &me.user_id,
+                    &me.device_id,
+                    &text,
+                )]);
                 let shown = if self.peer.1 >= sent.seq {
                     DeliveryStatus::Read
                 } else if self.peer.0 >= sent.seq {
@@ -434,6 +460,7 @@ impl ChatView<'_> {
         let me = self.ctx.me.user_id.as_str();
         match event {
             Some(Event::Message(m)) if m.session_id == self.session => {
+                self.ctx.record([HistoryEntry::shown(&m)]);
                 print_line(&format!(
                     "[{}] {}: {}",
                     time(&m.sent_at),

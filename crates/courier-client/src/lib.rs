@@ -11,13 +11,17 @@
 //! - [`e2ee`]: the crypto core wired to the key directory and device queues.
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
 //! - [`media`]: files encrypted (AES-256-GCM) before upload, and their downloads.
+//! - [`history`]: the device's message history, encrypted at rest.
+//! - [`backup`]: user backups (history, room keys, cursors) under a passphrase.
 //! - [`payload`]: text to payload and back for clients without end-to-end encryption.
 
 pub mod accounts;
+pub mod backup;
 pub mod client;
 pub mod crypto;
 pub mod cursors;
 pub mod e2ee;
+pub mod history;
 pub mod media;
 pub mod payload;
 pub mod protocol;

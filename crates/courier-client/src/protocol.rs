@@ -605,6 +605,21 @@ pub fn lookup_user(phone: &str) -> Request {
     Request::new("lookupUser", json!({ "phone": phone }))
 }
 
+/// `createBackup`: a presigned upload for an encrypted backup of `size` bytes.
+pub fn create_backup(size: u64) -> Request {
+    Request::new("createBackup", json!({ "size": size }))
+}
+
+/// `listBackups`.
+pub fn list_backups() -> Request {
+    Request::new("listBackups", json!({}))
+}
+
+/// `getBackupDownload`.
+pub fn get_backup_download(backup_id: &str) -> Request {
+    Request::new("getBackupDownload", json!({ "backupId": backup_id }))
+}
+
 /// `initiateDirectChatSession`.
 pub fn initiate_direct_chat(peer_user_id: &str, handshake: Option<&str>) -> Request {
     let mut p = json!({ "peerUserId": peer_user_id });

@@ -845,3 +845,22 @@ pub struct GetMediaDownloadParams {
     /// The media.
     pub media_id: String,
 }
+/// `createBackup`: the size of the encrypted backup file the client will upload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateBackupParams {
+    /// Bytes; the upload is bound to exactly this many.
+    pub size: u64,
+}
+
+/// `listBackups`: no fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListBackupsParams {}
+
+/// `getBackupDownload`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetBackupDownloadParams {
+    /// Which backup (from `listBackups`).
+    pub backup_id: String,
+}

@@ -4,7 +4,9 @@
 use chrono::{Duration, TimeZone, Utc};
 use courier_core::clock::ManualClock;
 use courier_core::memory::*;
-use courier_core::ports::{ConnectionStore, DeviceCredential, PresenceStore, SessionStore};
+use courier_core::ports::{
+    BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
+};
 use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
 use courier_core::usecases::{
     authorize, connections, delete_account, register_account, validate_account,
@@ -299,6 +301,27 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         )
         .await
         .unwrap();
+    // A backup: its record and object go with the account.
+    let backups = MemoryBackups::default();
+    let objects = MemoryObjects::default();
+    let backup_deps = courier_core::usecases::backups::Deps {
+        backups: &backups,
+        objects: &objects,
+        clock: &courier_core::clock::SystemClock,
+    };
+    let created = courier_core::usecases::backups::create_backup(
+        &backup_deps,
+        &who,
+        courier_core::protocol::CreateBackupParams { size: 3 },
+    )
+    .await
+    .unwrap();
+    let key = format!(
+        "backups/{}/{}",
+        me.user_id,
+        created["backupId"].as_str().unwrap()
+    );
+    objects.put(&key, b"abc".to_vec(), "application/octet-stream");
     let deps = delete_account::Deps {
         accounts: &w.accounts,
         connections: &w.connections,
@@ -312,11 +335,15 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         settings: &MemorySettings::default(),
         statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
+        backups: &backups,
+        objects: &objects,
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
         .await
         .unwrap();
     assert_eq!(to_close, current);
+    assert!(objects.keys().is_empty(), "the backup object is deleted");
+    assert!(backups.backups(&me_id).await.unwrap().is_empty());
     assert_eq!(w.gateway.closed(), vec![second]);
     assert_eq!(
         w.authorize(&me.api_key).await.unwrap_err().code,
@@ -437,6 +464,8 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
         settings: &MemorySettings::default(),
         statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
+        backups: &MemoryBackups::default(),
+        objects: &MemoryObjects::default(),
     };
     delete_account::delete_account(&deps, &who, &current)
         .await

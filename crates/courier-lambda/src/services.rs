@@ -198,6 +198,8 @@ pub async fn accounts_service() -> Result<(), Error> {
                     required("STATUS_TABLE")?,
                 )),
                 clock: &SystemClock,
+                backups: leak(backup_store(&dynamo)?),
+                objects: leak(media_objects(&sdk)?),
             });
             lambda_runtime::run(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
@@ -697,6 +699,15 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
     }
 }
 
+fn backup_store(
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<courier_aws::dynamo::DynamoBackups, Error> {
+    Ok(courier_aws::dynamo::DynamoBackups::new(
+        dynamo.clone(),
+        required("BACKUP_TABLE")?,
+    ))
+}
+
 /// The `status` binary: `postStatus`, `removeStatus`, `viewStatus`, `getStatusViewers`,
 /// `getStatusAudience`.
 pub async fn status() -> Result<(), Error> {
@@ -837,5 +848,36 @@ pub async fn media_service() -> Result<(), Error> {
             .await
         }
         other => Err(unknown("media", other)),
+    }
+}
+
+/// The `backups` binary: `createBackup`, `listBackups`, `getBackupDownload`.
+pub async fn backups_service() -> Result<(), Error> {
+    use courier_core::protocol::ListBackupsParams;
+    use courier_core::usecases::backups;
+    crate::telemetry::init();
+    let op = required("COURIER_OPERATION")?;
+    let sdk = config::sdk_config().await;
+    let deps = leak(backups::Deps {
+        backups: leak(backup_store(&config::dynamodb(&sdk))?),
+        objects: leak(media_objects(&sdk)?),
+        clock: &SystemClock,
+    });
+    macro_rules! serve {
+        ($name:literal, $body:expr) => {
+            ws_action(move |event| async move { routes::action($name, &event, $body).await }).await
+        };
+    }
+    match op.as_str() {
+        "createBackup" => serve!("createBackup", |who, p| async move {
+            backups::create_backup(deps, &who, p).await
+        }),
+        "listBackups" => serve!("listBackups", |who, _: ListBackupsParams| async move {
+            backups::list_backups(deps, &who).await
+        }),
+        "getBackupDownload" => serve!("getBackupDownload", |who, p| async move {
+            backups::get_backup_download(deps, &who, p).await
+        }),
+        other => Err(unknown("backups", other)),
     }
 }

@@ -3,6 +3,7 @@
 //! `docs/data-model.md` and template.yaml.
 
 mod accounts;
+mod backups;
 mod connections;
 mod device_queues;
 mod keys;
@@ -15,6 +16,7 @@ mod settings;
 mod statuses;
 
 pub use accounts::DynamoAccounts;
+pub use backups::DynamoBackups;
 pub use connections::DynamoConnections;
 pub use device_queues::DynamoDeviceQueues;
 pub use keys::DynamoKeys;

@@ -3,6 +3,7 @@
 //! defines them, so the tests run in parallel against one server.
 
 mod accounts;
+mod backups;
 mod concurrency;
 mod connections;
 mod groups;

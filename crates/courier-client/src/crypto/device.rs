@@ -7,8 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vodozemac::megolm::{
-    self, GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionKey,
+    self, ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
+    InboundGroupSessionPickle, MegolmMessage, SessionKey,
 };
 use vodozemac::olm::{
     self, Account, AccountPickle, OlmMessage, Session, SessionCreationError, SessionPickle,
@@ -775,6 +775,79 @@ impl DeviceCrypto {
         }
     }
 
+    /// Every inbound Megolm session (this device's own included), exported at its first known
+    /// index with what it is bound to, for a user backup: a restored device can read what
+    /// these sessions encrypted. Secret: only ever put inside an encrypted backup.
+    pub fn export_room_keys(&self) -> Vec<ExportedRoomKey> {
+        let mut keys: Vec<ExportedRoomKey> = self
+            .inbound
+            .values()
+            .map(|e| ExportedRoomKey {
+                chat_session_id: e.chat_session_id.clone(),
+                sender_user: e.sender_user.clone(),
+                sender_device: e.sender_device.clone(),
+                sender_key: e.sender_key.clone(),
+                session_id: e.session.session_id(),
+                key: Zeroizing::new(e.session.export_at_first_known_index().to_base64()),
+            })
+            .collect();
+        keys.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        keys
+    }
+
+    /// Imports room keys from a backup. Each session stays bound to its chat, sender and the
+    /// sender's identity key; the sender's key is pinned if this device has no pin for it yet.
+    /// A key whose session id does not match, or whose sender this device pinned with another
+    /// identity key, is skipped. Returns how many sessions were added or extended.
+    pub fn import_room_keys(&mut self, keys: &[ExportedRoomKey]) -> usize {
+        let mut imported = 0;
+        for k in keys {
+            let Ok(exported) = ExportedSessionKey::from_base64(&k.key) else {
+                continue;
+            };
+            let session =
+                InboundGroupSession::import(&exported, megolm::SessionConfig::version_1());
+            if session.session_id() != k.session_id {
+                continue;
+            }
+            if self
+                .trust
+                .observe(&k.sender_user, &k.sender_device, &k.sender_key)
+                .is_err()
+            {
+                continue;
+            }
+            let Ok(sender_key) = canonical_key(&k.sender_key) else {
+                continue;
+            };
+            match self.inbound.entry(k.session_id.clone()) {
+                Entry::Occupied(mut entry) => {
+                    let existing = entry.get_mut();
+                    let same = existing.chat_session_id == k.chat_session_id
+                        && existing.sender_user == k.sender_user
+                        && existing.sender_device == k.sender_device
+                        && existing.sender_key == sender_key;
+                    if same && session.first_known_index() < existing.session.first_known_index() {
+                        existing.session = session;
+                        imported += 1;
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(InboundEntry {
+                        chat_session_id: k.chat_session_id.clone(),
+                        sender_user: k.sender_user.clone(),
+                        sender_device: k.sender_device.clone(),
+                        sender_key,
+                        session,
+                        seen: BTreeMap::new(),
+                    });
+                    imported += 1;
+                }
+            }
+        }
+        imported
+    }
+
     pub(crate) fn to_snapshot(&self) -> Snapshot {
         let mut olm: Vec<OlmSnapshot> = self
             .olm
@@ -908,4 +981,32 @@ struct InboundSnapshot {
     sender_key: String,
     session: InboundGroupSessionPickle,
     seen: BTreeMap<u32, String>,
+}
+
+/// An inbound Megolm session exported for a user backup (see
+/// [`DeviceCrypto::export_room_keys`]). Its `key` is secret and zeroized on drop.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedRoomKey {
+    /// The chat the session belongs to.
+    pub chat_session_id: String,
+    /// Who sent with it.
+    pub sender_user: String,
+    /// From which device.
+    pub sender_device: String,
+    /// That device's Curve25519 identity key.
+    pub sender_key: String,
+    /// The Megolm session id.
+    pub session_id: String,
+    /// The session exported at its first known index (base64).
+    pub key: Zeroizing<String>,
+}
+
+impl fmt::Debug for ExportedRoomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExportedRoomKey")
+            .field("chat_session_id", &self.chat_session_id)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
 }

@@ -91,7 +91,7 @@ pub mod store;
 mod tests;
 mod trust;
 
-pub use device::{DeviceCrypto, OneTimeKey, ToDeviceMessage, verify_one_time_key};
+pub use device::{DeviceCrypto, ExportedRoomKey, OneTimeKey, ToDeviceMessage, verify_one_time_key};
 pub use envelope::{EnvelopeKind, envelope_kind};
 pub use error::CryptoError;
 pub use safety::{fingerprint, safety_number};

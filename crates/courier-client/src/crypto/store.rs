@@ -230,6 +230,76 @@ impl CryptoStore {
         write_atomically(&self.dir, STATE_FILE, &file_bytes)
     }
 
+    /// Writes another file of this device's local state (`name` in the store's directory),
+    /// encrypted like the crypto state: `magic` || nonce || AES-256-GCM(plaintext) with `aad`,
+    /// under the same key, replaced atomically.
+    pub(crate) fn save_sealed(
+        &self,
+        name: &str,
+        magic: &[u8; 4],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        let nonce = Nonce::generate();
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| StoreError::Corrupt {
+                path: path.clone(),
+                reason: "encryption failed".into(),
+            })?;
+        let mut bytes = Vec::with_capacity(magic.len() + NONCE_LEN + ciphertext.len());
+        bytes.extend_from_slice(magic);
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&ciphertext);
+        write_atomically(&self.dir, name, &bytes)
+    }
+
+    /// Reads a file written by [`save_sealed`](Self::save_sealed); `None` if it does not exist.
+    pub(crate) fn load_sealed(
+        &self,
+        name: &str,
+        magic: &[u8; 4],
+        aad: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let path = self.dir.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let rest = bytes
+            .strip_prefix(magic.as_slice())
+            .ok_or_else(|| corrupt("unknown file format"))?;
+        if rest.len() < NONCE_LEN {
+            return Err(corrupt("truncated"));
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_from(nonce).map_err(|_| corrupt("bad nonce"))?;
+        let plaintext = self
+            .cipher()
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| StoreError::WrongKey(path.clone()))?;
+        Ok(Some(Zeroizing::new(plaintext)))
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new_from_slice(self.key.as_slice()).expect("the key is 32 bytes")
     }

@@ -924,3 +924,48 @@ fn the_state_can_move_between_threads() {
     assert_send_sync::<DeviceCrypto>();
     assert_send_sync::<CryptoStore>();
 }
+
+#[test]
+fn room_keys_exported_for_a_backup_let_a_new_device_read_old_messages_and_nothing_else() {
+    let mut alice = device("alice", "a1");
+    let mut bob = device("bob", "b1");
+    let chat = Chat::new("chat-1");
+    chat.share_key(&mut alice, &mut bob);
+    let first = alice.encrypt_message("chat-1", b"before the backup");
+    assert_eq!(
+        chat.read(&mut bob, ("alice", "a1"), &first).unwrap(),
+        b"before the backup"
+    );
+    let mine = bob.encrypt_message("chat-1", b"my own message");
+
+    let keys = bob.export_room_keys();
+    assert_eq!(keys.len(), 2, "alice's session and bob's own");
+    assert!(
+        !format!("{keys:?}").contains(keys[0].key.as_str()),
+        "Debug hides keys"
+    );
+
+    // Bob's new device: a new identity, the old sessions imported.
+    let mut restored = device("bob", "b2");
+    assert_ne!(restored.identity_key(), bob.identity_key());
+    assert_eq!(restored.import_room_keys(&keys), 2);
+    assert_eq!(
+        restored.import_room_keys(&keys),
+        0,
+        "importing again adds nothing"
+    );
+    assert_eq!(
+        chat.read(&mut restored, ("alice", "a1"), &first).unwrap(),
+        b"before the backup"
+    );
+    assert_eq!(
+        chat.read(&mut restored, ("bob", "b1"), &mine).unwrap(),
+        b"my own message"
+    );
+    // Still bound to the sender: the same ciphertext claimed by another device is refused.
+    assert!(chat.read(&mut restored, ("alice", "a2"), &first).is_err());
+    // A key with a tampered session id is skipped.
+    let mut bad = keys[0].clone();
+    bad.session_id = "x".into();
+    assert_eq!(device("bob", "b3").import_room_keys(&[bad]), 0);
+}

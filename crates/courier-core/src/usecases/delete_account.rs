@@ -1,6 +1,7 @@
 //! `deleteAccount`: remove the caller's account, its number claim, its devices and their keys,
 //! its presence, last seen and push endpoints, its session memberships, its settings and
-//! contacts, its status posts with their viewers, and close its connections.
+//! contacts, its status posts with their viewers, its backups (records and objects), and close
+//! its connections.
 //! Other users' data is not touched: the peer of a direct chat keeps the messages.
 
 use super::close_connections;
@@ -8,8 +9,9 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::ConnectionId;
 use crate::ports::{
-    AccountStore, ConnectionGateway, ConnectionStore, DeviceCredential, DeviceQueueStore,
-    GroupStore, KeyStore, MessageStore, PresenceStore, SessionStore, SettingsStore, StatusStore,
+    AccountStore, BackupStore, ConnectionGateway, ConnectionStore, DeviceCredential,
+    DeviceQueueStore, GroupStore, KeyStore, MessageStore, ObjectStore, PresenceStore, SessionStore,
+    SettingsStore, StatusStore,
 };
 
 /// What `deleteAccount` needs.
@@ -38,6 +40,10 @@ pub struct Deps<'a> {
     pub statuses: &'a dyn StatusStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// Backup records (deleted).
+    pub backups: &'a dyn BackupStore,
+    /// The bucket holding the backup files (deleted).
+    pub objects: &'a dyn ObjectStore,
 }
 
 /// Deletes the caller's account. Every connection of the account is closed except `current`,
@@ -89,10 +95,13 @@ pub async fn delete_account(
     let left = deps.sessions.leave_all(&user.user_id).await?;
     deps.settings.delete_settings(&user.user_id).await?;
     deps.statuses.delete_statuses(&user.user_id).await?;
+    let backups =
+        super::backups::delete_all_backups(deps.backups, deps.objects, &user.user_id).await?;
     tracing::info!(
         devices = devices.len(),
         groups,
         sessions = left,
+        backups,
         "account deleted"
     );
     Ok(current.clone())

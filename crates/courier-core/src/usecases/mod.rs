@@ -1,6 +1,7 @@
 //! One module per operation: parse the request, check who may do it, apply it through the ports.
 
 pub mod authorize;
+pub mod backups;
 pub mod connections;
 pub mod delete_account;
 pub mod deliver;

@@ -1,0 +1,193 @@
+//! The device's message history: every message it sent or showed, kept on the device (the
+//! server keeps messages only for a while, and only as ciphertext). One file, `history.state`,
+//! in the crypto store's directory, encrypted at rest exactly as the crypto state is (the same
+//! key file, AES-256-GCM, its own magic `CHS1` and associated data), rewritten atomically.
+//! Entries are de-duplicated by message id and kept in (session, seq) order.
+
+use crate::crypto::store::{CryptoStore, StoreError};
+use crate::protocol::{Message, MessageType, SentMessage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const FILE: &str = "history.state";
+const MAGIC: &[u8; 4] = b"CHS1";
+const AAD: &[u8] = b"courier-history-v1";
+
+/// One message as this device recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The session.
+    pub session_id: String,
+    /// The message id (unique).
+    pub msg_id: String,
+    /// Its position in the session.
+    pub seq: u64,
+    /// The sending user.
+    pub sender: String,
+    /// The sending device.
+    pub sender_device: String,
+    /// When the server stored it.
+    pub sent_at: String,
+    /// `text`, `media`, `system`...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The decrypted text of a text message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The payload of other messages (media descriptions, group changes) as JSON, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl HistoryEntry {
+    /// A message this device showed (received, or read back).
+    pub fn shown(m: &Message) -> Self {
+        let kind = m.kind.to_string();
+        let (text, payload) = match m.kind {
+            MessageType::Text => (m.text.clone(), None),
+            _ => (None, serde_json::from_str(&m.payload).ok()),
+        };
+        Self {
+            session_id: m.session_id.clone(),
+            msg_id: m.msg_id.clone(),
+            seq: m.seq,
+            sender: m.sender.clone(),
+            sender_device: m.sender_device.clone(),
+            sent_at: m.sent_at.clone(),
+            kind,
+            text,
+            payload,
+        }
+    }
+
+    /// A text message this device sent.
+    pub fn sent(
+        session_id: &str,
+        sent: &SentMessage,
+        user: &str,
+        device: &str,
+        text: &str,
+    ) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            msg_id: sent.msg_id.clone(),
+            seq: sent.seq,
+            sender: user.to_owned(),
+            sender_device: device.to_owned(),
+            sent_at: sent.sent_at.clone(),
+            kind: MessageType::Text.to_string(),
+            text: Some(text.to_owned()),
+            payload: None,
+        }
+    }
+}
+
+/// The encrypted history file of one device. See the [module docs](self).
+#[derive(Debug)]
+pub struct HistoryStore {
+    store: CryptoStore,
+}
+
+impl HistoryStore {
+    /// Opens the history in a crypto store directory (the key file is created if missing).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: CryptoStore::open(dir)?,
+        })
+    }
+
+    /// Every entry, in (session, seq) order.
+    pub fn load(&self) -> Result<Vec<HistoryEntry>, StoreError> {
+        let Some(bytes) = self.store.load_sealed(FILE, MAGIC, AAD)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path: self.store.state_path().with_file_name(FILE),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Adds entries (one already recorded, by msgId, is kept as it was); returns how many were
+    /// new.
+    pub fn record(
+        &self,
+        entries: impl IntoIterator<Item = HistoryEntry>,
+    ) -> Result<usize, StoreError> {
+        let mut all: BTreeMap<String, HistoryEntry> = self
+            .load()?
+            .into_iter()
+            .map(|e| (e.msg_id.clone(), e))
+            .collect();
+        let before = all.len();
+        for e in entries {
+            all.entry(e.msg_id.clone()).or_insert(e);
+        }
+        let added = all.len() - before;
+        if added == 0 {
+            return Ok(0);
+        }
+        let mut list: Vec<HistoryEntry> = all.into_values().collect();
+        list.sort_by(|a, b| {
+            (a.session_id.as_str(), a.seq, a.msg_id.as_str()).cmp(&(
+                b.session_id.as_str(),
+                b.seq,
+                b.msg_id.as_str(),
+            ))
+        });
+        let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&list).expect("entries serialize"));
+        self.store.save_sealed(FILE, MAGIC, AAD, &bytes)?;
+        Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(session: &str, seq: u64, text: &str) -> HistoryEntry {
+        HistoryEntry {
+            session_id: session.into(),
+            msg_id: format!("{session}.{seq}"),
+            seq,
+            sender: "u_alice".into(),
+            sender_device: "d_a".into(),
+            sent_at: "2026-11-29T12:00:00.000Z".into(),
+            kind: "text".into(),
+            text: Some(text.into()),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_deduplicated_ordered_and_encrypted_at_rest() {
+        let dir = std::env::temp_dir().join(format!("courier-history-{}", uuid::Uuid::new_v4()));
+        let h = HistoryStore::open(&dir).unwrap();
+        assert!(h.load().unwrap().is_empty());
+        assert_eq!(
+            h.record([entry("s2", 1, "b"), entry("s1", 2, "the hidden words")])
+                .unwrap(),
+            2
+        );
+        let mut changed = entry("s1", 2, "something else");
+        changed.sender = "u_mallory".into();
+        assert_eq!(h.record([entry("s1", 1, "a"), changed]).unwrap(), 1);
+        let all = h.load().unwrap();
+        let order: Vec<_> = all.iter().map(|e| e.msg_id.as_str()).collect();
+        assert_eq!(order, ["s1.1", "s1.2", "s2.1"]);
+        assert_eq!(
+            all[1].text.as_deref(),
+            Some("the hidden words"),
+            "first record kept"
+        );
+        let raw = std::fs::read(dir.join(FILE)).unwrap();
+        assert_eq!(&raw[..4], MAGIC);
+        assert!(!raw.windows(6).any(|w| w == b"hidden"));
+        // Another store's key cannot read it.
+        std::fs::remove_file(dir.join("crypto.key")).unwrap();
+        std::fs::write(dir.join("crypto.key"), [7u8; 32]).unwrap();
+        assert!(HistoryStore::open(&dir).unwrap().load().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
