@@ -31,6 +31,27 @@ async fn add_contacts(s: &Session, who: &[&Credentials]) {
         .unwrap();
 }
 
+/// Uploads `bytes` as the user's media (createMediaUpload, then the presigned PUT) and returns
+/// its id.
+async fn upload(s: &Session, bytes: Vec<u8>) -> String {
+    let r = s
+        .request(
+            "createMediaUpload",
+            json!({ "contentType": "application/octet-stream", "size": bytes.len() }),
+        )
+        .await
+        .unwrap();
+    let mut put = reqwest::Client::new().put(r["uploadUrl"].as_str().unwrap());
+    for (k, v) in r["uploadHeaders"].as_object().unwrap() {
+        if !k.eq_ignore_ascii_case("content-length") {
+            put = put.header(k, v.as_str().unwrap());
+        }
+    }
+    let resp = put.body(bytes).send().await.unwrap();
+    assert!(resp.status().is_success(), "upload: {}", resp.status());
+    r["mediaId"].as_str().unwrap().to_owned()
+}
+
 async fn post(s: &Session, payload: &str) -> Value {
     s.request("postStatus", json!({ "payload": payload }))
         .await
@@ -69,10 +90,14 @@ async fn contacts_privacy_a_contact_sees_it_and_is_listed_a_stranger_sees_nothin
     add_contacts(&a, &[&bob]).await;
     add_contacts(&c, &[&alice]).await; // carol knowing alice does not make her alice's contact
 
+    let photos = [
+        upload(&a, b"encrypted photo 1".to_vec()).await,
+        upload(&a, b"encrypted photo 2".to_vec()).await,
+    ];
     let posted = a
         .request(
             "postStatus",
-            json!({ "payload": "ciphertext-of-a-sunset", "attachments": ["m_photo1", "m_photo2"] }),
+            json!({ "payload": "ciphertext-of-a-sunset", "attachments": photos }),
         )
         .await
         .unwrap();
@@ -87,7 +112,7 @@ async fn contacts_privacy_a_contact_sees_it_and_is_listed_a_stranger_sees_nothin
     assert_eq!(seen.len(), 1);
     assert_eq!(&seen[0]["statusId"], id);
     assert_eq!(seen[0]["payload"], "ciphertext-of-a-sunset");
-    assert_eq!(seen[0]["attachments"], json!(["m_photo1", "m_photo2"]));
+    assert_eq!(seen[0]["attachments"], json!(photos));
     assert_eq!(seen[0]["deviceId"], alice.device_id.as_str());
     assert_eq!(seen[0]["expiresAt"], posted["expiresAt"]);
     assert!(
@@ -217,6 +242,16 @@ async fn bad_input_gets_its_code_and_account_deletion_removes_statuses_and_views
             json!({ "payload": "x", "attachments": "m1" }),
             ErrorCode::BadRequest,
         ),
+        (
+            "postStatus",
+            json!({ "payload": "x", "attachments": ["m_photo"] }),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "postStatus",
+            json!({ "payload": "x", "attachments": [format!("m_{}", "0".repeat(32))] }),
+            ErrorCode::NotFound,
+        ),
         ("viewStatus", json!({ "userId": 7 }), ErrorCode::BadRequest),
         (
             "viewStatus",
@@ -234,10 +269,27 @@ async fn bad_input_gets_its_code_and_account_deletion_removes_statuses_and_views
         assert_eq!(got, code, "{action} {message}");
     }
     assert!(view(&a, &alice).await.is_empty(), "nothing was stored");
+    // Someone else's media may not go on one's status.
+    let bobs = upload(&b, vec![1; 10]).await;
+    assert_eq!(
+        err(a
+            .request(
+                "postStatus",
+                json!({ "payload": "x", "attachments": [bobs] })
+            )
+            .await)
+        .0,
+        ErrorCode::Forbidden
+    );
+    assert!(view(&a, &alice).await.is_empty(), "nothing was stored");
     // The largest allowed payload with four attachments is accepted.
+    let mut four = Vec::new();
+    for i in 0..4u8 {
+        four.push(upload(&a, vec![i; 10]).await);
+    }
     a.request(
         "postStatus",
-        json!({ "payload": "x".repeat(65_536), "attachments": ["m1", "m2", "m3", "m4"] }),
+        json!({ "payload": "x".repeat(65_536), "attachments": four }),
     )
     .await
     .unwrap();
@@ -433,4 +485,66 @@ async fn the_sdk_encrypts_a_status_once_for_the_audience_and_rotates_when_it_shr
 
     a.remove_status(&id).await.unwrap();
     assert_eq!(b.view_status(&alice.user_id).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_photo_status_is_downloaded_and_decrypted_by_a_contact_and_refused_to_a_stranger() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let (a, _a_events) = encrypting(cloud, &alice).await;
+    let (b, mut b_events) = encrypting(cloud, &bob).await;
+    let (c, _c_events) = encrypting(cloud, &carol).await;
+    for (action, params) in [
+        (
+            "updateSettings",
+            json!({ "privacy": { "status": "contacts" } }),
+        ),
+        ("updateContacts", json!({ "add": [bob.user_id] })),
+    ] {
+        a.call(courier_client::protocol::Request { action, params }, false)
+            .await
+            .unwrap();
+    }
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (id, _, descriptor) = a
+        .post_status_file(
+            courier_client::media::OutgoingFile {
+                bytes: photo.clone(),
+                content_type: "image/jpeg".into(),
+                file_name: Some("beach.jpg".into()),
+                caption: Some("the beach".into()),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    status_posted(&mut b_events, &id).await;
+
+    // Bob decrypts the status, finds the photo's descriptor, downloads and decrypts the photo.
+    let seen = b.view_status(&alice.user_id).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].attachments, vec![descriptor.media_id.clone()]);
+    let got = courier_client::media::MediaPayload::parse(seen[0].text.as_deref().unwrap())
+        .expect("the status carries a media descriptor");
+    assert_eq!(got, descriptor);
+    assert_eq!(got.caption.as_deref(), Some("the beach"));
+    let bytes = b.download_file(&got, None).await.unwrap();
+    assert!(bytes == photo, "byte-identical");
+
+    // Carol, not a contact, sees no status and may not download the photo even knowing its id.
+    assert!(c.view_status(&alice.user_id).await.unwrap().is_empty());
+    match c.get_media_download(&descriptor.media_id).await {
+        Err(ClientError::Api(d)) => assert_eq!(d.code, ErrorCode::Forbidden, "{}", d.message),
+        other => panic!("carol got {other:?}"),
+    }
+    // Once the status is removed, Bob may not download it any more.
+    a.remove_status(&id).await.unwrap();
+    match b.get_media_download(&descriptor.media_id).await {
+        Err(ClientError::Api(d)) => assert_eq!(d.code, ErrorCode::Forbidden, "{}", d.message),
+        other => panic!("bob got {other:?}"),
+    }
 }

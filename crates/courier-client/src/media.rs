@@ -205,24 +205,24 @@ impl Client {
         crate::protocol::field_str(&self.call(req, true).await?, "downloadUrl")
     }
 
-    /// Encrypts and uploads a file, then sends it to the chat as a `media` message. Returns the
-    /// sent message and the descriptor it carries. A file over [`MAX_FILE_BYTES`] is refused by
-    /// the server (`PAYLOAD_TOO_LARGE`) before anything is uploaded.
-    pub async fn send_file(
+    /// Encrypts and uploads a file; returns the descriptor that lets a reader fetch, check and
+    /// decrypt it (to be sent inside an end-to-end encrypted message or status). A file over
+    /// [`MAX_FILE_BYTES`] is refused by the server (`PAYLOAD_TOO_LARGE`) before anything is
+    /// uploaded.
+    pub async fn upload_file(
         &self,
-        session_id: &str,
         file: OutgoingFile,
         progress: Option<Progress>,
-    ) -> Result<(SentMessage, MediaPayload), ClientError> {
+    ) -> Result<MediaPayload, ClientError> {
         let enc = encrypt(&file.bytes)?;
         let upload = self
             .create_media_upload(UPLOAD_CONTENT_TYPE, enc.ciphertext.len() as u64)
             .await?;
         upload_bytes(&upload, enc.ciphertext, progress).await?;
-        let payload = MediaPayload {
+        Ok(MediaPayload {
             v: PAYLOAD_VERSION,
             t: "media".into(),
-            media_id: upload.media_id.clone(),
+            media_id: upload.media_id,
             key: enc.key,
             nonce: enc.nonce,
             sha256: enc.sha256,
@@ -230,17 +230,44 @@ impl Client {
             content_type: file.content_type,
             file_name: file.file_name,
             caption: file.caption,
-        };
+        })
+    }
+
+    /// Encrypts and uploads a file, then sends it to the chat as a `media` message. Returns the
+    /// sent message and the descriptor it carries.
+    pub async fn send_file(
+        &self,
+        session_id: &str,
+        file: OutgoingFile,
+        progress: Option<Progress>,
+    ) -> Result<(SentMessage, MediaPayload), ClientError> {
+        let payload = self.upload_file(file, progress).await?;
         let content = serde_json::to_string(&payload).expect("a descriptor serialises");
         let sent = self
             .send_content(
                 session_id,
                 MessageType::Media,
                 &content,
-                vec![upload.media_id],
+                vec![payload.media_id.clone()],
             )
             .await?;
         Ok((sent, payload))
+    }
+
+    /// Encrypts and uploads a file, then posts it as a status (the descriptor is the status's
+    /// end-to-end encrypted text; the media id is its attachment, so whoever may see the status
+    /// may download the ciphertext). Returns `(statusId, expiresAt)` and the descriptor.
+    pub async fn post_status_file(
+        &self,
+        file: OutgoingFile,
+        progress: Option<Progress>,
+    ) -> Result<(String, String, MediaPayload), ClientError> {
+        let payload = self.upload_file(file, progress).await?;
+        let content = serde_json::to_string(&payload).expect("a descriptor serialises");
+        let (id, expires) = self
+            .post_status(&content, std::slice::from_ref(&payload.media_id))
+            .await?;
+        Ok((id, expires, payload))
     }
 
     /// Downloads a received file, checks its digest and decrypts it.

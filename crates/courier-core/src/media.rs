@@ -77,6 +77,14 @@ impl fmt::Display for MediaId {
 pub enum MediaRef {
     /// Attached to a message of this session: its members may download it.
     Session(SessionId),
+    /// Attached to a status post: while it is live, those the poster's privacy setting lets see
+    /// it may download it.
+    Status {
+        /// The poster.
+        poster: UserId,
+        /// The status.
+        status_id: String,
+    },
 }
 
 impl MediaRef {
@@ -84,11 +92,23 @@ impl MediaRef {
     pub fn key(&self) -> String {
         match self {
             MediaRef::Session(s) => format!("SESSION#{s}"),
+            MediaRef::Status { poster, status_id } => format!("STATUS#{poster}#{status_id}"),
         }
     }
 
     /// Reads [`MediaRef::key`] back.
     pub fn from_key(s: &str) -> Option<Self> {
+        if let Some(rest) = s.strip_prefix("STATUS#") {
+            let (poster, status_id) = rest.split_once('#')?;
+            if poster.is_empty() || status_id.is_empty() {
+                return None;
+            }
+            // Written by `key` from ids the server checked.
+            return Some(MediaRef::Status {
+                poster: UserId::from_trusted(poster),
+                status_id: status_id.to_owned(),
+            });
+        }
         s.strip_prefix("SESSION#")
             .and_then(SessionId::parse)
             .map(MediaRef::Session)

@@ -59,6 +59,7 @@ impl World {
             media: &self.media,
             objects: &self.objects,
             sessions: &self.sessions,
+            statuses: None,
             clock: &self.clock,
         }
     }
@@ -377,4 +378,105 @@ async fn a_group_member_may_download_until_removed() {
     // Membership is checked at each request: once removed, Carol is refused.
     assert!(w.sessions.remove_member(&group, &w.carol).await.unwrap());
     assert_eq!(w.download(&w.carol, &id).await, Err(ErrorCode::Forbidden));
+}
+
+#[tokio::test]
+async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
+    use courier_core::settings::{Audience, Settings};
+    use courier_core::usecases::status;
+    let w = World::new().await;
+    let (statuses, settings) = (MemoryStatuses::default(), MemorySettings::default());
+    let mut s = Settings::default();
+    s.privacy.status = Audience::Contacts;
+    settings.put_settings(&w.alice, &s).await.unwrap();
+    settings
+        .update_contacts(&w.alice, std::slice::from_ref(&w.bob), &[], Utc::now())
+        .await
+        .unwrap();
+    let attach = media::AttachDeps {
+        media: &w.media,
+        objects: &w.objects,
+    };
+    let status_deps = status::Deps {
+        statuses: &statuses,
+        settings: &settings,
+        deliver: None,
+        media: Some(attach),
+        clock: &w.clock,
+        ttl_secs: 60,
+    };
+    let media_deps = media::Deps {
+        statuses: Some(media::StatusLookup {
+            statuses: &statuses,
+            settings: &settings,
+        }),
+        ..w.deps()
+    };
+    let download = |u: UserId, id: String| {
+        let deps = &media_deps;
+        async move {
+            media::get_download(deps, &who(&u), GetMediaDownloadParams { media_id: id })
+                .await
+                .map_err(|e| e.code)
+        }
+    };
+    let post = |u: UserId, attachments: Vec<String>| {
+        let deps = &status_deps;
+        async move {
+            status::post_status(
+                deps,
+                &who(&u),
+                PostStatusParams {
+                    payload: "ciphertext".into(),
+                    attachments,
+                },
+            )
+            .await
+            .map_err(|e| e.code)
+        }
+    };
+
+    // Only one's own uploaded media may go on a status.
+    let bobs = w.uploaded(&w.bob, 10).await;
+    assert_eq!(
+        post(w.alice.clone(), vec![bobs]).await,
+        Err(ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        post(w.alice.clone(), vec!["m_photo".into()]).await,
+        Err(ErrorCode::BadRequest)
+    );
+    let id = w.uploaded(&w.alice, 100).await;
+    assert_eq!(
+        download(w.bob.clone(), id.clone()).await,
+        Err(ErrorCode::Forbidden)
+    );
+    post(w.alice.clone(), vec![id.clone()]).await.unwrap();
+    assert_eq!(
+        w.objects.get(&format!("media/{id}")).unwrap().tags,
+        vec![(TAG_KEY.to_owned(), TAG_ATTACHED.to_owned())],
+        "kept by the lifecycle rule"
+    );
+    // Bob (a contact) may download it while the status lives; Carol (no contact) may not.
+    assert!(download(w.bob.clone(), id.clone()).await.is_ok());
+    assert_eq!(
+        download(w.carol.clone(), id.clone()).await,
+        Err(ErrorCode::Forbidden)
+    );
+    // Privacy "nobody" applies at once.
+    s.privacy.status = Audience::Nobody;
+    settings.put_settings(&w.alice, &s).await.unwrap();
+    assert_eq!(
+        download(w.bob.clone(), id.clone()).await,
+        Err(ErrorCode::Forbidden)
+    );
+    s.privacy.status = Audience::Contacts;
+    settings.put_settings(&w.alice, &s).await.unwrap();
+    // Once the status expired, nobody but the uploader.
+    w.clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(
+        download(w.bob.clone(), id.clone()).await,
+        Err(ErrorCode::Forbidden)
+    );
+    assert!(download(w.alice.clone(), id).await.is_ok());
 }

@@ -43,6 +43,7 @@ impl World {
                 gateway: &self.gateway,
                 push: None,
             }),
+            media: None,
             clock: &self.clock,
             ttl_secs: 86_400,
         }

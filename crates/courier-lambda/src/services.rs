@@ -760,10 +760,17 @@ pub async fn status() -> Result<(), Error> {
             .map_err(|_| format!("STATUS_TTL_SECS must be a number of seconds, got {v:?}"))?,
         _ => status::DEFAULT_STATUS_TTL_SECS,
     };
+    // postStatus checks and attaches the poster's media (MEDIA_TABLE, MEDIA_BUCKET).
+    let media = if op == "postStatus" {
+        Some(attach_deps(&sdk, &dynamo)?)
+    } else {
+        None
+    };
     let deps = leak(status::Deps {
         statuses,
         settings,
         deliver,
+        media,
         clock: &SystemClock,
         ttl_secs,
     });
@@ -826,6 +833,17 @@ pub async fn media_service() -> Result<(), Error> {
             dynamo.clone(),
             std::env::var("SESSIONS_TABLE").unwrap_or_default(),
         )),
+        // getMediaDownload: media on a live status is for those who may see the status.
+        statuses: (op == "getMediaDownload").then(|| media::StatusLookup {
+            statuses: leak(DynamoStatuses::new(
+                dynamo.clone(),
+                std::env::var("STATUS_TABLE").unwrap_or_default(),
+            )),
+            settings: leak(DynamoSettings::new(
+                dynamo.clone(),
+                std::env::var("USERS_TABLE").unwrap_or_default(),
+            )),
+        }),
         clock: &SystemClock,
     });
     match op.as_str() {

@@ -836,6 +836,7 @@ async fn post_status_stores_it_tells_a_contacts_live_device_and_answers_its_id()
             gateway: &gateway,
             push: None,
         }),
+        media: None,
         clock: &SystemClock,
         ttl_secs: 60,
     };
@@ -888,6 +889,7 @@ async fn create_media_upload_replies_with_a_presigned_put_and_refuses_17_mib() {
         media: &store,
         objects: &objects,
         sessions: &sessions,
+        statuses: None,
         clock: &SystemClock,
     };
     let deps = &deps;

@@ -7,7 +7,7 @@ use crate::media::{
     DOWNLOAD_TTL_SECS, MAX_CONTENT_TYPE_CHARS, MAX_MEDIA_BYTES, MediaId, MediaRef, MediaStore,
     MediaUpload, TAG_ATTACHED, TAG_KEY, TAG_UNATTACHED, UPLOAD_TTL_SECS,
 };
-use crate::ports::{DeviceCredential, ObjectStore, SessionStore};
+use crate::ports::{DeviceCredential, ObjectStore, SessionStore, SettingsStore, StatusStore};
 use crate::protocol::{CreateMediaUploadParams, GetMediaDownloadParams};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -20,8 +20,20 @@ pub struct Deps<'a> {
     pub objects: &'a dyn ObjectStore,
     /// Memberships (who may download).
     pub sessions: &'a dyn SessionStore,
+    /// Status posts and their posters' privacy (who may download a status's media); without
+    /// them, media attached only to statuses is the uploader's alone.
+    pub statuses: Option<StatusLookup<'a>>,
     /// Time.
     pub clock: &'a dyn Clock,
+}
+
+/// What deciding on a status's media needs: is the status live, and may the caller see it.
+#[derive(Clone, Copy)]
+pub struct StatusLookup<'a> {
+    /// The statuses.
+    pub statuses: &'a dyn StatusStore,
+    /// The posters' privacy settings and contacts.
+    pub settings: &'a dyn SettingsStore,
 }
 
 /// What `sendMessage` needs to attach media.
@@ -116,13 +128,14 @@ pub async fn create_upload(
     }))
 }
 
-/// Whether `user` may download the media: its uploader, or a member of a session it was sent to.
+/// Whether `user` may download the media: its uploader, a member of a session it was sent to, or
+/// one allowed to see a live status it is attached to.
 pub async fn may_download(
-    media: &dyn MediaStore,
-    sessions: &dyn SessionStore,
+    deps: &Deps<'_>,
     upload: &MediaUpload,
     user: &UserId,
 ) -> Result<bool, ApiError> {
+    let (media, sessions) = (deps.media, deps.sessions);
     if &upload.uploader == user {
         return Ok(true);
     }
@@ -130,6 +143,27 @@ pub async fn may_download(
         match place {
             MediaRef::Session(s) => {
                 if sessions.membership(&s, user).await?.is_some() {
+                    return Ok(true);
+                }
+            }
+            MediaRef::Status { poster, status_id } => {
+                let Some(lookup) = deps.statuses else {
+                    continue;
+                };
+                let live = lookup
+                    .statuses
+                    .status(&poster, &status_id, deps.clock.now())
+                    .await?
+                    .is_some();
+                let status_deps = super::status::Deps {
+                    statuses: lookup.statuses,
+                    settings: lookup.settings,
+                    deliver: None,
+                    media: None,
+                    clock: deps.clock,
+                    ttl_secs: 0,
+                };
+                if live && super::status::may_view(&status_deps, &poster, user).await? {
                     return Ok(true);
                 }
             }
@@ -151,10 +185,10 @@ pub async fn get_download(
     let Some(upload) = deps.media.get(&id).await? else {
         return Err(ApiError::new(ErrorCode::NotFound, "no such media"));
     };
-    if !may_download(deps.media, deps.sessions, &upload, &who.user_id).await? {
+    if !may_download(deps, &upload, &who.user_id).await? {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "only the uploader and members of a chat it was sent to may download this media",
+            "only the uploader, members of a chat it was sent to and viewers of a live status it is on may download this media",
         ));
     }
     let key = id.object_key();

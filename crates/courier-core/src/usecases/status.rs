@@ -21,6 +21,7 @@ use crate::chat::timestamp;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
+use crate::media::MediaRef;
 use crate::ports::{DeviceCredential, SettingsStore, Status, StatusStore};
 use crate::protocol::{
     GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, RemoveStatusParams,
@@ -53,6 +54,9 @@ pub struct Deps<'a> {
     pub settings: &'a dyn SettingsStore,
     /// To send `statusPosted` (only `postStatus` has it).
     pub deliver: Option<Deliverer<'a>>,
+    /// To check and attach media (only `postStatus` has it): with it, attachments must be the
+    /// poster's own uploaded media, and they become downloadable by the status's viewers.
+    pub media: Option<super::media::AttachDeps<'a>>,
     /// Time.
     pub clock: &'a dyn Clock,
     /// How long a new status lives, in seconds.
@@ -114,14 +118,25 @@ pub async fn post_status(
             "at most {MAX_STATUS_ATTACHMENTS} attachments"
         )));
     }
-    for (i, a) in p.attachments.iter().enumerate() {
-        if a.is_empty() || a.chars().count() > MAX_MEDIA_ID_CHARS || a.chars().any(char::is_control)
-        {
-            return Err(ApiError::bad_request(format!(
-                "attachments[{i}] must be a media id of 1 to {MAX_MEDIA_ID_CHARS} characters"
-            )));
+    let media = match deps.media {
+        Some(m) => Some((
+            m,
+            super::media::check_attachments(m, &who.user_id, &p.attachments).await?,
+        )),
+        None => {
+            for (i, a) in p.attachments.iter().enumerate() {
+                if a.is_empty()
+                    || a.chars().count() > MAX_MEDIA_ID_CHARS
+                    || a.chars().any(char::is_control)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "attachments[{i}] must be a media id of 1 to {MAX_MEDIA_ID_CHARS} characters"
+                    )));
+                }
+            }
+            None
         }
-    }
+    };
     let now = deps.clock.now();
     // Counted before the write: two posts racing at the limit may both pass (then 31 live).
     let (live, _) = deps
@@ -143,6 +158,15 @@ pub async fn post_status(
         posted_at: now,
         expires_at: now + chrono::Duration::seconds(deps.ttl_secs),
     };
+    if let Some((m, ids)) = &media {
+        // Referenced before the status is stored, like a message's attachments: a failed post
+        // leaves a reference to a status that never existed, which lets nobody in.
+        let place = MediaRef::Status {
+            poster: who.user_id.clone(),
+            status_id: status.status_id.clone(),
+        };
+        super::media::attach(*m, ids, &place).await?;
+    }
     deps.statuses.put_status(&status).await?;
     if let Some(deliver) = &deps.deliver {
         let mut users = audience(deps, &who.user_id).await?;
