@@ -457,4 +457,47 @@ async fn status_post_view_viewers_and_remove_with_the_cli() {
     let (ok, out, err) = courier(cloud, &bob, &["status", "view", &alice_phone]);
     assert!(ok, "{err}");
     assert!(out.contains("no status"), "{out}");
+
+    // A photo status: uploaded encrypted, Bob's `status view` downloads, decrypts and saves it.
+    let files = std::env::temp_dir().join(format!(
+        "courier-cli-status-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&files).unwrap();
+    let photo: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let photo_path = files.join("sunset.jpg");
+    std::fs::write(&photo_path, &photo).unwrap();
+    let (ok, out, err) = courier(
+        cloud,
+        &alice,
+        &[
+            "status",
+            "post",
+            "--file",
+            photo_path.to_str().unwrap(),
+            "golden",
+            "hour",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("posted "), "{out}");
+    let saved_dir = files.join("saved");
+    let (ok, out, err) = courier(
+        cloud,
+        &bob,
+        &[
+            "status",
+            "view",
+            &alice_phone,
+            "--json",
+            "--save-dir",
+            saved_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let seen: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert_eq!(seen["caption"], "golden hour");
+    let saved = std::path::PathBuf::from(seen["savedTo"].as_str().expect("saved"));
+    assert!(saved.starts_with(&saved_dir), "{}", saved.display());
+    assert!(std::fs::read(&saved).unwrap() == photo, "byte-identical");
 }

@@ -242,17 +242,24 @@ pub(crate) enum DevicesCommand {
 pub(crate) enum StatusCommand {
     /// Post a status, end-to-end encrypted for your contacts (per your privacy setting).
     Post {
+        /// A photo or video to post (encrypted before upload, at most 16 MiB); the text becomes
+        /// its caption. Give it before the text.
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// The text (words are joined with spaces).
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required_unless_present = "file", num_args = 0.., allow_hyphen_values = true)]
         text: Vec<String>,
     },
-    /// Show a user's live statuses you may see, decrypted.
+    /// Show a user's live statuses you may see, decrypted; photo and video statuses are saved.
     View {
         /// Their phone number (E.164) or user id (`u_...`).
         contact: String,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Where status files are saved (default: `downloads` in the config directory).
+        #[arg(long)]
+        save_dir: Option<PathBuf>,
     },
     /// Who viewed one of your statuses.
     Viewers {

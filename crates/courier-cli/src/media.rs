@@ -55,14 +55,8 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-/// `courier send <phone> --file PATH [caption]`.
-pub async fn send_file(
-    ctx: &Ctx<'_>,
-    target: Target,
-    path: &Path,
-    caption: &str,
-    as_json: bool,
-) -> Result<()> {
+/// Reads a file to send (refusing one over the limit before anything is uploaded).
+pub fn outgoing(path: &Path, caption: &str) -> Result<OutgoingFile> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.len() as u64 > courier_client::media::MAX_FILE_BYTES {
         bail!(
@@ -72,12 +66,37 @@ pub async fn send_file(
             courier_client::media::MAX_FILE_BYTES
         );
     }
-    let file = OutgoingFile {
+    Ok(OutgoingFile {
         content_type: content_type(path).to_owned(),
         file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
         caption: (!caption.is_empty()).then(|| caption.to_owned()),
         bytes,
-    };
+    })
+}
+
+/// Uploads a file as a photo/video status with a progress bar; returns `(statusId, expiresAt)`.
+pub async fn post_status_file(
+    client: &Client,
+    path: &Path,
+    caption: &str,
+) -> Result<(String, String)> {
+    let file = outgoing(path, caption)?;
+    let (bar, progress) = progress_bar("uploading");
+    let result = client.post_status_file(file, Some(progress)).await;
+    bar.finish_and_clear();
+    let (id, expires, _) = result.context("posting the status")?;
+    Ok((id, expires))
+}
+
+/// `courier send <phone> --file PATH [caption]`.
+pub async fn send_file(
+    ctx: &Ctx<'_>,
+    target: Target,
+    path: &Path,
+    caption: &str,
+    as_json: bool,
+) -> Result<()> {
+    let file = outgoing(path, caption)?;
     let mut config = ctx.config()?;
     config.sync_on_connect = false;
     config.auto_ack_delivered = false;

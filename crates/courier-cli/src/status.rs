@@ -4,6 +4,7 @@
 use crate::StatusCommand;
 use crate::messaging::Ctx;
 use anyhow::{Context, Result};
+use courier_client::media::MediaPayload;
 
 /// `courier status ...`.
 pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
@@ -12,14 +13,24 @@ pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
     config.auto_ack_delivered = false;
     let (client, _events) = ctx.connect(config).await?;
     match command {
-        StatusCommand::Post { text } => {
-            let (id, expires) = client
-                .post_status(&text.join(" "), &[])
-                .await
-                .context("posting the status")?;
+        StatusCommand::Post { file, text } => {
+            let (id, expires) = match file {
+                Some(path) => {
+                    crate::media::post_status_file(&client, &path, &text.join(" ")).await?
+                }
+                None => client
+                    .post_status(&text.join(" "), &[])
+                    .await
+                    .context("posting the status")?,
+            };
             println!("posted {id} (until {expires})");
         }
-        StatusCommand::View { contact, json } => {
+        StatusCommand::View {
+            contact,
+            json,
+            save_dir,
+        } => {
+            let save_dir = save_dir.unwrap_or_else(|| ctx.store.0.join("downloads"));
             let user = if contact.starts_with("u_") {
                 contact.clone()
             } else {
@@ -36,6 +47,15 @@ pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
                 println!("no status from {contact}");
             }
             for s in &statuses {
+                let file = s.text.as_deref().and_then(MediaPayload::parse);
+                let saved = match &file {
+                    Some(f) => Some(
+                        crate::media::save(&client, f, &save_dir)
+                            .await
+                            .with_context(|| format!("saving the file of {}", s.status_id))?,
+                    ),
+                    None => None,
+                };
                 if json {
                     println!(
                         "{}",
@@ -43,10 +63,26 @@ pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
                             "statusId": s.status_id, "userId": s.user_id, "text": s.text,
                             "attachments": s.attachments, "postedAt": s.posted_at,
                             "expiresAt": s.expires_at,
+                            "caption": file.as_ref().and_then(|f| f.caption.clone()),
+                            "savedTo": saved.as_ref().map(|p| p.display().to_string()),
                         })
                     );
                 } else {
-                    let text = s.text.as_deref().unwrap_or("(cannot decrypt: no key)");
+                    let text = match (&file, &saved) {
+                        (Some(f), Some(p)) => format!(
+                            "{} saved to {}{}",
+                            f.file_name.as_deref().unwrap_or("file"),
+                            p.display(),
+                            f.caption
+                                .as_deref()
+                                .map(|c| format!(" — {c}"))
+                                .unwrap_or_default()
+                        ),
+                        _ => s
+                            .text
+                            .clone()
+                            .unwrap_or_else(|| "(cannot decrypt: no key)".into()),
+                    };
                     println!("[{}] {}: {text}", s.posted_at, ctx.who(&s.user_id));
                     println!("    {}  until {}", s.status_id, s.expires_at);
                 }
