@@ -825,6 +825,21 @@ pub async fn media_service() -> Result<(), Error> {
     let op = required("COURIER_OPERATION")?;
     let sdk = config::sdk_config().await;
     let dynamo = config::dynamodb(&sdk);
+    // getMediaDownload: media on a live status is for those who may see the status.
+    let statuses = if op == "getMediaDownload" {
+        Some(media::StatusLookup {
+            statuses: leak(DynamoStatuses::new(
+                dynamo.clone(),
+                required("STATUS_TABLE")?,
+            )),
+            settings: leak(DynamoSettings::new(
+                dynamo.clone(),
+                required("USERS_TABLE")?,
+            )),
+        })
+    } else {
+        None
+    };
     let deps = leak(media::Deps {
         media: leak(media_store(&dynamo)?),
         objects: leak(media_objects(&sdk)?),
@@ -833,17 +848,7 @@ pub async fn media_service() -> Result<(), Error> {
             dynamo.clone(),
             std::env::var("SESSIONS_TABLE").unwrap_or_default(),
         )),
-        // getMediaDownload: media on a live status is for those who may see the status.
-        statuses: (op == "getMediaDownload").then(|| media::StatusLookup {
-            statuses: leak(DynamoStatuses::new(
-                dynamo.clone(),
-                std::env::var("STATUS_TABLE").unwrap_or_default(),
-            )),
-            settings: leak(DynamoSettings::new(
-                dynamo.clone(),
-                std::env::var("USERS_TABLE").unwrap_or_default(),
-            )),
-        }),
+        statuses,
         clock: &SystemClock,
     });
     match op.as_str() {
