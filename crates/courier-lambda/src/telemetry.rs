@@ -277,10 +277,9 @@ pub fn business_lines(operation: &str, recorded: &[Recorded], timestamp_ms: u64)
                     "Metrics": [{"Name": r.name, "Unit": r.unit.as_str()}],
                 }],
             });
-            let mut out = serde_json::Map::new();
-            out.insert("_aws".into(), aws);
-            out.extend(doc);
-            serde_json::Value::Object(out).to_string()
+            // `_aws` first, as in AWS's examples (a plain map would sort it last).
+            let rest = serde_json::Value::Object(doc).to_string();
+            format!("{{\"_aws\":{aws},{}", &rest[1..])
         })
         .collect()
 }
