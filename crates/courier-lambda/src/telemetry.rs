@@ -264,7 +264,12 @@ pub fn business_lines(operation: &str, recorded: &[Recorded], timestamp_ms: u64)
                 doc.insert((*dim).into(), label.as_str().into());
             }
             let value = if r.unit == Unit::Count {
-                serde_json::json!(values.iter().sum::<f64>())
+                let sum = values.iter().sum::<f64>();
+                if sum.fract() == 0.0 && sum >= 0.0 && sum < u64::MAX as f64 {
+                    serde_json::json!(sum as u64)
+                } else {
+                    serde_json::json!(sum)
+                }
             } else {
                 serde_json::json!(values)
             };
@@ -353,7 +358,10 @@ mod tests {
             json!([["Operation", "Kind"]])
         );
         assert_eq!(v[0]["Kind"], "direct");
-        assert_eq!(v[0]["MessagesSent"], 2.0);
+        assert_eq!(v[0]["MessagesSent"], 2);
+        assert!(
+            lines[0].ends_with(r#""Kind":"direct","MessagesSent":2,"Operation":"sendMessage"}"#)
+        );
         assert_eq!(v[1]["FanOutSize"], json!([3.0, 5.0]));
         assert_eq!(
             v[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
@@ -364,7 +372,7 @@ mod tests {
             json!([["Operation"]])
         );
         assert_eq!(v[2]["Kind"], "group");
-        assert_eq!(v[2]["MessagesSent"], 1.0);
+        assert_eq!(v[2]["MessagesSent"], 1);
     }
 
     #[tokio::test]
