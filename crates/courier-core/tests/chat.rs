@@ -944,3 +944,26 @@ mod settings {
         groups::initiate(&gdeps, &bob, p).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn send_says_whether_the_message_is_new_and_its_kind() {
+    let (w, a, b, _) = World::new().await;
+    let s = w.open(&who(&a, "d_0"), &b).await;
+    let p = || -> SendMessageParams {
+        serde_json::from_value(
+            json!({"sessionId": s, "clientMsgId": "c-1", "type": "text", "payload": "aGk="}),
+        )
+        .unwrap()
+    };
+    let first = send_message::send(&w.send_deps(), &who(&a, "d_0"), p())
+        .await
+        .unwrap();
+    assert!(first.new);
+    assert_eq!(first.kind, "direct");
+    // A retry with the same clientMsgId stores nothing new and answers the same.
+    let again = send_message::send(&w.send_deps(), &who(&a, "d_0"), p())
+        .await
+        .unwrap();
+    assert!(!again.new);
+    assert_eq!(again.reply, first.reply);
+}

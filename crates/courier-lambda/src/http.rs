@@ -1,6 +1,6 @@
 //! HTTP API handlers (payload format 2.0 through `lambda_http`).
 
-use crate::log_error;
+use crate::{log_error, telemetry};
 use courier_core::ApiError;
 use courier_core::protocol::DeviceInfo;
 use courier_core::protocol::{
@@ -44,7 +44,12 @@ pub async fn register_account(deps: &register_account::Deps<'_>, req: Request) -
     }
     .await;
     match result {
-        Ok(reply) => json(202, &reply),
+        Ok(reply) => {
+            // The code went out by SMS: one registration started, one SMS sent.
+            telemetry::count("RegistrationsStarted", 1);
+            telemetry::count("SmsSent", 1);
+            json(202, &reply)
+        }
         Err(e) => error_response("registerAccount", &e),
     }
 }
@@ -57,7 +62,10 @@ pub async fn validate_account(deps: &validate_account::Deps<'_>, req: Request) -
     }
     .await;
     match result {
-        Ok(creds) => json(200, &creds),
+        Ok(creds) => {
+            telemetry::count("RegistrationsCompleted", 1);
+            json(200, &creds)
+        }
         Err(e) => error_response("validateAccount", &e),
     }
 }

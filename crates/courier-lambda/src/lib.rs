@@ -22,8 +22,10 @@ pub mod ws;
 
 use courier_core::{ApiError, ErrorCode};
 
-/// Logs an error with its cause chain when it is the server's fault.
+/// Logs an error with its cause chain when it is the server's fault, and counts it (`Errors` by
+/// `Code`).
 pub(crate) fn log_error(operation: &str, e: &ApiError) {
+    telemetry::count_by("Errors", "Code", e.code.as_str(), 1);
     if e.code == ErrorCode::Internal {
         let mut causes = Vec::new();
         let mut source = std::error::Error::source(e);

@@ -25,7 +25,10 @@ pub async fn connect(
     }
     .await;
     match result {
-        Ok(()) => respond(200, None),
+        Ok(()) => {
+            crate::telemetry::count("ConnectionsOpened", 1);
+            respond(200, None)
+        }
         Err(e) => {
             log_error("connect", &e);
             respond(i64::from(e.code.http_status()), None)
@@ -45,7 +48,10 @@ pub async fn disconnect(
         return respond(400, None);
     };
     match connections::disconnect(store, last_seen, clock, &ConnectionId::new(id)).await {
-        Ok(()) => respond(200, None),
+        Ok(()) => {
+            crate::telemetry::count("ConnectionsClosed", 1);
+            respond(200, None)
+        }
         Err(e) => {
             log_error("disconnect", &e);
             respond(500, None)

@@ -431,7 +431,12 @@ pub async fn messages() -> Result<(), Error> {
             });
             ws_action(move |event| async move {
                 routes::action("sendMessage", &event, |who, p| async move {
-                    send_message::send_message(deps, &who, p).await
+                    let sent = send_message::send(deps, &who, p).await?;
+                    if sent.new {
+                        // A retry of an already stored clientMsgId is not a new message.
+                        crate::telemetry::count_by("MessagesSent", "Kind", sent.kind, 1);
+                    }
+                    Ok(sent.reply)
                 })
                 .await
             })
@@ -471,9 +476,19 @@ pub async fn messages() -> Result<(), Error> {
                 clock: &SystemClock,
             });
             ws_action(move |event| async move {
-                routes::action("ackMessages", &event, |who, p| async move {
-                    receipts::ack_messages(deps, &who, p).await
-                })
+                routes::action(
+                    "ackMessages",
+                    &event,
+                    |who, p: courier_core::protocol::AckMessagesParams| async move {
+                        let metric = match p.status {
+                            courier_core::chat::Receipt::Read => "MessagesRead",
+                            _ => "MessagesDelivered",
+                        };
+                        let reply = receipts::ack_messages(deps, &who, p).await?;
+                        crate::telemetry::count(metric, 1);
+                        Ok(reply)
+                    },
+                )
                 .await
             })
             .await
@@ -788,13 +803,24 @@ pub async fn status() -> Result<(), Error> {
         };
     }
     match op.as_str() {
-        "postStatus" => serve!("postStatus", status::post_status),
+        "postStatus" => serve!("postStatus", post_status_counted),
         "removeStatus" => serve!("removeStatus", status::remove_status),
         "viewStatus" => serve!("viewStatus", status::view_status),
         "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
         "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
         other => Err(unknown("status", other)),
     }
+}
+
+/// `postStatus`, counted as `MessagesSent` of kind `status`.
+async fn post_status_counted(
+    deps: &courier_core::usecases::status::Deps<'_>,
+    who: &courier_core::ports::DeviceCredential,
+    p: courier_core::protocol::PostStatusParams,
+) -> Result<serde_json::Value, courier_core::ApiError> {
+    let reply = courier_core::usecases::status::post_status(deps, who, p).await?;
+    crate::telemetry::count_by("MessagesSent", "Kind", "status", 1);
+    Ok(reply)
 }
 
 fn media_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoMedia, Error> {

@@ -4,9 +4,27 @@ use aws_lambda_events::event::dynamodb::Event;
 use courier_core::chat::Message;
 use courier_core::ports::SessionStore;
 use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::deliver::DeliveryReport;
 use courier_core::usecases::fan_out::fan_out_session;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
+
+/// Per delivered message: `FanOutSize` (frames posted plus pushes sent); per session of a batch:
+/// `FanOutDurationMs`; in all: `PushesSent`.
+fn record_fan_out(reports: &[DeliveryReport], took: std::time::Duration) {
+    use crate::telemetry::{Unit, count, observe};
+    for r in reports {
+        observe("FanOutSize", Unit::None, (r.posted + r.pushed) as f64);
+        if r.pushed > 0 {
+            count("PushesSent", r.pushed as u64);
+        }
+    }
+    observe(
+        "FanOutDurationMs",
+        Unit::Milliseconds,
+        took.as_secs_f64() * 1000.0,
+    );
+}
 
 /// Sessions of one batch fanned out at once (each session's messages stay in order).
 pub const MAX_CONCURRENT_SESSIONS: usize = 16;
@@ -43,8 +61,12 @@ pub async fn handle(sessions: &dyn SessionStore, deliver: &Deliverer<'_>, event:
     let failures: Vec<(usize, String)> = stream::iter(groups)
         .map(|group| async move {
             let messages: Vec<Message> = group.iter().map(|(_, _, m)| m.clone()).collect();
+            let started = std::time::Instant::now();
             match fan_out_session(sessions, deliver, &messages).await {
-                Ok(_) => None,
+                Ok(reports) => {
+                    record_fan_out(&reports, started.elapsed());
+                    None
+                }
                 Err((at, e)) => {
                     let (pos, id, m) = &group[at];
                     tracing::warn!(error = %e, session_id = %m.session_id, seq = m.seq,

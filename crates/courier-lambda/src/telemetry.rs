@@ -12,6 +12,7 @@ use std::io::Write;
 
 /// Installs the JSON subscriber (filter from `RUST_LOG`, default `info`). Safe to call twice.
 pub fn init() {
+    let _ = started();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -122,6 +123,8 @@ pub fn emf_line(operation: &str, totals: &Totals, timestamp_ms: u64) -> String {
 /// (or at cold start) is charged to this one.
 pub async fn metered<F: Future>(operation: &str, handler: F) -> F::Output {
     capacity::take();
+    take_recorded();
+    cold_start();
     let out = handler.await;
     let totals = capacity::take();
     let now_ms = std::time::SystemTime::now()
@@ -129,9 +132,161 @@ pub async fn metered<F: Future>(operation: &str, handler: F) -> F::Output {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut line = emf_line(operation, &totals, now_ms);
     line.push('\n');
+    for business in business_lines(operation, &take_recorded(), now_ms) {
+        line.push_str(&business);
+        line.push('\n');
+    }
     // One write of the whole line, so it is not interleaved with the JSON log lines.
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
     out
+}
+
+/// The unit of a business metric, as CloudWatch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    /// Things that happened; values of one invocation are summed.
+    Count,
+    /// A duration; every value is kept (EMF value array).
+    Milliseconds,
+    /// A size or other plain number; every value is kept (EMF value array).
+    None,
+}
+
+impl Unit {
+    /// CloudWatch's name of the unit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+/// One business measurement, waiting for the end of its invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Metric name, e.g. `MessagesSent`.
+    pub name: &'static str,
+    /// Its unit.
+    pub unit: Unit,
+    /// An extra dimension besides `Operation` (name, value), e.g. `("Kind", "direct")`.
+    pub dimension: Option<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+static RECORDED: std::sync::Mutex<Vec<Recorded>> = std::sync::Mutex::new(Vec::new());
+
+fn push(r: Recorded) {
+    RECORDED.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+}
+
+/// Adds `value` to the counter `name` of this invocation (emitted by [`metered`]).
+pub fn count(name: &'static str, value: u64) {
+    push(Recorded {
+        name,
+        unit: Unit::Count,
+        dimension: None,
+        value: value as f64,
+    });
+}
+
+/// Adds `value` to the counter `name` with one extra dimension, e.g.
+/// `count_by("MessagesSent", "Kind", "direct", 1)`. Dimension values must be low-cardinality
+/// labels, never ids, payloads, codes or keys.
+pub fn count_by(name: &'static str, dimension: &'static str, label: &str, value: u64) {
+    push(Recorded {
+        name,
+        unit: Unit::Count,
+        dimension: Some((dimension, label.to_owned())),
+        value: value as f64,
+    });
+}
+
+/// Records one observation of a distribution (a duration or a size).
+pub fn observe(name: &'static str, unit: Unit, value: f64) {
+    push(Recorded {
+        name,
+        unit,
+        dimension: None,
+        value,
+    });
+}
+
+/// Takes what this invocation recorded so far.
+pub fn take_recorded() -> Vec<Recorded> {
+    std::mem::take(&mut *RECORDED.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// When this process started (first call: [`init`], at cold start).
+fn started() -> std::time::Instant {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
+/// On the first invocation of the process, records `ColdStart` and `InitDurationMs` (from
+/// [`init`] to this first invocation).
+fn cold_start() {
+    static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    if FIRST.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        count("ColdStart", 1);
+        observe(
+            "InitDurationMs",
+            Unit::Milliseconds,
+            started().elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+}
+
+/// The EMF lines (without newlines) for business measurements: one line per metric and
+/// dimension value, counts summed, other units as a value array.
+pub fn business_lines(operation: &str, recorded: &[Recorded], timestamp_ms: u64) -> Vec<String> {
+    // (name, unit, dimension) in first-seen order, with their values.
+    let mut groups: Vec<(&Recorded, Vec<f64>)> = Vec::new();
+    for r in recorded {
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.name == r.name && g.unit == r.unit && g.dimension == r.dimension)
+        {
+            Some((_, values)) => values.push(r.value),
+            None => groups.push((r, vec![r.value])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(r, values)| {
+            let mut dims = vec!["Operation"];
+            let mut doc = serde_json::Map::new();
+            doc.insert("Operation".into(), operation.into());
+            if let Some((dim, label)) = &r.dimension {
+                dims.push(dim);
+                doc.insert((*dim).into(), label.as_str().into());
+            }
+            let value = if r.unit == Unit::Count {
+                let sum = values.iter().sum::<f64>();
+                if sum.fract() == 0.0 && sum >= 0.0 && sum < u64::MAX as f64 {
+                    serde_json::json!(sum as u64)
+                } else {
+                    serde_json::json!(sum)
+                }
+            } else {
+                serde_json::json!(values)
+            };
+            doc.insert(r.name.into(), value);
+            let aws = serde_json::json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": "Courier",
+                    "Dimensions": [dims],
+                    "Metrics": [{"Name": r.name, "Unit": r.unit.as_str()}],
+                }],
+            });
+            // `_aws` first, as in AWS's examples (a plain map would sort it last).
+            let rest = serde_json::Value::Object(doc).to_string();
+            format!("{{\"_aws\":{aws},{}", &rest[1..])
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -167,6 +322,57 @@ mod tests {
         for name in METRICS {
             assert!(v[name].is_number(), "{name}");
         }
+    }
+
+    #[test]
+    fn business_lines_sum_counts_and_keep_observations() {
+        // Built by hand: the process-wide recorder is shared with the other tests.
+        let sent = |kind: &str| Recorded {
+            name: "MessagesSent",
+            unit: Unit::Count,
+            dimension: Some(("Kind", kind.to_owned())),
+            value: 1.0,
+        };
+        let size = |value| Recorded {
+            name: "FanOutSize",
+            unit: Unit::None,
+            dimension: None,
+            value,
+        };
+        let recorded = [
+            sent("direct"),
+            size(3.0),
+            sent("group"),
+            sent("direct"),
+            size(5.0),
+        ];
+        let lines = business_lines("sendMessage", &recorded, 7);
+        assert_eq!(lines.len(), 3);
+        let v: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines[0].starts_with(r#"{"_aws":"#));
+        assert_eq!(
+            v[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Operation", "Kind"]])
+        );
+        assert_eq!(v[0]["Kind"], "direct");
+        assert_eq!(v[0]["MessagesSent"], 2);
+        assert!(
+            lines[0].ends_with(r#""Kind":"direct","MessagesSent":2,"Operation":"sendMessage"}"#)
+        );
+        assert_eq!(v[1]["FanOutSize"], json!([3.0, 5.0]));
+        assert_eq!(
+            v[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "None"
+        );
+        assert_eq!(
+            v[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Operation"]])
+        );
+        assert_eq!(v[2]["Kind"], "group");
+        assert_eq!(v[2]["MessagesSent"], 1);
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
-//! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}` and the fault
-//! switch `/_local/faults` (see [`crate::websocket::Faults`]).
+//! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
+//! switch `/_local/faults` (see [`crate::websocket::Faults`]) and `/_local/metrics` (Prometheus
+//! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct HttpApi {
     pub api_id: String,
     /// The fault switch shared with the management API.
     pub faults: Faults,
+    /// The functions' metrics, served at `/_local/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -53,6 +56,7 @@ pub fn router(api: Arc<HttpApi>) -> Router {
             post(faults_kill_after_posts),
         )
         .route("/_local/faults/management", post(faults_management))
+        .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
         .fallback(gateway)
         .with_state(api)
 }
@@ -91,6 +95,22 @@ async fn faults_clear(State(api): State<Arc<HttpApi>>) -> Response {
     api.faults.clear();
     tracing::info!("fault injection: cleared");
     axum::Json(api.faults.describe()).into_response()
+}
+
+async fn metrics_get(State(api): State<Arc<HttpApi>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.metrics.prometheus(),
+    )
+        .into_response()
+}
+
+async fn metrics_reset(State(api): State<Arc<HttpApi>>) -> Response {
+    api.metrics.reset();
+    axum::Json(json!({"ok": true})).into_response()
 }
 
 fn json_body(body: &[u8]) -> Result<J, String> {

@@ -16,6 +16,7 @@
 //! - [`websocket`]: the WebSocket API, the `@connections` management API and the fault switch.
 //! - [`streams`]: DynamoDB Streams event source mappings, polled and retried as Lambda does.
 //! - [`outbox`]: SMS and push publishes, read back from moto.
+//! - [`metrics`]: the functions' EMF lines, aggregated and served at `/_local/metrics`.
 //!
 //! Error policy: start-up problems (a template that does not resolve, an emulator that does not
 //! come up, a resource that cannot be created) are `anyhow` errors with the context that names
@@ -34,6 +35,7 @@
 
 pub mod emulators;
 pub mod http_api;
+pub mod metrics;
 pub mod outbox;
 pub mod provision;
 pub mod runtime;
@@ -117,6 +119,7 @@ pub struct LocalCloud {
     servers: Vec<tokio::task::JoinHandle<()>>,
     emulators: Emulators,
     children: Arc<ChildRegistry>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl LocalCloud {
@@ -138,6 +141,11 @@ impl LocalCloud {
     /// Where DynamoDB, S3 and SNS are.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// What the functions' EMF lines added up to so far (also `GET /_local/metrics`).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
     }
 
     /// Counters of one function's pool, by logical id.
@@ -266,12 +274,14 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     ] {
         base_env.insert(k.to_string(), v);
     }
+    let metrics = Arc::new(metrics::Metrics::new());
     let settings = Arc::new(RuntimeSettings {
         bin_dir: config.bin_dir.clone(),
         log_dir: config.state_dir.join("logs"),
         max_concurrency: config.max_concurrency,
         base_env,
         region: aws.region.clone(),
+        metrics: metrics.clone(),
     });
     for f in app.functions.values() {
         let path = config.bin_dir.join(&f.binary);
@@ -298,6 +308,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         outbox,
         api_id: "localhttp".into(),
         faults: faults.clone(),
+        metrics: metrics.clone(),
     });
     let mut servers = Vec::new();
     servers.push(serve(
@@ -360,6 +371,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         servers,
         emulators,
         children,
+        metrics,
     };
     if let Some(path) = &config.ready_file {
         let ready = serde_json::json!({

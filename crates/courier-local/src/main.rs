@@ -131,6 +131,7 @@ async fn main() -> Result<()> {
     println!("Manage    {}/@connections/{{id}}", cloud.management_url());
     println!("SMS       {http}/_local/outbox/sms");
     println!("Push      {http}/_local/outbox/push");
+    println!("Metrics   {http}/_local/metrics");
     println!("DynamoDB  {}", cloud.endpoints().dynamodb);
     if let Some(moto) = &cloud.endpoints().moto {
         println!("moto      {moto}");

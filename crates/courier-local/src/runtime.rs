@@ -66,6 +66,8 @@ pub struct RuntimeSettings {
     pub base_env: BTreeMap<String, String>,
     /// Region for ARNs and `AWS_REGION`.
     pub region: String,
+    /// Where the functions' EMF lines are aggregated (`/_local/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Pids of every child process the local cloud started, so shutdown can kill them all.
@@ -128,6 +130,7 @@ pub struct LogSink {
     name: String,
     echo: bool,
     file: Option<Mutex<std::fs::File>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl LogSink {
@@ -156,12 +159,22 @@ impl LogSink {
             name: name.to_string(),
             echo,
             file,
+            metrics: None,
         }
+    }
+
+    /// Also adds every EMF line to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn line(&self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim_end_matches(['\n', '\r']);
+        if let Some(m) = &self.metrics {
+            m.ingest_line(text);
+        }
         if self.echo {
             eprintln!("[{}] {}", self.name, text);
         }
@@ -281,7 +294,10 @@ impl FunctionPool {
         children: Arc<ChildRegistry>,
         shutdown: CancellationToken,
     ) -> Self {
-        let log = Arc::new(LogSink::new(&spec.logical_id, &settings.log_dir));
+        let log = Arc::new(
+            LogSink::new(&spec.logical_id, &settings.log_dir)
+                .with_metrics(settings.metrics.clone()),
+        );
         Self {
             permits: Semaphore::new(settings.max_concurrency.max(1)),
             spec,

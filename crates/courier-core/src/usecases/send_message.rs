@@ -64,13 +64,40 @@ pub async fn require_member(
 }
 
 /// Stores a message and returns its id, sequence number and time.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
 pub async fn send_message(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: SendMessageParams,
 ) -> Result<Value, ApiError> {
+    send(deps, who, p).await.map(|sent| sent.reply)
+}
+
+/// What [`send`] did, for metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The reply: `{msgId, seq, sentAt}`.
+    pub reply: Value,
+    /// False when the `clientMsgId` was already used (a retry): nothing new was stored.
+    pub new: bool,
+    /// `"media"` with attachments, else `"direct"` or `"group"` by session.
+    pub kind: &'static str,
+}
+
+/// [`send_message`], also saying whether the message is new and what kind it is.
+#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+pub async fn send(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+    p: SendMessageParams,
+) -> Result<Sent, ApiError> {
     let session = parse_session(&p.session_id)?;
+    let kind = if !p.attachments.is_empty() {
+        "media"
+    } else if session.is_direct() {
+        "direct"
+    } else {
+        "group"
+    };
     let cmid = p.client_msg_id.trim();
     if cmid.is_empty() || cmid.chars().count() > MAX_CLIENT_MSG_ID_CHARS || cmid.contains('#') {
         return Err(ApiError::bad_request(format!(
@@ -112,20 +139,24 @@ pub async fn send_message(
         payload: p.payload,
         attachments: p.attachments,
     };
-    let (msg_id, seq, sent_at) = match deps
+    let (msg_id, seq, sent_at, new) = match deps
         .messages
         .append(&session, &draft, deps.clock.now())
         .await?
     {
-        Appended::New(m) => (m.msg_id, m.seq, m.sent_at),
+        Appended::New(m) => (m.msg_id, m.seq, m.sent_at, true),
         Appended::Duplicate {
             msg_id,
             seq,
             sent_at,
         } => {
             tracing::info!("duplicate clientMsgId: returning the first result");
-            (msg_id, seq, sent_at)
+            (msg_id, seq, sent_at, false)
         }
     };
-    Ok(json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }))
+    Ok(Sent {
+        reply: json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
+        new,
+        kind,
+    })
 }

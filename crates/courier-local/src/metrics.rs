@@ -1,0 +1,245 @@
+//! The functions' CloudWatch Embedded Metric Format lines, aggregated in memory and served as
+//! Prometheus text at `GET /_local/metrics`, so a developer sees locally what an operator sees in
+//! CloudWatch.
+//!
+//! Every metric of every EMF line a function prints is added to one series per metric name and
+//! dimension values (labels are the dimension names in snake case). A `Count` metric becomes a
+//! counter `courier_<name>_total` (the sum of its values); any other unit becomes a summary
+//! `courier_<name>_sum` / `courier_<name>_count` (one observation per value).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// One series: the total and how many values made it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Series {
+    sum: f64,
+    count: u64,
+}
+
+/// (metric name, labels sorted by name) -> series; with each metric's unit.
+#[derive(Debug, Default)]
+struct State {
+    series: BTreeMap<(String, Vec<(String, String)>), Series>,
+    units: BTreeMap<String, String>,
+}
+
+/// The in-memory aggregate of every EMF line the local cloud's functions printed.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+impl Metrics {
+    /// An empty aggregate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the metrics of `line` if it is an EMF document; other lines are ignored. Returns
+    /// whether it was one.
+    pub fn ingest_line(&self, line: &str) -> bool {
+        let line = line.trim();
+        if !line.starts_with('{') || !line.contains("\"_aws\"") {
+            return false;
+        }
+        let Ok(doc) = serde_json::from_str::<Value>(line) else {
+            return false;
+        };
+        let Some(directives) = doc
+            .get("_aws")
+            .and_then(|a| a.get("CloudWatchMetrics"))
+            .and_then(Value::as_array)
+        else {
+            return false;
+        };
+        let mut state = self.state.lock().unwrap();
+        for directive in directives {
+            // The first dimension set names the series (Courier declares exactly one).
+            let mut labels: Vec<(String, String)> = directive
+                .get("Dimensions")
+                .and_then(|d| d.get(0))
+                .and_then(Value::as_array)
+                .map(|dims| {
+                    dims.iter()
+                        .filter_map(Value::as_str)
+                        .map(|d| {
+                            let v = doc.get(d).and_then(Value::as_str).unwrap_or_default();
+                            (snake(d), v.to_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            labels.sort();
+            let metrics = directive.get("Metrics").and_then(Value::as_array);
+            for m in metrics.into_iter().flatten() {
+                let Some(name) = m.get("Name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let unit = m.get("Unit").and_then(Value::as_str).unwrap_or("None");
+                let values: Vec<f64> = match doc.get(name) {
+                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_f64).collect(),
+                    Some(v) => v.as_f64().into_iter().collect(),
+                    None => Vec::new(),
+                };
+                if values.is_empty() {
+                    continue;
+                }
+                state
+                    .units
+                    .entry(name.to_owned())
+                    .or_insert_with(|| unit.to_owned());
+                let s = state
+                    .series
+                    .entry((name.to_owned(), labels.clone()))
+                    .or_default();
+                for v in values {
+                    s.sum += v;
+                    s.count += 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// The sum of a metric over every series whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let state = self.state.lock().unwrap();
+        state
+            .series
+            .iter()
+            .filter(|((n, l), _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, s)| s.sum)
+            .sum()
+    }
+
+    /// Forgets everything.
+    pub fn reset(&self) {
+        *self.state.lock().unwrap() = State::default();
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of every series.
+    pub fn prometheus(&self) -> String {
+        let state = self.state.lock().unwrap();
+        let mut out = String::new();
+        let mut last = None;
+        for ((name, labels), s) in &state.series {
+            let unit = state.units.get(name).map_or("None", String::as_str);
+            let family = format!("courier_{}", snake(name));
+            let counter = unit == "Count";
+            if last != Some(name) {
+                let kind = if counter { "counter" } else { "summary" };
+                let _ = writeln!(
+                    out,
+                    "# HELP {family} {name} ({unit}), from the functions' EMF lines."
+                );
+                let _ = writeln!(out, "# TYPE {family} {kind}");
+                last = Some(name);
+            }
+            let labels = render_labels(labels);
+            if counter {
+                let _ = writeln!(out, "{family}_total{labels} {}", number(s.sum));
+            } else {
+                let _ = writeln!(out, "{family}_sum{labels} {}", number(s.sum));
+                let _ = writeln!(out, "{family}_count{labels} {}", s.count);
+            }
+        }
+        out
+    }
+}
+
+fn render_labels(labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `MessagesSent` -> `messages_sent`, `DynamoDBCalls` -> `dynamo_db_calls`,
+/// `FanOutDurationMs` -> `fan_out_duration_ms`.
+pub fn snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if prev.is_ascii_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_ascii_uppercase() && next_lower)
+            {
+                out.push('_');
+            }
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push('_');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENT: &str = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"Courier","Dimensions":[["Operation","Kind"]],"Metrics":[{"Name":"MessagesSent","Unit":"Count"}]}]},"Operation":"sendMessage","Kind":"direct","MessagesSent":2}"#;
+    const SIZE: &str = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"Courier","Dimensions":[["Operation"]],"Metrics":[{"Name":"FanOutSize","Unit":"None"}]}]},"Operation":"fanOut","FanOutSize":[3,5]}"#;
+
+    #[test]
+    fn names_become_snake_case() {
+        assert_eq!(snake("MessagesSent"), "messages_sent");
+        assert_eq!(snake("DynamoDBCalls"), "dynamo_db_calls");
+        assert_eq!(snake("FanOutDurationMs"), "fan_out_duration_ms");
+        assert_eq!(snake("Operation"), "operation");
+    }
+
+    #[test]
+    fn counts_are_summed_and_other_units_observed() {
+        let m = Metrics::new();
+        assert!(m.ingest_line(SENT));
+        assert!(m.ingest_line(SENT));
+        assert!(m.ingest_line(SIZE));
+        assert!(!m.ingest_line(r#"{"level":"INFO","fields":{"message":"hi"}}"#));
+        assert!(!m.ingest_line("not json"));
+        assert_eq!(m.sum("MessagesSent", &[("kind", "direct")]), 4.0);
+        assert_eq!(m.sum("MessagesSent", &[("kind", "group")]), 0.0);
+        let text = m.prometheus();
+        assert!(text.contains("# TYPE courier_messages_sent counter\n"));
+        assert!(text.contains(
+            "courier_messages_sent_total{kind=\"direct\",operation=\"sendMessage\"} 4\n"
+        ));
+        assert!(text.contains("# TYPE courier_fan_out_size summary\n"));
+        assert!(text.contains("courier_fan_out_size_sum{operation=\"fanOut\"} 8\n"));
+        assert!(text.contains("courier_fan_out_size_count{operation=\"fanOut\"} 2\n"));
+        m.reset();
+        assert_eq!(m.prometheus(), "");
+    }
+}
