@@ -57,6 +57,7 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         )
         .route("/_local/faults/management", post(faults_management))
         .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
+        .route("/_local/dashboard", get(dashboard_get))
         .fallback(gateway)
         .with_state(api)
 }
@@ -106,6 +107,10 @@ async fn metrics_get(State(api): State<Arc<HttpApi>>) -> Response {
         api.metrics.prometheus(),
     )
         .into_response()
+}
+
+async fn dashboard_get(State(api): State<Arc<HttpApi>>) -> Response {
+    axum::response::Html(crate::dashboard::render(&api.metrics)).into_response()
 }
 
 async fn metrics_reset(State(api): State<Arc<HttpApi>>) -> Response {

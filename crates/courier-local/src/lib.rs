@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+pub mod dashboard;
 pub mod emulators;
 pub mod http_api;
 pub mod metrics;

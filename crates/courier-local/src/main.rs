@@ -132,6 +132,7 @@ async fn main() -> Result<()> {
     println!("SMS       {http}/_local/outbox/sms");
     println!("Push      {http}/_local/outbox/push");
     println!("Metrics   {http}/_local/metrics");
+    println!("Dashboard {http}/_local/dashboard");
     println!("DynamoDB  {}", cloud.endpoints().dynamodb);
     if let Some(moto) = &cloud.endpoints().moto {
         println!("moto      {moto}");

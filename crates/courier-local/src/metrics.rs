@@ -13,18 +13,58 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-/// One series: the total and how many values made it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// How many recent values a series keeps for its percentiles.
+const KEPT_VALUES: usize = 1024;
+
+/// One series: the total, how many values made it, and the last [`KEPT_VALUES`] of them.
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Series {
     sum: f64,
     count: u64,
+    recent: std::collections::VecDeque<f64>,
 }
 
-/// (metric name, labels sorted by name) -> series; with each metric's unit.
+/// (metric name, labels sorted by name) -> series; with each metric's unit, and messages sent
+/// per minute (Unix minute -> count, the last 60 minutes).
 #[derive(Debug, Default)]
 struct State {
     series: BTreeMap<(String, Vec<(String, String)>), Series>,
     units: BTreeMap<String, String>,
+    sent_per_minute: BTreeMap<u64, f64>,
+}
+
+/// One series as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesView {
+    /// Metric name as the functions emit it (`MessagesSent`).
+    pub name: String,
+    /// The metric's unit (`Count`, `Milliseconds`, ...).
+    pub unit: String,
+    /// Dimension labels, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Sum of every value.
+    pub sum: f64,
+    /// Number of values.
+    pub count: u64,
+    /// Median of the kept recent values.
+    pub p50: f64,
+    /// 99th percentile of the kept recent values.
+    pub p99: f64,
+}
+
+/// Nearest-rank percentile of sorted values (0 when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
 }
 
 /// The in-memory aggregate of every EMF line the local cloud's functions printed.
@@ -96,9 +136,19 @@ impl Metrics {
                     .series
                     .entry((name.to_owned(), labels.clone()))
                     .or_default();
+                let total: f64 = values.iter().sum();
                 for v in values {
                     s.sum += v;
                     s.count += 1;
+                    if s.recent.len() == KEPT_VALUES {
+                        s.recent.pop_front();
+                    }
+                    s.recent.push_back(v);
+                }
+                if name == "MessagesSent" {
+                    let now = unix_minute();
+                    *state.sent_per_minute.entry(now).or_default() += total;
+                    state.sent_per_minute.retain(|m, _| m + 60 > now);
                 }
             }
         }
@@ -119,6 +169,41 @@ impl Metrics {
             })
             .map(|(_, s)| s.sum)
             .sum()
+    }
+
+    /// Every series, sorted by metric name then labels, with its percentiles.
+    pub fn series(&self) -> Vec<SeriesView> {
+        let state = self.state.lock().unwrap();
+        state
+            .series
+            .iter()
+            .map(|((name, labels), s)| {
+                let mut sorted: Vec<f64> = s.recent.iter().copied().collect();
+                sorted.sort_by(f64::total_cmp);
+                SeriesView {
+                    name: name.clone(),
+                    unit: state.units.get(name).cloned().unwrap_or_default(),
+                    labels: labels.clone(),
+                    sum: s.sum,
+                    count: s.count,
+                    p50: percentile(&sorted, 50.0),
+                    p99: percentile(&sorted, 99.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Messages sent in each of the last 60 minutes, oldest first (minutes ago, count).
+    pub fn sent_per_minute(&self) -> Vec<(u64, f64)> {
+        let state = self.state.lock().unwrap();
+        let now = unix_minute();
+        (0..60)
+            .rev()
+            .map(|ago| {
+                let m = now.saturating_sub(ago);
+                (ago, state.sent_per_minute.get(&m).copied().unwrap_or(0.0))
+            })
+            .collect()
     }
 
     /// Forgets everything.
@@ -173,7 +258,8 @@ fn render_labels(labels: &[(String, String)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-fn number(v: f64) -> String {
+/// A value as Prometheus and the dashboard print it (integers without a fraction).
+pub fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -239,6 +325,13 @@ mod tests {
         assert!(text.contains("# TYPE courier_fan_out_size summary\n"));
         assert!(text.contains("courier_fan_out_size_sum{operation=\"fanOut\"} 8\n"));
         assert!(text.contains("courier_fan_out_size_count{operation=\"fanOut\"} 2\n"));
+        let size = m
+            .series()
+            .into_iter()
+            .find(|s| s.name == "FanOutSize")
+            .unwrap();
+        assert_eq!((size.count, size.p50, size.p99), (2, 3.0, 5.0));
+        assert_eq!(m.sent_per_minute().last().unwrap(), &(0, 4.0));
         m.reset();
         assert_eq!(m.prometheus(), "");
     }

@@ -1,0 +1,158 @@
+//! `GET /_local/dashboard`: one self-contained HTML page (inline CSS and SVG, no scripts but a
+//! 5-second reload) with the figures of the CloudWatch dashboard in template.yaml, drawn from the
+//! same in-memory aggregate as `/_local/metrics` ([`crate::metrics`]).
+
+use std::fmt::Write as _;
+
+use crate::metrics::{Metrics, SeriesView, number};
+
+/// The panels, in the CloudWatch dashboard's order: (heading, metric names).
+const PANELS: &[(&str, &[&str])] = &[
+    ("Messages sent", &["MessagesSent"]),
+    ("Delivered and read", &["MessagesDelivered", "MessagesRead"]),
+    ("Fan-out", &["FanOutSize", "FanOutDurationMs"]),
+    ("Pushes and SMS", &["PushesSent", "SmsSent"]),
+    (
+        "Registrations",
+        &["RegistrationsStarted", "RegistrationsCompleted"],
+    ),
+    ("Connections", &["ConnectionsOpened", "ConnectionsClosed"]),
+    ("Errors", &["Errors"]),
+    ("Cold starts", &["ColdStart", "InitDurationMs"]),
+];
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn label_text(s: &SeriesView) -> String {
+    let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if l.is_empty() {
+        s.name.clone()
+    } else {
+        format!("{} {}", s.name, l.join(" "))
+    }
+}
+
+/// Horizontal bars, one per (label, value), with the value written beside each bar.
+fn bars(out: &mut String, title: &str, rows: &[(String, f64)]) {
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
+    let h = 22 * rows.len().max(1);
+    let _ = write!(
+        out,
+        r#"<svg viewBox="0 0 400 {h}" width="100%" role="img" aria-label="{}">"#,
+        escape(title)
+    );
+    for (i, (_, v)) in rows.iter().enumerate() {
+        let w = (v / max * 300.0).max(1.0);
+        let y = i * 22;
+        let _ = write!(
+            out,
+            r##"<rect x="0" y="{y}" width="{w:.1}" height="18" fill="#3b82f6"/><text x="{:.1}" y="{}" font-size="12">{}</text>"##,
+            w + 4.0,
+            y + 14,
+            number(*v)
+        );
+    }
+    out.push_str("</svg>");
+}
+
+/// The dashboard page for the current aggregate.
+pub fn render(metrics: &Metrics) -> String {
+    let all = metrics.series();
+    let mut out = String::from(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="5"><title>Courier local dashboard</title><style>body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem}section{margin-bottom:1.5rem}table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #ddd;padding:.2rem .4rem;text-align:left}td.n{text-align:right}</style></head><body><h1>Courier local dashboard</h1><p>The functions' metrics since the local cloud started (or since <code>DELETE /_local/metrics</code>); the page reloads every 5 s. Prometheus text: <a href="/_local/metrics">/_local/metrics</a>.</p>"#,
+    );
+    let per_minute = metrics.sent_per_minute();
+    let total: f64 = per_minute.iter().map(|p| p.1).sum();
+    let max = per_minute.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
+    let _ = write!(
+        out,
+        r#"<section><h2>Messages sent per minute</h2><p>Last 60 minutes: {} messages; this minute: {}.</p><svg viewBox="0 0 600 120" width="100%" role="img" aria-label="Messages sent per minute, last 60 minutes">"#,
+        number(total),
+        number(per_minute.last().map_or(0.0, |p| p.1))
+    );
+    for (i, (ago, v)) in per_minute.iter().enumerate() {
+        let h = v / max * 100.0;
+        let _ = write!(
+            out,
+            r##"<rect x="{}" y="{:.1}" width="8" height="{h:.1}" fill="#3b82f6"><title>{ago} min ago: {}</title></rect>"##,
+            i * 10,
+            110.0 - h,
+            number(*v)
+        );
+    }
+    out.push_str("</svg></section>");
+    for (heading, names) in PANELS {
+        let rows: Vec<&SeriesView> = all
+            .iter()
+            .filter(|s| names.contains(&s.name.as_str()))
+            .collect();
+        let _ = write!(out, "<section><h2>{}</h2>", escape(heading));
+        if rows.is_empty() {
+            out.push_str("<p>No data yet.</p></section>");
+            continue;
+        }
+        let chart: Vec<(String, f64)> = rows
+            .iter()
+            .map(|s| {
+                (
+                    label_text(s),
+                    if s.unit == "Count" {
+                        s.sum
+                    } else {
+                        s.sum / s.count.max(1) as f64
+                    },
+                )
+            })
+            .collect();
+        bars(&mut out, heading, &chart);
+        out.push_str(r#"<table><tr><th scope="col">Series</th><th scope="col">Total</th><th scope="col">Count</th><th scope="col">Mean</th><th scope="col">p50</th><th scope="col">p99</th></tr>"#);
+        for s in rows {
+            let mean = s.sum / s.count.max(1) as f64;
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+                escape(&label_text(s)),
+                number(s.sum),
+                s.count,
+                number((mean * 100.0).round() / 100.0),
+                number(s.p50),
+                number(s.p99)
+            );
+        }
+        out.push_str("</table></section>");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_the_numbers_and_escapes_labels() {
+        let m = Metrics::new();
+        let sent = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"Courier","Dimensions":[["Operation","Kind"]],"Metrics":[{"Name":"MessagesSent","Unit":"Count"}]}]},"Operation":"sendMessage","Kind":"<b>&x","MessagesSent":7}"#;
+        let fan = r#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"Courier","Dimensions":[["Operation"]],"Metrics":[{"Name":"FanOutSize","Unit":"None"}]}]},"Operation":"fanOut","FanOutSize":[2,4,9]}"#;
+        assert!(m.ingest_line(sent));
+        assert!(m.ingest_line(fan));
+        let html = render(&m);
+        assert!(html.contains("<title>Courier local dashboard</title>"));
+        assert!(html.contains(r#"<html lang="en">"#));
+        assert!(html.contains("Last 60 minutes: 7 messages"));
+        assert!(html.contains(
+            "MessagesSent kind=&lt;b&gt;&amp;x operation=sendMessage</td><td class=\"n\">7</td>"
+        ));
+        assert!(!html.contains("<b>&x"));
+        // FanOutSize: total 15, 3 values, mean 5, p50 4, p99 9.
+        assert!(html.contains(r#"FanOutSize operation=fanOut</td><td class="n">15</td><td class="n">3</td><td class="n">5</td><td class="n">4</td><td class="n">9</td>"#));
+        assert!(html.contains("<h2>Errors</h2><p>No data yet.</p>"));
+    }
+}
