@@ -181,6 +181,22 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
     assert_eq!(ops!(sent, &[r#"kind="group""#], 3.0), 3.0, "group messages");
     assert_eq!(ops!(sent, &[r#"kind="media""#], 0.0), 0.0, "no media");
     assert_eq!(ops!(sent, &[r#"kind="status""#], 0.0), 0.0, "no status");
+
+    // The dashboard page shows the same message counts as the Prometheus text.
+    let page = reqwest::get(format!("{}/_local/dashboard", cloud.http_url))
+        .await
+        .expect("dashboard answers");
+    assert_eq!(page.status(), 200);
+    let ctype = page.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/html"), "content type {ctype}");
+    let html = page.text().await.unwrap();
+    let now = scrape(cloud).await;
+    for kind in ["direct", "group"] {
+        let n = total(&now, sent, &[&format!("kind=\"{kind}\"")]);
+        let row =
+            format!("MessagesSent kind={kind} operation=sendMessage</td><td class=\"n\">{n}</td>");
+        assert!(html.contains(&row), "dashboard shows {kind} = {n}");
+    }
     assert_eq!(ops!("courier_messages_delivered_total", &[], 3.0), 3.0);
     assert_eq!(ops!("courier_messages_read_total", &[], 2.0), 2.0);
     assert_eq!(ops!("courier_registrations_started_total", &[], 3.0), 3.0);
