@@ -42,24 +42,32 @@ fn label_text(s: &SeriesView) -> String {
 /// Horizontal bars, one per (label, value), with the value written beside each bar.
 fn bars(out: &mut String, title: &str, rows: &[(String, f64)]) {
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
-    let h = 22 * rows.len().max(1);
+    let h = 34 * rows.len().max(1);
     let _ = write!(
         out,
-        r#"<svg viewBox="0 0 400 {h}" width="100%" role="img" aria-label="{}">"#,
+        r#"<svg viewBox="0 0 400 {h}" width="100%" style="max-width:36rem" role="img" aria-label="{}">"#,
         escape(title)
     );
-    for (i, (_, v)) in rows.iter().enumerate() {
+    for (i, (label, v)) in rows.iter().enumerate() {
         let w = (v / max * 300.0).max(1.0);
-        let y = i * 22;
+        let y = i * 34;
         let _ = write!(
             out,
-            r##"<rect x="0" y="{y}" width="{w:.1}" height="18" fill="#3b82f6"/><text x="{:.1}" y="{}" font-size="12">{}</text>"##,
+            r##"<text x="0" y="{}" font-size="11">{}</text><rect x="0" y="{}" width="{w:.1}" height="14" fill="#3b82f6"/><text x="{:.1}" y="{}" font-size="11">{}</text>"##,
+            y + 11,
+            escape(label),
+            y + 15,
             w + 4.0,
-            y + 14,
-            number(*v)
+            y + 26,
+            round2(*v)
         );
     }
     out.push_str("</svg>");
+}
+
+/// A value with at most two decimals.
+fn round2(v: f64) -> String {
+    number((v * 100.0).round() / 100.0)
 }
 
 /// The dashboard page for the current aggregate.
@@ -73,7 +81,7 @@ pub fn render(metrics: &Metrics) -> String {
     let max = per_minute.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
     let _ = write!(
         out,
-        r#"<section><h2>Messages sent per minute</h2><p>Last 60 minutes: {} messages; this minute: {}.</p><svg viewBox="0 0 600 120" width="100%" role="img" aria-label="Messages sent per minute, last 60 minutes">"#,
+        r#"<section><h2>Messages sent per minute</h2><p>Last 60 minutes: {} messages; this minute: {}.</p><svg viewBox="0 0 600 125" width="100%" role="img" aria-label="Messages sent per minute, last 60 minutes">"#,
         number(total),
         number(per_minute.last().map_or(0.0, |p| p.1))
     );
@@ -87,7 +95,7 @@ pub fn render(metrics: &Metrics) -> String {
             number(*v)
         );
     }
-    out.push_str("</svg></section>");
+    out.push_str(r#"<text x="0" y="122" font-size="10">60 min ago</text><text x="600" y="122" font-size="10" text-anchor="end">now</text></svg></section>"#);
     for (heading, names) in PANELS {
         let rows: Vec<&SeriesView> = all
             .iter()
@@ -119,11 +127,11 @@ pub fn render(metrics: &Metrics) -> String {
                 out,
                 r#"<tr><td>{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
                 escape(&label_text(s)),
-                number(s.sum),
+                round2(s.sum),
                 s.count,
-                number((mean * 100.0).round() / 100.0),
-                number(s.p50),
-                number(s.p99)
+                round2(mean),
+                round2(s.p50),
+                round2(s.p99)
             );
         }
         out.push_str("</table></section>");
