@@ -227,8 +227,121 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
     assert!(total(&now, "courier_init_duration_ms_count", &[]) >= 1.0);
 
     // Closing the three connections: three $disconnect.
+    // Analytics. Three users connected today: each is a daily and a monthly active user once,
+    // however many connections it opens.
+    let day = r#"period="day""#;
+    let month = r#"period="month""#;
+    assert_eq!(ops!("courier_active_users_total", &[day], 3.0), 3.0);
+    assert_eq!(ops!("courier_active_users_total", &[month], 3.0), 3.0);
+    let a2 = connect(cloud, &alice).await;
+    a2.close().await;
+    assert_eq!(ops!("courier_connections_opened_total", &[], 4.0), 4.0);
+    let now = scrape(cloud).await;
+    assert_eq!(
+        total(&now, "courier_active_users_total", &[day])
+            - total(&before, "courier_active_users_total", &[day]),
+        3.0,
+        "a second connection the same day is not a new active user"
+    );
+    // Delivery latency: one observation per delivered ack of someone else's message (Bob's of
+    // the direct chat, Carol's and Alice's of Bob's group message); read acks are not deliveries.
+    assert_eq!(ops!("courier_delivery_latency_ms_count", &[], 3.0), 3.0);
+    let prom = reqwest::get(format!("{}/_local/metrics", cloud.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        prom.contains("courier_delivery_latency_ms{operation=\"ackMessages\",quantile=\"0.5\"}")
+    );
+
+    // The group census runs as EventBridge would run it (a scheduled event to the function's
+    // binary): this test's cloud holds one group, of three.
+    let census = reqwest::Client::new()
+        .post(format!(
+            "{}/_local/invoke/GroupCensusFunction",
+            cloud.http_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(census.status(), 200);
+    assert_eq!(
+        census.json::<Value>().await.unwrap(),
+        json!({ "groups": 1 })
+    );
+    assert_eq!(ops!("courier_groups_counted_total", &[], 1.0), 1.0);
+    assert_eq!(ops!("courier_group_size_sum", &[], 3.0), 3.0);
+    let prom = reqwest::get(format!("{}/_local/metrics", cloud.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(prom.contains("\ncourier_median_group_size 3\n"), "{prom}");
+    let html = reqwest::get(format!("{}/_local/dashboard", cloud.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Median group size: <strong>3</strong> (1 groups in the latest census)"));
+    let unknown = reqwest::Client::new()
+        .post(format!("{}/_local/invoke/NoSuchFunction", cloud.http_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
     for s in [&a, &b, &c] {
         s.close().await;
     }
-    assert_eq!(ops!("courier_connections_closed_total", &[], 3.0), 3.0);
+    assert_eq!(ops!("courier_connections_closed_total", &[], 4.0), 4.0);
+
+    // The functions' logs (every function's output, in the local cloud's log) follow a user by
+    // pseudonym, with the request id, and never hold a user id or a phone number.
+    let log = std::fs::read_to_string(
+        cloud
+            .state_dir
+            .as_ref()
+            .expect("a local cloud")
+            .join("courier-local.log"),
+    )
+    .unwrap();
+    for who in [&alice, &bob, &carol] {
+        assert!(!log.contains(&who.user_id), "the log holds a user id");
+        assert!(!log.contains(&who.device_id), "the log holds a device id");
+        let pseudonym = courier_core::UserId::from_trusted(who.user_id.clone()).pseudonym();
+        let authorized: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("connection authorized") && l.contains(&pseudonym.to_string()))
+            .collect();
+        assert!(
+            !authorized.is_empty(),
+            "the authorizer logs the user's pseudonym"
+        );
+        assert!(
+            authorized.iter().all(|l| l.contains("\"requestId\"")),
+            "{authorized:?}"
+        );
+    }
+    let phones = cloud_phones(&log);
+    assert!(phones.is_empty(), "phone numbers in the log: {phones:?}");
+}
+
+/// Anything in the log that looks like a whole E.164 number (`+` and 8 to 15 digits).
+fn cloud_phones(log: &str) -> Vec<String> {
+    let bytes = log.as_bytes();
+    let mut found = Vec::new();
+    for (i, _) in log.match_indices('+') {
+        let digits = bytes[i + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if (8..=15).contains(&digits) {
+            found.push(log[i..i + 1 + digits].to_owned());
+        }
+    }
+    found
 }

@@ -26,6 +26,11 @@ macro_rules! id_type {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// What logs carry instead of the id: see [`Pseudonym`].
+            pub fn pseudonym(&self) -> Pseudonym {
+                Pseudonym::of(&self.0)
+            }
         }
 
         impl fmt::Display for $name {
@@ -34,6 +39,31 @@ macro_rules! id_type {
             }
         }
     };
+}
+
+/// A user's or device's id as logs carry it: the first 16 hex digits of SHA-256 over a
+/// Courier-specific prefix and the id. The same id always gives the same pseudonym, so one
+/// user's requests can be followed through the logs of every function, but the logs never hold
+/// the id itself (which other stores and the API key directory are keyed by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pseudonym(String);
+
+impl Pseudonym {
+    /// The pseudonym of `id`.
+    pub fn of(id: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"courier-log-pseudonym\0")
+            .chain_update(id.as_bytes())
+            .finalize();
+        Self(hex::encode(&digest[..8]))
+    }
+}
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 id_type!(

@@ -158,6 +158,7 @@ pub struct MemoryConnections(
     Mutex<HashMap<ConnectionId, Connection>>,
     Mutex<BTreeMap<(UserId, DeviceId), String>>,
     Mutex<HashMap<UserId, DateTime<Utc>>>,
+    Mutex<HashMap<UserId, chrono::NaiveDate>>,
 );
 
 #[async_trait]
@@ -378,6 +379,15 @@ impl GroupStore for MemorySessions {
 
     async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError> {
         Ok(self.1.lock().unwrap().get(session).cloned())
+    }
+
+    async fn group_sizes(&self) -> Result<Vec<u32>, PortError> {
+        let groups = self.1.lock().unwrap();
+        let members = self.0.lock().unwrap();
+        Ok(groups
+            .keys()
+            .map(|g| members.keys().filter(|(s, _)| s == g).count() as u32)
+            .collect())
     }
 
     async fn add_member(
@@ -904,6 +914,27 @@ impl DeviceQueueStore for MemoryDeviceQueues {
             .retain(|(u, d, _), _| !(u == user && d == device));
         Ok(())
     }
+}
+
+#[async_trait]
+impl ActivityStore for MemoryConnections {
+    async fn mark_active(
+        &self,
+        user: &UserId,
+        day: chrono::NaiveDate,
+    ) -> Result<FirstActivity, PortError> {
+        let mut days = self.3.lock().unwrap();
+        let before = days.insert(user.clone(), day);
+        Ok(FirstActivity {
+            of_day: before != Some(day),
+            of_month: before.is_none_or(|b| month_of(b) != month_of(day)),
+        })
+    }
+}
+
+/// `YYYY-MM` of a day.
+pub(crate) fn month_of(day: chrono::NaiveDate) -> String {
+    day.format("%Y-%m").to_string()
 }
 
 #[async_trait]

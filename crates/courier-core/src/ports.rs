@@ -252,6 +252,9 @@ pub trait GroupStore: Send + Sync {
     ) -> Result<(), PortError>;
     /// The group's record.
     async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError>;
+    /// The member count of every group (analytics: the group census). Reads the whole store,
+    /// so only a scheduled job calls it.
+    async fn group_sizes(&self) -> Result<Vec<u32>, PortError>;
     /// Adds a member who sees messages after `joined_seq`, unless the group already has `max`.
     async fn add_member(
         &self,
@@ -526,6 +529,28 @@ pub struct LastSeen {
     pub online: bool,
     /// When the user's last device connection closed, if one ever did.
     pub at: Option<DateTime<Utc>>,
+}
+
+/// Whether a mark of activity was a user's first of its day and of its month (UTC): what daily
+/// and monthly active users are counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FirstActivity {
+    /// First activity of the day.
+    pub of_day: bool,
+    /// First activity of the month.
+    pub of_month: bool,
+}
+
+/// Activity markers for the analytics (daily and monthly active users), kept beside presence.
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    /// Marks `user` active on `day` and says whether that is its first activity of the day and
+    /// of the month. Concurrent marks of the same day count it once.
+    async fn mark_active(
+        &self,
+        user: &UserId,
+        day: chrono::NaiveDate,
+    ) -> Result<FirstActivity, PortError>;
 }
 
 /// Last seen, kept beside the presence the connections already maintain.

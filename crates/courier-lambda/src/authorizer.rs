@@ -45,7 +45,7 @@ pub async fn handle(
     let token = event.query_string_parameters.first("token");
     match authorize(credentials, presented_key(header, token)).await {
         Ok(who) => {
-            tracing::info!(user_id = %who.user_id, device_id = %who.device_id, "connection authorized");
+            tracing::info!(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym(), "connection authorized");
             let resource = event.method_arn.clone().unwrap_or_else(|| "*".into());
             Ok(json!({
                 "principalId": who.user_id.as_str(),

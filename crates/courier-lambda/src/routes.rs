@@ -5,28 +5,43 @@ use crate::log_error;
 use crate::ws::{caller, respond};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use courier_core::clock::Clock;
-use courier_core::ports::{ConnectionGateway, ConnectionStore, LastSeenStore};
+use courier_core::ports::{ActivityStore, ConnectionGateway, ConnectionStore, LastSeenStore};
 use courier_core::protocol::{
     DeleteAccountParams, FrameError, RemoveDeviceParams, RequestFrame, reply_err, reply_ok,
 };
-use courier_core::usecases::{connections, delete_account, remove_device};
+use courier_core::usecases::{analytics, connections, delete_account, remove_device};
 use courier_core::{ApiError, ConnectionId, ErrorCode};
 use serde_json::json;
 
-/// `$connect`: record the connection. A non-2xx status makes API Gateway refuse the handshake.
+/// `$connect`: record the connection, and mark its user active today for the analytics (a
+/// failure to mark is logged, never refuses the connection). A non-2xx status makes API Gateway
+/// refuse the handshake.
 pub async fn connect(
     store: &dyn ConnectionStore,
+    activity: &dyn ActivityStore,
     clock: &dyn Clock,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
     let result = async {
         let (who, conn) = caller(event)?;
-        connections::connect(store, clock, conn, &who).await
+        connections::connect(store, clock, conn, &who).await?;
+        Ok::<_, ApiError>(who)
     }
     .await;
     match result {
-        Ok(()) => {
+        Ok(who) => {
             crate::telemetry::count("ConnectionsOpened", 1);
+            match analytics::record_activity(activity, clock, &who.user_id).await {
+                Ok(first) => {
+                    if first.of_day {
+                        crate::telemetry::count_by("ActiveUsers", "Period", "day", 1);
+                    }
+                    if first.of_month {
+                        crate::telemetry::count_by("ActiveUsers", "Period", "month", 1);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "activity not recorded"),
+            }
             respond(200, None)
         }
         Err(e) => {

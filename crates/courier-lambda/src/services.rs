@@ -145,7 +145,7 @@ pub async fn connections() -> Result<(), Error> {
                     Ok::<_, Error>(
                         metered(
                             "connect",
-                            routes::connect(store, &SystemClock, &event.payload),
+                            routes::connect(store, store, &SystemClock, &event.payload),
                         )
                         .await,
                     )
@@ -322,6 +322,28 @@ pub async fn groups_service() -> Result<(), Error> {
     let sdk = config::sdk_config().await;
     let dynamo = config::dynamodb(&sdk);
     let sessions = leak(sessions_store(&dynamo)?);
+    if op == "groupCensus" {
+        // Scheduled (EventBridge): the size of every group, for the median group size.
+        return lambda_runtime::run(service_fn(
+            move |_: LambdaEvent<serde_json::Value>| async move {
+                metered("groupCensus", async {
+                    let sizes = courier_core::usecases::analytics::group_census(sessions).await?;
+                    crate::telemetry::count("GroupsCounted", sizes.len() as u64);
+                    for size in &sizes {
+                        crate::telemetry::observe(
+                            "GroupSize",
+                            crate::telemetry::Unit::None,
+                            f64::from(*size),
+                        );
+                    }
+                    tracing::info!(groups = sizes.len(), "group census");
+                    Ok::<_, Error>(serde_json::json!({ "groups": sizes.len() }))
+                })
+                .await
+            },
+        ))
+        .await;
+    }
     let connections = leak(connection_store(&dynamo)?);
     // Only the users table is read (does a member exist?).
     let accounts = leak(DynamoAccounts::new(
@@ -484,9 +506,16 @@ pub async fn messages() -> Result<(), Error> {
                             courier_core::chat::Receipt::Read => "MessagesRead",
                             _ => "MessagesDelivered",
                         };
-                        let reply = receipts::ack_messages(deps, &who, p).await?;
+                        let acked = receipts::ack_messages_measured(deps, &who, p).await?;
                         crate::telemetry::count(metric, 1);
-                        Ok(reply)
+                        if let Some(latency) = acked.delivery_latency {
+                            crate::telemetry::observe(
+                                "DeliveryLatencyMs",
+                                crate::telemetry::Unit::Milliseconds,
+                                latency.as_secs_f64() * 1000.0,
+                            );
+                        }
+                        Ok(acked.reply)
                     },
                 )
                 .await

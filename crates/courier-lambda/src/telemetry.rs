@@ -239,6 +239,9 @@ fn cold_start() {
     }
 }
 
+/// Values per metric in one EMF document (CloudWatch's limit).
+const MAX_VALUES: usize = 100;
+
 /// The EMF lines (without newlines) for business measurements: one line per metric and
 /// dimension value, counts summed, other units as a value array.
 pub fn business_lines(operation: &str, recorded: &[Recorded], timestamp_ms: u64) -> Vec<String> {
@@ -255,38 +258,51 @@ pub fn business_lines(operation: &str, recorded: &[Recorded], timestamp_ms: u64)
     }
     groups
         .into_iter()
-        .map(|(r, values)| {
-            let mut dims = vec!["Operation"];
-            let mut doc = serde_json::Map::new();
-            doc.insert("Operation".into(), operation.into());
-            if let Some((dim, label)) = &r.dimension {
-                dims.push(dim);
-                doc.insert((*dim).into(), label.as_str().into());
-            }
-            let value = if r.unit == Unit::Count {
-                let sum = values.iter().sum::<f64>();
-                if sum.fract() == 0.0 && sum >= 0.0 && sum < u64::MAX as f64 {
-                    serde_json::json!(sum as u64)
-                } else {
-                    serde_json::json!(sum)
-                }
+        .flat_map(|(r, values)| {
+            // EMF takes at most 100 values per metric in one document.
+            let batches: Vec<Vec<f64>> = if r.unit == Unit::Count {
+                vec![values]
             } else {
-                serde_json::json!(values)
+                values.chunks(MAX_VALUES).map(<[f64]>::to_vec).collect()
             };
-            doc.insert(r.name.into(), value);
-            let aws = serde_json::json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": "Courier",
-                    "Dimensions": [dims],
-                    "Metrics": [{"Name": r.name, "Unit": r.unit.as_str()}],
-                }],
-            });
-            // `_aws` first, as in AWS's examples (a plain map would sort it last).
-            let rest = serde_json::Value::Object(doc).to_string();
-            format!("{{\"_aws\":{aws},{}", &rest[1..])
+            batches
+                .into_iter()
+                .map(move |values| line_of(operation, r, &values, timestamp_ms))
         })
         .collect()
+}
+
+/// One EMF document for `values` of the metric `r`.
+fn line_of(operation: &str, r: &Recorded, values: &[f64], timestamp_ms: u64) -> String {
+    let mut dims = vec!["Operation"];
+    let mut doc = serde_json::Map::new();
+    doc.insert("Operation".into(), operation.into());
+    if let Some((dim, label)) = &r.dimension {
+        dims.push(dim);
+        doc.insert((*dim).into(), label.as_str().into());
+    }
+    let value = if r.unit == Unit::Count {
+        let sum = values.iter().sum::<f64>();
+        if sum.fract() == 0.0 && sum >= 0.0 && sum < u64::MAX as f64 {
+            serde_json::json!(sum as u64)
+        } else {
+            serde_json::json!(sum)
+        }
+    } else {
+        serde_json::json!(values)
+    };
+    doc.insert(r.name.into(), value);
+    let aws = serde_json::json!({
+        "Timestamp": timestamp_ms,
+        "CloudWatchMetrics": [{
+            "Namespace": "Courier",
+            "Dimensions": [dims],
+            "Metrics": [{"Name": r.name, "Unit": r.unit.as_str()}],
+        }],
+    });
+    // `_aws` first, as in AWS's examples (a plain map would sort it last).
+    let rest = serde_json::Value::Object(doc).to_string();
+    format!("{{\"_aws\":{aws},{}", &rest[1..])
 }
 
 #[cfg(test)]
@@ -378,5 +394,42 @@ mod tests {
     #[tokio::test]
     async fn metered_passes_the_output_through() {
         assert_eq!(metered("test", async { 42 }).await, 42);
+    }
+
+    #[test]
+    fn more_than_a_hundred_values_are_split_into_documents_of_at_most_a_hundred() {
+        let recorded: Vec<Recorded> = (0..250)
+            .map(|i| Recorded {
+                name: "GroupSize",
+                unit: Unit::None,
+                dimension: None,
+                value: f64::from(i),
+            })
+            .collect();
+        let lines = business_lines("groupCensus", &recorded, 1);
+        let docs: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let sizes: Vec<usize> = docs
+            .iter()
+            .map(|d| d["GroupSize"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, vec![100, 100, 50]);
+        let all: Vec<f64> = docs
+            .iter()
+            .flat_map(|d| {
+                d["GroupSize"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            all,
+            (0..250).map(f64::from).collect::<Vec<_>>(),
+            "every value, in order"
+        );
     }
 }

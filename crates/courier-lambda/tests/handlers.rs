@@ -6,7 +6,9 @@ use aws_lambda_events::apigw::{
 };
 use courier_core::clock::SystemClock;
 use courier_core::memory::*;
-use courier_core::ports::{ConnectionStore, CredentialStore, LastSeenStore, SettingsStore};
+use courier_core::ports::{
+    ActivityStore, ConnectionStore, CredentialStore, LastSeenStore, SettingsStore,
+};
 use courier_core::usecases::{delete_account, register_account, validate_account};
 use courier_core::{ConnectionId, UserId};
 use courier_lambda::{authorizer, http, routes};
@@ -224,10 +226,23 @@ fn with_caller(
 #[tokio::test]
 async fn connect_and_disconnect_track_the_connection() {
     let p = Ports::default();
-    let resp = routes::connect(&p.connections, &SystemClock, &ws_event("connect.json")).await;
+    let resp = routes::connect(
+        &p.connections,
+        &p.connections,
+        &SystemClock,
+        &ws_event("connect.json"),
+    )
+    .await;
     assert_eq!(resp.status_code, 200);
     assert!(resp.body.is_none());
     let user = UserId::from_trusted("u_test");
+    // The connection marked the user active today: a second mark is not its first of the day.
+    let again = p
+        .connections
+        .mark_active(&user, chrono::Utc::now().date_naive())
+        .await
+        .unwrap();
+    assert!(!again.of_day && !again.of_month);
     let conns = p.connections.for_user(&user).await.unwrap();
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].0.as_str(), "d_test");
@@ -248,7 +263,7 @@ async fn connect_and_disconnect_track_the_connection() {
     let mut bare = ws_event("connect.json");
     bare.request_context.authorizer.fields.clear();
     assert_eq!(
-        routes::connect(&p.connections, &SystemClock, &bare)
+        routes::connect(&p.connections, &p.connections, &SystemClock, &bare)
             .await
             .status_code,
         401

@@ -19,6 +19,9 @@ const PANELS: &[(&str, &[&str])] = &[
     ("Connections", &["ConnectionsOpened", "ConnectionsClosed"]),
     ("Errors", &["Errors"]),
     ("Cold starts", &["ColdStart", "InitDurationMs"]),
+    ("Active users", &["ActiveUsers"]),
+    ("Delivery latency", &["DeliveryLatencyMs"]),
+    ("Group census", &["GroupsCounted", "GroupSize"]),
 ];
 
 /// Escapes text for HTML element content and attribute values.
@@ -65,6 +68,47 @@ fn bars(out: &mut String, title: &str, rows: &[(String, f64)]) {
     out.push_str("</svg>");
 }
 
+/// The analytics section: active users, messages today by kind, median group size and delivery
+/// latency, as the CloudWatch dashboard's analytics row shows them.
+fn analytics(out: &mut String, a: &crate::metrics::Analytics) {
+    let _ = write!(
+        out,
+        r#"<section><h2>Analytics</h2><p>Daily active users ({}): <strong>{}</strong>. Monthly active users ({}): <strong>{}</strong>.</p>"#,
+        escape(&a.today),
+        number(a.daily_active_users),
+        escape(a.today.get(..7).unwrap_or_default()),
+        number(a.monthly_active_users)
+    );
+    let _ = write!(out, "<h3>Messages today by kind</h3>");
+    bars(out, "Messages today by kind", &a.messages_today);
+    match a.median_group_size {
+        Some(m) => {
+            let _ = write!(
+                out,
+                "<p>Median group size: <strong>{}</strong> ({} groups in the latest census).</p>",
+                round2(m),
+                a.groups_counted
+            );
+        }
+        None => out.push_str(
+            "<p>Median group size: no census yet (<code>POST /_local/invoke/GroupCensusFunction</code> runs it).</p>",
+        ),
+    }
+    match a.delivery_latency {
+        Some((n, p50, p90, p99)) => {
+            let _ = write!(
+                out,
+                "<p>Delivery latency over {n} delivered acks: p50 <strong>{} ms</strong>, p90 <strong>{} ms</strong>, p99 <strong>{} ms</strong>.</p>",
+                round2(p50),
+                round2(p90),
+                round2(p99)
+            );
+        }
+        None => out.push_str("<p>Delivery latency: no delivered acks yet.</p>"),
+    }
+    out.push_str("</section>");
+}
+
 /// A value with at most two decimals.
 fn round2(v: f64) -> String {
     number((v * 100.0).round() / 100.0)
@@ -76,6 +120,7 @@ pub fn render(metrics: &Metrics) -> String {
     let mut out = String::from(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta http-equiv="refresh" content="5"><title>Courier local dashboard</title><style>body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem}section{margin-bottom:1.5rem}table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #ddd;padding:.2rem .4rem;text-align:left}td.n{text-align:right}</style></head><body><h1>Courier local dashboard</h1><p>The functions' metrics since the local cloud started (or since <code>DELETE /_local/metrics</code>); the page reloads every 5 s. Prometheus text: <a href="/_local/metrics">/_local/metrics</a>.</p>"#,
     );
+    analytics(&mut out, &metrics.analytics());
     let per_minute = metrics.sent_per_minute();
     let total: f64 = per_minute.iter().map(|p| p.1).sum();
     let max = per_minute.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
@@ -162,5 +207,87 @@ mod tests {
         // FanOutSize: total 15, 3 values, mean 5, p50 4, p99 9.
         assert!(html.contains(r#"FanOutSize operation=fanOut</td><td class="n">15</td><td class="n">3</td><td class="n">5</td><td class="n">4</td><td class="n">9</td>"#));
         assert!(html.contains("<h2>Errors</h2><p>No data yet.</p>"));
+        assert!(html.contains("Median group size: no census yet"));
+    }
+
+    #[test]
+    fn shows_the_analytics_of_today() {
+        let m = Metrics::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let line = |name: &str, unit: &str, dim: Option<(&str, &str)>, value: &str, ts: u128| {
+            let (dims, extra) = match dim {
+                Some((k, v)) => (
+                    format!(r#"["Operation","{k}"]"#),
+                    format!(r#","{k}":"{v}""#),
+                ),
+                None => (r#"["Operation"]"#.to_owned(), String::new()),
+            };
+            format!(
+                r#"{{"_aws":{{"Timestamp":{ts},"CloudWatchMetrics":[{{"Namespace":"Courier","Dimensions":[{dims}],"Metrics":[{{"Name":"{name}","Unit":"{unit}"}}]}}]}},"Operation":"op"{extra},"{name}":{value}}}"#
+            )
+        };
+        let yesterday = now - 86_400_000;
+        for l in [
+            line("ActiveUsers", "Count", Some(("Period", "day")), "3", now),
+            line(
+                "ActiveUsers",
+                "Count",
+                Some(("Period", "day")),
+                "5",
+                yesterday,
+            ),
+            line("ActiveUsers", "Count", Some(("Period", "month")), "4", now),
+            line("MessagesSent", "Count", Some(("Kind", "direct")), "6", now),
+            line("MessagesSent", "Count", Some(("Kind", "group")), "2", now),
+            line(
+                "MessagesSent",
+                "Count",
+                Some(("Kind", "group")),
+                "9",
+                yesterday,
+            ),
+            // An older census, then the latest one in two lines of the same timestamp.
+            line("GroupSize", "None", None, "[100,100,100]", now - 5),
+            line("GroupSize", "None", None, "[2,10]", now),
+            line("GroupSize", "None", None, "[3]", now),
+            line(
+                "DeliveryLatencyMs",
+                "Milliseconds",
+                None,
+                "[10,20,30,40,1000]",
+                now,
+            ),
+        ] {
+            assert!(m.ingest_line(&l), "{l}");
+        }
+        let a = m.analytics();
+        assert_eq!(
+            a.daily_active_users, 3.0,
+            "yesterday's activity is not today's"
+        );
+        assert_eq!(a.monthly_active_users, 4.0);
+        let today: std::collections::BTreeMap<_, _> = a.messages_today.iter().cloned().collect();
+        assert_eq!(today["direct"], 6.0);
+        assert_eq!(today["group"], 2.0);
+        assert_eq!(today["media"], 0.0);
+        assert_eq!((a.groups_counted, a.median_group_size), (3, Some(3.0)));
+        assert_eq!(a.delivery_latency, Some((5, 30.0, 1000.0, 1000.0)));
+        let html = render(&m);
+        assert!(html.contains("Daily active users"), "{html}");
+        assert!(
+            html.contains("Median group size: <strong>3</strong> (3 groups in the latest census)")
+        );
+        assert!(html.contains("p50 <strong>30 ms</strong>, p90 <strong>1000 ms</strong>"));
+        let prom = m.prometheus();
+        assert!(prom.contains("courier_daily_active_users 3\n"), "{prom}");
+        assert!(prom.contains("courier_monthly_active_users 4\n"));
+        assert!(prom.contains("courier_messages_today{kind=\"group\"} 2\n"));
+        assert!(prom.contains("courier_median_group_size 3\n"));
+        assert!(
+            prom.contains("courier_delivery_latency_ms{operation=\"op\",quantile=\"0.5\"} 30\n")
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
 //! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
 //! switch `/_local/faults` (see [`crate::websocket::Faults`]) and `/_local/metrics` (Prometheus
-//! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it).
+//! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it), the page
+//! `/_local/dashboard`, and `POST /_local/invoke/{LogicalId}`, which invokes a function directly
+//! (as `aws lambda invoke` would) with the body as its event, or with an EventBridge scheduled
+//! event when the body is empty: how scheduled functions (the group census) run locally.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +61,7 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route("/_local/faults/management", post(faults_management))
         .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
         .route("/_local/dashboard", get(dashboard_get))
+        .route("/_local/invoke/{function}", post(invoke_function))
         .fallback(gateway)
         .with_state(api)
 }
@@ -111,6 +115,50 @@ async fn metrics_get(State(api): State<Arc<HttpApi>>) -> Response {
 
 async fn dashboard_get(State(api): State<Arc<HttpApi>>) -> Response {
     axum::response::Html(crate::dashboard::render(&api.metrics)).into_response()
+}
+
+/// An EventBridge "Scheduled Event", as a `Type: Schedule` event delivers it.
+fn scheduled_event(function: &str) -> J {
+    json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        "resources": [format!("arn:aws:events:us-east-1:000000000000:rule/{function}")],
+        "detail": {}
+    })
+}
+
+async fn invoke_function(
+    State(api): State<Arc<HttpApi>>,
+    axum::extract::Path(function): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if api.functions.get(&function).is_none() {
+        return message(
+            StatusCode::NOT_FOUND,
+            &format!("no function {function} in the template"),
+        );
+    }
+    let event = if body.iter().all(u8::is_ascii_whitespace) {
+        scheduled_event(&function)
+    } else {
+        match json_body(&body) {
+            Ok(v) => v,
+            Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+        }
+    };
+    match api.functions.invoke(&function, &event).await {
+        Ok(out) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            out,
+        )
+            .into_response(),
+        Err(e) => message(StatusCode::BAD_GATEWAY, &format!("{function}: {e}")),
+    }
 }
 
 async fn metrics_reset(State(api): State<Arc<HttpApi>>) -> Response {

@@ -31,6 +31,32 @@ struct State {
     series: BTreeMap<(String, Vec<(String, String)>), Series>,
     units: BTreeMap<String, String>,
     sent_per_minute: BTreeMap<u64, f64>,
+    /// (UTC day `YYYY-MM-DD` of the EMF timestamp, what) -> sum; `what` is `active` (first
+    /// activity of the day) or `sent:<kind>`.
+    daily: BTreeMap<(String, String), f64>,
+    /// UTC month `YYYY-MM` -> first activities of the month.
+    monthly: BTreeMap<String, f64>,
+    /// The latest group census: its timestamp and every group's size.
+    census: Option<(u64, Vec<f64>)>,
+}
+
+/// The analytics figures, as the CloudWatch dashboard derives them from the same metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Analytics {
+    /// Today's UTC date.
+    pub today: String,
+    /// Users active today (first `$connect` of the UTC day).
+    pub daily_active_users: f64,
+    /// Users active this UTC month.
+    pub monthly_active_users: f64,
+    /// Messages sent today by kind (direct, group, media, status).
+    pub messages_today: Vec<(String, f64)>,
+    /// Groups counted by the latest census, and their median size.
+    pub groups_counted: usize,
+    /// Median group size of the latest census.
+    pub median_group_size: Option<f64>,
+    /// Delivery latency (ms): how many, p50, p90, p99 of the kept values.
+    pub delivery_latency: Option<(u64, f64, f64, f64)>,
 }
 
 /// One series as the dashboard shows it.
@@ -48,6 +74,8 @@ pub struct SeriesView {
     pub count: u64,
     /// Median of the kept recent values.
     pub p50: f64,
+    /// 90th percentile of the kept recent values.
+    pub p90: f64,
     /// 99th percentile of the kept recent values.
     pub p99: f64,
 }
@@ -59,6 +87,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The UTC day (`YYYY-MM-DD`) of a Unix time in milliseconds.
+fn utc_day(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 fn unix_minute() -> u64 {
@@ -96,6 +138,12 @@ impl Metrics {
         else {
             return false;
         };
+        let timestamp = doc
+            .get("_aws")
+            .and_then(|a| a.get("Timestamp"))
+            .and_then(Value::as_u64)
+            .unwrap_or_else(now_ms);
+        let day = utc_day(timestamp);
         let mut state = self.state.lock().unwrap();
         for directive in directives {
             // The first dimension set names the series (Courier declares exactly one).
@@ -145,6 +193,42 @@ impl Metrics {
                     }
                     s.recent.push_back(v);
                 }
+                let label = |k: &str| {
+                    labels
+                        .iter()
+                        .find(|(lk, _)| lk == k)
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or_default()
+                };
+                match (name, label("period")) {
+                    ("ActiveUsers", "day") => {
+                        *state
+                            .daily
+                            .entry((day.clone(), "active".into()))
+                            .or_default() += total;
+                    }
+                    ("ActiveUsers", "month") => {
+                        *state.monthly.entry(day[..7].to_owned()).or_default() += total;
+                    }
+                    ("MessagesSent", _) => {
+                        let key = (day.clone(), format!("sent:{}", label("kind")));
+                        *state.daily.entry(key).or_default() += total;
+                    }
+                    ("GroupSize", _) => {
+                        let sizes: Vec<f64> = match doc.get(name) {
+                            Some(Value::Array(a)) => a.iter().filter_map(Value::as_f64).collect(),
+                            Some(v) => v.as_f64().into_iter().collect(),
+                            None => Vec::new(),
+                        };
+                        // One census prints its sizes in several lines of one timestamp.
+                        match &mut state.census {
+                            Some((t, all)) if *t == timestamp => all.extend(sizes),
+                            Some((t, _)) if *t > timestamp => {}
+                            _ => state.census = Some((timestamp, sizes)),
+                        }
+                    }
+                    _ => {}
+                }
                 if name == "MessagesSent" {
                     let now = unix_minute();
                     *state.sent_per_minute.entry(now).or_default() += total;
@@ -187,6 +271,7 @@ impl Metrics {
                     sum: s.sum,
                     count: s.count,
                     p50: percentile(&sorted, 50.0),
+                    p90: percentile(&sorted, 90.0),
                     p99: percentile(&sorted, 99.0),
                 }
             })
@@ -204,6 +289,62 @@ impl Metrics {
                 (ago, state.sent_per_minute.get(&m).copied().unwrap_or(0.0))
             })
             .collect()
+    }
+
+    /// The analytics figures for today (UTC) and this month.
+    pub fn analytics(&self) -> Analytics {
+        let today = utc_day(now_ms());
+        let state = self.state.lock().unwrap();
+        let of_today = |what: &str| {
+            state
+                .daily
+                .get(&(today.clone(), what.to_owned()))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let messages_today = ["direct", "group", "media", "status"]
+            .iter()
+            .map(|k| ((*k).to_owned(), of_today(&format!("sent:{k}"))))
+            .collect();
+        let sizes = state
+            .census
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let mut sorted = sizes.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = match sorted.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(sorted[n / 2]),
+            n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+        };
+        let latency = state
+            .series
+            .iter()
+            .filter(|((n, _), _)| n == "DeliveryLatencyMs")
+            .fold(None::<(u64, Vec<f64>)>, |acc, (_, s)| {
+                let (count, mut values) = acc.unwrap_or_default();
+                values.extend(s.recent.iter().copied());
+                Some((count + s.count, values))
+            })
+            .map(|(count, mut values)| {
+                values.sort_by(f64::total_cmp);
+                (
+                    count,
+                    percentile(&values, 50.0),
+                    percentile(&values, 90.0),
+                    percentile(&values, 99.0),
+                )
+            });
+        Analytics {
+            daily_active_users: of_today("active"),
+            monthly_active_users: state.monthly.get(&today[..7]).copied().unwrap_or(0.0),
+            today,
+            messages_today,
+            groups_counted: sizes.len(),
+            median_group_size: median,
+            delivery_latency: latency,
+        }
     }
 
     /// Forgets everything.
@@ -229,13 +370,72 @@ impl Metrics {
                 let _ = writeln!(out, "# TYPE {family} {kind}");
                 last = Some(name);
             }
-            let labels = render_labels(labels);
             if counter {
+                let labels = render_labels(labels);
                 let _ = writeln!(out, "{family}_total{labels} {}", number(s.sum));
             } else {
+                let mut sorted: Vec<f64> = s.recent.iter().copied().collect();
+                sorted.sort_by(f64::total_cmp);
+                for q in [0.5, 0.9, 0.99] {
+                    let mut with_q = labels.clone();
+                    with_q.push(("quantile".to_owned(), q.to_string()));
+                    let _ = writeln!(
+                        out,
+                        "{family}{} {}",
+                        render_labels(&with_q),
+                        number(percentile(&sorted, q * 100.0))
+                    );
+                }
+                let labels = render_labels(labels);
                 let _ = writeln!(out, "{family}_sum{labels} {}", number(s.sum));
                 let _ = writeln!(out, "{family}_count{labels} {}", s.count);
             }
+        }
+        drop(state);
+        let a = self.analytics();
+        let gauge = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+        };
+        gauge(
+            &mut out,
+            "courier_daily_active_users",
+            "Users active today (UTC).",
+        );
+        let _ = writeln!(
+            out,
+            "courier_daily_active_users {}",
+            number(a.daily_active_users)
+        );
+        gauge(
+            &mut out,
+            "courier_monthly_active_users",
+            "Users active this month (UTC).",
+        );
+        let _ = writeln!(
+            out,
+            "courier_monthly_active_users {}",
+            number(a.monthly_active_users)
+        );
+        gauge(
+            &mut out,
+            "courier_messages_today",
+            "Messages sent today (UTC) by kind.",
+        );
+        for (kind, n) in &a.messages_today {
+            let _ = writeln!(
+                out,
+                "courier_messages_today{{kind=\"{kind}\"}} {}",
+                number(*n)
+            );
+        }
+        if let Some(m) = a.median_group_size {
+            gauge(
+                &mut out,
+                "courier_median_group_size",
+                "Median group size, latest census.",
+            );
+            let _ = writeln!(out, "courier_median_group_size {}", number(m));
         }
         out
     }
@@ -332,7 +532,12 @@ mod tests {
             .unwrap();
         assert_eq!((size.count, size.p50, size.p99), (2, 3.0, 5.0));
         assert_eq!(m.sent_per_minute().last().unwrap(), &(0, 4.0));
+        assert!(text.contains("courier_fan_out_size{operation=\"fanOut\",quantile=\"0.5\"} 3\n"));
+        assert!(text.contains("courier_fan_out_size{operation=\"fanOut\",quantile=\"0.99\"} 5\n"));
         m.reset();
-        assert_eq!(m.prometheus(), "");
+        let after = m.prometheus();
+        assert!(!after.contains("courier_messages_sent"), "{after}");
+        assert!(!after.contains("courier_fan_out_size"), "{after}");
+        assert!(after.contains("courier_daily_active_users 0\n"));
     }
 }

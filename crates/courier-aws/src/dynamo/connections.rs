@@ -339,6 +339,54 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
 /// Last seen is the attribute `lastSeenAt` on the presence item (`USER#<userId>`): `$disconnect`
 /// already writes that item, the function needs no other table, and deleting the account's
 /// presence deletes it too.
+/// Activity marks live on the user's presence item: `activeDay` (`YYYY-MM-DD`) and `activeMonth`
+/// (`YYYY-MM`), set by one UpdateItem that returns the old values, so of two concurrent marks only
+/// one sees the old day. Deleting the account deletes the presence item and the marks with it.
+#[async_trait]
+impl courier_core::ports::ActivityStore for DynamoConnections {
+    async fn mark_active(
+        &self,
+        user: &UserId,
+        day: chrono::NaiveDate,
+    ) -> Result<courier_core::ports::FirstActivity, PortError> {
+        let (d, m) = (
+            day.format("%Y-%m-%d").to_string(),
+            day.format("%Y-%m").to_string(),
+        );
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("USER#{user}")))
+            .update_expression("SET activeDay = :d, activeMonth = :m")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", AttributeValue::S(d.clone()))
+            .expression_attribute_values(":m", AttributeValue::S(m.clone()))
+            .return_values(ReturnValue::UpdatedOld)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        let old = match res {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            // No presence item: the account was deleted meanwhile; nothing to count.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(courier_core::ports::FirstActivity::default());
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        let was =
+            |name: &str, now: &str| matches!(old.get(name), Some(AttributeValue::S(v)) if v == now);
+        Ok(courier_core::ports::FirstActivity {
+            of_day: !was("activeDay", &d),
+            of_month: !was("activeMonth", &m),
+        })
+    }
+}
+
 #[async_trait]
 impl courier_core::ports::LastSeenStore for DynamoConnections {
     async fn record_last_seen(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), PortError> {

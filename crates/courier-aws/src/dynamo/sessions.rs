@@ -432,6 +432,38 @@ impl GroupStore for DynamoSessions {
         Ok(())
     }
 
+    async fn group_sizes(&self) -> Result<Vec<u32>, PortError> {
+        // A scan of the META items of groups, reading only their member count; pages of 1 MB.
+        let mut sizes = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :meta AND #k = :group")
+                .projection_expression("memberCount")
+                .expression_attribute_names("#k", "kind")
+                .expression_attribute_values(":meta", AttributeValue::S("META".into()))
+                .expression_attribute_values(":group", AttributeValue::S("group".into()))
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(AttributeValue::N(n)) = item.get("memberCount") {
+                    sizes.push(n.parse().map_err(PortError::backend)?);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(sizes),
+            }
+        }
+    }
+
     async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError> {
         let out = self
             .client

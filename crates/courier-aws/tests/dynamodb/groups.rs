@@ -158,3 +158,40 @@ async fn remove_set_role_and_delete() {
         Added::NoGroup
     );
 }
+
+#[tokio::test]
+async fn the_census_reads_every_groups_member_count_and_nothing_else() {
+    let f = fixture().await;
+    assert!(f.store.group_sizes().await.unwrap().is_empty());
+    let mut expected = Vec::new();
+    for n in [3usize, 120, 2] {
+        let id = group_id();
+        let m = members(n);
+        f.store
+            .create_group(&group(&id, &m[0].0), &m)
+            .await
+            .unwrap();
+        if n == 3 {
+            // A member leaves: the census sees the group as it is now.
+            assert!(f.store.remove_member(&id, &m[2].0).await.unwrap());
+            expected.push(2);
+        } else {
+            expected.push(n as u32);
+        }
+    }
+    // A direct chat is not a group.
+    let (a, b) = (UserId::generate(), UserId::generate());
+    f.store
+        .create_direct(
+            &SessionId::from_trusted(format!("s_{}", uuid::Uuid::new_v4().simple())),
+            &a,
+            &b,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let mut sizes = f.store.group_sizes().await.unwrap();
+    sizes.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(sizes, expected);
+}

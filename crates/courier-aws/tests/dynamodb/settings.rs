@@ -6,7 +6,9 @@ use crate::support;
 use chrono::{TimeZone, Utc};
 use courier_aws::dynamo::{DynamoConnections, DynamoSettings};
 use courier_core::UserId;
-use courier_core::ports::{ConnectionStore, LastSeenStore, SettingsStore};
+use courier_core::ports::{
+    ActivityStore, ConnectionStore, FirstActivity, LastSeenStore, SettingsStore,
+};
 use courier_core::settings::{Audience, GroupsAdd, Settings};
 
 async fn store() -> (DynamoSettings, aws_sdk_dynamodb::Client, String) {
@@ -116,4 +118,50 @@ async fn last_seen_is_recorded_on_presence_and_not_after_the_presence_is_forgott
     store.forget_user(&u).await.unwrap();
     store.record_last_seen(&u, at).await.unwrap();
     assert_eq!(store.last_seen(&u).await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn activity_counts_a_user_once_a_day_and_once_a_month_even_when_marks_race() {
+    let client = support::client();
+    let table = support::create_table(&client, "ConnectionsTable").await;
+    let store = DynamoConnections::new(client, table);
+    let u = UserId::generate();
+    let d = courier_core::DeviceId::from_trusted("d_1");
+    store
+        .add(&crate::connections::connection(&u, &d))
+        .await
+        .unwrap();
+    let nov29 = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    // Eight devices connecting at once: exactly one of them is the first of the day.
+    let marks = futures_util::future::join_all((0..8).map(|_| store.mark_active(&u, nov29))).await;
+    let firsts: Vec<FirstActivity> = marks.into_iter().map(Result::unwrap).collect();
+    assert_eq!(firsts.iter().filter(|f| f.of_day).count(), 1, "{firsts:?}");
+    assert_eq!(
+        firsts.iter().filter(|f| f.of_month).count(),
+        1,
+        "{firsts:?}"
+    );
+    let nov30 = nov29.succ_opt().unwrap();
+    assert_eq!(
+        store.mark_active(&u, nov30).await.unwrap(),
+        FirstActivity {
+            of_day: true,
+            of_month: false
+        }
+    );
+    let dec1 = nov30.succ_opt().unwrap();
+    assert_eq!(
+        store.mark_active(&u, dec1).await.unwrap(),
+        FirstActivity {
+            of_day: true,
+            of_month: true
+        }
+    );
+    // A deleted account (its presence forgotten) is not counted, nor written back.
+    store.forget_user(&u).await.unwrap();
+    let dec2 = dec1.succ_opt().unwrap();
+    assert_eq!(
+        store.mark_active(&u, dec2).await.unwrap(),
+        FirstActivity::default()
+    );
 }

@@ -90,7 +90,7 @@ fn headers(h: &[(String, String)]) -> Value {
 
 /// `createBackup`: a pending record and a presigned `PUT` bound to the size and
 /// `application/octet-stream`. The backup is listed once the object is there.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn create_backup(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -143,7 +143,7 @@ pub async fn create_backup(
 }
 
 /// `listBackups`: the caller's uploaded backups, newest first (pending ones are left out).
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn list_backups(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
     let backups: Vec<Value> = settle(deps, &who.user_id)
         .await?
@@ -162,7 +162,7 @@ pub async fn list_backups(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Val
 
 /// `getBackupDownload`: a presigned `GET` for one of the caller's uploaded backups. Another
 /// user's id, an unknown id and a backup not uploaded yet are all `NOT_FOUND`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_backup_download(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -6,7 +6,7 @@ use crate::ids::ConnectionId;
 use crate::ports::{Connection, ConnectionStore, DeviceCredential, LastSeenStore};
 
 /// Records a connection the authorizer let in.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn connect(
     store: &dyn ConnectionStore,
     clock: &dyn Clock,

@@ -48,7 +48,7 @@ pub struct Deps<'a> {
 
 /// Deletes the caller's account. Every connection of the account is closed except `current`,
 /// which the caller closes once its reply is sent; it is returned to say so.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn delete_account(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -81,7 +81,7 @@ pub fn is_message_id(s: &str) -> bool {
 }
 
 /// `sendToDevice`: returns `{"queued": [...], "unknownDevices": [...]}`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn send_to_device(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -188,7 +188,7 @@ pub async fn send_to_device(
 }
 
 /// `readDeviceMessages`: the caller device's queue, oldest first.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn read_device_messages(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -214,7 +214,7 @@ pub async fn read_device_messages(
 }
 
 /// `ackDeviceMessages`: removes the ids from the caller device's queue.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn ack_device_messages(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -22,7 +22,7 @@ pub struct Deps<'a> {
 
 /// Opens (or finds) the caller's direct session with a peer; stores the handshake, if any, as the
 /// session's `handshake` message, which the fan-out delivers as `sessionStarted`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn initiate(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -65,7 +65,7 @@ pub async fn initiate(
 }
 
 /// The caller's sessions with their latest message and the caller's watermarks.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn list_sessions(
     sessions_store: &dyn SessionStore,
     messages: &dyn MessageStore,

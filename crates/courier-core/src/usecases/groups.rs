@@ -166,7 +166,7 @@ async fn notify(deps: &Deps<'_>, users: &[UserId], group: &SessionId, change: Gr
 }
 
 /// `initiateGroupChatSession`: creates the group with the caller as admin.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn initiate(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -236,7 +236,7 @@ pub async fn initiate(
 }
 
 /// `getGroup`: the group and its members, for members.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -258,7 +258,7 @@ pub async fn get(
 }
 
 /// `addUserToGroup` (admins): the new member reads from its join point on.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn add(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -296,7 +296,7 @@ pub async fn add(
 }
 
 /// `removeUserFromGroup`: admins remove anyone, any member removes itself (leaves).
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn remove(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -357,7 +357,7 @@ async fn leave_or_remove(
 }
 
 /// `promoteUserToAdmin` (admins).
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn promote(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -388,7 +388,7 @@ pub async fn promote(
 
 /// `deleteGroup` (admins): the group, its record and memberships go; every member's live
 /// devices get `groupUpdate` `deleted`; afterwards every group operation answers `NOT_FOUND`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn delete(
     deps: &Deps<'_>,
     who: &DeviceCredential,

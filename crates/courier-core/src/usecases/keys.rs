@@ -92,7 +92,7 @@ fn id_param(field: &str, s: &str, prefix: &str) -> Result<String, ApiError> {
 }
 
 /// `uploadKeys`: returns `{"oneTimeKeyCount"}`, the device's unclaimed one-time keys now.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn upload_keys(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -180,7 +180,7 @@ pub async fn upload_keys(
 }
 
 /// `claimKeys`: one bundle per device of the user that has keys.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn claim_keys(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -242,12 +242,12 @@ pub async fn claim_keys(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
-    tracing::info!(claimed_for = %user, devices = bundles.len(), "keys claimed");
+    tracing::info!(claimed_for = %user.pseudonym(), devices = bundles.len(), "keys claimed");
     Ok(json!({ "devices": bundles }))
 }
 
 /// `listDevices`: every device of the users, with their keys once uploaded.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn list_devices(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -80,7 +80,7 @@ pub async fn request_link(deps: &Deps<'_>, device: DeviceInfo) -> Result<Value, 
 }
 
 /// Step 2: the primary device approves a code.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn approve(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -130,7 +130,7 @@ pub async fn approve(
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(device_id = %device.device_id, "device link approved");
+    tracing::info!(device = %device.device_id.pseudonym(), "device link approved");
     Ok(json!({ "deviceId": device.device_id, "name": link.name, "platform": link.platform }))
 }
 

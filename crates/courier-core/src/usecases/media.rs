@@ -79,7 +79,7 @@ pub fn parse_media(s: &str) -> Result<MediaId, ApiError> {
 
 /// `createMediaUpload`: records the upload and returns a presigned `PUT` bound to the declared
 /// content type and size, which stores the object tagged unattached.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn create_upload(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -175,7 +175,7 @@ pub async fn may_download(
 /// `getMediaDownload`: a presigned `GET` for the uploader and members of a session the media was
 /// sent to; `FORBIDDEN` for anyone else, `NOT_FOUND` for an unknown id or an object that was
 /// never uploaded (or already expired).
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_download(
     deps: &Deps<'_>,
     who: &DeviceCredential,

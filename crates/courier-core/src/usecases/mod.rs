@@ -1,5 +1,6 @@
 //! One module per operation: parse the request, check who may do it, apply it through the ports.
 
+pub mod analytics;
 pub mod authorize;
 pub mod backups;
 pub mod connections;

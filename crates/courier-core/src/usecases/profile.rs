@@ -35,7 +35,7 @@ pub async fn settings_or_default(
 }
 
 /// `getSettings`: the caller's own settings.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_settings(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
     let s = settings_or_default(deps.settings, &who.user_id).await?;
     Ok(serde_json::to_value(s).expect("settings serialize"))
@@ -59,7 +59,7 @@ fn checked(field: &str, value: Option<String>, max: usize) -> Result<Option<Stri
 
 /// `updateSettings`: only the fields given change; `null` or an empty string clears a display
 /// field. Everything is validated before anything is written.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn update_settings(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -105,7 +105,7 @@ fn id_list(field: &str, ids: &[String]) -> Result<BTreeSet<UserId>, ApiError> {
 
 /// `updateContacts`: adds then removes (an id in both lists ends up removed); at most
 /// [`MAX_CONTACTS`] in all, else `LIMIT_EXCEEDED` and nothing changes. Returns the count.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn update_contacts(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -158,7 +158,7 @@ pub async fn update_contacts(
 
 /// `getProfile`: the display fields the owner's privacy settings let the caller see. A hidden
 /// field is left out; an allowed field that is not set is `null`. The name is always shown.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_profile(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -7,7 +7,7 @@ use crate::protocol::RegisterPushTokenParams;
 use serde_json::{Value, json};
 
 /// Registers the calling device's push token.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn register_push_token(
     push: &dyn PushService,
     presence: &dyn PresenceStore,

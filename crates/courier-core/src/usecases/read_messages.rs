@@ -13,7 +13,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 100;
 
 /// Messages after `lastMsgId`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn read_new_messages(
     sessions: &dyn SessionStore,
     messages: &dyn MessageStore,

@@ -41,12 +41,31 @@ pub async fn read_receipts_off(
 }
 
 /// Moves the caller's watermark up to `msgId` (never backwards) and tells the other members.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
 pub async fn ack_messages(
     deps: &AckDeps<'_>,
     who: &DeviceCredential,
     p: AckMessagesParams,
 ) -> Result<Value, ApiError> {
+    Ok(ack_messages_measured(deps, who, p).await?.reply)
+}
+
+/// What [`ack_messages_measured`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acked {
+    /// The reply frame's data.
+    pub reply: Value,
+    /// For a delivered ack that moved a recipient's watermark: how long after the server stored
+    /// the acknowledged message its recipient acknowledged it (the delivery latency).
+    pub delivery_latency: Option<std::time::Duration>,
+}
+
+/// [`ack_messages`], also measuring the delivery latency for the analytics.
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
+pub async fn ack_messages_measured(
+    deps: &AckDeps<'_>,
+    who: &DeviceCredential,
+    p: AckMessagesParams,
+) -> Result<Acked, ApiError> {
     let session = parse_session(&p.session_id)?;
     let id = MsgId::parse(&p.msg_id)
         .ok_or_else(|| ApiError::bad_request("msgId is not a message id"))?;
@@ -107,14 +126,20 @@ pub async fn ack_messages(
             &timestamp(now),
         );
         // Receipts are best effort live; getMessageStatus is the source of truth.
-        if others.is_empty() {
-            return Ok(json!({ "moved": moved }));
-        }
-        if let Err(e) = deps.deliver.deliver(&others, None, &frame, None).await {
+        if !others.is_empty()
+            && let Err(e) = deps.deliver.deliver(&others, None, &frame, None).await
+        {
             tracing::warn!(error = %e, "status event not delivered everywhere");
         }
     }
-    Ok(json!({ "moved": moved }))
+    let delivery_latency =
+        (moved && p.status == Receipt::Delivered && message.sender != who.user_id)
+            .then(|| super::analytics::latency(&message.sent_at, now))
+            .flatten();
+    Ok(Acked {
+        reply: json!({ "moved": moved }),
+        delivery_latency,
+    })
 }
 
 fn receipt_of(delivered: Watermark, read: Watermark, seq: u64) -> (Receipt, Option<String>) {
@@ -130,7 +155,7 @@ fn receipt_of(delivered: Watermark, read: Watermark, seq: u64) -> (Receipt, Opti
 /// A message's status per recipient and in aggregate (the weakest recipient's). A recipient
 /// with read receipts off shows at most delivered; a caller with read receipts off sees at most
 /// delivered from everyone.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_message_status(
     sessions: &dyn SessionStore,
     messages: &dyn MessageStore,

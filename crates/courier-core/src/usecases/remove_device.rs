@@ -40,7 +40,7 @@ pub struct Removed {
 }
 
 /// Removes a device of the caller's account.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn remove_device(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -85,7 +85,7 @@ pub async fn remove_device(
         deps.connections.remove(c).await?;
     }
     purge_device(deps.presence, deps.keys, deps.queues, target).await?;
-    tracing::info!(removed = %target.device_id, "device removed");
+    tracing::info!(removed = %target.device_id.pseudonym(), "device removed");
     // A companion removing itself is calling on one of its own connections.
     let removed_itself = target.device_id == who.device_id;
     Ok(Removed {

@@ -84,7 +84,7 @@ pub struct Sent {
 }
 
 /// [`send_message`], also saying whether the message is new and what kind it is.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn send(
     deps: &Deps<'_>,
     who: &DeviceCredential,

@@ -103,7 +103,7 @@ pub async fn audience(deps: &Deps<'_>, poster: &UserId) -> Result<Vec<UserId>, A
 
 /// `postStatus`: stores the status and tells the audience's live devices. Returns
 /// `{statusId, expiresAt}`.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id, device_id = %who.device_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn post_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -194,7 +194,7 @@ pub async fn post_status(
 }
 
 /// `removeStatus`: deletes one of the caller's live statuses and its viewers.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn remove_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -212,7 +212,7 @@ pub async fn remove_status(
 /// `viewStatus`: `{userId, statuses, hasMore}`, the live statuses of `userId` the caller may
 /// see, oldest first, as many as fit [`VIEW_BUDGET_BYTES`] (continue with `after`). Each one
 /// returned is recorded as viewed by the caller (unless it is the poster).
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn view_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -252,7 +252,7 @@ pub async fn view_status(
 
 /// `getStatusViewers`: `{statusId, viewers: [{userId, viewedAt}], hasMore}` of one of the
 /// caller's live statuses, by viewer id.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_status_viewers(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -291,7 +291,7 @@ pub async fn get_status_viewers(
 /// `getStatusAudience`: `{userIds, hasMore}`, who besides the caller may see its statuses and is
 /// told of them (its contacts, or nobody), by id, [`AUDIENCE_PAGE`] at a time: the client shares
 /// its status room key with their devices.
-#[tracing::instrument(skip_all, fields(user_id = %who.user_id))]
+#[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_status_audience(
     deps: &Deps<'_>,
     who: &DeviceCredential,

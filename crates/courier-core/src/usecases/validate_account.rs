@@ -74,7 +74,7 @@ pub async fn validate_account(
             let device = new_device(&user.user_id);
             match deps.accounts.create_account(&user, &device).await {
                 Ok(()) => {
-                    tracing::info!(user_id = %user.user_id, "account created");
+                    tracing::info!(user = %user.user_id.pseudonym(), "account created");
                     device
                 }
                 Err(PortError::Conflict) => {
@@ -114,7 +114,7 @@ pub async fn validate_account(
                 )
                 .await?;
             }
-            tracing::info!(user_id = %user_id, replaced = old.len(), "account moved to a new device");
+            tracing::info!(user = %user_id.pseudonym(), replaced = old.len(), "account moved to a new device");
             device
         }
     };
