@@ -792,7 +792,7 @@ impl Template {
         }
         let r = self.resource(name, p)?;
         let v = match r.kind.as_str() {
-            "AWS::DynamoDB::Table" => self.table_name(name),
+            "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable" => self.table_name(name),
             "AWS::S3::Bucket" => self.bucket_name(name),
             "AWS::SNS::Topic" => self.get_att(name, "TopicArn", p)?,
             k if FUNCTION_TYPES.contains(&k) => self.function_name(name, p)?,
@@ -827,13 +827,13 @@ impl Template {
         let region = &o.region;
         let acct = &o.account_id;
         let v = match (r.kind.as_str(), attr) {
-            ("AWS::DynamoDB::Table", "Arn") => {
+            ("AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable", "Arn") => {
                 format!(
                     "arn:aws:dynamodb:{region}:{acct}:table/{}",
                     self.table_name(id)
                 )
             }
-            ("AWS::DynamoDB::Table", "StreamArn") => format!(
+            ("AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable", "StreamArn") => format!(
                 "arn:aws:dynamodb:{region}:{acct}:table/{}/stream/1970-01-01T00:00:00.000",
                 self.table_name(id)
             ),
@@ -923,11 +923,13 @@ impl Template {
         let mut infra = Infrastructure::default();
         for (id, r) in &self.resources {
             match r.kind.as_str() {
-                "AWS::DynamoDB::Table" => infra.tables.push(TableSpec {
-                    logical_id: id.clone(),
-                    name: self.table_name(id),
-                    properties: self.resolved_properties(id)?,
-                }),
+                "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable" => {
+                    infra.tables.push(TableSpec {
+                        logical_id: id.clone(),
+                        name: self.table_name(id),
+                        properties: self.resolved_properties(id)?,
+                    })
+                }
                 "AWS::S3::Bucket" => {
                     let props = self.resolved_properties(id)?;
                     infra.buckets.push(BucketSpec {
@@ -1118,10 +1120,11 @@ impl Template {
             .and_then(|(_, rest)| rest.split_once("/stream/"))
             .map(|(table, _)| table.to_string());
         if let Some(name) = &table_name
-            && let Some((tid, r)) = self
-                .resources
-                .iter()
-                .find(|(tid, r)| r.kind == "AWS::DynamoDB::Table" && &self.table_name(tid) == name)
+            && let Some((tid, r)) = self.resources.iter().find(|(tid, r)| {
+                r.kind.starts_with("AWS::DynamoDB::")
+                    && r.kind.ends_with("Table")
+                    && &self.table_name(tid) == name
+            })
             && yget(&r.properties, "StreamSpecification").is_none()
         {
             bail!("{p}: table {tid} has no StreamSpecification, so it has no stream to read");
