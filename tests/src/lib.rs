@@ -4,7 +4,9 @@
 //! binary and template that `./dev up` runs, on free ports with its own resource prefix, and stops
 //! it when the test process exits. Build the binaries first (`./dev test` does:
 //! `cargo build --workspace --bins`). If `COURIER_HTTP_URL` and `COURIER_WS_URL` are set, tests
-//! run against that stack instead (a deployed one, say); the SMS outbox is then unavailable.
+//! run against that stack instead (a deployed one, say); the SMS outbox is then unavailable, so
+//! set `COURIER_TEST_PHONE_PREFIX` and `COURIER_TEST_PHONE_CODE` to the stack's test numbers
+//! (docs/deploy.md). Tests that inspect the local cloud's emulators need the local cloud.
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -177,8 +179,13 @@ impl TestCloud {
             .collect())
     }
 
-    /// The code in the latest SMS to `phone`.
+    /// The code in the latest SMS to `phone` (a test number's fixed code, see [`test_numbers`]).
     pub async fn code_for(&self, phone: &str) -> Result<String> {
+        if let Some(t) = test_numbers()
+            && phone.starts_with(&t.prefix)
+        {
+            return Ok(t.code.expose().to_owned());
+        }
         let texts = self.sms_to(phone).await?;
         let last = texts
             .last()
@@ -311,8 +318,27 @@ fn rand_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
 }
 
-/// A fresh, valid US phone number, random so that runs sharing emulators do not collide.
+/// The test numbers of a deployed stack (`COURIER_TEST_PHONE_PREFIX` and
+/// `COURIER_TEST_PHONE_CODE`, matching its `TestPhonePrefix`/`TestPhoneCode` parameters): then
+/// [`fresh_phone`] picks numbers under the prefix and [`TestCloud::code_for`] answers the fixed
+/// code, so the tests need no SMS outbox.
+pub fn test_numbers() -> Option<courier_core::usecases::register_account::TestNumbers> {
+    let get = |k: &str| std::env::var(k).unwrap_or_default();
+    courier_core::usecases::register_account::TestNumbers::from_config(
+        &get("COURIER_TEST_PHONE_PREFIX"),
+        &get("COURIER_TEST_PHONE_CODE"),
+    )
+    .expect("COURIER_TEST_PHONE_PREFIX / COURIER_TEST_PHONE_CODE")
+}
+
+/// A fresh, valid phone number, random so that runs sharing emulators do not collide: a US
+/// number, or one under the test prefix ([`test_numbers`]).
 pub fn fresh_phone() -> String {
+    if let Some(t) = test_numbers() {
+        return t
+            .random_number()
+            .expect("a valid number under the test prefix");
+    }
     const AREAS: [u32; 8] = [415, 650, 212, 310, 617, 206, 312, 512];
     loop {
         let r = uuid::Uuid::new_v4().as_u128();

@@ -193,7 +193,11 @@ async fn code_for(http: &reqwest::Client, base: &str, phone: &str) -> Result<Str
     }
 }
 
-async fn register(stack: &Stack, n: usize) -> Result<Vec<Credentials>> {
+async fn register(
+    stack: &Stack,
+    n: usize,
+    test_numbers: Option<&courier_core::usecases::register_account::TestNumbers>,
+) -> Result<Vec<Credentials>> {
     let accounts = AccountsClient::new(&stack.http_url);
     let http = reqwest::Client::new();
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
@@ -201,14 +205,23 @@ async fn register(stack: &Stack, n: usize) -> Result<Vec<Credentials>> {
     for i in 0..n {
         let (accounts, http, limit) = (accounts.clone(), http.clone(), limit.clone());
         let base = stack.http_url.clone();
+        let test = test_numbers.cloned();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await?;
-            let phone = fresh_phone();
+            let phone = match &test {
+                Some(t) => t
+                    .random_number()
+                    .context("no valid number under the test prefix")?,
+                None => fresh_phone(),
+            };
             accounts
                 .register(&phone)
                 .await
                 .with_context(|| format!("registerAccount {phone}"))?;
-            let code = code_for(&http, &base, &phone).await?;
+            let code = match &test {
+                Some(t) => t.code.expose().to_owned(),
+                None => code_for(&http, &base, &phone).await?,
+            };
             let device = DeviceInfo {
                 name: format!("bench {i}"),
                 platform: Platform::Cli,
@@ -462,7 +475,12 @@ async fn drain(stats: &Stats, quiet: Duration) -> usize {
 pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
     let n = args.clients;
     let t = Instant::now();
-    let creds = register(stack, n).await?;
+    let test_numbers = courier_core::usecases::register_account::TestNumbers::from_config(
+        args.test_phone_prefix.as_deref().unwrap_or_default(),
+        args.test_phone_code.as_deref().unwrap_or_default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let creds = register(stack, n, test_numbers.as_ref()).await?;
     eprintln!("registered {n} users in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let sessions = connect(stack, &creds).await?;

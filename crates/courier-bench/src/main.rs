@@ -55,15 +55,28 @@ pub struct Args {
     /// The local cloud's state dir (logs, emulator data) [default: a fresh temporary dir].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// HTTP API of a running local cloud (with --ws-url): use it instead of starting one.
+    /// HTTP API of a running stack (with --ws-url): a local cloud, or a deployed one (then with
+    /// --test-phone-prefix/--test-phone-code): used instead of starting a local cloud.
     #[arg(long, requires = "ws_url")]
     pub http_url: Option<String>,
-    /// WebSocket API of a running local cloud (with --http-url).
+    /// WebSocket API of that stack (with --http-url).
     #[arg(long, requires = "http_url")]
     pub ws_url: Option<String>,
     /// With --http-url: the running cloud's `<state-dir>/logs`, to report the cost per message.
     #[arg(long, requires = "http_url")]
     pub logs_dir: Option<PathBuf>,
+    /// A deployed stack's test numbers (its `TestPhonePrefix`): register clients under this
+    /// prefix with the fixed code instead of reading codes from the local SMS outbox.
+    #[arg(long, env = "COURIER_TEST_PHONE_PREFIX", requires = "test_phone_code")]
+    pub test_phone_prefix: Option<String>,
+    /// The stack's `TestPhoneCode`.
+    #[arg(
+        long,
+        env = "COURIER_TEST_PHONE_CODE",
+        requires = "test_phone_prefix",
+        hide_env_values = true
+    )]
+    pub test_phone_code: Option<String>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -25,6 +25,7 @@ struct World {
     keys: MemoryKeys,
     queues: MemoryDeviceQueues,
     clock: Option<ManualClock>,
+    test_numbers: Option<register_account::TestNumbers>,
 }
 
 impl World {
@@ -45,6 +46,7 @@ impl World {
             sms: &self.sms,
             clock: self.clock(),
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+            test_numbers: self.test_numbers.clone(),
         };
         register_account::register_account(&deps, phone)
             .await
@@ -472,4 +474,59 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
         .unwrap();
     assert!(w.keys.device_keys(&user).await.unwrap().is_empty());
     assert!(w.queues.all().is_empty());
+}
+
+#[tokio::test]
+async fn test_numbers_get_the_fixed_code_and_no_sms_and_nothing_else_changes() {
+    let w = World {
+        test_numbers: register_account::TestNumbers::from_config("+1415555", "424242").unwrap(),
+        ..World::new()
+    };
+    let test_phone = "+14155550123";
+    w.register(test_phone).await.unwrap();
+    assert!(
+        w.sms.last_code(test_phone).is_none(),
+        "no SMS to a test number"
+    );
+    // A wrong code is still wrong; the fixed one verifies.
+    assert!(w.verify(test_phone, "000000").await.is_err());
+    let creds = w.verify(test_phone, "424242").await.unwrap();
+    assert!(creds.user_id.starts_with("u_"));
+    // Limits still apply: three codes per window, then LIMIT_EXCEEDED.
+    for _ in 0..3 {
+        w.register("+14155550124").await.unwrap();
+    }
+    let e = w.register("+14155550124").await.unwrap_err();
+    assert_eq!(e.code, courier_core::ErrorCode::LimitExceeded);
+    // Any other number gets a random code by SMS, and the fixed code does not verify it.
+    let other = "+14155560100";
+    w.register(other).await.unwrap();
+    let sent = w.sms.last_code(other).expect("an SMS to a real number");
+    if sent != "424242" {
+        assert!(w.verify(other, "424242").await.is_err());
+    }
+    w.verify(other, &sent).await.unwrap();
+}
+
+#[test]
+fn test_number_configuration_is_all_or_nothing_and_checked() {
+    use register_account::TestNumbers;
+    assert!(TestNumbers::from_config("", "").unwrap().is_none());
+    assert!(TestNumbers::from_config("+1415555", "").is_err());
+    assert!(TestNumbers::from_config("", "123456").is_err());
+    assert!(
+        TestNumbers::from_config("+1", "123456").is_err(),
+        "too short a prefix"
+    );
+    assert!(
+        TestNumbers::from_config("1415555", "123456").is_err(),
+        "no +"
+    );
+    assert!(TestNumbers::from_config("+1415555", "12345").is_err());
+    assert!(TestNumbers::from_config("+1415555", "abcdef").is_err());
+    assert!(
+        TestNumbers::from_config("+1415555", "123456")
+            .unwrap()
+            .is_some()
+    );
 }

@@ -75,11 +75,16 @@ pub async fn registration() -> Result<(), Error> {
                     .map_err(|_| format!("CODE_TTL_SECS must be a number of seconds, got {v:?}"))?,
                 _ => register_account::CODE_LIFETIME_SECS,
             };
+            let test_numbers = register_account::TestNumbers::from_config(
+                &std::env::var("TEST_PHONE_PREFIX").unwrap_or_default(),
+                &std::env::var("TEST_PHONE_CODE").unwrap_or_default(),
+            )?;
             let deps = leak(register_account::Deps {
                 registrations,
                 sms,
                 clock: &SystemClock,
                 code_lifetime_secs,
+                test_numbers,
             });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
                 Ok::<_, Error>(metered("registerAccount", http::register_account(deps, req)).await)

@@ -63,6 +63,7 @@ impl Ports {
             sms: &self.sms,
             clock: &SystemClock,
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+            test_numbers: None,
         }
     }
     fn validate(&self) -> validate_account::Deps<'_> {
