@@ -50,7 +50,11 @@ async fn the_load_generator_and_the_tests_run_by_url_with_test_numbers() {
         .unwrap();
     let to_test: Vec<&Value> = sms
         .iter()
-        .filter(|m| m["phoneNumber"].as_str().is_some_and(|p| p.starts_with(PREFIX)))
+        .filter(|m| {
+            m["phoneNumber"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(PREFIX))
+        })
         .collect();
     assert!(to_test.is_empty(), "SMS to test numbers: {to_test:?}");
 
@@ -83,6 +87,9 @@ async fn the_load_generator_and_the_tests_run_by_url_with_test_numbers() {
     let real = courier_tests::fresh_phone();
     assert!(!real.starts_with(PREFIX));
     cloud.accounts().register(&real).await.unwrap();
-    let code = cloud.code_for(&real).await.expect("an SMS to a real number");
+    let code = cloud
+        .code_for(&real)
+        .await
+        .expect("an SMS to a real number");
     assert_eq!(code.len(), 6);
 }
