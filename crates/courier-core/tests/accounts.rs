@@ -45,8 +45,9 @@ impl World {
             sms: &self.sms,
             clock: self.clock(),
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+            limits: None,
         };
-        register_account::register_account(&deps, phone)
+        register_account::register_account(&deps, phone, None)
             .await
             .map(|r| r.expires_in_seconds)
     }

@@ -29,15 +29,51 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// How long a code is accepted ([`CODE_LIFETIME_SECS`] in production).
     pub code_lifetime_secs: i64,
+    /// Codes per phone number and per source IP (`None`: unlimited).
+    pub limits: Option<CodeLimits<'a>>,
 }
 
-/// Sends a new code to `phone`.
+/// The rate limits on sending codes, on top of the per-number rule above.
+#[derive(Clone, Copy)]
+pub struct CodeLimits<'a> {
+    /// Requests per phone number.
+    pub per_phone: crate::rate_limit::Throttle<'a>,
+    /// Requests per source IP.
+    pub per_ip: crate::rate_limit::Throttle<'a>,
+}
+
+/// Sends a new code to `phone`, asked for from `source_ip` (when the gateway says).
+///
+/// Rate limits come first: every request counts against its source IP, and one that passes
+/// that counts against the phone number; a refused request sends nothing.
 #[tracing::instrument(skip_all)]
 pub async fn register_account(
     deps: &Deps<'_>,
     phone: &str,
+    source_ip: Option<&str>,
 ) -> Result<RegisterAccountResponse, ApiError> {
     let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(limits) = &deps.limits {
+        let now = deps.clock.now();
+        if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
+            limits
+                .per_ip
+                .take(
+                    &format!("codes-ip#{ip}"),
+                    "verification codes from this address",
+                    now,
+                )
+                .await?;
+        }
+        limits
+            .per_phone
+            .take(
+                &format!("codes-phone#{}", phone.as_str()),
+                "verification codes for this number",
+                now,
+            )
+            .await?;
+    }
     let code = VerificationCode::generate();
     // A lost race re-reads and re-checks the limit; three rounds are plenty for one phone.
     for _ in 0..3 {
