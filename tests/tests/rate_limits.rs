@@ -131,6 +131,47 @@ async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_
     assert_eq!(sent, expected, "the refused message is not counted as sent");
 }
 
+#[tokio::test]
+async fn post_status_and_send_to_device_have_a_bucket_of_their_own_per_device() {
+    let cloud = cloud();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let a = connect(cloud, &alice).await;
+    let to_bob = json!({"messages": [
+        {"userId": bob.user_id, "deviceId": bob.device_id, "payload": "olm"}
+    ]});
+    for i in 0..BURST {
+        a.request("postStatus", json!({ "payload": format!("status-{i}") }))
+            .await
+            .unwrap();
+        a.request("sendToDevice", to_bob.clone()).await.unwrap();
+    }
+    let e = a
+        .request("postStatus", json!({"payload": "refused"}))
+        .await
+        .unwrap_err();
+    assert!(retry_after(&e) >= 1);
+    let e = a.request("sendToDevice", to_bob.clone()).await.unwrap_err();
+    assert!(retry_after(&e) >= 1);
+    // Only the statuses within the limit exist (the poster sees its own).
+    let mine = a
+        .request("viewStatus", json!({ "userId": alice.user_id }))
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["statuses"].as_array().unwrap().len(),
+        BURST as usize,
+        "{mine}"
+    );
+    let b = connect(cloud, &bob).await;
+    // Bob's device queue holds exactly the device messages that were accepted.
+    let queued = b.request("readDeviceMessages", json!({})).await.unwrap();
+    assert_eq!(
+        queued["messages"].as_array().unwrap().len(),
+        BURST as usize,
+        "{queued}"
+    );
+}
+
 async fn register_status(cloud: &TestCloud, phone: &str) -> (u16, Option<u64>, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/accounts", cloud.http_url))
