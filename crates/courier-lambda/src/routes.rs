@@ -31,6 +31,7 @@ pub async fn connect(
             "too many failed connection attempts from this address",
             retry.parse().unwrap_or(1),
         );
+        log_error("connect", &e);
         return limit_response(&e);
     }
     let result = async {
