@@ -92,6 +92,9 @@ impl Stack {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--resource-prefix", &prefix])
+            // A load generator sends faster than a person: the per-device send limit (burst 60,
+            // 1 per second) would refuse it. Still taken on every send, so its cost is measured.
+            .args(["--parameter", "SendBurst=1000000"])
             .arg("--ready-file")
             .arg(&ready)
             .env("AWS_EC2_METADATA_DISABLED", "true")

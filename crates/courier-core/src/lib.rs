@@ -6,6 +6,7 @@
 //! - [`error`]: the protocol's error codes and the [`ApiError`] every use case returns.
 //! - [`protocol`]: request bodies, WebSocket frames and replies as they travel on the wire.
 //! - [`ports`]: the narrow traits use cases need (stores, SMS, the connection gateway, the clock).
+//! - [`rate_limit`]: rate-limit rules (token buckets, fixed windows) and their defaults.
 //! - [`settings`]: profile fields, privacy choices and who may see what.
 //! - [`media`]: media uploads, where they were sent, who may download them.
 //! - [`usecases`]: one module per operation.
@@ -24,6 +25,7 @@ pub mod memory;
 pub mod phone;
 pub mod ports;
 pub mod protocol;
+pub mod rate_limit;
 pub mod secrets;
 pub mod settings;
 pub mod usecases;

@@ -742,3 +742,24 @@ pub trait BackupStore: Send + Sync {
     /// Deletes a record (deleting a missing one is not an error).
     async fn delete_backup(&self, user: &UserId, backup_id: &str) -> Result<(), PortError>;
 }
+
+/// Shared rate-limit state (see [`crate::rate_limit`]): many function instances take from the
+/// same buckets, so the state lives in a store, never in a process.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request for `key` under `rule` at `now`, unless that would exceed the limit;
+    /// two concurrent takes never both get the last unit.
+    async fn take(
+        &self,
+        key: &str,
+        rule: crate::rate_limit::Rule,
+        now: DateTime<Utc>,
+    ) -> Result<crate::rate_limit::Decision, PortError>;
+    /// What a take would answer now, without counting anything.
+    async fn check(
+        &self,
+        key: &str,
+        rule: crate::rate_limit::Rule,
+        now: DateTime<Utc>,
+    ) -> Result<crate::rate_limit::Decision, PortError>;
+}

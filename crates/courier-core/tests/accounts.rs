@@ -47,8 +47,9 @@ impl World {
             clock: self.clock(),
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
             test_numbers: self.test_numbers.clone(),
+            limits: None,
         };
-        register_account::register_account(&deps, phone)
+        register_account::register_account(&deps, phone, None)
             .await
             .map(|r| r.expires_in_seconds)
     }

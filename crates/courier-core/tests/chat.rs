@@ -82,6 +82,7 @@ impl World {
             messages: &self.messages,
             clock: &self.clock,
             media: None,
+            throttle: None,
         }
     }
     fn deliverer(&self) -> Deliverer<'_> {

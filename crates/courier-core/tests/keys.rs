@@ -130,6 +130,7 @@ impl World {
                 push: Some(&self.push),
             }),
             clock: &self.clock,
+            throttle: None,
         }
     }
 

@@ -49,8 +49,9 @@ async fn approve_then_the_key_is_handed_out_once_and_works() {
         links: &accounts,
         accounts: &accounts,
         clock: &clock,
+        throttle: None,
     };
-    let req = link_device::request_link(&deps, web()).await.unwrap();
+    let req = link_device::request_link(&deps, web(), None).await.unwrap();
     let (link_id, code) = (
         req["linkId"].as_str().unwrap(),
         req["code"].as_str().unwrap(),
@@ -92,8 +93,9 @@ async fn codes_expire_after_five_minutes() {
         links: &accounts,
         accounts: &accounts,
         clock: &clock,
+        throttle: None,
     };
-    let req = link_device::request_link(&deps, web()).await.unwrap();
+    let req = link_device::request_link(&deps, web(), None).await.unwrap();
     clock.advance(Duration::minutes(5));
     let err = link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
         .await
@@ -115,10 +117,11 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
         links: &accounts,
         accounts: &accounts,
         clock: &clock,
+        throttle: None,
     };
     let mut companion = None;
     for _ in 0..MAX_COMPANIONS {
-        let req = link_device::request_link(&deps, web()).await.unwrap();
+        let req = link_device::request_link(&deps, web(), None).await.unwrap();
         link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
             .await
             .unwrap();
@@ -133,7 +136,7 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
             device_id: DeviceId::from_trusted(c.device_id),
         });
     }
-    let req = link_device::request_link(&deps, web()).await.unwrap();
+    let req = link_device::request_link(&deps, web(), None).await.unwrap();
     let code = req["code"].as_str().unwrap();
     assert_eq!(
         link_device::approve(&deps, &companion.unwrap(), code)

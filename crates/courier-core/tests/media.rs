@@ -73,6 +73,7 @@ impl World {
                 media: &self.media,
                 objects: &self.objects,
             }),
+            throttle: None,
         }
     }
 
@@ -404,6 +405,7 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         media: Some(attach),
         clock: &w.clock,
         ttl_secs: 60,
+        throttle: None,
     };
     let media_deps = media::Deps {
         statuses: Some(media::StatusLookup {

@@ -46,6 +46,7 @@ impl World {
             media: None,
             clock: &self.clock,
             ttl_secs: 86_400,
+            throttle: None,
         }
     }
 

@@ -4,8 +4,10 @@
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use courier_core::ErrorCode;
+use courier_core::clock::{Clock, SystemClock};
 use courier_core::ports::CredentialStore;
-use courier_core::usecases::authorize::{authorize, presented_key};
+use courier_core::rate_limit::Throttle;
+use courier_core::usecases::authorize::{authorize_connection, presented_key};
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 
@@ -33,9 +35,29 @@ impl From<AuthorizerError> for Diagnostic {
     }
 }
 
-/// Checks the key presented at `$connect`.
+/// The context key that tells the `$connect` route to refuse a rate-limited address with 429;
+/// see [`handle_limited`].
+pub const RETRY_AFTER_CONTEXT: &str = "rateLimitRetryAfter";
+
+/// Checks the key presented at `$connect`, with no limit on failed attempts.
 pub async fn handle(
     credentials: &dyn CredentialStore,
+    event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
+) -> Result<Value, AuthorizerError> {
+    handle_limited(credentials, None, &SystemClock, event).await
+}
+
+/// Checks the key presented at `$connect` behind the failed-connection limit of the source IP.
+///
+/// A REQUEST authorizer can only answer allow, deny (403) or unauthorized (401), never 429. So an
+/// address over its limit is allowed *to the `$connect` route only*, with no identity and
+/// [`RETRY_AFTER_CONTEXT`] in the context, and the route refuses the handshake with 429,
+/// `Retry-After` and a `LIMIT_EXCEEDED` body; no connection is ever recorded for it, and its key
+/// is not looked at.
+pub async fn handle_limited(
+    credentials: &dyn CredentialStore,
+    failures: Option<&Throttle<'_>>,
+    clock: &dyn Clock,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<Value, AuthorizerError> {
     let header = event
@@ -43,10 +65,40 @@ pub async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let token = event.query_string_parameters.first("token");
-    match authorize(credentials, presented_key(header, token)).await {
+    let source_ip = event
+        .request_context
+        .identity
+        .as_ref()
+        .and_then(|i| i.source_ip.as_deref());
+    let resource = event.method_arn.clone().unwrap_or_else(|| "*".into());
+    let key = presented_key(header, token);
+    match authorize_connection(credentials, key, source_ip, failures, clock.now()).await {
+        Err(e) if e.code == ErrorCode::LimitExceeded => {
+            let retry = e.retry_after_secs.unwrap_or(1);
+            tracing::info!(
+                retry_after_secs = retry,
+                "connection refused: too many failures from this address"
+            );
+            Ok(json!({
+                "principalId": "rate-limited",
+                "policyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}]
+                },
+                "context": {RETRY_AFTER_CONTEXT: retry.to_string()}
+            }))
+        }
+        result => answer(result, resource),
+    }
+}
+
+fn answer(
+    result: Result<courier_core::ports::DeviceCredential, courier_core::ApiError>,
+    resource: String,
+) -> Result<Value, AuthorizerError> {
+    match result {
         Ok(who) => {
             tracing::info!(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym(), "connection authorized");
-            let resource = event.method_arn.clone().unwrap_or_else(|| "*".into());
             Ok(json!({
                 "principalId": who.user_id.as_str(),
                 "policyDocument": {

@@ -36,11 +36,24 @@ pub fn error_response(operation: &str, e: &ApiError) -> Response<Body> {
         .expect("valid response")
 }
 
+/// The client's address as API Gateway saw it (`requestContext.http.sourceIp`).
+pub fn source_ip(req: &Request) -> Option<String> {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    #[allow(unreachable_patterns)] // other variants exist only with other lambda_http features
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
 /// `POST /v1/accounts`: 202 once the code is on its way.
 pub async fn register_account(deps: &register_account::Deps<'_>, req: Request) -> Response<Body> {
     let result = async {
         let body: RegisterAccountRequest = parse_json(req.body().as_ref(), MAX_HTTP_BODY_BYTES)?;
-        let reply = register_account::register_account(deps, &body.phone).await?;
+        let reply =
+            register_account::register_account(deps, &body.phone, source_ip(&req).as_deref())
+                .await?;
         let sms =
             courier_core::PhoneNumber::parse(&body.phone).is_ok_and(|p| deps.sends_sms_to(&p));
         Ok::<_, courier_core::ApiError>((reply, sms))
@@ -79,7 +92,7 @@ pub async fn validate_account(deps: &validate_account::Deps<'_>, req: Request) -
 pub async fn create_link_request(deps: &link_device::Deps<'_>, req: Request) -> Response<Body> {
     let result = async {
         let body: DeviceInfo = parse_json(req.body().as_ref(), MAX_HTTP_BODY_BYTES)?;
-        link_device::request_link(deps, body).await
+        link_device::request_link(deps, body, source_ip(&req).as_deref()).await
     }
     .await;
     match result {

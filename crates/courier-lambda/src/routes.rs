@@ -22,6 +22,21 @@ pub async fn connect(
     clock: &dyn Clock,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
+    if let Some(retry) = event
+        .request_context
+        .authorizer
+        .fields
+        .get(crate::authorizer::RETRY_AFTER_CONTEXT)
+        .and_then(|v| v.as_str())
+    {
+        // The authorizer let a rate-limited address through to be refused here, with a 429.
+        let e = ApiError::limit_exceeded(
+            "too many failed connection attempts from this address",
+            retry.parse().unwrap_or(1),
+        );
+        log_error("connect", &e);
+        return limit_response(&e);
+    }
     let result = async {
         let (who, conn) = caller(event)?;
         connections::connect(store, clock, conn, &who).await?;
@@ -49,6 +64,25 @@ pub async fn connect(
             respond(i64::from(e.code.http_status()), None)
         }
     }
+}
+
+/// A refused handshake: 429 with `Retry-After` and the protocol's JSON error body.
+fn limit_response(e: &ApiError) -> ApiGatewayProxyResponse {
+    let mut r = respond(
+        i64::from(e.code.http_status()),
+        Some(courier_core::protocol::http_error_body(e)),
+    );
+    if let Some(secs) = e.retry_after_secs {
+        r.headers.insert(
+            "retry-after",
+            secs.to_string().parse().expect("digits are a header value"),
+        );
+    }
+    r.headers.insert(
+        "content-type",
+        "application/json".parse().expect("a header value"),
+    );
+    r
 }
 
 /// `$disconnect`: forget the connection and record the user's last seen. API Gateway ignores

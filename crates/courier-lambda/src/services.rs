@@ -10,6 +10,7 @@ use aws_lambda_events::apigw::{
 };
 use courier_aws::config::{self, required};
 use courier_aws::dynamo::DynamoMedia;
+use courier_aws::dynamo::DynamoRateLimiter;
 use courier_aws::dynamo::{
     DynamoAccounts, DynamoConnections, DynamoDeviceQueues, DynamoKeys, DynamoMessages,
     DynamoRegistrations, DynamoSessions, DynamoSettings, DynamoStatuses,
@@ -20,6 +21,7 @@ use courier_aws::s3::S3Objects;
 use courier_aws::sms::SnsSms;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::{GetSettingsParams, LookupUserParams};
+use courier_core::rate_limit::{Limits, Rule, Throttle};
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::media;
 use courier_core::usecases::{delete_account, register_account, validate_account};
@@ -36,6 +38,22 @@ fn leak<T>(value: T) -> &'static T {
 
 fn unknown(binary: &str, op: &str) -> Error {
     format!("the {binary} binary has no operation named {op:?}").into()
+}
+
+/// The shared rate-limit store (`RATE_LIMIT_TABLE`) and the configured rule `pick`s.
+fn throttle(
+    dynamo: &aws_sdk_dynamodb::Client,
+    pick: fn(&Limits) -> Rule,
+) -> Result<Throttle<'static>, Error> {
+    let limits = config::limits()?;
+    let limiter: &'static DynamoRateLimiter = leak(DynamoRateLimiter::new(
+        dynamo.clone(),
+        required("RATE_LIMIT_TABLE")?,
+    ));
+    Ok(Throttle {
+        limiter,
+        rule: pick(&limits),
+    })
 }
 
 fn accounts(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoAccounts, Error> {
@@ -85,6 +103,10 @@ pub async fn registration() -> Result<(), Error> {
                 clock: &SystemClock,
                 code_lifetime_secs,
                 test_numbers,
+                limits: Some(register_account::CodeLimits {
+                    per_phone: throttle(&dynamo, |l| l.codes_per_phone)?,
+                    per_ip: throttle(&dynamo, |l| l.codes_per_ip)?,
+                }),
             });
             lambda_http::run(lambda_http::service_fn(move |req| async move {
                 Ok::<_, Error>(metered("registerAccount", http::register_account(deps, req)).await)
@@ -114,14 +136,25 @@ pub async fn registration() -> Result<(), Error> {
 pub async fn authorizer() -> Result<(), Error> {
     crate::telemetry::init();
     let sdk = config::sdk_config().await;
+    let dynamo = config::dynamodb(&sdk);
     let credentials = leak(DynamoAccounts::new(
-        config::dynamodb(&sdk),
+        dynamo.clone(),
         "",
         required("API_KEYS_TABLE")?,
     ));
+    let failures = leak(throttle(&dynamo, |l| l.failed_connects)?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-            metered("authorize", authorizer::handle(credentials, &event.payload)).await
+            metered(
+                "authorize",
+                authorizer::handle_limited(
+                    credentials,
+                    Some(failures),
+                    &SystemClock,
+                    &event.payload,
+                ),
+            )
+            .await
         },
     ))
     .await
@@ -455,6 +488,7 @@ pub async fn messages() -> Result<(), Error> {
                 messages,
                 clock: &SystemClock,
                 media: Some(attach_deps(&sdk, &dynamo)?),
+                throttle: Some(throttle(&dynamo, |l| l.sends)?),
             });
             ws_action(move |event| async move {
                 routes::action("sendMessage", &event, |who, p| async move {
@@ -661,11 +695,16 @@ pub async fn devices() -> Result<(), Error> {
                 )),
                 _ => leak(DynamoAccounts::new(dynamo.clone(), "", "")),
             };
+            let throttle = match op.as_str() {
+                "sendToDevice" => Some(throttle(&dynamo, |l| l.sends)?),
+                _ => None,
+            };
             let deps = leak(device_messages::Deps {
                 accounts,
                 queues: leak(queue_store(&dynamo)?),
                 deliver,
                 clock: &SystemClock,
+                throttle,
             });
             match op.as_str() {
                 "sendToDevice" => serve!(deps, "sendToDevice", device_messages::send_to_device),
@@ -712,10 +751,17 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
         required("LINKS_TABLE")?,
         accounts.clone(),
     ));
+    // The poll (getLinkRequest) is not limited: the waiting device polls until approved, and
+    // its linkId is a 128-bit secret no one can guess.
+    let throttle = match op {
+        "createLinkRequest" | "approveDeviceLink" => Some(throttle(dynamo, |l| l.link_attempts)?),
+        _ => None,
+    };
     let deps = leak(link_device::Deps {
         links,
         accounts,
         clock: &SystemClock,
+        throttle,
     });
     match op {
         "createLinkRequest" => {
@@ -822,6 +868,11 @@ pub async fn status() -> Result<(), Error> {
         media,
         clock: &SystemClock,
         ttl_secs,
+        throttle: if op == "postStatus" {
+            Some(throttle(&dynamo, |l| l.sends)?)
+        } else {
+            None
+        },
     });
     macro_rules! serve {
         ($name:literal, $f:path) => {

@@ -64,6 +64,7 @@ impl Ports {
             clock: &SystemClock,
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
             test_numbers: None,
+            limits: None,
         }
     }
     fn validate(&self) -> validate_account::Deps<'_> {
@@ -344,6 +345,7 @@ fn send_deps<'a>(
         messages,
         clock: &SystemClock,
         media: None,
+        throttle: None,
     }
 }
 
@@ -710,6 +712,7 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
             push: None,
         }),
         clock: &SystemClock,
+        throttle: None,
     };
     let event = ws_event("send-to-device.json");
     let send = || {
@@ -855,6 +858,7 @@ async fn post_status_stores_it_tells_a_contacts_live_device_and_answers_its_id()
         media: None,
         clock: &SystemClock,
         ttl_secs: 60,
+        throttle: None,
     };
     let deps = &deps;
     let event = ws_event("post-status.json");
@@ -1006,4 +1010,155 @@ async fn create_backup_replies_with_a_presigned_upload_and_refuses_oversized_one
     let f = frame(&resp);
     assert_eq!(f["requestId"], "r9");
     assert_eq!(f["error"]["code"], "PAYLOAD_TOO_LARGE");
+}
+
+fn window(max: u32) -> courier_core::rate_limit::Rule {
+    courier_core::rate_limit::Rule::Window {
+        max,
+        window_secs: 3600,
+    }
+}
+
+#[tokio::test]
+async fn codes_over_the_per_ip_limit_answer_429_with_retry_after_and_send_no_sms() {
+    let p = Ports::default();
+    let limiter = MemoryRateLimiter::default();
+    let throttle = |max| courier_core::rate_limit::Throttle {
+        limiter: &limiter,
+        rule: window(max),
+    };
+    let deps = register_account::Deps {
+        limits: Some(register_account::CodeLimits {
+            per_phone: throttle(100),
+            per_ip: throttle(2),
+        }),
+        ..p.register()
+    };
+    // Two numbers from the fixture's address (203.0.113.10), then a third is refused.
+    for phone in ["+14155550100", "+14155550101"] {
+        let body = format!(r#"{{"phone":"{phone}"}}"#);
+        let resp =
+            http::register_account(&deps, http_event("register-account.json", Some(&body))).await;
+        assert_eq!(resp.status(), 202);
+    }
+    let resp = http::register_account(
+        &deps,
+        http_event("register-account.json", Some(r#"{"phone":"+14155550102"}"#)),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry));
+    let v = body_json(&resp);
+    assert_eq!(v["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(v["error"]["retryAfter"], retry);
+    assert_eq!(p.sms.sent().len(), 2, "no SMS for the refused request");
+}
+
+#[tokio::test]
+async fn an_address_over_its_failed_connection_limit_is_refused_with_429_at_connect() {
+    let p = Ports::default();
+    let (key, _) = signed_up(&p).await;
+    let limiter = MemoryRateLimiter::default();
+    let failures = courier_core::rate_limit::Throttle {
+        limiter: &limiter,
+        rule: window(2),
+    };
+    let authorize = |key: &str| {
+        let event = authorizer_event("authorizer-header.json", key);
+        let (accounts, failures) = (&p.accounts, &failures);
+        async move { authorizer::handle_limited(accounts, Some(failures), &SystemClock, &event).await }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            authorize("ck_wrong").await.unwrap_err().to_string(),
+            "Unauthorized"
+        );
+    }
+    // Over the limit: even the right key is not looked at. The authorizer lets the handshake
+    // reach the $connect route only, which refuses it with 429 and records nothing.
+    let policy = authorize(&key).await.unwrap();
+    assert_eq!(policy["principalId"], "rate-limited");
+    let context = policy["context"].as_object().unwrap();
+    assert!(!context.contains_key("userId"));
+    let retry = context[authorizer::RETRY_AFTER_CONTEXT]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut event = ws_event("connect.json");
+    let fields = &mut event.request_context.authorizer.fields;
+    fields.clear();
+    fields.extend(context.clone());
+    let resp = routes::connect(&p.connections, &p.connections, &SystemClock, &event).await;
+    assert_eq!(resp.status_code, 429);
+    assert_eq!(resp.headers["retry-after"].to_str().unwrap(), retry);
+    let body = frame(&resp);
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retryAfter"].to_string(), retry);
+    assert!(
+        p.connections
+            .for_user(&UserId::from_trusted("u_test"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_send_over_the_device_limit_gets_limit_exceeded_with_retry_after_in_the_reply() {
+    use courier_core::ports::SessionStore;
+    let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    sessions
+        .create_direct(
+            &session,
+            &UserId::from_trusted("u_test"),
+            &UserId::from_trusted("u_peer"),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let limiter = MemoryRateLimiter::default();
+    let deps = &courier_core::usecases::send_message::Deps {
+        throttle: Some(courier_core::rate_limit::Throttle {
+            limiter: &limiter,
+            rule: courier_core::rate_limit::Rule::TokenBucket {
+                burst: 1,
+                interval_ms: 60_000,
+            },
+        }),
+        ..send_deps(&sessions, &messages)
+    };
+    let send = |cmid: &'static str| {
+        let event = ws_event("send-message.json");
+        let mut body: Value = serde_json::from_str(event.body.as_deref().unwrap()).unwrap();
+        body["clientMsgId"] = Value::String(cmid.into());
+        let mut event = event;
+        event.body = Some(body.to_string());
+        async move {
+            frame(
+                &routes::action("sendMessage", &event, |who, p| async move {
+                    courier_core::usecases::send_message::send_message(deps, &who, p).await
+                })
+                .await,
+            )
+        }
+    };
+    assert_eq!(send("first").await["ok"], true);
+    let reply = send("second").await;
+    assert_eq!(reply["ok"], false);
+    assert_eq!(reply["requestId"], "r3");
+    assert_eq!(reply["error"]["code"], "LIMIT_EXCEEDED");
+    let retry = reply["error"]["retryAfter"].as_u64().unwrap();
+    assert!((59..=60).contains(&retry), "{reply}");
+    assert_eq!(
+        messages.all(&session).len(),
+        1,
+        "the refused message was not stored"
+    );
 }

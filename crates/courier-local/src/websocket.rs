@@ -532,7 +532,19 @@ async fn upgrade(gw: Arc<WsGateway>, peer: SocketAddr, mut req: Request) -> Resp
                     let status =
                         StatusCode::from_u16(status as u16).unwrap_or(StatusCode::FORBIDDEN);
                     let body = v.get("body").and_then(J::as_str).unwrap_or("").to_string();
-                    return (status, body).into_response();
+                    // The integration's headers go with its refusal (Retry-After on a 429).
+                    let mut refusal = (status, body).into_response();
+                    if let Some(h) = v.get("headers").and_then(J::as_object) {
+                        for (name, value) in h {
+                            if let (Ok(name), Some(Ok(value))) = (
+                                header::HeaderName::from_bytes(name.as_bytes()),
+                                value.as_str().map(header::HeaderValue::from_str),
+                            ) {
+                                refusal.headers_mut().insert(name, value);
+                            }
+                        }
+                    }
+                    return refusal;
                 }
                 subprotocol = v.get("headers").and_then(|h| {
                     h.as_object()?.iter().find_map(|(k, v)| {

@@ -11,6 +11,7 @@ mod keys;
 mod media;
 mod messages;
 mod presence;
+mod rate_limits;
 mod registrations;
 mod sessions;
 mod settings;

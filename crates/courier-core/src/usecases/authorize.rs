@@ -33,6 +33,44 @@ pub async fn authorize(
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown or revoked API key"))
 }
 
+/// [`authorize`] behind the failed-connection limit of `source_ip`: while the address is over
+/// its limit every attempt is refused with `LIMIT_EXCEEDED` before the key is looked at (so the
+/// answer says nothing about the key), and each refused key counts as one failure. A right key
+/// from an address under the limit connects as usual and counts nothing.
+#[tracing::instrument(skip_all)]
+pub async fn authorize_connection(
+    credentials: &dyn CredentialStore,
+    key: Option<ApiKey>,
+    source_ip: Option<&str>,
+    failures: Option<&crate::rate_limit::Throttle<'_>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DeviceCredential, ApiError> {
+    use crate::rate_limit::Decision;
+    let limit = failures.zip(source_ip.filter(|ip| !ip.is_empty()));
+    let bucket = |ip: &str| format!("connect-failures#{ip}");
+    if let Some((throttle, ip)) = limit
+        && let Decision::Limited { retry_after_secs } = throttle.check(&bucket(ip), now).await?
+    {
+        return Err(ApiError::limit_exceeded(
+            format!(
+                "too many failed connection attempts from this address; retry in {retry_after_secs} s"
+            ),
+            retry_after_secs,
+        ));
+    }
+    let result = authorize(credentials, key).await;
+    if let (Err(e), Some((throttle, ip))) = (&result, limit)
+        && e.code == ErrorCode::Unauthorized
+    {
+        // Counted, not checked: the refusal is UNAUTHORIZED either way.
+        throttle
+            .limiter
+            .take(&bucket(ip), throttle.rule, now)
+            .await?;
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

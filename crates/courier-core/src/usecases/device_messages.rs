@@ -46,6 +46,8 @@ pub struct Deps<'a> {
     pub deliver: Option<Deliverer<'a>>,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The sending device's token bucket (`sendToDevice` only; `None`: unlimited).
+    pub throttle: Option<crate::rate_limit::Throttle<'a>>,
 }
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -111,6 +113,14 @@ pub async fn send_to_device(
         targets.push((user, device));
     }
 
+    // Before anything is read or written: a refused call queues and delivers nothing.
+    crate::rate_limit::take(
+        deps.throttle.as_ref(),
+        &super::send_message::send_key("sendToDevice", who),
+        "device messages",
+        deps.clock.now(),
+    )
+    .await?;
     // Which target devices exist: one device query per distinct user.
     let mut users: Vec<UserId> = targets.iter().map(|(u, _)| u.clone()).collect();
     users.sort();

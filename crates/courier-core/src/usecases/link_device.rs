@@ -35,6 +35,8 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// Link attempts: requests per source IP, approvals per account (`None`: unlimited).
+    pub throttle: Option<crate::rate_limit::Throttle<'a>>,
 }
 
 fn new_code() -> String {
@@ -54,9 +56,22 @@ fn normalise_code(input: &str) -> Option<String> {
     (code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b))).then_some(code)
 }
 
-/// Step 1: a new device asks to be linked.
-pub async fn request_link(deps: &Deps<'_>, device: DeviceInfo) -> Result<Value, ApiError> {
+/// Step 1: a new device asks to be linked, from `source_ip` (when the gateway says).
+pub async fn request_link(
+    deps: &Deps<'_>,
+    device: DeviceInfo,
+    source_ip: Option<&str>,
+) -> Result<Value, ApiError> {
     device.validate()?;
+    if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
+        crate::rate_limit::take(
+            deps.throttle.as_ref(),
+            &format!("link-ip#{ip}"),
+            "link requests from this address",
+            deps.clock.now(),
+        )
+        .await?;
+    }
     for _ in 0..3 {
         let link = LinkRequest {
             link_id: format!("l_{}", uuid::Uuid::new_v4().simple()),
@@ -88,6 +103,14 @@ pub async fn approve(
 ) -> Result<Value, ApiError> {
     let code = normalise_code(code)
         .ok_or_else(|| ApiError::bad_request("code must be 10 letters and digits"))?;
+    // Per account, before the code is looked up: guessing codes is what this slows down.
+    crate::rate_limit::take(
+        deps.throttle.as_ref(),
+        &format!("link-approve#{}", who.user_id),
+        "link approvals",
+        deps.clock.now(),
+    )
+    .await?;
     let devices = deps.accounts.devices(&who.user_id).await?;
     let me = devices.iter().find(|d| d.device_id == who.device_id);
     if !me.is_some_and(|d| d.primary) {

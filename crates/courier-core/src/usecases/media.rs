@@ -162,6 +162,7 @@ pub async fn may_download(
                     media: None,
                     clock: deps.clock,
                     ttl_secs: 0,
+                    throttle: None,
                 };
                 if live && super::status::may_view(&status_deps, &poster, user).await? {
                     return Ok(true);

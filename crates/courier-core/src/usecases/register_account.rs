@@ -31,6 +31,8 @@ pub struct Deps<'a> {
     pub code_lifetime_secs: i64,
     /// Test numbers (off in production unless the operator sets them).
     pub test_numbers: Option<TestNumbers>,
+    /// Codes per phone number and per source IP (`None`: unlimited).
+    pub limits: Option<CodeLimits<'a>>,
 }
 
 /// Test phone numbers, for running the end-to-end tests and the load generator against a
@@ -101,13 +103,47 @@ impl Deps<'_> {
     }
 }
 
-/// Sends a new code to `phone`.
+/// The rate limits on sending codes, on top of the per-number rule above.
+#[derive(Clone, Copy)]
+pub struct CodeLimits<'a> {
+    /// Requests per phone number.
+    pub per_phone: crate::rate_limit::Throttle<'a>,
+    /// Requests per source IP.
+    pub per_ip: crate::rate_limit::Throttle<'a>,
+}
+
+/// Sends a new code to `phone`, asked for from `source_ip` (when the gateway says).
+///
+/// Rate limits come first: every request counts against its source IP, and one that passes
+/// that counts against the phone number; a refused request sends nothing.
 #[tracing::instrument(skip_all)]
 pub async fn register_account(
     deps: &Deps<'_>,
     phone: &str,
+    source_ip: Option<&str>,
 ) -> Result<RegisterAccountResponse, ApiError> {
     let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(limits) = &deps.limits {
+        let now = deps.clock.now();
+        if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
+            limits
+                .per_ip
+                .take(
+                    &format!("codes-ip#{ip}"),
+                    "verification codes from this address",
+                    now,
+                )
+                .await?;
+        }
+        limits
+            .per_phone
+            .take(
+                &format!("codes-phone#{}", phone.as_str()),
+                "verification codes for this number",
+                now,
+            )
+            .await?;
+    }
     let test = !deps.sends_sms_to(&phone);
     let code = match &deps.test_numbers {
         Some(t) if test => t.code.clone(),

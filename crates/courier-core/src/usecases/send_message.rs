@@ -25,6 +25,14 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// Media checks for `attachments`; without them, a message with attachments is refused.
     pub media: Option<super::media::AttachDeps<'a>>,
+    /// The sending device's token bucket (`None`: unlimited).
+    pub throttle: Option<crate::rate_limit::Throttle<'a>>,
+}
+
+/// The bucket of one device for one send operation: each device has its own, so one device over
+/// its limit slows no one else (not even the same user's other devices).
+pub fn send_key(operation: &str, who: &DeviceCredential) -> String {
+    format!("{operation}#{}#{}", who.user_id, who.device_id)
 }
 
 /// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
@@ -116,6 +124,14 @@ pub async fn send(
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
+    // Before anything is read or written: a refused send stores, delivers and counts nothing.
+    crate::rate_limit::take(
+        deps.throttle.as_ref(),
+        &send_key("sendMessage", who),
+        "messages",
+        deps.clock.now(),
+    )
+    .await?;
     require_member(deps.sessions, &session, &who.user_id).await?;
     if !p.attachments.is_empty() {
         let Some(media) = deps.media else {

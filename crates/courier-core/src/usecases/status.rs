@@ -61,6 +61,8 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// How long a new status lives, in seconds.
     pub ttl_secs: i64,
+    /// The posting device's token bucket (`postStatus` only; `None`: unlimited).
+    pub throttle: Option<crate::rate_limit::Throttle<'a>>,
 }
 
 fn status_id_param(s: &str) -> Result<&str, ApiError> {
@@ -118,6 +120,14 @@ pub async fn post_status(
             "at most {MAX_STATUS_ATTACHMENTS} attachments"
         )));
     }
+    // Before anything is read or written: a refused post stores and announces nothing.
+    crate::rate_limit::take(
+        deps.throttle.as_ref(),
+        &super::send_message::send_key("postStatus", who),
+        "status posts",
+        deps.clock.now(),
+    )
+    .await?;
     let media = match deps.media {
         Some(m) => Some((
             m,

@@ -1,0 +1,220 @@
+//! Rate limits: the rules, the arithmetic every [`RateLimiter`] shares, and the defaults.
+//!
+//! Two kinds of rule, each where it fits best:
+//! - [`Rule::TokenBucket`] for sends (a burst, then a steady rate). It is kept as GCRA (the
+//!   "generic cell rate algorithm"): the whole bucket is one number, the theoretical arrival time
+//!   (`tat`) of the next request, in milliseconds. A take is allowed while `tat - now` is at most
+//!   `(burst - 1) * interval`, and moves `tat` to `max(tat, now) + interval`. That is exactly a
+//!   token bucket of `burst` tokens refilled one per `interval`, and one number can be updated by
+//!   a single conditional write, so many Lambda instances share a bucket without a lock.
+//! - [`Rule::Window`] for "N per hour" limits (codes, link attempts, failed connections): a
+//!   counter per fixed window (aligned to the epoch), incremented with a condition `n < max`.
+//!   Its meaning is the plainest to state and to support ("5 codes per phone in a clock hour"),
+//!   at the price of allowing up to `2 * max` across a window boundary.
+//!
+//! The state lives behind the [`RateLimiter`] port (DynamoDB in production), never in a process.
+//!
+//! [`RateLimiter`]: crate::ports::RateLimiter
+
+use crate::error::{ApiError, PortError};
+use crate::ports::RateLimiter;
+use chrono::{DateTime, Utc};
+
+/// How a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A token bucket of `burst` tokens, one more every `interval_ms` milliseconds.
+    TokenBucket {
+        /// Requests allowed at once, from a full bucket.
+        burst: u32,
+        /// Milliseconds per token refilled.
+        interval_ms: u64,
+    },
+    /// At most `max` requests per fixed window of `window_secs` seconds.
+    Window {
+        /// Requests per window.
+        max: u32,
+        /// The window's length in seconds (windows start at multiples of it since the epoch).
+        window_secs: u64,
+    },
+}
+
+/// What a limiter says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Within the limit (and, for a take, counted).
+    Allowed,
+    /// Over the limit: nothing was counted; try again after this many seconds (at least 1).
+    Limited {
+        /// Whole seconds until a request can succeed.
+        retry_after_secs: u64,
+    },
+}
+
+/// Milliseconds since the epoch, the unit of bucket state.
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Whole seconds, rounded up, at least 1: a client that waits this long will not be refused by
+/// the same bucket again (unless it is drained by someone else meanwhile).
+pub fn retry_secs(wait_ms: i64) -> u64 {
+    (wait_ms.max(1) as u64).div_ceil(1000).max(1)
+}
+
+/// GCRA for a token bucket: given the stored `tat` (`None`: never used or expired), whether a
+/// request at `now_ms` is allowed and, if so, the new `tat`.
+pub fn gcra(burst: u32, interval_ms: u64, tat: Option<i64>, now_ms: i64) -> Result<i64, u64> {
+    let interval = interval_ms as i64;
+    let tolerance = i64::from(burst.max(1) - 1) * interval;
+    let start = tat.map_or(now_ms, |t| t.max(now_ms));
+    if start - now_ms > tolerance {
+        Err(retry_secs(start - tolerance - now_ms))
+    } else {
+        Ok(start + interval)
+    }
+}
+
+/// The fixed window `now` falls in: its start and end, in seconds since the epoch.
+pub fn window_of(window_secs: u64, now: DateTime<Utc>) -> (i64, i64) {
+    let len = window_secs.max(1) as i64;
+    let start = now.timestamp().div_euclid(len) * len;
+    (start, start + len)
+}
+
+/// `Limited` with the seconds left in the window.
+pub fn window_retry(window_secs: u64, now: DateTime<Utc>) -> Decision {
+    let (_, end) = window_of(window_secs, now);
+    Decision::Limited {
+        retry_after_secs: retry_secs(end * 1000 - millis(now)),
+    }
+}
+
+/// The limits of a deployment (template.yaml parameters; [`Limits::default`] otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per device and send operation (`sendMessage`, `sendToDevice`, `postStatus`).
+    pub sends: Rule,
+    /// Verification codes per phone number.
+    pub codes_per_phone: Rule,
+    /// Verification codes per source IP.
+    pub codes_per_ip: Rule,
+    /// Link requests per source IP and link approvals per account.
+    pub link_attempts: Rule,
+    /// Refused `$connect` attempts per source IP.
+    pub failed_connects: Rule,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sends: Rule::TokenBucket {
+                burst: 60,
+                interval_ms: 1000,
+            },
+            codes_per_phone: Rule::Window {
+                max: 5,
+                window_secs: 3600,
+            },
+            codes_per_ip: Rule::Window {
+                max: 20,
+                window_secs: 3600,
+            },
+            link_attempts: Rule::Window {
+                max: 10,
+                window_secs: 600,
+            },
+            failed_connects: Rule::Window {
+                max: 20,
+                window_secs: 60,
+            },
+        }
+    }
+}
+
+/// One limit applied by a use case: the shared limiter and the rule for this kind of request.
+#[derive(Clone, Copy)]
+pub struct Throttle<'a> {
+    /// Where the counts live.
+    pub limiter: &'a dyn RateLimiter,
+    /// How they count.
+    pub rule: Rule,
+}
+
+impl Throttle<'_> {
+    /// Takes one request for `key`; over the limit, `LIMIT_EXCEEDED` saying what was limited.
+    pub async fn take(&self, key: &str, what: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+        match self.limiter.take(key, self.rule, now).await? {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after_secs } => {
+                tracing::info!(limit = what, retry_after_secs, "rate limited");
+                Err(ApiError::limit_exceeded(
+                    format!("too many {what}; retry in {retry_after_secs} s"),
+                    retry_after_secs,
+                ))
+            }
+        }
+    }
+
+    /// Whether `key` is over the limit now, without counting a request.
+    pub async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<Decision, PortError> {
+        self.limiter.check(key, self.rule, now).await
+    }
+}
+
+/// Takes from an optional throttle (`None`: unlimited, as in tests that are not about limits).
+pub async fn take(
+    throttle: Option<&Throttle<'_>>,
+    key: &str,
+    what: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    match throttle {
+        Some(t) => t.take(key, what, now).await,
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_the_burst_then_one_per_interval() {
+        let (burst, iv) = (3, 1000);
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(gcra(burst, iv, tat, 0).unwrap());
+        }
+        assert_eq!(gcra(burst, iv, tat, 0), Err(1));
+        assert_eq!(gcra(burst, iv, tat, 999), Err(1));
+        let t = gcra(burst, iv, tat, 1000).unwrap();
+        assert_eq!(gcra(burst, iv, Some(t), 1000), Err(1));
+        // Long idle: the bucket is full again, not fuller.
+        let mut tat = Some(t);
+        for _ in 0..3 {
+            tat = Some(gcra(burst, iv, tat, 60_000).unwrap());
+        }
+        assert!(gcra(burst, iv, tat, 60_000).is_err());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_secs(1), 1);
+        assert_eq!(retry_secs(1000), 1);
+        assert_eq!(retry_secs(1001), 2);
+        assert_eq!(retry_secs(-5), 1);
+    }
+
+    #[test]
+    fn windows_align_to_the_epoch() {
+        let t = DateTime::from_timestamp(3_725, 0).unwrap();
+        assert_eq!(window_of(3600, t), (3600, 7200));
+        assert_eq!(
+            window_retry(3600, t),
+            Decision::Limited {
+                retry_after_secs: 3475
+            }
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Rate limits on in-memory ports with a manual clock: the token bucket of sends (burst, refill,
+//! per-device isolation, nothing stored when refused), codes per phone and per address, link
+//! attempts, and failed connections per address.
+
+use chrono::{Duration, TimeZone, Utc};
+use courier_core::clock::{Clock, ManualClock};
+use courier_core::memory::*;
+use courier_core::ports::*;
+use courier_core::protocol::*;
+use courier_core::rate_limit::{Decision, Rule, Throttle};
+use courier_core::secrets::ApiKey;
+use courier_core::usecases::{
+    authorize, direct_chat, link_device, read_messages, register_account, send_message,
+};
+use courier_core::{ApiError, DeviceId, ErrorCode, PhoneNumber, UserId};
+use serde_json::{Value, json};
+
+const BURST: u32 = 5;
+
+fn sends() -> Rule {
+    Rule::TokenBucket {
+        burst: BURST,
+        interval_ms: 1000,
+    }
+}
+
+struct World {
+    accounts: MemoryAccounts,
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    limiter: MemoryRateLimiter,
+    clock: ManualClock,
+}
+
+fn device(u: &UserId, d: &str) -> DeviceCredential {
+    DeviceCredential {
+        user_id: u.clone(),
+        device_id: DeviceId::from_trusted(d),
+    }
+}
+
+impl World {
+    async fn new() -> (Self, UserId, UserId) {
+        let w = World {
+            accounts: MemoryAccounts::default(),
+            sessions: MemorySessions::default(),
+            messages: MemoryMessages::default(),
+            limiter: MemoryRateLimiter::default(),
+            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap()),
+        };
+        let mut ids = vec![];
+        for phone in ["+14155550100", "+14155550101"] {
+            let user = User {
+                user_id: UserId::generate(),
+                phone: PhoneNumber::parse(phone).unwrap(),
+                created_at: w.clock.now(),
+            };
+            let primary = Device {
+                user_id: user.user_id.clone(),
+                device_id: DeviceId::from_trusted("d_phone"),
+                name: "phone".into(),
+                platform: Platform::Ios,
+                primary: true,
+                key_hash: ApiKey::generate().hash(),
+                created_at: w.clock.now(),
+            };
+            w.accounts.create_account(&user, &primary).await.unwrap();
+            ids.push(user.user_id);
+        }
+        (w, ids[0].clone(), ids[1].clone())
+    }
+
+    fn send_deps(&self) -> send_message::Deps<'_> {
+        send_message::Deps {
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+            media: None,
+            throttle: Some(Throttle {
+                limiter: &self.limiter,
+                rule: sends(),
+            }),
+        }
+    }
+
+    async fn open(&self, a: &DeviceCredential, b: &UserId) -> String {
+        let deps = direct_chat::Deps {
+            accounts: &self.accounts,
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+        };
+        let p = InitiateDirectChatParams {
+            peer_user_id: b.to_string(),
+            handshake: None,
+        };
+        direct_chat::initiate(&deps, a, p).await.unwrap()["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn send(
+        &self,
+        from: &DeviceCredential,
+        session: &str,
+        cmid: &str,
+    ) -> Result<Value, ApiError> {
+        let p: SendMessageParams = serde_json::from_value(
+            json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": cmid}),
+        )
+        .unwrap();
+        send_message::send_message(&self.send_deps(), from, p).await
+    }
+
+    /// The payloads stored in a session, in order.
+    async fn stored(&self, reader: &DeviceCredential, session: &str) -> Vec<String> {
+        let p: ReadNewMessagesParams =
+            serde_json::from_value(json!({"sessionId": session, "limit": 100})).unwrap();
+        let page = read_messages::read_new_messages(&self.sessions, &self.messages, reader, p)
+            .await
+            .unwrap();
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["payload"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_is_stored() {
+    let (w, alice, bob) = World::new().await;
+    let phone = device(&alice, "d_phone");
+    let session = w.open(&phone, &bob).await;
+    for i in 0..BURST {
+        w.send(&phone, &session, &format!("m{i}")).await.unwrap();
+    }
+    let e = w.send(&phone, &session, "over").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(e.retry_after_secs, Some(1), "one token per second");
+    let all: Vec<String> = (0..BURST).map(|i| format!("m{i}")).collect();
+    assert_eq!(w.stored(&device(&bob, "d_phone"), &session).await, all);
+
+    // Half a second later: still nothing; after retryAfter: exactly one more, not a new burst.
+    w.clock.advance(Duration::milliseconds(500));
+    assert_eq!(
+        w.send(&phone, &session, "early").await.unwrap_err().code,
+        ErrorCode::LimitExceeded
+    );
+    w.clock.advance(Duration::milliseconds(500));
+    w.send(&phone, &session, "after").await.unwrap();
+    assert_eq!(
+        w.send(&phone, &session, "again").await.unwrap_err().code,
+        ErrorCode::LimitExceeded
+    );
+    // A long pause refills the bucket to its burst, no more.
+    w.clock.advance(Duration::minutes(10));
+    for i in 0..BURST {
+        w.send(&phone, &session, &format!("later{i}"))
+            .await
+            .unwrap();
+    }
+    assert!(w.send(&phone, &session, "too many").await.is_err());
+    let stored = w.stored(&device(&bob, "d_phone"), &session).await;
+    assert_eq!(stored.len(), 2 * BURST as usize + 1);
+    assert!(
+        !stored
+            .iter()
+            .any(|p| ["over", "early", "again", "too many"].contains(&p.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn one_device_over_its_limit_slows_no_other_device_or_user() {
+    let (w, alice, bob) = World::new().await;
+    let alice_phone = device(&alice, "d_phone");
+    let alice_laptop = device(&alice, "d_laptop");
+    let bob_phone = device(&bob, "d_phone");
+    let session = w.open(&alice_phone, &bob).await;
+    for i in 0..BURST {
+        w.send(&alice_phone, &session, &format!("a{i}"))
+            .await
+            .unwrap();
+    }
+    assert!(w.send(&alice_phone, &session, "a-over").await.is_err());
+    // Same user, another device; and the other user: full buckets of their own.
+    for i in 0..BURST {
+        w.send(&alice_laptop, &session, &format!("l{i}"))
+            .await
+            .unwrap();
+        w.send(&bob_phone, &session, &format!("b{i}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        w.stored(&bob_phone, &session).await.len(),
+        3 * BURST as usize
+    );
+}
+
+#[tokio::test]
+async fn a_retry_of_a_stored_message_within_the_limit_still_returns_the_first_result() {
+    let (w, alice, bob) = World::new().await;
+    let phone = device(&alice, "d_phone");
+    let session = w.open(&phone, &bob).await;
+    let first = w.send(&phone, &session, "same").await.unwrap();
+    let retry = w.send(&phone, &session, "same").await.unwrap();
+    assert_eq!(first, retry);
+    assert_eq!(w.stored(&device(&bob, "d_phone"), &session).await.len(), 1);
+}
+
+fn window(max: u32, window_secs: u64) -> Rule {
+    Rule::Window { max, window_secs }
+}
+
+#[tokio::test]
+async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() {
+    let registrations = MemoryRegistrations::default();
+    let sms = RecordingSms::default();
+    let limiter = MemoryRateLimiter::default();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap());
+    let deps = register_account::Deps {
+        registrations: &registrations,
+        sms: &sms,
+        clock: &clock,
+        code_lifetime_secs: 900,
+        test_numbers: None,
+        limits: Some(register_account::CodeLimits {
+            per_phone: Throttle {
+                limiter: &limiter,
+                rule: window(2, 3600),
+            },
+            per_ip: Throttle {
+                limiter: &limiter,
+                rule: window(4, 3600),
+            },
+        }),
+    };
+    let register = |phone: &'static str, ip: &'static str| {
+        let deps = &deps;
+        async move { register_account::register_account(deps, phone, Some(ip)).await }
+    };
+    register("+14155550100", "198.51.100.1").await.unwrap();
+    register("+14155550100", "198.51.100.2").await.unwrap();
+    // A third code for the number, from any address, is refused until the hour is over.
+    let e = register("+14155550100", "198.51.100.3").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(e.retry_after_secs, Some(3600));
+    assert_eq!(sms.sent().len(), 2, "the refused request sent no SMS");
+    // Another number is not affected.
+    register("+14155550101", "198.51.100.1").await.unwrap();
+
+    // One address asking for many numbers: its fifth request is refused.
+    register("+14155550102", "198.51.100.1").await.unwrap();
+    register("+14155550103", "198.51.100.1").await.unwrap();
+    let e = register("+14155550104", "198.51.100.1").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(sms.sent().len(), 5);
+    // Another address still gets codes for that number.
+    register("+14155550104", "198.51.100.9").await.unwrap();
+
+    // The next hour, the number may have codes again (the per-number 3-in-15-minutes rule and
+    // the hourly limit both allow it).
+    clock.advance(Duration::minutes(60));
+    register("+14155550100", "198.51.100.1").await.unwrap();
+    assert_eq!(sms.sent().len(), 7);
+}
+
+#[tokio::test]
+async fn link_requests_per_address_and_approvals_per_account_are_limited() {
+    let accounts = MemoryAccounts::default();
+    let limiter = MemoryRateLimiter::default();
+    // Two minutes before the 10-minute window ends (link codes live 5 minutes).
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 8, 0).unwrap());
+    let user = User {
+        user_id: UserId::generate(),
+        phone: PhoneNumber::parse("+14155550100").unwrap(),
+        created_at: clock.now(),
+    };
+    let primary = Device {
+        user_id: user.user_id.clone(),
+        device_id: DeviceId::generate(),
+        name: "phone".into(),
+        platform: Platform::Ios,
+        primary: true,
+        key_hash: ApiKey::generate().hash(),
+        created_at: clock.now(),
+    };
+    accounts.create_account(&user, &primary).await.unwrap();
+    let who = DeviceCredential {
+        user_id: user.user_id,
+        device_id: primary.device_id,
+    };
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+        throttle: Some(Throttle {
+            limiter: &limiter,
+            rule: window(3, 600),
+        }),
+    };
+    let web = || DeviceInfo {
+        name: "web".into(),
+        platform: Platform::Web,
+    };
+    for _ in 0..3 {
+        link_device::request_link(&deps, web(), Some("203.0.113.7"))
+            .await
+            .unwrap();
+    }
+    let e = link_device::request_link(&deps, web(), Some("203.0.113.7"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.retry_after_secs.is_some_and(|s| (1..=600).contains(&s)));
+    let req = link_device::request_link(&deps, web(), Some("203.0.113.8"))
+        .await
+        .unwrap();
+
+    // Guessing codes: three wrong approvals, then even the right code waits.
+    for _ in 0..3 {
+        let e = link_device::approve(&deps, &who, "0000000000")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+    }
+    let e = link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(e.retry_after_secs, Some(120));
+    clock.advance(Duration::seconds(120));
+    link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn failed_connections_per_address_refuse_even_a_right_key_while_over_the_limit() {
+    let accounts = MemoryAccounts::default();
+    let limiter = MemoryRateLimiter::default();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 30).unwrap());
+    let key = ApiKey::generate();
+    let user = User {
+        user_id: UserId::generate(),
+        phone: PhoneNumber::parse("+14155550100").unwrap(),
+        created_at: clock.now(),
+    };
+    let primary = Device {
+        user_id: user.user_id.clone(),
+        device_id: DeviceId::generate(),
+        name: "phone".into(),
+        platform: Platform::Ios,
+        primary: true,
+        key_hash: key.hash(),
+        created_at: clock.now(),
+    };
+    accounts.create_account(&user, &primary).await.unwrap();
+    let failures = Throttle {
+        limiter: &limiter,
+        rule: window(3, 60),
+    };
+    let connect = |k: &str, ip: &'static str| {
+        let key = ApiKey::presented(k);
+        let (accounts, failures, now) = (&accounts, &failures, clock.now());
+        async move {
+            authorize::authorize_connection(accounts, Some(key), Some(ip), Some(failures), now)
+                .await
+        }
+    };
+    // Right keys count nothing.
+    for _ in 0..10 {
+        connect(key.expose(), "192.0.2.1").await.unwrap();
+    }
+    for _ in 0..3 {
+        let e = connect("wrong", "192.0.2.1").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unauthorized);
+    }
+    let e = connect(key.expose(), "192.0.2.1").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert_eq!(e.retry_after_secs, Some(30), "until the minute is over");
+    let e = connect("wrong", "192.0.2.1").await.unwrap_err();
+    assert_eq!(
+        e.code,
+        ErrorCode::LimitExceeded,
+        "the same answer for any key"
+    );
+    // Another address is not affected.
+    connect(key.expose(), "192.0.2.2").await.unwrap();
+    // Once the window is over, the right key connects again.
+    clock.advance(Duration::seconds(30));
+    connect(key.expose(), "192.0.2.1").await.unwrap();
+    assert_eq!(
+        limiter
+            .check("connect-failures#192.0.2.1", failures.rule, clock.now())
+            .await
+            .unwrap(),
+        Decision::Allowed
+    );
+}

@@ -1,0 +1,346 @@
+//! Rate limits end to end, on local clouds started with small limits: a device sending past its
+//! burst, codes per phone and per address, link attempts, failed connections per address. Each
+//! refusal is `LIMIT_EXCEEDED` with a retry-after, and nothing else is affected.
+//!
+//! Every client of a local cloud is 127.0.0.1, so the limits per address get a cloud of their
+//! own ([`per_address_cloud`]), used by one test only: no other test's traffic counts there.
+
+use courier_client::Session;
+use courier_tests::{TestCloud, WAIT, connect, fresh_phone, next};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BURST: u64 = 5;
+
+/// Sends, codes per phone and link attempts: limits keyed by device, number and account (and
+/// link requests by address: only the link test makes them here).
+fn cloud() -> &'static TestCloud {
+    static CLOUD: OnceLock<TestCloud> = OnceLock::new();
+    CLOUD.get_or_init(|| {
+        TestCloud::start(&[
+            "SendBurst=5",
+            "SendRefillIntervalMs=2000",
+            "RegistrationCodesPerPhone=2",
+            "LinkAttempts=3",
+        ])
+        .expect("a local cloud with small limits")
+    })
+}
+
+async fn scrape_total(cloud: &TestCloud, metric: &str) -> f64 {
+    let text = reqwest::get(format!("{}/_local/metrics", cloud.http_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.split('{').next() == Some(metric))
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn send(
+    s: &Session,
+    session: &str,
+    cmid: &str,
+) -> Result<Value, courier_client::ClientError> {
+    s.request(
+        "sendMessage",
+        json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": cmid}),
+    )
+    .await
+}
+
+fn retry_after(e: &courier_client::ClientError) -> u64 {
+    match e {
+        courier_client::ClientError::Api(d) => {
+            assert_eq!(d.code, courier_core::ErrorCode::LimitExceeded, "{e}");
+            d.retry_after.expect("retryAfter in the error")
+        }
+        other => panic!("expected LIMIT_EXCEEDED, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_after_retry_after()
+{
+    let cloud = cloud();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let (a, b) = (connect(cloud, &alice).await, connect(cloud, &bob).await);
+    let chat = a
+        .request(
+            "initiateDirectChatSession",
+            json!({ "peerUserId": bob.user_id }),
+        )
+        .await
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent_before = scrape_total(cloud, "courier_messages_sent_total").await;
+
+    for i in 0..BURST {
+        send(&a, &chat, &format!("a-{i}")).await.unwrap();
+    }
+    let err = send(&a, &chat, "a-refused").await.unwrap_err();
+    let retry = retry_after(&err);
+    assert!((1..=2).contains(&retry), "one token per 2 s: {retry}");
+
+    // Every message before the refusal arrives, in order; the refused one never does.
+    for i in 0..BURST {
+        let e = next(&b, "message").await;
+        assert_eq!(e["message"]["payload"], format!("a-{i}"));
+    }
+    // Bob's own bucket is full: his sends go through while Alice waits.
+    for i in 0..BURST {
+        send(&b, &chat, &format!("b-{i}")).await.unwrap();
+    }
+
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    send(&a, &chat, "a-after").await.expect("a token refilled");
+
+    let page = b
+        .request("readNewMessages", json!({"sessionId": chat, "limit": 100}))
+        .await
+        .unwrap();
+    let payloads: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(payloads.len(), 2 * BURST as usize + 1, "{payloads:?}");
+    assert!(!payloads.contains(&"a-refused"));
+    assert_eq!(payloads.last(), Some(&"a-after"));
+
+    // Only the stored messages count as sent (the functions' metrics reach the local cloud
+    // through a pipe: poll briefly).
+    let expected = sent_before + 2.0 * BURST as f64 + 1.0;
+    let deadline = Instant::now() + WAIT;
+    let mut sent = scrape_total(cloud, "courier_messages_sent_total").await;
+    while sent < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sent = scrape_total(cloud, "courier_messages_sent_total").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sent = scrape_total(cloud, "courier_messages_sent_total").await;
+    assert_eq!(sent, expected, "the refused message is not counted as sent");
+}
+
+#[tokio::test]
+async fn post_status_and_send_to_device_have_a_bucket_of_their_own_per_device() {
+    let cloud = cloud();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let a = connect(cloud, &alice).await;
+    let to_bob = json!({"messages": [
+        {"userId": bob.user_id, "deviceId": bob.device_id, "payload": "olm"}
+    ]});
+    for i in 0..BURST {
+        a.request("postStatus", json!({ "payload": format!("status-{i}") }))
+            .await
+            .unwrap();
+        a.request("sendToDevice", to_bob.clone()).await.unwrap();
+    }
+    let e = a
+        .request("postStatus", json!({"payload": "refused"}))
+        .await
+        .unwrap_err();
+    assert!(retry_after(&e) >= 1);
+    let e = a.request("sendToDevice", to_bob.clone()).await.unwrap_err();
+    assert!(retry_after(&e) >= 1);
+    // Only the statuses within the limit exist (the poster sees its own).
+    let mine = a
+        .request("viewStatus", json!({ "userId": alice.user_id }))
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["statuses"].as_array().unwrap().len(),
+        BURST as usize,
+        "{mine}"
+    );
+    let b = connect(cloud, &bob).await;
+    // Bob's device queue holds exactly the device messages that were accepted.
+    let queued = b.request("readDeviceMessages", json!({})).await.unwrap();
+    assert_eq!(
+        queued["messages"].as_array().unwrap().len(),
+        BURST as usize,
+        "{queued}"
+    );
+}
+
+async fn register_status(cloud: &TestCloud, phone: &str) -> (u16, Option<u64>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/accounts", cloud.http_url))
+        .json(&json!({ "phone": phone }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_third_code_for_a_number_within_the_window_is_refused_and_sends_no_sms() {
+    let cloud = cloud();
+    let phone = fresh_phone();
+    for _ in 0..2 {
+        assert_eq!(register_status(cloud, &phone).await.0, 202);
+    }
+    let (status, retry, body) = register_status(cloud, &phone).await;
+    assert_eq!(status, 429, "{body}");
+    let retry = retry.expect("a Retry-After header");
+    assert!((1..=3600).contains(&retry));
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retryAfter"], retry);
+    assert_eq!(
+        cloud.sms_to(&phone).await.unwrap().len(),
+        2,
+        "no SMS for the refusal"
+    );
+    // Another number is not affected.
+    assert_eq!(register_status(cloud, &fresh_phone()).await.0, 202);
+}
+
+async fn request_link(cloud: &TestCloud) -> (u16, Option<u64>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/devices/link-requests", cloud.http_url))
+        .json(&json!({"name": "web", "platform": "web"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn link_approvals_per_account_and_link_requests_per_address_are_limited() {
+    let cloud = cloud();
+    let owner = cloud.sign_up().await;
+    let primary = connect(cloud, &owner).await;
+    let (status, _, link) = request_link(cloud).await;
+    assert_eq!(status, 201, "{link}");
+
+    // Three wrong codes use the account's attempts; then even the right code must wait.
+    for _ in 0..3 {
+        let e = primary
+            .request("approveDeviceLink", json!({"code": "0000000000"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(courier_core::ErrorCode::NotFound));
+    }
+    let e = primary
+        .request("approveDeviceLink", json!({"code": link["code"]}))
+        .await
+        .unwrap_err();
+    let retry = retry_after(&e);
+    assert!((1..=600).contains(&retry));
+    let poll = reqwest::get(format!(
+        "{}/v1/devices/link-requests/{}",
+        cloud.http_url,
+        link["linkId"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    let status = poll.status().as_u16();
+    assert_eq!(status, 202, "the link is still pending, not approved");
+
+    // The address made 1 link request; 2 more pass, the 4th is refused with 429.
+    for _ in 0..2 {
+        assert_eq!(request_link(cloud).await.0, 201);
+    }
+    let (status, retry, body) = request_link(cloud).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retryAfter"], retry.expect("Retry-After"));
+}
+
+/// Codes per address and failed connections per address, with a cloud to themselves.
+fn per_address_cloud() -> TestCloud {
+    TestCloud::start(&[
+        "RegistrationCodesPerIp=3",
+        "FailedConnectsPerIp=3",
+        "FailedConnectWindowSeconds=6",
+    ])
+    .expect("a local cloud with small limits per address")
+}
+
+async fn handshake(cloud: &TestCloud, key: &str) -> Result<(), (u16, Option<u64>, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = cloud.ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((mut ws, _)) => {
+            let _ = ws.close(None).await;
+            Ok(())
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse().unwrap());
+            let body = resp
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), retry, body))
+        }
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn an_address_is_limited_in_codes_and_in_failed_connections() {
+    let cloud = &per_address_cloud();
+    // One code (the sign-up) and two more from this address; the fourth is refused.
+    let user = cloud.sign_up().await;
+    for _ in 0..2 {
+        assert_eq!(register_status(cloud, &fresh_phone()).await.0, 202);
+    }
+    let phone = fresh_phone();
+    let (status, retry, body) = register_status(cloud, &phone).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retryAfter"], retry.expect("Retry-After"));
+    assert!(cloud.sms_to(&phone).await.unwrap().is_empty());
+
+    // A right key connects (and counts nothing); three wrong keys are refused with 401.
+    handshake(cloud, &user.api_key).await.expect("connected");
+    // Start at the beginning of a 6-second window, so that all of it happens in one.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis((6000 - (secs % 6000) as u64) + 50)).await;
+    for _ in 0..3 {
+        assert_eq!(handshake(cloud, "ck_wrong").await.unwrap_err().0, 401);
+    }
+    // Over the limit: every attempt from the address is refused, even with the right key.
+    let (status, retry, body) = handshake(cloud, &user.api_key).await.unwrap_err();
+    assert_eq!(status, 429, "{body}");
+    let retry = retry.expect("Retry-After");
+    assert!((1..=6).contains(&retry), "{retry}");
+    assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
+    assert_eq!(body["error"]["retryAfter"], retry);
+    assert_eq!(handshake(cloud, "ck_wrong").await.unwrap_err().0, 429);
+
+    // Once the window is over, the right key connects again and works.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let s = Session::connect(&cloud.ws_url, &user.api_key)
+        .await
+        .expect("connected after retryAfter");
+    s.request("listSessions", json!({})).await.unwrap();
+}
