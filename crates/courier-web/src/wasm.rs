@@ -21,6 +21,10 @@ use crate::{
     parse_message, request_frame,
 };
 
+/// The web client's local state (chats, messages) sealed beside the crypto state.
+const LOCAL_MAGIC: &[u8; 4] = b"CWL1";
+const LOCAL_AAD: &[u8] = b"courier-web-local-v1";
+
 struct JsCaller(Function);
 
 impl Caller for JsCaller {
@@ -126,6 +130,21 @@ impl WebDevice {
     #[wasm_bindgen(js_name = takeState)]
     pub fn take_state(&self) -> Option<Vec<u8>> {
         self.slot.take()
+    }
+
+    /// Seals the page's own local state (its chats and messages, JSON) under the state key,
+    /// so nothing of the conversation sits in IndexedDB in clear.
+    #[wasm_bindgen(js_name = sealLocal)]
+    pub fn seal_local(&self, plaintext: &[u8]) -> Result<Vec<u8>, JsValue> {
+        sealed::seal(&self.slot.key(), LOCAL_MAGIC, LOCAL_AAD, plaintext).map_err(bad_input)
+    }
+
+    /// Opens what [`WebDevice::seal_local`] sealed.
+    #[wasm_bindgen(js_name = openLocal)]
+    pub fn open_local(&self, bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
+        sealed::unseal(&self.slot.key(), LOCAL_MAGIC, LOCAL_AAD, bytes)
+            .map(|p| p.to_vec())
+            .map_err(bad_input)
     }
 
     /// This device's Curve25519 identity key.

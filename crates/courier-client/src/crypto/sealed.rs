@@ -46,8 +46,9 @@ fn cipher(key: &[u8]) -> Result<Aes256Gcm, SealError> {
     Aes256Gcm::new_from_slice(key).map_err(|_| SealError::BadKey)
 }
 
-/// `magic` || nonce || AES-256-GCM(plaintext) with `aad`.
-pub(crate) fn seal(
+/// `magic` || nonce || AES-256-GCM(plaintext) with `aad`: any other local state kept beside the
+/// crypto state, under the same key (the CLI's history, the web client's chat list).
+pub fn seal(
     key: &[u8],
     magic: &[u8; 4],
     aad: &[u8],
@@ -71,7 +72,7 @@ pub(crate) fn seal(
 }
 
 /// The plaintext of [`seal`]ed bytes.
-pub(crate) fn unseal(
+pub fn unseal(
     key: &[u8],
     magic: &[u8; 4],
     aad: &[u8],

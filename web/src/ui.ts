@@ -1,0 +1,500 @@
+// The page: linking (QR code and text), then chats, conversation, status and settings. Plain
+// DOM; every text from the network goes in through textContent, never as HTML.
+
+import QRCode from 'qrcode';
+import type { Chat, ChatMessage, Client, Settings } from './client';
+import type { ConnState } from './net';
+
+type Attrs = Record<string, string | boolean | undefined>;
+
+/** Creates an element with attributes and children (strings become text nodes). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Node | string | null | undefined | false)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (k === 'text') el.textContent = String(v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+const TICK_LABEL: Record<string, string> = {
+  pending: 'sending',
+  sent: 'sent',
+  delivered: 'delivered',
+  read: 'read',
+  failed: 'not sent',
+};
+const TICK_GLYPH: Record<string, string> = {
+  pending: '🕓',
+  sent: '✓',
+  delivered: '✓✓',
+  read: '✓✓',
+  failed: '!',
+};
+
+// ---- linking ----------------------------------------------------------------------------------
+
+export interface LinkView {
+  show(code: string, expiresInSeconds: number): Promise<void>;
+  error(text: string, retry: () => void): void;
+}
+
+export function linkScreen(root: HTMLElement): LinkView {
+  const qr = h('canvas', { id: 'link-qr', role: 'img', 'aria-label': 'The link code as a QR code' });
+  const code = h('output', { id: 'link-code', 'aria-live': 'polite' });
+  const cmd = h('code', { id: 'link-command' });
+  const note = h('p', { id: 'link-note', role: 'status' });
+  root.replaceChildren(
+    h(
+      'main',
+      { class: 'link' },
+      h('h1', { text: 'Link Courier Web to your phone' }),
+      h(
+        'ol',
+        {},
+        h('li', { text: 'On your phone (the primary device), approve this browser:' }),
+        h('li', {}, 'With the CLI: ', cmd),
+      ),
+      h('figure', {}, qr, h('figcaption', {}, 'Link code: ', code)),
+      note,
+    ),
+  );
+  return {
+    async show(text, expires) {
+      code.value = text;
+      code.textContent = text;
+      cmd.textContent = `courier devices approve ${text}`;
+      note.textContent = `Waiting for approval (the code is valid ${Math.round(expires / 60)} minutes)…`;
+      await QRCode.toCanvas(qr, text, { width: 240, margin: 2 });
+    },
+    error(text, retry) {
+      note.textContent = text;
+      const again = h('button', { type: 'button', text: 'Get a new code' });
+      again.onclick = retry;
+      note.append(' ', again);
+    },
+  };
+}
+
+// ---- the app ----------------------------------------------------------------------------------
+
+export class AppView {
+  private readonly list = h('ul', { class: 'chats', 'aria-label': 'Chats' });
+  private readonly log = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages' });
+  private readonly title = h('h2', { id: 'chat-title', text: 'No chat open' });
+  private readonly state = h('span', { class: 'conn', role: 'status', id: 'conn-state' });
+  private readonly error = h('p', { class: 'error', role: 'alert', id: 'error' });
+  private readonly composer: HTMLFormElement;
+  private readonly input = h('textarea', {
+    id: 'message-input',
+    name: 'message',
+    rows: '1',
+    placeholder: 'Type a message',
+    autocomplete: 'off',
+  });
+  private readonly file = h('input', { type: 'file', id: 'file-input', name: 'file' });
+  private readonly progress = h('progress', {
+    id: 'upload-progress',
+    max: '100',
+    value: '0',
+    hidden: true,
+    'aria-label': 'Upload progress',
+  });
+  private readonly conversation: HTMLElement;
+  private readonly side: HTMLElement;
+  private readonly panel = h('section', { class: 'panel', id: 'panel', hidden: true });
+  private objectUrls = new Map<string, string>();
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly client: Client,
+  ) {
+    this.composer = h(
+      'form',
+      { class: 'composer', 'aria-label': 'Send a message' },
+      h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
+      this.input,
+      h('label', { for: 'file-input', class: 'attach', title: 'Attach a file' }, '📎', h('span', { class: 'visually-hidden', text: 'Attach a file' })),
+      this.file,
+      h('button', { type: 'submit', id: 'send', text: 'Send' }),
+      this.progress,
+    );
+    this.composer.onsubmit = (e) => {
+      e.preventDefault();
+      void this.send();
+    };
+    this.input.onkeydown = (e) => {
+      if (e.key === 'Enter' && !e.shiftKey) {
+        e.preventDefault();
+        void this.send();
+      }
+    };
+    this.file.onchange = () => void this.sendFile();
+
+    const back = h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', text: '←' });
+    back.onclick = () => this.open(null);
+    this.conversation = h(
+      'section',
+      { class: 'conversation', 'aria-labelledby': 'chat-title' },
+      h('header', {}, back, this.title),
+      this.log,
+      this.composer,
+    );
+
+    const tab = (label: string, id: string, f: () => void) => {
+      const b = h('button', { type: 'button', id, text: label });
+      b.onclick = f;
+      return b;
+    };
+    this.side = h(
+      'nav',
+      { class: 'side', 'aria-label': 'Chats and settings' },
+      h(
+        'div',
+        { class: 'tabs' },
+        tab('New chat', 'new-chat', () => this.newChat()),
+        tab('New group', 'new-group', () => this.newGroup()),
+        tab('Status', 'status-tab', () => void this.statusPanel()),
+        tab('Settings', 'settings-tab', () => void this.settingsPanel()),
+      ),
+      this.list,
+    );
+    root.replaceChildren(
+      h('header', { class: 'top' }, h('h1', { text: 'Courier Web' }), this.state),
+      this.error,
+      h('div', { class: 'layout' }, this.side, this.conversation, this.panel),
+    );
+    this.open(null);
+    document.addEventListener('visibilitychange', () => this.client.ackReadIfOpen());
+  }
+
+  setConn(s: ConnState): void {
+    const text: Record<ConnState, string> = {
+      connecting: 'Connecting…',
+      online: 'Online',
+      offline: 'Offline: reconnecting',
+      refused: 'This browser was unlinked',
+    };
+    this.state.textContent = text[s];
+    this.state.dataset.state = s;
+  }
+
+  render(): void {
+    this.error.textContent = this.client.lastError ?? '';
+    const chats = [...this.client.chats.values()].sort((a, b) => lastAt(b).localeCompare(lastAt(a)));
+    this.list.replaceChildren(...chats.map((c) => this.chatItem(c)));
+    const open = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    if (open) this.renderConversation(open);
+  }
+
+  private chatItem(c: Chat): HTMLLIElement {
+    const unread = this.client.unread(c);
+    const last = [...c.messages].reverse().find((m) => m.kind !== 'system');
+    const b = h(
+      'button',
+      {
+        type: 'button',
+        class: 'chat',
+        'data-session': c.sessionId,
+        'aria-current': this.client.openChat === c.sessionId ? 'true' : undefined,
+      },
+      h('span', { class: 'name', text: (c.type === 'group' ? '👥 ' : '') + (c.name || c.sessionId) }),
+      h('span', { class: 'preview', text: last ? preview(last) : '' }),
+      unread
+        ? h('span', { class: 'unread', 'aria-label': `${unread} unread`, text: String(unread) })
+        : null,
+    );
+    b.onclick = () => this.open(c.sessionId);
+    return h('li', {}, b);
+  }
+
+  open(sessionId: string | null): void {
+    this.client.openChat = sessionId;
+    this.panel.hidden = true;
+    this.root.dataset.view = sessionId ? 'conversation' : 'list';
+    this.conversation.hidden = !sessionId;
+    if (sessionId) {
+      const c = this.client.chats.get(sessionId);
+      if (c) this.renderConversation(c);
+      this.client.ackReadIfOpen();
+      this.input.focus();
+    }
+    this.render();
+  }
+
+  private renderConversation(c: Chat): void {
+    this.title.textContent = (c.type === 'group' ? '👥 ' : '') + (c.name || c.sessionId);
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
+    this.log.replaceChildren(...c.messages.map((m) => this.messageItem(c, m)));
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  private messageItem(c: Chat, m: ChatMessage): HTMLLIElement {
+    if (m.kind === 'system') return h('li', { class: 'system', text: m.text });
+    const body = h('div', { class: 'body' });
+    if (m.problem) body.append(h('em', { class: 'problem', text: m.problem }));
+    if (m.media) body.append(this.mediaNode(m));
+    if (m.text) body.append(h('p', { class: 'text', text: m.text }));
+    const time = m.sentAt ? new Date(m.sentAt) : null;
+    return h(
+      'li',
+      { class: m.mine ? 'message mine' : 'message', 'data-msg': m.msgId },
+      c.type === 'group' && !m.mine
+        ? h('span', { class: 'sender', text: this.client.names.get(m.sender) ?? m.sender })
+        : null,
+      body,
+      h(
+        'span',
+        { class: 'meta' },
+        time && !Number.isNaN(time.getTime())
+          ? h('time', { datetime: m.sentAt, text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })
+          : null,
+        m.mine && m.tick
+          ? h('span', {
+              class: `tick ${m.tick}`,
+              'data-status': m.tick,
+              'aria-label': TICK_LABEL[m.tick],
+              title: TICK_LABEL[m.tick],
+              text: TICK_GLYPH[m.tick],
+            })
+          : null,
+      ),
+    );
+  }
+
+  private mediaNode(m: ChatMessage): HTMLElement {
+    const media = m.media!;
+    const label = `${media.fileName ?? 'file'} (${formatSize(media.size)})`;
+    const url = this.objectUrls.get(m.msgId);
+    if (url && media.contentType.startsWith('image/')) {
+      return h('img', { class: 'media', src: url, alt: media.caption || media.fileName || 'image' });
+    }
+    if (url) return h('a', { href: url, download: media.fileName ?? 'file', text: `Save ${label}` });
+    const b = h('button', { type: 'button', class: 'download', text: `📎 Open ${label}` });
+    b.onclick = async () => {
+      b.disabled = true;
+      b.textContent = `Downloading ${label}…`;
+      try {
+        const blob = await this.client.fetchFile(media);
+        this.objectUrls.set(m.msgId, URL.createObjectURL(blob));
+        this.render();
+      } catch (e) {
+        b.disabled = false;
+        b.textContent = `Could not open ${label}: ${String((e as Error).message ?? e)}`;
+      }
+    };
+    // Images from others open by themselves (like the phone shows them).
+    if (media.contentType.startsWith('image/') && !m.mine) queueMicrotask(() => b.click());
+    return b;
+  }
+
+  private async send(): Promise<void> {
+    const text = this.input.value.trim();
+    const sessionId = this.client.openChat;
+    if (!text || !sessionId) return;
+    this.input.value = '';
+    await this.client.sendText(sessionId, text);
+  }
+
+  private async sendFile(): Promise<void> {
+    const f = this.file.files?.[0];
+    const sessionId = this.client.openChat;
+    if (!f || !sessionId) return;
+    const caption = this.input.value.trim();
+    this.input.value = '';
+    this.progress.hidden = false;
+    this.progress.value = 0;
+    try {
+      await this.client.sendFile(sessionId, f, caption, (sent, total) => {
+        this.progress.value = total ? Math.round((sent / total) * 100) : 0;
+        this.progress.setAttribute('aria-valuetext', `${formatSize(sent)} of ${formatSize(total)} uploaded`);
+      });
+    } catch (e) {
+      this.client.lastError = `The file was not sent: ${String((e as Error).message ?? e)}`;
+      this.render();
+    } finally {
+      this.progress.hidden = true;
+      this.file.value = '';
+    }
+  }
+
+  // ---- panels -----------------------------------------------------------------------------------
+
+  private showPanel(title: string, ...content: Node[]): void {
+    const close = h('button', { type: 'button', class: 'close', 'aria-label': 'Close', text: '✕' });
+    close.onclick = () => {
+      this.panel.hidden = true;
+      this.root.dataset.view = this.client.openChat ? 'conversation' : 'list';
+    };
+    this.panel.replaceChildren(h('header', {}, h('h2', { text: title }), close), ...content);
+    this.panel.hidden = false;
+    this.root.dataset.view = 'panel';
+    (this.panel.querySelector('input, select, textarea, button:not(.close)') as HTMLElement | null)?.focus();
+  }
+
+  private form(
+    id: string,
+    fields: HTMLElement[],
+    submit: string,
+    onSubmit: (data: FormData, status: HTMLElement) => Promise<void>,
+  ): HTMLFormElement {
+    const status = h('p', { role: 'status', class: 'form-status' });
+    const f = h('form', { id }, ...fields, h('button', { type: 'submit', text: submit }), status);
+    f.onsubmit = async (e) => {
+      e.preventDefault();
+      status.textContent = '…';
+      try {
+        await onSubmit(new FormData(f), status);
+      } catch (err) {
+        status.textContent = `Error: ${String((err as Error).message ?? err)}`;
+      }
+    };
+    return f;
+  }
+
+  private newChat(): void {
+    this.showPanel(
+      'New chat',
+      this.form('new-chat-form', [field('Phone number (E.164, e.g. +14155550100)', 'phone', 'tel')], 'Start chat', async (d) => {
+        const id = await this.client.startChat(String(d.get('phone')).trim());
+        this.open(id);
+      }),
+    );
+  }
+
+  private newGroup(): void {
+    this.showPanel(
+      'New group',
+      this.form(
+        'new-group-form',
+        [field('Group name', 'name', 'text'), field('Members: phone numbers, separated by commas', 'phones', 'text')],
+        'Create group',
+        async (d) => {
+          const phones = String(d.get('phones'))
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean);
+          const id = await this.client.createGroup(String(d.get('name')).trim(), phones);
+          this.open(id);
+        },
+      ),
+    );
+  }
+
+  private async statusPanel(): Promise<void> {
+    const list = h('ul', { class: 'statuses', 'aria-label': 'Status updates' });
+    const refresh = async () => {
+      list.replaceChildren(h('li', { text: 'Loading…' }));
+      const items = await this.client.statuses();
+      list.replaceChildren(
+        ...(items.length
+          ? items.map((s) =>
+              h(
+                'li',
+                {},
+                h('strong', { text: s.userId === this.client.me ? 'You' : this.client.names.get(s.userId) ?? s.userId }),
+                ' ',
+                h('span', { class: 'status-text', text: s.text }),
+                ' ',
+                h('time', { datetime: s.postedAt, text: new Date(s.postedAt).toLocaleString() }),
+              ),
+            )
+          : [h('li', { text: 'No status updates in the last 24 hours.' })]),
+      );
+    };
+    this.showPanel(
+      'Status',
+      this.form('status-form', [field('Your status (visible 24 hours)', 'text', 'text')], 'Post status', async (d, st) => {
+        await this.client.postStatus(String(d.get('text')).trim());
+        st.textContent = 'Posted.';
+        await refresh();
+      }),
+      list,
+    );
+    await refresh().catch((e) => list.replaceChildren(h('li', { text: `Error: ${String(e.message ?? e)}` })));
+  }
+
+  private async settingsPanel(): Promise<void> {
+    let s: Settings;
+    try {
+      s = await this.client.getSettings();
+    } catch (e) {
+      this.showPanel('Settings', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const audience = (label: string, name: string, value: string, options = ['everyone', 'contacts', 'nobody']) =>
+      h(
+        'label',
+        {},
+        `${label} `,
+        h('select', { name }, ...options.map((o) => h('option', { value: o, selected: o === value, text: o }))),
+      );
+    const rr = h('input', { type: 'checkbox', name: 'readReceipts', checked: s.privacy.readReceipts });
+    this.showPanel(
+      'Profile and privacy',
+      this.form(
+        'settings-form',
+        [
+          h('fieldset', {}, h('legend', { text: 'Profile' }), field('Name', 'name', 'text', s.display.name ?? '', false), field('About', 'about', 'text', s.display.about ?? '', false)),
+          h(
+            'fieldset',
+            {},
+            h('legend', { text: 'Privacy: who can see' }),
+            audience('Last seen', 'lastSeen', s.privacy.lastSeen),
+            audience('Profile photo', 'profilePhoto', s.privacy.profilePhoto),
+            audience('About', 'aboutAudience', s.privacy.about),
+            audience('Status', 'status', s.privacy.status),
+            audience('Who can add me to groups', 'groupsAdd', s.privacy.groupsAdd, ['everyone', 'contacts']),
+            h('label', {}, rr, ' Send read receipts'),
+          ),
+        ],
+        'Save',
+        async (d, st) => {
+          const saved = await this.client.updateSettings({
+            display: { name: String(d.get('name')), about: String(d.get('about')) },
+            privacy: {
+              lastSeen: String(d.get('lastSeen')),
+              profilePhoto: String(d.get('profilePhoto')),
+              about: String(d.get('aboutAudience')),
+              status: String(d.get('status')),
+              groupsAdd: String(d.get('groupsAdd')),
+              readReceipts: rr.checked,
+            },
+          });
+          st.textContent = `Saved${saved.display.name ? ` as ${saved.display.name}` : ''}.`;
+        },
+      ),
+      h('p', { class: 'whoami', text: `Signed in as ${this.client.me}, device ${this.client.creds.deviceId}` }),
+    );
+  }
+}
+
+function field(label: string, name: string, type: string, value = '', required = true): HTMLElement {
+  const id = `f-${name}`;
+  return h('p', {}, h('label', { for: id, text: label }), h('input', { id, name, type, value, required }));
+}
+
+function preview(m: ChatMessage): string {
+  if (m.problem) return m.problem;
+  if (m.media) return `📎 ${m.media.fileName ?? 'file'}${m.text ? `: ${m.text}` : ''}`;
+  return m.text;
+}
+
+function lastAt(c: Chat): string {
+  return c.messages.length ? c.messages[c.messages.length - 1].sentAt : '';
+}
+
+function formatSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
