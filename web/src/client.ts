@@ -102,8 +102,11 @@ export class Client {
   /** The chat on screen (read receipts go out for it while the page is visible). */
   openChat: string | null = null;
   lastError: string | null = null;
+  /** Whether a full sync (keys published, queue read, chats read) completed since start. */
+  synced = false;
   private syncing: Promise<void> | null = null;
   private saveTimer = 0;
+  private events: Promise<void> = Promise.resolve();
 
   constructor(
     readonly creds: Credentials,
@@ -116,7 +119,8 @@ export class Client {
       wsUrl,
       creds.apiKey,
       (e) => {
-        this.onEvent(e).catch((err) => this.report(err));
+        // One event at a time, in arrival order.
+        this.events = this.events.then(() => this.onEvent(e)).catch((err) => this.report(err));
       },
       onState,
       () => this.sync(),
@@ -196,6 +200,7 @@ export class Client {
     }
     await this.drainDeviceQueue();
     this.ackReadIfOpen();
+    this.synced = true;
     this.touch();
   }
 

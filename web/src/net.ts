@@ -7,14 +7,17 @@ export interface Config {
   wsUrl: string;
 }
 
-/** Where the APIs are: `config.json` beside the page (the local cloud serves it with its real
- * ports; a deployment uploads it with the stack's outputs), else this origin and port 3001. */
+/** Where the APIs are: `config.json` beside the page (`wsUrl`, and `httpUrl` unless it is this
+ * origin: the local cloud serves it with its real ports; a deployment uploads it with the
+ * stack's outputs), else this origin and port 3001. */
 export async function loadConfig(): Promise<Config> {
   try {
     const r = await fetch('config.json', { cache: 'no-store' });
     if (r.ok) {
       const c = (await r.json()) as Partial<Config>;
-      if (c.httpUrl && c.wsUrl) return { httpUrl: c.httpUrl.replace(/\/$/, ''), wsUrl: c.wsUrl };
+      if (c.wsUrl) {
+        return { httpUrl: (c.httpUrl || location.origin).replace(/\/$/, ''), wsUrl: c.wsUrl };
+      }
     }
   } catch {
     // Fall through to the defaults.
@@ -118,6 +121,9 @@ export class Connection {
     private readonly onUp: () => Promise<void>,
   ) {
     window.addEventListener('online', () => this.reconnectNow());
+    // The network went away (Wi-Fi off, laptop lid closed): the socket is dead even if it does
+    // not know yet; retry with backoff until 'online'.
+    window.addEventListener('offline', () => this.drop());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') this.check();
     });
@@ -177,6 +183,19 @@ export class Connection {
   }
 
   private refusedOnce = false;
+
+  /** Abandons the socket and retries later. */
+  private drop(): void {
+    const ws = this.ws;
+    if (!ws || this.stopped) return;
+    this.ws = null;
+    window.clearInterval(this.heartbeat);
+    ws.close();
+    this.failAll('the network is offline');
+    this.setState('offline');
+    window.clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => this.open(), this.backoff);
+  }
 
   /** Reconnects now (the network came back). */
   reconnectNow(): void {
@@ -294,6 +313,6 @@ export function upload(
         ? resolve()
         : reject(new ApiError('UPLOAD', `the upload was refused (HTTP ${xhr.status})`));
     xhr.onerror = () => reject(new ApiError('TRANSPORT', 'the upload failed'));
-    xhr.send(new Blob([body as BlobPart]));
+    xhr.send(body as unknown as XMLHttpRequestBodyInit);
   });
 }

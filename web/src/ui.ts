@@ -189,6 +189,7 @@ export class AppView {
   }
 
   render(): void {
+    this.root.dataset.synced = String(this.client.synced);
     this.error.textContent = this.client.lastError ?? '';
     const chats = [...this.client.chats.values()].sort((a, b) => lastAt(b).localeCompare(lastAt(a)));
     this.list.replaceChildren(...chats.map((c) => this.chatItem(c)));
