@@ -99,6 +99,10 @@ export class Client {
   readonly conn: Connection;
   /** Display names by user id (profiles), filled as chats appear. */
   readonly names = new Map<string, string>();
+  /** Files this browser sent, by clientMsgId: shown from the original, not downloaded back. */
+  readonly sentFiles = new Map<string, Blob>();
+  /** Statuses this browser posted (a device holds no inbound key for its own posts). */
+  private readonly ownStatuses = new Map<string, string>();
   /** The chat on screen (read receipts go out for it while the page is visible). */
   openChat: string | null = null;
   lastError: string | null = null;
@@ -251,10 +255,8 @@ export class Client {
     if (known) return known;
     let name = userId;
     try {
-      const p = await this.conn.request<{ display?: { name?: string | null } }>('getProfile', {
-        userId,
-      });
-      if (p.display?.name) name = p.display.name;
+      const p = await this.conn.request<{ name?: string | null }>('getProfile', { userId });
+      if (p.name) name = p.name;
     } catch {
       // Keep the id.
     }
@@ -519,10 +521,10 @@ export class Client {
     attachments: string[],
     shown: string,
     media?: MediaInfo,
+    clientMsgId = `w-${crypto.randomUUID()}`,
   ): Promise<void> {
     const chat = this.chats.get(sessionId);
     if (!chat) throw new Error('no such chat');
-    const clientMsgId = `w-${crypto.randomUUID()}`;
     const local: ChatMessage = {
       msgId: `pending:${clientMsgId}`,
       seq: Number.MAX_SAFE_INTEGER,
@@ -599,7 +601,9 @@ export class Client {
       caption: caption || undefined,
       size: bytes.length,
     };
-    await this.sendContent(sessionId, 'media', descriptor, [up.mediaId], caption, media);
+    const clientMsgId = `w-${crypto.randomUUID()}`;
+    this.sentFiles.set(clientMsgId, new Blob([bytes as BlobPart], { type: file.type }));
+    await this.sendContent(sessionId, 'media', descriptor, [up.mediaId], caption, media, clientMsgId);
   }
 
   /** Downloads, checks and decrypts a received file. */
@@ -654,7 +658,11 @@ export class Client {
     }
     const payload = await this.dev.encryptStatus(this.conn.caller, audience, text);
     await persist(this.dev);
-    await this.conn.request('postStatus', { payload, attachments: [] });
+    const r = await this.conn.request<{ statusId: string }>('postStatus', {
+      payload,
+      attachments: [],
+    });
+    this.ownStatuses.set(r.statusId, text);
   }
 
   /** The live statuses of the people this user chats with (and its own), decrypted. */
@@ -669,11 +677,13 @@ export class Client {
           userId,
         });
         for (const s of r.statuses ?? []) {
-          let text: string;
-          try {
-            text = this.dev.decryptStatus(JSON.stringify(s));
-          } catch (e) {
-            text = `(cannot be read: ${wasmError(e).message})`;
+          let text = this.ownStatuses.get(s.statusId);
+          if (text === undefined) {
+            try {
+              text = this.dev.decryptStatus(JSON.stringify(s));
+            } catch (e) {
+              text = `(cannot be read: ${wasmError(e).message})`;
+            }
           }
           out.push({
             userId,

@@ -34,7 +34,7 @@ const TICK_LABEL: Record<string, string> = {
   failed: 'not sent',
 };
 const TICK_GLYPH: Record<string, string> = {
-  pending: '🕓',
+  pending: '…',
   sent: '✓',
   delivered: '✓✓',
   read: '✓✓',
@@ -123,7 +123,7 @@ export class AppView {
       { class: 'composer', 'aria-label': 'Send a message' },
       h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
       this.input,
-      h('label', { for: 'file-input', class: 'attach', title: 'Attach a file' }, '📎', h('span', { class: 'visually-hidden', text: 'Attach a file' })),
+      h('label', { for: 'file-input', class: 'attach', title: 'Attach a file' }, icon('clip'), h('span', { class: 'visually-hidden', text: 'Attach a file' })),
       this.file,
       h('button', { type: 'submit', id: 'send', text: 'Send' }),
       this.progress,
@@ -208,7 +208,7 @@ export class AppView {
         'data-session': c.sessionId,
         'aria-current': this.client.openChat === c.sessionId ? 'true' : undefined,
       },
-      h('span', { class: 'name', text: (c.type === 'group' ? '👥 ' : '') + (c.name || c.sessionId) }),
+      h('span', { class: 'name' }, c.type === 'group' ? icon('group') : null, displayName(c)),
       h('span', { class: 'preview', text: last ? preview(last) : '' }),
       unread
         ? h('span', { class: 'unread', 'aria-label': `${unread} unread`, text: String(unread) })
@@ -233,7 +233,7 @@ export class AppView {
   }
 
   private renderConversation(c: Chat): void {
-    this.title.textContent = (c.type === 'group' ? '👥 ' : '') + (c.name || c.sessionId);
+    this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     this.log.replaceChildren(...c.messages.map((m) => this.messageItem(c, m)));
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
@@ -275,12 +275,17 @@ export class AppView {
   private mediaNode(m: ChatMessage): HTMLElement {
     const media = m.media!;
     const label = `${media.fileName ?? 'file'} (${formatSize(media.size)})`;
-    const url = this.objectUrls.get(m.msgId);
+    let url = this.objectUrls.get(m.msgId);
+    const own = m.clientMsgId ? this.client.sentFiles.get(m.clientMsgId) : undefined;
+    if (!url && own) {
+      url = URL.createObjectURL(own);
+      this.objectUrls.set(m.msgId, url);
+    }
     if (url && media.contentType.startsWith('image/')) {
       return h('img', { class: 'media', src: url, alt: media.caption || media.fileName || 'image' });
     }
     if (url) return h('a', { href: url, download: media.fileName ?? 'file', text: `Save ${label}` });
-    const b = h('button', { type: 'button', class: 'download', text: `📎 Open ${label}` });
+    const b = h('button', { type: 'button', class: 'download' }, icon('clip'), `Open ${label}`);
     b.onclick = async () => {
       b.disabled = true;
       b.textContent = `Downloading ${label}…`;
@@ -486,7 +491,7 @@ function field(label: string, name: string, type: string, value = '', required =
 
 function preview(m: ChatMessage): string {
   if (m.problem) return m.problem;
-  if (m.media) return `📎 ${m.media.fileName ?? 'file'}${m.text ? `: ${m.text}` : ''}`;
+  if (m.media) return `${m.media.contentType.startsWith('image/') ? 'Photo' : 'File'}: ${m.media.fileName ?? 'file'}${m.text ? `, ${m.text}` : ''}`;
   return m.text;
 }
 
@@ -498,4 +503,30 @@ function formatSize(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** A chat's title: the group's name, the peer's profile name, or a short form of its id. */
+function displayName(c: Chat): string {
+  if (c.name && !/^u_[0-9a-f]{20,}$/.test(c.name)) return c.name;
+  const id = c.name || c.sessionId;
+  return id.length > 14 ? `${id.slice(0, 10)}…` : id;
+}
+
+const ICONS: Record<string, string> = {
+  clip: 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5',
+  group:
+    'M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zm7 0a2.5 2.5 0 1 0 0-5M3 19c0-3 2.7-5 6-5s6 2 6 5M16 14c2.6.2 5 1.9 5 5',
+};
+
+/** A small line icon (decorative: its meaning is in the text beside it). */
+function icon(name: keyof typeof ICONS): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', `icon icon-${name}`);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
 }

@@ -174,6 +174,8 @@ const texts = {
   groupReply: `Group reply from the browser ${nonce}`,
   caption: `Picture caption ${nonce}`,
   whileOffline: `Sent while the browser was offline ${nonce}`,
+  afterReload: `Sent after the browser reloaded ${nonce}`,
+  status: `Working from the browser today ${nonce}`,
   imageSecret: `image-secret-${nonce}-do-not-leak`,
 };
 const image = png(texts.imageSecret);
@@ -313,6 +315,65 @@ try {
   await page.locator('li.message:not(.mine) .text', { hasText: texts.whileOffline }).waitFor();
   assert.equal(await page.locator('#conn-state').textContent(), 'Online');
 
+  step('profile and privacy settings are saved on the server');
+  await page.locator('#settings-tab').click();
+  await page.getByLabel('Name', { exact: true }).fill(`Alice on the web ${nonce}`);
+  await page.getByLabel('Last seen').selectOption('contacts');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.locator('#settings-form [role=status]', { hasText: `Saved as Alice on the web ${nonce}` }).waitFor();
+  await page.getByRole('button', { name: 'Close' }).click();
+  await page.locator('#settings-tab').click();
+  await page.locator('#settings-form').waitFor();
+  assert.equal(await page.getByLabel('Name', { exact: true }).inputValue(), `Alice on the web ${nonce}`);
+  assert.equal(await page.getByLabel('Last seen').inputValue(), 'contacts');
+  await page.getByRole('button', { name: 'Close' }).click();
+
+  step('a status post is encrypted, posted and listed');
+  await page.locator('#status-tab').click();
+  await page.getByLabel('Your status (visible 24 hours)').fill(texts.status);
+  await page.getByRole('button', { name: 'Post status' }).click();
+  await page.locator('.statuses .status-text', { hasText: texts.status }).waitFor();
+  await page.getByRole('button', { name: 'Close' }).click();
+
+  step('after a reload the browser is still linked, keeps its chats and decrypts new messages');
+  await page.reload();
+  await page.waitForSelector('#app[data-synced="true"]');
+  await page.locator('button.chat', { hasText: texts.whileOffline }).click();
+  await page.locator('li.message.mine .text', { hasText: texts.reply }).waitFor();
+  await courier(bob.config, ['send', alice.phone, texts.afterReload]);
+  await page.locator('li.message:not(.mine) .text', { hasText: texts.afterReload }).waitFor();
+
+  step('IndexedDB holds keys and sealed state, no plaintext');
+  const stored = await page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('courier-web');
+        req.onerror = () => reject(req.error);
+        req.onsuccess = () => {
+          const tx = req.result.transaction('records', 'readonly');
+          const store = tx.objectStore('records');
+          const keys = store.getAllKeys();
+          const values = store.getAll();
+          tx.oncomplete = () =>
+            resolve(
+              keys.result.map((k, i) => {
+                const v = values.result[i];
+                return [k, v instanceof Uint8Array ? Array.from(v) : JSON.stringify(v)];
+              }),
+            );
+        };
+      }),
+  );
+  const names = stored.map(([k]) => k).sort();
+  assert.deepEqual(names, ['credentials', 'cryptoState', 'local', 'stateKey']);
+  for (const [k, v] of stored) {
+    const bytes = Array.isArray(v) ? Buffer.from(v) : Buffer.from(v);
+    for (const t of [texts.fromCli, texts.reply, texts.groupReply, texts.caption, texts.afterReload]) {
+      assert.ok(!bytes.includes(Buffer.from(t)), `plaintext "${t}" in IndexedDB record ${k}`);
+    }
+  }
+  assert.ok(Buffer.from(stored.find(([k]) => k === 'cryptoState')[1]).subarray(0, 4).equals(Buffer.from('CCS1')));
+
   step('a phone-sized screen shows one pane at a time');
   await page.setViewportSize({ width: 380, height: 700 });
   assert.ok(await page.locator('section.conversation').isVisible());
@@ -327,6 +388,7 @@ try {
     texts.groupReply,
     texts.caption,
     texts.imageSecret,
+    texts.status,
     ...[texts.reply, texts.groupReply].map((t) => Buffer.from(t).toString('base64').slice(0, 16)),
   ];
   const total = sent.reduce((n, s) => n + s.body.length, 0);
