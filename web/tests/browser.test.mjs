@@ -17,7 +17,8 @@
 //
 // Environment: COURIER_HTTP_URL (the local cloud, serving web/dist), COURIER_WS_URL,
 // COURIER_BIN (the `courier` binary; default target/debug/courier), CHROMIUM (default
-// /usr/bin/chromium), COURIER_SCREENSHOT (default docs/images/web-conversation.png; "" for none).
+// /usr/bin/chromium), COURIER_SCREENSHOT (default web/test-results/web-conversation.png; "" for
+// none).
 // Run by tests/tests/web.rs (./dev test), or by hand against `./dev up`:
 //   COURIER_HTTP_URL=http://127.0.0.1:3000 COURIER_WS_URL=ws://127.0.0.1:3001 npm test --prefix web
 
@@ -35,7 +36,9 @@ const HTTP = process.env.COURIER_HTTP_URL ?? 'http://127.0.0.1:3000';
 const WS = process.env.COURIER_WS_URL ?? 'ws://127.0.0.1:3001';
 const BIN = process.env.COURIER_BIN ?? join(ROOT, 'target/debug/courier');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const SCREENSHOT = process.env.COURIER_SCREENSHOT ?? join(ROOT, 'docs/images/web-conversation.png');
+// The committed docs/images/web-conversation.png is this screenshot, taken with
+// COURIER_SCREENSHOT=docs/images/web-conversation.png (each run's differs: ids, times).
+const SCREENSHOT = process.env.COURIER_SCREENSHOT ?? join(ROOT, 'web/test-results/web-conversation.png');
 const WAIT = 30_000;
 
 const started = Date.now();
