@@ -50,5 +50,8 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
         "the browser test failed after {:?} (web/test-results/ has the page):\n{stdout}\n{stderr}",
         started.elapsed()
     );
-    assert!(stdout.contains("no plaintext in anything the page sent"), "{stdout}");
+    assert!(
+        stdout.contains("no plaintext in anything the page sent"),
+        "{stdout}"
+    );
 }
