@@ -235,12 +235,19 @@ export class AppView {
   private renderConversation(c: Chat): void {
     this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
-    this.log.replaceChildren(...c.messages.map((m) => this.messageItem(c, m)));
+    // Patch the list in place (a new message is one addition for screen readers, not a new list).
+    const wanted = c.messages.map((m) => this.messageItem(c, m));
+    wanted.forEach((w, i) => {
+      const cur = this.log.children[i];
+      if (!cur) this.log.append(w);
+      else if (!cur.isEqualNode(w)) cur.replaceWith(w);
+    });
+    while (this.log.children.length > wanted.length) this.log.lastElementChild!.remove();
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
   private messageItem(c: Chat, m: ChatMessage): HTMLLIElement {
-    if (m.kind === 'system') return h('li', { class: 'system', text: m.text });
+    if (m.kind === 'system') return h('li', { class: 'system', 'data-msg': m.msgId, text: m.text });
     const body = h('div', { class: 'body' });
     if (m.problem) body.append(h('em', { class: 'problem', text: m.problem }));
     if (m.media) body.append(this.mediaNode(m));
@@ -285,22 +292,39 @@ export class AppView {
       return h('img', { class: 'media', src: url, alt: media.caption || media.fileName || 'image' });
     }
     if (url) return h('a', { href: url, download: media.fileName ?? 'file', text: `Save ${label}` });
-    const b = h('button', { type: 'button', class: 'download' }, icon('clip'), `Open ${label}`);
-    b.onclick = async () => {
-      b.disabled = true;
-      b.textContent = `Downloading ${label}…`;
-      try {
-        const blob = await this.client.fetchFile(media);
-        this.objectUrls.set(m.msgId, URL.createObjectURL(blob));
-        this.render();
-      } catch (e) {
-        b.disabled = false;
-        b.textContent = `Could not open ${label}: ${String((e as Error).message ?? e)}`;
-      }
-    };
-    // Images from others open by themselves (like the phone shows them).
-    if (media.contentType.startsWith('image/') && !m.mine) queueMicrotask(() => b.click());
+    const failed = this.fetchErrors.get(m.msgId);
+    const busy = this.fetching.has(m.msgId);
+    const b = h(
+      'button',
+      { type: 'button', class: 'download', disabled: busy },
+      icon('clip'),
+      busy ? `Downloading ${label}…` : failed ? `Could not open ${label}: ${failed}. Try again` : `Open ${label}`,
+    );
+    b.onclick = () => this.fetchMedia(m);
+    // Images from others open by themselves (like the phone shows them), once.
+    if (media.contentType.startsWith('image/') && !m.mine && !busy && !failed) {
+      queueMicrotask(() => this.fetchMedia(m));
+    }
     return b;
+  }
+
+  private readonly fetching = new Set<string>();
+  private readonly fetchErrors = new Map<string, string>();
+
+  private async fetchMedia(m: ChatMessage): Promise<void> {
+    if (this.fetching.has(m.msgId) || this.objectUrls.has(m.msgId) || !m.media) return;
+    this.fetching.add(m.msgId);
+    this.fetchErrors.delete(m.msgId);
+    this.render();
+    try {
+      const blob = await this.client.fetchFile(m.media);
+      this.objectUrls.set(m.msgId, URL.createObjectURL(blob));
+    } catch (e) {
+      this.fetchErrors.set(m.msgId, String((e as Error).message ?? e));
+    } finally {
+      this.fetching.delete(m.msgId);
+      this.render();
+    }
   }
 
   private async send(): Promise<void> {
@@ -342,6 +366,9 @@ export class AppView {
       this.root.dataset.view = this.client.openChat ? 'conversation' : 'list';
     };
     this.panel.replaceChildren(h('header', {}, h('h2', { text: title }), close), ...content);
+    this.panel.onkeydown = (e) => {
+      if (e.key === 'Escape') close.click();
+    };
     this.panel.hidden = false;
     this.root.dataset.view = 'panel';
     (this.panel.querySelector('input, select, textarea, button:not(.close)') as HTMLElement | null)?.focus();

@@ -179,6 +179,7 @@ const texts = {
   whileOffline: `Sent while the browser was offline ${nonce}`,
   afterReload: `Sent after the browser reloaded ${nonce}`,
   status: `Working from the browser today ${nonce}`,
+  bobCaption: `Bob's picture ${nonce}`,
   imageSecret: `image-secret-${nonce}-do-not-leak`,
 };
 const image = png(texts.imageSecret);
@@ -298,6 +299,18 @@ try {
   await page.waitForFunction(
     (t) => [...document.querySelectorAll('li.message.mine')].some((li) => li.textContent.includes(t) && ['delivered', 'read'].includes(li.querySelector('.tick')?.dataset.status)),
     texts.caption,
+  );
+
+  step('Bob sends an image: the page downloads, decrypts and shows it');
+  const bobImage = png(`bob-image-${nonce}`);
+  const bobFile = join(mkdtempSync(join(tmpdir(), 'courier-web-bob-send-')), 'from-bob.png');
+  writeFileSync(bobFile, bobImage);
+  await courier(bob.config, ['send', alice.phone, '--file', bobFile, texts.bobCaption]);
+  const shown = page.locator(`li.message:not(.mine) img.media[alt="${texts.bobCaption}"]`);
+  await shown.waitFor();
+  await page.waitForFunction(
+    (alt) => [...document.querySelectorAll('img.media')].some((i) => i.alt === alt && i.complete && i.naturalWidth === 96 && i.naturalHeight === 64),
+    texts.bobCaption,
   );
 
   step('screenshot of the conversation');
