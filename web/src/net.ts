@@ -96,6 +96,8 @@ interface Pending {
 }
 
 const REQUEST_TIMEOUT_MS = 20_000;
+/** API Gateway's WebSocket frame limit. */
+const MAX_FRAME_BYTES = 32 * 1024;
 /** A request this often keeps the socket from the 10-minute idle timeout and finds a socket that
  * died while the laptop slept. */
 const HEARTBEAT_MS = 30_000;
@@ -271,13 +273,21 @@ export class Connection {
       return Promise.reject(new ApiError('TRANSPORT', 'not connected'));
     }
     const requestId = `w-${this.next++}`;
+    const frame = JSON.stringify({ ...params, action, requestId });
+    // API Gateway closes the connection on a frame over 32 KB, and a browser cannot fragment.
+    const size = new TextEncoder().encode(frame).length;
+    if (size > MAX_FRAME_BYTES) {
+      return Promise.reject(
+        new ApiError('PAYLOAD_TOO_LARGE', `${action} would be ${size} bytes; a browser can send at most ${MAX_FRAME_BYTES} in one request`),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       const timer = window.setTimeout(() => {
         this.pending.delete(requestId);
         reject(new ApiError('TRANSPORT', `no reply to ${action} within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       this.pending.set(requestId, { resolve: resolve as (v: unknown) => void, reject, timer });
-      ws.send(JSON.stringify({ ...params, action, requestId }));
+      ws.send(frame);
     });
   }
 

@@ -43,7 +43,8 @@ pub const ONE_TIME_KEYS_TARGET: u32 = 50;
 pub const ONE_TIME_KEYS_LOW: u32 = 20;
 /// Most messages in one `sendToDevice` call (the protocol's limit).
 const SEND_TO_DEVICE_MAX: usize = 100;
-/// Most bytes of payload in one `sendToDevice` call, well under the 128 KB message limit.
+/// Most bytes of payload in one `sendToDevice` call, well under the 128 KB message limit (for
+/// clients that fragment frames; see [`E2ee::with_request_budget`] for those that cannot).
 const SEND_TO_DEVICE_BYTES: usize = 96 * 1024;
 
 /// Something that answers requests: the `Client` (with retries), one connection, or
@@ -123,6 +124,8 @@ pub struct E2ee {
     /// Serialises key sharing and encryption, so two sends do not share keys twice or race a
     /// rotation.
     sending: tokio::sync::Mutex<()>,
+    /// Most payload bytes per `sendToDevice` call.
+    request_budget: usize,
 }
 
 impl std::fmt::Debug for E2ee {
@@ -193,15 +196,16 @@ pub async fn ack_device_messages(c: &impl Caller, ids: &[String]) -> Result<u64,
 
 /// Splits to-device messages into `sendToDevice` calls: at most 100 each, and few enough
 /// bytes to stay under the 128 KB message limit.
-fn batches(messages: Vec<OutgoingDeviceMessage>) -> Vec<Vec<OutgoingDeviceMessage>> {
+fn batches(
+    messages: Vec<OutgoingDeviceMessage>,
+    max_bytes: usize,
+) -> Vec<Vec<OutgoingDeviceMessage>> {
     let mut out: Vec<Vec<OutgoingDeviceMessage>> = Vec::new();
     let mut bytes = 0;
     for m in messages {
         let size = m.payload.len() + m.user_id.len() + m.device_id.len() + 48;
         match out.last_mut() {
-            Some(last)
-                if last.len() < SEND_TO_DEVICE_MAX && bytes + size <= SEND_TO_DEVICE_BYTES =>
-            {
+            Some(last) if last.len() < SEND_TO_DEVICE_MAX && bytes + size <= max_bytes => {
                 bytes += size;
                 last.push(m);
             }
@@ -233,7 +237,15 @@ impl E2ee {
                 directory: HashMap::new(),
             }),
             sending: tokio::sync::Mutex::new(()),
+            request_budget: SEND_TO_DEVICE_BYTES,
         }
+    }
+
+    /// Keeps each `sendToDevice` call's payloads under `bytes`: a browser cannot fragment a
+    /// WebSocket frame, and API Gateway closes a connection on a frame over 32 KB.
+    pub fn with_request_budget(mut self, bytes: usize) -> Self {
+        self.request_budget = bytes;
+        self
     }
 
     fn me(&self) -> (String, String) {
@@ -510,7 +522,7 @@ impl E2ee {
             }
             st.save()?;
         }
-        for batch in batches(outgoing) {
+        for batch in batches(outgoing, self.request_budget) {
             let result = send_to_device(c, &batch).await?;
             let mut st = self.state.lock().unwrap();
             let unknown: BTreeSet<(String, String)> = result

@@ -130,6 +130,9 @@ async fn main() -> Result<()> {
     }
     let cloud = courier_local::start(config).await?;
     let http = cloud.http_url();
+    println!(
+        "Web       {http}/   (Courier Web: open it, link it with `courier devices approve CODE`)"
+    );
     println!("HTTP API  {http}");
     println!("WebSocket {}", cloud.ws_url());
     println!("Manage    {}/@connections/{{id}}", cloud.management_url());

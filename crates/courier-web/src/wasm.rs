@@ -21,6 +21,10 @@ use crate::{
     parse_message, request_frame,
 };
 
+/// Payload bytes per `sendToDevice` call: the browser sends each request as one WebSocket frame
+/// (it cannot fragment), and API Gateway closes a connection on a frame over 32 KB.
+const REQUEST_BUDGET: usize = 24 * 1024;
+
 /// The web client's local state (chats, messages) sealed beside the crypto state.
 const LOCAL_MAGIC: &[u8; 4] = b"CWL1";
 const LOCAL_AAD: &[u8] = b"courier-web-local-v1";
@@ -91,7 +95,9 @@ impl WebDevice {
         let device = DeviceCrypto::new(user_id, device_id);
         courier_client::e2ee::StateSink::save(&slot, &device).map_err(bad_input)?;
         Ok(Self {
-            e2ee: Rc::new(E2ee::with(Box::new(slot.clone()), device)),
+            e2ee: Rc::new(
+                E2ee::with(Box::new(slot.clone()), device).with_request_budget(REQUEST_BUDGET),
+            ),
             slot,
         })
     }
@@ -114,7 +120,9 @@ impl WebDevice {
         }
         let slot = SealedSlot::new(key).map_err(bad_input)?;
         Ok(Self {
-            e2ee: Rc::new(E2ee::with(Box::new(slot.clone()), device)),
+            e2ee: Rc::new(
+                E2ee::with(Box::new(slot.clone()), device).with_request_budget(REQUEST_BUDGET),
+            ),
             slot,
         })
     }
