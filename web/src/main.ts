@@ -30,7 +30,7 @@ async function link(config: Config): Promise<Credentials> {
         const creds = await pollLink(config, req.linkId);
         if (creds) return creds;
       } catch (e) {
-        if (e instanceof ApiError && ['NOT_FOUND', 'GONE', 'HTTP_410', 'HTTP_404'].includes(e.code)) {
+        if (e instanceof ApiError && ['EXPIRED', 'NOT_FOUND'].includes(e.code)) {
           expired = true;
           break;
         }

@@ -12,6 +12,9 @@
 //      for byte. A screenshot of the conversation goes to docs/images/web-conversation.png.
 //   6. The network drops (the page's socket is cut): Bob writes meanwhile; once the page is back
 //      it reconnects by itself and shows the message.
+//   Then: bad input (a malformed and an unknown phone number) gets a clear error; settings and a
+//   status post; a reload keeps the link and the chats; IndexedDB holds no plaintext; the
+//   phone-sized layout.
 //   7. Everything the page sent (HTTP bodies, WebSocket frames, the upload) is searched for every
 //      plaintext of the run: none may appear.
 //
@@ -330,6 +333,20 @@ try {
   await context.setOffline(false);
   await page.locator('li.message:not(.mine) .text', { hasText: texts.whileOffline }).waitFor();
   assert.equal(await page.locator('#conn-state').textContent(), 'Online');
+
+  step('bad input gets a clear error and changes nothing');
+  await page.locator('#new-chat').click();
+  await page.getByLabel(/Phone number/).fill('12345');
+  await page.getByRole('button', { name: 'Start chat' }).click();
+  const chatError = page.locator('#new-chat-form [role=status]', { hasText: 'Error' });
+  await chatError.waitFor();
+  assert.match(await chatError.textContent(), /BAD_REQUEST|phone/i);
+  await page.getByLabel(/Phone number/).fill('+14155550000');
+  await page.getByRole('button', { name: 'Start chat' }).click();
+  await page.locator('#new-chat-form [role=status]', { hasText: /NOT_FOUND/ }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.locator('#panel').waitFor({ state: 'hidden' });
+  assert.equal(await page.locator('#conn-state').textContent(), 'Online', 'the connection survives bad input');
 
   step('profile and privacy settings are saved on the server');
   await page.locator('#settings-tab').click();
