@@ -701,6 +701,30 @@ export class Client {
     return out;
   }
 
+  /** The safety number with a chat's peer, both sides' device fingerprints, and whether the
+   * peer's keys are the pinned ones. */
+  async safety(userId: string): Promise<Safety> {
+    const trusted = await this.dev.isTrusted(this.conn.caller, userId);
+    const s = JSON.parse(await this.dev.safety(this.conn.caller, userId)) as Omit<Safety, 'trusted'>;
+    await persist(this.dev);
+    return { ...s, trusted };
+  }
+
+  /** Trusts the peer's current keys (after comparing safety numbers), then syncs again so held
+   * messages and device messages are read. */
+  async acceptIdentity(userId: string): Promise<number> {
+    const n = await this.dev.acceptIdentity(this.conn.caller, userId);
+    await persist(this.dev);
+    this.lastError = null;
+    await this.sync();
+    return n;
+  }
+
+  /** The other member of a direct chat. */
+  peerOf(chat: Chat): string | undefined {
+    return chat.type === 'direct' ? chat.members.find((m) => m !== this.me) : undefined;
+  }
+
   getSettings(): Promise<Settings> {
     return this.conn.request<Settings>('getSettings', {});
   }
@@ -708,6 +732,15 @@ export class Client {
   updateSettings(s: Partial<Settings>): Promise<Settings> {
     return this.conn.request<Settings>('updateSettings', s as Record<string, unknown>);
   }
+}
+
+export interface Safety {
+  safetyNumber: string;
+  /** [deviceId, fingerprint] */
+  mine: [string, string][];
+  /** [deviceId, fingerprint, primary] */
+  theirs: [string, string, boolean][];
+  trusted: boolean;
 }
 
 export interface Settings {

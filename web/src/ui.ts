@@ -112,6 +112,13 @@ export class AppView {
   private readonly conversation: HTMLElement;
   private readonly side: HTMLElement;
   private readonly panel = h('section', { class: 'panel', id: 'panel', hidden: true });
+  private readonly verify = h('button', {
+    type: 'button',
+    id: 'verify',
+    class: 'verify',
+    text: 'Verify',
+    title: 'Compare the safety number with your contact',
+  });
   private objectUrls = new Map<string, string>();
 
   constructor(
@@ -142,10 +149,11 @@ export class AppView {
 
     const back = h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', text: '←' });
     back.onclick = () => this.open(null);
+    this.verify.onclick = () => void this.safetyPanel();
     this.conversation = h(
       'section',
       { class: 'conversation', 'aria-labelledby': 'chat-title' },
-      h('header', {}, back, this.title),
+      h('header', {}, back, this.title, this.verify),
       this.log,
       this.composer,
     );
@@ -234,6 +242,7 @@ export class AppView {
 
   private renderConversation(c: Chat): void {
     this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
+    this.verify.hidden = !this.client.peerOf(c);
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     // Patch the list in place (a new message is one addition for screen readers, not a new list).
     const wanted = c.messages.map((m) => this.messageItem(c, m));
@@ -454,6 +463,54 @@ export class AppView {
       list,
     );
     await refresh().catch((e) => list.replaceChildren(h('li', { text: `Error: ${String(e.message ?? e)}` })));
+  }
+
+  private async safetyPanel(): Promise<void> {
+    const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    const peer = chat && this.client.peerOf(chat);
+    if (!chat || !peer) return;
+    this.showPanel('Verify', h('p', { role: 'status', text: 'Loading…' }));
+    let s;
+    try {
+      s = await this.client.safety(peer);
+    } catch (e) {
+      this.showPanel('Verify', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const groups = s.safetyNumber.split(' ');
+    const rows = [0, 4, 8].map((i) => groups.slice(i, i + 4).join(' '));
+    const devices = (title: string, list: [string, string, boolean?][]) =>
+      h(
+        'div',
+        {},
+        h('h3', { text: title }),
+        h('ul', { class: 'fingerprints' }, ...list.map(([d, fp, primary]) => h('li', {}, h('span', { text: `${d}${primary ? ' (primary)' : ''}` }), h('code', { text: fp })))),
+      );
+    const content: Node[] = [
+      h('p', { text: `Compare this number with ${displayName(chat)}’s, in person or over a call. If they match, your chat is end-to-end encrypted with the devices listed.` }),
+      h('pre', { id: 'safety-number', class: 'safety-number', 'aria-label': 'Safety number', text: rows.join('\n') }),
+    ];
+    if (!s.trusted) {
+      const accept = h('button', { type: 'button', id: 'accept-identity', text: 'Trust their new keys' });
+      const st = h('p', { role: 'status' });
+      accept.onclick = async () => {
+        accept.disabled = true;
+        try {
+          const n = await this.client.acceptIdentity(peer);
+          st.textContent = `Trusted the current keys of ${n} device(s).`;
+        } catch (e) {
+          accept.disabled = false;
+          st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+        }
+      };
+      content.push(
+        h('p', { role: 'alert', class: 'warning', text: 'Their keys changed since you last chatted (a new phone, or someone else). Nothing is sent to them and their messages are not shown until you trust the new keys.' }),
+        accept,
+        st,
+      );
+    }
+    content.push(devices('Their devices', s.theirs), devices('Your devices', s.mine));
+    this.showPanel('Verify', ...content);
   }
 
   private async settingsPanel(): Promise<void> {

@@ -334,6 +334,17 @@ try {
   await page.locator('li.message:not(.mine) .text', { hasText: texts.whileOffline }).waitFor();
   assert.equal(await page.locator('#conn-state').textContent(), 'Online');
 
+  step('the safety number with Bob is the one Alice\'s phone shows');
+  await page.locator('button.chat', { hasText: texts.whileOffline }).click();
+  await page.locator('#verify').click();
+  const webNumber = (await page.locator('#safety-number').textContent()).replace(/\s+/g, '');
+  const cliSafety = await courier(alice.config, ['verify-contact', bob.phone]);
+  const cliNumber = /Safety number[^\n]*\n((?:\s+[\d ]+\n)+)/.exec(cliSafety)?.[1].replace(/\s+/g, '');
+  assert.match(webNumber, /^\d{60}$/, `60 digits: ${webNumber}`);
+  assert.equal(webNumber, cliNumber, `the web and the CLI agree:\n${cliSafety}`);
+  assert.equal(await page.locator('#accept-identity').count(), 0, 'Bob\'s keys are the pinned ones');
+  await page.keyboard.press('Escape');
+
   step('bad input gets a clear error and changes nothing');
   await page.locator('#new-chat').click();
   await page.getByLabel(/Phone number/).fill('12345');

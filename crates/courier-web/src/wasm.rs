@@ -273,6 +273,37 @@ impl WebDevice {
     }
 }
 
+#[wasm_bindgen]
+impl WebDevice {
+    /// Whether every listed device of `user_id` matches the pinned identity keys (false: an
+    /// identity changed: nothing is sent to it and its messages are not read until accepted).
+    #[wasm_bindgen(js_name = isTrusted)]
+    pub fn is_trusted(&self, caller: Function, user_id: String) -> Promise {
+        let e2ee = self.e2ee.clone();
+        future_to_promise(async move {
+            let ok = e2ee
+                .is_trusted(&JsCaller(caller), &user_id)
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(JsValue::from_bool(ok))
+        })
+    }
+
+    /// Trusts the identity keys `user_id`'s devices have now (after the user compared safety
+    /// numbers). Resolves with how many devices' keys were pinned.
+    #[wasm_bindgen(js_name = acceptIdentity)]
+    pub fn accept_identity(&self, caller: Function, user_id: String) -> Promise {
+        let e2ee = self.e2ee.clone();
+        future_to_promise(async move {
+            let n = e2ee
+                .accept_identity(&JsCaller(caller), &user_id)
+                .await
+                .map_err(|e| js_error(&e))?;
+            Ok(JsValue::from(n as u32))
+        })
+    }
+}
+
 /// A file encrypted in the browser: upload `ciphertext`, then send `descriptor(mediaId)`.
 #[wasm_bindgen]
 pub struct WebEncryptedFile(EncryptedFile);
