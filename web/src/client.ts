@@ -720,6 +720,27 @@ export class Client {
     return n;
   }
 
+  /** A group's name, description and members with their roles. */
+  group(groupId: string): Promise<GroupInfo> {
+    return this.conn.request<GroupInfo>('getGroup', { groupId });
+  }
+
+  /** Adds a member by phone number (admins). */
+  async addToGroup(groupId: string, phone: string): Promise<void> {
+    const u = await this.conn.request<{ userId: string }>('lookupUser', { phone });
+    await this.conn.request('addUserToGroup', { groupId, userId: u.userId });
+    const chat = this.chats.get(groupId);
+    if (chat) await this.nameChat(chat);
+  }
+
+  /** Leaves a group: nothing new is read or sent there afterwards. */
+  async leaveGroup(groupId: string): Promise<void> {
+    await this.conn.request('removeUserFromGroup', { groupId, userId: this.me });
+    this.chats.delete(groupId);
+    if (this.openChat === groupId) this.openChat = null;
+    this.touch();
+  }
+
   /** The other member of a direct chat. */
   peerOf(chat: Chat): string | undefined {
     return chat.type === 'direct' ? chat.members.find((m) => m !== this.me) : undefined;
@@ -732,6 +753,13 @@ export class Client {
   updateSettings(s: Partial<Settings>): Promise<Settings> {
     return this.conn.request<Settings>('updateSettings', s as Record<string, unknown>);
   }
+}
+
+export interface GroupInfo {
+  groupId: string;
+  name: string;
+  description?: string | null;
+  members: { userId: string; role: 'admin' | 'member' }[];
 }
 
 export interface Safety {

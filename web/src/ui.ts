@@ -112,6 +112,7 @@ export class AppView {
   private readonly conversation: HTMLElement;
   private readonly side: HTMLElement;
   private readonly panel = h('section', { class: 'panel', id: 'panel', hidden: true });
+  private readonly info = h('button', { type: 'button', id: 'group-info', class: 'verify', text: 'Group info' });
   private readonly verify = h('button', {
     type: 'button',
     id: 'verify',
@@ -150,10 +151,11 @@ export class AppView {
     const back = h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', text: '←' });
     back.onclick = () => this.open(null);
     this.verify.onclick = () => void this.safetyPanel();
+    this.info.onclick = () => void this.groupPanel();
     this.conversation = h(
       'section',
       { class: 'conversation', 'aria-labelledby': 'chat-title' },
-      h('header', {}, back, this.title, this.verify),
+      h('header', {}, back, this.title, this.verify, this.info),
       this.log,
       this.composer,
     );
@@ -243,6 +245,7 @@ export class AppView {
   private renderConversation(c: Chat): void {
     this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
     this.verify.hidden = !this.client.peerOf(c);
+    this.info.hidden = c.type !== 'group';
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     // Patch the list in place (a new message is one addition for screen readers, not a new list).
     const wanted = c.messages.map((m) => this.messageItem(c, m));
@@ -463,6 +466,53 @@ export class AppView {
       list,
     );
     await refresh().catch((e) => list.replaceChildren(h('li', { text: `Error: ${String(e.message ?? e)}` })));
+  }
+
+  private async groupPanel(): Promise<void> {
+    const groupId = this.client.openChat;
+    if (!groupId) return;
+    let g;
+    try {
+      g = await this.client.group(groupId);
+    } catch (e) {
+      this.showPanel('Group info', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const names = await Promise.all(g.members.map((m) => this.client.nameOf(m.userId)));
+    const amAdmin = g.members.some((m) => m.userId === this.client.me && m.role === 'admin');
+    const leave = h('button', { type: 'button', id: 'leave-group', text: 'Leave group' });
+    const st = h('p', { role: 'status' });
+    leave.onclick = async () => {
+      leave.disabled = true;
+      try {
+        await this.client.leaveGroup(groupId);
+        this.panel.hidden = true;
+        this.open(null);
+      } catch (e) {
+        leave.disabled = false;
+        st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+      }
+    };
+    this.showPanel(
+      'Group info',
+      h('p', {}, h('strong', { text: g.name }), g.description ? ` — ${g.description}` : ''),
+      h(
+        'ul',
+        { class: 'members', 'aria-label': 'Members' },
+        ...g.members.map((m, i) =>
+          h('li', {}, m.userId === this.client.me ? 'You' : names[i], m.role === 'admin' ? ' (admin)' : ''),
+        ),
+      ),
+      amAdmin
+        ? this.form('add-member-form', [field('Add a member: phone number', 'phone', 'tel')], 'Add', async (d, status) => {
+            await this.client.addToGroup(groupId, String(d.get('phone')).trim());
+            status.textContent = 'Added.';
+            await this.groupPanel();
+          })
+        : h('p', { text: 'Only admins add members.' }),
+      leave,
+      st,
+    );
   }
 
   private async safetyPanel(): Promise<void> {

@@ -183,6 +183,7 @@ const texts = {
   afterReload: `Sent after the browser reloaded ${nonce}`,
   status: `Working from the browser today ${nonce}`,
   bobCaption: `Bob's picture ${nonce}`,
+  ownGroup: `Hello from the group the browser made ${nonce}`,
   imageSecret: `image-secret-${nonce}-do-not-leak`,
 };
 const image = png(texts.imageSecret);
@@ -282,8 +283,29 @@ try {
   const groupGot = await inboxUntil(bob, (l) => l.text === texts.groupReply);
   assert.equal(groupGot.sessionId, groupId, 'the reply is in the group');
 
+  step('the page creates a group with Bob and writes in it; Bob reads it; the page leaves Bob\'s group');
+  await page.locator('#new-group').click();
+  await page.getByLabel('Group name').fill(`Alice's group ${nonce}`);
+  await page.getByLabel(/Members: phone numbers/).fill(bob.phone);
+  await page.getByRole('button', { name: 'Create group' }).click();
+  await page.locator('#chat-title', { hasText: `Alice's group ${nonce}` }).waitFor();
+  await page.getByRole('textbox', { name: 'Message', exact: true }).fill(texts.ownGroup);
+  await page.keyboard.press('Enter');
+  const ownGroupGot = await inboxUntil(bob, (l) => l.text === texts.ownGroup);
+  assert.match(ownGroupGot.sessionId, /^g_/);
+  assert.notEqual(ownGroupGot.sessionId, groupId);
+  await page.locator('button.chat', { hasText: groupName }).click();
+  await page.locator('#group-info').click();
+  await page.locator('ul.members li', { hasText: '(admin)' }).waitFor();
+  assert.equal(await page.locator('ul.members li').count(), 2);
+  await page.locator('#leave-group').click();
+  await page.locator('button.chat', { hasText: groupName }).waitFor({ state: 'detached' });
+  const info = JSON.parse(await courier(bob.config, ['group', 'info', groupId, '--json']));
+  assert.equal(info.members.length, 1, `only Bob is left: ${JSON.stringify(info.members)}`);
+
   step('the page sends an image; Bob downloads and decrypts it');
-  await page.locator('button.chat', { hasText: texts.fromCli.slice(0, 10) }).or(page.locator('button.chat', { hasText: texts.reply })).first().click();
+  await page.locator('button.chat', { hasText: texts.reply }).click();
+  await page.locator('li.message .text', { hasText: texts.fromCli }).waitFor();
   await page.getByRole('textbox', { name: 'Message', exact: true }).fill(texts.caption);
   const progressSeen = page.waitForSelector('#upload-progress:not([hidden])', { state: 'attached' });
   await page.setInputFiles('#file-input', { name: 'pixel.png', mimeType: 'image/png', buffer: image });
@@ -433,6 +455,7 @@ try {
     texts.caption,
     texts.imageSecret,
     texts.status,
+    texts.ownGroup,
     ...[texts.reply, texts.groupReply].map((t) => Buffer.from(t).toString('base64').slice(0, 16)),
   ];
   const total = sent.reduce((n, s) => n + s.body.length, 0);
