@@ -159,6 +159,7 @@ export class Client {
 
   /** Saves chats and messages (sealed by the wasm), at most every half second. */
   private save(): void {
+    // Pending, or stopped for good (unlinked).
     if (this.saveTimer) return;
     this.saveTimer = window.setTimeout(() => {
       this.saveTimer = 0;
@@ -739,6 +740,20 @@ export class Client {
     this.chats.delete(groupId);
     if (this.openChat === groupId) this.openChat = null;
     this.touch();
+  }
+
+  /** Removes this device from the account (`removeDevice`) and forgets everything kept here:
+   * credentials, keys, chats. A device the server no longer knows is forgotten all the same. */
+  async unlink(): Promise<void> {
+    try {
+      await this.conn.request('removeDevice', { deviceId: this.creds.deviceId });
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.code !== 'NOT_FOUND') throw e;
+    }
+    this.conn.stop();
+    window.clearTimeout(this.saveTimer);
+    this.saveTimer = -1;
+    await db.clear();
   }
 
   /** The other member of a direct chat. */

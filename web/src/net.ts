@@ -87,7 +87,7 @@ export async function pollLink(config: Config, linkId: string): Promise<Credenti
   return r.status === 200 ? r.body : null;
 }
 
-export type ConnState = 'connecting' | 'online' | 'offline' | 'refused';
+export type ConnState = 'connecting' | 'online' | 'offline';
 
 interface Pending {
   resolve: (v: unknown) => void;
@@ -155,9 +155,7 @@ export class Connection {
     const sep = this.url.includes('?') ? '&' : '?';
     const ws = new WebSocket(`${this.url}${sep}token=${encodeURIComponent(this.apiKey)}`);
     this.ws = ws;
-    let opened = false;
     ws.onopen = () => {
-      opened = true;
       this.backoff = 1000;
       this.setState('online');
       window.clearInterval(this.heartbeat);
@@ -165,26 +163,20 @@ export class Connection {
       this.onUp().catch((e) => console.warn('sync after connect failed', e));
     };
     ws.onmessage = (m) => this.onFrame(String(m.data));
-    ws.onclose = (ev) => {
+    ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
       window.clearInterval(this.heartbeat);
       this.failAll('the connection closed');
       if (this.stopped) return;
-      // A refused handshake closes before opening: a revoked key (the device was removed).
-      if (!opened && ev.code === 1006 && this.refusedOnce) {
-        this.setState('refused');
-      } else {
-        this.setState('offline');
-      }
-      this.refusedOnce = !opened;
+      // A browser does not say why a handshake failed (a network error and a refused key look
+      // the same), so both are retried; Settings has "Unlink this browser".
+      this.setState('offline');
       const wait = this.backoff * (0.75 + Math.random() * 0.5);
       this.backoff = Math.min(this.backoff * 2, 30_000);
       this.retryTimer = window.setTimeout(() => this.open(), wait);
     };
   }
-
-  private refusedOnce = false;
 
   /** Abandons the socket and retries later. */
   private drop(): void {

@@ -192,7 +192,6 @@ export class AppView {
       connecting: 'Connecting…',
       online: 'Online',
       offline: 'Offline: reconnecting',
-      refused: 'This browser was unlinked',
     };
     this.state.textContent = text[s];
     this.state.dataset.state = s;
@@ -515,6 +514,23 @@ export class AppView {
     );
   }
 
+  private unlinkButton(): HTMLElement {
+    const b = h('button', { type: 'button', id: 'unlink', class: 'danger', text: 'Unlink this browser' });
+    const st = h('p', { role: 'status' });
+    b.onclick = async () => {
+      if (!window.confirm('Unlink this browser? Its keys and chats are deleted from it; your phone keeps everything.')) return;
+      b.disabled = true;
+      try {
+        await this.client.unlink();
+        location.reload();
+      } catch (e) {
+        b.disabled = false;
+        st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+      }
+    };
+    return h('div', {}, b, st);
+  }
+
   private async safetyPanel(): Promise<void> {
     const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
     const peer = chat && this.client.peerOf(chat);
@@ -614,6 +630,7 @@ export class AppView {
         },
       ),
       h('p', { class: 'whoami', text: `Signed in as ${this.client.me}, device ${this.client.creds.deviceId}` }),
+      this.unlinkButton(),
     );
   }
 }

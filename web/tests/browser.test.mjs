@@ -448,6 +448,25 @@ try {
   assert.ok(await page.locator('nav.side').isVisible());
   await page.setViewportSize({ width: 1100, height: 720 });
 
+  step('unlinking the browser removes the device and forgets its keys');
+  await page.locator('#settings-tab').click();
+  page.once('dialog', (d) => d.accept());
+  await page.locator('#unlink').click();
+  await page.locator('#link-code').filter({ hasText: /\S/ }).waitFor();
+  const left = await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const req = indexedDB.open('courier-web');
+        req.onsuccess = () => {
+          const keys = req.result.transaction('records').objectStore('records').getAllKeys();
+          keys.onsuccess = () => resolve(keys.result);
+        };
+      }),
+  );
+  assert.deepEqual(left, [], 'nothing of the device is left in IndexedDB');
+  const devicesAfter = await courier(alice.config, ['devices', 'list']);
+  assert.doesNotMatch(devicesAfter, /web/i, `the web device is gone: ${devicesAfter}`);
+
   step('no plaintext in anything the page sent');
   const secrets = [
     texts.reply,
