@@ -18,7 +18,12 @@ let writes: Promise<void> = Promise.resolve();
 /** Writes the device's sealed state if it changed (call after every operation). */
 export function persist(dev: WebDevice): Promise<void> {
   const state = dev.takeState();
-  if (state) writes = writes.then(() => db.put('cryptoState', state));
+  if (state) {
+    // Later writes carry the whole state: one failed write must not stop them.
+    writes = writes
+      .then(() => db.put('cryptoState', state))
+      .catch((e) => console.error('saving the crypto state to IndexedDB failed', e));
+  }
   return writes;
 }
 
