@@ -7,6 +7,8 @@
 //! session order), and the idempotency keys of sends in flight (so a client does not show its
 //! own message back to itself when a sync reads it before the send's reply arrives).
 
+// The tracker serves the networked client (`native`); the wasm build keeps the cursors only.
+#![cfg_attr(not(feature = "native"), allow(dead_code))]
 use crate::protocol::{Event, Message};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -21,9 +21,11 @@
 
 use crate::ClientError;
 use crate::crypto::{
-    CryptoError, CryptoStore, DeviceCrypto, EnvelopeKind, StoreError, ToDeviceMessage,
-    envelope_kind, fingerprint, safety_number, verify_one_time_key,
+    CryptoError, DeviceCrypto, EnvelopeKind, ToDeviceMessage, envelope_kind, fingerprint,
+    safety_number, verify_one_time_key,
 };
+#[cfg(feature = "native")]
+use crate::crypto::{CryptoStore, StoreError};
 use crate::protocol::{
     self, DeviceMessage, DeviceMessagesPage, KeyBundle, Message, MessageType,
     OutgoingDeviceMessage, Request, SendToDeviceResult, UserDevice,
@@ -31,6 +33,7 @@ use crate::protocol::{
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
+#[cfg(feature = "native")]
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -40,14 +43,38 @@ pub const ONE_TIME_KEYS_TARGET: u32 = 50;
 pub const ONE_TIME_KEYS_LOW: u32 = 20;
 /// Most messages in one `sendToDevice` call (the protocol's limit).
 const SEND_TO_DEVICE_MAX: usize = 100;
-/// Most bytes of payload in one `sendToDevice` call, well under the 128 KB message limit.
+/// Most bytes of payload in one `sendToDevice` call, well under the 128 KB message limit (for
+/// clients that fragment frames; see [`E2ee::with_request_budget`] for those that cannot).
 const SEND_TO_DEVICE_BYTES: usize = 96 * 1024;
 
-/// Something that answers requests: the [`crate::Client`] (with retries), one connection, or
+/// Something that answers requests: the `Client` (with retries), one connection, or
 /// a fake in tests.
+#[cfg(not(target_family = "wasm"))]
 pub trait Caller: Sync {
     /// Sends a request and returns its `result`.
     fn call(&self, req: Request) -> impl Future<Output = Result<Value, ClientError>> + Send;
+}
+
+/// Something that answers requests: in the browser, the web client's WebSocket (a JavaScript
+/// promise, which is neither `Send` nor `Sync`; wasm32 runs on one thread).
+#[cfg(target_family = "wasm")]
+pub trait Caller {
+    /// Sends a request and returns its `result`.
+    fn call(&self, req: Request) -> impl Future<Output = Result<Value, ClientError>>;
+}
+
+/// Where an [`E2ee`] keeps the device's state after every change: the encrypted file of a
+/// `CryptoStore` (native), or the web client's IndexedDB (through sealed bytes it takes).
+pub trait StateSink: Send {
+    /// Saves the whole state.
+    fn save(&self, device: &DeviceCrypto) -> Result<(), String>;
+}
+
+#[cfg(feature = "native")]
+impl StateSink for CryptoStore {
+    fn save(&self, device: &DeviceCrypto) -> Result<(), String> {
+        CryptoStore::save(self, device).map_err(|e| e.to_string())
+    }
 }
 
 /// What [`E2ee::decrypt`] made of a message.
@@ -76,7 +103,7 @@ pub struct SafetyInfo {
 
 struct State {
     device: DeviceCrypto,
-    store: CryptoStore,
+    store: Box<dyn StateSink>,
     /// Messages waiting for their room key, by Megolm session id.
     held: HashMap<String, Vec<Message>>,
     /// Device message ids already handled (a live event and a queue read may both bring one).
@@ -87,9 +114,7 @@ struct State {
 
 impl State {
     fn save(&self) -> Result<(), ClientError> {
-        self.store
-            .save(&self.device)
-            .map_err(|e| ClientError::Store(e.to_string()))
+        self.store.save(&self.device).map_err(ClientError::Store)
     }
 }
 
@@ -99,6 +124,8 @@ pub struct E2ee {
     /// Serialises key sharing and encryption, so two sends do not share keys twice or race a
     /// rotation.
     sending: tokio::sync::Mutex<()>,
+    /// Most payload bytes per `sendToDevice` call.
+    request_budget: usize,
 }
 
 impl std::fmt::Debug for E2ee {
@@ -169,15 +196,16 @@ pub async fn ack_device_messages(c: &impl Caller, ids: &[String]) -> Result<u64,
 
 /// Splits to-device messages into `sendToDevice` calls: at most 100 each, and few enough
 /// bytes to stay under the 128 KB message limit.
-fn batches(messages: Vec<OutgoingDeviceMessage>) -> Vec<Vec<OutgoingDeviceMessage>> {
+fn batches(
+    messages: Vec<OutgoingDeviceMessage>,
+    max_bytes: usize,
+) -> Vec<Vec<OutgoingDeviceMessage>> {
     let mut out: Vec<Vec<OutgoingDeviceMessage>> = Vec::new();
     let mut bytes = 0;
     for m in messages {
         let size = m.payload.len() + m.user_id.len() + m.device_id.len() + 48;
         match out.last_mut() {
-            Some(last)
-                if last.len() < SEND_TO_DEVICE_MAX && bytes + size <= SEND_TO_DEVICE_BYTES =>
-            {
+            Some(last) if last.len() < SEND_TO_DEVICE_MAX && bytes + size <= max_bytes => {
                 bytes += size;
                 last.push(m);
             }
@@ -192,12 +220,14 @@ fn batches(messages: Vec<OutgoingDeviceMessage>) -> Vec<Vec<OutgoingDeviceMessag
 
 impl E2ee {
     /// Loads this device's crypto state from `dir`, or creates it (new identity keys).
+    #[cfg(feature = "native")]
     pub fn open(dir: &Path, user_id: &str, device_id: &str) -> Result<Self, StoreError> {
         let (store, device) = CryptoStore::load_or_create(dir, user_id, device_id)?;
-        Ok(Self::with(store, device))
+        Ok(Self::with(Box::new(store), device))
     }
 
-    fn with(store: CryptoStore, device: DeviceCrypto) -> Self {
+    /// A device's crypto state kept by `store` (saved after every change).
+    pub fn with(store: Box<dyn StateSink>, device: DeviceCrypto) -> Self {
         Self {
             state: Mutex::new(State {
                 device,
@@ -207,7 +237,15 @@ impl E2ee {
                 directory: HashMap::new(),
             }),
             sending: tokio::sync::Mutex::new(()),
+            request_budget: SEND_TO_DEVICE_BYTES,
         }
+    }
+
+    /// Keeps each `sendToDevice` call's payloads under `bytes`: a browser cannot fragment a
+    /// WebSocket frame, and API Gateway closes a connection on a frame over 32 KB.
+    pub fn with_request_budget(mut self, bytes: usize) -> Self {
+        self.request_budget = bytes;
+        self
     }
 
     fn me(&self) -> (String, String) {
@@ -484,7 +522,7 @@ impl E2ee {
             }
             st.save()?;
         }
-        for batch in batches(outgoing) {
+        for batch in batches(outgoing, self.request_budget) {
             let result = send_to_device(c, &batch).await?;
             let mut st = self.state.lock().unwrap();
             let unknown: BTreeSet<(String, String)> = result

@@ -14,22 +14,36 @@
 //! - [`history`]: the device's message history, encrypted at rest.
 //! - [`backup`]: user backups (history, room keys, cursors) under a passphrase.
 //! - [`payload`]: text to payload and back for clients without end-to-end encryption.
+//!
+//! The `native` feature (on by default) holds everything that needs an operating system:
+//! tokio, the WebSocket and HTTP transports, the on-disk stores. Without it the crate builds
+//! for `wasm32-unknown-unknown`, where `crates/courier-web` wraps the crypto, the protocol types
+//! and [`e2ee`] for the browser client (its transport is the browser's).
 
+#[cfg(feature = "native")]
 pub mod accounts;
+#[cfg(feature = "native")]
 pub mod backup;
+#[cfg(feature = "native")]
 pub mod client;
 pub mod crypto;
 pub mod cursors;
 pub mod e2ee;
+#[cfg(feature = "native")]
 pub mod history;
 pub mod media;
 pub mod payload;
 pub mod protocol;
+#[cfg(feature = "native")]
 pub mod session;
 
+#[cfg(feature = "native")]
 pub use accounts::AccountsClient;
+#[cfg(feature = "native")]
 pub use client::{Client, ClientConfig, Encryption};
-pub use crypto::{CryptoError, CryptoStore, DeviceCrypto, TrustStore};
+#[cfg(feature = "native")]
+pub use crypto::CryptoStore;
+pub use crypto::{CryptoError, DeviceCrypto, TrustStore};
 pub use cursors::{Cursors, SessionCursor};
 pub use e2ee::SafetyInfo;
 pub use protocol::{
@@ -37,6 +51,7 @@ pub use protocol::{
     MessageType, MessagesPage, NewMessage, PushPlatform, RecipientStatus, SentMessage,
     SessionSummary, StatusPost, StatusViewer, UserDevice,
 };
+#[cfg(feature = "native")]
 pub use session::{ConnectError, Session};
 
 /// A failed request: the protocol error the server sent, or a transport failure.

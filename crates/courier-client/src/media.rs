@@ -9,13 +9,17 @@
 //! like any text. Receiving: `getMediaDownload`, download, check the digest, then decrypt.
 
 use crate::ClientError;
+#[cfg(feature = "native")]
 use crate::client::Client;
-use crate::protocol::{Message, MessageType, Request, SentMessage};
+use crate::protocol::{Message, MessageType};
+#[cfg(feature = "native")]
+use crate::protocol::{Request, SentMessage};
 use aes_gcm::aead::{Aead, Generate, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "native")]
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ pub const MAX_FILE_BYTES: u64 = MAX_UPLOAD_BYTES - TAG_BYTES;
 pub const UPLOAD_CONTENT_TYPE: &str = "application/octet-stream";
 /// The descriptor's format version.
 pub const PAYLOAD_VERSION: u32 = 1;
+#[cfg(feature = "native")]
 /// Size of upload chunks, each reported to the progress callback.
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -181,6 +186,7 @@ fn put() -> String {
     "PUT".into()
 }
 
+#[cfg(feature = "native")]
 impl Client {
     /// `createMediaUpload`: a presigned upload for `size` bytes of `content_type`.
     pub async fn create_media_upload(
@@ -282,10 +288,12 @@ impl Client {
     }
 }
 
+#[cfg(feature = "native")]
 fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+#[cfg(feature = "native")]
 /// Uploads `body` with the presigned request, reporting progress per chunk.
 pub async fn upload_bytes(
     upload: &MediaUpload,
@@ -328,6 +336,7 @@ pub async fn upload_bytes(
     Ok(())
 }
 
+#[cfg(feature = "native")]
 /// Downloads at most `limit` bytes from `url`, reporting progress per chunk.
 pub async fn download_bytes(
     url: &str,

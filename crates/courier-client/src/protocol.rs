@@ -822,6 +822,7 @@ pub(crate) fn parse<T: DeserializeOwned>(result: Value) -> Result<T, ClientError
 }
 
 /// Reads one string field of a reply's `result`.
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) fn field_str(result: &Value, name: &str) -> Result<String, ClientError> {
     result[name]
         .as_str()
@@ -833,6 +834,7 @@ pub(crate) fn field_str(result: &Value, name: &str) -> Result<String, ClientErro
 }
 
 /// Reads one boolean field of a reply's `result` (false if absent).
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) fn field_bool(result: &Value, name: &str) -> bool {
     result[name].as_bool().unwrap_or(false)
 }

@@ -2,9 +2,10 @@
 //! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
 //! switch `/_local/faults` (see [`crate::websocket::Faults`]) and `/_local/metrics` (Prometheus
 //! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it), the page
-//! `/_local/dashboard`, and `POST /_local/invoke/{LogicalId}`, which invokes a function directly
+//! `/_local/dashboard`, `POST /_local/invoke/{LogicalId}`, which invokes a function directly
 //! (as `aws lambda invoke` would) with the body as its event, or with an EventBridge scheduled
-//! event when the body is empty: how scheduled functions (the group census) run locally.
+//! event when the body is empty: how scheduled functions (the group census) run locally; and the
+//! web client ([`crate::web`]) for `GET` paths no route takes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct HttpApi {
     pub faults: Faults,
     /// The functions' metrics, served at `/_local/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Courier Web, served for `GET` paths no route of the template takes.
+    pub web: Option<crate::web::WebClient>,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -318,6 +321,12 @@ async fn gateway(
     let path = parts.uri.path().to_string();
     let method = parts.method.as_str().to_string();
     let Some((route, params)) = select_route(&api.routes, &method, &path) else {
+        if matches!(method.as_str(), "GET" | "HEAD") {
+            let host = parts.headers.get("host").and_then(|h| h.to_str().ok());
+            if let Some(page) = api.web.as_ref().and_then(|w| w.serve(&path, host)) {
+                return page;
+            }
+        }
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
 

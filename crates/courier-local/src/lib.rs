@@ -42,6 +42,7 @@ pub mod provision;
 pub mod runtime;
 pub mod streams;
 pub mod template;
+pub mod web;
 pub mod websocket;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,8 @@ pub struct LocalCloudConfig {
     pub no_emulators: bool,
     /// Written with the URLs once everything serves.
     pub ready_file: Option<PathBuf>,
+    /// The built web client to serve at `/` (default: `web/dist` beside the template).
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Default for LocalCloudConfig {
@@ -102,6 +105,7 @@ impl Default for LocalCloudConfig {
             max_concurrency: 8,
             no_emulators: false,
             ready_file: None,
+            web_dir: None,
         }
     }
 }
@@ -310,6 +314,13 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         api_id: "localhttp".into(),
         faults: faults.clone(),
         metrics: metrics.clone(),
+        web: Some(web::WebClient {
+            dir: config
+                .web_dir
+                .clone()
+                .unwrap_or_else(|| project_root.join("web/dist")),
+            ws_port: ws_addr.port(),
+        }),
     });
     let mut servers = Vec::new();
     servers.push(serve(

@@ -60,6 +60,9 @@ struct Cli {
     /// Write {"httpUrl","wsUrl",...} here once everything serves.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// The built web client served at / (default: web/dist beside the template; `./dev web`).
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
     /// Only read and resolve the template, print what would run, and exit.
     #[arg(long)]
     check: bool,
@@ -105,6 +108,7 @@ impl Cli {
             max_concurrency: self.max_concurrency,
             no_emulators: self.no_emulators,
             ready_file: self.ready_file,
+            web_dir: self.web_dir,
         })
     }
 }
@@ -126,6 +130,9 @@ async fn main() -> Result<()> {
     }
     let cloud = courier_local::start(config).await?;
     let http = cloud.http_url();
+    println!(
+        "Web       {http}/   (Courier Web: open it, link it with `courier devices approve CODE`)"
+    );
     println!("HTTP API  {http}");
     println!("WebSocket {}", cloud.ws_url());
     println!("Manage    {}/@connections/{{id}}", cloud.management_url());

@@ -36,8 +36,10 @@
 //!   accepted, until [`DeviceCrypto::accept_new_identity`]. Users verify each other by comparing
 //!   a [`safety_number`] (Signal's numeric fingerprint over all of both users' device keys) or
 //!   a device's [`fingerprint`].
-//! - **Storage** ([`CryptoStore`]): the whole state in one AES-256-GCM encrypted file, mode
-//!   0600, written atomically; the key in a separate 0600 file. See the [`store`] docs.
+//! - **Storage** (`CryptoStore`, with the `native` feature): the whole state in one
+//!   AES-256-GCM encrypted file, mode 0600, written atomically; the key in a separate 0600 file.
+//!   See the `store` docs. The sealed format itself is [`sealed`], which the web client uses to
+//!   keep the same state in IndexedDB.
 //!
 //! Every error is a typed [`CryptoError`], and a failed call leaves the object usable.
 //!
@@ -86,6 +88,8 @@ mod device;
 mod envelope;
 mod error;
 mod safety;
+pub mod sealed;
+#[cfg(feature = "native")]
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -95,5 +99,7 @@ pub use device::{DeviceCrypto, ExportedRoomKey, OneTimeKey, ToDeviceMessage, ver
 pub use envelope::{EnvelopeKind, envelope_kind};
 pub use error::CryptoError;
 pub use safety::{fingerprint, safety_number};
+pub use sealed::SealError;
+#[cfg(feature = "native")]
 pub use store::{CryptoStore, StoreError};
 pub use trust::{TrustOutcome, TrustStore};

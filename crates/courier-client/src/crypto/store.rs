@@ -18,19 +18,13 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use zeroize::Zeroizing;
 
 use super::DeviceCrypto;
-use super::device::Snapshot;
+use super::sealed::{self, KEY_LEN, SealError};
 
 const KEY_FILE: &str = "crypto.key";
 const STATE_FILE: &str = "crypto.state";
-const MAGIC: &[u8; 4] = b"CCS1";
-const AAD: &[u8] = b"courier-crypto-state-v1";
-const NONCE_LEN: usize = 12;
-const KEY_LEN: usize = 32;
 
 /// Why the crypto state could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -173,61 +167,16 @@ impl CryptoStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&path)(e)),
         };
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            path: path.clone(),
-            reason: reason.to_owned(),
-        };
-        let rest = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or_else(|| corrupt("unknown file format"))?;
-        if rest.len() < NONCE_LEN {
-            return Err(corrupt("truncated"));
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).map_err(|_| corrupt("bad nonce"))?;
-        let plaintext = Zeroizing::new(
-            self.cipher()
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: ciphertext,
-                        aad: AAD,
-                    },
-                )
-                .map_err(|_| StoreError::WrongKey(path.clone()))?,
-        );
-        let snapshot: Snapshot =
-            serde_json::from_slice(&plaintext).map_err(|e| corrupt(&e.to_string()))?;
-        Ok(Some(DeviceCrypto::from_snapshot(snapshot)))
+        sealed::open_state(self.key.as_slice(), &bytes)
+            .map(Some)
+            .map_err(seal_error(&path))
     }
 
     /// Saves the whole state, replacing the previous one atomically.
     pub fn save(&self, crypto: &DeviceCrypto) -> Result<(), StoreError> {
-        let plaintext = Zeroizing::new(serde_json::to_vec(&crypto.to_snapshot()).map_err(|e| {
-            StoreError::Corrupt {
-                path: self.state_path(),
-                reason: e.to_string(),
-            }
-        })?);
-        let nonce = Nonce::generate();
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &plaintext,
-                    aad: AAD,
-                },
-            )
-            .map_err(|_| StoreError::Corrupt {
-                path: self.state_path(),
-                reason: "encryption failed".into(),
-            })?;
-        let mut file_bytes = Vec::with_capacity(MAGIC.len() + NONCE_LEN + ciphertext.len());
-        file_bytes.extend_from_slice(MAGIC);
-        file_bytes.extend_from_slice(&nonce);
-        file_bytes.extend_from_slice(&ciphertext);
-        write_atomically(&self.dir, STATE_FILE, &file_bytes)
+        let bytes = sealed::seal_state(self.key.as_slice(), crypto)
+            .map_err(seal_error(&self.state_path()))?;
+        write_atomically(&self.dir, STATE_FILE, &bytes)
     }
 
     /// Writes another file of this device's local state (`name` in the store's directory),
@@ -241,24 +190,8 @@ impl CryptoStore {
         plaintext: &[u8],
     ) -> Result<(), StoreError> {
         let path = self.dir.join(name);
-        let nonce = Nonce::generate();
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| StoreError::Corrupt {
-                path: path.clone(),
-                reason: "encryption failed".into(),
-            })?;
-        let mut bytes = Vec::with_capacity(magic.len() + NONCE_LEN + ciphertext.len());
-        bytes.extend_from_slice(magic);
-        bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&ciphertext);
+        let bytes =
+            sealed::seal(self.key.as_slice(), magic, aad, plaintext).map_err(seal_error(&path))?;
         write_atomically(&self.dir, name, &bytes)
     }
 
@@ -275,33 +208,20 @@ impl CryptoStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&path)(e)),
         };
-        let corrupt = |reason: &str| StoreError::Corrupt {
-            path: path.clone(),
-            reason: reason.to_owned(),
-        };
-        let rest = bytes
-            .strip_prefix(magic.as_slice())
-            .ok_or_else(|| corrupt("unknown file format"))?;
-        if rest.len() < NONCE_LEN {
-            return Err(corrupt("truncated"));
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).map_err(|_| corrupt("bad nonce"))?;
-        let plaintext = self
-            .cipher()
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| StoreError::WrongKey(path.clone()))?;
-        Ok(Some(Zeroizing::new(plaintext)))
+        sealed::unseal(self.key.as_slice(), magic, aad, &bytes)
+            .map(Some)
+            .map_err(seal_error(&path))
     }
+}
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new_from_slice(self.key.as_slice()).expect("the key is 32 bytes")
+fn seal_error(path: &Path) -> impl Fn(SealError) -> StoreError + '_ {
+    move |e| match e {
+        SealError::WrongKey => StoreError::WrongKey(path.to_owned()),
+        SealError::Corrupt(reason) => StoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        },
+        SealError::BadKey => StoreError::BadKeyFile(path.to_owned()),
     }
 }
 
@@ -322,9 +242,7 @@ fn read_key(mut file: File, path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, Sto
 }
 
 fn create_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, StoreError> {
-    let generated = Key::<Aes256Gcm>::generate();
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    key.copy_from_slice(generated.as_slice());
+    let key = sealed::generate_key();
     let dir = path.parent().unwrap_or(Path::new("."));
     match write_new(dir, path, key.as_slice()) {
         Ok(()) => Ok(key),

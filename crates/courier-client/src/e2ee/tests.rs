@@ -515,7 +515,7 @@ async fn one_time_keys_are_topped_up_and_sharing_is_batched() {
             payload: "x".repeat(if i < 200 { 100 } else { 16_000 }),
         })
         .collect();
-    let b = batches(many);
+    let b = batches(many.clone(), SEND_TO_DEVICE_BYTES);
     assert!(b.iter().all(|b| b.len() <= 100));
     assert!(
         b.iter()
@@ -523,6 +523,14 @@ async fn one_time_keys_are_topped_up_and_sharing_is_batched() {
     );
     assert_eq!(b.iter().map(Vec::len).sum::<usize>(), 250);
     assert_eq!(b[0].len(), 100);
+    // A browser's budget (one unfragmented frame under 32 KB): smaller calls, nothing lost.
+    let small = batches(many, 24 * 1024);
+    assert!(
+        small
+            .iter()
+            .all(|b| serde_json::to_string(b).unwrap().len() < 32 * 1024)
+    );
+    assert_eq!(small.iter().map(Vec::len).sum::<usize>(), 250);
 }
 
 #[tokio::test]

@@ -1,0 +1,825 @@
+// The messaging client: chats, messages, receipts and sync over the WebSocket, every payload
+// encrypted and decrypted by the wasm (the same key sharing the CLI does: courier-client's
+// `e2ee`). The UI (ui.ts) renders `Client.chats` and calls the actions below.
+
+import { ApiError, Connection, upload, type ConnState, type Credentials } from './net';
+import {
+  WebDevice,
+  decryptFile,
+  encryptFile,
+  parseMediaDescriptor,
+  persist,
+  wasmError,
+} from './crypto';
+import * as db from './db';
+
+export type Tick = 'pending' | 'sent' | 'delivered' | 'read' | 'failed';
+
+export interface MediaInfo {
+  descriptor: string;
+  contentType: string;
+  fileName?: string;
+  caption?: string;
+  size: number;
+}
+
+export interface ChatMessage {
+  msgId: string;
+  seq: number;
+  clientMsgId?: string;
+  sender: string;
+  kind: 'text' | 'media' | 'system';
+  text: string;
+  media?: MediaInfo;
+  /** Not decryptable (yet): why. */
+  problem?: string;
+  sentAt: string;
+  mine: boolean;
+  /** Own messages: the weakest recipient's status. */
+  tick?: Tick;
+}
+
+export interface Chat {
+  sessionId: string;
+  type: 'direct' | 'group';
+  members: string[];
+  name: string;
+  lastSeq: number;
+  /** This user's read watermark (any of its devices). */
+  readSeq: number;
+  /** The highest seq read from the server (contiguous). */
+  cursorSeq: number;
+  cursorMsgId: string | null;
+  /** Per other member: [delivered seq, read seq]. */
+  peers: Record<string, [number, number]>;
+  messages: ChatMessage[];
+}
+
+export interface StatusItem {
+  userId: string;
+  statusId: string;
+  text: string;
+  postedAt: string;
+  expiresAt: string;
+}
+
+interface RawMessage {
+  msgId: string;
+  sessionId: string;
+  seq: number;
+  sender: string;
+  senderDevice: string;
+  clientMsgId?: string | null;
+  type: string;
+  payload: string;
+  attachments?: string[];
+  sentAt?: string;
+}
+
+interface SessionSummary {
+  sessionId: string;
+  type: 'direct' | 'group';
+  members: string[];
+  lastSeq: number;
+  lastMsgId: string | null;
+  deliveredSeq: number;
+  readSeq: number;
+}
+
+interface Decrypted {
+  kind: 'text' | 'held' | 'notEncrypted' | 'failed';
+  text?: string;
+  error?: string;
+}
+
+const STATUS_RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3 };
+
+export class Client {
+  readonly chats = new Map<string, Chat>();
+  readonly conn: Connection;
+  /** Display names by user id (profiles), filled as chats appear. */
+  readonly names = new Map<string, string>();
+  /** Files this browser sent, by clientMsgId: shown from the original, not downloaded back. */
+  readonly sentFiles = new Map<string, Blob>();
+  /** Statuses this browser posted (a device holds no inbound key for its own posts). */
+  private readonly ownStatuses = new Map<string, string>();
+  /** The chat on screen (read receipts go out for it while the page is visible). */
+  openChat: string | null = null;
+  lastError: string | null = null;
+  /** Whether a full sync (keys published, queue read, chats read) completed since start. */
+  synced = false;
+  private syncing: Promise<void> | null = null;
+  private saveTimer = 0;
+  private events: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly creds: Credentials,
+    readonly dev: WebDevice,
+    wsUrl: string,
+    private readonly changed: () => void,
+    onState: (s: ConnState) => void,
+  ) {
+    this.conn = new Connection(
+      wsUrl,
+      creds.apiKey,
+      (e) => {
+        // One event at a time, in arrival order.
+        this.events = this.events.then(() => this.onEvent(e)).catch((err) => this.report(err));
+      },
+      onState,
+      () => this.sync(),
+    );
+  }
+
+  get me(): string {
+    return this.creds.userId;
+  }
+
+  private report(e: unknown): void {
+    const msg = e instanceof ApiError ? e.message : wasmError(e).message;
+    this.lastError = msg;
+    console.warn(msg);
+    this.changed();
+  }
+
+  // ---- local state (sealed in IndexedDB) -------------------------------------------------------
+
+  async restore(): Promise<void> {
+    const sealed = await db.get<Uint8Array>('local');
+    if (!sealed) return;
+    try {
+      const json = new TextDecoder().decode(this.dev.openLocal(sealed));
+      const saved = JSON.parse(json) as { chats: Chat[]; names: [string, string][] };
+      for (const c of saved.chats) this.chats.set(c.sessionId, c);
+      for (const [k, v] of saved.names) this.names.set(k, v);
+    } catch (e) {
+      console.warn('the saved chats could not be read; reading them again from the server', e);
+    }
+  }
+
+  /** Saves chats and messages (sealed by the wasm), at most every half second. */
+  private save(): void {
+    // Pending, or stopped for good (unlinked).
+    if (this.saveTimer) return;
+    this.saveTimer = window.setTimeout(() => {
+      this.saveTimer = 0;
+      const json = JSON.stringify({ chats: [...this.chats.values()], names: [...this.names] });
+      const sealed = this.dev.sealLocal(new TextEncoder().encode(json));
+      db.put('local', sealed).catch((e) => console.warn('saving chats failed', e));
+    }, 500);
+  }
+
+  private touch(): void {
+    this.save();
+    this.changed();
+  }
+
+  // ---- sync --------------------------------------------------------------------------------------
+
+  /** After every connect (and every heartbeat): keys, the device queue (room keys), every chat
+   * from its cursor, delivered receipts. One at a time. */
+  sync(): Promise<void> {
+    if (this.syncing) return this.syncing;
+    this.syncing = this.doSync().finally(() => {
+      this.syncing = null;
+    });
+    return this.syncing;
+  }
+
+  private async doSync(): Promise<void> {
+    try {
+      await this.dev.publishKeys(this.conn.caller);
+      await persist(this.dev);
+    } catch (e) {
+      this.report(e);
+    }
+    await this.drainDeviceQueue();
+    const r = await this.conn.request<{ sessions: SessionSummary[] }>('listSessions', {});
+    for (const s of r.sessions) {
+      const chat = this.chatFor(s.sessionId, s.type, s.members);
+      chat.lastSeq = Math.max(chat.lastSeq, s.lastSeq);
+      chat.readSeq = Math.max(chat.readSeq, s.readSeq);
+      if (s.lastSeq > chat.cursorSeq) await this.readChat(chat);
+      await this.ackDelivered(chat, s.deliveredSeq);
+      await this.refreshTicks(chat);
+    }
+    await this.drainDeviceQueue();
+    this.ackReadIfOpen();
+    this.synced = true;
+    this.touch();
+  }
+
+  private chatFor(sessionId: string, type: 'direct' | 'group', members: string[]): Chat {
+    let chat = this.chats.get(sessionId);
+    if (!chat) {
+      chat = {
+        sessionId,
+        type,
+        members,
+        name: '',
+        lastSeq: 0,
+        readSeq: 0,
+        cursorSeq: 0,
+        cursorMsgId: null,
+        peers: {},
+        messages: [],
+      };
+      this.chats.set(sessionId, chat);
+      void this.nameChat(chat);
+    } else if (members.length) {
+      chat.members = members;
+    }
+    return chat;
+  }
+
+  private async nameChat(chat: Chat): Promise<void> {
+    try {
+      if (chat.type === 'group') {
+        const g = await this.conn.request<{ name: string; members: { userId: string }[] }>(
+          'getGroup',
+          { groupId: chat.sessionId },
+        );
+        chat.name = g.name;
+        chat.members = g.members.map((m) => m.userId);
+      } else {
+        const peer = chat.members.find((m) => m !== this.me) ?? this.me;
+        chat.name = await this.nameOf(peer);
+      }
+      this.touch();
+    } catch (e) {
+      console.warn('naming a chat failed', e);
+    }
+  }
+
+  async nameOf(userId: string): Promise<string> {
+    const known = this.names.get(userId);
+    if (known) return known;
+    let name = userId;
+    try {
+      const p = await this.conn.request<{ name?: string | null }>('getProfile', { userId });
+      if (p.name) name = p.name;
+    } catch {
+      // Keep the id.
+    }
+    this.names.set(userId, name);
+    return name;
+  }
+
+  private async readChat(chat: Chat): Promise<void> {
+    for (;;) {
+      const page = await this.conn.request<{ messages: RawMessage[]; hasMore: boolean }>(
+        'readNewMessages',
+        { sessionId: chat.sessionId, lastMsgId: chat.cursorMsgId, limit: 100 },
+      );
+      for (const m of page.messages) await this.take(m);
+      if (!page.hasMore || page.messages.length === 0) return;
+    }
+  }
+
+  private async drainDeviceQueue(): Promise<void> {
+    for (;;) {
+      const page = await this.conn.request<{
+        messages: Record<string, unknown>[];
+        hasMore: boolean;
+      }>('readDeviceMessages', { limit: 100 });
+      const acks: string[] = [];
+      for (const dm of page.messages) {
+        if (await this.onDeviceMessage(dm)) acks.push(String(dm.id));
+      }
+      if (acks.length) await this.conn.request('ackDeviceMessages', { ids: acks });
+      if (!page.hasMore || !acks.length) return;
+    }
+  }
+
+  /** A device message (a room key, over Olm): whether it may be acknowledged. */
+  private async onDeviceMessage(dm: Record<string, unknown>): Promise<boolean> {
+    try {
+      const out = JSON.parse(
+        await this.dev.receiveDeviceMessage(this.conn.caller, JSON.stringify(dm)),
+      ) as { released: { message: RawMessage; result: Decrypted }[] };
+      await persist(this.dev);
+      for (const r of out.released) this.place(r.message, r.result);
+      if (out.released.length) this.touch();
+      return true;
+    } catch (e) {
+      await persist(this.dev);
+      const err = wasmError(e);
+      if (err.code === 'IDENTITY_CHANGED') {
+        this.report(`${err.message}: not accepted until verified on the phone`);
+        return false;
+      }
+      if (err.code === 'TRANSPORT') throw e;
+      this.report(e);
+      return true;
+    }
+  }
+
+  /** A message from the server (read or live): decrypted and placed in its chat. */
+  private async take(m: RawMessage): Promise<void> {
+    const chat = this.chatFor(m.sessionId, m.sessionId.startsWith('g_') ? 'group' : 'direct', []);
+    if (m.seq === chat.cursorSeq + 1) {
+      chat.cursorSeq = m.seq;
+      chat.cursorMsgId = m.msgId;
+    }
+    chat.lastSeq = Math.max(chat.lastSeq, m.seq);
+    if (chat.messages.some((x) => x.msgId === m.msgId && !x.problem)) return;
+    let result: Decrypted = { kind: 'notEncrypted' };
+    if (m.type === 'text' || m.type === 'media') {
+      result = JSON.parse(this.dev.decrypt(JSON.stringify(m))) as Decrypted;
+      await persist(this.dev);
+    }
+    this.place(m, result);
+  }
+
+  private place(m: RawMessage, d: Decrypted): void {
+    const chat = this.chats.get(m.sessionId);
+    if (!chat) return;
+    if (m.type === 'handshake') return;
+    const mine = m.sender === this.me;
+    const msg: ChatMessage = {
+      msgId: m.msgId,
+      seq: m.seq,
+      clientMsgId: m.clientMsgId ?? undefined,
+      sender: m.sender,
+      kind: m.type === 'media' ? 'media' : m.type === 'system' ? 'system' : 'text',
+      text: '',
+      sentAt: m.sentAt ?? '',
+      mine,
+      tick: mine ? 'sent' : undefined,
+    };
+    if (m.type === 'system') {
+      msg.text = systemText(m.payload, (u) => this.names.get(u) ?? u);
+      if (chat.type === 'group') void this.nameChat(chat);
+    } else if (d.kind === 'text') {
+      msg.text = d.text ?? '';
+      if (msg.kind === 'media') {
+        const desc = parseMediaDescriptor(msg.text);
+        if (desc) {
+          const p = JSON.parse(desc) as MediaInfo & { caption?: string };
+          msg.media = {
+            descriptor: desc,
+            contentType: p.contentType,
+            fileName: p.fileName,
+            caption: p.caption,
+            size: p.size,
+          };
+          msg.text = p.caption ?? '';
+        } else {
+          msg.problem = 'not a media message this client can read';
+        }
+      }
+    } else if (d.kind === 'held') {
+      msg.problem = 'Waiting for this message’s key…';
+    } else {
+      msg.problem = `This message cannot be read (${d.error ?? 'not encrypted'})`;
+    }
+    const i = chat.messages.findIndex(
+      (x) => x.msgId === m.msgId || (mine && m.clientMsgId && x.clientMsgId === m.clientMsgId),
+    );
+    if (i >= 0) {
+      const old = chat.messages[i];
+      if (old.tick && msg.tick) msg.tick = rankTick(old.tick, msg.tick);
+      if (!msg.problem || old.problem) chat.messages[i] = msg;
+    } else {
+      chat.messages.push(msg);
+      chat.messages.sort((a, b) => a.seq - b.seq);
+    }
+    this.applyWatermarks(chat);
+  }
+
+  private async ackDelivered(chat: Chat, deliveredSeq: number): Promise<void> {
+    const last = [...chat.messages].reverse().find((m) => !m.mine && m.seq <= chat.cursorSeq);
+    if (!last || last.seq <= deliveredSeq) return;
+    await this.conn
+      .request('ackMessages', { sessionId: chat.sessionId, msgId: last.msgId, status: 'delivered' })
+      .catch((e) => console.warn('ack delivered failed', e));
+  }
+
+  /** Marks the open chat read up to its last message (only while the page is visible). */
+  ackReadIfOpen(): void {
+    const chat = this.openChat ? this.chats.get(this.openChat) : undefined;
+    if (!chat || document.visibilityState !== 'visible') return;
+    const last = [...chat.messages].reverse().find((m) => !m.mine && m.seq > 0);
+    if (!last || last.seq <= chat.readSeq) return;
+    chat.readSeq = last.seq;
+    this.touch();
+    this.conn
+      .request('ackMessages', { sessionId: chat.sessionId, msgId: last.msgId, status: 'read' })
+      .catch((e) => console.warn('ack read failed', e));
+  }
+
+  unread(chat: Chat): number {
+    return chat.messages.filter((m) => !m.mine && m.kind !== 'system' && m.seq > chat.readSeq)
+      .length;
+  }
+
+  /** The recipients' watermarks for this chat's latest own message (after a reconnect). */
+  private async refreshTicks(chat: Chat): Promise<void> {
+    const last = [...chat.messages].reverse().find((m) => m.mine && m.seq > 0);
+    if (!last || last.tick === 'read') return;
+    try {
+      const s = await this.conn.request<{ recipients: { userId: string; status: string }[] }>(
+        'getMessageStatus',
+        { msgId: last.msgId },
+      );
+      for (const r of s.recipients) this.raise(chat, r.userId, r.status, last.seq);
+      this.applyWatermarks(chat);
+    } catch (e) {
+      console.warn('getMessageStatus failed', e);
+    }
+  }
+
+  private raise(chat: Chat, userId: string, status: string, seq: number): void {
+    const w = chat.peers[userId] ?? [0, 0];
+    if (STATUS_RANK[status] >= 2) w[0] = Math.max(w[0], seq);
+    if (STATUS_RANK[status] >= 3) w[1] = Math.max(w[1], seq);
+    chat.peers[userId] = w;
+  }
+
+  private applyWatermarks(chat: Chat): void {
+    const others = chat.members.filter((u) => u !== this.me);
+    for (const m of chat.messages) {
+      if (!m.mine || m.seq <= 0 || m.tick === 'failed') continue;
+      let tick: Tick = 'read';
+      for (const u of others) {
+        const [d, r] = chat.peers[u] ?? [0, 0];
+        const t: Tick = r >= m.seq ? 'read' : d >= m.seq ? 'delivered' : 'sent';
+        if (STATUS_RANK[t] < STATUS_RANK[tick]) tick = t;
+      }
+      if (!others.length) tick = 'sent';
+      m.tick = rankTick(m.tick ?? 'sent', tick);
+    }
+  }
+
+  // ---- events ------------------------------------------------------------------------------------
+
+  private async onEvent(e: Record<string, unknown>): Promise<void> {
+    switch (e.event) {
+      case 'message':
+      case 'sessionStarted': {
+        const m = e.message as RawMessage | undefined;
+        if (!m) return;
+        const chat = this.chats.get(m.sessionId);
+        if (!chat) {
+          await this.sync();
+          return;
+        }
+        if (m.seq > chat.cursorSeq + 1) {
+          await this.readChat(chat);
+        } else {
+          await this.take(m);
+        }
+        if (chat.messages.some((x) => x.problem?.startsWith('Waiting'))) {
+          await this.drainDeviceQueue();
+        }
+        if (!m.sender || m.sender !== this.me) await this.ackDelivered(chat, 0);
+        this.ackReadIfOpen();
+        this.touch();
+        return;
+      }
+      case 'deviceMessage': {
+        const dm = e.message as Record<string, unknown>;
+        if (await this.onDeviceMessage(dm)) {
+          await this.conn.request('ackDeviceMessages', { ids: [dm.id] });
+        }
+        return;
+      }
+      case 'status': {
+        const chat = this.chats.get(String(e.sessionId));
+        if (!chat) return;
+        this.raise(chat, String(e.userId), String(e.status), Number(e.upToSeq ?? 0));
+        this.applyWatermarks(chat);
+        this.touch();
+        return;
+      }
+      case 'groupUpdate': {
+        const chat = this.chats.get(String(e.sessionId ?? e.groupId));
+        const m = e.message as RawMessage | undefined;
+        if (!chat || !m) {
+          await this.sync();
+          return;
+        }
+        await this.take(m);
+        this.touch();
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  // ---- actions -----------------------------------------------------------------------------------
+
+  /** Sends text: encrypted for every member device, then `sendMessage`. */
+  async sendText(sessionId: string, text: string): Promise<void> {
+    await this.sendContent(sessionId, 'text', text, [], text);
+  }
+
+  private async sendContent(
+    sessionId: string,
+    type: 'text' | 'media',
+    content: string,
+    attachments: string[],
+    shown: string,
+    media?: MediaInfo,
+    clientMsgId = `w-${crypto.randomUUID()}`,
+  ): Promise<void> {
+    const chat = this.chats.get(sessionId);
+    if (!chat) throw new Error('no such chat');
+    const local: ChatMessage = {
+      msgId: `pending:${clientMsgId}`,
+      seq: Number.MAX_SAFE_INTEGER,
+      clientMsgId,
+      sender: this.me,
+      kind: type,
+      text: shown,
+      media,
+      sentAt: new Date().toISOString(),
+      mine: true,
+      tick: 'pending',
+    };
+    chat.messages.push(local);
+    this.touch();
+    try {
+      if (chat.type === 'group' || !chat.members.length) await this.nameChat(chat);
+      const payload = await this.dev.encryptFor(this.conn.caller, sessionId, chat.members, content);
+      await persist(this.dev);
+      const params: Record<string, unknown> = { sessionId, clientMsgId, type, payload };
+      if (attachments.length) params.attachments = attachments;
+      // Sent again with the same clientMsgId after a lost reply: the server keeps one.
+      let r: { msgId: string; seq: number; sentAt: string } | null = null;
+      for (let attempt = 0; !r; attempt++) {
+        try {
+          r = await this.conn.request('sendMessage', params);
+        } catch (e) {
+          if (!(e instanceof ApiError) || e.code !== 'TRANSPORT' || attempt >= 5) throw e;
+          await new Promise((res) => setTimeout(res, 1000 * (attempt + 1)));
+        }
+      }
+      local.msgId = r.msgId;
+      local.seq = r.seq;
+      local.sentAt = r.sentAt;
+      local.tick = 'sent';
+      chat.messages.sort((a, b) => a.seq - b.seq);
+      if (r.seq === chat.cursorSeq + 1) {
+        chat.cursorSeq = r.seq;
+        chat.cursorMsgId = r.msgId;
+      }
+      chat.lastSeq = Math.max(chat.lastSeq, r.seq);
+      this.applyWatermarks(chat);
+    } catch (e) {
+      local.tick = 'failed';
+      local.problem = `Not sent: ${e instanceof ApiError ? e.message : wasmError(e).message}`;
+      this.report(e);
+    } finally {
+      this.touch();
+    }
+  }
+
+  /** Encrypts a file in the wasm, uploads the ciphertext with progress, sends the descriptor. */
+  async sendFile(
+    sessionId: string,
+    file: File,
+    caption: string,
+    onProgress: (sent: number, total: number) => void,
+  ): Promise<void> {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const enc = encryptFile(bytes, file.type, file.name, caption || undefined);
+    const ciphertext = enc.ciphertext;
+    const up = await this.conn.request<{
+      mediaId: string;
+      uploadUrl: string;
+      uploadMethod?: string;
+      uploadHeaders?: Record<string, string>;
+    }>('createMediaUpload', { contentType: 'application/octet-stream', size: ciphertext.length });
+    await upload(up.uploadUrl, up.uploadMethod ?? 'PUT', up.uploadHeaders ?? {}, ciphertext, onProgress);
+    const descriptor = enc.descriptor(up.mediaId);
+    enc.free();
+    const media: MediaInfo = {
+      descriptor,
+      contentType: file.type,
+      fileName: file.name,
+      caption: caption || undefined,
+      size: bytes.length,
+    };
+    const clientMsgId = `w-${crypto.randomUUID()}`;
+    this.sentFiles.set(clientMsgId, new Blob([bytes as BlobPart], { type: file.type }));
+    await this.sendContent(sessionId, 'media', descriptor, [up.mediaId], caption, media, clientMsgId);
+  }
+
+  /** Downloads, checks and decrypts a received file. */
+  async fetchFile(media: MediaInfo): Promise<Blob> {
+    const { mediaId } = JSON.parse(media.descriptor) as { mediaId: string };
+    const d = await this.conn.request<{ downloadUrl: string }>('getMediaDownload', { mediaId });
+    const r = await fetch(d.downloadUrl);
+    if (!r.ok) throw new ApiError('DOWNLOAD', `the download was refused (HTTP ${r.status})`);
+    const plain = decryptFile(media.descriptor, new Uint8Array(await r.arrayBuffer()));
+    return new Blob([plain as BlobPart], { type: media.contentType || 'application/octet-stream' });
+  }
+
+  /** Opens (or finds) the direct chat with a phone number. */
+  async startChat(phone: string): Promise<string> {
+    const u = await this.conn.request<{ userId: string }>('lookupUser', { phone });
+    const r = await this.conn.request<{ sessionId: string }>('initiateDirectChatSession', {
+      peerUserId: u.userId,
+    });
+    this.chatFor(r.sessionId, 'direct', [this.me, u.userId]);
+    this.touch();
+    return r.sessionId;
+  }
+
+  /** Creates a group with members given by phone number. */
+  async createGroup(name: string, phones: string[]): Promise<string> {
+    const ids: string[] = [];
+    for (const p of phones) {
+      const u = await this.conn.request<{ userId: string }>('lookupUser', { phone: p });
+      ids.push(u.userId);
+    }
+    const r = await this.conn.request<{ groupId: string }>('initiateGroupChatSession', {
+      name,
+      members: ids,
+    });
+    this.chatFor(r.groupId, 'group', [this.me, ...ids]);
+    await this.sync();
+    return r.groupId;
+  }
+
+  /** Posts a text status, encrypted once for the audience (getStatusAudience). */
+  async postStatus(text: string): Promise<void> {
+    const audience: string[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const r: { userIds: string[]; hasMore: boolean } = await this.conn.request(
+        'getStatusAudience',
+        { after },
+      );
+      audience.push(...r.userIds);
+      if (!r.hasMore || !r.userIds.length) break;
+      after = r.userIds[r.userIds.length - 1];
+    }
+    const payload = await this.dev.encryptStatus(this.conn.caller, audience, text);
+    await persist(this.dev);
+    const r = await this.conn.request<{ statusId: string }>('postStatus', {
+      payload,
+      attachments: [],
+    });
+    this.ownStatuses.set(r.statusId, text);
+  }
+
+  /** The live statuses of the people this user chats with (and its own), decrypted. */
+  async statuses(): Promise<StatusItem[]> {
+    const people = new Set<string>([this.me]);
+    for (const c of this.chats.values()) if (c.type === 'direct') c.members.forEach((m) => people.add(m));
+    await this.drainDeviceQueue();
+    const out: StatusItem[] = [];
+    for (const userId of people) {
+      try {
+        const r = await this.conn.request<{ statuses: Record<string, string>[] }>('viewStatus', {
+          userId,
+        });
+        for (const s of r.statuses ?? []) {
+          let text = this.ownStatuses.get(s.statusId);
+          if (text === undefined) {
+            try {
+              text = this.dev.decryptStatus(JSON.stringify(s));
+            } catch (e) {
+              text = `(cannot be read: ${wasmError(e).message})`;
+            }
+          }
+          out.push({
+            userId,
+            statusId: s.statusId,
+            text,
+            postedAt: s.postedAt,
+            expiresAt: s.expiresAt,
+          });
+        }
+      } catch (e) {
+        console.warn('viewStatus failed', e);
+      }
+    }
+    await persist(this.dev);
+    return out;
+  }
+
+  /** The safety number with a chat's peer, both sides' device fingerprints, and whether the
+   * peer's keys are the pinned ones. */
+  async safety(userId: string): Promise<Safety> {
+    const trusted = await this.dev.isTrusted(this.conn.caller, userId);
+    const s = JSON.parse(await this.dev.safety(this.conn.caller, userId)) as Omit<Safety, 'trusted'>;
+    await persist(this.dev);
+    return { ...s, trusted };
+  }
+
+  /** Trusts the peer's current keys (after comparing safety numbers), then syncs again so held
+   * messages and device messages are read. */
+  async acceptIdentity(userId: string): Promise<number> {
+    const n = await this.dev.acceptIdentity(this.conn.caller, userId);
+    await persist(this.dev);
+    this.lastError = null;
+    await this.sync();
+    return n;
+  }
+
+  /** A group's name, description and members with their roles. */
+  group(groupId: string): Promise<GroupInfo> {
+    return this.conn.request<GroupInfo>('getGroup', { groupId });
+  }
+
+  /** Adds a member by phone number (admins). */
+  async addToGroup(groupId: string, phone: string): Promise<void> {
+    const u = await this.conn.request<{ userId: string }>('lookupUser', { phone });
+    await this.conn.request('addUserToGroup', { groupId, userId: u.userId });
+    const chat = this.chats.get(groupId);
+    if (chat) await this.nameChat(chat);
+  }
+
+  /** Leaves a group: nothing new is read or sent there afterwards. */
+  async leaveGroup(groupId: string): Promise<void> {
+    await this.conn.request('removeUserFromGroup', { groupId, userId: this.me });
+    this.chats.delete(groupId);
+    if (this.openChat === groupId) this.openChat = null;
+    this.touch();
+  }
+
+  /** Removes this device from the account (`removeDevice`) and forgets everything kept here:
+   * credentials, keys, chats. A device the server no longer knows is forgotten all the same. */
+  async unlink(): Promise<void> {
+    try {
+      await this.conn.request('removeDevice', { deviceId: this.creds.deviceId });
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.code !== 'NOT_FOUND') throw e;
+    }
+    this.conn.stop();
+    window.clearTimeout(this.saveTimer);
+    this.saveTimer = -1;
+    await db.clear();
+  }
+
+  /** The other member of a direct chat. */
+  peerOf(chat: Chat): string | undefined {
+    return chat.type === 'direct' ? chat.members.find((m) => m !== this.me) : undefined;
+  }
+
+  getSettings(): Promise<Settings> {
+    return this.conn.request<Settings>('getSettings', {});
+  }
+
+  updateSettings(s: Partial<Settings>): Promise<Settings> {
+    return this.conn.request<Settings>('updateSettings', s as Record<string, unknown>);
+  }
+}
+
+export interface GroupInfo {
+  groupId: string;
+  name: string;
+  description?: string | null;
+  members: { userId: string; role: 'admin' | 'member' }[];
+}
+
+export interface Safety {
+  safetyNumber: string;
+  /** [deviceId, fingerprint] */
+  mine: [string, string][];
+  /** [deviceId, fingerprint, primary] */
+  theirs: [string, string, boolean][];
+  trusted: boolean;
+}
+
+export interface Settings {
+  display: { name: string | null; about: string | null; avatar?: string | null };
+  privacy: {
+    lastSeen: string;
+    profilePhoto: string;
+    about: string;
+    status: string;
+    readReceipts: boolean;
+    groupsAdd: string;
+  };
+}
+
+function rankTick(a: Tick, b: Tick): Tick {
+  const r = (t: Tick) => (t === 'failed' ? -1 : t === 'pending' ? 0 : STATUS_RANK[t]);
+  return r(a) >= r(b) ? a : b;
+}
+
+function systemText(payload: string, name: (u: string) => string): string {
+  try {
+    const p = JSON.parse(payload) as { update?: string; userId?: string; by?: string };
+    const who = p.userId ? name(p.userId) : 'someone';
+    switch (p.update) {
+      case 'created':
+        return `${name(p.by ?? '')} created the group`;
+      case 'memberAdded':
+        return `${who} was added`;
+      case 'memberRemoved':
+        return `${who} left or was removed`;
+      case 'promoted':
+        return `${who} is now an admin`;
+      default:
+        return p.update ?? 'group updated';
+    }
+  } catch {
+    return 'group updated';
+  }
+}

@@ -1,0 +1,683 @@
+// The page: linking (QR code and text), then chats, conversation, status and settings. Plain
+// DOM; every text from the network goes in through textContent, never as HTML.
+
+import QRCode from 'qrcode';
+import type { Chat, ChatMessage, Client, Settings } from './client';
+import type { ConnState } from './net';
+
+type Attrs = Record<string, string | boolean | undefined>;
+
+/** Creates an element with attributes and children (strings become text nodes). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Node | string | null | undefined | false)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (k === 'text') el.textContent = String(v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+const TICK_LABEL: Record<string, string> = {
+  pending: 'sending',
+  sent: 'sent',
+  delivered: 'delivered',
+  read: 'read',
+  failed: 'not sent',
+};
+const TICK_GLYPH: Record<string, string> = {
+  pending: '…',
+  sent: '✓',
+  delivered: '✓✓',
+  read: '✓✓',
+  failed: '!',
+};
+
+// ---- linking ----------------------------------------------------------------------------------
+
+export interface LinkView {
+  show(code: string, expiresInSeconds: number): Promise<void>;
+  error(text: string, retry: () => void): void;
+}
+
+export function linkScreen(root: HTMLElement): LinkView {
+  const qr = h('canvas', { id: 'link-qr', role: 'img', 'aria-label': 'The link code as a QR code' });
+  const code = h('output', { id: 'link-code', 'aria-live': 'polite' });
+  const cmd = h('code', { id: 'link-command' });
+  const note = h('p', { id: 'link-note', role: 'status' });
+  root.replaceChildren(
+    h(
+      'main',
+      { class: 'link' },
+      h('h1', { text: 'Link Courier Web to your phone' }),
+      h(
+        'ol',
+        {},
+        h('li', { text: 'On your phone (the primary device), approve this browser:' }),
+        h('li', {}, 'With the CLI: ', cmd),
+      ),
+      h('figure', {}, qr, h('figcaption', {}, 'Link code: ', code)),
+      note,
+    ),
+  );
+  return {
+    async show(text, expires) {
+      code.value = text;
+      code.textContent = text;
+      cmd.textContent = `courier devices approve ${text}`;
+      note.textContent = `Waiting for approval (the code is valid ${Math.round(expires / 60)} minutes)…`;
+      await QRCode.toCanvas(qr, text, { width: 240, margin: 2 });
+    },
+    error(text, retry) {
+      note.textContent = text;
+      const again = h('button', { type: 'button', text: 'Get a new code' });
+      again.onclick = retry;
+      note.append(' ', again);
+    },
+  };
+}
+
+// ---- the app ----------------------------------------------------------------------------------
+
+export class AppView {
+  private readonly list = h('ul', { class: 'chats', 'aria-label': 'Chats' });
+  private readonly log = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages' });
+  private readonly title = h('h2', { id: 'chat-title', text: 'No chat open' });
+  private readonly state = h('span', { class: 'conn', role: 'status', id: 'conn-state' });
+  private readonly error = h('p', { class: 'error', role: 'alert', id: 'error' });
+  private readonly composer: HTMLFormElement;
+  private readonly input = h('textarea', {
+    id: 'message-input',
+    name: 'message',
+    rows: '1',
+    placeholder: 'Type a message',
+    autocomplete: 'off',
+  });
+  private readonly file = h('input', { type: 'file', id: 'file-input', name: 'file' });
+  private readonly progress = h('progress', {
+    id: 'upload-progress',
+    max: '100',
+    value: '0',
+    hidden: true,
+    'aria-label': 'Upload progress',
+  });
+  private readonly conversation: HTMLElement;
+  private readonly side: HTMLElement;
+  private readonly panel = h('section', { class: 'panel', id: 'panel', hidden: true });
+  private readonly info = h('button', { type: 'button', id: 'group-info', class: 'verify', text: 'Group info' });
+  private readonly verify = h('button', {
+    type: 'button',
+    id: 'verify',
+    class: 'verify',
+    text: 'Verify',
+    title: 'Compare the safety number with your contact',
+  });
+  private objectUrls = new Map<string, string>();
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly client: Client,
+  ) {
+    this.composer = h(
+      'form',
+      { class: 'composer', 'aria-label': 'Send a message' },
+      h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
+      this.input,
+      h('label', { for: 'file-input', class: 'attach', title: 'Attach a file' }, icon('clip'), h('span', { class: 'visually-hidden', text: 'Attach a file' })),
+      this.file,
+      h('button', { type: 'submit', id: 'send', text: 'Send' }),
+      this.progress,
+    );
+    this.composer.onsubmit = (e) => {
+      e.preventDefault();
+      void this.send();
+    };
+    this.input.onkeydown = (e) => {
+      if (e.key === 'Enter' && !e.shiftKey) {
+        e.preventDefault();
+        void this.send();
+      }
+    };
+    this.file.onchange = () => void this.sendFile();
+
+    const back = h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', text: '←' });
+    back.onclick = () => this.open(null);
+    this.verify.onclick = () => void this.safetyPanel();
+    this.info.onclick = () => void this.groupPanel();
+    this.conversation = h(
+      'section',
+      { class: 'conversation', 'aria-labelledby': 'chat-title' },
+      h('header', {}, back, this.title, this.verify, this.info),
+      this.log,
+      this.composer,
+    );
+
+    const tab = (label: string, id: string, f: () => void) => {
+      const b = h('button', { type: 'button', id, text: label });
+      b.onclick = f;
+      return b;
+    };
+    this.side = h(
+      'nav',
+      { class: 'side', 'aria-label': 'Chats and settings' },
+      h(
+        'div',
+        { class: 'tabs' },
+        tab('New chat', 'new-chat', () => this.newChat()),
+        tab('New group', 'new-group', () => this.newGroup()),
+        tab('Status', 'status-tab', () => void this.statusPanel()),
+        tab('Settings', 'settings-tab', () => void this.settingsPanel()),
+      ),
+      this.list,
+    );
+    root.replaceChildren(
+      h('header', { class: 'top' }, h('h1', { text: 'Courier Web' }), this.state),
+      this.error,
+      h('div', { class: 'layout' }, this.side, this.conversation, this.panel),
+    );
+    this.open(null);
+    document.addEventListener('visibilitychange', () => this.client.ackReadIfOpen());
+  }
+
+  setConn(s: ConnState): void {
+    const text: Record<ConnState, string> = {
+      connecting: 'Connecting…',
+      online: 'Online',
+      offline: 'Offline: reconnecting',
+    };
+    this.state.textContent = text[s];
+    this.state.dataset.state = s;
+  }
+
+  render(): void {
+    this.root.dataset.synced = String(this.client.synced);
+    this.error.textContent = this.client.lastError ?? '';
+    const chats = [...this.client.chats.values()].sort((a, b) => lastAt(b).localeCompare(lastAt(a)));
+    this.list.replaceChildren(...chats.map((c) => this.chatItem(c)));
+    const open = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    if (open) this.renderConversation(open);
+  }
+
+  private chatItem(c: Chat): HTMLLIElement {
+    const unread = this.client.unread(c);
+    const last = [...c.messages].reverse().find((m) => m.kind !== 'system');
+    const b = h(
+      'button',
+      {
+        type: 'button',
+        class: 'chat',
+        'data-session': c.sessionId,
+        'aria-current': this.client.openChat === c.sessionId ? 'true' : undefined,
+      },
+      h('span', { class: 'name' }, c.type === 'group' ? icon('group') : null, displayName(c)),
+      h('span', { class: 'preview', text: last ? preview(last) : '' }),
+      unread
+        ? h('span', { class: 'unread', 'aria-label': `${unread} unread`, text: String(unread) })
+        : null,
+    );
+    b.onclick = () => this.open(c.sessionId);
+    return h('li', {}, b);
+  }
+
+  open(sessionId: string | null): void {
+    this.client.openChat = sessionId;
+    this.panel.hidden = true;
+    this.root.dataset.view = sessionId ? 'conversation' : 'list';
+    this.conversation.hidden = !sessionId;
+    if (sessionId) {
+      const c = this.client.chats.get(sessionId);
+      if (c) this.renderConversation(c);
+      this.client.ackReadIfOpen();
+      this.input.focus();
+    }
+    this.render();
+  }
+
+  private renderConversation(c: Chat): void {
+    this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
+    this.verify.hidden = !this.client.peerOf(c);
+    this.info.hidden = c.type !== 'group';
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
+    // Patch the list in place (a new message is one addition for screen readers, not a new list).
+    const wanted = c.messages.map((m) => this.messageItem(c, m));
+    wanted.forEach((w, i) => {
+      const cur = this.log.children[i];
+      if (!cur) this.log.append(w);
+      else if (!cur.isEqualNode(w)) cur.replaceWith(w);
+    });
+    while (this.log.children.length > wanted.length) this.log.lastElementChild!.remove();
+    if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  private messageItem(c: Chat, m: ChatMessage): HTMLLIElement {
+    if (m.kind === 'system') return h('li', { class: 'system', 'data-msg': m.msgId, text: m.text });
+    const body = h('div', { class: 'body' });
+    if (m.problem) body.append(h('em', { class: 'problem', text: m.problem }));
+    if (m.media) body.append(this.mediaNode(m));
+    if (m.text) body.append(h('p', { class: 'text', text: m.text }));
+    const time = m.sentAt ? new Date(m.sentAt) : null;
+    return h(
+      'li',
+      { class: m.mine ? 'message mine' : 'message', 'data-msg': m.msgId },
+      c.type === 'group' && !m.mine
+        ? h('span', { class: 'sender', text: this.client.names.get(m.sender) ?? m.sender })
+        : null,
+      body,
+      h(
+        'span',
+        { class: 'meta' },
+        time && !Number.isNaN(time.getTime())
+          ? h('time', { datetime: m.sentAt, text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })
+          : null,
+        m.mine && m.tick
+          ? h('span', {
+              class: `tick ${m.tick}`,
+              'data-status': m.tick,
+              'aria-label': TICK_LABEL[m.tick],
+              title: TICK_LABEL[m.tick],
+              text: TICK_GLYPH[m.tick],
+            })
+          : null,
+      ),
+    );
+  }
+
+  private mediaNode(m: ChatMessage): HTMLElement {
+    const media = m.media!;
+    const label = `${media.fileName ?? 'file'} (${formatSize(media.size)})`;
+    let url = this.objectUrls.get(m.msgId);
+    const own = m.clientMsgId ? this.client.sentFiles.get(m.clientMsgId) : undefined;
+    if (!url && own) {
+      url = URL.createObjectURL(own);
+      this.objectUrls.set(m.msgId, url);
+    }
+    if (url && media.contentType.startsWith('image/')) {
+      return h('img', { class: 'media', src: url, alt: media.caption || media.fileName || 'image' });
+    }
+    if (url) return h('a', { href: url, download: media.fileName ?? 'file', text: `Save ${label}` });
+    const failed = this.fetchErrors.get(m.msgId);
+    const busy = this.fetching.has(m.msgId);
+    const b = h(
+      'button',
+      { type: 'button', class: 'download', disabled: busy },
+      icon('clip'),
+      busy ? `Downloading ${label}…` : failed ? `Could not open ${label}: ${failed}. Try again` : `Open ${label}`,
+    );
+    b.onclick = () => this.fetchMedia(m);
+    // Images from others open by themselves (like the phone shows them), once.
+    if (media.contentType.startsWith('image/') && !m.mine && !busy && !failed) {
+      queueMicrotask(() => this.fetchMedia(m));
+    }
+    return b;
+  }
+
+  private readonly fetching = new Set<string>();
+  private readonly fetchErrors = new Map<string, string>();
+
+  private async fetchMedia(m: ChatMessage): Promise<void> {
+    if (this.fetching.has(m.msgId) || this.objectUrls.has(m.msgId) || !m.media) return;
+    this.fetching.add(m.msgId);
+    this.fetchErrors.delete(m.msgId);
+    this.render();
+    try {
+      const blob = await this.client.fetchFile(m.media);
+      this.objectUrls.set(m.msgId, URL.createObjectURL(blob));
+    } catch (e) {
+      this.fetchErrors.set(m.msgId, String((e as Error).message ?? e));
+    } finally {
+      this.fetching.delete(m.msgId);
+      this.render();
+    }
+  }
+
+  private async send(): Promise<void> {
+    const text = this.input.value.trim();
+    const sessionId = this.client.openChat;
+    if (!text || !sessionId) return;
+    this.input.value = '';
+    await this.client.sendText(sessionId, text);
+  }
+
+  private async sendFile(): Promise<void> {
+    const f = this.file.files?.[0];
+    const sessionId = this.client.openChat;
+    if (!f || !sessionId) return;
+    const caption = this.input.value.trim();
+    this.input.value = '';
+    this.progress.hidden = false;
+    this.progress.value = 0;
+    try {
+      await this.client.sendFile(sessionId, f, caption, (sent, total) => {
+        this.progress.value = total ? Math.round((sent / total) * 100) : 0;
+        this.progress.setAttribute('aria-valuetext', `${formatSize(sent)} of ${formatSize(total)} uploaded`);
+      });
+    } catch (e) {
+      this.client.lastError = `The file was not sent: ${String((e as Error).message ?? e)}`;
+      this.render();
+    } finally {
+      this.progress.hidden = true;
+      this.file.value = '';
+    }
+  }
+
+  // ---- panels -----------------------------------------------------------------------------------
+
+  private showPanel(title: string, ...content: Node[]): void {
+    const close = h('button', { type: 'button', class: 'close', 'aria-label': 'Close', text: '✕' });
+    close.onclick = () => {
+      this.panel.hidden = true;
+      this.root.dataset.view = this.client.openChat ? 'conversation' : 'list';
+    };
+    this.panel.replaceChildren(h('header', {}, h('h2', { text: title }), close), ...content);
+    this.panel.onkeydown = (e) => {
+      if (e.key === 'Escape') close.click();
+    };
+    this.panel.hidden = false;
+    this.root.dataset.view = 'panel';
+    (this.panel.querySelector('input, select, textarea, button:not(.close)') as HTMLElement | null)?.focus();
+  }
+
+  private form(
+    id: string,
+    fields: HTMLElement[],
+    submit: string,
+    onSubmit: (data: FormData, status: HTMLElement) => Promise<void>,
+  ): HTMLFormElement {
+    const status = h('p', { role: 'status', class: 'form-status' });
+    const f = h('form', { id }, ...fields, h('button', { type: 'submit', text: submit }), status);
+    f.onsubmit = async (e) => {
+      e.preventDefault();
+      status.textContent = '…';
+      try {
+        await onSubmit(new FormData(f), status);
+      } catch (err) {
+        status.textContent = `Error: ${String((err as Error).message ?? err)}`;
+      }
+    };
+    return f;
+  }
+
+  private newChat(): void {
+    this.showPanel(
+      'New chat',
+      this.form('new-chat-form', [field('Phone number (E.164, e.g. +14155550100)', 'phone', 'tel')], 'Start chat', async (d) => {
+        const id = await this.client.startChat(String(d.get('phone')).trim());
+        this.open(id);
+      }),
+    );
+  }
+
+  private newGroup(): void {
+    this.showPanel(
+      'New group',
+      this.form(
+        'new-group-form',
+        [field('Group name', 'name', 'text'), field('Members: phone numbers, separated by commas', 'phones', 'text')],
+        'Create group',
+        async (d) => {
+          const phones = String(d.get('phones'))
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean);
+          const id = await this.client.createGroup(String(d.get('name')).trim(), phones);
+          this.open(id);
+        },
+      ),
+    );
+  }
+
+  private async statusPanel(): Promise<void> {
+    const list = h('ul', { class: 'statuses', 'aria-label': 'Status updates' });
+    const refresh = async () => {
+      list.replaceChildren(h('li', { text: 'Loading…' }));
+      const items = await this.client.statuses();
+      list.replaceChildren(
+        ...(items.length
+          ? items.map((s) =>
+              h(
+                'li',
+                {},
+                h('strong', { text: s.userId === this.client.me ? 'You' : this.client.names.get(s.userId) ?? s.userId }),
+                ' ',
+                h('span', { class: 'status-text', text: s.text }),
+                ' ',
+                h('time', { datetime: s.postedAt, text: new Date(s.postedAt).toLocaleString() }),
+              ),
+            )
+          : [h('li', { text: 'No status updates in the last 24 hours.' })]),
+      );
+    };
+    this.showPanel(
+      'Status',
+      this.form('status-form', [field('Your status (visible 24 hours)', 'text', 'text')], 'Post status', async (d, st) => {
+        await this.client.postStatus(String(d.get('text')).trim());
+        st.textContent = 'Posted.';
+        await refresh();
+      }),
+      list,
+    );
+    await refresh().catch((e) => list.replaceChildren(h('li', { text: `Error: ${String(e.message ?? e)}` })));
+  }
+
+  private async groupPanel(): Promise<void> {
+    const groupId = this.client.openChat;
+    if (!groupId) return;
+    let g;
+    try {
+      g = await this.client.group(groupId);
+    } catch (e) {
+      this.showPanel('Group info', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const names = await Promise.all(g.members.map((m) => this.client.nameOf(m.userId)));
+    const amAdmin = g.members.some((m) => m.userId === this.client.me && m.role === 'admin');
+    const leave = h('button', { type: 'button', id: 'leave-group', text: 'Leave group' });
+    const st = h('p', { role: 'status' });
+    leave.onclick = async () => {
+      leave.disabled = true;
+      try {
+        await this.client.leaveGroup(groupId);
+        this.panel.hidden = true;
+        this.open(null);
+      } catch (e) {
+        leave.disabled = false;
+        st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+      }
+    };
+    this.showPanel(
+      'Group info',
+      h('p', {}, h('strong', { text: g.name }), g.description ? ` — ${g.description}` : ''),
+      h(
+        'ul',
+        { class: 'members', 'aria-label': 'Members' },
+        ...g.members.map((m, i) =>
+          h('li', {}, m.userId === this.client.me ? 'You' : names[i], m.role === 'admin' ? ' (admin)' : ''),
+        ),
+      ),
+      amAdmin
+        ? this.form('add-member-form', [field('Add a member: phone number', 'phone', 'tel')], 'Add', async (d, status) => {
+            await this.client.addToGroup(groupId, String(d.get('phone')).trim());
+            status.textContent = 'Added.';
+            await this.groupPanel();
+          })
+        : h('p', { text: 'Only admins add members.' }),
+      leave,
+      st,
+    );
+  }
+
+  private unlinkButton(): HTMLElement {
+    const b = h('button', { type: 'button', id: 'unlink', class: 'danger', text: 'Unlink this browser' });
+    const st = h('p', { role: 'status' });
+    b.onclick = async () => {
+      if (!window.confirm('Unlink this browser? Its keys and chats are deleted from it; your phone keeps everything.')) return;
+      b.disabled = true;
+      try {
+        await this.client.unlink();
+        location.reload();
+      } catch (e) {
+        b.disabled = false;
+        st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+      }
+    };
+    return h('div', {}, b, st);
+  }
+
+  private async safetyPanel(): Promise<void> {
+    const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    const peer = chat && this.client.peerOf(chat);
+    if (!chat || !peer) return;
+    this.showPanel('Verify', h('p', { role: 'status', text: 'Loading…' }));
+    let s;
+    try {
+      s = await this.client.safety(peer);
+    } catch (e) {
+      this.showPanel('Verify', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const groups = s.safetyNumber.split(' ');
+    const rows = [0, 4, 8].map((i) => groups.slice(i, i + 4).join(' '));
+    const devices = (title: string, list: [string, string, boolean?][]) =>
+      h(
+        'div',
+        {},
+        h('h3', { text: title }),
+        h('ul', { class: 'fingerprints' }, ...list.map(([d, fp, primary]) => h('li', {}, h('span', { text: `${d}${primary ? ' (primary)' : ''}` }), h('code', { text: fp })))),
+      );
+    const content: Node[] = [
+      h('p', { text: `Compare this number with ${displayName(chat)}’s, in person or over a call. If they match, your chat is end-to-end encrypted with the devices listed.` }),
+      h('pre', { id: 'safety-number', class: 'safety-number', 'aria-label': 'Safety number', text: rows.join('\n') }),
+    ];
+    if (!s.trusted) {
+      const accept = h('button', { type: 'button', id: 'accept-identity', text: 'Trust their new keys' });
+      const st = h('p', { role: 'status' });
+      accept.onclick = async () => {
+        accept.disabled = true;
+        try {
+          const n = await this.client.acceptIdentity(peer);
+          st.textContent = `Trusted the current keys of ${n} device(s).`;
+        } catch (e) {
+          accept.disabled = false;
+          st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+        }
+      };
+      content.push(
+        h('p', { role: 'alert', class: 'warning', text: 'Their keys changed since you last chatted (a new phone, or someone else). Nothing is sent to them and their messages are not shown until you trust the new keys.' }),
+        accept,
+        st,
+      );
+    }
+    content.push(devices('Their devices', s.theirs), devices('Your devices', s.mine));
+    this.showPanel('Verify', ...content);
+  }
+
+  private async settingsPanel(): Promise<void> {
+    let s: Settings;
+    try {
+      s = await this.client.getSettings();
+    } catch (e) {
+      this.showPanel('Settings', h('p', { role: 'alert', text: `Error: ${String((e as Error).message ?? e)}` }));
+      return;
+    }
+    const audience = (label: string, name: string, value: string, options = ['everyone', 'contacts', 'nobody']) =>
+      h(
+        'label',
+        {},
+        `${label} `,
+        h('select', { name }, ...options.map((o) => h('option', { value: o, selected: o === value, text: o }))),
+      );
+    const rr = h('input', { type: 'checkbox', name: 'readReceipts', checked: s.privacy.readReceipts });
+    this.showPanel(
+      'Profile and privacy',
+      this.form(
+        'settings-form',
+        [
+          h('fieldset', {}, h('legend', { text: 'Profile' }), field('Name', 'name', 'text', s.display.name ?? '', false), field('About', 'about', 'text', s.display.about ?? '', false)),
+          h(
+            'fieldset',
+            {},
+            h('legend', { text: 'Privacy: who can see' }),
+            audience('Last seen', 'lastSeen', s.privacy.lastSeen),
+            audience('Profile photo', 'profilePhoto', s.privacy.profilePhoto),
+            audience('About', 'aboutAudience', s.privacy.about),
+            audience('Status', 'status', s.privacy.status),
+            audience('Who can add me to groups', 'groupsAdd', s.privacy.groupsAdd, ['everyone', 'contacts']),
+            h('label', {}, rr, ' Send read receipts'),
+          ),
+        ],
+        'Save',
+        async (d, st) => {
+          const saved = await this.client.updateSettings({
+            display: { name: String(d.get('name')), about: String(d.get('about')) },
+            privacy: {
+              lastSeen: String(d.get('lastSeen')),
+              profilePhoto: String(d.get('profilePhoto')),
+              about: String(d.get('aboutAudience')),
+              status: String(d.get('status')),
+              groupsAdd: String(d.get('groupsAdd')),
+              readReceipts: rr.checked,
+            },
+          });
+          st.textContent = `Saved${saved.display.name ? ` as ${saved.display.name}` : ''}.`;
+        },
+      ),
+      h('p', { class: 'whoami', text: `Signed in as ${this.client.me}, device ${this.client.creds.deviceId}` }),
+      this.unlinkButton(),
+    );
+  }
+}
+
+function field(label: string, name: string, type: string, value = '', required = true): HTMLElement {
+  const id = `f-${name}`;
+  return h('p', {}, h('label', { for: id, text: label }), h('input', { id, name, type, value, required }));
+}
+
+function preview(m: ChatMessage): string {
+  if (m.problem) return m.problem;
+  if (m.media) return `${m.media.contentType.startsWith('image/') ? 'Photo' : 'File'}: ${m.media.fileName ?? 'file'}${m.text ? `, ${m.text}` : ''}`;
+  return m.text;
+}
+
+function lastAt(c: Chat): string {
+  return c.messages.length ? c.messages[c.messages.length - 1].sentAt : '';
+}
+
+function formatSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** A chat's title: the group's name, the peer's profile name, or a short form of its id. */
+function displayName(c: Chat): string {
+  if (c.name && !/^u_[0-9a-f]{20,}$/.test(c.name)) return c.name;
+  const id = c.name || c.sessionId;
+  return id.length > 14 ? `${id.slice(0, 10)}…` : id;
+}
+
+const ICONS: Record<string, string> = {
+  clip: 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5',
+  group:
+    'M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zm7 0a2.5 2.5 0 1 0 0-5M3 19c0-3 2.7-5 6-5s6 2 6 5M16 14c2.6.2 5 1.9 5 5',
+};
+
+/** A small line icon (decorative: its meaning is in the text beside it). */
+function icon(name: keyof typeof ICONS): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', `icon icon-${name}`);
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}
