@@ -286,7 +286,7 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains("Median group size: <strong>3</strong> (1 groups in the latest census)"));
+    assert!(html.contains("Median group size: <strong>3</strong> (latest census: 1 group)"));
     let unknown = reqwest::Client::new()
         .post(format!("{}/_local/invoke/NoSuchFunction", cloud.http_url))
         .send()

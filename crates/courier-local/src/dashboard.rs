@@ -85,9 +85,10 @@ fn analytics(out: &mut String, a: &crate::metrics::Analytics) {
         Some(m) => {
             let _ = write!(
                 out,
-                "<p>Median group size: <strong>{}</strong> ({} groups in the latest census).</p>",
+                "<p>Median group size: <strong>{}</strong> (latest census: {} {}).</p>",
                 round2(m),
-                a.groups_counted
+                a.groups_counted,
+                if a.groups_counted == 1 { "group" } else { "groups" }
             );
         }
         None => out.push_str(
@@ -277,9 +278,7 @@ mod tests {
         assert_eq!(a.delivery_latency, Some((5, 30.0, 1000.0, 1000.0)));
         let html = render(&m);
         assert!(html.contains("Daily active users"), "{html}");
-        assert!(
-            html.contains("Median group size: <strong>3</strong> (3 groups in the latest census)")
-        );
+        assert!(html.contains("Median group size: <strong>3</strong> (latest census: 3 groups)"));
         assert!(html.contains("p50 <strong>30 ms</strong>, p90 <strong>1000 ms</strong>"));
         let prom = m.prometheus();
         assert!(prom.contains("courier_daily_active_users 3\n"), "{prom}");
