@@ -1,0 +1,176 @@
+//! `courier-coldstart`: for every function of template.yaml, the time from spawning its binary to
+//! its first `GET /2018-06-01/runtime/invocation/next` (what Lambda counts as init), the median
+//! of `--runs` fresh processes, beside the same figure for `hello-lambda` (a bare
+//! `lambda_runtime` function) built with the same profile.
+//!
+//! Each process gets the function's environment from the template (as the local cloud resolves
+//! it), a region, placeholder credentials, no EC2 metadata, and a Runtime API address on
+//! 127.0.0.1 that answers nothing: the measurement ends when the request line of the first
+//! `/next` arrives, and the process is killed. Nothing reaches AWS.
+//!
+//! ```sh
+//! cargo build --release --workspace --bins
+//! target/release/courier-coldstart --runs 20
+//! ```
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use courier_local::template::{Template, TemplateOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "courier-coldstart", version)]
+struct Args {
+    /// Where the function binaries and `hello-lambda` are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Fresh processes per function; the median and the slowest are reported.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// The template whose functions are measured.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Spawns `binary` once and returns the time to its first `/next`.
+async fn once(binary: &Path, env: &BTreeMap<String, String>) -> Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env_clear()
+        .envs(env)
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", binary.display()))?;
+    let first_next = async {
+        loop {
+            let (mut socket, _) = listener.accept().await?;
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.windows(2).any(|w| w == b"\r\n") {
+                let n = socket.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            if request.starts_with(b"GET /2018-06-01/runtime/invocation/next") {
+                return anyhow::Ok(started.elapsed());
+            }
+        }
+    };
+    let took = tokio::select! {
+        t = first_next => t?,
+        status = child.wait() => bail!("{} exited before its first /next: {status:?}", binary.display()),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => bail!("{}: no /next within 10 s", binary.display()),
+    };
+    let _ = child.kill().await;
+    Ok(took)
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// Runs `binary` `runs` times: (median, max) in milliseconds.
+async fn measure(binary: &Path, env: &BTreeMap<String, String>, runs: usize) -> Result<(f64, f64)> {
+    let mut ms = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        ms.push(once(binary, env).await?.as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((median(&ms), ms[ms.len() - 1]))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let text = std::fs::read_to_string(&args.template)
+        .with_context(|| format!("reading {}", args.template.display()))?;
+    let app = Template::parse(&text, TemplateOptions::default())?.application()?;
+    let mut base = BTreeMap::new();
+    for (k, v) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "placeholder"),
+        ("AWS_SECRET_ACCESS_KEY", "placeholder"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+        ("_HANDLER", "bootstrap"),
+    ] {
+        base.insert(k.to_owned(), v.to_owned());
+    }
+    let hello = args.bin_dir.join("hello-lambda");
+    let mut env = base.clone();
+    env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "hello".into());
+    let (hello_median, hello_max) = measure(&hello, &env, args.runs)
+        .await
+        .context("build it: cargo build --release -p courier-bench --bin hello-lambda")?;
+    println!(
+        "{:<36} {:>10} {:>10} {:>8}",
+        "function (binary)", "median ms", "max ms", "x hello"
+    );
+    println!(
+        "{:<36} {:>10.2} {:>10.2} {:>8.2}",
+        "hello-lambda", hello_median, hello_max, 1.0
+    );
+    let mut rows = Vec::new();
+    for f in app.functions.values() {
+        let mut env = base.clone();
+        env.extend(f.environment.clone());
+        env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.function_name.clone());
+        let (med, max) = measure(&args.bin_dir.join(&f.binary), &env, args.runs).await?;
+        let label = format!("{} ({})", f.logical_id, f.binary);
+        println!(
+            "{label:<36} {med:>10.2} {max:>10.2} {:>8.2}",
+            med / hello_median
+        );
+        rows.push(serde_json::json!({
+            "function": f.logical_id, "binary": f.binary, "medianMs": med, "maxMs": max,
+            "ratioToHello": med / hello_median,
+        }));
+    }
+    let worst = rows
+        .iter()
+        .filter_map(|r| r["medianMs"].as_f64())
+        .fold(0.0, f64::max);
+    println!(
+        "\n{} functions, {} runs each; hello-lambda median {hello_median:.2} ms; slowest function median {worst:.2} ms ({:.2}x)",
+        rows.len(),
+        args.runs,
+        worst / hello_median
+    );
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "runs": args.runs, "binDir": args.bin_dir, "hello": {"medianMs": hello_median, "maxMs": hello_max},
+            "functions": rows,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)?;
+    }
+    Ok(())
+}
