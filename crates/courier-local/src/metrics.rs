@@ -185,7 +185,7 @@ impl Metrics {
                     .entry((name.to_owned(), labels.clone()))
                     .or_default();
                 let total: f64 = values.iter().sum();
-                for v in values {
+                for &v in &values {
                     s.sum += v;
                     s.count += 1;
                     if s.recent.len() == KEPT_VALUES {
@@ -215,11 +215,7 @@ impl Metrics {
                         *state.daily.entry(key).or_default() += total;
                     }
                     ("GroupSize", _) => {
-                        let sizes: Vec<f64> = match doc.get(name) {
-                            Some(Value::Array(a)) => a.iter().filter_map(Value::as_f64).collect(),
-                            Some(v) => v.as_f64().into_iter().collect(),
-                            None => Vec::new(),
-                        };
+                        let sizes = values;
                         // One census prints its sizes in several lines of one timestamp.
                         match &mut state.census {
                             Some((t, all)) if *t == timestamp => all.extend(sizes),
