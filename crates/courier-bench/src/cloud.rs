@@ -19,6 +19,8 @@ pub struct Stack {
     pub state_dir: Option<PathBuf>,
     /// Where the function binaries came from, when this process started the cloud.
     pub bin_dir: Option<PathBuf>,
+    /// DynamoDB Local's endpoint and the stack's resource prefix, when this process started it.
+    pub dynamodb: Option<(String, String)>,
     child: Option<Child>,
 }
 
@@ -70,8 +72,14 @@ impl Stack {
             logs_dir,
             state_dir: None,
             bin_dir: None,
+            dynamodb: None,
             child: None,
         }
+    }
+
+    /// The pid of the local cloud this process started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts `<bin_dir>/courier-local` on the repo's template, on free ports, with a state dir
@@ -136,6 +144,9 @@ impl Stack {
                     logs_dir: Some(state_dir.join("logs")),
                     state_dir: Some(state_dir.to_path_buf()),
                     bin_dir: Some(bin_dir.to_path_buf()),
+                    dynamodb: v["dynamodbEndpoint"]
+                        .as_str()
+                        .map(|e| (e.to_owned(), prefix.clone())),
                     child: Some(child),
                 });
             }

@@ -60,15 +60,17 @@ pub struct Results {
     pub cost: Option<BTreeMap<String, Cost>>,
     /// One-to-one sessions.
     pub sessions: usize,
+    /// The local cloud's memory during the measured load (`--memory-every`).
+    pub memory: Option<Vec<crate::mem::Sample>>,
 }
 
-fn now_us() -> i64 {
+pub fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
@@ -193,7 +195,7 @@ async fn code_for(http: &reqwest::Client, base: &str, phone: &str) -> Result<Str
     }
 }
 
-async fn register(
+pub async fn register(
     stack: &Stack,
     n: usize,
     test_numbers: Option<&courier_core::usecases::register_account::TestNumbers>,
@@ -244,7 +246,7 @@ async fn register(
         .collect())
 }
 
-async fn connect(stack: &Stack, creds: &[Credentials]) -> Result<Vec<Arc<Session>>> {
+pub async fn connect(stack: &Stack, creds: &[Credentials]) -> Result<Vec<Arc<Session>>> {
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for (i, c) in creds.iter().enumerate() {
@@ -574,6 +576,10 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
         args.rate,
         args.duration.as_secs_f64()
     );
+    let sampling = stack
+        .pid()
+        .zip(args.memory_every)
+        .map(|(pid, every)| (pid, Instant::now(), crate::mem::Sampler::start(pid, every)));
     let started = send_phase(&clients, &stats, args, total, warmup_total).await;
     eprintln!(
         "sent in {:.1} s; waiting for the last deliveries and receipts",
@@ -586,6 +592,7 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
             args.drain.as_secs_f64()
         );
     }
+    let memory = sampling.map(|(pid, t0, s)| s.stop(pid, t0));
     // Late duplicates (a retried fan-out) and the last EMF lines reaching the log files.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -644,6 +651,7 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Results> {
         status_events: stats.status_events.load(Ordering::Relaxed),
         cost,
         sessions: if args.group { 1 } else { n / 2 },
+        memory,
     })
 }
 

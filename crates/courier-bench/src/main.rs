@@ -3,11 +3,16 @@
 //! [`courier_client::Session`], sends messages open-loop at a target rate, and reports delivery
 //! latency (receive time - send time carried in the payload, same clock), throughput, losses and
 //! duplicates, and what each message cost, read from the functions' per-invocation EMF lines.
-//! See docs/benchmarks.md.
+//! With `--mix`, a mixed load instead (one-to-one chats, groups of 10 and 257, media, receipts)
+//! with its end checks and a DynamoDB Local baseline ([`mix`]); `--memory-every` samples the
+//! local cloud's memory (a soak). See docs/benchmarks.md.
 
+mod baseline;
 mod cloud;
 mod emf;
 mod load;
+mod mem;
+mod mix;
 mod report;
 
 use anyhow::{Context, Result, bail};
@@ -80,6 +85,47 @@ pub struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Record the resident memory of the local cloud's processes (courier-local, DynamoDB Local,
+    /// moto, every function process) this often during the load (`60s`: a soak's samples). Only
+    /// with a local cloud this benchmark started.
+    #[arg(long, value_parser = parse_duration)]
+    pub memory_every: Option<Duration>,
+    /// The mixed load: `--clients` (a multiple of 10) in one-to-one chats, groups of 10 and
+    /// `--big-groups` groups of 257 at once, `--messages` sent closed loop (`--in-flight` at a
+    /// time), some attaching media, every recipient acknowledging; then checks that nothing was
+    /// lost or duplicated, that every device has each chat in sequence order and that
+    /// `getMessageStatus` shows every receipt.
+    #[arg(long)]
+    pub mix: bool,
+    /// `--mix`: messages to send.
+    #[arg(long, default_value_t = 50_000)]
+    pub messages: u64,
+    /// `--mix`: sends in flight at once (each sender sends its next when answered).
+    #[arg(long, default_value_t = 32)]
+    pub in_flight: usize,
+    /// `--mix`: share of messages to groups of 10.
+    #[arg(long, default_value_t = 0.1)]
+    pub group10_share: f64,
+    /// `--mix`: share of messages to groups of 257.
+    #[arg(long, default_value_t = 0.002)]
+    pub group257_share: f64,
+    /// `--mix`: groups of 257 (over clients 0..257, 257..514, ...).
+    #[arg(long, default_value_t = 2)]
+    pub big_groups: usize,
+    /// `--mix`: share of messages that attach a freshly uploaded 1 KiB media object.
+    #[arg(long, default_value_t = 0.02)]
+    pub media_share: f64,
+    /// `--mix`: the plan's random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// `--mix`: besides the last message of every chat, this many random messages are checked
+    /// with `getMessageStatus`.
+    #[arg(long, default_value_t = 1000)]
+    pub status_sample: usize,
+    /// `--mix`: then run this many messages' calls (send, fan-out, acks) straight against
+    /// DynamoDB Local, in-process with the same in-flight count, to compare throughput (0: skip).
+    #[arg(long, default_value_t = 5000)]
+    pub baseline_messages: u64,
 }
 
 /// `30s`, `250ms`, `2m`, or seconds.
@@ -107,7 +153,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.group {
+    if args.mix {
+        // Checked in mix::run.
+    } else if args.group {
         if !(2..=257).contains(&args.clients) {
             bail!("--group: --clients must be 2 to 257 (the group's members)");
         }
@@ -139,6 +187,19 @@ async fn main() -> Result<()> {
         }
     };
     eprintln!("HTTP {}  WebSocket {}", stack.http_url, stack.ws_url);
+    if args.mix {
+        let outcome = mix::run(&args, &stack).await;
+        if let (Ok(report), Some(path)) = (&outcome, &args.json) {
+            std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        if let Some(dir) = &stack.state_dir {
+            eprintln!("local cloud logs: {}", dir.join("logs").display());
+        }
+        tokio::task::spawn_blocking(move || stack.stop()).await?;
+        return outcome.map(|_| ());
+    }
     let outcome = load::run(&args, &stack).await;
     let result = match outcome {
         Ok(results) => {

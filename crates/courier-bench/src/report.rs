@@ -146,6 +146,8 @@ pub struct Report {
     pub cost: Option<CostReport>,
     /// The targets.
     pub targets: Vec<Target>,
+    /// The local cloud's memory, sampled during the measured load (`--memory-every`).
+    pub memory: Option<Vec<crate::mem::Sample>>,
 }
 
 fn cpu_model() -> Option<String> {
@@ -242,6 +244,7 @@ impl Report {
             status_events: r.status_events,
             cost,
             targets,
+            memory: r.memory,
         }
     }
 
@@ -366,6 +369,10 @@ impl Report {
                 "(the stack did not keep up: {:.1} msg/s offered, {:.1} msg/s delivered; latency is queueing)",
                 self.target_rate, self.delivery_rate
             );
+        }
+        if let Some(samples) = &self.memory {
+            println!("\nMemory of the local cloud (MiB resident, processes):");
+            print!("{}", crate::mem::table(samples));
         }
     }
 }

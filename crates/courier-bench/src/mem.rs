@@ -1,0 +1,188 @@
+//! Memory of the local cloud's process tree, sampled while a load runs (`--memory-every`): the
+//! resident set of courier-local itself, DynamoDB Local's JVM, moto, and every function's
+//! processes (summed per binary, with the process count), read from `/proc`.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// One sample: seconds since the load started, and per program its processes and resident KiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since sampling started.
+    pub at_secs: f64,
+    /// Program name → (processes, resident set in KiB).
+    pub programs: BTreeMap<String, (usize, u64)>,
+}
+
+/// Pid → (parent pid, name, resident KiB) for every process readable in `/proc`.
+fn processes() -> HashMap<u32, (u32, String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        let name = field("Name:").unwrap_or_default();
+        let ppid = field("PPid:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let rss = field("VmRSS:")
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        out.insert(pid, (ppid, name, rss));
+    }
+    out
+}
+
+/// A program's name for the report: the JVM is DynamoDB Local, Python is moto.
+fn label(name: &str) -> String {
+    match name {
+        "java" => "DynamoDB Local (java)".into(),
+        n if n.starts_with("python") || n.starts_with("moto") => "moto (python)".into(),
+        n => n.into(),
+    }
+}
+
+/// The process tree under `root` (itself included), summed per program.
+pub fn sample_tree(root: u32) -> BTreeMap<String, (usize, u64)> {
+    let all = processes();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, (ppid, _, _)) in &all {
+        children.entry(*ppid).or_default().push(*pid);
+    }
+    let mut out: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if let Some((_, name, rss)) = all.get(&pid) {
+            let e = out.entry(label(name)).or_default();
+            e.0 += 1;
+            e.1 += rss;
+        }
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    out
+}
+
+/// Samples the tree under `root` now and every `every` until the returned handle is stopped.
+pub struct Sampler {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<Sample>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Starts sampling.
+    pub fn start(root: u32, every: Duration) -> Sampler {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = samples.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let programs = sample_tree(root);
+                let sample = Sample {
+                    at_secs: started.elapsed().as_secs_f64(),
+                    programs,
+                };
+                eprintln!("memory at {:.0} s: {}", sample.at_secs, summary(&sample));
+                s2.lock().unwrap().push(sample);
+            }
+        });
+        Sampler { samples, task }
+    }
+
+    /// Takes one last sample and returns them all.
+    pub fn stop(self, root: u32, started: Instant) -> Vec<Sample> {
+        self.task.abort();
+        let mut all = std::mem::take(&mut *self.samples.lock().unwrap());
+        all.push(Sample {
+            at_secs: started.elapsed().as_secs_f64(),
+            programs: sample_tree(root),
+        });
+        all
+    }
+}
+
+/// `name n×KiB` per program on one line.
+pub fn summary(s: &Sample) -> String {
+    s.programs
+        .iter()
+        .map(|(name, (n, kib))| format!("{name} {n}×{:.1} MiB", *kib as f64 / 1024.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A table of the samples: one row per sample, one column per program (MiB in all its processes).
+pub fn table(samples: &[Sample]) -> String {
+    let mut names: Vec<&String> = samples.iter().flat_map(|s| s.programs.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = format!(
+        "| at | {} | total |\n|---|{}---|\n",
+        names
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(names.len())
+    );
+    for s in samples {
+        let mut total = 0;
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| match s.programs.get(*n) {
+                Some((count, kib)) => {
+                    total += kib;
+                    format!("{:.1} ({count})", *kib as f64 / 1024.0)
+                }
+                None => "-".into(),
+            })
+            .collect();
+        out += &format!(
+            "| {:.0} s | {} | {:.1} |\n",
+            s.at_secs,
+            cells.join(" | "),
+            total as f64 / 1024.0
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_in_its_own_tree_with_its_memory() {
+        let me = std::process::id();
+        let tree = sample_tree(me);
+        let (n, kib) = tree.values().fold((0, 0), |a, (n, k)| (a.0 + n, a.1 + k));
+        assert!(n >= 1, "{tree:?}");
+        assert!(kib > 0, "a running test has resident memory: {tree:?}");
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_program_and_a_total() {
+        let s = Sample {
+            at_secs: 60.0,
+            programs: BTreeMap::from([("a".into(), (2, 2048)), ("b".into(), (1, 1024))]),
+        };
+        let t = table(&[s]);
+        assert!(t.contains("| at | a | b | total |"), "{t}");
+        assert!(t.contains("| 60 s | 2.0 (2) | 1.0 (1) | 3.0 |"), "{t}");
+    }
+}
