@@ -994,11 +994,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         late,
         "ackMessages",
         json!({"sessionId": w.group, "msgId": w.group_msg, "status": "read"}),
-        // LOOSE (reported, not fixed here): a late member may acknowledge a message from
-        // before it joined, which getMessageStatus calls NOT_FOUND for it; its watermark moves
-        // and the sender is told it read a message it never received. A stricter server
-        // would answer NOT_FOUND (or moved: false).
-        Has("/moved", json!(true)),
+        // A message from before X joined is not X's to acknowledge: nothing moves and the
+        // sender is told nothing (getMessageStatus calls it NOT_FOUND for X, above).
+        Has("/moved", json!(false)),
     )
     .await;
     t.check(

@@ -561,6 +561,10 @@ impl SessionStore for MemorySessions {
         let Some(m) = map.get_mut(&(session.clone(), user.clone())) else {
             return Ok(false);
         };
+        if seq <= m.joined_seq {
+            // Before the member joined: not theirs to acknowledge.
+            return Ok(false);
+        }
         let mark = match receipt {
             Receipt::Delivered => &mut m.delivered,
             Receipt::Read => &mut m.read,

@@ -198,7 +198,8 @@ pub trait SessionStore: Send + Sync {
     /// Removes the user from every session (account deletion); returns how many.
     async fn leave_all(&self, user: &UserId) -> Result<usize, PortError>;
     /// Moves a member's `delivered` or `read` watermark up to `seq`; `false` if it was already
-    /// there or beyond (watermarks never move backwards).
+    /// there or beyond (watermarks never move backwards), or if `seq` is from before the member
+    /// joined (not theirs to acknowledge).
     async fn advance(
         &self,
         session: &SessionId,

@@ -548,6 +548,48 @@ mod groups {
     }
 
     #[tokio::test]
+    async fn a_late_members_ack_of_a_message_from_before_it_joined_moves_nothing() {
+        let (w, a, b, c) = World::new().await;
+        let alice = who(&a, "d_0");
+        let g = create(&w, &alice, &[&b]).await;
+        let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
+        groups::add(&deps(&w), &alice, member(&g, &c))
+            .await
+            .unwrap();
+        let after = w.send(&alice, &g, "m2", "ct-2").await.unwrap();
+        let alice_conn = w.connect(&alice, "ca").await;
+        let carol = who(&c, "d_2");
+        let id = |m: &Value| m["msgId"].as_str().unwrap().to_owned();
+        let ack = |by: DeviceCredential, msg_id: String| {
+            let w = &w;
+            let g = g.as_str().to_owned();
+            async move {
+                let p: courier_core::protocol::AckMessagesParams = serde_json::from_value(
+                    json!({"sessionId": g, "msgId": msg_id, "status": "read"}),
+                )
+                .unwrap();
+                let deps = courier_core::usecases::receipts::AckDeps {
+                    sessions: &w.sessions,
+                    messages: &w.messages,
+                    deliver: w.deliverer(),
+                    settings: &w.settings,
+                    clock: &w.clock,
+                };
+                courier_core::usecases::receipts::ack_messages(&deps, &by, p)
+                    .await
+                    .unwrap()
+            }
+        };
+        let r = ack(carol.clone(), id(&before)).await;
+        assert_eq!(r, json!({"moved": false}));
+        assert!(w.frames_to(&alice_conn).is_empty(), "alice is told nothing");
+        // Her own messages' worth: what came after she joined moves and tells alice.
+        let r = ack(carol, id(&after)).await;
+        assert_eq!(r, json!({"moved": true}));
+        assert_eq!(w.frames_to(&alice_conn).len(), 1);
+    }
+
+    #[tokio::test]
     async fn only_admins_manage_and_the_last_admin_hands_over() {
         let (w, a, b, c) = World::new().await;
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));

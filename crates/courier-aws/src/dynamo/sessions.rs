@@ -318,7 +318,12 @@ impl SessionStore for DynamoSessions {
             .table_name(&self.table)
             .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
             .update_expression("SET #s = :s, #t = :t")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#s) OR #s < :s)")
+            // A member's watermark covers only what it was there for: acknowledging a message
+            // from before it joined changes nothing (and tells no one).
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#s) OR #s < :s) \
+                 AND (attribute_not_exists(joinedSeq) OR joinedSeq < :s)",
+            )
             .expression_attribute_names("#s", seq_attr)
             .expression_attribute_names("#t", at_attr)
             .expression_attribute_values(":s", AttributeValue::N(seq.to_string()))

@@ -4,7 +4,7 @@
 
 use crate::sessions::fixture;
 use chrono::Utc;
-use courier_core::chat::{Role, SessionKind};
+use courier_core::chat::{Receipt, Role, SessionKind};
 use courier_core::ports::{Added, Group, GroupStore, SessionStore};
 use courier_core::{SessionId, UserId};
 
@@ -194,4 +194,49 @@ async fn the_census_reads_every_groups_member_count_and_nothing_else() {
     sizes.sort_unstable();
     expected.sort_unstable();
     assert_eq!(sizes, expected);
+}
+
+#[tokio::test]
+async fn a_late_member_cannot_move_a_watermark_over_messages_from_before_it_joined() {
+    let f = fixture().await;
+    let id = group_id();
+    let m = members(2);
+    f.store
+        .create_group(&group(&id, &m[0].0), &m)
+        .await
+        .unwrap();
+    let late = UserId::generate();
+    assert_eq!(
+        f.store
+            .add_member(&id, &late, 5, 257, Utc::now())
+            .await
+            .unwrap(),
+        Added::Added
+    );
+    for receipt in [Receipt::Delivered, Receipt::Read] {
+        for seq in [1, 5] {
+            assert!(
+                !f.store
+                    .advance(&id, &late, receipt, seq, Utc::now())
+                    .await
+                    .unwrap(),
+                "{receipt:?} of seq {seq}, from before it joined at 5"
+            );
+        }
+    }
+    let w = f.store.membership(&id, &late).await.unwrap().unwrap();
+    assert_eq!((w.delivered.seq, w.read.seq), (0, 0));
+    // What came after it joined is its to acknowledge; the founders' watermarks start at 0.
+    assert!(
+        f.store
+            .advance(&id, &late, Receipt::Read, 6, Utc::now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .advance(&id, &m[1].0, Receipt::Delivered, 1, Utc::now())
+            .await
+            .unwrap()
+    );
 }
