@@ -100,8 +100,79 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
 
 /// Loads the SDK configuration from the environment (region, credentials and the standard
 /// `AWS_ENDPOINT_URL*` overrides, which is how the local cloud points functions at its emulators).
+///
+/// Its HTTP client is the SDK's default one (hyper 1, rustls with aws-lc, the platform's root
+/// certificates, proxy settings from the environment), shared by every client built from this
+/// configuration, with one difference: its TLS setup waits for the first request
+/// ([`DeferredTlsClient`]).
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(DeferredTlsClient::new())
+        .load()
+        .await
+}
+
+/// The SDK's default HTTPS client, except that nothing is built until the first request.
+///
+/// The SDK's own client builds its TLS connector when each service client is *constructed*
+/// (`validate_base_client_config`), so that loading the platform's root certificates (every file
+/// of `/etc/ssl/certs`, about 3 ms on a warm page cache) counts as init rather than as the first
+/// request. In a Lambda function that is the wrong way round: init is on the path of every cold
+/// start, including those whose invocation never reaches AWS (a refused request, a route that
+/// answers from memory). This wrapper keeps the SDK's client and its behaviour, and skips only
+/// that eager step: the connector (and the certificates) are built once per process by the first
+/// request that needs them, and cached by the SDK's client as usual.
+#[derive(Debug, Clone)]
+pub struct DeferredTlsClient {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+}
+
+impl DeferredTlsClient {
+    /// The SDK's default HTTPS client (`aws_smithy_runtime`'s `default_https_client` for the
+    /// current behaviour version), wrapped. Building it is cheap: it only stores the closure that
+    /// makes connectors.
+    pub fn new() -> Self {
+        use aws_smithy_http_client::proxy::ProxyConfig;
+        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+        use aws_smithy_http_client::{Builder, ConnectorBuilder};
+        let inner = Builder::new().build_with_connector_fn(|settings, components| {
+            let mut connector =
+                ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(ProxyConfig::from_env()));
+            connector.build()
+        });
+        Self { inner }
+    }
+}
+
+impl Default for DeferredTlsClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for DeferredTlsClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        self.inner.http_connector(settings, components)
+    }
+
+    // The validation hooks are left at the trait's defaults (nothing): `validate_base_client_config`
+    // is where the SDK's client would build a connector, and load the certificates, at
+    // construction; it has no `validate_final_config`.
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.inner.connector_metadata()
+    }
 }
 
 /// A DynamoDB client; built once and cloned cheaply.
@@ -124,4 +195,52 @@ pub fn management(sdk: &SdkConfig) -> Result<aws_sdk_apigatewaymanagement::Clien
     Ok(aws_sdk_apigatewaymanagement::Client::from_conf(
         builder.build(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Clients built on the deferred client still send their requests: the connector is made
+    /// by the first one.
+    #[tokio::test]
+    async fn the_deferred_client_connects_on_first_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the connection closed before a whole request");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"TableNames":["t"]}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).into_owned()
+        });
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(DeferredTlsClient::new())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ))
+            .endpoint_url(format!("http://{addr}"))
+            .load()
+            .await;
+        let tables = dynamodb(&sdk).list_tables().send().await.unwrap();
+        assert_eq!(tables.table_names(), ["t"]);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST / HTTP/1.1"), "{request}");
+        assert!(
+            request.contains("DynamoDB_20120810.ListTables"),
+            "{request}"
+        );
+    }
 }

@@ -360,8 +360,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
 
-    // Clients are built once per cold start.
-    let config = aws_config::load_from_env().await;
+    // Clients are built once per cold start; the SNS client's TLS setup (the platform's root
+    // certificates) waits for its first request, as in the other functions.
+    let config = courier_aws::config::sdk_config().await;
     let sns = Sns(aws_sdk_sns::Client::new(&config));
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(20))

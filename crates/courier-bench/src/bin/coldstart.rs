@@ -38,6 +38,9 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Only the functions served by these binaries (comma-separated); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// Spawns `binary` once and returns the time to its first `/next`.
@@ -141,6 +144,9 @@ async fn main() -> Result<()> {
     );
     let mut rows = Vec::new();
     for f in app.functions.values() {
+        if !args.only.is_empty() && !args.only.contains(&f.binary) {
+            continue;
+        }
         let mut env = base.clone();
         env.extend(f.environment.clone());
         env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.function_name.clone());
