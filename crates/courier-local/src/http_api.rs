@@ -1,6 +1,7 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
 //! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
-//! switch `/_local/faults` (see [`crate::websocket::Faults`]) and `/_local/metrics` (Prometheus
+//! switch `/_local/faults` (see [`crate::websocket::Faults`]), `POST /_local/restart/dynamodb`
+//! (see [`crate::emulators::DynamoDbLocal::restart`]) and `/_local/metrics` (Prometheus
 //! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it), the page
 //! `/_local/dashboard`, `POST /_local/invoke/{LogicalId}`, which invokes a function directly
 //! (as `aws lambda invoke` would) with the body as its event, or with an EventBridge scheduled

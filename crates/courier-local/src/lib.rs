@@ -15,6 +15,7 @@
 //!   outbox, fault switch).
 //! - [`websocket`]: the WebSocket API, the `@connections` management API and the fault switch.
 //! - [`streams`]: DynamoDB Streams event source mappings, polled and retried as Lambda does.
+//! - [`sns_proxy`]: the functions' way to SNS, which the fault switch can make fail.
 //! - [`outbox`]: SMS and push publishes, read back from moto.
 //! - [`metrics`]: the functions' EMF lines, aggregated and served at `/_local/metrics`.
 //!

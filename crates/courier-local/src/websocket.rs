@@ -73,8 +73,10 @@ pub enum ManagementOp {
 }
 
 /// The fault switch for tests (`/_local/faults` on the HTTP port): management calls that fail at
-/// random, and a one-shot kill of a function's busy processes after so many delivered posts.
-/// Clones share one switch.
+/// random, a one-shot kill of a function's busy processes after so many delivered posts,
+/// processes killed at random mid-invocation, SNS calls that fail at random (through
+/// [`crate::sns_proxy`]) and WebSocket connections dropped without a close frame. Clones share
+/// one switch.
 #[derive(Clone, Default)]
 pub struct Faults {
     inner: Arc<FaultsInner>,
