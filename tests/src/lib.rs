@@ -53,10 +53,16 @@ impl TestCloud {
 
     /// Starts a cloud of its own, with `--parameter` overrides (`Key=Value`).
     pub fn start(parameters: &[&str]) -> Result<TestCloud> {
+        Self::start_with(&[], parameters)
+    }
+
+    /// Starts a cloud of its own with extra `courier-local` flags (e.g. `--persistent-dynamodb`)
+    /// and `--parameter` overrides.
+    pub fn start_with(flags: &[&str], parameters: &[&str]) -> Result<TestCloud> {
         if let (Ok(http_url), Ok(ws_url), true) = (
             std::env::var("COURIER_HTTP_URL"),
             std::env::var("COURIER_WS_URL"),
-            parameters.is_empty(),
+            parameters.is_empty() && flags.is_empty(),
         ) {
             return Ok(TestCloud {
                 http_url,
@@ -110,6 +116,7 @@ impl TestCloud {
         for p in parameters {
             cmd.args(["--parameter", p]);
         }
+        cmd.args(flags);
         // The cloud stops when this test process dies, however it dies.
         #[cfg(target_os = "linux")]
         unsafe {
@@ -218,6 +225,17 @@ impl TestCloud {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// GETs a `/_local/...` endpoint (`/_local/faults`).
+    pub async fn local_get(&self, path: &str) -> Result<Value> {
+        let resp = reqwest::get(format!("{}{path}", self.http_url)).await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{path}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
     /// The local name of a template table.
     pub fn table(&self, logical_id: &str) -> String {
         format!("{}-{logical_id}", self.resource_prefix)
@@ -311,6 +329,17 @@ impl TestCloud {
             .send()
             .await?;
         Ok((resp.status().as_u16(), resp.text().await?))
+    }
+}
+
+impl Drop for TestCloud {
+    /// A cloud of a test's own stops with it (its emulators and functions die with it), so a
+    /// test binary that starts several does not keep them all running.
+    fn drop(&mut self) {
+        if let Some(child) = &mut self._child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -139,7 +139,9 @@ pub trait ConnectionStore: Send + Sync {
     /// Forgets everything about a user's presence: connections and push endpoints.
     async fn forget_user(&self, user_id: &UserId) -> Result<(), PortError>;
     /// Forgets a connection the gateway says is gone, even if its own record is already missing
-    /// (a socket that died without `$disconnect`, or a half-finished connect).
+    /// (a socket that died without `$disconnect`, or a half-finished connect). A store may keep
+    /// a connection that opened moments ago: API Gateway answers 410 for a connection still
+    /// inside `$connect`, which is not gone (the DynamoDB store keeps those younger than 30 s).
     async fn remove_stale(
         &self,
         user_id: &UserId,

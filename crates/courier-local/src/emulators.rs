@@ -31,11 +31,15 @@ pub struct Endpoints {
 #[derive(Debug, Default)]
 pub struct Emulators {
     children: Vec<Child>,
+    dynamodb: Option<Arc<DynamoDbLocal>>,
 }
 
 impl Emulators {
     /// Kills every emulator process.
     pub async fn stop(&mut self) {
+        if let Some(d) = self.dynamodb.take() {
+            d.stop().await;
+        }
         for c in &mut self.children {
             if let Some(pid) = c.id() {
                 crate::runtime::kill_group(pid);
@@ -43,6 +47,126 @@ impl Emulators {
             let _ = c.kill().await;
         }
         self.children.clear();
+    }
+
+    /// The DynamoDB Local this local cloud started, if it did.
+    pub fn dynamodb(&self) -> Option<Arc<DynamoDbLocal>> {
+        self.dynamodb.clone()
+    }
+}
+
+/// The DynamoDB Local JVM this local cloud runs, which can be restarted on the same port (and,
+/// with a `-dbPath`, the same data).
+#[derive(Debug)]
+pub struct DynamoDbLocal {
+    dir: PathBuf,
+    port: u16,
+    db_path: Option<PathBuf>,
+    log_dir: PathBuf,
+    registry: Arc<ChildRegistry>,
+    child: tokio::sync::Mutex<Option<Child>>,
+    restarts: std::sync::atomic::AtomicU64,
+}
+
+impl DynamoDbLocal {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(std::env::var("COURIER_JAVA").unwrap_or("java".into()));
+        cmd.arg(format!(
+            "-Djava.library.path={}",
+            self.dir.join("DynamoDBLocal_lib").display()
+        ))
+        .arg("-jar")
+        .arg(self.dir.join("DynamoDBLocal.jar"));
+        match &self.db_path {
+            Some(p) => cmd.arg("-dbPath").arg(p),
+            None => cmd.arg("-inMemory"),
+        };
+        cmd.args(["-port", &self.port.to_string()])
+            .current_dir(&self.dir);
+        cmd
+    }
+
+    /// Its endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where its data lives (`None`: in memory).
+    pub fn db_path(&self) -> Option<&Path> {
+        self.db_path.as_deref()
+    }
+
+    /// How many times it was restarted.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn spawn_and_wait(&self) -> Result<Child> {
+        let mut child = spawn(
+            self.command(),
+            "dynamodb-local",
+            &self.log_dir,
+            &self.registry,
+        )?;
+        wait_until_up(
+            "DynamoDB Local",
+            &self.url(),
+            &mut child,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(child)
+    }
+
+    async fn stop(&self) {
+        if let Some(mut c) = self.child.lock().await.take() {
+            if let Some(pid) = c.id() {
+                crate::runtime::kill_group(pid);
+                self.registry.remove(pid);
+            }
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Stops the JVM (SIGKILL, as a crash would) and starts it again on the same port and
+    /// `-dbPath`; returns once it answers. Refused for an in-memory DynamoDB Local, which would
+    /// come back empty.
+    pub async fn restart(&self) -> Result<Duration> {
+        if self.db_path.is_none() {
+            bail!("DynamoDB Local runs in memory; start courier-local with --persistent-dynamodb");
+        }
+        let started = Instant::now();
+        let mut guard = self.child.lock().await;
+        if let Some(mut c) = guard.take() {
+            if let Some(pid) = c.id() {
+                crate::runtime::kill_group(pid);
+                self.registry.remove(pid);
+            }
+            let _ = c.wait().await;
+        }
+        tracing::warn!("fault injection: DynamoDB Local stopped; starting it again");
+        // The port may linger in TIME_WAIT for a moment: try a few times.
+        let mut last = None;
+        for _ in 0..5 {
+            match self.spawn_and_wait().await {
+                Ok(c) => {
+                    *guard = Some(c);
+                    self.restarts
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        "fault injection: DynamoDB Local is back after {} ms",
+                        started.elapsed().as_millis()
+                    );
+                    return Ok(started.elapsed());
+                }
+                Err(e) => {
+                    tracing::warn!("restarting DynamoDB Local: {e:#}");
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("DynamoDB Local did not restart")))
     }
 }
 
@@ -166,12 +290,15 @@ async fn wait_until_up(name: &str, url: &str, child: &mut Child, limit: Duration
     }
 }
 
-/// Starts whatever emulators the environment does not already point at.
+/// Starts whatever emulators the environment does not already point at. With
+/// `persistent_dynamodb`, DynamoDB Local keeps its data under `<state_dir>/dynamodb`
+/// (`-dbPath`) instead of in memory, so it can be restarted.
 pub async fn start(
     project_root: &Path,
     state_dir: &Path,
     region: &str,
-    registry: &ChildRegistry,
+    registry: &Arc<ChildRegistry>,
+    persistent_dynamodb: bool,
 ) -> Result<(Endpoints, Emulators)> {
     let log_dir = state_dir.join("logs");
     let mut emulators = Emulators::default();
@@ -182,20 +309,27 @@ pub async fn start(
             Some(url) => Ok((url, None)),
             None => {
                 let dir = dynamodb_local_dir(project_root)?;
-                let port = free_port()?;
-                let mut cmd = Command::new(std::env::var("COURIER_JAVA").unwrap_or("java".into()));
-                cmd.arg(format!(
-                    "-Djava.library.path={}",
-                    dir.join("DynamoDBLocal_lib").display()
-                ))
-                .arg("-jar")
-                .arg(dir.join("DynamoDBLocal.jar"))
-                .args(["-inMemory", "-port", &port.to_string()])
-                .current_dir(&dir);
-                let mut child = spawn(cmd, "dynamodb-local", &log_dir, registry)?;
-                let url = format!("http://127.0.0.1:{port}");
-                wait_until_up("DynamoDB Local", &url, &mut child, Duration::from_secs(60)).await?;
-                Ok::<_, anyhow::Error>((url, Some(child)))
+                let db_path = if persistent_dynamodb {
+                    // Absolute: java runs in the jar's folder.
+                    let p = std::path::absolute(state_dir.join("dynamodb"))?;
+                    std::fs::create_dir_all(&p)
+                        .with_context(|| format!("creating {}", p.display()))?;
+                    Some(p)
+                } else {
+                    None
+                };
+                let ddb = DynamoDbLocal {
+                    dir,
+                    port: free_port()?,
+                    db_path,
+                    log_dir: log_dir.clone(),
+                    registry: registry.clone(),
+                    child: tokio::sync::Mutex::new(None),
+                    restarts: Default::default(),
+                };
+                let child = ddb.spawn_and_wait().await?;
+                *ddb.child.lock().await = Some(child);
+                Ok::<_, anyhow::Error>((ddb.url(), Some(Arc::new(ddb))))
             }
         }
     };
@@ -231,9 +365,9 @@ pub async fn start(
         }
     };
     let (dynamodb, moto) = tokio::join!(dynamodb, moto);
-    let (dynamodb, ddb_child) = dynamodb?;
+    let (dynamodb, ddb) = dynamodb?;
     let (s3, sns, moto, moto_child) = moto?;
-    emulators.children.extend(ddb_child);
+    emulators.dynamodb = ddb;
     emulators.children.extend(moto_child);
     Ok((
         Endpoints {

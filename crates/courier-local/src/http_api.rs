@@ -1,6 +1,7 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
 //! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
-//! switch `/_local/faults` (see [`crate::websocket::Faults`]) and `/_local/metrics` (Prometheus
+//! switch `/_local/faults` (see [`crate::websocket::Faults`]), `POST /_local/restart/dynamodb`
+//! (see [`crate::emulators::DynamoDbLocal::restart`]) and `/_local/metrics` (Prometheus
 //! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it), the page
 //! `/_local/dashboard`, `POST /_local/invoke/{LogicalId}`, which invokes a function directly
 //! (as `aws lambda invoke` would) with the body as its event, or with an EventBridge scheduled
@@ -40,6 +41,8 @@ pub struct HttpApi {
     pub api_id: String,
     /// The fault switch shared with the management API.
     pub faults: Faults,
+    /// The DynamoDB Local the cloud started (`POST /_local/restart/dynamodb`).
+    pub dynamodb: Option<Arc<crate::emulators::DynamoDbLocal>>,
     /// The functions' metrics, served at `/_local/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Courier Web, served for `GET` paths no route of the template takes.
@@ -62,6 +65,10 @@ pub fn router(api: Arc<HttpApi>) -> Router {
             post(faults_kill_after_posts),
         )
         .route("/_local/faults/management", post(faults_management))
+        .route("/_local/faults/kill-random", post(faults_kill_random))
+        .route("/_local/faults/sns", post(faults_sns))
+        .route("/_local/faults/drop-sockets", post(faults_drop_sockets))
+        .route("/_local/restart/dynamodb", post(restart_dynamodb))
         .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
         .route("/_local/dashboard", get(dashboard_get))
         .route("/_local/invoke/{function}", post(invoke_function))
@@ -213,6 +220,79 @@ async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::By
             axum::Json(api.faults.describe()).into_response()
         }
         Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn faults_kill_random(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let (Some(function), Some(rate)) = (
+        v.get("function").and_then(J::as_str),
+        v.get("rate").and_then(J::as_f64),
+    ) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            r#"expected {"function": "<LogicalId>" or "*", "rate": 0.05}"#,
+        );
+    };
+    match api.faults.set_random_kills(function, rate) {
+        Ok(()) => {
+            tracing::info!("fault injection: kill {function} at random, rate {rate}");
+            axum::Json(api.faults.describe()).into_response()
+        }
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn faults_sns(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
+        return message(StatusCode::BAD_REQUEST, r#"expected {"failureRate": 0.3}"#);
+    };
+    match api.faults.set_sns_failure_rate(rate) {
+        Ok(()) => {
+            tracing::info!("fault injection: SNS failure rate {rate}");
+            axum::Json(api.faults.describe()).into_response()
+        }
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn faults_drop_sockets(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(share) = v.get("share").and_then(J::as_f64) else {
+        return message(StatusCode::BAD_REQUEST, r#"expected {"share": 0.1}"#);
+    };
+    match api.faults.drop_sockets(share) {
+        Ok(n) => axum::Json(json!({"dropped": n})).into_response(),
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn restart_dynamodb(State(api): State<Arc<HttpApi>>) -> Response {
+    let Some(d) = &api.dynamodb else {
+        return message(
+            StatusCode::CONFLICT,
+            "this local cloud did not start DynamoDB Local",
+        );
+    };
+    match d.restart().await {
+        Ok(took) => axum::Json(json!({
+            "restarted": true,
+            "tookMs": took.as_millis() as u64,
+            "restarts": d.restarts(),
+        }))
+        .into_response(),
+        Err(e) if d.db_path().is_none() => message(StatusCode::CONFLICT, &format!("{e:#}")),
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
     }
 }
 

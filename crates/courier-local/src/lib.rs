@@ -15,6 +15,7 @@
 //!   outbox, fault switch).
 //! - [`websocket`]: the WebSocket API, the `@connections` management API and the fault switch.
 //! - [`streams`]: DynamoDB Streams event source mappings, polled and retried as Lambda does.
+//! - [`sns_proxy`]: the functions' way to SNS, which the fault switch can make fail.
 //! - [`outbox`]: SMS and push publishes, read back from moto.
 //! - [`metrics`]: the functions' EMF lines, aggregated and served at `/_local/metrics`.
 //!
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod provision;
 pub mod runtime;
+pub mod sns_proxy;
 pub mod streams;
 pub mod template;
 pub mod web;
@@ -89,6 +91,9 @@ pub struct LocalCloudConfig {
     pub ready_file: Option<PathBuf>,
     /// The built web client to serve at `/` (default: `web/dist` beside the template).
     pub web_dir: Option<PathBuf>,
+    /// Keep DynamoDB Local's data under `<state_dir>/dynamodb` (`-dbPath`) instead of in
+    /// memory, so `POST /_local/restart/dynamodb` can restart it without losing anything.
+    pub persistent_dynamodb: bool,
 }
 
 impl Default for LocalCloudConfig {
@@ -106,6 +111,7 @@ impl Default for LocalCloudConfig {
             no_emulators: false,
             ready_file: None,
             web_dir: None,
+            persistent_dynamodb: false,
         }
     }
 }
@@ -172,6 +178,11 @@ impl LocalCloud {
     /// The fault switch (also at `/_local/faults` on the HTTP port).
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// The DynamoDB Local this cloud started (restartable with `--persistent-dynamodb`).
+    pub fn dynamodb_local(&self) -> Option<Arc<emulators::DynamoDbLocal>> {
+        self.emulators.dynamodb()
     }
 
     /// Open WebSocket connections.
@@ -253,14 +264,31 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     let (endpoints, emulators) = if config.no_emulators {
         (placeholder_endpoints(), Emulators::default())
     } else {
-        let (endpoints, emulators) =
-            emulators::start(&project_root, &config.state_dir, &aws.region, &children).await?;
+        let (endpoints, emulators) = emulators::start(
+            &project_root,
+            &config.state_dir,
+            &aws.region,
+            &children,
+            config.persistent_dynamodb,
+        )
+        .await?;
         for (id, physical) in provision::provision(&infra, &endpoints, &aws).await? {
             template.set_physical(&id, physical);
         }
         (endpoints, emulators)
     };
     let app = template.application()?;
+
+    // Functions reach SNS through the local cloud's proxy, so the fault switch can fail a share
+    // of SNS calls; provisioning, the outbox and tests use SNS directly.
+    let faults = Faults::new(Functions::default());
+    let functions_sns = if config.no_emulators {
+        endpoints.sns.clone()
+    } else {
+        sns_proxy::start(endpoints.sns.clone(), faults.clone(), shutdown.clone())
+            .await
+            .context("starting the SNS proxy")?
+    };
 
     let mut base_env = BTreeMap::new();
     for (k, v) in [
@@ -271,7 +299,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoints.dynamodb.clone()),
         ("AWS_ENDPOINT_URL_S3", endpoints.s3.clone()),
-        ("AWS_ENDPOINT_URL_SNS", endpoints.sns.clone()),
+        ("AWS_ENDPOINT_URL_SNS", functions_sns),
         (
             "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
             format!("http://{ws_addr}"),
@@ -305,7 +333,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         shutdown.clone(),
     );
 
-    let faults = Faults::new(functions.clone());
+    faults.set_functions(functions.clone());
     let outbox = Arc::new(outbox::Outbox::new(endpoints.moto.clone()));
     let http = Arc::new(http_api::HttpApi {
         routes: app.http_routes.clone(),
@@ -314,6 +342,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         api_id: "localhttp".into(),
         faults: faults.clone(),
         metrics: metrics.clone(),
+        dynamodb: emulators.dynamodb(),
         web: Some(web::WebClient {
             dir: config
                 .web_dir
@@ -339,6 +368,9 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
             faults.clone(),
         ))
     });
+    if let Some(gw) = &websocket {
+        faults.attach_gateway(gw);
+    }
     let ws_router = match &websocket {
         Some(gw) => websocket::router(gw.clone()),
         None => axum::Router::new(),

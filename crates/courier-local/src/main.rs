@@ -63,6 +63,10 @@ struct Cli {
     /// The built web client served at / (default: web/dist beside the template; `./dev web`).
     #[arg(long, value_name = "DIR")]
     web_dir: Option<PathBuf>,
+    /// Keep DynamoDB Local's data under <state-dir>/dynamodb (-dbPath) instead of in memory, so
+    /// `POST /_local/restart/dynamodb` restarts it without losing anything.
+    #[arg(long)]
+    persistent_dynamodb: bool,
     /// Only read and resolve the template, print what would run, and exit.
     #[arg(long)]
     check: bool,
@@ -109,6 +113,7 @@ impl Cli {
             no_emulators: self.no_emulators,
             ready_file: self.ready_file,
             web_dir: self.web_dir,
+            persistent_dynamodb: self.persistent_dynamodb,
         })
     }
 }

@@ -260,6 +260,52 @@ impl Drop for Worker {
     }
 }
 
+/// Random kills for tests (the fault switch's `kill-random`): each invocation of a chosen
+/// function (or of every function) has a chance of its process being SIGKILLed while it runs.
+/// Shared by every pool of a [`Functions`].
+#[derive(Debug, Default)]
+pub struct RandomKills {
+    state: Mutex<Option<(String, f64)>>,
+    kills: AtomicU64,
+}
+
+/// How long after an invocation is handed to its process a random kill may strike: spread over
+/// the first part of the call, where a function is reading its event or waiting on DynamoDB.
+pub const RANDOM_KILL_WITHIN: Duration = Duration::from_millis(40);
+
+impl RandomKills {
+    /// Arms it: `function` is a logical id or `*` (every function); `rate` 0 to 1.
+    pub fn set(&self, function: &str, rate: f64) {
+        *self.state.lock().unwrap() = (rate > 0.0).then(|| (function.to_string(), rate));
+    }
+
+    /// Disarms it (the count stays).
+    pub fn clear(&self) {
+        *self.state.lock().unwrap() = None;
+    }
+
+    /// What is armed: `(function, rate)`.
+    pub fn armed(&self) -> Option<(String, f64)> {
+        self.state.lock().unwrap().clone()
+    }
+
+    /// Processes killed so far.
+    pub fn kills(&self) -> u64 {
+        self.kills.load(Ordering::Relaxed)
+    }
+
+    /// Whether this invocation of `function` is to be killed, and when.
+    fn draw(&self, function: &str) -> Option<Duration> {
+        let s = self.state.lock().unwrap();
+        let (f, rate) = s.as_ref()?;
+        if (f != "*" && f != function) || rand::random::<f64>() >= *rate {
+            return None;
+        }
+        let ms = RANDOM_KILL_WITHIN.as_millis() as u64;
+        Some(Duration::from_millis(rand::random::<u64>() % (ms + 1)))
+    }
+}
+
 /// Counters a test or a dashboard can read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -284,6 +330,7 @@ pub struct FunctionPool {
     invocations: AtomicU64,
     children: Arc<ChildRegistry>,
     shutdown: CancellationToken,
+    random_kills: Arc<RandomKills>,
 }
 
 impl FunctionPool {
@@ -310,6 +357,7 @@ impl FunctionPool {
             invocations: AtomicU64::new(0),
             children,
             shutdown,
+            random_kills: Arc::default(),
         }
     }
 
@@ -407,8 +455,20 @@ impl FunctionPool {
         {
             return Err(InvokeError::RuntimeExited("process gone".into()));
         }
+        let kill_at = self.random_kills.draw(&self.spec.logical_id);
         let outcome = tokio::select! {
             r = rx => r,
+            _ = tokio::time::sleep(kill_at.unwrap_or_default()), if kill_at.is_some() => {
+                tracing::warn!(
+                    function = %self.spec.logical_id,
+                    process = worker.number,
+                    pid = worker.pid,
+                    "fault injection: killing a process mid-invocation (random)"
+                );
+                self.random_kills.kills.fetch_add(1, Ordering::Relaxed);
+                worker.kill();
+                return Err(InvokeError::RuntimeExited(worker.wait_exit().await));
+            }
             _ = tokio::time::sleep(timeout) => {
                 worker.kill();
                 return Err(InvokeError::Timeout(timeout));
@@ -706,6 +766,7 @@ async fn init_error(State(shared): State<Arc<WorkerShared>>, body: Bytes) -> Res
 #[derive(Clone, Default)]
 pub struct Functions {
     pools: Arc<BTreeMap<String, Arc<FunctionPool>>>,
+    random_kills: Arc<RandomKills>,
 }
 
 impl Functions {
@@ -716,18 +777,26 @@ impl Functions {
         children: Arc<ChildRegistry>,
         shutdown: CancellationToken,
     ) -> Self {
+        let random_kills = Arc::new(RandomKills::default());
         let pools = specs
             .into_iter()
             .map(|s| {
                 let id = s.logical_id.clone();
-                let pool =
+                let mut pool =
                     FunctionPool::new(s, settings.clone(), children.clone(), shutdown.clone());
+                pool.random_kills = random_kills.clone();
                 (id, Arc::new(pool))
             })
             .collect();
         Self {
             pools: Arc::new(pools),
+            random_kills,
         }
+    }
+
+    /// The random-kill switch every pool consults.
+    pub fn random_kills(&self) -> &RandomKills {
+        &self.random_kills
     }
 
     /// The pool of a function.

@@ -470,8 +470,33 @@ impl Shard {
                                 tracing::warn!(mapping = %m.id, shard = %self.id, "GetShardIterator: {e}");
                             }
                         }
-                    } else if failures.is_multiple_of(20) || failures == 1 {
-                        tracing::warn!(mapping = %m.id, shard = %self.id, "GetRecords: {}", describe(&e));
+                    } else {
+                        if failures.is_multiple_of(20) || failures == 1 {
+                            tracing::warn!(mapping = %m.id, shard = %self.id, "GetRecords: {}", describe(&e));
+                        }
+                        // DynamoDB Local restarted (or unreachable for a while): the old
+                        // iterator may mean nothing to the new process. Take a new one after
+                        // the last record read (records still buffered stay buffered), or at
+                        // the starting position if none was read yet.
+                        if failures >= 3 && failures.is_multiple_of(3) {
+                            let pos = match &last_seq {
+                                Some(seq) => Position::After(seq.clone()),
+                                None => self.start.clone(),
+                            };
+                            match p.iterator(&self.arn, &self.id, &pos).await {
+                                Ok(fresh) => {
+                                    tracing::info!(mapping = %m.id, shard = %self.id, "GetRecords kept failing; new iterator at {pos:?}");
+                                    iter = Some(fresh);
+                                    if !p.sleep(Duration::from_millis(200)).await {
+                                        return false;
+                                    }
+                                    continue;
+                                }
+                                Err(e) => {
+                                    tracing::debug!(mapping = %m.id, shard = %self.id, "GetShardIterator: {e}");
+                                }
+                            }
+                        }
                     }
                     if !p.sleep(Duration::from_millis(200)).await {
                         return false;

@@ -73,8 +73,10 @@ pub enum ManagementOp {
 }
 
 /// The fault switch for tests (`/_local/faults` on the HTTP port): management calls that fail at
-/// random, and a one-shot kill of a function's busy processes after so many delivered posts.
-/// Clones share one switch.
+/// random, a one-shot kill of a function's busy processes after so many delivered posts,
+/// processes killed at random mid-invocation, SNS calls that fail at random (through
+/// [`crate::sns_proxy`]) and WebSocket connections dropped without a close frame. Clones share
+/// one switch.
 #[derive(Clone, Default)]
 pub struct Faults {
     inner: Arc<FaultsInner>,
@@ -82,8 +84,14 @@ pub struct Faults {
 
 #[derive(Default)]
 struct FaultsInner {
-    functions: Functions,
+    functions: Mutex<Functions>,
     state: Mutex<FaultState>,
+    /// The gateway whose sockets `drop_sockets` drops (set once it exists).
+    gateway: Mutex<Option<std::sync::Weak<WsGateway>>>,
+    /// Share of SNS calls the SNS proxy answers 500, and how many it did.
+    sns: Mutex<(f64, u64)>,
+    /// Sockets dropped so far.
+    dropped_sockets: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -108,10 +116,90 @@ impl Faults {
     pub fn new(functions: Functions) -> Self {
         Self {
             inner: Arc::new(FaultsInner {
-                functions,
-                state: Mutex::default(),
+                functions: Mutex::new(functions),
+                ..Default::default()
             }),
         }
+    }
+
+    /// The functions whose processes the switch kills (when made before them).
+    pub fn set_functions(&self, functions: Functions) {
+        *self.inner.functions.lock().unwrap() = functions;
+    }
+
+    fn functions(&self) -> Functions {
+        self.inner.functions.lock().unwrap().clone()
+    }
+
+    /// The gateway whose connections [`Faults::drop_sockets`] drops.
+    pub fn attach_gateway(&self, gateway: &Arc<WsGateway>) {
+        *self.inner.gateway.lock().unwrap() = Some(Arc::downgrade(gateway));
+    }
+
+    /// Arms random kills: each invocation of `function` (a logical id, or `*` for every
+    /// function) has `rate` (0 to 1) chance of its process being SIGKILLed while it runs.
+    pub fn set_random_kills(&self, function: &str, rate: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!("rate {rate} is not within 0..=1"));
+        }
+        if function != "*" && self.functions().get(function).is_none() {
+            return Err(format!("no function {function} in the template"));
+        }
+        self.functions().random_kills().set(function, rate);
+        Ok(())
+    }
+
+    /// Makes `rate` (0 to 1) of SNS calls through the local cloud's SNS proxy answer 500.
+    pub fn set_sns_failure_rate(&self, rate: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!("failureRate {rate} is not within 0..=1"));
+        }
+        self.inner.sns.lock().unwrap().0 = rate;
+        Ok(())
+    }
+
+    /// Whether this SNS call should fail (counts it if so).
+    pub fn sns_fault(&self) -> bool {
+        let mut s = self.inner.sns.lock().unwrap();
+        if s.0 <= 0.0 || rand::random::<f64>() >= s.0 {
+            return false;
+        }
+        s.1 += 1;
+        true
+    }
+
+    /// Aborts the TCP stream of `share` (0 to 1, rounded to the nearest count, at least one when
+    /// above 0 and any are open) of the open WebSocket connections, chosen at random, without a
+    /// close frame. The gateway then treats each as a dropped connection (1006): `$disconnect`
+    /// runs and a later `POST /@connections/{id}` is 410 Gone. Returns how many.
+    pub fn drop_sockets(&self, share: f64) -> Result<usize, String> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(format!("share {share} is not within 0..=1"));
+        }
+        let gw = self.inner.gateway.lock().unwrap().clone();
+        let Some(gw) = gw.and_then(|w| w.upgrade()) else {
+            return Ok(0);
+        };
+        let mut conns: Vec<Arc<Conn>> = gw.connections.lock().unwrap().values().cloned().collect();
+        if conns.is_empty() || share == 0.0 {
+            return Ok(0);
+        }
+        let n = ((conns.len() as f64 * share).round() as usize).clamp(1, conns.len());
+        let mut rng = rand::rng();
+        for i in 0..n {
+            let j = rng.random_range(i..conns.len());
+            conns.swap(i, j);
+        }
+        for c in &conns[..n] {
+            // Gone for the management API at once (a post now is 410, not a lost write).
+            gw.connections.lock().unwrap().remove(&c.id);
+            tracing::warn!(connection = %c.id, "fault injection: dropping the socket without a close frame");
+            let _ = c.out.send(Outgoing::Abort);
+        }
+        self.inner
+            .dropped_sockets
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Makes `rate` (0 to 1) of management calls answer 500 `{"message":"Internal server error"}`.
@@ -126,7 +214,7 @@ impl Faults {
     /// Arms the one-shot fault: after the `posts`-th successful `POST /@connections/{id}` from
     /// now on, every process of `function` that is in the middle of an invocation is killed.
     pub fn arm_kill_after_posts(&self, function: &str, posts: u64) -> Result<(), String> {
-        if self.inner.functions.get(function).is_none() {
+        if self.functions().get(function).is_none() {
             return Err(format!("no function {function} in the template"));
         }
         if posts == 0 {
@@ -145,16 +233,27 @@ impl Faults {
         let mut s = self.inner.state.lock().unwrap();
         s.failure_rate = 0.0;
         s.kill = None;
+        self.inner.sns.lock().unwrap().0 = 0.0;
+        self.functions().random_kills().clear();
     }
 
     /// What is set, and what has fired, as `GET /_local/faults` shows it.
     pub fn describe(&self) -> J {
         let s = self.inner.state.lock().unwrap();
+        let sns = *self.inner.sns.lock().unwrap();
+        let functions = self.functions();
+        let rk = functions.random_kills();
         json!({
             "management": {
                 "failureRate": s.failure_rate,
                 "injectedErrors": s.injected_errors,
             },
+            "sns": {"failureRate": sns.0, "injectedErrors": sns.1},
+            "killRandom": {
+                "armed": rk.armed().map(|(f, r)| json!({"function": f, "rate": r})),
+                "kills": rk.kills(),
+            },
+            "droppedSockets": self.inner.dropped_sockets.load(std::sync::atomic::Ordering::Relaxed),
             "killAfterPosts": s.kill.as_ref().map(|k| json!({
                 "function": k.function,
                 "posts": k.posts,
@@ -195,11 +294,7 @@ impl Faults {
             s.kill = None;
             f
         };
-        let killed = self
-            .inner
-            .functions
-            .get(&function)
-            .map_or(0, |p| p.kill_busy());
+        let killed = self.functions().get(&function).map_or(0, |p| p.kill_busy());
         tracing::warn!("fault injection: killed {killed} busy process(es) of {function}");
         let mut s = self.inner.state.lock().unwrap();
         s.kills += 1;
@@ -211,6 +306,8 @@ enum Outgoing {
     Text(String),
     Binary(Vec<u8>),
     Close(u16, &'static str),
+    /// Drop the TCP stream without a close frame (the fault switch).
+    Abort,
 }
 
 enum Incoming {
@@ -710,6 +807,11 @@ async fn run_connection(
                 Outgoing::Close(code, reason) => {
                     close_gracefully(&mut ws, code, reason).await;
                     break (code, reason);
+                }
+                Outgoing::Abort => {
+                    // No close frame: shut the TCP stream down (FIN) and let go of it.
+                    let _ = ws.get_mut().shutdown().await;
+                    break (1006, "Connection dropped");
                 }
             },
             _ = &mut idle => {

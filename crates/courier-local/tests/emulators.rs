@@ -168,3 +168,141 @@ async fn provisions_the_template_and_reads_the_outbox() {
     cloud.shutdown().await;
     let _ = std::fs::remove_dir_all(state);
 }
+
+#[tokio::test]
+async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through_the_proxy() {
+    if !available() {
+        return;
+    }
+    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
+        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
+        // SAFETY: set before any other thread of this test reads the environment.
+        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
+    }
+    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
+    let config = LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir: common::echo_fn_dir(),
+        state_dir: state.clone(),
+        resource_prefix: "emu".into(),
+        persistent_dynamodb: true,
+        ..Default::default()
+    };
+    let cloud = courier_local::start(config).await.unwrap();
+    let ep = cloud.endpoints().clone();
+    let aws = courier_local::provision::AwsSettings::from_env();
+    let ddb = aws.dynamodb(&ep.dynamodb);
+    use aws_sdk_dynamodb::types::AttributeValue;
+    ddb.put_item()
+        .table_name("emu-UsersTable")
+        .item("pk", AttributeValue::S("USER#kept".into()))
+        .item("sk", AttributeValue::S("PROFILE".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(state.join("dynamodb").is_dir());
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/_local/restart/dynamodb", cloud.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["restarted"], true, "{body}");
+    assert_eq!(body["restarts"], 1);
+    // Same endpoint, same data.
+    let item = ddb
+        .get_item()
+        .table_name("emu-UsersTable")
+        .key("pk", AttributeValue::S("USER#kept".into()))
+        .key("sk", AttributeValue::S("PROFILE".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(item.item().is_some(), "the item survived the restart");
+
+    // The functions reach SNS through the proxy, which fails calls when told to.
+    let r: Value = http
+        .post(format!("{}/echo", cloud.http_url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sns_url = r["env"]["AWS_ENDPOINT_URL_SNS"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(sns_url, ep.sns, "functions see the proxy, not moto");
+    let sns = aws.sns(&sns_url);
+    sns.publish()
+        .phone_number("+14155550101")
+        .message("through the proxy")
+        .send()
+        .await
+        .unwrap();
+    cloud.faults().set_sns_failure_rate(1.0).unwrap();
+    let err = sns
+        .publish()
+        .phone_number("+14155550101")
+        .message("fails")
+        .send()
+        .await
+        .unwrap_err();
+    let err = aws_sdk_sns::Error::from(err);
+    assert!(format!("{err:?}").contains("InternalError"), "{err:?}");
+    // The SDK tried 3 times (its standard retries), each refused.
+    assert_eq!(cloud.faults().describe()["sns"]["injectedErrors"], 3);
+    cloud.faults().clear();
+    let sms: Value = http
+        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sms.as_array().unwrap().len(), 1, "{sms}");
+    assert_eq!(sms[0]["message"], "through the proxy");
+
+    cloud.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}
+
+#[tokio::test]
+async fn an_in_memory_dynamodb_local_is_not_restarted() {
+    if !available() {
+        return;
+    }
+    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
+        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
+        // SAFETY: set before any other thread of this test reads the environment.
+        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
+    }
+    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
+    let config = LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir: common::echo_fn_dir(),
+        state_dir: state.clone(),
+        resource_prefix: "emu".into(),
+        ..Default::default()
+    };
+    let cloud = courier_local::start(config).await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/_local/restart/dynamodb", cloud.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("--persistent-dynamodb"));
+    cloud.shutdown().await;
+    let _ = std::fs::remove_dir_all(state);
+}

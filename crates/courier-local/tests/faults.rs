@@ -1,6 +1,7 @@
 //! The fault switch (`/_local/faults` on the HTTP port), without AWS: a one-shot kill of a
-//! function's busy processes after so many delivered posts, and management calls that fail at
-//! random. The fixture's functions are all `examples/echo_fn.rs`.
+//! function's busy processes after so many delivered posts, management calls that fail at
+//! random, random kills of processes mid-invocation, sockets dropped without a close frame, and
+//! the SNS proxy failing a share of calls. The fixture's functions are all `examples/echo_fn.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,7 +31,7 @@ impl Drop for TempDir {
 async fn start() -> TestCloud {
     let dir = std::env::temp_dir().join(format!("courier-local-faults-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = LocalCloudConfig {
+    let mut config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         ws_addr: "127.0.0.1:0".parse().unwrap(),
@@ -39,6 +40,10 @@ async fn start() -> TestCloud {
         no_emulators: true,
         ..Default::default()
     };
+    config.parameters.insert(
+        "RecordFile".into(),
+        dir.join("events.jsonl").display().to_string(),
+    );
     TestCloud {
         cloud: courier_local::start(config).await.unwrap(),
         http: reqwest::Client::new(),
@@ -259,4 +264,240 @@ async fn management_calls_fail_at_the_set_rate() {
     }
     let TestCloud { cloud, _dir, .. } = t;
     cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn random_kills_fail_that_share_of_invocations_as_crashes() {
+    let t = start().await;
+    use reqwest::Method;
+
+    for bad in [
+        json!({"function": "NoSuchFunction", "rate": 0.5}),
+        json!({"function": "EchoFunction", "rate": 1.5}),
+        json!({"function": "EchoFunction"}),
+    ] {
+        let (s, b) = t
+            .call(Method::POST, "/_local/faults/kill-random", Some(bad))
+            .await;
+        assert_eq!(s, 400, "{b}");
+    }
+
+    let url = format!("{}/test?token=good", t.cloud.ws_url());
+    let (mut ws, _) = connect_async(url).await.unwrap();
+    let echo = json!({"action": "echo", "sleepMs": 60}).to_string();
+
+    // Every invocation: each fails as a crashed Lambda does, and the pool starts a new process.
+    let (s, f) = t
+        .call(
+            Method::POST,
+            "/_local/faults/kill-random",
+            Some(json!({"function": "EchoFunction", "rate": 1.0})),
+        )
+        .await;
+    assert_eq!(s, 200, "{f}");
+    assert_eq!(
+        f["killRandom"]["armed"],
+        json!({"function": "EchoFunction", "rate": 1.0})
+    );
+    let spawned = t
+        .cloud
+        .function_stats("EchoFunction")
+        .map_or(0, |s| s.spawned);
+    for _ in 0..3 {
+        ws.send(Message::text(echo.clone())).await.unwrap();
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(v["message"], "Internal server error", "{v}");
+    }
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3);
+    assert_eq!(
+        t.cloud.function_stats("EchoFunction").unwrap().spawned,
+        spawned + 3,
+        "a new process for each invocation after a kill"
+    );
+
+    // Half of them: about half fail, the rest answer; other functions are untouched.
+    t.call(
+        Method::POST,
+        "/_local/faults/kill-random",
+        Some(json!({"function": "*", "rate": 0.5})),
+    )
+    .await;
+    let mut failed = 0;
+    for _ in 0..40 {
+        ws.send(Message::text(echo.clone())).await.unwrap();
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        if v["message"] == "Internal server error" {
+            failed += 1;
+        } else {
+            assert_eq!(v["route"], "echo", "{v}");
+        }
+    }
+    // 40 draws at p = 0.5: mean 20, sd about 3.2.
+    assert!((8..=32).contains(&failed), "{failed} of 40 killed");
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + failed);
+
+    // Cleared: nothing is killed.
+    let (s, f) = t.call(Method::DELETE, "/_local/faults", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(f["killRandom"]["armed"], Value::Null);
+    for _ in 0..10 {
+        ws.send(Message::text(echo.clone())).await.unwrap();
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        assert_eq!(v["route"], "echo", "{v}");
+    }
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + failed);
+    let _ = ws.close(None).await;
+    let TestCloud { cloud, _dir, .. } = t;
+    cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_sockets_end_without_a_close_frame_and_are_gone() {
+    let t = start().await;
+    use reqwest::Method;
+
+    let (s, _) = t
+        .call(
+            Method::POST,
+            "/_local/faults/drop-sockets",
+            Some(json!({"share": 1.5})),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // Ten connections, each learns its id from the echo route.
+    let mut conns = Vec::new();
+    for _ in 0..10 {
+        let url = format!("{}/test?token=good", t.cloud.ws_url());
+        let (mut ws, _) = connect_async(url).await.unwrap();
+        ws.send(Message::text(json!({"action": "echo"}).to_string()))
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+        conns.push((v["connectionId"].as_str().unwrap().to_owned(), ws));
+    }
+    assert_eq!(t.cloud.connection_count(), 10);
+
+    let (s, b) = t
+        .call(
+            Method::POST,
+            "/_local/faults/drop-sockets",
+            Some(json!({"share": 0.3})),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({"dropped": 3})));
+    assert_eq!(t.faults().await["droppedSockets"], 3);
+
+    let mut dropped = Vec::new();
+    for (id, ws) in &mut conns {
+        // A dropped socket ends (EOF or reset) without a close frame; the others stay open.
+        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Close(f)))) => panic!("{id}: a close frame {f:?}"),
+            Ok(Some(Ok(m))) => panic!("{id}: unexpected {m:?}"),
+            Ok(None) | Ok(Some(Err(_))) => dropped.push(id.clone()),
+        }
+    }
+    assert_eq!(dropped.len(), 3, "{dropped:?}");
+    assert_eq!(t.cloud.connection_count(), 7);
+    for (id, ws) in &mut conns {
+        let status = t.manage(Method::POST, id).await.0;
+        if dropped.contains(id) {
+            assert_eq!(status, 410, "{id} was dropped");
+        } else {
+            assert_eq!(status, 200, "{id} is open");
+            assert_eq!(next_text(ws).await, "hi");
+        }
+    }
+    // $disconnect ran for each dropped connection, with API Gateway's 1006.
+    let record = t._dir.0.join("events.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&record).unwrap_or_default();
+        let disconnected: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["op"] == "disconnect")
+            .collect();
+        let done = dropped.iter().all(|id| {
+            disconnected.iter().any(|v| {
+                v["event"]["requestContext"]["connectionId"] == id.as_str()
+                    && v["event"]["requestContext"]["disconnectStatusCode"] == 1006
+            })
+        });
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no $disconnect (1006) for every dropped connection: {disconnected:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let TestCloud { cloud, _dir, .. } = t;
+    cloud.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
+    use axum::routing::any;
+    // A stand-in for moto: answers every request with what it got.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let app = axum::Router::new().fallback(any(|req: axum::extract::Request| async move {
+        let path = req.uri().to_string();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        format!("{path} {}", String::from_utf8_lossy(&body))
+    }));
+    tokio::spawn(async move { axum::serve(upstream, app).await.unwrap() });
+
+    let faults = courier_local::websocket::Faults::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let proxy = courier_local::sns_proxy::start(
+        format!("http://{up_addr}"),
+        faults.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let call = || {
+        http.post(format!("{proxy}/?x=1"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("Action=Publish&Message=hi")
+            .send()
+    };
+    let r = call().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "/?x=1 Action=Publish&Message=hi");
+
+    assert!(faults.set_sns_failure_rate(1.5).is_err());
+    faults.set_sns_failure_rate(1.0).unwrap();
+    let r = call().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<Code>InternalError</Code>") && body.contains("<Type>Receiver</Type>"),
+        "{body}"
+    );
+
+    faults.set_sns_failure_rate(0.3).unwrap();
+    let mut failed = 0;
+    for _ in 0..200 {
+        if call().await.unwrap().status() == 500 {
+            failed += 1;
+        }
+    }
+    // 200 draws at p = 0.3: mean 60, sd about 6.5.
+    assert!((30..=90).contains(&failed), "{failed} of 200 failed");
+    let f = faults.describe();
+    assert_eq!(f["sns"]["failureRate"], 0.3);
+    assert_eq!(f["sns"]["injectedErrors"], 1 + failed);
+    faults.clear();
+    for _ in 0..20 {
+        assert_eq!(call().await.unwrap().status(), 200);
+    }
+    shutdown.cancel();
 }

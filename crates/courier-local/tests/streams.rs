@@ -127,6 +127,8 @@ async fn stream_mappings_deliver_in_order_and_retry() {
         bin_dir: common::examples_dir(&["echo_fn", "stream_fn"]),
         state_dir: dir.join("state"),
         resource_prefix: "streams".into(),
+        // On disk, so DynamoDB Local can be restarted under the pollers (the last scenario).
+        persistent_dynamodb: true,
         ..Default::default()
     };
     config
@@ -163,6 +165,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     ordered_with_retries(&f).await;
     kill_mid_fan_out_retries_the_batch(&f).await;
     latest_resource_form(&f).await;
+    a_restart_of_dynamodb_local_loses_and_repeats_nothing(&f).await;
 
     f.cloud.shutdown().await;
     let _ = std::fs::remove_dir_all(&f.dir);
@@ -392,4 +395,30 @@ async fn latest_resource_form(f: &Fixture) {
     let r = &inv[0]["records"][0]["dynamodb"];
     assert_eq!(r["StreamViewType"], "KEYS_ONLY");
     assert!(r.get("NewImage").is_none());
+}
+
+/// DynamoDB Local restarted (same port, same `-dbPath`) under the pollers: what is written after
+/// it reaches the function once, in order, and nothing read before is delivered again.
+async fn a_restart_of_dynamodb_local_loses_and_repeats_nothing(f: &Fixture) {
+    let before = accepted(&f.invocations("OrderedFunction"));
+    assert_eq!(before.len(), 22, "{before:?}");
+    let ddb_local = f
+        .cloud
+        .dynamodb_local()
+        .expect("the cloud started DynamoDB Local");
+    ddb_local.restart().await.unwrap();
+    assert_eq!(ddb_local.restarts(), 1);
+    for n in 100..105 {
+        f.put("OrderedTable", n, &[]).await;
+    }
+    wait_for("5 more accepted records", Duration::from_secs(60), || {
+        (accepted(&f.invocations("OrderedFunction")).len() >= 27).then_some(())
+    })
+    .await;
+    // A moment for anything delivered twice to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = accepted(&f.invocations("OrderedFunction"));
+    let mut expected = before;
+    expected.extend((100..105).map(|n| ("INSERT".to_string(), n)));
+    assert_eq!(after, expected);
 }

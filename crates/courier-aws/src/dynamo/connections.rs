@@ -15,6 +15,14 @@ use serde::{Deserialize, Serialize};
 /// API Gateway closes every connection after 2 hours; items outlive that by a margin.
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
 
+/// A connection younger than this is not forgotten on a `GoneException`: it may still be inside
+/// its `$connect` (the handler has written it, the gateway has not opened it yet), and API
+/// Gateway answers 410 for such a connection. Forgetting it then would leave a connected device
+/// out of every fan-out until it reconnects. (Its device syncs once connected, so what that post
+/// carried is not lost.) A socket that really died that young is forgotten on a later post or
+/// by `$disconnect`.
+pub const CONNECT_GRACE_SECS: i64 = 30;
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ConnItem {
@@ -140,15 +148,32 @@ impl ConnectionStore for DynamoConnections {
         device_id: &DeviceId,
         id: &ConnectionId,
     ) -> Result<(), PortError> {
-        self.client
+        // `ttl` is connectedAt + CONNECTION_TTL_SECS: a connection opened within the grace
+        // period has a ttl above the cutoff and is kept (see CONNECT_GRACE_SECS).
+        let cutoff = epoch_secs(Utc::now()) - CONNECT_GRACE_SECS + CONNECTION_TTL_SECS;
+        let res = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("CONN#{id}")))
+            .condition_expression("attribute_not_exists(pk) OR #ttl < :cutoff")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
             .return_consumed_capacity(TOTAL)
             .send()
             .await
-            .recorded()
-            .map_err(backend)?;
+            .recorded();
+        match res {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                tracing::info!("a gone connection opened under {CONNECT_GRACE_SECS} s ago is kept");
+                return Ok(());
+            }
+            Err(e) => return Err(backend(e)),
+        }
         self.client
             .update_item()
             .table_name(&self.table)

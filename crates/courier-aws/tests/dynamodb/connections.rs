@@ -163,3 +163,29 @@ async fn other_users_connections_are_untouched() {
     );
     assert_eq!(listed(&store, &bob).await, pairs([&bobs[1]]));
 }
+
+#[tokio::test]
+async fn a_gone_connection_is_forgotten_unless_it_is_still_connecting() {
+    let store = store().await;
+    let user = UserId::generate();
+    let device = DeviceId::generate();
+    // Opened an hour ago: a GoneException means it is dead.
+    let mut old = connection(&user, &device);
+    old.connected_at = now() - chrono::Duration::hours(1);
+    // Opened just now: a 410 may only mean its `$connect` has not finished.
+    let young = connection(&user, &device);
+    store.add(&old).await.unwrap();
+    store.add(&young).await.unwrap();
+    store
+        .remove_stale(&user, &device, &old.connection_id)
+        .await
+        .unwrap();
+    store
+        .remove_stale(&user, &device, &young.connection_id)
+        .await
+        .unwrap();
+    assert_eq!(listed(&store, &user).await, pairs([&young]));
+    // `$disconnect` still removes a young one.
+    assert!(store.remove(&young.connection_id).await.unwrap().is_some());
+    assert_eq!(listed(&store, &user).await, Vec::new());
+}

@@ -1,0 +1,129 @@
+//! A small proxy the functions reach SNS through, so the fault switch can fail a share of SNS
+//! calls (`POST /_local/faults/sns`). Every request is forwarded unchanged to the real SNS
+//! endpoint (moto), unless [`Faults::sns_fault`] says this one fails: then it is answered 500
+//! with SNS's own error document (`InternalError`, `Receiver`), as SNS answers when it fails on
+//! its side. S3 is not proxied.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+use crate::websocket::Faults;
+
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    faults: Faults,
+}
+
+/// Starts the proxy on a free loopback port in front of `upstream`; returns its URL.
+pub async fn start(
+    upstream: String,
+    faults: Faults,
+    shutdown: CancellationToken,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let proxy = std::sync::Arc::new(Proxy {
+        upstream: upstream.trim_end_matches('/').to_string(),
+        client: reqwest::Client::new(),
+        faults,
+    });
+    let app = Router::new().fallback(forward).with_state(proxy);
+    tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("SNS proxy stopped: {e}");
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// SNS's error document for a failure on its side, in the protocol the request used.
+pub fn internal_error(json_protocol: bool) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut r = if json_protocol {
+        let body = serde_json::json!({
+            "__type": "InternalError",
+            "message": "Internal error (injected by the local cloud's fault switch)",
+        });
+        let mut r = (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        r.headers_mut().insert(
+            "x-amzn-query-error",
+            HeaderValue::from_static("InternalError;Receiver"),
+        );
+        r
+    } else {
+        let body = format!(
+            "<ErrorResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><Error>\
+             <Type>Receiver</Type><Code>InternalError</Code><Message>Internal error (injected \
+             by the local cloud's fault switch)</Message></Error><RequestId>{request_id}\
+             </RequestId></ErrorResponse>"
+        );
+        let mut r = (StatusCode::INTERNAL_SERVER_ERROR, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        r
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Response {
+    let json_protocol = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if p.faults.sns_fault() {
+        tracing::info!("fault injection: failing an SNS call with 500");
+        return internal_error(json_protocol);
+    }
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |x| x.as_str().to_string());
+    let headers = req.headers().clone();
+    let body: Bytes = match axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let mut out = p.client.request(method, format!("{}{path}", p.upstream));
+    for (k, v) in &headers {
+        if k != header::HOST && k != header::CONTENT_LENGTH {
+            out = out.header(k, v);
+        }
+    }
+    match out.body(body).send().await {
+        Ok(r) => {
+            let status = r.status();
+            let headers = r.headers().clone();
+            let body = r.bytes().await.unwrap_or_default();
+            let mut resp = (status, body).into_response();
+            for (k, v) in &headers {
+                if k != header::CONTENT_LENGTH && k != header::TRANSFER_ENCODING {
+                    resp.headers_mut().insert(k, v.clone());
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::warn!("SNS proxy: {e}");
+            (StatusCode::BAD_GATEWAY, e.to_string()).into_response()
+        }
+    }
+}
