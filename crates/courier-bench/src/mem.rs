@@ -1,6 +1,7 @@
 //! Memory of the local cloud's process tree, sampled while a load runs (`--memory-every`): the
 //! resident set of courier-local itself, DynamoDB Local's JVM, moto, and every function's
-//! processes (summed per binary, with the process count), read from `/proc`.
+//! processes (summed per binary, with the process count), read from `/proc`; and the CPU time
+//! each program has used so far (live processes only: an exited process's time is gone).
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,26 @@ pub struct Sample {
     pub at_secs: f64,
     /// Program name → (processes, resident set in KiB).
     pub programs: BTreeMap<String, (usize, u64)>,
+    /// Program name → CPU seconds (user + system) its live processes have used.
+    #[serde(default)]
+    pub cpu_secs: BTreeMap<String, f64>,
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime
+    // are the 14th and 15th fields, i.e. the 12th and 13th after it.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
 }
 
 /// Pid → (parent pid, name, resident KiB) for every process readable in `/proc`.
@@ -57,24 +78,26 @@ fn label(name: &str) -> String {
     }
 }
 
-/// The process tree under `root` (itself included), summed per program.
-pub fn sample_tree(root: u32) -> BTreeMap<String, (usize, u64)> {
+/// The process tree under `root` (itself included), summed per program: memory and CPU.
+pub fn sample(root: u32) -> (BTreeMap<String, (usize, u64)>, BTreeMap<String, f64>) {
     let all = processes();
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for (pid, (ppid, _, _)) in &all {
         children.entry(*ppid).or_default().push(*pid);
     }
-    let mut out: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut mem: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
     let mut stack = vec![root];
     while let Some(pid) = stack.pop() {
         if let Some((_, name, rss)) = all.get(&pid) {
-            let e = out.entry(label(name)).or_default();
+            let e = mem.entry(label(name)).or_default();
             e.0 += 1;
             e.1 += rss;
+            *cpu.entry(label(name)).or_default() += cpu_secs(pid);
         }
         stack.extend(children.get(&pid).into_iter().flatten());
     }
-    out
+    (mem, cpu)
 }
 
 /// Samples the tree under `root` now and every `every` until the returned handle is stopped.
@@ -93,10 +116,11 @@ impl Sampler {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let programs = sample_tree(root);
+                let (programs, cpu_secs) = sample(root);
                 let sample = Sample {
                     at_secs: started.elapsed().as_secs_f64(),
                     programs,
+                    cpu_secs,
                 };
                 eprintln!("memory at {:.0} s: {}", sample.at_secs, summary(&sample));
                 s2.lock().unwrap().push(sample);
@@ -109,9 +133,11 @@ impl Sampler {
     pub fn stop(self, root: u32, started: Instant) -> Vec<Sample> {
         self.task.abort();
         let mut all = std::mem::take(&mut *self.samples.lock().unwrap());
+        let (programs, cpu_secs) = sample(root);
         all.push(Sample {
             at_secs: started.elapsed().as_secs_f64(),
-            programs: sample_tree(root),
+            programs,
+            cpu_secs,
         });
         all
     }
@@ -162,6 +188,25 @@ pub fn table(samples: &[Sample]) -> String {
     out
 }
 
+/// CPU seconds each program used between the first and the last sample (live processes).
+pub fn cpu_table(samples: &[Sample]) -> String {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return String::new();
+    };
+    let secs = (last.at_secs - first.at_secs).max(1e-9);
+    let mut rows: Vec<(&String, f64)> = last
+        .cpu_secs
+        .iter()
+        .map(|(n, c)| (n, c - first.cpu_secs.get(n).copied().unwrap_or(0.0)))
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out = format!("| program | CPU s over {secs:.0} s | cores busy |\n|---|---|---|\n");
+    for (n, c) in rows {
+        out += &format!("| {n} | {c:.1} | {:.2} |\n", c / secs);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,10 +214,19 @@ mod tests {
     #[test]
     fn this_process_is_in_its_own_tree_with_its_memory() {
         let me = std::process::id();
-        let tree = sample_tree(me);
+        let (tree, _) = sample(me);
         let (n, kib) = tree.values().fold((0, 0), |a, (n, k)| (a.0 + n, a.1 + k));
         assert!(n >= 1, "{tree:?}");
         assert!(kib > 0, "a running test has resident memory: {tree:?}");
+        // Burn a little CPU: the sample's CPU time is at least what this thread used.
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let (_, cpu) = sample(me);
+        let used: f64 = cpu.values().sum();
+        assert!(used >= 0.2, "{used} CPU s after 300 ms of spinning ({x})");
     }
 
     #[test]
@@ -180,6 +234,7 @@ mod tests {
         let s = Sample {
             at_secs: 60.0,
             programs: BTreeMap::from([("a".into(), (2, 2048)), ("b".into(), (1, 1024))]),
+            cpu_secs: BTreeMap::new(),
         };
         let t = table(&[s]);
         assert!(t.contains("| at | a | b | total |"), "{t}");

@@ -750,6 +750,7 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Value> {
     if let Some(samples) = &memory {
         report["memory"] = json!(samples);
         eprintln!("\nmemory (MiB, processes):\n{}", crate::mem::table(samples));
+        eprintln!("CPU while sending:\n{}", crate::mem::cpu_table(samples));
     }
 
     if args.baseline_messages > 0 {

@@ -373,6 +373,8 @@ impl Report {
         if let Some(samples) = &self.memory {
             println!("\nMemory of the local cloud (MiB resident, processes):");
             print!("{}", crate::mem::table(samples));
+            println!("\nCPU while sending:");
+            print!("{}", crate::mem::cpu_table(samples));
         }
     }
 }
