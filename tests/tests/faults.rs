@@ -397,6 +397,32 @@ async fn clear(cloud: &TestCloud) {
         .unwrap();
 }
 
+/// What a load under one armed fault sent, and how often the fault fired.
+struct UnderFault {
+    sent: Vec<Sent>,
+    fired: u64,
+}
+
+/// Arms a fault (`POST path body`), runs the load, reads how often it fired (the JSON pointer
+/// `counter` into `GET /_local/faults`) and disarms everything.
+async fn loaded_under(
+    cloud: &TestCloud,
+    world: &World,
+    path: &str,
+    body: Value,
+    counter: &str,
+) -> UnderFault {
+    cloud.local(path, body).await.unwrap();
+    let sent = load(world, "load", PER_SESSION, async {}).await;
+    let fired = faults(cloud)
+        .await
+        .pointer(counter)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no counter {counter} in GET /_local/faults"));
+    clear(cloud).await;
+    UnderFault { sent, fired }
+}
+
 fn report(name: &str, started: Instant, f: &Figures, extra: &str) {
     eprintln!(
         "faults/{name}: {} acknowledged, {} failed, {} stored, {} reconnects, slowest send {} ms, \
@@ -418,25 +444,21 @@ async fn functions_killed_at_random_lose_nothing() {
     let world = World::new(&cloud).await;
     // 5% of every function's invocations: the routes, the authorizer, $connect/$disconnect and
     // the stream's fan-out.
-    cloud
-        .local(
-            "/_local/faults/kill-random",
-            json!({"function": "*", "rate": 0.05}),
-        )
-        .await
-        .unwrap();
-    let sent = load(&world, "load", PER_SESSION, async {}).await;
-    let kills = faults(&cloud).await["killRandom"]["kills"]
-        .as_u64()
-        .unwrap();
-    clear(&cloud).await;
-    assert!(kills > 0, "no process was killed");
-    let f = check(&cloud, &world, sent).await;
+    let kills = loaded_under(
+        &cloud,
+        &world,
+        "/_local/faults/kill-random",
+        json!({"function": "*", "rate": 0.05}),
+        "/killRandom/kills",
+    )
+    .await;
+    assert!(kills.fired > 0, "no process was killed");
+    let f = check(&cloud, &world, kills.sent).await;
     report(
         "kill-random",
         started,
         &f,
-        &format!("{kills} processes killed"),
+        &format!("{} processes killed", kills.fired),
     );
 }
 
@@ -516,22 +538,21 @@ async fn a_failing_management_api_loses_nothing() {
     let world = World::new(&cloud).await;
     // 30% of POST/GET/DELETE /@connections answer 500 (the SDK retries each call up to 3
     // times; what still fails makes the fan-out fail its batch, which the stream retries).
-    cloud
-        .local("/_local/faults/management", json!({"failureRate": 0.3}))
-        .await
-        .unwrap();
-    let sent = load(&world, "load", PER_SESSION, async {}).await;
-    let injected = faults(&cloud).await["management"]["injectedErrors"]
-        .as_u64()
-        .unwrap();
-    clear(&cloud).await;
-    assert!(injected > 0, "no management call failed");
-    let f = check(&cloud, &world, sent).await;
+    let failures = loaded_under(
+        &cloud,
+        &world,
+        "/_local/faults/management",
+        json!({"failureRate": 0.3}),
+        "/management/injectedErrors",
+    )
+    .await;
+    assert!(failures.fired > 0, "no management call failed");
+    let f = check(&cloud, &world, failures.sent).await;
     report(
         "management",
         started,
         &f,
-        &format!("{injected} management calls failed"),
+        &format!("{} management calls failed", failures.fired),
     );
 }
 

@@ -191,6 +191,12 @@ struct State {
 }
 
 impl State {
+    /// Counts a send that got no `msgId` (keeping the first reason for the report).
+    fn send_failed(&self, why: String) {
+        self.send_errors.fetch_add(1, Ordering::Relaxed);
+        self.first_send_error.lock().unwrap().get_or_insert(why);
+    }
+
     fn missing(&self) -> usize {
         let sent = self.sent.lock().unwrap();
         let r = self.receivers.lock().unwrap();
@@ -511,12 +517,7 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Value> {
                             state.media_sent.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {
-                            state.send_errors.fetch_add(1, Ordering::Relaxed);
-                            state
-                                .first_send_error
-                                .lock()
-                                .unwrap()
-                                .get_or_insert_with(|| format!("media upload: {e:#}"));
+                            state.send_failed(format!("media upload: {e:#}"));
                             continue;
                         }
                     }
@@ -545,19 +546,10 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Value> {
                                     },
                                 );
                             }
-                            _ => {
-                                state.send_errors.fetch_add(1, Ordering::Relaxed);
-                            }
+                            _ => state.send_failed(format!("a reply without msgId or seq: {r}")),
                         }
                     }
-                    Err(e) => {
-                        state.send_errors.fetch_add(1, Ordering::Relaxed);
-                        state
-                            .first_send_error
-                            .lock()
-                            .unwrap()
-                            .get_or_insert_with(|| e.to_string());
-                    }
+                    Err(e) => state.send_failed(e.to_string()),
                 }
                 if i > 0 && i.is_multiple_of(5000) {
                     eprintln!("  {i} sent after {:.0} s", started.elapsed().as_secs_f64());
