@@ -259,6 +259,27 @@ impl TestCloud {
             .expect("verified")
     }
 
+    /// A user's presence item as the fan-out reads it: its `<deviceId>#<connectionId>` entries
+    /// (empty when the user has no live connection).
+    pub async fn presence(&self, user_id: &str) -> Result<Vec<String>, String> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let item = self
+            .dynamodb()
+            .get_item()
+            .table_name(self.table("ConnectionsTable"))
+            .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("GetItem of {user_id}'s presence: {e}"))?
+            .item
+            .unwrap_or_default();
+        Ok(match item.get("conns") {
+            Some(AttributeValue::Ss(s)) => s.clone(),
+            _ => vec![],
+        })
+    }
+
     /// A DynamoDB client for the local cloud's DynamoDB Local (tests that inspect stored state).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let conf = aws_sdk_dynamodb::Config::builder()

@@ -323,7 +323,7 @@ async fn check(cloud: &TestCloud, world: &World, mut sent: Vec<Sent>) -> Figures
             let mut why = String::new();
             for (i, n) in &missing {
                 let d = &world.devices[*i];
-                let conns = presence(cloud, &d.creds.user_id).await;
+                let conns = cloud.presence(&d.creds.user_id).await.unwrap_or_default();
                 let log = d.log.lock().unwrap();
                 let mut per: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
                 for m in &log.messages {
@@ -364,25 +364,6 @@ async fn check(cloud: &TestCloud, world: &World, mut sent: Vec<Sent>) -> Figures
         figures.reconnects += log.connected.saturating_sub(1);
     }
     figures
-}
-
-/// The user's presence item: the `<device>#<connection>` ids fan-out posts to.
-async fn presence(cloud: &TestCloud, user: &str) -> Vec<String> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let item = cloud
-        .dynamodb()
-        .get_item()
-        .table_name(cloud.table("ConnectionsTable"))
-        .key("pk", AttributeValue::S(format!("USER#{user}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .map(|o| o.item.unwrap_or_default())
-        .unwrap_or_default();
-    match item.get("conns") {
-        Some(AttributeValue::Ss(s)) => s.clone(),
-        _ => vec![],
-    }
 }
 
 async fn faults(cloud: &TestCloud) -> Value {

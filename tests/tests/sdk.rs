@@ -7,28 +7,16 @@ use courier_tests::TestCloud;
 use serde_json::json;
 use std::time::Duration;
 
-/// Bob's live connection ids, from his presence item.
+/// A user's live connection ids, from the presence item.
 async fn connections_of(cloud: &TestCloud, user: &str) -> Vec<String> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let item = cloud
-        .dynamodb()
-        .get_item()
-        .table_name(cloud.table("ConnectionsTable"))
-        .key("pk", AttributeValue::S(format!("USER#{user}")))
-        .consistent_read(true)
-        .send()
+    cloud
+        .presence(user)
         .await
         .unwrap()
-        .item
-        .unwrap_or_default();
-    match item.get("conns") {
-        Some(AttributeValue::Ss(s)) => s
-            .iter()
-            .filter_map(|m| m.split_once('#'))
-            .map(|(_, c)| c.to_owned())
-            .collect(),
-        _ => vec![],
-    }
+        .iter()
+        .filter_map(|m| m.split_once('#'))
+        .map(|(_, c)| c.to_owned())
+        .collect()
 }
 
 #[tokio::test]
