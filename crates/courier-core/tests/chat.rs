@@ -444,6 +444,20 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
     );
 }
 
+/// `ackMessages` as `by` in session `s` up to `id` with status `st`.
+async fn ack_as(w: &World, s: &str, by: DeviceCredential, id: String, st: String) -> Value {
+    let p: AckMessagesParams =
+        serde_json::from_value(json!({"sessionId": s, "msgId": id, "status": st})).unwrap();
+    let deps = receipts::AckDeps {
+        sessions: &w.sessions,
+        messages: &w.messages,
+        deliver: w.deliverer(),
+        settings: &w.settings,
+        clock: &w.clock,
+    };
+    receipts::ack_messages(&deps, &by, p).await.unwrap()
+}
+
 mod groups {
     use super::*;
     use courier_core::usecases::groups;
@@ -560,31 +574,11 @@ mod groups {
         let alice_conn = w.connect(&alice, "ca").await;
         let carol = who(&c, "d_2");
         let id = |m: &Value| m["msgId"].as_str().unwrap().to_owned();
-        let ack = |by: DeviceCredential, msg_id: String| {
-            let w = &w;
-            let g = g.as_str().to_owned();
-            async move {
-                let p: courier_core::protocol::AckMessagesParams = serde_json::from_value(
-                    json!({"sessionId": g, "msgId": msg_id, "status": "read"}),
-                )
-                .unwrap();
-                let deps = courier_core::usecases::receipts::AckDeps {
-                    sessions: &w.sessions,
-                    messages: &w.messages,
-                    deliver: w.deliverer(),
-                    settings: &w.settings,
-                    clock: &w.clock,
-                };
-                courier_core::usecases::receipts::ack_messages(&deps, &by, p)
-                    .await
-                    .unwrap()
-            }
-        };
-        let r = ack(carol.clone(), id(&before)).await;
+        let r = ack_as(&w, g.as_str(), carol.clone(), id(&before), "read".into()).await;
         assert_eq!(r, json!({"moved": false}));
         assert!(w.frames_to(&alice_conn).is_empty(), "alice is told nothing");
         // Her own messages' worth: what came after she joined moves and tells alice.
-        let r = ack(carol, id(&after)).await;
+        let r = ack_as(&w, g.as_str(), carol, id(&after), "read".into()).await;
         assert_eq!(r, json!({"moved": true}));
         assert_eq!(w.frames_to(&alice_conn).len(), 1);
     }
@@ -659,19 +653,6 @@ mod settings {
     }
 
     use courier_core::ApiError;
-
-    async fn ack_as(w: &World, s: &str, by: DeviceCredential, id: String, st: String) -> Value {
-        let p: AckMessagesParams =
-            serde_json::from_value(json!({"sessionId": s, "msgId": id, "status": st})).unwrap();
-        let deps = receipts::AckDeps {
-            sessions: &w.sessions,
-            messages: &w.messages,
-            deliver: w.deliverer(),
-            settings: &w.settings,
-            clock: &w.clock,
-        };
-        receipts::ack_messages(&deps, &by, p).await.unwrap()
-    }
 
     async fn status_as(w: &World, by: DeviceCredential, id: String) -> Value {
         let p = GetMessageStatusParams { msg_id: id };
