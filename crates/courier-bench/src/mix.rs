@@ -409,12 +409,11 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Value> {
             kind: *kind,
         });
     }
-    let count = |k: Kind| chats.iter().filter(|c| c.kind == k).count();
     eprintln!(
         "opened {} one-to-one chats, {} groups of 10, {} groups of 257",
-        count(Kind::Direct),
-        count(Kind::Group10),
-        count(Kind::Group257)
+        count_kind(&chats, Kind::Direct),
+        count_kind(&chats, Kind::Group10),
+        count_kind(&chats, Kind::Group257)
     );
     // Group creation posts `system` messages; let them arrive before anything is counted.
     tokio::time::sleep(Duration::from_secs(3)).await;
