@@ -2,11 +2,12 @@
 //! `--baseline-messages`): the functions' own use cases (`sendMessage`, the fan-out, `ackMessages`)
 //! and DynamoDB adapters run in this process straight against the same DynamoDB Local, with the
 //! same number of messages in flight, and nothing else in the way (no gateway, no Lambda runtime,
-//! no stream, no management API: posts go nowhere).
+//! stream poller, no management API: posts go nowhere).
 //!
-//! It writes to copies of the tables (same keys and indexes, no stream, so the local cloud's
-//! fan-out does not see these messages), holding a copy of the memberships, connections and
-//! users of the run, so every read finds what it found in the real run.
+//! It writes to copies of the tables (same keys, indexes and stream settings as the local cloud
+//! made them: only the messages table has a stream, and nothing reads the copy's, so the local
+//! cloud's fan-out does not see these messages), holding a copy of the memberships, connections
+//! and users of the run, so every read finds what it found in the real run.
 
 use crate::cloud::Stack;
 use crate::mix::{Chat, Planned};
@@ -78,8 +79,8 @@ impl ConnectionGateway for NoGateway {
 const COPIED: [&str; 3] = ["SessionsTable", "ConnectionsTable", "UsersTable"];
 const EMPTY: [&str; 2] = ["MessagesTable", "RateLimitTable"];
 
-/// Creates `dst` with `src`'s keys and indexes (on demand, no stream); copies the items too when
-/// `items`.
+/// Creates `dst` with `src`'s keys, indexes and stream setting (on demand); copies the items too
+/// when `items`.
 async fn copy_table(db: &Client, src: &str, dst: &str, items: bool) -> Result<()> {
     let d = db
         .describe_table()
@@ -93,7 +94,8 @@ async fn copy_table(db: &Client, src: &str, dst: &str, items: bool) -> Result<()
         .table_name(dst)
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(t.key_schema)
-        .set_attribute_definitions(t.attribute_definitions);
+        .set_attribute_definitions(t.attribute_definitions)
+        .set_stream_specification(t.stream_specification);
     for g in t.global_secondary_indexes.unwrap_or_default() {
         create = create.global_secondary_indexes(
             GlobalSecondaryIndex::builder()

@@ -919,15 +919,28 @@ impl Template {
     }
 
     /// Tables, buckets, topics and platform applications to create before anything runs.
+    ///
+    /// A table keeps its `StreamSpecification` only when something in the template reads its
+    /// stream (see [`Template::read_streams`]). In AWS a global table always has a stream (it
+    /// replicates through it), but locally there is no replication, and DynamoDB Local looks a
+    /// table's stream up on every write to it, through the one thread that serves every request:
+    /// a stream nobody reads would only slow every write down (docs/benchmarks.md).
     pub fn infrastructure(&self) -> Result<Infrastructure> {
         let mut infra = Infrastructure::default();
+        let read_streams = self.read_streams();
         for (id, r) in &self.resources {
             match r.kind.as_str() {
                 "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable" => {
+                    let mut properties = self.resolved_properties(id)?;
+                    if !read_streams.contains(id)
+                        && let J::Object(m) = &mut properties
+                    {
+                        m.remove("StreamSpecification");
+                    }
                     infra.tables.push(TableSpec {
                         logical_id: id.clone(),
                         name: self.table_name(id),
-                        properties: self.resolved_properties(id)?,
+                        properties,
                     })
                 }
                 "AWS::S3::Bucket" => {
@@ -971,6 +984,33 @@ impl Template {
             }
         }
         Ok(infra)
+    }
+
+    /// The logical ids of the tables whose stream something reads: a `!GetAtt Table.StreamArn`
+    /// (or `${Table.StreamArn}` in a `!Sub`) anywhere outside the table itself, or a `!Sub` that
+    /// spells the table's stream ARN out (`${AWS::StackName}-Table/stream/...`).
+    pub fn read_streams(&self) -> BTreeSet<String> {
+        let tables: Vec<&String> = self
+            .resources
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.kind.as_str(),
+                    "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable"
+                )
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut read = BTreeSet::new();
+        for (id, r) in &self.resources {
+            if tables.contains(&id) {
+                continue;
+            }
+            for v in [&r.properties, &r.metadata] {
+                walk_stream_reads(v, &tables, &mut read);
+            }
+        }
+        read
     }
 
     /// Functions, HTTP routes and the WebSocket API, with every value resolved.
@@ -1426,6 +1466,53 @@ fn as_intrinsic(v: &Y) -> Option<(String, &Y)> {
     }
 }
 
+/// Adds to `read` each table of `tables` whose stream `v` refers to (see
+/// [`Template::read_streams`]).
+fn walk_stream_reads(v: &Y, tables: &[&String], read: &mut BTreeSet<String>) {
+    if let Some((name, arg)) = as_intrinsic(v) {
+        match name.as_str() {
+            "Fn::GetAtt" => {
+                let target = match arg {
+                    Y::String(s) => s.split_once('.'),
+                    Y::Sequence(s) if s.len() == 2 => s[0].as_str().zip(s[1].as_str()),
+                    _ => None,
+                };
+                if let Some((id, "StreamArn")) = target
+                    && let Some(t) = tables.iter().find(|t| t.as_str() == id)
+                {
+                    read.insert(t.to_string());
+                }
+            }
+            "Fn::Sub" => {
+                let text = match arg {
+                    Y::Sequence(s) => s.first().and_then(Y::as_str),
+                    other => other.as_str(),
+                };
+                if let Some(text) = text {
+                    for t in tables {
+                        if text.contains(&format!("${{{t}.StreamArn}}"))
+                            || text.contains(&format!("-{t}/stream/"))
+                        {
+                            read.insert(t.to_string());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        walk_stream_reads(arg, tables, read);
+        return;
+    }
+    match v {
+        Y::Sequence(items) => items
+            .iter()
+            .for_each(|i| walk_stream_reads(i, tables, read)),
+        Y::Mapping(m) => m.values().for_each(|i| walk_stream_reads(i, tables, read)),
+        Y::Tagged(t) => walk_stream_reads(&t.value, tables, read),
+        _ => {}
+    }
+}
+
 fn yaml_to_json(v: &Y) -> Result<J> {
     Ok(match v {
         Y::Tagged(t) => bail!("unexpected tag {}", t.tag),
@@ -1798,6 +1885,63 @@ Resources:
         let bad = STREAMS.replace("TRIM_HORIZON", "AT_TIMESTAMP");
         let err = parse(&bad).application().unwrap_err().to_string();
         assert!(err.contains("StartingPosition"), "{err}");
+    }
+
+    #[test]
+    fn only_tables_whose_stream_is_read_keep_their_stream_locally() {
+        let text = r#"
+Resources:
+  MessagesTable:
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+  UsersTable:
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+  AuditTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  StandbyTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  Mapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: f
+      EventSourceArn: !If
+        - Never
+        - !GetAtt [MessagesTable, StreamArn]
+        - !Sub "arn:aws:dynamodb:x:y:table/${AWS::StackName}-StandbyTable/stream/label"
+  Policy:
+    Type: AWS::IAM::Policy
+    Properties:
+      Resource: !Sub "${AuditTable.StreamArn}"
+      Other: !GetAtt UsersTable.Arn
+"#;
+        let t = parse(text);
+        let read: Vec<String> = t.read_streams().into_iter().collect();
+        assert_eq!(read, ["AuditTable", "MessagesTable", "StandbyTable"]);
+        let infra = t.infrastructure().unwrap();
+        let streamed: Vec<&str> = infra
+            .tables
+            .iter()
+            .filter(|t| t.properties.get("StreamSpecification").is_some())
+            .map(|t| t.logical_id.as_str())
+            .collect();
+        assert_eq!(streamed, ["AuditTable", "MessagesTable", "StandbyTable"]);
+        let users = infra
+            .tables
+            .iter()
+            .find(|t| t.logical_id == "UsersTable")
+            .unwrap();
+        assert!(users.properties.get("KeySchema").is_some());
     }
 
     #[test]

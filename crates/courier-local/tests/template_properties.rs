@@ -71,5 +71,13 @@ fn the_real_template_reads_with_every_table_and_function() {
             .count()
     );
     assert!(infra.tables.len() >= 12, "{} tables", infra.tables.len());
+    // Locally, only the messages table (read by the fan-out) keeps its stream.
+    let streamed: Vec<&str> = infra
+        .tables
+        .iter()
+        .filter(|x| x.properties.get("StreamSpecification").is_some())
+        .map(|x| x.logical_id.as_str())
+        .collect();
+    assert_eq!(streamed, ["MessagesTable"]);
     assert!(t.application().is_ok());
 }
