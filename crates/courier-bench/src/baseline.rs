@@ -8,6 +8,13 @@
 //! made them: only the messages table has a stream, and nothing reads the copy's, so the local
 //! cloud's fan-out does not see these messages), holding a copy of the memberships, connections
 //! and users of the run, so every read finds what it found in the real run.
+//!
+//! It runs before the load, once the chats exist. DynamoDB Local, on every write to a table with
+//! a stream, looks the stream's first sequence number up (`SELECT MIN(SequenceNumber) ... WHERE
+//! StreamID = ?`, in `getStreamDescription`), and that grows costly when other streams already
+//! hold many records: run after a 50,000-message load, the copy's writes crawled (about 2
+//! messages a second, the thread dumps all in that query) while the run's own stream had stayed
+//! fast throughout. That would measure the run's leftovers, not the calls.
 
 use crate::cloud::Stack;
 use crate::mix::{Chat, Planned};

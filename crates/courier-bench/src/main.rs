@@ -122,7 +122,7 @@ pub struct Args {
     /// with `getMessageStatus`.
     #[arg(long, default_value_t = 1000)]
     pub status_sample: usize,
-    /// `--mix`: then run this many messages' calls (send, fan-out, acks) straight against
+    /// `--mix`: first run this many messages' calls (send, fan-out, acks) straight against
     /// DynamoDB Local, in-process with the same in-flight count, to compare throughput (0: skip).
     #[arg(long, default_value_t = 5000)]
     pub baseline_messages: u64,
