@@ -1,5 +1,6 @@
 //! Configuration read once per cold start.
 
+use crate::trace::TraceHeader;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Why configuration could not be read.
@@ -210,20 +211,30 @@ impl aws_smithy_runtime_api::client::http::HttpClient for DeferredTlsClient {
     }
 }
 
-/// A DynamoDB client; built once and cloned cheaply.
+/// A DynamoDB client; built once and cloned cheaply. Like every client built here, it sends the
+/// current invocation's X-Ray trace id ([`crate::trace`]).
 pub fn dynamodb(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .interceptor(TraceHeader)
+            .build(),
+    )
 }
 
 /// An SNS client.
 pub fn sns(sdk: &SdkConfig) -> aws_sdk_sns::Client {
-    aws_sdk_sns::Client::new(sdk)
+    aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(sdk)
+            .interceptor(TraceHeader)
+            .build(),
+    )
 }
 
 /// A client for the WebSocket API's management endpoint. `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`
 /// (set by the local cloud) wins; otherwise `COURIER_WS_ENDPOINT` from template.yaml is used.
 pub fn management(sdk: &SdkConfig) -> Result<aws_sdk_apigatewaymanagement::Client, ConfigError> {
-    let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(sdk);
+    let mut builder =
+        aws_sdk_apigatewaymanagement::config::Builder::from(sdk).interceptor(TraceHeader);
     if std::env::var_os("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI").is_none() {
         builder = builder.endpoint_url(required("COURIER_WS_ENDPOINT")?);
     }

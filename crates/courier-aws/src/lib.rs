@@ -6,6 +6,7 @@
 //! - [`sms`]: SMS through SNS.
 //! - [`gateway`]: posting to and closing WebSocket connections.
 //! - [`s3`]: object storage (presigned uploads and downloads of ciphertext).
+//! - [`trace`]: the invocation's X-Ray trace id on every AWS call, without the environment.
 //! - [`capacity`]: what the calls cost (DynamoDB calls and consumed capacity, management API
 //!   calls, SNS publishes), per process.
 
@@ -16,3 +17,4 @@ pub mod gateway;
 pub mod push;
 pub mod s3;
 pub mod sms;
+pub mod trace;

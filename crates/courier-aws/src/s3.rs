@@ -15,6 +15,7 @@ pub fn client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
     let conf = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(path_style)
+        .interceptor(crate::trace::TraceHeader)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

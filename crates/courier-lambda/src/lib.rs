@@ -15,6 +15,7 @@
 pub mod authorizer;
 pub mod http;
 pub mod routes;
+pub mod runtime;
 pub mod services;
 pub mod stream;
 pub mod telemetry;

@@ -30,7 +30,7 @@ use courier_core::usecases::{
     direct_chat, groups, link_device, lookup_user, profile, push_token, read_messages, receipts,
     send_message,
 };
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 
 fn leak<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
@@ -108,9 +108,13 @@ pub async fn registration() -> Result<(), Error> {
                     per_ip: throttle(&dynamo, |l| l.codes_per_ip)?,
                 }),
             });
-            lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(metered("registerAccount", http::register_account(deps, req)).await)
-            }))
+            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
+                lambda_http::service_fn(move |req| async move {
+                    Ok::<_, Error>(
+                        metered("registerAccount", http::register_account(deps, req)).await,
+                    )
+                }),
+            )))
             .await
         }
         "validateAccount" => {
@@ -123,9 +127,13 @@ pub async fn registration() -> Result<(), Error> {
                 queues: leak(queue_store(&dynamo)?),
                 clock: &SystemClock,
             });
-            lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(metered("validateAccount", http::validate_account(deps, req)).await)
-            }))
+            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
+                lambda_http::service_fn(move |req| async move {
+                    Ok::<_, Error>(
+                        metered("validateAccount", http::validate_account(deps, req)).await,
+                    )
+                }),
+            )))
             .await
         }
         other => Err(unknown("registration", other)),
@@ -143,7 +151,7 @@ pub async fn authorizer() -> Result<(), Error> {
         required("API_KEYS_TABLE")?,
     ));
     let failures = leak(throttle(&dynamo, |l| l.failed_connects)?);
-    lambda_runtime::run(service_fn(
+    crate::runtime::serve(Runtime::new(service_fn(
         move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
             metered(
                 "authorize",
@@ -156,7 +164,7 @@ pub async fn authorizer() -> Result<(), Error> {
             )
             .await
         },
-    ))
+    )))
     .await
 }
 
@@ -165,20 +173,20 @@ pub async fn connections() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
     if op == "default" {
-        return lambda_runtime::run(service_fn(
+        return crate::runtime::serve(Runtime::new(service_fn(
             |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                 Ok::<_, Error>(
                     metered("default", async { routes::default_route(&event.payload) }).await,
                 )
             },
-        ))
+        )))
         .await;
     }
     let sdk = config::sdk_config().await;
     let store = leak(connection_store(&config::dynamodb(&sdk))?);
     match op.as_str() {
         "connect" => {
-            lambda_runtime::run(service_fn(
+            crate::runtime::serve(Runtime::new(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -188,11 +196,11 @@ pub async fn connections() -> Result<(), Error> {
                         .await,
                     )
                 },
-            ))
+            )))
             .await
         }
         "disconnect" => {
-            lambda_runtime::run(service_fn(
+            crate::runtime::serve(Runtime::new(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -202,7 +210,7 @@ pub async fn connections() -> Result<(), Error> {
                         .await,
                     )
                 },
-            ))
+            )))
             .await
         }
         other => Err(unknown("connections", other)),
@@ -239,7 +247,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                 backups: leak(backup_store(&dynamo)?),
                 objects: leak(media_objects(&sdk)?),
             });
-            lambda_runtime::run(service_fn(
+            crate::runtime::serve(Runtime::new(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -249,7 +257,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                         .await,
                     )
                 },
-            ))
+            )))
             .await
         }
         "lookupUser" => {
@@ -328,12 +336,12 @@ where
     F: Fn(ApiGatewayWebsocketProxyRequest) -> Fut,
     Fut: std::future::Future<Output = ApiGatewayProxyResponse>,
 {
-    lambda_runtime::run(service_fn(
+    crate::runtime::serve(Runtime::new(service_fn(
         |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let fut = handler(event.payload);
             async move { Ok::<_, Error>(metered(operation(), fut).await) }
         },
-    ))
+    )))
     .await
 }
 
@@ -362,7 +370,7 @@ pub async fn groups_service() -> Result<(), Error> {
     let sessions = leak(sessions_store(&dynamo)?);
     if op == "groupCensus" {
         // Scheduled (EventBridge): the size of every group, for the median group size.
-        return lambda_runtime::run(service_fn(
+        return crate::runtime::serve(Runtime::new(service_fn(
             move |_: LambdaEvent<serde_json::Value>| async move {
                 metered("groupCensus", async {
                     let sizes = courier_core::usecases::analytics::group_census(sessions).await?;
@@ -379,7 +387,7 @@ pub async fn groups_service() -> Result<(), Error> {
                 })
                 .await
             },
-        ))
+        )))
         .await;
     }
     let connections = leak(connection_store(&dynamo)?);
@@ -607,7 +615,7 @@ pub async fn fanout() -> Result<(), Error> {
         gateway: leak(ManagementApi::new(config::management(&sdk)?)),
         push: Some(leak(sns_push(&sdk))),
     });
-    lambda_runtime::run(service_fn(
+    crate::runtime::serve(Runtime::new(service_fn(
         move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
             Ok::<_, Error>(
                 metered(
@@ -617,7 +625,7 @@ pub async fn fanout() -> Result<(), Error> {
                 .await,
             )
         },
-    ))
+    )))
     .await
 }
 
@@ -730,13 +738,13 @@ pub async fn devices() -> Result<(), Error> {
                 keys: leak(keys_store(&dynamo)?),
                 queues: leak(queue_store(&dynamo)?),
             });
-            lambda_runtime::run(service_fn(
+            crate::runtime::serve(Runtime::new(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered("removeDevice", routes::remove_device(deps, &event.payload)).await,
                     )
                 },
-            ))
+            )))
             .await
         }
         other => Err(unknown("devices", other)),
@@ -765,17 +773,23 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
     });
     match op {
         "createLinkRequest" => {
-            lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(
-                    metered("createLinkRequest", http::create_link_request(deps, req)).await,
-                )
-            }))
+            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
+                lambda_http::service_fn(move |req| async move {
+                    Ok::<_, Error>(
+                        metered("createLinkRequest", http::create_link_request(deps, req)).await,
+                    )
+                }),
+            )))
             .await
         }
         "getLinkRequest" => {
-            lambda_http::run(lambda_http::service_fn(move |req| async move {
-                Ok::<_, Error>(metered("getLinkRequest", http::get_link_request(deps, req)).await)
-            }))
+            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
+                lambda_http::service_fn(move |req| async move {
+                    Ok::<_, Error>(
+                        metered("getLinkRequest", http::get_link_request(deps, req)).await,
+                    )
+                }),
+            )))
             .await
         }
         _ => {

@@ -363,14 +363,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // Clients are built once per cold start; the SNS client's TLS setup (the platform's root
     // certificates) waits for its first request, as in the other functions.
     let config = courier_aws::config::sdk_config().await;
-    let sns = Sns(aws_sdk_sns::Client::new(&config));
+    let sns = Sns(courier_aws::config::sns(&config));
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(20))
         .build()?;
 
+    // The invocation's X-Ray trace id goes to the SNS calls through the client's interceptor
+    // (the runtime no longer puts it in the environment: vendor/README.md).
     lambda_runtime::run(service_fn(|event: LambdaEvent<Request>| {
         let (sns, http) = (&sns, &http);
-        async move {
+        let trace_id = event.context.xray_trace_id.clone();
+        courier_aws::trace::scope(trace_id, async move {
             let request = event.payload;
             let response = handle(sns, &request).await;
             tracing::info!(
@@ -380,7 +383,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 "custom resource handled"
             );
             send_response(http, response_url(&request), &response).await
-        }
+        })
     }))
     .await
 }
