@@ -458,8 +458,8 @@ pub async fn run(args: &Args, stack: &Stack) -> Result<Value> {
     let mut rng = Rng::new(args.seed);
     let planned = Arc::new(plan(&shape, args.messages, shares, &mut rng));
     // The baseline runs before the load, on the same DynamoDB Local: its writes to a stream-enabled
-    // table cost DynamoDB Local a scan of the stream records written before them (see
-    // baseline.rs), so after 50,000 messages it would measure the run's leftovers, not the calls.
+    // table grow costly once other streams hold many records (see baseline.rs), so after 50,000
+    // messages it would measure the run's leftovers, not the calls.
     let baseline = if args.baseline_messages > 0 {
         let base_plan = plan(
             &shape,
