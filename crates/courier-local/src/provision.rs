@@ -308,7 +308,7 @@ pub async fn provision(
         let client = aws.dynamodb(&endpoints.dynamodb);
         for t in &infra.tables {
             create_table(&client, t).await?;
-            if t.properties.get("StreamSpecification").is_some() {
+            if t.has_stream() {
                 let out = client
                     .describe_table()
                     .table_name(&t.name)

@@ -153,6 +153,12 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// Whether the table is created with a stream (its `StreamSpecification`, which
+    /// [`Template::infrastructure`] keeps only where something reads the stream).
+    pub fn has_stream(&self) -> bool {
+        self.properties.get("StreamSpecification").is_some()
+    }
+
     /// The TTL attribute, when `TimeToLiveSpecification.Enabled` is true.
     pub fn ttl_attribute(&self) -> Option<String> {
         let ttl = self.properties.get("TimeToLiveSpecification")?;
@@ -1932,7 +1938,7 @@ Resources:
         let streamed: Vec<&str> = infra
             .tables
             .iter()
-            .filter(|t| t.properties.get("StreamSpecification").is_some())
+            .filter(|t| t.has_stream())
             .map(|t| t.logical_id.as_str())
             .collect();
         assert_eq!(streamed, ["AuditTable", "MessagesTable", "StandbyTable"]);

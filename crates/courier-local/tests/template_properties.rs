@@ -75,7 +75,7 @@ fn the_real_template_reads_with_every_table_and_function() {
     let streamed: Vec<&str> = infra
         .tables
         .iter()
-        .filter(|x| x.properties.get("StreamSpecification").is_some())
+        .filter(|x| x.has_stream())
         .map(|x| x.logical_id.as_str())
         .collect();
     assert_eq!(streamed, ["MessagesTable"]);
