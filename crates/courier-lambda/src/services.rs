@@ -1,7 +1,10 @@
-//! One entry point per function binary. Each builds its SDK clients once per cold start, picks
-//! the handler named by `COURIER_OPERATION`, and serves invocations until the sandbox is recycled.
-//! State is leaked to `'static` on purpose: it lives exactly as long as the process.
+//! One entry point per function binary. Each picks the handler named by `COURIER_OPERATION` and
+//! serves invocations until the sandbox is recycled. The handler, with its SDK clients and
+//! stores, is built by the first invocation, once per process ([`lazily`]), so that init does
+//! only what cannot wait. State is leaked to `'static` on purpose: it lives exactly as long as
+//! the process.
 
+use crate::runtime::Lazy;
 use crate::telemetry::{metered, operation};
 use crate::{authorizer, http, routes};
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
@@ -30,7 +33,8 @@ use courier_core::usecases::{
     direct_chat, groups, link_device, lookup_user, profile, push_token, read_messages, receipts,
     send_message,
 };
-use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
+use lambda_runtime::{Error, LambdaEvent, Runtime, Service, service_fn};
+use std::rc::Rc;
 
 fn leak<T>(value: T) -> &'static T {
     Box::leak(Box::new(value))
@@ -38,6 +42,34 @@ fn leak<T>(value: T) -> &'static T {
 
 fn unknown(binary: &str, op: &str) -> Error {
     format!("the {binary} binary has no operation named {op:?}").into()
+}
+
+/// What every handler is built from: the SDK configuration and a DynamoDB client.
+struct Aws {
+    sdk: aws_config::SdkConfig,
+    dynamo: aws_sdk_dynamodb::Client,
+}
+
+/// The handler `build` makes from the process's [`Aws`]; both are made by the first invocation
+/// ([`Lazy`]). Loading the SDK configuration and constructing each client take about 0.1 ms
+/// apiece, which init would otherwise add to every cold start (docs/benchmarks.md, cold starts).
+fn lazily<S>(build: impl Fn(&Aws) -> Result<S, Error> + 'static) -> Lazy<S> {
+    let build = Rc::new(build);
+    Lazy::new(move || {
+        let build = build.clone();
+        async move {
+            let sdk = config::sdk_config().await;
+            let dynamo = config::dynamodb(&sdk);
+            build(&Aws { sdk, dynamo })
+        }
+    })
+}
+
+/// Serves the handler built by `lazily($build)`.
+macro_rules! serve_lazily {
+    ($build:expr) => {
+        crate::runtime::serve(Runtime::new(lazily($build))).await
+    };
 }
 
 /// The shared rate-limit store (`RATE_LIMIT_TABLE`) and the configured rule `pick`s.
@@ -75,16 +107,16 @@ fn connection_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoConnectio
 pub async fn registration() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let registrations = leak(DynamoRegistrations::new(
-        dynamo.clone(),
-        required("REGISTRATIONS_TABLE")?,
-    ));
+    let registrations = |dynamo: &aws_sdk_dynamodb::Client| -> Result<_, Error> {
+        Ok(leak(DynamoRegistrations::new(
+            dynamo.clone(),
+            required("REGISTRATIONS_TABLE")?,
+        )))
+    };
     match op.as_str() {
-        "registerAccount" => {
+        "registerAccount" => serve_lazily!(move |Aws { sdk, dynamo }| {
             let sms = leak(SnsSms::new(
-                config::sns(&sdk),
+                config::sns(sdk),
                 std::env::var("SMS_SENDER_ID").ok(),
             ));
             let code_lifetime_secs = match std::env::var("CODE_TTL_SECS") {
@@ -98,44 +130,42 @@ pub async fn registration() -> Result<(), Error> {
                 &std::env::var("TEST_PHONE_CODE").unwrap_or_default(),
             )?;
             let deps = leak(register_account::Deps {
-                registrations,
+                registrations: registrations(dynamo)?,
                 sms,
                 clock: &SystemClock,
                 code_lifetime_secs,
                 test_numbers,
                 limits: Some(register_account::CodeLimits {
-                    per_phone: throttle(&dynamo, |l| l.codes_per_phone)?,
-                    per_ip: throttle(&dynamo, |l| l.codes_per_ip)?,
+                    per_phone: throttle(dynamo, |l| l.codes_per_phone)?,
+                    per_ip: throttle(dynamo, |l| l.codes_per_ip)?,
                 }),
             });
-            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
-                lambda_http::service_fn(move |req| async move {
+            Ok(lambda_http::Adapter::from(lambda_http::service_fn(
+                move |req| async move {
                     Ok::<_, Error>(
                         metered("registerAccount", http::register_account(deps, req)).await,
                     )
-                }),
+                },
             )))
-            .await
-        }
-        "validateAccount" => {
+        }),
+        "validateAccount" => serve_lazily!(move |Aws { sdk, dynamo }| {
             let deps = leak(validate_account::Deps {
-                registrations,
-                accounts: leak(accounts(&dynamo)?),
-                connections: leak(connection_store(&dynamo)?),
-                gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-                keys: leak(keys_store(&dynamo)?),
-                queues: leak(queue_store(&dynamo)?),
+                registrations: registrations(dynamo)?,
+                accounts: leak(accounts(dynamo)?),
+                connections: leak(connection_store(dynamo)?),
+                gateway: leak(ManagementApi::new(config::management(sdk)?)),
+                keys: leak(keys_store(dynamo)?),
+                queues: leak(queue_store(dynamo)?),
                 clock: &SystemClock,
             });
-            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
-                lambda_http::service_fn(move |req| async move {
+            Ok(lambda_http::Adapter::from(lambda_http::service_fn(
+                move |req| async move {
                     Ok::<_, Error>(
                         metered("validateAccount", http::validate_account(deps, req)).await,
                     )
-                }),
+                },
             )))
-            .await
-        }
+        }),
         other => Err(unknown("registration", other)),
     }
 }
@@ -143,50 +173,49 @@ pub async fn registration() -> Result<(), Error> {
 /// The `authorizer` binary: the `$connect` REQUEST authorizer.
 pub async fn authorizer() -> Result<(), Error> {
     crate::telemetry::init();
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let credentials = leak(DynamoAccounts::new(
-        dynamo.clone(),
-        "",
-        required("API_KEYS_TABLE")?,
-    ));
-    let failures = leak(throttle(&dynamo, |l| l.failed_connects)?);
-    crate::runtime::serve(Runtime::new(service_fn(
-        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
-            metered(
-                "authorize",
-                authorizer::handle_limited(
-                    credentials,
-                    Some(failures),
-                    &SystemClock,
-                    &event.payload,
-                ),
-            )
-            .await
-        },
-    )))
-    .await
+    serve_lazily!(|Aws { dynamo, .. }| {
+        let credentials = leak(DynamoAccounts::new(
+            dynamo.clone(),
+            "",
+            required("API_KEYS_TABLE")?,
+        ));
+        let failures = leak(throttle(dynamo, |l| l.failed_connects)?);
+        Ok(service_fn(
+            move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
+                metered(
+                    "authorize",
+                    authorizer::handle_limited(
+                        credentials,
+                        Some(failures),
+                        &SystemClock,
+                        &event.payload,
+                    ),
+                )
+                .await
+            },
+        ))
+    })
 }
 
 /// The `connections` binary: `$connect`, `$disconnect`, `$default`.
 pub async fn connections() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    if op == "default" {
-        return crate::runtime::serve(Runtime::new(service_fn(
-            |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-                Ok::<_, Error>(
-                    metered("default", async { routes::default_route(&event.payload) }).await,
-                )
-            },
-        )))
-        .await;
-    }
-    let sdk = config::sdk_config().await;
-    let store = leak(connection_store(&config::dynamodb(&sdk))?);
     match op.as_str() {
-        "connect" => {
+        // Builds nothing: it answers from the request alone.
+        "default" => {
             crate::runtime::serve(Runtime::new(service_fn(
+                |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+                    Ok::<_, Error>(
+                        metered("default", async { routes::default_route(&event.payload) }).await,
+                    )
+                },
+            )))
+            .await
+        }
+        "connect" => serve_lazily!(|Aws { dynamo, .. }| {
+            let store = leak(connection_store(dynamo)?);
+            Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -196,11 +225,11 @@ pub async fn connections() -> Result<(), Error> {
                         .await,
                     )
                 },
-            )))
-            .await
-        }
-        "disconnect" => {
-            crate::runtime::serve(Runtime::new(service_fn(
+            ))
+        }),
+        "disconnect" => serve_lazily!(|Aws { dynamo, .. }| {
+            let store = leak(connection_store(dynamo)?);
+            Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -210,9 +239,8 @@ pub async fn connections() -> Result<(), Error> {
                         .await,
                     )
                 },
-            )))
-            .await
-        }
+            ))
+        }),
         other => Err(unknown("connections", other)),
     }
 }
@@ -222,32 +250,30 @@ pub async fn connections() -> Result<(), Error> {
 pub async fn accounts_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
     match op.as_str() {
-        "deleteAccount" => {
-            let connections = leak(connection_store(&dynamo)?);
-            let sessions = leak(sessions_store(&dynamo)?);
+        "deleteAccount" => serve_lazily!(|Aws { sdk, dynamo }| {
+            let connections = leak(connection_store(dynamo)?);
+            let sessions = leak(sessions_store(dynamo)?);
             let deps = leak(delete_account::Deps {
-                accounts: leak(accounts(&dynamo)?),
+                accounts: leak(accounts(dynamo)?),
                 connections,
-                gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                gateway: leak(ManagementApi::new(config::management(sdk)?)),
                 sessions,
                 groups: sessions,
-                messages: leak(messages_store(&dynamo)?),
+                messages: leak(messages_store(dynamo)?),
                 presence: connections,
-                keys: leak(keys_store(&dynamo)?),
-                queues: leak(queue_store(&dynamo)?),
-                settings: leak(settings_store(&dynamo)?),
+                keys: leak(keys_store(dynamo)?),
+                queues: leak(queue_store(dynamo)?),
+                settings: leak(settings_store(dynamo)?),
                 statuses: leak(DynamoStatuses::new(
                     dynamo.clone(),
                     required("STATUS_TABLE")?,
                 )),
                 clock: &SystemClock,
-                backups: leak(backup_store(&dynamo)?),
-                objects: leak(media_objects(&sdk)?),
+                backups: leak(backup_store(dynamo)?),
+                objects: leak(media_objects(sdk)?),
             });
-            crate::runtime::serve(Runtime::new(service_fn(
+            Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered(
@@ -257,16 +283,15 @@ pub async fn accounts_service() -> Result<(), Error> {
                         .await,
                     )
                 },
-            )))
-            .await
-        }
-        "lookupUser" => {
+            ))
+        }),
+        "lookupUser" => serve_lazily!(|Aws { dynamo, .. }| {
             let accounts = leak(DynamoAccounts::new(
                 dynamo.clone(),
                 required("USERS_TABLE")?,
                 "",
             ));
-            ws_action(move |event| async move {
+            Ok(ws(move |event| async move {
                 routes::action(
                     "lookupUser",
                     &event,
@@ -275,46 +300,49 @@ pub async fn accounts_service() -> Result<(), Error> {
                     },
                 )
                 .await
-            })
-            .await
-        }
+            }))
+        }),
         "getSettings" | "updateSettings" | "updateContacts" | "getProfile" => {
-            // Settings and contacts live in the users table; only getProfile reads last seen
-            // (the others get no connections table, and never call it).
-            let last_seen = leak(if op == "getProfile" {
-                connection_store(&dynamo)?
-            } else {
-                DynamoConnections::new(dynamo.clone(), "")
-            });
-            let deps = leak(profile::Deps {
-                settings: leak(settings_store(&dynamo)?),
-                accounts: leak(DynamoAccounts::new(
-                    dynamo.clone(),
-                    required("USERS_TABLE")?,
-                    "",
-                )),
-                last_seen,
-                clock: &SystemClock,
-            });
+            let profile_deps = move |dynamo: &aws_sdk_dynamodb::Client, op: &str| {
+                // Settings and contacts live in the users table; only getProfile reads last
+                // seen (the others get no connections table, and never call it).
+                let last_seen = leak(if op == "getProfile" {
+                    connection_store(dynamo)?
+                } else {
+                    DynamoConnections::new(dynamo.clone(), "")
+                });
+                Ok::<_, Error>(leak(profile::Deps {
+                    settings: leak(settings_store(dynamo)?),
+                    accounts: leak(DynamoAccounts::new(
+                        dynamo.clone(),
+                        required("USERS_TABLE")?,
+                        "",
+                    )),
+                    last_seen,
+                    clock: &SystemClock,
+                }))
+            };
             macro_rules! serve {
-                ($name:literal, $body:expr) => {
-                    ws_action(
-                        move |event| async move { routes::action($name, &event, $body).await },
-                    )
-                    .await
+                ($deps:ident, $name:literal, $body:expr) => {
+                    serve_lazily!(move |Aws { dynamo, .. }| {
+                        let $deps = profile_deps(dynamo, $name)?;
+                        Ok(ws(move |event| async move {
+                            routes::action($name, &event, $body).await
+                        }))
+                    })
                 };
             }
             match op.as_str() {
-                "getSettings" => serve!("getSettings", |who, _: GetSettingsParams| async move {
-                    profile::get_settings(deps, &who).await
+                "getSettings" => serve!(deps, "getSettings", |who, _: GetSettingsParams| {
+                    async move { profile::get_settings(deps, &who).await }
                 }),
-                "updateSettings" => serve!("updateSettings", |who, p| async move {
+                "updateSettings" => serve!(deps, "updateSettings", |who, p| async move {
                     profile::update_settings(deps, &who, p).await
                 }),
-                "updateContacts" => serve!("updateContacts", |who, p| async move {
+                "updateContacts" => serve!(deps, "updateContacts", |who, p| async move {
                     profile::update_contacts(deps, &who, p).await
                 }),
-                _ => serve!("getProfile", |who, p| async move {
+                _ => serve!(deps, "getProfile", |who, p| async move {
                     profile::get_profile(deps, &who, p).await
                 }),
             }
@@ -330,19 +358,23 @@ fn settings_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoSettings, E
     ))
 }
 
-/// Runs a WebSocket route handler for every invocation.
-async fn ws_action<F, Fut>(handler: F) -> Result<(), Error>
+/// A WebSocket route's handler, for every invocation.
+fn ws<F, Fut>(
+    handler: F,
+) -> impl Service<
+    LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+    Response = ApiGatewayProxyResponse,
+    Error = Error,
+    Future: 'static,
+> + 'static
 where
-    F: Fn(ApiGatewayWebsocketProxyRequest) -> Fut,
-    Fut: std::future::Future<Output = ApiGatewayProxyResponse>,
+    F: Fn(ApiGatewayWebsocketProxyRequest) -> Fut + 'static,
+    Fut: std::future::Future<Output = ApiGatewayProxyResponse> + 'static,
 {
-    crate::runtime::serve(Runtime::new(service_fn(
-        |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-            let fut = handler(event.payload);
-            async move { Ok::<_, Error>(metered(operation(), fut).await) }
-        },
-    )))
-    .await
+    service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+        let fut = handler(event.payload);
+        async move { Ok::<_, Error>(metered(operation(), fut).await) }
+    })
 }
 
 fn sessions_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoSessions, Error> {
@@ -361,67 +393,72 @@ fn messages_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoMessages, E
 }
 
 /// The `groups` binary: `initiateGroupChatSession`, `getGroup`, `addUserToGroup`,
-/// `removeUserFromGroup`, `promoteUserToAdmin`, `deleteGroup`.
+/// `removeUserFromGroup`, `promoteUserToAdmin`, `deleteGroup`, and the scheduled `groupCensus`.
 pub async fn groups_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let sessions = leak(sessions_store(&dynamo)?);
     if op == "groupCensus" {
         // Scheduled (EventBridge): the size of every group, for the median group size.
-        return crate::runtime::serve(Runtime::new(service_fn(
-            move |_: LambdaEvent<serde_json::Value>| async move {
-                metered("groupCensus", async {
-                    let sizes = courier_core::usecases::analytics::group_census(sessions).await?;
-                    crate::telemetry::count("GroupsCounted", sizes.len() as u64);
-                    for size in &sizes {
-                        crate::telemetry::observe(
-                            "GroupSize",
-                            crate::telemetry::Unit::None,
-                            f64::from(*size),
-                        );
-                    }
-                    tracing::info!(groups = sizes.len(), "group census");
-                    Ok::<_, Error>(serde_json::json!({ "groups": sizes.len() }))
-                })
-                .await
-            },
-        )))
-        .await;
+        return serve_lazily!(|Aws { dynamo, .. }| {
+            let sessions = leak(sessions_store(dynamo)?);
+            Ok(service_fn(
+                move |_: LambdaEvent<serde_json::Value>| async move {
+                    metered("groupCensus", async {
+                        let sizes =
+                            courier_core::usecases::analytics::group_census(sessions).await?;
+                        crate::telemetry::count("GroupsCounted", sizes.len() as u64);
+                        for size in &sizes {
+                            crate::telemetry::observe(
+                                "GroupSize",
+                                crate::telemetry::Unit::None,
+                                f64::from(*size),
+                            );
+                        }
+                        tracing::info!(groups = sizes.len(), "group census");
+                        Ok::<_, Error>(serde_json::json!({ "groups": sizes.len() }))
+                    })
+                    .await
+                },
+            ))
+        });
     }
-    let connections = leak(connection_store(&dynamo)?);
-    // Only the users table is read (does a member exist?).
-    let accounts = leak(DynamoAccounts::new(
-        dynamo.clone(),
-        required("USERS_TABLE")?,
-        "",
-    ));
-    let deps = leak(groups::Deps {
-        groups: sessions,
-        sessions,
-        messages: leak(messages_store(&dynamo)?),
-        accounts,
-        settings: leak(settings_store(&dynamo)?),
-        deliver: Deliverer {
-            presence: connections,
-            connections,
-            gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-            push: None,
-        },
-        clock: &SystemClock,
-    });
+    fn group_deps(Aws { sdk, dynamo }: &Aws) -> Result<&'static groups::Deps<'static>, Error> {
+        let sessions = leak(sessions_store(dynamo)?);
+        let connections = leak(connection_store(dynamo)?);
+        // Only the users table is read (does a member exist?).
+        let accounts = leak(DynamoAccounts::new(
+            dynamo.clone(),
+            required("USERS_TABLE")?,
+            "",
+        ));
+        Ok(leak(groups::Deps {
+            groups: sessions,
+            sessions,
+            messages: leak(messages_store(dynamo)?),
+            accounts,
+            settings: leak(settings_store(dynamo)?),
+            deliver: Deliverer {
+                presence: connections,
+                connections,
+                gateway: leak(ManagementApi::new(config::management(sdk)?)),
+                push: None,
+            },
+            clock: &SystemClock,
+        }))
+    }
     macro_rules! serve {
         ($name:literal, $f:path) => {
-            ws_action(move |event| async move {
-                routes::action(
-                    $name,
-                    &event,
-                    |who, p| async move { $f(deps, &who, p).await },
-                )
-                .await
+            serve_lazily!(|aws| {
+                let deps = group_deps(aws)?;
+                Ok(ws(move |event| async move {
+                    routes::action(
+                        $name,
+                        &event,
+                        |who, p| async move { $f(deps, &who, p).await },
+                    )
+                    .await
+                }))
             })
-            .await
         };
     }
     match op.as_str() {
@@ -435,16 +472,20 @@ pub async fn groups_service() -> Result<(), Error> {
     }
 }
 
+/// The chats and their messages, which every operation of `sessions` and `messages` reads.
+fn chat_stores(
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<(&'static DynamoSessions, &'static DynamoMessages), Error> {
+    Ok((leak(sessions_store(dynamo)?), leak(messages_store(dynamo)?)))
+}
+
 /// The `sessions` binary: `initiateDirectChatSession`, `listSessions`.
 pub async fn sessions() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let sessions = leak(sessions_store(&dynamo)?);
-    let messages = leak(messages_store(&dynamo)?);
     match op.as_str() {
-        "initiateDirectChatSession" => {
+        "initiateDirectChatSession" => serve_lazily!(|Aws { dynamo, .. }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
             // It only reads profiles (does the peer exist?), so it gets no API-keys table.
             let deps = leak(direct_chat::Deps {
                 accounts: leak(DynamoAccounts::new(
@@ -456,16 +497,16 @@ pub async fn sessions() -> Result<(), Error> {
                 messages,
                 clock: &SystemClock,
             });
-            ws_action(move |event| async move {
+            Ok(ws(move |event| async move {
                 routes::action("initiateDirectChatSession", &event, |who, p| async move {
                     direct_chat::initiate(deps, &who, p).await
                 })
                 .await
-            })
-            .await
-        }
-        "listSessions" => {
-            ws_action(move |event| async move {
+            }))
+        }),
+        "listSessions" => serve_lazily!(|Aws { dynamo, .. }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
+            Ok(ws(move |event| async move {
                 routes::action(
                     "listSessions",
                     &event,
@@ -474,9 +515,8 @@ pub async fn sessions() -> Result<(), Error> {
                     },
                 )
                 .await
-            })
-            .await
-        }
+            }))
+        }),
         other => Err(unknown("sessions", other)),
     }
 }
@@ -485,20 +525,17 @@ pub async fn sessions() -> Result<(), Error> {
 pub async fn messages() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let sessions = leak(sessions_store(&dynamo)?);
-    let messages = leak(messages_store(&dynamo)?);
     match op.as_str() {
-        "sendMessage" => {
+        "sendMessage" => serve_lazily!(|Aws { sdk, dynamo }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
             let deps = leak(send_message::Deps {
                 sessions,
                 messages,
                 clock: &SystemClock,
-                media: Some(attach_deps(&sdk, &dynamo)?),
-                throttle: Some(throttle(&dynamo, |l| l.sends)?),
+                media: Some(attach_deps(sdk, dynamo)?),
+                throttle: Some(throttle(dynamo, |l| l.sends)?),
             });
-            ws_action(move |event| async move {
+            Ok(ws(move |event| async move {
                 routes::action("sendMessage", &event, |who, p| async move {
                     let sent = send_message::send(deps, &who, p).await?;
                     if sent.new {
@@ -508,43 +545,43 @@ pub async fn messages() -> Result<(), Error> {
                     Ok(sent.reply)
                 })
                 .await
-            })
-            .await
-        }
-        "readNewMessages" => {
-            ws_action(move |event| async move {
+            }))
+        }),
+        "readNewMessages" => serve_lazily!(|Aws { dynamo, .. }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
+            Ok(ws(move |event| async move {
                 routes::action("readNewMessages", &event, |who, p| async move {
                     read_messages::read_new_messages(sessions, messages, &who, p).await
                 })
                 .await
-            })
-            .await
-        }
-        "getMessageStatus" => {
-            let settings = leak(settings_store(&dynamo)?);
-            ws_action(move |event| async move {
+            }))
+        }),
+        "getMessageStatus" => serve_lazily!(|Aws { dynamo, .. }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
+            let settings = leak(settings_store(dynamo)?);
+            Ok(ws(move |event| async move {
                 routes::action("getMessageStatus", &event, |who, p| async move {
                     receipts::get_message_status(sessions, messages, settings, &who, p).await
                 })
                 .await
-            })
-            .await
-        }
-        "ackMessages" => {
-            let connections = leak(connection_store(&dynamo)?);
+            }))
+        }),
+        "ackMessages" => serve_lazily!(|Aws { sdk, dynamo }| {
+            let (sessions, messages) = chat_stores(dynamo)?;
+            let connections = leak(connection_store(dynamo)?);
             let deps = leak(receipts::AckDeps {
                 sessions,
                 messages,
                 deliver: Deliverer {
                     presence: connections,
                     connections,
-                    gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+                    gateway: leak(ManagementApi::new(config::management(sdk)?)),
                     push: None,
                 },
-                settings: leak(settings_store(&dynamo)?),
+                settings: leak(settings_store(dynamo)?),
                 clock: &SystemClock,
             });
-            ws_action(move |event| async move {
+            Ok(ws(move |event| async move {
                 routes::action(
                     "ackMessages",
                     &event,
@@ -566,9 +603,8 @@ pub async fn messages() -> Result<(), Error> {
                     },
                 )
                 .await
-            })
-            .await
-        }
+            }))
+        }),
         other => Err(unknown("messages", other)),
     }
 }
@@ -585,19 +621,17 @@ fn sns_push(sdk: &aws_config::SdkConfig) -> SnsPush {
 pub async fn push() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
     match op.as_str() {
-        "registerPushToken" => {
-            let push = leak(sns_push(&sdk));
-            let presence = leak(connection_store(&config::dynamodb(&sdk))?);
-            ws_action(move |event| async move {
+        "registerPushToken" => serve_lazily!(|Aws { sdk, dynamo }| {
+            let push = leak(sns_push(sdk));
+            let presence = leak(connection_store(dynamo)?);
+            Ok(ws(move |event| async move {
                 routes::action("registerPushToken", &event, |who, p| async move {
                     push_token::register_push_token(push, presence, &who, p).await
                 })
                 .await
-            })
-            .await
-        }
+            }))
+        }),
         other => Err(unknown("push", other)),
     }
 }
@@ -605,28 +639,27 @@ pub async fn push() -> Result<(), Error> {
 /// The `fanout` binary: the messages table's stream -> every member device.
 pub async fn fanout() -> Result<(), Error> {
     crate::telemetry::init();
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    let sessions = leak(sessions_store(&dynamo)?);
-    let connections = leak(connection_store(&dynamo)?);
-    let deliver = leak(Deliverer {
-        presence: connections,
-        connections,
-        gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-        push: Some(leak(sns_push(&sdk))),
-    });
-    crate::runtime::serve(Runtime::new(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
-            Ok::<_, Error>(
-                metered(
-                    "fanOut",
-                    crate::stream::handle(sessions, deliver, event.payload),
+    serve_lazily!(|Aws { sdk, dynamo }| {
+        let sessions = leak(sessions_store(dynamo)?);
+        let connections = leak(connection_store(dynamo)?);
+        let deliver = leak(Deliverer {
+            presence: connections,
+            connections,
+            gateway: leak(ManagementApi::new(config::management(sdk)?)),
+            push: Some(leak(sns_push(sdk))),
+        });
+        Ok(service_fn(
+            move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
+                Ok::<_, Error>(
+                    metered(
+                        "fanOut",
+                        crate::stream::handle(sessions, deliver, event.payload),
+                    )
+                    .await,
                 )
-                .await,
-            )
-        },
-    )))
-    .await
+            },
+        ))
+    })
 }
 
 fn keys_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoKeys, Error> {
@@ -646,154 +679,167 @@ fn queue_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoDeviceQueues, 
 pub async fn devices() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
     macro_rules! serve {
-        ($deps:expr, $name:literal, $f:path) => {{
-            let deps = $deps;
-            ws_action(move |event| async move {
-                routes::action(
-                    $name,
-                    &event,
-                    |who, p| async move { $f(deps, &who, p).await },
-                )
-                .await
+        ($deps:ident, $name:literal, $f:path) => {
+            serve_lazily!(|aws| {
+                let deps = $deps(aws, $name)?;
+                Ok(ws(move |event| async move {
+                    routes::action(
+                        $name,
+                        &event,
+                        |who, p| async move { $f(deps, &who, p).await },
+                    )
+                    .await
+                }))
             })
-            .await
-        }};
+        };
     }
     match op.as_str() {
-        "createLinkRequest" | "getLinkRequest" | "approveDeviceLink" => {
-            link_operations(&op, &dynamo).await
-        }
-        "uploadKeys" | "claimKeys" | "listDevices" => {
-            // Device lists only (claimKeys, listDevices): the users table, not the API keys;
-            // uploadKeys reads no account.
-            let users_table = match op.as_str() {
-                "uploadKeys" => String::new(),
-                _ => required("USERS_TABLE")?,
-            };
-            let deps = leak(keys::Deps {
-                accounts: leak(DynamoAccounts::new(dynamo.clone(), users_table, "")),
-                keys: leak(keys_store(&dynamo)?),
-            });
-            match op.as_str() {
-                "uploadKeys" => serve!(deps, "uploadKeys", keys::upload_keys),
-                "claimKeys" => serve!(deps, "claimKeys", keys::claim_keys),
-                _ => serve!(deps, "listDevices", keys::list_devices),
-            }
-        }
-        "sendToDevice" | "readDeviceMessages" | "ackDeviceMessages" => {
-            let deliver = if op == "sendToDevice" {
-                let connections = leak(connection_store(&dynamo)?);
-                Some(Deliverer {
-                    presence: connections,
-                    connections,
-                    gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-                    push: Some(leak(sns_push(&sdk))),
-                })
-            } else {
-                None
-            };
-            let accounts: &'static DynamoAccounts = match op.as_str() {
-                "sendToDevice" => leak(DynamoAccounts::new(
-                    dynamo.clone(),
-                    required("USERS_TABLE")?,
-                    "",
-                )),
-                _ => leak(DynamoAccounts::new(dynamo.clone(), "", "")),
-            };
-            let throttle = match op.as_str() {
-                "sendToDevice" => Some(throttle(&dynamo, |l| l.sends)?),
-                _ => None,
-            };
-            let deps = leak(device_messages::Deps {
-                accounts,
-                queues: leak(queue_store(&dynamo)?),
-                deliver,
-                clock: &SystemClock,
-                throttle,
-            });
-            match op.as_str() {
-                "sendToDevice" => serve!(deps, "sendToDevice", device_messages::send_to_device),
-                "readDeviceMessages" => serve!(
-                    deps,
-                    "readDeviceMessages",
-                    device_messages::read_device_messages
-                ),
-                _ => serve!(
-                    deps,
-                    "ackDeviceMessages",
-                    device_messages::ack_device_messages
-                ),
-            }
-        }
-        "removeDevice" => {
-            let connections = leak(connection_store(&dynamo)?);
+        "createLinkRequest" | "getLinkRequest" | "approveDeviceLink" => link_operations(&op).await,
+        "uploadKeys" => serve!(key_deps, "uploadKeys", keys::upload_keys),
+        "claimKeys" => serve!(key_deps, "claimKeys", keys::claim_keys),
+        "listDevices" => serve!(key_deps, "listDevices", keys::list_devices),
+        "sendToDevice" => serve!(
+            device_message_deps,
+            "sendToDevice",
+            device_messages::send_to_device
+        ),
+        "readDeviceMessages" => serve!(
+            device_message_deps,
+            "readDeviceMessages",
+            device_messages::read_device_messages
+        ),
+        "ackDeviceMessages" => serve!(
+            device_message_deps,
+            "ackDeviceMessages",
+            device_messages::ack_device_messages
+        ),
+        "removeDevice" => serve_lazily!(|Aws { sdk, dynamo }| {
+            let connections = leak(connection_store(dynamo)?);
             let deps = leak(remove_device::Deps {
-                accounts: leak(accounts(&dynamo)?),
+                accounts: leak(accounts(dynamo)?),
                 connections,
                 presence: connections,
-                gateway: leak(ManagementApi::new(config::management(&sdk)?)),
-                keys: leak(keys_store(&dynamo)?),
-                queues: leak(queue_store(&dynamo)?),
+                gateway: leak(ManagementApi::new(config::management(sdk)?)),
+                keys: leak(keys_store(dynamo)?),
+                queues: leak(queue_store(dynamo)?),
             });
-            crate::runtime::serve(Runtime::new(service_fn(
+            Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(
                         metered("removeDevice", routes::remove_device(deps, &event.payload)).await,
                     )
                 },
-            )))
-            .await
-        }
+            ))
+        }),
         other => Err(unknown("devices", other)),
     }
 }
 
-/// Device linking: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink`.
-async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<(), Error> {
-    let accounts = leak(accounts(dynamo)?);
-    let links = leak(courier_aws::dynamo::DynamoLinks::new(
-        dynamo.clone(),
-        required("LINKS_TABLE")?,
-        accounts.clone(),
-    ));
-    // The poll (getLinkRequest) is not limited: the waiting device polls until approved, and
-    // its linkId is a 128-bit secret no one can guess.
-    let throttle = match op {
-        "createLinkRequest" | "approveDeviceLink" => Some(throttle(dynamo, |l| l.link_attempts)?),
-        _ => None,
+/// The key directory's stores for `op`: device lists (claimKeys, listDevices) read the users
+/// table, not the API keys; uploadKeys reads no account.
+fn key_deps(Aws { dynamo, .. }: &Aws, op: &str) -> Result<&'static keys::Deps<'static>, Error> {
+    let users_table = match op {
+        "uploadKeys" => String::new(),
+        _ => required("USERS_TABLE")?,
     };
-    let deps = leak(link_device::Deps {
-        links,
+    Ok(leak(keys::Deps {
+        accounts: leak(DynamoAccounts::new(dynamo.clone(), users_table, "")),
+        keys: leak(keys_store(dynamo)?),
+    }))
+}
+
+/// The device queues' stores for `op`: only sendToDevice delivers, reads the users table and is
+/// rate-limited.
+fn device_message_deps(
+    Aws { sdk, dynamo }: &Aws,
+    op: &str,
+) -> Result<&'static device_messages::Deps<'static>, Error> {
+    let sends = op == "sendToDevice";
+    let deliver = if sends {
+        let connections = leak(connection_store(dynamo)?);
+        Some(Deliverer {
+            presence: connections,
+            connections,
+            gateway: leak(ManagementApi::new(config::management(sdk)?)),
+            push: Some(leak(sns_push(sdk))),
+        })
+    } else {
+        None
+    };
+    let accounts: &'static DynamoAccounts = if sends {
+        leak(DynamoAccounts::new(
+            dynamo.clone(),
+            required("USERS_TABLE")?,
+            "",
+        ))
+    } else {
+        leak(DynamoAccounts::new(dynamo.clone(), "", ""))
+    };
+    Ok(leak(device_messages::Deps {
         accounts,
+        queues: leak(queue_store(dynamo)?),
+        deliver,
         clock: &SystemClock,
-        throttle,
-    });
+        throttle: if sends {
+            Some(throttle(dynamo, |l| l.sends)?)
+        } else {
+            None
+        },
+    }))
+}
+
+/// Device linking: `createLinkRequest`, `getLinkRequest` (HTTP API), `approveDeviceLink`.
+async fn link_operations(op: &str) -> Result<(), Error> {
+    fn link_deps(
+        Aws { dynamo, .. }: &Aws,
+        op: &str,
+    ) -> Result<&'static link_device::Deps<'static>, Error> {
+        let accounts = leak(accounts(dynamo)?);
+        let links = leak(courier_aws::dynamo::DynamoLinks::new(
+            dynamo.clone(),
+            required("LINKS_TABLE")?,
+            accounts.clone(),
+        ));
+        // The poll (getLinkRequest) is not limited: the waiting device polls until approved,
+        // and its linkId is a 128-bit secret no one can guess.
+        let throttle = match op {
+            "createLinkRequest" | "approveDeviceLink" => {
+                Some(throttle(dynamo, |l| l.link_attempts)?)
+            }
+            _ => None,
+        };
+        Ok(leak(link_device::Deps {
+            links,
+            accounts,
+            clock: &SystemClock,
+            throttle,
+        }))
+    }
     match op {
-        "createLinkRequest" => {
-            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
-                lambda_http::service_fn(move |req| async move {
+        "createLinkRequest" => serve_lazily!(|aws| {
+            let deps = link_deps(aws, "createLinkRequest")?;
+            Ok(lambda_http::Adapter::from(lambda_http::service_fn(
+                move |req| async move {
                     Ok::<_, Error>(
                         metered("createLinkRequest", http::create_link_request(deps, req)).await,
                     )
-                }),
+                },
             )))
-            .await
-        }
-        "getLinkRequest" => {
-            crate::runtime::serve(Runtime::new(lambda_http::Adapter::from(
-                lambda_http::service_fn(move |req| async move {
+        }),
+        "getLinkRequest" => serve_lazily!(|aws| {
+            let deps = link_deps(aws, "getLinkRequest")?;
+            Ok(lambda_http::Adapter::from(lambda_http::service_fn(
+                move |req| async move {
                     Ok::<_, Error>(
                         metered("getLinkRequest", http::get_link_request(deps, req)).await,
                     )
-                }),
+                },
             )))
-            .await
-        }
-        _ => {
-            ws_action(move |event| async move {
+        }),
+        _ => serve_lazily!(|aws| {
+            let deps = link_deps(aws, "approveDeviceLink")?;
+            Ok(ws(move |event| async move {
                 routes::action(
                     "approveDeviceLink",
                     &event,
@@ -802,9 +848,8 @@ async fn link_operations(op: &str, dynamo: &aws_sdk_dynamodb::Client) -> Result<
                     },
                 )
                 .await
-            })
-            .await
-        }
+            }))
+        }),
     }
 }
 
@@ -823,11 +868,40 @@ pub async fn status() -> Result<(), Error> {
     use courier_core::usecases::status;
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    // Each operation gets only the tables its policy names (an empty name is never called).
+    macro_rules! serve {
+        ($name:literal, $f:path) => {
+            serve_lazily!(|aws| {
+                let deps = status_deps(aws, $name)?;
+                Ok(ws(move |event| async move {
+                    routes::action(
+                        $name,
+                        &event,
+                        |who, p| async move { $f(deps, &who, p).await },
+                    )
+                    .await
+                }))
+            })
+        };
+    }
+    match op.as_str() {
+        "postStatus" => serve!("postStatus", post_status_counted),
+        "removeStatus" => serve!("removeStatus", status::remove_status),
+        "viewStatus" => serve!("viewStatus", status::view_status),
+        "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
+        "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
+        other => Err(unknown("status", other)),
+    }
+}
+
+/// The stores of the status operation `op`: each gets only the tables its policy names (an
+/// empty name is never called).
+fn status_deps(
+    Aws { sdk, dynamo }: &Aws,
+    op: &str,
+) -> Result<&'static courier_core::usecases::status::Deps<'static>, Error> {
+    use courier_core::usecases::status;
     let table = |var: &'static str, used: &[&str]| -> Result<String, Error> {
-        if used.contains(&op.as_str()) {
+        if used.contains(&op) {
             Ok(required(var)?)
         } else {
             Ok(String::new())
@@ -852,12 +926,13 @@ pub async fn status() -> Result<(), Error> {
             &["postStatus", "viewStatus", "getStatusAudience"],
         )?,
     ));
-    let deliver = if op == "postStatus" {
-        let connections = leak(connection_store(&dynamo)?);
+    let posts = op == "postStatus";
+    let deliver = if posts {
+        let connections = leak(connection_store(dynamo)?);
         Some(Deliverer {
             presence: connections,
             connections,
-            gateway: leak(ManagementApi::new(config::management(&sdk)?)),
+            gateway: leak(ManagementApi::new(config::management(sdk)?)),
             push: None,
         })
     } else {
@@ -869,46 +944,24 @@ pub async fn status() -> Result<(), Error> {
             .map_err(|_| format!("STATUS_TTL_SECS must be a number of seconds, got {v:?}"))?,
         _ => status::DEFAULT_STATUS_TTL_SECS,
     };
-    // postStatus checks and attaches the poster's media (MEDIA_TABLE, MEDIA_BUCKET).
-    let media = if op == "postStatus" {
-        Some(attach_deps(&sdk, &dynamo)?)
-    } else {
-        None
-    };
-    let deps = leak(status::Deps {
+    Ok(leak(status::Deps {
         statuses,
         settings,
         deliver,
-        media,
-        clock: &SystemClock,
-        ttl_secs,
-        throttle: if op == "postStatus" {
-            Some(throttle(&dynamo, |l| l.sends)?)
+        // postStatus checks and attaches the poster's media (MEDIA_TABLE, MEDIA_BUCKET).
+        media: if posts {
+            Some(attach_deps(sdk, dynamo)?)
         } else {
             None
         },
-    });
-    macro_rules! serve {
-        ($name:literal, $f:path) => {
-            ws_action(move |event| async move {
-                routes::action(
-                    $name,
-                    &event,
-                    |who, p| async move { $f(deps, &who, p).await },
-                )
-                .await
-            })
-            .await
-        };
-    }
-    match op.as_str() {
-        "postStatus" => serve!("postStatus", post_status_counted),
-        "removeStatus" => serve!("removeStatus", status::remove_status),
-        "viewStatus" => serve!("viewStatus", status::view_status),
-        "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
-        "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
-        other => Err(unknown("status", other)),
-    }
+        clock: &SystemClock,
+        ttl_secs,
+        throttle: if posts {
+            Some(throttle(dynamo, |l| l.sends)?)
+        } else {
+            None
+        },
+    }))
 }
 
 /// `postStatus`, counted as `MessagesSent` of kind `status`.
@@ -948,53 +1001,55 @@ fn attach_deps(
 pub async fn media_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let dynamo = config::dynamodb(&sdk);
-    // getMediaDownload: media on a live status is for those who may see the status.
-    let statuses = if op == "getMediaDownload" {
-        Some(media::StatusLookup {
-            statuses: leak(DynamoStatuses::new(
+    fn media_deps(
+        Aws { sdk, dynamo }: &Aws,
+        op: &str,
+    ) -> Result<&'static media::Deps<'static>, Error> {
+        // getMediaDownload: media on a live status is for those who may see the status.
+        let statuses = if op == "getMediaDownload" {
+            Some(media::StatusLookup {
+                statuses: leak(DynamoStatuses::new(
+                    dynamo.clone(),
+                    required("STATUS_TABLE")?,
+                )),
+                settings: leak(DynamoSettings::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                )),
+            })
+        } else {
+            None
+        };
+        Ok(leak(media::Deps {
+            media: leak(media_store(dynamo)?),
+            objects: leak(media_objects(sdk)?),
+            // Only getMediaDownload reads memberships.
+            sessions: leak(DynamoSessions::new(
                 dynamo.clone(),
-                required("STATUS_TABLE")?,
+                std::env::var("SESSIONS_TABLE").unwrap_or_default(),
             )),
-            settings: leak(DynamoSettings::new(
-                dynamo.clone(),
-                required("USERS_TABLE")?,
-            )),
-        })
-    } else {
-        None
-    };
-    let deps = leak(media::Deps {
-        media: leak(media_store(&dynamo)?),
-        objects: leak(media_objects(&sdk)?),
-        // Only getMediaDownload reads memberships.
-        sessions: leak(DynamoSessions::new(
-            dynamo.clone(),
-            std::env::var("SESSIONS_TABLE").unwrap_or_default(),
-        )),
-        statuses,
-        clock: &SystemClock,
-    });
+            statuses,
+            clock: &SystemClock,
+        }))
+    }
+    macro_rules! serve {
+        ($name:literal, $f:path) => {
+            serve_lazily!(|aws| {
+                let deps = media_deps(aws, $name)?;
+                Ok(ws(move |event| async move {
+                    routes::action(
+                        $name,
+                        &event,
+                        |who, p| async move { $f(deps, &who, p).await },
+                    )
+                    .await
+                }))
+            })
+        };
+    }
     match op.as_str() {
-        "createMediaUpload" => {
-            ws_action(move |event| async move {
-                routes::action("createMediaUpload", &event, |who, p| async move {
-                    media::create_upload(deps, &who, p).await
-                })
-                .await
-            })
-            .await
-        }
-        "getMediaDownload" => {
-            ws_action(move |event| async move {
-                routes::action("getMediaDownload", &event, |who, p| async move {
-                    media::get_download(deps, &who, p).await
-                })
-                .await
-            })
-            .await
-        }
+        "createMediaUpload" => serve!("createMediaUpload", media::create_upload),
+        "getMediaDownload" => serve!("getMediaDownload", media::get_download),
         other => Err(unknown("media", other)),
     }
 }
@@ -1005,25 +1060,33 @@ pub async fn backups_service() -> Result<(), Error> {
     use courier_core::usecases::backups;
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    let sdk = config::sdk_config().await;
-    let deps = leak(backups::Deps {
-        backups: leak(backup_store(&config::dynamodb(&sdk))?),
-        objects: leak(media_objects(&sdk)?),
-        clock: &SystemClock,
-    });
+    fn backup_deps(Aws { sdk, dynamo }: &Aws) -> Result<&'static backups::Deps<'static>, Error> {
+        Ok(leak(backups::Deps {
+            backups: leak(backup_store(dynamo)?),
+            objects: leak(media_objects(sdk)?),
+            clock: &SystemClock,
+        }))
+    }
     macro_rules! serve {
-        ($name:literal, $body:expr) => {
-            ws_action(move |event| async move { routes::action($name, &event, $body).await }).await
+        ($deps:ident, $name:literal, $body:expr) => {
+            serve_lazily!(|aws| {
+                let $deps = backup_deps(aws)?;
+                Ok(ws(move |event| async move {
+                    routes::action($name, &event, $body).await
+                }))
+            })
         };
     }
     match op.as_str() {
-        "createBackup" => serve!("createBackup", |who, p| async move {
+        "createBackup" => serve!(deps, "createBackup", |who, p| async move {
             backups::create_backup(deps, &who, p).await
         }),
-        "listBackups" => serve!("listBackups", |who, _: ListBackupsParams| async move {
-            backups::list_backups(deps, &who).await
-        }),
-        "getBackupDownload" => serve!("getBackupDownload", |who, p| async move {
+        "listBackups" => serve!(
+            deps,
+            "listBackups",
+            |who, _: ListBackupsParams| async move { backups::list_backups(deps, &who).await }
+        ),
+        "getBackupDownload" => serve!(deps, "getBackupDownload", |who, p| async move {
             backups::get_backup_download(deps, &who, p).await
         }),
         other => Err(unknown("backups", other)),

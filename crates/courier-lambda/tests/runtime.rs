@@ -2,7 +2,8 @@
 //! handler sees that invocation's X-Ray trace id, a DynamoDB call it makes carries the trace id as
 //! `X-Amzn-Trace-Id`, and the process environment is never given `_X_AMZN_TRACE_ID` (the
 //! upstream runtime set it with `setenv` per invocation, which glibc never frees:
-//! vendor/README.md).
+//! vendor/README.md). The handler is built by the first invocation, as the functions build
+//! theirs (`courier_lambda::runtime::Lazy`), and only once.
 //!
 //! One test in this binary: it sets the Lambda variables the runtime reads from the environment.
 
@@ -12,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use courier_aws::trace;
+use courier_lambda::runtime::Lazy;
 use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -121,38 +123,64 @@ async fn invocations_carry_their_trace_id_to_aws_and_never_into_the_environment(
         std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{dynamo_addr}"));
         std::env::remove_var("_X_AMZN_TRACE_ID");
     }
-    let sdk = courier_aws::config::sdk_config().await;
-    let dynamo = courier_aws::config::dynamodb(&sdk);
+    // Built the way the functions build theirs: by the first invocation (runtime::Lazy).
+    let builds = Arc::new(Mutex::new(0));
+    let counter = builds.clone();
+    let handler = Lazy::new(move || {
+        let counter = counter.clone();
+        async move {
+            *counter.lock().unwrap() += 1;
+            let sdk = courier_aws::config::sdk_config().await;
+            let dynamo = courier_aws::config::dynamodb(&sdk);
+            Ok(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+                let dynamo = dynamo.clone();
+                async move {
+                    // What the handler can see: its own trace id, not the environment's.
+                    let env = std::env::var("_X_AMZN_TRACE_ID").ok();
+                    let current = trace::current();
+                    dynamo.list_tables().send().await?;
+                    Ok::<_, Error>(serde_json::json!({
+                        "n": event.payload["n"],
+                        "current": current,
+                        "env": env,
+                    }))
+                }
+            }))
+        }
+    });
+    assert_eq!(
+        *builds.lock().unwrap(),
+        0,
+        "nothing is built before the first invocation"
+    );
 
-    tokio::spawn(courier_lambda::runtime::serve(Runtime::new(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| {
-            let dynamo = dynamo.clone();
-            async move {
-                // What the handler can see: its own trace id, not the environment's.
-                let env = std::env::var("_X_AMZN_TRACE_ID").ok();
-                let current = trace::current();
-                dynamo.list_tables().send().await?;
-                Ok::<_, Error>(serde_json::json!({
-                    "n": event.payload["n"],
-                    "current": current,
-                    "env": env,
-                }))
-            }
-        },
-    ))));
-
-    for (n, id) in TRACE_IDS.iter().enumerate() {
-        let (request, body) = answers.recv().await.unwrap();
-        assert_eq!(request, format!("req-{}", n + 1));
-        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(body["n"], n + 1);
-        assert_eq!(body["current"], *id, "invocation {}", n + 1);
-        assert_eq!(
-            body["env"],
-            serde_json::Value::Null,
-            "the runtime set _X_AMZN_TRACE_ID in the environment"
-        );
-        assert_eq!(seen.recv().await.unwrap().as_deref(), Some(*id));
+    let checks = async {
+        for (n, id) in TRACE_IDS.iter().enumerate() {
+            let (request, body) = answers.recv().await.unwrap();
+            assert_eq!(request, format!("req-{}", n + 1));
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["n"], n + 1);
+            assert_eq!(body["current"], *id, "invocation {}", n + 1);
+            assert_eq!(
+                body["env"],
+                serde_json::Value::Null,
+                "the runtime set _X_AMZN_TRACE_ID in the environment"
+            );
+            assert_eq!(seen.recv().await.unwrap().as_deref(), Some(*id));
+        }
+    };
+    // The lazy handler is not `Send` (a function's runtime runs on its main task), so the
+    // runtime runs beside the checks rather than on a task of its own.
+    tokio::select! {
+        result = courier_lambda::runtime::serve(Runtime::new(handler)) => {
+            panic!("the runtime stopped: {result:?}")
+        }
+        () = checks => {}
     }
+    assert_eq!(
+        *builds.lock().unwrap(),
+        1,
+        "built once, for all three invocations"
+    );
     assert!(std::env::var_os("_X_AMZN_TRACE_ID").is_none());
 }

@@ -360,20 +360,26 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
 
-    // Clients are built once per cold start; the SNS client's TLS setup (the platform's root
-    // certificates) waits for its first request, as in the other functions.
-    let config = courier_aws::config::sdk_config().await;
-    let sns = Sns(courier_aws::config::sns(&config));
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()?;
+    // The clients are built by the first invocation, once per process, as in the other
+    // functions (courier_lambda::runtime::Lazy): the SNS client's configuration and reqwest's
+    // root certificates would otherwise be init time on every cold start.
+    let clients = tokio::sync::OnceCell::new();
+    let clients = &clients;
 
     // The invocation's X-Ray trace id goes to the SNS calls through the client's interceptor
     // (the runtime no longer puts it in the environment: vendor/README.md).
     lambda_runtime::run(service_fn(|event: LambdaEvent<Request>| {
-        let (sns, http) = (&sns, &http);
         let trace_id = event.context.xray_trace_id.clone();
         courier_aws::trace::scope(trace_id, async move {
+            let (sns, http) = clients
+                .get_or_try_init(|| async {
+                    let config = courier_aws::config::sdk_config().await;
+                    let http = reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_secs(20))
+                        .build()?;
+                    Ok::<_, reqwest::Error>((Sns(courier_aws::config::sns(&config)), http))
+                })
+                .await?;
             let request = event.payload;
             let response = handle(sns, &request).await;
             tracing::info!(
