@@ -6,8 +6,10 @@
 //! - [`ws`]: WebSocket helpers: who is calling, reply frames.
 //! - [`authorizer`]: the `$connect` REQUEST authorizer.
 //! - [`routes`]: WebSocket route handlers: `$connect`, `$disconnect`, `$default`, `deleteAccount`.
-//! - [`services`]: one entry point per function binary: build clients once, pick the operation
-//!   named by `COURIER_OPERATION`, run the Lambda runtime.
+//! - [`services`]: one entry point per function binary: pick the operation named by
+//!   `COURIER_OPERATION`, run the Lambda runtime with a handler (clients, stores) that the first
+//!   invocation builds, once per process.
+//! - [`runtime`]: how every function serves: the trace-id layer and [`runtime::Lazy`].
 //!
 //! Error policy: a handler never fails the invocation for a client's mistake; it answers with the
 //! protocol's error. Internal failures are logged with their cause chain and answered `INTERNAL`.
