@@ -1,8 +1,9 @@
 //! A function builds its handler (SDK clients, stores, settings) in its first invocation, not at
-//! init (`courier_lambda::runtime::Lazy`). On a local cloud given a malformed setting (`StatusTtlSeconds=soon`, which CloudFormation would refuse; the local cloud
-//! passes it through to `postStatus`, the one function that reads it): init still succeeds, every
-//! request to it fails with the gateway's internal error and stores nothing, the cause is logged
-//! once per process, not once per request, and every other operation works.
+//! init (`courier_lambda::runtime::Lazy`). On a local cloud given a malformed setting
+//! (`StatusTtlSeconds=soon`, which CloudFormation would refuse; the local cloud passes it through
+//! to `postStatus`, the one function that reads it): init still succeeds, every request to it
+//! fails with the gateway's internal error and stores nothing, the cause is logged once per
+//! process, not once per request, and every other operation works.
 
 use courier_tests::{TestCloud, WAIT, connect};
 use serde_json::json;
