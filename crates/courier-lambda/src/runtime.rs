@@ -37,7 +37,8 @@ where
 ///
 /// Init is on the path of every cold start, so a function spends there only what cannot wait:
 /// the SDK configuration and each client cost about 0.1 ms (docs/benchmarks.md, cold starts),
-/// and the first invocation needs them anyway. If building fails (a missing or malformed
+/// and the first invocation needs them anyway. The time building took is logged (`handler built`,
+/// `micros`). If building fails (a missing or malformed
 /// setting), that invocation and every later one fail with the same error, logged once, as a
 /// failed init would have failed them; nothing is built twice.
 pub struct Lazy<S> {
@@ -80,10 +81,19 @@ where
         Box::pin(async move {
             let built = built
                 .get_or_init(|| async move {
-                    build().await.map(RefCell::new).map_err(|error| {
-                        tracing::error!(%error, "the function could not build its handler");
-                        error.to_string()
-                    })
+                    let started = std::time::Instant::now();
+                    match build().await {
+                        Ok(service) => {
+                            let micros =
+                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            tracing::info!(micros, "handler built");
+                            Ok(RefCell::new(service))
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "the function could not build its handler");
+                            Err(error.to_string())
+                        }
+                    }
                 })
                 .await;
             let service = built
