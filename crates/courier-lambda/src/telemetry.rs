@@ -13,15 +13,40 @@ use std::io::Write;
 /// Installs the JSON subscriber (filter from `RUST_LOG`, default `info`). Safe to call twice.
 pub fn init() {
     let _ = started();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
         .with_target(false)
-        .without_time()
-        .try_init();
+        .without_time();
+    let _ = match log_filter(&std::env::var("RUST_LOG").unwrap_or_default()) {
+        LogFilter::Level(level) => fmt.with_max_level(level).try_init(),
+        LogFilter::Directives(filter) => fmt.with_env_filter(*filter).try_init(),
+    };
+}
+
+/// What `RUST_LOG` asks for.
+#[derive(Debug)]
+enum LogFilter {
+    Level(tracing_subscriber::filter::LevelFilter),
+    Directives(Box<tracing_subscriber::EnvFilter>),
+}
+
+/// A plain level (template.yaml sets `RUST_LOG: info`), or nothing (`info`), is a level filter;
+/// only directives (`courier_core=debug,info`) get an `EnvFilter`, which parses them and builds
+/// matchers: init time on every cold start. Directives that do not parse mean `info`.
+fn log_filter(rust_log: &str) -> LogFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    let rust_log = rust_log.trim();
+    if rust_log.is_empty() {
+        return LogFilter::Level(LevelFilter::INFO);
+    }
+    match rust_log.parse::<LevelFilter>() {
+        Ok(level) => LogFilter::Level(level),
+        Err(_) => LogFilter::Directives(Box::new(
+            tracing_subscriber::EnvFilter::try_new(rust_log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )),
+    }
 }
 
 /// The metrics of the per-invocation line, in this order.
@@ -309,6 +334,33 @@ fn line_of(operation: &str, r: &Recorded, values: &[f64], timestamp_ms: u64) -> 
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn rust_log_levels_are_level_filters_and_only_directives_get_an_env_filter() {
+        use tracing_subscriber::filter::LevelFilter;
+        for (rust_log, level) in [
+            ("", LevelFilter::INFO),
+            ("info", LevelFilter::INFO),
+            (" WARN ", LevelFilter::WARN),
+            ("debug", LevelFilter::DEBUG),
+            ("off", LevelFilter::OFF),
+        ] {
+            match log_filter(rust_log) {
+                LogFilter::Level(l) => assert_eq!(l, level, "{rust_log:?}"),
+                other => panic!("{rust_log:?}: {other:?}"),
+            }
+        }
+        match log_filter("courier_core=debug,info") {
+            LogFilter::Directives(f) => {
+                assert_eq!(f.to_string(), "courier_core=debug,info");
+            }
+            other => panic!("{other:?}"),
+        }
+        match log_filter("courier_core=loud") {
+            LogFilter::Directives(f) => assert_eq!(f.to_string(), "info", "unparsable: info"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn emf_line_has_the_metrics_and_their_values() {
