@@ -72,6 +72,24 @@ macro_rules! serve_lazily {
     };
 }
 
+/// Serves the WebSocket action `$name` as `$f(deps, caller, params)`, `deps` being what
+/// `$deps(&Aws, $name)` builds.
+macro_rules! serve_action {
+    ($deps:ident, $name:literal, $f:path) => {
+        serve_lazily!(|aws| {
+            let deps = $deps(aws, $name)?;
+            Ok(ws(move |event| async move {
+                routes::action(
+                    $name,
+                    &event,
+                    |who, p| async move { $f(deps, &who, p).await },
+                )
+                .await
+            }))
+        })
+    };
+}
+
 /// The shared rate-limit store (`RATE_LIMIT_TABLE`) and the configured rule `pick`s.
 fn throttle(
     dynamo: &aws_sdk_dynamodb::Client,
@@ -422,7 +440,11 @@ pub async fn groups_service() -> Result<(), Error> {
             ))
         });
     }
-    fn group_deps(Aws { sdk, dynamo }: &Aws) -> Result<&'static groups::Deps<'static>, Error> {
+    /// Every group operation gets the same stores.
+    fn group_deps(
+        Aws { sdk, dynamo }: &Aws,
+        _op: &str,
+    ) -> Result<&'static groups::Deps<'static>, Error> {
         let sessions = leak(sessions_store(dynamo)?);
         let connections = leak(connection_store(dynamo)?);
         // Only the users table is read (does a member exist?).
@@ -446,28 +468,15 @@ pub async fn groups_service() -> Result<(), Error> {
             clock: &SystemClock,
         }))
     }
-    macro_rules! serve {
-        ($name:literal, $f:path) => {
-            serve_lazily!(|aws| {
-                let deps = group_deps(aws)?;
-                Ok(ws(move |event| async move {
-                    routes::action(
-                        $name,
-                        &event,
-                        |who, p| async move { $f(deps, &who, p).await },
-                    )
-                    .await
-                }))
-            })
-        };
-    }
     match op.as_str() {
-        "initiateGroupChatSession" => serve!("initiateGroupChatSession", groups::initiate),
-        "getGroup" => serve!("getGroup", groups::get),
-        "addUserToGroup" => serve!("addUserToGroup", groups::add),
-        "removeUserFromGroup" => serve!("removeUserFromGroup", groups::remove),
-        "promoteUserToAdmin" => serve!("promoteUserToAdmin", groups::promote),
-        "deleteGroup" => serve!("deleteGroup", groups::delete),
+        "initiateGroupChatSession" => {
+            serve_action!(group_deps, "initiateGroupChatSession", groups::initiate)
+        }
+        "getGroup" => serve_action!(group_deps, "getGroup", groups::get),
+        "addUserToGroup" => serve_action!(group_deps, "addUserToGroup", groups::add),
+        "removeUserFromGroup" => serve_action!(group_deps, "removeUserFromGroup", groups::remove),
+        "promoteUserToAdmin" => serve_action!(group_deps, "promoteUserToAdmin", groups::promote),
+        "deleteGroup" => serve_action!(group_deps, "deleteGroup", groups::delete),
         other => Err(unknown("groups", other)),
     }
 }
@@ -679,37 +688,22 @@ fn queue_store(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoDeviceQueues, 
 pub async fn devices() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    macro_rules! serve {
-        ($deps:ident, $name:literal, $f:path) => {
-            serve_lazily!(|aws| {
-                let deps = $deps(aws, $name)?;
-                Ok(ws(move |event| async move {
-                    routes::action(
-                        $name,
-                        &event,
-                        |who, p| async move { $f(deps, &who, p).await },
-                    )
-                    .await
-                }))
-            })
-        };
-    }
     match op.as_str() {
         "createLinkRequest" | "getLinkRequest" | "approveDeviceLink" => link_operations(&op).await,
-        "uploadKeys" => serve!(key_deps, "uploadKeys", keys::upload_keys),
-        "claimKeys" => serve!(key_deps, "claimKeys", keys::claim_keys),
-        "listDevices" => serve!(key_deps, "listDevices", keys::list_devices),
-        "sendToDevice" => serve!(
+        "uploadKeys" => serve_action!(key_deps, "uploadKeys", keys::upload_keys),
+        "claimKeys" => serve_action!(key_deps, "claimKeys", keys::claim_keys),
+        "listDevices" => serve_action!(key_deps, "listDevices", keys::list_devices),
+        "sendToDevice" => serve_action!(
             device_message_deps,
             "sendToDevice",
             device_messages::send_to_device
         ),
-        "readDeviceMessages" => serve!(
+        "readDeviceMessages" => serve_action!(
             device_message_deps,
             "readDeviceMessages",
             device_messages::read_device_messages
         ),
-        "ackDeviceMessages" => serve!(
+        "ackDeviceMessages" => serve_action!(
             device_message_deps,
             "ackDeviceMessages",
             device_messages::ack_device_messages
@@ -868,27 +862,18 @@ pub async fn status() -> Result<(), Error> {
     use courier_core::usecases::status;
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
-    macro_rules! serve {
-        ($name:literal, $f:path) => {
-            serve_lazily!(|aws| {
-                let deps = status_deps(aws, $name)?;
-                Ok(ws(move |event| async move {
-                    routes::action(
-                        $name,
-                        &event,
-                        |who, p| async move { $f(deps, &who, p).await },
-                    )
-                    .await
-                }))
-            })
-        };
-    }
     match op.as_str() {
-        "postStatus" => serve!("postStatus", post_status_counted),
-        "removeStatus" => serve!("removeStatus", status::remove_status),
-        "viewStatus" => serve!("viewStatus", status::view_status),
-        "getStatusViewers" => serve!("getStatusViewers", status::get_status_viewers),
-        "getStatusAudience" => serve!("getStatusAudience", status::get_status_audience),
+        "postStatus" => serve_action!(status_deps, "postStatus", post_status_counted),
+        "removeStatus" => serve_action!(status_deps, "removeStatus", status::remove_status),
+        "viewStatus" => serve_action!(status_deps, "viewStatus", status::view_status),
+        "getStatusViewers" => {
+            serve_action!(status_deps, "getStatusViewers", status::get_status_viewers)
+        }
+        "getStatusAudience" => serve_action!(
+            status_deps,
+            "getStatusAudience",
+            status::get_status_audience
+        ),
         other => Err(unknown("status", other)),
     }
 }
@@ -1032,24 +1017,9 @@ pub async fn media_service() -> Result<(), Error> {
             clock: &SystemClock,
         }))
     }
-    macro_rules! serve {
-        ($name:literal, $f:path) => {
-            serve_lazily!(|aws| {
-                let deps = media_deps(aws, $name)?;
-                Ok(ws(move |event| async move {
-                    routes::action(
-                        $name,
-                        &event,
-                        |who, p| async move { $f(deps, &who, p).await },
-                    )
-                    .await
-                }))
-            })
-        };
-    }
     match op.as_str() {
-        "createMediaUpload" => serve!("createMediaUpload", media::create_upload),
-        "getMediaDownload" => serve!("getMediaDownload", media::get_download),
+        "createMediaUpload" => serve_action!(media_deps, "createMediaUpload", media::create_upload),
+        "getMediaDownload" => serve_action!(media_deps, "getMediaDownload", media::get_download),
         other => Err(unknown("media", other)),
     }
 }
