@@ -37,10 +37,10 @@ where
 ///
 /// Init is on the path of every cold start, so a function spends there only what cannot wait:
 /// the SDK configuration and each client cost about 0.1 ms (docs/benchmarks.md, cold starts),
-/// and the first invocation needs them anyway. The time building took is logged (`handler built`,
-/// `micros`). If building fails (a missing or malformed
-/// setting), that invocation and every later one fail with the same error, logged once, as a
-/// failed init would have failed them; nothing is built twice.
+/// and the first invocation needs them anyway. The time building took is logged (`handler
+/// built`, `micros`). If building fails (a missing or malformed setting), that invocation and
+/// every later one fail with the same error, logged once, as a failed init would have failed
+/// them; nothing is built twice.
 pub struct Lazy<S> {
     built: Rc<OnceCell<Result<RefCell<S>, String>>>,
     build: Rc<dyn Fn() -> LocalBoxFuture<'static, Result<S, Error>>>,
