@@ -50,15 +50,10 @@ async fn a_handler_that_cannot_be_built_fails_only_its_own_operation() {
 
     // The rest of the service is unaffected.
     let chat = a
-        .request(
-            "initiateDirectChatSession",
-            json!({ "peerUserId": bob.user_id }),
-        )
+        .initiate_direct_chat(&bob.user_id, None)
         .await
-        .unwrap()["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .expect("initiateDirectChatSession is served")
+        .session_id;
     a.request(
         "sendMessage",
         json!({"sessionId": chat, "clientMsgId": "m1", "type": "text", "payload": "hi"}),
