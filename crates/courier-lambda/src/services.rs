@@ -446,7 +446,6 @@ pub async fn groups_service() -> Result<(), Error> {
         _op: &str,
     ) -> Result<&'static groups::Deps<'static>, Error> {
         let sessions = leak(sessions_store(dynamo)?);
-        let connections = leak(connection_store(dynamo)?);
         // Only the users table is read (does a member exist?).
         let accounts = leak(DynamoAccounts::new(
             dynamo.clone(),
@@ -459,12 +458,7 @@ pub async fn groups_service() -> Result<(), Error> {
             messages: leak(messages_store(dynamo)?),
             accounts,
             settings: leak(settings_store(dynamo)?),
-            deliver: Deliverer {
-                presence: connections,
-                connections,
-                gateway: leak(ManagementApi::new(config::management(sdk)?)),
-                push: None,
-            },
+            deliver: deliverer(sdk, dynamo, false)?,
             clock: &SystemClock,
         }))
     }
@@ -577,16 +571,10 @@ pub async fn messages() -> Result<(), Error> {
         }),
         "ackMessages" => serve_lazily!(|Aws { sdk, dynamo }| {
             let (sessions, messages) = chat_stores(dynamo)?;
-            let connections = leak(connection_store(dynamo)?);
             let deps = leak(receipts::AckDeps {
                 sessions,
                 messages,
-                deliver: Deliverer {
-                    presence: connections,
-                    connections,
-                    gateway: leak(ManagementApi::new(config::management(sdk)?)),
-                    push: None,
-                },
+                deliver: deliverer(sdk, dynamo, false)?,
                 settings: leak(settings_store(dynamo)?),
                 clock: &SystemClock,
             });
@@ -626,6 +614,26 @@ fn sns_push(sdk: &aws_config::SdkConfig) -> SnsPush {
     )
 }
 
+/// Delivery to live connections (`CONNECTIONS_TABLE`, the management API) and, with
+/// `push_offline`, to offline devices through SNS.
+fn deliverer(
+    sdk: &aws_config::SdkConfig,
+    dynamo: &aws_sdk_dynamodb::Client,
+    push_offline: bool,
+) -> Result<Deliverer<'static>, Error> {
+    let connections = leak(connection_store(dynamo)?);
+    Ok(Deliverer {
+        presence: connections,
+        connections,
+        gateway: leak(ManagementApi::new(config::management(sdk)?)),
+        push: if push_offline {
+            Some(leak(sns_push(sdk)))
+        } else {
+            None
+        },
+    })
+}
+
 /// The `push` binary: `registerPushToken`.
 pub async fn push() -> Result<(), Error> {
     crate::telemetry::init();
@@ -650,13 +658,7 @@ pub async fn fanout() -> Result<(), Error> {
     crate::telemetry::init();
     serve_lazily!(|Aws { sdk, dynamo }| {
         let sessions = leak(sessions_store(dynamo)?);
-        let connections = leak(connection_store(dynamo)?);
-        let deliver = leak(Deliverer {
-            presence: connections,
-            connections,
-            gateway: leak(ManagementApi::new(config::management(sdk)?)),
-            push: Some(leak(sns_push(sdk))),
-        });
+        let deliver = leak(deliverer(sdk, dynamo, true)?);
         Ok(service_fn(
             move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
                 Ok::<_, Error>(
@@ -751,13 +753,7 @@ fn device_message_deps(
 ) -> Result<&'static device_messages::Deps<'static>, Error> {
     let sends = op == "sendToDevice";
     let deliver = if sends {
-        let connections = leak(connection_store(dynamo)?);
-        Some(Deliverer {
-            presence: connections,
-            connections,
-            gateway: leak(ManagementApi::new(config::management(sdk)?)),
-            push: Some(leak(sns_push(sdk))),
-        })
+        Some(deliverer(sdk, dynamo, true)?)
     } else {
         None
     };
@@ -913,13 +909,7 @@ fn status_deps(
     ));
     let posts = op == "postStatus";
     let deliver = if posts {
-        let connections = leak(connection_store(dynamo)?);
-        Some(Deliverer {
-            presence: connections,
-            connections,
-            gateway: leak(ManagementApi::new(config::management(sdk)?)),
-            push: None,
-        })
+        Some(deliverer(sdk, dynamo, false)?)
     } else {
         None
     };
