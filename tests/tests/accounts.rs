@@ -292,6 +292,12 @@ async fn bad_frames_get_error_replies_and_the_connection_stays_open() {
         .await
         .unwrap();
     assert_eq!(reply["error"]["code"], "BAD_REQUEST");
+    let reply = s
+        .send_raw_and_wait("r3e", r#"{"action":"","requestId":"r3e"}"#)
+        .await
+        .unwrap();
+    assert_eq!(reply["error"]["code"], "BAD_REQUEST");
+    assert_eq!(reply["error"]["message"], "action must not be empty");
     // Truncated JSON: its request id cannot be read, so the reply carries none.
     s.send_raw(r#"{"action":"deleteAccount","requestId":"r4","extra":"#)
         .await

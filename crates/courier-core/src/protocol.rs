@@ -227,6 +227,12 @@ impl RequestFrame {
             }
         };
         let action = match map.get("action") {
+            Some(Value::String(s)) if s.is_empty() => {
+                return Err(fail(
+                    request_id,
+                    ApiError::bad_request("action must not be empty"),
+                ));
+            }
             Some(Value::String(s)) => s.clone(),
             Some(_) => {
                 return Err(fail(
@@ -307,6 +313,12 @@ mod tests {
         let e = RequestFrame::parse(r#"{"action":5,"requestId":"r8"}"#).unwrap_err();
         assert_eq!(e.request_id.as_deref(), Some("r8"));
         assert!(e.error.message.contains("action must be a string"));
+
+        // An empty action names nothing: refused like a missing one, not "unknown action ''".
+        let e = RequestFrame::parse(r#"{"action":"","requestId":"r7"}"#).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::BadRequest);
+        assert_eq!(e.request_id.as_deref(), Some("r7"));
+        assert!(e.error.message.contains("action must not be empty"));
 
         let e = RequestFrame::parse(r#"{"action":"x","requestId":7}"#).unwrap_err();
         assert!(e.error.message.contains("requestId must be a string"));
