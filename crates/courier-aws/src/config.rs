@@ -111,7 +111,7 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
 /// (`AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, as Lambda sets them), those are given to the
 /// loader directly instead of through the SDK's default provider chains. The chains would pick
 /// the same values, since the environment comes first in both, but building them (profile files,
-/// SSO, web identity, container and instance metadata providers) took about 0.2 ms of every cold
+/// web identity, container and instance metadata providers) took about 0.2 ms of every cold
 /// start (docs/benchmarks.md, cold starts).
 pub async fn sdk_config() -> SdkConfig {
     let mut loader =
