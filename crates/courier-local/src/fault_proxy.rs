@@ -1,8 +1,9 @@
-//! A small proxy the functions reach SNS through, so the fault switch can fail a share of SNS
-//! calls (`POST /_local/faults/sns`). Every request is forwarded unchanged to the real SNS
-//! endpoint (moto), unless [`Faults::sns_fault`] says this one fails: then it is answered 500
-//! with SNS's own error document (`InternalError`, `Receiver`), as SNS answers when it fails on
-//! its side. S3 is not proxied.
+//! Small proxies in front of an emulator, so the fault switch can fail some of the calls made
+//! through them: the functions' SNS calls (`POST /_local/faults/sns`, in front of moto) and the
+//! stream pollers' `GetRecords` (`POST /_local/faults/streams`, in front of DynamoDB Local).
+//! Every request is forwarded unchanged to the real endpoint, unless the switch says this one
+//! fails: then it is answered with the service's own error document, as the service answers when
+//! it fails. S3 is not proxied.
 
 use std::net::SocketAddr;
 
@@ -13,16 +14,28 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
-use crate::websocket::Faults;
+use crate::websocket::{Faults, StreamFault};
+
+/// Which service a proxy stands in front of, and so which faults it injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// SNS (moto): a share of every call answers 500 `InternalError`.
+    Sns,
+    /// DynamoDB Streams (DynamoDB Local): armed `GetRecords` calls answer
+    /// `ExpiredIteratorException` or 500 `InternalServerError`.
+    DynamoDbStreams,
+}
 
 struct Proxy {
+    service: Service,
     upstream: String,
     client: reqwest::Client,
     faults: Faults,
 }
 
-/// Starts the proxy on a free loopback port in front of `upstream`; returns its URL.
+/// Starts a proxy for `service` on a free loopback port in front of `upstream`; returns its URL.
 pub async fn start(
+    service: Service,
     upstream: String,
     faults: Faults,
     shutdown: CancellationToken,
@@ -30,6 +43,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
     let proxy = std::sync::Arc::new(Proxy {
+        service,
         upstream: upstream.trim_end_matches('/').to_string(),
         client: reqwest::Client::new(),
         faults,
@@ -40,7 +54,7 @@ pub async fn start(
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = r {
-            tracing::error!("SNS proxy stopped: {e}");
+            tracing::error!("{service:?} proxy stopped: {e}");
         }
     });
     Ok(format!("http://{addr}"))
@@ -82,16 +96,62 @@ pub fn internal_error(json_protocol: bool) -> Response {
     r
 }
 
-async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Response {
-    let json_protocol = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if p.faults.sns_fault() {
-        tracing::info!("fault injection: failing an SNS call with 500");
-        return internal_error(json_protocol);
+/// DynamoDB Streams' error document (awsJson1_0) for `fault`.
+pub fn streams_error(fault: StreamFault) -> Response {
+    let (status, kind) = match fault {
+        StreamFault::ExpiredIterator => (StatusCode::BAD_REQUEST, "ExpiredIteratorException"),
+        StreamFault::InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+    };
+    let body = serde_json::json!({
+        "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
+        "message": format!("{kind} (injected by the local cloud's fault switch)"),
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        r.headers_mut().insert("x-amzn-requestid", v);
     }
+    r
+}
+
+/// The injected answer to this request, if the switch fails it.
+fn fault(p: &Proxy, headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Response> {
+    match p.service {
+        Service::Sns => {
+            let json_protocol = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("json"));
+            p.faults.sns_fault().then(|| {
+                tracing::info!("fault injection: failing an SNS call with 500");
+                internal_error(json_protocol)
+            })
+        }
+        Service::DynamoDbStreams => {
+            let get_records = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.ends_with(".GetRecords"));
+            if !get_records {
+                return None;
+            }
+            // Shard iterators start with their stream's ARN (`...:table/<name>/stream/...`), on
+            // AWS as in DynamoDB Local: that is how a fault is kept to one table's shards.
+            let iterator = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["ShardIterator"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let f = p.faults.stream_fault(&iterator)?;
+            tracing::info!("fault injection: GetRecords answers {f:?}");
+            Some(streams_error(f))
+        }
+    }
+}
+
+async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req
         .uri()
@@ -102,6 +162,9 @@ async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Respon
         Ok(b) => b,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
+    if let Some(injected) = fault(&p, &headers, &body) {
+        return injected;
+    }
     let mut out = p.client.request(method, format!("{}{path}", p.upstream));
     for (k, v) in &headers {
         if k != header::HOST && k != header::CONTENT_LENGTH {
@@ -122,7 +185,7 @@ async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Respon
             resp
         }
         Err(e) => {
-            tracing::warn!("SNS proxy: {e}");
+            tracing::warn!("{:?} proxy: {e}", p.service);
             (StatusCode::BAD_GATEWAY, e.to_string()).into_response()
         }
     }

@@ -67,6 +67,7 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route("/_local/faults/management", post(faults_management))
         .route("/_local/faults/kill-random", post(faults_kill_random))
         .route("/_local/faults/sns", post(faults_sns))
+        .route("/_local/faults/streams", post(faults_streams))
         .route("/_local/faults/drop-sockets", post(faults_drop_sockets))
         .route("/_local/restart/dynamodb", post(restart_dynamodb))
         .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
@@ -261,6 +262,38 @@ async fn faults_sns(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) ->
         }
         Err(e) => message(StatusCode::BAD_REQUEST, &e),
     }
+}
+
+async fn faults_streams(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let expected =
+        r#"expected {"table": "<TableName>" (optional), "expiredIterators": N, "failures": N}"#;
+    if !v.is_object() {
+        return message(StatusCode::BAD_REQUEST, expected);
+    }
+    let count = |k: &str| match v.get(k) {
+        None => Some(0),
+        Some(n) => n.as_u64(),
+    };
+    let table = match v.get("table") {
+        None | Some(J::Null) => Some(None),
+        Some(J::String(t)) => Some(Some(t.as_str())),
+        Some(_) => None,
+    };
+    let (Some(table), Some(expired), Some(failures)) =
+        (table, count("expiredIterators"), count("failures"))
+    else {
+        return message(StatusCode::BAD_REQUEST, expected);
+    };
+    api.faults.arm_stream_faults(table, expired, failures);
+    tracing::info!(
+        "fault injection: GetRecords of {} fails: {expired} expired iterators, then {failures} 500s",
+        table.unwrap_or("every table")
+    );
+    axum::Json(api.faults.describe()).into_response()
 }
 
 async fn faults_drop_sockets(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {

@@ -15,7 +15,8 @@
 //!   outbox, fault switch).
 //! - [`websocket`]: the WebSocket API, the `@connections` management API and the fault switch.
 //! - [`streams`]: DynamoDB Streams event source mappings, polled and retried as Lambda does.
-//! - [`sns_proxy`]: the functions' way to SNS, which the fault switch can make fail.
+//! - [`fault_proxy`]: the functions' way to SNS and the stream pollers' way to DynamoDB Streams,
+//!   which the fault switch can make fail.
 //! - [`outbox`]: SMS and push publishes, read back from moto.
 //! - [`metrics`]: the functions' EMF lines, aggregated and served at `/_local/metrics`.
 //!
@@ -36,12 +37,12 @@
 
 pub mod dashboard;
 pub mod emulators;
+pub mod fault_proxy;
 pub mod http_api;
 pub mod metrics;
 pub mod outbox;
 pub mod provision;
 pub mod runtime;
-pub mod sns_proxy;
 pub mod streams;
 pub mod template;
 pub mod web;
@@ -285,9 +286,14 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     let functions_sns = if config.no_emulators {
         endpoints.sns.clone()
     } else {
-        sns_proxy::start(endpoints.sns.clone(), faults.clone(), shutdown.clone())
-            .await
-            .context("starting the SNS proxy")?
+        fault_proxy::start(
+            fault_proxy::Service::Sns,
+            endpoints.sns.clone(),
+            faults.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the SNS proxy")?
     };
 
     let mut base_env = BTreeMap::new();
@@ -390,12 +396,21 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         );
         StreamPollers::default()
     } else {
+        // The pollers read the streams through a proxy, so the fault switch can fail their reads.
+        let streams_endpoint = fault_proxy::start(
+            fault_proxy::Service::DynamoDbStreams,
+            endpoints.dynamodb.clone(),
+            faults.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the DynamoDB Streams proxy")?;
         streams::start(
             app.stream_mappings.clone(),
             streams::StreamContext {
                 functions: functions.clone(),
                 dynamodb: aws.dynamodb(&endpoints.dynamodb),
-                streams: aws.dynamodb_streams(&endpoints.dynamodb),
+                streams: aws.dynamodb_streams(&streams_endpoint),
                 region: aws.region.clone(),
                 shutdown: shutdown.clone(),
             },

@@ -52,6 +52,9 @@ pub struct StreamStats {
     pub retries: u64,
     /// Records skipped after the retries ran out.
     pub dropped: u64,
+    /// Shard iterators taken again after a read failed: expired, trimmed, or failing three
+    /// times in a row (DynamoDB Local restarted or unreachable).
+    pub new_iterators: u64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +64,7 @@ struct Counters {
     records: AtomicU64,
     retries: AtomicU64,
     dropped: AtomicU64,
+    new_iterators: AtomicU64,
 }
 
 impl Counters {
@@ -71,6 +75,7 @@ impl Counters {
             records: self.records.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            new_iterators: self.new_iterators.load(Ordering::Relaxed),
         }
     }
 }
@@ -100,6 +105,7 @@ impl StreamPollers {
                 sum.records += s.records;
                 sum.retries += s.retries;
                 sum.dropped += s.dropped;
+                sum.new_iterators += s.new_iterators;
             }
         }
         found.then_some(sum)
@@ -463,6 +469,7 @@ impl Shard {
                         tracing::debug!(mapping = %m.id, shard = %self.id, "GetRecords: {}; new iterator at {pos:?}", describe(&e));
                         match p.iterator(&self.arn, &self.id, &pos).await {
                             Ok(fresh) => {
+                                add(&p.counters.new_iterators, 1);
                                 iter = Some(fresh);
                                 continue;
                             }
@@ -485,6 +492,7 @@ impl Shard {
                             };
                             match p.iterator(&self.arn, &self.id, &pos).await {
                                 Ok(fresh) => {
+                                    add(&p.counters.new_iterators, 1);
                                     tracing::info!(mapping = %m.id, shard = %self.id, "GetRecords kept failing; new iterator at {pos:?}");
                                     iter = Some(fresh);
                                     if !p.sleep(Duration::from_millis(200)).await {

@@ -74,9 +74,9 @@ pub enum ManagementOp {
 
 /// The fault switch for tests (`/_local/faults` on the HTTP port): management calls that fail at
 /// random, a one-shot kill of a function's busy processes after so many delivered posts,
-/// processes killed at random mid-invocation, SNS calls that fail at random (through
-/// [`crate::sns_proxy`]) and WebSocket connections dropped without a close frame. Clones share
-/// one switch.
+/// processes killed at random mid-invocation, SNS calls that fail at random and stream reads that
+/// fail when armed (both through [`crate::fault_proxy`]), and WebSocket connections dropped
+/// without a close frame. Clones share one switch.
 #[derive(Clone, Default)]
 pub struct Faults {
     inner: Arc<FaultsInner>,
@@ -90,6 +90,8 @@ struct FaultsInner {
     gateway: Mutex<Option<std::sync::Weak<WsGateway>>>,
     /// Share of SNS calls the SNS proxy answers 500, and how many it did.
     sns: Mutex<(f64, u64)>,
+    /// `GetRecords` calls the DynamoDB Streams proxy is armed to fail.
+    streams: Mutex<StreamFaults>,
     /// Sockets dropped so far.
     dropped_sockets: std::sync::atomic::AtomicU64,
 }
@@ -102,6 +104,27 @@ struct FaultState {
     kills: u64,
     last_kill: Option<(String, usize)>,
     injected_errors: u64,
+}
+
+/// What an armed `GetRecords` answers instead of records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// 400 `ExpiredIteratorException`, as for an iterator over 15 minutes old.
+    ExpiredIterator,
+    /// 500 `InternalServerError` (the SDK retries it twice).
+    InternalError,
+}
+
+#[derive(Debug, Default)]
+struct StreamFaults {
+    /// Only reads of this table's stream; every table's when `None`.
+    table: Option<String>,
+    /// `GetRecords` calls still to answer `ExpiredIteratorException`.
+    expired: u64,
+    /// Then those still to answer 500.
+    failures: u64,
+    injected_expired: u64,
+    injected_failures: u64,
 }
 
 #[derive(Debug)]
@@ -166,6 +189,40 @@ impl Faults {
         }
         s.1 += 1;
         true
+    }
+
+    /// Arms the stream pollers' next reads of `table`'s stream (every table's when `None`),
+    /// through the DynamoDB Streams proxy: the next `expired` `GetRecords` calls answer
+    /// `ExpiredIteratorException`, then the next `failures` answer 500 `InternalServerError`.
+    /// Replaces what was armed before; the counts of what fired stay.
+    pub fn arm_stream_faults(&self, table: Option<&str>, expired: u64, failures: u64) {
+        let mut s = self.inner.streams.lock().unwrap();
+        s.table = table.map(str::to_owned);
+        s.expired = expired;
+        s.failures = failures;
+    }
+
+    /// What this `GetRecords` (given its shard iterator) answers, if it is armed to fail
+    /// (counts it if so).
+    pub fn stream_fault(&self, shard_iterator: &str) -> Option<StreamFault> {
+        let mut s = self.inner.streams.lock().unwrap();
+        if s.expired == 0 && s.failures == 0 {
+            return None;
+        }
+        if let Some(table) = &s.table
+            && !shard_iterator.contains(&format!(":table/{table}/stream/"))
+        {
+            return None;
+        }
+        if s.expired > 0 {
+            s.expired -= 1;
+            s.injected_expired += 1;
+            Some(StreamFault::ExpiredIterator)
+        } else {
+            s.failures -= 1;
+            s.injected_failures += 1;
+            Some(StreamFault::InternalError)
+        }
     }
 
     /// Aborts the TCP stream of `share` (0 to 1, rounded to the nearest count, at least one when
@@ -234,6 +291,10 @@ impl Faults {
         s.failure_rate = 0.0;
         s.kill = None;
         self.inner.sns.lock().unwrap().0 = 0.0;
+        let mut streams = self.inner.streams.lock().unwrap();
+        streams.expired = 0;
+        streams.failures = 0;
+        drop(streams);
         self.functions().random_kills().clear();
     }
 
@@ -241,6 +302,7 @@ impl Faults {
     pub fn describe(&self) -> J {
         let s = self.inner.state.lock().unwrap();
         let sns = *self.inner.sns.lock().unwrap();
+        let streams = self.inner.streams.lock().unwrap();
         let functions = self.functions();
         let rk = functions.random_kills();
         json!({
@@ -249,6 +311,13 @@ impl Faults {
                 "injectedErrors": s.injected_errors,
             },
             "sns": {"failureRate": sns.0, "injectedErrors": sns.1},
+            "streams": {
+                "table": streams.table,
+                "expiredIterators": streams.expired,
+                "failures": streams.failures,
+                "injectedExpired": streams.injected_expired,
+                "injectedFailures": streams.injected_failures,
+            },
             "killRandom": {
                 "armed": rk.armed().map(|(f, r)| json!({"function": f, "rate": r})),
                 "kills": rk.kills(),

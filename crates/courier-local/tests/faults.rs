@@ -438,10 +438,10 @@ async fn dropped_sockets_end_without_a_close_frame_and_are_gone() {
     cloud.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
+/// A stand-in for an emulator (moto, DynamoDB Local): answers every request with its path and
+/// body. Returns its URL.
+async fn echo_upstream() -> String {
     use axum::routing::any;
-    // A stand-in for moto: answers every request with what it got.
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = upstream.local_addr().unwrap();
     let app = axum::Router::new().fallback(any(|req: axum::extract::Request| async move {
@@ -452,11 +452,16 @@ async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
         format!("{path} {}", String::from_utf8_lossy(&body))
     }));
     tokio::spawn(async move { axum::serve(upstream, app).await.unwrap() });
+    format!("http://{up_addr}")
+}
 
+#[tokio::test]
+async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
     let faults = courier_local::websocket::Faults::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let proxy = courier_local::sns_proxy::start(
-        format!("http://{up_addr}"),
+    let proxy = courier_local::fault_proxy::start(
+        courier_local::fault_proxy::Service::Sns,
+        echo_upstream().await,
         faults.clone(),
         shutdown.clone(),
     )
@@ -499,5 +504,75 @@ async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
     for _ in 0..20 {
         assert_eq!(call().await.unwrap().status(), 200);
     }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_streams_proxy_fails_only_armed_get_records_of_the_armed_table() {
+    let faults = courier_local::websocket::Faults::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let proxy = courier_local::fault_proxy::start(
+        courier_local::fault_proxy::Service::DynamoDbStreams,
+        echo_upstream().await,
+        faults.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let call = |op: &str, table: &str| {
+        // What the SDK sends (awsJson1_0); iterators start with their stream's ARN.
+        let body = json!({
+            "ShardIterator": format!(
+                "arn:aws:dynamodb:ddblocal:000000000000:table/{table}/stream/2026-11-29T00:00:00.000|001|AAAA"
+            ),
+            "StreamArn": format!("arn:aws:dynamodb:ddblocal:000000000000:table/{table}/stream/x"),
+        });
+        http.post(format!("{proxy}/"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("DynamoDBStreams_20120810.{op}"))
+            .body(body.to_string())
+            .send()
+    };
+    // Nothing armed: forwarded unchanged.
+    let r = call("GetRecords", "T").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("table/T/stream"));
+
+    faults.arm_stream_faults(Some("T"), 2, 1);
+    // Another table's reads and T's other calls are not touched.
+    assert_eq!(call("GetRecords", "U").await.unwrap().status(), 200);
+    assert_eq!(call("GetShardIterator", "T").await.unwrap().status(), 200);
+    assert_eq!(call("DescribeStream", "T").await.unwrap().status(), 200);
+    // T's next reads: two expired iterators, then one internal error, then records again.
+    for _ in 0..2 {
+        let r = call("GetRecords", "T").await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["__type"],
+            "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException"
+        );
+    }
+    let r = call("GetRecords", "T").await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#InternalServerError"
+    );
+    assert_eq!(call("GetRecords", "T").await.unwrap().status(), 200);
+    let f = faults.describe();
+    assert_eq!(f["streams"]["injectedExpired"], 2);
+    assert_eq!(f["streams"]["injectedFailures"], 1);
+    assert_eq!(f["streams"]["expiredIterators"], 0);
+
+    // No table: every table's reads; clear() disarms what is left.
+    faults.arm_stream_faults(None, 0, 5);
+    assert_eq!(call("GetRecords", "U").await.unwrap().status(), 500);
+    assert_eq!(faults.describe()["streams"]["failures"], 4);
+    faults.clear();
+    assert_eq!(call("GetRecords", "U").await.unwrap().status(), 200);
+    assert_eq!(faults.describe()["streams"]["injectedFailures"], 2);
     shutdown.cancel();
 }

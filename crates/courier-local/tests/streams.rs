@@ -166,6 +166,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     kill_mid_fan_out_retries_the_batch(&f).await;
     latest_resource_form(&f).await;
     a_restart_of_dynamodb_local_loses_and_repeats_nothing(&f).await;
+    failed_reads_take_new_iterators_and_lose_nothing(&f).await;
 
     f.cloud.shutdown().await;
     let _ = std::fs::remove_dir_all(&f.dir);
@@ -421,4 +422,84 @@ async fn a_restart_of_dynamodb_local_loses_and_repeats_nothing(f: &Fixture) {
     let mut expected = before;
     expected.extend((100..105).map(|n| ("INSERT".to_string(), n)));
     assert_eq!(after, expected);
+}
+
+/// Reads of the stream fail, through the fault switch (`POST /_local/faults/streams`, which the
+/// pollers' DynamoDB Streams proxy obeys): first an expired iterator, then `GetRecords` failing
+/// three times in a row (9 injected 500s: the SDK makes 3 attempts of each). Rows are written
+/// while the reads fail. Each time the poller takes a new iterator after the last record it read,
+/// so the new rows reach the function once, in order, and nothing read before comes again.
+async fn failed_reads_take_new_iterators_and_lose_nothing(f: &Fixture) {
+    let stats = || {
+        f.cloud
+            .streams()
+            .mapping_stats("OrderedFunction.Changes")
+            .unwrap()
+    };
+    let mut expected = accepted(&f.invocations("OrderedFunction"));
+    assert_eq!(expected.len(), 27, "{expected:?}");
+    let http = reqwest::Client::new();
+    let url = format!("{}/_local/faults/streams", f.cloud.http_url());
+    // Bodies of another shape are refused and arm nothing.
+    for bad in [
+        json!({"expiredIterators": -1}),
+        json!({"failures": "many"}),
+        json!({"table": 5, "failures": 1}),
+        json!([1]),
+    ] {
+        let r = http.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = http.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        f.cloud.faults().describe()["streams"]["failures"],
+        0,
+        "nothing armed"
+    );
+    for (round, (expired, failures)) in [(1u64, 0u64), (0, 9)].into_iter().enumerate() {
+        let before = stats().new_iterators;
+        let armed: Value = http
+            .post(&url)
+            .json(&json!({
+                "table": "streams-OrderedTable",
+                "expiredIterators": expired,
+                "failures": failures,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(armed["streams"]["table"], "streams-OrderedTable");
+        let first = 200 + 10 * round as i64;
+        for n in first..first + 3 {
+            f.put("OrderedTable", n, &[]).await;
+            expected.push(("INSERT".to_string(), n));
+        }
+        wait_for(
+            "the rows written while reads failed",
+            Duration::from_secs(60),
+            || (accepted(&f.invocations("OrderedFunction")).len() >= expected.len()).then_some(()),
+        )
+        .await;
+        let left = &f.cloud.faults().describe()["streams"];
+        assert_eq!(
+            (&left["expiredIterators"], &left["failures"]),
+            (&json!(0), &json!(0)),
+            "every armed read failed: {left}"
+        );
+        assert!(
+            stats().new_iterators > before,
+            "round {round}: the poller took a new iterator ({:?})",
+            stats()
+        );
+    }
+    // A moment for anything delivered twice to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(accepted(&f.invocations("OrderedFunction")), expected);
+    let fired = &f.cloud.faults().describe()["streams"];
+    assert_eq!(fired["injectedExpired"], 1);
+    assert_eq!(fired["injectedFailures"], 9);
 }
