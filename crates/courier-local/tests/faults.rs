@@ -6,11 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use courier_local::fault_proxy::Service;
+use courier_local::websocket::Faults;
 use courier_local::{LocalCloud, LocalCloudConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 mod common;
 
@@ -455,18 +458,25 @@ async fn echo_upstream() -> String {
     format!("http://{up_addr}")
 }
 
-#[tokio::test]
-async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
-    let faults = courier_local::websocket::Faults::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
+/// A fault proxy for `service` in front of [`echo_upstream`], with its own switch: the switch,
+/// what stops the proxy, and the proxy's URL.
+async fn proxy_to_echo(service: Service) -> (Faults, CancellationToken, String) {
+    let faults = Faults::default();
+    let shutdown = CancellationToken::new();
     let proxy = courier_local::fault_proxy::start(
-        courier_local::fault_proxy::Service::Sns,
+        service,
         echo_upstream().await,
         faults.clone(),
         shutdown.clone(),
     )
     .await
     .unwrap();
+    (faults, shutdown, proxy)
+}
+
+#[tokio::test]
+async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
+    let (faults, shutdown, proxy) = proxy_to_echo(Service::Sns).await;
     let http = reqwest::Client::new();
     let call = || {
         http.post(format!("{proxy}/?x=1"))
@@ -509,16 +519,7 @@ async fn the_sns_proxy_forwards_or_fails_at_the_set_rate() {
 
 #[tokio::test]
 async fn the_streams_proxy_fails_only_armed_get_records_of_the_armed_table() {
-    let faults = courier_local::websocket::Faults::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let proxy = courier_local::fault_proxy::start(
-        courier_local::fault_proxy::Service::DynamoDbStreams,
-        echo_upstream().await,
-        faults.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (faults, shutdown, proxy) = proxy_to_echo(Service::DynamoDbStreams).await;
     let http = reqwest::Client::new();
     let call = |op: &str, table: &str| {
         // What the SDK sends (awsJson1_0); iterators start with their stream's ARN.
