@@ -140,11 +140,13 @@ fn fault(p: &Proxy, headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Resp
             }
             // Shard iterators start with their stream's ARN (`...:table/<name>/stream/...`), on
             // AWS as in DynamoDB Local: that is how a fault is kept to one table's shards.
-            let iterator = serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v["ShardIterator"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let f = p.faults.stream_fault(&iterator)?;
+            let iterator = || {
+                serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v["ShardIterator"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            };
+            let f = p.faults.stream_fault(iterator)?;
             tracing::info!("fault injection: GetRecords answers {f:?}");
             Some(streams_error(f))
         }

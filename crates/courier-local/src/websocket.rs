@@ -202,15 +202,16 @@ impl Faults {
         s.failures = failures;
     }
 
-    /// What this `GetRecords` (given its shard iterator) answers, if it is armed to fail
-    /// (counts it if so).
-    pub fn stream_fault(&self, shard_iterator: &str) -> Option<StreamFault> {
+    /// What this `GetRecords` answers, if it is armed to fail (counts it if so).
+    /// `shard_iterator` gives the request's iterator; it is called only while a fault is armed
+    /// for one table, so unarmed reads cost no parsing.
+    pub fn stream_fault(&self, shard_iterator: impl FnOnce() -> String) -> Option<StreamFault> {
         let mut s = self.inner.streams.lock().unwrap();
         if s.expired == 0 && s.failures == 0 {
             return None;
         }
         if let Some(table) = &s.table
-            && !shard_iterator.contains(&format!(":table/{table}/stream/"))
+            && !shard_iterator().contains(&format!(":table/{table}/stream/"))
         {
             return None;
         }
