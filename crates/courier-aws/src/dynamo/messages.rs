@@ -18,10 +18,19 @@
 //! - it does not, and the claim is older: the first attempt died between the claim and the put
 //!   (a function runs at most its timeout, 10 s, far below the lease), so this attempt takes the
 //!   claim over with a conditional update and writes the message.
+//!
+//! A write can be applied while its reply is lost (a dropped connection, DynamoDB answering 500
+//! after applying it, a restart), and the SDK then sends it again. Both conditional writes
+//! recognise their own earlier attempt instead of taking it for someone else's: the claim carries
+//! a random `attempt` id, and the message put asks for the item that failed its condition, so
+//! finding its own message (same sender and clientMsgId) at the number means it was written.
+//! Without that, the retried put would lose to its own message and write it again one number
+//! further: the fault tests' DynamoDB restart once stored a message twice that way.
 
 use super::{backend, codec};
 use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use courier_core::chat::{Appended, Draft, Message, timestamp};
@@ -56,6 +65,9 @@ struct ClaimItem {
     floor: u64,
     claimed_at: i64,
     ttl: i64,
+    /// The attempt holding the claim (absent from claims written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<String>,
 }
 
 /// Messages in DynamoDB.
@@ -71,6 +83,11 @@ enum Claimed {
     Mine,
     /// Someone else's claim, as stored.
     Theirs(ClaimItem),
+}
+
+/// A random id for one `append` call's claim.
+fn attempt_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 impl DynamoMessages {
@@ -97,6 +114,7 @@ impl DynamoMessages {
         draft: &Draft,
         floor: u64,
         at: DateTime<Utc>,
+        attempt: &str,
     ) -> Result<Claimed, PortError> {
         let item = ClaimItem {
             pk: Self::claim_pk(draft),
@@ -105,6 +123,7 @@ impl DynamoMessages {
             floor,
             claimed_at: at.timestamp(),
             ttl: at.timestamp() + IDEMPOTENCY_TTL_SECS,
+            attempt: Some(attempt.to_owned()),
         };
         let res = self
             .client
@@ -120,9 +139,14 @@ impl DynamoMessages {
         match res {
             Ok(_) => Ok(Claimed::Mine),
             Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let old = c.item().cloned().ok_or(PortError::Conflict)?;
-                    Ok(Claimed::Theirs(serde_dynamo::from_item(old).map_err(codec)?))
+                    let old: ClaimItem = serde_dynamo::from_item(old).map_err(codec)?;
+                    if old.attempt.as_deref() == Some(attempt) {
+                        // This call's own claim: the SDK resent it after losing the reply.
+                        return Ok(Claimed::Mine);
+                    }
+                    Ok(Claimed::Theirs(old))
                 }
                 _ => Err(backend(e)),
             },
@@ -136,6 +160,7 @@ impl DynamoMessages {
         session: &SessionId,
         floor: u64,
         at: DateTime<Utc>,
+        attempt: &str,
     ) -> Result<(), PortError> {
         let res = self
             .client
@@ -143,13 +168,15 @@ impl DynamoMessages {
             .table_name(&self.sessions_table)
             .key("pk", AttributeValue::S(old.pk.clone()))
             .key("sk", AttributeValue::S(old.sk.clone()))
-            .update_expression("SET claimedAt = :now, #floor = :f, sessionId = :s")
+            .update_expression("SET claimedAt = :now, #floor = :f, sessionId = :s, attempt = :a")
             .expression_attribute_names("#floor", "floor")
-            .condition_expression("claimedAt = :then")
+            // Or already ours: the SDK resending this update after losing its reply.
+            .condition_expression("claimedAt = :then OR attempt = :a")
             .expression_attribute_values(":now", AttributeValue::N(at.timestamp().to_string()))
             .expression_attribute_values(":then", AttributeValue::N(old.claimed_at.to_string()))
             .expression_attribute_values(":f", AttributeValue::N(floor.to_string()))
             .expression_attribute_values(":s", AttributeValue::S(session.to_string()))
+            .expression_attribute_values(":a", AttributeValue::S(attempt.to_owned()))
             .return_consumed_capacity(TOTAL)
             .send()
             .await
@@ -222,16 +249,31 @@ impl DynamoMessages {
                 .table_name(&self.messages_table)
                 .set_item(Some(serde_dynamo::to_item(&message).map_err(codec)?))
                 .condition_expression("attribute_not_exists(seq)")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .return_consumed_capacity(TOTAL)
                 .send()
                 .await
                 .recorded();
             match res {
                 Ok(_) => return Ok(message),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
+                Err(e) => {
+                    let Some(PutItemError::ConditionalCheckFailedException(c)) =
+                        e.as_service_error()
+                    else {
+                        return Err(backend(e));
+                    };
+                    if let Some(item) = c.item() {
+                        let there: Message =
+                            serde_dynamo::from_item(item.clone()).map_err(codec)?;
+                        if there.sender == draft.sender
+                            && there.client_msg_id == draft.client_msg_id
+                        {
+                            // Our own message: the SDK resent the put after losing its reply.
+                            return Ok(there);
+                        }
+                    }
                     // Another member took this number: take the next free one.
                     if attempt > 1 {
                         let jitter = rand::random::<u64>() % 5;
@@ -242,7 +284,6 @@ impl DynamoMessages {
                     }
                     last = self.last_seq(session).await?.max(seq);
                 }
-                Err(e) => return Err(backend(e)),
             }
         }
         Err(PortError::Conflict)
@@ -288,7 +329,8 @@ impl MessageStore for DynamoMessages {
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
         let last = self.last_seq(session).await?;
-        match self.claim(session, draft, last, at).await? {
+        let attempt = attempt_id();
+        match self.claim(session, draft, last, at, &attempt).await? {
             Claimed::Mine => {}
             Claimed::Theirs(old) => {
                 if let Some(m) = self.claimed_message(&old, draft).await? {
@@ -298,7 +340,7 @@ impl MessageStore for DynamoMessages {
                     // The first attempt may still be writing it.
                     return Err(PortError::Conflict);
                 }
-                self.take_over(&old, session, last, at).await?;
+                self.take_over(&old, session, last, at, &attempt).await?;
             }
         }
         self.put_next(session, draft, last, at)

@@ -1,8 +1,8 @@
 //! `DynamoMessages` over a `MessagesTable` (with its idempotency claims in a `SessionsTable`):
 //! messages get consecutive sequence numbers per session, a retried (sender, clientMsgId) is
 //! answered with the first result and stores nothing, an attempt that died between its claim and
-//! its message is taken over only after the claim's lease, and pages end exactly where the
-//! messages do.
+//! its message is taken over only after the claim's lease, a write the SDK resends after losing its
+//! reply stores nothing twice, and pages end exactly where the messages do.
 
 use crate::support::{self, Item};
 use chrono::{DateTime, Duration, Timelike, Utc};
@@ -491,6 +491,72 @@ async fn a_claim_whose_attempt_died_is_taken_over_only_after_its_lease() {
         2,
         "one claim per clientMsgId"
     );
+}
+
+/// The SDK resends a write whose reply it lost although the write was applied (a dropped
+/// connection, a 500 from DynamoDB, a restart). Whichever of `append`'s writes that is, the
+/// message is stored once, at the next number, and the call answers with it: neither `Conflict`
+/// (its own claim taken for another attempt's) nor a second copy one number further (its own
+/// message taken for another member's).
+#[tokio::test]
+async fn writes_whose_replies_were_lost_are_resent_and_store_the_message_once() {
+    use courier_aws::dynamo::CLAIM_LEASE_SECS;
+    use std::sync::atomic::Ordering::SeqCst;
+    let f = fixture().await;
+    let alice = UserId::generate();
+    let cases = [
+        ("PutItem", &f.messages_table, "the message"),
+        ("PutItem", &f.sessions_table, "the claim"),
+        (
+            "UpdateItem",
+            &f.sessions_table,
+            "the take-over of a dead attempt's claim",
+        ),
+    ];
+    for (operation, table, what) in cases {
+        let (client, lost) = support::client_losing_replies(operation, table, 1);
+        let lossy = DynamoMessages::new(client, f.messages_table.clone(), f.sessions_table.clone());
+        let session = session();
+        let at = now();
+        let before = new(f
+            .store
+            .append(&session, &draft(&alice, &client_msg_id(), "before"), at)
+            .await
+            .unwrap());
+        let d = draft(&alice, &client_msg_id(), what);
+        let at = if operation == "UpdateItem" {
+            orphan_claim(&f, &session, &d, before.seq, at).await;
+            at + Duration::seconds(CLAIM_LEASE_SECS + 1)
+        } else {
+            at
+        };
+        let m = new(lossy
+            .append(&session, &d, at)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}")));
+        assert_eq!(lost.load(SeqCst), 1, "{what}: one reply lost");
+        assert_eq!(m, expected(&session, 2, &d, at), "{what}");
+        assert_eq!(
+            f.all(&session).await,
+            vec![before, m.clone()],
+            "{what}: stored once"
+        );
+        // A later retry of the same clientMsgId gets the same answer.
+        let again = f
+            .store
+            .append(&session, &d, at + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Appended::Duplicate {
+                msg_id: m.msg_id,
+                seq: 2,
+                sent_at: m.sent_at,
+            },
+            "{what}"
+        );
+    }
 }
 
 #[tokio::test]

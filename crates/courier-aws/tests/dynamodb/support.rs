@@ -10,11 +10,20 @@
 //! forever, because the signal fires when the spawning *thread* exits.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde_yaml_ng::Value as Yaml;
 use std::collections::HashMap;
 use std::fs::File;
@@ -22,7 +31,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A raw DynamoDB item.
@@ -53,7 +63,11 @@ pub fn endpoint() -> &'static str {
 /// A client for [`endpoint`]: us-east-1, static credentials `local`/`local`. Build one per test:
 /// its connection pool belongs to the test's own tokio runtime.
 pub fn client() -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+    Client::from_conf(config().build())
+}
+
+fn config() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -64,8 +78,92 @@ pub fn client() -> Client {
             "courier-aws-tests",
         ))
         .endpoint_url(endpoint())
-        .build();
-    Client::from_conf(config)
+}
+
+/// A [`client`] that loses the replies of the next `n` calls of `operation` (`PutItem`,
+/// `UpdateItem`, ...) to `table`: each reaches
+/// DynamoDB Local and is applied, then its reply is replaced by DynamoDB's 500
+/// `InternalServerError`, as when a connection drops after the request or DynamoDB fails after
+/// applying a write. The SDK then sends the same request again, as it would in AWS. The returned
+/// counter says how many replies were lost so far.
+pub fn client_losing_replies(operation: &str, table: &str, n: usize) -> (Client, Arc<AtomicUsize>) {
+    let lost = Arc::new(AtomicUsize::new(0));
+    let interceptor = LoseReplies {
+        target: format!("DynamoDB_20120810.{operation}"),
+        table: format!("\"TableName\":\"{table}\""),
+        left: Arc::new(AtomicUsize::new(n)),
+        lost: lost.clone(),
+    };
+    (
+        Client::from_conf(config().interceptor(interceptor).build()),
+        lost,
+    )
+}
+
+#[derive(Debug)]
+struct LoseReplies {
+    /// `X-Amz-Target` of the operation.
+    target: String,
+    /// `"TableName":"<table>"`, as it appears in the request's JSON.
+    table: String,
+    left: Arc<AtomicUsize>,
+    lost: Arc<AtomicUsize>,
+}
+
+/// Marks an attempt whose reply is to be lost (kept in the attempt's own config bag, so requests
+/// running side by side on the client do not mix up).
+#[derive(Debug, Clone)]
+struct LoseThisReply;
+
+impl Storable for LoseThisReply {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for LoseReplies {
+    fn name(&self) -> &'static str {
+        "LoseReplies"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let operation = request.headers().get("x-amz-target") == Some(self.target.as_str());
+        let body = request.body().bytes().unwrap_or_default();
+        let to_table = String::from_utf8_lossy(body).contains(&self.table);
+        let armed = operation
+            && to_table
+            && self
+                .left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if armed {
+            cfg.interceptor_state().store_put(LoseThisReply);
+        } else {
+            cfg.interceptor_state().unset::<LoseThisReply>();
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg.load::<LoseThisReply>().is_some() {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            let reply = context.response_mut();
+            *reply.status_mut() = StatusCode::try_from(500_u16)?;
+            *reply.body_mut() = SdkBody::from(
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"the reply was lost (test)"}"#,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Creates a table defined by template.yaml's resource `logical_id`, under a fresh unique name,
