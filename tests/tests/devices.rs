@@ -158,15 +158,10 @@ async fn a_message_reaches_every_device_of_the_recipient_and_the_senders_other_d
         .unwrap();
 
     let chat = alice_phone
-        .request(
-            "initiateDirectChatSession",
-            json!({"peerUserId": bob.user_id}),
-        )
+        .initiate_direct_chat(&bob.user_id, None)
         .await
-        .unwrap()["sessionId"]
-        .as_str()
         .unwrap()
-        .to_owned();
+        .session_id;
     for i in 1..=3 {
         alice_phone
             .request("sendMessage", json!({"sessionId": chat, "clientMsgId": format!("m{i}"), "type": "text", "payload": format!("p{i}")}))

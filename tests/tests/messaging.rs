@@ -11,14 +11,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 async fn open_chat(a: &Session, b: &Credentials) -> String {
-    let r = a
-        .request(
-            "initiateDirectChatSession",
-            json!({ "peerUserId": b.user_id }),
-        )
+    a.initiate_direct_chat(&b.user_id, None)
         .await
-        .unwrap();
-    r["sessionId"].as_str().unwrap().to_owned()
+        .unwrap()
+        .session_id
 }
 
 async fn send(s: &Session, session: &str, cmid: &str, payload: &str) -> Value {

@@ -105,15 +105,10 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
 
     // A direct chat: Alice sends 3; Bob acks them delivered (up to the last), then read.
     let chat = a
-        .request(
-            "initiateDirectChatSession",
-            json!({ "peerUserId": bob.user_id }),
-        )
+        .initiate_direct_chat(&bob.user_id, None)
         .await
-        .unwrap()["sessionId"]
-        .as_str()
         .unwrap()
-        .to_owned();
+        .session_id;
     let mut direct_ids = vec![];
     for i in 1..=3 {
         direct_ids.push(

@@ -72,15 +72,10 @@ async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_
     let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let (a, b) = (connect(cloud, &alice).await, connect(cloud, &bob).await);
     let chat = a
-        .request(
-            "initiateDirectChatSession",
-            json!({ "peerUserId": bob.user_id }),
-        )
+        .initiate_direct_chat(&bob.user_id, None)
         .await
-        .unwrap()["sessionId"]
-        .as_str()
         .unwrap()
-        .to_owned();
+        .session_id;
     let sent_before = scrape_total(cloud, "courier_messages_sent_total").await;
 
     for i in 0..BURST {

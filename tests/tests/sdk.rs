@@ -27,15 +27,10 @@ async fn the_sdk_reconnects_syncs_what_it_missed_once_in_order_and_acks() {
         .await
         .unwrap();
     let chat = a
-        .request(
-            "initiateDirectChatSession",
-            json!({"peerUserId": bob.user_id}),
-        )
+        .initiate_direct_chat(&bob.user_id, None)
         .await
-        .unwrap()["sessionId"]
-        .as_str()
         .unwrap()
-        .to_owned();
+        .session_id;
     let (bob_client, mut events) = Client::connect(ClientConfig::new(&cloud.ws_url, &bob.api_key))
         .await
         .unwrap();

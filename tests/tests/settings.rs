@@ -241,15 +241,10 @@ async fn last_seen_is_kept_at_disconnect_and_shown_only_to_those_allowed() {
 }
 
 async fn direct(s: &Session, peer: &Credentials) -> String {
-    s.request(
-        "initiateDirectChatSession",
-        json!({ "peerUserId": peer.user_id }),
-    )
-    .await
-    .unwrap()["sessionId"]
-        .as_str()
+    s.initiate_direct_chat(&peer.user_id, None)
+        .await
         .unwrap()
-        .to_owned()
+        .session_id
 }
 
 async fn send(s: &Session, session: &str, cmid: &str) -> String {
