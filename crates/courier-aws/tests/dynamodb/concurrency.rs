@@ -251,11 +251,7 @@ async fn concurrent_retries_of_one_client_msg_id_store_one_message() {
         *stored,
         messages::expected(&session, 1, &drafts[winner], at)
     );
-    let duplicate = Appended::Duplicate {
-        msg_id: stored.msg_id.clone(),
-        seq: stored.seq,
-        sent_at: stored.sent_at.clone(),
-    };
+    let duplicate = messages::duplicate_of(stored);
     for (i, r) in results.iter().enumerate().filter(|&(i, _)| i != winner) {
         assert_eq!(*r, duplicate, "attempt {i}");
     }

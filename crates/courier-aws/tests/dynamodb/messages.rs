@@ -82,6 +82,15 @@ pub(crate) fn new(appended: Appended) -> Message {
     }
 }
 
+/// What `append` answers a retry of `m`'s (sender, clientMsgId) with.
+pub(crate) fn duplicate_of(m: &Message) -> Appended {
+    Appended::Duplicate {
+        msg_id: m.msg_id.clone(),
+        seq: m.seq,
+        sent_at: m.sent_at.clone(),
+    }
+}
+
 pub(crate) fn id(session: &SessionId, seq: u64) -> MsgId {
     MsgId {
         session: session.clone(),
@@ -103,6 +112,18 @@ impl Fixture {
             out.push(m);
         }
         out
+    }
+
+    /// Appends a new message from `sender` with a fresh clientMsgId and returns it.
+    async fn append_new(
+        &self,
+        session: &SessionId,
+        sender: &UserId,
+        payload: &str,
+        at: DateTime<Utc>,
+    ) -> Message {
+        let d = draft(sender, &client_msg_id(), payload);
+        new(self.store.append(session, &d, at).await.unwrap())
     }
 
     async fn all(&self, session: &SessionId) -> Vec<Message> {
@@ -177,14 +198,7 @@ async fn a_retried_client_msg_id_returns_the_first_result_and_stores_nothing() {
             .append(&session, &retry, at + Duration::seconds(later))
             .await
             .unwrap();
-        assert_eq!(
-            res,
-            Appended::Duplicate {
-                msg_id: first.msg_id.clone(),
-                seq: 1,
-                sent_at: first.sent_at.clone(),
-            }
-        );
+        assert_eq!(res, duplicate_of(&first));
     }
     assert_eq!(
         (f.message_items().await, f.idempotency_items().await),
@@ -405,11 +419,7 @@ async fn a_client_msg_id_is_once_per_sender_across_sessions() {
     let first = new(f.store.append(&one, &d, at).await.unwrap());
     assert_eq!(
         f.store.append(&two, &d, at).await.unwrap(),
-        Appended::Duplicate {
-            msg_id: first.msg_id.clone(),
-            seq: first.seq,
-            sent_at: first.sent_at.clone(),
-        },
+        duplicate_of(&first),
         "the port keys idempotency on (sender, clientMsgId) only"
     );
     assert_eq!(
@@ -448,11 +458,7 @@ async fn a_claim_whose_attempt_died_is_taken_over_only_after_its_lease() {
     let session = session();
     let alice = UserId::generate();
     let at = now();
-    let before = new(f
-        .store
-        .append(&session, &draft(&alice, &client_msg_id(), "before"), at)
-        .await
-        .unwrap());
+    let before = f.append_new(&session, &alice, "before", at).await;
     let d = draft(&alice, &client_msg_id(), "the one that died");
     orphan_claim(&f, &session, &d, before.seq, at).await;
 
@@ -477,14 +483,7 @@ async fn a_claim_whose_attempt_died_is_taken_over_only_after_its_lease() {
         .append(&session, &d, late + Duration::seconds(CLAIM_LEASE_SECS * 2))
         .await
         .unwrap();
-    assert_eq!(
-        again,
-        Appended::Duplicate {
-            msg_id: m.msg_id.clone(),
-            seq: 2,
-            sent_at: m.sent_at.clone(),
-        }
-    );
+    assert_eq!(again, duplicate_of(&m));
     assert_eq!(f.all(&session).await, vec![before, m]);
     assert_eq!(
         f.idempotency_items().await.len(),
@@ -518,11 +517,7 @@ async fn writes_whose_replies_were_lost_are_resent_and_store_the_message_once() 
         let lossy = DynamoMessages::new(client, f.messages_table.clone(), f.sessions_table.clone());
         let session = session();
         let at = now();
-        let before = new(f
-            .store
-            .append(&session, &draft(&alice, &client_msg_id(), "before"), at)
-            .await
-            .unwrap());
+        let before = f.append_new(&session, &alice, "before", at).await;
         let d = draft(&alice, &client_msg_id(), what);
         let at = if operation == "UpdateItem" {
             orphan_claim(&f, &session, &d, before.seq, at).await;
@@ -547,15 +542,7 @@ async fn writes_whose_replies_were_lost_are_resent_and_store_the_message_once() 
             .append(&session, &d, at + Duration::seconds(1))
             .await
             .unwrap();
-        assert_eq!(
-            again,
-            Appended::Duplicate {
-                msg_id: m.msg_id,
-                seq: 2,
-                sent_at: m.sent_at,
-            },
-            "{what}"
-        );
+        assert_eq!(again, duplicate_of(&m), "{what}");
     }
 }
 
@@ -580,13 +567,6 @@ async fn a_retry_finds_its_message_behind_many_later_ones() {
         .append(&session, &d, at + Duration::hours(2))
         .await
         .unwrap();
-    assert_eq!(
-        res,
-        Appended::Duplicate {
-            msg_id: first.msg_id,
-            seq: 1,
-            sent_at: first.sent_at,
-        }
-    );
+    assert_eq!(res, duplicate_of(&first));
     assert_eq!(f.message_items().await.len(), 31);
 }
