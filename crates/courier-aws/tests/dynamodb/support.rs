@@ -81,11 +81,10 @@ fn config() -> aws_sdk_dynamodb::config::Builder {
 }
 
 /// A [`client`] that loses the replies of the next `n` calls of `operation` (`PutItem`,
-/// `UpdateItem`, ...) to `table`: each reaches
-/// DynamoDB Local and is applied, then its reply is replaced by DynamoDB's 500
-/// `InternalServerError`, as when a connection drops after the request or DynamoDB fails after
-/// applying a write. The SDK then sends the same request again, as it would in AWS. The returned
-/// counter says how many replies were lost so far.
+/// `UpdateItem`, ...) to `table`: each reaches DynamoDB Local and is applied, then its reply is
+/// replaced by DynamoDB's 500 `InternalServerError`, as when a connection drops after the request
+/// or DynamoDB fails after applying a write. The SDK then sends the same request again, as it
+/// would in AWS. The returned counter says how many replies were lost so far.
 pub fn client_losing_replies(operation: &str, table: &str, n: usize) -> (Client, Arc<AtomicUsize>) {
     let lost = Arc::new(AtomicUsize::new(0));
     let interceptor = LoseReplies {
