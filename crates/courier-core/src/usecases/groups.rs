@@ -145,6 +145,8 @@ async fn record(
         kind: "system".into(),
         payload: serde_json::to_string(&change).expect("a GroupChange serialises"),
         attachments: Vec::new(),
+        // Delivered from the stream, as `groupUpdate`.
+        inline: false,
     };
     let appended = deps
         .messages
