@@ -8,6 +8,8 @@
 //! set `COURIER_TEST_PHONE_PREFIX` and `COURIER_TEST_PHONE_CODE` to the stack's test numbers
 //! (docs/deploy.md). Tests that inspect the local cloud's emulators need the local cloud.
 
+pub mod metrics;
+
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -315,24 +315,57 @@ async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
 
 #[tokio::test]
 async fn a_fan_out_killed_midway_loses_nothing() {
-    // Its own cloud: the fault switch affects every fan-out.
+    // Its own cloud: the fault switch affects every send and fan-out.
     let cloud = TestCloud::start(&["VerificationCodeTtlSeconds=900"]).unwrap();
     let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(&cloud, &alice).await;
     let b1 = connect(&cloud, &bob).await;
     let b2 = connect(&cloud, &bob).await;
     let chat = open_chat(&a, &bob).await;
-    cloud
-        .local(
-            "/_local/faults/kill-after-posts",
-            json!({"function": "FanOutFunction", "posts": 1}),
-        )
-        .await
-        .unwrap();
-    let msg = send(&a, &chat, "k-1", "survives").await["msgId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // The fan-out delivers only what sendMessage did not: kill sendMessage after its first post
+    // (before it records its delivery), then kill the fan-out after its first post too.
+    let arm = |function: &'static str| {
+        let cloud = &cloud;
+        async move {
+            cloud
+                .local(
+                    "/_local/faults/kill-after-posts",
+                    json!({"function": function, "posts": 1}),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let fired = |function: &'static str| {
+        let cloud = &cloud;
+        async move {
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                let faults = cloud.local_get("/_local/faults").await.unwrap();
+                if faults["lastKill"]["function"] == function {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{function} not killed: {faults}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    arm("SendMessageFunction").await;
+    let p = json!({"sessionId": chat, "clientMsgId": "k-1", "type": "text", "payload": "survives"});
+    // The reply, or the killed invocation's error and then the retry's first result.
+    let reply = match a.request("sendMessage", p.clone()).await {
+        Ok(r) => r,
+        Err(_) => a.request("sendMessage", p).await.unwrap(),
+    };
+    let msg = reply["msgId"].as_str().unwrap().to_owned();
+    fired("SendMessageFunction").await;
+    arm("FanOutFunction").await;
+    // The fan-out takes over once the dead send's grace (11 s) is over, dies after one post,
+    // and its batch is retried.
+    fired("FanOutFunction").await;
     for b in [&b1, &b2] {
         let e = next(b, "message").await;
         assert_eq!(
