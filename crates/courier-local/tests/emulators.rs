@@ -105,7 +105,21 @@ async fn provisions_the_template_and_reads_the_outbox() {
         env["ANDROID_APP"],
         "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android"
     );
-    assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], ep.dynamodb.as_str());
+    // The functions reach DynamoDB through the fault switch's proxy (GSI lag, transaction
+    // conflicts), which answers as DynamoDB Local does.
+    let functions_dynamodb = env["AWS_ENDPOINT_URL_DYNAMODB"].as_str().unwrap();
+    assert_ne!(functions_dynamodb, ep.dynamodb.as_str());
+    let through_proxy = aws
+        .dynamodb(functions_dynamodb)
+        .describe_table()
+        .table_name("emu-UsersTable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        through_proxy.table().and_then(|t| t.table_name()),
+        Some("emu-UsersTable")
+    );
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
 
