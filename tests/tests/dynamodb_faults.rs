@@ -1,7 +1,8 @@
 //! DynamoDB as it behaves on AWS and DynamoDB Local does not: global secondary indexes that lag
 //! behind their table, and transactions cancelled by a `TransactionConflict`. The local cloud's
-//! fault switch makes both happen (docs/local-cloud.md); these tests show that what a user does
-//! still works while they do. Each test runs its own cloud, since the switch is the cloud's.
+//! fault switch makes both happen (docs/local-cloud.md; `--dynamodb-faults` puts the functions'
+//! DynamoDB calls where it can act); these tests show that what a user does still works while
+//! they do. Each test runs its own cloud, since the switch is the cloud's.
 
 use courier_client::protocol::{Event, MessageType, NewMessage};
 use courier_client::{Client, ClientConfig, Session};
@@ -49,7 +50,7 @@ async fn until_listed(s: &Session, session: &str) -> Duration {
             syncs while it lags never reads the new chat (sessions_of in \
             crates/courier-aws/src/dynamo/sessions.rs); run with --ignored"]
 async fn a_chat_started_while_the_index_lags_reaches_the_peer_and_is_listed() {
-    let cloud = TestCloud::start(&[]).expect("a cloud of its own");
+    let cloud = TestCloud::start_with(&["--dynamodb-faults"], &[]).expect("a cloud of its own");
     let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     // Bob's phone can be reached by push, then goes offline.
     let b = Session::connect(&cloud.ws_url, &bob.api_key).await.unwrap();
@@ -187,7 +188,7 @@ async fn link(cloud: &TestCloud, primary: &Session) -> Credentials {
 /// a just-linked device is refused and removes nothing.
 #[tokio::test]
 async fn a_just_linked_device_is_removed_or_refused_while_the_index_lags() {
-    let cloud = TestCloud::start(&[]).expect("a cloud of its own");
+    let cloud = TestCloud::start_with(&["--dynamodb-faults"], &[]).expect("a cloud of its own");
     let (alice, mallory) = (cloud.sign_up().await, cloud.sign_up().await);
     let armed = lag(&cloud, LAG_MS).await;
     assert!(
@@ -246,7 +247,7 @@ async fn a_just_linked_device_is_removed_or_refused_while_the_index_lags() {
 /// with an error (nothing half-written), and the same request succeeds afterwards.
 #[tokio::test]
 async fn transactions_cancelled_by_conflicts_are_retried() {
-    let cloud = TestCloud::start(&[]).expect("a cloud of its own");
+    let cloud = TestCloud::start_with(&["--dynamodb-faults"], &[]).expect("a cloud of its own");
     let (alice, bob, carol) = (
         cloud.sign_up().await,
         cloud.sign_up().await,

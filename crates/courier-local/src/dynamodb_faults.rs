@@ -1,8 +1,9 @@
 //! DynamoDB's own ways of surprising code that DynamoDB Local never shows, for the fault switch:
 //! global secondary indexes that lag behind their table, and transactions cancelled because
-//! another one touched the same item (`TransactionConflict`). The functions reach DynamoDB
-//! through a proxy of the local cloud ([`crate::fault_proxy`], their `AWS_ENDPOINT_URL_DYNAMODB`),
-//! which asks this module what to do with each call.
+//! another one touched the same item (`TransactionConflict`). With `--dynamodb-faults` the
+//! functions reach DynamoDB through a proxy of the local cloud ([`crate::fault_proxy`], their
+//! `AWS_ENDPOINT_URL_DYNAMODB`), which asks this module what to do with each call; without it
+//! they reach DynamoDB Local directly and arming either switch is refused.
 //!
 //! **GSI lag** (`POST /_local/faults/gsi-lag {"lagMs": N}`): on AWS a GSI is updated
 //! asynchronously, so a `Query` or `Scan` on an index can miss a write made just before (usually
@@ -90,10 +91,16 @@ pub enum Plan {
 }
 
 impl DynamoFaults {
-    /// Where DynamoDB is, and this cloud's table names.
+    /// Where DynamoDB is, and this cloud's table names: the functions' calls go through the
+    /// proxy (`--dynamodb-faults`).
     pub fn attach(&self, client: aws_sdk_dynamodb::Client, tables: Vec<String>) {
         *self.client.lock().unwrap() = Some(client);
         *self.tables.lock().unwrap() = tables;
+    }
+
+    /// Whether the functions' DynamoDB calls go through the proxy (`--dynamodb-faults`).
+    pub fn enabled(&self) -> bool {
+        self.client.lock().unwrap().is_some()
     }
 
     /// Arms the GSI lag (`0` disarms): makes a fresh replica of every table with a GSI.
@@ -102,12 +109,10 @@ impl DynamoFaults {
             *self.lag.lock().unwrap() = None;
             return Ok(());
         }
-        let client = self
-            .client
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or("this local cloud has no DynamoDB")?;
+        let client = self.client.lock().unwrap().clone().ok_or(
+            "the functions do not reach DynamoDB through the fault switch: start the local \
+             cloud with --dynamodb-faults",
+        )?;
         let names = self.tables.lock().unwrap().clone();
         let mut tables = HashMap::new();
         for name in names {
@@ -147,6 +152,13 @@ impl DynamoFaults {
         rate: f64,
         table: Option<String>,
     ) -> Result<(), String> {
+        if self.client.lock().unwrap().is_none() && (count > 0 || rate > 0.0) {
+            return Err(
+                "the functions do not reach DynamoDB through the fault switch: start \
+                        the local cloud with --dynamodb-faults"
+                    .into(),
+            );
+        }
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("rate {rate} is not within 0..=1"));
         }
@@ -546,6 +558,10 @@ mod tests {
     #[test]
     fn conflicts_name_the_item_of_the_armed_table() {
         let f = DynamoFaults::default();
+        f.attach(
+            crate::provision::AwsSettings::from_env().dynamodb("http://127.0.0.1:9"),
+            vec![],
+        );
         let tx = json!({"TransactItems": [
             {"Put": {"TableName": "a", "Item": {}}},
             {"Update": {"TableName": "b", "Key": {}}},

@@ -340,6 +340,13 @@ async fn faults_streams(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes
 }
 
 async fn faults_gsi_lag(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    if !api.faults.dynamodb().enabled() {
+        return message(
+            StatusCode::CONFLICT,
+            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
+             with --dynamodb-faults",
+        );
+    }
     let v = match json_body(&body) {
         Ok(v) => v,
         Err(e) => return message(StatusCode::BAD_REQUEST, &e),
@@ -360,6 +367,13 @@ async fn faults_transaction_conflicts(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
 ) -> Response {
+    if !api.faults.dynamodb().enabled() {
+        return message(
+            StatusCode::CONFLICT,
+            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
+             with --dynamodb-faults",
+        );
+    }
     let v = match json_body(&body) {
         Ok(v) => v,
         Err(e) => return message(StatusCode::BAD_REQUEST, &e),

@@ -44,6 +44,7 @@ async fn provisions_the_template_and_reads_the_outbox() {
         bin_dir,
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_faults: true,
         ..Default::default()
     };
     let cloud = courier_local::start(config).await.unwrap();
@@ -105,8 +106,8 @@ async fn provisions_the_template_and_reads_the_outbox() {
         env["ANDROID_APP"],
         "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android"
     );
-    // The functions reach DynamoDB through the fault switch's proxy (GSI lag, transaction
-    // conflicts), which answers as DynamoDB Local does.
+    // With `dynamodb_faults` the functions reach DynamoDB through the fault switch's proxy (GSI
+    // lag, transaction conflicts), which answers as DynamoDB Local does.
     let functions_dynamodb = env["AWS_ENDPOINT_URL_DYNAMODB"].as_str().unwrap();
     assert_ne!(functions_dynamodb, ep.dynamodb.as_str());
     let through_proxy = aws
