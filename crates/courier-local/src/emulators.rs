@@ -23,6 +23,8 @@ pub struct Endpoints {
     pub s3: String,
     /// SNS endpoint URL.
     pub sns: String,
+    /// SQS endpoint URL (`AWS_ENDPOINT_URL_SQS`, else moto's, else SNS's).
+    pub sqs: String,
     /// The moto server this process started or found (`None` when S3/SNS point elsewhere).
     pub moto: Option<String>,
 }
@@ -373,6 +375,9 @@ pub async fn start(
         Endpoints {
             dynamodb,
             s3,
+            sqs: env_endpoint("SQS")
+                .or_else(|| moto.clone())
+                .unwrap_or_else(|| sns.clone()),
             sns,
             moto,
         },

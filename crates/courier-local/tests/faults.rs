@@ -212,6 +212,15 @@ async fn management_calls_fail_at_the_set_rate() {
     let t = start().await;
     use reqwest::Method;
 
+    // Without --dynamodb-faults the functions reach DynamoDB directly: its switches refuse.
+    for (path, body) in [
+        ("/_local/faults/gsi-lag", json!({"lagMs": 500})),
+        ("/_local/faults/transaction-conflicts", json!({"count": 1})),
+    ] {
+        let (s, v) = t.call(Method::POST, path, Some(body)).await;
+        assert_eq!(s, 409, "{path}: {v}");
+    }
+
     let (s, _) = t
         .call(
             Method::POST,

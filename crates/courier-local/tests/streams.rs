@@ -156,6 +156,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     assert_eq!(
         ids,
         [
+            "DeadEndFunction.Changes",
             "FanOutFunction.MessageStream",
             "LatestMapping",
             "OrderedFunction.Changes"
@@ -165,6 +166,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     ordered_with_retries(&f).await;
     kill_mid_fan_out_retries_the_batch(&f).await;
     latest_resource_form(&f).await;
+    exhausted_retries_go_to_the_on_failure_queue(&f).await;
     a_restart_of_dynamodb_local_loses_and_repeats_nothing(&f).await;
     failed_reads_take_new_iterators_and_lose_nothing(&f).await;
 
@@ -396,6 +398,113 @@ async fn latest_resource_form(f: &Fixture) {
     let r = &inv[0]["records"][0]["dynamodb"];
     assert_eq!(r["StreamViewType"], "KEYS_ONLY");
     assert!(r.get("NewImage").is_none());
+}
+
+/// A record that fails every time, on a mapping with `MaximumRetryAttempts: 1`, bisection and an
+/// SQS on-failure destination: once its retries run out, the invocation record Lambda sends
+/// (where the record is in the stream) is in the queue, and the records around it are delivered.
+async fn exhausted_retries_go_to_the_on_failure_queue(f: &Fixture) {
+    for n in 0..4 {
+        let extra: &[(&str, &str)] = if n == 1 { &[("fail", "always")] } else { &[] };
+        f.put("DeadEndTable", n, extra).await;
+    }
+    let sqs = courier_local::provision::AwsSettings::from_env().sqs(&f.cloud.endpoints().sqs);
+    let url = sqs
+        .get_queue_url()
+        .queue_name("streams-DeadEndFailures")
+        .send()
+        .await
+        .expect("the template's queue exists in moto")
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let mut bodies: Vec<Value> = Vec::new();
+    let started = Instant::now();
+    while bodies.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no invocation record in the on-failure queue; invocations: {:#?}",
+            f.invocations("DeadEndFunction")
+        );
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+    }
+    // The record that always fails, alone after bisection.
+    let failing_seq = f
+        .invocations("DeadEndFunction")
+        .iter()
+        .find_map(|inv| {
+            let ns = inv["ns"].as_array()?;
+            let i = ns.iter().position(|n| n == 1)?;
+            inv["seqs"][i].as_str().map(str::to_owned)
+        })
+        .expect("record 1 reached the function");
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let r = &bodies[0];
+    assert_eq!(r["version"], "1.0");
+    assert_eq!(r["requestContext"]["condition"], "RetryAttemptsExhausted");
+    assert!(
+        r["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:streams-DeadEndFunction"),
+        "{r}"
+    );
+    assert!(
+        r["requestContext"]["approximateInvokeCount"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(r["responseContext"]["statusCode"], 200);
+    assert_eq!(r["responseContext"]["functionError"], "Unhandled");
+    let info = &r["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1, "{r}");
+    assert_eq!(info["startSequenceNumber"], failing_seq.as_str());
+    assert_eq!(info["endSequenceNumber"], failing_seq.as_str());
+    assert!(
+        info["streamArn"]
+            .as_str()
+            .unwrap()
+            .contains(":table/streams-DeadEndTable/stream/"),
+        "{r}"
+    );
+    assert!(info["shardId"].as_str().is_some_and(|s| !s.is_empty()));
+    for k in [
+        "approximateArrivalOfFirstRecord",
+        "approximateArrivalOfLastRecord",
+    ] {
+        let t = info[k].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{k}: {t}");
+    }
+    // The poller moved on: the others were delivered, and so is what comes after.
+    f.put("DeadEndTable", 4, &[]).await;
+    wait_for(
+        "records 0, 2, 3 and 4 accepted",
+        Duration::from_secs(30),
+        || {
+            let mut ns: Vec<i64> = accepted(&f.invocations("DeadEndFunction"))
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect();
+            ns.sort();
+            ns.dedup();
+            (ns == [0, 2, 3, 4]).then_some(())
+        },
+    )
+    .await;
+    let stats = f.cloud.stream_stats("DeadEndFunction").unwrap();
+    assert_eq!(stats.dropped, 1);
+    assert_eq!(stats.sent_to_destination, 1);
 }
 
 /// DynamoDB Local restarted (same port, same `-dbPath`) under the pollers: what is written after
