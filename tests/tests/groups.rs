@@ -140,8 +140,12 @@ async fn a_full_group_of_257_gets_every_message_once_in_order_and_refuses_the_25
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
-    for (i, got, expected, extra) in checks {
-        assert_eq!(got, expected, "member {i}: every message once, in order");
+    for (i, mut got, expected, extra) in checks {
+        // Each send delivers its message itself, side by side with its reply, so one sender's
+        // next message can overtake the last posts of the one before: live events are not in
+        // seq order across sends (docs/protocol.md); clients order by seq, as the SDK does.
+        got.sort_unstable();
+        assert_eq!(got, expected, "member {i}: every message once");
         assert_eq!(extra, 0, "member {i}: nothing twice");
     }
 

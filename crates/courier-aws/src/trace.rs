@@ -41,8 +41,8 @@ pub fn current() -> Option<String> {
 }
 
 /// The target of the per-call log lines: `RUST_LOG=courier_aws::calls=debug` makes every SDK call
-/// a function makes print one line, `service`, `operation`, `start_us` and `end_us` (microseconds
-/// since the epoch), from which the sequence of calls of one invocation can be read (which ran
+/// a function makes print one line, `trace` (the invocation's X-Ray trace id), `service`,
+/// `operation`, `start_us` and `end_us` (microseconds since the epoch), from which the sequence of calls of one invocation can be read (which ran
 /// one after another, which side by side: docs/benchmarks.md, "critical path"). Off by default.
 pub const CALLS_TARGET: &str = "courier_aws::calls";
 
@@ -93,6 +93,7 @@ impl Intercept for TraceHeader {
                 .map_or(("?", "?"), |m| (m.service(), m.name()));
             tracing::debug!(
                 target: CALLS_TARGET,
+                trace = current().as_deref().unwrap_or(""),
                 service,
                 operation,
                 start_us = micros(start) as u64,
