@@ -484,7 +484,50 @@ mod groups {
             accounts: &w.accounts,
             settings: &w.settings,
             deliver: w.deliverer(),
+            log: None,
             clock: &w.clock,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_delivered_by_its_operation_before_a_deletion_removes_the_members() {
+        let (w, a, b, _) = World::new().await;
+        let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
+        let inline = groups::Deps {
+            log: Some(&w.messages),
+            ..deps(&w)
+        };
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "g", "members": [&b]})).unwrap();
+        let g = groups::initiate(&inline, &who(&a, "d_0"), p).await.unwrap()["groupId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        groups::promote(&inline, &who(&a, "d_0"), member(&g, &b))
+            .await
+            .unwrap();
+        groups::delete(
+            &inline,
+            &who(&a, "d_0"),
+            serde_json::from_value(json!({"groupId": g})).unwrap(),
+        )
+        .await
+        .unwrap();
+        // No stream played: Bob got `created` and `promoted` from the operations themselves,
+        // then the deletion notice.
+        let updates: Vec<_> = w
+            .frames_to(&b_conn)
+            .into_iter()
+            .map(|f| f["update"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(updates, ["created", "promoted", "deleted"]);
+        // The fan-out skips both stored changes.
+        for m in w.messages.all(&SessionId::from_trusted(&g)) {
+            assert!(w.messages.is_inline(&m.msg_id));
+            assert_eq!(
+                w.messages.outcome(&m.id()).await.unwrap(),
+                Some(courier_core::chat::InlineOutcome::Done)
+            );
         }
     }
 
@@ -939,6 +982,7 @@ mod settings {
             accounts: &w.accounts,
             settings: &w.settings,
             deliver: w.deliverer(),
+            log: None,
             clock: &w.clock,
         };
         // Alice is not in Carol's contacts: refused at creation, no group is made.
@@ -1065,6 +1109,7 @@ async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
         accounts: &w.accounts,
         settings: &w.settings,
         deliver: w.deliverer(),
+        log: None,
         clock: &w.clock,
     };
     let created = groups::initiate(

@@ -452,13 +452,17 @@ pub async fn groups_service() -> Result<(), Error> {
             required("USERS_TABLE")?,
             "",
         ));
+        let messages = leak(messages_store(dynamo)?);
         Ok(leak(groups::Deps {
             groups: sessions,
             sessions,
-            messages: leak(messages_store(dynamo)?),
+            messages,
             accounts,
             settings: leak(settings_store(dynamo)?),
-            deliver: deliverer(sdk, dynamo, false)?,
+            // Each change is delivered by the operation that makes it, pushes included (the
+            // notices sent directly are never pushed: they carry no push note).
+            deliver: deliverer(sdk, dynamo, true)?,
+            log: Some(messages),
             clock: &SystemClock,
         }))
     }

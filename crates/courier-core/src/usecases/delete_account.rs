@@ -89,6 +89,8 @@ pub async fn delete_account(
             gateway: deps.gateway,
             push: None,
         },
+        // Leaving is recorded in each group; the fan-out delivers it.
+        log: None,
         clock: deps.clock,
     };
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;
