@@ -133,20 +133,15 @@ pub async fn send(
     )
     .await?;
     require_member(deps.sessions, &session, &who.user_id).await?;
-    if !p.attachments.is_empty() {
+    let attach = if p.attachments.is_empty() {
+        None
+    } else {
         let Some(media) = deps.media else {
             return Err(ApiError::bad_request("this endpoint takes no attachments"));
         };
         let ids = super::media::check_attachments(media, &who.user_id, &p.attachments).await?;
-        // Before the message: a retry after a failure here records the same again, and a
-        // reference without its message only lets the members fetch what they were sent.
-        super::media::attach(
-            media,
-            &ids,
-            &crate::media::MediaRef::Session(session.clone()),
-        )
-        .await?;
-    }
+        Some((media, ids))
+    };
     let draft = Draft {
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),
@@ -170,6 +165,19 @@ pub async fn send(
             (msg_id, seq, sent_at, false)
         }
     };
+    if let Some((media, ids)) = attach {
+        // After the message, as the reference names it (only members there for it may download
+        // the media); a retry after a failure here is a duplicate and records the same again.
+        super::media::attach(
+            media,
+            &ids,
+            &crate::media::MediaRef::Session {
+                session: session.clone(),
+                seq: Some(seq),
+            },
+        )
+        .await?;
+    }
     Ok(Sent {
         reply: json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
         new,
