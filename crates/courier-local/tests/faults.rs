@@ -371,7 +371,7 @@ async fn random_kills_fail_that_share_of_invocations_as_crashes() {
         let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
         assert_eq!(v["route"], "echo", "{v}");
     }
-    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + failed);
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + 2 * failed);
     let _ = ws.close(None).await;
     let TestCloud { cloud, _dir, .. } = t;
     cloud.shutdown().await;

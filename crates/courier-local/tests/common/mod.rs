@@ -70,7 +70,7 @@ pub fn installed_emulators() -> (Option<PathBuf>, Option<PathBuf>) {
             });
         assert!(
             bin.is_file(),
-            "moto_server {} does not exist: run infra/install in {}",
+            "moto_server {} does not exist: run infra/install in {} (or fix COURIER_MOTO_SERVER)",
             bin.display(),
             root.display()
         );
