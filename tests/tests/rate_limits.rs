@@ -31,7 +31,9 @@ fn cloud() -> &'static TestCloud {
     })
 }
 
-async fn scrape_total(cloud: &TestCloud, metric: &str) -> f64 {
+/// The sum of a metric's series whose labels include `label` (e.g. `operation="sendMessage"`:
+/// the other tests of this cloud send device messages and statuses meanwhile).
+async fn scrape_total(cloud: &TestCloud, metric: &str, label: &str) -> f64 {
     let text = reqwest::get(format!("{}/_local/metrics", cloud.http_url))
         .await
         .unwrap()
@@ -41,7 +43,7 @@ async fn scrape_total(cloud: &TestCloud, metric: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| series.split('{').next() == Some(metric))
+        .filter(|(series, _)| series.split('{').next() == Some(metric) && series.contains(label))
         .map(|(_, v)| v.parse::<f64>().unwrap())
         .sum()
 }
@@ -79,7 +81,12 @@ async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_
         .await
         .unwrap()
         .session_id;
-    let sent_before = scrape_total(cloud, "courier_messages_sent_total").await;
+    let sent_before = scrape_total(
+        cloud,
+        "courier_messages_sent_total",
+        r#"operation="sendMessage""#,
+    )
+    .await;
 
     for i in 0..BURST {
         send(&a, &chat, &format!("a-{i}")).await.unwrap();
@@ -123,10 +130,20 @@ async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_
     // refused one would have come before it).
     let expected = sent_before + 2.0 * BURST as f64 + 1.0;
     let deadline = Instant::now() + WAIT;
-    let mut sent = scrape_total(cloud, "courier_messages_sent_total").await;
+    let mut sent = scrape_total(
+        cloud,
+        "courier_messages_sent_total",
+        r#"operation="sendMessage""#,
+    )
+    .await;
     while sent < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        sent = scrape_total(cloud, "courier_messages_sent_total").await;
+        sent = scrape_total(
+            cloud,
+            "courier_messages_sent_total",
+            r#"operation="sendMessage""#,
+        )
+        .await;
     }
     assert_eq!(sent, expected, "the refused message is not counted as sent");
 }
