@@ -83,6 +83,8 @@ pub struct ClientConfig {
     pub cursors: Cursors,
     /// End-to-end encryption: where this device's crypto state lives. None: plain payloads.
     pub encryption: Option<Encryption>,
+    /// What the reconnect backoff waits with (default [`TokioTimer`]: it sleeps).
+    pub backoff_timer: Arc<dyn BackoffTimer>,
 }
 
 /// End-to-end encryption settings: the device's crypto state directory and who it is (from
@@ -116,6 +118,7 @@ impl ClientConfig {
             retry_deadline: None,
             cursors: Cursors::default(),
             encryption: None,
+            backoff_timer: Arc::new(TokioTimer),
         }
     }
 }
@@ -1208,6 +1211,24 @@ async fn open(config: &ClientConfig) -> Result<Session, ConnectError> {
     }
 }
 
+/// What the reconnect backoff waits with: [`TokioTimer`] sleeps; a test passes a clock of its
+/// own, which sees every delay the client chose and decides when each wait ends, so the schedule
+/// is checked without measuring time.
+pub trait BackoffTimer: Send + Sync + std::fmt::Debug {
+    /// Waits `delay` before the next connection attempt.
+    fn sleep(&self, delay: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The default [`BackoffTimer`]: `tokio::time::sleep`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl BackoffTimer for TokioTimer {
+    fn sleep(&self, delay: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(delay))
+    }
+}
+
 /// Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling to the max.
 struct Backoff {
     initial: Duration,
@@ -1275,7 +1296,7 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
                         tracing::debug!("connect failed: {e}");
                         let wait = backoff.delay();
                         tokio::select! {
-                            _ = tokio::time::sleep(wait) => continue,
+                            _ = cfg.backoff_timer.sleep(wait) => continue,
                             _ = until_stopped(&mut stop) => break false,
                         }
                     }
@@ -1345,7 +1366,7 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
         }
         let wait = backoff.delay();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = cfg.backoff_timer.sleep(wait) => {}
             _ = until_stopped(&mut stop) => break false,
         }
     };

@@ -395,6 +395,97 @@ async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same(
     assert_eq!(reply["error"]["code"], "FORBIDDEN");
 }
 
+#[tokio::test]
+async fn ack_messages_moves_the_watermark_once_and_tells_the_sender() {
+    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::usecases::deliver::Deliverer;
+    use courier_core::usecases::receipts;
+    let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    let (me, peer) = (
+        UserId::from_trusted("u_test"),
+        UserId::from_trusted("u_peer"),
+    );
+    sessions
+        .create_direct(&session, &me, &peer, chrono::Utc::now())
+        .await
+        .unwrap();
+    // The peer sends the message the fixture acknowledges (seq 1).
+    let send = &send_deps(&sessions, &messages);
+    let sent = frame(
+        &routes::action(
+            "sendMessage",
+            &with_caller(ws_event("send-message.json"), "u_peer", "d_peer"),
+            |who, p| async move {
+                courier_core::usecases::send_message::send_message(send, &who, p).await
+            },
+        )
+        .await,
+    );
+    assert_eq!(
+        sent["result"]["msgId"],
+        "s_00000000000000000000000000000000.1"
+    );
+    let (connections, gateway) = (MemoryConnections::default(), RecordingGateway::default());
+    let peer_conn = ConnectionId::new("cp");
+    connections
+        .add(&Connection {
+            connection_id: peer_conn.clone(),
+            user_id: peer.clone(),
+            device_id: courier_core::DeviceId::from_trusted("d_peer"),
+            connected_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    gateway.open(&peer_conn);
+    let settings = MemorySettings::default();
+    let deps = &receipts::AckDeps {
+        sessions: &sessions,
+        messages: &messages,
+        deliver: Deliverer {
+            presence: &connections,
+            connections: &connections,
+            gateway: &gateway,
+            push: None,
+        },
+        settings: &settings,
+        clock: &SystemClock,
+    };
+    let event = ws_event("ack-messages.json");
+    let ack = || {
+        routes::action("ackMessages", &event, |who, p| async move {
+            receipts::ack_messages(deps, &who, p).await
+        })
+    };
+    let reply = frame(&ack().await);
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["requestId"], "r4");
+    assert_eq!(reply["result"]["moved"], true);
+    let mine = sessions.membership(&session, &me).await.unwrap().unwrap();
+    assert_eq!(mine.read.seq, 1);
+    let posted = gateway.posted();
+    assert_eq!(posted.len(), 1, "the sender's device is told: {posted:?}");
+    assert_eq!(posted[0].0, peer_conn);
+    let told: Value = serde_json::from_str(&posted[0].1).unwrap();
+    assert_eq!(
+        (
+            &told["event"],
+            &told["status"],
+            &told["upToSeq"],
+            &told["userId"]
+        ),
+        (
+            &Value::from("status"),
+            &Value::from("read"),
+            &Value::from(1),
+            &Value::from("u_test")
+        )
+    );
+    // The same ack again (a client retry): nothing moves, nobody is told again.
+    assert_eq!(frame(&ack().await)["result"]["moved"], false);
+    assert_eq!(gateway.posted().len(), 1);
+}
+
 /// A gateway whose every call fails (not with Gone): the management API is down.
 struct BrokenGateway;
 

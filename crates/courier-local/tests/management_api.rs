@@ -1,7 +1,7 @@
 //! The management API (`@connections`) as a second AWS SDK sees it: `tests/python/
 //! management_api.py` drives it with boto3 (in `.courier-local/venv`, installed with moto by
 //! `infra/install`) and asserts every operation's answer and every error's type and status.
-//! Skipped (with a note) when the venv or boto3 is missing.
+//! A missing venv or boto3 is a broken set-up, not a pass: the test fails saying so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,10 +22,12 @@ fn python() -> Option<PathBuf> {
             .args(["-c", "import boto3"])
             .status()
             .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipping: no boto3 in .courier-local/venv (run infra/install)");
-    }
-    ok.then_some(venv)
+    assert!(
+        ok,
+        "no boto3 in {} (run infra/install): this test needs a second AWS SDK",
+        venv.display()
+    );
+    Some(venv)
 }
 
 #[tokio::test]

