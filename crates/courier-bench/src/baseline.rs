@@ -1,5 +1,5 @@
 //! What DynamoDB Local sustains for the same calls, measured in the same run (`--mix` with
-//! `--baseline-messages`): the functions' own use cases (`sendMessage`, the fan-out, `ackMessages`)
+//! `--baseline-messages`): the functions' own use cases (`sendMessage` with its inline delivery, `ackMessages`)
 //! and DynamoDB adapters run in this process straight against the same DynamoDB Local, with the
 //! same number of messages in flight, and nothing else in the way (no gateway, no Lambda runtime,
 //! stream poller, no management API: posts go nowhere).
@@ -27,9 +27,9 @@ use aws_sdk_dynamodb::types::{
 use courier_aws::dynamo::{
     DynamoConnections, DynamoMessages, DynamoRateLimiter, DynamoSessions, DynamoSettings,
 };
-use courier_core::chat::{Message, Receipt};
+use courier_core::chat::Receipt;
 use courier_core::clock::SystemClock;
-use courier_core::ids::{ConnectionId, DeviceId, SessionId, UserId};
+use courier_core::ids::{ConnectionId, DeviceId, UserId};
 use courier_core::ports::{ConnectionGateway, DeviceCredential, GatewayError};
 use courier_core::protocol::{AckMessagesParams, Credentials, SendMessageParams};
 use courier_core::rate_limit::{Rule, Throttle};
@@ -304,37 +304,25 @@ pub async fn run(ctx: &Context<'_>, plan: &[Planned]) -> Result<Outcome> {
                     payload: body.clone(),
                     attachments: Vec::new(),
                 };
+                // The same calls as the deployed path: the send, then its inline delivery
+                // (members of a group, presence, posts, the recorded outcome).
                 let sent = match send_message::send(send_deps, &sender, params).await {
-                    Ok(s) => s.reply,
+                    Ok(s) => s,
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                 };
-                let (Some(msg_id), Some(seq), Some(sent_at), Some(session_id)) = (
-                    sent["msgId"].as_str(),
-                    sent["seq"].as_u64(),
-                    sent["sentAt"].as_str(),
-                    SessionId::parse(&chat.id),
-                ) else {
+                let Some(out) = sent.outbound else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let message = Message {
-                    msg_id: msg_id.to_owned(),
-                    session_id,
-                    seq,
-                    sender: sender.user_id.clone(),
-                    sender_device: sender.device_id.clone(),
-                    client_msg_id: format!("base{i}"),
-                    kind: "text".into(),
-                    payload: body,
-                    attachments: Vec::new(),
-                    sent_at: sent_at.to_owned(),
-                };
-                if fan_out::fan_out(sessions, fan, &message).await.is_err() {
+                let msg_id = out.message.msg_id.clone();
+                let (_, delivered) = fan_out::deliver_inline(sessions, fan, messages, &out).await;
+                if delivered.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
+                let msg_id = msg_id.as_str();
                 let mut acks = Vec::new();
                 for m in &chat.members {
                     if *m == p.sender || rng.unit() >= ack_share {
