@@ -67,6 +67,10 @@ struct Cli {
     /// `POST /_local/restart/dynamodb` restarts it without losing anything.
     #[arg(long)]
     persistent_dynamodb: bool,
+    /// S3 and SNS on LocalStack instead of moto (installed by `infra/install --localstack`;
+    /// docs/local-cloud.md). Also COURIER_LOCALSTACK=1.
+    #[arg(long, env = "COURIER_LOCALSTACK", value_parser = clap::builder::FalseyValueParser::new())]
+    localstack: bool,
     /// Only read and resolve the template, print what would run, and exit.
     #[arg(long)]
     check: bool,
@@ -114,6 +118,7 @@ impl Cli {
             ready_file: self.ready_file,
             web_dir: self.web_dir,
             persistent_dynamodb: self.persistent_dynamodb,
+            localstack: self.localstack,
         })
     }
 }
@@ -148,6 +153,9 @@ async fn main() -> Result<()> {
     println!("DynamoDB  {}", cloud.endpoints().dynamodb);
     if let Some(moto) = &cloud.endpoints().moto {
         println!("moto      {moto}");
+    }
+    if let Some(localstack) = &cloud.endpoints().localstack {
+        println!("LocalStack {localstack}  (S3 and SNS)");
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
