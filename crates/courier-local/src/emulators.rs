@@ -294,7 +294,13 @@ pub fn moto_server_path(state_dir: &Path) -> Result<PathBuf> {
 /// (where `infra/install --localstack` puts it).
 pub fn localstack_python(project_root: &Path, state_dir: &Path) -> Result<PathBuf> {
     if let Ok(p) = std::env::var("COURIER_LOCALSTACK_PYTHON") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        // A path (not a name looked up on PATH) is made absolute: LocalStack runs in its folder.
+        return Ok(if p.components().count() > 1 {
+            std::path::absolute(&p).unwrap_or(p)
+        } else {
+            p
+        });
     }
     let candidates = [
         state_dir.join("localstack-venv/bin/python"),
@@ -303,7 +309,8 @@ pub fn localstack_python(project_root: &Path, state_dir: &Path) -> Result<PathBu
     candidates
         .iter()
         .find(|p| p.is_file())
-        .cloned()
+        // Absolute: LocalStack runs in its own folder.
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         .with_context(|| {
             format!(
                 "LocalStack is not installed (looked for {}): run `infra/install --localstack` \
@@ -352,7 +359,6 @@ fn localstack_command(python: &Path, port: u16, dir: &Path) -> Command {
         ])
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("FILESYSTEM_ROOT", dir)
-        .env("TMPDIR", dir.join("tmp"))
         // The endpoints it serves are its own; a caller's endpoint settings mean nothing to it.
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_S3")
@@ -463,7 +469,7 @@ pub async fn start(
                 let dir = std::path::absolute(state_dir.join("localstack"))?;
                 // Nothing of an earlier run is kept (each run provisions afresh).
                 let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(dir.join("tmp"))
+                std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
                 let port = free_port()?;
                 let mut child = spawn(
