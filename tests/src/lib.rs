@@ -8,6 +8,8 @@
 //! set `COURIER_TEST_PHONE_PREFIX` and `COURIER_TEST_PHONE_CODE` to the stack's test numbers
 //! (docs/deploy.md). Tests that inspect the local cloud's emulators need the local cloud.
 
+pub mod metrics;
+
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -280,6 +282,40 @@ impl TestCloud {
         })
     }
 
+    /// Waits (up to [`WAIT`]) until `device_id` of `user_id` has no live connection in the
+    /// presence item: the `$disconnect` of a closed session has run, so what comes next finds
+    /// the device offline.
+    pub async fn wait_offline(&self, user_id: &str, device_id: &str) {
+        let prefix = format!("{device_id}#");
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let conns = self.presence(user_id).await.unwrap();
+                if !conns.iter().any(|c| c.starts_with(&prefix)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{device_id} still online after {WAIT:?}"));
+    }
+
+    /// The SNS endpoint ARN stored for a device's push token (`push#<deviceId>` on the user's
+    /// presence item), if any.
+    pub async fn push_endpoint(&self, user_id: &str, device_id: &str) -> Option<String> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.dynamodb()
+            .get_item()
+            .table_name(self.table("ConnectionsTable"))
+            .key("pk", AttributeValue::S(format!("USER#{user_id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem of the presence item")
+            .item
+            .and_then(|i| i.get(&format!("push#{device_id}"))?.as_s().ok().cloned())
+    }
+
     /// A DynamoDB client for the local cloud's DynamoDB Local (tests that inspect stored state).
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let conf = aws_sdk_dynamodb::Config::builder()
@@ -429,13 +465,30 @@ pub async fn next(session: &courier_client::Session, name: &str) -> Value {
     .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
 }
 
-/// Every event named `name` that arrives within `quiet` of the previous one.
-pub async fn drain(session: &courier_client::Session, name: &str, quiet: Duration) -> Vec<Value> {
+/// Every event up to and including the first one `is_marker` accepts, within [`WAIT`]. A test
+/// sends the marker after the events it counts, in the same session: a session's events are
+/// delivered in order, so anything extra (a duplicate, an echo) would have come before it.
+pub async fn until_marker(
+    session: &courier_client::Session,
+    is_marker: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let mut out = vec![];
-    while let Ok(Some(e)) = tokio::time::timeout(quiet, session.next_event()).await {
-        if e["event"] == name {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = session.next_event().await.expect("connection open");
+            let done = is_marker(&e);
             out.push(e);
+            if done {
+                return;
+            }
         }
-    }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no marker within {WAIT:?}; got {out:?}"));
     out
+}
+
+/// Whether `e` is a `message` event whose payload is `payload` (a marker).
+pub fn is_message(e: &Value, payload: &str) -> bool {
+    e["event"] == "message" && e["message"]["payload"] == payload
 }

@@ -105,6 +105,14 @@ impl Matrix {
         r.ok()
     }
 
+    /// A cell that is a fact about stored state, read back after an action.
+    fn fact(&mut self, what: &str, holds: bool) {
+        self.cells += 1;
+        if !holds {
+            self.failures.push(format!("expected: {what}"));
+        }
+    }
+
     /// A key that must not open a connection (any more).
     async fn refused(&mut self, cloud: &TestCloud, what: &str, api_key: &str) {
         self.cells += 1;
@@ -711,6 +719,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         Ok,
     )
     .await;
+    // Only the phone deletes the account (as in WhatsApp); M's account lives on below.
+    t.check(companion, "deleteAccount", json!({}), FORBIDDEN)
+        .await;
     let (r_link, r_code) = link_request(cloud, "r companion").await;
     t.check(
         companion,
@@ -827,13 +838,50 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         BAD_REQUEST,
     )
     .await;
+    // A push token naming M's device registers the caller's own device: M's endpoint stays.
+    member
+        .1
+        .request(
+            "registerPushToken",
+            json!({"platform": "apns", "token": format!("m-token-{}", m.device_id)}),
+        )
+        .await
+        .expect("M registers a push token");
+    let m_endpoint = cloud.push_endpoint(&m.user_id, &m.device_id).await;
+    assert!(m_endpoint.is_some(), "M's device has a push endpoint");
     t.check(
         stranger,
         "registerPushToken",
-        json!({"userId": m.user_id, "deviceId": w.m_device, "platform": "apns", "token": "n-token"}),
+        json!({"userId": m.user_id, "deviceId": w.m_device, "platform": "apns",
+               "token": format!("n-token-{}", n.device_id)}),
         Ok,
     )
     .await;
+    t.fact(
+        "M's push endpoint is unchanged after N's registerPushToken naming it",
+        cloud.push_endpoint(&m.user_id, &m.device_id).await == m_endpoint,
+    );
+    let n_endpoint = cloud.push_endpoint(&n.user_id, &n.device_id).await;
+    t.fact(
+        "N's registerPushToken registered N's own device",
+        n_endpoint.is_some() && n_endpoint != m_endpoint,
+    );
+    if let Some(arn) = &m_endpoint {
+        let token = cloud
+            .sns()
+            .get_endpoint_attributes()
+            .endpoint_arn(arn)
+            .send()
+            .await
+            .expect("M's endpoint exists")
+            .attributes
+            .unwrap_or_default()
+            .remove("Token");
+        t.fact(
+            "M's SNS endpoint still carries M's token",
+            token == Some(format!("m-token-{}", m.device_id)),
+        );
+    }
     let profile = json!({"userId": m.user_id});
     let profile_cells: Vec<((&str, &Session), Outcome)> = vec![
         (member, Has("/about", json!("about m"))),
@@ -1003,10 +1051,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         late,
         "getMediaDownload",
         json!({"mediaId": w.m_group_media}),
-        // LOOSE (reported, not fixed here): media sent before X joined is downloadable by X,
-        // as docs/protocol.md words it ("the members of any session a message attached it
-        // to", membership checked now), though X cannot read that message (nor its key).
-        Ok,
+        // Sent before X joined: X cannot read that message (nor the media's key in it), and
+        // may not download its media either.
+        FORBIDDEN,
     )
     .await;
     t.check(

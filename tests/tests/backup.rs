@@ -331,3 +331,57 @@ async fn a_history_backed_up_under_a_passphrase_is_restored_identical_on_a_new_d
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[tokio::test]
+async fn create_backup_refuses_an_empty_or_oversized_file_and_a_fourth_pending_upload() {
+    use courier_core::ErrorCode;
+    use courier_core::usecases::backups::{MAX_BACKUP_BYTES, MAX_PENDING_BACKUPS};
+    let cloud = TestCloud::shared();
+    let alice = cloud.sign_up().await;
+    let s = courier_tests::connect(cloud, &alice).await;
+    let code = |r: Result<Value, courier_client::ClientError>| r.unwrap_err().code();
+    assert_eq!(
+        code(s.request("createBackup", json!({"size": 0})).await),
+        Some(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        code(
+            s.request("createBackup", json!({"size": MAX_BACKUP_BYTES + 1}))
+                .await
+        ),
+        Some(ErrorCode::PayloadTooLarge)
+    );
+    // The largest size is accepted (the URL is bound to it; nothing is uploaded here).
+    let mut pending = vec![
+        s.request("createBackup", json!({"size": MAX_BACKUP_BYTES}))
+            .await
+            .expect("512 MiB is allowed"),
+    ];
+    while pending.len() < MAX_PENDING_BACKUPS {
+        pending.push(s.request("createBackup", json!({"size": 5})).await.unwrap());
+    }
+    assert_eq!(
+        code(s.request("createBackup", json!({"size": 5})).await),
+        Some(ErrorCode::LimitExceeded),
+        "a fourth upload may not wait"
+    );
+    // None of the refusals left a record: nothing is listed, and once one pending upload
+    // arrives (listed, so no longer pending) a new backup may start.
+    assert_eq!(
+        s.request("listBackups", json!({})).await.unwrap()["backups"],
+        json!([])
+    );
+    let last = pending.last().unwrap();
+    let mut req = reqwest::Client::new()
+        .put(last["uploadUrl"].as_str().unwrap())
+        .body(vec![7u8; 5]);
+    for (k, v) in last["uploadHeaders"].as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    assert!(req.send().await.unwrap().status().is_success());
+    let listed = s.request("listBackups", json!({})).await.unwrap();
+    assert_eq!(listed["backups"][0]["backupId"], last["backupId"]);
+    s.request("createBackup", json!({"size": 5}))
+        .await
+        .expect("two pending now: a third may start");
+}

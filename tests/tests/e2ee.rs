@@ -300,10 +300,19 @@ async fn the_server_never_sees_the_plaintext() {
         .unwrap()
         .session_id;
     let canary = unique("plaintext canary");
+    // B is online for it: once B has it, its fan-out (the last one of the test; every earlier
+    // message was received by its members above) has run.
+    let receiver = courier_tests::connect(cloud, &b).await;
     plain.send_text(&chat, &canary).await.unwrap();
+    let got = courier_tests::next(&receiver, "message").await;
+    assert!(
+        got["message"]["payload"]
+            .as_str()
+            .is_some_and(|p| courier_client::payload::decode(p).as_deref() == Some(&canary)),
+        "{got}"
+    );
     plain.close().await;
-    // Let the fan-out and any push finish writing.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    receiver.close().await;
 
     let stored = everything_stored(cloud).await;
     assert!(

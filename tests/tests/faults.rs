@@ -127,22 +127,54 @@ struct Sent {
     sender: usize,
     text: String,
     result: Result<SentMessage, ClientError>,
+    started: Instant,
     took: Duration,
 }
 
+/// How far a load is: a fault can wait for a share of its sends to be done, so it strikes
+/// while the rest are in flight, however fast or slow the machine is.
+#[derive(Clone)]
+struct Progress {
+    done: Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Progress {
+    /// Resolves once `share` (0 to 1) of the sends have ended.
+    async fn reached(&self, share: f64) {
+        let want = (self.total as f64 * share).ceil() as usize;
+        loop {
+            let changed = self.changed.notified();
+            if self.done.load(std::sync::atomic::Ordering::SeqCst) >= want {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 /// Every member sends `per_session` messages into each of its sessions, paced, all devices at
-/// once; `fault` runs beside them. Returns every send.
+/// once; `fault` runs beside them, told how far the load is. Returns every send.
 async fn load<F: std::future::Future<Output = ()>>(
     world: &World,
     round: &str,
     per_session: usize,
-    fault: F,
+    fault: impl FnOnce(Progress) -> F,
 ) -> Vec<Sent> {
+    let progress = Progress {
+        done: Arc::default(),
+        total: (0..world.devices.len())
+            .map(|i| world.sessions_of(i).len() * per_session)
+            .sum(),
+        changed: Arc::default(),
+    };
     let mut tasks = Vec::new();
     for (i, d) in world.devices.iter().enumerate() {
         let client = d.client.clone();
         let sessions = world.sessions_of(i);
         let round = round.to_string();
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for k in 0..per_session {
@@ -155,14 +187,20 @@ async fn load<F: std::future::Future<Output = ()>>(
                         sender: i,
                         text,
                         result,
+                        started,
                         took: started.elapsed(),
                     });
+                    progress
+                        .done
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    progress.changed.notify_waiters();
                     tokio::time::sleep(PACE).await;
                 }
             }
             out
         }));
     }
+    let fault = fault(progress);
     let all = async {
         let mut sent = Vec::new();
         for t in tasks {
@@ -230,7 +268,7 @@ async fn check(cloud: &TestCloud, world: &World, mut sent: Vec<Sent>) -> Figures
     }
     // One more message from everyone into each of its sessions, fault-free: each must succeed,
     // and its arrival makes every device read any gap it has.
-    let last = load(world, "last", 1, async {}).await;
+    let last = load(world, "last", 1, |_| async {}).await;
     for s in &last {
         assert!(
             s.result.is_ok(),
@@ -394,7 +432,7 @@ async fn loaded_under(
     counter: &str,
 ) -> UnderFault {
     cloud.local(path, body).await.unwrap();
-    let sent = load(world, "load", PER_SESSION, async {}).await;
+    let sent = load(world, "load", PER_SESSION, |_| async {}).await;
     let fired = faults(cloud)
         .await
         .pointer(counter)
@@ -449,29 +487,45 @@ async fn dynamodb_restarted_mid_run_loses_nothing() {
     let started = Instant::now();
     let cloud = TestCloud::start_with(&["--persistent-dynamodb"], &[]).unwrap();
     let world = World::new(&cloud).await;
-    let restart = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let r = cloud.local("/_local/restart/dynamodb", json!({})).await;
+    // The restart begins once a third of the sends are done, so two thirds are still to go
+    // (each device paces its sends) while DynamoDB Local is down and coming back.
+    let window = Arc::new(Mutex::new(None));
+    let w2 = window.clone();
+    let cloud_ref = &cloud;
+    let restart = move |progress: Progress| async move {
+        progress.reached(1.0 / 3.0).await;
+        let began = Instant::now();
+        let r = cloud_ref.local("/_local/restart/dynamodb", json!({})).await;
+        let back = Instant::now();
         let r = r.expect("DynamoDB Local restarted");
         assert_eq!(r["restarted"], true, "{r}");
         eprintln!("faults/dynamodb: restart took {} ms", r["tookMs"]);
+        *w2.lock().unwrap() = Some((began, back));
     };
     let sent = load(&world, "load", PER_SESSION, restart).await;
-    // Some sends met the restart (they were retried by the client).
-    let slow = sent
+    let (began, back) = window.lock().unwrap().expect("the restart ran");
+    // The sends that met the restart: in flight at some moment between the kill and DynamoDB
+    // Local serving again.
+    let met: Vec<&Sent> = sent
         .iter()
-        .filter(|s| s.took > Duration::from_secs(1))
-        .count();
-    let f = check(&cloud, &world, sent).await;
+        .filter(|s| s.started < back && s.started + s.took > began)
+        .collect();
     assert!(
-        slow > 0,
-        "no send met the restart: the test did not test it"
+        !met.is_empty(),
+        "no send was in flight during the restart: the test did not test it"
     );
+    let met_acked = met.iter().filter(|s| s.result.is_ok()).count();
+    let met_count = met.len();
+    assert!(
+        met_acked > 0,
+        "no send in flight during the restart was acknowledged (retried through it)"
+    );
+    let f = check(&cloud, &world, sent).await;
     report(
         "dynamodb-restart",
         started,
         &f,
-        &format!("{slow} sends took over 1 s"),
+        &format!("{met_count} sends met the restart, {met_acked} of them acknowledged"),
     );
 }
 
@@ -483,10 +537,12 @@ async fn sockets_dropped_without_a_close_frame_recover_and_lose_nothing() {
     let world = World::new(&cloud).await;
     let dropped = Arc::new(Mutex::new(0u64));
     let d2 = dropped.clone();
-    let drops = async {
-        for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            let r = cloud
+    let cloud_ref = &cloud;
+    // Four drops, spread over the load (a fifth of the sends done, two fifths, ...).
+    let drops = move |progress: Progress| async move {
+        for share in [0.2, 0.4, 0.6, 0.8] {
+            progress.reached(share).await;
+            let r = cloud_ref
                 .local("/_local/faults/drop-sockets", json!({"share": 0.1}))
                 .await
                 .unwrap();
@@ -556,7 +612,10 @@ async fn failing_sns_loses_no_message_and_registration_gets_a_retryable_error() 
             .unwrap();
         d.client.close().await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    for &i in &offline {
+        let c = &world.devices[i].creds;
+        cloud.wait_offline(&c.user_id, &c.device_id).await;
+    }
     cloud
         .local("/_local/faults/sns", json!({"failureRate": 0.6}))
         .await
@@ -579,6 +638,7 @@ async fn failing_sns_loses_no_message_and_registration_gets_a_retryable_error() 
                         sender: i,
                         text,
                         result,
+                        started: t,
                         took: t.elapsed(),
                     });
                     tokio::time::sleep(PACE).await;
@@ -590,12 +650,13 @@ async fn failing_sns_loses_no_message_and_registration_gets_a_retryable_error() 
     for t in tasks {
         sent.extend(t.await.unwrap());
     }
-    // Give the fan-out time to push (and fail, and retry) while the devices are still away.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let injected = faults(&cloud).await["sns"]["injectedErrors"]
-        .as_u64()
-        .unwrap();
-    assert!(injected > 0, "no SNS call failed");
+    // The fan-out pushes (and fails, and retries) while the devices are still away: wait for
+    // the switch to have failed some of its calls.
+    let deadline = Instant::now() + SETTLE;
+    while faults(&cloud).await["sns"]["injectedErrors"].as_u64() == Some(0) {
+        assert!(Instant::now() < deadline, "no SNS call failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A registration whose SMS cannot be sent gets a clear, retryable error; a retry works.
     cloud
@@ -638,5 +699,8 @@ async fn failing_sns_loses_no_message_and_registration_gets_a_retryable_error() 
         sessions: world.sessions,
     };
     let f = check(&cloud, &world, sent).await;
+    let injected = faults(&cloud).await["sns"]["injectedErrors"]
+        .as_u64()
+        .unwrap();
     report("sns", started, &f, &format!("{injected} SNS calls failed"));
 }

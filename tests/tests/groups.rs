@@ -4,7 +4,7 @@
 use courier_client::{ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, drain, next};
+use courier_tests::{TestCloud, WAIT, connect, is_message, next, until_marker};
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -120,7 +120,13 @@ async fn a_full_group_of_257_gets_every_message_once_in_order_and_refuses_the_25
             sent.push((i, r["seq"].as_u64().unwrap()));
         }
     }
-    // Each member gets every message but its own, once, in session order.
+    // Then a marker from member 0 and one from member 256: every member gets one that is not
+    // its own, after everything above.
+    send(&sessions[0], &group, "end-0", "end-0").await.unwrap();
+    send(&sessions[256], &group, "end-256", "end-256")
+        .await
+        .unwrap();
+    // Each member gets every message but its own, once.
     let checks = stream::iter(sessions.iter().enumerate())
         .map(|(i, s)| {
             let expected: Vec<u64> = sent
@@ -128,21 +134,38 @@ async fn a_full_group_of_257_gets_every_message_once_in_order_and_refuses_the_25
                 .filter(|(by, _)| *by != i)
                 .map(|(_, q)| *q)
                 .collect();
+            let marker = if i == 0 { "end-256" } else { "end-0" };
             async move {
-                let mut got = vec![];
-                for _ in 0..expected.len() {
-                    got.push(next(s, "message").await["message"]["seq"].as_u64().unwrap());
-                }
-                let extra = drain(s, "message", Duration::from_millis(300)).await;
-                (i, got, expected, extra.len())
+                // Each send delivers its own message, side by side with its reply, so a later
+                // message (the marker too) can overtake the last posts of one before it: live
+                // events are not in seq order across sends (docs/protocol.md). So this collects
+                // until the marker and every expected message are in, and compares them sorted.
+                let mut got = Vec::new();
+                let mut marker_seen = false;
+                tokio::time::timeout(WAIT, async {
+                    while !marker_seen || got.len() < expected.len() {
+                        let e = s.next_event().await.expect("connection open");
+                        if is_message(&e, marker) {
+                            marker_seen = true;
+                        } else if e["event"] == "message" {
+                            got.push(e["message"]["seq"].as_u64().unwrap());
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("member {i}: got {got:?} of {expected:?}"));
+                got.sort_unstable();
+                (i, got, expected)
             }
         })
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
-    for (i, got, expected, extra) in checks {
-        assert_eq!(got, expected, "member {i}: every message once, in order");
-        assert_eq!(extra, 0, "member {i}: nothing twice");
+    for (i, got, expected) in checks {
+        assert_eq!(
+            got, expected,
+            "member {i}: every message once, nothing twice"
+        );
     }
 
     // The 258th member is refused, and nothing about the group changed.
@@ -247,12 +270,42 @@ async fn admin_rules_removal_hand_over_and_deletion() {
         Some(ErrorCode::Forbidden)
     );
     assert_eq!(code(read_all(&c, &group).await), Some(ErrorCode::Forbidden));
-    send(&b, &group, "after-carol", "ct-4").await.unwrap();
+    let after_carol = send(&b, &group, "after-carol", "ct-4").await.unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    // Its fan-out ran (Dave, a member, got it); then a direct message to Carol, sent after,
+    // reaches her with nothing from the group before it.
+    // (Dave's groupUpdates before it, Carol's removal, are counted below.)
+    let dave_early: std::collections::VecDeque<Value> = until_marker(&d, |e| is_message(e, "ct-4"))
+        .await
+        .into_iter()
+        .filter(|e| e["event"] == "groupUpdate")
+        .collect();
+    let to_carol = b
+        .request(
+            "initiateDirectChatSession",
+            json!({"peerUserId": carol.user_id}),
+        )
+        .await
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&b, &to_carol, "carol-marker", "carol-marker")
+        .await
+        .unwrap();
+    let got = until_marker(&c, |e| is_message(e, "carol-marker")).await;
+    let from_group: Vec<_> = got
+        .iter()
+        .filter(|e| {
+            e["event"] == "message"
+                && e["message"]["sessionId"] == group.as_str()
+                && e["message"]["seq"].as_u64() >= Some(after_carol)
+        })
+        .collect();
     assert!(
-        drain(&c, "message", Duration::from_millis(700))
-            .await
-            .is_empty(),
-        "nothing new for Carol"
+        from_group.is_empty(),
+        "nothing new for Carol: {from_group:?}"
     );
 
     // The last admin leaves: the longest-standing member (Bob, there from the start) takes over.
@@ -284,11 +337,13 @@ async fn admin_rules_removal_hand_over_and_deletion() {
     // the others keep their order among themselves.
     let mut updates = vec![];
     let mut deleted = 0;
+    let mut dave_early = dave_early;
     while updates.len() < 4 || deleted == 0 {
-        let u = next(&d, "groupUpdate").await["update"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let e = match dave_early.pop_front() {
+            Some(e) => e,
+            None => next(&d, "groupUpdate").await,
+        };
+        let u = e["update"].as_str().unwrap().to_owned();
         if u == "deleted" {
             deleted += 1;
         } else {
@@ -299,11 +354,25 @@ async fn admin_rules_removal_hand_over_and_deletion() {
         updates,
         ["memberRemoved", "memberRemoved", "promoted", "promoted"]
     );
+    // A direct message to Dave, sent after: no update and no second deletion notice before it.
+    let to_dave = b
+        .request(
+            "initiateDirectChatSession",
+            json!({"peerUserId": dave.user_id}),
+        )
+        .await
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&b, &to_dave, "dave-marker", "dave-marker")
+        .await
+        .unwrap();
+    let got = until_marker(&d, |e| is_message(e, "dave-marker")).await;
+    let late: Vec<_> = got.iter().filter(|e| e["event"] == "groupUpdate").collect();
     assert!(
-        drain(&d, "groupUpdate", Duration::from_millis(700))
-            .await
-            .is_empty(),
-        "no update after the deletion and no second deletion notice"
+        late.is_empty(),
+        "no update after the deletion and no second deletion notice: {late:?}"
     );
     assert_eq!(deleted, 1);
     assert_eq!(
@@ -343,7 +412,7 @@ async fn offline_members_get_pushes_without_content_and_catch_up_by_sync() {
     let group = create(&a, "mixed", &[bob, carol]).await.unwrap();
     next(&c, "groupUpdate").await;
     c.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cloud.wait_offline(&carol.user_id, &carol.device_id).await;
 
     let mut seqs = vec![];
     for i in 0..3 {

@@ -5,7 +5,7 @@
 use courier_client::{ConnectError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, drain, next};
+use courier_tests::{TestCloud, WAIT, connect, next, until_marker};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -223,22 +223,46 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     assert_eq!(e["message"]["payload"], "olm-ciphertext-1");
     assert_eq!(e["message"]["sender"], alice.user_id.as_str());
     assert_eq!(e["message"]["senderDevice"], alice.device_id.as_str());
-    assert!(
-        drain(&b, "deviceMessage", Duration::from_millis(700))
-            .await
-            .is_empty(),
-        "once"
-    );
-    assert!(
-        drain(&laptop, "deviceMessage", Duration::from_millis(300))
-            .await
-            .is_empty()
-    );
+    // Markers sent after it, one per device: the phone got it once, the laptop not at all.
+    let markers = a
+        .request(
+            "sendToDevice",
+            json!({"messages": [
+                {"userId": bob.user_id, "deviceId": bob.device_id, "payload": "marker-phone"},
+                {"userId": bob.user_id, "deviceId": laptop_creds.device_id, "payload": "marker-laptop"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    for (device, marker) in [(&b, "marker-phone"), (&laptop, "marker-laptop")] {
+        let got = until_marker(device, |e| {
+            e["event"] == "deviceMessage" && e["message"]["payload"] == marker
+        })
+        .await;
+        let before: Vec<_> = got
+            .iter()
+            .filter(|e| e["event"] == "deviceMessage")
+            .collect();
+        assert_eq!(
+            before.len(),
+            1,
+            "only the marker, after the one message: {before:?}"
+        );
+    }
     let acked = b
         .request("ackDeviceMessages", json!({"ids": [id]}))
         .await
         .unwrap();
     assert_eq!(acked["acked"], 1);
+    // The markers are acknowledged too, so the queues hold only what follows.
+    for (device, i) in [(&b, 0), (&laptop, 1)] {
+        let marker = &markers["queued"][i]["id"];
+        let acked = device
+            .request("ackDeviceMessages", json!({"ids": [marker]}))
+            .await
+            .unwrap();
+        assert_eq!(acked["acked"], 1);
+    }
 
     // Offline with a push token: kept, and a push that names the sender but carries no payload.
     let token = format!("apns-token-{}", uuid::Uuid::new_v4().simple());
@@ -249,8 +273,29 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
         )
         .await
         .unwrap();
+    let laptop_endpoint = cloud
+        .push_endpoint(&bob.user_id, &laptop_creds.device_id)
+        .await
+        .expect("the laptop's push endpoint");
     laptop.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cloud
+        .wait_offline(&bob.user_id, &laptop_creds.device_id)
+        .await;
+    // Carol, offline with a push token of her own: her push is the marker below.
+    let carol = cloud.sign_up().await;
+    let c = connect(cloud, &carol).await;
+    c.request(
+        "registerPushToken",
+        json!({"platform": "fcm", "token": format!("fcm-{}", uuid::Uuid::new_v4().simple())}),
+    )
+    .await
+    .unwrap();
+    let carol_endpoint = cloud
+        .push_endpoint(&carol.user_id, &carol.device_id)
+        .await
+        .expect("Carol's push endpoint");
+    c.close().await;
+    cloud.wait_offline(&carol.user_id, &carol.device_id).await;
     let before = cloud.pushes().await.unwrap().len();
     let r = a
         .request(
@@ -289,16 +334,30 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     })
     .await
     .expect("a push for the offline device");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let all = cloud.pushes().await.unwrap();
+    // A device message for Carol, sent after: once her push is out, the laptop's are all out.
+    a.request(
+        "sendToDevice",
+        json!({"messages": [{"userId": carol.user_id, "deviceId": carol.device_id, "payload": "x"}]}),
+    )
+    .await
+    .unwrap();
+    let all = tokio::time::timeout(WAIT, async {
+        loop {
+            let all = cloud.pushes().await.unwrap();
+            if all[before..]
+                .iter()
+                .any(|p| p["endpointArn"] == carol_endpoint.as_str())
+            {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("Carol's push");
     let for_laptop: Vec<&Value> = all[before..]
         .iter()
-        .filter(|p| {
-            p["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("deviceMessage")
-        })
+        .filter(|p| p["endpointArn"] == laptop_endpoint.as_str())
         .collect();
     assert_eq!(for_laptop.len(), 1, "one push per device: {for_laptop:?}");
     for p in &pushes {
@@ -601,21 +660,26 @@ async fn bad_inputs_each_get_their_error() {
         .unwrap();
 }
 
-/// Items of `table` whose key mentions `needle` (a user or device id).
+/// Items of `table` whose key mentions `needle` (a user or device id), over every page of a
+/// Scan (the shared cloud's tables outgrow one 1 MB page).
 async fn items_mentioning(cloud: &TestCloud, table: &str, needle: &str) -> usize {
-    cloud
+    let mut pages = cloud
         .dynamodb()
         .scan()
         .table_name(cloud.table(table))
         .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| format!("{:?}", i.get("pk")).contains(needle))
-        .count()
+        .into_paginator()
+        .send();
+    let mut found = 0;
+    while let Some(page) = pages.next().await {
+        found += page
+            .unwrap()
+            .items()
+            .iter()
+            .filter(|i| format!("{:?}", i.get("pk")).contains(needle))
+            .count();
+    }
+    found
 }
 
 #[tokio::test]

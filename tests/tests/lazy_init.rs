@@ -63,17 +63,24 @@ async fn a_handler_that_cannot_be_built_fails_only_its_own_operation() {
     let delivered = courier_tests::next(&b, "message").await;
     assert_eq!(delivered["message"]["payload"], "hi");
 
-    // The cause is in the function's log, once per process rather than once per request.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The cause is in the function's log, once per process rather than once per request. The
+    // process wrote it before its first error reply; wait for the log to show it.
     let logs = cloud.state_dir.as_ref().unwrap().join("logs");
     let causes = |function: &str| -> Vec<String> {
         std::fs::read_to_string(logs.join(format!("{function}.log")))
-            .unwrap()
+            .unwrap_or_default()
             .lines()
             .filter(|l| l.contains("could not build its handler"))
             .map(str::to_owned)
             .collect()
     };
+    tokio::time::timeout(WAIT, async {
+        while causes("PostStatusFunction").is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the cause in PostStatusFunction's log");
     let post_status = causes("PostStatusFunction");
     assert_eq!(
         post_status.len(),

@@ -5,7 +5,7 @@
 use courier_client::Session;
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, drain, next};
+use courier_tests::{TestCloud, WAIT, connect, is_message, next, until_marker};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -61,18 +61,22 @@ async fn both_online_messages_arrive_in_order_once_and_ticks_advance() {
         assert_eq!(seqs, vec![1, 2, 3, 4, 5], "in order");
         assert_eq!(got[2]["payload"], "ciphertext-3");
         assert_eq!(got[0]["sender"], alice.user_id.as_str());
-        assert!(
-            drain(b, "message", Duration::from_millis(700))
-                .await
-                .is_empty(),
-            "once"
-        );
     }
-    assert!(
-        drain(&a, "message", Duration::from_millis(300))
-            .await
-            .is_empty(),
-        "not echoed to the sending device"
+    // Once: a marker from Alice comes next, nothing in between; and nothing is echoed to
+    // Alice's sending device: Bob's marker is the first message she gets.
+    send(&a, &chat, "c-marker", "marker-a").await;
+    for b in [&b1, &b2] {
+        let before = until_marker(b, |e| is_message(e, "marker-a")).await;
+        let extra: Vec<_> = before.iter().filter(|e| e["event"] == "message").collect();
+        assert_eq!(extra.len(), 1, "once: {extra:?}");
+    }
+    send(&b1, &chat, "c-marker-b", "marker-b").await;
+    let before = until_marker(&a, |e| is_message(e, "marker-b")).await;
+    let messages: Vec<_> = before.iter().filter(|e| e["event"] == "message").collect();
+    assert_eq!(
+        messages.len(),
+        1,
+        "not echoed to the sending device: {messages:?}"
     );
 
     // Ticks: sent -> delivered -> read, on the sender's side, as events and by query.
@@ -133,7 +137,7 @@ async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
     .unwrap();
     let chat = open_chat(&a, &bob).await;
     b.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cloud.wait_offline(&bob.user_id, &bob.device_id).await;
 
     let mut ids = vec![];
     for i in 1..=3 {
@@ -228,7 +232,7 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
     .unwrap();
     let chat = open_chat(&a, &bob).await;
     b.close().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cloud.wait_offline(&bob.user_id, &bob.device_id).await;
     // A connection the gateway no longer has, still listed: as when a socket dies and $disconnect never runs.
     let db = cloud.dynamodb();
     let stale = format!(
@@ -296,9 +300,13 @@ async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
     let a2 = connect(cloud, &alice).await;
     let second = send(&a2, &chat, "retry-me", "once").await;
     assert_eq!(first, second, "the retry returns the first result");
-    let got = drain(&b, "message", Duration::from_millis(1500)).await;
+    // A marker sent after the retry: what Bob gets before it is every delivery of the retried
+    // message.
+    send(&a2, &chat, "retry-marker", "marker").await;
+    let got = until_marker(&b, |e| is_message(e, "marker")).await;
     let ids: Vec<_> = got
         .iter()
+        .filter(|e| e["event"] == "message" && !is_message(e, "marker"))
         .map(|e| e["message"]["msgId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
@@ -310,29 +318,68 @@ async fn a_retried_send_yields_one_message_and_one_delivery_per_device() {
         .request("readNewMessages", json!({"sessionId": chat}))
         .await
         .unwrap();
-    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "one message");
+    let stored: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, ["once", "marker"], "one message, then the marker");
 }
 
 #[tokio::test]
 async fn a_fan_out_killed_midway_loses_nothing() {
-    // Its own cloud: the fault switch affects every fan-out.
+    // Its own cloud: the fault switch affects every send and fan-out.
     let cloud = TestCloud::start(&["VerificationCodeTtlSeconds=900"]).unwrap();
     let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(&cloud, &alice).await;
     let b1 = connect(&cloud, &bob).await;
     let b2 = connect(&cloud, &bob).await;
     let chat = open_chat(&a, &bob).await;
-    cloud
-        .local(
-            "/_local/faults/kill-after-posts",
-            json!({"function": "FanOutFunction", "posts": 1}),
-        )
-        .await
-        .unwrap();
-    let msg = send(&a, &chat, "k-1", "survives").await["msgId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // The fan-out delivers only what sendMessage did not: kill sendMessage after its first post
+    // (before it records its delivery), then kill the fan-out after its first post too.
+    let arm = |function: &'static str| {
+        let cloud = &cloud;
+        async move {
+            cloud
+                .local(
+                    "/_local/faults/kill-after-posts",
+                    json!({"function": function, "posts": 1}),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let fired = |function: &'static str| {
+        let cloud = &cloud;
+        async move {
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                let faults = cloud.local_get("/_local/faults").await.unwrap();
+                if faults["lastKill"]["function"] == function {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{function} not killed: {faults}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    arm("SendMessageFunction").await;
+    let p = json!({"sessionId": chat, "clientMsgId": "k-1", "type": "text", "payload": "survives"});
+    // The reply, or the killed invocation's error and then the retry's first result.
+    let reply = match a.request("sendMessage", p.clone()).await {
+        Ok(r) => r,
+        Err(_) => a.request("sendMessage", p).await.unwrap(),
+    };
+    let msg = reply["msgId"].as_str().unwrap().to_owned();
+    fired("SendMessageFunction").await;
+    arm("FanOutFunction").await;
+    // The fan-out takes over once the dead send's grace (11 s) is over, dies after one post,
+    // and its batch is retried.
+    fired("FanOutFunction").await;
     for b in [&b1, &b2] {
         let e = next(b, "message").await;
         assert_eq!(
@@ -340,23 +387,34 @@ async fn a_fan_out_killed_midway_loses_nothing() {
             msg.as_str(),
             "every device gets it after the retry"
         );
-        // At-least-once: a device may see it twice; de-duplicated by msgId it is one message.
-        let more = drain(b, "message", Duration::from_millis(700)).await;
+    }
+    // At-least-once: a device may see it twice (the retried batch); de-duplicated by msgId it
+    // is one message. A marker sent after it bounds what the retry could deliver.
+    send(&a, &chat, "k-marker", "marker").await;
+    for b in [&b1, &b2] {
+        let more = until_marker(b, |e| is_message(e, "marker")).await;
         let unique: HashSet<_> = more
             .iter()
+            .filter(|e| e["event"] == "message" && !is_message(e, "marker"))
             .map(|e| e["message"]["msgId"].as_str().unwrap().to_owned())
             .chain([msg.clone()])
             .collect();
-        assert_eq!(unique.len(), 1);
+        assert_eq!(unique.len(), 1, "{more:?}");
     }
     let page = b1
         .request("readNewMessages", json!({"sessionId": chat}))
         .await
         .unwrap();
+    let stored: Vec<_> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        page["messages"].as_array().unwrap().len(),
-        1,
-        "stored once, in the session"
+        stored,
+        ["survives", "marker"],
+        "stored once, in the session (then the marker)"
     );
 }
 
@@ -523,4 +581,125 @@ async fn registering_a_push_token_again_keeps_one_endpoint_and_re_enables_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+}
+
+/// Every action that pages (`readNewMessages`, `readDeviceMessages`, `viewStatus`,
+/// `getStatusViewers`, `getStatusAudience`) refuses a malformed `after` (or `lastMsgId`) and a
+/// `limit` out of range or of the wrong type with `BAD_REQUEST`, and answers the same request
+/// with a good value (so the refusal is about that field).
+#[tokio::test]
+async fn every_list_action_refuses_a_malformed_after_or_limit() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let a = connect(cloud, &alice).await;
+    let c = connect(cloud, &carol).await;
+    let chat = open_chat(&a, &bob).await;
+    let first = send(&a, &chat, "p-1", "one").await["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&a, &chat, "p-2", "two").await;
+    let other_chat = open_chat(&c, &alice).await;
+    let elsewhere = send(&c, &other_chat, "p-3", "three").await["msgId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status_id = a
+        .request("postStatus", json!({"payload": "c3RhdHVz"}))
+        .await
+        .unwrap()["statusId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let read = |extra: Value| {
+        let mut p = json!({"sessionId": chat});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ("readNewMessages", p)
+    };
+    let bad: Vec<(&str, Value)> = vec![
+        read(json!({"lastMsgId": "nope"})),
+        read(json!({"lastMsgId": elsewhere})),
+        read(json!({"limit": 0})),
+        read(json!({"limit": 101})),
+        read(json!({"limit": -1})),
+        read(json!({"limit": 1.5})),
+        read(json!({"limit": "10"})),
+        ("readDeviceMessages", json!({"limit": 0})),
+        ("readDeviceMessages", json!({"limit": 101})),
+        ("readDeviceMessages", json!({"limit": "10"})),
+        (
+            "viewStatus",
+            json!({"userId": alice.user_id, "after": "nope"}),
+        ),
+        ("viewStatus", json!({"userId": alice.user_id, "after": 7})),
+        (
+            "getStatusViewers",
+            json!({"statusId": status_id, "after": "nope"}),
+        ),
+        (
+            "getStatusViewers",
+            json!({"statusId": status_id, "limit": 0}),
+        ),
+        (
+            "getStatusViewers",
+            json!({"statusId": status_id, "limit": 101}),
+        ),
+        (
+            "getStatusViewers",
+            json!({"statusId": status_id, "limit": "10"}),
+        ),
+        ("getStatusAudience", json!({"after": "nope"})),
+        ("getStatusAudience", json!({"after": 7})),
+    ];
+    for (action, data) in bad {
+        let r = a.request(action, data.clone()).await;
+        assert_eq!(
+            r.as_ref().err().and_then(|e| e.code()),
+            Some(ErrorCode::BadRequest),
+            "{action} {data}: {r:?}"
+        );
+    }
+
+    // The same requests with good values are answered.
+    let page = a
+        .request(
+            "readNewMessages",
+            json!({"sessionId": chat, "lastMsgId": first, "limit": 100}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["messages"][0]["payload"], "two");
+    let page = a
+        .request("readNewMessages", json!({"sessionId": chat, "limit": 1}))
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(page["hasMore"], true);
+    a.request("readDeviceMessages", json!({"limit": 100}))
+        .await
+        .unwrap();
+    let own = a
+        .request(
+            "viewStatus",
+            json!({"userId": alice.user_id, "after": null}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(own["statuses"][0]["statusId"], status_id.as_str());
+    a.request(
+        "getStatusViewers",
+        json!({"statusId": status_id, "after": bob.user_id, "limit": 100}),
+    )
+    .await
+    .unwrap();
+    a.request("getStatusAudience", json!({"after": bob.user_id}))
+        .await
+        .unwrap();
 }

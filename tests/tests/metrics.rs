@@ -3,72 +3,14 @@
 //! and read acks), then `GET /_local/metrics`: the functions' EMF lines, as the local cloud
 //! aggregated them, count exactly what the script did.
 //!
-//! Every figure is read as the difference between two snapshots, so the test holds on a cloud
-//! that served other traffic first. The functions print their EMF line before they answer, but
-//! the local cloud reads their stdout through a pipe, so each figure is polled until it reaches
-//! the expected value (or the wait ends) and then compared exactly.
+//! Every figure is read as the difference between two snapshots ([`courier_tests::metrics`]),
+//! polled until it reaches the expected value (or the wait ends) and then compared exactly.
 
 use courier_client::Session;
 use courier_core::ErrorCode;
-use courier_tests::{TestCloud, WAIT, connect, next};
+use courier_tests::metrics::{grown, scrape, total};
+use courier_tests::{TestCloud, connect, next};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-/// Prometheus text -> (series name with its labels as written, value).
-type Samples = BTreeMap<String, f64>;
-
-async fn scrape(cloud: &TestCloud) -> Samples {
-    let resp = reqwest::get(format!("{}/_local/metrics", cloud.http_url))
-        .await
-        .expect("metrics endpoint answers");
-    assert_eq!(resp.status(), 200);
-    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    let text = resp.text().await.unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("`series value`");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
-
-/// The sum of `metric` over the series whose labels include every `label="value"` of `labels`.
-fn total(samples: &Samples, metric: &str, labels: &[&str]) -> f64 {
-    samples
-        .iter()
-        .filter(|(series, _)| {
-            let (name, rest) = series.split_once('{').unwrap_or((series.as_str(), ""));
-            name == metric && labels.iter().all(|l| rest.contains(l))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
-/// Polls until `metric` (with `labels`) grew by at least `expected` since `before`, then returns
-/// by how much it grew.
-async fn grown(
-    cloud: &TestCloud,
-    before: &Samples,
-    metric: &str,
-    labels: &[&str],
-    expected: f64,
-) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let now = scrape(cloud).await;
-        let delta = total(&now, metric, labels) - total(before, metric, labels);
-        if delta >= expected || Instant::now() > deadline {
-            return delta;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn send(s: &Session, session: &str, cmid: &str) -> Value {
     s.request(

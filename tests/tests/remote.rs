@@ -77,7 +77,11 @@ async fn the_load_generator_and_the_tests_run_by_url_with_test_numbers() {
         platform: courier_core::protocol::Platform::Ios,
     };
     let wrong = cloud.accounts().verify(&phone, "000000", device).await;
-    assert!(wrong.is_err(), "a wrong code is refused");
+    assert_eq!(
+        wrong.unwrap_err().code(),
+        Some(courier_core::ErrorCode::Unauthorized),
+        "a wrong code is refused"
+    );
     unsafe {
         std::env::remove_var("COURIER_TEST_PHONE_PREFIX");
         std::env::remove_var("COURIER_TEST_PHONE_CODE");

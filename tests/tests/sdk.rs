@@ -104,3 +104,38 @@ async fn the_sdk_reconnects_syncs_what_it_missed_once_in_order_and_acks() {
     .expect("delivered");
     bob_client.close().await;
 }
+
+/// API Gateway runs the frames of a connection concurrently, so a sender's order is the SDK's
+/// to keep: it sends to one session only after the previous send's reply. Ten sends started at
+/// once (polled in order) are stored in the order they were called, and the peer reads them so.
+#[tokio::test]
+async fn sends_started_at_once_are_stored_in_the_order_called() {
+    let cloud = TestCloud::shared();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let a = Session::connect(&cloud.ws_url, &alice.api_key)
+        .await
+        .unwrap();
+    let chat = a
+        .initiate_direct_chat(&bob.user_id, None)
+        .await
+        .unwrap()
+        .session_id;
+    let (client, _events) = Client::connect(ClientConfig::new(&cloud.ws_url, &alice.api_key))
+        .await
+        .unwrap();
+    let texts: Vec<String> = (0..10).map(|i| format!("in order {i}")).collect();
+    // join_all polls the sends in this order first, so this is the order they were called in.
+    let sent = futures_util::future::join_all(
+        texts
+            .iter()
+            .map(|t| client.send_message(&chat, courier_client::protocol::MessageType::Text, t)),
+    )
+    .await;
+    let seqs: Vec<u64> = sent.into_iter().map(|r| r.unwrap().seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<u64>>());
+    let b = Session::connect(&cloud.ws_url, &bob.api_key).await.unwrap();
+    let page = b.read_new_messages(&chat, None, Some(50)).await.unwrap();
+    let read: Vec<&str> = page.messages.iter().map(|m| m.payload.as_str()).collect();
+    assert_eq!(read, texts.iter().map(String::as_str).collect::<Vec<_>>());
+    client.close().await;
+}

@@ -5,7 +5,7 @@
 use courier_client::{ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, drain, next};
+use courier_tests::{TestCloud, WAIT, connect, next, until_marker};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -289,7 +289,13 @@ async fn read_receipts_off_sends_none_and_sees_none_while_delivered_still_works(
     let e = next(&a, "status").await;
     assert_eq!(e["status"], "delivered");
     assert_eq!(ack(&b, &s, &m1, "read").await["moved"], true);
-    let more = drain(&a, "status", Duration::from_secs(2)).await;
+    // A message from Bob, sent after his read: no status event before it.
+    let marker = send(&b, &s, "marker-1").await;
+    let more = until_marker(&a, |e| {
+        e["event"] == "message" && e["message"]["msgId"] == marker.as_str()
+    })
+    .await;
+    let more: Vec<_> = more.iter().filter(|e| e["event"] == "status").collect();
     assert!(more.is_empty(), "no read event: {more:?}");
     let st = status(&a, &m1).await;
     assert_eq!(st["status"], "delivered", "{st}");
@@ -306,8 +312,17 @@ async fn read_receipts_off_sends_none_and_sees_none_while_delivered_still_works(
     // The other direction: Alice reads Bob's message; Bob, receipts off, sees no read.
     let m2 = send(&b, &s, "m2").await;
     assert_eq!(ack(&a, &s, &m2, "read").await["moved"], true);
-    let events = drain(&b, "status", Duration::from_secs(2)).await;
-    assert!(events.iter().all(|e| e["status"] != "read"), "{events:?}");
+    let marker = send(&a, &s, "marker-2").await;
+    let events = until_marker(&b, |e| {
+        e["event"] == "message" && e["message"]["msgId"] == marker.as_str()
+    })
+    .await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"] != "status" || e["status"] != "read"),
+        "{events:?}"
+    );
     assert_eq!(status(&b, &m2).await["status"], "delivered");
 
     // With receipts on again, both reads show.

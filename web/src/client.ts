@@ -110,6 +110,8 @@ export class Client {
   synced = false;
   private syncing: Promise<void> | null = null;
   private saveTimer = 0;
+  /** The last send of each chat: the next one waits for it (see `inTurn`). */
+  private sendTurns = new Map<string, Promise<void>>();
   private events: Promise<void> = Promise.resolve();
 
   constructor(
@@ -510,6 +512,26 @@ export class Client {
 
   // ---- actions -----------------------------------------------------------------------------------
 
+  /**
+   * Runs `send` after the chat's earlier sends have finished, in the order they were asked for.
+   * API Gateway runs a connection's frames concurrently, so two `sendMessage` frames in flight
+   * at once could be stored in either order; one at a time per chat keeps the order the user
+   * typed them in (docs/protocol.md).
+   */
+  private inTurn<T>(sessionId: string, send: () => Promise<T>): Promise<T> {
+    const previous = this.sendTurns.get(sessionId) ?? Promise.resolve();
+    const run = previous.then(send);
+    const done = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.sendTurns.set(sessionId, done);
+    void done.then(() => {
+      if (this.sendTurns.get(sessionId) === done) this.sendTurns.delete(sessionId);
+    });
+    return run;
+  }
+
   /** Sends text: encrypted for every member device, then `sendMessage`. */
   async sendText(sessionId: string, text: string): Promise<void> {
     await this.sendContent(sessionId, 'text', text, [], text);
@@ -547,15 +569,19 @@ export class Client {
       const params: Record<string, unknown> = { sessionId, clientMsgId, type, payload };
       if (attachments.length) params.attachments = attachments;
       // Sent again with the same clientMsgId after a lost reply: the server keeps one.
-      let r: { msgId: string; seq: number; sentAt: string } | null = null;
-      for (let attempt = 0; !r; attempt++) {
-        try {
-          r = await this.conn.request('sendMessage', params);
-        } catch (e) {
-          if (!(e instanceof ApiError) || e.code !== 'TRANSPORT' || attempt >= 5) throw e;
-          await new Promise((res) => setTimeout(res, 1000 * (attempt + 1)));
+      const r = await this.inTurn(sessionId, async () => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await this.conn.request<{ msgId: string; seq: number; sentAt: string }>(
+              'sendMessage',
+              params,
+            );
+          } catch (e) {
+            if (!(e instanceof ApiError) || e.code !== 'TRANSPORT' || attempt >= 5) throw e;
+            await new Promise((res) => setTimeout(res, 1000 * (attempt + 1)));
+          }
         }
-      }
+      });
       local.msgId = r.msgId;
       local.seq = r.seq;
       local.sentAt = r.sentAt;

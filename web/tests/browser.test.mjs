@@ -480,12 +480,29 @@ try {
   const total = sent.reduce((n, s) => n + s.body.length, 0);
   assert.ok(sent.some((s) => s.what.startsWith('PUT ') && s.body.length >= image.length), 'the upload was captured');
   assert.ok(sent.filter((s) => s.what.startsWith('ws ')).length > 10, 'WebSocket frames were captured');
-  for (const s of sent) {
-    for (const secret of secrets) {
-      assert.ok(!s.body.includes(Buffer.from(secret)), `plaintext "${secret}" in ${s.what}`);
-    }
-    assert.ok(!s.body.includes(image.subarray(0, 64)), `the image's bytes in ${s.what}`);
+  const carrying = (needle) => sent.filter((s) => s.body.includes(needle));
+  // A control: the display name is plaintext by design (updateSettings), and the same search
+  // finds it in the frame that saved it, so the search can see a plaintext when one is there.
+  const displayName = `Alice on the web ${nonce}`;
+  const named = carrying(Buffer.from(displayName));
+  assert.ok(
+    named.some((s) => s.what.startsWith('ws ') && s.body.includes(Buffer.from('updateSettings'))),
+    `the search finds the display name in the updateSettings frame (found in: ${named.map((s) => s.what).join(', ') || 'nothing'})`,
+  );
+  for (const secret of secrets) {
+    const found = carrying(Buffer.from(secret));
+    assert.deepEqual(
+      found.map((s) => s.what),
+      [],
+      `plaintext "${secret}" was sent`,
+    );
   }
+  const imageFound = carrying(image.subarray(0, 64));
+  assert.deepEqual(
+    imageFound.map((s) => s.what),
+    [],
+    "the image's bytes were sent",
+  );
   console.log(`checked ${sent.length} requests and frames (${total} bytes) for ${secrets.length} plaintexts`);
 } catch (e) {
   failed = true;

@@ -114,8 +114,9 @@ pub fn required(name: &'static str) -> Result<String, ConfigError> {
 /// web identity, container and instance metadata providers) took about 0.2 ms of every cold
 /// start (docs/benchmarks.md, cold starts).
 pub async fn sdk_config() -> SdkConfig {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).http_client(DeferredTlsClient::new());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(DeferredTlsClient::new())
+        .timeout_config(timeouts());
     let from_env = EnvShortcuts::read(|name| std::env::var(name).ok());
     if let Some(region) = from_env.region {
         loader = loader.region(aws_config::Region::new(region));
@@ -126,6 +127,28 @@ pub async fn sdk_config() -> SdkConfig {
         );
     }
     loader.load().await
+}
+
+/// How long one attempt of an SDK call may take before the SDK gives it up and retries.
+/// DynamoDB, SNS and the management API answer in milliseconds; an attempt still open after
+/// this is stalled (a dead connection, an overloaded endpoint), and without a limit one such call
+/// would hold a stream shard, or a sender's reply, until the function's own timeout.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long one SDK call may take with its retries: below the shortest function timeout
+/// (10 s), so that a function answers with an error instead of being killed mid-work.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+/// How long opening a connection may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The timeouts every client built from [`sdk_config`] has (DynamoDB, SNS, S3 and the
+/// management API's PostToConnection alike); the SDK sets none by default but a 3.1 s connect
+/// timeout.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
 }
 
 /// What [`sdk_config`] takes straight from the environment.

@@ -19,6 +19,24 @@ impl ManagementApi {
     }
 }
 
+/// A post the gateway will refuse however often it is sent: the frame is over the 128 KB limit
+/// (`PayloadTooLargeException`, 413) or malformed (any other 400). Retrying it would only hold
+/// the stream's shard through ten retries of its batch.
+fn refused_for_good(
+    e: &aws_sdk_apigatewaymanagement::error::SdkError<
+        aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    if e.as_service_error()
+        .is_some_and(|s| s.is_payload_too_large_exception())
+    {
+        return true;
+    }
+    e.raw_response()
+        .is_some_and(|r| matches!(r.status().as_u16(), 400 | 413))
+}
+
 #[async_trait]
 impl ConnectionGateway for ManagementApi {
     async fn post(&self, connection_id: &ConnectionId, data: &str) -> Result<(), GatewayError> {
@@ -35,6 +53,9 @@ impl ConnectionGateway for ManagementApi {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
                 Err(GatewayError::Gone)
             }
+            Err(e) if refused_for_good(&e) => Err(GatewayError::Refused(
+                aws_sdk_apigatewaymanagement::Error::from(e).to_string(),
+            )),
             Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
         }
     }

@@ -14,8 +14,12 @@
 use aws_sdk_dynamodb::config::ConfigBag;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use std::future::Future;
 use tokio::task::futures::TaskLocalFuture;
 
@@ -36,8 +40,26 @@ pub fn current() -> Option<String> {
     TRACE_ID.try_with(Clone::clone).ok().flatten()
 }
 
+/// The target of the per-call log lines: `RUST_LOG=courier_aws::calls=debug` makes every SDK call
+/// a function makes print one line, `trace` (the invocation's X-Ray trace id), `service`,
+/// `operation`, `start_us` and `end_us` (microseconds since the epoch), from which the sequence of calls of one invocation can be read (which ran
+/// one after another, which side by side: docs/benchmarks.md, "critical path"). Off by default.
+pub const CALLS_TARGET: &str = "courier_aws::calls";
+
+#[derive(Debug, Clone, Copy)]
+struct CallStart(std::time::SystemTime);
+
+impl Storable for CallStart {
+    type Storer = StoreReplace<Self>;
+}
+
+fn micros(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
 /// Adds `X-Amzn-Trace-Id` with the current invocation's trace id to each request that does not
-/// carry one already. A trace id that is not a valid header value (the runtime API gave it as a
+/// carry one already, and logs each call's span at [`CALLS_TARGET`] when that is enabled. A trace id that is not a valid header value (the runtime API gave it as a
 /// header, so it always is) is left out rather than sent mangled.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TraceHeader;
@@ -45,6 +67,41 @@ pub struct TraceHeader;
 impl Intercept for TraceHeader {
     fn name(&self) -> &'static str {
         "CourierTraceHeader"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if tracing::enabled!(target: CALLS_TARGET, tracing::Level::DEBUG) {
+            cfg.interceptor_state()
+                .store_put(CallStart(std::time::SystemTime::now()));
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(CallStart(start)) = cfg.load::<CallStart>().copied() {
+            let (service, operation) = cfg
+                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                .map_or(("?", "?"), |m| (m.service(), m.name()));
+            tracing::debug!(
+                target: CALLS_TARGET,
+                trace = current().as_deref().unwrap_or(""),
+                service,
+                operation,
+                start_us = micros(start) as u64,
+                end_us = micros(std::time::SystemTime::now()) as u64,
+                "aws call"
+            );
+        }
+        Ok(())
     }
 
     fn modify_before_signing(

@@ -195,6 +195,42 @@ async fn code_for(http: &reqwest::Client, base: &str, phone: &str) -> Result<Str
     }
 }
 
+/// Runs an HTTP API call again while the stage's throttle answers 429 (the template's 25
+/// requests a second per route, as on AWS; a set-up of hundreds of users goes over it), waiting a
+/// second between tries, for at most a minute.
+async fn throttled<T, F, Fut>(call: F) -> Result<T, courier_client::ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, courier_client::ClientError>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        match call().await {
+            Err(e) if is_throttled(&e) && Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(1000 + rand_ms())).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_throttled(e: &courier_client::ClientError) -> bool {
+    matches!(
+        e,
+        courier_client::ClientError::Unexpected { status: 429, .. }
+    ) || e.code() == Some(courier_core::ErrorCode::LimitExceeded)
+}
+
+/// Up to 250 ms of jitter, so that throttled set-up calls do not come back in step.
+fn rand_ms() -> u64 {
+    u64::from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_micros())
+            % 250,
+    )
+}
+
 pub async fn register(
     stack: &Stack,
     n: usize,
@@ -216,8 +252,7 @@ pub async fn register(
                     .context("no valid number under the test prefix")?,
                 None => fresh_phone(),
             };
-            accounts
-                .register(&phone)
+            throttled(|| accounts.register(&phone))
                 .await
                 .with_context(|| format!("registerAccount {phone}"))?;
             let code = match &test {
@@ -228,8 +263,7 @@ pub async fn register(
                 name: format!("bench {i}"),
                 platform: Platform::Cli,
             };
-            let creds = accounts
-                .verify(&phone, &code, device)
+            let creds = throttled(|| accounts.verify(&phone, &code, device.clone()))
                 .await
                 .with_context(|| format!("validateAccount {phone}"))?;
             anyhow::Ok((i, creds))

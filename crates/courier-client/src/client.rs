@@ -85,6 +85,8 @@ pub struct ClientConfig {
     pub cursors: Cursors,
     /// End-to-end encryption: where this device's crypto state lives. None: plain payloads.
     pub encryption: Option<Encryption>,
+    /// What the reconnect backoff waits with (default [`TokioTimer`]: it sleeps).
+    pub backoff_timer: Arc<dyn BackoffTimer>,
 }
 
 /// End-to-end encryption settings: the device's crypto state directory and who it is (from
@@ -118,6 +120,7 @@ impl ClientConfig {
             retry_deadline: None,
             cursors: Cursors::default(),
             encryption: None,
+            backoff_timer: Arc::new(TokioTimer),
         }
     }
 }
@@ -149,6 +152,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     sync_now: Notify,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// One send at a time per session (see [`Client::send`]).
+    send_order: SendOrder,
 }
 
 /// Stops the driver when the last [`Client`] clone is dropped.
@@ -216,6 +221,7 @@ impl Client {
             stop: stop.clone(),
             sync_now: Notify::new(),
             driver: Mutex::new(None),
+            send_order: SendOrder::default(),
         });
         let handle = tokio::spawn(drive(inner.clone(), first));
         *inner.driver.lock().unwrap() = Some(handle);
@@ -604,7 +610,14 @@ impl Client {
     /// `sendMessage`, retried on the same `clientMsgId` (generated here unless given) until a
     /// reply or a non-retryable error. The message is recorded as seen, so a sync does not
     /// emit it back.
+    ///
+    /// Sends to one session go out one at a time, in the order they were called: the next
+    /// waits for the previous one's reply (or final failure). API Gateway runs the frames of a
+    /// connection concurrently, so two `sendMessage` frames in flight at once could be stored
+    /// in either order; waiting is what keeps a sender's order (docs/protocol.md). Sends to
+    /// different sessions still overlap.
     pub async fn send(&self, message: NewMessage) -> Result<protocol::SentMessage, ClientError> {
+        let _turn = self.inner.send_order.turn(&message.session_id).await;
         let cid = message
             .client_msg_id
             .clone()
@@ -1200,6 +1213,24 @@ async fn open(config: &ClientConfig) -> Result<Session, ConnectError> {
     }
 }
 
+/// What the reconnect backoff waits with: [`TokioTimer`] sleeps; a test passes a clock of its
+/// own, which sees every delay the client chose and decides when each wait ends, so the schedule
+/// is checked without measuring time.
+pub trait BackoffTimer: Send + Sync + std::fmt::Debug {
+    /// Waits `delay` before the next connection attempt.
+    fn sleep(&self, delay: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The default [`BackoffTimer`]: `tokio::time::sleep`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioTimer;
+
+impl BackoffTimer for TokioTimer {
+    fn sleep(&self, delay: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(delay))
+    }
+}
+
 /// Exponential backoff with jitter: each delay is drawn from [d/2, d], d doubling to the max.
 struct Backoff {
     initial: Duration,
@@ -1267,7 +1298,7 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
                         tracing::debug!("connect failed: {e}");
                         let wait = backoff.delay();
                         tokio::select! {
-                            _ = tokio::time::sleep(wait) => continue,
+                            _ = cfg.backoff_timer.sleep(wait) => continue,
                             _ = until_stopped(&mut stop) => break false,
                         }
                     }
@@ -1335,7 +1366,7 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
         }
         let wait = backoff.delay();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = cfg.backoff_timer.sleep(wait) => {}
             _ = until_stopped(&mut stop) => break false,
         }
     };
@@ -1350,9 +1381,60 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
     st.events = None;
 }
 
+/// A queue per session for [`Client::send`]: tokio's mutex hands its lock out first come, first
+/// served, so sends to one session are made in the order they were called.
+#[derive(Default)]
+struct SendOrder {
+    sessions: Mutex<std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl SendOrder {
+    /// Waits for `session_id`'s earlier sends; the turn lasts as long as the guard.
+    async fn turn(&self, session_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut sessions = self.sessions.lock().unwrap();
+            // Forget the sessions nobody is sending to (their lock is gone).
+            sessions.retain(|_, w| w.strong_count() > 0);
+            match sessions.get(session_id).and_then(std::sync::Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    sessions.insert(session_id.to_owned(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Backoff;
+    use super::SendOrder;
+    use futures_util::FutureExt as _;
+
+    #[tokio::test]
+    async fn sends_to_one_session_take_turns_in_call_order() {
+        let order = SendOrder::default();
+        let first = order.turn("s").await;
+        // Another session is not held up.
+        assert!(order.turn("t").now_or_never().is_some());
+        let mut second = Box::pin(order.turn("s"));
+        assert!(
+            second.as_mut().now_or_never().is_none(),
+            "waits for the first"
+        );
+        let mut third = Box::pin(order.turn("s"));
+        assert!(third.as_mut().now_or_never().is_none());
+        drop(first);
+        let second = second.await;
+        // First come, first served: the third still waits for the second.
+        assert!(third.as_mut().now_or_never().is_none());
+        drop(second);
+        third.await;
+    }
+
     use std::time::Duration;
 
     #[test]

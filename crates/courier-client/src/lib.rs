@@ -42,7 +42,7 @@ pub mod session;
 #[cfg(feature = "native")]
 pub use accounts::AccountsClient;
 #[cfg(feature = "native")]
-pub use client::{Client, ClientConfig, Encryption};
+pub use client::{BackoffTimer, Client, ClientConfig, Encryption, TokioTimer};
 #[cfg(feature = "native")]
 pub use crypto::CryptoStore;
 pub use crypto::{CryptoError, DeviceCrypto, TrustStore};

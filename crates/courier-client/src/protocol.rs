@@ -488,10 +488,13 @@ impl Event {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .or_else(|| message.as_ref().map(|m| m.sender.clone()))?;
+                // The server carries the handshake once, as the message's payload; a top-level
+                // `handshake` (servers before that) is still read.
                 let handshake = v
                     .get("handshake")
                     .and_then(Value::as_str)
-                    .map(str::to_owned);
+                    .map(str::to_owned)
+                    .or_else(|| message.as_ref().map(|m| m.payload.clone()));
                 Some(Event::SessionStarted {
                     session_id,
                     from,

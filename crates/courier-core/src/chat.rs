@@ -139,6 +139,22 @@ pub struct Draft {
     pub payload: String,
     /// Media ids.
     pub attachments: Vec<String>,
+    /// Its writer delivers it itself, right after storing it (`sendMessage`); the stream
+    /// consumer then delivers it only if that delivery did not finish (see
+    /// [`crate::ports::DeliveryLog`]). False for messages the stream alone delivers.
+    pub inline: bool,
+}
+
+/// How the invocation that stored a message ended its own delivery of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InlineOutcome {
+    /// Every live device was posted to (or found gone, or refused the frame for good) and every
+    /// offline device with a push endpoint was pushed: the stream consumer does nothing.
+    Done,
+    /// A post or a push failed in a way worth retrying: the stream consumer delivers it again
+    /// (at once, not after the grace a dead invocation gets).
+    Retry,
 }
 
 /// What appending a draft did.

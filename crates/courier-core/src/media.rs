@@ -75,8 +75,17 @@ impl fmt::Display for MediaId {
 /// places (a status post, say) can be added without changing the store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MediaRef {
-    /// Attached to a message of this session: its members may download it.
-    Session(SessionId),
+    /// Attached to a message of a session: the members who were there for that message may
+    /// download it. Members read only from their join point, so a member who joined after
+    /// `seq` may not fetch what was sent before (nor could they read the message that carries
+    /// the media's key).
+    Session {
+        /// The session.
+        session: SessionId,
+        /// The message's sequence number; `None` for a reference stored before references named
+        /// their message (`SESSION#<sessionId>`), which lets any member download, as it did then.
+        seq: Option<u64>,
+    },
     /// Attached to a status post: while it is live, those the poster's privacy setting lets see
     /// it may download it.
     Status {
@@ -88,10 +97,15 @@ pub enum MediaRef {
 }
 
 impl MediaRef {
-    /// A stable string form, for storage keys (`SESSION#<sessionId>`).
+    /// A stable string form, for storage keys (`SESSION#<sessionId>#<seq>`: one per message, so
+    /// a retried send stores the same key again).
     pub fn key(&self) -> String {
         match self {
-            MediaRef::Session(s) => format!("SESSION#{s}"),
+            MediaRef::Session {
+                session,
+                seq: Some(seq),
+            } => format!("SESSION#{session}#{seq}"),
+            MediaRef::Session { session, seq: None } => format!("SESSION#{session}"),
             MediaRef::Status { poster, status_id } => format!("STATUS#{poster}#{status_id}"),
         }
     }
@@ -109,9 +123,16 @@ impl MediaRef {
                 status_id: status_id.to_owned(),
             });
         }
-        s.strip_prefix("SESSION#")
-            .and_then(SessionId::parse)
-            .map(MediaRef::Session)
+        let rest = s.strip_prefix("SESSION#")?;
+        // Session ids have no '#'.
+        let (session, seq) = match rest.split_once('#') {
+            Some((session, seq)) => (session, Some(seq.parse().ok()?)),
+            None => (rest, None),
+        };
+        Some(MediaRef::Session {
+            session: SessionId::parse(session)?,
+            seq,
+        })
     }
 }
 
@@ -199,7 +220,13 @@ mod tests {
         ] {
             assert_eq!(MediaId::parse(bad), None, "{bad}");
         }
-        let r = MediaRef::Session(SessionId::from_trusted("g_abc"));
-        assert_eq!(MediaRef::from_key(&r.key()), Some(r));
+        for seq in [Some(7), None] {
+            let r = MediaRef::Session {
+                session: SessionId::from_trusted("g_abc"),
+                seq,
+            };
+            assert_eq!(MediaRef::from_key(&r.key()), Some(r));
+        }
+        assert_eq!(MediaRef::from_key("SESSION#g_abc#x"), None);
     }
 }

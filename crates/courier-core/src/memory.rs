@@ -2,7 +2,8 @@
 //! for use-case tests and for handler tests in the layers above.
 
 use crate::chat::{
-    Appended, Draft, Membership, Message, Receipt, Role, SessionKind, Watermark, timestamp,
+    Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role, SessionKind, Watermark,
+    timestamp,
 };
 use crate::error::PortError;
 use crate::ids::{ConnectionId, DeviceId, MsgId, SessionId, UserId};
@@ -586,6 +587,24 @@ type FirstResult = (String, u64, String);
 pub struct MemoryMessages {
     sessions: Mutex<HashMap<SessionId, Vec<Message>>>,
     sent: Mutex<HashMap<(UserId, String), FirstResult>>,
+    /// Which stored messages asked for inline delivery ([`Draft::inline`]).
+    inline: Mutex<std::collections::HashSet<String>>,
+    outcomes: Mutex<HashMap<String, InlineOutcome>>,
+}
+
+#[async_trait]
+impl DeliveryLog for MemoryMessages {
+    async fn record(&self, id: &MsgId, outcome: InlineOutcome) -> Result<(), PortError> {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), outcome);
+        Ok(())
+    }
+
+    async fn outcome(&self, id: &MsgId) -> Result<Option<InlineOutcome>, PortError> {
+        Ok(self.outcomes.lock().unwrap().get(&id.to_string()).copied())
+    }
 }
 
 #[async_trait]
@@ -626,6 +645,9 @@ impl MessageStore for MemoryMessages {
         };
         log.push(m.clone());
         sent.insert(key, (m.msg_id.clone(), seq, m.sent_at.clone()));
+        if draft.inline {
+            self.inline.lock().unwrap().insert(m.msg_id.clone());
+        }
         Ok(Appended::New(m))
     }
 
@@ -660,6 +682,11 @@ impl MessageStore for MemoryMessages {
 }
 
 impl MemoryMessages {
+    /// Whether a stored message asked for inline delivery (what the stream record carries).
+    pub fn is_inline(&self, msg_id: &str) -> bool {
+        self.inline.lock().unwrap().contains(msg_id)
+    }
+
     /// Every stored message of a session, in order (for tests that play the stream).
     pub fn all(&self, session: &SessionId) -> Vec<Message> {
         self.sessions

@@ -156,6 +156,10 @@ pub enum GatewayError {
     /// The connection is closed (API Gateway's `GoneException`).
     #[error("connection is gone")]
     Gone,
+    /// The gateway refused this frame for good (`PayloadTooLargeException` 413, a 400): sending
+    /// it again can only fail again, so delivery logs it, counts it and goes on.
+    #[error("the gateway refused the frame: {0}")]
+    Refused(String),
     /// Anything else.
     #[error(transparent)]
     Other(#[from] PortError),
@@ -170,7 +174,7 @@ pub trait ConnectionGateway: Send + Sync {
     async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError>;
 }
 
-use crate::chat::{Appended, Draft, Membership, Message, Receipt, Role};
+use crate::chat::{Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role};
 use crate::ids::{MsgId, SessionId};
 
 /// Sessions and memberships, with each member's receipt watermarks.
@@ -301,6 +305,33 @@ pub trait MessageStore: Send + Sync {
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError>;
     /// The last message of a session, if any.
     async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError>;
+    /// The session's last sequence number (0: none), read consistently.
+    async fn last_seq(&self, session: &SessionId) -> Result<u64, PortError> {
+        Ok(self.last(session).await?.map_or(0, |m| m.seq))
+    }
+    /// [`MessageStore::append`] with the session's last sequence number already read (by
+    /// [`MessageStore::last_seq`], side by side with other reads): a stale `last` only costs a
+    /// retry at the next number, never a wrong one.
+    async fn append_after(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        last: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Appended, PortError> {
+        let _ = last;
+        self.append(session, draft, at).await
+    }
+}
+
+/// Where the invocation that stored a message records how its own delivery ended, so the stream
+/// consumer delivers only what it did not finish ([`crate::chat::InlineOutcome`]).
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Records the outcome for a message (written once, after the posts and pushes).
+    async fn record(&self, id: &MsgId, outcome: InlineOutcome) -> Result<(), PortError>;
+    /// The recorded outcome, if any (a consistent read: the consumer asks right after a write).
+    async fn outcome(&self, id: &MsgId) -> Result<Option<InlineOutcome>, PortError>;
 }
 
 /// Where a user can be reached: live connections and push endpoints, per device.

@@ -483,10 +483,13 @@ pub fn message_event(m: &Message) -> String {
 }
 
 /// The `sessionStarted` event, for a handshake message.
+///
+/// The handshake travels once, as the message's `payload`: carried twice, a 65,536-character
+/// handshake made a frame over the gateway's 128 KB limit.
 pub fn session_started_event(m: &Message) -> String {
     json!({
         "type": "event", "event": "sessionStarted", "sessionId": m.session_id,
-        "from": m.sender, "handshake": m.payload, "message": m
+        "from": m.sender, "message": m
     })
     .to_string()
 }

@@ -490,7 +490,10 @@ async fn test_numbers_get_the_fixed_code_and_no_sms_and_nothing_else_changes() {
         "no SMS to a test number"
     );
     // A wrong code is still wrong; the fixed one verifies.
-    assert!(w.verify(test_phone, "000000").await.is_err());
+    assert_eq!(
+        w.verify(test_phone, "000000").await.unwrap_err().code,
+        courier_core::ErrorCode::Unauthorized
+    );
     let creds = w.verify(test_phone, "424242").await.unwrap();
     assert!(creds.user_id.starts_with("u_"));
     // Limits still apply: three codes per window, then LIMIT_EXCEEDED.
@@ -504,7 +507,10 @@ async fn test_numbers_get_the_fixed_code_and_no_sms_and_nothing_else_changes() {
     w.register(other).await.unwrap();
     let sent = w.sms.last_code(other).expect("an SMS to a real number");
     if sent != "424242" {
-        assert!(w.verify(other, "424242").await.is_err());
+        assert_eq!(
+            w.verify(other, "424242").await.unwrap_err().code,
+            courier_core::ErrorCode::Unauthorized
+        );
     }
     w.verify(other, &sent).await.unwrap();
 }

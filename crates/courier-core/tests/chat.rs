@@ -431,7 +431,11 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
     w.play_stream(&s).await;
     let frames = w.frames_to(&b_conn);
     assert_eq!(frames[0]["event"], "sessionStarted");
-    assert_eq!(frames[0]["handshake"], "olm-prekey-msg");
+    assert_eq!(frames[0]["message"]["payload"], "olm-prekey-msg");
+    assert!(
+        frames[0].get("handshake").is_none(),
+        "the handshake is carried once, as the payload"
+    );
     let listed = direct_chat::list_sessions(&w.sessions, &w.messages, &db)
         .await
         .unwrap();
@@ -480,7 +484,50 @@ mod groups {
             accounts: &w.accounts,
             settings: &w.settings,
             deliver: w.deliverer(),
+            log: None,
             clock: &w.clock,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_delivered_by_its_operation_before_a_deletion_removes_the_members() {
+        let (w, a, b, _) = World::new().await;
+        let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
+        let inline = groups::Deps {
+            log: Some(&w.messages),
+            ..deps(&w)
+        };
+        let p: InitiateGroupParams =
+            serde_json::from_value(json!({"name": "g", "members": [&b]})).unwrap();
+        let g = groups::initiate(&inline, &who(&a, "d_0"), p).await.unwrap()["groupId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        groups::promote(&inline, &who(&a, "d_0"), member(&g, &b))
+            .await
+            .unwrap();
+        groups::delete(
+            &inline,
+            &who(&a, "d_0"),
+            serde_json::from_value(json!({"groupId": g})).unwrap(),
+        )
+        .await
+        .unwrap();
+        // No stream played: Bob got `created` and `promoted` from the operations themselves,
+        // then the deletion notice.
+        let updates: Vec<_> = w
+            .frames_to(&b_conn)
+            .into_iter()
+            .map(|f| f["update"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(updates, ["created", "promoted", "deleted"]);
+        // The fan-out skips both stored changes.
+        for m in w.messages.all(&SessionId::from_trusted(&g)) {
+            assert!(w.messages.is_inline(&m.msg_id));
+            assert_eq!(
+                w.messages.outcome(&m.id()).await.unwrap(),
+                Some(courier_core::chat::InlineOutcome::Done)
+            );
         }
     }
 
@@ -935,6 +982,7 @@ mod settings {
             accounts: &w.accounts,
             settings: &w.settings,
             deliver: w.deliverer(),
+            log: None,
             clock: &w.clock,
         };
         // Alice is not in Carol's contacts: refused at creation, no group is made.
@@ -1000,4 +1048,154 @@ async fn send_says_whether_the_message_is_new_and_its_kind() {
         .unwrap();
     assert!(!again.new);
     assert_eq!(again.reply, first.reply);
+    // The first hands on the stored message and the session's two members for its inline
+    // delivery; the retry hands on nothing (the first attempt, or the stream, delivers).
+    let out = first.outbound.expect("a new message to deliver");
+    assert_eq!(out.message.payload, "aGk=");
+    assert_eq!(out.message.seq, 1);
+    let mut members: Vec<_> = out
+        .members
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    members.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(members, expected);
+    assert!(again.outbound.is_none());
+    assert!(w.messages.is_inline(&out.message.msg_id));
+}
+
+#[tokio::test]
+async fn inline_delivery_reaches_every_device_but_the_senders_and_records_done() {
+    let (w, a, b, _) = World::new().await;
+    let s = w.open(&who(&a, "d_0"), &b).await;
+    let a_conn = w.connect(&who(&a, "d_0"), "ca").await;
+    let a_laptop = w.connect(&who(&a, "d_9"), "ca9").await;
+    let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
+    let p: SendMessageParams = serde_json::from_value(
+        json!({"sessionId": s, "clientMsgId": "c-1", "type": "text", "payload": "aGk="}),
+    )
+    .unwrap();
+    let sent = send_message::send(&w.send_deps(), &who(&a, "d_0"), p)
+        .await
+        .unwrap();
+    let out = sent.outbound.unwrap();
+    let (outcome, report) =
+        fan_out::deliver_inline(&w.sessions, &w.deliverer(), &w.messages, &out).await;
+    assert_eq!(outcome, courier_core::chat::InlineOutcome::Done);
+    assert_eq!(report.unwrap().posted, 2);
+    assert!(w.frames_to(&a_conn).is_empty(), "not to the sending device");
+    for c in [&a_laptop, &b_conn] {
+        let frames = w.frames_to(c);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["message"]["msgId"], out.message.msg_id.as_str());
+    }
+    assert_eq!(
+        w.messages.outcome(&out.message.id()).await.unwrap(),
+        Some(courier_core::chat::InlineOutcome::Done)
+    );
+}
+
+#[tokio::test]
+async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
+    use courier_core::usecases::groups;
+    let (w, a, b, c) = World::new().await;
+    let deps = groups::Deps {
+        groups: &w.sessions,
+        sessions: &w.sessions,
+        messages: &w.messages,
+        accounts: &w.accounts,
+        settings: &w.settings,
+        deliver: w.deliverer(),
+        log: None,
+        clock: &w.clock,
+    };
+    let created = groups::initiate(
+        &deps,
+        &who(&a, "d_0"),
+        serde_json::from_value(json!({"name": "g", "members": [b.to_string()]})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let g = created["groupId"].as_str().unwrap().to_owned();
+    let p: SendMessageParams = serde_json::from_value(
+        json!({"sessionId": g, "clientMsgId": "c-1", "type": "text", "payload": "aGk="}),
+    )
+    .unwrap();
+    let sent = send_message::send(&w.send_deps(), &who(&a, "d_0"), p)
+        .await
+        .unwrap();
+    let out = sent.outbound.unwrap();
+    assert!(
+        out.members.is_none(),
+        "a group's members are read after the write"
+    );
+    // Someone added after the write (their join point is past the message) does not get it.
+    groups::add(
+        &deps,
+        &who(&a, "d_0"),
+        serde_json::from_value(json!({"groupId": g, "userId": c.to_string()})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let c_conn = w.connect(&who(&c, "d_2"), "cc").await;
+    let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
+    let (outcome, _) =
+        fan_out::deliver_inline(&w.sessions, &w.deliverer(), &w.messages, &out).await;
+    assert_eq!(outcome, courier_core::chat::InlineOutcome::Done);
+    assert_eq!(w.frames_to(&b_conn).len(), 1);
+    assert!(w.frames_to(&c_conn).is_empty());
+}
+
+#[tokio::test]
+async fn inline_delivery_that_fails_to_post_asks_the_stream_to_retry() {
+    let (w, a, b, _) = World::new().await;
+    let s = w.open(&who(&a, "d_0"), &b).await;
+    w.connect(&who(&b, "d_1"), "cb").await;
+    let p: SendMessageParams = serde_json::from_value(
+        json!({"sessionId": s, "clientMsgId": "c-1", "type": "text", "payload": "aGk="}),
+    )
+    .unwrap();
+    let out = send_message::send(&w.send_deps(), &who(&a, "d_0"), p)
+        .await
+        .unwrap()
+        .outbound
+        .unwrap();
+    /// The management API down: every post fails, not with Gone.
+    struct Down;
+    #[async_trait::async_trait]
+    impl ConnectionGateway for Down {
+        async fn post(&self, _: &ConnectionId, _: &str) -> Result<(), GatewayError> {
+            Err(courier_core::error::PortError::backend("unavailable").into())
+        }
+        async fn close(&self, _: &ConnectionId) -> Result<(), GatewayError> {
+            Ok(())
+        }
+    }
+    let deliver = Deliverer {
+        gateway: &Down,
+        ..w.deliverer()
+    };
+    let (outcome, report) = fan_out::deliver_inline(&w.sessions, &deliver, &w.messages, &out).await;
+    assert!(report.is_err());
+    assert_eq!(outcome, courier_core::chat::InlineOutcome::Retry);
+    assert_eq!(
+        w.messages.outcome(&out.message.id()).await.unwrap(),
+        Some(courier_core::chat::InlineOutcome::Retry)
+    );
+}
+
+#[test]
+fn the_stream_delivers_only_what_inline_delivery_did_not_finish() {
+    use courier_core::chat::InlineOutcome::{Done, Retry};
+    use fan_out::StreamAction::{Deliver, Skip, Wait};
+    use fan_out::stream_action;
+    // Written for the stream alone (group changes, handshakes): always delivered.
+    assert_eq!(stream_action(false, None), Deliver);
+    assert_eq!(stream_action(false, Some(Done)), Deliver);
+    assert_eq!(stream_action(true, Some(Done)), Skip);
+    assert_eq!(stream_action(true, Some(Retry)), Deliver);
+    assert_eq!(stream_action(true, None), Wait);
 }

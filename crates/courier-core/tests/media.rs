@@ -382,6 +382,71 @@ async fn a_group_member_may_download_until_removed() {
 }
 
 #[tokio::test]
+async fn a_late_joiner_may_download_only_media_sent_after_joining() {
+    use courier_core::chat::Role;
+    let w = World::new().await;
+    let group = SessionId::from_trusted("g_media1test");
+    w.sessions
+        .create_group(
+            &Group {
+                session_id: group.clone(),
+                name: "trip".into(),
+                description: String::new(),
+                created_by: w.alice.clone(),
+                created_at: Utc::now(),
+                member_count: 1,
+            },
+            &[(w.alice.clone(), Role::Admin)],
+        )
+        .await
+        .unwrap();
+    let send = |id: String, cmid: &'static str| {
+        let w = &w;
+        let group = group.clone();
+        async move {
+            send_message::send_message(
+                &w.send_deps(),
+                &who(&w.alice),
+                SendMessageParams {
+                    session_id: group.to_string(),
+                    client_msg_id: cmid.into(),
+                    kind: "media".into(),
+                    payload: "<ciphertext>".into(),
+                    attachments: vec![id],
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let before = w.uploaded(&w.alice, 10).await;
+    let reused = w.uploaded(&w.alice, 10).await;
+    assert_eq!(send(before.clone(), "m-1").await["seq"], 1);
+    assert_eq!(send(reused.clone(), "m-2").await["seq"], 2);
+    // Carol joins at seq 2, as addUserToGroup records it: she reads from seq 3 on.
+    w.sessions
+        .add_member(&group, &w.carol, 2, 1024, Utc::now())
+        .await
+        .unwrap();
+    let after = w.uploaded(&w.alice, 10).await;
+    send(after.clone(), "m-3").await;
+    assert!(w.download(&w.carol, &after).await.is_ok());
+    assert_eq!(
+        w.download(&w.carol, &before).await,
+        Err(ErrorCode::Forbidden),
+        "media sent before Carol joined is not hers"
+    );
+    assert!(w.download(&w.alice, &before).await.is_ok(), "the uploader");
+    // The same media sent again after she joined: that message is hers, so its media is too.
+    assert_eq!(
+        w.download(&w.carol, &reused).await,
+        Err(ErrorCode::Forbidden)
+    );
+    send(reused.clone(), "m-4").await;
+    assert!(w.download(&w.carol, &reused).await.is_ok());
+}
+
+#[tokio::test]
 async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
     use courier_core::settings::{Audience, Settings};
     use courier_core::usecases::status;

@@ -162,7 +162,10 @@ async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_i
             .await
             .unwrap();
     }
-    assert!(w.send(&phone, &session, "too many").await.is_err());
+    assert_eq!(
+        w.send(&phone, &session, "too many").await.unwrap_err().code,
+        ErrorCode::LimitExceeded
+    );
     let stored = w.stored(&device(&bob, "d_phone"), &session).await;
     assert_eq!(stored.len(), 2 * BURST as usize + 1);
     assert!(
@@ -184,7 +187,13 @@ async fn one_device_over_its_limit_slows_no_other_device_or_user() {
             .await
             .unwrap();
     }
-    assert!(w.send(&alice_phone, &session, "a-over").await.is_err());
+    assert_eq!(
+        w.send(&alice_phone, &session, "a-over")
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::LimitExceeded
+    );
     // Same user, another device; and the other user: full buckets of their own.
     for i in 0..BURST {
         w.send(&alice_laptop, &session, &format!("l{i}"))

@@ -16,6 +16,7 @@
 
 pub mod authorizer;
 pub mod http;
+pub mod inline;
 pub mod routes;
 pub mod runtime;
 pub mod services;

@@ -226,9 +226,30 @@ where
     F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
     Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
 {
+    let (frame, ()) = reply(operation, event, |who, p| async move {
+        apply(who, p).await.map(|v| (v, ()))
+    })
+    .await;
+    respond(200, Some(frame))
+}
+
+/// [`action`]'s work without the route response: the reply frame (ok or error), and what
+/// `apply` handed on for after the reply (`T::default()` when it failed), for a handler that
+/// sends the reply itself and goes on working.
+pub async fn reply<P, T, F, Fut>(
+    operation: &str,
+    event: &ApiGatewayWebsocketProxyRequest,
+    apply: F,
+) -> (String, T)
+where
+    P: serde::de::DeserializeOwned,
+    T: Default,
+    F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
+    Fut: std::future::Future<Output = Result<(serde_json::Value, T), ApiError>>,
+{
     let frame = match frame(event) {
         Ok(f) => f,
-        Err(reply) => return respond(200, Some(reply)),
+        Err(reply) => return (reply, T::default()),
     };
     let rid = frame.request_id.as_deref();
     let result = async {
@@ -238,10 +259,10 @@ where
     }
     .await;
     match result {
-        Ok(value) => respond(200, Some(reply_ok(rid, &value))),
+        Ok((value, then)) => (reply_ok(rid, &value), then),
         Err(e) => {
             log_error(operation, &e);
-            respond(200, Some(reply_err(rid, &e)))
+            (reply_err(rid, &e), T::default())
         }
     }
 }

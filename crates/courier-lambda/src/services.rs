@@ -452,13 +452,17 @@ pub async fn groups_service() -> Result<(), Error> {
             required("USERS_TABLE")?,
             "",
         ));
+        let messages = leak(messages_store(dynamo)?);
         Ok(leak(groups::Deps {
             groups: sessions,
             sessions,
-            messages: leak(messages_store(dynamo)?),
+            messages,
             accounts,
             settings: leak(settings_store(dynamo)?),
-            deliver: deliverer(sdk, dynamo, false)?,
+            // Each change is delivered by the operation that makes it, pushes included (the
+            // notices sent directly are never pushed: they carry no push note).
+            deliver: deliverer(sdk, dynamo, true)?,
+            log: Some(messages),
             clock: &SystemClock,
         }))
     }
@@ -531,23 +535,22 @@ pub async fn messages() -> Result<(), Error> {
     match op.as_str() {
         "sendMessage" => serve_lazily!(|Aws { sdk, dynamo }| {
             let (sessions, messages) = chat_stores(dynamo)?;
-            let deps = leak(send_message::Deps {
+            let send = leak(send_message::Deps {
                 sessions,
                 messages,
                 clock: &SystemClock,
                 media: Some(attach_deps(sdk, dynamo)?),
                 throttle: Some(throttle(dynamo, |l| l.sends)?),
             });
+            // Inline delivery: live devices by post, offline ones by push, as the fan-out does.
+            let handler = leak(crate::inline::SendMessage {
+                send,
+                sessions,
+                deliver: leak(deliverer(sdk, dynamo, true)?),
+                log: messages,
+            });
             Ok(ws(move |event| async move {
-                routes::action("sendMessage", &event, |who, p| async move {
-                    let sent = send_message::send(deps, &who, p).await?;
-                    if sent.new {
-                        // A retry of an already stored clientMsgId is not a new message.
-                        crate::telemetry::count_by("MessagesSent", "Kind", sent.kind, 1);
-                    }
-                    Ok(sent.reply)
-                })
-                .await
+                crate::inline::handle(handler, &event).await
             }))
         }),
         "readNewMessages" => serve_lazily!(|Aws { dynamo, .. }| {
@@ -653,18 +656,20 @@ pub async fn push() -> Result<(), Error> {
     }
 }
 
-/// The `fanout` binary: the messages table's stream -> every member device.
+/// The `fanout` binary: the messages table's stream -> every member device, for what
+/// `sendMessage` did not deliver itself.
 pub async fn fanout() -> Result<(), Error> {
     crate::telemetry::init();
     serve_lazily!(|Aws { sdk, dynamo }| {
-        let sessions = leak(sessions_store(dynamo)?);
+        let (sessions, messages) = chat_stores(dynamo)?;
         let deliver = leak(deliverer(sdk, dynamo, true)?);
+        let grace = crate::stream::grace();
         Ok(service_fn(
             move |event: LambdaEvent<aws_lambda_events::event::dynamodb::Event>| async move {
                 Ok::<_, Error>(
                     metered(
                         "fanOut",
-                        crate::stream::handle(sessions, deliver, event.payload),
+                        crate::stream::handle(sessions, deliver, messages, grace, event.payload),
                     )
                     .await,
                 )

@@ -14,6 +14,9 @@ use courier_core::{ConnectionId, UserId};
 use courier_lambda::{authorizer, http, routes};
 use serde_json::Value;
 
+/// No grace for inline deliveries: these batches hold no message written for inline delivery.
+const NO_GRACE: std::time::Duration = std::time::Duration::ZERO;
+
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/../../events/{name}",
@@ -392,6 +395,97 @@ async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same(
     assert_eq!(reply["error"]["code"], "FORBIDDEN");
 }
 
+#[tokio::test]
+async fn ack_messages_moves_the_watermark_once_and_tells_the_sender() {
+    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::usecases::deliver::Deliverer;
+    use courier_core::usecases::receipts;
+    let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    let (me, peer) = (
+        UserId::from_trusted("u_test"),
+        UserId::from_trusted("u_peer"),
+    );
+    sessions
+        .create_direct(&session, &me, &peer, chrono::Utc::now())
+        .await
+        .unwrap();
+    // The peer sends the message the fixture acknowledges (seq 1).
+    let send = &send_deps(&sessions, &messages);
+    let sent = frame(
+        &routes::action(
+            "sendMessage",
+            &with_caller(ws_event("send-message.json"), "u_peer", "d_peer"),
+            |who, p| async move {
+                courier_core::usecases::send_message::send_message(send, &who, p).await
+            },
+        )
+        .await,
+    );
+    assert_eq!(
+        sent["result"]["msgId"],
+        "s_00000000000000000000000000000000.1"
+    );
+    let (connections, gateway) = (MemoryConnections::default(), RecordingGateway::default());
+    let peer_conn = ConnectionId::new("cp");
+    connections
+        .add(&Connection {
+            connection_id: peer_conn.clone(),
+            user_id: peer.clone(),
+            device_id: courier_core::DeviceId::from_trusted("d_peer"),
+            connected_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    gateway.open(&peer_conn);
+    let settings = MemorySettings::default();
+    let deps = &receipts::AckDeps {
+        sessions: &sessions,
+        messages: &messages,
+        deliver: Deliverer {
+            presence: &connections,
+            connections: &connections,
+            gateway: &gateway,
+            push: None,
+        },
+        settings: &settings,
+        clock: &SystemClock,
+    };
+    let event = ws_event("ack-messages.json");
+    let ack = || {
+        routes::action("ackMessages", &event, |who, p| async move {
+            receipts::ack_messages(deps, &who, p).await
+        })
+    };
+    let reply = frame(&ack().await);
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["requestId"], "r4");
+    assert_eq!(reply["result"]["moved"], true);
+    let mine = sessions.membership(&session, &me).await.unwrap().unwrap();
+    assert_eq!(mine.read.seq, 1);
+    let posted = gateway.posted();
+    assert_eq!(posted.len(), 1, "the sender's device is told: {posted:?}");
+    assert_eq!(posted[0].0, peer_conn);
+    let told: Value = serde_json::from_str(&posted[0].1).unwrap();
+    assert_eq!(
+        (
+            &told["event"],
+            &told["status"],
+            &told["upToSeq"],
+            &told["userId"]
+        ),
+        (
+            &Value::from("status"),
+            &Value::from("read"),
+            &Value::from(1),
+            &Value::from("u_test")
+        )
+    );
+    // The same ack again (a client retry): nothing moves, nobody is told again.
+    assert_eq!(frame(&ack().await)["result"]["moved"], false);
+    assert_eq!(gateway.posted().len(), 1);
+}
+
 /// A gateway whose every call fails (not with Gone): the management API is down.
 struct BrokenGateway;
 
@@ -445,7 +539,14 @@ async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_r
         gateway: &gateway,
         push: None,
     };
-    let out = courier_lambda::stream::handle(&sessions, &deliver, stream_event()).await;
+    let out = courier_lambda::stream::handle(
+        &sessions,
+        &deliver,
+        &MemoryMessages::default(),
+        NO_GRACE,
+        stream_event(),
+    )
+    .await;
     assert_eq!(out["batchItemFailures"], serde_json::json!([]));
     let posted = gateway.posted();
     assert_eq!(
@@ -464,7 +565,14 @@ async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_r
         gateway: &BrokenGateway,
         push: None,
     };
-    let out = courier_lambda::stream::handle(&sessions, &broken, stream_event()).await;
+    let out = courier_lambda::stream::handle(
+        &sessions,
+        &broken,
+        &MemoryMessages::default(),
+        NO_GRACE,
+        stream_event(),
+    )
+    .await;
     assert_eq!(
         out["batchItemFailures"][0]["itemIdentifier"],
         "111100000000000000000001"
@@ -592,7 +700,14 @@ async fn the_fan_out_runs_sessions_side_by_side_and_reports_the_earliest_failed_
             gateway: g,
             push: None,
         };
-        courier_lambda::stream::handle(sessions, &deliver, event).await
+        courier_lambda::stream::handle(
+            sessions,
+            &deliver,
+            &MemoryMessages::default(),
+            NO_GRACE,
+            event,
+        )
+        .await
     }
     let run = |g| run(&sessions, &connections, g, event());
 
@@ -1160,5 +1275,277 @@ async fn a_send_over_the_device_limit_gets_limit_exceeded_with_retry_after_in_th
         messages.all(&session).len(),
         1,
         "the refused message was not stored"
+    );
+}
+
+/// A direct session of `u_test` (the fixtures' caller, device `d_test`, connection
+/// `Zx9kQcT2oAMCJQg=`) and `u_peer`, with the peer's phone and the caller's second device live.
+struct Chat {
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    connections: MemoryConnections,
+    gateway: RecordingGateway,
+    session: courier_core::SessionId,
+}
+
+const CALLER_CONN: &str = "Zx9kQcT2oAMCJQg=";
+
+impl Chat {
+    async fn new() -> Chat {
+        use courier_core::ports::{Connection, SessionStore};
+        let sessions = MemorySessions::default();
+        let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+        let (me, peer) = (
+            UserId::from_trusted("u_test"),
+            UserId::from_trusted("u_peer"),
+        );
+        sessions
+            .create_direct(&session, &me, &peer, chrono::Utc::now())
+            .await
+            .unwrap();
+        let connections = MemoryConnections::default();
+        let gateway = RecordingGateway::default();
+        for (user, device, conn) in [
+            (&me, "d_test", CALLER_CONN),
+            (&me, "d_laptop", "c_laptop"),
+            (&peer, "d_peer", "c_peer"),
+        ] {
+            let c = ConnectionId::new(conn);
+            connections
+                .add(&Connection {
+                    connection_id: c.clone(),
+                    user_id: user.clone(),
+                    device_id: courier_core::DeviceId::from_trusted(device),
+                    connected_at: chrono::Utc::now(),
+                })
+                .await
+                .unwrap();
+            gateway.open(&c);
+        }
+        Chat {
+            sessions,
+            messages: MemoryMessages::default(),
+            connections,
+            gateway,
+            session,
+        }
+    }
+
+    fn deliverer(&self) -> courier_core::usecases::deliver::Deliverer<'_> {
+        courier_core::usecases::deliver::Deliverer {
+            presence: &self.connections,
+            connections: &self.connections,
+            gateway: &self.gateway,
+            push: None,
+        }
+    }
+
+    /// Frames posted to one connection, parsed.
+    fn posted_to(&self, conn: &str) -> Vec<Value> {
+        self.gateway
+            .posted()
+            .into_iter()
+            .filter(|(c, _)| c.as_str() == conn)
+            .map(|(_, f)| serde_json::from_str(&f).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn send_message_posts_the_reply_delivers_the_message_itself_and_records_that_it_did() {
+    use courier_core::ports::DeliveryLog;
+    let chat = Chat::new().await;
+    let deliver = chat.deliverer();
+    let send = send_deps(&chat.sessions, &chat.messages);
+    let handler = courier_lambda::inline::SendMessage {
+        send: &send,
+        sessions: &chat.sessions,
+        deliver: &deliver,
+        log: &chat.messages,
+    };
+    let resp = courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    assert_eq!(resp.status_code, 200);
+    assert!(
+        resp.body.is_none(),
+        "the reply went out as a post, not as the route response"
+    );
+
+    let replies = chat.posted_to(CALLER_CONN);
+    assert_eq!(
+        replies.len(),
+        1,
+        "the sending device gets its reply and not its own message"
+    );
+    assert_eq!(replies[0]["requestId"], "r3");
+    assert_eq!(replies[0]["result"]["seq"], 1);
+    for conn in ["c_peer", "c_laptop"] {
+        let got = chat.posted_to(conn);
+        assert_eq!(got.len(), 1, "{conn} gets the message once");
+        assert_eq!(got[0]["event"], "message");
+        assert_eq!(got[0]["message"]["payload"], "b64:ciphertext");
+    }
+    let id = courier_core::MsgId::parse("s_00000000000000000000000000000000.1").unwrap();
+    assert_eq!(
+        chat.messages.outcome(&id).await.unwrap(),
+        Some(courier_core::chat::InlineOutcome::Done)
+    );
+    assert!(chat.messages.is_inline(&id.to_string()));
+
+    // A retry of the same clientMsgId: the same reply, and nothing delivered twice.
+    courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    let replies = chat.posted_to(CALLER_CONN);
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[1]["result"], replies[0]["result"]);
+    assert_eq!(chat.posted_to("c_peer").len(), 1);
+    assert_eq!(chat.messages.all(&chat.session).len(), 1);
+
+    // A refusal is a reply too, posted the same way.
+    let outsider = with_caller(ws_event("send-message.json"), "u_other", "d_other");
+    courier_lambda::inline::handle(&handler, &outsider).await;
+    let replies = chat.posted_to(CALLER_CONN);
+    assert_eq!(replies[2]["error"]["code"], "FORBIDDEN");
+    assert_eq!(chat.posted_to("c_peer").len(), 1);
+}
+
+#[tokio::test]
+async fn send_message_records_a_retry_when_a_post_fails_and_answers_as_the_route_response_when_the_reply_cannot_be_posted()
+ {
+    use courier_core::ports::DeliveryLog;
+    let chat = Chat::new().await;
+    let deliver = courier_core::usecases::deliver::Deliverer {
+        gateway: &BrokenGateway,
+        ..chat.deliverer()
+    };
+    let send = send_deps(&chat.sessions, &chat.messages);
+    let handler = courier_lambda::inline::SendMessage {
+        send: &send,
+        sessions: &chat.sessions,
+        deliver: &deliver,
+        log: &chat.messages,
+    };
+    let resp = courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    assert_eq!(
+        frame(&resp)["result"]["seq"],
+        1,
+        "the reply, as the route response"
+    );
+    let id = courier_core::MsgId::parse("s_00000000000000000000000000000000.1").unwrap();
+    assert_eq!(
+        chat.messages.outcome(&id).await.unwrap(),
+        Some(courier_core::chat::InlineOutcome::Retry),
+        "the stream consumer must deliver it again"
+    );
+}
+
+fn inline_batch() -> Value {
+    serde_json::from_str(&fixture("messages-stream-inline.json")).unwrap()
+}
+
+async fn consume(chat: &Chat, batch: Value, grace: std::time::Duration) -> Value {
+    courier_lambda::stream::handle(
+        &chat.sessions,
+        &chat.deliverer(),
+        &chat.messages,
+        grace,
+        serde_json::from_value(batch).unwrap(),
+    )
+    .await
+}
+
+/// The fixture's message, as sent by the fixtures' caller.
+fn from_caller(mut batch: Value) -> Value {
+    let image = &mut batch["Records"][0]["dynamodb"]["NewImage"];
+    image["sender"]["S"] = "u_test".into();
+    image["senderDevice"]["S"] = "d_test".into();
+    batch
+}
+
+#[tokio::test]
+async fn the_fan_out_skips_a_message_whose_inline_delivery_is_done_in_the_batch_or_in_the_log() {
+    use courier_core::ports::DeliveryLog;
+    let chat = Chat::new().await;
+    let grace = std::time::Duration::from_secs(3600);
+    // Outcome in the same batch, right after its message: nothing to do, nothing read.
+    let out = consume(&chat, from_caller(inline_batch()), grace).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert!(chat.gateway.posted().is_empty());
+
+    // The outcome fell into the next batch, but is in the log: still nothing.
+    let mut only_message = from_caller(inline_batch());
+    only_message["Records"].as_array_mut().unwrap().truncate(1);
+    let id = courier_core::MsgId::parse("s_00000000000000000000000000000000.1").unwrap();
+    chat.messages
+        .record(&id, courier_core::chat::InlineOutcome::Done)
+        .await
+        .unwrap();
+    let out = consume(&chat, only_message, grace).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert!(chat.gateway.posted().is_empty());
+}
+
+#[tokio::test]
+async fn the_fan_out_delivers_what_inline_delivery_asked_it_to_retry() {
+    let chat = Chat::new().await;
+    let mut batch = from_caller(inline_batch());
+    batch["Records"][1]["dynamodb"]["NewImage"]["outcome"]["S"] = "retry".into();
+    let out = consume(&chat, batch, std::time::Duration::from_secs(3600)).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(chat.posted_to("c_peer").len(), 1);
+    assert_eq!(chat.posted_to("c_laptop").len(), 1);
+    assert!(chat.posted_to(CALLER_CONN).is_empty());
+}
+
+#[tokio::test]
+async fn the_fan_out_delivers_a_message_whose_writer_recorded_nothing_once_the_grace_is_over() {
+    let chat = Chat::new().await;
+    let mut batch = from_caller(inline_batch());
+    batch["Records"].as_array_mut().unwrap().truncate(1);
+    // Sent just now: the writer may still be delivering it, so the consumer waits for the grace
+    // (short here) before delivering it itself.
+    batch["Records"][0]["dynamodb"]["NewImage"]["sentAt"]["S"] =
+        courier_core::chat::timestamp(chrono::Utc::now()).into();
+    let out = consume(&chat, batch, std::time::Duration::from_millis(300)).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(chat.posted_to("c_peer").len(), 1);
+}
+
+/// A gateway that refuses every frame for good, as API Gateway refuses one over 128 KB.
+struct RefusingGateway;
+
+#[async_trait::async_trait]
+impl courier_core::ports::ConnectionGateway for RefusingGateway {
+    async fn post(
+        &self,
+        _: &ConnectionId,
+        _: &str,
+    ) -> Result<(), courier_core::ports::GatewayError> {
+        Err(courier_core::ports::GatewayError::Refused(
+            "PayloadTooLargeException: Message too long".into(),
+        ))
+    }
+    async fn close(&self, _: &ConnectionId) -> Result<(), courier_core::ports::GatewayError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_frame_the_gateway_refuses_for_good_never_fails_the_batch() {
+    let chat = Chat::new().await;
+    let deliver = courier_core::usecases::deliver::Deliverer {
+        gateway: &RefusingGateway,
+        ..chat.deliverer()
+    };
+    let out = courier_lambda::stream::handle(
+        &chat.sessions,
+        &deliver,
+        &chat.messages,
+        NO_GRACE,
+        serde_json::from_str(&fixture("messages-stream.json")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        out["batchItemFailures"],
+        serde_json::json!([]),
+        "skipped, not retried ten times"
     );
 }

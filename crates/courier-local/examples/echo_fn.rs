@@ -58,9 +58,38 @@ async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
                     "context": {"userId": "u1", "deviceId": "d1"}
                 })
             };
+            let allow_resources = |resource: Value| {
+                json!({
+                    "principalId": "u1",
+                    "policyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}]
+                    },
+                    "context": {"userId": "u1", "deviceId": "d1"}
+                })
+            };
             match token(&event).as_deref() {
                 Some("good") => Ok(policy("Allow")),
                 Some("deny") => Ok(policy("Deny")),
+                // Allows another API's $connect, not this one.
+                Some("other-api") => Ok(allow_resources(json!(
+                    "arn:aws:execute-api:us-east-1:000000000000:otherapi/test/$connect"
+                ))),
+                // Allows this stage's routes by wildcard, as many authorizers do.
+                Some("wildcard") => Ok(allow_resources(json!([
+                    "arn:aws:execute-api:us-east-1:000000000000:nope/*",
+                    "arn:aws:execute-api:*:*:*/test/*"
+                ]))),
+                // Allows everything but denies this $connect explicitly.
+                Some("allow-all-deny-connect") => Ok(json!({
+                    "principalId": "u1",
+                    "policyDocument": {"Version": "2012-10-17", "Statement": [
+                        {"Action": "execute-api:*", "Effect": "Allow", "Resource": "*"},
+                        {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": arn},
+                    ]},
+                })),
+                // No policy at all.
+                Some("no-policy") => Ok(json!({"principalId": "u1"})),
                 Some("boom") => Err("authorizer blew up".into()),
                 _ => Err("Unauthorized".into()),
             }
@@ -79,10 +108,10 @@ async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
             let body: Value = serde_json::from_str(raw).unwrap_or_default();
             let count = body["count"].as_u64().unwrap_or(1);
             let ctx = &event["requestContext"];
+            // The endpoint names the stage, as COURIER_WS_ENDPOINT does on AWS.
             let url = format!(
-                "{}/{}/@connections/{}",
+                "{}/@connections/{}",
                 std::env::var("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI").unwrap_or_default(),
-                ctx["stage"].as_str().unwrap_or_default(),
                 ctx["connectionId"].as_str().unwrap_or_default()
             );
             let http = reqwest::Client::new();
@@ -113,6 +142,30 @@ async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
             if let Some(ms) = body.get("sleepMs").and_then(Value::as_u64) {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
+            // A barrier between invocations: `signal` creates `$ECHO_RECORD.<name>`, `waitFor`
+            // waits (up to 20 s) until it exists. Only invocations that run at the same time
+            // can meet there.
+            let marker = |name: &Value| {
+                format!(
+                    "{}.{}",
+                    std::env::var("ECHO_RECORD").unwrap_or_default(),
+                    name.as_str().unwrap_or("marker")
+                )
+            };
+            if let Some(name) = body.get("signal") {
+                std::fs::write(marker(name), b"")?;
+            }
+            let mut waited = Value::Null;
+            if let Some(name) = body.get("waitFor") {
+                let path = marker(name);
+                let start = std::time::Instant::now();
+                while !std::path::Path::new(&path).exists()
+                    && start.elapsed() < std::time::Duration::from_secs(20)
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                waited = Value::Bool(std::path::Path::new(&path).exists());
+            }
             let ctx = &event["requestContext"];
             Ok(json!({
                 "statusCode": 200,
@@ -122,6 +175,8 @@ async fn handle(ev: LambdaEvent<Value>) -> Result<Value, Error> {
                     "connectionId": ctx["connectionId"],
                     "authorizer": ctx["authorizer"],
                     "size": raw.len(),
+                    "n": body.get("n"),
+                    "met": waited,
                     "pid": std::process::id(),
                     "env": std::env::vars()
                         .filter(|(k, _)| k != "AWS_SECRET_ACCESS_KEY")

@@ -4,7 +4,7 @@
 //! event deserialized as `aws_lambda_events::event::dynamodb::Event`.
 //!
 //! Each record's new image steers it (markers in `$STREAM_STATE_DIR` make "once" once per record):
-//! `fail: "once"` fails the whole invocation the first time; `partial: "once"` answers
+//! `fail: "once"` fails the whole invocation the first time, `fail: "always"` every time; `partial: "once"` answers
 //! `{"batchItemFailures":[{"itemIdentifier": <its SequenceNumber>}]}` the first time;
 //! `conn: <connectionId>` posts the record's `n` to that WebSocket connection through the
 //! management API.
@@ -91,6 +91,10 @@ async fn handle(http: &reqwest::Client, ev: LambdaEvent<Value>) -> Result<Value,
         if string_attr(r, "fail") == Some("once") && first_time("fail", seq) {
             line(json!("error"));
             return Err(format!("record {} fails once", ns[i]).into());
+        }
+        if string_attr(r, "fail") == Some("always") {
+            line(json!("error"));
+            return Err(format!("record {} always fails", ns[i]).into());
         }
         if string_attr(r, "partial") == Some("once") && first_time("partial", seq) {
             line(json!({"partial": seq}));

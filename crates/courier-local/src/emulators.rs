@@ -24,6 +24,8 @@ pub struct Endpoints {
     pub s3: String,
     /// SNS endpoint URL.
     pub sns: String,
+    /// SQS endpoint URL (`AWS_ENDPOINT_URL_SQS`, else moto's, else SNS's).
+    pub sqs: String,
     /// The moto server this process started or found (`None` when S3/SNS point elsewhere).
     pub moto: Option<String>,
     /// In LocalStack mode, the LocalStack serving S3 and SNS (started here, or the SNS endpoint
@@ -352,7 +354,8 @@ fn localstack_command(python: &Path, port: u16, dir: &Path) -> Command {
             // No analytics, nothing downloaded: it runs offline.
             ("DISABLE_EVENTS", "1"),
             ("SKIP_SSL_CERT_DOWNLOAD", "1"),
-            ("SERVICES", "s3,sns,sts"),
+            // SQS too: the template's queues (the fan-out's on-failure destination) live beside SNS.
+            ("SERVICES", "s3,sns,sqs,sts"),
             // Check presigned URLs' signatures as S3 does (it skips that by default). It checks
             // them against its fixed secret key `test`, which the functions are given.
             ("S3_SKIP_SIGNATURE_VALIDATION", "0"),
@@ -413,12 +416,23 @@ async fn wait_until_up(name: &str, url: &str, child: &mut Child, limit: Duration
     }
 }
 
+/// Where the emulators are: given explicitly, or looked up from the project root (DynamoDB
+/// Local) and the state directory (moto) as [`dynamodb_local_dir`] and [`moto_server_path`] say.
+pub struct Installed {
+    /// The folder holding `DynamoDBLocal.jar` (or the npm package holding it).
+    pub dynamodb_local_dir: Option<PathBuf>,
+    /// The `moto_server` executable.
+    pub moto_server: Option<PathBuf>,
+    /// Where `infra/node_modules` is looked for when `dynamodb_local_dir` is not given.
+    pub project_root: PathBuf,
+}
+
 /// Starts whatever emulators the environment does not already point at. With
 /// `persistent_dynamodb`, DynamoDB Local keeps its data under `<state_dir>/dynamodb`
 /// (`-dbPath`) instead of in memory, so it can be restarted. With `localstack`, S3 and SNS are
 /// LocalStack's (its files under `<state_dir>/localstack`, wiped at start) instead of moto's.
 pub async fn start(
-    project_root: &Path,
+    installed: &Installed,
     state_dir: &Path,
     region: &str,
     registry: &Arc<ChildRegistry>,
@@ -433,7 +447,14 @@ pub async fn start(
         match env_endpoint("DYNAMODB") {
             Some(url) => Ok((url, None)),
             None => {
-                let dir = dynamodb_local_dir(project_root)?;
+                let dir = match &installed.dynamodb_local_dir {
+                    Some(dir) if dir.join("DynamoDBLocal.jar").is_file() => {
+                        std::path::absolute(dir)?
+                    }
+                    Some(dir) => find_jar_dir(&std::path::absolute(dir)?)
+                        .with_context(|| format!("no DynamoDBLocal.jar in {}", dir.display()))?,
+                    None => dynamodb_local_dir(&installed.project_root)?,
+                };
                 let db_path = if persistent_dynamodb {
                     // Absolute: java runs in the jar's folder.
                     let p = std::path::absolute(state_dir.join("dynamodb"))?;
@@ -494,7 +515,10 @@ pub async fn start(
                 ))
             }
             (s3, sns) => {
-                let bin = moto_server_path(state_dir)?;
+                let bin = match &installed.moto_server {
+                    Some(bin) => bin.clone(),
+                    None => moto_server_path(state_dir)?,
+                };
                 let port = free_port()?;
                 let mut cmd = Command::new(&bin);
                 cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -532,6 +556,9 @@ pub async fn start(
         Endpoints {
             dynamodb,
             s3,
+            sqs: env_endpoint("SQS")
+                .or_else(|| moto.clone())
+                .unwrap_or_else(|| sns.clone()),
             sns,
             moto,
             localstack,

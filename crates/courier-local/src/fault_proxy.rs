@@ -1,6 +1,8 @@
 //! Small proxies in front of an emulator, so the fault switch can fail some of the calls made
-//! through them: the functions' SNS calls (`POST /_local/faults/sns`, in front of moto) and the
-//! stream pollers' `GetRecords` (`POST /_local/faults/streams`, in front of DynamoDB Local).
+//! through them: the functions' SNS calls (`POST /_local/faults/sns`, in front of moto), the
+//! stream pollers' `GetRecords` (`POST /_local/faults/streams`, in front of DynamoDB Local) and
+//! the functions' DynamoDB calls (`POST /_local/faults/gsi-lag` and
+//! `/_local/faults/transaction-conflicts`, see [`crate::dynamodb_faults`]).
 //! Every request is forwarded unchanged to the real endpoint, unless the switch says this one
 //! fails: then it is answered with the service's own error document, as the service answers when
 //! it fails. S3 is not proxied.
@@ -14,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
+use crate::dynamodb_faults::Plan;
 use crate::websocket::{Faults, StreamFault};
 
 /// Which service a proxy stands in front of, and so which faults it injects.
@@ -24,6 +27,9 @@ pub enum Service {
     /// DynamoDB Streams (DynamoDB Local): armed `GetRecords` calls answer
     /// `ExpiredIteratorException` or 500 `InternalServerError`.
     DynamoDbStreams,
+    /// DynamoDB (DynamoDB Local), for the functions: index reads lag and transactions conflict
+    /// when armed ([`crate::dynamodb_faults`]).
+    DynamoDb,
 }
 
 struct Proxy {
@@ -150,6 +156,8 @@ fn fault(p: &Proxy, headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Resp
             tracing::info!("fault injection: GetRecords answers {f:?}");
             Some(streams_error(f))
         }
+        // Planned in `forward`: it may rewrite the request or act after it.
+        Service::DynamoDb => None,
     }
 }
 
@@ -167,6 +175,30 @@ async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Respon
     if let Some(injected) = fault(&p, &headers, &body) {
         return injected;
     }
+    let mut body = body;
+    let mut rename: Option<(String, String)> = None;
+    let mut replicate = None;
+    if p.service == Service::DynamoDb {
+        let op = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or_default()
+            .to_string();
+        match p.faults.dynamodb().plan(&op, &body) {
+            Plan::Forward => {}
+            Plan::Answer(r) => return r,
+            Plan::IndexRead {
+                body: b,
+                replica,
+                table,
+            } => {
+                body = Bytes::from(b);
+                rename = Some((replica, table));
+            }
+            Plan::Write { items, lag } => replicate = Some((items, lag)),
+        }
+    }
     let mut out = p.client.request(method, format!("{}{path}", p.upstream));
     for (k, v) in &headers {
         if k != header::HOST && k != header::CONTENT_LENGTH {
@@ -176,10 +208,27 @@ async fn forward(State(p): State<std::sync::Arc<Proxy>>, req: Request) -> Respon
     match out.body(body).send().await {
         Ok(r) => {
             let status = r.status();
-            let headers = r.headers().clone();
-            let body = r.bytes().await.unwrap_or_default();
+            let response_headers = r.headers().clone();
+            let mut body = r.bytes().await.unwrap_or_default();
+            if let Some((replica, table)) = &rename {
+                // The answer names the replica (ConsumedCapacity.TableName); name the table.
+                let text = String::from_utf8_lossy(&body)
+                    .replace(&format!("\"{replica}\""), &format!("\"{table}\""));
+                body = Bytes::from(text);
+            }
+            if let Some((items, lag)) = replicate
+                && status.is_success()
+            {
+                p.faults.dynamodb().replicate(
+                    p.client.clone(),
+                    p.upstream.clone(),
+                    headers.clone(),
+                    items,
+                    lag,
+                );
+            }
             let mut resp = (status, body).into_response();
-            for (k, v) in &headers {
+            for (k, v) in &response_headers {
                 if k != header::CONTENT_LENGTH && k != header::TRANSFER_ENCODING {
                     resp.headers_mut().insert(k, v.clone());
                 }

@@ -47,6 +47,35 @@ pub struct HttpApi {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Courier Web, served for `GET` paths no route of the template takes.
     pub web: Option<crate::web::WebClient>,
+    /// The stage's throttling buckets, one per route key.
+    pub throttles: Throttles,
+}
+
+/// API Gateway's stage throttling: a token bucket per route (`burst` tokens, `rate` added a
+/// second); a request that finds its route's bucket empty is answered 429 without reaching the
+/// function.
+#[derive(Debug, Default)]
+pub struct Throttles {
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl Throttles {
+    /// Takes a token for `route_key`; `false` when there is none (429).
+    pub fn admit(&self, route_key: &str, t: crate::template::Throttle) -> bool {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap();
+        let (tokens, last) = buckets
+            .entry(route_key.to_string())
+            .or_insert((t.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * t.rate).min(t.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
@@ -69,6 +98,11 @@ pub fn router(api: Arc<HttpApi>) -> Router {
         .route("/_local/faults/sns", post(faults_sns))
         .route("/_local/faults/streams", post(faults_streams))
         .route("/_local/faults/drop-sockets", post(faults_drop_sockets))
+        .route("/_local/faults/gsi-lag", post(faults_gsi_lag))
+        .route(
+            "/_local/faults/transaction-conflicts",
+            post(faults_transaction_conflicts),
+        )
         .route("/_local/restart/dynamodb", post(restart_dynamodb))
         .route("/_local/metrics", get(metrics_get).delete(metrics_reset))
         .route("/_local/dashboard", get(dashboard_get))
@@ -212,12 +246,21 @@ async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::By
         Ok(v) => v,
         Err(e) => return message(StatusCode::BAD_REQUEST, &e),
     };
+    let expected = r#"expected {"failureRate": 0.25, "error": "InternalServerError" (default) or "LimitExceededException"}"#;
     let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
-        return message(StatusCode::BAD_REQUEST, r#"expected {"failureRate": 0.25}"#);
+        return message(StatusCode::BAD_REQUEST, expected);
     };
-    match api.faults.set_management_failure_rate(rate) {
+    let error = match v.get("error") {
+        None | Some(J::Null) => Some(crate::websocket::ManagementFault::InternalServerError),
+        Some(J::String(name)) => crate::websocket::ManagementFault::from_name(name),
+        Some(_) => None,
+    };
+    let Some(error) = error else {
+        return message(StatusCode::BAD_REQUEST, expected);
+    };
+    match api.faults.set_management_faults(rate, error) {
         Ok(()) => {
-            tracing::info!("fault injection: management API failure rate {rate}");
+            tracing::info!("fault injection: management API failure rate {rate} ({error:?})");
             axum::Json(api.faults.describe()).into_response()
         }
         Err(e) => message(StatusCode::BAD_REQUEST, &e),
@@ -238,7 +281,16 @@ async fn faults_kill_random(State(api): State<Arc<HttpApi>>, body: axum::body::B
             r#"expected {"function": "<LogicalId>" or "*", "rate": 0.05}"#,
         );
     };
-    match api.faults.set_random_kills(function, rate) {
+    let seed = match v.get("seed") {
+        None | Some(J::Null) => None,
+        Some(s) => match s.as_u64() {
+            Some(s) => Some(s),
+            None => {
+                return message(StatusCode::BAD_REQUEST, "seed must be a whole number >= 0");
+            }
+        },
+    };
+    match api.faults.set_random_kills(function, rate, seed) {
         Ok(()) => {
             tracing::info!("fault injection: kill {function} at random, rate {rate}");
             axum::Json(api.faults.describe()).into_response()
@@ -294,6 +346,75 @@ async fn faults_streams(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes
         table.unwrap_or("every table")
     );
     axum::Json(api.faults.describe()).into_response()
+}
+
+async fn faults_gsi_lag(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
+    if !api.faults.dynamodb().enabled() {
+        return message(
+            StatusCode::CONFLICT,
+            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
+             with --dynamodb-faults",
+        );
+    }
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(lag) = v.get("lagMs").and_then(J::as_u64) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            r#"expected {"lagMs": 500} (0 disarms)"#,
+        );
+    };
+    match api.faults.dynamodb().set_gsi_lag(lag).await {
+        Ok(()) => axum::Json(api.faults.describe()).into_response(),
+        Err(e) => message(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+async fn faults_transaction_conflicts(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !api.faults.dynamodb().enabled() {
+        return message(
+            StatusCode::CONFLICT,
+            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
+             with --dynamodb-faults",
+        );
+    }
+    let v = match json_body(&body) {
+        Ok(v) => v,
+        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+    };
+    let expected = r#"expected {"count": N, "rate": 0.1, "table": "<TableName>"} (each optional)"#;
+    if !v.is_object() {
+        return message(StatusCode::BAD_REQUEST, expected);
+    }
+    let count = match v.get("count") {
+        None => Some(0),
+        Some(n) => n.as_u64(),
+    };
+    let rate = match v.get("rate") {
+        None => Some(0.0),
+        Some(n) => n.as_f64(),
+    };
+    let table = match v.get("table") {
+        None | Some(J::Null) => Some(None),
+        Some(J::String(t)) => Some(Some(t.clone())),
+        Some(_) => None,
+    };
+    let (Some(count), Some(rate), Some(table)) = (count, rate, table) else {
+        return message(StatusCode::BAD_REQUEST, expected);
+    };
+    match api
+        .faults
+        .dynamodb()
+        .set_transaction_conflicts(count, rate, table)
+    {
+        Ok(()) => axum::Json(api.faults.describe()).into_response(),
+        Err(e) => message(StatusCode::BAD_REQUEST, &e),
+    }
 }
 
 async fn faults_drop_sockets(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
@@ -442,6 +563,13 @@ async fn gateway(
         }
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
+
+    if let Some(t) = route.throttle
+        && !api.throttles.admit(&route.route_key(), t)
+    {
+        tracing::info!(route = %route.route_key(), "throttled: 429");
+        return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
 
     let mut headers = joined_headers(&parts.headers);
     let cookies: Vec<J> = headers
@@ -601,6 +729,7 @@ mod tests {
             function: format!("{method:?} {path:?}"),
             method: method.map(str::to_owned),
             path: path.map(str::to_owned),
+            throttle: None,
         }
     }
 

@@ -67,6 +67,16 @@ struct Cli {
     /// `POST /_local/restart/dynamodb` restarts it without losing anything.
     #[arg(long)]
     persistent_dynamodb: bool,
+    /// For experiments only: wait this many ms after an empty stream read instead of AWS's 250
+    /// (Lambda polls a DynamoDB stream shard 4 times a second). Tests and benchmarks use the
+    /// default, so their figures are figures AWS can give.
+    #[arg(long, value_name = "MS", default_value_t = courier_local::streams::IDLE_POLL.as_millis() as u64)]
+    stream_poll_ms: u64,
+    /// Send the functions' DynamoDB calls through the fault switch's proxy, so GSI lag and
+    /// transaction conflicts can be switched on (/_local/faults/gsi-lag, .../transaction-conflicts).
+    /// Off by default: the extra hop adds about 0.6 ms to every call.
+    #[arg(long)]
+    dynamodb_faults: bool,
     /// S3 and SNS on LocalStack instead of moto (installed by `infra/install --localstack`;
     /// docs/local-cloud.md). Also COURIER_LOCALSTACK=1.
     #[arg(long, env = "COURIER_LOCALSTACK", value_parser = clap::builder::FalseyValueParser::new())]
@@ -118,6 +128,12 @@ impl Cli {
             ready_file: self.ready_file,
             web_dir: self.web_dir,
             persistent_dynamodb: self.persistent_dynamodb,
+            stream_poll: Duration::from_millis(self.stream_poll_ms),
+            dynamodb_faults: self.dynamodb_faults,
+            // From the environment (COURIER_DYNAMODB_LOCAL_DIR, COURIER_MOTO_SERVER) or the
+            // usual places, as emulators::start looks them up.
+            dynamodb_local_dir: None,
+            moto_server: None,
             localstack: self.localstack,
         })
     }
@@ -194,6 +210,9 @@ fn print_model(config: &LocalCloudConfig) -> Result<()> {
     for t in &infra.topics {
         println!("topic     {}", t.name);
     }
+    for q in &infra.queues {
+        println!("queue     {}", q.name);
+    }
     for p in &infra.platform_apps {
         println!("push app  {} ({})", p.name, p.platform);
     }
@@ -214,11 +233,12 @@ fn print_model(config: &LocalCloudConfig) -> Result<()> {
     }
     for m in &app.stream_mappings {
         println!(
-            "stream    {} -> {} ({:?}, batch {}, window {:?}, retries {}, bisect {}, \
-             item failures {}{})",
+            "stream    {} -> {} ({:?}, poll every {} ms, batch {}, window {:?}, retries {}, \
+             bisect {}, item failures {}{})",
             m.stream_arn,
             m.function,
             m.starting_position,
+            config.stream_poll.as_millis(),
             m.batch_size,
             m.batching_window,
             m.max_retry_attempts
@@ -227,6 +247,9 @@ fn print_model(config: &LocalCloudConfig) -> Result<()> {
             m.report_batch_item_failures,
             if m.enabled { "" } else { ", disabled" }
         );
+        if let Some(d) = &m.on_failure {
+            println!("            on failure -> {d}");
+        }
     }
     if let Some(ws) = &app.websocket {
         println!(

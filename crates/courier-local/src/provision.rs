@@ -86,6 +86,23 @@ impl AwsSettings {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// An SQS client for `endpoint`.
+    pub fn sqs(&self, endpoint: &str) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new(self.region.clone()))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "courier-local",
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
     /// An SNS client for `endpoint`.
     pub fn sns(&self, endpoint: &str) -> aws_sdk_sns::Client {
         let conf = aws_sdk_sns::Config::builder()
@@ -327,6 +344,29 @@ pub async fn provision(
         let client = aws.s3(&endpoints.s3);
         for b in &infra.buckets {
             create_bucket(&client, &b.name, b.cors.as_ref()).await?;
+        }
+    }
+    if !infra.queues.is_empty() {
+        let client = aws.sqs(&endpoints.sqs);
+        for q in &infra.queues {
+            let mut req = client.create_queue().queue_name(&q.name);
+            if q.name.ends_with(".fifo") {
+                req = req.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+            }
+            let url = req
+                .send()
+                .await
+                .with_context(|| format!("creating queue {}", q.name))?
+                .queue_url()
+                .unwrap_or_default()
+                .to_string();
+            tracing::info!("created queue {url}");
+            let mut p = Physical {
+                ref_value: Some(url.clone()),
+                ..Default::default()
+            };
+            p.attrs.insert("QueueUrl".into(), url);
+            physical.push((q.logical_id.clone(), p));
         }
     }
     if !infra.topics.is_empty() || !infra.platform_apps.is_empty() {

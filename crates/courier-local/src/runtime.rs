@@ -265,7 +265,8 @@ impl Drop for Worker {
 /// Shared by every pool of a [`Functions`].
 #[derive(Debug, Default)]
 pub struct RandomKills {
-    state: Mutex<Option<(String, f64)>>,
+    /// `(function, rate, draws)`; the draws are seeded when a test asks, so its kills repeat.
+    state: Mutex<Option<(String, f64, rand::rngs::StdRng)>>,
     kills: AtomicU64,
 }
 
@@ -274,9 +275,16 @@ pub struct RandomKills {
 pub const RANDOM_KILL_WITHIN: Duration = Duration::from_millis(40);
 
 impl RandomKills {
-    /// Arms it: `function` is a logical id or `*` (every function); `rate` 0 to 1.
-    pub fn set(&self, function: &str, rate: f64) {
-        *self.state.lock().unwrap() = (rate > 0.0).then(|| (function.to_string(), rate));
+    /// Arms it: `function` is a logical id or `*` (every function); `rate` 0 to 1; `seed`
+    /// makes the draws repeat (the same invocations, in order, are chosen), else they are
+    /// seeded from the OS.
+    pub fn set(&self, function: &str, rate: f64, seed: Option<u64>) {
+        use rand::SeedableRng;
+        let rng = match seed {
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            None => rand::rngs::StdRng::from_os_rng(),
+        };
+        *self.state.lock().unwrap() = (rate > 0.0).then(|| (function.to_string(), rate, rng));
     }
 
     /// Disarms it (the count stays).
@@ -286,7 +294,8 @@ impl RandomKills {
 
     /// What is armed: `(function, rate)`.
     pub fn armed(&self) -> Option<(String, f64)> {
-        self.state.lock().unwrap().clone()
+        let s = self.state.lock().unwrap();
+        s.as_ref().map(|(f, rate, _)| (f.clone(), *rate))
     }
 
     /// Processes killed so far.
@@ -296,13 +305,14 @@ impl RandomKills {
 
     /// Whether this invocation of `function` is to be killed, and when.
     fn draw(&self, function: &str) -> Option<Duration> {
-        let s = self.state.lock().unwrap();
-        let (f, rate) = s.as_ref()?;
-        if (f != "*" && f != function) || rand::random::<f64>() >= *rate {
+        use rand::Rng;
+        let mut s = self.state.lock().unwrap();
+        let (f, rate, rng) = s.as_mut()?;
+        if (f != "*" && f != function) || rng.random::<f64>() >= *rate {
             return None;
         }
         let ms = RANDOM_KILL_WITHIN.as_millis() as u64;
-        Some(Duration::from_millis(rand::random::<u64>() % (ms + 1)))
+        Some(Duration::from_millis(rng.random_range(0..=ms)))
     }
 }
 

@@ -2,15 +2,18 @@
 //!
 //! For each mapping a task reads the stream's shards from DynamoDB (DescribeStream, again every
 //! second to find child shards; a child starts only once its parent is read to the end) and a
-//! task per shard reads records (GetRecords, every [`IDLE_POLL`] while there is nothing new),
+//! task per shard reads records (GetRecords at once after a read that returned records, else
+//! after [`StreamContext::idle_poll`]: [`IDLE_POLL`], AWS's 4 reads a second, by default),
 //! batches them (`BatchSize`, `MaximumBatchingWindowInSeconds`) and invokes the function with the
 //! event Lambda sends (`aws_lambda_events::event::dynamodb::Event`): one batch at a time per
 //! shard, in order. A failed batch (function error, timeout, crashed process) is retried with
 //! backoff ([`BACKOFF_START`] doubling to [`BACKOFF_MAX`]) up to `MaximumRetryAttempts`, split in
 //! two first with `BisectBatchOnFunctionError`; with `ReportBatchItemFailures` a response
 //! `{"batchItemFailures":[{"itemIdentifier": <SequenceNumber>}]}` retries from the first failed
-//! record. When retries run out the records are logged and skipped (Lambda would send them to
-//! the on-failure destination). A batch that could not reach the function (its binary is
+//! record. When retries run out the records are logged and skipped, and with a
+//! `DestinationConfig.OnFailure` the invocation record Lambda sends (shard, first and last
+//! sequence numbers, arrival times, batch size, stream ARN) goes to that SQS queue or SNS topic
+//! first. A batch that could not reach the function (its binary is
 //! missing) is retried forever without counting, as Lambda does with service errors.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -27,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::{Functions, InvokeError};
 use crate::template::{StartingPosition, StreamMapping};
 
-/// How long a shard poller waits after a `GetRecords` that returned nothing.
-pub const IDLE_POLL: Duration = Duration::from_millis(10);
+/// How long a shard poller waits after a `GetRecords` that returned nothing, by default: Lambda
+/// polls each shard of a DynamoDB stream 4 times a second ("Using AWS Lambda with Amazon
+/// DynamoDB", AWS Lambda developer guide). A shorter wait is a flag for experiments only
+/// (`--stream-poll-ms`): it makes delivery look faster than AWS can make it.
+pub const IDLE_POLL: Duration = Duration::from_millis(250);
 /// First delay before retrying a failed batch.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest delay between retries.
@@ -55,6 +61,8 @@ pub struct StreamStats {
     /// Shard iterators taken again after a read failed: expired, trimmed, or failing three
     /// times in a row (DynamoDB Local restarted or unreachable).
     pub new_iterators: u64,
+    /// Invocation records sent to the on-failure destination (one per skipped batch).
+    pub sent_to_destination: u64,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +73,7 @@ struct Counters {
     retries: AtomicU64,
     dropped: AtomicU64,
     new_iterators: AtomicU64,
+    sent_to_destination: AtomicU64,
 }
 
 impl Counters {
@@ -76,6 +85,7 @@ impl Counters {
             retries: self.retries.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             new_iterators: self.new_iterators.load(Ordering::Relaxed),
+            sent_to_destination: self.sent_to_destination.load(Ordering::Relaxed),
         }
     }
 }
@@ -106,6 +116,7 @@ impl StreamPollers {
                 sum.retries += s.retries;
                 sum.dropped += s.dropped;
                 sum.new_iterators += s.new_iterators;
+                sum.sent_to_destination += s.sent_to_destination;
             }
         }
         found.then_some(sum)
@@ -135,6 +146,12 @@ pub struct StreamContext {
     pub streams: aws_sdk_dynamodbstreams::Client,
     /// `awsRegion` of each record.
     pub region: String,
+    /// How long a shard poller waits after an empty `GetRecords` ([`IDLE_POLL`] by default).
+    pub idle_poll: Duration,
+    /// Sends on-failure invocation records to SQS destinations.
+    pub sqs: Option<aws_sdk_sqs::Client>,
+    /// Publishes them to SNS destinations.
+    pub sns: Option<aws_sdk_sns::Client>,
     /// Stops every poller.
     pub shutdown: CancellationToken,
 }
@@ -190,8 +207,13 @@ enum Position {
 type SdkError<E> = aws_sdk_dynamodbstreams::error::SdkError<E>;
 
 fn describe<E: std::error::Error + 'static>(e: &SdkError<E>) -> String {
+    describe_any(e)
+}
+
+/// An error and its sources, on one line.
+fn describe_any(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = format!("{e}");
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         text.push_str(&format!(": {s}"));
         source = s.source();
@@ -403,6 +425,8 @@ impl Poller {
 /// One record, ready for the event.
 struct Rec {
     seq: String,
+    /// `ApproximateCreationDateTime` (seconds), for an on-failure invocation record.
+    arrival: Option<i64>,
     json: J,
 }
 
@@ -533,7 +557,7 @@ impl Shard {
                     return false;
                 }
             }
-            if records.is_empty() && iter.is_some() && !p.sleep(IDLE_POLL).await {
+            if records.is_empty() && iter.is_some() && !p.sleep(p.ctx.idle_poll).await {
                 return false;
             }
         }
@@ -577,7 +601,11 @@ impl Shard {
                 "principalId": u.principal_id().unwrap_or_default(),
             });
         }
-        Some(Rec { seq, json })
+        Some(Rec {
+            seq,
+            arrival: d.approximate_creation_date_time().map(|t| t.secs()),
+            json,
+        })
     }
 
     /// Invokes the function with `records` until they are accepted or skipped; `false` on
@@ -631,7 +659,15 @@ impl Shard {
                         );
                         let mut batch = batch;
                         let rest = batch.split_off(index);
-                        self.retry(&mut queue, rest, attempts, false, "batch item failure");
+                        self.retry(
+                            &mut queue,
+                            rest,
+                            attempts,
+                            false,
+                            "batch item failure",
+                            false,
+                        )
+                        .await;
                         continue;
                     }
                     Some(Err(why)) => why,
@@ -654,19 +690,30 @@ impl Shard {
                 mapping = %m.id, shard = %self.id, records = batch.len(),
                 "batch {first}..{last} failed (attempt {}): {failure}", attempts + 1
             );
-            self.retry(&mut queue, batch, attempts, m.bisect_on_error, &failure);
+            self.retry(
+                &mut queue,
+                batch,
+                attempts,
+                m.bisect_on_error,
+                &failure,
+                true,
+            )
+            .await;
         }
         true
     }
 
-    /// Queues `batch` again (first), split in two if `bisect`, or skips it when out of retries.
-    fn retry(
+    /// Queues `batch` again (first), split in two if `bisect`, or skips it when out of retries
+    /// (after sending its invocation record to the on-failure destination, if any).
+    /// `function_error`: the invocation failed (rather than reporting a batch item failure).
+    async fn retry(
         &self,
         queue: &mut VecDeque<(Vec<Rec>, u32, bool)>,
         mut batch: Vec<Rec>,
         attempts: u32,
         bisect: bool,
         why: &str,
+        function_error: bool,
     ) {
         let m = self.mapping();
         if bisect && batch.len() > 1 {
@@ -681,13 +728,105 @@ impl Shard {
             let last = batch.last().map_or("", |r| r.seq.as_str());
             tracing::warn!(
                 mapping = %m.id, shard = %self.id, records = batch.len(),
-                "skipping records {first}..{last} after {attempts} retries ({why}); \
-                 Lambda would send them to the on-failure destination"
+                "skipping records {first}..{last} after {attempts} retries ({why})"
             );
             add(&self.poller.counters.dropped, batch.len());
+            if let Some(destination) = &m.on_failure {
+                let record = self.invocation_record(&batch, attempts + 1, function_error);
+                self.send_to_destination(destination, &record).await;
+            }
             return;
         }
         queue.push_front((batch, attempts + 1, true));
+    }
+
+    /// What Lambda sends to a DynamoDB stream mapping's on-failure destination when a batch's
+    /// retries run out ("Retaining records of failed invocations", AWS Lambda developer guide):
+    /// where the records are in the stream, not the records themselves.
+    fn invocation_record(&self, batch: &[Rec], invocations: u32, function_error: bool) -> J {
+        let p = &self.poller;
+        let function_arn = p
+            .ctx
+            .functions
+            .get(&p.mapping.function)
+            .map(|f| f.spec().arn.clone())
+            .unwrap_or_default();
+        let arrival = |r: Option<&Rec>| {
+            r.and_then(|r| r.arrival)
+                .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        };
+        let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
+        if function_error {
+            response["functionError"] = J::String("Unhandled".into());
+        }
+        json!({
+            "requestContext": {
+                "requestId": uuid::Uuid::new_v4().to_string(),
+                "functionArn": function_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": invocations,
+            },
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "DDBStreamBatchInfo": {
+                "shardId": self.id,
+                "startSequenceNumber": batch.first().map(|r| r.seq.clone()),
+                "endSequenceNumber": batch.last().map(|r| r.seq.clone()),
+                "approximateArrivalOfFirstRecord": arrival(batch.first()),
+                "approximateArrivalOfLastRecord": arrival(batch.last()),
+                "batchSize": batch.len(),
+                "streamArn": self.arn,
+            }
+        })
+    }
+
+    /// Sends `record` to an SQS queue or SNS topic by ARN; a failure is logged (Lambda counts
+    /// it in `DestinationDeliveryFailures` and moves on too).
+    async fn send_to_destination(&self, destination: &str, record: &J) {
+        let m = self.mapping();
+        let body = record.to_string();
+        let result = if let Some(name) = destination
+            .strip_prefix("arn:aws:sqs:")
+            .and_then(|rest| rest.rsplit(':').next())
+        {
+            match &self.poller.ctx.sqs {
+                None => Err("no SQS endpoint".to_string()),
+                Some(sqs) => match sqs.get_queue_url().queue_name(name).send().await {
+                    Err(e) => Err(format!("GetQueueUrl {name}: {}", describe_any(&e))),
+                    Ok(out) => sqs
+                        .send_message()
+                        .queue_url(out.queue_url().unwrap_or_default())
+                        .message_body(body)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(|e| format!("SendMessage: {}", describe_any(&e))),
+                },
+            }
+        } else {
+            match &self.poller.ctx.sns {
+                None => Err("no SNS endpoint".to_string()),
+                Some(sns) => sns
+                    .publish()
+                    .topic_arn(destination)
+                    .message(body)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("Publish: {}", describe_any(&e))),
+            }
+        };
+        match result {
+            Ok(()) => {
+                add(&self.poller.counters.sent_to_destination, 1);
+                tracing::info!(mapping = %m.id, shard = %self.id, "invocation record sent to {destination}");
+            }
+            Err(e) => {
+                tracing::warn!(mapping = %m.id, shard = %self.id, "on-failure destination {destination}: {e}")
+            }
+        }
     }
 
     /// `None`: the batch succeeded. `Some(Ok(i))`: records before `i` succeeded, retry from `i`.

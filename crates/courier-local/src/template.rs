@@ -99,6 +99,19 @@ pub struct HttpRoute {
     pub method: Option<String>,
     /// Path with `{param}` / `{proxy+}` segments; `None` for `$default`.
     pub path: Option<String>,
+    /// The stage's throttling for this route: the API's `RouteSettings` for its route key, else
+    /// its `DefaultRouteSettings` (`None`: the template sets none).
+    pub throttle: Option<Throttle>,
+}
+
+/// API Gateway's route throttling: a token bucket of `burst` requests refilled at `rate` a
+/// second (`ThrottlingBurstLimit`, `ThrottlingRateLimit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// `ThrottlingRateLimit`: requests a second, steady state.
+    pub rate: f64,
+    /// `ThrottlingBurstLimit`: requests at once.
+    pub burst: f64,
 }
 
 impl HttpRoute {
@@ -204,9 +217,22 @@ pub struct PlatformAppSpec {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// An SQS queue (`AWS::SQS::Queue`), created in moto.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    /// Logical id.
+    pub logical_id: String,
+    /// `QueueName`, or `<prefix>-<LogicalId>` (`.fifo` added for a FIFO queue).
+    pub name: String,
+    /// Resolved `Properties`.
+    pub properties: J,
+}
+
 /// Everything that must exist in the emulators before functions run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Infrastructure {
+    /// SQS queues.
+    pub queues: Vec<QueueSpec>,
     /// DynamoDB tables.
     pub tables: Vec<TableSpec>,
     /// S3 buckets.
@@ -253,6 +279,9 @@ pub struct StreamMapping {
     pub report_batch_item_failures: bool,
     /// `Enabled` (default true).
     pub enabled: bool,
+    /// `DestinationConfig.OnFailure.Destination`: the SQS queue or SNS topic ARN that gets an
+    /// invocation record for each batch whose retries ran out.
+    pub on_failure: Option<String>,
 }
 
 /// What the gateways run: functions, HTTP routes and the WebSocket API.
@@ -801,6 +830,7 @@ impl Template {
             "AWS::DynamoDB::Table" | "AWS::DynamoDB::GlobalTable" => self.table_name(name),
             "AWS::S3::Bucket" => self.bucket_name(name),
             "AWS::SNS::Topic" => self.get_att(name, "TopicArn", p)?,
+            "AWS::SQS::Queue" => self.get_att(name, "QueueUrl", p)?,
             k if FUNCTION_TYPES.contains(&k) => self.function_name(name, p)?,
             "AWS::ApiGatewayV2::Api" | "AWS::Serverless::HttpApi" | "AWS::Serverless::Api" => {
                 local_api_id(name)
@@ -858,6 +888,14 @@ impl Template {
                 format!("arn:aws:sns:{region}:{acct}:{}", self.topic_name(id, p)?)
             }
             ("AWS::SNS::Topic", "TopicName") => self.topic_name(id, p)?,
+            ("AWS::SQS::Queue", "Arn") => {
+                format!("arn:aws:sqs:{region}:{acct}:{}", self.queue_name(id, p)?)
+            }
+            ("AWS::SQS::Queue", "QueueName") => self.queue_name(id, p)?,
+            ("AWS::SQS::Queue", "QueueUrl") => format!(
+                "https://sqs.{region}.amazonaws.com/{acct}/{}",
+                self.queue_name(id, p)?
+            ),
             ("Custom::SnsPlatformApplication", "Arn") => {
                 let name = self.prop_string(id, "Name", p)?;
                 let platform = self.prop_string(id, "Platform", p)?;
@@ -905,6 +943,21 @@ impl Template {
             Some(v) => self.resolve_string(v, &format!("Resources.{id}.Properties.TopicName"), 1),
             None => Ok(format!("{}-{id}", self.opts.prefix)),
         }
+    }
+
+    fn queue_name(&self, id: &str, p: &str) -> Result<String> {
+        let r = self.resource(id, p)?;
+        if let Some(v) = yget(&r.properties, "QueueName") {
+            return self.resolve_string(v, &format!("Resources.{id}.Properties.QueueName"), 1);
+        }
+        let fifo = yget(&r.properties, "FifoQueue")
+            .and_then(|v| yaml_to_json(v).ok())
+            .is_some_and(|v| as_bool(&v));
+        Ok(format!(
+            "{}-{id}{}",
+            self.opts.prefix,
+            if fifo { ".fifo" } else { "" }
+        ))
     }
 
     fn function_name(&self, id: &str, p: &str) -> Result<String> {
@@ -957,6 +1010,11 @@ impl Template {
                         cors: props.get("CorsConfiguration").cloned(),
                     })
                 }
+                "AWS::SQS::Queue" => infra.queues.push(QueueSpec {
+                    logical_id: id.clone(),
+                    name: self.queue_name(id, &format!("Resources.{id}"))?,
+                    properties: self.resolved_properties(id)?,
+                }),
                 "AWS::SNS::Topic" => infra.topics.push(TopicSpec {
                     logical_id: id.clone(),
                     name: self.topic_name(id, &format!("Resources.{id}"))?,
@@ -1152,10 +1210,26 @@ impl Template {
                 .any(|t| t.as_str() == Some("ReportBatchItemFailures")),
             _ => false,
         };
+        let on_failure = match props.pointer("/DestinationConfig/OnFailure/Destination") {
+            None | Some(J::Null) => None,
+            Some(v) => {
+                let arn = scalar_string(v).with_context(|| {
+                    format!("{p}.DestinationConfig.OnFailure.Destination: {v} is not an ARN")
+                })?;
+                if !(arn.starts_with("arn:aws:sqs:") || arn.starts_with("arn:aws:sns:")) {
+                    bail!(
+                        "{p}.DestinationConfig.OnFailure.Destination: {arn} is not an SQS queue \
+                         or SNS topic (what a DynamoDB stream's on-failure destination can be)"
+                    );
+                }
+                Some(arn)
+            }
+        };
         for unsupported in [
             "FilterCriteria",
             "TumblingWindowInSeconds",
-            "DestinationConfig",
+            "MaximumRecordAgeInSeconds",
+            "ParallelizationFactor",
         ] {
             if props.get(unsupported).is_some() {
                 tracing::warn!("{p}.{unsupported} is not applied locally");
@@ -1187,6 +1261,7 @@ impl Template {
             max_retry_attempts,
             report_batch_item_failures,
             enabled: props.get("Enabled").is_none_or(as_bool),
+            on_failure,
         })
     }
 
@@ -1262,21 +1337,84 @@ impl Template {
                 .map(|v| self.resolve_string(v, &format!("{p}.Method"), 0))
                 .transpose()?
                 .map(|m| m.to_ascii_uppercase());
-            let route = match (path, method) {
+            let mut route = match (path, method) {
                 (Some(path), method) if path != "$default" => HttpRoute {
                     function: id.to_string(),
                     method: Some(method.unwrap_or_else(|| "ANY".into()).replace('*', "ANY")),
                     path: Some(path),
+                    throttle: None,
                 },
                 _ => HttpRoute {
                     function: id.to_string(),
                     method: None,
                     path: None,
+                    throttle: None,
                 },
             };
+            if let Some(api) = yget(&props, "ApiId") {
+                let api = match as_intrinsic(api) {
+                    Some((name, target)) if name == "Ref" => target.as_str().map(str::to_owned),
+                    _ => None,
+                }
+                .with_context(|| format!("{p}.ApiId: expected !Ref <HttpApi>"))?;
+                route.throttle = self.route_throttle(&api, &route.route_key())?;
+            }
             routes.push(route);
         }
         Ok(routes)
+    }
+
+    /// The throttling of `route_key` on the `AWS::Serverless::HttpApi` `api`: its
+    /// `RouteSettings.<route key>`, else its `DefaultRouteSettings`.
+    fn route_throttle(&self, api: &str, route_key: &str) -> Result<Option<Throttle>> {
+        let r = self.resource(api, &format!("ApiId {api}"))?;
+        if r.kind != "AWS::Serverless::HttpApi" {
+            return Ok(None);
+        }
+        let p = format!("Resources.{api}.Properties");
+        // Only the settings: the rest of the API (domains, CORS) is not needed here.
+        let mut props = Map::new();
+        for key in ["DefaultRouteSettings", "RouteSettings"] {
+            if let Some(v) = yget(&r.properties, key)
+                && let Some(v) = self.resolve(v, &format!("{p}.{key}"))?
+            {
+                props.insert(key.to_string(), v);
+            }
+        }
+        let props = J::Object(props);
+        let number = |settings: &J, key: &str| -> Result<Option<f64>> {
+            match settings.get(key) {
+                None | Some(J::Null) => Ok(None),
+                Some(v) => scalar_string(v)
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .filter(|n| *n >= 0.0)
+                    .map(Some)
+                    .with_context(|| format!("{p}: {key} {v} is not a number >= 0")),
+            }
+        };
+        let mut rate = None;
+        let mut burst = None;
+        for settings in [
+            props.get("DefaultRouteSettings"),
+            props.pointer(&format!(
+                "/RouteSettings/{}",
+                route_key.replace('~', "~0").replace('/', "~1")
+            )),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rate = number(settings, "ThrottlingRateLimit")?.or(rate);
+            burst = number(settings, "ThrottlingBurstLimit")?.or(burst);
+        }
+        Ok(match (rate, burst) {
+            (None, None) => None,
+            // One set alone: the other is the account's default (10,000 a second, 5,000 burst).
+            (rate, burst) => Some(Throttle {
+                rate: rate.unwrap_or(10_000.0),
+                burst: burst.unwrap_or(5_000.0),
+            }),
+        })
     }
 
     fn function_for_uri(

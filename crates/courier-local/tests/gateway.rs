@@ -147,6 +147,24 @@ async fn authorizer_refusals() {
     assert_eq!(status_of(t.connect("").await.unwrap_err()), 401);
     assert_eq!(status_of(t.connect("token=deny").await.unwrap_err()), 403);
     assert_eq!(status_of(t.connect("token=boom").await.unwrap_err()), 500);
+    // The policy must allow this $connect's method ARN, as API Gateway checks it.
+    assert_eq!(
+        status_of(t.connect("token=other-api").await.unwrap_err()),
+        403,
+        "an Allow for another API's ARN is a refusal"
+    );
+    assert_eq!(
+        status_of(t.connect("token=allow-all-deny-connect").await.unwrap_err()),
+        403,
+        "an explicit Deny of the method ARN wins over Allow *"
+    );
+    assert_eq!(
+        status_of(t.connect("token=no-policy").await.unwrap_err()),
+        500,
+        "an answer without a policy is the authorizer's failure"
+    );
+    let mut ws = t.connect("token=wildcard").await.expect("a wildcard match");
+    ws.close(None).await.unwrap();
     assert_eq!(
         status_of(t.connect("token=good&reject=1").await.unwrap_err()),
         403,
@@ -165,7 +183,6 @@ async fn authorizer_refusals() {
             .ends_with("/test/$connect"),
         "{auth}"
     );
-    assert_eq!(t.cloud.connection_count(), 0);
     t.cloud.shutdown().await;
 }
 
@@ -193,7 +210,7 @@ async fn routes_replies_and_order() {
     send(&mut ws, json!({"action": 7})).await;
     assert_eq!(next_text(&mut ws).await["route"], "$default");
 
-    // A one-way route sends nothing back; order is kept.
+    // A one-way route sends nothing back.
     send(&mut ws, json!({"action": "oneway"})).await;
     send(&mut ws, json!({"action": "echo", "n": 2})).await;
     assert_eq!(next_text(&mut ws).await["route"], "echo");
@@ -213,6 +230,77 @@ async fn routes_replies_and_order() {
         .await;
     assert_eq!(d["requestContext"]["eventType"], "DISCONNECT");
     assert_eq!(d["requestContext"]["authorizer"]["userId"], "u1");
+    t.cloud.shutdown().await;
+}
+
+/// The frames of one connection run concurrently, as on API Gateway: the first waits for a
+/// marker that only the second creates, so both finish only if they run at the same time, and the
+/// second's reply comes first.
+#[tokio::test]
+async fn frames_of_one_connection_run_concurrently() {
+    let t = start().await;
+    let mut ws = t.connect("token=good").await.unwrap();
+    send(
+        &mut ws,
+        json!({"action": "echo", "n": 1, "waitFor": "second-ran"}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"action": "echo", "n": 2, "signal": "second-ran"}),
+    )
+    .await;
+    let first_reply = next_text(&mut ws).await;
+    let second_reply = next_text(&mut ws).await;
+    assert_eq!(first_reply["n"], 2, "{first_reply}");
+    assert_eq!(second_reply["n"], 1, "{second_reply}");
+    assert_eq!(
+        second_reply["met"], true,
+        "the first saw the second's marker"
+    );
+    t.cloud.shutdown().await;
+}
+
+/// The HTTP API's stage throttling from the template: a route's bucket holds
+/// `ThrottlingBurstLimit` requests and refills at `ThrottlingRateLimit` a second; beyond it, 429
+/// without invoking the function. Each route has its own bucket.
+#[tokio::test]
+async fn http_stage_throttling_answers_429() {
+    let t = start().await;
+    let base = t.cloud.http_url();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = t
+            .http
+            .post(format!("{base}/v1/limited"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 429 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["message"], "Too Many Requests");
+        }
+        statuses.push(status);
+    }
+    // Burst 2, then 0.001 a second: two pass, the rest are refused.
+    assert_eq!(statuses, [201, 201, 429, 429, 429]);
+    let invoked = t
+        .recorded()
+        .iter()
+        .filter(|e| e["event"]["rawPath"] == "/v1/limited")
+        .count();
+    assert_eq!(invoked, 2, "a refused request never reaches the function");
+    // Another route of the stage (DefaultRouteSettings: burst 50) is not held up.
+    let r = t
+        .http
+        .post(format!("{base}/v1/roomy"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     t.cloud.shutdown().await;
 }
 
@@ -251,8 +339,25 @@ async fn management_api() {
         .json()
         .await
         .unwrap();
-    assert!(info["ConnectedAt"].is_string(), "{info}");
-    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
+    // The service model's wire names (botocore checks them too: tests/management_api.rs).
+    assert!(info["connectedAt"].is_string(), "{info}");
+    assert!(info["lastActiveAt"].is_string(), "{info}");
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+    assert!(info.get("ConnectedAt").is_none(), "{info}");
+
+    // A stage the API does not have.
+    let r = t
+        .http
+        .post(format!(
+            "{}/nostage/@connections/{id}",
+            t.cloud.management_url()
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-amzn-errortype"], "ForbiddenException");
 
     let r = t
         .http

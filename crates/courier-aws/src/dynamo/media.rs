@@ -1,6 +1,6 @@
 //! `MediaTable`: per media file, `MEDIA#<mediaId>`/`UPLOAD` {uploader, size, contentType,
 //! createdAt} and one `MEDIA#<mediaId>`/`REF#<place>` per place it was sent to
-//! (`REF#SESSION#<sessionId>`), so a download check is one GetItem and one Query of the same
+//! (`REF#SESSION#<sessionId>#<seq>`, per message), so a download check is one GetItem and one Query of the same
 //! partition, and attaching again overwrites the same item (idempotent).
 
 use super::{backend, codec, pk_sk_key};

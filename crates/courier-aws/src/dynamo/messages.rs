@@ -26,6 +26,15 @@
 //! finding its own message (same sender and clientMsgId) at the number means it was written.
 //! Without that, the retried put would lose to its own message and write it again one number
 //! further: the fault tests' DynamoDB restart once stored a message twice that way.
+//!
+//! A message `sendMessage` delivers itself carries `inline: true`, and once that delivery ends
+//! the function writes its outcome as a small item of the same session at the negative of the
+//! message's number ([`DeliveryLog`]): `seq = -n`, `outcome = done | retry`. Being in the same
+//! partition, it reaches the stream's consumer on the same shard, after its message, so the
+//! consumer usually learns from the stream alone that it has nothing to do; it reads the item
+//! (one consistent GetItem) only for a message whose outcome is not in its batch. Every reader
+//! of messages asks for `seq > n` with n >= 0 or for the highest seq, so no reader of messages
+//! ever sees an outcome item (docs/architecture.md, "Messages").
 
 use super::{backend, codec};
 use crate::capacity::{Recorded, TOTAL};
@@ -33,9 +42,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
+use courier_core::chat::InlineOutcome;
 use courier_core::chat::{Appended, Draft, Message, timestamp};
 use courier_core::error::PortError;
-use courier_core::ports::MessageStore;
+use courier_core::ports::{DeliveryLog, MessageStore};
 use courier_core::{MsgId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -243,11 +253,16 @@ impl DynamoMessages {
                 attachments: draft.attachments.clone(),
                 sent_at: timestamp(at),
             };
+            let mut item: HashMap<String, AttributeValue> =
+                serde_dynamo::to_item(&message).map_err(codec)?;
+            if draft.inline {
+                item.insert(INLINE_ATTRIBUTE.into(), AttributeValue::Bool(true));
+            }
             let res = self
                 .client
                 .put_item()
                 .table_name(&self.messages_table)
-                .set_item(Some(serde_dynamo::to_item(&message).map_err(codec)?))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(seq)")
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
@@ -289,10 +304,6 @@ impl DynamoMessages {
         Err(PortError::Conflict)
     }
 
-    async fn last_seq(&self, session: &SessionId) -> Result<u64, PortError> {
-        Ok(self.last(session).await?.map_or(0, |m| m.seq))
-    }
-
     fn query_session(
         &self,
         session: &SessionId,
@@ -320,6 +331,66 @@ fn duplicate(m: Message) -> Appended {
     }
 }
 
+/// The attribute of a message item that asks for inline delivery (read by the stream consumer
+/// from the record's new image; never part of [`Message`]).
+pub const INLINE_ATTRIBUTE: &str = "inline";
+
+/// The sort key of message `seq`'s outcome item.
+pub fn outcome_seq(seq: u64) -> i64 {
+    -i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// An outcome item: the session, the negative of its message's number, the outcome.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeItem {
+    session_id: String,
+    seq: i64,
+    outcome: InlineOutcome,
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoMessages {
+    async fn record(&self, id: &MsgId, outcome: InlineOutcome) -> Result<(), PortError> {
+        let item = OutcomeItem {
+            session_id: id.session.to_string(),
+            seq: outcome_seq(id.seq),
+            outcome,
+        };
+        // Unconditional: one writer per message (the invocation that stored it), small (one
+        // write unit), never seen by a reader of messages (seq < 0).
+        self.client
+            .put_item()
+            .table_name(&self.messages_table)
+            .set_item(Some(serde_dynamo::to_item(&item).map_err(codec)?))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn outcome(&self, id: &MsgId) -> Result<Option<InlineOutcome>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.messages_table)
+            .key("sessionId", AttributeValue::S(id.session.to_string()))
+            .key("seq", AttributeValue::N(outcome_seq(id.seq).to_string()))
+            .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        out.item
+            .map(|i| serde_dynamo::from_item::<_, OutcomeItem>(i).map(|o| o.outcome))
+            .transpose()
+            .map_err(codec)
+    }
+}
+
 #[async_trait]
 impl MessageStore for DynamoMessages {
     async fn append(
@@ -329,6 +400,16 @@ impl MessageStore for DynamoMessages {
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
         let last = self.last_seq(session).await?;
+        self.append_after(session, draft, last, at).await
+    }
+
+    async fn append_after(
+        &self,
+        session: &SessionId,
+        draft: &Draft,
+        last: u64,
+        at: DateTime<Utc>,
+    ) -> Result<Appended, PortError> {
         let attempt = attempt_id();
         match self.claim(session, draft, last, at, &attempt).await? {
             Claimed::Mine => {}
@@ -398,7 +479,9 @@ impl MessageStore for DynamoMessages {
     async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError> {
         let out = self
             .query_session(session)
-            .key_condition_expression("sessionId = :s")
+            // `seq > 0`: never an outcome item (seq < 0), even in a session with none above it.
+            .key_condition_expression("sessionId = :s AND seq > :zero")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .scan_index_forward(false)
             .limit(1)
             .return_consumed_capacity(TOTAL)

@@ -23,7 +23,7 @@ pub use device_queues::DynamoDeviceQueues;
 pub use keys::DynamoKeys;
 pub use links::DynamoLinks;
 pub use media::DynamoMedia;
-pub use messages::{CLAIM_LEASE_SECS, DynamoMessages};
+pub use messages::{CLAIM_LEASE_SECS, DynamoMessages, INLINE_ATTRIBUTE, outcome_seq};
 pub use rate_limits::DynamoRateLimiter;
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;

@@ -43,16 +43,25 @@ async fn references_are_recorded_once_per_place() {
     let u = upload();
     m.create(&u).await.unwrap();
     assert!(m.refs(&u.media_id).await.unwrap().is_empty());
-    let a = MediaRef::Session(SessionId::from_trusted(
-        "s_0123456789abcdef0123456789abcdef",
-    ));
-    let b = MediaRef::Session(SessionId::from_trusted("g_abc"));
-    for place in [&a, &b, &a] {
+    let a = MediaRef::Session {
+        session: SessionId::from_trusted("s_0123456789abcdef0123456789abcdef"),
+        seq: Some(3),
+    };
+    // Two messages of one session are two places (each names its message).
+    let b = MediaRef::Session {
+        session: SessionId::from_trusted("g_abc"),
+        seq: Some(1),
+    };
+    let c = MediaRef::Session {
+        session: SessionId::from_trusted("g_abc"),
+        seq: Some(2),
+    };
+    for place in [&a, &b, &a, &c] {
         m.add_ref(&u.media_id, place).await.unwrap();
     }
     let mut refs = m.refs(&u.media_id).await.unwrap();
     refs.sort();
-    let mut want = vec![a, b];
+    let mut want = vec![a, b, c];
     want.sort();
     assert_eq!(refs, want);
     // Another media's references are its own.

@@ -2,13 +2,15 @@
 //! messages get consecutive sequence numbers per session, a retried (sender, clientMsgId) is
 //! answered with the first result and stores nothing, an attempt that died between its claim and
 //! its message is taken over only after the claim's lease, a write the SDK resends after losing its
-//! reply stores nothing twice, and pages end exactly where the messages do.
+//! reply stores nothing twice, and pages end exactly where the messages do; the outcome of a
+//! message's inline delivery is kept beside it, where no reader of messages sees it.
 
 use crate::support::{self, Item};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use courier_aws::dynamo::DynamoMessages;
+use courier_core::chat::InlineOutcome;
 use courier_core::chat::{Appended, Draft, MAX_ATTACHMENTS, MAX_PAYLOAD_CHARS, Message, timestamp};
-use courier_core::ports::MessageStore;
+use courier_core::ports::{DeliveryLog, MessageStore};
 use courier_core::{DeviceId, MsgId, SessionId, UserId};
 
 pub(crate) struct Fixture {
@@ -56,6 +58,7 @@ pub(crate) fn draft(sender: &UserId, client_msg_id: &str, payload: &str) -> Draf
         kind: "text".into(),
         payload: payload.to_owned(),
         attachments: Vec::new(),
+        inline: false,
     }
 }
 
@@ -337,6 +340,7 @@ async fn a_message_round_trips_every_field_including_the_largest_payload() {
         attachments: (0..MAX_ATTACHMENTS)
             .map(|i| format!("m_{i:02}_ü"))
             .collect(),
+        inline: false,
     };
     let at = Utc::now().with_nanosecond(999_999_999).unwrap();
     let m = new(f.store.append(&session, &d, at).await.unwrap());
@@ -569,4 +573,64 @@ async fn a_retry_finds_its_message_behind_many_later_ones() {
         .unwrap();
     assert_eq!(res, duplicate_of(&first));
     assert_eq!(f.message_items().await.len(), 31);
+}
+
+#[tokio::test]
+async fn the_outcome_of_an_inline_delivery_is_kept_beside_its_message_and_no_reader_sees_it() {
+    let f = fixture().await;
+    let session = session();
+    let sender = UserId::generate();
+    let inline = Draft {
+        inline: true,
+        ..draft(&sender, &client_msg_id(), "inline")
+    };
+    let m = new(f.store.append(&session, &inline, now()).await.unwrap());
+    assert_eq!(
+        f.store.outcome(&m.id()).await.unwrap(),
+        None,
+        "nothing recorded yet"
+    );
+    f.store.record(&m.id(), InlineOutcome::Done).await.unwrap();
+    assert_eq!(
+        f.store.outcome(&m.id()).await.unwrap(),
+        Some(InlineOutcome::Done)
+    );
+
+    // The stream consumer reads `inline` from the message item and the outcome from an item of
+    // the same session at -seq; both are there.
+    let items = f.message_items().await;
+    assert_eq!(items.len(), 2);
+    let message_item = items
+        .iter()
+        .find(|i| support::n(i, "seq") == 1)
+        .expect("the message item");
+    assert_eq!(
+        message_item.get(courier_aws::dynamo::INLINE_ATTRIBUTE),
+        Some(&aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+    );
+    let outcome_item = items
+        .iter()
+        .find(|i| support::n(i, "seq") == courier_aws::dynamo::outcome_seq(1))
+        .expect("the outcome item");
+    assert_eq!(support::s(outcome_item, "outcome"), "done");
+
+    // Readers of messages see the message only: the last one, pages, the next number.
+    assert_eq!(f.store.last(&session).await.unwrap().as_ref(), Some(&m));
+    assert_eq!(f.all(&session).await, vec![m.clone()]);
+    let next = f.append_new(&session, &sender, "next", now()).await;
+    assert_eq!(next.seq, 2);
+    // A message of the stream alone carries no `inline`.
+    let items = f.message_items().await;
+    let plain = items.iter().find(|i| support::n(i, "seq") == 2).unwrap();
+    assert!(plain.get(courier_aws::dynamo::INLINE_ATTRIBUTE).is_none());
+
+    // Recording again (a retried put) replaces the outcome; a retry is read back as such.
+    f.store
+        .record(&next.id(), InlineOutcome::Retry)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.outcome(&next.id()).await.unwrap(),
+        Some(InlineOutcome::Retry)
+    );
 }

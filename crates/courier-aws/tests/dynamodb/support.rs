@@ -235,6 +235,14 @@ pub fn s<'a>(item: &'a Item, attribute: &str) -> &'a str {
     }
 }
 
+/// A number attribute of a raw item.
+pub fn n(item: &Item, attribute: &str) -> i64 {
+    match item.get(attribute) {
+        Some(AttributeValue::N(v)) => v.parse().expect("a DynamoDB number"),
+        other => panic!("{attribute} is not a number attribute: {other:?} in {item:?}"),
+    }
+}
+
 // ---- Tables as template.yaml defines them ----------------------------------------------------
 
 struct TableDefinition {

@@ -46,7 +46,7 @@ pub struct Deps<'a> {
     pub objects: &'a dyn ObjectStore,
 }
 
-/// Deletes the caller's account. Every connection of the account is closed except `current`,
+/// Deletes the caller's account (`FORBIDDEN` from a companion device). Every connection of the account is closed except `current`,
 /// which the caller closes once its reply is sent; it is returned to say so.
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn delete_account(
@@ -60,6 +60,17 @@ pub async fn delete_account(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this account no longer exists"))?;
     let devices = deps.accounts.devices(&user.user_id).await?;
+    // As in WhatsApp, only the phone (the primary device, the one holding the number) deletes
+    // the account: a linked companion can remove itself, not everything.
+    if !devices
+        .iter()
+        .any(|d| d.device_id == who.device_id && d.primary)
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the primary device can delete the account; a companion can remove itself (removeDevice)",
+        ));
+    }
     deps.accounts.delete_account(&user, &devices).await?;
     let connections = deps.connections.for_user(&user.user_id).await?;
     let others: Vec<_> = connections
@@ -89,6 +100,8 @@ pub async fn delete_account(
             gateway: deps.gateway,
             push: None,
         },
+        // Leaving is recorded in each group; the fan-out delivers it.
+        log: None,
         clock: deps.clock,
     };
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;

@@ -31,6 +31,9 @@ pub struct DeliveryReport {
     pub posted: usize,
     /// Connections found gone (and removed).
     pub gone: usize,
+    /// Frames the gateway refused for good (too large, malformed): logged and skipped, never
+    /// retried, since a retry can only be refused again.
+    pub refused: usize,
     /// Pushes sent.
     pub pushed: usize,
 }
@@ -38,8 +41,8 @@ pub struct DeliveryReport {
 impl Deliverer<'_> {
     /// Posts `frame` to every live connection of `users`, except those of `skip_device`; pushes
     /// `note` (if given) to each device with a push endpoint that no connection reached. Fails if
-    /// any post or push failed for a reason other than a gone connection, after trying them all,
-    /// so the caller can retry (clients de-duplicate).
+    /// any post or push failed for a reason worth retrying (not a gone connection, not a frame
+    /// refused for good), after trying them all, so the caller can retry (clients de-duplicate).
     pub async fn deliver(
         &self,
         users: &[UserId],
@@ -73,6 +76,11 @@ impl Deliverer<'_> {
                 Err(GatewayError::Gone) => {
                     report.gone += 1;
                     self.connections.remove_stale(user, device, conn).await?;
+                }
+                Err(GatewayError::Refused(why)) => {
+                    report.refused += 1;
+                    // The device is not reached live; it gets the push below and syncs.
+                    tracing::error!(reason = %why, "frame refused for good; skipped");
                 }
                 Err(GatewayError::Other(e)) => failure = Some(e),
             }
@@ -156,6 +164,10 @@ impl Deliverer<'_> {
                 Err(GatewayError::Gone) => {
                     report.gone += 1;
                     self.connections.remove_stale(user, device, conn).await?;
+                }
+                Err(GatewayError::Refused(why)) => {
+                    report.refused += 1;
+                    tracing::error!(reason = %why, "frame refused for good; skipped");
                 }
                 Err(GatewayError::Other(e)) => failure = Some(e),
             }

@@ -56,6 +56,8 @@ pub async fn initiate(
             kind: "handshake".into(),
             payload: handshake,
             attachments: vec![],
+            // Delivered from the stream (initiateDirectChatSession posts nothing itself).
+            inline: false,
         };
         deps.messages
             .append(&session, &draft, deps.clock.now())

@@ -1,55 +1,110 @@
 //! The fan-out: a stored message goes to every device of every member but the sending device,
-//! live where connected, by push where not. Runs from the messages table's stream, so it is
-//! retried after a failure: delivery is at-least-once and clients de-duplicate by `msgId`.
+//! live where connected, by push where not.
+//!
+//! Two callers deliver. `sendMessage` delivers the message it just stored, in the same
+//! invocation ([`deliver_inline`]), and records how that ended in the [`DeliveryLog`]. The
+//! messages table's stream is the safety net: its consumer delivers what no invocation delivered
+//! (messages written by other actions), what an invocation asked it to retry, and what an
+//! invocation that died or timed out left undone ([`stream_action`]). Delivery is at-least-once
+//! and clients de-duplicate by `msgId`.
 
 use super::deliver::{Deliverer, DeliveryReport};
-use crate::chat::Message;
+use super::send_message::Outbound;
+use crate::chat::{InlineOutcome, Membership, Message};
 use crate::error::PortError;
-use crate::ports::{PushNote, SessionStore};
+use crate::ports::{DeliveryLog, PushNote, SessionStore};
 use crate::protocol::event_for;
 
-/// Delivers one stored message.
+/// Delivers a message `sendMessage` just stored, then records the outcome: [`InlineOutcome::Done`]
+/// when every post and push went through (or was refused for good, or found its connection
+/// gone), [`InlineOutcome::Retry`] when one failed in a way worth retrying. A failure to record
+/// is logged and ignored: the stream consumer then delivers the message after its grace, as for
+/// an invocation that died here.
+#[tracing::instrument(skip_all, fields(session_id = %out.message.session_id, seq = out.message.seq))]
+pub async fn deliver_inline(
+    sessions: &dyn SessionStore,
+    deliver: &Deliverer<'_>,
+    log: &dyn DeliveryLog,
+    out: &Outbound,
+) -> (InlineOutcome, Result<DeliveryReport, PortError>) {
+    let result = deliver_stored(sessions, deliver, &out.message, out.members.as_deref()).await;
+    let outcome = match &result {
+        Ok(_) => InlineOutcome::Done,
+        Err(e) => {
+            tracing::warn!(error = %e, "inline delivery failed; the stream consumer retries it");
+            InlineOutcome::Retry
+        }
+    };
+    record(log, out, outcome).await;
+    (outcome, result)
+}
+
+/// Records the outcome of an inline delivery (see [`deliver_inline`]); also for a delivery its
+/// caller gave up on (a time budget), which is always [`InlineOutcome::Retry`].
+pub async fn record(log: &dyn DeliveryLog, out: &Outbound, outcome: InlineOutcome) {
+    if let Err(e) = log.record(&out.message.id(), outcome).await {
+        tracing::warn!(error = %e, "inline delivery outcome not recorded; the stream consumer delivers after its grace");
+    }
+}
+
+/// Delivers one stored message to its session's members (`members`, when already read, else
+/// read now): everyone who had joined before it was written.
+pub async fn deliver_stored(
+    sessions: &dyn SessionStore,
+    deliver: &Deliverer<'_>,
+    message: &Message,
+    members: Option<&[Membership]>,
+) -> Result<DeliveryReport, PortError> {
+    let read;
+    let members = match members {
+        Some(m) => m,
+        None => {
+            read = sessions.members(&message.session_id).await?;
+            &read
+        }
+    };
+    deliver_one(deliver, &recipients(members, message), message).await
+}
+
+/// A member who joined after a message was written does not get it.
+fn recipients(members: &[Membership], message: &Message) -> Vec<crate::ids::UserId> {
+    members
+        .iter()
+        .filter(|m| m.joined_seq < message.seq)
+        .map(|m| m.user_id.clone())
+        .collect()
+}
+
+/// What the stream consumer does with a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamAction {
+    /// Deliver it: nobody else does (not written for inline delivery), or its writer asked.
+    Deliver,
+    /// Its writer delivered it: nothing to do.
+    Skip,
+    /// Its writer may still be delivering it: ask the [`DeliveryLog`] again later, and deliver
+    /// it once the writer cannot be running any more.
+    Wait,
+}
+
+/// What to do with a message read from the stream: `inline` is whether it was written for
+/// inline delivery, `outcome` what its writer recorded (if known yet).
+pub fn stream_action(inline: bool, outcome: Option<InlineOutcome>) -> StreamAction {
+    match (inline, outcome) {
+        (false, _) => StreamAction::Deliver,
+        (true, Some(InlineOutcome::Done)) => StreamAction::Skip,
+        (true, Some(InlineOutcome::Retry)) => StreamAction::Deliver,
+        (true, None) => StreamAction::Wait,
+    }
+}
+
+/// Delivers one stored message to its session's members (read now).
 pub async fn fan_out(
     sessions: &dyn SessionStore,
     deliver: &Deliverer<'_>,
     message: &Message,
 ) -> Result<DeliveryReport, PortError> {
-    fan_out_session(sessions, deliver, std::slice::from_ref(message))
-        .await
-        .map_err(|(_, e)| e)
-        .map(|mut reports| reports.pop().unwrap_or_default())
-}
-
-/// Delivers messages of one session, in order, reading the members once. On a failure it stops
-/// and returns the index of the message that failed (later ones were not tried).
-#[tracing::instrument(skip_all, fields(session_id = %messages.first().map(|m| m.session_id.as_str()).unwrap_or("")))]
-pub async fn fan_out_session(
-    sessions: &dyn SessionStore,
-    deliver: &Deliverer<'_>,
-    messages: &[Message],
-) -> Result<Vec<DeliveryReport>, (usize, PortError)> {
-    let Some(first) = messages.first() else {
-        return Ok(Vec::new());
-    };
-    let members = sessions
-        .members(&first.session_id)
-        .await
-        .map_err(|e| (0, e))?;
-    let mut reports = Vec::with_capacity(messages.len());
-    for (i, message) in messages.iter().enumerate() {
-        // A member who joined after this message was written does not get it.
-        let to: Vec<_> = members
-            .iter()
-            .filter(|m| m.joined_seq < message.seq)
-            .map(|m| m.user_id.clone())
-            .collect();
-        reports.push(
-            deliver_one(deliver, &to, message)
-                .await
-                .map_err(|e| (i, e))?,
-        );
-    }
-    Ok(reports)
+    deliver_stored(sessions, deliver, message, None).await
 }
 
 #[tracing::instrument(skip_all, fields(seq = message.seq))]
@@ -75,6 +130,7 @@ async fn deliver_one(
         members = members.len(),
         posted = report.posted,
         gone = report.gone,
+        refused = report.refused,
         pushed = report.pushed,
         "fanned out"
     );

@@ -45,8 +45,13 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// Who lets whom add them (`groupsAdd`).
     pub settings: &'a dyn SettingsStore,
-    /// For the notices that cannot go through the session (removal, deletion).
+    /// For the notices that cannot go through the session (removal, deletion), and for the
+    /// changes' own delivery.
     pub deliver: Deliverer<'a>,
+    /// Where a change delivered by the operation itself records that it was (`None`: the
+    /// changes are left to the fan-out, which reads the members when it gets to them, possibly
+    /// after a deletion removed them).
+    pub log: Option<&'a dyn crate::ports::DeliveryLog>,
     /// Time.
     pub clock: &'a dyn Clock,
 }
@@ -125,7 +130,10 @@ async fn caller_in(
     Ok((g, m))
 }
 
-/// Writes a change into the group's session; the fan-out delivers it as `groupUpdate`.
+/// Writes a change into the group's session and delivers it as `groupUpdate` to the members
+/// there are now (with [`Deps::log`]; else the fan-out delivers it). Delivered by the operation,
+/// a change reaches the members before a later one (a deletion) removes them; the fan-out
+/// delivers it again only if this delivery did not finish.
 async fn record(
     deps: &Deps<'_>,
     who: &DeviceCredential,
@@ -145,13 +153,26 @@ async fn record(
         kind: "system".into(),
         payload: serde_json::to_string(&change).expect("a GroupChange serialises"),
         attachments: Vec::new(),
+        inline: deps.log.is_some(),
     };
     let appended = deps
         .messages
         .append(group, &draft, deps.clock.now())
         .await?;
     let (msg_id, seq) = match appended {
-        crate::chat::Appended::New(m) => (m.msg_id, m.seq),
+        crate::chat::Appended::New(m) => {
+            let reply = (m.msg_id.clone(), m.seq);
+            if let Some(log) = deps.log {
+                let out = super::send_message::Outbound {
+                    message: m,
+                    members: None,
+                };
+                // Its outcome is recorded: the fan-out finishes what this did not.
+                let _ =
+                    super::fan_out::deliver_inline(deps.sessions, &deps.deliver, log, &out).await;
+            }
+            reply
+        }
         crate::chat::Appended::Duplicate { msg_id, seq, .. } => (msg_id, seq),
     };
     Ok(json!({ "msgId": msg_id, "seq": seq }))

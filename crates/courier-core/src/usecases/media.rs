@@ -128,8 +128,8 @@ pub async fn create_upload(
     }))
 }
 
-/// Whether `user` may download the media: its uploader, a member of a session it was sent to, or
-/// one allowed to see a live status it is attached to.
+/// Whether `user` may download the media: its uploader, a member of a session who was there for a
+/// message it was sent with, or one allowed to see a live status it is attached to.
 pub async fn may_download(
     deps: &Deps<'_>,
     upload: &MediaUpload,
@@ -141,8 +141,11 @@ pub async fn may_download(
     }
     for place in media.refs(&upload.media_id).await? {
         match place {
-            MediaRef::Session(s) => {
-                if sessions.membership(&s, user).await?.is_some() {
+            MediaRef::Session { session, seq } => {
+                // A member reads from their join point on: media sent before it is not theirs.
+                if let Some(m) = sessions.membership(&session, user).await?
+                    && seq.is_none_or(|seq| seq > m.joined_seq)
+                {
                     return Ok(true);
                 }
             }
@@ -173,8 +176,8 @@ pub async fn may_download(
     Ok(false)
 }
 
-/// `getMediaDownload`: a presigned `GET` for the uploader and members of a session the media was
-/// sent to; `FORBIDDEN` for anyone else, `NOT_FOUND` for an unknown id or an object that was
+/// `getMediaDownload`: a presigned `GET` for the uploader and the members who can read a message
+/// the media was sent with; `FORBIDDEN` for anyone else, `NOT_FOUND` for an unknown id or an object that was
 /// never uploaded (or already expired).
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_download(
@@ -189,7 +192,7 @@ pub async fn get_download(
     if !may_download(deps, &upload, &who.user_id).await? {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            "only the uploader, members of a chat it was sent to and viewers of a live status it is on may download this media",
+            "only the uploader, members who can read a message it was sent with and viewers of a live status it is on may download this media",
         ));
     }
     let key = id.object_key();

@@ -35,6 +35,9 @@ pub(crate) async fn close_connections(
     for id in connections {
         match gateway.close(id).await {
             Ok(()) | Err(GatewayError::Gone) => {}
+            Err(GatewayError::Refused(why)) => {
+                return Err(crate::error::PortError::backend(why).into());
+            }
             Err(GatewayError::Other(e)) => return Err(e.into()),
         }
     }

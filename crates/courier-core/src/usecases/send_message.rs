@@ -1,8 +1,12 @@
-//! `sendMessage`: persist first (one transaction: the next sequence number, the message and the
-//! idempotency record); the fan-out function delivers it from the messages table's stream.
+//! `sendMessage`: persist first (an idempotency claim, then the message at the next sequence
+//! number), then hand the stored message to its delivery. The function that serves this action
+//! delivers it itself, right after the reply ([`Sent::outbound`], `fan_out::deliver_inline`);
+//! the fan-out function reading the messages table's stream delivers only what that delivery did
+//! not finish (docs/architecture.md, "Messages").
 
 use crate::chat::{
     Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, MAX_PAYLOAD_CHARS, Membership,
+    Message,
 };
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
@@ -21,7 +25,7 @@ pub struct Deps<'a> {
     pub sessions: &'a dyn SessionStore,
     /// Messages.
     pub messages: &'a dyn MessageStore,
-    /// Time.
+    /// The server's time: the message's `sentAt`, the rate limit.
     pub clock: &'a dyn Clock,
     /// Media checks for `attachments`; without them, a message with attachments is refused.
     pub media: Option<super::media::AttachDeps<'a>>,
@@ -80,7 +84,7 @@ pub async fn send_message(
     send(deps, who, p).await.map(|sent| sent.reply)
 }
 
-/// What [`send`] did, for metrics.
+/// What [`send`] did: the reply, and what is left to deliver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     /// The reply: `{msgId, seq, sentAt}`.
@@ -89,6 +93,20 @@ pub struct Sent {
     pub new: bool,
     /// `"media"` with attachments, else `"direct"` or `"group"` by session.
     pub kind: &'static str,
+    /// The message just stored, for the caller to deliver (`None` for a retry: the first
+    /// attempt's delivery, or the stream consumer after it, has it).
+    pub outbound: Option<Outbound>,
+}
+
+/// A stored message waiting for its inline delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The message as stored.
+    pub message: Message,
+    /// A direct session's members, read before the write (they never change); `None` for a
+    /// group, whose members are read after the write, as the stream consumer reads them, so
+    /// that someone added while the message was being written is not missed.
+    pub members: Option<Vec<Membership>>,
 }
 
 /// [`send_message`], also saying whether the message is new and what kind it is.
@@ -124,29 +142,35 @@ pub async fn send(
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
-    // Before anything is read or written: a refused send stores, delivers and counts nothing.
-    crate::rate_limit::take(
-        deps.throttle.as_ref(),
-        &send_key("sendMessage", who),
-        "messages",
-        deps.clock.now(),
+    // The rate limit, the membership and the session's last sequence number side by side: all
+    // three are needed before the first write, none depends on another, and a refused send
+    // still stores, delivers and counts nothing (the reads change nothing). This keeps the
+    // critical path of a one-to-one message at three sequential DynamoDB calls before the
+    // delivery's presence read (docs/benchmarks.md, "critical path").
+    let bucket = send_key("sendMessage", who);
+    let (taken, members, last) = futures_util::future::join3(
+        crate::rate_limit::take(
+            deps.throttle.as_ref(),
+            &bucket,
+            "messages",
+            deps.clock.now(),
+        ),
+        known_members(deps.sessions, &session, &who.user_id),
+        deps.messages.last_seq(&session),
     )
-    .await?;
-    require_member(deps.sessions, &session, &who.user_id).await?;
-    if !p.attachments.is_empty() {
+    .await;
+    taken?;
+    let members = members?;
+    let last = last?;
+    let attach = if p.attachments.is_empty() {
+        None
+    } else {
         let Some(media) = deps.media else {
             return Err(ApiError::bad_request("this endpoint takes no attachments"));
         };
         let ids = super::media::check_attachments(media, &who.user_id, &p.attachments).await?;
-        // Before the message: a retry after a failure here records the same again, and a
-        // reference without its message only lets the members fetch what they were sent.
-        super::media::attach(
-            media,
-            &ids,
-            &crate::media::MediaRef::Session(session.clone()),
-        )
-        .await?;
-    }
+        Some((media, ids))
+    };
     let draft = Draft {
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),
@@ -154,25 +178,74 @@ pub async fn send(
         kind: p.kind,
         payload: p.payload,
         attachments: p.attachments,
+        inline: true,
     };
-    let (msg_id, seq, sent_at, new) = match deps
+    let appended = deps
         .messages
-        .append(&session, &draft, deps.clock.now())
-        .await?
-    {
-        Appended::New(m) => (m.msg_id, m.seq, m.sent_at, true),
+        .append_after(&session, &draft, last, deps.clock.now())
+        .await?;
+    let (seq, reply, outbound) = match appended {
+        Appended::New(m) => (
+            m.seq,
+            json!({ "msgId": m.msg_id, "seq": m.seq, "sentAt": m.sent_at }),
+            Some(Outbound {
+                message: m,
+                members,
+            }),
+        ),
         Appended::Duplicate {
             msg_id,
             seq,
             sent_at,
         } => {
             tracing::info!("duplicate clientMsgId: returning the first result");
-            (msg_id, seq, sent_at, false)
+            (
+                seq,
+                json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
+                None,
+            )
         }
     };
+    if let Some((media, ids)) = attach {
+        // After the message, as the reference names it (only members there for it may download
+        // the media); a retry after a failure here is a duplicate and records the same again.
+        super::media::attach(
+            media,
+            &ids,
+            &crate::media::MediaRef::Session {
+                session: session.clone(),
+                seq: Some(seq),
+            },
+        )
+        .await?;
+    }
     Ok(Sent {
-        reply: json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
-        new,
+        reply,
+        new: outbound.is_some(),
         kind,
+        outbound,
     })
+}
+
+/// Checks that `user` is a member of `session` (`NOT_FOUND`/`FORBIDDEN` as [`require_member`]).
+/// For a direct session it reads all (both) members at once, which the delivery then reuses:
+/// one Query instead of a GetItem now and a Query after the write. A group's membership is one
+/// GetItem; its members are read after the write ([`Outbound::members`]).
+async fn known_members(
+    sessions: &dyn SessionStore,
+    session: &SessionId,
+    user: &UserId,
+) -> Result<Option<Vec<Membership>>, ApiError> {
+    if !session.is_direct() {
+        require_member(sessions, session, user).await?;
+        return Ok(None);
+    }
+    let members = sessions.members(session).await?;
+    if members.iter().any(|m| &m.user_id == user) {
+        return Ok(Some(members));
+    }
+    // Not among them: answered exactly as `require_member` answers; a member after all (a
+    // session a moment old, read before its write was visible) reads them again.
+    require_member(sessions, session, user).await?;
+    Ok(Some(sessions.members(session).await?))
 }

@@ -33,3 +33,48 @@ pub fn examples_dir(names: &[&str]) -> PathBuf {
     }
     dir
 }
+
+/// The workspace root (where `infra/install` puts the emulators).
+pub fn workspace_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// DynamoDB Local's folder and `moto_server`, found from the workspace root as `./dev up` finds
+/// them (`COURIER_DYNAMODB_LOCAL_DIR` and `COURIER_MOTO_SERVER` still win), to pass to the
+/// local cloud explicitly. `None` where the environment points at a running service instead
+/// (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_S3` with `_SNS`). Panics with what to do when
+/// one is missing: a missing emulator is a broken set-up, not a test that passes.
+pub fn installed_emulators() -> (Option<PathBuf>, Option<PathBuf>) {
+    let root = workspace_root();
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    let endpoint =
+        |service: &str| set(&format!("AWS_ENDPOINT_URL_{service}")) || set("AWS_ENDPOINT_URL");
+    let dynamodb = (!endpoint("DYNAMODB")).then(|| {
+        courier_local::emulators::dynamodb_local_dir(&root).unwrap_or_else(|e| {
+            panic!(
+                "DynamoDB Local is missing ({e:#}): run infra/install in {}",
+                root.display()
+            )
+        })
+    });
+    let moto = (!(endpoint("S3") && endpoint("SNS"))).then(|| {
+        let bin = courier_local::emulators::moto_server_path(&root.join(".courier-local"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "moto_server is missing ({e:#}): run infra/install in {}",
+                    root.display()
+                )
+            });
+        assert!(
+            bin.is_file(),
+            "moto_server {} does not exist: run infra/install in {} (or fix COURIER_MOTO_SERVER)",
+            bin.display(),
+            root.display()
+        );
+        bin
+    });
+    (dynamodb, moto)
+}
