@@ -486,7 +486,7 @@ pub async fn start(
                 Ok((s3, sns, moto, None))
             }
             (s3, sns) if localstack => {
-                let python = localstack_python(project_root, state_dir)?;
+                let python = localstack_python(&installed.project_root, state_dir)?;
                 let dir = std::path::absolute(state_dir.join("localstack"))?;
                 // Nothing of an earlier run is kept (each run provisions afresh).
                 let _ = std::fs::remove_dir_all(&dir);
