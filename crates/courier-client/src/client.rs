@@ -70,7 +70,9 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// A connection that stayed up this long resets the backoff (default 10 s).
     pub healthy_after: Duration,
-    /// Ping this often on an idle connection (default 5 minutes; the idle limit is 10).
+    /// Send a heartbeat request this often (default 5 minutes; API Gateway's idle limit is 10),
+    /// and drop the connection when it gets no reply within `request_timeout`
+    /// ([`crate::heartbeat`]).
     pub keepalive: Option<Duration>,
     /// `limit` for `readNewMessages` during sync (default 100).
     pub page_size: u32,
@@ -1350,9 +1352,7 @@ async fn drive(inner: Arc<Inner>, mut first: Option<Session>) {
                     None => break,
                 },
                 _ = inner.sync_now.notified() => want_sync = true,
-                _ = tick => {
-                    let _ = session.ping().await;
-                }
+                _ = tick => crate::heartbeat::spawn(session.clone(), cfg.request_timeout),
                 _ = until_stopped(&mut stop) => {
                     session.close().await;
                     break 'outer false;

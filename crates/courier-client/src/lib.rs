@@ -30,6 +30,8 @@ pub mod crypto;
 pub mod cursors;
 pub mod e2ee;
 #[cfg(feature = "native")]
+pub mod heartbeat;
+#[cfg(feature = "native")]
 pub mod history;
 pub mod media;
 pub mod payload;

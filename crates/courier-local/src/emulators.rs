@@ -1,8 +1,9 @@
-//! DynamoDB Local and moto server: found, started on free loopback ports, and waited for.
+//! DynamoDB Local and moto server (or, in LocalStack mode, LocalStack for S3 and SNS): found,
+//! started on free loopback ports, and waited for.
 //!
 //! An endpoint given in the environment (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_S3`,
 //! `AWS_ENDPOINT_URL_SNS` or `AWS_ENDPOINT_URL`) is used as it is and nothing is started, so the
-//! same stack runs against LocalStack or a real account.
+//! same stack runs against a LocalStack of one's own or a real account.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -27,6 +28,9 @@ pub struct Endpoints {
     pub sqs: String,
     /// The moto server this process started or found (`None` when S3/SNS point elsewhere).
     pub moto: Option<String>,
+    /// In LocalStack mode, the LocalStack serving S3 and SNS (started here, or the SNS endpoint
+    /// the environment names), whose `/_aws/sns/*` endpoints the outbox reads.
+    pub localstack: Option<String>,
 }
 
 /// Emulator processes this local cloud owns; dropping it kills them.
@@ -34,11 +38,20 @@ pub struct Endpoints {
 pub struct Emulators {
     children: Vec<Child>,
     dynamodb: Option<Arc<DynamoDbLocal>>,
+    localstack: Option<Child>,
 }
 
+/// How long LocalStack gets to stop after SIGTERM before it is killed: it usually takes 4 to 5 s,
+/// and now and then hangs for good.
+pub const LOCALSTACK_STOP_DEADLINE: Duration = Duration::from_secs(8);
+
 impl Emulators {
-    /// Kills every emulator process.
+    /// Kills every emulator process (LocalStack: SIGTERM, then SIGKILL after
+    /// [`LOCALSTACK_STOP_DEADLINE`]).
     pub async fn stop(&mut self) {
+        if let Some(mut c) = self.localstack.take() {
+            stop_with_deadline(&mut c, "LocalStack", LOCALSTACK_STOP_DEADLINE).await;
+        }
         if let Some(d) = self.dynamodb.take() {
             d.stop().await;
         }
@@ -55,6 +68,35 @@ impl Emulators {
     pub fn dynamodb(&self) -> Option<Arc<DynamoDbLocal>> {
         self.dynamodb.clone()
     }
+
+    /// The process id of the LocalStack this local cloud started, if it did.
+    pub fn localstack_pid(&self) -> Option<u32> {
+        self.localstack.as_ref().and_then(Child::id)
+    }
+}
+
+/// SIGTERM to a child (by its PID), then SIGKILL to its process group if it has not exited
+/// within `deadline`; reaps it either way.
+async fn stop_with_deadline(child: &mut Child, name: &str, deadline: Duration) {
+    let Some(pid) = child.id() else { return };
+    if let Ok(p) = i32::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(p, libc::SIGTERM) };
+    }
+    let started = Instant::now();
+    match tokio::time::timeout(deadline, child.wait()).await {
+        Ok(_) => tracing::info!(
+            "{name} stopped {} ms after SIGTERM",
+            started.elapsed().as_millis()
+        ),
+        Err(_) => {
+            tracing::warn!("{name} did not stop within {deadline:?} of SIGTERM; killing it");
+            crate::runtime::kill_group(pid);
+            let _ = child.wait().await;
+        }
+    }
+    // Whatever it started in its group goes too.
+    crate::runtime::kill_group(pid);
 }
 
 /// The DynamoDB Local JVM this local cloud runs, which can be restarted on the same port (and,
@@ -249,6 +291,88 @@ pub fn moto_server_path(state_dir: &Path) -> Result<PathBuf> {
     )
 }
 
+/// Finds the Python of LocalStack's venv: `COURIER_LOCALSTACK_PYTHON`, else
+/// `localstack-venv/bin/python` in the state dir, else in `.courier-local` next to the template
+/// (where `infra/install --localstack` puts it).
+pub fn localstack_python(project_root: &Path, state_dir: &Path) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("COURIER_LOCALSTACK_PYTHON") {
+        let p = PathBuf::from(p);
+        // A path (not a name looked up on PATH) is made absolute: LocalStack runs in its folder.
+        return Ok(if p.components().count() > 1 {
+            std::path::absolute(&p).unwrap_or(p)
+        } else {
+            p
+        });
+    }
+    let candidates = [
+        state_dir.join("localstack-venv/bin/python"),
+        project_root.join(".courier-local/localstack-venv/bin/python"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        // Absolute: LocalStack runs in its own folder.
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .with_context(|| {
+            format!(
+                "LocalStack is not installed (looked for {}): run `infra/install --localstack` \
+                 (`./dev up --localstack` does), or set COURIER_LOCALSTACK_PYTHON, or \
+                 AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL_SNS to a LocalStack of your own",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Runs LocalStack's runtime with its S3 objects under `argv[1]`: LocalStack 2026.3 writes them to
+/// a fixed `/tmp/localstack-s3-storage` (shared by every LocalStack on the machine and left behind
+/// when one is killed) and has no setting for it.
+const LOCALSTACK_MAIN: &str = "import sys
+import localstack.services.s3.provider as s3
+s3.DEFAULT_S3_TMP_DIR = sys.argv[1]
+from localstack.runtime.main import main
+main()
+";
+
+/// The command that runs LocalStack for S3 and SNS on `127.0.0.1:<port>`, keeping all its files
+/// under `dir`.
+fn localstack_command(python: &Path, port: u16, dir: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg("-c")
+        .arg(LOCALSTACK_MAIN)
+        .arg(dir.join("s3-objects"))
+        .current_dir(dir)
+        .envs([
+            // Without hypercorn it binds 0.0.0.0 whatever GATEWAY_LISTEN says.
+            ("GATEWAY_SERVER", "hypercorn"),
+            // Not in Docker: otherwise it writes under /var/lib and /usr/lib.
+            ("OVERRIDE_IN_DOCKER", "0"),
+            ("DNS_ADDRESS", "0"),
+            // No analytics, nothing downloaded: it runs offline.
+            ("DISABLE_EVENTS", "1"),
+            ("SKIP_SSL_CERT_DOWNLOAD", "1"),
+            // SQS too: the template's queues (the fan-out's on-failure destination) live beside SNS.
+            ("SERVICES", "s3,sns,sqs,sts"),
+            // Check presigned URLs' signatures as S3 does (it skips that by default). It checks
+            // them against its fixed secret key `test`, which the functions are given.
+            ("S3_SKIP_SIGNATURE_VALIDATION", "0"),
+        ])
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FILESYSTEM_ROOT", dir)
+        // The endpoints it serves are its own; a caller's endpoint settings mean nothing to it.
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_ENDPOINT_URL_SNS")
+        .env_remove("AWS_ENDPOINT_URL_DYNAMODB");
+    cmd
+}
+
+/// The secret key LocalStack checks presigned URLs against (whatever the access key id).
+pub const LOCALSTACK_SECRET_KEY: &str = "test";
+
 fn spawn(mut cmd: Command, name: &str, log_dir: &Path, registry: &ChildRegistry) -> Result<Child> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -305,13 +429,15 @@ pub struct Installed {
 
 /// Starts whatever emulators the environment does not already point at. With
 /// `persistent_dynamodb`, DynamoDB Local keeps its data under `<state_dir>/dynamodb`
-/// (`-dbPath`) instead of in memory, so it can be restarted.
+/// (`-dbPath`) instead of in memory, so it can be restarted. With `localstack`, S3 and SNS are
+/// LocalStack's (its files under `<state_dir>/localstack`, wiped at start) instead of moto's.
 pub async fn start(
     installed: &Installed,
     state_dir: &Path,
     region: &str,
     registry: &Arc<ChildRegistry>,
     persistent_dynamodb: bool,
+    localstack: bool,
 ) -> Result<(Endpoints, Emulators)> {
     let log_dir = state_dir.join("logs");
     let mut emulators = Emulators::default();
@@ -356,8 +482,37 @@ pub async fn start(
     let moto = async {
         match (env_endpoint("S3"), env_endpoint("SNS")) {
             (Some(s3), Some(sns)) => {
-                let moto = (s3 == sns).then(|| s3.clone());
+                let moto = (s3 == sns && !localstack).then(|| s3.clone());
                 Ok((s3, sns, moto, None))
+            }
+            (s3, sns) if localstack => {
+                let python = localstack_python(&installed.project_root, state_dir)?;
+                let dir = std::path::absolute(state_dir.join("localstack"))?;
+                // Nothing of an earlier run is kept (each run provisions afresh).
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let port = free_port()?;
+                let mut child = spawn(
+                    localstack_command(&python, port, &dir),
+                    "localstack",
+                    &log_dir,
+                    registry,
+                )?;
+                let url = format!("http://127.0.0.1:{port}");
+                wait_until_up(
+                    "LocalStack",
+                    &format!("{url}/_localstack/health"),
+                    &mut child,
+                    Duration::from_secs(90),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>((
+                    s3.unwrap_or_else(|| url.clone()),
+                    sns.unwrap_or_else(|| url.clone()),
+                    None,
+                    Some(child),
+                ))
             }
             (s3, sns) => {
                 let bin = match &installed.moto_server {
@@ -389,9 +544,14 @@ pub async fn start(
     };
     let (dynamodb, moto) = tokio::join!(dynamodb, moto);
     let (dynamodb, ddb) = dynamodb?;
-    let (s3, sns, moto, moto_child) = moto?;
+    let (s3, sns, moto, s3_sns_child) = moto?;
     emulators.dynamodb = ddb;
-    emulators.children.extend(moto_child);
+    let localstack = localstack.then(|| sns.clone());
+    if localstack.is_some() {
+        emulators.localstack = s3_sns_child;
+    } else {
+        emulators.children.extend(s3_sns_child);
+    }
     Ok((
         Endpoints {
             dynamodb,
@@ -401,6 +561,7 @@ pub async fn start(
                 .unwrap_or_else(|| sns.clone()),
             sns,
             moto,
+            localstack,
         },
         emulators,
     ))

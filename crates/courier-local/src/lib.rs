@@ -7,8 +7,8 @@
 //!
 //! - [`template`]: reads `template.yaml` (SAM + CloudFormation intrinsics) into tables, buckets,
 //!   topics, platform applications, functions, HTTP routes and the WebSocket API.
-//! - [`emulators`]: starts DynamoDB Local and moto server unless the standard
-//!   `AWS_ENDPOINT_URL_*` variables point elsewhere.
+//! - [`emulators`]: starts DynamoDB Local and moto server (or, in LocalStack mode, LocalStack for
+//!   S3 and SNS) unless the standard `AWS_ENDPOINT_URL_*` variables point elsewhere.
 //! - [`provision`]: creates the template's resources in them with the AWS SDK.
 //! - [`runtime`]: the Lambda Runtime API and a warm pool of processes per function.
 //! - [`http_api`]: the HTTP API (payload format 2.0) and the `/_local/*` endpoints (health,
@@ -18,7 +18,7 @@
 //! - [`fault_proxy`]: the functions' way to SNS and DynamoDB and the stream pollers' way to
 //!   DynamoDB Streams, which the fault switch can make fail ([`dynamodb_faults`]: GSI lag and
 //!   transaction conflicts).
-//! - [`outbox`]: SMS and push publishes, read back from moto.
+//! - [`outbox`]: SMS and push publishes, read back from moto or LocalStack.
 //! - [`metrics`]: the functions' EMF lines, aggregated and served at `/_local/metrics`.
 //!
 //! Error policy: start-up problems (a template that does not resolve, an emulator that does not
@@ -108,6 +108,9 @@ pub struct LocalCloudConfig {
     pub dynamodb_local_dir: Option<PathBuf>,
     /// The `moto_server` to run; `None`: found as [`emulators::moto_server_path`] says.
     pub moto_server: Option<PathBuf>,
+    /// LocalStack mode: S3 and SNS on LocalStack (started here unless `AWS_ENDPOINT_URL_S3`/`_SNS`
+    /// name one) instead of moto; the outbox reads LocalStack's SMS and push endpoints.
+    pub localstack: bool,
 }
 
 impl Default for LocalCloudConfig {
@@ -130,6 +133,7 @@ impl Default for LocalCloudConfig {
             dynamodb_faults: false,
             dynamodb_local_dir: None,
             moto_server: None,
+            localstack: false,
         }
     }
 }
@@ -203,6 +207,11 @@ impl LocalCloud {
         self.emulators.dynamodb()
     }
 
+    /// The process id of the LocalStack this cloud started (LocalStack mode), if it did.
+    pub fn localstack_pid(&self) -> Option<u32> {
+        self.emulators.localstack_pid()
+    }
+
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
         self.websocket.as_ref().map_or(0, |w| w.connection_count())
@@ -232,24 +241,32 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
         .with_context(|| format!("binding the {what} to {addr}"))
 }
 
-fn placeholder_endpoints() -> Endpoints {
+fn placeholder_endpoints(localstack: bool) -> Endpoints {
     let env = |s: &str| {
         std::env::var(format!("AWS_ENDPOINT_URL_{s}"))
             .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|_| "http://127.0.0.1:9".into())
+            .ok()
     };
+    let or_nothing = |v: Option<String>| v.unwrap_or_else(|| "http://127.0.0.1:9".into());
     Endpoints {
-        dynamodb: env("DYNAMODB"),
-        s3: env("S3"),
-        sns: env("SNS"),
-        sqs: env("SQS"),
+        dynamodb: or_nothing(env("DYNAMODB")),
+        s3: or_nothing(env("S3")),
+        sns: or_nothing(env("SNS")),
+        sqs: or_nothing(env("SQS")),
         moto: None,
+        // A LocalStack of one's own: the outbox can still read it.
+        localstack: env("SNS").filter(|_| localstack),
     }
 }
 
 /// Starts emulators, provisions the template's resources, and serves both APIs.
 pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
-    let aws = AwsSettings::from_env();
+    let mut aws = AwsSettings::from_env();
+    if config.localstack {
+        // LocalStack checks presigned URLs against this secret, whatever the access key id (which
+        // stays as it is: DynamoDB Local keeps a separate set of tables per access key id).
+        aws.secret_access_key = emulators::LOCALSTACK_SECRET_KEY.into();
+    }
     let text = std::fs::read_to_string(&config.template)
         .with_context(|| format!("reading {}", config.template.display()))?;
     let mut template = Template::parse(
@@ -281,7 +298,10 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         .with_context(|| format!("creating {}", config.state_dir.display()))?;
 
     let (endpoints, emulators) = if config.no_emulators {
-        (placeholder_endpoints(), Emulators::default())
+        (
+            placeholder_endpoints(config.localstack),
+            Emulators::default(),
+        )
     } else {
         let (endpoints, emulators) = emulators::start(
             &emulators::Installed {
@@ -293,6 +313,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
             &aws.region,
             &children,
             config.persistent_dynamodb,
+            config.localstack,
         )
         .await?;
         for (id, physical) in provision::provision(&infra, &endpoints, &aws).await? {
@@ -388,7 +409,16 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
     );
 
     faults.set_functions(functions.clone());
-    let outbox = Arc::new(outbox::Outbox::new(endpoints.moto.clone()));
+    let outbox = Arc::new(outbox::Outbox::new(
+        match (&endpoints.localstack, &endpoints.moto) {
+            (Some(url), _) => outbox::Source::LocalStack {
+                url: url.clone(),
+                region: aws.region.clone(),
+            },
+            (None, Some(url)) => outbox::Source::Moto(url.clone()),
+            (None, None) => outbox::Source::None,
+        },
+    ));
     let http = Arc::new(http_api::HttpApi {
         routes: app.http_routes.clone(),
         functions: functions.clone(),
@@ -493,6 +523,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
             "s3Endpoint": cloud.endpoints.s3,
             "snsEndpoint": cloud.endpoints.sns,
             "motoEndpoint": cloud.endpoints.moto,
+            "localstackEndpoint": cloud.endpoints.localstack,
         });
         // Written whole then renamed, so a reader never sees half a file.
         let tmp = path.with_extension("tmp");

@@ -77,6 +77,10 @@ struct Cli {
     /// Off by default: the extra hop adds about 0.6 ms to every call.
     #[arg(long)]
     dynamodb_faults: bool,
+    /// S3 and SNS on LocalStack instead of moto (installed by `infra/install --localstack`;
+    /// docs/local-cloud.md). Also COURIER_LOCALSTACK=1.
+    #[arg(long, env = "COURIER_LOCALSTACK", value_parser = clap::builder::FalseyValueParser::new())]
+    localstack: bool,
     /// Only read and resolve the template, print what would run, and exit.
     #[arg(long)]
     check: bool,
@@ -130,6 +134,7 @@ impl Cli {
             // usual places, as emulators::start looks them up.
             dynamodb_local_dir: None,
             moto_server: None,
+            localstack: self.localstack,
         })
     }
 }
@@ -164,6 +169,9 @@ async fn main() -> Result<()> {
     println!("DynamoDB  {}", cloud.endpoints().dynamodb);
     if let Some(moto) = &cloud.endpoints().moto {
         println!("moto      {moto}");
+    }
+    if let Some(localstack) = &cloud.endpoints().localstack {
+        println!("LocalStack {localstack}  (S3 and SNS)");
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

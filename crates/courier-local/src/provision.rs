@@ -391,11 +391,18 @@ pub async fn provision(
             physical.push((t.logical_id.clone(), p));
         }
         for app in &infra.platform_apps {
+            let mut attributes: std::collections::HashMap<String, String> =
+                app.attributes.clone().into_iter().collect();
+            if endpoints.localstack.is_some() {
+                // LocalStack refuses a PlatformCredential without a PlatformPrincipal ("provided
+                // without PlatformPrincipal"), though SNS takes FCM's service account JSON alone.
+                attributes.entry("PlatformPrincipal".into()).or_default();
+            }
             let out = client
                 .create_platform_application()
                 .name(&app.name)
                 .platform(&app.platform)
-                .set_attributes(Some(app.attributes.clone().into_iter().collect()))
+                .set_attributes(Some(attributes))
                 .send()
                 .await
                 .with_context(|| format!("creating platform application {}", app.name))?;
