@@ -297,12 +297,18 @@ pub fn moto_server_path(state_dir: &Path) -> Result<PathBuf> {
 pub fn localstack_python(project_root: &Path, state_dir: &Path) -> Result<PathBuf> {
     if let Ok(p) = std::env::var("COURIER_LOCALSTACK_PYTHON") {
         let p = PathBuf::from(p);
-        // A path (not a name looked up on PATH) is made absolute: LocalStack runs in its folder.
-        return Ok(if p.components().count() > 1 {
-            std::path::absolute(&p).unwrap_or(p)
-        } else {
-            p
-        });
+        if p.components().count() == 1 {
+            // A name, looked up on PATH.
+            return Ok(p);
+        }
+        // A path must be there (`./dev` names the venv's even before it is installed), and is
+        // made absolute: LocalStack runs in its own folder.
+        anyhow::ensure!(
+            p.is_file(),
+            "LocalStack is not installed ({} does not exist): run `infra/install --localstack`",
+            p.display()
+        );
+        return Ok(std::path::absolute(&p).unwrap_or(p));
     }
     let candidates = [
         state_dir.join("localstack-venv/bin/python"),
