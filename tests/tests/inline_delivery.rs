@@ -122,6 +122,36 @@ async fn kill_send_after(cloud: &TestCloud, posts: u64) {
 
 /// What the fault switch reports once its kill fired (it fires on a post the send makes after
 /// its reply, so after the reply arrived): polled until then, or the wait ends.
+/// Sends a message through a `sendMessage` armed to be killed: the SDK gets either the reply
+/// (posted before the kill) or the gateway's error for the killed invocation, which a client
+/// answers by sending again with the same clientMsgId, getting the first result.
+async fn send_through_kill(s: &Session, request: Value) -> String {
+    let reply = match s.request("sendMessage", request.clone()).await {
+        Ok(r) => r,
+        Err(_) => s
+            .request("sendMessage", request)
+            .await
+            .expect("the retry answers with the stored message"),
+    };
+    reply["msgId"].as_str().unwrap().to_owned()
+}
+
+/// Asserts that `sendMessage` was the function killed, and that each of `devices` gets `msg`:
+/// from the killed send's own posts, or from the fan-out once the dead invocation's grace (11 s)
+/// is over.
+async fn delivered_despite_the_kill(cloud: &TestCloud, devices: &[&Session], msg: &str) {
+    let faults = fired(cloud).await;
+    assert_eq!(
+        faults["lastKill"]["function"], "SendMessageFunction",
+        "the fault fired: {faults}"
+    );
+    let ids = HashSet::from([msg.to_owned()]);
+    for s in devices {
+        let seen = receive_all(s, &ids, Duration::from_secs(40)).await;
+        assert!(seen.contains_key(msg), "delivered despite the kill");
+    }
+}
+
 async fn fired(cloud: &TestCloud) -> Value {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
@@ -145,32 +175,8 @@ async fn a_send_killed_after_its_store_loses_nothing_the_stream_delivers_it() {
     // Three posts would follow the store (the reply and Bob's two connections); the process dies
     // right after the first, before it could record its delivery.
     kill_send_after(&cloud, 1).await;
-    // The SDK gets either the reply (posted first) or the gateway's error for the killed
-    // invocation, which it answers by sending again: the same clientMsgId, the first result.
-    let reply = match a
-        .request("sendMessage", frame(&chat, "killed-1", "c3Vydml2ZXM="))
-        .await
-    {
-        Ok(r) => r,
-        Err(_) => a
-            .request("sendMessage", frame(&chat, "killed-1", "c3Vydml2ZXM="))
-            .await
-            .expect("the retry answers with the stored message"),
-    };
-    let msg = reply["msgId"].as_str().unwrap().to_owned();
-    let faults = fired(&cloud).await;
-    assert_eq!(
-        faults["lastKill"]["function"], "SendMessageFunction",
-        "the fault fired: {faults}"
-    );
-
-    // Every other device gets it: from the send's one post, or from the stream once the grace
-    // for the dead invocation (11 s) is over.
-    let ids = HashSet::from([msg.clone()]);
-    for s in [&b1, &b2] {
-        let seen = receive_all(s, &ids, Duration::from_secs(40)).await;
-        assert!(seen.contains_key(&msg), "delivered despite the kill");
-    }
+    let msg = send_through_kill(&a, frame(&chat, "killed-1", "c3Vydml2ZXM=")).await;
+    delivered_despite_the_kill(&cloud, &[&b1, &b2], &msg).await;
     assert_eq!(
         grown(
             &cloud,
@@ -219,27 +225,9 @@ async fn a_group_send_killed_during_its_posts_loses_nothing() {
     // Five posts would follow the store (the reply and the four members); the process dies
     // after the second.
     kill_send_after(&cloud, 2).await;
-    let reply = match admin
-        .request("sendMessage", frame(&group, "g-killed", "Z3JvdXA="))
-        .await
-    {
-        Ok(r) => r,
-        Err(_) => admin
-            .request("sendMessage", frame(&group, "g-killed", "Z3JvdXA="))
-            .await
-            .expect("the retry answers with the stored message"),
-    };
-    let msg = reply["msgId"].as_str().unwrap().to_owned();
-    let faults = fired(&cloud).await;
-    assert_eq!(
-        faults["lastKill"]["function"], "SendMessageFunction",
-        "the fault fired: {faults}"
-    );
-    let ids = HashSet::from([msg.clone()]);
-    for s in &members {
-        let seen = receive_all(s, &ids, Duration::from_secs(40)).await;
-        assert!(seen.contains_key(&msg), "every member gets it");
-    }
+    let msg = send_through_kill(&admin, frame(&group, "g-killed", "Z3JvdXA=")).await;
+    let members: Vec<&Session> = members.iter().collect();
+    delivered_despite_the_kill(&cloud, &members, &msg).await;
 }
 
 #[tokio::test]
