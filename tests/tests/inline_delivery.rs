@@ -18,6 +18,18 @@ async fn open_chat(a: &Session, b: &Credentials) -> String {
         .session_id
 }
 
+/// A cloud of the test's own (so that the fan-out's counters are the test's alone), Alice's
+/// connection, Bob's two, and their chat.
+async fn alice_and_bobs_two_connections() -> (TestCloud, Session, Session, Session, String) {
+    let cloud = TestCloud::start(&[]).unwrap();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let a = connect(&cloud, &alice).await;
+    let b1 = connect(&cloud, &bob).await;
+    let b2 = connect(&cloud, &bob).await;
+    let chat = open_chat(&a, &bob).await;
+    (cloud, a, b1, b2, chat)
+}
+
 fn frame(session: &str, cmid: &str, payload: &str) -> Value {
     json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload})
 }
@@ -51,13 +63,7 @@ fn fan_out_posts(
 
 #[tokio::test]
 async fn each_live_device_gets_a_message_once_from_the_send_and_the_stream_only_skips_it() {
-    // Its own cloud, so that the fan-out's counters are this test's alone.
-    let cloud = TestCloud::start(&[]).unwrap();
-    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
-    let a = connect(&cloud, &alice).await;
-    let b1 = connect(&cloud, &bob).await;
-    let b2 = connect(&cloud, &bob).await;
-    let chat = open_chat(&a, &bob).await;
+    let (cloud, a, b1, b2, chat) = alice_and_bobs_two_connections().await;
     let before = scrape(&cloud).await;
 
     let n = 20;
@@ -165,12 +171,7 @@ async fn fired(cloud: &TestCloud) -> Value {
 
 #[tokio::test]
 async fn a_send_killed_after_its_store_loses_nothing_the_stream_delivers_it() {
-    let cloud = TestCloud::start(&[]).unwrap();
-    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
-    let a = connect(&cloud, &alice).await;
-    let b1 = connect(&cloud, &bob).await;
-    let b2 = connect(&cloud, &bob).await;
-    let chat = open_chat(&a, &bob).await;
+    let (cloud, a, b1, b2, chat) = alice_and_bobs_two_connections().await;
     let before = scrape(&cloud).await;
     // Three posts would follow the store (the reply and Bob's two connections); the process dies
     // right after the first, before it could record its delivery.
