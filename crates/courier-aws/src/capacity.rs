@@ -186,6 +186,52 @@ pub async fn query_all(
     Ok(items)
 }
 
+/// Reads items by key with strongly consistent reads, 100 per BatchGetItem (DynamoDB's limit),
+/// asking again for what DynamoDB leaves unprocessed (throttling, or over 16 MB) with a growing
+/// pause. The items come back in no particular order; keys with no item are left out.
+pub async fn batch_get_consistent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: Vec<HashMap<String, AttributeValue>>,
+) -> Result<Vec<HashMap<String, AttributeValue>>, aws_sdk_dynamodb::Error> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut items = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .expect("the keys are set"),
+        );
+        let mut attempt = 0u64;
+        while let Some(request) = pending.take() {
+            let mut out = client
+                .batch_get_item()
+                .request_items(table, request)
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()?;
+            items.extend(
+                out.responses
+                    .as_mut()
+                    .and_then(|r| r.remove(table))
+                    .unwrap_or_default(),
+            );
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt.min(10))).await;
+            }
+        }
+    }
+    Ok(items)
+}
+
 /// Deletes items by key, 25 per BatchWriteItem (DynamoDB's limit), sending unprocessed keys
 /// again with a growing pause.
 pub async fn batch_delete(

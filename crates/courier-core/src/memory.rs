@@ -534,12 +534,7 @@ impl SessionStore for MemorySessions {
             .unwrap()
             .values()
             .filter(|m| &m.user_id == user)
-            .map(|m| Membership {
-                // As the DynamoDB index: no watermarks.
-                delivered: Watermark::default(),
-                read: Watermark::default(),
-                ..m.clone()
-            })
+            .cloned()
             .collect())
     }
 

@@ -198,8 +198,9 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Option<Membership>, PortError>;
     /// Every member of a session.
     async fn members(&self, session: &SessionId) -> Result<Vec<Membership>, PortError>;
-    /// Every session a user belongs to, through the index by user, which does not carry the
-    /// receipt watermarks (they read as 0 here: use [`SessionStore::members`] for them).
+    /// Every session a user belongs to, as its member items are now (watermarks included),
+    /// including a membership written a moment ago: read consistently, not through an index that
+    /// may lag behind the write.
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError>;
     /// Removes the user from every session (account deletion); returns how many.
     async fn leave_all(&self, user: &UserId) -> Result<usize, PortError>;

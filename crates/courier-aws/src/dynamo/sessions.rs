@@ -1,6 +1,8 @@
 //! `SessionsTable`: `SESSION#<id>`/`META`, `SESSION#<id>`/`MEMBER#<userId>` (with the member's
-//! receipt watermarks; indexed by user in `byUser`), and `IDEMP#<sender>#<clientMsgId>`/`IDEMP`
-//! records written with each message (see [`super::DynamoMessages`]).
+//! receipt watermarks; indexed by user in `byUser`), `USER#<userId>`/`SESSION#<id>` (the same
+//! membership seen from the user, written in the same transaction, so that it can be read
+//! consistently), and `IDEMP#<sender>#<clientMsgId>`/`IDEMP` records written with each message
+//! (see [`super::DynamoMessages`]).
 
 use super::{backend, codec};
 use crate::capacity::{Recorded, TOTAL};
@@ -80,8 +82,34 @@ impl From<MemberItem> for Membership {
     }
 }
 
+/// `USER#<userId>`/`SESSION#<sessionId>`: the user is a member of the session. It is written and
+/// deleted in the same transaction as the member item. The `byUser` index is updated
+/// asynchronously (on AWS it can miss a chat started a moment ago, see docs/local-cloud.md's GSI
+/// lag); these items can be read with a consistent query, so a new chat is listed at once. They
+/// carry no `memberUserId`, so they stay out of `byUser`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserSessionItem {
+    pk: String,
+    sk: String,
+    session_id: String,
+    kind: SessionKind,
+}
+
 pub(crate) fn session_pk(s: &SessionId) -> String {
     format!("SESSION#{s}")
+}
+
+fn user_pk(u: &UserId) -> String {
+    format!("USER#{u}")
+}
+
+fn member_key(session: &SessionId, user: &UserId) -> HashMap<String, AttributeValue> {
+    key(session_pk(session), format!("MEMBER#{user}"))
+}
+
+fn user_session_key(user: &UserId, session: &SessionId) -> HashMap<String, AttributeValue> {
+    key(user_pk(user), format!("SESSION#{session}"))
 }
 
 fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
@@ -119,6 +147,32 @@ impl DynamoSessions {
             .build()
             .map_err(PortError::backend)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The two items of a membership: the member item (put on `condition`) and its
+    /// `USER#`/`SESSION#` twin.
+    fn join(
+        &self,
+        item: MemberItem,
+        condition: Option<&str>,
+    ) -> Result<[TransactWriteItem; 2], PortError> {
+        let twin = UserSessionItem {
+            pk: user_pk(&UserId::from_trusted(item.member_user_id.clone())),
+            sk: format!("SESSION#{}", item.session_id),
+            session_id: item.session_id.clone(),
+            kind: item.kind,
+        };
+        Ok([self.put(item, condition)?, self.put(twin, None)?])
+    }
+
+    /// Deletes the `USER#`/`SESSION#` twin of a membership, in a transaction with its member item.
+    fn leave(&self, session: &SessionId, user: &UserId) -> Result<TransactWriteItem, PortError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(user_session_key(user, session)))
+            .build()
+            .map_err(PortError::backend)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     fn member(
@@ -164,11 +218,10 @@ impl SessionStore for DynamoSessions {
             created_by: None,
             member_count: None,
         };
-        let items = vec![
-            self.put(meta, Some("attribute_not_exists(pk)"))?,
-            self.put(Self::member(session, a, SessionKind::Direct, at), None)?,
-            self.put(Self::member(session, b, SessionKind::Direct, at), None)?,
-        ];
+        let mut items = vec![self.put(meta, Some("attribute_not_exists(pk)"))?];
+        for user in [a, b] {
+            items.extend(self.join(Self::member(session, user, SessionKind::Direct, at), None)?);
+        }
         match super::transact(&self.client, items).await {
             Ok(()) => Ok(true),
             Err(PortError::Conflict) => Ok(false),
@@ -207,7 +260,7 @@ impl SessionStore for DynamoSessions {
                 .client
                 .get_item()
                 .table_name(&self.table)
-                .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+                .set_key(Some(member_key(session, user)))
                 .consistent_read(consistent)
                 .return_consumed_capacity(TOTAL)
                 .send()
@@ -260,42 +313,76 @@ impl SessionStore for DynamoSessions {
     }
 
     async fn sessions_of(&self, user: &UserId) -> Result<Vec<Membership>, PortError> {
-        let items: Vec<HashMap<String, AttributeValue>> = crate::capacity::query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_USER_INDEX)
-                .key_condition_expression("memberUserId = :u")
-                .expression_attribute_values(":u", AttributeValue::S(user.to_string())),
+        // Which sessions: the user's `USER#` items, read consistently (a chat started a moment ago
+        // is there), together with the `byUser` index, which also has memberships written before
+        // those items existed. The index may still show a membership that has ended, and its copy
+        // of the watermarks may be behind, so the member items themselves are then read
+        // consistently: a session is listed only if its member item exists.
+        let (twins, indexed) = futures_util::future::join(
+            crate::capacity::query_all(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :s)")
+                    .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
+                    .expression_attribute_values(":s", AttributeValue::S("SESSION#".into()))
+                    .projection_expression("sessionId")
+                    .consistent_read(true),
+            ),
+            crate::capacity::query_all(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_USER_INDEX)
+                    .key_condition_expression("memberUserId = :u")
+                    .expression_attribute_values(":u", AttributeValue::S(user.to_string()))
+                    .projection_expression("sessionId"),
+            ),
         )
-        .await
-        .map_err(backend)?;
-        items
+        .await;
+        let sessions: std::collections::BTreeSet<String> = twins
+            .map_err(backend)?
+            .into_iter()
+            .chain(indexed.map_err(backend)?)
+            .filter_map(|mut i| match i.remove("sessionId") {
+                Some(AttributeValue::S(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
+        let keys = sessions
+            .into_iter()
+            .map(|s| member_key(&SessionId::from_trusted(s), user))
+            .collect();
+        let items = crate::capacity::batch_get_consistent(&self.client, &self.table, keys)
+            .await
+            .map_err(PortError::backend)?;
+        let mut memberships = items
             .into_iter()
             .map(|i| {
                 serde_dynamo::from_item::<_, MemberItem>(i)
-                    .map(Into::into)
+                    .map(Into::<Membership>::into)
                     .map_err(codec)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // BatchGetItem answers in no particular order; the index listed by session.
+        memberships.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        Ok(memberships)
     }
 
     async fn leave_all(&self, user: &UserId) -> Result<usize, PortError> {
         let memberships = self.sessions_of(user).await?;
-        for m in &memberships {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(
-                    session_pk(&m.session_id),
-                    format!("MEMBER#{user}"),
-                )))
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-        }
+        let keys = memberships
+            .iter()
+            .flat_map(|m| {
+                [
+                    member_key(&m.session_id, user),
+                    user_session_key(user, &m.session_id),
+                ]
+            })
+            .collect();
+        crate::capacity::batch_delete(&self.client, &self.table, keys)
+            .await
+            .map_err(PortError::backend)?;
         Ok(memberships.len())
     }
 
@@ -316,7 +403,7 @@ impl SessionStore for DynamoSessions {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+            .set_key(Some(member_key(session, user)))
             .update_expression("SET #s = :s, #t = :t")
             // A member's watermark covers only what it was there for: acknowledging a message
             // from before it joined changes nothing (and tells no one).
@@ -345,9 +432,9 @@ impl SessionStore for DynamoSessions {
     }
 }
 
-/// Members written per transaction when creating a group (DynamoDB takes 100 items; one is the
-/// group record).
-const MEMBERS_PER_TRANSACTION: usize = 99;
+/// Members written per transaction when creating a group: DynamoDB takes 100 items, one is the
+/// group record, and each member is two (its member item and its `USER#` twin).
+const MEMBERS_PER_TRANSACTION: usize = 49;
 
 impl DynamoSessions {
     fn meta_key(session: &SessionId) -> HashMap<String, AttributeValue> {
@@ -422,7 +509,7 @@ impl GroupStore for DynamoSessions {
         };
         let mut items = vec![self.put(meta, Some("attribute_not_exists(pk)"))?];
         for (u, role) in first {
-            items.push(self.put(Self::group_member(s, u, *role, 0, group.created_at), None)?);
+            items.extend(self.join(Self::group_member(s, u, *role, 0, group.created_at), None)?);
         }
         super::transact(&self.client, items).await?;
         // Larger groups: each further transaction adds its members and counts them, so the count
@@ -430,7 +517,8 @@ impl GroupStore for DynamoSessions {
         for chunk in chunks {
             let mut items = vec![self.update_count(s, chunk.len() as i64, "attribute_exists(pk)")];
             for (u, role) in chunk {
-                items.push(self.put(Self::group_member(s, u, *role, 0, group.created_at), None)?);
+                items
+                    .extend(self.join(Self::group_member(s, u, *role, 0, group.created_at), None)?);
             }
             super::transact(&self.client, items).await?;
         }
@@ -515,13 +603,11 @@ impl GroupStore for DynamoSessions {
             .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
             .build()
             .map_err(PortError::backend)?;
-        let items = vec![
-            TransactWriteItem::builder().update(count).build(),
-            self.put(
-                Self::group_member(session, user, Role::Member, joined_seq, at),
-                Some("attribute_not_exists(pk)"),
-            )?,
-        ];
+        let mut items = vec![TransactWriteItem::builder().update(count).build()];
+        items.extend(self.join(
+            Self::group_member(session, user, Role::Member, joined_seq, at),
+            Some("attribute_not_exists(pk)"),
+        )?);
         for attempt in 1..=6u64 {
             let res = self
                 .client
@@ -560,13 +646,15 @@ impl GroupStore for DynamoSessions {
     async fn remove_member(&self, session: &SessionId, user: &UserId) -> Result<bool, PortError> {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+            .set_key(Some(member_key(session, user)))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(PortError::backend)?;
+        let delete = TransactWriteItem::builder().delete(delete).build();
         let items = vec![
-            TransactWriteItem::builder().delete(delete).build(),
+            delete.clone(),
             self.update_count(session, -1, "attribute_exists(pk)"),
+            self.leave(session, user)?,
         ];
         for attempt in 1..=6u64 {
             let res = self
@@ -590,18 +678,16 @@ impl GroupStore for DynamoSessions {
             }
             if failed(1) {
                 // No group record (it is being deleted): just the membership.
-                let out = self
-                    .client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
-                    .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-                    .return_consumed_capacity(TOTAL)
-                    .send()
-                    .await
-                    .recorded()
-                    .map_err(backend)?;
-                return Ok(out.attributes.is_some());
+                return match super::transact(
+                    &self.client,
+                    vec![delete.clone(), self.leave(session, user)?],
+                )
+                .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(PortError::Conflict) => Ok(false),
+                    Err(e) => Err(e),
+                };
             }
             tokio::time::sleep(std::time::Duration::from_millis(
                 10 * attempt + rand::random::<u64>() % 20,
@@ -622,7 +708,7 @@ impl GroupStore for DynamoSessions {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(session_pk(session), format!("MEMBER#{user}"))))
+            .set_key(Some(member_key(session, user)))
             .update_expression("SET #r = :r")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#r", "role")
@@ -656,7 +742,7 @@ impl GroupStore for DynamoSessions {
             .map_err(backend)?;
         let keys: Vec<_> = members
             .iter()
-            .map(|u| key(session_pk(session), format!("MEMBER#{u}")))
+            .flat_map(|u| [member_key(session, u), user_session_key(u, session)])
             .collect();
         crate::capacity::batch_delete(&self.client, &self.table, keys)
             .await

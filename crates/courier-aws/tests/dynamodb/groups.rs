@@ -3,6 +3,7 @@
 //! roles and join points, and is gone (record and memberships) once deleted.
 
 use crate::sessions::fixture;
+use crate::support;
 use chrono::Utc;
 use courier_core::chat::{Receipt, Role, SessionKind};
 use courier_core::ports::{Added, Group, GroupStore, SessionStore};
@@ -44,7 +45,11 @@ async fn a_group_of_257_is_created_counted_and_found_by_each_member() {
     let g = f.store.group(&id).await.unwrap().expect("the record");
     assert_eq!((g.name.as_str(), g.member_count), ("friends", 257));
     let stored = f.store.members(&id).await.unwrap();
-    assert_eq!(stored.len(), 257, "written in three transactions");
+    assert_eq!(
+        stored.len(),
+        257,
+        "written in six transactions of 49 members"
+    );
     assert!(
         stored
             .iter()
@@ -53,7 +58,7 @@ async fn a_group_of_257_is_created_counted_and_found_by_each_member() {
     let admins: Vec<_> = stored.iter().filter(|x| x.role == Role::Admin).collect();
     assert_eq!(admins.len(), 1);
     assert_eq!(admins[0].user_id, m[0].0);
-    // Each member finds it through the index by user, with its role.
+    // Each member finds it (through its `USER#` item and the index by user), with its role.
     let mine = f.store.sessions_of(&m[200].0).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(
@@ -130,6 +135,7 @@ async fn remove_set_role_and_delete() {
         !f.store.remove_member(&id, &m[2].0).await.unwrap(),
         "already gone"
     );
+    assert_eq!(f.store.sessions_of(&m[2].0).await.unwrap(), Vec::new());
     assert_eq!(f.store.group(&id).await.unwrap().unwrap().member_count, 2);
     assert!(f.store.set_role(&id, &m[1].0, Role::Admin).await.unwrap());
     assert_eq!(
@@ -150,6 +156,11 @@ async fn remove_set_role_and_delete() {
     assert_eq!(f.store.group(&id).await.unwrap(), None);
     assert!(f.store.members(&id).await.unwrap().is_empty());
     assert!(!f.store.exists(&id).await.unwrap());
+    // Nothing of the group is left, its members' `USER#` items included.
+    assert_eq!(support::scan(&f.client, &f.table).await, Vec::new());
+    for (u, _) in &m {
+        assert_eq!(f.store.sessions_of(u).await.unwrap(), Vec::new());
+    }
     assert_eq!(
         f.store
             .add_member(&id, &UserId::generate(), 0, 257, Utc::now())

@@ -3,12 +3,12 @@
 //! watermarks only ever move forward, each on its own.
 
 use crate::support::{self, Item};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use courier_aws::dynamo::DynamoSessions;
 use courier_core::chat::{Membership, Receipt, SessionKind, Watermark, timestamp};
 use courier_core::ports::SessionStore;
 use courier_core::{SessionId, UserId};
-use std::time::Instant;
 
 pub(crate) struct Fixture {
     pub(crate) client: aws_sdk_dynamodb::Client,
@@ -79,18 +79,10 @@ impl Fixture {
         sorted(self.store.members(session).await.unwrap())
     }
 
-    /// `sessions_of`, polled until it lists `expected`: the `byUser` index is eventually
-    /// consistent in AWS (in DynamoDB Local it is up to date at once, so this returns at once).
-    async fn sessions_of(&self, user: &UserId, expected: &[Membership]) -> Vec<Membership> {
-        let expected = sorted(expected.to_vec());
-        let started = Instant::now();
-        loop {
-            let found = sorted(self.store.sessions_of(user).await.unwrap());
-            if found == expected || started.elapsed() > std::time::Duration::from_secs(5) {
-                return found;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    /// `sessions_of`, read once: it does not depend on the eventually consistent `byUser` index
+    /// alone, so a membership written a moment ago is there at once (on AWS too).
+    async fn sessions_of(&self, user: &UserId) -> Vec<Membership> {
+        sorted(self.store.sessions_of(user).await.unwrap())
     }
 
     async fn items(&self) -> Vec<Item> {
@@ -139,7 +131,11 @@ async fn create_direct_creates_the_session_once_with_both_memberships() {
         sorted(vec![joined(&session, &a, at), joined(&session, &b, at)]),
         "the first joined_at stays"
     );
-    assert_eq!(f.items().await.len(), 3, "META and two MEMBER items");
+    assert_eq!(
+        f.items().await.len(),
+        5,
+        "META, two MEMBER items and their two USER# twins"
+    );
 }
 
 #[tokio::test]
@@ -153,7 +149,7 @@ async fn a_third_user_is_not_a_member_and_other_sessions_do_not_exist() {
     let carol = UserId::generate();
     assert_eq!(f.store.membership(&session, &carol).await.unwrap(), None);
     assert!(!f.members(&session).await.iter().any(|m| m.user_id == carol));
-    assert_eq!(f.sessions_of(&carol, &[]).await, Vec::new());
+    assert_eq!(f.sessions_of(&carol).await, Vec::new());
 
     let (other, _, _) = pair();
     assert!(!f.store.exists(&other).await.unwrap());
@@ -162,7 +158,7 @@ async fn a_third_user_is_not_a_member_and_other_sessions_do_not_exist() {
 }
 
 #[tokio::test]
-async fn sessions_of_finds_every_session_of_a_user_through_by_user() {
+async fn sessions_of_finds_every_session_of_a_user_with_current_watermarks() {
     let f = fixture().await;
     let alice = UserId::generate();
     let (bob, carol) = (UserId::generate(), UserId::generate());
@@ -186,17 +182,14 @@ async fn sessions_of_finds_every_session_of_a_user_through_by_user() {
         joined(&with_bob, &alice, t1),
         joined(&with_carol, &alice, t2),
     ];
-    assert_eq!(
-        f.sessions_of(&alice, &alices).await,
-        sorted(alices.to_vec())
-    );
+    assert_eq!(f.sessions_of(&alice).await, sorted(alices.to_vec()));
     let bobs = [joined(&with_bob, &bob, t1)];
-    assert_eq!(f.sessions_of(&bob, &bobs).await, bobs.to_vec());
+    assert_eq!(f.sessions_of(&bob).await, bobs.to_vec());
     let carols = [joined(&with_carol, &carol, t2)];
-    assert_eq!(f.sessions_of(&carol, &carols).await, carols.to_vec());
+    assert_eq!(f.sessions_of(&carol).await, carols.to_vec());
 
     // The index carries no watermarks, so moving one does not write the index (1 write unit, not
-    // 2): the base table has the new one, the index still lists the membership as it was.
+    // 2); the memberships listed are read from the member items, so they have the new one.
     let at = now();
     assert!(
         f.store
@@ -207,9 +200,48 @@ async fn sessions_of_finds_every_session_of_a_user_through_by_user() {
     let moved = f.member(&with_carol, &alice).await;
     assert_eq!(read_back(moved.read), mark(4, at));
     assert_eq!(
-        f.sessions_of(&alice, &alices).await,
-        sorted(alices.to_vec())
+        f.sessions_of(&alice).await,
+        sorted(vec![joined(&with_bob, &alice, t1), moved])
     );
+}
+
+#[tokio::test]
+async fn a_membership_written_before_the_user_items_is_still_listed_and_an_ended_one_is_not() {
+    let f = fixture().await;
+    let (session, a, b) = pair();
+    let at = now();
+    assert!(f.store.create_direct(&session, &a, &b, at).await.unwrap());
+    // As stored before `USER#` items existed: the member item alone, found through `byUser`.
+    let old = SessionId::direct(&a, &UserId::generate());
+    let mut item = support::scan(&f.client, &f.table)
+        .await
+        .into_iter()
+        .find(|i| support::s(i, "sk") == format!("MEMBER#{a}"))
+        .expect("a's member item");
+    item.insert("pk".into(), AttributeValue::S(format!("SESSION#{old}")));
+    item.insert("sessionId".into(), AttributeValue::S(old.to_string()));
+    f.client
+        .put_item()
+        .table_name(&f.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.sessions_of(&a).await,
+        sorted(vec![joined(&session, &a, at), joined(&old, &a, at)])
+    );
+
+    // A stray `USER#` item (its member item gone) lists nothing: the member item decides.
+    f.client
+        .delete_item()
+        .table_name(&f.table)
+        .key("pk", AttributeValue::S(format!("SESSION#{session}")))
+        .key("sk", AttributeValue::S(format!("MEMBER#{b}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(f.sessions_of(&b).await, Vec::new());
 }
 
 #[tokio::test]
@@ -434,5 +466,35 @@ async fn create_direct_again_keeps_the_watermarks() {
     assert_eq!(
         read_back(f.member(&session, &a).await.delivered),
         mark(4, at)
+    );
+}
+
+#[tokio::test]
+async fn leave_all_ends_every_membership_of_the_user_and_no_other() {
+    let f = fixture().await;
+    let alice = UserId::generate();
+    let (bob, carol) = (UserId::generate(), UserId::generate());
+    let (with_bob, with_carol) = (
+        SessionId::direct(&alice, &bob),
+        SessionId::direct(&alice, &carol),
+    );
+    let at = now();
+    for (s, other) in [(&with_bob, &bob), (&with_carol, &carol)] {
+        assert!(f.store.create_direct(s, &alice, other, at).await.unwrap());
+    }
+    assert_eq!(f.store.leave_all(&alice).await.unwrap(), 2);
+    assert_eq!(f.sessions_of(&alice).await, Vec::new());
+    assert_eq!(f.store.membership(&with_bob, &alice).await.unwrap(), None);
+    assert_eq!(
+        f.sessions_of(&bob).await,
+        vec![joined(&with_bob, &bob, at)],
+        "bob is still in the chat"
+    );
+    assert!(
+        !f.items()
+            .await
+            .iter()
+            .any(|i| support::s(i, "pk") == format!("USER#{alice}")),
+        "alice's USER# items are gone with her memberships"
     );
 }

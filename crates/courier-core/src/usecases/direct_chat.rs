@@ -76,14 +76,12 @@ pub async fn list_sessions(
     let memberships = sessions_store.sessions_of(&who.user_id).await?;
     let mut sessions = Vec::with_capacity(memberships.len());
     for m in memberships {
-        // The index by user carries no watermarks (so receipts do not write it): the caller's
-        // come from its member item, read with the others.
-        let all = sessions_store.members(&m.session_id).await?;
-        let mine = all.iter().find(|x| x.user_id == who.user_id);
-        let (delivered, read) = mine.map_or((m.delivered.seq, m.read.seq), |x| {
-            (x.delivered.seq, x.read.seq)
-        });
-        let members: Vec<_> = all.iter().map(|x| x.user_id.clone()).collect();
+        let members: Vec<_> = sessions_store
+            .members(&m.session_id)
+            .await?
+            .into_iter()
+            .map(|x| x.user_id)
+            .collect();
         let last = messages.last(&m.session_id).await?;
         sessions.push(json!({
             "sessionId": m.session_id,
@@ -91,8 +89,8 @@ pub async fn list_sessions(
             "members": members,
             "lastSeq": last.as_ref().map_or(0, |l| l.seq),
             "lastMsgId": last.as_ref().map(|l| l.msg_id.clone()),
-            "deliveredSeq": delivered,
-            "readSeq": read,
+            "deliveredSeq": m.delivered.seq,
+            "readSeq": m.read.seq,
         }));
     }
     Ok(json!({ "sessions": sessions }))
