@@ -466,8 +466,11 @@ pub async fn next(session: &courier_client::Session, name: &str) -> Value {
 }
 
 /// Every event up to and including the first one `is_marker` accepts, within [`WAIT`]. A test
-/// sends the marker after the events it counts, in the same session: a session's events are
-/// delivered in order, so anything extra (a duplicate, an echo) would have come before it.
+/// sends the marker after the events it counts, in the same session: each send delivers its
+/// message itself before its sender sends the next, so anything extra that path posts (a
+/// duplicate, an echo) comes before the marker. What the stream's fan-out would post again comes
+/// later (it reads the stream 250 ms after an empty read): that it posts nothing a send delivered
+/// is checked by its own metric, in `inline_delivery.rs` (the fan-out's posts stay at 0).
 pub async fn until_marker(
     session: &courier_client::Session,
     is_marker: impl Fn(&Value) -> bool,
