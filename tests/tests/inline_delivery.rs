@@ -279,3 +279,46 @@ async fn a_frame_over_the_gateways_limit_is_skipped_and_the_next_message_still_a
         2.0
     );
 }
+
+/// `initiateDirectChatSession` delivers the handshake it stores itself, as `sendMessage` does:
+/// Bob's live device has `sessionStarted` once, the stream skips it, the fan-out posts nothing.
+#[tokio::test]
+async fn a_handshake_is_delivered_by_the_initiate_that_stores_it() {
+    let cloud = TestCloud::start(&[]).unwrap();
+    let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
+    let a = connect(&cloud, &alice).await;
+    let b = connect(&cloud, &bob).await;
+    let before = scrape(&cloud).await;
+    let chat = a
+        .initiate_direct_chat(&bob.user_id, Some("b2xtLXByZWtleQ"))
+        .await
+        .unwrap()
+        .session_id;
+    let started = next(&b, "sessionStarted").await;
+    assert_eq!(started["sessionId"], chat.as_str());
+    assert_eq!(started["message"]["payload"], "b2xtLXByZWtleQ");
+    // The observable end: the fan-out read the handshake from the stream and found it delivered.
+    let skipped = grown_within(
+        &cloud,
+        &before,
+        "courier_stream_deliveries_total",
+        &[r#"action="skipped""#],
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(skipped, 1.0, "the stream skipped the handshake");
+    let now = scrape(&cloud).await;
+    assert_eq!(
+        fan_out_posts(&before, &now),
+        0.0,
+        "the fan-out posted nothing"
+    );
+    // Nothing else reached Bob: a marker sent after it is the next event.
+    a.request("sendMessage", frame(&chat, "after-hs", "bWFya2Vy"))
+        .await
+        .unwrap();
+    let e = b.next_event().await.expect("connection open");
+    assert_eq!(e["event"], "message", "no second sessionStarted: {e}");
+    assert_eq!(e["message"]["payload"], "bWFya2Vy");
+}

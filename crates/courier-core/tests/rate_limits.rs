@@ -94,7 +94,7 @@ impl World {
             peer_user_id: b.to_string(),
             handshake: None,
         };
-        direct_chat::initiate(&deps, a, p).await.unwrap()["sessionId"]
+        direct_chat::initiate(&deps, a, p).await.unwrap().reply["sessionId"]
             .as_str()
             .unwrap()
             .to_owned()

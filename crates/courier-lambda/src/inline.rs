@@ -68,7 +68,7 @@ pub async fn handle(
     };
     let delivery = async {
         if let Some(out) = outbound {
-            deliver(h, &out).await;
+            deliver(h.sessions, h.deliver, h.log, &out).await;
         }
     };
     let (fallback, ()) = futures_util::future::join(reply, delivery).await;
@@ -79,10 +79,16 @@ pub async fn handle(
     }
 }
 
-/// The inline delivery of a stored message, within [`INLINE_BUDGET`], and its outcome recorded.
-async fn deliver(h: &SendMessage<'_>, out: &Outbound) {
+/// The inline delivery of a stored message, within [`INLINE_BUDGET`], and its outcome recorded
+/// (`sendMessage`'s message, `initiateDirectChatSession`'s handshake).
+pub async fn deliver(
+    sessions: &dyn SessionStore,
+    deliverer: &Deliverer<'_>,
+    log: &dyn DeliveryLog,
+    out: &Outbound,
+) {
     let started = Instant::now();
-    let run = fan_out::deliver_inline(h.sessions, h.deliver, h.log, out);
+    let run = fan_out::deliver_inline(sessions, deliverer, log, out);
     match tokio::time::timeout(INLINE_BUDGET, run).await {
         Ok((outcome, result)) => {
             if let Ok(report) = result {
@@ -100,7 +106,7 @@ async fn deliver(h: &SendMessage<'_>, out: &Outbound) {
                 seq = out.message.seq,
                 "inline delivery over its budget; the stream consumer finishes it"
             );
-            fan_out::record(h.log, out, InlineOutcome::Retry).await;
+            fan_out::record(log, out, InlineOutcome::Retry).await;
             crate::telemetry::count_by("InlineDeliveries", "Outcome", "timeout", 1);
         }
     }

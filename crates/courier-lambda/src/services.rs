@@ -491,8 +491,10 @@ pub async fn sessions() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
     match op.as_str() {
-        "initiateDirectChatSession" => serve_lazily!(|Aws { dynamo, .. }| {
+        "initiateDirectChatSession" => serve_lazily!(|Aws { sdk, dynamo }| {
             let (sessions, messages) = chat_stores(dynamo)?;
+            // The handshake is delivered as `sendMessage` delivers a message (crate::inline).
+            let deliverer = leak(deliverer(sdk, dynamo, true)?);
             // It only reads profiles (does the peer exist?), so it gets no API-keys table.
             let deps = leak(direct_chat::Deps {
                 accounts: leak(DynamoAccounts::new(
@@ -506,7 +508,12 @@ pub async fn sessions() -> Result<(), Error> {
             });
             Ok(ws(move |event| async move {
                 routes::action("initiateDirectChatSession", &event, |who, p| async move {
-                    direct_chat::initiate(deps, &who, p).await
+                    let started = direct_chat::initiate(deps, &who, p).await?;
+                    // Before the reply: a direct chat's handshake goes to the peer's few devices.
+                    if let Some(out) = &started.outbound {
+                        crate::inline::deliver(sessions, deliverer, messages, out).await;
+                    }
+                    Ok(started.reply)
                 })
                 .await
             }))

@@ -1,11 +1,12 @@
 //! `initiateDirectChatSession` and `listSessions`.
 
-use crate::chat::Draft;
+use crate::chat::{Appended, Draft};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
 use crate::ports::{AccountStore, DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::InitiateDirectChatParams;
+use crate::usecases::send_message::Outbound;
 use serde_json::{Value, json};
 
 /// What these operations need.
@@ -20,14 +21,25 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
 }
 
+/// What [`initiate`] did.
+#[derive(Debug)]
+pub struct Initiated {
+    /// The reply: `{sessionId, created}`.
+    pub reply: Value,
+    /// The handshake it stored, for the caller to deliver at once (as `sendMessage` delivers its
+    /// message: live devices by post, offline ones by push, the outcome recorded for the stream
+    /// consumer). `None` without a handshake, or for a retry that stored nothing new.
+    pub outbound: Option<Outbound>,
+}
+
 /// Opens (or finds) the caller's direct session with a peer; stores the handshake, if any, as the
-/// session's `handshake` message, which the fan-out delivers as `sessionStarted`.
+/// session's `handshake` message, delivered as `sessionStarted`.
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn initiate(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     params: InitiateDirectChatParams,
-) -> Result<Value, ApiError> {
+) -> Result<Initiated, ApiError> {
     let peer = UserId::from_trusted(params.peer_user_id);
     if peer == who.user_id {
         return Err(ApiError::bad_request("a direct chat needs another user"));
@@ -43,6 +55,7 @@ pub async fn initiate(
         .sessions
         .create_direct(&session, &who.user_id, &peer, deps.clock.now())
         .await?;
+    let mut outbound = None;
     if let Some(handshake) = params.handshake {
         use sha2::{Digest, Sha256};
         // Derived from the session and the content, so a retried initiate stores the handshake
@@ -56,14 +69,26 @@ pub async fn initiate(
             kind: "handshake".into(),
             payload: handshake,
             attachments: vec![],
-            // Delivered from the stream (initiateDirectChatSession posts nothing itself).
-            inline: false,
+            // Delivered by the caller of `initiate`; the stream consumer delivers it only if that
+            // did not finish.
+            inline: true,
         };
-        deps.messages
+        let appended = deps
+            .messages
             .append(&session, &draft, deps.clock.now())
             .await?;
+        if let Appended::New(message) = appended {
+            outbound = Some(Outbound {
+                message,
+                // Read after the write, as for a group: the two items were written a moment ago.
+                members: None,
+            });
+        }
     }
-    Ok(json!({ "sessionId": session, "created": created }))
+    Ok(Initiated {
+        reply: json!({ "sessionId": session, "created": created }),
+        outbound,
+    })
 }
 
 /// The caller's sessions with their latest message and the caller's watermarks.
