@@ -303,7 +303,11 @@ async fn approvals_not_yet_collected_count_toward_the_companion_cap() {
     for link_id in &pending {
         assert_eq!(poll(cloud, link_id).await.0, 200);
     }
-    assert_eq!(own_devices(&phone, &alice).await.len(), 6, "the primary and five");
+    assert_eq!(
+        own_devices(&phone, &alice).await.len(),
+        6,
+        "the primary and five"
+    );
 }
 
 #[tokio::test]

@@ -156,8 +156,10 @@ pub trait ConnectionStore: Send + Sync {
     /// Forgets a connection; returns it if it was known.
     async fn remove(&self, connection_id: &ConnectionId) -> Result<Option<Connection>, PortError>;
     /// A connection's record, if it is known (strongly consistent).
-    async fn connection(&self, connection_id: &ConnectionId)
-    -> Result<Option<Connection>, PortError>;
+    async fn connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Option<Connection>, PortError>;
     /// A user's live connections, with their devices.
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError>;
     /// Forgets everything about a user's presence: connections and push endpoints.

@@ -61,7 +61,9 @@ impl World {
             name: "attacker's laptop".into(),
             platform: Platform::Web,
         };
-        let req = link_device::request_link(&deps, device, None).await.unwrap();
+        let req = link_device::request_link(&deps, device, None)
+            .await
+            .unwrap();
         let who = self.authorize(&primary.api_key).await.unwrap();
         link_device::approve(&deps, &who, req["code"].as_str().unwrap())
             .await
@@ -622,7 +624,10 @@ async fn re_registering_ends_a_link_the_old_primary_approved() {
     let victim = w.sign_up(PHONE).await;
     let link_id = w.approved_link(&victim).await;
     let again = w.sign_up(PHONE).await;
-    assert_eq!(w.poll_link(&link_id).await.unwrap_err(), ErrorCode::NotFound);
+    assert_eq!(
+        w.poll_link(&link_id).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
     let user = courier_core::UserId::from_trusted(again.user_id.clone());
     let devices = w.accounts.devices(&user).await.unwrap();
     assert_eq!(devices.len(), 1, "only the new phone: {devices:?}");
@@ -636,7 +641,10 @@ async fn deleting_the_account_ends_its_pending_links() {
     let link_id = w.approved_link(&victim).await;
     let current = w.connect(&victim, "conn-1").await;
     w.delete_account(&victim, &current).await;
-    assert_eq!(w.poll_link(&link_id).await.unwrap_err(), ErrorCode::NotFound);
+    assert_eq!(
+        w.poll_link(&link_id).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
     assert_eq!(w.accounts.live_keys(), 0, "no key was handed out");
 }
 
@@ -657,7 +665,10 @@ async fn removing_a_device_ends_the_accounts_pending_links() {
     )
     .await
     .unwrap();
-    assert_eq!(w.poll_link(&pending).await.unwrap_err(), ErrorCode::NotFound);
+    assert_eq!(
+        w.poll_link(&pending).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
     let devices = w.accounts.devices(&who.user_id).await.unwrap();
     assert_eq!(devices.len(), 1, "only the primary is left: {devices:?}");
 }
@@ -688,5 +699,11 @@ async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unauthorized);
     assert_eq!(w.connections.connection(&late).await.unwrap(), None);
-    assert!(w.connections.for_user(&who.user_id).await.unwrap().is_empty());
+    assert!(
+        w.connections
+            .for_user(&who.user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -213,7 +213,10 @@ async fn pending_approvals_count_toward_the_companion_cap() {
         ));
     }
     let devices = accounts.devices(&primary.user_id).await.unwrap();
-    assert_eq!(devices.iter().filter(|d| !d.primary).count(), MAX_COMPANIONS);
+    assert_eq!(
+        devices.iter().filter(|d| !d.primary).count(),
+        MAX_COMPANIONS
+    );
 }
 
 #[tokio::test]

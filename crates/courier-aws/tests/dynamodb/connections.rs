@@ -202,7 +202,11 @@ async fn a_connection_is_recorded_only_while_its_device_exists() {
     let user = crate::accounts::user("+14155550100");
     let primary = crate::accounts::device(&user, "phone", true);
     let laptop = crate::accounts::device(&user, "laptop", false);
-    accounts.store.create_account(&user, &primary).await.unwrap();
+    accounts
+        .store
+        .create_account(&user, &primary)
+        .await
+        .unwrap();
     // The laptop is added as a link completes it: with its key.
     accounts.store.replace_devices(&laptop, &[]).await.unwrap();
 
