@@ -115,6 +115,11 @@ impl TestCloud {
             .stderr(Stdio::from(std::fs::File::create(
                 state.join("courier-local.log"),
             )?));
+        // A known log pseudonym key, so tests can compute the pseudonyms the functions log.
+        cmd.args([
+            "--parameter",
+            &format!("LogPseudonymKey={LOG_PSEUDONYM_KEY}"),
+        ]);
         for p in parameters {
             cmd.args(["--parameter", p]);
         }
@@ -437,6 +442,9 @@ pub fn fresh_phone() -> String {
         }
     }
 }
+
+/// The log pseudonym key of the clouds the tests start (`LogPseudonymKey`).
+pub const LOG_PSEUDONYM_KEY: &str = "courier-e2e-log-pseudonym-key";
 
 /// How long the end-to-end tests wait for an event.
 pub const WAIT: Duration = Duration::from_secs(15);

@@ -197,3 +197,195 @@ async fn a_message_reaches_every_device_of_the_recipient_and_the_senders_other_d
         );
     }
 }
+
+// ---- Security: what an approval or a revoked key can still do (docs/security.md) -------------
+
+/// Registers (or re-registers) `phone` with the code from the outbox: the phone's new primary.
+async fn register(cloud: &TestCloud, phone: &str) -> Credentials {
+    cloud.accounts().register(phone).await.unwrap();
+    let code = cloud.code_for(phone).await.unwrap();
+    let device = courier_core::protocol::DeviceInfo {
+        name: "phone".into(),
+        platform: courier_core::protocol::Platform::Ios,
+    };
+    cloud.accounts().verify(phone, &code, device).await.unwrap()
+}
+
+/// A link request approved by `primary` whose new device has not polled yet: its link id.
+async fn approved_but_not_collected(cloud: &TestCloud, primary: &Session, name: &str) -> String {
+    let (link_id, code) = request_link(cloud, name).await;
+    primary
+        .request("approveDeviceLink", json!({ "code": code }))
+        .await
+        .unwrap();
+    link_id
+}
+
+/// The devices `who` lists for its own account (from a primary's session).
+async fn own_devices(session: &Session, who: &Credentials) -> Vec<Value> {
+    let r = session
+        .request("listDevices", json!({ "userIds": [who.user_id] }))
+        .await
+        .unwrap();
+    r["devices"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_approval_does_not_survive_the_victim_re_registering() {
+    // Issue 21's live attack: the attacker gets one approval from the victim's phone and does
+    // not poll; the victim re-registers to evict every device; the attacker then polls.
+    let cloud = TestCloud::shared();
+    let phone = courier_tests::fresh_phone();
+    let victim = register(cloud, &phone).await;
+    let victim_phone = Session::connect(&cloud.ws_url, &victim.api_key)
+        .await
+        .unwrap();
+    let link_id = approved_but_not_collected(cloud, &victim_phone, "attacker").await;
+
+    let again = register(cloud, &phone).await;
+    assert_eq!(again.user_id, victim.user_id, "the same account");
+    let (status, body) = poll(cloud, &link_id).await;
+    assert_eq!(status, 404, "the attacker got a key: {body}");
+
+    let new_phone = Session::connect(&cloud.ws_url, &again.api_key)
+        .await
+        .unwrap();
+    let devices = own_devices(&new_phone, &again).await;
+    assert_eq!(devices.len(), 1, "only the new phone: {devices:?}");
+}
+
+#[tokio::test]
+async fn deleting_the_account_or_removing_a_device_ends_pending_links() {
+    let cloud = TestCloud::shared();
+    // removeDevice: the owner removes a companion; a link approved earlier ends with it.
+    let owner = cloud.sign_up().await;
+    let phone = Session::connect(&cloud.ws_url, &owner.api_key)
+        .await
+        .unwrap();
+    let companion = link(cloud, &phone, "old laptop").await;
+    let pending = approved_but_not_collected(cloud, &phone, "attacker").await;
+    phone
+        .request("removeDevice", json!({ "deviceId": companion.device_id }))
+        .await
+        .unwrap();
+    let (status, body) = poll(cloud, &pending).await;
+    assert_eq!(status, 404, "the link outlived removeDevice: {body}");
+    assert_eq!(own_devices(&phone, &owner).await.len(), 1);
+
+    // deleteAccount: nothing joins the deleted account afterwards.
+    let doomed = cloud.sign_up().await;
+    let doomed_phone = Session::connect(&cloud.ws_url, &doomed.api_key)
+        .await
+        .unwrap();
+    let pending = approved_but_not_collected(cloud, &doomed_phone, "attacker").await;
+    doomed_phone.delete_account().await.unwrap();
+    let (status, body) = poll(cloud, &pending).await;
+    assert_eq!(status, 404, "the link outlived deleteAccount: {body}");
+}
+
+#[tokio::test]
+async fn approvals_not_yet_collected_count_toward_the_companion_cap() {
+    let cloud = TestCloud::shared();
+    let alice = cloud.sign_up().await;
+    let phone = Session::connect(&cloud.ws_url, &alice.api_key)
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        pending.push(approved_but_not_collected(cloud, &phone, &format!("pending {i}")).await);
+    }
+    let (_, code) = request_link(cloud, "sixth").await;
+    let err = phone
+        .request("approveDeviceLink", json!({ "code": code }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::LimitExceeded));
+    for link_id in &pending {
+        assert_eq!(poll(cloud, link_id).await.0, 200);
+    }
+    assert_eq!(
+        own_devices(&phone, &alice).await.len(),
+        6,
+        "the primary and five"
+    );
+}
+
+#[tokio::test]
+async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_answers() {
+    // Issue 21's live attack: loops reconnect with a companion's key while the owner removes
+    // it. A socket that passed the authorizer just before the key was deleted, but recorded
+    // its connection after removeDevice listed the connections, used to stay open and served.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const LOOPS: usize = 12;
+    let cloud = TestCloud::shared();
+    let owner = cloud.sign_up().await;
+    let phone = Session::connect(&cloud.ws_url, &owner.api_key)
+        .await
+        .unwrap();
+    let companion = link(cloud, &phone, "stolen laptop").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(tokio::sync::Mutex::new(Vec::<Session>::new()));
+    let mut loops = Vec::new();
+    for _ in 0..LOOPS {
+        let (stop, opened, ws_url, key) = (
+            stop.clone(),
+            opened.clone(),
+            cloud.ws_url.clone(),
+            companion.api_key.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match Session::connect(&ws_url, &key).await {
+                    // Kept open, as an attacker would.
+                    Ok(s) => opened.lock().await.push(s),
+                    // Refused: the key is gone. Each loop stops at its first refusal, so the
+                    // loops stay under the failed-connect limit of the address (20 a minute),
+                    // which the tests running beside this one share.
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // The loops are connecting: wait until some sockets are open (generously).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while opened.lock().await.len() < 2 * LOOPS {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the reconnect loops open sockets");
+
+    phone
+        .request("removeDevice", json!({ "deviceId": companion.device_id }))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for l in loops {
+        l.await.unwrap();
+    }
+
+    // Every socket the loops opened, whenever it opened, must now be closed or refused.
+    let sockets = opened.lock().await;
+    let mut served = 0;
+    for s in sockets.iter() {
+        let r = s
+            .request_with_timeout(
+                "listDevices",
+                json!({ "userIds": [owner.user_id] }),
+                Duration::from_secs(15),
+            )
+            .await;
+        if r.is_ok() {
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served,
+        0,
+        "{served} of {} sockets of the removed device were still served",
+        sockets.len()
+    );
+}

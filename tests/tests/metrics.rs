@@ -249,7 +249,10 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
     for who in [&alice, &bob, &carol] {
         assert!(!log.contains(&who.user_id), "the log holds a user id");
         assert!(!log.contains(&who.device_id), "the log holds a device id");
-        let pseudonym = courier_core::UserId::from_trusted(who.user_id.clone()).pseudonym();
+        let pseudonym = courier_core::ids::Pseudonym::keyed(
+            courier_tests::LOG_PSEUDONYM_KEY.as_bytes(),
+            &who.user_id,
+        );
         let authorized: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("connection authorized") && l.contains(&pseudonym.to_string()))

@@ -76,4 +76,21 @@ impl ConnectionGateway for ManagementApi {
             Err(e) => Err(PortError::backend(aws_sdk_apigatewaymanagement::Error::from(e)).into()),
         }
     }
+
+    async fn close_opening(
+        &self,
+        connection_id: &ConnectionId,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), GatewayError> {
+        // API Gateway opens the connection when `$connect` returns, usually within
+        // milliseconds of the record being written; until then a close is `Gone`.
+        loop {
+            match self.close(connection_id).await {
+                Err(GatewayError::Gone) if chrono::Utc::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
 }

@@ -41,22 +41,47 @@ macro_rules! id_type {
     };
 }
 
-/// A user's or device's id as logs carry it: the first 16 hex digits of SHA-256 over a
-/// Courier-specific prefix and the id. The same id always gives the same pseudonym, so one
-/// user's requests can be followed through the logs of every function, but the logs never hold
-/// the id itself (which other stores and the API key directory are keyed by).
+/// A user's or device's id as logs carry it: the first 16 hex digits of HMAC-SHA256 of the id
+/// under the process's pseudonym key ([`PSEUDONYM_KEY_ENV`]). The same id always gives the same
+/// pseudonym under one key, so one user's requests can be followed through the logs of every
+/// function that shares the key, but the logs never hold the id itself (which other stores and
+/// the API key directory are keyed by), and without the key a list of user ids cannot be
+/// matched to them (an unkeyed hash could be: docs/security.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pseudonym(String);
 
+/// The environment variable holding the log pseudonym key (template.yaml's `LogPseudonymKey`).
+/// Unset or empty: each process draws a random key at its first pseudonym, so pseudonyms are
+/// still unlinkable to ids but no longer match across functions or cold starts.
+pub const PSEUDONYM_KEY_ENV: &str = "LOG_PSEUDONYM_KEY";
+
+fn process_key() -> &'static [u8] {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| match std::env::var(PSEUDONYM_KEY_ENV) {
+        Ok(k) if !k.is_empty() => k.into_bytes(),
+        _ => {
+            use rand::RngCore;
+            let mut k = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut k);
+            k
+        }
+    })
+}
+
 impl Pseudonym {
-    /// The pseudonym of `id`.
+    /// The pseudonym of `id` under the process's key.
     pub fn of(id: &str) -> Self {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::new()
-            .chain_update(b"courier-log-pseudonym\0")
-            .chain_update(id.as_bytes())
-            .finalize();
-        Self(hex::encode(&digest[..8]))
+        Self::keyed(process_key(), id)
+    }
+
+    /// The pseudonym of `id` under `key`.
+    pub fn keyed(key: &[u8], id: &str) -> Self {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+        mac.update(b"courier-log-pseudonym\0");
+        mac.update(id.as_bytes());
+        Self(hex::encode(&mac.finalize().into_bytes()[..8]))
     }
 }
 
@@ -103,6 +128,23 @@ impl fmt::Display for ConnectionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pseudonyms_are_keyed_the_same_id_matches_only_under_the_same_key() {
+        let id = "u_0123456789abcdef0123456789abcdef";
+        let a = Pseudonym::keyed(b"first secret", id);
+        assert_eq!(a, Pseudonym::keyed(b"first secret", id));
+        assert_ne!(a, Pseudonym::keyed(b"second secret", id));
+        assert_ne!(a, Pseudonym::keyed(b"first secret", "u_other"));
+        assert_eq!(a.to_string().len(), 16);
+        // Not the unkeyed SHA-256 anyone could compute from a list of user ids.
+        use sha2::{Digest, Sha256};
+        let unkeyed = Sha256::new()
+            .chain_update(b"courier-log-pseudonym\0")
+            .chain_update(id.as_bytes())
+            .finalize();
+        assert_ne!(a.to_string(), hex::encode(&unkeyed[..8]));
+    }
 
     #[test]
     fn generated_ids_are_prefixed_and_unique() {

@@ -51,11 +51,14 @@ struct AccountState {
     devices: BTreeMap<(UserId, DeviceId), Device>,
     keys: HashMap<ApiKeyHash, DeviceCredential>,
     links: HashMap<String, LinkRequest>,
+    /// Approved links not yet completed, by account.
+    pending: HashMap<UserId, Vec<PendingLink>>,
 }
 
-/// Users, devices and keys in maps; serves both [`AccountStore`] and [`CredentialStore`].
-#[derive(Default)]
-pub struct MemoryAccounts(Mutex<AccountState>);
+/// Users, devices and keys in maps; serves both [`AccountStore`] and [`CredentialStore`]. Clones
+/// share their state (as two clients of one table do).
+#[derive(Default, Clone)]
+pub struct MemoryAccounts(std::sync::Arc<Mutex<AccountState>>);
 
 impl MemoryAccounts {
     /// How many API keys are live (tests check keys do not leak).
@@ -129,6 +132,16 @@ impl AccountStore for MemoryAccounts {
             .find(|(_, d)| d == device)
             .map(|(u, _)| u.clone()))
     }
+
+    async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.pending.get(user_id).cloned().unwrap_or_default())
+    }
+
+    async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {
+        let mut s = self.0.lock().unwrap();
+        Ok(s.pending.remove(user_id).map_or(0, |v| v.len()))
+    }
 }
 
 fn insert_device(s: &mut AccountState, d: &Device) {
@@ -160,16 +173,37 @@ pub struct MemoryConnections(
     Mutex<BTreeMap<(UserId, DeviceId), String>>,
     Mutex<HashMap<UserId, DateTime<Utc>>>,
     Mutex<HashMap<UserId, chrono::NaiveDate>>,
+    std::sync::OnceLock<std::sync::Arc<dyn AccountStore>>,
 );
+
+impl MemoryConnections {
+    /// Connections that, as the DynamoDB store does, are recorded only while their device is
+    /// among `accounts`' devices (without that, any connection is recorded).
+    pub fn requiring_devices_of(accounts: std::sync::Arc<dyn AccountStore>) -> Self {
+        let s = Self::default();
+        let _ = s.4.set(accounts);
+        s
+    }
+}
 
 #[async_trait]
 impl ConnectionStore for MemoryConnections {
     async fn add(&self, c: &Connection) -> Result<(), PortError> {
+        if let Some(accounts) = self.4.get() {
+            let devices = accounts.devices(&c.user_id).await?;
+            if !devices.iter().any(|d| d.device_id == c.device_id) {
+                return Err(PortError::Conflict);
+            }
+        }
         self.0
             .lock()
             .unwrap()
             .insert(c.connection_id.clone(), c.clone());
         Ok(())
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, PortError> {
+        Ok(self.0.lock().unwrap().get(id).cloned())
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, PortError> {
@@ -771,11 +805,28 @@ impl LinkStore for MemoryAccounts {
         &self,
         link: &LinkRequest,
         device: &DeviceCredential,
+        approver: &DeviceId,
     ) -> Result<(), PortError> {
         let mut s = self.0.lock().unwrap();
+        if !s
+            .devices
+            .contains_key(&(device.user_id.clone(), approver.clone()))
+        {
+            return Err(PortError::Conflict);
+        }
         match s.links.get_mut(&link.link_id) {
             Some(l) if l.approved.is_none() => {
                 l.approved = Some(device.clone());
+                l.approved_by = Some(approver.clone());
+                let pending = PendingLink {
+                    link_id: l.link_id.clone(),
+                    device_id: device.device_id.clone(),
+                    expires_at: l.expires_at,
+                };
+                s.pending
+                    .entry(device.user_id.clone())
+                    .or_default()
+                    .push(pending);
                 Ok(())
             }
             _ => Err(PortError::Conflict),
@@ -784,14 +835,28 @@ impl LinkStore for MemoryAccounts {
 
     async fn complete(&self, link: &LinkRequest, device: &Device) -> Result<(), PortError> {
         let mut s = self.0.lock().unwrap();
-        match s.links.get(&link.link_id) {
-            Some(l) if l.approved.is_some() => {
-                s.links.remove(&link.link_id);
-                insert_device(&mut s, device);
-                Ok(())
-            }
-            _ => Err(PortError::Conflict),
+        let Some(l) = s.links.get(&link.link_id).cloned() else {
+            return Err(PortError::Conflict);
+        };
+        let (Some(approved), Some(approver)) = (&l.approved, &l.approved_by) else {
+            return Err(PortError::Conflict);
+        };
+        let still_pending = s
+            .pending
+            .get(&approved.user_id)
+            .is_some_and(|v| v.iter().any(|p| p.link_id == l.link_id));
+        let approver_exists = s
+            .devices
+            .contains_key(&(approved.user_id.clone(), approver.clone()));
+        if !still_pending || !approver_exists {
+            return Err(PortError::Conflict);
         }
+        s.links.remove(&link.link_id);
+        if let Some(v) = s.pending.get_mut(&approved.user_id) {
+            v.retain(|p| p.link_id != l.link_id);
+        }
+        insert_device(&mut s, device);
+        Ok(())
     }
 }
 

@@ -93,8 +93,26 @@ pub trait AccountStore: Send + Sync {
     async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError>;
     /// Removes one device with its API key, all or nothing.
     async fn remove_device(&self, device: &Device) -> Result<(), PortError>;
+    /// The account's approved links whose new device has not collected its key yet (each will
+    /// become a companion): they count toward the companion cap.
+    async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError>;
+    /// Ends the account's pending links: none of them can be completed any more. Returns how
+    /// many there were. Every revocation (re-registration, `deleteAccount`, `removeDevice`) calls
+    /// it, so a device approved earlier cannot join after the owner has cleaned up.
+    async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError>;
     /// Which account a device belongs to, if it exists (device ids are unique across accounts).
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError>;
+}
+
+/// An approved link whose new device has not collected its key yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLink {
+    /// The link request.
+    pub link_id: String,
+    /// The device it will add.
+    pub device_id: DeviceId,
+    /// When it stops working (the code's expiry).
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Who a valid API key belongs to.
@@ -130,10 +148,18 @@ pub struct Connection {
 /// Live connections, found by id (on disconnect) and by user (for fan-out).
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// Records a new connection.
+    /// Records a new connection, only if its device still exists (checked in the same atomic
+    /// write): `Conflict` if the device was removed since the authorizer let it in. Revocations
+    /// delete the device first and list its connections after, so every connection is either
+    /// listed (and closed) or refused here.
     async fn add(&self, connection: &Connection) -> Result<(), PortError>;
     /// Forgets a connection; returns it if it was known.
     async fn remove(&self, connection_id: &ConnectionId) -> Result<Option<Connection>, PortError>;
+    /// A connection's record, if it is known (strongly consistent).
+    async fn connection(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Option<Connection>, PortError>;
     /// A user's live connections, with their devices.
     async fn for_user(&self, user_id: &UserId) -> Result<Vec<(DeviceId, ConnectionId)>, PortError>;
     /// Forgets everything about a user's presence: connections and push endpoints.
@@ -172,6 +198,17 @@ pub trait ConnectionGateway: Send + Sync {
     async fn post(&self, connection_id: &ConnectionId, data: &str) -> Result<(), GatewayError>;
     /// Closes a connection (the gateway then runs `$disconnect`).
     async fn close(&self, connection_id: &ConnectionId) -> Result<(), GatewayError>;
+    /// Closes a connection that may still be inside its `$connect` (recorded, not yet open:
+    /// the gateway answers `Gone` for it until `$connect` returns): tries again until the close
+    /// succeeds or `until` passes. A gateway with no such state closes once.
+    async fn close_opening(
+        &self,
+        connection_id: &ConnectionId,
+        until: DateTime<Utc>,
+    ) -> Result<(), GatewayError> {
+        let _ = until;
+        self.close(connection_id).await
+    }
 }
 
 use crate::chat::{Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role};
@@ -417,6 +454,9 @@ pub struct LinkRequest {
     pub expires_at: DateTime<Utc>,
     /// Set once approved: the account and the new device's id.
     pub approved: Option<DeviceCredential>,
+    /// Set once approved: the primary device that approved it (completing the link requires
+    /// that it still exists).
+    pub approved_by: Option<DeviceId>,
 }
 
 /// Link requests, found by id (the new device) and by code (the approving primary device).
@@ -428,12 +468,19 @@ pub trait LinkStore: Send + Sync {
     async fn by_id(&self, link_id: &str) -> Result<Option<LinkRequest>, PortError>;
     /// The request with this code.
     async fn by_code(&self, code: &str) -> Result<Option<LinkRequest>, PortError>;
-    /// Marks a pending request approved for `device` and retires its code; `Conflict` if it was
-    /// no longer pending.
-    async fn approve(&self, link: &LinkRequest, device: &DeviceCredential)
-    -> Result<(), PortError>;
-    /// Removes an approved request and adds its device with its key, all or nothing; `Conflict`
-    /// if it was already taken.
+    /// Marks a pending request approved for `device` by the primary device `approver`, retires
+    /// its code and records it among the account's pending links ([`AccountStore::pending_links`]),
+    /// all or nothing; `Conflict` if it was no longer pending or `approver` no longer exists.
+    async fn approve(
+        &self,
+        link: &LinkRequest,
+        device: &DeviceCredential,
+        approver: &DeviceId,
+    ) -> Result<(), PortError>;
+    /// Removes an approved request and adds its device with its key, all or nothing, only while
+    /// the link is still among the account's pending links and the device that approved it
+    /// still exists; `Conflict` otherwise (already taken, ended by a revocation, or its approver
+    /// replaced or removed).
     async fn complete(&self, link: &LinkRequest, device: &Device) -> Result<(), PortError>;
 }
 

@@ -5,11 +5,12 @@ use chrono::{Duration, TimeZone, Utc};
 use courier_core::clock::ManualClock;
 use courier_core::memory::*;
 use courier_core::ports::{
-    BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
+    AccountStore, BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
 };
 use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
 use courier_core::usecases::{
-    authorize, connections, delete_account, register_account, validate_account,
+    authorize, connections, delete_account, link_device, register_account, remove_device,
+    validate_account,
 };
 use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
 
@@ -30,12 +31,86 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        let accounts = MemoryAccounts::default();
         Self {
+            // As the `$connect` function's store: a connection is recorded only while its
+            // device exists.
+            connections: MemoryConnections::requiring_devices_of(std::sync::Arc::new(
+                accounts.clone(),
+            )),
+            accounts,
             clock: Some(ManualClock::new(
                 Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
             )),
             ..Default::default()
         }
+    }
+    fn link_deps(&self) -> link_device::Deps<'_> {
+        link_device::Deps {
+            links: &self.accounts,
+            accounts: &self.accounts,
+            clock: self.clock(),
+            throttle: None,
+        }
+    }
+    /// A new device asks to be linked and `primary` approves it; the new device does not poll
+    /// yet. Returns the link id it polls with.
+    async fn approved_link(&self, primary: &Credentials) -> String {
+        let deps = self.link_deps();
+        let device = DeviceInfo {
+            name: "attacker's laptop".into(),
+            platform: Platform::Web,
+        };
+        let req = link_device::request_link(&deps, device, None)
+            .await
+            .unwrap();
+        let who = self.authorize(&primary.api_key).await.unwrap();
+        link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+            .await
+            .unwrap();
+        req["linkId"].as_str().unwrap().to_owned()
+    }
+    async fn poll_link(&self, link_id: &str) -> Result<Credentials, ErrorCode> {
+        match link_device::poll(&self.link_deps(), link_id).await {
+            Ok(link_device::LinkPoll::Linked(c)) => Ok(c),
+            Ok(link_device::LinkPoll::Pending) => panic!("the link was approved"),
+            Err(e) => Err(e.code),
+        }
+    }
+    fn remove_deps(&self) -> remove_device::Deps<'_> {
+        remove_device::Deps {
+            accounts: &self.accounts,
+            connections: &self.connections,
+            presence: &self.connections,
+            gateway: &self.gateway,
+            keys: &self.keys,
+            queues: &self.queues,
+        }
+    }
+    /// `deleteAccount` from `primary`'s connection `current` (the account has no sessions,
+    /// settings, statuses or backups).
+    async fn delete_account(&self, primary: &Credentials, current: &ConnectionId) {
+        let who = self.authorize(&primary.api_key).await.unwrap();
+        let sessions = MemorySessions::default();
+        let deps = delete_account::Deps {
+            accounts: &self.accounts,
+            connections: &self.connections,
+            gateway: &self.gateway,
+            sessions: &sessions,
+            groups: &sessions,
+            messages: &MemoryMessages::default(),
+            presence: &self.connections,
+            keys: &self.keys,
+            queues: &self.queues,
+            settings: &MemorySettings::default(),
+            statuses: &MemoryStatuses::default(),
+            clock: self.clock(),
+            backups: &MemoryBackups::default(),
+            objects: &MemoryObjects::default(),
+        };
+        delete_account::delete_account(&deps, &who, current)
+            .await
+            .unwrap();
     }
     fn clock(&self) -> &ManualClock {
         self.clock.as_ref().unwrap()
@@ -535,5 +610,100 @@ fn test_number_configuration_is_all_or_nothing_and_checked() {
         TestNumbers::from_config("+1415555", "123456")
             .unwrap()
             .is_some()
+    );
+}
+
+// ---- Revocation ends what the revoked devices could still do (docs/security.md) --------------
+
+#[tokio::test]
+async fn re_registering_ends_a_link_the_old_primary_approved() {
+    // The attack from issue 21: the attacker gets one approval from the victim's phone and does
+    // not collect the key; the victim re-registers to evict every device; then the attacker
+    // polls.
+    let w = World::new();
+    let victim = w.sign_up(PHONE).await;
+    let link_id = w.approved_link(&victim).await;
+    let again = w.sign_up(PHONE).await;
+    assert_eq!(
+        w.poll_link(&link_id).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
+    let user = courier_core::UserId::from_trusted(again.user_id.clone());
+    let devices = w.accounts.devices(&user).await.unwrap();
+    assert_eq!(devices.len(), 1, "only the new phone: {devices:?}");
+    assert!(w.accounts.pending_links(&user).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deleting_the_account_ends_its_pending_links() {
+    let w = World::new();
+    let victim = w.sign_up(PHONE).await;
+    let link_id = w.approved_link(&victim).await;
+    let current = w.connect(&victim, "conn-1").await;
+    w.delete_account(&victim, &current).await;
+    assert_eq!(
+        w.poll_link(&link_id).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(w.accounts.live_keys(), 0, "no key was handed out");
+}
+
+#[tokio::test]
+async fn removing_a_device_ends_the_accounts_pending_links() {
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let pending = w.approved_link(&owner).await;
+    let who = w.authorize(&owner.api_key).await.unwrap();
+    remove_device::remove_device(
+        &w.remove_deps(),
+        &who,
+        &ConnectionId::new("conn-owner"),
+        courier_core::protocol::RemoveDeviceParams {
+            device_id: companion.device_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.poll_link(&pending).await.unwrap_err(),
+        ErrorCode::NotFound
+    );
+    let devices = w.accounts.devices(&who.user_id).await.unwrap();
+    assert_eq!(devices.len(), 1, "only the primary is left: {devices:?}");
+}
+
+#[tokio::test]
+async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
+    // The authorizer let the companion's key in; before `$connect` records the connection,
+    // the owner removes the companion. The connection is not recorded, so nothing is left
+    // open that the revocation could not list.
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let authorized = w.authorize(&companion.api_key).await.unwrap();
+    let who = w.authorize(&owner.api_key).await.unwrap();
+    remove_device::remove_device(
+        &w.remove_deps(),
+        &who,
+        &ConnectionId::new("conn-owner"),
+        courier_core::protocol::RemoveDeviceParams {
+            device_id: companion.device_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let late = ConnectionId::new("conn-late");
+    let err = connections::connect(&w.connections, w.clock(), late.clone(), &authorized)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unauthorized);
+    assert_eq!(w.connections.connection(&late).await.unwrap(), None);
+    assert!(
+        w.connections
+            .for_user(&who.user_id)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

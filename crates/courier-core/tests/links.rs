@@ -153,3 +153,95 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
         ErrorCode::LimitExceeded
     );
 }
+
+/// Requests a link and has `primary` approve it; returns the link id the new device polls with.
+async fn approved_link(deps: &link_device::Deps<'_>, primary: &DeviceCredential) -> String {
+    let req = link_device::request_link(deps, web(), None).await.unwrap();
+    link_device::approve(deps, primary, req["code"].as_str().unwrap())
+        .await
+        .unwrap();
+    req["linkId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_approved_link_expires_with_its_code() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+        throttle: None,
+    };
+    let link_id = approved_link(&deps, &primary).await;
+    // The new device waits past the code's life before collecting its key.
+    clock.advance(Duration::minutes(5));
+    assert_eq!(
+        link_device::poll(&deps, &link_id).await.unwrap_err().code,
+        ErrorCode::Expired
+    );
+    let devices = accounts.devices(&primary.user_id).await.unwrap();
+    assert_eq!(devices.len(), 1, "no companion was added: {devices:?}");
+}
+
+#[tokio::test]
+async fn pending_approvals_count_toward_the_companion_cap() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+        throttle: None,
+    };
+    // Five approvals, none collected yet.
+    let mut pending = Vec::new();
+    for _ in 0..MAX_COMPANIONS {
+        pending.push(approved_link(&deps, &primary).await);
+    }
+    let req = link_device::request_link(&deps, web(), None).await.unwrap();
+    assert_eq!(
+        link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::LimitExceeded
+    );
+    // All five can still be collected, and the account then has exactly five companions.
+    for link_id in &pending {
+        assert!(matches!(
+            link_device::poll(&deps, link_id).await.unwrap(),
+            LinkPoll::Linked(_)
+        ));
+    }
+    let devices = accounts.devices(&primary.user_id).await.unwrap();
+    assert_eq!(
+        devices.iter().filter(|d| !d.primary).count(),
+        MAX_COMPANIONS
+    );
+}
+
+#[tokio::test]
+async fn a_link_whose_approving_primary_is_gone_cannot_be_completed() {
+    let (accounts, clock, primary) = world().await;
+    let deps = link_device::Deps {
+        links: &accounts,
+        accounts: &accounts,
+        clock: &clock,
+        throttle: None,
+    };
+    let link_id = approved_link(&deps, &primary).await;
+    // The primary is replaced by the store alone (as if a re-registration had stopped before
+    // ending the pending links): completing checks the approver itself.
+    let old = accounts.devices(&primary.user_id).await.unwrap();
+    let new_primary = Device {
+        device_id: DeviceId::generate(),
+        key_hash: ApiKey::generate().hash(),
+        ..old[0].clone()
+    };
+    accounts.replace_devices(&new_primary, &old).await.unwrap();
+    assert_eq!(
+        link_device::poll(&deps, &link_id).await.unwrap_err().code,
+        ErrorCode::NotFound
+    );
+    let devices = accounts.devices(&primary.user_id).await.unwrap();
+    assert_eq!(devices, vec![new_primary]);
+}

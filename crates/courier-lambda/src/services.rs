@@ -232,7 +232,9 @@ pub async fn connections() -> Result<(), Error> {
             .await
         }
         "connect" => serve_lazily!(|Aws { dynamo, .. }| {
-            let store = leak(connection_store(dynamo)?);
+            // Records a connection only while its device exists (docs/security.md, revocation).
+            let store =
+                leak(connection_store(dynamo)?.checking_devices_in(required("USERS_TABLE")?));
             Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
                     Ok::<_, Error>(

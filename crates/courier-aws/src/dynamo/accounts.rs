@@ -5,16 +5,21 @@
 //! - `PHONE#<e164>` / `PHONE`: the number's claim, written with `attribute_not_exists` so one
 //!   number belongs to one account.
 //! - `USER#<userId>` / `DEVICE#<deviceId>`: a device (one query lists them).
+//! - `USER#<userId>` / `LINK#<linkId>`: an approved link whose new device has not collected its
+//!   key yet (it counts toward the companion cap; completing the link deletes it, on condition
+//!   that it exists, so a revocation ends the link by deleting it).
 //!
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
 use super::{backend, codec};
 use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
-use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, User};
+use courier_core::ports::{
+    AccountStore, CredentialStore, Device, DeviceCredential, PendingLink, User,
+};
 use courier_core::protocol::Platform;
 use courier_core::secrets::ApiKeyHash;
 use courier_core::{DeviceId, PhoneNumber, UserId};
@@ -53,6 +58,18 @@ struct DeviceItem {
     primary: bool,
     key_hash: String,
     created_at: DateTime<Utc>,
+}
+
+/// Not `deviceId`: that attribute puts an item in the `byDevice` index, which answers "whose
+/// device is this?" for devices that exist.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PendingLinkItem {
+    pk: String,
+    sk: String,
+    link_id: String,
+    link_device_id: String,
+    expires_at: DateTime<Utc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,6 +186,57 @@ impl DynamoAccounts {
                 )]),
             )?,
         ])
+    }
+
+    /// Records `link` among `user`'s pending links (in the approval's transaction).
+    pub(crate) fn put_pending_link(
+        &self,
+        user: &UserId,
+        link: &PendingLink,
+    ) -> Result<TransactWriteItem, PortError> {
+        let item = PendingLinkItem {
+            pk: user_pk(user),
+            sk: format!("LINK#{}", link.link_id),
+            link_id: link.link_id.clone(),
+            link_device_id: link.device_id.to_string(),
+            expires_at: link.expires_at,
+        };
+        self.put(
+            &self.users_table,
+            serde_dynamo::to_item(item).map_err(codec)?,
+            Some("attribute_not_exists(pk)"),
+        )
+    }
+
+    /// Takes `link_id` off `user`'s pending links, failing the transaction if a revocation
+    /// ended it (or it was already taken).
+    pub(crate) fn take_pending_link(
+        &self,
+        user: &UserId,
+        link_id: &str,
+    ) -> Result<TransactWriteItem, PortError> {
+        let delete = Delete::builder()
+            .table_name(&self.users_table)
+            .set_key(Some(key(user_pk(user), &format!("LINK#{link_id}"))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(PortError::backend)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Fails the transaction unless `device` of `user` still exists.
+    pub(crate) fn device_exists(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<TransactWriteItem, PortError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.users_table)
+            .set_key(Some(key(user_pk(user), &format!("DEVICE#{device}"))))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(PortError::backend)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PortError> {
@@ -301,6 +369,47 @@ impl AccountStore for DynamoAccounts {
 
     async fn remove_device(&self, device: &Device) -> Result<(), PortError> {
         self.transact(self.delete_device(device)?.into()).await
+    }
+
+    async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError> {
+        let items: Vec<Item> = crate::capacity::query_all(
+            self.client
+                .query()
+                .table_name(&self.users_table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :link)")
+                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
+                .expression_attribute_values(":link", AttributeValue::S("LINK#".into()))
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        items
+            .into_iter()
+            .map(|item| {
+                let p: PendingLinkItem = serde_dynamo::from_item(item).map_err(codec)?;
+                Ok(PendingLink {
+                    link_id: p.link_id,
+                    device_id: DeviceId::from_trusted(p.link_device_id),
+                    expires_at: p.expires_at,
+                })
+            })
+            .collect()
+    }
+
+    async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {
+        let pending = self.pending_links(user_id).await?;
+        for p in &pending {
+            self.client
+                .delete_item()
+                .table_name(&self.users_table)
+                .set_key(Some(key(user_pk(user_id), &format!("LINK#{}", p.link_id))))
+                .return_consumed_capacity(TOTAL)
+                .send()
+                .await
+                .recorded()
+                .map_err(backend)?;
+        }
+        Ok(pending.len())
     }
 
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError> {

@@ -5,7 +5,9 @@
 use super::{backend, codec, epoch_secs};
 use crate::capacity::{Recorded, TOTAL};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
 use courier_core::ports::{Connection, ConnectionStore};
@@ -42,15 +44,26 @@ fn member(device: &DeviceId, conn: &ConnectionId) -> String {
 pub struct DynamoConnections {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    users_table: Option<String>,
 }
 
 impl DynamoConnections {
-    /// A repository over `table`.
+    /// A repository over `table`. Its `add` records any connection; the `$connect` function's
+    /// store is [`DynamoConnections::checking_devices_in`] instead.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            users_table: None,
         }
+    }
+
+    /// The same repository whose `add` records a connection only while its device item exists
+    /// in `users_table` (a ConditionCheck in the same transaction), as
+    /// [`ConnectionStore::add`] requires of the `$connect` route.
+    pub fn checking_devices_in(mut self, users_table: impl Into<String>) -> Self {
+        self.users_table = Some(users_table.into());
+        self
     }
 }
 
@@ -79,12 +92,49 @@ impl ConnectionStore for DynamoConnections {
             )
             .build()
             .map_err(PortError::backend)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(put).build(),
             TransactWriteItem::builder().update(update).build(),
         ];
+        if let Some(users) = &self.users_table {
+            // The device still exists at the instant this commits. Revocations delete the device
+            // first and read the presence item after (consistently), so a connection either
+            // committed before the delete (and is listed and closed) or fails here.
+            let check = ConditionCheck::builder()
+                .table_name(users)
+                .key("pk", AttributeValue::S(format!("USER#{}", c.user_id)))
+                .key("sk", AttributeValue::S(format!("DEVICE#{}", c.device_id)))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(PortError::backend)?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         super::transact(&self.client, items).await?;
         Ok(())
+    }
+
+    async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("CONN#{id}")))
+            .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let c: ConnItem = serde_dynamo::from_item(item).map_err(codec)?;
+        Ok(Some(Connection {
+            connection_id: id.clone(),
+            user_id: UserId::from_trusted(c.user_id),
+            device_id: DeviceId::from_trusted(c.device_id),
+            connected_at: c.connected_at,
+        }))
     }
 
     async fn remove(&self, id: &ConnectionId) -> Result<Option<Connection>, PortError> {

@@ -1,6 +1,8 @@
 //! `LinksTable`: `LINK#<linkId>` (the request, and once approved the account and device id) and
 //! `CODE#<code>` (the code's pointer to its request, deleted when approved: single use). Both
-//! carry a TTL; expiry is also checked in code.
+//! carry a TTL; expiry is also checked in code. An approval also writes the account's pending
+//! link (`USER#<userId>`/`LINK#<linkId>` in UsersTable), which completing takes and revocations
+//! delete.
 
 use super::{DynamoAccounts, backend, codec, epoch_secs};
 use crate::capacity::{Recorded, TOTAL};
@@ -8,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
-use courier_core::ports::{Device, DeviceCredential, LinkRequest, LinkStore};
+use courier_core::ports::{Device, DeviceCredential, LinkRequest, LinkStore, PendingLink};
 use courier_core::protocol::Platform;
 use courier_core::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,8 @@ struct LinkItem {
     approved_user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     approved_device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approved_by: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +96,7 @@ impl LinkStore for DynamoLinks {
             ttl,
             approved_user_id: None,
             approved_device_id: None,
+            approved_by: None,
         };
         let code = CodeItem {
             pk: format!("CODE#{}", link.code),
@@ -131,6 +136,7 @@ impl LinkStore for DynamoLinks {
             platform: l.platform,
             expires_at: l.expires_at,
             approved,
+            approved_by: l.approved_by.map(DeviceId::from_trusted),
         }))
     }
 
@@ -157,14 +163,16 @@ impl LinkStore for DynamoLinks {
         &self,
         link: &LinkRequest,
         device: &DeviceCredential,
+        approver: &DeviceId,
     ) -> Result<(), PortError> {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(pk(format!("LINK#{}", link.link_id))))
-            .update_expression("SET approvedUserId = :u, approvedDeviceId = :d")
+            .update_expression("SET approvedUserId = :u, approvedDeviceId = :d, approvedBy = :b")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(approvedDeviceId)")
             .expression_attribute_values(":u", AttributeValue::S(device.user_id.to_string()))
             .expression_attribute_values(":d", AttributeValue::S(device.device_id.to_string()))
+            .expression_attribute_values(":b", AttributeValue::S(approver.to_string()))
             .build()
             .map_err(PortError::backend)?;
         let retire_code = Delete::builder()
@@ -178,6 +186,16 @@ impl LinkStore for DynamoLinks {
             vec![
                 TransactWriteItem::builder().update(update).build(),
                 TransactWriteItem::builder().delete(retire_code).build(),
+                self.accounts.put_pending_link(
+                    &device.user_id,
+                    &PendingLink {
+                        link_id: link.link_id.clone(),
+                        device_id: device.device_id.clone(),
+                        expires_at: link.expires_at,
+                    },
+                )?,
+                // An approver replaced or removed meanwhile approves nothing.
+                self.accounts.device_exists(&device.user_id, approver)?,
             ],
         )
         .await
@@ -190,7 +208,15 @@ impl LinkStore for DynamoLinks {
             .condition_expression("attribute_exists(approvedDeviceId)")
             .build()
             .map_err(PortError::backend)?;
-        let mut items = vec![TransactWriteItem::builder().delete(take).build()];
+        let approver = link.approved_by.as_ref().ok_or(PortError::Conflict)?;
+        let mut items = vec![
+            TransactWriteItem::builder().delete(take).build(),
+            // Ended by a revocation (re-registration, deleteAccount, removeDevice): refused.
+            self.accounts
+                .take_pending_link(&device.user_id, &link.link_id)?,
+            // The primary that approved it must still exist: a re-registration replaced it.
+            self.accounts.device_exists(&device.user_id, approver)?,
+        ];
         items.extend(self.accounts.put_device(device)?);
         super::transact(&self.client, items).await
     }

@@ -189,3 +189,43 @@ async fn a_gone_connection_is_forgotten_unless_it_is_still_connecting() {
     assert!(store.remove(&young.connection_id).await.unwrap().is_some());
     assert_eq!(listed(&store, &user).await, Vec::new());
 }
+
+#[tokio::test]
+async fn a_connection_is_recorded_only_while_its_device_exists() {
+    // The `$connect` function's store: revocations delete the device first, so a connection
+    // that commits after the delete is refused instead of being missed (docs/security.md).
+    use courier_core::ports::AccountStore;
+    let accounts = crate::accounts::fixture().await;
+    let table = support::create_table(&accounts.client, "ConnectionsTable").await;
+    let store = DynamoConnections::new(accounts.client.clone(), table)
+        .checking_devices_in(accounts.users_table.clone());
+    let user = crate::accounts::user("+14155550100");
+    let primary = crate::accounts::device(&user, "phone", true);
+    let laptop = crate::accounts::device(&user, "laptop", false);
+    accounts
+        .store
+        .create_account(&user, &primary)
+        .await
+        .unwrap();
+    // The laptop is added as a link completes it: with its key.
+    accounts.store.replace_devices(&laptop, &[]).await.unwrap();
+
+    let before = connection(&user.user_id, &laptop.device_id);
+    store.add(&before).await.unwrap();
+    assert_eq!(
+        store.connection(&before.connection_id).await.unwrap(),
+        Some(before.clone())
+    );
+
+    accounts.store.remove_device(&laptop).await.unwrap();
+    let after = connection(&user.user_id, &laptop.device_id);
+    assert!(matches!(
+        store.add(&after).await,
+        Err(courier_core::error::PortError::Conflict)
+    ));
+    assert_eq!(store.connection(&after.connection_id).await.unwrap(), None);
+    assert_eq!(listed(&store, &user.user_id).await, pairs([&before]));
+    // An unknown device, too.
+    let stranger = connection(&user.user_id, &DeviceId::generate());
+    assert!(store.add(&stranger).await.is_err());
+}

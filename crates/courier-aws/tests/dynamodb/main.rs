@@ -8,6 +8,7 @@ mod concurrency;
 mod connections;
 mod groups;
 mod keys;
+mod links;
 mod media;
 mod messages;
 mod presence;

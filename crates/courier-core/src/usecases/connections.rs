@@ -5,7 +5,9 @@ use crate::error::ApiError;
 use crate::ids::ConnectionId;
 use crate::ports::{Connection, ConnectionStore, DeviceCredential, LastSeenStore};
 
-/// Records a connection the authorizer let in.
+/// Records a connection the authorizer let in, only while its device exists: a key revoked
+/// after the authorizer checked it is refused here (`UNAUTHORIZED`, and the gateway refuses the
+/// handshake), so no connection of a revoked device is left open (docs/security.md).
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn connect(
     store: &dyn ConnectionStore,
@@ -19,8 +21,17 @@ pub async fn connect(
         device_id: who.device_id.clone(),
         connected_at: clock.now(),
     };
-    store.add(&connection).await?;
-    Ok(())
+    match store.add(&connection).await {
+        Ok(()) => Ok(()),
+        Err(crate::error::PortError::Conflict) => {
+            tracing::info!("connection refused: the device was removed after authorization");
+            Err(ApiError::new(
+                crate::error::ErrorCode::Unauthorized,
+                "this device was removed",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Forgets a connection (closed by the client, the gateway or the management API) and records

@@ -71,14 +71,16 @@ pub async fn delete_account(
             "only the primary device can delete the account; a companion can remove itself (removeDevice)",
         ));
     }
+    // Devices and keys first, then the connections are listed (see remove_device).
     deps.accounts.delete_account(&user, &devices).await?;
+    deps.accounts.end_pending_links(&user.user_id).await?;
     let connections = deps.connections.for_user(&user.user_id).await?;
     let others: Vec<_> = connections
         .iter()
         .map(|(_, c)| c)
         .filter(|c| *c != current)
         .collect();
-    close_connections(deps.gateway, others.iter().copied()).await?;
+    close_connections(deps.connections, deps.gateway, others.iter().copied()).await?;
     for (_, c) in &connections {
         deps.connections.remove(c).await?;
     }

@@ -7,6 +7,11 @@
 //! 3. The new device polls `GET /v1/devices/link-requests/{linkId}`: 202 while pending, then 200
 //!    with its own API key, exactly once. The key is generated at that moment and stored only as
 //!    a hash, so no usable key ever sits in the table.
+//!
+//! An approval is good only while the code is (5 minutes), while the primary device that gave
+//! it exists, and until the account revokes devices (re-registration, `deleteAccount`,
+//! `removeDevice` end its pending links); approved links not collected yet count toward the
+//! companion cap (docs/security.md).
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode, PortError};
@@ -80,6 +85,7 @@ pub async fn request_link(
             platform: device.platform,
             expires_at: deps.clock.now() + Duration::seconds(LINK_LIFETIME_SECS),
             approved: None,
+            approved_by: None,
         };
         match deps.links.create(&link).await {
             Ok(()) => {
@@ -133,7 +139,16 @@ pub async fn approve(
             "the link code has expired; show a new one",
         ));
     }
-    if devices.iter().filter(|d| !d.primary).count() >= MAX_COMPANIONS {
+    // Approved links not collected yet will be companions: they count.
+    let now = deps.clock.now();
+    let pending = deps
+        .accounts
+        .pending_links(&who.user_id)
+        .await?
+        .into_iter()
+        .filter(|p| p.expires_at > now)
+        .count();
+    if devices.iter().filter(|d| !d.primary).count() + pending >= MAX_COMPANIONS {
         return Err(ApiError::new(
             ErrorCode::LimitExceeded,
             format!("at most {MAX_COMPANIONS} linked devices; remove one first"),
@@ -143,7 +158,7 @@ pub async fn approve(
         user_id: who.user_id.clone(),
         device_id: DeviceId::generate(),
     };
-    match deps.links.approve(&link, &device).await {
+    match deps.links.approve(&link, &device, &who.device_id).await {
         Ok(()) => {}
         Err(PortError::Conflict) => {
             return Err(ApiError::new(
@@ -178,13 +193,15 @@ pub async fn poll(deps: &Deps<'_>, link_id: &str) -> Result<LinkPoll, ApiError> 
         return Err(not_found());
     }
     let link = deps.links.by_id(link_id).await?.ok_or_else(not_found)?;
+    // An approval does not outlive the code: a new device that did not collect its key in
+    // time must ask again (an approval kept for later would let it join whenever it liked).
+    if deps.clock.now() >= link.expires_at {
+        return Err(ApiError::new(
+            ErrorCode::Expired,
+            "the link request expired before its key was collected",
+        ));
+    }
     let Some(approved) = link.approved.clone() else {
-        if deps.clock.now() >= link.expires_at {
-            return Err(ApiError::new(
-                ErrorCode::Expired,
-                "the link request expired before it was approved",
-            ));
-        }
         return Ok(LinkPoll::Pending);
     };
     let key = ApiKey::generate();
@@ -203,6 +220,7 @@ pub async fn poll(deps: &Deps<'_>, link_id: &str) -> Result<LinkPoll, ApiError> 
             device_id: approved.device_id.to_string(),
             api_key: key.expose().to_owned(),
         })),
+        // Already collected, ended by a revocation, or its approver is gone.
         Err(PortError::Conflict) => Err(not_found()),
         Err(e) => Err(e.into()),
     }

@@ -25,15 +25,33 @@ pub mod status;
 pub mod validate_account;
 
 use crate::ids::ConnectionId;
-use crate::ports::{ConnectionGateway, GatewayError};
+use crate::ports::{ConnectionGateway, ConnectionStore, GatewayError};
 
-/// Closes connections through the gateway; one that is already gone counts as closed.
+/// How long after its record is written a connection may still be inside its `$connect`: the
+/// `$connect` function's timeout (10 s, template.yaml's Globals) and a margin.
+pub const CONNECT_WINDOW_SECS: i64 = 12;
+
+/// Closes the connections of revoked devices through the gateway; one that is already gone
+/// counts as closed.
+///
+/// The gateway also answers `Gone` for a connection still inside its `$connect` (recorded, but
+/// not open until `$connect` returns), which would then open and be served. So a `Gone`
+/// connection whose record is still there and younger than [`CONNECT_WINDOW_SECS`] is closed
+/// again until the close succeeds or the window ends (docs/security.md, revocation).
 pub(crate) async fn close_connections(
+    store: &dyn ConnectionStore,
     gateway: &dyn ConnectionGateway,
     connections: impl IntoIterator<Item = &ConnectionId>,
 ) -> Result<(), crate::ApiError> {
     for id in connections {
-        match gateway.close(id).await {
+        let mut outcome = gateway.close(id).await;
+        if matches!(outcome, Err(GatewayError::Gone))
+            && let Some(c) = store.connection(id).await?
+        {
+            let until = c.connected_at + chrono::Duration::seconds(CONNECT_WINDOW_SECS);
+            outcome = gateway.close_opening(id, until).await;
+        }
+        match outcome {
             Ok(()) | Err(GatewayError::Gone) => {}
             Err(GatewayError::Refused(why)) => {
                 return Err(crate::error::PortError::backend(why).into());

@@ -70,7 +70,13 @@ pub async fn remove_device(
             "a companion device can remove only itself",
         ));
     }
+    // The device (with its key) goes first, then its connections are listed: a `$connect`
+    // racing this either wrote its record before (listed here, closed) or is refused (its
+    // record is written only while the device exists).
     deps.accounts.remove_device(target).await?;
+    // Links approved earlier but not collected yet end too: removing devices leaves exactly
+    // the devices the owner sees.
+    deps.accounts.end_pending_links(&who.user_id).await?;
     let connections: Vec<ConnectionId> = deps
         .connections
         .for_user(&who.user_id)
@@ -80,7 +86,7 @@ pub async fn remove_device(
         .map(|(_, c)| c)
         .collect();
     let others: Vec<&ConnectionId> = connections.iter().filter(|c| *c != current).collect();
-    close_connections(deps.gateway, others.iter().copied()).await?;
+    close_connections(deps.connections, deps.gateway, others.iter().copied()).await?;
     for c in &connections {
         deps.connections.remove(c).await?;
     }

@@ -89,7 +89,10 @@ pub async fn validate_account(
         Some(user_id) => {
             let old = deps.accounts.devices(&user_id).await?;
             let device = new_device(&user_id);
+            // Old devices and keys first, then their connections are listed (see
+            // remove_device); links the old primary approved end too.
             deps.accounts.replace_devices(&device, &old).await?;
+            deps.accounts.end_pending_links(&user_id).await?;
             let old_connections: Vec<_> = deps
                 .connections
                 .for_user(&user_id)
@@ -98,7 +101,7 @@ pub async fn validate_account(
                 .filter(|(d, _)| old.iter().any(|o| &o.device_id == d))
                 .map(|(_, c)| c)
                 .collect();
-            close_connections(deps.gateway, &old_connections).await?;
+            close_connections(deps.connections, deps.gateway, &old_connections).await?;
             for c in &old_connections {
                 deps.connections.remove(c).await?;
             }

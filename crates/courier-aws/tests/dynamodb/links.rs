@@ -1,0 +1,192 @@
+//! `DynamoLinks` over a `LinksTable` with the accounts' tables: an approval records the account's
+//! pending link and needs its approver; completing needs both still there (docs/security.md).
+
+use crate::accounts::{Fixture, device, fixture, user};
+use crate::support;
+use chrono::{Duration, Utc};
+use courier_aws::dynamo::DynamoLinks;
+use courier_core::DeviceId;
+use courier_core::error::PortError;
+use courier_core::ports::{
+    AccountStore, CredentialStore, Device, DeviceCredential, LinkRequest, LinkStore, User,
+};
+use courier_core::protocol::Platform;
+use courier_core::secrets::ApiKey;
+
+struct World {
+    accounts: Fixture,
+    links: DynamoLinks,
+    user: User,
+    primary: Device,
+}
+
+async fn world() -> World {
+    let accounts = fixture().await;
+    let table = support::create_table(&accounts.client, "LinksTable").await;
+    let links = DynamoLinks::new(accounts.client.clone(), table, accounts.store.clone());
+    let user = user("+14155550100");
+    let primary = device(&user, "phone", true);
+    accounts
+        .store
+        .create_account(&user, &primary)
+        .await
+        .unwrap();
+    World {
+        accounts,
+        links,
+        user,
+        primary,
+    }
+}
+
+impl World {
+    /// A new link request, approved by `approver`: the link as the new device's poll reads it,
+    /// and the device it will add.
+    async fn approved(&self, approver: &DeviceId) -> Result<(LinkRequest, Device), PortError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let link = LinkRequest {
+            link_id: format!("l_{id}"),
+            code: id[..10].to_uppercase(),
+            name: "laptop".into(),
+            platform: Platform::Web,
+            expires_at: Utc::now() + Duration::minutes(5),
+            approved: None,
+            approved_by: None,
+        };
+        self.links.create(&link).await.unwrap();
+        let new = DeviceCredential {
+            user_id: self.user.user_id.clone(),
+            device_id: DeviceId::generate(),
+        };
+        self.links.approve(&link, &new, approver).await?;
+        let link = self.links.by_id(&link.link_id).await.unwrap().unwrap();
+        let device = Device {
+            user_id: new.user_id,
+            device_id: new.device_id,
+            name: link.name.clone(),
+            platform: link.platform,
+            primary: false,
+            key_hash: ApiKey::generate().hash(),
+            created_at: Utc::now(),
+        };
+        Ok((link, device))
+    }
+
+    async fn device_ids(&self) -> Vec<DeviceId> {
+        let mut v: Vec<_> = self
+            .accounts
+            .store
+            .devices(&self.user.user_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[tokio::test]
+async fn an_approval_is_pending_until_completed_once() {
+    let w = world().await;
+    let (link, device) = w.approved(&w.primary.device_id).await.unwrap();
+    assert_eq!(link.approved_by.as_ref(), Some(&w.primary.device_id));
+    let pending = w
+        .accounts
+        .store
+        .pending_links(&w.user.user_id)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].link_id, link.link_id);
+    assert_eq!(pending[0].device_id, device.device_id);
+    assert_eq!(pending[0].expires_at, link.expires_at);
+    // A pending device is no device: the byDevice index does not know it.
+    assert_eq!(
+        w.accounts
+            .store
+            .device_owner(&device.device_id)
+            .await
+            .unwrap(),
+        None
+    );
+
+    w.links.complete(&link, &device).await.unwrap();
+    assert!(w.device_ids().await.contains(&device.device_id));
+    assert!(
+        w.accounts
+            .store
+            .pending_links(&w.user.user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        w.links.complete(&link, &device).await,
+        Err(PortError::Conflict)
+    ));
+}
+
+#[tokio::test]
+async fn completing_needs_the_pending_link_and_the_approver() {
+    let w = world().await;
+    // Ended by a revocation: refused, and nothing is written.
+    let (ended, device) = w.approved(&w.primary.device_id).await.unwrap();
+    assert_eq!(
+        w.accounts
+            .store
+            .end_pending_links(&w.user.user_id)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        w.links.complete(&ended, &device).await,
+        Err(PortError::Conflict)
+    ));
+    assert_eq!(w.device_ids().await, vec![w.primary.device_id.clone()]);
+
+    // The approving primary was replaced (a re-registration), the pending link left in place:
+    // refused all the same.
+    let (link, device) = w.approved(&w.primary.device_id).await.unwrap();
+    let new_primary = device_of(&w.user, true);
+    w.accounts
+        .store
+        .replace_devices(&new_primary, std::slice::from_ref(&w.primary))
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.links.complete(&link, &device).await,
+        Err(PortError::Conflict)
+    ));
+    assert_eq!(w.device_ids().await, vec![new_primary.device_id.clone()]);
+    assert_eq!(
+        w.accounts
+            .store
+            .device_for_key(&device.key_hash)
+            .await
+            .unwrap(),
+        None,
+        "no key was written"
+    );
+}
+
+#[tokio::test]
+async fn approving_needs_the_approver() {
+    let w = world().await;
+    let gone = DeviceId::generate();
+    assert!(matches!(w.approved(&gone).await, Err(PortError::Conflict)));
+    assert!(
+        w.accounts
+            .store
+            .pending_links(&w.user.user_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn device_of(user: &User, primary: bool) -> Device {
+    device(user, if primary { "new phone" } else { "laptop" }, primary)
+}
