@@ -77,9 +77,10 @@ async fn a_linked_device_gets_its_own_key_once_and_only_the_primary_approves() {
         "the key is handed out once"
     );
     let web: Credentials = serde_json::from_value(creds).unwrap();
-    let web_session = Session::connect_with_token(&cloud.ws_url, &web.api_key)
+    let ticket = cloud.accounts().connect_ticket(&web.api_key).await.unwrap();
+    let web_session = Session::connect_with_ticket(&cloud.ws_url, &ticket.ticket)
         .await
-        .expect("its own key works");
+        .expect("its own key works, as a browser presents it");
 
     // Codes are single use; only the primary approves; malformed codes are bad requests.
     let err = phone

@@ -320,7 +320,7 @@ async fn handshake(cloud: &TestCloud, key: &str) -> Result<(), (u16, Option<u64>
 }
 
 #[tokio::test]
-async fn an_address_is_limited_in_codes_and_in_failed_connections() {
+async fn an_address_is_limited_in_codes_and_a_failed_key_prefix_is_locked_out_not_its_neighbours() {
     let cloud = &per_address_cloud();
     // One code (the sign-up) and two more from this address; the fourth is refused.
     let user = cloud.sign_up().await;
@@ -342,22 +342,81 @@ async fn an_address_is_limited_in_codes_and_in_failed_connections() {
         .unwrap()
         .as_millis();
     tokio::time::sleep(Duration::from_millis((6000 - (secs % 6000) as u64) + 50)).await;
-    for _ in 0..3 {
-        assert_eq!(handshake(cloud, "ck_wrong").await.unwrap_err().0, 401);
+    // An attacker behind the address (every local client is 127.0.0.1, as behind one NAT)
+    // guesses keys that share a prefix: three are refused with 401...
+    for guess in ["ck_wrongAAAA1", "ck_wrongAAAA2", "ck_wrongAAAA3"] {
+        assert_eq!(handshake(cloud, guess).await.unwrap_err().0, 401);
     }
-    // Over the limit: every attempt from the address is refused, even with the right key.
-    let (status, retry, body) = handshake(cloud, &user.api_key).await.unwrap_err();
+    // ...then that prefix is locked out from this address, even with a key it has not tried.
+    let (status, retry, body) = handshake(cloud, "ck_wrongAAAA4").await.unwrap_err();
     assert_eq!(status, 429, "{body}");
     let retry = retry.expect("Retry-After");
     assert!((1..=6).contains(&retry), "{retry}");
     assert_eq!(body["error"]["code"], "LIMIT_EXCEEDED");
     assert_eq!(body["error"]["retryAfter"], retry);
-    assert_eq!(handshake(cloud, "ck_wrong").await.unwrap_err().0, 429);
-
-    // Once the window is over, the right key connects again and works.
-    tokio::time::sleep(Duration::from_secs(retry)).await;
-    let s = Session::connect(&cloud.ws_url, &user.api_key)
+    // A neighbour at the same address with its own valid key still connects and is served
+    // (the lockout is keyed on address and key prefix, not the address alone).
+    let neighbour = Session::connect(&cloud.ws_url, &user.api_key)
         .await
-        .expect("connected after retryAfter");
-    s.request("listSessions", json!({})).await.unwrap();
+        .expect("a neighbour behind the same address connects during the attacker's lockout");
+    neighbour.request("listSessions", json!({})).await.unwrap();
+    assert_eq!(handshake(cloud, "ck_wrongAAAA5").await.unwrap_err().0, 429);
+
+    // Once the window is over, the attacker's prefix is counted afresh (401, not 429).
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(handshake(cloud, "ck_wrongAAAA6").await.unwrap_err().0, 401);
+}
+
+/// SMS pumping (docs/security.md, item 4): an attacker rotating addresses asks for codes to
+/// ever new numbers in countries it profits from. Per-number and per-address limits do not hold
+/// it; the country allow-list and the hourly budgets (global and per calling code) do.
+#[tokio::test]
+async fn sms_pumping_from_rotating_addresses_is_stopped_by_the_allow_list_and_the_hourly_budgets() {
+    let cloud = &TestCloud::start(&[
+        "SmsAllowedCallingCodes=1,44",
+        "SmsBudgetPerCountryPerHour=2",
+        "SmsBudgetPerHour=3",
+    ])
+    .expect("a local cloud with small SMS budgets");
+    // The budgets are clock hours: start well inside one, so all of it is counted in one.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if 3600 - secs % 3600 < 90 {
+        tokio::time::sleep(Duration::from_secs(3600 - secs % 3600 + 1)).await;
+    }
+    // A country not on the allow-list gets no SMS, whatever the address.
+    let (status, _, body) = register_status(cloud, "+4915123456789").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "COUNTRY_NOT_SUPPORTED");
+    assert!(cloud.sms_to("+4915123456789").await.unwrap().is_empty());
+
+    // Each request is for a new number (the per-number limit never bites): two +1 codes go
+    // out, then the +1 budget is spent and says so.
+    let (us1, us2, us3) = (fresh_phone(), fresh_phone(), fresh_phone());
+    for phone in [&us1, &us2] {
+        assert_eq!(register_status(cloud, phone).await.0, 202);
+    }
+    let (status, retry, body) = register_status(cloud, &us3).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "SMS_BUDGET_EXHAUSTED");
+    let retry = retry.expect("Retry-After");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(body["error"]["retryAfter"], retry);
+    assert!(cloud.sms_to(&us3).await.unwrap().is_empty(), "no SMS");
+
+    // Another country still has its own budget, until the global one (3) is spent.
+    assert_eq!(register_status(cloud, "+442071838750").await.0, 202);
+    let (status, _, body) = register_status(cloud, "+442071838751").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "SMS_BUDGET_EXHAUSTED");
+    assert!(cloud.sms_to("+442071838751").await.unwrap().is_empty());
+    let sent = reqwest::get(format!("{}/_local/outbox/sms", cloud.http_url))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 3, "three SMS in the hour, no more: {sent:?}");
 }

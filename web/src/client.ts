@@ -2,7 +2,14 @@
 // encrypted and decrypted by the wasm (the same key sharing the CLI does: courier-client's
 // `e2ee`). The UI (ui.ts) renders `Client.chats` and calls the actions below.
 
-import { ApiError, Connection, upload, type ConnState, type Credentials } from './net';
+import {
+  ApiError,
+  Connection,
+  upload,
+  type Config,
+  type ConnState,
+  type Credentials,
+} from './net';
 import {
   WebDevice,
   decryptFile,
@@ -117,12 +124,12 @@ export class Client {
   constructor(
     readonly creds: Credentials,
     readonly dev: WebDevice,
-    wsUrl: string,
+    config: Config,
     private readonly changed: () => void,
     onState: (s: ConnState) => void,
   ) {
     this.conn = new Connection(
-      wsUrl,
+      config,
       creds.apiKey,
       (e) => {
         // One event at a time, in arrival order.

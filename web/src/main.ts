@@ -56,7 +56,7 @@ async function start(): Promise<void> {
   const client = new Client(
     creds,
     dev,
-    config.wsUrl,
+    config,
     () => view?.render(),
     (s) => view?.setConn(s),
   );

@@ -79,6 +79,17 @@ export async function requestLink(config: Config, name: string): Promise<LinkReq
   return r.body;
 }
 
+/** A one-time connect ticket: the key goes in this request's header, and only the ticket in the
+ * WebSocket URL (a browser cannot set headers on the handshake, and URLs end up in access logs).
+ * It opens one connection, within seconds. */
+export async function connectTicket(config: Config, apiKey: string): Promise<string> {
+  const r = await http<{ ticket: string }>(`${config.httpUrl}/v1/connect-tickets`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}` },
+  });
+  return r.body.ticket;
+}
+
 /** Polls a link request: the credentials once approved, null while pending. */
 export async function pollLink(config: Config, linkId: string): Promise<Credentials | null> {
   const r = await http<Credentials>(
@@ -113,10 +124,12 @@ export class Connection {
   private retryTimer = 0;
   private heartbeat = 0;
   private stopped = false;
+  /** Counts connection attempts: a ticket that arrives after a newer attempt began is dropped. */
+  private attempt = 0;
   state: ConnState = 'offline';
 
   constructor(
-    private readonly url: string,
+    private readonly config: Config,
     private readonly apiKey: string,
     private readonly onEvent: (e: Record<string, unknown>) => void,
     private readonly onState: (s: ConnState) => void,
@@ -152,8 +165,31 @@ export class Connection {
     if (this.stopped) return;
     window.clearTimeout(this.retryTimer);
     this.setState('connecting');
-    const sep = this.url.includes('?') ? '&' : '?';
-    const ws = new WebSocket(`${this.url}${sep}token=${encodeURIComponent(this.apiKey)}`);
+    const attempt = ++this.attempt;
+    connectTicket(this.config, this.apiKey).then(
+      (ticket) => {
+        if (attempt === this.attempt && !this.stopped) this.openWith(ticket);
+      },
+      (e) => {
+        if (attempt !== this.attempt || this.stopped) return;
+        console.warn('no connect ticket', e);
+        this.setState('offline');
+        this.retryLater();
+      },
+    );
+  }
+
+  private retryLater(): void {
+    const wait = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, 30_000);
+    window.clearTimeout(this.retryTimer);
+    this.retryTimer = window.setTimeout(() => this.open(), wait);
+  }
+
+  private openWith(ticket: string): void {
+    const url = this.config.wsUrl;
+    const sep = url.includes('?') ? '&' : '?';
+    const ws = new WebSocket(`${url}${sep}ticket=${encodeURIComponent(ticket)}`);
     this.ws = ws;
     ws.onopen = () => {
       this.backoff = 1000;
@@ -172,9 +208,7 @@ export class Connection {
       // A browser does not say why a handshake failed (a network error and a refused key look
       // the same), so both are retried; Settings has "Unlink this browser".
       this.setState('offline');
-      const wait = this.backoff * (0.75 + Math.random() * 0.5);
-      this.backoff = Math.min(this.backoff * 2, 30_000);
-      this.retryTimer = window.setTimeout(() => this.open(), wait);
+      this.retryLater();
     };
   }
 

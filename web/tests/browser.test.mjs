@@ -203,7 +203,15 @@ page.on('request', (r) => {
   const body = r.postDataBuffer();
   sent.push({ what: `${r.method()} ${r.url()}`, body: body ?? Buffer.alloc(0) });
 });
+// The WebSocket URLs the page opened, and the API keys it sent in headers (connect tickets).
+const wsUrls = [];
+const keysInHeaders = new Set();
+page.on('request', (r) => {
+  const auth = r.headers()['authorization'];
+  if (auth) keysInHeaders.add(auth.replace(/^Bearer /, ''));
+});
 page.on('websocket', (ws) => {
+  wsUrls.push(ws.url());
   ws.on('framesent', (f) => sent.push({ what: `ws ${ws.url()}`, body: Buffer.from(f.payload) }));
 });
 const consoleLines = [];
@@ -216,7 +224,12 @@ try {
   const [alice, bob] = await Promise.all([cliUser('alice'), cliUser('bob')]);
 
   step('open Courier Web: it shows a link code as text and as a QR code');
-  await page.goto(`${HTTP}/`);
+  const pageResponse = await page.goto(`${HTTP}/`);
+  // The page comes with a strict Content-Security-Policy (docs/security.md item 15); every step
+  // below runs under it, and the end checks that nothing was refused.
+  const csp = pageResponse.headers()['content-security-policy'] ?? '';
+  assert.match(csp, /default-src 'none'/, `a strict CSP: ${csp}`);
+  assert.match(csp, /script-src 'self' 'wasm-unsafe-eval';/, `scripts from the page's origin only: ${csp}`);
   const codeEl = page.locator('#link-code');
   await codeEl.filter({ hasText: /\S/ }).waitFor();
   const code = (await codeEl.textContent()).trim();
@@ -466,6 +479,19 @@ try {
   assert.deepEqual(left, [], 'nothing of the device is left in IndexedDB');
   const devicesAfter = await courier(alice.config, ['devices', 'list']);
   assert.doesNotMatch(devicesAfter, /web/i, `the web device is gone: ${devicesAfter}`);
+
+  step('the page connected with one-time tickets only, never its key in a URL, under the CSP');
+  assert.ok(keysInHeaders.size >= 1, 'the key went in a header (POST /v1/connect-tickets)');
+  assert.ok(wsUrls.length >= 3, `connected, reconnected and reloaded: ${wsUrls.length} sockets`);
+  const tickets = wsUrls.map((u) => new URL(u).searchParams.get('ticket'));
+  for (const [i, u] of wsUrls.entries()) {
+    assert.match(tickets[i] ?? '', /^ct_/, `a ticket in ${u}`);
+    assert.ok(!new URL(u).searchParams.has('token'), `no token in ${u}`);
+    for (const key of keysInHeaders) assert.ok(!u.includes(key), `the key is in ${u}`);
+  }
+  assert.equal(new Set(tickets).size, tickets.length, 'each ticket used once');
+  const refused = consoleLines.filter((l) => /Content Security Policy/i.test(l));
+  assert.deepEqual(refused, [], 'nothing was refused by the CSP');
 
   step('no plaintext in anything the page sent');
   const secrets = [

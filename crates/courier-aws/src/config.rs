@@ -91,6 +91,63 @@ pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
     })
 }
 
+/// The SMS guard's settings (template.yaml's `SmsAllowedCallingCodes`, `SmsBudgetPerHour`,
+/// `SmsBudgetPerCountryPerHour`): the allowed country calling codes (`SMS_ALLOWED_CALLING_CODES`,
+/// comma-separated digits, empty or unset for every country), then the hourly budgets per
+/// calling code (`SMS_BUDGET_PER_COUNTRY_PER_HOUR`, default 100) and for the whole service
+/// (`SMS_BUDGET_PER_HOUR`, default 1000), as one-hour fixed windows.
+pub fn sms_guard() -> Result<
+    (
+        Vec<u16>,
+        courier_core::rate_limit::Rule,
+        courier_core::rate_limit::Rule,
+    ),
+    ConfigError,
+> {
+    use courier_core::rate_limit::Rule;
+    const NAME: &str = "SMS_ALLOWED_CALLING_CODES";
+    let list = std::env::var(NAME).unwrap_or_default();
+    let codes = list
+        .split(',')
+        .map(|c| c.trim().trim_start_matches('+'))
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<u16>()
+                .ok()
+                .filter(|n| (1..=999).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        NAME,
+                        "calling codes of 1 to 3 digits, comma-separated",
+                        list.clone(),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hourly = |name: &'static str, default: u64| -> Result<Rule, ConfigError> {
+        let n = positive(name, default)?;
+        Ok(Rule::Window {
+            max: u32::try_from(n)
+                .map_err(|_| ConfigError::Invalid(name, "at most 4294967295", n.to_string()))?,
+            window_secs: 3600,
+        })
+    };
+    Ok((
+        codes,
+        hourly("SMS_BUDGET_PER_COUNTRY_PER_HOUR", 100)?,
+        hourly("SMS_BUDGET_PER_HOUR", 1000)?,
+    ))
+}
+
+/// How long a connect ticket lives (`CONNECT_TICKET_TTL_SECS`, template.yaml's
+/// `ConnectTicketTtlSeconds`; 30 by default).
+pub fn connect_ticket_lifetime_secs() -> Result<u64, ConfigError> {
+    positive(
+        "CONNECT_TICKET_TTL_SECS",
+        courier_core::usecases::connect_ticket::TICKET_LIFETIME_SECS,
+    )
+}
+
 /// Reads a required environment variable.
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name)

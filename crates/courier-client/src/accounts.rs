@@ -2,8 +2,8 @@
 
 use crate::ClientError;
 use courier_core::protocol::{
-    Credentials, DeviceInfo, ErrorDetail, RegisterAccountRequest, RegisterAccountResponse,
-    ValidateAccountRequest,
+    ConnectTicketResponse, Credentials, DeviceInfo, ErrorDetail, RegisterAccountRequest,
+    RegisterAccountResponse, ValidateAccountRequest,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,28 @@ impl AccountsClient {
             device,
         };
         self.post("/v1/accounts/verify", &body).await
+    }
+
+    /// A one-time connect ticket for [`crate::Session::connect_with_ticket`], for a client that
+    /// cannot send the key in a header of its WebSocket handshake (`api_key` goes in this
+    /// request's `Authorization` header).
+    pub async fn connect_ticket(
+        &self,
+        api_key: &str,
+    ) -> Result<ConnectTicketResponse, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/connect-tickets", self.base))
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Self::decode(status, text)
     }
 
     /// Asks for a link code for this (new) device.

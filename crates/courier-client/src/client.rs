@@ -56,8 +56,6 @@ pub struct ClientConfig {
     pub ws_url: String,
     /// The device's API key.
     pub api_key: String,
-    /// Send the key as the `token` query parameter instead of the `Authorization` header.
-    pub token_in_query: bool,
     /// How long to wait for each reply (default 10 s).
     pub request_timeout: Duration,
     /// Acknowledge `delivered` for every message received (default true).
@@ -107,7 +105,6 @@ impl ClientConfig {
         Self {
             ws_url: ws_url.into(),
             api_key: api_key.into(),
-            token_in_query: false,
             request_timeout: Duration::from_secs(10),
             auto_ack_delivered: true,
             sync_on_connect: true,
@@ -1206,11 +1203,7 @@ fn check_alive(session: Arc<Session>) {
 }
 
 async fn open(config: &ClientConfig) -> Result<Session, ConnectError> {
-    if config.token_in_query {
-        Session::connect_with_token(&config.ws_url, &config.api_key).await
-    } else {
-        Session::connect(&config.ws_url, &config.api_key).await
-    }
+    Session::connect(&config.ws_url, &config.api_key).await
 }
 
 /// What the reconnect backoff waits with: [`TokioTimer`] sleeps; a test passes a clock of its

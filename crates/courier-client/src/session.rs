@@ -97,8 +97,11 @@ impl Session {
         Self::open(request).await
     }
 
-    /// Connects with the key in the `token` query parameter, as browsers must.
-    pub async fn connect_with_token(ws_url: &str, api_key: &str) -> Result<Self, ConnectError> {
+    /// Connects with a one-time connect ticket (from `POST /v1/connect-tickets`,
+    /// [`crate::AccountsClient::connect_ticket`]) in the `ticket` query parameter, as a browser
+    /// must: it cannot set headers on a WebSocket handshake, and a key in the URL would end up in
+    /// access logs. A ticket opens one connection, once.
+    pub async fn connect_with_ticket(ws_url: &str, ticket: &str) -> Result<Self, ConnectError> {
         let sep = if ws_url.contains('?') {
             "&"
         } else if has_path(ws_url) {
@@ -106,7 +109,7 @@ impl Session {
         } else {
             "/?"
         };
-        let request = format!("{ws_url}{sep}token={api_key}")
+        let request = format!("{ws_url}{sep}ticket={ticket}")
             .into_client_request()
             .map_err(|e| ConnectError::Transport(e.to_string()))?;
         Self::open(request).await

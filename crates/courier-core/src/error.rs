@@ -27,6 +27,12 @@ pub enum ErrorCode {
     UnknownAction,
     /// Something failed on the server; the request may be retried.
     Internal,
+    /// `registerAccount`: the deployment sends no verification codes to this country calling
+    /// code (its allow-list); retrying will not help.
+    CountryNotSupported,
+    /// `registerAccount`: the hourly SMS budget (the whole service's, or this country calling
+    /// code's) is spent, so no code is sent until `retryAfter` (the next hour).
+    SmsBudgetExhausted,
 }
 
 impl ErrorCode {
@@ -42,6 +48,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::LimitExceeded => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::CountryNotSupported => 403,
+            ErrorCode::SmsBudgetExhausted => 503,
         }
     }
 
@@ -58,6 +66,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnknownAction => "UNKNOWN_ACTION",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::CountryNotSupported => "COUNTRY_NOT_SUPPORTED",
+            ErrorCode::SmsBudgetExhausted => "SMS_BUDGET_EXHAUSTED",
         }
     }
 }

@@ -166,6 +166,33 @@ impl CredentialStore for MemoryAccounts {
     }
 }
 
+/// Connect tickets in a map.
+#[derive(Default)]
+pub struct MemoryConnectTickets(Mutex<HashMap<ApiKeyHash, (ApiKeyHash, DateTime<Utc>)>>);
+
+#[async_trait]
+impl ConnectTicketStore for MemoryConnectTickets {
+    async fn put_ticket(
+        &self,
+        ticket: &ApiKeyHash,
+        key: &ApiKeyHash,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(ticket.clone(), (key.clone(), expires_at));
+        Ok(())
+    }
+
+    async fn take_ticket(
+        &self,
+        ticket: &ApiKeyHash,
+    ) -> Result<Option<(ApiKeyHash, DateTime<Utc>)>, PortError> {
+        Ok(self.0.lock().unwrap().remove(ticket))
+    }
+}
+
 /// Live connections and push endpoints in maps; serves [`ConnectionStore`] and [`PresenceStore`].
 #[derive(Default)]
 pub struct MemoryConnections(

@@ -44,6 +44,14 @@ impl PhoneNumber {
         &self.0
     }
 
+    /// The country calling code (`1` for +1 415…, `44` for +44 20…), what SMS prices and
+    /// allow-lists go by.
+    pub fn calling_code(&self) -> u16 {
+        phonenumber::parse(None, &self.0)
+            .map(|p| p.code().value())
+            .expect("a PhoneNumber was parsed when it was made")
+    }
+
     /// The number with all but the last two digits hidden, for logs.
     pub fn redacted(&self) -> String {
         let keep = &self.0[self.0.len().saturating_sub(2)..];
@@ -70,13 +78,14 @@ mod tests {
 
     #[test]
     fn accepts_valid_numbers_from_several_countries() {
-        for n in [
-            "+14155550100",
-            "+442071838750",
-            "+4915123456789",
-            "+919876543210",
+        for (n, code) in [
+            ("+14155550100", 1),
+            ("+442071838750", 44),
+            ("+4915123456789", 49),
+            ("+919876543210", 91),
         ] {
             assert_eq!(PhoneNumber::parse(n).unwrap().as_str(), n);
+            assert_eq!(PhoneNumber::parse(n).unwrap().calling_code(), code);
         }
     }
 

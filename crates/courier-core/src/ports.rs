@@ -132,6 +132,26 @@ pub trait CredentialStore: Send + Sync {
     -> Result<Option<DeviceCredential>, PortError>;
 }
 
+/// One-time connect tickets (`POST /v1/connect-tickets`): what a browser puts in the WebSocket
+/// URL instead of its key. Each is stored by its hash with the hash of the key it stands for.
+#[async_trait]
+pub trait ConnectTicketStore: Send + Sync {
+    /// Stores a ticket for `key` until `expires_at`.
+    async fn put_ticket(
+        &self,
+        ticket: &ApiKeyHash,
+        key: &ApiKeyHash,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
+    /// Removes the ticket and answers its key and expiry, if it was there. However many take
+    /// the same ticket at once, at most one gets it (single use).
+    async fn take_ticket(
+        &self,
+        ticket: &ApiKeyHash,
+    ) -> Result<Option<(ApiKeyHash, DateTime<Utc>)>, PortError>;
+}
+
 /// A live WebSocket connection of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {

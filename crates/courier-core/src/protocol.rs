@@ -94,6 +94,16 @@ pub struct RegisterAccountResponse {
     pub expires_in_seconds: u64,
 }
 
+/// Reply to `POST /v1/connect-tickets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectTicketResponse {
+    /// The ticket, for the WebSocket URL's `ticket` query parameter; it opens one connection.
+    pub ticket: String,
+    /// How long it may wait before it is used.
+    pub expires_in_seconds: u64,
+}
+
 /// `POST /v1/accounts/verify`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

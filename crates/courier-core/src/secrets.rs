@@ -35,6 +35,16 @@ impl ApiKey {
         Self(format!("ck_{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
+    /// A new one-time connect ticket: `ct_` and 32 random bytes from the OS, base64url. It is
+    /// kept (hashed) and checked like a key, but opens one connection, once, within seconds.
+    pub fn generate_ticket() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut bytes)
+            .expect("OS random number generator failed");
+        Self(format!("ct_{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
     /// Wraps a key presented by a client.
     pub fn presented(value: impl Into<String>) -> Self {
         Self(value.into())

@@ -123,6 +123,7 @@ impl World {
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
             test_numbers: self.test_numbers.clone(),
             limits: None,
+            sms_guard: None,
         };
         register_account::register_account(&deps, phone, None)
             .await
@@ -156,7 +157,7 @@ impl World {
     async fn authorize(&self, key: &str) -> Result<DeviceCredential, courier_core::ApiError> {
         authorize::authorize(
             &self.accounts,
-            authorize::presented_key(Some(&format!("Bearer {key}")), None),
+            authorize::presented_key(Some(&format!("Bearer {key}"))),
         )
         .await
     }

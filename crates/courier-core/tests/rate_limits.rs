@@ -246,6 +246,7 @@ async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() 
                 rule: window(4, 3600),
             },
         }),
+        sms_guard: None,
     };
     let register = |phone: &'static str, ip: &'static str| {
         let deps = &deps;
@@ -348,7 +349,7 @@ async fn link_requests_per_address_and_approvals_per_account_are_limited() {
 }
 
 #[tokio::test]
-async fn failed_connections_per_address_refuse_even_a_right_key_while_over_the_limit() {
+async fn failed_connections_lock_out_the_address_and_key_prefix_not_a_neighbours_right_key() {
     let accounts = MemoryAccounts::default();
     let limiter = MemoryRateLimiter::default();
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 30).unwrap());
@@ -376,8 +377,15 @@ async fn failed_connections_per_address_refuse_even_a_right_key_while_over_the_l
         let key = ApiKey::presented(k);
         let (accounts, failures, now) = (&accounts, &failures, clock.now());
         async move {
-            authorize::authorize_connection(accounts, Some(key), Some(ip), Some(failures), now)
-                .await
+            authorize::authorize_connection(
+                accounts,
+                None,
+                Some(authorize::Presented::Key(key)),
+                Some(ip),
+                Some(failures),
+                now,
+            )
+            .await
         }
     };
     // Right keys count nothing.
@@ -388,25 +396,80 @@ async fn failed_connections_per_address_refuse_even_a_right_key_while_over_the_l
         let e = connect("wrong", "192.0.2.1").await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Unauthorized);
     }
-    let e = connect(key.expose(), "192.0.2.1").await.unwrap_err();
+    let e = connect("wrong", "192.0.2.1").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert_eq!(e.retry_after_secs, Some(30), "until the minute is over");
-    let e = connect("wrong", "192.0.2.1").await.unwrap_err();
-    assert_eq!(
-        e.code,
-        ErrorCode::LimitExceeded,
-        "the same answer for any key"
-    );
-    // Another address is not affected.
-    connect(key.expose(), "192.0.2.2").await.unwrap();
-    // Once the window is over, the right key connects again.
-    clock.advance(Duration::seconds(30));
+    // A neighbour behind the same address (a shared NAT) with its right key is not locked out.
     connect(key.expose(), "192.0.2.1").await.unwrap();
+    // Another address is not affected either.
+    assert_eq!(
+        connect("wrong", "192.0.2.2").await.unwrap_err().code,
+        ErrorCode::Unauthorized
+    );
+    // Once the window is over, the prefix is counted afresh.
+    clock.advance(Duration::seconds(30));
     assert_eq!(
         limiter
-            .check("connect-failures#192.0.2.1", failures.rule, clock.now())
+            .check(
+                "connect-failures#192.0.2.1#wrong",
+                failures.rule,
+                clock.now()
+            )
             .await
             .unwrap(),
         Decision::Allowed
     );
+}
+
+#[tokio::test]
+async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothing() {
+    let registrations = MemoryRegistrations::default();
+    let sms = RecordingSms::default();
+    let limiter = MemoryRateLimiter::default();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 7, 9, 10, 0).unwrap());
+    let deps = register_account::Deps {
+        registrations: &registrations,
+        sms: &sms,
+        clock: &clock,
+        code_lifetime_secs: 900,
+        test_numbers: register_account::TestNumbers::from_config("+1415555019", "123456").unwrap(),
+        limits: None,
+        sms_guard: Some(register_account::SmsGuard {
+            allowed_calling_codes: vec![1, 44],
+            per_country: Throttle {
+                limiter: &limiter,
+                rule: window(2, 3600),
+            },
+            global: Throttle {
+                limiter: &limiter,
+                rule: window(3, 3600),
+            },
+        }),
+    };
+    let register = |phone: &'static str| {
+        let deps = &deps;
+        async move { register_account::register_account(deps, phone, None).await }
+    };
+    // Not on the allow-list: refused, nothing sent, nothing counted.
+    let e = register("+4915123456789").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::CountryNotSupported);
+    assert_eq!(e.retry_after_secs, None);
+    // +1 has two; the third is refused until the hour ends (50 minutes from now).
+    register("+14155550100").await.unwrap();
+    register("+14155550101").await.unwrap();
+    let e = register("+14155550102").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::SmsBudgetExhausted);
+    assert_eq!(e.retry_after_secs, Some(3000));
+    // Test numbers send no SMS and use no budget.
+    register("+14155550199").await.unwrap();
+    // +44 has its own budget; the global one (3) is spent after its first.
+    register("+442071838750").await.unwrap();
+    let e = register("+442071838751").await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::SmsBudgetExhausted);
+    assert!(e.message.contains("all numbers"), "{}", e.message);
+    assert_eq!(sms.sent().len(), 3, "three SMS, no more");
+    // The next hour, codes go out again.
+    clock.advance(Duration::seconds(3000));
+    register("+14155550102").await.unwrap();
+    assert_eq!(sms.sent().len(), 4);
 }

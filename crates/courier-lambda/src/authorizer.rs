@@ -1,13 +1,14 @@
 //! The `$connect` REQUEST authorizer. Allow: an IAM policy for this connection with `userId` and
-//! `deviceId` in the context. A missing, unknown or revoked key: the error `Unauthorized`, which
-//! API Gateway turns into a 401 refusal of the handshake.
+//! `deviceId` in the context. A missing, unknown or revoked key, or a connect ticket that is
+//! unknown, used or expired: the error `Unauthorized`, which API Gateway turns into a 401
+//! refusal of the handshake.
 
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use courier_core::ErrorCode;
 use courier_core::clock::{Clock, SystemClock};
-use courier_core::ports::CredentialStore;
+use courier_core::ports::{ConnectTicketStore, CredentialStore};
 use courier_core::rate_limit::Throttle;
-use courier_core::usecases::authorize::{authorize_connection, presented_key};
+use courier_core::usecases::authorize::{Presented, authorize_connection};
 use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 
@@ -39,15 +40,17 @@ impl From<AuthorizerError> for Diagnostic {
 /// see [`handle_limited`].
 pub const RETRY_AFTER_CONTEXT: &str = "rateLimitRetryAfter";
 
-/// Checks the key presented at `$connect`, with no limit on failed attempts.
+/// Checks the key presented at `$connect` (no tickets), with no limit on failed attempts.
 pub async fn handle(
     credentials: &dyn CredentialStore,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
 ) -> Result<Value, AuthorizerError> {
-    handle_limited(credentials, None, &SystemClock, event).await
+    handle_limited(credentials, None, None, &SystemClock, event).await
 }
 
-/// Checks the key presented at `$connect` behind the failed-connection limit of the source IP.
+/// Checks the key (`Authorization: Bearer`) or the one-time ticket (`?ticket=`) presented at
+/// `$connect` behind the failed-connection limit of the source IP and key prefix. A key in the
+/// URL (`?token=`) is not looked at: it would be in every access log.
 ///
 /// A REQUEST authorizer can only answer allow, deny (403) or unauthorized (401), never 429. So an
 /// address over its limit is allowed *to the `$connect` route only*, with no identity and
@@ -56,6 +59,7 @@ pub async fn handle(
 /// is not looked at.
 pub async fn handle_limited(
     credentials: &dyn CredentialStore,
+    tickets: Option<&dyn ConnectTicketStore>,
     failures: Option<&Throttle<'_>>,
     clock: &dyn Clock,
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
@@ -64,15 +68,24 @@ pub async fn handle_limited(
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let token = event.query_string_parameters.first("token");
+    let ticket = event.query_string_parameters.first("ticket");
     let source_ip = event
         .request_context
         .identity
         .as_ref()
         .and_then(|i| i.source_ip.as_deref());
     let resource = event.method_arn.clone().unwrap_or_else(|| "*".into());
-    let key = presented_key(header, token);
-    match authorize_connection(credentials, key, source_ip, failures, clock.now()).await {
+    let presented = Presented::from_request(header, ticket);
+    match authorize_connection(
+        credentials,
+        tickets,
+        presented,
+        source_ip,
+        failures,
+        clock.now(),
+    )
+    .await
+    {
         Err(e) if e.code == ErrorCode::LimitExceeded => {
             let retry = e.retry_after_secs.unwrap_or(1);
             tracing::info!(

@@ -7,7 +7,7 @@ use courier_core::protocol::{
     MAX_HTTP_BODY_BYTES, RegisterAccountRequest, ValidateAccountRequest, http_error_body,
     parse_json,
 };
-use courier_core::usecases::{link_device, register_account, validate_account};
+use courier_core::usecases::{connect_ticket, link_device, register_account, validate_account};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
@@ -69,6 +69,22 @@ pub async fn register_account(deps: &register_account::Deps<'_>, req: Request) -
             json(202, &reply)
         }
         Err(e) => error_response("registerAccount", &e),
+    }
+}
+
+/// `POST /v1/connect-tickets` (the key in `Authorization: Bearer`): 201 with
+/// `{ticket, expiresInSeconds}`.
+pub async fn create_connect_ticket(
+    deps: &connect_ticket::Deps<'_>,
+    req: Request,
+) -> Response<Body> {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    match connect_ticket::create(deps, authorization, source_ip(&req).as_deref()).await {
+        Ok(reply) => json(201, &reply),
+        Err(e) => error_response("createConnectTicket", &e),
     }
 }
 

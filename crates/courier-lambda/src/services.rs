@@ -12,6 +12,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayWebsocketProxyRequest,
 };
 use courier_aws::config::{self, required};
+use courier_aws::dynamo::DynamoConnectTickets;
 use courier_aws::dynamo::DynamoMedia;
 use courier_aws::dynamo::DynamoRateLimiter;
 use courier_aws::dynamo::{
@@ -27,7 +28,7 @@ use courier_core::protocol::{GetSettingsParams, LookupUserParams};
 use courier_core::rate_limit::{Limits, Rule, Throttle};
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::media;
-use courier_core::usecases::{delete_account, register_account, validate_account};
+use courier_core::usecases::{connect_ticket, delete_account, register_account, validate_account};
 use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::usecases::{
     direct_chat, groups, link_device, lookup_user, profile, push_token, read_messages, receipts,
@@ -106,6 +107,28 @@ fn throttle(
     })
 }
 
+/// The country allow-list and the hourly SMS budgets of `registerAccount`.
+fn sms_guard(
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<register_account::SmsGuard<'static>, Error> {
+    let (allowed_calling_codes, per_country, global) = config::sms_guard()?;
+    let limiter: &'static DynamoRateLimiter = leak(DynamoRateLimiter::new(
+        dynamo.clone(),
+        required("RATE_LIMIT_TABLE")?,
+    ));
+    Ok(register_account::SmsGuard {
+        allowed_calling_codes,
+        per_country: Throttle {
+            limiter,
+            rule: per_country,
+        },
+        global: Throttle {
+            limiter,
+            rule: global,
+        },
+    })
+}
+
 fn accounts(dynamo: &aws_sdk_dynamodb::Client) -> Result<DynamoAccounts, Error> {
     Ok(DynamoAccounts::new(
         dynamo.clone(),
@@ -157,6 +180,7 @@ pub async fn registration() -> Result<(), Error> {
                     per_phone: throttle(dynamo, |l| l.codes_per_phone)?,
                     per_ip: throttle(dynamo, |l| l.codes_per_ip)?,
                 }),
+                sms_guard: Some(sms_guard(dynamo)?),
             });
             Ok(lambda_http::Adapter::from(lambda_http::service_fn(
                 move |req| async move {
@@ -184,6 +208,27 @@ pub async fn registration() -> Result<(), Error> {
                 },
             )))
         }),
+        "createConnectTicket" => serve_lazily!(|Aws { dynamo, .. }| {
+            let keys_table = required("API_KEYS_TABLE")?;
+            let deps = leak(connect_ticket::Deps {
+                credentials: leak(DynamoAccounts::new(dynamo.clone(), "", keys_table.clone())),
+                tickets: leak(DynamoConnectTickets::new(dynamo.clone(), keys_table)),
+                clock: &SystemClock,
+                failures: Some(throttle(dynamo, |l| l.failed_connects)?),
+                lifetime_secs: config::connect_ticket_lifetime_secs()?,
+            });
+            Ok(lambda_http::Adapter::from(lambda_http::service_fn(
+                move |req| async move {
+                    Ok::<_, Error>(
+                        metered(
+                            "createConnectTicket",
+                            http::create_connect_ticket(deps, req),
+                        )
+                        .await,
+                    )
+                },
+            )))
+        }),
         other => Err(unknown("registration", other)),
     }
 }
@@ -198,12 +243,17 @@ pub async fn authorizer() -> Result<(), Error> {
             required("API_KEYS_TABLE")?,
         ));
         let failures = leak(throttle(dynamo, |l| l.failed_connects)?);
+        let tickets: &'static DynamoConnectTickets = leak(DynamoConnectTickets::new(
+            dynamo.clone(),
+            required("API_KEYS_TABLE")?,
+        ));
         Ok(service_fn(
             move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| async move {
                 metered(
                     "authorize",
                     authorizer::handle_limited(
                         credentials,
+                        Some(tickets),
                         Some(failures),
                         &SystemClock,
                         &event.payload,

@@ -68,6 +68,7 @@ impl Ports {
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
             test_numbers: None,
             limits: None,
+            sms_guard: None,
         }
     }
     fn validate(&self) -> validate_account::Deps<'_> {
@@ -190,25 +191,55 @@ fn authorizer_event(name: &str, key: &str) -> ApiGatewayCustomAuthorizerRequestT
 }
 
 #[tokio::test]
-async fn the_authorizer_allows_a_live_key_from_header_or_query_and_refuses_others() {
+async fn the_authorizer_allows_a_live_key_in_the_header_or_a_ticket_in_the_query_and_refuses_others()
+ {
+    use courier_core::usecases::connect_ticket;
     let p = Ports::default();
     let (key, creds) = signed_up(&p).await;
-    for name in ["authorizer-header.json", "authorizer-query.json"] {
-        let policy = authorizer::handle(&p.accounts, &authorizer_event(name, &key))
-            .await
-            .unwrap();
+    let tickets = courier_core::memory::MemoryConnectTickets::default();
+    let ticket_deps = connect_ticket::Deps {
+        credentials: &p.accounts,
+        tickets: &tickets,
+        clock: &SystemClock,
+        failures: None,
+        lifetime_secs: 30,
+    };
+    let ticket = connect_ticket::create(&ticket_deps, Some(&format!("Bearer {key}")), None)
+        .await
+        .unwrap()
+        .ticket;
+    let authorize = |event: ApiGatewayCustomAuthorizerRequestTypeRequest| {
+        let (accounts, tickets) = (&p.accounts, &tickets);
+        async move {
+            authorizer::handle_limited(accounts, Some(tickets), None, &SystemClock, &event).await
+        }
+    };
+    for (name, secret) in [
+        ("authorizer-header.json", &key),
+        ("authorizer-query.json", &ticket),
+    ] {
+        let policy = authorize(authorizer_event(name, secret)).await.unwrap();
         assert_eq!(policy["principalId"], creds.user_id.as_str());
         assert_eq!(policy["policyDocument"]["Statement"][0]["Effect"], "Allow");
         assert_eq!(policy["context"]["userId"], creds.user_id.as_str());
         assert_eq!(policy["context"]["deviceId"], creds.device_id.as_str());
     }
-    for (name, key) in [
-        ("authorizer-header.json", "ck_wrong"),
-        ("authorizer-missing.json", "x"),
+    // A key in the URL, as the `ticket` or as the old `token` parameter, opens nothing; nor does
+    // a used ticket.
+    let token: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_str(
+        &fixture("authorizer-query.json")
+            .replace("k_test", &key)
+            .replace("\"ticket\"", "\"token\""),
+    )
+    .unwrap();
+    for event in [
+        authorizer_event("authorizer-header.json", "ck_wrong"),
+        authorizer_event("authorizer-missing.json", "x"),
+        authorizer_event("authorizer-query.json", &ticket),
+        authorizer_event("authorizer-query.json", &key),
+        token,
     ] {
-        let err = authorizer::handle(&p.accounts, &authorizer_event(name, key))
-            .await
-            .unwrap_err();
+        let err = authorize(event).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "Unauthorized",
@@ -1147,6 +1178,7 @@ async fn codes_over_the_per_ip_limit_answer_429_with_retry_after_and_send_no_sms
             per_phone: throttle(100),
             per_ip: throttle(2),
         }),
+        sms_guard: None,
         ..p.register()
     };
     // Two numbers from the fixture's address (203.0.113.10), then a third is refused.
@@ -1186,7 +1218,9 @@ async fn an_address_over_its_failed_connection_limit_is_refused_with_429_at_conn
     let authorize = |key: &str| {
         let event = authorizer_event("authorizer-header.json", key);
         let (accounts, failures) = (&p.accounts, &failures);
-        async move { authorizer::handle_limited(accounts, Some(failures), &SystemClock, &event).await }
+        async move {
+            authorizer::handle_limited(accounts, None, Some(failures), &SystemClock, &event).await
+        }
     };
     for _ in 0..2 {
         assert_eq!(
@@ -1194,9 +1228,13 @@ async fn an_address_over_its_failed_connection_limit_is_refused_with_429_at_conn
             "Unauthorized"
         );
     }
-    // Over the limit: even the right key is not looked at. The authorizer lets the handshake
-    // reach the $connect route only, which refuses it with 429 and records nothing.
+    // A neighbour at the same address with its right key (another prefix) is let in.
     let policy = authorize(&key).await.unwrap();
+    assert!(policy["context"]["userId"].is_string(), "{policy}");
+    // Over the limit: the same key prefix from this address is not looked at. The authorizer
+    // lets the handshake reach the $connect route only, which refuses it with 429 and records
+    // nothing.
+    let policy = authorize("ck_wrong").await.unwrap();
     assert_eq!(policy["principalId"], "rate-limited");
     let context = policy["context"].as_object().unwrap();
     assert!(!context.contains_key("userId"));

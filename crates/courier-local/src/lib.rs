@@ -433,6 +433,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
                 .clone()
                 .unwrap_or_else(|| project_root.join("web/dist")),
             ws_port: ws_addr.port(),
+            s3_endpoint: Some(endpoints.s3.clone()),
         }),
         throttles: http_api::Throttles::default(),
     });

@@ -2,6 +2,11 @@
 //! `/config.json` telling the page where the WebSocket API is (the port may be any free one).
 //! Paths the template's HTTP API routes are never served from here: the gateway tries its
 //! routes first. On AWS the same files are served by CloudFront from S3 (template.yaml).
+//!
+//! Every file goes out with the Content-Security-Policy CloudFront gives it
+//! (`WebClientHeadersPolicy` in template.yaml), with this cloud's origins: scripts, styles and
+//! the wasm from the page's origin only, connections to the page's origin (the HTTP API), the
+//! WebSocket API and S3 (presigned media URLs) only.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,7 +21,15 @@ pub struct WebClient {
     pub dir: PathBuf,
     /// The WebSocket API's port (the host is the one the page was loaded from).
     pub ws_port: u16,
+    /// Where presigned media URLs point (the S3 endpoint), for the CSP's `connect-src`.
+    pub s3_endpoint: Option<String>,
 }
+
+/// The page's Content-Security-Policy without `connect-src`, as template.yaml's
+/// `WebClientHeadersPolicy` has it.
+const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+img-src 'self' blob: data:; media-src 'self' blob:; manifest-src 'self'; base-uri 'none'; \
+form-action 'none'; frame-ancestors 'none'; object-src 'none'";
 
 /// The page shown when the client is not built.
 const NOT_BUILT: &str = r#"<!doctype html>
@@ -36,6 +49,26 @@ impl WebClient {
     /// Serves `GET path` (already known not to be an API route); `host` is the request's
     /// `Host` header. `None`: not a web client path.
     pub fn serve(&self, path: &str, host: Option<&str>) -> Option<Response> {
+        let mut resp = self.serve_file(path, host)?;
+        if let Ok(csp) = HeaderValue::from_str(&self.csp(host)) {
+            resp.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, csp);
+        }
+        Some(resp)
+    }
+
+    /// The Content-Security-Policy for a page loaded through `host`.
+    pub fn csp(&self, host: Option<&str>) -> String {
+        let hostname = host.map(host_name).unwrap_or("127.0.0.1");
+        let mut connect = format!("'self' ws://{hostname}:{}", self.ws_port);
+        if let Some(origin) = self.s3_endpoint.as_deref().and_then(origin_of) {
+            connect.push(' ');
+            connect.push_str(&origin);
+        }
+        format!("{CSP}; connect-src {connect}")
+    }
+
+    fn serve_file(&self, path: &str, host: Option<&str>) -> Option<Response> {
         if path == "/config.json" {
             return Some(self.config(host));
         }
@@ -85,6 +118,13 @@ impl WebClient {
     }
 }
 
+/// `scheme://host[:port]` of a URL, as a CSP source.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    Some(format!("{scheme}://{authority}"))
+}
+
 /// The host name of a `Host` header (`127.0.0.1:3000`, `[::1]:3000`, `localhost`).
 fn host_name(host: &str) -> &str {
     if host.starts_with('[') {
@@ -129,6 +169,7 @@ mod tests {
         WebClient {
             dir: dir.to_owned(),
             ws_port: 4001,
+            s3_endpoint: Some("http://127.0.0.1:5000/".into()),
         }
     }
 
@@ -147,6 +188,13 @@ mod tests {
         assert_eq!(
             r.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            r.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+             img-src 'self' blob: data:; media-src 'self' blob:; manifest-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'; object-src 'none'; \
+             connect-src 'self' ws://127.0.0.1:4001 http://127.0.0.1:5000"
         );
         let r = w.serve("/assets/app.wasm", None).unwrap();
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/wasm");

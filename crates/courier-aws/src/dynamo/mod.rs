@@ -4,6 +4,7 @@
 
 mod accounts;
 mod backups;
+mod connect_tickets;
 mod connections;
 mod device_queues;
 mod keys;
@@ -18,6 +19,7 @@ mod statuses;
 
 pub use accounts::DynamoAccounts;
 pub use backups::DynamoBackups;
+pub use connect_tickets::DynamoConnectTickets;
 pub use connections::DynamoConnections;
 pub use device_queues::DynamoDeviceQueues;
 pub use keys::DynamoKeys;

@@ -579,13 +579,7 @@ async fn serve(state: Arc<Mutex<State>>, tcp: TcpStream) {
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                req.uri()
-                    .query()
-                    .and_then(|q| q.strip_prefix("token="))
-                    .map(|t| format!("Bearer {t}"))
-            });
+            .map(str::to_owned);
         let status = match refuse {
             Some(s) => Some(s),
             None if auth.as_deref() != Some(&format!("Bearer {KEY}")) => Some(401),

@@ -5,12 +5,12 @@
 //! so two concurrent requests for one number cannot both slip under the limit.
 
 use crate::clock::Clock;
-use crate::error::{ApiError, PortError};
+use crate::error::{ApiError, ErrorCode, PortError};
 use crate::phone::PhoneNumber;
 use crate::ports::{PendingRegistration, RegistrationStore, SmsSender};
 use crate::protocol::RegisterAccountResponse;
 use crate::secrets::VerificationCode;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 /// How long a code is accepted, unless configured otherwise (tests shorten it).
 pub const CODE_LIFETIME_SECS: i64 = 15 * 60;
@@ -33,6 +33,86 @@ pub struct Deps<'a> {
     pub test_numbers: Option<TestNumbers>,
     /// Codes per phone number and per source IP (`None`: unlimited).
     pub limits: Option<CodeLimits<'a>>,
+    /// The country allow-list and the hourly SMS budgets (`None`: every country, no budget).
+    pub sms_guard: Option<SmsGuard<'a>>,
+}
+
+/// What stands between an attacker and the operator's SMS bill ("SMS pumping": codes requested
+/// for numbers, often premium-rate ones, the attacker profits from, from ever new addresses, so
+/// the limits per number and per address do not hold it).
+///
+/// - `allowed_calling_codes`: countries (by calling code) the deployment sends codes to; a code
+///   for any other number is refused with `COUNTRY_NOT_SUPPORTED` and counts nothing.
+/// - `per_country` and `global`: hourly budgets of SMS, one per calling code and one for the
+///   whole service. They are fixed windows in the rate-limit table (an atomic conditional
+///   `ADD` per hour, shared by every Lambda instance, never in a process). Once one is spent it
+///   is a circuit breaker: every code it covers is refused with `SMS_BUDGET_EXHAUSTED` and
+///   `retryAfter` (the end of the hour) before anything is sent, and the refusal is logged at
+///   warn so the operator sees it next to the `SmsVolumeAlarm`.
+///
+/// Only codes that go out by SMS are counted (test numbers are not).
+#[derive(Clone)]
+pub struct SmsGuard<'a> {
+    /// Calling codes allowed; empty allows every country.
+    pub allowed_calling_codes: Vec<u16>,
+    /// SMS per calling code per window.
+    pub per_country: crate::rate_limit::Throttle<'a>,
+    /// SMS for the whole service per window.
+    pub global: crate::rate_limit::Throttle<'a>,
+}
+
+impl SmsGuard<'_> {
+    /// Refuses a code for `phone` unless its country is allowed and both budgets have room,
+    /// counting it against both. The country's budget is taken first: a country that is spent
+    /// does not use up the global budget for nothing. (A code the global budget then refuses has
+    /// used one of its country's: the country's budget errs on the side of fewer SMS.)
+    pub async fn admit(&self, phone: &PhoneNumber, now: DateTime<Utc>) -> Result<(), ApiError> {
+        use crate::rate_limit::Decision;
+        let cc = phone.calling_code();
+        if !self.allowed_calling_codes.is_empty() && !self.allowed_calling_codes.contains(&cc) {
+            tracing::info!(
+                calling_code = cc,
+                "code refused: country not on the allow-list"
+            );
+            return Err(ApiError::new(
+                ErrorCode::CountryNotSupported,
+                format!("this service does not send verification codes to +{cc} numbers"),
+            ));
+        }
+        for (throttle, key, what) in [
+            (
+                &self.per_country,
+                format!("sms-country#{cc}"),
+                format!("+{cc} numbers"),
+            ),
+            (
+                &self.global,
+                "sms-global".to_owned(),
+                "all numbers".to_owned(),
+            ),
+        ] {
+            if let Decision::Limited { retry_after_secs } =
+                throttle.limiter.take(&key, throttle.rule, now).await?
+            {
+                tracing::warn!(
+                    budget = %key,
+                    retry_after_secs,
+                    "SMS budget exhausted: verification codes refused until the window ends"
+                );
+                return Err(ApiError {
+                    retry_after_secs: Some(retry_after_secs),
+                    ..ApiError::new(
+                        ErrorCode::SmsBudgetExhausted,
+                        format!(
+                            "the hourly SMS budget for {what} is spent; no codes are sent for \
+                             {retry_after_secs} s"
+                        ),
+                    )
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Test phone numbers, for running the end-to-end tests and the load generator against a
@@ -145,6 +225,9 @@ pub async fn register_account(
             .await?;
     }
     let test = !deps.sends_sms_to(&phone);
+    // The SMS guard is asked once, after the per-number rule below (a code that rule refuses
+    // uses no budget), and not again when a lost race goes round the loop.
+    let mut admitted = test || deps.sms_guard.is_none();
     let code = match &deps.test_numbers {
         Some(t) if test => t.code.clone(),
         _ => VerificationCode::generate(),
@@ -175,6 +258,10 @@ pub async fn register_account(
                 ),
                 retry as u64,
             ));
+        }
+        if !admitted && let Some(guard) = &deps.sms_guard {
+            guard.admit(&phone, now).await?;
+            admitted = true;
         }
         sent_at.push(now);
         let reg = PendingRegistration {
