@@ -418,8 +418,73 @@ async fn a_fan_out_killed_midway_loses_nothing() {
     );
 }
 
+/// Issue 21, item 6: direct session ids are computed from two user ids, so a stranger who knows
+/// (or looks up) three users can ask about the chat of each pair. Every action naming a session
+/// must answer the same whether the pair talks or not, or the answer tells who talks to whom.
 #[tokio::test]
-async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
+async fn a_stranger_cannot_tell_whether_two_users_talk() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol, mallory) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let a = connect(cloud, &alice).await;
+    let m = connect(cloud, &mallory).await;
+    // Alice and Bob talk; Alice and Carol never did.
+    let talking = open_chat(&a, &bob).await;
+    send(&a, &talking, "real", "hello").await;
+    let direct = |x: &Credentials, y: &Credentials| {
+        courier_core::SessionId::direct(
+            &courier_core::UserId::from_trusted(&x.user_id),
+            &courier_core::UserId::from_trusted(&y.user_id),
+        )
+        .as_str()
+        .to_owned()
+    };
+    assert_eq!(direct(&alice, &bob), talking, "the id is computable");
+    let silent = direct(&alice, &carol);
+    // What Mallory sees of a session: every action that names one, with the error code and
+    // message (a different message would be as telling as a different code).
+    let probe = |session: String| {
+        let m = &m;
+        async move {
+            let mut seen = Vec::new();
+            for (action, params) in [
+                (
+                    "sendMessage",
+                    json!({"sessionId": session, "clientMsgId": "probe", "type": "text", "payload": "x"}),
+                ),
+                ("readNewMessages", json!({"sessionId": session})),
+                (
+                    "ackMessages",
+                    json!({"sessionId": session, "msgId": format!("{session}.1"), "status": "read"}),
+                ),
+                (
+                    "getMessageStatus",
+                    json!({"msgId": format!("{session}.1")}),
+                ),
+            ] {
+                let answer = match m.request(action, params).await {
+                    Ok(v) => format!("ok {v}"),
+                    Err(courier_client::ClientError::Api(d)) => format!("{:?} {}", d.code, d.message),
+                    Err(e) => panic!("{action}: {e}"),
+                };
+                seen.push((action, answer));
+            }
+            seen
+        }
+    };
+    let (about_talking, about_silent) = (probe(talking).await, probe(silent).await);
+    assert_eq!(about_talking, about_silent);
+    for (action, answer) in &about_talking {
+        assert!(answer.starts_with("NotFound"), "{action}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn refused_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
     let cloud = TestCloud::shared();
     let (alice, bob, carol) = (
         cloud.sign_up().await,
@@ -431,17 +496,18 @@ async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open(
     let chat = open_chat(&a, &bob).await;
     let code = |r: Result<Value, courier_client::ClientError>| r.unwrap_err().code();
 
+    // A session the caller is not in is "not found", as one that does not exist (below).
     let p = json!({"sessionId": chat, "clientMsgId": "x", "type": "text", "payload": "hi"});
     assert_eq!(
         code(c.request("sendMessage", p.clone()).await),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
     assert_eq!(
         code(
             c.request("readNewMessages", json!({"sessionId": chat}))
                 .await
         ),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
     let unknown = courier_core::SessionId::direct(
         &courier_core::UserId::from_trusted(&carol.user_id),

@@ -191,9 +191,10 @@ async fn sending_checks_membership_size_and_is_idempotent() {
         "and stores nothing twice"
     );
 
+    // An outsider is told what it would be told of a session that does not exist.
     assert_eq!(
         w.send(&dc, &s, "c-9", "intruder").await.unwrap_err().code,
-        ErrorCode::Forbidden
+        ErrorCode::NotFound
     );
     let unknown = SessionId::direct(&a, &c);
     assert_eq!(
@@ -663,7 +664,7 @@ mod groups {
         assert!(heir == b.as_str() || heir == c.as_str());
         assert_eq!(
             read(&w, &alice, &g).await.unwrap_err(),
-            ErrorCode::Forbidden
+            ErrorCode::NotFound
         );
         // The last two leave: the group is gone.
         groups::remove(&d, &bob, member(&g, &b)).await.unwrap();

@@ -107,8 +107,9 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such group")
 }
 
-/// The group and the caller's membership: `NOT_FOUND` for no group, `FORBIDDEN` for an outsider,
-/// and, with `admin`, `FORBIDDEN` for a member who is not an admin.
+/// The group and the caller's membership: `NOT_FOUND` for no group and for an outsider alike (an
+/// outsider learns nothing, not even that the group exists), and, with `admin`, `FORBIDDEN` for
+/// a member who is not an admin.
 async fn caller_in(
     deps: &Deps<'_>,
     group: &SessionId,
@@ -120,7 +121,7 @@ async fn caller_in(
         .sessions
         .membership(group, who)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Forbidden, "not a member of this group"))?;
+        .ok_or_else(not_found)?;
     if admin && m.role != Role::Admin {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
