@@ -415,7 +415,11 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         ("deleteGroup", json!({"groupId": w.group})),
     ];
     for (action, data) in &admin_only {
-        for (role, expected) in [(member, FORBIDDEN), (removed, NOT_FOUND), (stranger, NOT_FOUND)] {
+        for (role, expected) in [
+            (member, FORBIDDEN),
+            (removed, NOT_FOUND),
+            (stranger, NOT_FOUND),
+        ] {
             t.check(role, action, data.clone(), expected).await;
         }
     }

@@ -461,14 +461,13 @@ async fn a_stranger_cannot_tell_whether_two_users_talk() {
                     "ackMessages",
                     json!({"sessionId": session, "msgId": format!("{session}.1"), "status": "read"}),
                 ),
-                (
-                    "getMessageStatus",
-                    json!({"msgId": format!("{session}.1")}),
-                ),
+                ("getMessageStatus", json!({"msgId": format!("{session}.1")})),
             ] {
                 let answer = match m.request(action, params).await {
                     Ok(v) => format!("ok {v}"),
-                    Err(courier_client::ClientError::Api(d)) => format!("{:?} {}", d.code, d.message),
+                    Err(courier_client::ClientError::Api(d)) => {
+                        format!("{:?} {}", d.code, d.message)
+                    }
                     Err(e) => panic!("{action}: {e}"),
                 };
                 seen.push((action, answer));
@@ -647,6 +646,78 @@ async fn registering_a_push_token_again_keeps_one_endpoint_and_re_enables_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+}
+
+/// Issue 21, item 16: `registerPushToken` adopted whatever endpoint ARN an SNS error named, and
+/// then set that endpoint's attributes. An endpoint of another platform application (another app
+/// in the same AWS account, outside this deployment) must neither become a device's endpoint nor
+/// be changed. (moto names an endpoint of any application that has the token; SNS is not the
+/// only source of such text, so the server checks every ARN it reads from one.)
+#[tokio::test]
+async fn a_push_token_never_adopts_an_endpoint_of_another_platform_application() {
+    let cloud = TestCloud::shared();
+    let sns = cloud.sns();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let other_app = sns
+        .create_platform_application()
+        .name(format!("not-courier-{tag}"))
+        .platform("APNS")
+        .attributes("PlatformCredential", "key")
+        .attributes("PlatformPrincipal", "id")
+        .send()
+        .await
+        .unwrap()
+        .platform_application_arn()
+        .unwrap()
+        .to_owned();
+    let token = format!("apns-{tag}");
+    let foreign = sns
+        .create_platform_endpoint()
+        .platform_application_arn(&other_app)
+        .token(&token)
+        .custom_user_data("another app's device")
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_arn()
+        .unwrap()
+        .to_owned();
+    let mallory = cloud.sign_up().await;
+    let m = connect(cloud, &mallory).await;
+    let answer = m
+        .request(
+            "registerPushToken",
+            json!({"platform": "apns", "token": token}),
+        )
+        .await;
+    let attrs = sns
+        .get_endpoint_attributes()
+        .endpoint_arn(&foreign)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    sns.delete_platform_application()
+        .platform_application_arn(&other_app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attrs.get("Enabled").map(String::as_str),
+        Some("false"),
+        "the other application's endpoint was changed ({answer:?})"
+    );
+    assert_ne!(
+        cloud
+            .push_endpoint(&mallory.user_id, &mallory.device_id)
+            .await
+            .as_deref(),
+        Some(foreign.as_str()),
+        "the device adopted another application's endpoint"
+    );
+    assert!(answer.is_err(), "{answer:?}");
 }
 
 /// Every action that pages (`readNewMessages`, `readDeviceMessages`, `viewStatus`,

@@ -803,6 +803,8 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
     let key_deps = keys::Deps {
         accounts: &p.accounts,
         keys: &p.keys,
+        one_time_keys_per_target: None,
+        clock: &SystemClock,
     };
     let resp = routes::action(
         "uploadKeys",

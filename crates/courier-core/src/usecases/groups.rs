@@ -54,6 +54,16 @@ pub struct Deps<'a> {
     pub log: Option<&'a dyn crate::ports::DeliveryLog>,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The daily cap on how often strangers add one user to groups (`None`: no cap).
+    pub adds_per_target: Option<crate::rate_limit::StrangerCap<'a>>,
+}
+
+/// Counts `adder`'s adding `users` against their caps (before anything is written).
+async fn take_adds(deps: &Deps<'_>, adder: &UserId, users: &[UserId]) -> Result<(), ApiError> {
+    match &deps.adds_per_target {
+        Some(cap) => cap.take(adder, users, deps.clock.now()).await,
+        None => Ok(()),
+    }
 }
 
 /// Refuses with `FORBIDDEN` if one of `users` lets only its contacts add it to groups and the
@@ -241,6 +251,7 @@ pub async fn initiate(
         ));
     }
     check_groups_add(deps.settings, &who.user_id, &others).await?;
+    take_adds(deps, &who.user_id, &others).await?;
     let group = Group {
         session_id: new_group_id(),
         name,
@@ -294,6 +305,7 @@ pub async fn add(
     }
     if user != who.user_id {
         check_groups_add(deps.settings, &who.user_id, std::slice::from_ref(&user)).await?;
+        take_adds(deps, &who.user_id, std::slice::from_ref(&user)).await?;
     }
     let joined_seq = deps.messages.last(&id).await?.map_or(0, |m| m.seq);
     let now = deps.clock.now();

@@ -36,7 +36,7 @@ pub struct Deps<'a> {
 /// The bucket of one device for one send operation: each device has its own, so one device over
 /// its limit slows no one else (not even the same user's other devices).
 pub fn send_key(operation: &str, who: &DeviceCredential) -> String {
-    format!("{operation}#{}#{}", who.user_id, who.device_id)
+    crate::rate_limit::device_key(operation, who)
 }
 
 /// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
