@@ -621,6 +621,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.check(role, "listDevices", m_list.clone(), id_key).await;
         let count = Lacks("/devices/0/oneTimeKeyCount");
         t.check(role, "listDevices", m_list.clone(), count).await;
+        // A device's name is its owner's (issue 21, item 8).
+        let name = Lacks("/devices/0/name");
+        t.check(role, "listDevices", m_list.clone(), name).await;
     }
     t.check(
         member,
@@ -750,7 +753,8 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         r_companion,
         "getGroup",
         json!({"groupId": w.group}),
-        FORBIDDEN,
+        // Not a member: told what a stranger is told.
+        NOT_FOUND,
     )
     .await;
 
