@@ -250,7 +250,12 @@ impl TestCloud {
 
     /// A new account on a fresh number (registered, code read from the outbox, verified).
     pub async fn sign_up(&self) -> courier_core::protocol::Credentials {
-        let phone = fresh_phone();
+        self.sign_up_as(&fresh_phone()).await
+    }
+
+    /// Registers the number `phone` (E.164) as [`TestCloud::sign_up`] does a fresh one.
+    pub async fn sign_up_as(&self, phone: &str) -> courier_core::protocol::Credentials {
+        let phone = phone.to_owned();
         self.accounts()
             .register(&phone)
             .await
@@ -502,4 +507,38 @@ pub async fn until_marker(
 /// Whether `e` is a `message` event whose payload is `payload` (a marker).
 pub fn is_message(e: &Value, payload: &str) -> bool {
     e["event"] == "message" && e["message"]["payload"] == payload
+}
+
+/// Key-directory requests with keys of the right shape (the server checks shape only, never the
+/// cryptography), for tests of the key directory and its limits.
+pub mod fake_keys {
+    use serde_json::{Value, json};
+
+    /// A string of `len` base64 characters derived from `seed` (the server checks shape only).
+    pub fn b64(seed: &str, len: usize) -> String {
+        let mut s: String = seed.chars().filter(char::is_ascii_alphanumeric).collect();
+        while s.len() < len {
+            s.push('Q');
+        }
+        s.truncate(len);
+        s
+    }
+
+    /// A signed key (one-time or fallback) with id `id`.
+    pub fn key(id: &str) -> Value {
+        json!({"keyId": id, "key": b64(&format!("k{id}"), 43), "signature": b64(&format!("s{id}"), 86)})
+    }
+
+    /// `uploadKeys` parameters: the identity `identity`, one-time keys `ids`, and a fallback.
+    pub fn upload(identity: &str, ids: &[String], fallback: Option<&str>) -> Value {
+        let mut v = json!({
+            "identityKey": b64(identity, 43),
+            "signingKey": b64(&format!("g{identity}"), 43),
+            "oneTimeKeys": ids.iter().map(|i| key(i)).collect::<Vec<_>>(),
+        });
+        if let Some(f) = fallback {
+            v["fallbackKey"] = key(f);
+        }
+        v
+    }
 }

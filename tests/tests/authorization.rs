@@ -368,8 +368,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     let mut t = Matrix::default();
 
     // Group and message actions that change nothing (or only the caller's own watermark):
-    // members may, a removed member and a stranger may not.
-    let member_only = [Ok, Ok, FORBIDDEN, FORBIDDEN];
+    // members may, a removed member and a stranger may not. Outsiders get NOT_FOUND, as for a
+    // session that does not exist: no answer tells them the session is there (issue 21, item 6).
+    let member_only = [Ok, Ok, NOT_FOUND, NOT_FOUND];
     let group_reads: Vec<(&str, Value)> = vec![
         ("getGroup", json!({"groupId": w.group})),
         ("readNewMessages", json!({"sessionId": w.group})),
@@ -396,7 +397,8 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.check(role, "listSessions", json!({}), Hides(w.direct.clone()))
             .await;
     }
-    // Admin-only actions, as a member, a removed member and a stranger.
+    // Admin-only actions, as a member (FORBIDDEN: it knows the group), a removed member and a
+    // stranger (NOT_FOUND, as for any session they are not in).
     let admin_only: Vec<(&str, Value)> = vec![
         (
             "addUserToGroup",
@@ -413,16 +415,20 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         ("deleteGroup", json!({"groupId": w.group})),
     ];
     for (action, data) in &admin_only {
-        for role in &roles[1..] {
-            t.check(*role, action, data.clone(), FORBIDDEN).await;
+        for (role, expected) in [
+            (member, FORBIDDEN),
+            (removed, NOT_FOUND),
+            (stranger, NOT_FOUND),
+        ] {
+            t.check(role, action, data.clone(), expected).await;
         }
     }
     // Outsiders can neither join nor "leave" (leaving is for members).
     for (role, user) in [(removed, &r.user_id), (stranger, &n.user_id)] {
         let data = json!({"groupId": w.group, "userId": user});
-        t.check(role, "addUserToGroup", data.clone(), FORBIDDEN)
+        t.check(role, "addUserToGroup", data.clone(), NOT_FOUND)
             .await;
-        t.check(role, "removeUserFromGroup", data, FORBIDDEN).await;
+        t.check(role, "removeUserFromGroup", data, NOT_FOUND).await;
     }
     // Who may put X (groupsAdd: contacts, contacts [A]) in a group: A only.
     for (role, expected) in [(admin, Ok), (member, FORBIDDEN), (stranger, FORBIDDEN)] {
@@ -480,7 +486,7 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         ),
     ];
     for (action, data) in &direct_reads {
-        for (role, expected) in [(member, Ok), (removed, FORBIDDEN), (stranger, FORBIDDEN)] {
+        for (role, expected) in [(member, Ok), (removed, NOT_FOUND), (stranger, NOT_FOUND)] {
             t.check(role, action, data.clone(), expected).await;
         }
     }
@@ -615,6 +621,9 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.check(role, "listDevices", m_list.clone(), id_key).await;
         let count = Lacks("/devices/0/oneTimeKeyCount");
         t.check(role, "listDevices", m_list.clone(), count).await;
+        // A device's name is its owner's (issue 21, item 8).
+        let name = Lacks("/devices/0/name");
+        t.check(role, "listDevices", m_list.clone(), name).await;
     }
     t.check(
         member,
@@ -744,7 +753,8 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         r_companion,
         "getGroup",
         json!({"groupId": w.group}),
-        FORBIDDEN,
+        // Not a member: told what a stranger is told.
+        NOT_FOUND,
     )
     .await;
 

@@ -179,7 +179,7 @@ async fn a_full_group_of_257_gets_every_message_once_in_order_and_refuses_the_25
         .unwrap();
     assert_eq!(info["members"].as_array().unwrap().len(), 257);
     let e = connect(cloud, &extra[0]).await;
-    assert_eq!(code(read_all(&e, &group).await), Some(ErrorCode::Forbidden));
+    assert_eq!(code(read_all(&e, &group).await), Some(ErrorCode::NotFound));
 }
 
 #[tokio::test]
@@ -212,14 +212,14 @@ async fn admin_rules_removal_hand_over_and_deletion() {
         code(b.request("deleteGroup", json!({ "groupId": group })).await),
         Some(ErrorCode::Forbidden)
     );
-    // An outsider sees nothing.
+    // An outsider sees nothing, not even that the group exists.
     assert_eq!(
         code(e.request("getGroup", json!({ "groupId": group })).await),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
     assert_eq!(
         code(send(&e, &group, "x", "ct").await),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
 
     // Dave, added later, reads from his join point: the change that added him and what follows.
@@ -267,9 +267,9 @@ async fn admin_rules_removal_hand_over_and_deletion() {
     );
     assert_eq!(
         code(send(&c, &group, "y", "ct").await),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
-    assert_eq!(code(read_all(&c, &group).await), Some(ErrorCode::Forbidden));
+    assert_eq!(code(read_all(&c, &group).await), Some(ErrorCode::NotFound));
     let after_carol = send(&b, &group, "after-carol", "ct-4").await.unwrap()["seq"]
         .as_u64()
         .unwrap();

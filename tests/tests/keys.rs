@@ -5,36 +5,11 @@
 use courier_client::{ConnectError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
+use courier_tests::fake_keys::{b64, key, upload};
 use courier_tests::{TestCloud, WAIT, connect, next, until_marker};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
-
-/// A string of `len` base64 characters derived from `seed` (the server checks shape only).
-fn b64(seed: &str, len: usize) -> String {
-    let mut s: String = seed.chars().filter(char::is_ascii_alphanumeric).collect();
-    while s.len() < len {
-        s.push('Q');
-    }
-    s.truncate(len);
-    s
-}
-
-fn key(id: &str) -> Value {
-    json!({"keyId": id, "key": b64(&format!("k{id}"), 43), "signature": b64(&format!("s{id}"), 86)})
-}
-
-fn upload(identity: &str, ids: &[String], fallback: Option<&str>) -> Value {
-    let mut v = json!({
-        "identityKey": b64(identity, 43),
-        "signingKey": b64(&format!("g{identity}"), 43),
-        "oneTimeKeys": ids.iter().map(|i| key(i)).collect::<Vec<_>>(),
-    });
-    if let Some(f) = fallback {
-        v["fallbackKey"] = key(f);
-    }
-    v
-}
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()

@@ -418,8 +418,72 @@ async fn a_fan_out_killed_midway_loses_nothing() {
     );
 }
 
+/// Issue 21, item 6: direct session ids are computed from two user ids, so a stranger who knows
+/// (or looks up) three users can ask about the chat of each pair. Every action naming a session
+/// must answer the same whether the pair talks or not, or the answer tells who talks to whom.
 #[tokio::test]
-async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
+async fn a_stranger_cannot_tell_whether_two_users_talk() {
+    let cloud = TestCloud::shared();
+    let (alice, bob, carol, mallory) = (
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+        cloud.sign_up().await,
+    );
+    let a = connect(cloud, &alice).await;
+    let m = connect(cloud, &mallory).await;
+    // Alice and Bob talk; Alice and Carol never did.
+    let talking = open_chat(&a, &bob).await;
+    send(&a, &talking, "real", "hello").await;
+    let direct = |x: &Credentials, y: &Credentials| {
+        courier_core::SessionId::direct(
+            &courier_core::UserId::from_trusted(&x.user_id),
+            &courier_core::UserId::from_trusted(&y.user_id),
+        )
+        .as_str()
+        .to_owned()
+    };
+    assert_eq!(direct(&alice, &bob), talking, "the id is computable");
+    let silent = direct(&alice, &carol);
+    // What Mallory sees of a session: every action that names one, with the error code and
+    // message (a different message would be as telling as a different code).
+    let probe = |session: String| {
+        let m = &m;
+        async move {
+            let mut seen = Vec::new();
+            for (action, params) in [
+                (
+                    "sendMessage",
+                    json!({"sessionId": session, "clientMsgId": "probe", "type": "text", "payload": "x"}),
+                ),
+                ("readNewMessages", json!({"sessionId": session})),
+                (
+                    "ackMessages",
+                    json!({"sessionId": session, "msgId": format!("{session}.1"), "status": "read"}),
+                ),
+                ("getMessageStatus", json!({"msgId": format!("{session}.1")})),
+            ] {
+                let answer = match m.request(action, params).await {
+                    Ok(v) => format!("ok {v}"),
+                    Err(courier_client::ClientError::Api(d)) => {
+                        format!("{:?} {}", d.code, d.message)
+                    }
+                    Err(e) => panic!("{action}: {e}"),
+                };
+                seen.push((action, answer));
+            }
+            seen
+        }
+    };
+    let (about_talking, about_silent) = (probe(talking).await, probe(silent).await);
+    assert_eq!(about_talking, about_silent);
+    for (action, answer) in &about_talking {
+        assert!(answer.starts_with("NotFound"), "{action}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn refused_and_bad_input_get_clear_errors_and_the_connection_stays_open() {
     let cloud = TestCloud::shared();
     let (alice, bob, carol) = (
         cloud.sign_up().await,
@@ -431,17 +495,18 @@ async fn forbidden_and_bad_input_get_clear_errors_and_the_connection_stays_open(
     let chat = open_chat(&a, &bob).await;
     let code = |r: Result<Value, courier_client::ClientError>| r.unwrap_err().code();
 
+    // A session the caller is not in is "not found", as one that does not exist (below).
     let p = json!({"sessionId": chat, "clientMsgId": "x", "type": "text", "payload": "hi"});
     assert_eq!(
         code(c.request("sendMessage", p.clone()).await),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
     assert_eq!(
         code(
             c.request("readNewMessages", json!({"sessionId": chat}))
                 .await
         ),
-        Some(ErrorCode::Forbidden)
+        Some(ErrorCode::NotFound)
     );
     let unknown = courier_core::SessionId::direct(
         &courier_core::UserId::from_trusted(&carol.user_id),
@@ -581,6 +646,78 @@ async fn registering_a_push_token_again_keeps_one_endpoint_and_re_enables_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+}
+
+/// Issue 21, item 16: `registerPushToken` adopted whatever endpoint ARN an SNS error named, and
+/// then set that endpoint's attributes. An endpoint of another platform application (another app
+/// in the same AWS account, outside this deployment) must neither become a device's endpoint nor
+/// be changed. (moto names an endpoint of any application that has the token; SNS is not the
+/// only source of such text, so the server checks every ARN it reads from one.)
+#[tokio::test]
+async fn a_push_token_never_adopts_an_endpoint_of_another_platform_application() {
+    let cloud = TestCloud::shared();
+    let sns = cloud.sns();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let other_app = sns
+        .create_platform_application()
+        .name(format!("not-courier-{tag}"))
+        .platform("APNS")
+        .attributes("PlatformCredential", "key")
+        .attributes("PlatformPrincipal", "id")
+        .send()
+        .await
+        .unwrap()
+        .platform_application_arn()
+        .unwrap()
+        .to_owned();
+    let token = format!("apns-{tag}");
+    let foreign = sns
+        .create_platform_endpoint()
+        .platform_application_arn(&other_app)
+        .token(&token)
+        .custom_user_data("another app's device")
+        .attributes("Enabled", "false")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_arn()
+        .unwrap()
+        .to_owned();
+    let mallory = cloud.sign_up().await;
+    let m = connect(cloud, &mallory).await;
+    let answer = m
+        .request(
+            "registerPushToken",
+            json!({"platform": "apns", "token": token}),
+        )
+        .await;
+    let attrs = sns
+        .get_endpoint_attributes()
+        .endpoint_arn(&foreign)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    sns.delete_platform_application()
+        .platform_application_arn(&other_app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attrs.get("Enabled").map(String::as_str),
+        Some("false"),
+        "the other application's endpoint was changed ({answer:?})"
+    );
+    assert_ne!(
+        cloud
+            .push_endpoint(&mallory.user_id, &mallory.device_id)
+            .await
+            .as_deref(),
+        Some(foreign.as_str()),
+        "the device adopted another application's endpoint"
+    );
+    assert!(answer.is_err(), "{answer:?}");
 }
 
 /// Every action that pages (`readNewMessages`, `readDeviceMessages`, `viewStatus`,

@@ -16,6 +16,15 @@ const BURST: u64 = 5;
 /// token comes back in the middle of one and the refusal after it cannot be missed.
 const REFILL_SECS: u64 = 60;
 
+/// Every other action that writes, posts or pushes, per device and operation.
+const ACTION_BURST: usize = 3;
+/// Group adds and direct chats from strangers, per target and day.
+const STRANGER_CAP: usize = 3;
+/// `discoverContacts` calls per account and day.
+const DISCOVERIES: usize = 2;
+/// Claims per target and hour that may take a one-time key.
+const ONE_TIME_KEYS: usize = 2;
+
 /// Sends, codes per phone and link attempts: limits keyed by device, number and account (and
 /// link requests by address: only the link test makes them here).
 fn cloud() -> &'static TestCloud {
@@ -26,6 +35,16 @@ fn cloud() -> &'static TestCloud {
             &format!("SendRefillIntervalMs={}", REFILL_SECS * 1000),
             "RegistrationCodesPerPhone=2",
             "LinkAttempts=3",
+            &format!("ActionBurst={ACTION_BURST}"),
+            &format!("ActionRefillIntervalMs={}", REFILL_SECS * 1000),
+            &format!("GroupAddsByStrangersPerUserPerDay={STRANGER_CAP}"),
+            &format!("ChatsFromStrangersPerUserPerDay={STRANGER_CAP}"),
+            &format!("LookupBurst={ACTION_BURST}"),
+            &format!("LookupRefillIntervalMs={}", REFILL_SECS * 1000),
+            &format!("ContactDiscoveriesPerDay={DISCOVERIES}"),
+            &format!("KeyClaimBurst={ACTION_BURST}"),
+            &format!("KeyClaimRefillIntervalMs={}", REFILL_SECS * 1000),
+            &format!("OneTimeKeysPerUserPerHour={ONE_TIME_KEYS}"),
         ])
         .expect("a local cloud with small limits")
     })
@@ -419,4 +438,283 @@ async fn sms_pumping_from_rotating_addresses_is_stopped_by_the_allow_list_and_th
         .await
         .unwrap();
     assert_eq!(sent.len(), 3, "three SMS in the hour, no more: {sent:?}");
+}
+
+/// Issue 21, item 3: before, 65 `initiateGroupChatSession` calls naming the same users were all
+/// accepted and each target got every event and push. Now strangers may put a user in a group,
+/// or open a chat with it, a few times a day (however many accounts they use), the refusal
+/// names the limit with `retryAfter`, and the user's contacts still reach it.
+#[tokio::test]
+async fn strangers_can_put_a_user_in_only_so_many_groups_and_chats_a_day_contacts_always() {
+    let cloud = cloud();
+    let victim = cloud.sign_up().await;
+    let friend = cloud.sign_up().await;
+    let v = connect(cloud, &victim).await;
+    v.request("updateContacts", json!({"add": [friend.user_id]}))
+        .await
+        .unwrap();
+    let mut attackers = Vec::new();
+    for _ in 0..STRANGER_CAP + 1 {
+        let c = cloud.sign_up().await;
+        attackers.push(connect(cloud, &c).await);
+    }
+    // One group each (each attacker's own device bucket is far from empty).
+    let group = json!({"name": "spam", "members": [victim.user_id]});
+    for a in &attackers[..STRANGER_CAP] {
+        a.request("initiateGroupChatSession", group.clone())
+            .await
+            .unwrap();
+    }
+    let e = attackers[STRANGER_CAP]
+        .request("initiateGroupChatSession", group.clone())
+        .await
+        .unwrap_err();
+    // A daily cap on the victim (not the attacker's device bucket): it names the victim.
+    assert!((1..=86_400).contains(&retry_after(&e)), "{e}");
+    assert!(e.to_string().contains(&victim.user_id), "{e}");
+    // ...and the same for direct chats with a handshake.
+    for a in &attackers[..STRANGER_CAP] {
+        a.initiate_direct_chat(&victim.user_id, Some("handshake"))
+            .await
+            .unwrap();
+    }
+    let e = attackers[STRANGER_CAP]
+        .initiate_direct_chat(&victim.user_id, Some("handshake"))
+        .await
+        .unwrap_err();
+    assert!((1..=86_400).contains(&retry_after(&e)), "{e}");
+    assert!(e.to_string().contains(&victim.user_id), "{e}");
+    // The victim is in exactly the groups and chats that were allowed.
+    let listed = v.request("listSessions", json!({})).await.unwrap();
+    let sessions = listed["sessions"].as_array().unwrap();
+    let count = |kind: &str| sessions.iter().filter(|s| s["type"] == kind).count();
+    assert_eq!(
+        (count("group"), count("direct")),
+        (STRANGER_CAP, STRANGER_CAP),
+        "{listed}"
+    );
+    // A contact is not capped.
+    let f = connect(cloud, &friend).await;
+    f.request("initiateGroupChatSession", group).await.unwrap();
+    f.initiate_direct_chat(&victim.user_id, Some("hello"))
+        .await
+        .unwrap();
+}
+
+/// Issue 21, item 3: every action that makes the server write, post or push has a bucket per
+/// device and operation: past it, `LIMIT_EXCEEDED` with `retryAfter` (and the action is not
+/// done), while the same device's other actions go on.
+#[tokio::test]
+async fn every_action_that_writes_or_pushes_is_limited_per_device() {
+    let cloud = cloud();
+    let (me, friend) = (cloud.sign_up().await, cloud.sign_up().await);
+    let s = connect(cloud, &me).await;
+    let f = connect(cloud, &friend).await;
+    // The friend lists me, so no cap per target is involved.
+    f.request("updateContacts", json!({"add": [me.user_id]}))
+        .await
+        .unwrap();
+    let group = s
+        .request(
+            "initiateGroupChatSession",
+            json!({"name": "mine", "members": [friend.user_id]}),
+        )
+        .await
+        .unwrap()["groupId"]
+        .clone();
+    let actions: Vec<(&str, Value)> = vec![
+        (
+            "addUserToGroup",
+            json!({"groupId": group, "userId": friend.user_id}),
+        ),
+        (
+            "promoteUserToAdmin",
+            json!({"groupId": group, "userId": me.user_id}),
+        ),
+        (
+            "removeUserFromGroup",
+            json!({"groupId": group, "userId": "u_nobody"}),
+        ),
+        (
+            "deleteGroup",
+            json!({"groupId": "g_00000000000000000000000000000000"}),
+        ),
+        (
+            "initiateDirectChatSession",
+            json!({"peerUserId": friend.user_id}),
+        ),
+        ("updateContacts", json!({"add": [friend.user_id]})),
+        ("updateSettings", json!({"display": {"about": "hi"}})),
+        (
+            "registerPushToken",
+            json!({"platform": "apns", "token": format!("t-{}", me.device_id)}),
+        ),
+        (
+            "createMediaUpload",
+            json!({"contentType": "image/jpeg", "size": 10}),
+        ),
+        ("createBackup", json!({"size": 10})),
+        ("removeStatus", json!({"statusId": "st_nothing"})),
+    ];
+    for (action, params) in &actions {
+        // Within the burst: whatever the action answers (some of these are refused on their
+        // merits, which counts all the same), it is not the limit.
+        for i in 0..ACTION_BURST {
+            if let Err(courier_client::ClientError::Api(d)) =
+                s.request(action, params.clone()).await
+            {
+                assert_ne!(
+                    d.code,
+                    courier_core::ErrorCode::LimitExceeded,
+                    "{action} #{i}: {}",
+                    d.message
+                );
+            }
+        }
+        let e = s.request(action, params.clone()).await.unwrap_err();
+        let retry = retry_after(&e);
+        assert!((1..=REFILL_SECS).contains(&retry), "{action}: {e}");
+        assert!(e.to_string().contains(action), "{action}: {e}");
+    }
+    // The group is still there (the refused deletes were of another group, and nothing else
+    // deleted it), and another device's buckets are its own.
+    f.request("getGroup", json!({ "groupId": group }))
+        .await
+        .unwrap();
+    f.request(
+        "removeUserFromGroup",
+        json!({"groupId": group, "userId": "u_nobody"}),
+    )
+    .await
+    .unwrap_err()
+    .code()
+    .filter(|c| *c != courier_core::ErrorCode::LimitExceeded)
+    .expect("the friend's own bucket is full");
+}
+
+/// Issue 21, item 7: `lookupUser` and `getProfile` were unlimited, so one device could walk the
+/// number space and scrape profiles. Now each device has a bucket per operation, and address-book
+/// sync goes through `discoverContacts`, a few calls of up to 1000 numbers per account a day.
+#[tokio::test]
+async fn scraping_by_lookups_is_limited_and_contact_discovery_has_a_daily_budget() {
+    let cloud = cloud();
+    let known_phone = courier_tests::fresh_phone();
+    let (scraper, known) = (cloud.sign_up().await, cloud.sign_up_as(&known_phone).await);
+    let s = connect(cloud, &scraper).await;
+    // Walking the number space, one lookup at a time.
+    for i in 0..ACTION_BURST {
+        let phone = if i == 0 {
+            known_phone.clone()
+        } else {
+            courier_tests::fresh_phone()
+        };
+        if let Err(e) = s.lookup_user(&phone).await {
+            assert_eq!(e.code(), Some(courier_core::ErrorCode::NotFound), "{e}");
+        }
+    }
+    let e = s
+        .lookup_user(&courier_tests::fresh_phone())
+        .await
+        .unwrap_err();
+    assert!((1..=REFILL_SECS).contains(&retry_after(&e)), "{e}");
+    // Profiles likewise.
+    for _ in 0..ACTION_BURST {
+        s.request("getProfile", json!({"userId": known.user_id}))
+            .await
+            .unwrap();
+    }
+    let e = s
+        .request("getProfile", json!({"userId": known.user_id}))
+        .await
+        .unwrap_err();
+    assert!((1..=REFILL_SECS).contains(&retry_after(&e)), "{e}");
+    // Address-book sync: registered numbers are found in one call, junk is skipped...
+    let book: Vec<String> = vec![
+        courier_tests::fresh_phone(),
+        known_phone.clone(),
+        "not a number".into(),
+        known_phone.clone(),
+    ];
+    let found = s.discover_contacts(&book).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].phone.as_str(), found[0].user_id.as_str()),
+        (known_phone.as_str(), known.user_id.as_str())
+    );
+    for _ in 1..DISCOVERIES {
+        s.discover_contacts(&book).await.unwrap();
+    }
+    // ...a few times a day: the budget is spent until the next day (UTC).
+    let e = s.discover_contacts(&book).await.unwrap_err();
+    assert!(
+        (1..=86_400).contains(&retry_after(&e)),
+        "until the day ends: {e}"
+    );
+    assert!(e.to_string().contains("contact discoveries"), "{e}");
+    // More than 1000 numbers at once is refused, whatever the budget.
+    let huge: Vec<String> = (0..1001).map(|i| format!("+1415555{i:04}")).collect();
+    let other = connect(cloud, &known).await;
+    assert_eq!(
+        other.discover_contacts(&huge).await.unwrap_err().code(),
+        Some(courier_core::ErrorCode::LimitExceeded)
+    );
+}
+
+/// Issue 21, item 8: `claimKeys` was unlimited, so anyone could take every one-time key of a
+/// user and force its peers onto the fallback key; `listDevices` showed device names to anyone.
+/// Now a claimer is limited per device, a target's one-time keys go to at most a few claims an
+/// hour (later claims get the fallback key, so no one is refused), and names are the owner's.
+#[tokio::test]
+async fn one_time_keys_cannot_be_drained_and_device_names_are_the_owners() {
+    use courier_tests::fake_keys::{key, upload};
+    let cloud = cloud();
+    let victim = cloud.sign_up().await;
+    let v = connect(cloud, &victim).await;
+    let otks: Vec<String> = (0..10).map(|i| format!("otk{i}")).collect();
+    v.request("uploadKeys", upload("victim", &otks, Some("fb")))
+        .await
+        .unwrap();
+    let claim = json!({"userId": victim.user_id});
+    // One drainer, then a second account joining in.
+    let d1 = connect(cloud, &cloud.sign_up().await).await;
+    let mut handed = Vec::new();
+    for _ in 0..ACTION_BURST {
+        let r = d1.request("claimKeys", claim.clone()).await.unwrap();
+        handed.push(r["devices"][0].clone());
+    }
+    let e = d1.request("claimKeys", claim.clone()).await.unwrap_err();
+    assert!((1..=REFILL_SECS).contains(&retry_after(&e)), "{e}");
+    let d2 = connect(cloud, &cloud.sign_up().await).await;
+    for _ in 0..ACTION_BURST {
+        let r = d2.request("claimKeys", claim.clone()).await.unwrap();
+        handed.push(r["devices"][0].clone());
+    }
+    // Only the first claims of the hour took one-time keys; the rest got the fallback key, and
+    // nobody was refused the victim's keys.
+    let one_time = handed.iter().filter(|b| b["fallback"] == false).count();
+    assert_eq!(one_time, ONE_TIME_KEYS, "{handed:?}");
+    for b in &handed[ONE_TIME_KEYS..] {
+        assert_eq!(
+            (&b["fallback"], &b["oneTimeKey"]),
+            (&json!(true), &key("fb"))
+        );
+    }
+    let mine = v
+        .request("listDevices", json!({"userIds": [victim.user_id]}))
+        .await
+        .unwrap();
+    let device = &mine["devices"][0];
+    assert_eq!(
+        device["oneTimeKeyCount"],
+        otks.len() - ONE_TIME_KEYS,
+        "{mine}"
+    );
+    // The owner sees its device's name; the drainer does not.
+    assert!(device["name"].is_string(), "{mine}");
+    let theirs = d1
+        .request("listDevices", json!({"userIds": [victim.user_id]}))
+        .await
+        .unwrap();
+    assert!(theirs["devices"][0].get("name").is_none(), "{theirs}");
+    assert_eq!(theirs["devices"][0]["deviceId"], device["deviceId"]);
 }

@@ -29,8 +29,11 @@ fn positive(name: &'static str, default: u64) -> Result<u64, ConfigError> {
 
 /// The rate limits, from the variables template.yaml sets from its parameters (`SEND_BURST`,
 /// `SEND_REFILL_INTERVAL_MS`, `CODES_PER_PHONE`, `CODES_PER_IP`, `CODE_LIMIT_WINDOW_SECS`,
-/// `LINK_ATTEMPTS`, `LINK_ATTEMPT_WINDOW_SECS`, `FAILED_CONNECTS`, `FAILED_CONNECT_WINDOW_SECS`);
-/// each one unset keeps its default ([`Limits::default`]).
+/// `LINK_ATTEMPTS`, `LINK_ATTEMPT_WINDOW_SECS`, `FAILED_CONNECTS`, `FAILED_CONNECT_WINDOW_SECS`,
+/// `ACTION_BURST`, `ACTION_REFILL_INTERVAL_MS`, `GROUP_ADDS_PER_TARGET`, `HANDSHAKES_PER_TARGET`,
+/// `LOOKUP_BURST`, `LOOKUP_REFILL_INTERVAL_MS`, `LOOKUPS_PER_ACCOUNT`, `CONTACT_DISCOVERIES`,
+/// `KEY_CLAIM_BURST`, `KEY_CLAIM_REFILL_INTERVAL_MS`, `ONE_TIME_KEYS_PER_TARGET`); each one
+/// unset keeps its default ([`Limits::default`]).
 ///
 /// [`Limits::default`]: courier_core::rate_limit::Limits
 pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
@@ -67,7 +70,39 @@ pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
             .map_err(|_| ConfigError::Invalid(name, "at most 4294967295", n.to_string()))
     };
     let code_window = positive("CODE_LIMIT_WINDOW_SECS", code_window)?;
+    // The limits added for issue 21: a bucket reads its burst and refill interval, a window its
+    // count (its length is fixed: a day, or an hour for one-time keys).
+    let bucket = |burst_var, interval_var, default: Rule| -> Result<Rule, ConfigError> {
+        let Rule::TokenBucket { burst, interval_ms } = default else {
+            unreachable!("a bucket's default is a bucket")
+        };
+        Ok(Rule::TokenBucket {
+            burst: count(burst_var, burst)?,
+            interval_ms: positive(interval_var, interval_ms)?,
+        })
+    };
+    let window = |max_var, default: Rule| -> Result<Rule, ConfigError> {
+        let Rule::Window { max, window_secs } = default else {
+            unreachable!("a window's default is a window")
+        };
+        Ok(Rule::Window {
+            max: count(max_var, max)?,
+            window_secs,
+        })
+    };
     Ok(Limits {
+        actions: bucket("ACTION_BURST", "ACTION_REFILL_INTERVAL_MS", d.actions)?,
+        group_adds_per_target: window("GROUP_ADDS_PER_TARGET", d.group_adds_per_target)?,
+        handshakes_per_target: window("HANDSHAKES_PER_TARGET", d.handshakes_per_target)?,
+        lookups: bucket("LOOKUP_BURST", "LOOKUP_REFILL_INTERVAL_MS", d.lookups)?,
+        lookups_per_account: window("LOOKUPS_PER_ACCOUNT", d.lookups_per_account)?,
+        discoveries: window("CONTACT_DISCOVERIES", d.discoveries)?,
+        key_claims: bucket(
+            "KEY_CLAIM_BURST",
+            "KEY_CLAIM_REFILL_INTERVAL_MS",
+            d.key_claims,
+        )?,
+        one_time_keys_per_target: window("ONE_TIME_KEYS_PER_TARGET", d.one_time_keys_per_target)?,
         sends: Rule::TokenBucket {
             burst: count("SEND_BURST", burst)?,
             interval_ms: positive("SEND_REFILL_INTERVAL_MS", interval_ms)?,

@@ -64,6 +64,20 @@ fn existing_endpoint(message: &str) -> Option<String> {
         .map(|w| w.trim_matches(|c| c == '(' || c == ')').to_owned())
 }
 
+/// Whether `endpoint` is an endpoint of the platform application `app`: the application
+/// `arn:<p>:sns:<region>:<account>:app/<platform>/<name>` has endpoints
+/// `arn:<p>:sns:<region>:<account>:endpoint/<platform>/<name>/<id>`. An ARN read from error text
+/// is adopted (and its attributes set) only if it is one of ours: never another application's
+/// endpoint, nor anything else an error might name.
+fn belongs_to(endpoint: &str, app: &str) -> bool {
+    let Some((prefix, rest)) = app.split_once(":app/") else {
+        return false;
+    };
+    endpoint
+        .strip_prefix(&format!("{prefix}:endpoint/{rest}/"))
+        .is_some_and(|id| !id.is_empty() && !id.contains(['/', ' ', ':']))
+}
+
 #[async_trait]
 impl PushService for SnsPush {
     async fn register(
@@ -92,7 +106,15 @@ impl PushService for SnsPush {
             Err(e) => {
                 let e = aws_sdk_sns::Error::from(e);
                 match existing_endpoint(&e.to_string()) {
-                    Some(arn) if e.to_string().contains("already exists") => arn,
+                    Some(arn)
+                        if e.to_string().contains("already exists") && belongs_to(&arn, app) =>
+                    {
+                        arn
+                    }
+                    Some(arn) if e.to_string().contains("already exists") => {
+                        tracing::warn!(endpoint = %arn, "an SNS error named an endpoint of another application; not adopted");
+                        return Err(PortError::backend(e));
+                    }
                     _ => return Err(PortError::backend(e)),
                 }
             }
@@ -151,6 +173,26 @@ impl SnsPush {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_endpoints_of_the_configured_application_are_adopted() {
+        let app = "arn:aws:sns:us-east-1:1:app/APNS/courier-apns";
+        let ours = "arn:aws:sns:us-east-1:1:endpoint/APNS/courier-apns/0f1e2d";
+        assert!(super::belongs_to(ours, app));
+        for other in [
+            "arn:aws:sns:us-east-1:1:endpoint/APNS/other-app/0f1e2d",
+            "arn:aws:sns:us-east-1:1:endpoint/APNS/courier-apns-2/0f1e2d",
+            "arn:aws:sns:us-east-1:1:endpoint/GCM/courier-apns/0f1e2d",
+            "arn:aws:sns:us-east-1:2:endpoint/APNS/courier-apns/0f1e2d",
+            "arn:aws:sns:eu-west-1:1:endpoint/APNS/courier-apns/0f1e2d",
+            "arn:aws:sns:us-east-1:1:endpoint/APNS/courier-apns/",
+            "arn:aws:sns:us-east-1:1:endpoint/APNS/courier-apns/a/b",
+            "arn:aws:sns:us-east-1:1:app/APNS/courier-apns",
+            "arn:aws:sns:us-east-1:1:mytopic",
+        ] {
+            assert!(!super::belongs_to(other, app), "{other}");
+        }
+    }
+
     #[test]
     fn finds_the_existing_endpoint_in_the_sns_error() {
         let m = "Invalid parameter: Token Reason: Endpoint arn:aws:sns:us-east-1:1:endpoint/APNS/app/abc already exists with the same Token, but different attributes.";

@@ -347,6 +347,20 @@ impl Client {
         protocol::field_str(&r, "userId")
     }
 
+    /// `discoverContacts`: which of up to 1000 address-book numbers (E.164; others are
+    /// skipped) have an account, for address-book sync. Each call spends one of the account's
+    /// few a day, so it is not retried: past the budget it answers `LIMIT_EXCEEDED` at once,
+    /// with the seconds until the next day in `retryAfter`.
+    pub async fn discover_contacts(
+        &self,
+        phones: &[String],
+    ) -> Result<Vec<protocol::DiscoveredContact>, ClientError> {
+        protocol::discovered(
+            self.call(protocol::discover_contacts(phones), false)
+                .await?,
+        )
+    }
+
     /// `initiateGroupChatSession`: the new group's id (also its session id). Not retried after
     /// a lost reply (a retry would create a second group).
     pub async fn create_group(

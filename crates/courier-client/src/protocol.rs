@@ -235,7 +235,8 @@ pub struct UserDevice {
     pub user_id: String,
     /// The device.
     pub device_id: String,
-    /// Its name (e.g. "Firefox on laptop").
+    /// Its name (e.g. "Firefox on laptop"); only for the caller's own devices (empty for
+    /// anyone else's: the server shows a device's name to its owner alone).
     #[serde(default)]
     pub name: String,
     /// `ios`, `android`, `web`, `desktop`, `cli`.
@@ -606,6 +607,30 @@ impl GroupAction {
 /// `lookupUser`.
 pub fn lookup_user(phone: &str) -> Request {
     Request::new("lookupUser", json!({ "phone": phone }))
+}
+
+/// `discoverContacts`: which of `phones` (E.164) have an account.
+pub fn discover_contacts(phones: &[String]) -> Request {
+    Request::new("discoverContacts", json!({ "phones": phones }))
+}
+
+/// An address-book number that has an account (`discoverContacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredContact {
+    /// The number, E.164.
+    pub phone: String,
+    /// Its account.
+    pub user_id: String,
+}
+
+/// The accounts in a `discoverContacts` reply.
+pub(crate) fn discovered(result: Value) -> Result<Vec<DiscoveredContact>, ClientError> {
+    #[derive(Deserialize)]
+    struct Reply {
+        registered: Vec<DiscoveredContact>,
+    }
+    parse::<Reply>(result).map(|r| r.registered)
 }
 
 /// `createBackup`: a presigned upload for an encrypted backup of `size` bytes.

@@ -365,6 +365,15 @@ impl Session {
         protocol::field_str(&self.call(protocol::lookup_user(phone)).await?, "userId")
     }
 
+    /// `discoverContacts`: which of up to 1000 address-book numbers have an account (a few
+    /// calls a day per account).
+    pub async fn discover_contacts(
+        &self,
+        phones: &[String],
+    ) -> Result<Vec<protocol::DiscoveredContact>, ClientError> {
+        protocol::discovered(self.call(protocol::discover_contacts(phones)).await?)
+    }
+
     /// `initiateDirectChatSession`.
     pub async fn initiate_direct_chat(
         &self,

@@ -415,6 +415,13 @@ pub struct LookupUserParams {
     pub phone: String,
 }
 
+/// `discoverContacts`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiscoverContactsParams {
+    /// Numbers from the caller's address book, E.164 (others are skipped).
+    pub phones: Vec<String>,
+}
+
 /// `initiateDirectChatSession`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

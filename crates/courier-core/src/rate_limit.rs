@@ -103,7 +103,29 @@ pub struct Limits {
     pub link_attempts: Rule,
     /// Refused `$connect` attempts per source IP.
     pub failed_connects: Rule,
+    /// Per device and operation, for every other action that makes the server write, post or
+    /// push (groups, direct chats, contacts, settings, push tokens, uploads, backups, keys).
+    pub actions: Rule,
+    /// Per target user: times a stranger (someone not in its contacts) may add it to a group.
+    pub group_adds_per_target: Rule,
+    /// Per target user: direct chats (and their handshakes) strangers may open with it.
+    pub handshakes_per_target: Rule,
+    /// Per device and operation: `lookupUser`, `getProfile`.
+    pub lookups: Rule,
+    /// Per account and operation: `lookupUser`, `getProfile` (all of its devices together).
+    pub lookups_per_account: Rule,
+    /// Per account: `discoverContacts` calls (each of at most
+    /// [`MAX_DISCOVER_PHONES`](crate::usecases::discover_contacts::MAX_DISCOVER_PHONES) numbers).
+    pub discoveries: Rule,
+    /// Per claiming device: `claimKeys`.
+    pub key_claims: Rule,
+    /// Per target user: claims that may take a one-time key; beyond it a claim gets the
+    /// fallback key, so a drain cannot empty the pool and no one is refused the target's keys.
+    pub one_time_keys_per_target: Rule,
 }
+
+/// A day, the window of the per-target and per-account caps.
+pub const DAY_SECS: u64 = 86_400;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -127,6 +149,38 @@ impl Default for Limits {
             failed_connects: Rule::Window {
                 max: 20,
                 window_secs: 60,
+            },
+            actions: Rule::TokenBucket {
+                burst: 30,
+                interval_ms: 2000,
+            },
+            group_adds_per_target: Rule::Window {
+                max: 50,
+                window_secs: DAY_SECS,
+            },
+            handshakes_per_target: Rule::Window {
+                max: 50,
+                window_secs: DAY_SECS,
+            },
+            lookups: Rule::TokenBucket {
+                burst: 30,
+                interval_ms: 2000,
+            },
+            lookups_per_account: Rule::Window {
+                max: 1000,
+                window_secs: DAY_SECS,
+            },
+            discoveries: Rule::Window {
+                max: 10,
+                window_secs: DAY_SECS,
+            },
+            key_claims: Rule::TokenBucket {
+                burst: 300,
+                interval_ms: 1000,
+            },
+            one_time_keys_per_target: Rule::Window {
+                max: 100,
+                window_secs: 3600,
             },
         }
     }
@@ -159,6 +213,121 @@ impl Throttle<'_> {
     /// Whether `key` is over the limit now, without counting a request.
     pub async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<Decision, PortError> {
         self.limiter.check(key, self.rule, now).await
+    }
+}
+
+/// The bucket of one device for one operation: each device has its own, so one device over its
+/// limit slows no one else (not even the same user's other devices).
+pub fn device_key(operation: &str, who: &crate::ports::DeviceCredential) -> String {
+    format!("{operation}#{}#{}", who.user_id, who.device_id)
+}
+
+/// Takes one `operation` from the calling device's bucket (`None`: unlimited).
+pub async fn take_per_device(
+    throttle: Option<&Throttle<'_>>,
+    operation: &str,
+    who: &crate::ports::DeviceCredential,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    take(throttle, &device_key(operation, who), operation, now).await
+}
+
+/// Takes one `operation` from the calling device's bucket (`device`), then from its account's
+/// (`account`, all of the account's devices together): lookups that scrape the directory are
+/// limited both ways, so neither many devices nor many calls from one get far.
+pub async fn take_per_device_and_account(
+    device: Option<&Throttle<'_>>,
+    account: Option<&Throttle<'_>>,
+    operation: &str,
+    who: &crate::ports::DeviceCredential,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    take_per_device(device, operation, who, now).await?;
+    take(
+        account,
+        &format!("{operation}#account#{}", who.user_id),
+        operation,
+        now,
+    )
+    .await
+}
+
+/// A cap per target user on what strangers (users it has not listed as contacts) do to it:
+/// adding it to groups, opening direct chats with it. What its contacts do is not counted, so a
+/// stranger who uses up the cap cannot keep the target's friends from reaching it.
+#[derive(Clone, Copy)]
+pub struct StrangerCap<'a> {
+    /// Whose contacts are whose.
+    pub settings: &'a dyn crate::ports::SettingsStore,
+    /// The limit per target (a window).
+    pub throttle: Throttle<'a>,
+    /// Names the counter (`<key>#<target>`) and, in the refusal, what was limited.
+    pub key: &'static str,
+}
+
+impl StrangerCap<'_> {
+    /// Counts one action of `actor` against each of `targets` that does not list it as a
+    /// contact. Every one is checked before any is counted, so a refused call counts nothing
+    /// (but for a race with another call on the same target); `LIMIT_EXCEEDED` names the target.
+    pub async fn take(
+        &self,
+        actor: &crate::ids::UserId,
+        targets: &[crate::ids::UserId],
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        use futures_util::{StreamExt, TryStreamExt, stream};
+        let strangers: Vec<&crate::ids::UserId> = stream::iter(targets)
+            .map(|t| async move {
+                let known = t == actor || self.settings.is_contact(t, actor).await?;
+                Ok::<_, ApiError>((!known).then_some(t))
+            })
+            .buffered(16)
+            .try_filter_map(|t| async move { Ok(t) })
+            .try_collect()
+            .await?;
+        let key = |t: &crate::ids::UserId| format!("{}#{t}", self.key);
+        let refuse = |t: &crate::ids::UserId, retry_after_secs: u64| {
+            tracing::info!(limit = self.key, retry_after_secs, "stranger cap reached");
+            ApiError::limit_exceeded(
+                format!(
+                    "{t} has had too many {} from people outside its contacts; retry in {retry_after_secs} s",
+                    self.key
+                ),
+                retry_after_secs,
+            )
+        };
+        let checked: Vec<(&crate::ids::UserId, Decision)> = stream::iter(strangers.iter().copied())
+            .map(
+                |t| async move { Ok::<_, ApiError>((t, self.throttle.check(&key(t), now).await?)) },
+            )
+            .buffered(16)
+            .try_collect()
+            .await?;
+        if let Some((t, Decision::Limited { retry_after_secs })) = checked
+            .iter()
+            .find(|(_, d)| matches!(d, Decision::Limited { .. }))
+        {
+            return Err(refuse(t, *retry_after_secs));
+        }
+        let taken: Vec<(&crate::ids::UserId, Decision)> = stream::iter(strangers)
+            .map(|t| async move {
+                let d = self
+                    .throttle
+                    .limiter
+                    .take(&key(t), self.throttle.rule, now)
+                    .await?;
+                Ok::<_, ApiError>((t, d))
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        match taken
+            .iter()
+            .find(|(_, d)| matches!(d, Decision::Limited { .. }))
+        {
+            Some((t, Decision::Limited { retry_after_secs })) => Err(refuse(t, *retry_after_secs)),
+            _ => Ok(()),
+        }
     }
 }
 

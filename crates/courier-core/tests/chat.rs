@@ -74,6 +74,7 @@ impl World {
             sessions: &self.sessions,
             messages: &self.messages,
             clock: &self.clock,
+            handshakes_per_target: None,
         }
     }
     fn send_deps(&self) -> send_message::Deps<'_> {
@@ -194,9 +195,10 @@ async fn sending_checks_membership_size_and_is_idempotent() {
         "and stores nothing twice"
     );
 
+    // An outsider is told what it would be told of a session that does not exist.
     assert_eq!(
         w.send(&dc, &s, "c-9", "intruder").await.unwrap_err().code,
-        ErrorCode::Forbidden
+        ErrorCode::NotFound
     );
     let unknown = SessionId::direct(&a, &c);
     assert_eq!(
@@ -492,6 +494,7 @@ mod groups {
             deliver: w.deliverer(),
             log: None,
             clock: &w.clock,
+            adds_per_target: None,
         }
     }
 
@@ -667,10 +670,7 @@ mod groups {
         let left = groups::remove(&d, &alice, member(&g, &a)).await.unwrap();
         let heir = left["newAdmin"].as_str().unwrap();
         assert!(heir == b.as_str() || heir == c.as_str());
-        assert_eq!(
-            read(&w, &alice, &g).await.unwrap_err(),
-            ErrorCode::Forbidden
-        );
+        assert_eq!(read(&w, &alice, &g).await.unwrap_err(), ErrorCode::NotFound);
         // The last two leave: the group is gone.
         groups::remove(&d, &bob, member(&g, &b)).await.unwrap();
         let r = groups::remove(&d, &who(&c, "d_2"), member(&g, &c))
@@ -681,6 +681,71 @@ mod groups {
             groups::get(&d, &bob, p).await.unwrap_err().code,
             ErrorCode::NotFound
         );
+    }
+
+    /// Issue 21, item 3: a stranger may add a user to groups only so often a day; the user's
+    /// contacts are not counted (nor can a stranger use up their share), and a refused call
+    /// creates nothing and counts nothing.
+    #[tokio::test]
+    async fn strangers_may_add_a_user_to_groups_only_so_often_a_day_contacts_always() {
+        use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
+        let (w, a, b, c) = World::new().await;
+        let (alice, carol) = (who(&a, "d_0"), who(&c, "d_2"));
+        let limiter = MemoryRateLimiter::default();
+        let capped = groups::Deps {
+            adds_per_target: Some(StrangerCap {
+                settings: &w.settings,
+                throttle: Throttle {
+                    limiter: &limiter,
+                    rule: Rule::Window {
+                        max: 2,
+                        window_secs: DAY_SECS,
+                    },
+                },
+                key: "group-adds",
+            }),
+            ..deps(&w)
+        };
+        // Bob lists Carol as a contact; Alice is a stranger to him.
+        w.settings
+            .update_contacts(&b, std::slice::from_ref(&c), &[], w.clock.now())
+            .await
+            .unwrap();
+        let initiate = |by: DeviceCredential, members: Vec<&UserId>| {
+            let p: InitiateGroupParams =
+                serde_json::from_value(json!({"name": "g", "members": members})).unwrap();
+            let capped = &capped;
+            async move { groups::initiate(capped, &by, p).await }
+        };
+        initiate(alice.clone(), vec![&b]).await.unwrap();
+        initiate(alice.clone(), vec![&b, &c]).await.unwrap();
+        let e = initiate(alice.clone(), vec![&c, &b]).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(e.retry_after_secs.is_some_and(|s| s > 0 && s <= DAY_SECS));
+        assert!(e.message.contains(b.as_str()), "{}", e.message);
+        // Nothing was made, nothing counted for Carol (two adds by Alice so far: one left).
+        assert_eq!(w.sessions.sessions_of(&b).await.unwrap().len(), 2);
+        assert_eq!(w.sessions.sessions_of(&c).await.unwrap().len(), 1);
+        // Adding Bob to an existing group is counted the same way.
+        let gc = initiate(carol.clone(), vec![&a]).await.unwrap()["groupId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        groups::promote(&capped, &carol, member(&gc, &a))
+            .await
+            .unwrap();
+        let e = groups::add(&capped, &alice, member(&gc, &b))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        // Carol, his contact, may still add him, however often.
+        for _ in 0..3 {
+            initiate(carol.clone(), vec![&b]).await.unwrap();
+        }
+        groups::add(&capped, &carol, member(&gc, &b)).await.unwrap();
+        // The next day, Alice may again.
+        w.clock.advance(chrono::Duration::seconds(DAY_SECS as i64));
+        initiate(alice.clone(), vec![&b]).await.unwrap();
     }
 }
 
@@ -990,6 +1055,7 @@ mod settings {
             deliver: w.deliverer(),
             log: None,
             clock: &w.clock,
+            adds_per_target: None,
         };
         // Alice is not in Carol's contacts: refused at creation, no group is made.
         let p: InitiateGroupParams =
@@ -1117,6 +1183,7 @@ async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
         deliver: w.deliverer(),
         log: None,
         clock: &w.clock,
+        adds_per_target: None,
     };
     let created = groups::initiate(
         &deps,
@@ -1204,4 +1271,55 @@ fn the_stream_delivers_only_what_inline_delivery_did_not_finish() {
     assert_eq!(stream_action(true, Some(Done)), Skip);
     assert_eq!(stream_action(true, Some(Retry)), Deliver);
     assert_eq!(stream_action(true, None), Wait);
+}
+
+/// Issue 21, item 3: a stranger may open direct chats (each may carry a handshake) with a user
+/// only so often a day; the user's contacts are not counted.
+#[tokio::test]
+async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
+    use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
+    let (w, a, b, c) = World::new().await;
+    let limiter = MemoryRateLimiter::default();
+    let capped = direct_chat::Deps {
+        handshakes_per_target: Some(StrangerCap {
+            settings: &w.settings,
+            throttle: Throttle {
+                limiter: &limiter,
+                rule: Rule::Window {
+                    max: 2,
+                    window_secs: DAY_SECS,
+                },
+            },
+            key: "chats",
+        }),
+        ..w.chat()
+    };
+    w.settings
+        .update_contacts(&b, std::slice::from_ref(&c), &[], w.clock.now())
+        .await
+        .unwrap();
+    let open = |by: DeviceCredential, n: usize| {
+        let p = InitiateDirectChatParams {
+            peer_user_id: b.to_string(),
+            handshake: Some(format!("hs-{n}")),
+        };
+        let capped = &capped;
+        async move { direct_chat::initiate(capped, &by, p).await }
+    };
+    for n in 0..2 {
+        open(who(&a, "d_0"), n).await.unwrap();
+    }
+    let e = open(who(&a, "d_0"), 2).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.retry_after_secs.is_some_and(|s| s > 0 && s <= DAY_SECS));
+    let session = SessionId::direct(&a, &b);
+    assert_eq!(
+        w.messages.all(&session).len(),
+        2,
+        "the refused handshake is not stored"
+    );
+    // Carol, Bob's contact, is not limited.
+    for n in 0..3 {
+        open(who(&c, "d_2"), n).await.unwrap();
+    }
 }

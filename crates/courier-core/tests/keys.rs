@@ -116,6 +116,8 @@ impl World {
         keys::Deps {
             accounts: &self.accounts,
             keys: &self.keys,
+            one_time_keys_per_target: None,
+            clock: &self.clock,
         }
     }
 
@@ -764,4 +766,86 @@ async fn remove_device_rules() {
     assert_eq!(removed.close_after_reply, Some(own));
     assert!(w.gateway.closed().is_empty(), "not before the reply");
     assert_eq!(w.accounts.devices(&bob.user).await.unwrap().len(), 2);
+}
+
+/// Issue 21, item 8: others' claims take a user's one-time keys only so often an hour; later
+/// claims get the fallback key (nobody is refused, nobody drains the pool), the owner's own
+/// claims are not counted, and the count starts again the next hour.
+#[tokio::test]
+async fn claims_by_others_take_one_time_keys_only_so_often_an_hour() {
+    use courier_core::rate_limit::{Rule, Throttle};
+    let w = World::new();
+    let bob = w.account("+14155550101", 1).await;
+    let alice = w.account("+14155550102", 0).await;
+    let limiter = MemoryRateLimiter::default();
+    let capped = keys::Deps {
+        one_time_keys_per_target: Some(Throttle {
+            limiter: &limiter,
+            rule: Rule::Window {
+                max: 2,
+                window_secs: 3600,
+            },
+        }),
+        ..w.key_deps()
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("K{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    w.upload(&bob.primary, upload("bob", &ids, Some("F")))
+        .await
+        .unwrap();
+    let claim = |by: DeviceCredential| {
+        let capped = &capped;
+        let user = bob.user.to_string();
+        async move {
+            let p = ClaimKeysParams {
+                user_id: user,
+                device_ids: None,
+            };
+            let v = keys::claim_keys(capped, &by, p).await.unwrap();
+            v["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["oneTimeKey"].is_object())
+                .map(|d| d["fallback"].as_bool().unwrap())
+        }
+    };
+    assert_eq!(claim(alice.primary.clone()).await, Some(false));
+    assert_eq!(claim(alice.primary.clone()).await, Some(false));
+    for _ in 0..3 {
+        assert_eq!(claim(alice.primary.clone()).await, Some(true), "fallback");
+    }
+    // Bob's companion claiming its own account's keys is not counted.
+    assert_eq!(claim(bob.companions[0].clone()).await, Some(false));
+    // The next hour, one-time keys again.
+    w.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(claim(alice.primary.clone()).await, Some(false));
+}
+
+/// Issue 21, item 8: a device's name is shown to its owner only.
+#[tokio::test]
+async fn device_names_are_shown_to_their_owner_only() {
+    let w = World::new();
+    let bob = w.account("+14155550101", 1).await;
+    let alice = w.account("+14155550102", 0).await;
+    let list = |by: DeviceCredential| {
+        let deps = w.key_deps();
+        let p = ListDevicesParams {
+            user_ids: vec![bob.user.to_string()],
+        };
+        async move { keys::list_devices(&deps, &by, p).await.unwrap() }
+    };
+    let mine = list(bob.companions[0].clone()).await;
+    let theirs = list(alice.primary.clone()).await;
+    let devices = |v: &Value| v["devices"].as_array().unwrap().clone();
+    assert_eq!(devices(&mine).len(), 2);
+    assert_eq!(devices(&theirs).len(), 2);
+    assert!(
+        devices(&mine).iter().all(|d| d["name"].is_string()),
+        "{mine}"
+    );
+    assert!(
+        devices(&theirs).iter().all(|d| d.get("name").is_none()),
+        "{theirs}"
+    );
 }

@@ -89,6 +89,7 @@ impl World {
             sessions: &self.sessions,
             messages: &self.messages,
             clock: &self.clock,
+            handshakes_per_target: None,
         };
         let p = InitiateDirectChatParams {
             peer_user_id: b.to_string(),
@@ -472,4 +473,108 @@ async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothi
     clock.advance(Duration::seconds(3000));
     register("+14155550102").await.unwrap();
     assert_eq!(sms.sent().len(), 4);
+/// Issue 21, item 7: lookups are limited per device (a bucket) and per account (a daily window
+/// over all its devices), so neither one busy device nor many devices scrape far.
+#[tokio::test]
+async fn lookups_are_limited_per_device_and_per_account() {
+    use courier_core::rate_limit::take_per_device_and_account;
+    let (w, a, b) = World::new().await;
+    let per_device = Throttle {
+        limiter: &w.limiter,
+        rule: Rule::TokenBucket {
+            burst: 3,
+            interval_ms: 60_000,
+        },
+    };
+    let per_account = Throttle {
+        limiter: &w.limiter,
+        rule: Rule::Window {
+            max: 5,
+            window_secs: 86_400,
+        },
+    };
+    let take = |who: DeviceCredential| {
+        let (d, acc) = (&per_device, &per_account);
+        let now = w.clock.now();
+        async move { take_per_device_and_account(Some(d), Some(acc), "lookupUser", &who, now).await }
+    };
+    for _ in 0..3 {
+        take(device(&a, "d_1")).await.unwrap();
+    }
+    let e = take(device(&a, "d_1")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.retry_after_secs.is_some_and(|s| s <= 60), "{e:?}");
+    // Another device of the account: its own bucket, the account's window (2 left).
+    take(device(&a, "d_2")).await.unwrap();
+    take(device(&a, "d_2")).await.unwrap();
+    let e = take(device(&a, "d_2")).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.retry_after_secs.is_some_and(|s| s > 60), "{e:?}");
+    // Another account is not affected; getProfile has buckets of its own.
+    take(device(&b, "d_1")).await.unwrap();
+    take_per_device_and_account(
+        Some(&per_device),
+        Some(&per_account),
+        "getProfile",
+        &device(&a, "d_1"),
+        w.clock.now(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Issue 21, item 7: `discoverContacts` answers which numbers have an account, a few calls a
+/// day per account.
+#[tokio::test]
+async fn contact_discovery_finds_registered_numbers_within_a_daily_budget() {
+    use courier_core::usecases::discover_contacts;
+    let (w, a, b) = World::new().await;
+    let deps = discover_contacts::Deps {
+        accounts: &w.accounts,
+        budget: Some(Throttle {
+            limiter: &w.limiter,
+            rule: Rule::Window {
+                max: 2,
+                window_secs: 86_400,
+            },
+        }),
+        clock: &w.clock,
+    };
+    let book = || DiscoverContactsParams {
+        phones: vec![
+            "+14155550199".into(),
+            "+14155550101".into(),
+            "not a number".into(),
+            "+14155550101".into(),
+        ],
+    };
+    let me = device(&a, "d_phone");
+    for _ in 0..2 {
+        let r = discover_contacts::discover_contacts(&deps, &me, book())
+            .await
+            .unwrap();
+        assert_eq!(
+            r["registered"],
+            json!([{"phone": "+14155550101", "userId": b}])
+        );
+    }
+    let e = discover_contacts::discover_contacts(&deps, &me, book())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    // 09:00 UTC: the budget comes back at midnight.
+    assert_eq!(e.retry_after_secs, Some(15 * 3600));
+    // Too many numbers at once: refused whatever the budget (another account's).
+    let huge = DiscoverContactsParams {
+        phones: (0..1001).map(|i| format!("+1415555{i:04}")).collect(),
+    };
+    let e = discover_contacts::discover_contacts(&deps, &device(&b, "d_phone"), huge)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    // The next day, again.
+    w.clock.advance(Duration::hours(15));
+    discover_contacts::discover_contacts(&deps, &me, book())
+        .await
+        .unwrap();
 }

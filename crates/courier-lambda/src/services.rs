@@ -91,6 +91,106 @@ macro_rules! serve_action {
     };
 }
 
+/// Serves the WebSocket action `$name` as [`serve_action`] does, after taking one request from
+/// the calling device's bucket for `$name` under the configured rule `$pick` (`LIMIT_EXCEEDED`
+/// with `retryAfter` past it; nothing is done then).
+macro_rules! serve_limited_action {
+    ($deps:ident, $name:literal, $f:path, $pick:expr) => {
+        serve_lazily!(|aws| {
+            let deps = $deps(aws, $name)?;
+            let limit = per_device(&aws.dynamo, $pick)?;
+            Ok(ws(move |event| async move {
+                routes::action($name, &event, |who, p| async move {
+                    limit.take(&who).await?;
+                    $f(deps, &who, p).await
+                })
+                .await
+            }))
+        })
+    };
+}
+
+/// One operation's limit per calling device.
+#[derive(Clone, Copy)]
+struct PerDevice {
+    throttle: &'static Throttle<'static>,
+    operation: &'static str,
+}
+
+impl PerDevice {
+    async fn take(
+        &self,
+        who: &courier_core::ports::DeviceCredential,
+    ) -> Result<(), courier_core::ApiError> {
+        use courier_core::clock::Clock;
+        courier_core::rate_limit::take_per_device(
+            Some(self.throttle),
+            self.operation,
+            who,
+            SystemClock.now(),
+        )
+        .await
+    }
+}
+
+/// The limit per device of the running operation (`COURIER_OPERATION`), under the rule `pick`s.
+fn per_device(
+    dynamo: &aws_sdk_dynamodb::Client,
+    pick: fn(&Limits) -> Rule,
+) -> Result<&'static PerDevice, Error> {
+    Ok(leak(PerDevice {
+        throttle: leak(throttle(dynamo, pick)?),
+        operation: leak(required("COURIER_OPERATION")?).as_str(),
+    }))
+}
+
+/// The running operation's limits on directory reads (`lookupUser`, `getProfile`): per device
+/// and per account.
+#[derive(Clone, Copy)]
+struct Lookups {
+    device: &'static Throttle<'static>,
+    account: &'static Throttle<'static>,
+    operation: &'static str,
+}
+
+impl Lookups {
+    async fn take(
+        &self,
+        who: &courier_core::ports::DeviceCredential,
+    ) -> Result<(), courier_core::ApiError> {
+        use courier_core::clock::Clock;
+        courier_core::rate_limit::take_per_device_and_account(
+            Some(self.device),
+            Some(self.account),
+            self.operation,
+            who,
+            SystemClock.now(),
+        )
+        .await
+    }
+}
+
+fn lookups(dynamo: &aws_sdk_dynamodb::Client) -> Result<&'static Lookups, Error> {
+    Ok(leak(Lookups {
+        device: leak(throttle(dynamo, |l| l.lookups)?),
+        account: leak(throttle(dynamo, |l| l.lookups_per_account)?),
+        operation: leak(required("COURIER_OPERATION")?).as_str(),
+    }))
+}
+
+/// A cap per target on what strangers do to it (`key` names its counters).
+fn stranger_cap(
+    dynamo: &aws_sdk_dynamodb::Client,
+    pick: fn(&Limits) -> Rule,
+    key: &'static str,
+) -> Result<courier_core::rate_limit::StrangerCap<'static>, Error> {
+    Ok(courier_core::rate_limit::StrangerCap {
+        settings: leak(settings_store(dynamo)?),
+        throttle: throttle(dynamo, pick)?,
+        key,
+    })
+}
+
 /// The shared rate-limit store (`RATE_LIMIT_TABLE`) and the configured rule `pick`s.
 fn throttle(
     dynamo: &aws_sdk_dynamodb::Client,
@@ -315,8 +415,8 @@ pub async fn connections() -> Result<(), Error> {
     }
 }
 
-/// The `accounts` binary: `deleteAccount`, `lookupUser`, `getSettings`, `updateSettings`,
-/// `updateContacts`, `getProfile`.
+/// The `accounts` binary: `deleteAccount`, `lookupUser`, `discoverContacts`, `getSettings`,
+/// `updateSettings`, `updateContacts`, `getProfile`.
 pub async fn accounts_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
@@ -361,14 +461,34 @@ pub async fn accounts_service() -> Result<(), Error> {
                 required("USERS_TABLE")?,
                 "",
             ));
+            let limit = lookups(dynamo)?;
             Ok(ws(move |event| async move {
                 routes::action(
                     "lookupUser",
                     &event,
-                    |_who, p: LookupUserParams| async move {
+                    |who, p: LookupUserParams| async move {
+                        limit.take(&who).await?;
                         lookup_user::lookup_user(accounts, &p.phone).await
                     },
                 )
+                .await
+            }))
+        }),
+        "discoverContacts" => serve_lazily!(|Aws { dynamo, .. }| {
+            let deps = leak(courier_core::usecases::discover_contacts::Deps {
+                accounts: leak(DynamoAccounts::new(
+                    dynamo.clone(),
+                    required("USERS_TABLE")?,
+                    "",
+                )),
+                budget: Some(throttle(dynamo, |l| l.discoveries)?),
+                clock: &SystemClock,
+            });
+            Ok(ws(move |event| async move {
+                routes::action("discoverContacts", &event, |who, p| async move {
+                    courier_core::usecases::discover_contacts::discover_contacts(deps, &who, p)
+                        .await
+                })
                 .await
             }))
         }),
@@ -401,19 +521,49 @@ pub async fn accounts_service() -> Result<(), Error> {
                         }))
                     })
                 };
+                // Limited per device by the rule `$pick`, `$limit` in `$body`.
+                ($deps:ident, $limit:ident = $pick:expr, $name:literal, $body:expr) => {
+                    serve_lazily!(move |Aws { dynamo, .. }| {
+                        let $deps = profile_deps(dynamo, $name)?;
+                        let $limit = per_device(dynamo, $pick)?;
+                        Ok(ws(move |event| async move {
+                            routes::action($name, &event, $body).await
+                        }))
+                    })
+                };
             }
             match op.as_str() {
                 "getSettings" => serve!(deps, "getSettings", |who, _: GetSettingsParams| {
                     async move { profile::get_settings(deps, &who).await }
                 }),
-                "updateSettings" => serve!(deps, "updateSettings", |who, p| async move {
-                    profile::update_settings(deps, &who, p).await
-                }),
-                "updateContacts" => serve!(deps, "updateContacts", |who, p| async move {
-                    profile::update_contacts(deps, &who, p).await
-                }),
-                _ => serve!(deps, "getProfile", |who, p| async move {
-                    profile::get_profile(deps, &who, p).await
+                "updateSettings" => serve!(
+                    deps,
+                    limit = |l| l.actions,
+                    "updateSettings",
+                    |who, p| async move {
+                        limit.take(&who).await?;
+                        profile::update_settings(deps, &who, p).await
+                    }
+                ),
+                "updateContacts" => serve!(
+                    deps,
+                    limit = |l| l.actions,
+                    "updateContacts",
+                    |who, p| async move {
+                        limit.take(&who).await?;
+                        profile::update_contacts(deps, &who, p).await
+                    }
+                ),
+                _ => serve_lazily!(move |Aws { dynamo, .. }| {
+                    let deps = profile_deps(dynamo, "getProfile")?;
+                    let limit = lookups(dynamo)?;
+                    Ok(ws(move |event| async move {
+                        routes::action("getProfile", &event, |who, p| async move {
+                            limit.take(&who).await?;
+                            profile::get_profile(deps, &who, p).await
+                        })
+                        .await
+                    }))
                 }),
             }
         }
@@ -495,7 +645,7 @@ pub async fn groups_service() -> Result<(), Error> {
     /// Every group operation gets the same stores.
     fn group_deps(
         Aws { sdk, dynamo }: &Aws,
-        _op: &str,
+        op: &str,
     ) -> Result<&'static groups::Deps<'static>, Error> {
         let sessions = leak(sessions_store(dynamo)?);
         // Only the users table is read (does a member exist?).
@@ -516,17 +666,39 @@ pub async fn groups_service() -> Result<(), Error> {
             deliver: deliverer(sdk, dynamo, true)?,
             log: Some(messages),
             clock: &SystemClock,
+            // Only these two put someone in a group.
+            adds_per_target: match op {
+                "initiateGroupChatSession" | "addUserToGroup" => Some(stranger_cap(
+                    dynamo,
+                    |l| l.group_adds_per_target,
+                    "group-adds",
+                )?),
+                _ => None,
+            },
         }))
     }
     match op.as_str() {
-        "initiateGroupChatSession" => {
-            serve_action!(group_deps, "initiateGroupChatSession", groups::initiate)
-        }
+        "initiateGroupChatSession" => serve_limited_action!(
+            group_deps,
+            "initiateGroupChatSession",
+            groups::initiate,
+            |l| l.actions
+        ),
         "getGroup" => serve_action!(group_deps, "getGroup", groups::get),
-        "addUserToGroup" => serve_action!(group_deps, "addUserToGroup", groups::add),
-        "removeUserFromGroup" => serve_action!(group_deps, "removeUserFromGroup", groups::remove),
-        "promoteUserToAdmin" => serve_action!(group_deps, "promoteUserToAdmin", groups::promote),
-        "deleteGroup" => serve_action!(group_deps, "deleteGroup", groups::delete),
+        "addUserToGroup" => {
+            serve_limited_action!(group_deps, "addUserToGroup", groups::add, |l| l.actions)
+        }
+        "removeUserFromGroup" => {
+            serve_limited_action!(group_deps, "removeUserFromGroup", groups::remove, |l| l
+                .actions)
+        }
+        "promoteUserToAdmin" => {
+            serve_limited_action!(group_deps, "promoteUserToAdmin", groups::promote, |l| l
+                .actions)
+        }
+        "deleteGroup" => {
+            serve_limited_action!(group_deps, "deleteGroup", groups::delete, |l| l.actions)
+        }
         other => Err(unknown("groups", other)),
     }
 }
@@ -557,9 +729,16 @@ pub async fn sessions() -> Result<(), Error> {
                 sessions,
                 messages,
                 clock: &SystemClock,
+                handshakes_per_target: Some(stranger_cap(
+                    dynamo,
+                    |l| l.handshakes_per_target,
+                    "chats",
+                )?),
             });
+            let limit = per_device(dynamo, |l| l.actions)?;
             Ok(ws(move |event| async move {
                 routes::action("initiateDirectChatSession", &event, |who, p| async move {
+                    limit.take(&who).await?;
                     let started = direct_chat::initiate(deps, &who, p).await?;
                     // Before the reply: a direct chat's handshake goes to the peer's few devices.
                     if let Some(out) = &started.outbound {
@@ -640,11 +819,15 @@ pub async fn messages() -> Result<(), Error> {
                 settings: leak(settings_store(dynamo)?),
                 clock: &SystemClock,
             });
+            // Acks move watermarks and post status events to others, at the pace messages
+            // arrive: they share the send rule (a bucket of their own).
+            let limit = per_device(dynamo, |l| l.sends)?;
             Ok(ws(move |event| async move {
                 routes::action(
                     "ackMessages",
                     &event,
                     |who, p: courier_core::protocol::AckMessagesParams| async move {
+                        limit.take(&who).await?;
                         let metric = match p.status {
                             courier_core::chat::Receipt::Read => "MessagesRead",
                             _ => "MessagesDelivered",
@@ -704,8 +887,10 @@ pub async fn push() -> Result<(), Error> {
         "registerPushToken" => serve_lazily!(|Aws { sdk, dynamo }| {
             let push = leak(sns_push(sdk));
             let presence = leak(connection_store(dynamo)?);
+            let limit = per_device(dynamo, |l| l.actions)?;
             Ok(ws(move |event| async move {
                 routes::action("registerPushToken", &event, |who, p| async move {
+                    limit.take(&who).await?;
                     push_token::register_push_token(push, presence, &who, p).await
                 })
                 .await
@@ -756,8 +941,12 @@ pub async fn devices() -> Result<(), Error> {
     let op = required("COURIER_OPERATION")?;
     match op.as_str() {
         "createLinkRequest" | "getLinkRequest" | "approveDeviceLink" => link_operations(&op).await,
-        "uploadKeys" => serve_action!(key_deps, "uploadKeys", keys::upload_keys),
-        "claimKeys" => serve_action!(key_deps, "claimKeys", keys::claim_keys),
+        "uploadKeys" => {
+            serve_limited_action!(key_deps, "uploadKeys", keys::upload_keys, |l| l.actions)
+        }
+        "claimKeys" => {
+            serve_limited_action!(key_deps, "claimKeys", keys::claim_keys, |l| l.key_claims)
+        }
         "listDevices" => serve_action!(key_deps, "listDevices", keys::list_devices),
         "sendToDevice" => serve_action!(
             device_message_deps,
@@ -806,6 +995,12 @@ fn key_deps(Aws { dynamo, .. }: &Aws, op: &str) -> Result<&'static keys::Deps<'s
     Ok(leak(keys::Deps {
         accounts: leak(DynamoAccounts::new(dynamo.clone(), users_table, "")),
         keys: leak(keys_store(dynamo)?),
+        one_time_keys_per_target: if op == "claimKeys" {
+            Some(throttle(dynamo, |l| l.one_time_keys_per_target)?)
+        } else {
+            None
+        },
+        clock: &SystemClock,
     }))
 }
 
@@ -924,7 +1119,10 @@ pub async fn status() -> Result<(), Error> {
     let op = required("COURIER_OPERATION")?;
     match op.as_str() {
         "postStatus" => serve_action!(status_deps, "postStatus", post_status_counted),
-        "removeStatus" => serve_action!(status_deps, "removeStatus", status::remove_status),
+        "removeStatus" => {
+            serve_limited_action!(status_deps, "removeStatus", status::remove_status, |l| l
+                .actions)
+        }
         "viewStatus" => serve_action!(status_deps, "viewStatus", status::view_status),
         "getStatusViewers" => {
             serve_action!(status_deps, "getStatusViewers", status::get_status_viewers)
@@ -1072,7 +1270,10 @@ pub async fn media_service() -> Result<(), Error> {
         }))
     }
     match op.as_str() {
-        "createMediaUpload" => serve_action!(media_deps, "createMediaUpload", media::create_upload),
+        "createMediaUpload" => {
+            serve_limited_action!(media_deps, "createMediaUpload", media::create_upload, |l| l
+                .actions)
+        }
         "getMediaDownload" => serve_action!(media_deps, "getMediaDownload", media::get_download),
         other => Err(unknown("media", other)),
     }
@@ -1102,8 +1303,16 @@ pub async fn backups_service() -> Result<(), Error> {
         };
     }
     match op.as_str() {
-        "createBackup" => serve!(deps, "createBackup", |who, p| async move {
-            backups::create_backup(deps, &who, p).await
+        "createBackup" => serve_lazily!(|aws| {
+            let deps = backup_deps(aws)?;
+            let limit = per_device(&aws.dynamo, |l| l.actions)?;
+            Ok(ws(move |event| async move {
+                routes::action("createBackup", &event, |who, p| async move {
+                    limit.take(&who).await?;
+                    backups::create_backup(deps, &who, p).await
+                })
+                .await
+            }))
         }),
         "listBackups" => serve!(
             deps,

@@ -415,7 +415,7 @@ async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same(
     assert_eq!(frame(&run().await)["result"], first["result"]);
     assert_eq!(messages.all(&session).len(), 1);
 
-    // Someone who is not a member: FORBIDDEN, in the reply frame.
+    // Someone who is not a member: NOT_FOUND (as for no such session), in the reply frame.
     let outsider = with_caller(ws_event("send-message.json"), "u_other", "d_other");
     let reply = frame(
         &routes::action("sendMessage", &outsider, |who, p| async move {
@@ -423,7 +423,7 @@ async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same(
         })
         .await,
     );
-    assert_eq!(reply["error"]["code"], "FORBIDDEN");
+    assert_eq!(reply["error"]["code"], "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -834,6 +834,8 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
     let key_deps = keys::Deps {
         accounts: &p.accounts,
         keys: &p.keys,
+        one_time_keys_per_target: None,
+        clock: &SystemClock,
     };
     let resp = routes::action(
         "uploadKeys",
@@ -1441,7 +1443,7 @@ async fn send_message_posts_the_reply_delivers_the_message_itself_and_records_th
     let outsider = with_caller(ws_event("send-message.json"), "u_other", "d_other");
     courier_lambda::inline::handle(&handler, &outsider).await;
     let replies = chat.posted_to(CALLER_CONN);
-    assert_eq!(replies[2]["error"]["code"], "FORBIDDEN");
+    assert_eq!(replies[2]["error"]["code"], "NOT_FOUND");
     assert_eq!(chat.posted_to("c_peer").len(), 1);
 }
 

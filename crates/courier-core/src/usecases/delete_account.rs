@@ -105,6 +105,8 @@ pub async fn delete_account(
         // Leaving is recorded in each group; the fan-out delivers it.
         log: None,
         clock: deps.clock,
+        // Leaving adds no one.
+        adds_per_target: None,
     };
     let groups = super::groups::leave_all_groups(&group_deps, who).await?;
     let left = deps.sessions.leave_all(&user.user_id).await?;

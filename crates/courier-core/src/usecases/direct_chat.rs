@@ -19,6 +19,9 @@ pub struct Deps<'a> {
     pub messages: &'a dyn MessageStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The daily cap on direct chats (and their handshakes) strangers open with one user
+    /// (`None`: no cap).
+    pub handshakes_per_target: Option<crate::rate_limit::StrangerCap<'a>>,
 }
 
 /// What [`initiate`] did.
@@ -49,6 +52,11 @@ pub async fn initiate(
     }
     if deps.accounts.user(&peer).await?.is_none() {
         return Err(ApiError::new(ErrorCode::NotFound, "no such user"));
+    }
+    // Counted even when the chat exists: each call may deliver a handshake to the peer.
+    if let Some(cap) = &deps.handshakes_per_target {
+        cap.take(&who.user_id, std::slice::from_ref(&peer), deps.clock.now())
+            .await?;
     }
     let session = SessionId::direct(&who.user_id, &peer);
     let created = deps

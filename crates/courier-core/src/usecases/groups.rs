@@ -54,6 +54,16 @@ pub struct Deps<'a> {
     pub log: Option<&'a dyn crate::ports::DeliveryLog>,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The daily cap on how often strangers add one user to groups (`None`: no cap).
+    pub adds_per_target: Option<crate::rate_limit::StrangerCap<'a>>,
+}
+
+/// Counts `adder`'s adding `users` against their caps (before anything is written).
+async fn take_adds(deps: &Deps<'_>, adder: &UserId, users: &[UserId]) -> Result<(), ApiError> {
+    match &deps.adds_per_target {
+        Some(cap) => cap.take(adder, users, deps.clock.now()).await,
+        None => Ok(()),
+    }
 }
 
 /// Refuses with `FORBIDDEN` if one of `users` lets only its contacts add it to groups and the
@@ -107,8 +117,9 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such group")
 }
 
-/// The group and the caller's membership: `NOT_FOUND` for no group, `FORBIDDEN` for an outsider,
-/// and, with `admin`, `FORBIDDEN` for a member who is not an admin.
+/// The group and the caller's membership: `NOT_FOUND` for no group and for an outsider alike (an
+/// outsider learns nothing, not even that the group exists), and, with `admin`, `FORBIDDEN` for
+/// a member who is not an admin.
 async fn caller_in(
     deps: &Deps<'_>,
     group: &SessionId,
@@ -120,7 +131,7 @@ async fn caller_in(
         .sessions
         .membership(group, who)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Forbidden, "not a member of this group"))?;
+        .ok_or_else(not_found)?;
     if admin && m.role != Role::Admin {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -240,6 +251,7 @@ pub async fn initiate(
         ));
     }
     check_groups_add(deps.settings, &who.user_id, &others).await?;
+    take_adds(deps, &who.user_id, &others).await?;
     let group = Group {
         session_id: new_group_id(),
         name,
@@ -293,6 +305,7 @@ pub async fn add(
     }
     if user != who.user_id {
         check_groups_add(deps.settings, &who.user_id, std::slice::from_ref(&user)).await?;
+        take_adds(deps, &who.user_id, std::slice::from_ref(&user)).await?;
     }
     let joined_seq = deps.messages.last(&id).await?.map_or(0, |m| m.seq);
     let now = deps.clock.now();

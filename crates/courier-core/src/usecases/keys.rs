@@ -6,6 +6,7 @@
 //! claims (the store's claim is a conditional delete); once none are left the fallback key is
 //! handed out, and kept.
 
+use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{DeviceId, UserId};
 use crate::ports::{AccountStore, DeviceCredential, DeviceKeys, KeyStore, SignedKey};
@@ -37,6 +38,12 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// The key directory.
     pub keys: &'a dyn KeyStore,
+    /// `claimKeys`: claims per target user that may take a one-time key (`None`: unlimited).
+    /// Past it a claim gets the fallback key, so a drain cannot empty the pool and no one is
+    /// refused the target's keys.
+    pub one_time_keys_per_target: Option<crate::rate_limit::Throttle<'a>>,
+    /// Time (the window of `one_time_keys_per_target`).
+    pub clock: &'a dyn Clock,
 }
 
 fn is_base64(s: &str) -> bool {
@@ -223,12 +230,29 @@ pub async fn claim_keys(
         .filter(|k| devices.iter().any(|d| d.device_id == k.device_id))
         .filter(|k| only.as_ref().is_none_or(|o| o.contains(&k.device_id)))
         .collect();
+    // One count per claim of another user's keys (the caller's own devices are not limited).
+    let one_time = match &deps.one_time_keys_per_target {
+        Some(t) if user != who.user_id => {
+            let key = format!("oneTimeKeys#{user}");
+            match t.limiter.take(&key, t.rule, deps.clock.now()).await? {
+                crate::rate_limit::Decision::Allowed => true,
+                crate::rate_limit::Decision::Limited { .. } => {
+                    tracing::info!(claimed_for = %user.pseudonym(), "one-time keys capped: fallback");
+                    false
+                }
+            }
+        }
+        _ => true,
+    };
     let bundles: Vec<Value> = stream::iter(entries)
         .map(|entry| async move {
-            let otk = deps
-                .keys
-                .claim_one_time_key(&entry.user_id, &entry.device_id)
-                .await?;
+            let otk = if one_time {
+                deps.keys
+                    .claim_one_time_key(&entry.user_id, &entry.device_id)
+                    .await?
+            } else {
+                None
+            };
             let (key, fallback) = match otk {
                 Some(k) => (Some(k), false),
                 None => (entry.fallback.clone(), entry.fallback.is_some()),
@@ -280,9 +304,13 @@ pub async fn list_devices(
             let mut out = Vec::with_capacity(devices.len());
             for d in devices {
                 let mut v = json!({
-                    "userId": d.user_id, "deviceId": d.device_id, "name": d.name,
+                    "userId": d.user_id, "deviceId": d.device_id,
                     "platform": d.platform, "primary": d.primary,
                 });
+                // A device's name ("Alice's work laptop") is the owner's to see.
+                if mine {
+                    v["name"] = json!(d.name);
+                }
                 if let Some(k) = keys.iter().find(|k| k.device_id == d.device_id) {
                     v["identityKey"] = json!(k.identity_key);
                     v["signingKey"] = json!(k.signing_key);

@@ -9,6 +9,7 @@ pub mod delete_account;
 pub mod deliver;
 pub mod device_messages;
 pub mod direct_chat;
+pub mod discover_contacts;
 pub mod fan_out;
 pub mod groups;
 pub mod keys;

@@ -36,7 +36,7 @@ pub struct Deps<'a> {
 /// The bucket of one device for one send operation: each device has its own, so one device over
 /// its limit slows no one else (not even the same user's other devices).
 pub fn send_key(operation: &str, who: &DeviceCredential) -> String {
-    format!("{operation}#{}#{}", who.user_id, who.device_id)
+    crate::rate_limit::device_key(operation, who)
 }
 
 /// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
@@ -56,23 +56,23 @@ pub fn parse_session(s: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(s).ok_or_else(|| ApiError::bad_request("sessionId is not a session id"))
 }
 
-/// The caller's membership; `NOT_FOUND` for an unknown session, `FORBIDDEN` for someone else's.
+/// The caller's membership; `NOT_FOUND` for a session the caller is not in, whether or not it
+/// exists. Direct session ids are computed from two user ids, so telling "exists" from "does
+/// not" would let anyone learn who talks to whom (docs/security.md, item 6).
 pub async fn require_member(
     sessions: &dyn SessionStore,
     session: &SessionId,
     user: &UserId,
 ) -> Result<Membership, ApiError> {
-    if let Some(m) = sessions.membership(session, user).await? {
-        return Ok(m);
-    }
-    if sessions.exists(session).await? {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "not a member of this session",
-        ))
-    } else {
-        Err(ApiError::new(ErrorCode::NotFound, "no such session"))
-    }
+    sessions
+        .membership(session, user)
+        .await?
+        .ok_or_else(not_a_member)
+}
+
+/// What a non-member is told about a session, existing or not.
+pub fn not_a_member() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such session")
 }
 
 /// Stores a message and returns its id, sequence number and time.
