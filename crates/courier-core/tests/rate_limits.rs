@@ -473,6 +473,8 @@ async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothi
     clock.advance(Duration::seconds(3000));
     register("+14155550102").await.unwrap();
     assert_eq!(sms.sent().len(), 4);
+}
+
 /// Issue 21, item 7: lookups are limited per device (a bucket) and per account (a daily window
 /// over all its devices), so neither one busy device nor many devices scrape far.
 #[tokio::test]
