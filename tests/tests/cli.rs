@@ -210,8 +210,9 @@ async fn group_commands_create_add_promote_remove_info_delete() {
 
     // Carol leaves; Bob (now admin) sends through `courier send --session`; Alice deletes.
     assert!(run(&carol, &["group", "remove", &group, "me"]).contains("removed"));
+    // Not a member any more: told NOT_FOUND, as anyone outside a group is (docs/security.md).
     let (ok, _, err) = courier(cloud, &carol, &["group", "info", &group]);
-    assert!(!ok && err.contains("FORBIDDEN"), "{err}");
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
     run(
         &bob,
         &["send", "--session", &group, "see", "you", "saturday"],
