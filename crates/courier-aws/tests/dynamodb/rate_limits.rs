@@ -84,8 +84,12 @@ async fn twenty_concurrent_takes_from_a_window_of_ten_grant_exactly_ten() {
     assert_eq!(allowed(&decisions), 10, "{decisions:?}");
 }
 
+/// `ms` after 09:00 UTC tomorrow: a fixed time of day (the retry hints are exact), and in the
+/// future, since DynamoDB Local runs TTL deletion and would remove an item whose `ttl` is past
+/// in the middle of a test (a bucket would then look full again).
 fn at(ms: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap() + Duration::milliseconds(ms)
+    let tomorrow = (Utc::now() + Duration::days(1)).date_naive();
+    Utc.from_utc_datetime(&tomorrow.and_hms_opt(9, 0, 0).unwrap()) + Duration::milliseconds(ms)
 }
 
 #[tokio::test]
