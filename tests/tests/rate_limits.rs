@@ -758,7 +758,10 @@ async fn uploads_and_backups_past_the_daily_byte_quota_are_refused_and_nothing_i
         assert!(e.to_string().contains("bytes"), "{e}");
     };
 
-    let first = s.request("createMediaUpload", upload(2 * mib)).await.unwrap();
+    let first = s
+        .request("createMediaUpload", upload(2 * mib))
+        .await
+        .unwrap();
     assert!(first["uploadUrl"].is_string(), "{first}");
     let e = s
         .request("createMediaUpload", upload(2 * mib))
@@ -779,7 +782,10 @@ async fn uploads_and_backups_past_the_daily_byte_quota_are_refused_and_nothing_i
 
     let backup = |size: u64| json!({"size": size});
     s.request("createBackup", backup(2 * mib)).await.unwrap();
-    let e = s.request("createBackup", backup(2 * mib)).await.unwrap_err();
+    let e = s
+        .request("createBackup", backup(2 * mib))
+        .await
+        .unwrap_err();
     quota_refusal(&e);
     let records = cloud
         .dynamodb()
