@@ -723,8 +723,13 @@ async fn one_time_keys_cannot_be_drained_and_device_names_are_the_owners() {
     assert_eq!(theirs["devices"][0]["deviceId"], device["deviceId"]);
 }
 
-/// How many items of `table` have `attribute` = `value` (a scan: the tables here are small).
-async fn items_with(cloud: &TestCloud, table: &str, attribute: &str, value: &str) -> usize {
+/// The items of `table` with `attribute` = `value` (a scan: the tables here are small).
+async fn items_with(
+    cloud: &TestCloud,
+    table: &str,
+    attribute: &str,
+    value: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let out = cloud
         .dynamodb()
@@ -737,7 +742,7 @@ async fn items_with(cloud: &TestCloud, table: &str, attribute: &str, value: &str
         .await
         .unwrap();
     assert!(out.last_evaluated_key.is_none(), "one page of {table}");
-    out.items.unwrap_or_default().len()
+    out.items.unwrap_or_default()
 }
 
 /// The storage-cost attack (issue 21 item 11): a user asking for upload after upload, or
@@ -774,11 +779,18 @@ async fn uploads_and_backups_past_the_daily_byte_quota_are_refused_and_nothing_i
         .await
         .unwrap();
     assert!(rest["uploadUrl"].is_string(), "{rest}");
-    // Two upload records, none for the refused one.
-    assert_eq!(
-        items_with(cloud, "MediaTable", "uploader", &creds.user_id).await,
-        2
-    );
+    // Two upload records, none for the refused one; never attached, each expires by DynamoDB
+    // TTL two days after it was handed out (the local cloud's TTL deletion is not waited for).
+    let records = items_with(cloud, "MediaTable", "uploader", &creds.user_id).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let now = chrono::Utc::now().timestamp();
+    for r in &records {
+        let ttl: i64 = r["ttl"].as_n().unwrap().parse().unwrap();
+        assert!(
+            (now + 2 * 86_400 - 600..=now + 2 * 86_400).contains(&ttl),
+            "{r:?}"
+        );
+    }
 
     let backup = |size: u64| json!({"size": size});
     s.request("createBackup", backup(2 * mib)).await.unwrap();
