@@ -24,6 +24,8 @@ const STRANGER_CAP: usize = 3;
 const DISCOVERIES: usize = 2;
 /// Claims per target and hour that may take a one-time key.
 const ONE_TIME_KEYS: usize = 2;
+/// Bytes of media uploads, and of backups, one user may start per day (3 MiB each).
+const STORAGE_QUOTA: u64 = 3 * 1024 * 1024;
 
 /// Sends, codes per phone and link attempts: limits keyed by device, number and account (and
 /// link requests by address: only the link test makes them here).
@@ -45,6 +47,8 @@ fn cloud() -> &'static TestCloud {
             &format!("KeyClaimBurst={ACTION_BURST}"),
             &format!("KeyClaimRefillIntervalMs={}", REFILL_SECS * 1000),
             &format!("OneTimeKeysPerUserPerHour={ONE_TIME_KEYS}"),
+            &format!("MediaUploadBytesPerUserPerDay={STORAGE_QUOTA}"),
+            &format!("BackupBytesPerUserPerDay={STORAGE_QUOTA}"),
         ])
         .expect("a local cloud with small limits")
     })
@@ -717,4 +721,98 @@ async fn one_time_keys_cannot_be_drained_and_device_names_are_the_owners() {
         .unwrap();
     assert!(theirs["devices"][0].get("name").is_none(), "{theirs}");
     assert_eq!(theirs["devices"][0]["deviceId"], device["deviceId"]);
+}
+
+/// The items of `table` with `attribute` = `value` (a scan: the tables here are small).
+async fn items_with(
+    cloud: &TestCloud,
+    table: &str,
+    attribute: &str,
+    value: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = cloud
+        .dynamodb()
+        .scan()
+        .table_name(cloud.table(table))
+        .filter_expression("#a = :v")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.last_evaluated_key.is_none(), "one page of {table}");
+    out.items.unwrap_or_default()
+}
+
+/// The storage-cost attack (issue 21 item 11): a user asking for upload after upload, or
+/// backup after backup, to fill the bucket. Past the daily byte quota each is refused with
+/// `LIMIT_EXCEEDED` and a retry-after, and nothing is recorded or signed for it.
+#[tokio::test]
+async fn uploads_and_backups_past_the_daily_byte_quota_are_refused_and_nothing_is_stored() {
+    let cloud = cloud();
+    let creds = cloud.sign_up().await;
+    let s = connect(cloud, &creds).await;
+    let mib = 1024 * 1024;
+    let upload = |size: u64| json!({"size": size, "contentType": "image/jpeg"});
+    let quota_refusal = |e: &courier_client::ClientError| {
+        let retry = retry_after(e);
+        // Until the next UTC day at most; the message names the byte quota (the per-device
+        // action limit would say "too many").
+        assert!((1..=86_400).contains(&retry), "{e}");
+        assert!(e.to_string().contains("bytes"), "{e}");
+    };
+
+    let first = s
+        .request("createMediaUpload", upload(2 * mib))
+        .await
+        .unwrap();
+    assert!(first["uploadUrl"].is_string(), "{first}");
+    let e = s
+        .request("createMediaUpload", upload(2 * mib))
+        .await
+        .unwrap_err();
+    quota_refusal(&e);
+    // What is left of the quota may still be used.
+    let rest = s
+        .request("createMediaUpload", upload(STORAGE_QUOTA - 2 * mib))
+        .await
+        .unwrap();
+    assert!(rest["uploadUrl"].is_string(), "{rest}");
+    // Two upload records, none for the refused one; never attached, each expires by DynamoDB
+    // TTL two days after it was handed out (the local cloud's TTL deletion is not waited for).
+    let records = items_with(cloud, "MediaTable", "uploader", &creds.user_id).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let now = chrono::Utc::now().timestamp();
+    for r in &records {
+        let ttl: i64 = r["ttl"].as_n().unwrap().parse().unwrap();
+        assert!(
+            (now + 2 * 86_400 - 600..=now + 2 * 86_400).contains(&ttl),
+            "{r:?}"
+        );
+    }
+
+    let backup = |size: u64| json!({"size": size});
+    s.request("createBackup", backup(2 * mib)).await.unwrap();
+    let e = s
+        .request("createBackup", backup(2 * mib))
+        .await
+        .unwrap_err();
+    quota_refusal(&e);
+    let records = cloud
+        .dynamodb()
+        .query()
+        .table_name(cloud.table("BackupTable"))
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{}", creds.user_id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .len();
+    assert_eq!(records, 1, "one backup record, none for the refused one");
 }

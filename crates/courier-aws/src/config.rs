@@ -37,7 +37,7 @@ fn positive(name: &'static str, default: u64) -> Result<u64, ConfigError> {
 ///
 /// [`Limits::default`]: courier_core::rate_limit::Limits
 pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
-    use courier_core::rate_limit::{Limits, Rule};
+    use courier_core::rate_limit::{Limits, Quota, Rule};
     let d = Limits::default();
     let (
         Rule::TokenBucket { burst, interval_ms },
@@ -103,6 +103,14 @@ pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
             d.key_claims,
         )?,
         one_time_keys_per_target: window("ONE_TIME_KEYS_PER_TARGET", d.one_time_keys_per_target)?,
+        media_upload_bytes: Quota {
+            max: positive("MEDIA_UPLOAD_BYTES_PER_DAY", d.media_upload_bytes.max)?,
+            window_secs: d.media_upload_bytes.window_secs,
+        },
+        backup_bytes: Quota {
+            max: positive("BACKUP_BYTES_PER_DAY", d.backup_bytes.max)?,
+            window_secs: d.backup_bytes.window_secs,
+        },
         sends: Rule::TokenBucket {
             burst: count("SEND_BURST", burst)?,
             interval_ms: positive("SEND_REFILL_INTERVAL_MS", interval_ms)?,

@@ -30,6 +30,10 @@ pub const TAG_KEY: &str = "courier-media";
 pub const TAG_UNATTACHED: &str = "unattached";
 /// Tag value once a message refers to it (kept).
 pub const TAG_ATTACHED: &str = "attached";
+/// How long the record of an upload nothing refers to is kept (2 days): its object is removed
+/// by the lifecycle rule after a day, and an upload without its object can never be attached,
+/// so the record is of no use after that. Attaching keeps it for as long as the references.
+pub const UNATTACHED_RECORD_SECS: i64 = 2 * 86_400;
 
 /// A media file: `m_` and 32 lowercase hex digits, random.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1492,4 +1492,24 @@ impl RateLimiter for MemoryRateLimiter {
     ) -> Result<crate::rate_limit::Decision, PortError> {
         Ok(self.decide(key, rule, now, false))
     }
+
+    async fn take_amount(
+        &self,
+        key: &str,
+        amount: u64,
+        quota: crate::rate_limit::Quota,
+        now: DateTime<Utc>,
+    ) -> Result<crate::rate_limit::Decision, PortError> {
+        use crate::rate_limit::{Decision, window_of, window_retry};
+        let (start, _) = window_of(quota.window_secs, now);
+        let mut map = self.0.lock().unwrap();
+        let n = map.entry(format!("{key}#{start}")).or_insert(0);
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let max = i64::try_from(quota.max).unwrap_or(i64::MAX);
+        if amount > max || *n > max - amount {
+            return Ok(window_retry(quota.window_secs, now));
+        }
+        *n += amount;
+        Ok(Decision::Allowed)
+    }
 }

@@ -864,4 +864,14 @@ pub trait RateLimiter: Send + Sync {
         rule: crate::rate_limit::Rule,
         now: DateTime<Utc>,
     ) -> Result<crate::rate_limit::Decision, PortError>;
+    /// Adds `amount` to `key`'s count in the window of `quota` that holds `now`, unless the
+    /// count would pass `quota.max` (then nothing is added); concurrent takes never together
+    /// pass it. An amount above `max` is always refused.
+    async fn take_amount(
+        &self,
+        key: &str,
+        amount: u64,
+        quota: crate::rate_limit::Quota,
+        now: DateTime<Utc>,
+    ) -> Result<crate::rate_limit::Decision, PortError>;
 }

@@ -122,6 +122,21 @@ pub struct Limits {
     /// Per target user: claims that may take a one-time key; beyond it a claim gets the
     /// fallback key, so a drain cannot empty the pool and no one is refused the target's keys.
     pub one_time_keys_per_target: Rule,
+    /// Per account: bytes of media uploads (`createMediaUpload`'s declared sizes) per day.
+    pub media_upload_bytes: Quota,
+    /// Per account: bytes of backups (`createBackup`'s declared sizes) per day.
+    pub backup_bytes: Quota,
+}
+
+/// A budget of units (bytes) per fixed window, taken in amounts: each request counts its size,
+/// so a few large requests use it up as surely as many small ones. Kept like a
+/// [`Rule::Window`]: a counter per window, added to on the condition that it stays within `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Units per window.
+    pub max: u64,
+    /// The window's length in seconds (windows start at multiples of it since the epoch).
+    pub window_secs: u64,
 }
 
 /// A day, the window of the per-target and per-account caps.
@@ -182,6 +197,16 @@ impl Default for Limits {
                 max: 100,
                 window_secs: 3600,
             },
+            // 1 GiB: 64 files of the 16 MiB maximum, or thousands of photos, a day.
+            media_upload_bytes: Quota {
+                max: 1024 * 1024 * 1024,
+                window_secs: DAY_SECS,
+            },
+            // 2 GiB: four backups of the 512 MiB maximum a day (one and a few retries).
+            backup_bytes: Quota {
+                max: 2 * 1024 * 1024 * 1024,
+                window_secs: DAY_SECS,
+            },
         }
     }
 }
@@ -213,6 +238,45 @@ impl Throttle<'_> {
     /// Whether `key` is over the limit now, without counting a request.
     pub async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<Decision, PortError> {
         self.limiter.check(key, self.rule, now).await
+    }
+}
+
+/// One quota applied by a use case: the shared limiter and the budget.
+#[derive(Clone, Copy)]
+pub struct QuotaThrottle<'a> {
+    /// Where the counts live.
+    pub limiter: &'a dyn RateLimiter,
+    /// The budget.
+    pub quota: Quota,
+}
+
+impl QuotaThrottle<'_> {
+    /// Counts `amount` for `key`; past the budget, `LIMIT_EXCEEDED` saying what was limited and
+    /// when the window ends, and nothing counted.
+    pub async fn take(
+        &self,
+        key: &str,
+        amount: u64,
+        what: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        match self
+            .limiter
+            .take_amount(key, amount, self.quota, now)
+            .await?
+        {
+            Decision::Allowed => Ok(()),
+            Decision::Limited { retry_after_secs } => {
+                tracing::info!(limit = what, amount, retry_after_secs, "quota reached");
+                Err(ApiError::limit_exceeded(
+                    format!(
+                        "{what}: at most {} bytes a day (UTC) per user, and this would pass it; retry in {retry_after_secs} s",
+                        self.quota.max
+                    ),
+                    retry_after_secs,
+                ))
+            }
+        }
     }
 }
 

@@ -387,6 +387,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         backups: &backups,
         objects: &objects,
         clock: &courier_core::clock::SystemClock,
+        quota: None,
     };
     let created = courier_core::usecases::backups::create_backup(
         &backup_deps,

@@ -29,6 +29,7 @@ impl World {
             backups: &self.backups,
             objects: &self.objects,
             clock: &self.clock,
+            quota: None,
         }
     }
     async fn create(
@@ -202,4 +203,36 @@ async fn only_the_owner_gets_a_download_and_bad_ids_are_bad_requests() {
         ErrorCode::BadRequest
     );
     assert!(w.list(&b).await.is_empty());
+}
+
+/// Backup cycling (issue 21 item 11): every backup replaced lingers as a noncurrent version, so
+/// the bytes of backups one user may start are counted per UTC day. Past the quota
+/// `createBackup` is `LIMIT_EXCEEDED` with the seconds left in the day and records nothing.
+#[tokio::test]
+async fn backups_past_the_daily_byte_quota_are_refused_and_record_nothing() {
+    use courier_core::memory::MemoryRateLimiter;
+    use courier_core::rate_limit::{DAY_SECS, Quota, QuotaThrottle};
+    let w = World::new();
+    let limiter = MemoryRateLimiter::default();
+    let deps = Deps {
+        quota: Some(QuotaThrottle {
+            limiter: &limiter,
+            quota: Quota {
+                max: 2 * MAX_BACKUP_BYTES,
+                window_secs: DAY_SECS,
+            },
+        }),
+        ..w.deps()
+    };
+    let me = who("u_cycler");
+    let create = |size| backups::create_backup(&deps, &me, CreateBackupParams { size });
+    // Two pending backups (the cap on pending ones is three) use up the day's bytes.
+    create(MAX_BACKUP_BYTES).await.unwrap();
+    create(MAX_BACKUP_BYTES).await.unwrap();
+    let e = create(1).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded, "{e:?}");
+    assert_eq!(e.retry_after_secs, Some(12 * 3600));
+    assert_eq!(w.backups.backups(&me.user_id).await.unwrap().len(), 2);
+    w.clock.advance(Duration::hours(12));
+    create(1).await.unwrap();
 }

@@ -25,7 +25,7 @@ use courier_aws::s3::S3Objects;
 use courier_aws::sms::SnsSms;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::{GetSettingsParams, LookupUserParams};
-use courier_core::rate_limit::{Limits, Rule, Throttle};
+use courier_core::rate_limit::{Limits, Quota, QuotaThrottle, Rule, Throttle};
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::media;
 use courier_core::usecases::{connect_ticket, delete_account, register_account, validate_account};
@@ -204,6 +204,21 @@ fn throttle(
     Ok(Throttle {
         limiter,
         rule: pick(&limits),
+    })
+}
+
+/// The shared rate-limit store (`RATE_LIMIT_TABLE`) and the configured quota `pick`s.
+fn quota(
+    dynamo: &aws_sdk_dynamodb::Client,
+    pick: fn(&Limits) -> Quota,
+) -> Result<QuotaThrottle<'static>, Error> {
+    let limits = config::limits()?;
+    Ok(QuotaThrottle {
+        limiter: leak(DynamoRateLimiter::new(
+            dynamo.clone(),
+            required("RATE_LIMIT_TABLE")?,
+        )),
+        quota: pick(&limits),
     })
 }
 
@@ -1267,6 +1282,11 @@ pub async fn media_service() -> Result<(), Error> {
             )),
             statuses,
             clock: &SystemClock,
+            upload_quota: if op == "createMediaUpload" {
+                Some(quota(dynamo, |l| l.media_upload_bytes)?)
+            } else {
+                None
+            },
         }))
     }
     match op.as_str() {
@@ -1286,10 +1306,17 @@ pub async fn backups_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
     fn backup_deps(Aws { sdk, dynamo }: &Aws) -> Result<&'static backups::Deps<'static>, Error> {
+        // Only createBackup counts bytes (and only its function has RATE_LIMIT_TABLE).
+        let quota = if required("COURIER_OPERATION")? == "createBackup" {
+            Some(quota(dynamo, |l| l.backup_bytes)?)
+        } else {
+            None
+        };
         Ok(leak(backups::Deps {
             backups: leak(backup_store(dynamo)?),
             objects: leak(media_objects(sdk)?),
             clock: &SystemClock,
+            quota,
         }))
     }
     macro_rules! serve {

@@ -1059,6 +1059,7 @@ async fn create_media_upload_replies_with_a_presigned_put_and_refuses_17_mib() {
         sessions: &sessions,
         statuses: None,
         clock: &SystemClock,
+        upload_quota: None,
     };
     let deps = &deps;
     let event = ws_event("create-media-upload.json");
@@ -1115,6 +1116,7 @@ async fn create_backup_replies_with_a_presigned_upload_and_refuses_oversized_one
         backups: &records,
         objects: &objects,
         clock: &SystemClock,
+        quota: None,
     };
     let deps = &deps;
     let event = ws_event("create-backup.json");

@@ -2,6 +2,10 @@
 //! createdAt} and one `MEDIA#<mediaId>`/`REF#<place>` per place it was sent to
 //! (`REF#SESSION#<sessionId>#<seq>`, per message), so a download check is one GetItem and one Query of the same
 //! partition, and attaching again overwrites the same item (idempotent).
+//!
+//! An `UPLOAD` item carries `ttl` (epoch seconds, [`UNATTACHED_RECORD_SECS`] after it was
+//! handed out) until something refers to it: DynamoDB TTL then removes the records of uploads
+//! never attached. The first reference removes `ttl`, so attached media is kept.
 
 use super::{backend, codec, pk_sk_key};
 use crate::capacity::{Recorded, TOTAL};
@@ -9,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
-use courier_core::media::{MediaId, MediaRef, MediaStore, MediaUpload};
+use courier_core::media::{MediaId, MediaRef, MediaStore, MediaUpload, UNATTACHED_RECORD_SECS};
 use serde::{Deserialize, Serialize};
 
 const UPLOAD_SK: &str = "UPLOAD";
@@ -22,6 +26,9 @@ struct UploadItem {
     sk: String,
     #[serde(flatten)]
     upload: MediaUpload,
+    /// When DynamoDB TTL may remove it (epoch seconds); absent once attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +67,7 @@ impl MediaStore for DynamoMedia {
             pk: media_pk(&upload.media_id),
             sk: UPLOAD_SK.to_owned(),
             upload: upload.clone(),
+            ttl: Some(upload.created_at.timestamp() + UNATTACHED_RECORD_SECS),
         };
         let res = self
             .client
@@ -116,7 +124,31 @@ impl MediaStore for DynamoMedia {
             .await
             .recorded()
             .map_err(backend)?;
-        Ok(())
+        // Referred to now: the upload's record is kept (after the reference is written, so a
+        // failure here leaves at worst a record that expires while a retried send re-attaches).
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(pk_sk_key(&media_pk(id), UPLOAD_SK)))
+            .update_expression("REMOVE #ttl")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#ttl", "ttl")
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match res {
+            Ok(_) => Ok(()),
+            // No upload record (it expired, or never was): nothing to keep.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {

@@ -10,6 +10,8 @@
 //!   bucket changed state between the two writes" (then it tries again).
 //! - Fixed windows: the item `pk = <key>#<window start>` holds a counter `n`, taken with
 //!   `ADD n 1` on the condition `n < max`.
+//! - Quotas (bytes per day): the same window item, taken with `ADD n <amount>` on the condition
+//!   `n <= max - amount`.
 //!
 //! Every item carries `ttl` (epoch seconds) just after it stops mattering, so DynamoDB TTL
 //! removes idle buckets; reads ignore what TTL has not removed yet (an expired `tat` is in the
@@ -22,7 +24,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
 use courier_core::ports::RateLimiter;
-use courier_core::rate_limit::{Decision, Rule, gcra, millis, retry_secs, window_of, window_retry};
+use courier_core::rate_limit::{
+    Decision, Quota, Rule, gcra, millis, retry_secs, window_of, window_retry,
+};
 
 /// Rounds of "both conditions failed, the bucket changed in between" before giving up; each
 /// round is a state change by another taker, so a few are plenty.
@@ -214,5 +218,36 @@ impl RateLimiter for DynamoRateLimiter {
                 })
             }
         }
+    }
+    async fn take_amount(
+        &self,
+        key: &str,
+        amount: u64,
+        quota: Quota,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, PortError> {
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        let max = i64::try_from(quota.max).unwrap_or(i64::MAX);
+        if amount > max {
+            return Ok(window_retry(quota.window_secs, now));
+        }
+        let (pk, end) = Self::window_key(key, quota.window_secs, now);
+        let counted = self
+            .conditional(
+                &pk,
+                "ADD n :amount SET #ttl = :ttl",
+                "attribute_not_exists(n) OR n <= :room",
+                &[
+                    (":amount", amount),
+                    (":room", max - amount),
+                    (":ttl", end + 60),
+                ],
+            )
+            .await?;
+        Ok(if counted {
+            Decision::Allowed
+        } else {
+            window_retry(quota.window_secs, now)
+        })
     }
 }

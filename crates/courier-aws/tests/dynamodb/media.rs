@@ -67,3 +67,42 @@ async fn references_are_recorded_once_per_place() {
     // Another media's references are its own.
     assert!(m.refs(&MediaId::generate()).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn an_upload_record_expires_until_something_refers_to_it() {
+    use courier_core::media::UNATTACHED_RECORD_SECS;
+    let client = support::client();
+    let table = support::create_table(&client, "MediaTable").await;
+    let m = DynamoMedia::new(client.clone(), &table);
+    // Handed out now: with a `ttl` in the past DynamoDB Local may already have removed it.
+    let now = Utc::now();
+    let (mut kept, mut dropped) = (upload(), upload());
+    kept.created_at = now;
+    dropped.created_at = now;
+    m.create(&kept).await.unwrap();
+    m.create(&dropped).await.unwrap();
+    let ttl_of = |items: &[support::Item], id: &MediaId| {
+        let item = items
+            .iter()
+            .find(|i| {
+                support::s(i, "pk") == format!("MEDIA#{id}") && support::s(i, "sk") == "UPLOAD"
+            })
+            .expect("the upload record");
+        item.contains_key("ttl").then(|| support::n(item, "ttl"))
+    };
+    let items = support::scan(&client, &table).await;
+    // DynamoDB TTL (the template's MediaTable TimeToLiveSpecification) removes it after two days.
+    let expiry = kept.created_at.timestamp() + UNATTACHED_RECORD_SECS;
+    assert_eq!(ttl_of(&items, &kept.media_id), Some(expiry));
+    assert_eq!(ttl_of(&items, &dropped.media_id), Some(expiry));
+
+    let place = MediaRef::Session {
+        session: SessionId::from_trusted("g_abc"),
+        seq: Some(1),
+    };
+    m.add_ref(&kept.media_id, &place).await.unwrap();
+    let items = support::scan(&client, &table).await;
+    assert_eq!(ttl_of(&items, &kept.media_id), None, "attached: kept");
+    assert_eq!(ttl_of(&items, &dropped.media_id), Some(expiry));
+    assert_eq!(m.get(&kept.media_id).await.unwrap(), Some(kept));
+}

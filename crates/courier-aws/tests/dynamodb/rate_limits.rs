@@ -84,8 +84,12 @@ async fn twenty_concurrent_takes_from_a_window_of_ten_grant_exactly_ten() {
     assert_eq!(allowed(&decisions), 10, "{decisions:?}");
 }
 
+/// `ms` after 09:00 UTC tomorrow: a fixed time of day (the retry hints are exact), and in the
+/// future, since DynamoDB Local runs TTL deletion and would remove an item whose `ttl` is past
+/// in the middle of a test (a bucket would then look full again).
 fn at(ms: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap() + Duration::milliseconds(ms)
+    let tomorrow = (Utc::now() + Duration::days(1)).date_naive();
+    Utc.from_utc_datetime(&tomorrow.and_hms_opt(9, 0, 0).unwrap()) + Duration::milliseconds(ms)
 }
 
 #[tokio::test]
@@ -170,4 +174,74 @@ async fn a_window_counts_to_its_maximum_and_starts_again_in_the_next_window() {
         assert!(n <= 2, "a refused take is not counted: {item:?}");
         assert!(item.contains_key("ttl"));
     }
+}
+
+#[tokio::test]
+async fn a_byte_quota_grants_amounts_up_to_its_total_under_concurrency_and_refuses_the_rest() {
+    use courier_core::rate_limit::Quota;
+    let (client, table, limiter) = limiter().await;
+    let mib = 1024 * 1024;
+    let quota = Quota {
+        max: 10 * mib,
+        window_secs: 86_400,
+    };
+    // Now, not a fixed date: DynamoDB Local runs TTL deletion, and a counter whose `ttl` is in
+    // the past may vanish in the middle of the test.
+    let now = Utc::now();
+    // Twenty concurrent 1 MiB takes from a 10 MiB quota: exactly ten.
+    let barrier = Arc::new(Barrier::new(20));
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let (barrier, limiter) = (barrier.clone(), limiter.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                limiter
+                    .take_amount("mediaUploadBytes#account#u1", mib, quota, now)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    for h in handles {
+        decisions.push(h.await.unwrap());
+    }
+    assert_eq!(allowed(&decisions), 10, "{decisions:?}");
+    // Refused until the UTC day ends.
+    let refused = courier_core::rate_limit::window_retry(86_400, now);
+    let Decision::Limited { retry_after_secs } = refused else {
+        unreachable!()
+    };
+    assert!((1..=86_400).contains(&retry_after_secs));
+    assert_eq!(
+        limiter
+            .take_amount("mediaUploadBytes#account#u1", 1, quota, now)
+            .await
+            .unwrap(),
+        refused
+    );
+    // Another key has its own; an amount larger than the quota is never granted.
+    let other = "mediaUploadBytes#account#u2";
+    assert_eq!(
+        limiter
+            .take_amount(other, 11 * mib, quota, now)
+            .await
+            .unwrap(),
+        refused
+    );
+    assert_eq!(
+        limiter
+            .take_amount(other, 10 * mib, quota, now)
+            .await
+            .unwrap(),
+        Decision::Allowed
+    );
+    // The counter holds the bytes and goes with its window (TTL).
+    let items = support::scan(&client, &table).await;
+    let u1 = items
+        .iter()
+        .find(|i| support::s(i, "pk").starts_with("mediaUploadBytes#account#u1#"))
+        .expect("the counter");
+    assert_eq!(support::n(u1, "n"), (10 * mib) as i64);
+    assert!(support::n(u1, "ttl") >= now.timestamp() + retry_after_secs as i64);
 }

@@ -30,6 +30,8 @@ pub struct Deps<'a> {
     pub objects: &'a dyn ObjectStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The daily byte quota of backups per user (`None`: unlimited).
+    pub quota: Option<crate::rate_limit::QuotaThrottle<'a>>,
 }
 
 /// Where a backup's object is stored.
@@ -114,6 +116,19 @@ pub async fn create_backup(
                 URL_TTL.as_secs() / 60
             ),
         ));
+    }
+    // Kept backups are bounded (KEEP_BACKUPS + MAX_PENDING_BACKUPS), but each replaced one
+    // lingers as a noncurrent version of the versioned bucket: the bytes a user may start a day
+    // bound what cycling backups can make the operator store.
+    if let Some(quota) = &deps.quota {
+        quota
+            .take(
+                &format!("backupBytes#account#{}", who.user_id),
+                p.size,
+                "backups",
+                deps.clock.now(),
+            )
+            .await?;
     }
     let record = BackupRecord {
         user_id: who.user_id.clone(),

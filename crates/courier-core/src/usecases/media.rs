@@ -25,6 +25,8 @@ pub struct Deps<'a> {
     pub statuses: Option<StatusLookup<'a>>,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The daily byte quota of uploads per user (`None`: unlimited).
+    pub upload_quota: Option<crate::rate_limit::QuotaThrottle<'a>>,
 }
 
 /// What deciding on a status's media needs: is the status live, and may the caller see it.
@@ -72,6 +74,11 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The counter of a user's upload bytes in the rate-limit store.
+pub fn upload_quota_key(user: &UserId) -> String {
+    format!("mediaUploadBytes#account#{user}")
+}
+
 /// Parses a media id from a request.
 pub fn parse_media(s: &str) -> Result<MediaId, ApiError> {
     MediaId::parse(s).ok_or_else(|| ApiError::bad_request("mediaId is not a media id"))
@@ -95,6 +102,18 @@ pub async fn create_upload(
         ));
     }
     check_content_type(&p.content_type)?;
+    // Declared sizes are what the presigned PUT accepts, so they bound what can be stored;
+    // counted per user (all devices) before anything is recorded or signed.
+    if let Some(quota) = &deps.upload_quota {
+        quota
+            .take(
+                &upload_quota_key(&who.user_id),
+                p.size,
+                "media uploads",
+                deps.clock.now(),
+            )
+            .await?;
+    }
     let upload = MediaUpload {
         media_id: MediaId::generate(),
         uploader: who.user_id.clone(),
