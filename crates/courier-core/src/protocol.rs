@@ -306,7 +306,6 @@ pub fn reply_err(request_id: Option<&str>, error: &ApiError) -> String {
 
 /// Parameters of `setRegistrationPin`: the new six-digit PIN.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SetRegistrationPinParams {
     /// Six digits.
     pub pin: String,
@@ -320,7 +319,6 @@ impl std::fmt::Debug for SetRegistrationPinParams {
 
 /// Parameters of `removeRegistrationPin` (none).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RemoveRegistrationPinParams {}
 
 /// Reply to `setRegistrationPin` and `removeRegistrationPin`: whether the account now has a PIN.

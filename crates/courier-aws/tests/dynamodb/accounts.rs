@@ -320,7 +320,10 @@ async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_wit
         .create_account(&alice, &device(&alice, "phone", true))
         .await
         .unwrap();
-    assert_eq!(f.store.registration_pin(&alice.user_id).await.unwrap(), None);
+    assert_eq!(
+        f.store.registration_pin(&alice.user_id).await.unwrap(),
+        None
+    );
     let pin = RegistrationPin::parse("482913").unwrap();
     let first = RegistrationPinRecord {
         user_id: alice.user_id.clone(),
@@ -335,7 +338,12 @@ async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_wit
         f.store.put_registration_pin(&first, None).await,
         Err(PortError::Conflict)
     ));
-    let read = f.store.registration_pin(&alice.user_id).await.unwrap().unwrap();
+    let read = f
+        .store
+        .registration_pin(&alice.user_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(read, first);
     assert!(pin.matches(&read.hash));
     let stored = f.users_items().await;
@@ -352,7 +360,10 @@ async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_wit
         version: 2,
         ..first.clone()
     };
-    f.store.put_registration_pin(&locked, Some(1)).await.unwrap();
+    f.store
+        .put_registration_pin(&locked, Some(1))
+        .await
+        .unwrap();
     let stale = RegistrationPinRecord {
         failed_attempts: 1,
         version: 2,
@@ -370,7 +381,10 @@ async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_wit
     // Deleting the account takes the PIN with it (a reset leaves nothing of the old owner's).
     let devices = f.devices(&alice).await;
     f.store.delete_account(&alice, &devices).await.unwrap();
-    assert_eq!(f.store.registration_pin(&alice.user_id).await.unwrap(), None);
+    assert_eq!(
+        f.store.registration_pin(&alice.user_id).await.unwrap(),
+        None
+    );
     assert!(f.users_items().await.is_empty());
 
     // removeRegistrationPin: gone, and removing nothing is fine.
