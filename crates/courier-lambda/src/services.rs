@@ -594,7 +594,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                             |who, p: SetRegistrationPinParams| async move {
                                 let r =
                                     registration_pin::set_registration_pin(deps, &who, p).await?;
-                                Ok(serde_json::to_value(r).map_err(ApiError::internal)?)
+                                serde_json::to_value(r).map_err(ApiError::internal)
                             },
                         )
                         .await
@@ -605,7 +605,7 @@ pub async fn accounts_service() -> Result<(), Error> {
                             |who, _: RemoveRegistrationPinParams| async move {
                                 let r =
                                     registration_pin::remove_registration_pin(deps, &who).await?;
-                                Ok(serde_json::to_value(r).map_err(ApiError::internal)?)
+                                serde_json::to_value(r).map_err(ApiError::internal)
                             },
                         )
                         .await
