@@ -502,3 +502,51 @@ async fn status_post_view_viewers_and_remove_with_the_cli() {
     assert!(saved.starts_with(&saved_dir), "{}", saved.display());
     assert!(std::fs::read(&saved).unwrap() == photo, "byte-identical");
 }
+
+#[tokio::test]
+async fn two_step_verification_with_the_cli() {
+    let cloud = TestCloud::shared();
+    let (old_phone, phone) = cli_user(cloud).await;
+    let pin_file = old_phone.join("pin.txt");
+    std::fs::write(&pin_file, "482913\n").unwrap();
+    let wrong_file = old_phone.join("wrong.txt");
+    std::fs::write(&wrong_file, "000000\n").unwrap();
+    let (ok, out, err) = courier(
+        cloud,
+        &old_phone,
+        &["pin", "set", "--pin-file", pin_file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Two-step verification is on"), "{out}");
+    assert!(!out.contains("482913") && !err.contains("482913"));
+    let old_creds = cli_credentials(&old_phone);
+
+    // A new phone for the same number: the code alone is not enough (no terminal to ask on).
+    let new_phone =
+        std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
+    let (ok, _, err) = courier(cloud, &new_phone, &["register", &phone]);
+    assert!(ok, "{err}");
+    let code = cloud.code_for(&phone).await.unwrap();
+    let (ok, _, err) = courier(cloud, &new_phone, &["verify", &code]);
+    assert!(!ok);
+    assert!(err.contains("PIN_REQUIRED"), "{err}");
+    let (ok, _, err) = courier(
+        cloud,
+        &new_phone,
+        &["verify", &code, "--pin-file", wrong_file.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("wrong PIN; 9 tries left"), "{err}");
+    // With the PIN, the same code moves the account.
+    let (ok, out, err) = courier(
+        cloud,
+        &new_phone,
+        &["verify", &code, "--pin-file", pin_file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Verified"), "{out}");
+    assert_eq!(cli_credentials(&new_phone)["userId"], old_creds["userId"]);
+    let (ok, out, err) = courier(cloud, &new_phone, &["pin", "remove"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Two-step verification is off"), "{out}");
+}

@@ -390,3 +390,168 @@ async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_an
         sockets.len()
     );
 }
+
+// ---- Two-step verification (issue 21 item 9) ----------------------------------------------
+
+/// The sessions `s` lists (their ids).
+async fn session_ids(s: &Session) -> Vec<String> {
+    let r = s.request("listSessions", json!({})).await.unwrap();
+    r["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["sessionId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() {
+    let cloud = TestCloud::shared();
+    let number = courier_tests::fresh_phone();
+    let victim = register(cloud, &number).await;
+    let friend = cloud.sign_up().await;
+    let victim_phone = Session::connect(&cloud.ws_url, &victim.api_key)
+        .await
+        .unwrap();
+    let group = victim_phone
+        .request(
+            "initiateGroupChatSession",
+            json!({ "name": "family", "description": "e2e", "members": [friend.user_id] }),
+        )
+        .await
+        .unwrap()["groupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (client, _events) = courier_client::Client::connect(courier_client::ClientConfig::new(
+        &cloud.ws_url,
+        &victim.api_key,
+    ))
+    .await
+    .unwrap();
+    let backup = client
+        .upload_backup(b"the old owner's encrypted backup".to_vec())
+        .await
+        .unwrap();
+    client.close().await;
+
+    const PIN: &str = "482913";
+    let reply = victim_phone
+        .request("setRegistrationPin", json!({ "pin": PIN }))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        json!({ "pinEnabled": true }),
+        "the PIN is never returned"
+    );
+
+    // A companion can neither lift the protection nor lock the owner out with a PIN of its own.
+    let laptop = link(cloud, &victim_phone, "laptop").await;
+    let laptop = Session::connect(&cloud.ws_url, &laptop.api_key)
+        .await
+        .unwrap();
+    for (action, params) in [
+        ("removeRegistrationPin", json!({})),
+        ("setRegistrationPin", json!({ "pin": "000000" })),
+    ] {
+        let e = laptop.request(action, params).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{action}: {e}");
+    }
+
+    // The attack: whoever holds the number now gets its SMS code and verifies it.
+    let device = || courier_core::protocol::DeviceInfo {
+        name: "new holder".into(),
+        platform: courier_core::protocol::Platform::Android,
+    };
+    cloud.accounts().register(&number).await.unwrap();
+    let code = cloud.code_for(&number).await.unwrap();
+    for pin in [None, Some("000000")] {
+        match cloud
+            .accounts()
+            .verify_with_pin(&number, &code, device(), pin)
+            .await
+        {
+            Ok(taken) => {
+                let s = Session::connect(&cloud.ws_url, &taken.api_key)
+                    .await
+                    .unwrap();
+                panic!(
+                    "the new holder took the account {} (pin {pin:?}): sessions {:?}, backups {}",
+                    taken.user_id,
+                    session_ids(&s).await,
+                    s.request("listBackups", json!({})).await.unwrap()
+                );
+            }
+            Err(e) => {
+                let want = if pin.is_none() {
+                    ErrorCode::PinRequired
+                } else {
+                    ErrorCode::Unauthorized
+                };
+                assert_eq!(e.code(), Some(want), "{e}");
+            }
+        }
+    }
+    // The owner's phone still holds the account and everything in it.
+    assert!(session_ids(&victim_phone).await.contains(&group));
+
+    // The owner, with the PIN, moves the account as before (the same code still works: a
+    // wrong PIN does not use it up), groups and backups included.
+    let moved = cloud
+        .accounts()
+        .verify_with_pin(&number, &code, device(), Some(PIN))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, victim.user_id);
+    let new_phone = Session::connect(&cloud.ws_url, &moved.api_key)
+        .await
+        .unwrap();
+    assert!(session_ids(&new_phone).await.contains(&group));
+    let listed = new_phone.request("listBackups", json!({})).await.unwrap();
+    assert_eq!(listed["backups"][0]["backupId"], backup.backup_id);
+}
+
+#[tokio::test]
+async fn the_eleventh_pin_is_refused_even_when_right() {
+    // Brute-forcing the PIN with one SMS code: ten wrong PINs, then even the right one is
+    // refused (for 7 days; the end of the lockout is covered on in-memory ports).
+    let cloud = TestCloud::shared();
+    let number = courier_tests::fresh_phone();
+    let owner = register(cloud, &number).await;
+    let phone = Session::connect(&cloud.ws_url, &owner.api_key)
+        .await
+        .unwrap();
+    phone
+        .request("setRegistrationPin", json!({ "pin": "271828" }))
+        .await
+        .unwrap();
+    let device = || courier_core::protocol::DeviceInfo {
+        name: "brute force".into(),
+        platform: courier_core::protocol::Platform::Cli,
+    };
+    cloud.accounts().register(&number).await.unwrap();
+    let code = cloud.code_for(&number).await.unwrap();
+    for n in 1..=10 {
+        let guess = format!("{:06}", 100_000 + n);
+        let e = cloud
+            .accounts()
+            .verify_with_pin(&number, &code, device(), Some(&guess))
+            .await
+            .unwrap_err();
+        let want = if n < 10 {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::LimitExceeded
+        };
+        assert_eq!(e.code(), Some(want), "try {n}: {e}");
+    }
+    let e = cloud
+        .accounts()
+        .verify_with_pin(&number, &code, device(), Some("271828"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
+    // Nothing moved: the owner's phone is still served.
+    phone.request("listSessions", json!({})).await.unwrap();
+}

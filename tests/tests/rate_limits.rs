@@ -559,6 +559,8 @@ async fn every_action_that_writes_or_pushes_is_limited_per_device() {
         ),
         ("createBackup", json!({"size": 10})),
         ("removeStatus", json!({"statusId": "st_nothing"})),
+        ("setRegistrationPin", json!({"pin": "482913"})),
+        ("removeRegistrationPin", json!({})),
     ];
     for (action, params) in &actions {
         // Within the burst: whatever the action answers (some of these are refused on their

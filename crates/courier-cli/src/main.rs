@@ -11,6 +11,7 @@ mod backup;
 mod devices;
 mod media;
 mod messaging;
+mod pin;
 mod status;
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +48,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PinCommand {
+    /// Set (or change) the six-digit registration PIN.
+    Set {
+        /// Read the PIN from the first line of this file instead of asking twice.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
+    /// Turn two-step verification off.
+    Remove,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Ask for a verification code by SMS for a phone number in E.164 (+14155550100).
     Register {
@@ -60,6 +73,16 @@ enum Command {
         /// A name for this device.
         #[arg(long, default_value = "courier-cli")]
         device_name: String,
+        /// The account's registration PIN (two-step verification), from the first line of this
+        /// file; without it, the PIN is asked for if the account has one.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
+    /// Two-step verification (primary device): `pin set` makes re-registering this number need
+    /// a six-digit PIN as well as the SMS code; `pin remove` turns it off.
+    Pin {
+        #[command(subcommand)]
+        command: PinCommand,
     },
     /// Show who this device is signed in as, and check the key with the server.
     Whoami,
@@ -383,7 +406,11 @@ async fn main() -> Result<()> {
             );
             println!("Next: courier verify <code>");
         }
-        Command::Verify { code, device_name } => {
+        Command::Verify {
+            code,
+            device_name,
+            pin_file,
+        } => {
             let Some(pending) = store.read::<Pending>("pending.json")? else {
                 bail!("no registration in progress; run `courier register <phone>` first");
             };
@@ -391,7 +418,8 @@ async fn main() -> Result<()> {
                 name: device_name,
                 platform: Platform::Cli,
             };
-            let creds = accounts.verify(&pending.phone, code.trim(), device).await?;
+            let creds =
+                pin::verify(&accounts, &pending.phone, code.trim(), device, pin_file).await?;
             let stored = Stored {
                 phone: pending.phone,
                 user_id: creds.user_id.clone(),
@@ -405,6 +433,10 @@ async fn main() -> Result<()> {
                 creds.user_id, creds.device_id
             );
             devices::publish_keys(&store, &cli.ws_url).await?;
+        }
+        Command::Pin { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            pin::pin(&ctx, command).await?;
         }
         Command::Link {
             device_name,

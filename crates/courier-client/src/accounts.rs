@@ -56,17 +56,33 @@ impl AccountsClient {
         .await
     }
 
-    /// Exchanges the code for this device's credentials.
+    /// Exchanges the code for this device's credentials (for a number whose account has no
+    /// registration PIN; otherwise the answer is `PIN_REQUIRED`, see [`Self::verify_with_pin`]).
     pub async fn verify(
         &self,
         phone: &str,
         code: &str,
         device: DeviceInfo,
     ) -> Result<Credentials, ClientError> {
+        self.verify_with_pin(phone, code, device, None).await
+    }
+
+    /// Exchanges the code, and the account's registration PIN when it has one (two-step
+    /// verification), for this device's credentials. A wrong PIN answers `UNAUTHORIZED` with
+    /// the tries left and leaves the code usable; after 10 wrong PINs, `LIMIT_EXCEEDED` for 7
+    /// days, even with the right one.
+    pub async fn verify_with_pin(
+        &self,
+        phone: &str,
+        code: &str,
+        device: DeviceInfo,
+        pin: Option<&str>,
+    ) -> Result<Credentials, ClientError> {
         let body = ValidateAccountRequest {
             phone: phone.to_owned(),
             code: code.to_owned(),
             device,
+            pin: pin.map(str::to_owned),
         };
         self.post("/v1/accounts/verify", &body).await
     }

@@ -710,6 +710,21 @@ impl Client {
         self.close().await;
         Ok(())
     }
+
+    /// `setRegistrationPin`: two-step verification; re-registering the number will need `pin`
+    /// (six digits). Primary device only.
+    pub async fn set_registration_pin(&self, pin: &str) -> Result<(), ClientError> {
+        self.call(protocol::set_registration_pin(pin), true)
+            .await
+            .map(drop)
+    }
+
+    /// `removeRegistrationPin`: two-step verification off. Primary device only.
+    pub async fn remove_registration_pin(&self) -> Result<(), ClientError> {
+        self.call(protocol::remove_registration_pin(), true)
+            .await
+            .map(drop)
+    }
 }
 
 /// Status posts.

@@ -710,6 +710,17 @@ pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
     )
 }
 
+/// `setRegistrationPin`: two-step verification; re-registering the number will need `pin`
+/// (six digits). Primary device only.
+pub fn set_registration_pin(pin: &str) -> Request {
+    Request::new("setRegistrationPin", json!({ "pin": pin }))
+}
+
+/// `removeRegistrationPin`. Primary device only.
+pub fn remove_registration_pin() -> Request {
+    Request::new("removeRegistrationPin", json!({}))
+}
+
 /// `deleteAccount`.
 pub fn delete_account() -> Request {
     Request::new("deleteAccount", json!({}))

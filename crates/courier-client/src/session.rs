@@ -451,6 +451,21 @@ impl Session {
     pub async fn delete_account(&self) -> Result<(), ClientError> {
         self.call(protocol::delete_account()).await.map(drop)
     }
+
+    /// Turns on two-step verification (or changes the PIN): re-registering this number will
+    /// need `pin` (six digits) as well as the SMS code. Only the primary device may.
+    pub async fn set_registration_pin(&self, pin: &str) -> Result<(), ClientError> {
+        self.call(protocol::set_registration_pin(pin))
+            .await
+            .map(drop)
+    }
+
+    /// Turns two-step verification off. Only the primary device may.
+    pub async fn remove_registration_pin(&self) -> Result<(), ClientError> {
+        self.call(protocol::remove_registration_pin())
+            .await
+            .map(drop)
+    }
 }
 
 impl Drop for Session {

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     /// `registerAccount`: the hourly SMS budget (the whole service's, or this country calling
     /// code's) is spent, so no code is sent until `retryAfter` (the next hour).
     SmsBudgetExhausted,
+    /// `POST /v1/accounts/verify`: the account has two-step verification; send its registration
+    /// PIN (`pin`) with the code.
+    PinRequired,
 }
 
 impl ErrorCode {
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::CountryNotSupported => 403,
             ErrorCode::SmsBudgetExhausted => 503,
+            ErrorCode::PinRequired => 401,
         }
     }
 
@@ -68,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::CountryNotSupported => "COUNTRY_NOT_SUPPORTED",
             ErrorCode::SmsBudgetExhausted => "SMS_BUDGET_EXHAUSTED",
+            ErrorCode::PinRequired => "PIN_REQUIRED",
         }
     }
 }

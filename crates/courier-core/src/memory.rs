@@ -53,6 +53,7 @@ struct AccountState {
     links: HashMap<String, LinkRequest>,
     /// Approved links not yet completed, by account.
     pending: HashMap<UserId, Vec<PendingLink>>,
+    pins: HashMap<UserId, RegistrationPinRecord>,
 }
 
 /// Users, devices and keys in maps; serves both [`AccountStore`] and [`CredentialStore`]. Clones
@@ -115,6 +116,7 @@ impl AccountStore for MemoryAccounts {
         }
         s.users.remove(&user.user_id);
         s.phones.remove(&user.phone);
+        s.pins.remove(&user.user_id);
         Ok(())
     }
 
@@ -141,6 +143,31 @@ impl AccountStore for MemoryAccounts {
     async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {
         let mut s = self.0.lock().unwrap();
         Ok(s.pending.remove(user_id).map_or(0, |v| v.len()))
+    }
+
+    async fn registration_pin(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<RegistrationPinRecord>, PortError> {
+        Ok(self.0.lock().unwrap().pins.get(user_id).cloned())
+    }
+
+    async fn put_registration_pin(
+        &self,
+        pin: &RegistrationPinRecord,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        if s.pins.get(&pin.user_id).map(|p| p.version) != expected {
+            return Err(PortError::Conflict);
+        }
+        s.pins.insert(pin.user_id.clone(), pin.clone());
+        Ok(())
+    }
+
+    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError> {
+        self.0.lock().unwrap().pins.remove(user_id);
+        Ok(())
     }
 }
 

@@ -102,6 +102,36 @@ pub trait AccountStore: Send + Sync {
     async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError>;
     /// Which account a device belongs to, if it exists (device ids are unique across accounts).
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError>;
+    /// The account's registration PIN (two-step verification), if it has one.
+    async fn registration_pin(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<RegistrationPinRecord>, PortError>;
+    /// Writes the account's PIN record if its stored version is `expected` (`None`: there is
+    /// none); `Conflict` otherwise, so concurrent wrong tries cannot undercount.
+    async fn put_registration_pin(
+        &self,
+        pin: &RegistrationPinRecord,
+        expected: Option<u64>,
+    ) -> Result<(), PortError>;
+    /// Removes the account's PIN record (nothing if there is none). `delete_account` removes it
+    /// too.
+    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError>;
+}
+
+/// An account's registration PIN: its Argon2id hash and the wrong tries against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationPinRecord {
+    /// The account.
+    pub user_id: UserId,
+    /// The PIN's Argon2id hash (PHC string).
+    pub hash: String,
+    /// Wrong PINs given since the PIN was set or last proven.
+    pub failed_attempts: u32,
+    /// Set when the tries ran out: no PIN is accepted before it.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Optimistic-locking version, starting at 1.
+    pub version: u64,
 }
 
 /// An approved link whose new device has not collected its key yet.

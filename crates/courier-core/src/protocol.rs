@@ -104,8 +104,8 @@ pub struct ConnectTicketResponse {
     pub expires_in_seconds: u64,
 }
 
-/// `POST /v1/accounts/verify`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/accounts/verify`. Its `Debug` leaves out the code and the PIN.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateAccountRequest {
     /// The number the code was sent to.
@@ -114,6 +114,19 @@ pub struct ValidateAccountRequest {
     pub code: String,
     /// The device being registered.
     pub device: DeviceInfo,
+    /// The account's registration PIN (two-step verification): required when the number's
+    /// account has one (`PIN_REQUIRED` otherwise). Never logged or returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+impl std::fmt::Debug for ValidateAccountRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidateAccountRequest")
+            .field("device", &self.device)
+            .field("pin", &self.pin.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reply to `POST /v1/accounts/verify`: the device's credentials, shown once.
@@ -289,6 +302,31 @@ pub fn reply_ok(request_id: Option<&str>, result: &impl Serialize) -> String {
 pub fn reply_err(request_id: Option<&str>, error: &ApiError) -> String {
     json!({ "type": "response", "requestId": request_id, "ok": false, "error": ErrorDetail::from(error) })
         .to_string()
+}
+
+/// Parameters of `setRegistrationPin`: the new six-digit PIN.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SetRegistrationPinParams {
+    /// Six digits.
+    pub pin: String,
+}
+
+impl std::fmt::Debug for SetRegistrationPinParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetRegistrationPinParams { pin: … }")
+    }
+}
+
+/// Parameters of `removeRegistrationPin` (none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemoveRegistrationPinParams {}
+
+/// Reply to `setRegistrationPin` and `removeRegistrationPin`: whether the account now has a PIN.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationPinResponse {
+    /// Whether re-registering the number now needs the PIN.
+    pub pin_enabled: bool,
 }
 
 /// Parameters of `deleteAccount` (none).

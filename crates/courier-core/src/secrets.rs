@@ -132,6 +132,72 @@ impl VerificationCode {
     }
 }
 
+/// A six-digit registration PIN (two-step verification), as typed by the user. Never stored,
+/// logged or returned: only its Argon2id hash ([`RegistrationPin::hash`]) is kept.
+#[derive(Clone)]
+pub struct RegistrationPin(String);
+
+impl std::fmt::Debug for RegistrationPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistrationPin(…)")
+    }
+}
+
+/// Argon2id memory cost of PIN hashes, in KiB (19 MiB).
+///
+/// These are OWASP's minimum Argon2id parameters (m = 19 MiB, t = 2, p = 1). The hash runs in
+/// a Lambda of 256 MB (the template's default; 128 MB would do) with a 10 s timeout:
+/// 19 MiB leaves the function most of its memory, and two passes take tens of milliseconds on
+/// a full core, a few hundred at the fraction of a vCPU a 256 MB function gets, far inside the
+/// timeout. The online guessing bound is the 10-try lockout, not the hash; the hash only makes
+/// a stolen table slower to search (a 6-digit PIN cannot resist an offline search for long
+/// whatever the cost, which is why the table is not readable by clients at all). The
+/// parameters are stored in each hash (PHC string), so they can be raised later.
+pub const PIN_M_COST_KIB: u32 = 19 * 1024;
+/// Argon2id passes of PIN hashes.
+pub const PIN_T_COST: u32 = 2;
+/// Argon2id lanes of PIN hashes (a Lambda of 256 MB has a fraction of one vCPU).
+pub const PIN_P_COST: u32 = 1;
+
+fn pin_hasher() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(PIN_M_COST_KIB, PIN_T_COST, PIN_P_COST, None)
+        .expect("constant Argon2 parameters are valid");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+impl RegistrationPin {
+    /// Parses what the user typed: exactly six ASCII digits.
+    pub fn parse(input: &str) -> Option<Self> {
+        (input.len() == 6 && input.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(input.to_owned()))
+    }
+
+    /// The digits (for a client to send; the server never needs them back).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The Argon2id hash with a fresh 16-byte salt, as a PHC string (`$argon2id$v=19$m=…`).
+    pub fn hash(&self) -> String {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).expect("16 bytes make a valid salt");
+        pin_hasher()
+            .hash_password(self.0.as_bytes(), &salt)
+            .expect("hashing six bytes with valid parameters cannot fail")
+            .to_string()
+    }
+
+    /// Whether this PIN is the one `stored` was made from (constant time). A stored value that
+    /// is not a valid hash matches nothing.
+    pub fn matches(&self, stored: &str) -> bool {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(stored)
+            .is_ok_and(|h| pin_hasher().verify_password(self.0.as_bytes(), &h).is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +233,25 @@ mod tests {
         assert!(VerificationCode::parse("123456").is_some());
         for bad in ["12345", "1234567", "12345a", " 12345", ""] {
             assert!(VerificationCode::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pins_hash_with_argon2id_and_match_only_themselves() {
+        let pin = RegistrationPin::parse("042917").unwrap();
+        let stored = pin.hash();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
+        assert!(!stored.contains("042917"));
+        assert!(pin.matches(&stored));
+        assert!(!RegistrationPin::parse("042918").unwrap().matches(&stored));
+        assert!(!pin.matches("not a hash"));
+        assert_ne!(stored, pin.hash(), "salted");
+        assert!(!format!("{pin:?}").contains("042917"));
+        for bad in ["12345", "1234567", "12345a", ""] {
+            assert!(RegistrationPin::parse(bad).is_none(), "{bad}");
         }
     }
 

@@ -7,10 +7,12 @@ use courier_core::memory::*;
 use courier_core::ports::{
     AccountStore, BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
 };
-use courier_core::protocol::{Credentials, DeviceInfo, Platform, ValidateAccountRequest};
+use courier_core::protocol::{
+    Credentials, DeviceInfo, Platform, SetRegistrationPinParams, ValidateAccountRequest,
+};
 use courier_core::usecases::{
-    authorize, connections, delete_account, link_device, register_account, remove_device,
-    validate_account,
+    authorize, connections, delete_account, link_device, register_account, registration_pin,
+    remove_device, validate_account,
 };
 use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
 
@@ -130,6 +132,14 @@ impl World {
             .map(|r| r.expires_in_seconds)
     }
     async fn verify(&self, phone: &str, code: &str) -> Result<Credentials, courier_core::ApiError> {
+        self.verify_with_pin(phone, code, None).await
+    }
+    async fn verify_with_pin(
+        &self,
+        phone: &str,
+        code: &str,
+        pin: Option<&str>,
+    ) -> Result<Credentials, courier_core::ApiError> {
         let deps = validate_account::Deps {
             registrations: &self.registrations,
             accounts: &self.accounts,
@@ -146,6 +156,7 @@ impl World {
                 name: "Pixel 9".into(),
                 platform: Platform::Android,
             },
+            pin: pin.map(str::to_owned),
         };
         validate_account::validate_account(&deps, &req).await
     }
@@ -153,6 +164,33 @@ impl World {
         self.register(phone).await.unwrap();
         let code = self.sms.last_code(phone).unwrap();
         self.verify(phone, &code).await.unwrap()
+    }
+    /// A new code for `phone`, as the person holding its SIM reads it.
+    async fn fresh_code(&self, phone: &str) -> String {
+        self.register(phone).await.unwrap();
+        self.sms.last_code(phone).unwrap()
+    }
+    fn pin_deps<'a>(&'a self, limiter: &'a MemoryRateLimiter) -> registration_pin::Deps<'a> {
+        registration_pin::Deps {
+            accounts: &self.accounts,
+            limit: Some(courier_core::rate_limit::Throttle {
+                limiter,
+                rule: courier_core::rate_limit::Rule::Window {
+                    max: 3,
+                    window_secs: 3600,
+                },
+            }),
+            clock: self.clock(),
+        }
+    }
+    async fn set_pin(&self, creds: &Credentials, pin: &str) -> Result<(), courier_core::ApiError> {
+        let who = self.authorize(&creds.api_key).await.unwrap();
+        let limiter = MemoryRateLimiter::default();
+        let params = SetRegistrationPinParams { pin: pin.into() };
+        let deps = self.pin_deps(&limiter);
+        let reply = registration_pin::set_registration_pin(&deps, &who, params).await?;
+        assert!(reply.pin_enabled);
+        Ok(())
     }
     async fn authorize(&self, key: &str) -> Result<DeviceCredential, courier_core::ApiError> {
         authorize::authorize(
@@ -708,4 +746,195 @@ async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
             .unwrap()
             .is_empty()
     );
+}
+
+// ---- Two-step verification (issue 21 item 9) ----------------------------------------------
+
+const VICTIM_PIN: &str = "482913";
+
+#[tokio::test]
+async fn a_recycled_number_does_not_inherit_an_account_with_a_registration_pin() {
+    // The attack: the number is recycled (or the SIM swapped); the new holder gets the SMS code
+    // and verifies it. Before two-step verification that moved the account, its user id (and so
+    // its groups, contacts and backups) to the attacker's phone.
+    let w = World::new();
+    let victim = w.sign_up(PHONE).await;
+    w.set_pin(&victim, VICTIM_PIN).await.unwrap();
+    let code = w.fresh_code(PHONE).await;
+    let e = w.verify(PHONE, &code).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::PinRequired, "{}", e.message);
+    let e = w
+        .verify_with_pin(PHONE, &code, Some("000000"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+    assert!(e.message.contains("9 tries left"), "{}", e.message);
+    // Nothing moved: the victim's phone still holds the account's only device.
+    assert!(w.authorize(&victim.api_key).await.is_ok());
+    let user = courier_core::UserId::from_trusted(victim.user_id.clone());
+    assert_eq!(w.accounts.devices(&user).await.unwrap().len(), 1);
+    // The owner, with the PIN, moves the account (the same code: a wrong PIN does not use it up).
+    let moved = w
+        .verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, victim.user_id);
+    assert!(w.authorize(&victim.api_key).await.is_err());
+    // The PIN stays set, and proving it started the count again.
+    let pin = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    assert_eq!(pin.failed_attempts, 0);
+}
+
+#[tokio::test]
+async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_number_starts_afresh()
+ {
+    let w = World::new();
+    let victim = w.sign_up(PHONE).await;
+    w.set_pin(&victim, VICTIM_PIN).await.unwrap();
+    let mut code = w.fresh_code(PHONE).await;
+    for n in 1..=10u32 {
+        if n % 5 == 0 {
+            // Codes expire; a brute-forcer keeps asking for new ones. The PIN count stays.
+            w.clock().advance(Duration::minutes(16));
+            code = w.fresh_code(PHONE).await;
+        }
+        let guess = format!("{:06}", 100_000 + n);
+        let e = w
+            .verify_with_pin(PHONE, &code, Some(&guess))
+            .await
+            .unwrap_err();
+        if n < 10 {
+            assert_eq!(e.code, ErrorCode::Unauthorized, "try {n}: {}", e.message);
+        } else {
+            assert_eq!(e.code, ErrorCode::LimitExceeded, "try {n}: {}", e.message);
+        }
+    }
+    // The 11th try, with the right PIN, is refused for 7 days.
+    let e = w
+        .verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    let retry = e.retry_after_secs.unwrap();
+    assert!(
+        retry > 6 * 86_400 && retry <= 7 * 86_400,
+        "retry after {retry} s"
+    );
+    assert_eq!(
+        w.verify(PHONE, &code).await.unwrap_err().code,
+        ErrorCode::LimitExceeded,
+        "no reset before the lockout ends"
+    );
+    w.clock().advance(Duration::days(7) - Duration::minutes(20));
+    let code = w.fresh_code(PHONE).await;
+    assert_eq!(
+        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::LimitExceeded
+    );
+    assert!(w.authorize(&victim.api_key).await.is_ok());
+    // After the lockout the number can be registered without the PIN, as a fresh account: a
+    // new user id, so nothing of the old one (groups, contacts, backups) comes along.
+    w.clock().advance(Duration::minutes(30));
+    let code = w.fresh_code(PHONE).await;
+    let fresh = w.verify(PHONE, &code).await.unwrap();
+    assert_ne!(fresh.user_id, victim.user_id);
+    assert!(w.authorize(&victim.api_key).await.is_err());
+    let old = courier_core::UserId::from_trusted(victim.user_id.clone());
+    assert!(w.accounts.user(&old).await.unwrap().is_none());
+    assert!(w.accounts.registration_pin(&old).await.unwrap().is_none());
+    let number = PhoneNumber::parse(PHONE).unwrap();
+    assert_eq!(
+        w.accounts
+            .user_by_phone(&number)
+            .await
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        fresh.user_id
+    );
+}
+
+#[tokio::test]
+async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let who = w.authorize(&companion.api_key).await.unwrap();
+    let limiter = MemoryRateLimiter::default();
+    let deps = w.pin_deps(&limiter);
+    let params = || SetRegistrationPinParams {
+        pin: "111111".into(),
+    };
+    let e = registration_pin::set_registration_pin(&deps, &who, params())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    w.set_pin(&owner, VICTIM_PIN).await.unwrap();
+    let e = registration_pin::remove_registration_pin(&deps, &who)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    let user = courier_core::UserId::from_trusted(owner.user_id.clone());
+    let pin = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    assert!(
+        courier_core::secrets::RegistrationPin::parse(VICTIM_PIN)
+            .unwrap()
+            .matches(&pin.hash),
+        "the companion changed nothing"
+    );
+    assert!(!pin.hash.contains(VICTIM_PIN), "stored only as a hash");
+    // The primary's own calls are limited (3 an hour per operation here), and the reply never carries a PIN.
+    let primary = w.authorize(&owner.api_key).await.unwrap();
+    let reply = registration_pin::set_registration_pin(&deps, &primary, params())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&reply).unwrap(),
+        serde_json::json!({"pinEnabled": true})
+    );
+    registration_pin::remove_registration_pin(&deps, &primary)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        registration_pin::set_registration_pin(&deps, &primary, params())
+            .await
+            .unwrap();
+    }
+    let e = registration_pin::set_registration_pin(&deps, &primary, params())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.retry_after_secs.is_some());
+    // Removing it (a fresh budget) lets the number be verified without a PIN again.
+    let limiter = MemoryRateLimiter::default();
+    registration_pin::remove_registration_pin(&w.pin_deps(&limiter), &primary)
+        .await
+        .unwrap();
+    let code = w.fresh_code(PHONE).await;
+    assert_eq!(w.verify(PHONE, &code).await.unwrap().user_id, owner.user_id);
+}
+
+#[tokio::test]
+async fn pins_must_be_six_digits_and_a_malformed_pin_costs_no_try() {
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    for bad in ["12345", "1234567", "12a456", ""] {
+        assert_eq!(
+            w.set_pin(&owner, bad).await.unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+    w.set_pin(&owner, VICTIM_PIN).await.unwrap();
+    let code = w.fresh_code(PHONE).await;
+    let e = w
+        .verify_with_pin(PHONE, &code, Some("12345"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let user = courier_core::UserId::from_trusted(owner.user_id.clone());
+    let pin = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    assert_eq!(pin.failed_attempts, 0);
 }

@@ -23,11 +23,15 @@ use courier_aws::gateway::ManagementApi;
 use courier_aws::push::SnsPush;
 use courier_aws::s3::S3Objects;
 use courier_aws::sms::SnsSms;
+use courier_core::ApiError;
 use courier_core::clock::SystemClock;
-use courier_core::protocol::{GetSettingsParams, LookupUserParams};
+use courier_core::protocol::{
+    GetSettingsParams, LookupUserParams, RemoveRegistrationPinParams, SetRegistrationPinParams,
+};
 use courier_core::rate_limit::{Limits, Quota, QuotaThrottle, Rule, Throttle};
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::media;
+use courier_core::usecases::registration_pin;
 use courier_core::usecases::{connect_ticket, delete_account, register_account, validate_account};
 use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::usecases::{
@@ -431,7 +435,8 @@ pub async fn connections() -> Result<(), Error> {
 }
 
 /// The `accounts` binary: `deleteAccount`, `lookupUser`, `discoverContacts`, `getSettings`,
-/// `updateSettings`, `updateContacts`, `getProfile`.
+/// `updateSettings`, `updateContacts`, `getProfile`, `setRegistrationPin`,
+/// `removeRegistrationPin`.
 pub async fn accounts_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
@@ -581,6 +586,47 @@ pub async fn accounts_service() -> Result<(), Error> {
                     }))
                 }),
             }
+        }
+        "setRegistrationPin" | "removeRegistrationPin" => {
+            serve_lazily!(|Aws { dynamo, .. }| {
+                // Two-step verification: per-device action limit; the use case checks that the
+                // caller is the primary and never logs or returns the PIN.
+                let deps = leak(registration_pin::Deps {
+                    accounts: leak(DynamoAccounts::new(
+                        dynamo.clone(),
+                        required("USERS_TABLE")?,
+                        "",
+                    )),
+                    limit: Some(throttle(dynamo, |l| l.actions)?),
+                    clock: &SystemClock,
+                });
+                let set = operation() == "setRegistrationPin";
+                Ok(ws(move |event| async move {
+                    if set {
+                        routes::action(
+                            "setRegistrationPin",
+                            &event,
+                            |who, p: SetRegistrationPinParams| async move {
+                                let r =
+                                    registration_pin::set_registration_pin(deps, &who, p).await?;
+                                serde_json::to_value(r).map_err(ApiError::internal)
+                            },
+                        )
+                        .await
+                    } else {
+                        routes::action(
+                            "removeRegistrationPin",
+                            &event,
+                            |who, _: RemoveRegistrationPinParams| async move {
+                                let r =
+                                    registration_pin::remove_registration_pin(deps, &who).await?;
+                                serde_json::to_value(r).map_err(ApiError::internal)
+                            },
+                        )
+                        .await
+                    }
+                }))
+            })
         }
         other => Err(unknown("accounts", other)),
     }

@@ -178,6 +178,7 @@ async fn signed_up(p: &Ports) -> (String, courier_core::protocol::Credentials) {
             name: "Pixel".into(),
             platform: courier_core::protocol::Platform::Ios,
         },
+        pin: None,
     };
     let creds = validate_account::validate_account(&p.validate(), &req)
         .await

@@ -8,6 +8,8 @@
 //! - `USER#<userId>` / `LINK#<linkId>`: an approved link whose new device has not collected its
 //!   key yet (it counts toward the companion cap; completing the link deletes it, on condition
 //!   that it exists, so a revocation ends the link by deleting it).
+//! - `USER#<userId>` / `PIN`: the registration PIN's Argon2id hash and its wrong tries
+//!   (two-step verification), written with a version condition.
 //!
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
@@ -18,7 +20,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Trans
 use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
 use courier_core::ports::{
-    AccountStore, CredentialStore, Device, DeviceCredential, PendingLink, User,
+    AccountStore, CredentialStore, Device, DeviceCredential, PendingLink, RegistrationPinRecord,
+    User,
 };
 use courier_core::protocol::Platform;
 use courier_core::secrets::ApiKeyHash;
@@ -70,6 +73,18 @@ struct PendingLinkItem {
     link_id: String,
     link_device_id: String,
     expires_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PinItem {
+    pk: String,
+    sk: String,
+    pin_hash: String,
+    failed_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locked_until: Option<DateTime<Utc>>,
+    version: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -360,6 +375,7 @@ impl AccountStore for DynamoAccounts {
         let mut items = vec![
             self.delete(&self.users_table, key(user_pk(&user.user_id), "PROFILE"))?,
             self.delete(&self.users_table, key(phone_pk(&user.phone), "PHONE"))?,
+            self.delete(&self.users_table, key(user_pk(&user.user_id), "PIN"))?,
         ];
         for d in devices {
             items.extend(self.delete_device(d)?);
@@ -394,6 +410,83 @@ impl AccountStore for DynamoAccounts {
                 })
             })
             .collect()
+    }
+
+    async fn registration_pin(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<RegistrationPinRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(user_pk(user_id), "PIN")))
+            .consistent_read(true)
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let item: PinItem = serde_dynamo::from_item(item).map_err(codec)?;
+        Ok(Some(RegistrationPinRecord {
+            user_id: user_id.clone(),
+            hash: item.pin_hash,
+            failed_attempts: item.failed_attempts,
+            locked_until: item.locked_until,
+            version: item.version,
+        }))
+    }
+
+    async fn put_registration_pin(
+        &self,
+        pin: &RegistrationPinRecord,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        let item = PinItem {
+            pk: user_pk(&pin.user_id),
+            sk: "PIN".into(),
+            pin_hash: pin.hash.clone(),
+            failed_attempts: pin.failed_attempts,
+            locked_until: pin.locked_until,
+            version: pin.version,
+        };
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.users_table)
+            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match req.return_consumed_capacity(TOTAL).send().await.recorded() {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(PortError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(user_pk(user_id), "PIN")))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded()
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {

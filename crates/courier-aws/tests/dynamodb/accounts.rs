@@ -309,3 +309,92 @@ async fn devices_lists_every_device_of_one_user_and_none_of_another() {
         assert_eq!(f.key(&d.key_hash).await, Some(credential(d)));
     }
 }
+
+#[tokio::test]
+async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_with_the_account() {
+    use courier_core::ports::RegistrationPinRecord;
+    use courier_core::secrets::RegistrationPin;
+    let f = fixture().await;
+    let alice = user("+14155550100");
+    f.store
+        .create_account(&alice, &device(&alice, "phone", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.registration_pin(&alice.user_id).await.unwrap(),
+        None
+    );
+    let pin = RegistrationPin::parse("482913").unwrap();
+    let first = RegistrationPinRecord {
+        user_id: alice.user_id.clone(),
+        hash: pin.hash(),
+        failed_attempts: 0,
+        locked_until: None,
+        version: 1,
+    };
+    f.store.put_registration_pin(&first, None).await.unwrap();
+    // A second "first" write loses: two concurrent setters cannot both think they created it.
+    assert!(matches!(
+        f.store.put_registration_pin(&first, None).await,
+        Err(PortError::Conflict)
+    ));
+    let read = f
+        .store
+        .registration_pin(&alice.user_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, first);
+    assert!(pin.matches(&read.hash));
+    let stored = f.users_items().await;
+    assert!(
+        !format!("{stored:?}").contains("482913"),
+        "only the hash is stored"
+    );
+
+    // Wrong tries are counted with a version condition: a try that read the record before
+    // another try wrote it loses, so none goes uncounted.
+    let locked = RegistrationPinRecord {
+        failed_attempts: 10,
+        locked_until: Some(now() + chrono::Duration::days(7)),
+        version: 2,
+        ..first.clone()
+    };
+    f.store
+        .put_registration_pin(&locked, Some(1))
+        .await
+        .unwrap();
+    let stale = RegistrationPinRecord {
+        failed_attempts: 1,
+        version: 2,
+        ..first.clone()
+    };
+    assert!(matches!(
+        f.store.put_registration_pin(&stale, Some(1)).await,
+        Err(PortError::Conflict)
+    ));
+    assert_eq!(
+        f.store.registration_pin(&alice.user_id).await.unwrap(),
+        Some(locked)
+    );
+
+    // Deleting the account takes the PIN with it (a reset leaves nothing of the old owner's).
+    let devices = f.devices(&alice).await;
+    f.store.delete_account(&alice, &devices).await.unwrap();
+    assert_eq!(
+        f.store.registration_pin(&alice.user_id).await.unwrap(),
+        None
+    );
+    assert!(f.users_items().await.is_empty());
+
+    // removeRegistrationPin: gone, and removing nothing is fine.
+    let bob = user("+14155550101");
+    let bobs = RegistrationPinRecord {
+        user_id: bob.user_id.clone(),
+        ..first
+    };
+    f.store.put_registration_pin(&bobs, None).await.unwrap();
+    f.store.delete_registration_pin(&bob.user_id).await.unwrap();
+    f.store.delete_registration_pin(&bob.user_id).await.unwrap();
+    assert_eq!(f.store.registration_pin(&bob.user_id).await.unwrap(), None);
+}

@@ -21,6 +21,7 @@ pub mod push_token;
 pub mod read_messages;
 pub mod receipts;
 pub mod register_account;
+pub mod registration_pin;
 pub mod remove_device;
 pub mod send_message;
 pub mod status;

@@ -5,6 +5,13 @@
 //! concurrent requests with the right code cannot both get a key. Re-registering a number keeps
 //! the user id (groups and contacts stay) but replaces every device: old keys stop working and
 //! old connections are closed, as when WhatsApp moves to a new phone.
+//!
+//! Two-step verification: when the number's account has a registration PIN, the code alone moves
+//! nothing. The PIN is checked after the code and before the code is consumed (so a mistyped
+//! PIN does not cost a new SMS); without it, or with a wrong one, the answer is an error and no
+//! device, key, group, contact or backup of the account reaches the caller. Once the PIN's
+//! lockout has ended, verifying without a PIN deletes the old account and creates a fresh one
+//! with a new user id (see [`super::registration_pin`]).
 
 use super::close_connections;
 use crate::clock::Clock;
@@ -50,7 +57,7 @@ pub async fn validate_account(
         .ok_or_else(|| ApiError::bad_request("code must be 6 digits"))?;
     req.device.validate()?;
 
-    consume_code(deps, &phone, &code).await?;
+    let reset = consume_code(deps, &phone, &code, req.pin.as_deref()).await?;
 
     let now = deps.clock.now();
     let api_key = ApiKey::generate();
@@ -86,37 +93,41 @@ pub async fn validate_account(
                 Err(e) => return Err(e.into()),
             }
         }
+        Some(user_id) if reset => {
+            // The lockout ended without the PIN: the old account goes (its number claim, PIN,
+            // devices and keys; its groups and backups stay under the old id, which nobody can
+            // act as any more), and the number starts afresh.
+            let old = deps.accounts.devices(&user_id).await?;
+            if let Some(user) = deps.accounts.user(&user_id).await? {
+                deps.accounts.delete_account(&user, &old).await?;
+            }
+            evict(deps, &user_id, &old).await?;
+            tracing::info!(user = %user_id.pseudonym(), "registration PIN locked out: account reset");
+            let user = User {
+                user_id: UserId::generate(),
+                phone: phone.clone(),
+                created_at: now,
+            };
+            let device = new_device(&user.user_id);
+            deps.accounts
+                .create_account(&user, &device)
+                .await
+                .map_err(|e| match e {
+                    PortError::Conflict => ApiError::new(
+                        ErrorCode::Conflict,
+                        "this number was registered concurrently; request a new code",
+                    ),
+                    e => e.into(),
+                })?;
+            device
+        }
         Some(user_id) => {
             let old = deps.accounts.devices(&user_id).await?;
             let device = new_device(&user_id);
             // Old devices and keys first, then their connections are listed (see
             // remove_device); links the old primary approved end too.
             deps.accounts.replace_devices(&device, &old).await?;
-            deps.accounts.end_pending_links(&user_id).await?;
-            let old_connections: Vec<_> = deps
-                .connections
-                .for_user(&user_id)
-                .await?
-                .into_iter()
-                .filter(|(d, _)| old.iter().any(|o| &o.device_id == d))
-                .map(|(_, c)| c)
-                .collect();
-            close_connections(deps.connections, deps.gateway, &old_connections).await?;
-            for c in &old_connections {
-                deps.connections.remove(c).await?;
-            }
-            // The old devices' push endpoints go too: a sold or lost phone gets no more pushes.
-            // The new device cannot be connected yet (its key is in this very reply).
-            deps.connections.forget_user(&user_id).await?;
-            for d in &old {
-                super::remove_device::purge_device_data(
-                    deps.keys,
-                    deps.queues,
-                    &d.user_id,
-                    &d.device_id,
-                )
-                .await?;
-            }
+            evict(deps, &user_id, &old).await?;
             tracing::info!(user = %user_id.pseudonym(), replaced = old.len(), "account moved to a new device");
             device
         }
@@ -128,12 +139,41 @@ pub async fn validate_account(
     })
 }
 
-/// Checks the code against the pending registration and consumes it, or records a wrong try.
+/// Ends what the replaced devices `old` of `user_id` had: links they approved, their
+/// connections, push endpoints, keys and queues.
+async fn evict(deps: &Deps<'_>, user_id: &UserId, old: &[Device]) -> Result<(), ApiError> {
+    deps.accounts.end_pending_links(user_id).await?;
+    let old_connections: Vec<_> = deps
+        .connections
+        .for_user(user_id)
+        .await?
+        .into_iter()
+        .filter(|(d, _)| old.iter().any(|o| &o.device_id == d))
+        .map(|(_, c)| c)
+        .collect();
+    close_connections(deps.connections, deps.gateway, &old_connections).await?;
+    for c in &old_connections {
+        deps.connections.remove(c).await?;
+    }
+    // The old devices' push endpoints go too: a sold or lost phone gets no more pushes.
+    // The new device cannot be connected yet (its key is in this very reply).
+    deps.connections.forget_user(user_id).await?;
+    for d in old {
+        super::remove_device::purge_device_data(deps.keys, deps.queues, &d.user_id, &d.device_id)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Checks the code against the pending registration, then (if the number's account has one)
+/// the registration PIN, and consumes the code; or records a wrong try. Answers whether the
+/// account is to be reset (its PIN's lockout is over and no PIN was given).
 async fn consume_code(
     deps: &Deps<'_>,
     phone: &PhoneNumber,
     code: &VerificationCode,
-) -> Result<(), ApiError> {
+    pin: Option<&str>,
+) -> Result<bool, ApiError> {
     for _ in 0..3 {
         let Some(reg) = deps.registrations.get(phone).await? else {
             return Err(ApiError::new(
@@ -171,8 +211,18 @@ async fn consume_code(
                 Err(e) => return Err(e.into()),
             }
         }
+        // The code is right. An account with a PIN needs it proven before anything else.
+        let mut reset = false;
+        if let Some(user_id) = deps.accounts.user_by_phone(phone).await?
+            && let Some(record) = deps.accounts.registration_pin(&user_id).await?
+        {
+            reset =
+                super::registration_pin::check_pin(deps.accounts, &record, pin, deps.clock.now())
+                    .await?
+                    == super::registration_pin::PinOutcome::Reset;
+        }
         match deps.registrations.delete(phone, reg.version).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(reset),
             Err(PortError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }

@@ -1,0 +1,103 @@
+//! Two-step verification: `courier pin set|remove` (primary device) and the PIN asked for by
+//! `courier verify` when the number's account has one. The PIN is read from a file's first line
+//! or typed without echo, never taken as an argument (arguments show in `ps` and shell history).
+
+use crate::PinCommand;
+use crate::messaging::Ctx;
+use anyhow::{Context, Result, bail};
+use courier_client::AccountsClient;
+use courier_core::ErrorCode;
+use courier_core::protocol::{Credentials, DeviceInfo};
+use courier_core::secrets::RegistrationPin;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// The PIN: the first line of `file`, or typed (twice when `confirm`). Six digits.
+fn read_pin(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>> {
+    let pin = match file {
+        Some(f) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            );
+            Zeroizing::new(text.lines().next().unwrap_or("").trim().to_owned())
+        }
+        None => {
+            let first = Zeroizing::new(rpassword::prompt_password("Registration PIN: ")?);
+            if confirm {
+                let again = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+                if *first != *again {
+                    bail!("the PINs differ");
+                }
+            }
+            Zeroizing::new(first.trim().to_owned())
+        }
+    };
+    if RegistrationPin::parse(&pin).is_none() {
+        bail!("the PIN must be six digits");
+    }
+    Ok(pin)
+}
+
+/// `courier verify`: the code, with the PIN from `pin_file` if given; otherwise, if the server
+/// answers that the account has a PIN, it is asked for and the same code sent again (a wrong
+/// or missing PIN does not use the code up).
+pub async fn verify(
+    accounts: &AccountsClient,
+    phone: &str,
+    code: &str,
+    device: DeviceInfo,
+    pin_file: Option<PathBuf>,
+) -> Result<Credentials> {
+    let given = pin_file
+        .as_deref()
+        .map(|f| read_pin(Some(f), false))
+        .transpose()?;
+    match accounts
+        .verify_with_pin(
+            phone,
+            code,
+            device.clone(),
+            given.as_deref().map(|p| p.as_str()),
+        )
+        .await
+    {
+        Err(e) if given.is_none() && e.code() == Some(ErrorCode::PinRequired) => {
+            eprintln!("This account has two-step verification. {e}");
+            let pin = read_pin(None, false)?;
+            Ok(accounts
+                .verify_with_pin(phone, code, device, Some(&pin))
+                .await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// `courier pin set|remove`.
+pub async fn pin(ctx: &Ctx<'_>, command: PinCommand) -> Result<()> {
+    let pin = match &command {
+        PinCommand::Set { pin_file } => Some(read_pin(pin_file.as_deref(), true)?),
+        PinCommand::Remove => None,
+    };
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    let (client, _events) = ctx.connect(config).await?;
+    let result = match &pin {
+        Some(pin) => client.set_registration_pin(pin).await,
+        None => client.remove_registration_pin().await,
+    };
+    client.close().await;
+    match result {
+        Ok(()) if pin.is_some() => {
+            println!("Two-step verification is on: re-registering this number needs the PIN.")
+        }
+        Ok(()) => println!("Two-step verification is off."),
+        Err(e) if e.code() == Some(ErrorCode::Forbidden) => {
+            bail!(
+                "only the primary device (the phone that registered the number) can change the PIN"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
