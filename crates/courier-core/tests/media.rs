@@ -61,6 +61,7 @@ impl World {
             sessions: &self.sessions,
             statuses: None,
             clock: &self.clock,
+            upload_quota: None,
         }
     }
 
@@ -307,8 +308,8 @@ async fn attachments_must_be_your_own_uploaded_media() {
     // Nothing was stored by the refused sends.
     let (page, _) = w.messages.after(&w.chat, 0, 10).await.unwrap();
     assert!(page.is_empty());
-    // Carol, not a member, cannot attach her own media to the chat either (a non-member is told
-    // NOT_FOUND, whether the chat exists or not: docs/security.md).
+    // Carol, not a member, cannot attach her own media to the chat either (NOT_FOUND: a
+    // non-member is answered as for a session that does not exist, issue 21 item 6).
     let carols = w.uploaded(&w.carol, 10).await;
     assert_eq!(
         w.send(&w.carol, vec![carols]).await,
@@ -547,4 +548,59 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         Err(ErrorCode::Forbidden)
     );
     assert!(download(w.alice.clone(), id).await.is_ok());
+}
+
+/// One `createMediaUpload` of `size` bytes by `u` with `deps`.
+async fn upload_with(
+    deps: &media::Deps<'_>,
+    u: &UserId,
+    size: u64,
+) -> Result<Value, courier_core::ApiError> {
+    media::create_upload(
+        deps,
+        &who(u),
+        CreateMediaUploadParams {
+            content_type: "video/mp4".into(),
+            size,
+        },
+    )
+    .await
+}
+
+/// The storage-cost attack (issue 21 item 11): one user's uploads are counted in declared bytes
+/// per UTC day, all of its devices together. Past the quota each is `LIMIT_EXCEEDED` with the
+/// seconds left in the day; what is left may be used, others have their own, and a new day
+/// starts afresh.
+#[tokio::test]
+async fn uploads_past_the_daily_byte_quota_are_refused_until_the_next_day() {
+    use courier_core::rate_limit::{DAY_SECS, Quota, QuotaThrottle};
+    let w = World::new().await;
+    let limiter = MemoryRateLimiter::default();
+    let deps = media::Deps {
+        upload_quota: Some(QuotaThrottle {
+            limiter: &limiter,
+            quota: Quota {
+                max: 2 * MAX_MEDIA_BYTES,
+                window_secs: DAY_SECS,
+            },
+        }),
+        ..w.deps()
+    };
+    upload_with(&deps, &w.alice, MAX_MEDIA_BYTES).await.unwrap();
+    upload_with(&deps, &w.alice, MAX_MEDIA_BYTES - 1)
+        .await
+        .unwrap();
+    let e = upload_with(&deps, &w.alice, 2).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded, "{e:?}");
+    // The clock is at 12:00 UTC: the day ends in 12 hours.
+    assert_eq!(e.retry_after_secs, Some(12 * 3600));
+    // The refused request counted nothing: the last byte is still there.
+    upload_with(&deps, &w.alice, 1).await.unwrap();
+    assert_eq!(
+        upload_with(&deps, &w.alice, 1).await.unwrap_err().code,
+        ErrorCode::LimitExceeded
+    );
+    upload_with(&deps, &w.bob, MAX_MEDIA_BYTES).await.unwrap();
+    w.clock.advance(chrono::Duration::hours(12));
+    upload_with(&deps, &w.alice, MAX_MEDIA_BYTES).await.unwrap();
 }
