@@ -717,7 +717,13 @@ async fn a_push_token_never_adopts_an_endpoint_of_another_platform_application()
         Some(foreign.as_str()),
         "the device adopted another application's endpoint"
     );
-    assert!(answer.is_err(), "{answer:?}");
+    // Whether the registration itself fails depends on the emulator: moto answers the token as
+    // taken (its error names the other application's endpoint, refused above); LocalStack, like
+    // SNS, scopes tokens per application and makes this application an endpoint of its own.
+    // Either way the other application's endpoint is untouched and not adopted (checked above).
+    if let Ok(reply) = &answer {
+        assert_eq!(reply["registered"], true, "{reply}");
+    }
 }
 
 /// Every action that pages (`readNewMessages`, `readDeviceMessages`, `viewStatus`,
