@@ -94,19 +94,12 @@ impl AccountsClient {
         &self,
         api_key: &str,
     ) -> Result<ConnectTicketResponse, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/connect-tickets", self.base))
-            .bearer_auth(api_key)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Self::decode(status, text)
+        Self::exchange(
+            self.http
+                .post(format!("{}/v1/connect-tickets", self.base))
+                .bearer_auth(api_key),
+        )
+        .await
     }
 
     /// Asks for a link code for this (new) device.
@@ -156,10 +149,14 @@ impl AccountsClient {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
+        Self::exchange(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// Sends a request and decodes its answer (or its error document).
+    async fn exchange<T: DeserializeOwned>(
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = request
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;

@@ -625,6 +625,7 @@ pub struct DiscoveredContact {
 }
 
 /// The accounts in a `discoverContacts` reply.
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) fn discovered(result: Value) -> Result<Vec<DiscoveredContact>, ClientError> {
     #[derive(Deserialize)]
     struct Reply {
