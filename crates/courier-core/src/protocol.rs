@@ -681,7 +681,7 @@ pub struct ClaimKeysParams {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListDevicesParams {
-    /// 1 to 257 users.
+    /// 1 to 50 users ([`crate::usecases::keys::MAX_LIST_USERS`]).
     pub user_ids: Vec<String>,
 }
 

@@ -912,3 +912,50 @@ async fn a_queue_of_large_device_messages_is_read_in_pages_that_fit_a_frame() {
     assert_eq!(seen, expected, "every message once, oldest first");
     assert!(pages > 1, "{pages} page(s)");
 }
+
+/// Issue 21 item 10: `listDevices` of the most users it accepts, each with a primary and the
+/// most companions, all with keys, still fits a reply frame (it took 257 users: 1,542 devices,
+/// about 400 KB, a reply API Gateway never sends); one user more is refused.
+#[tokio::test]
+async fn list_devices_of_the_most_users_with_the_most_devices_fits_a_frame() {
+    let w = World::new();
+    let mut users = Vec::new();
+    for i in 0..keys::MAX_LIST_USERS {
+        let a = w
+            .account(
+                &format!("+1415{:07}", 5_550_000 + i),
+                courier_core::usecases::link_device::MAX_COMPANIONS,
+            )
+            .await;
+        for d in std::iter::once(&a.primary).chain(&a.companions) {
+            let seed = format!("{}", d.device_id);
+            w.upload(d, upload(&seed, &[], None)).await.unwrap();
+        }
+        users.push(a);
+    }
+    let ids: Vec<String> = users.iter().map(|a| a.user.to_string()).collect();
+    let deps = w.key_deps();
+    let list = |ids: Vec<String>| {
+        keys::list_devices(
+            &deps,
+            &users[0].primary,
+            ListDevicesParams { user_ids: ids },
+        )
+    };
+    let r = list(ids.clone()).await.unwrap();
+    let devices = r["devices"].as_array().unwrap();
+    assert_eq!(
+        devices.len(),
+        keys::MAX_LIST_USERS * (1 + courier_core::usecases::link_device::MAX_COMPANIONS)
+    );
+    assert!(devices.iter().all(|d| d["identityKey"].is_string()));
+    let frame = reply_ok(Some("r1"), &r);
+    assert!(
+        frame.len() <= REPLY_BUDGET_BYTES,
+        "a {} byte reply",
+        frame.len()
+    );
+    let mut more = ids;
+    more.push(UserId::generate().to_string());
+    assert_eq!(list(more).await.unwrap_err().code, ErrorCode::LimitExceeded);
+}
