@@ -780,7 +780,7 @@ pub fn claim_keys(user_id: &str, device_ids: Option<&[String]>) -> Request {
     Request::new("claimKeys", p)
 }
 
-/// `listDevices` (1 to 257 users).
+/// `listDevices` (1 to 50 users: `courier_core::usecases::keys::MAX_LIST_USERS`).
 pub fn list_devices(user_ids: &[String]) -> Request {
     Request::new("listDevices", json!({ "userIds": user_ids }))
 }
