@@ -203,8 +203,7 @@ export class Client {
       this.report(e);
     }
     await this.drainDeviceQueue();
-    const r = await this.conn.request<{ sessions: SessionSummary[] }>('listSessions', {});
-    for (const s of r.sessions) {
+    for (const s of await this.listSessions()) {
       const chat = this.chatFor(s.sessionId, s.type, s.members);
       chat.lastSeq = Math.max(chat.lastSeq, s.lastSeq);
       chat.readSeq = Math.max(chat.readSeq, s.readSeq);
@@ -216,6 +215,21 @@ export class Client {
     this.ackReadIfOpen();
     this.synced = true;
     this.touch();
+  }
+
+  /** Every session, page after page: the server pages `listSessions` by session id and cuts a
+   * page to fit a reply frame (`hasMore`: ask again after the last one). */
+  private async listSessions(): Promise<SessionSummary[]> {
+    const all: SessionSummary[] = [];
+    for (;;) {
+      const after = all.length > 0 ? { after: all[all.length - 1].sessionId } : {};
+      const page = await this.conn.request<{ sessions: SessionSummary[]; hasMore?: boolean }>(
+        'listSessions',
+        { limit: 100, ...after },
+      );
+      all.push(...page.sessions);
+      if (!page.hasMore || page.sessions.length === 0) return all;
+    }
   }
 
   private chatFor(sessionId: string, type: 'direct' | 'group', members: string[]): Chat {

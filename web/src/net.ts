@@ -246,7 +246,8 @@ export class Connection {
       return;
     }
     const ws = this.ws;
-    this.request('listSessions', {}, 10_000)
+    // One session is enough: the reply is the proof, not the list.
+    this.request('listSessions', { limit: 1 }, 10_000)
       .then(() => this.onUp())
       .catch((e: ApiError) => {
         if (e.code === 'TRANSPORT' && this.ws === ws) {

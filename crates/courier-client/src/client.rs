@@ -406,10 +406,9 @@ impl Client {
         protocol::parse(self.call(req, true).await?)
     }
 
-    /// `listSessions`.
+    /// `listSessions`, every page.
     pub async fn list_sessions(&self) -> Result<Vec<SessionSummary>, ClientError> {
-        let r = self.call(protocol::list_sessions(), true).await?;
-        protocol::parse(r["sessions"].clone())
+        protocol::all_sessions(|req| self.call(req, true)).await
     }
 
     /// Sends a text message: end-to-end encrypted when the client has
@@ -1087,8 +1086,7 @@ impl Inner {
     }
 
     async fn sync_sessions(&self, session: &Arc<Session>) -> Result<(), ClientError> {
-        let r = self.request(session, protocol::list_sessions()).await?;
-        let sessions: Vec<SessionSummary> = protocol::parse(r["sessions"].clone())?;
+        let sessions = protocol::all_sessions(|req| self.request(session, req)).await?;
         {
             let mut st = self.state.lock().unwrap();
             st.sessions = sessions

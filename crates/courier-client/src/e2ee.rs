@@ -151,7 +151,8 @@ pub async fn list_devices(
     users: &[String],
 ) -> Result<Vec<UserDevice>, ClientError> {
     let mut out = Vec::new();
-    for chunk in users.chunks(257) {
+    // The server lists so many users a call that the reply fits a frame.
+    for chunk in users.chunks(courier_core::usecases::keys::MAX_LIST_USERS) {
         let r = c.call(protocol::list_devices(chunk)).await?;
         out.extend(protocol::parse::<Vec<UserDevice>>(r["devices"].clone())?);
     }

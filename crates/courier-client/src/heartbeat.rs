@@ -15,14 +15,15 @@ use crate::ClientError;
 use crate::session::Session;
 
 /// What a heartbeat asks: the request Courier Web's heartbeat sends, a read every account may
-/// make (no rate limit applies), answered with `{"sessions": [...]}`.
+/// make (no rate limit applies), answered with `{"sessions": [...], "hasMore"}`. It asks for a
+/// page of one session: the reply is all it needs, not the list.
 pub const ACTION: &str = "listSessions";
 
 /// Sends one heartbeat and waits up to `timeout` for its reply: whether the connection is alive.
 /// An error reply counts as alive too (the request went through the gateway and came back).
 pub async fn beat(session: &Session, timeout: Duration) -> bool {
     match session
-        .request_with_timeout(ACTION, json!({}), timeout)
+        .request_with_timeout(ACTION, json!({ "limit": 1 }), timeout)
         .await
     {
         Ok(_) | Err(ClientError::Api(_)) => true,

@@ -156,6 +156,17 @@ pub struct SessionSummary {
     pub read_seq: u64,
 }
 
+/// Reply to `listSessions`: one page, by session id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsPage {
+    /// The sessions of this page.
+    pub sessions: Vec<SessionSummary>,
+    /// Whether more follow the last one (ask again with `after` = its id).
+    #[serde(default)]
+    pub has_more: bool,
+}
+
 /// Reply to `initiateDirectChatSession`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -658,9 +669,36 @@ pub fn initiate_direct_chat(peer_user_id: &str, handshake: Option<&str>) -> Requ
     Request::new("initiateDirectChatSession", p)
 }
 
-/// `listSessions`.
-pub fn list_sessions() -> Request {
-    Request::new("listSessions", json!({}))
+/// Sessions asked for per `listSessions` page (the server's largest page; it may return fewer,
+/// to keep its reply within a frame).
+pub const SESSIONS_PAGE: u32 = 100;
+
+/// `listSessions`: the page of sessions after session id `after` (from the first if `None`).
+pub fn list_sessions(after: Option<&str>) -> Request {
+    let mut p = json!({ "limit": SESSIONS_PAGE });
+    if let Some(a) = after {
+        p["after"] = json!(a);
+    }
+    Request::new("listSessions", p)
+}
+
+/// Every session of the caller: `listSessions` page after page (by `after`, while `hasMore`),
+/// each page asked through `ask`.
+pub async fn all_sessions<F, Fut>(mut ask: F) -> Result<Vec<SessionSummary>, ClientError>
+where
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ClientError>>,
+{
+    let mut all: Vec<SessionSummary> = Vec::new();
+    loop {
+        let after = all.last().map(|s| s.session_id.clone());
+        let page: SessionsPage = parse(ask(list_sessions(after.as_deref())).await?)?;
+        let done = !page.has_more || page.sessions.is_empty();
+        all.extend(page.sessions);
+        if done {
+            return Ok(all);
+        }
+    }
 }
 
 /// `sendMessage`.
@@ -754,7 +792,7 @@ pub fn claim_keys(user_id: &str, device_ids: Option<&[String]>) -> Request {
     Request::new("claimKeys", p)
 }
 
-/// `listDevices` (1 to 257 users).
+/// `listDevices` (1 to 50 users: `courier_core::usecases::keys::MAX_LIST_USERS`).
 pub fn list_devices(user_ids: &[String]) -> Request {
     Request::new("listDevices", json!({ "userIds": user_ids }))
 }

@@ -386,10 +386,9 @@ impl Session {
         )
     }
 
-    /// `listSessions`.
+    /// `listSessions`, every page.
     pub async fn list_sessions(&self) -> Result<Vec<protocol::SessionSummary>, ClientError> {
-        let r = self.call(protocol::list_sessions()).await?;
-        protocol::parse(r["sessions"].clone())
+        protocol::all_sessions(|req| self.call(req)).await
     }
 
     /// `sendMessage` with the given `clientMsgId` (no retry: see [`crate::Client::send`]).

@@ -412,3 +412,45 @@ async fn a_handshake_comes_once_as_session_started() {
         Err(ClientError::Closed)
     ));
 }
+
+/// `listSessions` comes in pages (the server cuts them to a byte budget, issue 21 item 10; the
+/// fake server gives two at a time): the client's sync and `list_sessions` follow `hasMore` to
+/// the last session, and every session's messages are read.
+#[tokio::test]
+async fn sync_follows_the_pages_of_list_sessions_to_the_last_session() {
+    let server = FakeServer::start().await;
+    let ids: Vec<String> = (0..5).map(|i| format!("{SESSION}{i}")).collect();
+    for id in &ids {
+        let cid = format!("c-{id}");
+        server
+            .lock()
+            .store(id, common::PEER, "d_peer", &cid, "text", "hi");
+    }
+    let (client, mut events) = Client::connect(config(&server)).await.unwrap();
+    let got = until(&mut events, |e| *e == Event::Synced).await;
+    let read: std::collections::BTreeSet<String> = got
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.session_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read.into_iter().collect::<Vec<_>>(), ids, "{got:?}");
+    let listed: Vec<String> = client
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect();
+    // The fake server's own (empty) session comes first.
+    let all: Vec<String> = std::iter::once(SESSION.to_owned())
+        .chain(ids.clone())
+        .collect();
+    assert_eq!(listed, all);
+    let asked = server.requests("listSessions");
+    assert!(
+        asked.iter().any(|r| r["after"] == all[1].as_str()),
+        "pages were asked by `after`: {asked:?}"
+    );
+}

@@ -48,6 +48,30 @@ pub const MAX_HTTP_BODY_BYTES: usize = 4096;
 /// Largest WebSocket request frame a handler accepts (API Gateway's own message limit).
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
+/// Bytes of items one list reply carries at most (`readNewMessages`, `readDeviceMessages`,
+/// `listSessions`, `viewStatus`). A reply frame is at most [`MAX_FRAME_BYTES`]; the other
+/// 32 KiB are headroom for the envelope (`type`, a `requestId` of up to 128 characters, `ok`,
+/// `hasMore`: under 300 bytes) and for a gateway that counts 128 KB as 128,000 bytes.
+pub const REPLY_BUDGET_BYTES: usize = 96 * 1024;
+
+/// The longest prefix of `items` whose JSON (with the commas between them) fits in `budget`
+/// bytes, and whether any item was left out. The first item is always kept, whatever its size:
+/// every item kind is bounded well under a frame on its own, and a page of none would stall the
+/// reader for good.
+pub fn fit_budget(items: impl IntoIterator<Item = Value>, budget: usize) -> (Vec<Value>, bool) {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let size = item.to_string().len() + usize::from(!out.is_empty());
+        if !out.is_empty() && bytes + size > budget {
+            return (out, true);
+        }
+        bytes += size;
+        out.push(item);
+    }
+    (out, false)
+}
+
 /// A device as the client describes it when it registers or links.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -489,6 +513,18 @@ pub struct SendMessageParams {
     pub attachments: Vec<String>,
 }
 
+/// `listSessions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSessionsParams {
+    /// Continue after this session id (the last one of the previous page).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Page size, 1 to 100.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
 /// `readNewMessages`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -683,7 +719,7 @@ pub struct ClaimKeysParams {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListDevicesParams {
-    /// 1 to 257 users.
+    /// 1 to 50 users ([`crate::usecases::keys::MAX_LIST_USERS`]).
     pub user_ids: Vec<String>,
 }
 

@@ -444,7 +444,7 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
         frames[0].get("handshake").is_none(),
         "the handshake is carried once, as the payload"
     );
-    let listed = direct_chat::list_sessions(&w.sessions, &w.messages, &db)
+    let listed = direct_chat::list_sessions(&w.sessions, &w.messages, &db, Default::default())
         .await
         .unwrap();
     assert_eq!(listed["sessions"][0]["sessionId"], s.as_str());
@@ -1322,4 +1322,120 @@ async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
     for n in 0..3 {
         open(who(&c, "d_2"), n).await.unwrap();
     }
+}
+
+/// Issue 21 item 10: 100 messages of 65,536 characters (what a stranger's handshakes can be)
+/// read 100 at a time made a 6.5 MB reply, over API Gateway's 128 KB frame: the reader's sync
+/// stalled on them for good. Pages now fit a frame, and following `hasMore` reads every
+/// message once, in order.
+#[tokio::test]
+async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once() {
+    let (w, a, b, _) = World::new().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let s = w.open(&da, &b).await;
+    for i in 0..100 {
+        let payload = format!("{i:03}{}", "x".repeat(MAX_PAYLOAD_CHARS - 3));
+        w.send(&da, &s, &format!("c-{i}"), &payload).await.unwrap();
+    }
+    let mut seqs = Vec::new();
+    let mut last: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let p: ReadNewMessagesParams =
+            serde_json::from_value(json!({"sessionId": s, "lastMsgId": last, "limit": 100}))
+                .unwrap();
+        let page = read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
+            .await
+            .unwrap();
+        let frame = reply_ok(Some("r1"), &page);
+        assert!(
+            frame.len() <= MAX_FRAME_BYTES,
+            "a {} byte reply",
+            frame.len()
+        );
+        pages += 1;
+        let messages = page["messages"].as_array().unwrap();
+        assert!(!messages.is_empty(), "a page moves the reader on");
+        seqs.extend(messages.iter().map(|m| m["seq"].as_u64().unwrap()));
+        last = messages.last().unwrap()["msgId"]
+            .as_str()
+            .map(str::to_owned);
+        if page["hasMore"] != true {
+            break;
+        }
+    }
+    assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
+    assert!(pages > 1, "{pages} page(s)");
+}
+
+/// Issue 21 item 10: `listSessions` is paged by session id (`after`, `limit`, `hasMore`), so
+/// anyone can put a user in 150 groups without making its list one slow, large reply.
+#[tokio::test]
+async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
+    let (w, a, b, _) = World::new().await;
+    let da = who(&a, "d_0");
+    let first = w.open(&da, &b).await;
+    w.send(&da, &first, "c-1", "hello").await.unwrap();
+    let mut all = vec![first.clone()];
+    for _ in 0..149 {
+        let peer = UserId::generate();
+        let s = SessionId::direct(&a, &peer);
+        w.sessions
+            .create_direct(&s, &a, &peer, w.clock.now())
+            .await
+            .unwrap();
+        all.push(s.to_string());
+    }
+    all.sort();
+    let list = |after: Option<String>, limit: Option<u32>| {
+        let p: ListSessionsParams =
+            serde_json::from_value(json!({"after": after, "limit": limit})).unwrap();
+        direct_chat::list_sessions(&w.sessions, &w.messages, &da, p)
+    };
+    // The default page is 50.
+    let page = list(None, None).await.unwrap();
+    assert_eq!(page["sessions"].as_array().unwrap().len(), 50);
+    assert_eq!(page["hasMore"], true);
+
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(after.clone(), Some(7)).await.unwrap();
+        let sessions = page["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 7);
+        for s in sessions {
+            if s["sessionId"] == first.as_str() {
+                // The existing fields are all still there.
+                assert_eq!(s["type"], "direct");
+                assert_eq!(s["lastSeq"], 1);
+                assert_eq!(s["members"].as_array().unwrap().len(), 2);
+                assert_eq!(s["readSeq"], 0);
+                assert!(s["lastMsgId"].is_string());
+            }
+            listed.push(s["sessionId"].as_str().unwrap().to_owned());
+        }
+        after = listed.last().cloned();
+        if page["hasMore"] != true {
+            break;
+        }
+    }
+    assert_eq!(listed, all, "every session once, by id");
+
+    for (after, limit, says) in [
+        (None, Some(0), "limit"),
+        (None, Some(101), "limit"),
+        (Some("not a session".to_owned()), None, "after"),
+    ] {
+        let e = list(after, limit).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+    // The largest page is allowed.
+    assert_eq!(
+        list(None, Some(100)).await.unwrap()["sessions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
 }

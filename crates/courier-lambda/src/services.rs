@@ -813,13 +813,9 @@ pub async fn sessions() -> Result<(), Error> {
         "listSessions" => serve_lazily!(|Aws { dynamo, .. }| {
             let (sessions, messages) = chat_stores(dynamo)?;
             Ok(ws(move |event| async move {
-                routes::action(
-                    "listSessions",
-                    &event,
-                    |who, _: serde_json::Value| async move {
-                        direct_chat::list_sessions(sessions, messages, &who).await
-                    },
-                )
+                routes::action("listSessions", &event, |who, p| async move {
+                    direct_chat::list_sessions(sessions, messages, &who, p).await
+                })
                 .await
             }))
         }),

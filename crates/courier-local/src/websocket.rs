@@ -4,7 +4,8 @@
 //! completed, so a refusal is an HTTP status (401, 403, 500 or the integration's own), as on AWS.
 //! Each text message is routed by the route selection expression and invoked at once, so the
 //! messages of one connection run concurrently and may finish in any order, as on API Gateway;
-//! a two-way route's `body` is sent back. Frames over the frame limit
+//! a two-way route's `body` is sent back (unless it is over the message limit: then nothing is).
+//! Frames over the frame limit
 //! and messages over the message limit close the connection with 1009; idle and lifetime limits
 //! close it with 1001. However a connection ends, `$disconnect` runs exactly once.
 
@@ -1117,7 +1118,16 @@ impl WsGateway {
                         J::Null => String::new(),
                         other => other.to_string(),
                     };
-                    if !text.is_empty() {
+                    if text.len() > self.limits.max_message_bytes {
+                        // API Gateway's message payload quota (128 KB) holds for what it sends
+                        // too: a route response over it never reaches the client, which waits
+                        // for a reply that does not come.
+                        tracing::warn!(
+                            connection = %conn.id,
+                            bytes = text.len(),
+                            "route response over the message limit: not sent"
+                        );
+                    } else if !text.is_empty() {
                         let _ = conn.out.send(Outgoing::Text(text));
                     }
                 }

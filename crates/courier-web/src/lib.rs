@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn requests_become_frames_and_errors_keep_their_code() {
-        let frame = request_frame(&courier_client::protocol::list_sessions());
+        let frame = request_frame(&courier_client::protocol::list_sessions(None));
         let v: Value = serde_json::from_str(&frame).unwrap();
         assert_eq!(v["action"], "listSessions");
         let e = caller_error(r#"{"code":"FORBIDDEN","message":"not a member"}"#);

@@ -287,7 +287,8 @@ pub fn message_event(m: &Value) -> Value {
 }
 
 impl State {
-    fn store(
+    /// Stores a message in `session` (creating the session), as the server would.
+    pub fn store(
         &mut self,
         session: &str,
         sender: &str,
@@ -311,17 +312,26 @@ impl State {
         let s = |k: &str| req[k].as_str().map(str::to_owned);
         match req["action"].as_str().unwrap_or("") {
             "listSessions" => {
-                let sessions: Vec<Value> = self
+                // Pages of at most two (the real server cuts pages to a byte budget too), so
+                // every client test with several sessions pages through them.
+                let after = s("after").unwrap_or_default();
+                let limit = req["limit"].as_u64().unwrap_or(50).min(2) as usize;
+                let rest: Vec<_> = self
                     .sessions
                     .iter()
-                    .map(|(id, msgs)| {
+                    .filter(|(id, _)| id.as_str() > after.as_str())
+                    .collect();
+                let sessions: Vec<Value> = rest
+                    .iter()
+                    .take(limit)
+                    .map(|&(id, msgs)| {
                         let (d, r) = self.watermarks.get(id).copied().unwrap_or_default();
                         json!({"sessionId": id, "type": "direct", "members": [ME, PEER],
                             "lastSeq": msgs.len(), "lastMsgId": msgs.last().map(|m| m["msgId"].clone()),
                             "deliveredSeq": d, "readSeq": r})
                     })
                     .collect();
-                Ok(json!({ "sessions": sessions }))
+                Ok(json!({ "sessions": sessions, "hasMore": rest.len() > limit }))
             }
             "readNewMessages" => {
                 let sid = s("sessionId").ok_or(("BAD_REQUEST", "sessionId".into()))?;

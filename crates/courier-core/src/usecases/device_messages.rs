@@ -15,8 +15,8 @@ use crate::ports::{
     AccountStore, DeviceCredential, DeviceMessage, DeviceQueueStore, QueuedMessage,
 };
 use crate::protocol::{
-    AckDeviceMessagesParams, ReadDeviceMessagesParams, SendToDeviceParams, device_message_event,
-    device_message_json,
+    AckDeviceMessagesParams, REPLY_BUDGET_BYTES, ReadDeviceMessagesParams, SendToDeviceParams,
+    device_message_event, device_message_json, fit_budget,
 };
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -197,7 +197,8 @@ pub async fn send_to_device(
     Ok(json!({ "queued": queued, "unknownDevices": unknown }))
 }
 
-/// `readDeviceMessages`: the caller device's queue, oldest first.
+/// `readDeviceMessages`: the caller device's queue, oldest first, at most `limit` messages and
+/// as many as fit [`REPLY_BUDGET_BYTES`] (`hasMore`: read again after acknowledging these).
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym(), device = %who.device_id.pseudonym()))]
 pub async fn read_device_messages(
     deps: &Deps<'_>,
@@ -219,8 +220,9 @@ pub async fn read_device_messages(
             limit as usize,
         )
         .await?;
-    let messages: Vec<Value> = messages.iter().map(device_message_json).collect();
-    Ok(json!({ "messages": messages, "hasMore": more }))
+    // A page of 16 KB messages would pass the frame long before `limit`: cut it to the budget.
+    let (messages, cut) = fit_budget(messages.iter().map(device_message_json), REPLY_BUDGET_BYTES);
+    Ok(json!({ "messages": messages, "hasMore": more || cut }))
 }
 
 /// `ackDeviceMessages`: removes the ids from the caller device's queue.

@@ -19,8 +19,11 @@ use std::collections::HashSet;
 pub const MAX_KEYS_PER_UPLOAD: usize = 100;
 /// Unclaimed one-time keys kept per device.
 pub const MAX_STORED_ONE_TIME_KEYS: usize = 200;
-/// Users in one `listDevices`.
-pub const MAX_LIST_USERS: usize = 257;
+/// Users in one `listDevices`: the reply of this many, each with a primary and the most
+/// companions (about 250 bytes a device with keys), stays within the reply budget
+/// ([`crate::protocol::REPLY_BUDGET_BYTES`]); 257 made replies of up to about 400 KB, which API
+/// Gateway never sends. A client asks about a large group in chunks of this many.
+pub const MAX_LIST_USERS: usize = 50;
 /// Device ids in one `claimKeys`.
 pub const MAX_CLAIM_DEVICES: usize = 100;
 /// Length of a Curve25519 or Ed25519 public key in unpadded base64.

@@ -4,7 +4,7 @@ use super::send_message::{parse_session, require_member};
 use crate::error::ApiError;
 use crate::ids::MsgId;
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};
-use crate::protocol::ReadNewMessagesParams;
+use crate::protocol::{REPLY_BUDGET_BYTES, ReadNewMessagesParams, fit_budget};
 use serde_json::{Value, json};
 
 /// Default page size.
@@ -12,7 +12,7 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page.
 pub const MAX_LIMIT: u32 = 100;
 
-/// Messages after `lastMsgId`.
+/// Messages after `lastMsgId`: at most `limit`, and as many as fit [`REPLY_BUDGET_BYTES`].
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn read_new_messages(
     sessions: &dyn SessionStore,
@@ -44,5 +44,8 @@ pub async fn read_new_messages(
     // A group member reads from where it joined.
     let after = after.max(me.joined_seq);
     let (page, has_more) = messages.after(&session, after, limit as usize).await?;
-    Ok(json!({ "messages": page, "hasMore": has_more }))
+    // 100 handshakes of 64 KB would make a 6.5 MB reply the gateway refuses, and the reader could
+    // never get past them: cut the page to the budget and let the reader continue.
+    let (page, cut) = fit_budget(page.iter().map(|m| json!(m)), REPLY_BUDGET_BYTES);
+    Ok(json!({ "messages": page, "hasMore": has_more || cut }))
 }

@@ -24,8 +24,8 @@ use crate::ids::UserId;
 use crate::media::MediaRef;
 use crate::ports::{DeviceCredential, SettingsStore, Status, StatusStore};
 use crate::protocol::{
-    GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, RemoveStatusParams,
-    ViewStatusParams, status_json, status_posted_event,
+    GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, REPLY_BUDGET_BYTES,
+    RemoveStatusParams, ViewStatusParams, fit_budget, status_json, status_posted_event,
 };
 use crate::settings::Audience;
 use serde_json::{Value, json};
@@ -38,9 +38,6 @@ pub const MAX_LIVE_STATUSES: usize = 30;
 pub const MAX_STATUS_ATTACHMENTS: usize = 4;
 /// Longest media id, in characters.
 pub const MAX_MEDIA_ID_CHARS: usize = 128;
-/// Bytes of statuses one `viewStatus` reply carries at most (a reply frame is at most 128 KiB);
-/// a single status always fits.
-pub const VIEW_BUDGET_BYTES: usize = 96 * 1024;
 /// Largest `getStatusViewers` page.
 pub const MAX_VIEWERS_PAGE: usize = 100;
 /// `getStatusAudience` page size.
@@ -220,7 +217,7 @@ pub async fn remove_status(
 }
 
 /// `viewStatus`: `{userId, statuses, hasMore}`, the live statuses of `userId` the caller may
-/// see, oldest first, as many as fit [`VIEW_BUDGET_BYTES`] (continue with `after`). Each one
+/// see, oldest first, as many as fit [`REPLY_BUDGET_BYTES`] (continue with `after`). Each one
 /// returned is recorded as viewed by the caller (unless it is the poster).
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn view_status(
@@ -234,24 +231,13 @@ pub async fn view_status(
         return Ok(json!({ "userId": poster, "statuses": [], "hasMore": false }));
     }
     let now = deps.clock.now();
-    let (found, mut has_more) = deps
+    let (mut shown, has_more) = deps
         .statuses
         .live_statuses(&poster, now, after, MAX_LIVE_STATUSES)
         .await?;
-    let mut shown = Vec::new();
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for s in found {
-        let j = status_json(&s);
-        let size = j.to_string().len();
-        if !out.is_empty() && bytes + size > VIEW_BUDGET_BYTES {
-            has_more = true;
-            break;
-        }
-        bytes += size;
-        out.push(j);
-        shown.push(s);
-    }
+    let (out, cut) = fit_budget(shown.iter().map(status_json), REPLY_BUDGET_BYTES);
+    shown.truncate(out.len());
+    let has_more = has_more || cut;
     if poster != who.user_id && !shown.is_empty() {
         deps.statuses
             .record_views(&poster, &shown, &who.user_id, now)
