@@ -34,6 +34,30 @@ pub enum ConnectError {
     Transport(String),
 }
 
+/// Handshakes tried in all when the stage's `$connect` throttle refuses them (429 without
+/// `Retry-After`): with the delays of [`throttled_connect_delay`], about 25 s of trying, enough
+/// for a burst of a few hundred connections to pass the default throttle (50 a second).
+const THROTTLED_CONNECT_TRIES: u32 = 8;
+
+/// The wait before handshake `tries + 1`: 100 ms doubling to at most 5 s, each jittered by
+/// ±50% so that clients refused together do not come back together.
+fn throttled_connect_delay(tries: u32) -> Duration {
+    let base = (100u64 << tries.saturating_sub(1).min(6)).min(5_000);
+    Duration::from_millis(base / 2 + rand::random::<u64>() % (base + 1))
+}
+
+/// A copy of a handshake request (it is not `Clone`), to send it again.
+fn copy_request(
+    r: &tungstenite::handshake::client::Request,
+) -> tungstenite::handshake::client::Request {
+    let mut copy = tungstenite::handshake::client::Request::new(());
+    *copy.method_mut() = r.method().clone();
+    *copy.uri_mut() = r.uri().clone();
+    *copy.version_mut() = r.version();
+    *copy.headers_mut() = r.headers().clone();
+    copy
+}
+
 /// Whether a URL has a path after its authority (`ws://host:1/x`), so a query can follow directly.
 fn has_path(url: &str) -> bool {
     url.split_once("://")
@@ -116,12 +140,28 @@ impl Session {
     }
 
     async fn open(request: tungstenite::handshake::client::Request) -> Result<Self, ConnectError> {
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| match e {
-                tungstenite::Error::Http(resp) => ConnectError::Refused(resp.status().as_u16()),
-                other => ConnectError::Transport(other.to_string()),
-            })?;
+        let mut tries = 1;
+        let (ws, _) = loop {
+            match tokio_tungstenite::connect_async(copy_request(&request)).await {
+                Ok(ws) => break ws,
+                // The stage's `$connect` throttle (a 429 of API Gateway's own, before any
+                // function ran, so a ticket is not spent): wait and try again, as API Gateway
+                // asks of clients. A 429 with `Retry-After` is Courier's failed-connect lockout,
+                // which a few seconds do not lift: it is the caller's to handle.
+                Err(tungstenite::Error::Http(resp))
+                    if resp.status() == 429
+                        && !resp.headers().contains_key("retry-after")
+                        && tries < THROTTLED_CONNECT_TRIES =>
+                {
+                    tokio::time::sleep(throttled_connect_delay(tries)).await;
+                    tries += 1;
+                }
+                Err(tungstenite::Error::Http(resp)) => {
+                    return Err(ConnectError::Refused(resp.status().as_u16()));
+                }
+                Err(other) => return Err(ConnectError::Transport(other.to_string())),
+            }
+        };
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -488,9 +528,15 @@ fn match_gateway_error(w: &mut Waiting, frame: &Value) {
         .flatten();
     if let Some((id, waiter)) = only.and_then(|id| w.replies.remove_entry(&id)) {
         let what = frame["message"].as_str().unwrap_or_default();
+        // The stage's route throttle: the request was not served; it may be sent again later.
+        let error = if what == "Too Many Requests" {
+            json!({"code": "LIMIT_EXCEEDED", "retryAfter": 1,
+                   "message": "the gateway throttled this route: Too Many Requests"})
+        } else {
+            json!({"code": "INTERNAL", "message": format!("the gateway answered: {what}")})
+        };
         let _ = waiter.send(json!({
-            "type": "response", "requestId": id, "ok": false,
-            "error": {"code": "INTERNAL", "message": format!("the gateway answered: {what}")},
+            "type": "response", "requestId": id, "ok": false, "error": error,
         }));
         return;
     }

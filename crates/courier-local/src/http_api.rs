@@ -48,34 +48,7 @@ pub struct HttpApi {
     /// Courier Web, served for `GET` paths no route of the template takes.
     pub web: Option<crate::web::WebClient>,
     /// The stage's throttling buckets, one per route key.
-    pub throttles: Throttles,
-}
-
-/// API Gateway's stage throttling: a token bucket per route (`burst` tokens, `rate` added a
-/// second); a request that finds its route's bucket empty is answered 429 without reaching the
-/// function.
-#[derive(Debug, Default)]
-pub struct Throttles {
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
-}
-
-impl Throttles {
-    /// Takes a token for `route_key`; `false` when there is none (429).
-    pub fn admit(&self, route_key: &str, t: crate::template::Throttle) -> bool {
-        let now = std::time::Instant::now();
-        let mut buckets = self.buckets.lock().unwrap();
-        let (tokens, last) = buckets
-            .entry(route_key.to_string())
-            .or_insert((t.burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * t.rate).min(t.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    pub throttles: crate::throttle::Throttles,
 }
 
 /// The router; serve it with `into_make_service_with_connect_info::<SocketAddr>()`.

@@ -47,6 +47,7 @@ pub mod provision;
 pub mod runtime;
 pub mod streams;
 pub mod template;
+pub mod throttle;
 pub mod web;
 pub mod websocket;
 
@@ -435,7 +436,7 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
             ws_port: ws_addr.port(),
             s3_endpoint: Some(endpoints.s3.clone()),
         }),
-        throttles: http_api::Throttles::default(),
+        throttles: throttle::Throttles::default(),
     });
     let mut servers = Vec::new();
     servers.push(serve(

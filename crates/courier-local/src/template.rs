@@ -137,6 +137,9 @@ pub struct WsRoute {
     pub authorizer_function: Option<String>,
     /// A route with a `RouteResponseSelectionExpression` sends the function's `body` back.
     pub two_way: bool,
+    /// The stage's throttling for this route: the stage's `RouteSettings` for its route key,
+    /// else its `DefaultRouteSettings` (`None`: the template sets none).
+    pub throttle: Option<Throttle>,
 }
 
 /// The template's WebSocket API (`AWS::ApiGatewayV2::Api` with `ProtocolType: WEBSOCKET`).
@@ -1371,7 +1374,19 @@ impl Template {
         if r.kind != "AWS::Serverless::HttpApi" {
             return Ok(None);
         }
-        let p = format!("Resources.{api}.Properties");
+        self.settings_throttle(api, r, route_key)
+    }
+
+    /// The throttling of `route_key` that the resource `id` (an `AWS::Serverless::HttpApi` or an
+    /// `AWS::ApiGatewayV2::Stage`, which spell the settings alike) sets: its
+    /// `RouteSettings.<route key>`, else its `DefaultRouteSettings`.
+    fn settings_throttle(
+        &self,
+        id: &str,
+        r: &Resource,
+        route_key: &str,
+    ) -> Result<Option<Throttle>> {
+        let p = format!("Resources.{id}.Properties");
         // Only the settings: the rest of the API (domains, CORS) is not needed here.
         let mut props = Map::new();
         for key in ["DefaultRouteSettings", "RouteSettings"] {
@@ -1466,6 +1481,7 @@ impl Template {
             }
         };
         let mut stage = None;
+        let mut stage_resource = None;
         let mut routes = BTreeMap::new();
         for (id, r) in &self.resources {
             let p = format!("Resources.{id}.Properties");
@@ -1474,6 +1490,7 @@ impl Template {
                     if let Some(v) = yget(&r.properties, "StageName") {
                         stage = Some(self.resolve_string(v, &format!("{p}.StageName"), 0)?);
                     }
+                    stage_resource = Some((id, r));
                 }
                 "AWS::ApiGatewayV2::Route" if belongs(id, r)? => {
                     let props = self.resolve(&r.properties, &p)?.unwrap_or(J::Null);
@@ -1514,10 +1531,17 @@ impl Template {
                             authorization_type,
                             authorizer_function,
                             two_way: props.get("RouteResponseSelectionExpression").is_some(),
+                            throttle: None,
                         },
                     );
                 }
                 _ => {}
+            }
+        }
+        // The stage throttles every route, `$connect` (the handshake) included.
+        if let Some((id, r)) = stage_resource {
+            for route in routes.values_mut() {
+                route.throttle = self.settings_throttle(id, r, &route.route_key)?;
             }
         }
         Ok(Some(WebSocketApi {

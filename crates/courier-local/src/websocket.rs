@@ -469,6 +469,8 @@ pub struct WsGateway {
     connections: Mutex<HashMap<String, Arc<Conn>>>,
     shutdown: CancellationToken,
     faults: Faults,
+    /// The stage's route throttles (`$connect` and every route).
+    throttles: crate::throttle::Throttles,
 }
 
 impl WsGateway {
@@ -489,6 +491,7 @@ impl WsGateway {
             connections: Mutex::default(),
             shutdown,
             faults,
+            throttles: Default::default(),
         }
     }
 
@@ -784,6 +787,13 @@ async fn upgrade(gw: Arc<WsGateway>, peer: SocketAddr, mut req: Request) -> Resp
     };
 
     let connect = gw.route("$connect").cloned();
+    // The stage's `$connect` throttle refuses before the authorizer runs, as API Gateway does.
+    if let Some(t) = connect.as_ref().and_then(|r| r.throttle)
+        && !gw.throttles.admit("$connect", t)
+    {
+        tracing::info!("$connect throttled: 429");
+        return message_body(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
     let mut authorizer = None;
     if let Some(route) = &connect
         && let (Some(func), "CUSTOM") = (
@@ -1096,6 +1106,17 @@ impl WsGateway {
             let _ = conn.out.send(Outgoing::Text(error_frame("Forbidden")));
             return;
         };
+        // The stage's route throttle: the function is not invoked, the client gets the
+        // gateway's own error frame (no request id of the client's, like its other errors).
+        if let Some(t) = route.throttle
+            && !self.throttles.admit(&route.route_key, t)
+        {
+            tracing::info!(route = %route.route_key, "throttled");
+            let _ = conn
+                .out
+                .send(Outgoing::Text(error_frame("Too Many Requests")));
+            return;
+        }
         let mut ctx = self.request_context(&c, &route.route_key, "MESSAGE");
         ctx["messageId"] = J::String(format!("{}=", random_id(15)));
         if let Some(a) = &conn.authorizer {

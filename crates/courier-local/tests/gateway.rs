@@ -34,6 +34,10 @@ impl Drop for TempDir {
 }
 
 async fn start_with(limits: WsLimits) -> TestCloud {
+    start_with_parameters(limits, &[]).await
+}
+
+async fn start_with_parameters(limits: WsLimits, parameters: &[(&str, &str)]) -> TestCloud {
     let dir = std::env::temp_dir().join(format!("courier-local-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("events.jsonl");
@@ -51,6 +55,9 @@ async fn start_with(limits: WsLimits) -> TestCloud {
     config
         .parameters
         .insert("RecordFile".into(), record.display().to_string());
+    for (k, v) in parameters {
+        config.parameters.insert(k.to_string(), v.to_string());
+    }
     let cloud = courier_local::start(config).await.unwrap();
     let ready: Value =
         serde_json::from_slice(&std::fs::read(dir.join("ready.json")).unwrap()).unwrap();
@@ -258,6 +265,67 @@ async fn frames_of_one_connection_run_concurrently() {
         second_reply["met"], true,
         "the first saw the second's marker"
     );
+    t.cloud.shutdown().await;
+}
+
+/// The WebSocket stage's throttling from the template (its `DefaultRouteSettings` and
+/// `RouteSettings`): a handshake past the `$connect` bucket is refused 429 before the authorizer
+/// runs; a message past its route's bucket gets the gateway's `Too Many Requests` frame and never
+/// reaches the function; each route has its own bucket.
+#[tokio::test]
+async fn websocket_stage_throttling_refuses_handshakes_and_messages() {
+    let t = start_with_parameters(
+        WsLimits::default(),
+        &[
+            ("ConnectThrottleBurst", "3"),
+            ("ConnectThrottleRate", "0.001"),
+        ],
+    )
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(t.connect("token=good").await.expect("within the burst"));
+    }
+    match t.connect("token=good").await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 429),
+        other => panic!("the fourth handshake at once should be throttled: {other:?}"),
+    }
+    let authorized = t
+        .recorded()
+        .iter()
+        .filter(|e| e["op"] == "authorize")
+        .count();
+    assert_eq!(
+        authorized, 3,
+        "a throttled handshake never reaches the authorizer"
+    );
+
+    // The `limited` route: burst 2, then 0.001 a second.
+    let ws = &mut open[0];
+    for n in 0..3 {
+        send(ws, json!({"action": "limited", "n": n})).await;
+    }
+    let mut routes = Vec::new();
+    for _ in 0..3 {
+        let f = next_text(ws).await;
+        routes.push(if f["message"] == "Too Many Requests" {
+            assert!(f["connectionId"].is_string(), "{f}");
+            "throttled".to_string()
+        } else {
+            f["route"].as_str().unwrap().to_string()
+        });
+    }
+    routes.sort();
+    assert_eq!(routes, ["limited", "limited", "throttled"]);
+    // Another route of the stage is not held up, and the connection stays open.
+    send(ws, json!({"action": "echo"})).await;
+    assert_eq!(next_text(ws).await["route"], "echo");
+    let invoked = t
+        .recorded()
+        .iter()
+        .filter(|e| e["event"]["requestContext"]["routeKey"] == "limited")
+        .count();
+    assert_eq!(invoked, 2, "a throttled message never reaches the function");
     t.cloud.shutdown().await;
 }
 
