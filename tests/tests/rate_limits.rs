@@ -818,3 +818,59 @@ async fn uploads_and_backups_past_the_daily_byte_quota_are_refused_and_nothing_i
         .len();
     assert_eq!(records, 1, "one backup record, none for the refused one");
 }
+
+/// Issue 21 item 12 on the local cloud: the WebSocket stage's throttles (template.yaml's
+/// `WebSocketStage`, here tightened by its parameters) refuse a flood of handshakes with 429
+/// before any function runs, and a flood of one route with the gateway's `Too Many Requests`;
+/// the SDK waits and gets through, and other routes are not held up.
+#[tokio::test]
+async fn floods_past_the_websocket_stage_throttles_are_refused_and_the_sdk_gets_through() {
+    let cloud = TestCloud::start(&[
+        "WebSocketConnectThrottleBurstLimit=4",
+        "WebSocketConnectThrottleRateLimit=0.5",
+        "WebSocketThrottleBurstLimit=3",
+        "WebSocketThrottleRateLimit=0.5",
+    ])
+    .expect("a cloud of its own");
+    let who = cloud.sign_up().await;
+
+    // An attacker's handshakes, without waiting: the burst passes, the rest are refused by
+    // the gateway itself (no Retry-After: that is the failed-connect lockout's, a function's).
+    let mut refused = 0;
+    for _ in 0..10 {
+        match handshake(&cloud, &who.api_key).await {
+            Ok(()) => {}
+            Err((status, retry, _)) => {
+                assert_eq!((status, retry), (429, None), "a stage throttle refusal");
+                refused += 1;
+            }
+        }
+    }
+    // Four tokens and at most a refill or two while the handshakes ran.
+    assert!(
+        refused >= 4,
+        "only {refused} of 10 handshakes at once were throttled"
+    );
+
+    // The SDK's handshake waits for a token and gets through (the bucket is empty now).
+    let session = Session::connect(&cloud.ws_url, &who.api_key)
+        .await
+        .expect("the SDK tries a throttled handshake again");
+
+    // One route flooded: three pass, the rest get LIMIT_EXCEEDED, asked again after a while.
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let r = session.request("getSettings", json!({})).await;
+        codes.push(r.err().and_then(|e| e.code()));
+    }
+    use courier_core::ErrorCode::LimitExceeded;
+    assert_eq!(
+        codes,
+        [None, None, None, Some(LimitExceeded), Some(LimitExceeded)]
+    );
+    // Another route has its own bucket, and the connection stays open.
+    session
+        .request("listSessions", json!({}))
+        .await
+        .expect("another route is not held up");
+}
