@@ -361,6 +361,27 @@ impl TestCloud {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// The media bucket's name.
+    pub fn media_bucket(&self) -> String {
+        format!("{}-mediabucket", self.resource_prefix).to_lowercase()
+    }
+
+    /// The tags of a media file's object (`courier-media`: `unattached`, `status` or
+    /// `attached`, which the bucket's lifecycle rules act on), read straight from the local S3.
+    pub async fn media_tags(&self, media_id: &str) -> Vec<(String, String)> {
+        self.s3()
+            .get_object_tagging()
+            .bucket(self.media_bucket())
+            .key(format!("media/{media_id}"))
+            .send()
+            .await
+            .expect("the object is stored")
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()
+    }
+
     /// An SNS client for the local cloud's SNS emulator.
     pub fn sns(&self) -> aws_sdk_sns::Client {
         let conf = aws_sdk_sns::Config::builder()

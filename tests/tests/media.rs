@@ -88,34 +88,20 @@ fn code(r: Result<impl std::fmt::Debug, ClientError>) -> Option<ErrorCode> {
     }
 }
 
-fn bucket(cloud: &TestCloud) -> String {
-    format!("{}-mediabucket", cloud.resource_prefix).to_lowercase()
-}
-
 /// The stored object's bytes, tags and content type, read straight from the local S3.
 async fn stored(cloud: &TestCloud, media_id: &str) -> (Vec<u8>, Vec<(String, String)>, String) {
     let s3 = cloud.s3();
     let key = format!("media/{media_id}");
     let obj = s3
         .get_object()
-        .bucket(bucket(cloud))
+        .bucket(cloud.media_bucket())
         .key(&key)
         .send()
         .await
         .expect("the object is stored");
     let content_type = obj.content_type().unwrap_or_default().to_owned();
     let body = obj.body.collect().await.unwrap().into_bytes().to_vec();
-    let tags = s3
-        .get_object_tagging()
-        .bucket(bucket(cloud))
-        .key(&key)
-        .send()
-        .await
-        .unwrap()
-        .tag_set()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
+    let tags = cloud.media_tags(media_id).await;
     (body, tags, content_type)
 }
 

@@ -541,6 +541,12 @@ async fn a_photo_status_is_downloaded_and_decrypted_by_a_contact_and_refused_to_
         .await
         .unwrap();
     status_posted(&mut b_events, &id).await;
+    // Only a status refers to the photo: tagged for ExpireStatusMedia, which removes it once the
+    // status is long gone (docs/security.md, storage cost).
+    assert_eq!(
+        cloud.media_tags(&descriptor.media_id).await,
+        [("courier-media".to_owned(), "status".to_owned())]
+    );
 
     // Bob decrypts the status, finds the photo's descriptor, downloads and decrypts the photo.
     let seen = b.view_status(&alice.user_id).await.unwrap();

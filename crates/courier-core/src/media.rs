@@ -5,7 +5,8 @@
 //! end-to-end encrypted message), upload the ciphertext to S3 with a presigned `PUT` bound to the
 //! declared size and content type, and download it with a presigned `GET`. Objects live under
 //! `media/<mediaId>`, tagged `courier-media=unattached` until a message attaches them; a bucket
-//! lifecycle rule removes unattached ones after a day.
+//! lifecycle rule removes unattached ones after a day. Media only status posts refer to is tagged
+//! `status` and removed once the statuses have expired; a message's reference keeps it for good.
 
 use crate::error::PortError;
 use crate::ids::{SessionId, UserId};
@@ -30,6 +31,18 @@ pub const TAG_KEY: &str = "courier-media";
 pub const TAG_UNATTACHED: &str = "unattached";
 /// Tag value once a message refers to it (kept).
 pub const TAG_ATTACHED: &str = "attached";
+/// Tag value while only status posts refer to it: the lifecycle rule `ExpireStatusMedia` removes
+/// it [`STATUS_MEDIA_OBJECT_DAYS`] after it was uploaded, when the statuses are long gone.
+pub const TAG_STATUS: &str = "status";
+/// Days after upload at which `ExpireStatusMedia` removes media only statuses refer to (S3
+/// counts lifecycle days from the object's creation and never expires it earlier). A status may
+/// therefore attach such media only if its upload is recent enough for the object to outlive
+/// the status (see `usecases::media::check_status_attachments`).
+pub const STATUS_MEDIA_OBJECT_DAYS: i64 = 3;
+/// How long an upload record stays after the last status referring to it has expired (a day:
+/// a late `getMediaDownload` of a just-expired status is refused by the status check, not by a
+/// missing record).
+pub const STATUS_RECORD_GRACE_SECS: i64 = 86_400;
 /// How long the record of an upload nothing refers to is kept (2 days): its object is removed
 /// by the lifecycle rule after a day, and an upload without its object can never be attached,
 /// so the record is of no use after that. Attaching keeps it for as long as the references.
@@ -163,15 +176,33 @@ pub trait MediaStore: Send + Sync {
     async fn create(&self, upload: &MediaUpload) -> Result<(), PortError>;
     /// The upload record, if any.
     async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError>;
-    /// Records that the media was sent to `place` (recording it again changes nothing).
-    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError>;
+    /// Records that the media was sent to `place` (recording it again changes nothing), and
+    /// keeps the upload's record: for good when `until` is `None` (a message), else at least
+    /// until `until` (a status that expires then), unless something keeps it for good already.
+    async fn add_ref(
+        &self,
+        id: &MediaId,
+        place: &MediaRef,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), PortError>;
     /// Every place the media was sent to.
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError>;
 }
 
+/// One upload in [`MemoryMedia`]: its record, the places it was sent to, and until when the
+/// record is kept (`None`: for good), as DynamoDB's `ttl` says.
+type MemoryUpload = (MediaUpload, BTreeSet<MediaRef>, Option<DateTime<Utc>>);
+
 /// [`MediaStore`] in memory, for tests.
 #[derive(Default)]
-pub struct MemoryMedia(Mutex<BTreeMap<MediaId, (MediaUpload, BTreeSet<MediaRef>)>>);
+pub struct MemoryMedia(Mutex<BTreeMap<MediaId, MemoryUpload>>);
+
+impl MemoryMedia {
+    /// Until when the upload's record is kept: `Some(None)` for good, `None` if there is none.
+    pub fn kept_until(&self, id: &MediaId) -> Option<Option<DateTime<Utc>>> {
+        self.0.lock().unwrap().get(id).map(|(_, _, until)| *until)
+    }
+}
 
 #[async_trait]
 impl MediaStore for MemoryMedia {
@@ -180,17 +211,30 @@ impl MediaStore for MemoryMedia {
         if m.contains_key(&upload.media_id) {
             return Err(PortError::Conflict);
         }
-        m.insert(upload.media_id.clone(), (upload.clone(), BTreeSet::new()));
+        let until = upload.created_at + chrono::Duration::seconds(UNATTACHED_RECORD_SECS);
+        m.insert(
+            upload.media_id.clone(),
+            (upload.clone(), BTreeSet::new(), Some(until)),
+        );
         Ok(())
     }
 
     async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError> {
-        Ok(self.0.lock().unwrap().get(id).map(|(u, _)| u.clone()))
+        Ok(self.0.lock().unwrap().get(id).map(|(u, _, _)| u.clone()))
     }
 
-    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
-        if let Some((_, refs)) = self.0.lock().unwrap().get_mut(id) {
+    async fn add_ref(
+        &self,
+        id: &MediaId,
+        place: &MediaRef,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), PortError> {
+        if let Some((_, refs, kept)) = self.0.lock().unwrap().get_mut(id) {
             refs.insert(place.clone());
+            *kept = match (*kept, until) {
+                (None, _) | (_, None) => None,
+                (Some(a), Some(b)) => Some(a.max(b)),
+            };
         }
         Ok(())
     }
@@ -201,7 +245,7 @@ impl MediaStore for MemoryMedia {
             .lock()
             .unwrap()
             .get(id)
-            .map(|(_, r)| r.iter().cloned().collect())
+            .map(|(_, r, _)| r.iter().cloned().collect())
             .unwrap_or_default())
     }
 }

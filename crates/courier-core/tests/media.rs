@@ -2,9 +2,11 @@
 //! media to a message (only your own, only once uploaded with its declared size).
 
 use chrono::{TimeZone, Utc};
-use courier_core::clock::ManualClock;
+use courier_core::clock::{Clock, ManualClock};
 use courier_core::media::{
-    MAX_MEDIA_BYTES, MediaId, MediaStore, MemoryMedia, TAG_ATTACHED, TAG_KEY, TAG_UNATTACHED,
+    MAX_MEDIA_BYTES, MediaId, MediaStore, MemoryMedia, STATUS_MEDIA_OBJECT_DAYS,
+    STATUS_RECORD_GRACE_SECS, TAG_ATTACHED, TAG_KEY, TAG_STATUS, TAG_UNATTACHED,
+    UNATTACHED_RECORD_SECS,
 };
 use courier_core::memory::*;
 use courier_core::ports::*;
@@ -520,11 +522,23 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         download(w.bob.clone(), id.clone()).await,
         Err(ErrorCode::Forbidden)
     );
+    let posted_at = w.clock.now();
     post(w.alice.clone(), vec![id.clone()]).await.unwrap();
+    let tag = |id: &str| w.objects.get(&format!("media/{id}")).unwrap().tags;
     assert_eq!(
-        w.objects.get(&format!("media/{id}")).unwrap().tags,
-        vec![(TAG_KEY.to_owned(), TAG_ATTACHED.to_owned())],
-        "kept by the lifecycle rule"
+        tag(&id),
+        vec![(TAG_KEY.to_owned(), TAG_STATUS.to_owned())],
+        "removed by ExpireStatusMedia once the status is long gone"
+    );
+    let parsed = MediaId::parse(&id).unwrap();
+    // The record goes a day after the status, or when an unattached upload's would (two days
+    // after the upload), whichever is later: a status never brings it forward.
+    let uploaded_at = w.media.get(&parsed).await.unwrap().unwrap().created_at;
+    let status_end = posted_at + chrono::Duration::seconds(60 + STATUS_RECORD_GRACE_SECS);
+    let unattached_end = uploaded_at + chrono::Duration::seconds(UNATTACHED_RECORD_SECS);
+    assert_eq!(
+        w.media.kept_until(&parsed),
+        Some(Some(status_end.max(unattached_end)))
     );
     // Bob (a contact) may download it while the status lives; Carol (no contact) may not.
     assert!(download(w.bob.clone(), id.clone()).await.is_ok());
@@ -547,7 +561,73 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         download(w.bob.clone(), id.clone()).await,
         Err(ErrorCode::Forbidden)
     );
-    assert!(download(w.alice.clone(), id).await.is_ok());
+    assert!(download(w.alice.clone(), id.clone()).await.is_ok());
+
+    // Sent in a chat too: a message refers to it, so it is kept for good, and posting it on a
+    // status again does not make it expire.
+    w.send(&w.alice, vec![id.clone()]).await.unwrap();
+    assert_eq!(
+        tag(&id),
+        vec![(TAG_KEY.to_owned(), TAG_ATTACHED.to_owned())]
+    );
+    assert_eq!(w.media.kept_until(&parsed), Some(None));
+    post(w.alice.clone(), vec![id.clone()]).await.unwrap();
+    assert_eq!(
+        tag(&id),
+        vec![(TAG_KEY.to_owned(), TAG_ATTACHED.to_owned())]
+    );
+    assert_eq!(w.media.kept_until(&parsed), Some(None));
+
+    // Media only statuses used is removed 3 days after its upload: a status may not post it
+    // once it would not outlive the status; media a message keeps may be posted at any age.
+    let old = w.uploaded(&w.alice, 10).await;
+    post(w.alice.clone(), vec![old.clone()]).await.unwrap();
+    w.clock
+        .advance(chrono::Duration::days(STATUS_MEDIA_OBJECT_DAYS) - chrono::Duration::seconds(30));
+    assert_eq!(
+        post(w.alice.clone(), vec![old.clone()]).await,
+        Err(ErrorCode::BadRequest),
+        "it would be removed before this status expires"
+    );
+    assert_eq!(tag(&old), vec![(TAG_KEY.to_owned(), TAG_STATUS.to_owned())]);
+    post(w.alice.clone(), vec![id]).await.unwrap();
+}
+
+/// The lifecycle rule that removes status-only media and the core's idea of it agree: the rule
+/// in template.yaml removes `status`-tagged media after [`STATUS_MEDIA_OBJECT_DAYS`], and the
+/// longest status (`StatusTtlSeconds`' `MaxValue`) plus the day a status may attach an upload
+/// after it was made ends before that.
+#[test]
+fn the_status_media_lifecycle_rule_matches_the_core() {
+    let template = include_str!("../../../template.yaml");
+    let after = |anchor: &str, key: &str| -> i64 {
+        let from = template
+            .find(anchor)
+            .unwrap_or_else(|| panic!("{anchor} in template.yaml"));
+        let rest = &template[from..];
+        let at = rest
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} after {anchor}"));
+        rest[at + key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        after("- Id: ExpireStatusMedia", "ExpirationInDays:"),
+        STATUS_MEDIA_OBJECT_DAYS
+    );
+    assert!(
+        template[template.find("- Id: ExpireStatusMedia").unwrap()..]
+            .split("- Id:")
+            .nth(1)
+            .unwrap()
+            .contains("Value: status")
+    );
+    let longest_status = after("StatusTtlSeconds:", "MaxValue:");
+    assert!(longest_status + 86_400 <= STATUS_MEDIA_OBJECT_DAYS * 86_400);
 }
 
 /// One `createMediaUpload` of `size` bytes by `u` with `deps`.

@@ -5,7 +5,9 @@
 //!
 //! An `UPLOAD` item carries `ttl` (epoch seconds, [`UNATTACHED_RECORD_SECS`] after it was
 //! handed out) until something refers to it: DynamoDB TTL then removes the records of uploads
-//! never attached. The first reference removes `ttl`, so attached media is kept.
+//! never attached. A message's reference removes `ttl`, so media sent in a chat is kept; a
+//! status's reference only moves `ttl` to when the status has expired (and carries that `ttl`
+//! itself), so media only statuses used goes with them.
 
 use super::{backend, codec, pk_sk_key};
 use crate::capacity::{Recorded, TOTAL};
@@ -37,6 +39,9 @@ struct RefItem {
     pk: String,
     sk: String,
     added_at: DateTime<Utc>,
+    /// When DynamoDB TTL may remove it (a status's reference, once the status is gone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
 }
 
 fn media_pk(id: &MediaId) -> String {
@@ -109,11 +114,18 @@ impl MediaStore for DynamoMedia {
             .map_err(codec)
     }
 
-    async fn add_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
+    async fn add_ref(
+        &self,
+        id: &MediaId,
+        place: &MediaRef,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<(), PortError> {
         let item = RefItem {
             pk: media_pk(id),
             sk: format!("{REF_PREFIX}{}", place.key()),
             added_at: Utc::now(),
+            // A status's reference goes with the record it keeps.
+            ttl: until.map(|t| t.timestamp()),
         };
         self.client
             .put_item()
@@ -126,21 +138,32 @@ impl MediaStore for DynamoMedia {
             .map_err(backend)?;
         // Referred to now: the upload's record is kept (after the reference is written, so a
         // failure here leaves at worst a record that expires while a retried send re-attaches).
-        let res = self
+        // For good (a message): `ttl` goes. Until a status expires: `ttl` moves later, only
+        // while there is one (a message's reference removed it for good) and it is earlier.
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(pk_sk_key(&media_pk(id), UPLOAD_SK)))
-            .update_expression("REMOVE #ttl")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#ttl", "ttl");
+        let update = match until {
+            None => update
+                .update_expression("REMOVE #ttl")
+                .condition_expression("attribute_exists(pk)"),
+            Some(t) => update
+                .update_expression("SET #ttl = :t")
+                .condition_expression("attribute_exists(#ttl) AND #ttl < :t")
+                .expression_attribute_values(":t", AttributeValue::N(t.timestamp().to_string())),
+        };
+        let res = update
             .return_consumed_capacity(TOTAL)
             .send()
             .await
             .recorded();
         match res {
             Ok(_) => Ok(()),
-            // No upload record (it expired, or never was): nothing to keep.
+            // No upload record (it expired, or never was), or it is kept long enough already:
+            // nothing to do.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>

@@ -57,7 +57,7 @@ async fn references_are_recorded_once_per_place() {
         seq: Some(2),
     };
     for place in [&a, &b, &a, &c] {
-        m.add_ref(&u.media_id, place).await.unwrap();
+        m.add_ref(&u.media_id, place, None).await.unwrap();
     }
     let mut refs = m.refs(&u.media_id).await.unwrap();
     refs.sort();
@@ -100,9 +100,71 @@ async fn an_upload_record_expires_until_something_refers_to_it() {
         session: SessionId::from_trusted("g_abc"),
         seq: Some(1),
     };
-    m.add_ref(&kept.media_id, &place).await.unwrap();
+    m.add_ref(&kept.media_id, &place, None).await.unwrap();
     let items = support::scan(&client, &table).await;
     assert_eq!(ttl_of(&items, &kept.media_id), None, "attached: kept");
     assert_eq!(ttl_of(&items, &dropped.media_id), Some(expiry));
     assert_eq!(m.get(&kept.media_id).await.unwrap(), Some(kept));
+}
+
+#[tokio::test]
+async fn a_status_keeps_an_upload_record_until_it_expires_and_a_message_keeps_it_for_good() {
+    let client = support::client();
+    let table = support::create_table(&client, "MediaTable").await;
+    let m = DynamoMedia::new(client.clone(), &table);
+    let now = Utc::now();
+    let mut u = upload();
+    u.created_at = now;
+    m.create(&u).await.unwrap();
+    let id = u.media_id.clone();
+    let ttl_of = |items: &[support::Item], sk: &str| {
+        let item = items
+            .iter()
+            .find(|i| support::s(i, "pk") == format!("MEDIA#{id}") && support::s(i, "sk") == sk)
+            .unwrap_or_else(|| panic!("item {sk}"));
+        item.contains_key("ttl").then(|| support::n(item, "ttl"))
+    };
+    let status = |n: u32| MediaRef::Status {
+        poster: UserId::from_trusted("u_poster"),
+        status_id: format!("st_{n}"),
+    };
+    let unattached = now.timestamp() + courier_core::media::UNATTACHED_RECORD_SECS;
+
+    // A status expiring later than the record would go: the record waits for it, and the
+    // reference itself goes then too.
+    let later = now + chrono::Duration::days(3);
+    m.add_ref(&id, &status(1), Some(later)).await.unwrap();
+    let items = support::scan(&client, &table).await;
+    assert_eq!(ttl_of(&items, "UPLOAD"), Some(later.timestamp()));
+    assert_eq!(
+        ttl_of(&items, &format!("REF#{}", status(1).key())),
+        Some(later.timestamp())
+    );
+    // A status expiring sooner never brings the record's end forward.
+    m.add_ref(&id, &status(2), Some(now)).await.unwrap();
+    let items = support::scan(&client, &table).await;
+    assert_eq!(ttl_of(&items, "UPLOAD"), Some(later.timestamp()));
+    assert!(later.timestamp() > unattached);
+
+    // A message: kept for good; a status after it changes nothing.
+    let message = MediaRef::Session {
+        session: SessionId::from_trusted("g_abc"),
+        seq: Some(1),
+    };
+    m.add_ref(&id, &message, None).await.unwrap();
+    m.add_ref(&id, &status(3), Some(later + chrono::Duration::days(1)))
+        .await
+        .unwrap();
+    let items = support::scan(&client, &table).await;
+    assert_eq!(ttl_of(&items, "UPLOAD"), None, "a message keeps it");
+    assert_eq!(ttl_of(&items, &format!("REF#{}", message.key())), None);
+    let mut refs = m.refs(&id).await.unwrap();
+    refs.sort();
+    let mut want = vec![status(1), status(2), status(3), message];
+    want.sort();
+    assert_eq!(refs, want);
+    // A reference to media whose record is gone is harmless.
+    m.add_ref(&MediaId::generate(), &status(4), Some(later))
+        .await
+        .unwrap();
 }

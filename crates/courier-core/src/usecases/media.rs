@@ -1,14 +1,17 @@
-//! `createMediaUpload`, `getMediaDownload`, and attaching media to a message (`sendMessage`).
+//! `createMediaUpload`, `getMediaDownload`, and attaching media to a message (`sendMessage`)
+//! or a status (`postStatus`).
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 use crate::media::{
     DOWNLOAD_TTL_SECS, MAX_CONTENT_TYPE_CHARS, MAX_MEDIA_BYTES, MediaId, MediaRef, MediaStore,
-    MediaUpload, TAG_ATTACHED, TAG_KEY, TAG_UNATTACHED, UPLOAD_TTL_SECS,
+    MediaUpload, STATUS_MEDIA_OBJECT_DAYS, STATUS_RECORD_GRACE_SECS, TAG_ATTACHED, TAG_KEY,
+    TAG_STATUS, TAG_UNATTACHED, UPLOAD_TTL_SECS,
 };
 use crate::ports::{DeviceCredential, ObjectStore, SessionStore, SettingsStore, StatusStore};
 use crate::protocol::{CreateMediaUploadParams, GetMediaDownloadParams};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -288,10 +291,76 @@ pub async fn attach(
     place: &MediaRef,
 ) -> Result<(), ApiError> {
     for id in ids {
-        deps.media.add_ref(id, place).await?;
+        deps.media.add_ref(id, place, None).await?;
         deps.objects
             .set_tags(&id.object_key(), &[(TAG_KEY, TAG_ATTACHED)])
             .await?;
+    }
+    Ok(())
+}
+
+/// Checks that media a status attaches will outlive it: media a message refers to is kept for
+/// good, any other is removed [`STATUS_MEDIA_OBJECT_DAYS`] after its upload, so its upload must
+/// be recent enough (`BAD_REQUEST` otherwise: upload it again). Call after
+/// [`check_attachments`].
+pub async fn check_status_attachments(
+    deps: AttachDeps<'_>,
+    ids: &[MediaId],
+    expires_at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    for id in ids {
+        let Some(upload) = deps.media.get(id).await? else {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no media {id}")));
+        };
+        let removed_at = upload.created_at + chrono::Duration::days(STATUS_MEDIA_OBJECT_DAYS);
+        if removed_at >= expires_at {
+            continue;
+        }
+        let in_a_message = deps
+            .media
+            .refs(id)
+            .await?
+            .iter()
+            .any(|r| matches!(r, MediaRef::Session { .. }));
+        if !in_a_message {
+            return Err(ApiError::bad_request(format!(
+                "media {id} was uploaded too long ago to last as long as a status; upload it again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Records that the media was posted in the status `place`, which expires at `expires_at`: the
+/// records are kept until a day after that, and the objects are tagged `status` (the lifecycle
+/// rule `ExpireStatusMedia` removes them) unless a message refers to them too (`attached`,
+/// kept). A message attaching the same media meanwhile tags it `attached` after its reference
+/// is written; this tags `status` first and reads the references after, so whichever order the
+/// two run in, media a message refers to ends up `attached`.
+pub async fn attach_to_status(
+    deps: AttachDeps<'_>,
+    ids: &[MediaId],
+    place: &MediaRef,
+    expires_at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let until = expires_at + chrono::Duration::seconds(STATUS_RECORD_GRACE_SECS);
+    for id in ids {
+        deps.media.add_ref(id, place, Some(until)).await?;
+        let key = id.object_key();
+        deps.objects
+            .set_tags(&key, &[(TAG_KEY, TAG_STATUS)])
+            .await?;
+        let in_a_message = deps
+            .media
+            .refs(id)
+            .await?
+            .iter()
+            .any(|r| matches!(r, MediaRef::Session { .. }));
+        if in_a_message {
+            deps.objects
+                .set_tags(&key, &[(TAG_KEY, TAG_ATTACHED)])
+                .await?;
+        }
     }
     Ok(())
 }

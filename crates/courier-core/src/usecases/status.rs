@@ -145,6 +145,10 @@ pub async fn post_status(
         }
     };
     let now = deps.clock.now();
+    let expires_at = now + chrono::Duration::seconds(deps.ttl_secs);
+    if let Some((m, ids)) = &media {
+        super::media::check_status_attachments(*m, ids, expires_at).await?;
+    }
     // Counted before the write: two posts racing at the limit may both pass (then 31 live).
     let (live, _) = deps
         .statuses
@@ -163,7 +167,7 @@ pub async fn post_status(
         payload: p.payload,
         attachments: p.attachments,
         posted_at: now,
-        expires_at: now + chrono::Duration::seconds(deps.ttl_secs),
+        expires_at,
     };
     if let Some((m, ids)) = &media {
         // Referenced before the status is stored, like a message's attachments: a failed post
@@ -172,7 +176,7 @@ pub async fn post_status(
             poster: who.user_id.clone(),
             status_id: status.status_id.clone(),
         };
-        super::media::attach(*m, ids, &place).await?;
+        super::media::attach_to_status(*m, ids, &place, expires_at).await?;
     }
     deps.statuses.put_status(&status).await?;
     if let Some(deliver) = &deps.deliver {
