@@ -2,10 +2,11 @@
 //! the authorizer, connections and account deletion.
 
 use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::ManualClock;
+use courier_core::clock::{Clock, ManualClock};
 use courier_core::memory::*;
 use courier_core::ports::{
     AccountStore, BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
+    SettingsStore, StatusStore,
 };
 use courier_core::protocol::{
     Credentials, DeviceInfo, Platform, SetRegistrationPinParams, ValidateAccountRequest,
@@ -29,6 +30,13 @@ struct World {
     queues: MemoryDeviceQueues,
     clock: Option<ManualClock>,
     test_numbers: Option<register_account::TestNumbers>,
+    // The rest of an account's data (deleted by a PIN reset).
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    settings: MemorySettings,
+    statuses: MemoryStatuses,
+    backups: MemoryBackups,
+    objects: MemoryObjects,
 }
 
 impl World {
@@ -98,17 +106,19 @@ impl World {
             accounts: &self.accounts,
             connections: &self.connections,
             gateway: &self.gateway,
-            sessions: &sessions,
-            groups: &sessions,
-            messages: &MemoryMessages::default(),
-            presence: &self.connections,
             keys: &self.keys,
             queues: &self.queues,
-            settings: &MemorySettings::default(),
-            statuses: &MemoryStatuses::default(),
             clock: self.clock(),
-            backups: &MemoryBackups::default(),
-            objects: &MemoryObjects::default(),
+            data: delete_account::AccountData {
+                sessions: &sessions,
+                groups: &sessions,
+                messages: &MemoryMessages::default(),
+                presence: &self.connections,
+                settings: &MemorySettings::default(),
+                statuses: &MemoryStatuses::default(),
+                backups: &MemoryBackups::default(),
+                objects: &MemoryObjects::default(),
+            },
         };
         delete_account::delete_account(&deps, &who, current)
             .await
@@ -116,6 +126,18 @@ impl World {
     }
     fn clock(&self) -> &ManualClock {
         self.clock.as_ref().unwrap()
+    }
+    fn data(&self) -> delete_account::AccountData<'_> {
+        delete_account::AccountData {
+            sessions: &self.sessions,
+            groups: &self.sessions,
+            messages: &self.messages,
+            presence: &self.connections,
+            settings: &self.settings,
+            statuses: &self.statuses,
+            backups: &self.backups,
+            objects: &self.objects,
+        }
     }
     async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
         let deps = register_account::Deps {
@@ -148,6 +170,7 @@ impl World {
             keys: &self.keys,
             queues: &self.queues,
             clock: self.clock(),
+            data: self.data(),
         };
         let req = ValidateAccountRequest {
             phone: phone.into(),
@@ -444,17 +467,19 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         accounts: &w.accounts,
         connections: &w.connections,
         gateway: &w.gateway,
-        sessions: &sessions,
-        groups: &sessions,
-        messages: &MemoryMessages::default(),
-        presence: &w.connections,
         keys: &w.keys,
         queues: &w.queues,
-        settings: &MemorySettings::default(),
-        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
-        backups: &backups,
-        objects: &objects,
+        data: delete_account::AccountData {
+            sessions: &sessions,
+            groups: &sessions,
+            messages: &MemoryMessages::default(),
+            presence: &w.connections,
+            settings: &MemorySettings::default(),
+            statuses: &courier_core::memory::MemoryStatuses::default(),
+            backups: &backups,
+            objects: &objects,
+        },
     };
     let to_close = delete_account::delete_account(&deps, &who, &current)
         .await
@@ -573,17 +598,19 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
         accounts: &w.accounts,
         connections: &w.connections,
         gateway: &w.gateway,
-        sessions: &sessions,
-        groups: &sessions,
-        messages: &MemoryMessages::default(),
-        presence: &w.connections,
         keys: &w.keys,
         queues: &w.queues,
-        settings: &MemorySettings::default(),
-        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
-        backups: &MemoryBackups::default(),
-        objects: &MemoryObjects::default(),
+        data: delete_account::AccountData {
+            sessions: &sessions,
+            groups: &sessions,
+            messages: &MemoryMessages::default(),
+            presence: &w.connections,
+            settings: &MemorySettings::default(),
+            statuses: &courier_core::memory::MemoryStatuses::default(),
+            backups: &MemoryBackups::default(),
+            objects: &MemoryObjects::default(),
+        },
     };
     delete_account::delete_account(&deps, &who, &current)
         .await
@@ -791,6 +818,46 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     let w = World::new();
     let victim = w.sign_up(PHONE).await;
     w.set_pin(&victim, VICTIM_PIN).await.unwrap();
+    // What the old account holds: a chat, settings, a status and a backup (record and file).
+    let old = courier_core::UserId::from_trusted(victim.user_id.clone());
+    let friend = courier_core::UserId::generate();
+    let chat = courier_core::SessionId::direct(&old, &friend);
+    w.sessions
+        .create_direct(&chat, &old, &friend, w.clock().now())
+        .await
+        .unwrap();
+    w.settings
+        .put_settings(&old, &courier_core::settings::Settings::default())
+        .await
+        .unwrap();
+    let posted = w.clock().now();
+    w.statuses
+        .put_status(&courier_core::ports::Status {
+            user_id: old.clone(),
+            status_id: "01JSTATUS".into(),
+            device_id: courier_core::DeviceId::from_trusted(victim.device_id.clone()),
+            payload: "ciphertext".into(),
+            attachments: vec![],
+            posted_at: posted,
+            expires_at: posted + Duration::days(30),
+        })
+        .await
+        .unwrap();
+    let backup = courier_core::usecases::backups::create_backup(
+        &courier_core::usecases::backups::Deps {
+            backups: &w.backups,
+            objects: &w.objects,
+            clock: w.clock(),
+            quota: None,
+        },
+        &w.authorize(&victim.api_key).await.unwrap(),
+        courier_core::protocol::CreateBackupParams { size: 3 },
+    )
+    .await
+    .unwrap();
+    let backup_key = format!("backups/{old}/{}", backup["backupId"].as_str().unwrap());
+    w.objects
+        .put(&backup_key, b"abc".to_vec(), "application/octet-stream");
     let mut code = w.fresh_code(PHONE).await;
     for n in 1..=10u32 {
         if n % 5 == 0 {
@@ -836,13 +903,23 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     );
     assert!(w.authorize(&victim.api_key).await.is_ok());
     // After the lockout the number can be registered without the PIN, as a fresh account: a
-    // new user id, so nothing of the old one (groups, contacts, backups) comes along.
+    // new user id, so nothing of the old one (groups, contacts, backups) comes along; and the
+    // old account is deleted, all of it, as deleteAccount deletes it.
     w.clock().advance(Duration::minutes(30));
     let code = w.fresh_code(PHONE).await;
     let fresh = w.verify(PHONE, &code).await.unwrap();
     assert_ne!(fresh.user_id, victim.user_id);
     assert!(w.authorize(&victim.api_key).await.is_err());
-    let old = courier_core::UserId::from_trusted(victim.user_id.clone());
+    assert!(w.sessions.sessions_of(&old).await.unwrap().is_empty());
+    assert!(w.settings.settings(&old).await.unwrap().is_none());
+    let (statuses, _) = w
+        .statuses
+        .live_statuses(&old, w.clock().now(), None, 30)
+        .await
+        .unwrap();
+    assert!(statuses.is_empty());
+    assert!(w.backups.backups(&old).await.unwrap().is_empty());
+    assert!(w.objects.keys().is_empty(), "the backup file is deleted");
     assert!(w.accounts.user(&old).await.unwrap().is_none());
     assert!(w.accounts.registration_pin(&old).await.unwrap().is_none());
     let number = PhoneNumber::parse(PHONE).unwrap();

@@ -310,14 +310,17 @@ pub async fn registration() -> Result<(), Error> {
             )))
         }),
         "validateAccount" => serve_lazily!(move |Aws { sdk, dynamo }| {
+            let connections = leak(connection_store(dynamo)?);
             let deps = leak(validate_account::Deps {
                 registrations: registrations(dynamo)?,
                 accounts: leak(accounts(dynamo)?),
-                connections: leak(connection_store(dynamo)?),
+                connections,
                 gateway: leak(ManagementApi::new(config::management(sdk)?)),
                 keys: leak(keys_store(dynamo)?),
                 queues: leak(queue_store(dynamo)?),
                 clock: &SystemClock,
+                // A registration PIN reset deletes the old account's data.
+                data: account_data(sdk, dynamo, connections)?,
             });
             Ok(lambda_http::Adapter::from(lambda_http::service_fn(
                 move |req| async move {
@@ -434,6 +437,29 @@ pub async fn connections() -> Result<(), Error> {
     }
 }
 
+/// The stores of an account's data beyond its devices (`deleteAccount`, and a registration PIN
+/// reset in `validateAccount`).
+fn account_data(
+    sdk: &aws_config::SdkConfig,
+    dynamo: &aws_sdk_dynamodb::Client,
+    connections: &'static DynamoConnections,
+) -> Result<delete_account::AccountData<'static>, Error> {
+    let sessions = leak(sessions_store(dynamo)?);
+    Ok(delete_account::AccountData {
+        sessions,
+        groups: sessions,
+        messages: leak(messages_store(dynamo)?),
+        presence: connections,
+        settings: leak(settings_store(dynamo)?),
+        statuses: leak(DynamoStatuses::new(
+            dynamo.clone(),
+            required("STATUS_TABLE")?,
+        )),
+        backups: leak(backup_store(dynamo)?),
+        objects: leak(media_objects(sdk)?),
+    })
+}
+
 /// The `accounts` binary: `deleteAccount`, `lookupUser`, `discoverContacts`, `getSettings`,
 /// `updateSettings`, `updateContacts`, `getProfile`, `setRegistrationPin`,
 /// `removeRegistrationPin`.
@@ -443,25 +469,14 @@ pub async fn accounts_service() -> Result<(), Error> {
     match op.as_str() {
         "deleteAccount" => serve_lazily!(|Aws { sdk, dynamo }| {
             let connections = leak(connection_store(dynamo)?);
-            let sessions = leak(sessions_store(dynamo)?);
             let deps = leak(delete_account::Deps {
                 accounts: leak(accounts(dynamo)?),
                 connections,
                 gateway: leak(ManagementApi::new(config::management(sdk)?)),
-                sessions,
-                groups: sessions,
-                messages: leak(messages_store(dynamo)?),
-                presence: connections,
                 keys: leak(keys_store(dynamo)?),
                 queues: leak(queue_store(dynamo)?),
-                settings: leak(settings_store(dynamo)?),
-                statuses: leak(DynamoStatuses::new(
-                    dynamo.clone(),
-                    required("STATUS_TABLE")?,
-                )),
                 clock: &SystemClock,
-                backups: leak(backup_store(dynamo)?),
-                objects: leak(media_objects(sdk)?),
+                data: account_data(sdk, dynamo, connections)?,
             });
             Ok(service_fn(
                 move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {

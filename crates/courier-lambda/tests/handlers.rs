@@ -57,6 +57,12 @@ struct Ports {
     gateway: RecordingGateway,
     keys: MemoryKeys,
     queues: MemoryDeviceQueues,
+    sessions: MemorySessions,
+    messages: MemoryMessages,
+    settings: MemorySettings,
+    statuses: courier_core::memory::MemoryStatuses,
+    backups: MemoryBackups,
+    objects: MemoryObjects,
 }
 
 impl Ports {
@@ -80,6 +86,16 @@ impl Ports {
             keys: &self.keys,
             queues: &self.queues,
             clock: &SystemClock,
+            data: delete_account::AccountData {
+                sessions: &self.sessions,
+                groups: &self.sessions,
+                messages: &self.messages,
+                presence: &self.connections,
+                settings: &self.settings,
+                statuses: &self.statuses,
+                backups: &self.backups,
+                objects: &self.objects,
+            },
         }
     }
 }
@@ -339,17 +355,19 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
         accounts: &p.accounts,
         connections: &p.connections,
         gateway: &p.gateway,
-        sessions: &sessions,
-        groups: &sessions,
-        messages: &MemoryMessages::default(),
-        presence: &p.connections,
         keys: &p.keys,
         queues: &p.queues,
-        settings: &MemorySettings::default(),
-        statuses: &courier_core::memory::MemoryStatuses::default(),
         clock: &courier_core::clock::SystemClock,
-        backups: &MemoryBackups::default(),
-        objects: &MemoryObjects::default(),
+        data: delete_account::AccountData {
+            sessions: &sessions,
+            groups: &sessions,
+            messages: &MemoryMessages::default(),
+            presence: &p.connections,
+            settings: &MemorySettings::default(),
+            statuses: &courier_core::memory::MemoryStatuses::default(),
+            backups: &MemoryBackups::default(),
+            objects: &MemoryObjects::default(),
+        },
     };
     let resp = routes::delete_account(&deps, &event).await;
     assert_eq!(resp.status_code, 200);

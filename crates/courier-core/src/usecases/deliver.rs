@@ -56,10 +56,17 @@ impl Deliverer<'_> {
             .flat_map(|p| p.connections.iter().map(move |(d, c)| (&p.user_id, d, c)))
             .filter(|(_, device, _)| Some(*device) != skip_device)
             .collect();
-        let results: Vec<_> = stream::iter(targets)
+        // The posts are made into futures first (a Vec, not a stream's `map` closure), so no
+        // closure over borrowed tuples is part of this future's type: such a closure defeats
+        // rustc's proof that callers' futures are `Send` (higher-ranked lifetimes), as when a
+        // PIN reset runs a whole account deletion inside `validateAccount`.
+        let posts: Vec<_> = targets
+            .into_iter()
             .map(|(user, device, conn)| async move {
                 (user, device, conn, self.gateway.post(conn, frame).await)
             })
+            .collect();
+        let results: Vec<_> = stream::iter(posts)
             .buffer_unordered(MAX_CONCURRENT_POSTS)
             .collect()
             .await;

@@ -10,8 +10,9 @@
 //! nothing. The PIN is checked after the code and before the code is consumed (so a mistyped
 //! PIN does not cost a new SMS); without it, or with a wrong one, the answer is an error and no
 //! device, key, group, contact or backup of the account reaches the caller. Once the PIN's
-//! lockout has ended, verifying without a PIN deletes the old account and creates a fresh one
-//! with a new user id (see [`super::registration_pin`]).
+//! lockout has ended, verifying without a PIN deletes the old account, all of its data as
+//! `deleteAccount` would, and creates a fresh one with a new user id (see
+//! [`super::registration_pin`]).
 
 use super::close_connections;
 use crate::clock::Clock;
@@ -44,6 +45,9 @@ pub struct Deps<'a> {
     pub queues: &'a dyn DeviceQueueStore,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The rest of an account's data: a PIN reset deletes the old account's (its groups,
+    /// chats, contacts, statuses and backups), as `deleteAccount` would.
+    pub data: super::delete_account::AccountData<'a>,
 }
 
 /// Verifies the code and returns the new device's credentials.
@@ -94,14 +98,23 @@ pub async fn validate_account(
             }
         }
         Some(user_id) if reset => {
-            // The lockout ended without the PIN: the old account goes (its number claim, PIN,
-            // devices and keys; its groups and backups stay under the old id, which nobody can
-            // act as any more), and the number starts afresh.
+            // The lockout ended without the PIN: the old account goes, all of it, as
+            // `deleteAccount` deletes it (its number claim, PIN, devices, keys, connections,
+            // groups, chats, contacts, statuses and backups): whoever holds the number now gets
+            // none of it. Then the number starts afresh.
             let old = deps.accounts.devices(&user_id).await?;
             if let Some(user) = deps.accounts.user(&user_id).await? {
-                deps.accounts.delete_account(&user, &old).await?;
+                let purge = super::delete_account::Deps {
+                    accounts: deps.accounts,
+                    connections: deps.connections,
+                    gateway: deps.gateway,
+                    keys: deps.keys,
+                    queues: deps.queues,
+                    clock: deps.clock,
+                    data: deps.data,
+                };
+                super::delete_account::purge(&purge, &user, &old, None).await?;
             }
-            evict(deps, &user_id, &old).await?;
             tracing::info!(user = %user_id.pseudonym(), "registration PIN locked out: account reset");
             let user = User {
                 user_id: UserId::generate(),
