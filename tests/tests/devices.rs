@@ -311,16 +311,29 @@ async fn approvals_not_yet_collected_count_toward_the_companion_cap() {
     );
 }
 
-#[tokio::test]
-async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_answers() {
-    // Issue 21's live attack: loops reconnect with a companion's key while the owner removes
-    // it. A socket that passed the authorizer just before the key was deleted, but recorded
-    // its connection after removeDevice listed the connections, used to stay open and served.
+/// How the owner revokes the companion the reconnect loops use.
+#[derive(Clone, Copy, Debug)]
+enum Revocation {
+    /// `removeDevice` from the phone.
+    RemoveDevice,
+    /// The number is registered again (a new phone): every device of the account goes.
+    ReRegistration,
+    /// `deleteAccount` from the phone.
+    DeleteAccount,
+}
+
+/// Issue 21's live attack: loops reconnect with a companion's key while the owner revokes it. A
+/// socket that passed the authorizer just before the key was deleted, but recorded its
+/// connection after the revocation listed the connections, used to stay open and be served.
+/// Every socket the loops opened must be closed (or never opened) a second after the revocation
+/// answers.
+async fn no_socket_of_a_revoked_companion_is_served_a_second_after(how: Revocation) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     const LOOPS: usize = 12;
     let cloud = TestCloud::shared();
-    let owner = cloud.sign_up().await;
+    let number = courier_tests::fresh_phone();
+    let owner = register(cloud, &number).await;
     let phone = Session::connect(&cloud.ws_url, &owner.api_key)
         .await
         .unwrap();
@@ -358,17 +371,27 @@ async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_an
     .await
     .expect("the reconnect loops open sockets");
 
-    phone
-        .request("removeDevice", json!({ "deviceId": companion.device_id }))
-        .await
-        .unwrap();
+    match how {
+        Revocation::RemoveDevice => {
+            phone
+                .request("removeDevice", json!({ "deviceId": companion.device_id }))
+                .await
+                .unwrap();
+        }
+        Revocation::ReRegistration => {
+            let again = register(cloud, &number).await;
+            assert_eq!(again.user_id, owner.user_id, "the same account, moved");
+        }
+        Revocation::DeleteAccount => phone.delete_account().await.unwrap(),
+    }
     stop.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for l in loops {
         l.await.unwrap();
     }
 
-    // Every socket the loops opened, whenever it opened, must now be closed or refused.
+    // Served means answered at all: after deleteAccount a live socket would get an error reply
+    // (the account is gone), which is still the function serving it.
     let sockets = opened.lock().await;
     let mut served = 0;
     for s in sockets.iter() {
@@ -379,16 +402,31 @@ async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_an
                 Duration::from_secs(15),
             )
             .await;
-        if r.is_ok() {
+        if r.is_ok() || r.is_err_and(|e| e.code().is_some()) {
             served += 1;
         }
     }
     assert_eq!(
         served,
         0,
-        "{served} of {} sockets of the removed device were still served",
+        "{how:?}: {served} of {} sockets of the revoked companion were still served",
         sockets.len()
     );
+}
+
+#[tokio::test]
+async fn no_socket_of_a_removed_device_is_served_a_second_after_remove_device_answers() {
+    no_socket_of_a_revoked_companion_is_served_a_second_after(Revocation::RemoveDevice).await;
+}
+
+#[tokio::test]
+async fn no_socket_of_a_companion_is_served_a_second_after_the_number_is_registered_again() {
+    no_socket_of_a_revoked_companion_is_served_a_second_after(Revocation::ReRegistration).await;
+}
+
+#[tokio::test]
+async fn no_socket_of_a_companion_is_served_a_second_after_delete_account_answers() {
+    no_socket_of_a_revoked_companion_is_served_a_second_after(Revocation::DeleteAccount).await;
 }
 
 // ---- Two-step verification (issue 21 item 9) ----------------------------------------------
@@ -554,4 +592,134 @@ async fn the_eleventh_pin_is_refused_even_when_right() {
     assert_eq!(e.code(), Some(ErrorCode::LimitExceeded), "{e}");
     // Nothing moved: the owner's phone is still served.
     phone.request("listSessions", json!({})).await.unwrap();
+}
+
+/// The members of `group` as `who` lists them (`listSessions`).
+async fn friend_members(cloud: &TestCloud, who: &Credentials, group: &str) -> Vec<String> {
+    let s = Session::connect(&cloud.ws_url, &who.api_key).await.unwrap();
+    let listed = s.request("listSessions", json!({})).await.unwrap();
+    let session = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["sessionId"] == group)
+        .cloned()
+        .expect("the group is listed");
+    session["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reset_after_the_pin_lockout_deletes_the_old_account_and_tells_its_groups() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let cloud = TestCloud::shared();
+    let number = courier_tests::fresh_phone();
+    let old = register(cloud, &number).await;
+    let friend = cloud.sign_up().await;
+    let old_phone = Session::connect(&cloud.ws_url, &old.api_key).await.unwrap();
+    let group = old_phone
+        .request(
+            "initiateGroupChatSession",
+            json!({ "name": "family", "description": "e2e", "members": [friend.user_id] }),
+        )
+        .await
+        .unwrap()["groupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (client, _events) = courier_client::Client::connect(courier_client::ClientConfig::new(
+        &cloud.ws_url,
+        &old.api_key,
+    ))
+    .await
+    .unwrap();
+    let backup = client
+        .upload_backup(b"the old owner's encrypted backup".to_vec())
+        .await
+        .unwrap();
+    client.close().await;
+    old_phone
+        .request("setRegistrationPin", json!({ "pin": "482913" }))
+        .await
+        .unwrap();
+    assert!(
+        friend_members(cloud, &friend, &group)
+            .await
+            .contains(&old.user_id)
+    );
+
+    // Ten wrong PINs lock the PIN for 7 days.
+    let device = || courier_core::protocol::DeviceInfo {
+        name: "new holder".into(),
+        platform: courier_core::protocol::Platform::Android,
+    };
+    cloud.accounts().register(&number).await.unwrap();
+    let code = cloud.code_for(&number).await.unwrap();
+    for n in 1..=10 {
+        let guess = format!("{:06}", 100_000 + n);
+        cloud
+            .accounts()
+            .verify_with_pin(&number, &code, device(), Some(&guess))
+            .await
+            .unwrap_err();
+    }
+    // The 7 days pass: the lockout's end is moved into the past in DynamoDB Local itself.
+    cloud
+        .dynamodb()
+        .update_item()
+        .table_name(cloud.table("UsersTable"))
+        .key("pk", AttributeValue::S(format!("USER#{}", old.user_id)))
+        .key("sk", AttributeValue::S("PIN".into()))
+        .update_expression("SET lockedUntil = :past")
+        .condition_expression("attribute_exists(lockedUntil)")
+        .expression_attribute_values(":past", AttributeValue::S("2026-01-01T00:00:00Z".into()))
+        .send()
+        .await
+        .expect("the PIN is locked out");
+
+    // Whoever holds the number now registers it without the PIN: a fresh account.
+    let fresh = cloud
+        .accounts()
+        .verify_with_pin(&number, &code, device(), None)
+        .await
+        .expect("after the lockout the number starts afresh");
+    assert_ne!(fresh.user_id, old.user_id);
+    let new_phone = Session::connect(&cloud.ws_url, &fresh.api_key)
+        .await
+        .unwrap();
+    assert!(
+        session_ids(&new_phone).await.is_empty(),
+        "no chat of the old account"
+    );
+    let listed = new_phone.request("listBackups", json!({})).await.unwrap();
+    assert_eq!(listed["backups"], json!([]), "no backup of the old account");
+
+    // The old account is deleted as deleteAccount deletes it: its group lost it as a member
+    // (the friend still has the group, without it), its backup is gone from S3, its old key
+    // connects nowhere.
+    let members = friend_members(cloud, &friend, &group).await;
+    assert!(
+        !members.contains(&old.user_id),
+        "the old account is still a member: {members:?}"
+    );
+    assert!(members.contains(&friend.user_id));
+    let backups = cloud
+        .s3()
+        .list_objects_v2()
+        .bucket(cloud.media_bucket())
+        .prefix(format!("backups/{}/", old.user_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        backups.key_count().unwrap_or(0),
+        0,
+        "backup {} of the old account is still stored",
+        backup.backup_id
+    );
+    assert!(Session::connect(&cloud.ws_url, &old.api_key).await.is_err());
 }
