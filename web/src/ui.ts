@@ -639,6 +639,9 @@ export class AppView {
    * with the current one. This browser is a linked device: it never sets the first PIN. */
   private pinSection(enabled: boolean): HTMLElement {
     const section = h('section', { id: 'pin-section', 'aria-labelledby': 'pin-title' });
+    // PINs are not left in the page once a request is answered, right or wrong.
+    const run = <T>(f: () => Promise<T>): Promise<T> =>
+      this.pinCall(f).finally(() => section.querySelectorAll('input').forEach((i) => (i.value = '')));
     const render = (on: boolean) => {
       const state = h('p', {
         id: 'pin-state',
@@ -650,7 +653,7 @@ export class AppView {
       const forms: HTMLElement[] = on
         ? [
             this.form('pin-check-form', [pinField('Your PIN', 'checkPin')], 'Check PIN', async (d, st) => {
-              const correct = await this.pinCall(() => this.client.checkPin(String(d.get('checkPin'))));
+              const correct = await run(() => this.client.checkPin(String(d.get('checkPin'))));
               st.textContent = correct ? 'Correct: that is your PIN.' : 'Wrong: that is not your PIN.';
               st.dataset.result = correct ? 'correct' : 'wrong';
             }),
@@ -659,12 +662,12 @@ export class AppView {
               [pinField('Current PIN', 'changeCurrent'), pinField('New PIN', 'changeNew')],
               'Change PIN',
               async (d, st) => {
-                await this.pinCall(() => this.client.changePin(String(d.get('changeCurrent')), String(d.get('changeNew'))));
+                await run(() => this.client.changePin(String(d.get('changeCurrent')), String(d.get('changeNew'))));
                 st.textContent = 'PIN changed: moving your number now needs the new PIN.';
               },
             ),
             this.form('pin-remove-form', [pinField('Current PIN', 'removeCurrent')], 'Remove PIN', async (d) => {
-              await this.pinCall(() => this.client.removePin(String(d.get('removeCurrent'))));
+              await run(() => this.client.removePin(String(d.get('removeCurrent'))));
               render(false);
               section.querySelector('#pin-state')!.textContent = 'Off: two-step verification was removed.';
             }),
