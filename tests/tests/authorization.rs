@@ -819,6 +819,67 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         Has("/display/name", json!("pwned")),
     )
     .await;
+    // Two-step verification: the PIN actions act on the caller's own account whatever user a
+    // request names; a companion never sets the first PIN, and changes or removes one only
+    // with the current PIN (M has none: FORBIDDEN); checking needs a PIN to check.
+    for (role, action, data, expected) in [
+        (
+            companion,
+            "setRegistrationPin",
+            json!({"pin": "135790"}),
+            FORBIDDEN,
+        ),
+        (
+            companion,
+            "setRegistrationPin",
+            json!({"pin": "135790", "currentPin": "246801"}),
+            FORBIDDEN,
+        ),
+        (
+            companion,
+            "removeRegistrationPin",
+            json!({"currentPin": "246801"}),
+            FORBIDDEN,
+        ),
+        (
+            companion,
+            "checkRegistrationPin",
+            json!({"pin": "246801"}),
+            NOT_FOUND,
+        ),
+        (
+            stranger,
+            "checkRegistrationPin",
+            json!({"pin": "246801", "userId": m.user_id}),
+            NOT_FOUND,
+        ),
+        (
+            stranger,
+            "setRegistrationPin",
+            json!({"pin": "135790", "userId": m.user_id}),
+            Has("/pinEnabled", json!(true)),
+        ),
+        (
+            stranger,
+            "checkRegistrationPin",
+            json!({"pin": "135790", "userId": m.user_id}),
+            Has("/correct", json!(true)),
+        ),
+        (
+            member,
+            "getSettings",
+            json!({}),
+            Has("/registrationPin", json!(false)),
+        ),
+        (
+            stranger,
+            "removeRegistrationPin",
+            json!({"userId": m.user_id}),
+            Has("/pinEnabled", json!(false)),
+        ),
+    ] {
+        t.check(role, action, data, expected).await;
+    }
     // An avatar is an opaque reference: naming someone else's media shares nothing.
     t.check(
         stranger,

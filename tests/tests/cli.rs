@@ -278,19 +278,10 @@ fn safety_number(out: &str) -> String {
     number
 }
 
-#[tokio::test]
-async fn link_devices_verify_contact_and_a_changed_identity() {
-    let cloud = TestCloud::shared();
-    let (alice, alice_phone) = cli_user(cloud).await;
-    let (bob, bob_phone) = cli_user(cloud).await;
-    let run = |config: &std::path::Path, args: &[&str]| {
-        let (ok, out, err) = courier(cloud, config, args);
-        assert!(ok, "courier {args:?}: {err}");
-        out
-    };
-
-    // A laptop links to Alice's account: `courier link` shows the code (and a QR code),
-    // Alice approves it from her primary device, the laptop gets its credentials.
+/// A new CLI device linked to `primary`'s account as a companion "laptop": `courier link` (its
+/// code read from its output) approved by `courier devices approve` on `primary`. Its config
+/// directory and what `courier link` printed.
+async fn link_cli(cloud: &TestCloud, primary: &std::path::Path) -> (std::path::PathBuf, String) {
     let laptop =
         std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -326,7 +317,8 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
             break code.trim().to_owned();
         }
     };
-    let approved = run(&alice, &["devices", "approve", &code]);
+    let (ok, approved, err) = courier(cloud, primary, &["devices", "approve", &code]);
+    assert!(ok, "courier devices approve: {err}");
     assert!(
         approved.contains("approved") && approved.contains("laptop"),
         "{approved}"
@@ -337,6 +329,23 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
         .unwrap();
     let link_out = reader.join().unwrap();
     assert!(status.success(), "{link_out}");
+    (laptop, link_out)
+}
+
+#[tokio::test]
+async fn link_devices_verify_contact_and_a_changed_identity() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| {
+        let (ok, out, err) = courier(cloud, config, args);
+        assert!(ok, "courier {args:?}: {err}");
+        out
+    };
+
+    // A laptop links to Alice's account: `courier link` shows the code (and a QR code),
+    // Alice approves it from her primary device, the laptop gets its credentials.
+    let (laptop, link_out) = link_cli(cloud, &alice).await;
     assert!(
         link_out.contains('█') || link_out.contains('▀'),
         "a QR code: {link_out}"
@@ -546,7 +555,57 @@ async fn two_step_verification_with_the_cli() {
     assert!(ok, "{err}");
     assert!(out.contains("Verified"), "{out}");
     assert_eq!(cli_credentials(&new_phone)["userId"], old_creds["userId"]);
+    // The reminder: `pin check` says whether the PIN is right (and fails when it is not).
+    let (ok, out, err) = courier(
+        cloud,
+        &new_phone,
+        &["pin", "check", "--pin-file", pin_file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("Correct"), "{out}");
+    let (ok, _, err) = courier(
+        cloud,
+        &new_phone,
+        &["pin", "check", "--pin-file", wrong_file.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("wrong: that is not your registration PIN"),
+        "{err}"
+    );
+
+    // A linked CLI changes the PIN only with the current one (it has no terminal to ask on,
+    // so without --current-pin-file it stops at the question).
+    let (laptop, _) = link_cli(cloud, &new_phone).await;
+    let new_pin_file = laptop.join("new-pin.txt");
+    std::fs::write(&new_pin_file, "271828\n").unwrap();
+    let new_pin = ["pin", "set", "--pin-file", new_pin_file.to_str().unwrap()];
+    let (ok, _, err) = courier(cloud, &laptop, &new_pin);
+    assert!(!ok);
+    assert!(err.contains("needs the current PIN"), "{err}");
+    let with_current = |current: &std::path::Path| {
+        let mut args = new_pin.to_vec();
+        args.extend(["--current-pin-file", current.to_str().unwrap()]);
+        courier(cloud, &laptop, &args)
+    };
+    let (ok, _, err) = with_current(&wrong_file);
+    assert!(!ok);
+    assert!(err.contains("not the current registration PIN"), "{err}");
+    let (ok, out, err) = with_current(&pin_file);
+    assert!(ok, "{err}");
+    assert!(out.contains("Two-step verification is on"), "{out}");
+    let (ok, out, err) = courier(
+        cloud,
+        &new_phone,
+        &["pin", "check", "--pin-file", new_pin_file.to_str().unwrap()],
+    );
+    assert!(ok && out.contains("Correct"), "{out}{err}");
+
+    // The primary removes it without the current PIN; then the companion cannot set one.
     let (ok, out, err) = courier(cloud, &new_phone, &["pin", "remove"]);
     assert!(ok, "{err}");
     assert!(out.contains("Two-step verification is off"), "{out}");
+    let (ok, _, err) = with_current(&pin_file);
+    assert!(!ok);
+    assert!(err.contains("only the primary device"), "{err}");
 }

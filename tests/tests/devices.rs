@@ -484,7 +484,8 @@ async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() 
         "the PIN is never returned"
     );
 
-    // A companion can neither lift the protection nor lock the owner out with a PIN of its own.
+    // A companion can neither lift the protection nor lock the owner out with a PIN of its own:
+    // without the current PIN it changes nothing.
     let laptop = link(cloud, &victim_phone, "laptop").await;
     let laptop = Session::connect(&cloud.ws_url, &laptop.api_key)
         .await
@@ -494,7 +495,7 @@ async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() 
         ("setRegistrationPin", json!({ "pin": "000000" })),
     ] {
         let e = laptop.request(action, params).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{action}: {e}");
+        assert_eq!(e.code(), Some(ErrorCode::PinRequired), "{action}: {e}");
     }
 
     // The attack: whoever holds the number now gets its SMS code and verifies it.
@@ -722,4 +723,160 @@ async fn a_reset_after_the_pin_lockout_deletes_the_old_account_and_tells_its_gro
         backup.backup_id
     );
     assert!(Session::connect(&cloud.ws_url, &old.api_key).await.is_err());
+}
+
+/// `checkRegistrationPin` of `pin` as `s`.
+async fn check(s: &Session, pin: &str) -> Result<Value, courier_client::ClientError> {
+    s.request("checkRegistrationPin", json!({ "pin": pin }))
+        .await
+}
+
+/// The error of a refused request.
+fn refused(r: Result<Value, courier_client::ClientError>) -> courier_client::ClientError {
+    match r {
+        Ok(v) => panic!("expected a refusal, got {v}"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn a_companion_needs_the_current_pin_and_its_guesses_never_lock_the_owners_re_registration() {
+    // Courier Web and linked CLIs are companions: they may check the PIN, and change or remove
+    // it with the current one, never set the first. The attack: a stolen companion (a laptop
+    // left unlocked) tries to lift the protection, to lock the owner out, and to guess the PIN
+    // through checkRegistrationPin and currentPin.
+    let cloud = TestCloud::shared();
+    let number = courier_tests::fresh_phone();
+    let owner = register(cloud, &number).await;
+    let phone = Session::connect(&cloud.ws_url, &owner.api_key)
+        .await
+        .unwrap();
+    let laptop = link(cloud, &phone, "laptop").await;
+    let laptop = Session::connect(&cloud.ws_url, &laptop.api_key)
+        .await
+        .unwrap();
+    let settings = laptop.request("getSettings", json!({})).await.unwrap();
+    assert_eq!(settings["registrationPin"], false, "{settings}");
+
+    // No PIN yet: the companion cannot set the first (it would lock the owner out), nor check.
+    for (action, params, want) in [
+        (
+            "setRegistrationPin",
+            json!({ "pin": "111111" }),
+            ErrorCode::Forbidden,
+        ),
+        (
+            "setRegistrationPin",
+            json!({ "pin": "111111", "currentPin": "123456" }),
+            ErrorCode::Forbidden,
+        ),
+        (
+            "removeRegistrationPin",
+            json!({ "currentPin": "123456" }),
+            ErrorCode::Forbidden,
+        ),
+        (
+            "checkRegistrationPin",
+            json!({ "pin": "123456" }),
+            ErrorCode::NotFound,
+        ),
+    ] {
+        let e = refused(laptop.request(action, params.clone()).await);
+        assert_eq!(e.code(), Some(want), "{action} {params}: {e}");
+    }
+
+    const PIN: &str = "314159";
+    const NEW_PIN: &str = "265358";
+    phone
+        .request("setRegistrationPin", json!({ "pin": PIN }))
+        .await
+        .unwrap();
+    let settings = laptop.request("getSettings", json!({})).await.unwrap();
+    assert_eq!(settings["registrationPin"], true, "{settings}");
+    // Without the current PIN, nothing; with a wrong one, WRONG_PIN and nothing.
+    for (action, params, want) in [
+        (
+            "setRegistrationPin",
+            json!({ "pin": "000000" }),
+            ErrorCode::PinRequired,
+        ),
+        ("removeRegistrationPin", json!({}), ErrorCode::PinRequired),
+        (
+            "setRegistrationPin",
+            json!({ "pin": "000000", "currentPin": "000001" }),
+            ErrorCode::WrongPin,
+        ),
+    ] {
+        let e = refused(laptop.request(action, params.clone()).await);
+        assert_eq!(e.code(), Some(want), "{action} {params}: {e}");
+    }
+    assert_eq!(check(&phone, PIN).await.unwrap(), json!({"correct": true}));
+    // With the current PIN the companion changes it; the phone checks the new one.
+    let reply = laptop
+        .request(
+            "setRegistrationPin",
+            json!({ "pin": NEW_PIN, "currentPin": PIN }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        json!({ "pinEnabled": true }),
+        "the PIN is never returned"
+    );
+    assert_eq!(
+        check(&phone, NEW_PIN).await.unwrap(),
+        json!({"correct": true})
+    );
+
+    // Guessing: one wrong currentPin so far, then three wrong checks and a wrong removal make
+    // the day's five.
+    for guess in ["100001", "100002", "100003"] {
+        assert_eq!(
+            check(&laptop, guess).await.unwrap(),
+            json!({"correct": false})
+        );
+    }
+    let e = refused(
+        laptop
+            .request("removeRegistrationPin", json!({ "currentPin": "100004" }))
+            .await,
+    );
+    assert_eq!(e.code(), Some(ErrorCode::WrongPin), "{e}");
+    // Spent: even the right PIN is refused, before it is looked at, from every device.
+    for (who, action, params) in [
+        (&laptop, "checkRegistrationPin", json!({ "pin": NEW_PIN })),
+        (&phone, "checkRegistrationPin", json!({ "pin": NEW_PIN })),
+        (
+            &laptop,
+            "removeRegistrationPin",
+            json!({ "currentPin": NEW_PIN }),
+        ),
+    ] {
+        let e = refused(who.request(action, params).await);
+        let courier_client::ClientError::Api(d) = &e else {
+            panic!("{action}: {e}")
+        };
+        assert_eq!(d.code, ErrorCode::LimitExceeded, "{action}: {e}");
+        let retry = d.retry_after.expect("retryAfter");
+        assert!(
+            (1..=86_400).contains(&retry),
+            "{action}: retry after {retry} s"
+        );
+    }
+
+    // The registration lockout is separate: the owner moves the number to a new phone with the
+    // (new) PIN at once, and the account comes along.
+    let device = courier_core::protocol::DeviceInfo {
+        name: "new phone".into(),
+        platform: courier_core::protocol::Platform::Ios,
+    };
+    cloud.accounts().register(&number).await.unwrap();
+    let code = cloud.code_for(&number).await.unwrap();
+    let moved = cloud
+        .accounts()
+        .verify_with_pin(&number, &code, device, Some(NEW_PIN))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, owner.user_id);
 }

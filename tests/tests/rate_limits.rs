@@ -561,6 +561,9 @@ async fn every_action_that_writes_or_pushes_is_limited_per_device() {
         ("removeStatus", json!({"statusId": "st_nothing"})),
         ("setRegistrationPin", json!({"pin": "482913"})),
         ("removeRegistrationPin", json!({})),
+        // Hashes a PIN (Argon2id) every time, right or wrong: limited per device as well as
+        // by the account's budget of wrong PINs (here there is no PIN: NOT_FOUND until then).
+        ("checkRegistrationPin", json!({"pin": "482913"})),
     ];
     for (action, params) in &actions {
         // Within the burst: whatever the action answers (some of these are refused on their

@@ -815,6 +815,26 @@ export class Client {
   updateSettings(s: Partial<Settings>): Promise<Settings> {
     return this.conn.request<Settings>('updateSettings', s as Record<string, unknown>);
   }
+
+  // ---- two-step verification (docs/protocol.md): this browser is a companion, so it checks
+  // the PIN, and changes or removes it only with the current one; it never sets the first.
+
+  /** Whether `pin` is the account's registration PIN. Wrong ones count against the account's
+   * small daily budget (LIMIT_EXCEEDED past it); NOT_FOUND when it has none. */
+  async checkPin(pin: string): Promise<boolean> {
+    const r = await this.conn.request<{ correct: boolean }>('checkRegistrationPin', { pin });
+    return r.correct === true;
+  }
+
+  /** Changes the PIN, proving the current one (WRONG_PIN when it is not). */
+  async changePin(currentPin: string, pin: string): Promise<void> {
+    await this.conn.request('setRegistrationPin', { pin, currentPin });
+  }
+
+  /** Turns two-step verification off, proving the current PIN. */
+  async removePin(currentPin: string): Promise<void> {
+    await this.conn.request('removeRegistrationPin', { currentPin });
+  }
 }
 
 export interface GroupInfo {
@@ -835,6 +855,8 @@ export interface Safety {
 
 export interface Settings {
   display: { name: string | null; about: string | null; avatar?: string | null };
+  /** getSettings only: whether the account has a registration PIN (two-step verification). */
+  registrationPin?: boolean;
   privacy: {
     lastSeen: string;
     profilePhoto: string;

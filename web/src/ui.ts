@@ -629,10 +629,95 @@ export class AppView {
           st.textContent = `Saved${saved.display.name ? ` as ${saved.display.name}` : ''}.`;
         },
       ),
+      this.pinSection(s.registrationPin === true),
       h('p', { class: 'whoami', text: `Signed in as ${this.client.me}, device ${this.client.creds.deviceId}` }),
       this.unlinkButton(),
     );
   }
+
+  /** Two-step verification: whether a PIN is set; check it (the reminder), change or remove it
+   * with the current one. This browser is a linked device: it never sets the first PIN. */
+  private pinSection(enabled: boolean): HTMLElement {
+    const section = h('section', { id: 'pin-section', 'aria-labelledby': 'pin-title' });
+    // PINs are not left in the page once a request is answered, right or wrong.
+    const run = <T>(f: () => Promise<T>): Promise<T> =>
+      this.pinCall(f).finally(() => section.querySelectorAll('input').forEach((i) => (i.value = '')));
+    const render = (on: boolean) => {
+      const state = h('p', {
+        id: 'pin-state',
+        'data-enabled': String(on),
+        text: on
+          ? 'On: moving your number to a new phone needs your 6-digit PIN as well as the SMS code.'
+          : 'Off. Only your phone (the primary device) can turn it on (with the CLI: courier pin set).',
+      });
+      const forms: HTMLElement[] = on
+        ? [
+            this.form('pin-check-form', [pinField('Your PIN', 'checkPin')], 'Check PIN', async (d, st) => {
+              const correct = await run(() => this.client.checkPin(String(d.get('checkPin'))));
+              st.textContent = correct ? 'Correct: that is your PIN.' : 'Wrong: that is not your PIN.';
+              st.dataset.result = correct ? 'correct' : 'wrong';
+            }),
+            this.form(
+              'pin-change-form',
+              [pinField('Current PIN', 'changeCurrent'), pinField('New PIN', 'changeNew')],
+              'Change PIN',
+              async (d, st) => {
+                await run(() => this.client.changePin(String(d.get('changeCurrent')), String(d.get('changeNew'))));
+                st.textContent = 'PIN changed: moving your number now needs the new PIN.';
+              },
+            ),
+            this.form('pin-remove-form', [pinField('Current PIN', 'removeCurrent')], 'Remove PIN', async (d) => {
+              await run(() => this.client.removePin(String(d.get('removeCurrent'))));
+              render(false);
+              section.querySelector('#pin-state')!.textContent = 'Off: two-step verification was removed.';
+            }),
+          ]
+        : [];
+      section.replaceChildren(h('h3', { id: 'pin-title', text: 'Two-step verification' }), state, ...forms);
+    };
+    render(enabled);
+    return section;
+  }
+
+  /** Runs a PIN request; its errors become what the user should know. */
+  private async pinCall<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      const message = String((e as Error).message ?? e);
+      const plain: Record<string, string> = {
+        WRONG_PIN: 'That is not your current PIN; nothing was changed.',
+        LIMIT_EXCEEDED: `Too many tries: ${message.replace(/^LIMIT_EXCEEDED: /, '')}`,
+        FORBIDDEN: 'This account has no PIN; only your phone can turn two-step verification on.',
+        NOT_FOUND: 'Two-step verification is off: this account has no PIN.',
+        PIN_REQUIRED: 'Enter the current PIN.',
+        BAD_REQUEST: 'A PIN is 6 digits.',
+      };
+      throw new Error((code && plain[code]) ?? message);
+    }
+  }
+}
+
+/** A 6-digit PIN input: hidden as typed, digits only, never saved by the browser. */
+function pinField(label: string, name: string): HTMLElement {
+  const id = `f-${name}`;
+  return h(
+    'p',
+    {},
+    h('label', { for: id, text: label }),
+    h('input', {
+      id,
+      name,
+      type: 'password',
+      inputmode: 'numeric',
+      pattern: '[0-9]{6}',
+      maxlength: '6',
+      autocomplete: 'off',
+      title: '6 digits',
+      required: true,
+    }),
+  );
 }
 
 function field(label: string, name: string, type: string, value = '', required = true): HTMLElement {

@@ -12,7 +12,8 @@
 //      for byte. A screenshot of the conversation goes to docs/images/web-conversation.png.
 //   6. The network drops (the page's socket is cut): Bob writes meanwhile; once the page is back
 //      it reconnects by itself and shows the message.
-//   Then: bad input (a malformed and an unknown phone number) gets a clear error; settings and a
+//   Then: bad input (a malformed and an unknown phone number) gets a clear error; settings;
+//   two-step verification (the phone sets a PIN, the page checks, changes and removes it); a
 //   status post; a reload keeps the link and the chats; IndexedDB holds no plaintext; the
 //   phone-sized layout.
 //   7. Everything the page sent (HTTP bodies, WebSocket frames, the upload) is searched for every
@@ -405,6 +406,50 @@ try {
   await page.locator('#settings-form').waitFor();
   assert.equal(await page.getByLabel('Name', { exact: true }).inputValue(), `Alice on the web ${nonce}`);
   assert.equal(await page.getByLabel('Last seen').inputValue(), 'contacts');
+  await page.getByRole('button', { name: 'Close' }).click();
+
+  step('two-step verification: the phone sets a PIN; the page checks a wrong and the right one, changes it with the current one and removes it; the phone sees each change');
+  // Six random digits each, all different (the PIN budget allows 5 wrong a day per account;
+  // this step spends 3).
+  const pins = new Set();
+  while (pins.size < 3) pins.add(String(Math.floor(Math.random() * 1e6)).padStart(6, '0'));
+  const [firstPin, newPin, wrongPin] = [...pins];
+  const pinDir = mkdtempSync(join(tmpdir(), 'courier-web-pins-'));
+  const pinFile = (name, pin) => {
+    const f = join(pinDir, name);
+    writeFileSync(f, `${pin}\n`);
+    return f;
+  };
+  assert.match(await courier(alice.config, ['pin', 'set', '--pin-file', pinFile('first', firstPin)]), /Two-step verification is on/);
+  await page.locator('#settings-tab').click();
+  await page.locator('#pin-state[data-enabled="true"]').waitFor();
+  const checkForm = page.locator('#pin-check-form');
+  await checkForm.getByLabel('Your PIN').fill(wrongPin);
+  await checkForm.getByRole('button', { name: 'Check PIN' }).click();
+  await checkForm.locator('[role=status][data-result="wrong"]', { hasText: 'Wrong' }).waitFor();
+  await checkForm.getByLabel('Your PIN').fill(firstPin);
+  await checkForm.getByRole('button', { name: 'Check PIN' }).click();
+  await checkForm.locator('[role=status][data-result="correct"]', { hasText: 'Correct' }).waitFor();
+  const changeForm = page.locator('#pin-change-form');
+  // A wrong current PIN changes nothing, and says so.
+  await changeForm.getByLabel('Current PIN').fill(wrongPin);
+  await changeForm.getByLabel('New PIN').fill(newPin);
+  await changeForm.getByRole('button', { name: 'Change PIN' }).click();
+  await changeForm.locator('[role=status]', { hasText: 'not your current PIN' }).waitFor();
+  assert.match(await courier(alice.config, ['pin', 'check', '--pin-file', pinFile('first-again', firstPin)]), /Correct/);
+  // With the current PIN it changes: the phone finds the new PIN right and the old one wrong.
+  await changeForm.getByLabel('Current PIN').fill(firstPin);
+  await changeForm.getByLabel('New PIN').fill(newPin);
+  await changeForm.getByRole('button', { name: 'Change PIN' }).click();
+  await changeForm.locator('[role=status]', { hasText: 'PIN changed' }).waitFor();
+  assert.match(await courier(alice.config, ['pin', 'check', '--pin-file', pinFile('new', newPin)]), /Correct/);
+  await assert.rejects(courier(alice.config, ['pin', 'check', '--pin-file', pinFile('old', firstPin)]), /wrong: that is not your registration PIN/);
+  // Removing needs the current PIN too; then the phone finds two-step verification off.
+  const removeForm = page.locator('#pin-remove-form');
+  await removeForm.getByLabel('Current PIN').fill(newPin);
+  await removeForm.getByRole('button', { name: 'Remove PIN' }).click();
+  await page.locator('#pin-state[data-enabled="false"]').waitFor();
+  await assert.rejects(courier(alice.config, ['pin', 'check', '--pin-file', pinFile('gone', newPin)]), /two-step verification is off/);
   await page.getByRole('button', { name: 'Close' }).click();
 
   step('a status post is encrypted, posted and listed');

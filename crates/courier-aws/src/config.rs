@@ -103,6 +103,7 @@ pub fn limits() -> Result<courier_core::rate_limit::Limits, ConfigError> {
             d.key_claims,
         )?,
         one_time_keys_per_target: window("ONE_TIME_KEYS_PER_TARGET", d.one_time_keys_per_target)?,
+        pin_checks: window("PIN_CHECKS_PER_DAY", d.pin_checks)?,
         media_upload_bytes: Quota {
             max: positive("MEDIA_UPLOAD_BYTES_PER_DAY", d.media_upload_bytes.max)?,
             window_secs: d.media_upload_bytes.window_secs,

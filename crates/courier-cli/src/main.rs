@@ -49,14 +49,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum PinCommand {
-    /// Set (or change) the six-digit registration PIN.
+    /// Set (or change) the six-digit registration PIN. On a linked device only a change, with
+    /// the current PIN.
     Set {
         /// Read the PIN from the first line of this file instead of asking twice.
         #[arg(long)]
         pin_file: Option<PathBuf>,
+        /// On a linked device: the current PIN, from the first line of this file (otherwise it
+        /// is asked for when the server needs it).
+        #[arg(long)]
+        current_pin_file: Option<PathBuf>,
     },
-    /// Turn two-step verification off.
-    Remove,
+    /// Turn two-step verification off (on a linked device, with the current PIN).
+    Remove {
+        /// On a linked device: the current PIN, from the first line of this file (otherwise it
+        /// is asked for when the server needs it).
+        #[arg(long)]
+        current_pin_file: Option<PathBuf>,
+    },
+    /// Check that you remember the PIN (any device): says whether it is right, and fails when
+    /// it is not. Wrong PINs count against a small daily budget of the account.
+    Check {
+        /// Read the PIN from the first line of this file instead of asking.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,8 +95,9 @@ enum Command {
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
-    /// Two-step verification (primary device): `pin set` makes re-registering this number need
-    /// a six-digit PIN as well as the SMS code; `pin remove` turns it off.
+    /// Two-step verification: `pin set` makes re-registering this number need a six-digit PIN
+    /// as well as the SMS code (a linked device only changes it, with the current PIN);
+    /// `pin remove` turns it off; `pin check` checks that you remember it.
     Pin {
         #[command(subcommand)]
         command: PinCommand,

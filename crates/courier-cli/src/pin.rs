@@ -1,6 +1,8 @@
-//! Two-step verification: `courier pin set|remove` (primary device) and the PIN asked for by
-//! `courier verify` when the number's account has one. The PIN is read from a file's first line
-//! or typed without echo, never taken as an argument (arguments show in `ps` and shell history).
+//! Two-step verification: `courier pin set|remove|check` and the PIN asked for by
+//! `courier verify` when the number's account has one. On a linked device, `set` and `remove`
+//! also need the current PIN (from `--current-pin-file`, or asked for when the server answers
+//! `PIN_REQUIRED`). A PIN is read from a file's first line or typed without echo, never taken as
+//! an argument (arguments show in `ps` and shell history).
 
 use crate::PinCommand;
 use crate::messaging::Ctx;
@@ -14,6 +16,11 @@ use zeroize::Zeroizing;
 
 /// The PIN: the first line of `file`, or typed (twice when `confirm`). Six digits.
 fn read_pin(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>> {
+    read_pin_as(file, confirm, "Registration PIN: ")
+}
+
+/// [`read_pin`], asking with `prompt` when typed.
+fn read_pin_as(file: Option<&Path>, confirm: bool, prompt: &str) -> Result<Zeroizing<String>> {
     let pin = match file {
         Some(f) => {
             let text = Zeroizing::new(
@@ -22,7 +29,7 @@ fn read_pin(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<String>> {
             Zeroizing::new(text.lines().next().unwrap_or("").trim().to_owned())
         }
         None => {
-            let first = Zeroizing::new(rpassword::prompt_password("Registration PIN: ")?);
+            let first = Zeroizing::new(rpassword::prompt_password(prompt)?);
             if confirm {
                 let again = Zeroizing::new(rpassword::prompt_password("Again: ")?);
                 if *first != *again {
@@ -72,30 +79,80 @@ pub async fn verify(
     }
 }
 
-/// `courier pin set|remove`.
+/// `courier pin set|remove|check`.
 pub async fn pin(ctx: &Ctx<'_>, command: PinCommand) -> Result<()> {
-    let pin = match &command {
-        PinCommand::Set { pin_file } => Some(read_pin(pin_file.as_deref(), true)?),
-        PinCommand::Remove => None,
+    // Everything typed is asked for before connecting, but the current PIN, which only a
+    // linked device needs: it is asked for when the server says so.
+    let (new_pin, current_file, check) = match &command {
+        PinCommand::Set {
+            pin_file,
+            current_pin_file,
+        } => (
+            Some(read_pin(pin_file.as_deref(), true)?),
+            current_pin_file.clone(),
+            None,
+        ),
+        PinCommand::Remove { current_pin_file } => (None, current_pin_file.clone(), None),
+        PinCommand::Check { pin_file } => (None, None, Some(read_pin(pin_file.as_deref(), false)?)),
     };
+    let mut current = current_file
+        .as_deref()
+        .map(|f| read_pin(Some(f), false))
+        .transpose()?;
     let mut config = ctx.config()?;
     config.sync_on_connect = false;
     config.auto_ack_delivered = false;
     let (client, _events) = ctx.connect(config).await?;
-    let result = match &pin {
-        Some(pin) => client.set_registration_pin(pin).await,
-        None => client.remove_registration_pin().await,
+    if let Some(pin) = &check {
+        let result = client.check_registration_pin(pin).await;
+        client.close().await;
+        return match result {
+            Ok(true) => {
+                println!("Correct: that is your registration PIN.");
+                Ok(())
+            }
+            Ok(false) => bail!("wrong: that is not your registration PIN"),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
+                bail!("two-step verification is off: this account has no registration PIN")
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    let result = loop {
+        let result = match &new_pin {
+            Some(pin) => {
+                client
+                    .set_registration_pin(pin, current.as_deref().map(|p| p.as_str()))
+                    .await
+            }
+            None => {
+                client
+                    .remove_registration_pin(current.as_deref().map(|p| p.as_str()))
+                    .await
+            }
+        };
+        match result {
+            Err(e) if current.is_none() && e.code() == Some(ErrorCode::PinRequired) => {
+                eprintln!("This is a linked device: it needs the current PIN.");
+                current = Some(read_pin_as(None, false, "Current registration PIN: ")?);
+            }
+            other => break other,
+        }
     };
     client.close().await;
     match result {
-        Ok(()) if pin.is_some() => {
+        Ok(()) if new_pin.is_some() => {
             println!("Two-step verification is on: re-registering this number needs the PIN.")
         }
         Ok(()) => println!("Two-step verification is off."),
         Err(e) if e.code() == Some(ErrorCode::Forbidden) => {
             bail!(
-                "only the primary device (the phone that registered the number) can change the PIN"
+                "this account has no registration PIN, and only the primary device (the phone \
+                 that registered the number) can turn two-step verification on"
             )
+        }
+        Err(e) if e.code() == Some(ErrorCode::WrongPin) => {
+            bail!("that is not the current registration PIN; nothing was changed")
         }
         Err(e) => return Err(e.into()),
     }

@@ -711,18 +711,38 @@ impl Client {
     }
 
     /// `setRegistrationPin`: two-step verification; re-registering the number will need `pin`
-    /// (six digits). Primary device only.
-    pub async fn set_registration_pin(&self, pin: &str) -> Result<(), ClientError> {
-        self.call(protocol::set_registration_pin(pin), true)
-            .await
-            .map(drop)
+    /// (six digits). The primary needs no `current_pin`; a companion changes an existing PIN
+    /// only with it (`PIN_REQUIRED` without, `WRONG_PIN` when wrong, `FORBIDDEN` when the
+    /// account has none). Retried after a lost reply only without `current_pin`: once the PIN
+    /// changed, the old one would be a wrong try.
+    pub async fn set_registration_pin(
+        &self,
+        pin: &str,
+        current_pin: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let req = protocol::set_registration_pin(pin, current_pin);
+        self.call(req, current_pin.is_none()).await.map(drop)
     }
 
-    /// `removeRegistrationPin`: two-step verification off. Primary device only.
-    pub async fn remove_registration_pin(&self) -> Result<(), ClientError> {
-        self.call(protocol::remove_registration_pin(), true)
-            .await
-            .map(drop)
+    /// `removeRegistrationPin`: two-step verification off; from a companion only with
+    /// `current_pin` (as [`Self::set_registration_pin`]).
+    pub async fn remove_registration_pin(
+        &self,
+        current_pin: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let req = protocol::remove_registration_pin(current_pin);
+        self.call(req, current_pin.is_none()).await.map(drop)
+    }
+
+    /// `checkRegistrationPin`: whether `pin` is the account's registration PIN (any device; the
+    /// reminder that keeps the user remembering it). `NOT_FOUND` when the account has none;
+    /// wrong PINs count against the account's daily budget (`LIMIT_EXCEEDED` past it), so not
+    /// retried after a lost reply.
+    pub async fn check_registration_pin(&self, pin: &str) -> Result<bool, ClientError> {
+        let r = self
+            .call(protocol::check_registration_pin(pin), false)
+            .await?;
+        Ok(r["correct"] == serde_json::Value::Bool(true))
     }
 }
 

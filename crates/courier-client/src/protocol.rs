@@ -750,14 +750,28 @@ pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
 }
 
 /// `setRegistrationPin`: two-step verification; re-registering the number will need `pin`
-/// (six digits). Primary device only.
-pub fn set_registration_pin(pin: &str) -> Request {
-    Request::new("setRegistrationPin", json!({ "pin": pin }))
+/// (six digits). From the primary `current_pin` is not needed; a companion changes an existing
+/// PIN only with it.
+pub fn set_registration_pin(pin: &str, current_pin: Option<&str>) -> Request {
+    let mut params = json!({ "pin": pin });
+    if let Some(current) = current_pin {
+        params["currentPin"] = json!(current);
+    }
+    Request::new("setRegistrationPin", params)
 }
 
-/// `removeRegistrationPin`. Primary device only.
-pub fn remove_registration_pin() -> Request {
-    Request::new("removeRegistrationPin", json!({}))
+/// `removeRegistrationPin`: from the primary without `current_pin`; a companion needs it.
+pub fn remove_registration_pin(current_pin: Option<&str>) -> Request {
+    let params = match current_pin {
+        Some(current) => json!({ "currentPin": current }),
+        None => json!({}),
+    };
+    Request::new("removeRegistrationPin", params)
+}
+
+/// `checkRegistrationPin`: whether `pin` is the account's registration PIN (any device).
+pub fn check_registration_pin(pin: &str) -> Request {
+    Request::new("checkRegistrationPin", json!({ "pin": pin }))
 }
 
 /// `deleteAccount`.

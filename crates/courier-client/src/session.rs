@@ -492,18 +492,33 @@ impl Session {
     }
 
     /// Turns on two-step verification (or changes the PIN): re-registering this number will
-    /// need `pin` (six digits) as well as the SMS code. Only the primary device may.
-    pub async fn set_registration_pin(&self, pin: &str) -> Result<(), ClientError> {
-        self.call(protocol::set_registration_pin(pin))
+    /// need `pin` (six digits) as well as the SMS code. The primary device needs no
+    /// `current_pin`; a companion only changes an existing PIN, with it.
+    pub async fn set_registration_pin(
+        &self,
+        pin: &str,
+        current_pin: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.call(protocol::set_registration_pin(pin, current_pin))
             .await
             .map(drop)
     }
 
-    /// Turns two-step verification off. Only the primary device may.
-    pub async fn remove_registration_pin(&self) -> Result<(), ClientError> {
-        self.call(protocol::remove_registration_pin())
+    /// Turns two-step verification off: the primary device, or a companion with `current_pin`.
+    pub async fn remove_registration_pin(
+        &self,
+        current_pin: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.call(protocol::remove_registration_pin(current_pin))
             .await
             .map(drop)
+    }
+
+    /// Whether `pin` is the account's registration PIN (`NOT_FOUND` when it has none; wrong
+    /// PINs count against the account's daily budget).
+    pub async fn check_registration_pin(&self, pin: &str) -> Result<bool, ClientError> {
+        let r = self.call(protocol::check_registration_pin(pin)).await?;
+        Ok(r["correct"] == serde_json::Value::Bool(true))
     }
 }
 

@@ -34,8 +34,12 @@ pub enum ErrorCode {
     /// code's) is spent, so no code is sent until `retryAfter` (the next hour).
     SmsBudgetExhausted,
     /// `POST /v1/accounts/verify`: the account has two-step verification; send its registration
-    /// PIN (`pin`) with the code.
+    /// PIN (`pin`) with the code. Also a companion's `setRegistrationPin` or
+    /// `removeRegistrationPin` without `currentPin` on an account that has a PIN.
     PinRequired,
+    /// A companion's `currentPin` (`setRegistrationPin`, `removeRegistrationPin`) is not the
+    /// account's registration PIN; it counts against the account's daily budget of wrong PINs.
+    WrongPin,
 }
 
 impl ErrorCode {
@@ -54,6 +58,7 @@ impl ErrorCode {
             ErrorCode::CountryNotSupported => 403,
             ErrorCode::SmsBudgetExhausted => 503,
             ErrorCode::PinRequired => 401,
+            ErrorCode::WrongPin => 401,
         }
     }
 
@@ -73,6 +78,7 @@ impl ErrorCode {
             ErrorCode::CountryNotSupported => "COUNTRY_NOT_SUPPORTED",
             ErrorCode::SmsBudgetExhausted => "SMS_BUDGET_EXHAUSTED",
             ErrorCode::PinRequired => "PIN_REQUIRED",
+            ErrorCode::WrongPin => "WRONG_PIN",
         }
     }
 }

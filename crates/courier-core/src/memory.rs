@@ -1539,4 +1539,18 @@ impl RateLimiter for MemoryRateLimiter {
         *n += amount;
         Ok(Decision::Allowed)
     }
+
+    async fn give_back(
+        &self,
+        key: &str,
+        window_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let (start, _) = crate::rate_limit::window_of(window_secs, now);
+        let mut map = self.0.lock().unwrap();
+        if let Some(n) = map.get_mut(&format!("{key}#{start}")) {
+            *n = (*n - 1).max(0);
+        }
+        Ok(())
+    }
 }

@@ -904,4 +904,13 @@ pub trait RateLimiter: Send + Sync {
         quota: crate::rate_limit::Quota,
         now: DateTime<Utc>,
     ) -> Result<crate::rate_limit::Decision, PortError>;
+    /// Takes one back from `key`'s count in the window of `window_secs` that holds `now` (a
+    /// [`Rule::Window`](crate::rate_limit::Rule::Window) take that turned out not to count);
+    /// never below zero.
+    async fn give_back(
+        &self,
+        key: &str,
+        window_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError>;
 }

@@ -328,22 +328,59 @@ pub fn reply_err(request_id: Option<&str>, error: &ApiError) -> String {
         .to_string()
 }
 
-/// Parameters of `setRegistrationPin`: the new six-digit PIN.
-#[derive(Clone, Serialize, Deserialize)]
+/// Parameters of `setRegistrationPin`: the new six-digit PIN, and from a companion the current
+/// one.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SetRegistrationPinParams {
     /// Six digits.
     pub pin: String,
+    /// The account's current PIN: needed from a companion (a linked device), not looked at
+    /// from the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_pin: Option<String>,
 }
 
 impl std::fmt::Debug for SetRegistrationPinParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SetRegistrationPinParams { pin: … }")
+        f.write_str("SetRegistrationPinParams { pin: …, current_pin: … }")
     }
 }
 
-/// Parameters of `removeRegistrationPin` (none).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RemoveRegistrationPinParams {}
+/// Parameters of `removeRegistrationPin`: from a companion, the current PIN.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveRegistrationPinParams {
+    /// The account's current PIN: needed from a companion, not looked at from the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_pin: Option<String>,
+}
+
+impl std::fmt::Debug for RemoveRegistrationPinParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoveRegistrationPinParams { current_pin: … }")
+    }
+}
+
+/// Parameters of `checkRegistrationPin`: the PIN the user remembers.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CheckRegistrationPinParams {
+    /// Six digits.
+    pub pin: String,
+}
+
+impl std::fmt::Debug for CheckRegistrationPinParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckRegistrationPinParams { pin: … }")
+    }
+}
+
+/// Reply to `checkRegistrationPin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckRegistrationPinResponse {
+    /// Whether the PIN given is the account's.
+    pub correct: bool,
+}
 
 /// Reply to `setRegistrationPin` and `removeRegistrationPin`: whether the account now has a PIN.
 #[derive(Debug, Clone, Serialize, Deserialize)]

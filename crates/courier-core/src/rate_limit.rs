@@ -126,6 +126,11 @@ pub struct Limits {
     pub media_upload_bytes: Quota,
     /// Per account: bytes of backups (`createBackup`'s declared sizes) per day.
     pub backup_bytes: Quota,
+    /// Per account: wrong registration PINs given to `checkRegistrationPin`, or as `currentPin`
+    /// by a companion changing or removing the PIN. Separate from the registration lockout
+    /// (`POST /v1/accounts/verify`), so a stolen companion guessing cannot lock the owner's
+    /// re-registration; a window, so that a try can be given back when the PIN was right.
+    pub pin_checks: Rule,
 }
 
 /// A budget of units (bytes) per fixed window, taken in amounts: each request counts its size,
@@ -207,6 +212,12 @@ impl Default for Limits {
                 max: 2 * 1024 * 1024 * 1024,
                 window_secs: DAY_SECS,
             },
+            // Five wrong PINs a day: plenty for an owner who mistypes, about 1,800 guesses a
+            // year out of a million for a thief holding a companion.
+            pin_checks: Rule::Window {
+                max: 5,
+                window_secs: DAY_SECS,
+            },
         }
     }
 }
@@ -238,6 +249,17 @@ impl Throttle<'_> {
     /// Whether `key` is over the limit now, without counting a request.
     pub async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<Decision, PortError> {
         self.limiter.check(key, self.rule, now).await
+    }
+
+    /// Gives back a request taken for `key` at the same `now` (one that turned out not to
+    /// count, like a right PIN under a budget of wrong ones). Taking first and giving back
+    /// after is what keeps concurrent requests from all passing a check before any is counted.
+    /// Only windows can give back; for a token bucket this does nothing.
+    pub async fn give_back(&self, key: &str, now: DateTime<Utc>) -> Result<(), PortError> {
+        match self.rule {
+            Rule::Window { window_secs, .. } => self.limiter.give_back(key, window_secs, now).await,
+            Rule::TokenBucket { .. } => Ok(()),
+        }
     }
 }
 

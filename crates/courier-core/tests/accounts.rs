@@ -9,7 +9,8 @@ use courier_core::ports::{
     SettingsStore, StatusStore,
 };
 use courier_core::protocol::{
-    Credentials, DeviceInfo, Platform, SetRegistrationPinParams, ValidateAccountRequest,
+    CheckRegistrationPinParams, Credentials, DeviceInfo, Platform, RemoveRegistrationPinParams,
+    SetRegistrationPinParams, ValidateAccountRequest,
 };
 use courier_core::usecases::{
     authorize, connections, delete_account, link_device, register_account, registration_pin,
@@ -203,13 +204,21 @@ impl World {
                     window_secs: 3600,
                 },
             }),
+            // The deployment's default: 5 wrong PINs a day per account.
+            checks: Some(courier_core::rate_limit::Throttle {
+                limiter,
+                rule: courier_core::rate_limit::Limits::default().pin_checks,
+            }),
             clock: self.clock(),
         }
     }
     async fn set_pin(&self, creds: &Credentials, pin: &str) -> Result<(), courier_core::ApiError> {
         let who = self.authorize(&creds.api_key).await.unwrap();
         let limiter = MemoryRateLimiter::default();
-        let params = SetRegistrationPinParams { pin: pin.into() };
+        let params = SetRegistrationPinParams {
+            pin: pin.into(),
+            current_pin: None,
+        };
         let deps = self.pin_deps(&limiter);
         let reply = registration_pin::set_registration_pin(&deps, &who, params).await?;
         assert!(reply.pin_enabled);
@@ -944,16 +953,22 @@ async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
     let deps = w.pin_deps(&limiter);
     let params = || SetRegistrationPinParams {
         pin: "111111".into(),
+        current_pin: None,
     };
     let e = registration_pin::set_registration_pin(&deps, &who, params())
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden);
     w.set_pin(&owner, VICTIM_PIN).await.unwrap();
-    let e = registration_pin::remove_registration_pin(&deps, &who)
+    // Without the current PIN a companion neither removes nor changes it.
+    let e = registration_pin::remove_registration_pin(&deps, &who, Default::default())
         .await
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(e.code, ErrorCode::PinRequired, "{}", e.message);
+    let e = registration_pin::set_registration_pin(&deps, &who, params())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::PinRequired, "{}", e.message);
     let user = courier_core::UserId::from_trusted(owner.user_id.clone());
     let pin = w.accounts.registration_pin(&user).await.unwrap().unwrap();
     assert!(
@@ -972,7 +987,7 @@ async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
         serde_json::to_value(&reply).unwrap(),
         serde_json::json!({"pinEnabled": true})
     );
-    registration_pin::remove_registration_pin(&deps, &primary)
+    registration_pin::remove_registration_pin(&deps, &primary, Default::default())
         .await
         .unwrap();
     for _ in 0..2 {
@@ -987,7 +1002,7 @@ async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
     assert!(e.retry_after_secs.is_some());
     // Removing it (a fresh budget) lets the number be verified without a PIN again.
     let limiter = MemoryRateLimiter::default();
-    registration_pin::remove_registration_pin(&w.pin_deps(&limiter), &primary)
+    registration_pin::remove_registration_pin(&w.pin_deps(&limiter), &primary, Default::default())
         .await
         .unwrap();
     let code = w.fresh_code(PHONE).await;
@@ -1014,4 +1029,198 @@ async fn pins_must_be_six_digits_and_a_malformed_pin_costs_no_try() {
     let user = courier_core::UserId::from_trusted(owner.user_id.clone());
     let pin = w.accounts.registration_pin(&user).await.unwrap().unwrap();
     assert_eq!(pin.failed_attempts, 0);
+}
+
+/// Whether the stored PIN of `creds`' account is `pin`.
+async fn stored_pin_is(w: &World, creds: &Credentials, pin: &str) -> bool {
+    let user = courier_core::UserId::from_trusted(creds.user_id.clone());
+    let record = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    courier_core::secrets::RegistrationPin::parse(pin)
+        .unwrap()
+        .matches(&record.hash)
+}
+
+fn change(pin: &str, current: Option<&str>) -> SetRegistrationPinParams {
+    SetRegistrationPinParams {
+        pin: pin.into(),
+        current_pin: current.map(str::to_owned),
+    }
+}
+
+fn removal(current: Option<&str>) -> RemoveRegistrationPinParams {
+    RemoveRegistrationPinParams {
+        current_pin: current.map(str::to_owned),
+    }
+}
+
+fn check(pin: &str) -> CheckRegistrationPinParams {
+    CheckRegistrationPinParams { pin: pin.into() }
+}
+
+#[tokio::test]
+async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_never_sets_the_first()
+{
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let laptop = w.authorize(&companion.api_key).await.unwrap();
+    let limiter = MemoryRateLimiter::default();
+    let deps = registration_pin::Deps {
+        // The per-device limit (3 an hour here) is not what this is about.
+        limit: None,
+        ..w.pin_deps(&limiter)
+    };
+    // No PIN yet: a companion cannot set the first (it would lock the owner out), even when it
+    // names one as "current".
+    for current in [None, Some("123456")] {
+        let e = registration_pin::set_registration_pin(&deps, &laptop, change("111111", current))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+    }
+    let e = registration_pin::remove_registration_pin(&deps, &laptop, removal(Some("123456")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    let user = courier_core::UserId::from_trusted(owner.user_id.clone());
+    assert!(w.accounts.registration_pin(&user).await.unwrap().is_none());
+
+    w.set_pin(&owner, VICTIM_PIN).await.unwrap();
+    // A wrong current PIN: WRONG_PIN, nothing changed or removed.
+    let e =
+        registration_pin::set_registration_pin(&deps, &laptop, change("111111", Some("000000")))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WrongPin, "{}", e.message);
+    let e = registration_pin::remove_registration_pin(&deps, &laptop, removal(Some("000000")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WrongPin, "{}", e.message);
+    assert!(stored_pin_is(&w, &owner, VICTIM_PIN).await);
+    // A malformed one is refused before it is judged.
+    let e = registration_pin::set_registration_pin(&deps, &laptop, change("111111", Some("12")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    // With the current PIN: changed, and re-registration needs the new one.
+    let reply =
+        registration_pin::set_registration_pin(&deps, &laptop, change("111111", Some(VICTIM_PIN)))
+            .await
+            .unwrap();
+    assert!(reply.pin_enabled);
+    assert!(stored_pin_is(&w, &owner, "111111").await);
+    let code = w.fresh_code(PHONE).await;
+    assert_eq!(
+        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Unauthorized
+    );
+    // Removed with the (new) current PIN.
+    let reply = registration_pin::remove_registration_pin(&deps, &laptop, removal(Some("111111")))
+        .await
+        .unwrap();
+    assert!(!reply.pin_enabled);
+    assert!(w.accounts.registration_pin(&user).await.unwrap().is_none());
+    // The primary still needs no current PIN.
+    let phone = w.authorize(&owner.api_key).await.unwrap();
+    registration_pin::set_registration_pin(&deps, &phone, change("222222", None))
+        .await
+        .unwrap();
+    assert!(stored_pin_is(&w, &owner, "222222").await);
+}
+
+#[tokio::test]
+async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_the_owners_re_registration()
+ {
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let laptop = w.authorize(&companion.api_key).await.unwrap();
+    let phone = w.authorize(&owner.api_key).await.unwrap();
+    let limiter = MemoryRateLimiter::default();
+    let deps = || registration_pin::Deps {
+        // The per-device limit is not what this is about.
+        limit: None,
+        ..w.pin_deps(&limiter)
+    };
+    // No PIN: checking is NOT_FOUND, and costs nothing.
+    let e = registration_pin::check_registration_pin(&deps(), &laptop, check(VICTIM_PIN))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound, "{}", e.message);
+    w.set_pin(&owner, VICTIM_PIN).await.unwrap();
+    // Right answers are not counted: any number of them leaves the budget whole.
+    for _ in 0..8 {
+        let r = registration_pin::check_registration_pin(&deps(), &laptop, check(VICTIM_PIN))
+            .await
+            .unwrap();
+        assert!(r.correct);
+    }
+    // A malformed PIN is refused and not counted.
+    let e = registration_pin::check_registration_pin(&deps(), &laptop, check("12345"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    // The attack: guess through checkRegistrationPin and currentPin. Five wrong a day, all
+    // devices of the account together (the primary's checks count too).
+    for n in 0..4u32 {
+        let guess = format!("{:06}", 100_000 + n);
+        let r = registration_pin::check_registration_pin(&deps(), &laptop, check(&guess))
+            .await
+            .unwrap();
+        assert!(!r.correct, "guess {guess}");
+    }
+    let e =
+        registration_pin::set_registration_pin(&deps(), &laptop, change("999999", Some("100004")))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::WrongPin);
+    // Spent: the right PIN is refused too, before it is looked at, from any device and for
+    // any of the three actions.
+    for who in [&laptop, &phone] {
+        let e = registration_pin::check_registration_pin(&deps(), who, check(VICTIM_PIN))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded, "{}", e.message);
+        let retry = e.retry_after_secs.unwrap();
+        assert!((1..=86_400).contains(&retry), "retry after {retry} s");
+    }
+    let e = registration_pin::set_registration_pin(
+        &deps(),
+        &laptop,
+        change("999999", Some(VICTIM_PIN)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    let e = registration_pin::remove_registration_pin(&deps(), &laptop, removal(Some(VICTIM_PIN)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(stored_pin_is(&w, &owner, VICTIM_PIN).await);
+    // The registration lockout is untouched: no wrong try recorded, and the owner moving the
+    // number to a new phone with the PIN succeeds at once.
+    let user = courier_core::UserId::from_trusted(owner.user_id.clone());
+    let record = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    assert_eq!(record.failed_attempts, 0);
+    assert_eq!(record.locked_until, None);
+    // The primary still changes it without the current PIN (the budget is not in its way).
+    registration_pin::set_registration_pin(&deps(), &phone, change(VICTIM_PIN, None))
+        .await
+        .unwrap();
+    let code = w.fresh_code(PHONE).await;
+    let moved = w
+        .verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, owner.user_id);
+    // The budget is per day (UTC): the next day the PIN can be checked again.
+    w.clock().advance(Duration::days(1));
+    let new_phone = w.authorize(&moved.api_key).await.unwrap();
+    let r = registration_pin::check_registration_pin(&deps(), &new_phone, check(VICTIM_PIN))
+        .await
+        .unwrap();
+    assert!(r.correct);
 }

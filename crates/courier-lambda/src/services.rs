@@ -26,7 +26,8 @@ use courier_aws::sms::SnsSms;
 use courier_core::ApiError;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::{
-    GetSettingsParams, LookupUserParams, RemoveRegistrationPinParams, SetRegistrationPinParams,
+    CheckRegistrationPinParams, GetSettingsParams, LookupUserParams, RemoveRegistrationPinParams,
+    SetRegistrationPinParams,
 };
 use courier_core::rate_limit::{Limits, Quota, QuotaThrottle, Rule, Throttle};
 use courier_core::usecases::deliver::Deliverer;
@@ -462,7 +463,7 @@ fn account_data(
 
 /// The `accounts` binary: `deleteAccount`, `lookupUser`, `discoverContacts`, `getSettings`,
 /// `updateSettings`, `updateContacts`, `getProfile`, `setRegistrationPin`,
-/// `removeRegistrationPin`.
+/// `removeRegistrationPin`, `checkRegistrationPin`.
 pub async fn accounts_service() -> Result<(), Error> {
     crate::telemetry::init();
     let op = required("COURIER_OPERATION")?;
@@ -602,10 +603,11 @@ pub async fn accounts_service() -> Result<(), Error> {
                 }),
             }
         }
-        "setRegistrationPin" | "removeRegistrationPin" => {
+        "setRegistrationPin" | "removeRegistrationPin" | "checkRegistrationPin" => {
             serve_lazily!(|Aws { dynamo, .. }| {
-                // Two-step verification: per-device action limit; the use case checks that the
-                // caller is the primary and never logs or returns the PIN.
+                // Two-step verification: per-device action limit, and the account's budget of
+                // wrong PINs (companions' currentPin, checkRegistrationPin); the use case checks
+                // who may do what and never logs or returns the PIN.
                 let deps = leak(registration_pin::Deps {
                     accounts: leak(DynamoAccounts::new(
                         dynamo.clone(),
@@ -613,32 +615,49 @@ pub async fn accounts_service() -> Result<(), Error> {
                         "",
                     )),
                     limit: Some(throttle(dynamo, |l| l.actions)?),
+                    checks: Some(throttle(dynamo, |l| l.pin_checks)?),
                     clock: &SystemClock,
                 });
-                let set = operation() == "setRegistrationPin";
+                let op = operation();
                 Ok(ws(move |event| async move {
-                    if set {
-                        routes::action(
-                            "setRegistrationPin",
-                            &event,
-                            |who, p: SetRegistrationPinParams| async move {
-                                let r =
-                                    registration_pin::set_registration_pin(deps, &who, p).await?;
-                                serde_json::to_value(r).map_err(ApiError::internal)
-                            },
-                        )
-                        .await
-                    } else {
-                        routes::action(
-                            "removeRegistrationPin",
-                            &event,
-                            |who, _: RemoveRegistrationPinParams| async move {
-                                let r =
-                                    registration_pin::remove_registration_pin(deps, &who).await?;
-                                serde_json::to_value(r).map_err(ApiError::internal)
-                            },
-                        )
-                        .await
+                    match op {
+                        "setRegistrationPin" => {
+                            routes::action(
+                                "setRegistrationPin",
+                                &event,
+                                |who, p: SetRegistrationPinParams| async move {
+                                    let r = registration_pin::set_registration_pin(deps, &who, p)
+                                        .await?;
+                                    serde_json::to_value(r).map_err(ApiError::internal)
+                                },
+                            )
+                            .await
+                        }
+                        "removeRegistrationPin" => {
+                            routes::action(
+                                "removeRegistrationPin",
+                                &event,
+                                |who, p: RemoveRegistrationPinParams| async move {
+                                    let r =
+                                        registration_pin::remove_registration_pin(deps, &who, p)
+                                            .await?;
+                                    serde_json::to_value(r).map_err(ApiError::internal)
+                                },
+                            )
+                            .await
+                        }
+                        _ => {
+                            routes::action(
+                                "checkRegistrationPin",
+                                &event,
+                                |who, p: CheckRegistrationPinParams| async move {
+                                    let r = registration_pin::check_registration_pin(deps, &who, p)
+                                        .await?;
+                                    serde_json::to_value(r).map_err(ApiError::internal)
+                                },
+                            )
+                            .await
+                        }
                     }
                 }))
             })

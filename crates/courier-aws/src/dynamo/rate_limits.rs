@@ -12,6 +12,8 @@
 //!   `ADD n 1` on the condition `n < max`.
 //! - Quotas (bytes per day): the same window item, taken with `ADD n <amount>` on the condition
 //!   `n <= max - amount`.
+//! - Giving back a window's take (a right PIN under a budget of wrong ones): `ADD n -1` on the
+//!   condition `n > 0`.
 //!
 //! Every item carries `ttl` (epoch seconds) just after it stops mattering, so DynamoDB TTL
 //! removes idle buckets; reads ignore what TTL has not removed yet (an expired `tat` is in the
@@ -249,5 +251,39 @@ impl RateLimiter for DynamoRateLimiter {
         } else {
             window_retry(quota.window_secs, now)
         })
+    }
+
+    async fn give_back(
+        &self,
+        key: &str,
+        window_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let (pk, _) = Self::window_key(key, window_secs, now);
+        // The condition keeps the count from going below zero (nothing to give back: a window
+        // that TTL removed, or a give-back without its take); that is not an error.
+        let given = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .update_expression("ADD n :minus")
+            .condition_expression("n > :zero")
+            .expression_attribute_values(":minus", Self::n(-1))
+            .expression_attribute_values(":zero", Self::n(0))
+            .return_consumed_capacity(TOTAL)
+            .send()
+            .await
+            .recorded();
+        match given {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(backend(e)),
+        }
     }
 }

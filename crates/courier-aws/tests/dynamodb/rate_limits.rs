@@ -1,6 +1,6 @@
 //! `DynamoRateLimiter` over a `RateLimitTable`: concurrent takers never over-grant (token buckets
-//! and windows), buckets refill with time, `check` counts nothing, keys are independent, and
-//! every item carries a TTL.
+//! and windows), buckets refill with time, `check` counts nothing, keys are independent, every
+//! item carries a TTL, and a window's take can be given back (never below zero).
 
 use crate::support;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -244,4 +244,48 @@ async fn a_byte_quota_grants_amounts_up_to_its_total_under_concurrency_and_refus
         .expect("the counter");
     assert_eq!(support::n(u1, "n"), (10 * mib) as i64);
     assert!(support::n(u1, "ttl") >= now.timestamp() + retry_after_secs as i64);
+}
+
+/// The wrong-PIN budget's pattern (registration_pin.rs): every try is taken first, so that
+/// concurrent guesses cannot pass a check together, and a right one is given back. Racing tries
+/// judge at most `max` of them; giving back makes room for exactly as many more; giving back
+/// more than was taken (or in a window never used) leaves nothing negative.
+#[tokio::test]
+async fn a_window_take_given_back_makes_room_again_and_never_goes_below_zero() {
+    let (client, table, limiter) = limiter().await;
+    let rule = Rule::Window {
+        max: 5,
+        window_secs: 86_400,
+    };
+    let decisions = race(&limiter, 12, "registrationPinChecks#u1", rule).await;
+    assert_eq!(allowed(&decisions), 5, "{decisions:?}");
+    let now = Utc::now();
+    for _ in 0..2 {
+        limiter
+            .give_back("registrationPinChecks#u1", 86_400, now)
+            .await
+            .unwrap();
+    }
+    let decisions = race(&limiter, 6, "registrationPinChecks#u1", rule).await;
+    assert_eq!(
+        allowed(&decisions),
+        2,
+        "two given back, two more: {decisions:?}"
+    );
+    // Back to zero, and further give-backs (or one for a key never taken) change nothing.
+    for _ in 0..8 {
+        limiter
+            .give_back("registrationPinChecks#u1", 86_400, now)
+            .await
+            .unwrap();
+    }
+    limiter
+        .give_back("registrationPinChecks#nobody", 86_400, now)
+        .await
+        .unwrap();
+    let items = support::scan(&client, &table).await;
+    assert_eq!(items.len(), 1, "no item made by a give-back: {items:?}");
+    assert_eq!(items[0]["n"].as_n().unwrap(), "0");
+    let decisions = race(&limiter, 7, "registrationPinChecks#u1", rule).await;
+    assert_eq!(allowed(&decisions), 5, "{decisions:?}");
 }

@@ -34,11 +34,22 @@ pub async fn settings_or_default(
     Ok(store.settings(user).await?.unwrap_or_default())
 }
 
-/// `getSettings`: the caller's own settings.
+/// `getSettings`: the caller's own settings, and whether the account has a registration PIN
+/// (`registrationPin`: two-step verification on), so that any of its devices can show it.
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
 pub async fn get_settings(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
-    let s = settings_or_default(deps.settings, &who.user_id).await?;
-    Ok(serde_json::to_value(s).expect("settings serialize"))
+    let (s, pin) =
+        futures_util::future::try_join(settings_or_default(deps.settings, &who.user_id), async {
+            Ok(deps
+                .accounts
+                .registration_pin(&who.user_id)
+                .await?
+                .is_some())
+        })
+        .await?;
+    let mut v = serde_json::to_value(s).expect("settings serialize");
+    v["registrationPin"] = Value::Bool(pin);
+    Ok(v)
 }
 
 fn checked(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
