@@ -32,7 +32,7 @@ pub use sessions::DynamoSessions;
 pub use settings::DynamoSettings;
 pub use statuses::DynamoStatuses;
 
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::SendRecorded;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use courier_core::error::PortError;
@@ -82,10 +82,8 @@ pub(crate) async fn transact(
         let res = client
             .transact_write_items()
             .set_transact_items(Some(items.clone()))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
+            .send_recorded()
+            .await;
         match res {
             Ok(_) => return Ok(()),
             Err(e) if attempt < ATTEMPTS && is_transaction_conflict(&e) => {
