@@ -1,6 +1,6 @@
 //! DynamoDB repositories. Items are mapped with `serde_dynamo` from plain structs, so the stored
 //! shape is written down once, next to the code that reads it. Table layouts are in
-//! `docs/data-model.md` and template.yaml.
+//! docs/architecture.md ("Data model") and template.yaml.
 
 mod accounts;
 mod backups;

@@ -27,7 +27,7 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// The per-device limit of the operation (`None`: unlimited).
     pub limit: Option<Throttle<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
 
