@@ -13,9 +13,12 @@
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::query::QueryError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::{ScanError, ScanOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
+use aws_smithy_async::future::pagination_stream::PaginationStream;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -171,19 +174,143 @@ impl<T: Consumed, E> Recorded for Result<T, E> {
     }
 }
 
+/// Sends a DynamoDB request asking for its consumed capacity, and records the call and the
+/// capacity ([`Recorded`]): `client.get_item()....send_recorded().await`, the one way every
+/// adapter in this crate sends.
+pub trait SendRecorded {
+    /// The operation's output.
+    type Output;
+    /// The operation's error.
+    type Error;
+    /// `return_consumed_capacity(TOTAL).send().await.recorded()`.
+    fn send_recorded(
+        self,
+    ) -> impl std::future::Future<Output = Result<Self::Output, SdkError<Self::Error, HttpResponse>>>
+    + Send;
+}
+
+macro_rules! send_recorded {
+    ($($module:ident :: $builder:ident => $output:ident, $error:ident);+ $(;)?) => {$(
+        impl SendRecorded for op::$module::builders::$builder {
+            type Output = op::$module::$output;
+            type Error = op::$module::$error;
+            fn send_recorded(
+                self,
+            ) -> impl std::future::Future<
+                Output = Result<Self::Output, SdkError<Self::Error, HttpResponse>>,
+            > + Send {
+                async move { self.return_consumed_capacity(TOTAL).send().await.recorded() }
+            }
+        }
+    )+};
+}
+
+send_recorded!(
+    get_item::GetItemFluentBuilder => GetItemOutput, GetItemError;
+    put_item::PutItemFluentBuilder => PutItemOutput, PutItemError;
+    update_item::UpdateItemFluentBuilder => UpdateItemOutput, UpdateItemError;
+    delete_item::DeleteItemFluentBuilder => DeleteItemOutput, DeleteItemError;
+    query::QueryFluentBuilder => QueryOutput, QueryError;
+    scan::ScanFluentBuilder => ScanOutput, ScanError;
+    batch_get_item::BatchGetItemFluentBuilder => BatchGetItemOutput, BatchGetItemError;
+    batch_write_item::BatchWriteItemFluentBuilder => BatchWriteItemOutput, BatchWriteItemError;
+    transact_get_items::TransactGetItemsFluentBuilder => TransactGetItemsOutput, TransactGetItemsError;
+    transact_write_items::TransactWriteItemsFluentBuilder => TransactWriteItemsOutput, TransactWriteItemsError;
+);
+
+/// An operation error that can say "the request's condition failed"
+/// (`ConditionalCheckFailedException`).
+pub trait ConditionError {
+    /// Whether the error is a failed condition.
+    fn is_condition_failed(&self) -> bool;
+}
+
+macro_rules! condition_error {
+    ($($module:ident :: $error:ident),+) => {$(
+        impl ConditionError for op::$module::$error {
+            fn is_condition_failed(&self) -> bool {
+                self.is_conditional_check_failed_exception()
+            }
+        }
+    )+};
+}
+
+condition_error!(
+    put_item::PutItemError,
+    update_item::UpdateItemError,
+    delete_item::DeleteItemError
+);
+
+/// A conditional write's result read as what it means: `Ok(Some(output))` written,
+/// `Ok(None)` its condition failed (the caller says what that means: a conflict, nothing to do,
+/// a refusal), `Err` any other failure.
+pub trait Conditional<T> {
+    /// See [`Conditional`].
+    fn unless_condition_failed(self) -> Result<Option<T>, courier_core::error::PortError>;
+}
+
+impl<T, E> Conditional<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ConditionError,
+    aws_sdk_dynamodb::Error: From<SdkError<E, HttpResponse>>,
+{
+    fn unless_condition_failed(self) -> Result<Option<T>, courier_core::error::PortError> {
+        match self {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(E::is_condition_failed) => Ok(None),
+            Err(e) => Err(crate::dynamo::backend(e)),
+        }
+    }
+}
+
+/// The pages of a query or scan (DynamoDB's 1 MB pages, or its `limit`), each recorded as it
+/// arrives: `while let Some(page) = pages.next().await`. Stopping early is not asking for more.
+pub struct Pages<O, E>(PaginationStream<Result<O, SdkError<E, HttpResponse>>>);
+
+impl<O: Consumed, E> Pages<O, E> {
+    /// The next page, or `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<O, SdkError<E, HttpResponse>>> {
+        self.0.next().await.map(Recorded::recorded)
+    }
+}
+
+/// A query's pages (see [`Pages`]); the SDK's paginator carries `ExclusiveStartKey` on.
+pub fn query_pages(query: QueryFluentBuilder) -> Pages<QueryOutput, QueryError> {
+    Pages(
+        query
+            .return_consumed_capacity(TOTAL)
+            .into_paginator()
+            .send(),
+    )
+}
+
+/// A scan's pages (see [`Pages`]).
+pub fn scan_pages(scan: ScanFluentBuilder) -> Pages<ScanOutput, ScanError> {
+    Pages(scan.return_consumed_capacity(TOTAL).into_paginator().send())
+}
+
 /// Runs a query to its last page (asking for consumed capacity, recording every page): the items.
 pub async fn query_all(
     query: QueryFluentBuilder,
 ) -> Result<Vec<HashMap<String, AttributeValue>>, SdkError<QueryError, HttpResponse>> {
-    let mut pages = query
-        .return_consumed_capacity(TOTAL)
-        .into_paginator()
-        .send();
+    let mut pages = query_pages(query);
     let mut items = Vec::new();
     while let Some(page) = pages.next().await {
-        items.extend(page.recorded()?.items.unwrap_or_default());
+        items.extend(page?.items.unwrap_or_default());
     }
     Ok(items)
+}
+
+/// Runs a `Select::Count` query to its last page: how many items match.
+pub async fn query_count(
+    query: QueryFluentBuilder,
+) -> Result<usize, SdkError<QueryError, HttpResponse>> {
+    let mut pages = query_pages(query.select(aws_sdk_dynamodb::types::Select::Count));
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += usize::try_from(page?.count).unwrap_or(0);
+    }
+    Ok(count)
 }
 
 /// Reads items by key with strongly consistent reads, 100 per BatchGetItem (DynamoDB's limit),
@@ -209,10 +336,8 @@ pub async fn batch_get_consistent(
             let mut out = client
                 .batch_get_item()
                 .request_items(table, request)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()?;
+                .send_recorded()
+                .await?;
             items.extend(
                 out.responses
                     .as_mut()
@@ -293,10 +418,8 @@ pub async fn batch_write(
             let out = client
                 .batch_write_item()
                 .request_items(table, pending)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()?;
+                .send_recorded()
+                .await?;
             pending = out
                 .unprocessed_items
                 .and_then(|mut u| u.remove(table))
@@ -357,5 +480,40 @@ mod tests {
             }
         );
         assert_eq!(take(), Totals::default());
+    }
+
+    fn service_error<E>(e: E) -> SdkError<E, HttpResponse> {
+        SdkError::service_error(
+            e,
+            HttpResponse::new(
+                400.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        )
+    }
+
+    #[test]
+    fn a_failed_condition_is_none_and_other_failures_are_backend_errors() {
+        use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+        use aws_sdk_dynamodb::types::error::{
+            ConditionalCheckFailedException, ResourceNotFoundException,
+        };
+        use courier_core::error::PortError;
+        let written: Result<PutItemOutput, SdkError<PutItemError, HttpResponse>> =
+            Ok(PutItemOutput::builder().build());
+        assert!(matches!(written.unless_condition_failed(), Ok(Some(_))));
+        let refused: Result<PutItemOutput, _> = Err(service_error(
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            ),
+        ));
+        assert!(matches!(refused.unless_condition_failed(), Ok(None)));
+        let missing: Result<PutItemOutput, _> = Err(service_error(
+            PutItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()),
+        ));
+        assert!(matches!(
+            missing.unless_condition_failed(),
+            Err(PortError::Backend(_))
+        ));
     }
 }

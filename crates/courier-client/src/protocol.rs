@@ -850,7 +850,7 @@ pub struct StatusPost {
     pub status_id: String,
     /// The poster's device that encrypted it.
     pub device_id: String,
-    /// Ciphertext.
+    /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
     /// Media ids.
     #[serde(default)]

@@ -59,7 +59,7 @@ pub struct User {
 /// A device of an account, with the hash of its API key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {
-    /// Owner.
+    /// The user it belongs to.
     pub user_id: UserId,
     /// Its id.
     pub device_id: DeviceId,
@@ -552,7 +552,7 @@ pub struct SignedKey {
 /// A device's entry in the key directory: its long-term public keys and its fallback key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceKeys {
-    /// Owner.
+    /// The user it belongs to.
     pub user_id: UserId,
     /// The device.
     pub device_id: DeviceId,
@@ -608,7 +608,7 @@ pub struct DeviceMessage {
     pub sender: UserId,
     /// The sending device.
     pub sender_device: DeviceId,
-    /// Ciphertext.
+    /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
     /// When it was queued.
     pub sent_at: DateTime<Utc>,
@@ -778,7 +778,7 @@ pub struct Status {
     pub status_id: String,
     /// The poster's device that posted it (its Megolm session decrypts it).
     pub device_id: DeviceId,
-    /// Ciphertext.
+    /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
     /// Media ids.
     pub attachments: Vec<String>,
@@ -844,7 +844,7 @@ pub trait StatusStore: Send + Sync {
 /// A user backup: a ciphertext object the client uploaded to `backups/<userId>/<backupId>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRecord {
-    /// Owner.
+    /// The user it belongs to.
     pub user_id: UserId,
     /// Random id, unique per user.
     pub backup_id: String,

@@ -543,7 +543,7 @@ pub struct SendMessageParams {
     /// Message kind.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Ciphertext.
+    /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
     /// Media ids.
     #[serde(default)]
@@ -776,7 +776,7 @@ pub struct OutgoingDeviceMessage {
     pub user_id: String,
     /// Target device.
     pub device_id: String,
-    /// Ciphertext.
+    /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
 }
 

@@ -14,7 +14,7 @@
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
 use super::{backend, codec};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
@@ -268,10 +268,8 @@ impl AccountStore for DynamoAccounts {
             .table_name(&self.users_table)
             .set_key(Some(key(phone_pk(phone), "PHONE")))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -287,10 +285,8 @@ impl AccountStore for DynamoAccounts {
             .table_name(&self.users_table)
             .set_key(Some(key(user_pk(user_id), "PROFILE")))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -422,10 +418,8 @@ impl AccountStore for DynamoAccounts {
             .table_name(&self.users_table)
             .set_key(Some(key(user_pk(user_id), "PIN")))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -464,15 +458,9 @@ impl AccountStore for DynamoAccounts {
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
-        match req.return_consumed_capacity(TOTAL).send().await.recorded() {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(PortError::Conflict)
-            }
-            Err(e) => Err(backend(e)),
+        match req.send_recorded().await.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            None => Err(PortError::Conflict),
         }
     }
 
@@ -481,10 +469,8 @@ impl AccountStore for DynamoAccounts {
             .delete_item()
             .table_name(&self.users_table)
             .set_key(Some(key(user_pk(user_id), "PIN")))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -496,10 +482,8 @@ impl AccountStore for DynamoAccounts {
                 .delete_item()
                 .table_name(&self.users_table)
                 .set_key(Some(key(user_pk(user_id), &format!("LINK#{}", p.link_id))))
-                .return_consumed_capacity(TOTAL)
-                .send()
+                .send_recorded()
                 .await
-                .recorded()
                 .map_err(backend)?;
         }
         Ok(pending.len())
@@ -514,10 +498,8 @@ impl AccountStore for DynamoAccounts {
             .key_condition_expression("deviceId = :d")
             .expression_attribute_values(":d", AttributeValue::S(device.to_string()))
             .limit(1)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(out
             .items
@@ -545,10 +527,8 @@ impl CredentialStore for DynamoAccounts {
             .table_name(&self.keys_table)
             .key("keyHash", AttributeValue::S(key.as_str().to_owned()))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);

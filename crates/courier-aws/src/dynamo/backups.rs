@@ -3,7 +3,7 @@
 //! that never happens leaves nothing behind. A user's records are one Query (a handful at most).
 
 use super::{backend, codec, epoch_secs, pk_sk_key};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -83,40 +83,28 @@ impl BackupStore for DynamoBackups {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
 
     async fn backups(&self, user: &UserId) -> Result<Vec<BackupRecord>, PortError> {
         let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND begins_with(sk, :b)")
                 .expression_attribute_values(":p", AttributeValue::S(user_pk(user)))
                 .expression_attribute_values(":b", AttributeValue::S(BACKUP_PREFIX.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            for item in out.items.unwrap_or_default() {
-                let b: BackupItem = serde_dynamo::from_item(item).map_err(codec)?;
-                found.extend(b.record());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        for item in items {
+            let b: BackupItem = serde_dynamo::from_item(item).map_err(codec)?;
+            found.extend(b.record());
         }
         found.sort_by(|a, b| {
             b.created_at
@@ -137,10 +125,8 @@ impl BackupStore for DynamoBackups {
             .table_name(&self.table)
             .set_key(Some(pk_sk_key(&user_pk(user), &backup_sk(backup_id))))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         match out.item {
             Some(i) if !i.is_empty() => {
@@ -160,20 +146,12 @@ impl BackupStore for DynamoBackups {
             .update_expression("SET complete = :t REMOVE expiresAt")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
             // Deleted meanwhile (account deletion, TTL): nothing to mark.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
+            None => Ok(()),
         }
     }
 
@@ -182,10 +160,8 @@ impl BackupStore for DynamoBackups {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(pk_sk_key(&user_pk(user), &backup_sk(backup_id))))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! item: of any number of concurrent takers, only the one whose delete removed it gets it.
 
 use super::backend;
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
@@ -53,10 +53,8 @@ impl ConnectTicketStore for DynamoConnectTickets {
             // A fresh random ticket never exists; the condition keeps a put from ever
             // replacing a key's item.
             .condition_expression("attribute_not_exists(keyHash)")
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -71,10 +69,8 @@ impl ConnectTicketStore for DynamoConnectTickets {
             .table_name(&self.table)
             .key("keyHash", Self::pk(ticket))
             .return_values(ReturnValue::AllOld)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.attributes else {
             return Ok(None);

@@ -3,7 +3,7 @@
 //! `<deviceId>#<connectionId>`, so fan-out to N users is N/100 BatchGetItem calls, not N queries.
 
 use super::{backend, codec, epoch_secs};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
@@ -120,10 +120,8 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("CONN#{id}")))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -144,10 +142,8 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("CONN#{id}")))
             .return_values(ReturnValue::AllOld)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
             return Ok(None);
@@ -171,10 +167,8 @@ impl ConnectionStore for DynamoConnections {
                 ":c",
                 AttributeValue::Ss(vec![member(&connection.device_id, id)]),
             )
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(Some(connection))
     }
@@ -184,10 +178,8 @@ impl ConnectionStore for DynamoConnections {
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -209,20 +201,11 @@ impl ConnectionStore for DynamoConnections {
             .condition_expression("attribute_not_exists(pk) OR #ttl < :cutoff")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                tracing::info!("a gone connection opened under {CONNECT_GRACE_SECS} s ago is kept");
-                return Ok(());
-            }
-            Err(e) => return Err(backend(e)),
+            .send_recorded()
+            .await;
+        if res.unless_condition_failed()?.is_none() {
+            tracing::info!("a gone connection opened under {CONNECT_GRACE_SECS} s ago is kept");
+            return Ok(());
         }
         self.client
             .update_item()
@@ -230,10 +213,8 @@ impl ConnectionStore for DynamoConnections {
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
             .update_expression("DELETE conns :c")
             .expression_attribute_values(":c", AttributeValue::Ss(vec![member(device_id, id)]))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -245,10 +226,8 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user_id}")))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let conns = match out.item.as_ref().and_then(|i| i.get("conns")) {
             Some(AttributeValue::Ss(set)) => set.clone(),
@@ -297,10 +276,8 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, req)
-                    .return_consumed_capacity(TOTAL)
-                    .send()
+                    .send_recorded()
                     .await
-                    .recorded()
                     .map_err(backend)?;
                 for item in out
                     .responses
@@ -372,10 +349,8 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
             .update_expression("SET #p = :e")
             .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
             .expression_attribute_values(":e", AttributeValue::S(endpoint.to_owned()))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -393,20 +368,12 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
             .update_expression("REMOVE #p")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
             // No presence item: nothing to forget (and none is created).
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
+            None => Ok(()),
         }
     }
 }
@@ -438,20 +405,12 @@ impl courier_core::ports::ActivityStore for DynamoConnections {
             .expression_attribute_values(":d", AttributeValue::S(d.clone()))
             .expression_attribute_values(":m", AttributeValue::S(m.clone()))
             .return_values(ReturnValue::UpdatedOld)
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        let old = match res {
-            Ok(out) => out.attributes.unwrap_or_default(),
+            .send_recorded()
+            .await;
+        let old = match res.unless_condition_failed()? {
+            Some(out) => out.attributes.unwrap_or_default(),
             // No presence item: the account was deleted meanwhile; nothing to count.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(courier_core::ports::FirstActivity::default());
-            }
-            Err(e) => return Err(backend(e)),
+            None => return Ok(courier_core::ports::FirstActivity::default()),
         };
         let was =
             |name: &str, now: &str| matches!(old.get(name), Some(AttributeValue::S(v)) if v == now);
@@ -473,20 +432,12 @@ impl courier_core::ports::LastSeenStore for DynamoConnections {
             .update_expression("SET lastSeenAt = :t")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", AttributeValue::S(courier_core::chat::timestamp(at)))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
             // The presence item is gone: the account was deleted; nothing to remember.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
+            None => Ok(()),
         }
     }
 
@@ -497,10 +448,8 @@ impl courier_core::ports::LastSeenStore for DynamoConnections {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user}")))
             .projection_expression("conns, lastSeenAt")
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let item = out.item.unwrap_or_default();
         let online = matches!(item.get("conns"), Some(AttributeValue::Ss(s)) if !s.is_empty());

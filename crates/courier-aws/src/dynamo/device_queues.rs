@@ -6,7 +6,7 @@
 //! days), and the `ttl` is checked in code too.
 
 use super::{backend, codec, epoch_secs, pk_sk_key as key};
-use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put, query_all};
+use crate::capacity::{SendRecorded, batch_delete, batch_put, query_all, query_pages};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
@@ -90,24 +90,18 @@ impl DeviceQueueStore for DynamoDeviceQueues {
         );
         let now_secs = epoch_secs(now);
         let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
+        let mut pages = query_pages(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk > :cutoff")
                 .expression_attribute_values(":pk", AttributeValue::S(queue_pk(user, device)))
                 .expression_attribute_values(":cutoff", AttributeValue::S(cutoff.clone()))
                 .limit((limit + 1) as i32)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            for item in page.items.unwrap_or_default() {
+                .consistent_read(true),
+        );
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(backend)?.items.unwrap_or_default() {
                 let q: QueueItem = serde_dynamo::from_item(item).map_err(codec)?;
                 if q.ttl <= now_secs {
                     continue;
@@ -124,11 +118,8 @@ impl DeviceQueueStore for DynamoDeviceQueues {
                 out.truncate(limit);
                 return Ok((out, true));
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok((out, false)),
-            }
         }
+        Ok((out, false))
     }
 
     async fn ack(
@@ -148,10 +139,8 @@ impl DeviceQueueStore for DynamoDeviceQueues {
                         .table_name(&self.table)
                         .set_key(Some(key(&pk, &id)))
                         .return_values(ReturnValue::AllOld)
-                        .return_consumed_capacity(TOTAL)
-                        .send()
+                        .send_recorded()
                         .await
-                        .recorded()
                         .map_err(backend)?;
                     Ok::<_, PortError>(out.attributes.is_some_and(|a| !a.is_empty()))
                 }

@@ -13,9 +13,9 @@
 //! write on every claim, the hot path, and could drift if a function died between the two.
 
 use super::{backend, codec, pk_sk_key as key};
-use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put, query_all};
+use crate::capacity::{Conditional, SendRecorded, batch_delete, batch_put, query_all, query_count};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use courier_core::error::PortError;
 use courier_core::ports::{DeviceKeys, KeyStore, SignedKey};
 use courier_core::{DeviceId, UserId};
@@ -148,10 +148,8 @@ impl KeyStore for DynamoKeys {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -174,30 +172,18 @@ impl KeyStore for DynamoKeys {
     }
 
     async fn one_time_key_count(&self, user: &UserId, device: &DeviceId) -> Result<u32, PortError> {
-        let mut count = 0u32;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        let count = query_count(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
                 .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
                 .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            count += out.count.max(0) as u32;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(count),
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
     async fn add_one_time_keys(
@@ -241,10 +227,8 @@ impl KeyStore for DynamoKeys {
                 .projection_expression("sk")
                 .limit(CLAIM_CANDIDATES)
                 .consistent_read(true)
-                .return_consumed_capacity(TOTAL)
-                .send()
+                .send_recorded()
                 .await
-                .recorded()
                 .map_err(backend)?;
             let candidates: Vec<String> = out
                 .items
@@ -269,27 +253,19 @@ impl KeyStore for DynamoKeys {
                     .set_key(Some(key(&pk, sk)))
                     .condition_expression("attribute_exists(sk)")
                     .return_values(ReturnValue::AllOld)
-                    .return_consumed_capacity(TOTAL)
-                    .send()
-                    .await
-                    .recorded();
-                match res {
-                    Ok(out) => {
-                        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
-                            continue;
-                        };
-                        let k: OneTimeKeyItem = serde_dynamo::from_item(old).map_err(codec)?;
-                        return Ok(Some(SignedKey {
-                            key_id: k.key_id,
-                            key: k.key,
-                            signature: k.signature,
-                        }));
-                    }
-                    // Another claim took it first: try the next.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-                    Err(e) => return Err(backend(e)),
+                    .send_recorded()
+                    .await;
+                // None: another claim took it first; try the next.
+                if let Some(out) = res.unless_condition_failed()? {
+                    let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
+                        continue;
+                    };
+                    let k: OneTimeKeyItem = serde_dynamo::from_item(old).map_err(codec)?;
+                    return Ok(Some(SignedKey {
+                        key_id: k.key_id,
+                        key: k.key,
+                        signature: k.signature,
+                    }));
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! delete.
 
 use super::{DynamoAccounts, backend, codec, epoch_secs};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -113,10 +113,8 @@ impl LinkStore for DynamoLinks {
             .table_name(&self.table)
             .set_key(Some(pk(format!("LINK#{link_id}"))))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -147,10 +145,8 @@ impl LinkStore for DynamoLinks {
             .table_name(&self.table)
             .set_key(Some(pk(format!("CODE#{code}"))))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);

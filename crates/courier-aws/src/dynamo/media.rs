@@ -10,7 +10,7 @@
 //! itself), so media only statuses used goes with them.
 
 use super::{backend, codec, pk_sk_key};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -80,19 +80,11 @@ impl MediaStore for DynamoMedia {
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
             .condition_expression("attribute_not_exists(pk)")
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(PortError::Conflict)
-            }
-            Err(e) => Err(backend(e)),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            None => Err(PortError::Conflict),
         }
     }
 
@@ -103,10 +95,8 @@ impl MediaStore for DynamoMedia {
             .table_name(&self.table)
             .set_key(Some(pk_sk_key(&media_pk(id), UPLOAD_SK)))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         out.item
             .map(|i| serde_dynamo::from_item::<_, UploadItem>(i).map(|u| u.upload))
@@ -131,10 +121,8 @@ impl MediaStore for DynamoMedia {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         // Referred to now: the upload's record is kept (after the reference is written, so a
         // failure here leaves at worst a record that expires while a retried send re-attaches).
@@ -155,59 +143,36 @@ impl MediaStore for DynamoMedia {
                 .condition_expression("attribute_exists(#ttl) AND #ttl < :t")
                 .expression_attribute_values(":t", AttributeValue::N(t.timestamp().to_string())),
         };
-        let res = update
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
+        let res = update.send_recorded().await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
             // No upload record (it expired, or never was), or it is kept long enough already:
             // nothing to do.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
+            None => Ok(()),
         }
     }
 
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {
-        let mut refs = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND begins_with(sk, :r)")
                 .expression_attribute_values(":p", AttributeValue::S(media_pk(id)))
                 .expression_attribute_values(":r", AttributeValue::S(REF_PREFIX.to_owned()))
                 .projection_expression("sk")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            refs.extend(
-                out.items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|i| match i.get("sk") {
-                        Some(AttributeValue::S(s)) => {
-                            s.strip_prefix(REF_PREFIX).and_then(MediaRef::from_key)
-                        }
-                        _ => None,
-                    }),
-            );
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(refs);
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)?;
+        Ok(items
+            .iter()
+            .filter_map(|i| match i.get("sk") {
+                Some(AttributeValue::S(s)) => {
+                    s.strip_prefix(REF_PREFIX).and_then(MediaRef::from_key)
+                }
+                _ => None,
+            })
+            .collect())
     }
 }

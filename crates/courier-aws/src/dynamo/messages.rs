@@ -37,7 +37,7 @@
 //! ever sees an outcome item (docs/architecture.md, "Messages").
 
 use super::{backend, codec};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -142,10 +142,8 @@ impl DynamoMessages {
             .set_item(Some(serde_dynamo::to_item(&item).map_err(codec)?))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
+            .send_recorded()
+            .await;
         match res {
             Ok(_) => Ok(Claimed::Mine),
             Err(e) => match e.as_service_error() {
@@ -187,19 +185,11 @@ impl DynamoMessages {
             .expression_attribute_values(":f", AttributeValue::N(floor.to_string()))
             .expression_attribute_values(":s", AttributeValue::S(session.to_string()))
             .expression_attribute_values(":a", AttributeValue::S(attempt.to_owned()))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(PortError::Conflict)
-            }
-            Err(e) => Err(backend(e)),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            None => Err(PortError::Conflict),
         }
     }
 
@@ -267,10 +257,8 @@ impl DynamoMessages {
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded();
+                .send_recorded()
+                .await;
             match res {
                 Ok(_) => return Ok(message),
                 Err(e) => {
@@ -363,10 +351,8 @@ impl DeliveryLog for DynamoMessages {
             .put_item()
             .table_name(&self.messages_table)
             .set_item(Some(serde_dynamo::to_item(&item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -379,10 +365,8 @@ impl DeliveryLog for DynamoMessages {
             .key("sessionId", AttributeValue::S(id.session.to_string()))
             .key("seq", AttributeValue::N(outcome_seq(id.seq).to_string()))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         out.item
             .map(|i| serde_dynamo::from_item::<_, OutcomeItem>(i).map(|o| o.outcome))
@@ -440,10 +424,8 @@ impl MessageStore for DynamoMessages {
             .key_condition_expression("sessionId = :s AND seq > :a")
             .expression_attribute_values(":a", AttributeValue::N(after_seq.to_string()))
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let mut messages = parse(out.items.unwrap_or_default())?;
         // A page can also stop at DynamoDB's 1 MB limit, which leaves a LastEvaluatedKey.
@@ -464,10 +446,8 @@ impl MessageStore for DynamoMessages {
                 .key("sessionId", AttributeValue::S(id.session.to_string()))
                 .key("seq", AttributeValue::N(id.seq.to_string()))
                 .consistent_read(consistent)
-                .return_consumed_capacity(TOTAL)
-                .send()
+                .send_recorded()
                 .await
-                .recorded()
                 .map_err(backend)?;
             if let Some(item) = out.item {
                 return serde_dynamo::from_item(item).map(Some).map_err(codec);
@@ -484,10 +464,8 @@ impl MessageStore for DynamoMessages {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .scan_index_forward(false)
             .limit(1)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(parse(out.items.unwrap_or_default())?.pop())
     }

@@ -1,6 +1,6 @@
 //! DynamoDB repositories. Items are mapped with `serde_dynamo` from plain structs, so the stored
 //! shape is written down once, next to the code that reads it. Table layouts are in
-//! `docs/data-model.md` and template.yaml.
+//! docs/architecture.md ("Data model") and template.yaml.
 
 mod accounts;
 mod backups;
@@ -32,7 +32,7 @@ pub use sessions::DynamoSessions;
 pub use settings::DynamoSettings;
 pub use statuses::DynamoStatuses;
 
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::SendRecorded;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use courier_core::error::PortError;
@@ -82,10 +82,8 @@ pub(crate) async fn transact(
         let res = client
             .transact_write_items()
             .set_transact_items(Some(items.clone()))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
+            .send_recorded()
+            .await;
         match res {
             Ok(_) => return Ok(()),
             Err(e) if attempt < ATTEMPTS && is_transaction_conflict(&e) => {

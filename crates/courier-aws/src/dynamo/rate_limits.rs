@@ -20,7 +20,7 @@
 //! past, which counts as a full bucket; an old window is never read again).
 
 use super::backend;
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -62,10 +62,8 @@ impl DynamoRateLimiter {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(pk.to_owned()))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(out
             .item
@@ -92,15 +90,9 @@ impl DynamoRateLimiter {
         for (name, v) in values {
             req = req.expression_attribute_values(*name, Self::n(*v));
         }
-        match req.return_consumed_capacity(TOTAL).send().await.recorded() {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
+        match req.send_recorded().await.unless_condition_failed()? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -271,19 +263,9 @@ impl RateLimiter for DynamoRateLimiter {
             .condition_expression("n > :zero")
             .expression_attribute_values(":minus", Self::n(-1))
             .expression_attribute_values(":zero", Self::n(0))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match given {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(e)),
-        }
+            .send_recorded()
+            .await;
+        given.unless_condition_failed()?;
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! `RegistrationsTable`: one item per phone number with a pending code.
 
 use super::{backend, codec, epoch_secs};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -51,10 +51,8 @@ impl RegistrationStore for DynamoRegistrations {
             .table_name(&self.table)
             .key("phone", AttributeValue::S(phone.as_str().to_owned()))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -100,15 +98,9 @@ impl RegistrationStore for DynamoRegistrations {
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
-        match req.return_consumed_capacity(TOTAL).send().await.recorded() {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(PortError::Conflict)
-            }
-            Err(e) => Err(backend(e)),
+        match req.send_recorded().await.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            None => Err(PortError::Conflict),
         }
     }
 
@@ -120,19 +112,11 @@ impl RegistrationStore for DynamoRegistrations {
             .key("phone", AttributeValue::S(phone.as_str().to_owned()))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(PortError::Conflict)
-            }
-            Err(e) => Err(backend(e)),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            None => Err(PortError::Conflict),
         }
     }
 }

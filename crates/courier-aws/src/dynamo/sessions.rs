@@ -5,7 +5,7 @@
 //! (see [`super::DynamoMessages`]).
 
 use super::{backend, codec};
-use crate::capacity::{Recorded, TOTAL};
+use crate::capacity::{Conditional, SendRecorded, scan_pages};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
@@ -237,10 +237,8 @@ impl SessionStore for DynamoSessions {
             .set_key(Some(key(session_pk(session), "META".into())))
             .projection_expression("pk")
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(out.item.is_some())
     }
@@ -262,10 +260,8 @@ impl SessionStore for DynamoSessions {
                 .table_name(&self.table)
                 .set_key(Some(member_key(session, user)))
                 .consistent_read(consistent)
-                .return_consumed_capacity(TOTAL)
-                .send()
+                .send_recorded()
                 .await
-                .recorded()
                 .map_err(backend)?;
             if out.item.is_none() && !consistent {
                 consistent = true;
@@ -415,19 +411,11 @@ impl SessionStore for DynamoSessions {
             .expression_attribute_names("#t", at_attr)
             .expression_attribute_values(":s", AttributeValue::N(seq.to_string()))
             .expression_attribute_values(":t", AttributeValue::S(courier_core::chat::timestamp(at)))
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 }
@@ -528,33 +516,24 @@ impl GroupStore for DynamoSessions {
     async fn group_sizes(&self) -> Result<Vec<u32>, PortError> {
         // A scan of the META items of groups, reading only their member count; pages of 1 MB.
         let mut sizes = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        let mut pages = scan_pages(
+            self.client
                 .scan()
                 .table_name(&self.table)
                 .filter_expression("sk = :meta AND #k = :group")
                 .projection_expression("memberCount")
                 .expression_attribute_names("#k", "kind")
                 .expression_attribute_values(":meta", AttributeValue::S("META".into()))
-                .expression_attribute_values(":group", AttributeValue::S("group".into()))
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            for item in out.items.unwrap_or_default() {
+                .expression_attribute_values(":group", AttributeValue::S("group".into())),
+        );
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(backend)?.items.unwrap_or_default() {
                 if let Some(AttributeValue::N(n)) = item.get("memberCount") {
                     sizes.push(n.parse().map_err(PortError::backend)?);
                 }
             }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(sizes),
-            }
         }
+        Ok(sizes)
     }
 
     async fn group(&self, session: &SessionId) -> Result<Option<Group>, PortError> {
@@ -564,10 +543,8 @@ impl GroupStore for DynamoSessions {
             .table_name(&self.table)
             .set_key(Some(Self::meta_key(session)))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let Some(item) = out.item else {
             return Ok(None);
@@ -613,10 +590,8 @@ impl GroupStore for DynamoSessions {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded();
+                .send_recorded()
+                .await;
             let e = match res {
                 Ok(_) => return Ok(Added::Added),
                 Err(e) => e,
@@ -661,10 +636,8 @@ impl GroupStore for DynamoSessions {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded();
+                .send_recorded()
+                .await;
             let e = match res {
                 Ok(_) => return Ok(true),
                 Err(e) => e,
@@ -713,19 +686,11 @@ impl GroupStore for DynamoSessions {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#r", "role")
             .expression_attribute_values(":r", role)
-            .return_consumed_capacity(TOTAL)
-            .send()
-            .await
-            .recorded();
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
+            .send_recorded()
+            .await;
+        match res.unless_condition_failed()? {
+            Some(_) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -735,10 +700,8 @@ impl GroupStore for DynamoSessions {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::meta_key(session)))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         let keys: Vec<_> = members
             .iter()

@@ -4,9 +4,9 @@
 //! and deleting an account's settings is one Query and batched deletes.
 
 use super::{backend, codec};
-use crate::capacity::{Recorded, TOTAL, batch_delete, batch_put};
+use crate::capacity::{SendRecorded, batch_delete, batch_put, query_all, query_count};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 use courier_core::UserId;
 use courier_core::error::PortError;
@@ -64,34 +64,24 @@ impl DynamoSettings {
 
     /// The sort keys of a user's contact items (paged).
     async fn contact_keys(&self, owner: &UserId) -> Result<Vec<String>, PortError> {
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        let items = query_all(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND begins_with(sk, :c)")
                 .expression_attribute_values(":p", AttributeValue::S(user_pk(owner)))
                 .expression_attribute_values(":c", AttributeValue::S(CONTACT_PREFIX.to_owned()))
-                .projection_expression("sk")
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            keys.extend(out.items.unwrap_or_default().into_iter().filter_map(
-                |i| match i.get("sk") {
-                    Some(AttributeValue::S(s)) => Some(s.clone()),
-                    _ => None,
-                },
-            ));
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(keys);
-            }
-        }
+                .projection_expression("sk"),
+        )
+        .await
+        .map_err(backend)?;
+        Ok(items
+            .into_iter()
+            .filter_map(|i| match i.get("sk") {
+                Some(AttributeValue::S(s)) => Some(s.clone()),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -104,10 +94,8 @@ impl SettingsStore for DynamoSettings {
             .table_name(&self.table)
             .set_key(Some(key(user_pk(user), SETTINGS_SK.to_owned())))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         out.item
             .map(|i| serde_dynamo::from_item::<_, SettingsItem>(i).map(|s| s.settings))
@@ -137,10 +125,8 @@ impl SettingsStore for DynamoSettings {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, req)
-                    .return_consumed_capacity(TOTAL)
-                    .send()
+                    .send_recorded()
                     .await
-                    .recorded()
                     .map_err(backend)?;
                 for item in out
                     .responses
@@ -177,10 +163,8 @@ impl SettingsStore for DynamoSettings {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -196,39 +180,24 @@ impl SettingsStore for DynamoSettings {
             )))
             .projection_expression("pk")
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(out.item.is_some_and(|i| !i.is_empty()))
     }
 
     async fn contact_count(&self, owner: &UserId) -> Result<usize, PortError> {
-        let mut count = 0usize;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
+        query_count(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND begins_with(sk, :c)")
                 .expression_attribute_values(":p", AttributeValue::S(user_pk(owner)))
                 .expression_attribute_values(":c", AttributeValue::S(CONTACT_PREFIX.to_owned()))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            count += usize::try_from(out.count).unwrap_or(0);
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(count);
-            }
-        }
+                .consistent_read(true),
+        )
+        .await
+        .map_err(backend)
     }
 
     async fn contacts(&self, owner: &UserId) -> Result<Vec<UserId>, PortError> {

@@ -5,7 +5,7 @@
 //! `expiresAt` with `now` in code.
 
 use super::{backend, codec, epoch_secs, pk_sk_key as key};
-use crate::capacity::{Recorded, TOTAL, batch_delete, query_all};
+use crate::capacity::{SendRecorded, batch_delete, query_all, query_pages};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -117,10 +117,8 @@ impl StatusStore for DynamoStatuses {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         Ok(())
     }
@@ -171,10 +169,8 @@ impl StatusStore for DynamoStatuses {
             .table_name(&self.table)
             .set_key(Some(key(user.as_str(), &status_sk(status_id))))
             .consistent_read(true)
-            .return_consumed_capacity(TOTAL)
-            .send()
+            .send_recorded()
             .await
-            .recorded()
             .map_err(backend)?;
         match out.item {
             Some(i) if !i.is_empty() => {
@@ -219,9 +215,8 @@ impl StatusStore for DynamoStatuses {
                     .expression_attribute_names("#ttl", "ttl")
                     .expression_attribute_values(":v", AttributeValue::S(viewer.clone()))
                     .expression_attribute_values(":t", AttributeValue::S(at.clone()))
-                    .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
-                    .return_consumed_capacity(TOTAL);
-                async move { request.send().await.recorded().map_err(backend).map(|_| ()) }
+                    .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()));
+                async move { request.send_recorded().await.map_err(backend).map(|_| ()) }
             })
             .buffer_unordered(8)
             .try_collect::<Vec<()>>()
@@ -242,10 +237,8 @@ impl StatusStore for DynamoStatuses {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
+        let mut pages = query_pages(
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
@@ -253,14 +246,10 @@ impl StatusStore for DynamoStatuses {
                 .expression_attribute_values(":lo", AttributeValue::S(lo.clone()))
                 .expression_attribute_values(":hi", AttributeValue::S(format!("{prefix}{HIGH}")))
                 .limit((limit + 2) as i32)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(TOTAL)
-                .send()
-                .await
-                .recorded()
-                .map_err(backend)?;
-            for item in page.items.unwrap_or_default() {
+                .consistent_read(true),
+        );
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(backend)?.items.unwrap_or_default() {
                 let v: ViewItem = serde_dynamo::from_item(item).map_err(codec)?;
                 if after.is_some_and(|a| a.as_str() == v.viewer) {
                     continue;
@@ -274,11 +263,8 @@ impl StatusStore for DynamoStatuses {
                 out.truncate(limit);
                 return Ok((out, true));
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok((out, false)),
-            }
         }
+        Ok((out, false))
     }
 
     async fn remove_status(&self, poster: &UserId, status_id: &str) -> Result<(), PortError> {

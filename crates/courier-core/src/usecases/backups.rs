@@ -28,7 +28,7 @@ pub struct Deps<'a> {
     pub backups: &'a dyn BackupStore,
     /// The bucket the backup files are in.
     pub objects: &'a dyn ObjectStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The daily byte quota of backups per user (`None`: unlimited).
     pub quota: Option<crate::rate_limit::QuotaThrottle<'a>>,

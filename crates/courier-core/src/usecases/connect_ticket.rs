@@ -23,7 +23,7 @@ pub struct Deps<'a> {
     pub credentials: &'a dyn CredentialStore,
     /// Where tickets are kept.
     pub tickets: &'a dyn ConnectTicketStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The failed-connection limit, shared with `$connect` (`None`: unlimited): a wrong key here
     /// counts as a failed connection, so this is no way around the lockout to try keys.

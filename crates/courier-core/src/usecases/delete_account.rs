@@ -26,7 +26,7 @@ pub struct Deps<'a> {
     pub keys: &'a dyn KeyStore,
     /// Device queues (every device's queue is deleted).
     pub queues: &'a dyn DeviceQueueStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The rest of the account's data.
     pub data: AccountData<'a>,

@@ -44,7 +44,7 @@ pub struct Deps<'a> {
     pub queues: &'a dyn DeviceQueueStore,
     /// Live delivery and pushes (`sendToDevice` only).
     pub deliver: Option<Deliverer<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The sending device's token bucket (`sendToDevice` only; `None`: unlimited).
     pub throttle: Option<crate::rate_limit::Throttle<'a>>,

@@ -19,7 +19,7 @@ pub struct Deps<'a> {
     pub sessions: &'a dyn SessionStore,
     /// Messages (the handshake is stored as one).
     pub messages: &'a dyn MessageStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The daily cap on direct chats (and their handshakes) strangers open with one user
     /// (`None`: no cap).

@@ -22,7 +22,7 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// Calls per account and day (`None`: unlimited).
     pub budget: Option<Throttle<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
 

@@ -52,7 +52,7 @@ pub struct Deps<'a> {
     /// changes are left to the fan-out, which reads the members when it gets to them, possibly
     /// after a deletion removed them).
     pub log: Option<&'a dyn crate::ports::DeliveryLog>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The daily cap on how often strangers add one user to groups (`None`: no cap).
     pub adds_per_target: Option<crate::rate_limit::StrangerCap<'a>>,

@@ -38,7 +38,7 @@ pub struct Deps<'a> {
     pub links: &'a dyn LinkStore,
     /// Devices of the approving account.
     pub accounts: &'a dyn AccountStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// Link attempts: requests per source IP, approvals per account (`None`: unlimited).
     pub throttle: Option<crate::rate_limit::Throttle<'a>>,

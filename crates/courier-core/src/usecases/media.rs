@@ -26,7 +26,7 @@ pub struct Deps<'a> {
     /// Status posts and their posters' privacy (who may download a status's media); without
     /// them, media attached only to statuses is the uploader's alone.
     pub statuses: Option<StatusLookup<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The daily byte quota of uploads per user (`None`: unlimited).
     pub upload_quota: Option<crate::rate_limit::QuotaThrottle<'a>>,

@@ -22,7 +22,7 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn AccountStore,
     /// Online and last seen.
     pub last_seen: &'a dyn LastSeenStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
 

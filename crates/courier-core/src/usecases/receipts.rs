@@ -22,7 +22,7 @@ pub struct AckDeps<'a> {
     pub deliver: Deliverer<'a>,
     /// Who turned read receipts off.
     pub settings: &'a dyn SettingsStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
 

@@ -25,7 +25,7 @@ pub struct Deps<'a> {
     pub registrations: &'a dyn RegistrationStore,
     /// SMS.
     pub sms: &'a dyn SmsSender,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// How long a code is accepted ([`CODE_LIFETIME_SECS`] in production).
     pub code_lifetime_secs: i64,

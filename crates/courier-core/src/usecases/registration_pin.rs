@@ -42,7 +42,7 @@ pub struct Deps<'a> {
     /// The account's budget of wrong PINs given by companions and to `checkRegistrationPin`
     /// (a window; `None`: unlimited).
     pub checks: Option<Throttle<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
 

@@ -54,7 +54,7 @@ pub struct Deps<'a> {
     /// To check and attach media (only `postStatus` has it): with it, attachments must be the
     /// poster's own uploaded media, and they become downloadable by the status's viewers.
     pub media: Option<super::media::AttachDeps<'a>>,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// How long a new status lives, in seconds.
     pub ttl_secs: i64,

@@ -43,7 +43,7 @@ pub struct Deps<'a> {
     pub keys: &'a dyn KeyStore,
     /// Device queues (the replaced devices' queues are deleted).
     pub queues: &'a dyn DeviceQueueStore,
-    /// Time.
+    /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// The rest of an account's data: a PIN reset deletes the old account's (its groups,
     /// chats, contacts, statuses and backups), as `deleteAccount` would.
