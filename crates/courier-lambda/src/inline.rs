@@ -14,8 +14,9 @@ use courier_core::ConnectionId;
 use courier_core::chat::InlineOutcome;
 use courier_core::ports::{DeliveryLog, GatewayError, SessionStore};
 use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::deliver::Outbound;
 use courier_core::usecases::fan_out;
-use courier_core::usecases::send_message::{self, Outbound};
+use courier_core::usecases::send_message;
 use std::time::{Duration, Instant};
 
 /// How long the inline delivery may take before it stops and leaves the rest to the stream

@@ -1,6 +1,7 @@
 //! Delivery to devices: post a frame to every live connection of some users, clean up
 //! connections the gateway says are gone, and push to devices that could not be reached live.
 
+use crate::chat::{Membership, Message};
 use crate::error::PortError;
 use crate::ids::{DeviceId, UserId};
 use crate::ports::{
@@ -203,4 +204,15 @@ impl Deliverer<'_> {
             None => Ok(report),
         }
     }
+}
+
+/// A stored message waiting for its inline delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The message as stored.
+    pub message: Message,
+    /// A direct session's members, read before the write (they never change); `None` for a
+    /// group, whose members are read after the write, as the stream consumer reads them, so
+    /// that someone added while the message was being written is not missed.
+    pub members: Option<Vec<Membership>>,
 }

@@ -116,7 +116,7 @@ pub async fn send_to_device(
     // Before anything is read or written: a refused call queues and delivers nothing.
     crate::rate_limit::take(
         deps.throttle.as_ref(),
-        &super::send_message::send_key("sendToDevice", who),
+        &super::session_checks::send_key("sendToDevice", who),
         "device messages",
         deps.clock.now(),
     )

@@ -1,5 +1,6 @@
 //! `initiateDirectChatSession` and `listSessions`.
 
+use super::deliver::Outbound;
 use crate::chat::{Appended, Draft};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
@@ -8,7 +9,6 @@ use crate::ports::{AccountStore, DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::{
     InitiateDirectChatParams, ListSessionsParams, REPLY_BUDGET_BYTES, fit_budget,
 };
-use crate::usecases::send_message::Outbound;
 use serde_json::{Value, json};
 
 /// What these operations need.
@@ -50,7 +50,7 @@ pub async fn initiate(
         return Err(ApiError::bad_request("a direct chat needs another user"));
     }
     if let Some(h) = &params.handshake {
-        super::send_message::check_payload(h)?;
+        super::session_checks::check_payload(h)?;
     }
     if deps.accounts.user(&peer).await?.is_none() {
         return Err(ApiError::new(ErrorCode::NotFound, "no such user"));

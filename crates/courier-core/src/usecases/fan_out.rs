@@ -8,8 +8,8 @@
 //! invocation that died or timed out left undone ([`stream_action`]). Delivery is at-least-once
 //! and clients de-duplicate by `msgId`.
 
+use super::deliver::Outbound;
 use super::deliver::{Deliverer, DeliveryReport};
-use super::send_message::Outbound;
 use crate::chat::{InlineOutcome, Membership, Message};
 use crate::error::PortError;
 use crate::ports::{DeliveryLog, PushNote, SessionStore};

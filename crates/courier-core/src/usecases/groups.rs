@@ -14,7 +14,7 @@
 //! longest-standing member becomes admin; when the last member leaves, the group is deleted.
 
 use super::deliver::Deliverer;
-use super::send_message::parse_session;
+use super::session_checks::parse_session;
 use crate::chat::{
     Draft, MAX_GROUP_DESCRIPTION_CHARS, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_CHARS, Membership, Role,
     timestamp,
@@ -174,7 +174,7 @@ async fn record(
         crate::chat::Appended::New(m) => {
             let reply = (m.msg_id.clone(), m.seq);
             if let Some(log) = deps.log {
-                let out = super::send_message::Outbound {
+                let out = super::deliver::Outbound {
                     message: m,
                     members: None,
                 };

@@ -24,6 +24,7 @@ pub mod register_account;
 pub mod registration_pin;
 pub mod remove_device;
 pub mod send_message;
+pub mod session_checks;
 pub mod status;
 pub mod validate_account;
 

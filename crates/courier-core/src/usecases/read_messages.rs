@@ -1,6 +1,6 @@
 //! `readNewMessages`: page through a session after a message, in session order.
 
-use super::send_message::{parse_session, require_member};
+use super::session_checks::{parse_session, require_member};
 use crate::error::ApiError;
 use crate::ids::MsgId;
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};

@@ -1,7 +1,7 @@
 //! `ackMessages` and `getMessageStatus`: receipts as per-member watermarks.
 
 use super::deliver::Deliverer;
-use super::send_message::{parse_session, require_member};
+use super::session_checks::{parse_session, require_member};
 use crate::chat::{Receipt, Watermark, timestamp};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};

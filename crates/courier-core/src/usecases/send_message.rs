@@ -4,12 +4,11 @@
 //! the fan-out function reading the messages table's stream delivers only what that delivery did
 //! not finish (docs/architecture.md, "Messages").
 
-use crate::chat::{
-    Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, MAX_PAYLOAD_CHARS, Membership,
-    Message,
-};
+use super::deliver::Outbound;
+use super::session_checks::{check_payload, parse_session, require_member, send_key};
+use crate::chat::{Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, Membership};
 use crate::clock::Clock;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::ids::{SessionId, UserId};
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::SendMessageParams;
@@ -33,48 +32,6 @@ pub struct Deps<'a> {
     pub throttle: Option<crate::rate_limit::Throttle<'a>>,
 }
 
-/// The bucket of one device for one send operation: each device has its own, so one device over
-/// its limit slows no one else (not even the same user's other devices).
-pub fn send_key(operation: &str, who: &DeviceCredential) -> String {
-    crate::rate_limit::device_key(operation, who)
-}
-
-/// `PAYLOAD_TOO_LARGE` above [`MAX_PAYLOAD_CHARS`].
-pub fn check_payload(payload: &str) -> Result<(), ApiError> {
-    // Bytes bound characters from above: count only when the byte length is over the limit.
-    if payload.len() > MAX_PAYLOAD_CHARS && payload.chars().count() > MAX_PAYLOAD_CHARS {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("payload is longer than {MAX_PAYLOAD_CHARS} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// Parses a session id from a request.
-pub fn parse_session(s: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(s).ok_or_else(|| ApiError::bad_request("sessionId is not a session id"))
-}
-
-/// The caller's membership; `NOT_FOUND` for a session the caller is not in, whether or not it
-/// exists. Direct session ids are computed from two user ids, so telling "exists" from "does
-/// not" would let anyone learn who talks to whom (docs/security.md, item 6).
-pub async fn require_member(
-    sessions: &dyn SessionStore,
-    session: &SessionId,
-    user: &UserId,
-) -> Result<Membership, ApiError> {
-    sessions
-        .membership(session, user)
-        .await?
-        .ok_or_else(not_a_member)
-}
-
-/// What a non-member is told about a session, existing or not.
-pub fn not_a_member() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such session")
-}
-
 /// Stores a message and returns its id, sequence number and time.
 pub async fn send_message(
     deps: &Deps<'_>,
@@ -96,17 +53,6 @@ pub struct Sent {
     /// The message just stored, for the caller to deliver (`None` for a retry: the first
     /// attempt's delivery, or the stream consumer after it, has it).
     pub outbound: Option<Outbound>,
-}
-
-/// A stored message waiting for its inline delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outbound {
-    /// The message as stored.
-    pub message: Message,
-    /// A direct session's members, read before the write (they never change); `None` for a
-    /// group, whose members are read after the write, as the stream consumer reads them, so
-    /// that someone added while the message was being written is not missed.
-    pub members: Option<Vec<Membership>>,
 }
 
 /// [`send_message`], also saying whether the message is new and what kind it is.

@@ -16,7 +16,7 @@ use super::deliver::Deliverer;
 use super::device_messages::{is_message_id, new_ids};
 use super::keys::user_id_param;
 use super::profile::settings_or_default;
-use super::send_message::check_payload;
+use super::session_checks::check_payload;
 use crate::chat::timestamp;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
@@ -120,7 +120,7 @@ pub async fn post_status(
     // Before anything is read or written: a refused post stores and announces nothing.
     crate::rate_limit::take(
         deps.throttle.as_ref(),
-        &super::send_message::send_key("postStatus", who),
+        &super::session_checks::send_key("postStatus", who),
         "status posts",
         deps.clock.now(),
     )
