@@ -756,7 +756,7 @@ pub struct ClaimKeysParams {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListDevicesParams {
-    /// 1 to 50 users ([`crate::usecases::keys::MAX_LIST_USERS`]).
+    /// 1 to 50 users (`MAX_LIST_USERS` of the keys use case).
     pub user_ids: Vec<String>,
 }
 

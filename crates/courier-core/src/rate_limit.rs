@@ -114,8 +114,8 @@ pub struct Limits {
     pub lookups: Rule,
     /// Per account and operation: `lookupUser`, `getProfile` (all of its devices together).
     pub lookups_per_account: Rule,
-    /// Per account: `discoverContacts` calls (each of at most
-    /// [`MAX_DISCOVER_PHONES`](crate::usecases::discover_contacts::MAX_DISCOVER_PHONES) numbers).
+    /// Per account: `discoverContacts` calls (each of at most `MAX_DISCOVER_PHONES` numbers, a
+    /// constant of that use case).
     pub discoveries: Rule,
     /// Per claiming device: `claimKeys`.
     pub key_claims: Rule,

@@ -180,16 +180,8 @@ pub async fn may_download(
                     .status(&poster, &status_id, deps.clock.now())
                     .await?
                     .is_some();
-                let status_deps = super::status::Deps {
-                    statuses: lookup.statuses,
-                    settings: lookup.settings,
-                    deliver: None,
-                    media: None,
-                    clock: deps.clock,
-                    ttl_secs: 0,
-                    throttle: None,
-                };
-                if live && super::status::may_view(&status_deps, &poster, user).await? {
+                if live && super::profile::may_view_statuses(lookup.settings, &poster, user).await?
+                {
                     return Ok(true);
                 }
             }

@@ -26,6 +26,24 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
 }
 
+/// Whether `viewer` may see `poster`'s status posts (and their media): the poster's status
+/// privacy (its contacts, everyone, or nobody); a poster always sees its own.
+pub async fn may_view_statuses(
+    settings: &dyn SettingsStore,
+    poster: &UserId,
+    viewer: &UserId,
+) -> Result<bool, ApiError> {
+    if poster == viewer {
+        return Ok(true);
+    }
+    let s = settings_or_default(settings, poster).await?;
+    Ok(match s.privacy.status {
+        Audience::Everyone => true,
+        Audience::Contacts => settings.is_contact(poster, viewer).await?,
+        Audience::Nobody => false,
+    })
+}
+
 /// A user's settings, the defaults filled in.
 pub async fn settings_or_default(
     store: &dyn SettingsStore,

@@ -74,19 +74,6 @@ fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such status")
 }
 
-/// Whether `viewer` may see `poster`'s statuses.
-pub async fn may_view(deps: &Deps<'_>, poster: &UserId, viewer: &UserId) -> Result<bool, ApiError> {
-    if poster == viewer {
-        return Ok(true);
-    }
-    let s = settings_or_default(deps.settings, poster).await?;
-    Ok(match s.privacy.status {
-        Audience::Everyone => true,
-        Audience::Contacts => deps.settings.is_contact(poster, viewer).await?,
-        Audience::Nobody => false,
-    })
-}
-
 /// Who is told about (and given the keys to) `poster`'s statuses, the poster left out: its
 /// contacts, or nobody. Sorted.
 pub async fn audience(deps: &Deps<'_>, poster: &UserId) -> Result<Vec<UserId>, ApiError> {
@@ -231,7 +218,7 @@ pub async fn view_status(
 ) -> Result<Value, ApiError> {
     let poster = user_id_param("userId", &p.user_id)?;
     let after = p.after.as_deref().map(status_id_param).transpose()?;
-    if !may_view(deps, &poster, &who.user_id).await? {
+    if !super::profile::may_view_statuses(deps.settings, &poster, &who.user_id).await? {
         return Ok(json!({ "userId": poster, "statuses": [], "hasMore": false }));
     }
     let now = deps.clock.now();
