@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
 use crate::dynamodb_faults::Plan;
-use crate::websocket::{Faults, StreamFault};
+use crate::faults::{Faults, StreamFault};
 
 /// Which service a proxy stands in front of, and so which faults it injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The HTTP API: API Gateway HTTP API (payload format 2.0) in front of the template's functions,
 //! plus the local-only endpoints `/_local/health`, `/_local/outbox/{sms,push,reset}`, the fault
-//! switch `/_local/faults` (see [`crate::websocket::Faults`]), `POST /_local/restart/dynamodb`
+//! switch `/_local/faults` (see [`crate::faults::Faults`]), `POST /_local/restart/dynamodb`
 //! (see [`crate::emulators::DynamoDbLocal::restart`]) and `/_local/metrics` (Prometheus
 //! text of the functions' EMF lines, see [`crate::metrics`]; `DELETE` resets it), the page
 //! `/_local/dashboard`, `POST /_local/invoke/{LogicalId}`, which invokes a function directly
@@ -21,10 +21,10 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Map, Value as J, json};
 
+use crate::faults::Faults;
 use crate::outbox::Outbox;
 use crate::runtime::Functions;
 use crate::template::HttpRoute;
-use crate::websocket::Faults;
 
 /// API Gateway's payload limit for HTTP APIs.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -224,8 +224,8 @@ async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::By
         return message(StatusCode::BAD_REQUEST, expected);
     };
     let error = match v.get("error") {
-        None | Some(J::Null) => Some(crate::websocket::ManagementFault::InternalServerError),
-        Some(J::String(name)) => crate::websocket::ManagementFault::from_name(name),
+        None | Some(J::Null) => Some(crate::faults::ManagementFault::InternalServerError),
+        Some(J::String(name)) => crate::faults::ManagementFault::from_name(name),
         Some(_) => None,
     };
     let Some(error) = error else {

@@ -40,6 +40,7 @@ pub mod dashboard;
 pub mod dynamodb_faults;
 pub mod emulators;
 pub mod fault_proxy;
+pub mod faults;
 pub mod http_api;
 pub mod metrics;
 pub mod outbox;
@@ -62,11 +63,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::emulators::{Emulators, Endpoints};
+use crate::faults::Faults;
 use crate::provision::AwsSettings;
 use crate::runtime::{ChildRegistry, Functions, PoolStats, RuntimeSettings};
 use crate::streams::{StreamPollers, StreamStats};
 use crate::template::{Template, TemplateOptions};
-use crate::websocket::{Faults, WsGateway, WsLimits};
+use crate::websocket::{WsGateway, WsLimits};
 
 /// Everything `courier-local` can be told; `Default` is the CLI's defaults.
 #[derive(Debug, Clone)]
@@ -456,7 +458,8 @@ pub async fn start(config: LocalCloudConfig) -> Result<LocalCloud> {
         ))
     });
     if let Some(gw) = &websocket {
-        faults.attach_gateway(gw);
+        let gateway = Arc::downgrade(gw);
+        faults.attach_gateway(gateway);
     }
     let ws_router = match &websocket {
         Some(gw) => websocket::router(gw.clone()),

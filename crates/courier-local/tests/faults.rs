@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use courier_local::fault_proxy::Service;
-use courier_local::websocket::Faults;
+use courier_local::faults::Faults;
 use courier_local::{LocalCloud, LocalCloudConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
