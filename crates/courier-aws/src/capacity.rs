@@ -218,51 +218,6 @@ send_recorded!(
     transact_write_items::TransactWriteItemsFluentBuilder => TransactWriteItemsOutput, TransactWriteItemsError;
 );
 
-/// An operation error that can say "the request's condition failed"
-/// (`ConditionalCheckFailedException`).
-pub trait ConditionError {
-    /// Whether the error is a failed condition.
-    fn is_condition_failed(&self) -> bool;
-}
-
-macro_rules! condition_error {
-    ($($module:ident :: $error:ident),+) => {$(
-        impl ConditionError for op::$module::$error {
-            fn is_condition_failed(&self) -> bool {
-                self.is_conditional_check_failed_exception()
-            }
-        }
-    )+};
-}
-
-condition_error!(
-    put_item::PutItemError,
-    update_item::UpdateItemError,
-    delete_item::DeleteItemError
-);
-
-/// A conditional write's result read as what it means: `Ok(Some(output))` written,
-/// `Ok(None)` its condition failed (the caller says what that means: a conflict, nothing to do,
-/// a refusal), `Err` any other failure.
-pub trait Conditional<T> {
-    /// See [`Conditional`].
-    fn unless_condition_failed(self) -> Result<Option<T>, courier_core::error::PortError>;
-}
-
-impl<T, E> Conditional<T> for Result<T, SdkError<E, HttpResponse>>
-where
-    E: ConditionError,
-    aws_sdk_dynamodb::Error: From<SdkError<E, HttpResponse>>,
-{
-    fn unless_condition_failed(self) -> Result<Option<T>, courier_core::error::PortError> {
-        match self {
-            Ok(out) => Ok(Some(out)),
-            Err(e) if e.as_service_error().is_some_and(E::is_condition_failed) => Ok(None),
-            Err(e) => Err(crate::dynamo::backend(e)),
-        }
-    }
-}
-
 /// The pages of a query or scan (DynamoDB's 1 MB pages, or its `limit`), each recorded as it
 /// arrives: `while let Some(page) = pages.next().await`. Stopping early is not asking for more.
 pub struct Pages<O, E>(PaginationStream<Result<O, SdkError<E, HttpResponse>>>);
@@ -480,40 +435,5 @@ mod tests {
             }
         );
         assert_eq!(take(), Totals::default());
-    }
-
-    fn service_error<E>(e: E) -> SdkError<E, HttpResponse> {
-        SdkError::service_error(
-            e,
-            HttpResponse::new(
-                400.try_into().unwrap(),
-                aws_smithy_types::body::SdkBody::empty(),
-            ),
-        )
-    }
-
-    #[test]
-    fn a_failed_condition_is_none_and_other_failures_are_backend_errors() {
-        use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-        use aws_sdk_dynamodb::types::error::{
-            ConditionalCheckFailedException, ResourceNotFoundException,
-        };
-        use courier_core::error::PortError;
-        let written: Result<PutItemOutput, SdkError<PutItemError, HttpResponse>> =
-            Ok(PutItemOutput::builder().build());
-        assert!(matches!(written.unless_condition_failed(), Ok(Some(_))));
-        let refused: Result<PutItemOutput, _> = Err(service_error(
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder().build(),
-            ),
-        ));
-        assert!(matches!(refused.unless_condition_failed(), Ok(None)));
-        let missing: Result<PutItemOutput, _> = Err(service_error(
-            PutItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()),
-        ));
-        assert!(matches!(
-            missing.unless_condition_failed(),
-            Err(PortError::Backend(_))
-        ));
     }
 }

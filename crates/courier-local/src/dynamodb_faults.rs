@@ -1,7 +1,7 @@
 //! DynamoDB's own ways of surprising code that DynamoDB Local never shows, for the fault switch:
 //! global secondary indexes that lag behind their table, and transactions cancelled because
 //! another one touched the same item (`TransactionConflict`). With `--dynamodb-faults` the
-//! functions reach DynamoDB through a proxy of the local cloud ([`crate::fault_proxy`], their
+//! functions reach DynamoDB through a proxy of the local cloud (the fault proxy, their
 //! `AWS_ENDPOINT_URL_DYNAMODB`), which asks this module what to do with each call; without it
 //! they reach DynamoDB Local directly and arming either switch is refused.
 //!

@@ -33,7 +33,7 @@ pub enum ManagementOp {
 /// The fault switch for tests (`/_local/faults` on the HTTP port): management calls that fail at
 /// random, a one-shot kill of a function's busy processes after so many delivered posts,
 /// processes killed at random mid-invocation, SNS calls that fail at random and stream reads that
-/// fail when armed (both through [`crate::fault_proxy`]), and WebSocket connections dropped
+/// fail when armed (both through the fault proxy), and WebSocket connections dropped
 /// without a close frame. Clones share one switch.
 #[derive(Clone, Default)]
 pub struct Faults {

@@ -13,8 +13,9 @@
 //!
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
+use super::Conditional;
 use super::{backend, codec};
-use crate::capacity::{Conditional, SendRecorded};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};

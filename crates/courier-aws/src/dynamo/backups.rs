@@ -2,8 +2,9 @@
 //! complete}. A pending record carries `expiresAt` (TTL) until its upload is seen, so an upload
 //! that never happens leaves nothing behind. A user's records are one Query (a handful at most).
 
+use super::Conditional;
 use super::{backend, codec, epoch_secs, pk_sk_key};
-use crate::capacity::{Conditional, SendRecorded, query_all};
+use crate::capacity::{SendRecorded, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};

@@ -2,8 +2,9 @@
 //! `USER#<userId>` presence item per user holding the string set `conns` of
 //! `<deviceId>#<connectionId>`, so fan-out to N users is N/100 BatchGetItem calls, not N queries.
 
+use super::Conditional;
 use super::{backend, codec, epoch_secs};
-use crate::capacity::{Conditional, SendRecorded};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,

@@ -12,8 +12,9 @@
 //! small items, about 12 read units at worst), not a counter: a counter would need a second
 //! write on every claim, the hot path, and could drift if a function died between the two.
 
+use super::Conditional;
 use super::{backend, codec, pk_sk_key as key};
-use crate::capacity::{Conditional, SendRecorded, batch_delete, batch_put, query_all, query_count};
+use crate::capacity::{SendRecorded, batch_delete, batch_put, query_all, query_count};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use courier_core::error::PortError;

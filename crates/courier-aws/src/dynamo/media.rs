@@ -9,8 +9,9 @@
 //! status's reference only moves `ttl` to when the status has expired (and carries that `ttl`
 //! itself), so media only statuses used goes with them.
 
+use super::Conditional;
 use super::{backend, codec, pk_sk_key};
-use crate::capacity::{Conditional, SendRecorded, query_all};
+use crate::capacity::{SendRecorded, query_all};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};

@@ -36,8 +36,9 @@
 //! of messages asks for `seq > n` with n >= 0 or for the highest seq, so no reader of messages
 //! ever sees an outcome item (docs/architecture.md, "Messages").
 
+use super::Conditional;
 use super::{backend, codec};
-use crate::capacity::{Conditional, SendRecorded};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};

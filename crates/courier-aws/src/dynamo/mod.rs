@@ -33,6 +33,7 @@ pub use settings::DynamoSettings;
 pub use statuses::DynamoStatuses;
 
 use crate::capacity::SendRecorded;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use courier_core::error::PortError;
@@ -58,6 +59,51 @@ where
         return PortError::Conflict;
     }
     backend(e)
+}
+
+/// An operation error that can say "the request's condition failed"
+/// (`ConditionalCheckFailedException`).
+pub trait ConditionError {
+    /// Whether the error is a failed condition.
+    fn is_condition_failed(&self) -> bool;
+}
+
+macro_rules! condition_error {
+    ($($module:ident :: $error:ident),+) => {$(
+        impl ConditionError for aws_sdk_dynamodb::operation::$module::$error {
+            fn is_condition_failed(&self) -> bool {
+                self.is_conditional_check_failed_exception()
+            }
+        }
+    )+};
+}
+
+condition_error!(
+    put_item::PutItemError,
+    update_item::UpdateItemError,
+    delete_item::DeleteItemError
+);
+
+/// A conditional write's result read as what it means: `Ok(Some(output))` written,
+/// `Ok(None)` its condition failed (the caller says what that means: a conflict, nothing to do,
+/// a refusal), `Err` any other failure.
+pub trait Conditional<T> {
+    /// See [`Conditional`].
+    fn unless_condition_failed(self) -> Result<Option<T>, PortError>;
+}
+
+impl<T, E> Conditional<T> for Result<T, SdkError<E, HttpResponse>>
+where
+    E: ConditionError,
+    aws_sdk_dynamodb::Error: From<SdkError<E, HttpResponse>>,
+{
+    fn unless_condition_failed(self) -> Result<Option<T>, PortError> {
+        match self {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(E::is_condition_failed) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
 }
 
 /// Item (de)serialisation failures are backend failures: the stored data is not what we wrote.
@@ -124,4 +170,44 @@ fn pk_sk_key(
         ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
         ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_error<E>(e: E) -> SdkError<E, HttpResponse> {
+        SdkError::service_error(
+            e,
+            HttpResponse::new(
+                400.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        )
+    }
+
+    #[test]
+    fn a_failed_condition_is_none_and_other_failures_are_backend_errors() {
+        use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+        use aws_sdk_dynamodb::types::error::{
+            ConditionalCheckFailedException, ResourceNotFoundException,
+        };
+        use courier_core::error::PortError;
+        let written: Result<PutItemOutput, SdkError<PutItemError, HttpResponse>> =
+            Ok(PutItemOutput::builder().build());
+        assert!(matches!(written.unless_condition_failed(), Ok(Some(_))));
+        let refused: Result<PutItemOutput, _> = Err(service_error(
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            ),
+        ));
+        assert!(matches!(refused.unless_condition_failed(), Ok(None)));
+        let missing: Result<PutItemOutput, _> = Err(service_error(
+            PutItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()),
+        ));
+        assert!(matches!(
+            missing.unless_condition_failed(),
+            Err(PortError::Backend(_))
+        ));
+    }
 }

@@ -19,8 +19,9 @@
 //! removes idle buckets; reads ignore what TTL has not removed yet (an expired `tat` is in the
 //! past, which counts as a full bucket; an old window is never read again).
 
+use super::Conditional;
 use super::backend;
-use crate::capacity::{Conditional, SendRecorded};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};

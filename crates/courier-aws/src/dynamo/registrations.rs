@@ -1,7 +1,8 @@
 //! `RegistrationsTable`: one item per phone number with a pending code.
 
+use super::Conditional;
 use super::{backend, codec, epoch_secs};
-use crate::capacity::{Conditional, SendRecorded};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};

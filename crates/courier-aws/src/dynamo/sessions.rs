@@ -4,8 +4,9 @@
 //! consistently), and `IDEMP#<sender>#<clientMsgId>`/`IDEMP` records written with each message
 //! (see [`super::DynamoMessages`]).
 
+use super::Conditional;
 use super::{backend, codec};
-use crate::capacity::{Conditional, SendRecorded, scan_pages};
+use crate::capacity::{SendRecorded, scan_pages};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
