@@ -9,142 +9,142 @@ AWSTemplateFormatVersion: '2010-09-09'
 Transform: AWS::Serverless-2016-10-31
 Parameters:
   StageName:
-Type: String
-Default: prod
+    Type: String
+    Default: prod
   SmsSenderId:
-Type: String
-Default: ""
+    Type: String
+    Default: ""
   EnablePush:
-Type: String
-Default: "false"
+    Type: String
+    Default: "false"
 Conditions:
   PushOn: !Equals [!Ref EnablePush, "true"]
   PushOff: !Not [!Condition PushOn]
   Both: !And [!Condition PushOff, !Equals [!Ref StageName, prod]]
 Globals:
   Function:
-Timeout: 10
-MemorySize: 256
-Environment:
-  Variables:
-    RUST_LOG: info
-    USERS_TABLE: !Ref UsersTable
+    Timeout: 10
+    MemorySize: 256
+    Environment:
+      Variables:
+        RUST_LOG: info
+        USERS_TABLE: !Ref UsersTable
 Resources:
   UsersTable:
-Type: AWS::DynamoDB::Table
-Properties:
-  BillingMode: PAY_PER_REQUEST
-  AttributeDefinitions:
-    - {AttributeName: pk, AttributeType: S}
-  KeySchema:
-    - {AttributeName: pk, KeyType: HASH}
-  TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - {AttributeName: pk, AttributeType: S}
+      KeySchema:
+        - {AttributeName: pk, KeyType: HASH}
+      TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
   MediaBucket:
-Type: AWS::S3::Bucket
+    Type: AWS::S3::Bucket
   PushTopic:
-Type: AWS::SNS::Topic
-Condition: PushOn
+    Type: AWS::SNS::Topic
+    Condition: PushOn
   IosApp:
-Type: Custom::SnsPlatformApplication
-Properties:
-  ServiceToken: !GetAtt PlatformAppFunction.Arn
-  Name: !Sub "${AWS::StackName}-ios"
-  Platform: APNS_SANDBOX
-  Attributes:
-    PlatformCredential: cred
+    Type: Custom::SnsPlatformApplication
+    Properties:
+      ServiceToken: !GetAtt PlatformAppFunction.Arn
+      Name: !Sub "${AWS::StackName}-ios"
+      Platform: APNS_SANDBOX
+      Attributes:
+        PlatformCredential: cred
   PlatformAppFunction:
-Type: AWS::Serverless::Function
-Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: platformapp}}
-Properties:
-  CodeUri: ./
-  Handler: bootstrap
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: platformapp}}
+    Properties:
+      CodeUri: ./
+      Handler: bootstrap
   RegisterAccountFunction:
-Type: AWS::Serverless::Function
-Metadata:
-  BuildMethod: rust-cargolambda
-  BuildProperties:
-    Binary: registration
-Properties:
-  CodeUri: ./
-  Handler: bootstrap
-  Timeout: 5
-  Environment:
-    Variables:
-      COURIER_OPERATION: registerAccount
-      RUST_LOG: debug
-      TABLE_ARN: !GetAtt UsersTable.Arn
-      WHERE: !Sub "${AWS::Region}/${AWS::AccountId}/${UsersTable}"
-      LITERAL: !Sub "${!NotAVar}"
-      SENDER: !If [PushOn, push, !Ref SmsSenderId]
-      JOINED: !Join ["/", [a, !Ref StageName, !Select [1, !Split [",", "x,y,z"]]]]
-      LONG: {"Fn::Sub": "${MediaBucket}.${StageName}"}
-      APP: !GetAtt IosApp.Arn
-      BOTH: !If [Both, yes, no]
-      NOTHING: !If [PushOn, x, !Ref "AWS::NoValue"]
-  Events:
-    Register:
-      Type: HttpApi
-      Properties:
-        Path: /v1/accounts
-        Method: post
-    Any:
-      Type: HttpApi
-      Properties:
-        Path: /v1/devices/link-requests/{linkId}
-        Method: ANY
-    Fallback:
-      Type: HttpApi
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: registration
+    Properties:
+      CodeUri: ./
+      Handler: bootstrap
+      Timeout: 5
+      Environment:
+        Variables:
+          COURIER_OPERATION: registerAccount
+          RUST_LOG: debug
+          TABLE_ARN: !GetAtt UsersTable.Arn
+          WHERE: !Sub "${AWS::Region}/${AWS::AccountId}/${UsersTable}"
+          LITERAL: !Sub "${!NotAVar}"
+          SENDER: !If [PushOn, push, !Ref SmsSenderId]
+          JOINED: !Join ["/", [a, !Ref StageName, !Select [1, !Split [",", "x,y,z"]]]]
+          LONG: {"Fn::Sub": "${MediaBucket}.${StageName}"}
+          APP: !GetAtt IosApp.Arn
+          BOTH: !If [Both, yes, no]
+          NOTHING: !If [PushOn, x, !Ref "AWS::NoValue"]
+      Events:
+        Register:
+          Type: HttpApi
+          Properties:
+            Path: /v1/accounts
+            Method: post
+        Any:
+          Type: HttpApi
+          Properties:
+            Path: /v1/devices/link-requests/{linkId}
+            Method: ANY
+        Fallback:
+          Type: HttpApi
   ConnectFunction:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: connections}}
-Properties:
-  CodeUri: ./
-  Environment:
-    Variables:
-      COURIER_OPERATION: connect
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: connections}}
+    Properties:
+      CodeUri: ./
+      Environment:
+        Variables:
+          COURIER_OPERATION: connect
   AuthorizerFunction:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: authorizer}}
-Properties:
-  CodeUri: ./
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: authorizer}}
+    Properties:
+      CodeUri: ./
   WebSocketApi:
-Type: AWS::ApiGatewayV2::Api
-Properties:
-  Name: courier-ws
-  ProtocolType: WEBSOCKET
-  RouteSelectionExpression: $request.body.action
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: courier-ws
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
   Stage:
-Type: AWS::ApiGatewayV2::Stage
-Properties:
-  ApiId: !Ref WebSocketApi
-  StageName: !Ref StageName
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref WebSocketApi
+      StageName: !Ref StageName
   ConnectIntegration:
-Type: AWS::ApiGatewayV2::Integration
-Properties:
-  ApiId: !Ref WebSocketApi
-  IntegrationType: AWS_PROXY
-  IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${ConnectFunction.Arn}/invocations
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref WebSocketApi
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${ConnectFunction.Arn}/invocations
   Authorizer:
-Type: AWS::ApiGatewayV2::Authorizer
-Properties:
-  ApiId: !Ref WebSocketApi
-  AuthorizerType: REQUEST
-  AuthorizerUri: !Join ["", ["arn:aws:apigateway:", !Ref "AWS::Region", ":lambda:path/2015-03-31/functions/", !GetAtt [AuthorizerFunction, Arn], "/invocations"]]
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref WebSocketApi
+      AuthorizerType: REQUEST
+      AuthorizerUri: !Join ["", ["arn:aws:apigateway:", !Ref "AWS::Region", ":lambda:path/2015-03-31/functions/", !GetAtt [AuthorizerFunction, Arn], "/invocations"]]
   ConnectRoute:
-Type: AWS::ApiGatewayV2::Route
-Properties:
-  ApiId: !Ref WebSocketApi
-  RouteKey: $connect
-  AuthorizationType: CUSTOM
-  AuthorizerId: !Ref Authorizer
-  Target: !Join ["/", [integrations, !Ref ConnectIntegration]]
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref WebSocketApi
+      RouteKey: $connect
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref Authorizer
+      Target: !Join ["/", [integrations, !Ref ConnectIntegration]]
   DefaultRoute:
-Type: AWS::ApiGatewayV2::Route
-Properties:
-  ApiId: !Ref WebSocketApi
-  RouteKey: $default
-  RouteResponseSelectionExpression: $default
-  Target: !Sub integrations/${ConnectIntegration}
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref WebSocketApi
+      RouteKey: $default
+      RouteResponseSelectionExpression: $default
+      Target: !Sub integrations/${ConnectIntegration}
 "#;
 
 #[test]
@@ -255,12 +255,12 @@ fn unresolvable_ref_names_the_path() {
     let text = r#"
 Resources:
   F:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: x}}
-Properties:
-  Environment:
-    Variables:
-      BAD: !Ref NoSuchThing
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: x}}
+    Properties:
+      Environment:
+        Variables:
+          BAD: !Ref NoSuchThing
 "#;
     let err = parse(text).application().unwrap_err().to_string();
     assert!(
@@ -272,12 +272,12 @@ Properties:
     let text = r#"
 Resources:
   F:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: x}}
-Properties:
-  Environment:
-    Variables:
-      BAD: !Sub "${Missing.Arn}"
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: x}}
+    Properties:
+      Environment:
+        Variables:
+          BAD: !Sub "${Missing.Arn}"
 "#;
     let err = parse(text).application().unwrap_err().to_string();
     assert!(err.contains("Missing"), "{err}");
@@ -286,39 +286,39 @@ Properties:
 const STREAMS: &str = r#"
 Resources:
   MessagesTable:
-Type: AWS::DynamoDB::Table
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
-  StreamSpecification: {StreamViewType: NEW_IMAGE}
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
   PlainTable:
-Type: AWS::DynamoDB::Table
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
   FanOutFunction:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: fanout}}
-Properties:
-  Events:
-    MessageStream:
-      Type: DynamoDB
-      Properties:
-        Stream: !GetAtt MessagesTable.StreamArn
-        StartingPosition: TRIM_HORIZON
-        BatchSize: 100
-        MaximumBatchingWindowInSeconds: 0
-        BisectBatchOnFunctionError: true
-        MaximumRetryAttempts: 10
-        FunctionResponseTypes: [ReportBatchItemFailures]
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: fanout}}
+    Properties:
+      Events:
+        MessageStream:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt MessagesTable.StreamArn
+            StartingPosition: TRIM_HORIZON
+            BatchSize: 100
+            MaximumBatchingWindowInSeconds: 0
+            BisectBatchOnFunctionError: true
+            MaximumRetryAttempts: 10
+            FunctionResponseTypes: [ReportBatchItemFailures]
   Other:
-Type: AWS::Serverless::Function
-Metadata: {BuildProperties: {Binary: other}}
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: other}}
   OtherMapping:
-Type: AWS::Lambda::EventSourceMapping
-Properties:
-  EventSourceArn: !GetAtt MessagesTable.StreamArn
-  FunctionName: !GetAtt Other.Arn
-  StartingPosition: LATEST
-  Enabled: false
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt MessagesTable.StreamArn
+      FunctionName: !GetAtt Other.Arn
+      StartingPosition: LATEST
+      Enabled: false
 "#;
 
 #[test]
@@ -368,38 +368,38 @@ fn only_tables_whose_stream_is_read_keep_their_stream_locally() {
     let text = r#"
 Resources:
   MessagesTable:
-Type: AWS::DynamoDB::GlobalTable
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
-  StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
   UsersTable:
-Type: AWS::DynamoDB::GlobalTable
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
-  StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}
   AuditTable:
-Type: AWS::DynamoDB::Table
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
-  StreamSpecification: {StreamViewType: NEW_IMAGE}
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
   StandbyTable:
-Type: AWS::DynamoDB::Table
-Properties:
-  KeySchema: [{AttributeName: pk, KeyType: HASH}]
-  StreamSpecification: {StreamViewType: NEW_IMAGE}
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
   Mapping:
-Type: AWS::Lambda::EventSourceMapping
-Properties:
-  FunctionName: f
-  EventSourceArn: !If
-    - Never
-    - !GetAtt [MessagesTable, StreamArn]
-    - !Sub "arn:aws:dynamodb:x:y:table/${AWS::StackName}-StandbyTable/stream/label"
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: f
+      EventSourceArn: !If
+        - Never
+        - !GetAtt [MessagesTable, StreamArn]
+        - !Sub "arn:aws:dynamodb:x:y:table/${AWS::StackName}-StandbyTable/stream/label"
   Policy:
-Type: AWS::IAM::Policy
-Properties:
-  Resource: !Sub "${AuditTable.StreamArn}"
-  Other: !GetAtt UsersTable.Arn
+    Type: AWS::IAM::Policy
+    Properties:
+      Resource: !Sub "${AuditTable.StreamArn}"
+      Other: !GetAtt UsersTable.Arn
 "#;
     let t = parse(text);
     let read: Vec<String> = t.read_streams().into_iter().collect();
