@@ -141,7 +141,7 @@ pub struct Draft {
     pub attachments: Vec<String>,
     /// Its writer delivers it itself, right after storing it (`sendMessage`); the stream
     /// consumer then delivers it only if that delivery did not finish (see
-    /// [`crate::ports::DeliveryLog`]). False for messages the stream alone delivers.
+    /// the `DeliveryLog` port). False for messages the stream alone delivers.
     pub inline: bool,
 }
 

@@ -14,10 +14,9 @@
 //!
 //! The state lives behind the [`RateLimiter`] port (DynamoDB in production), never in a process.
 //!
-//! [`RateLimiter`]: crate::ports::RateLimiter
 
 use crate::error::{ApiError, PortError};
-use crate::ports::RateLimiter;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 /// How a limit counts.
@@ -428,6 +427,37 @@ pub async fn take(
         Some(t) => t.take(key, what, now).await,
         None => Ok(()),
     }
+}
+
+/// Shared rate-limit state, the port (the rules and arithmetic are above): many function
+/// instances take from the same buckets, so the state lives in a store, never in a process.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request for `key` under `rule` at `now`, unless that would exceed the limit;
+    /// two concurrent takes never both get the last unit.
+    async fn take(&self, key: &str, rule: Rule, now: DateTime<Utc>) -> Result<Decision, PortError>;
+    /// What a take would answer now, without counting anything.
+    async fn check(&self, key: &str, rule: Rule, now: DateTime<Utc>)
+    -> Result<Decision, PortError>;
+    /// Adds `amount` to `key`'s count in the window of `quota` that holds `now`, unless the
+    /// count would pass `quota.max` (then nothing is added); concurrent takes never together
+    /// pass it. An amount above `max` is always refused.
+    async fn take_amount(
+        &self,
+        key: &str,
+        amount: u64,
+        quota: Quota,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, PortError>;
+    /// Takes one back from `key`'s count in the window of `window_secs` that holds `now` (a
+    /// [`Rule::Window`] take that turned out not to count);
+    /// never below zero.
+    async fn give_back(
+        &self,
+        key: &str,
+        window_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError>;
 }
 
 #[cfg(test)]
