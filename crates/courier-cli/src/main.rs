@@ -9,6 +9,7 @@
 
 mod backup;
 mod devices;
+mod downloads;
 mod media;
 mod messaging;
 mod pin;

@@ -278,7 +278,7 @@ pub async fn inbox(
                 count += 1;
                 let file = courier_client::media::MediaPayload::from_message(&m);
                 let saved = match &file {
-                    Some(f) => Some(crate::media::save(&client, f, &save_dir).await),
+                    Some(f) => Some(crate::downloads::save(&client, f, &save_dir).await),
                     None => None,
                 };
                 ctx.record([HistoryEntry::shown(&m)]);

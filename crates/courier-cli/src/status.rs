@@ -50,7 +50,7 @@ pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
                 let file = s.text.as_deref().and_then(MediaPayload::parse);
                 let saved = match &file {
                     Some(f) => Some(
-                        crate::media::save(&client, f, &save_dir)
+                        crate::downloads::save(&client, f, &save_dir)
                             .await
                             .with_context(|| format!("saving the file of {}", s.status_id))?,
                     ),
