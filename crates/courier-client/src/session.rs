@@ -35,8 +35,8 @@ pub enum ConnectError {
 }
 
 /// Handshakes tried in all when the stage's `$connect` throttle refuses them (429 without
-/// `Retry-After`): with the delays of [`throttled_connect_delay`], about 25 s of trying, enough
-/// for a burst of a few hundred connections to pass the default throttle (50 a second).
+/// `Retry-After`): with the delays of [`throttled_connect_delay`], about 11 s of trying (6 to
+/// 17 s), in which the default throttle (50 a second, burst 100) lets about 650 connections in.
 const THROTTLED_CONNECT_TRIES: u32 = 8;
 
 /// The wait before handshake `tries + 1`: 100 ms doubling to at most 5 s, each jittered by
