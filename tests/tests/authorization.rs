@@ -71,6 +71,10 @@ fn judge(r: &Result<Value, ClientError>, expected: &Outcome) -> Option<String> {
     wrong.then(|| format!("got Ok {v}"))
 }
 
+/// One cell of the table: who (a role and its connection), the action, its params, and the
+/// outcome expected.
+type Row<'a> = ((&'a str, &'a Session), &'a str, Value, Outcome);
+
 /// The table's run: every wrong cell, and how many cells were checked.
 #[derive(Default)]
 struct Matrix {
@@ -103,6 +107,13 @@ impl Matrix {
             ));
         }
         r.ok()
+    }
+
+    /// Cells run in order, one row each: (who, action, params, expected outcome).
+    async fn rows(&mut self, rows: Vec<Row<'_>>) {
+        for (who, action, data, expected) in rows {
+            self.check(who, action, data, expected).await;
+        }
     }
 
     /// A cell that is a fact about stored state, read back after an action.
@@ -392,10 +403,12 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     // Only members are in a session's list: the group and A and M's chat are not in R's or N's.
     t.check(member, "listSessions", json!({}), Ok).await;
     for role in [removed, stranger] {
-        t.check(role, "listSessions", json!({}), Hides(w.group.clone()))
-            .await;
-        t.check(role, "listSessions", json!({}), Hides(w.direct.clone()))
-            .await;
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            (role, "listSessions", json!({}), Hides(w.group.clone())),
+            (role, "listSessions", json!({}), Hides(w.direct.clone())),
+        ];
+        t.rows(rows).await;
     }
     // Admin-only actions, as a member (FORBIDDEN: it knows the group), a removed member and a
     // stranger (NOT_FOUND, as for any session they are not in).
@@ -426,9 +439,12 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     // Outsiders can neither join nor "leave" (leaving is for members).
     for (role, user) in [(removed, &r.user_id), (stranger, &n.user_id)] {
         let data = json!({"groupId": w.group, "userId": user});
-        t.check(role, "addUserToGroup", data.clone(), NOT_FOUND)
-            .await;
-        t.check(role, "removeUserFromGroup", data, NOT_FOUND).await;
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            (role, "addUserToGroup", data.clone(), NOT_FOUND),
+            (role, "removeUserFromGroup", data, NOT_FOUND),
+        ];
+        t.rows(rows).await;
     }
     // Who may put X (groupsAdd: contacts, contacts [A]) in a group: A only.
     for (role, expected) in [(admin, Ok), (member, FORBIDDEN), (stranger, FORBIDDEN)] {
@@ -437,41 +453,15 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
             .await;
     }
     // M (groupsAdd: everyone) may be put in a group, or sent a direct chat, by anyone.
-    t.check(
-        stranger,
-        "initiateGroupChatSession",
-        json!({"name": "with m", "members": [m.user_id]}),
-        Ok,
-    )
-    .await;
-    t.check(
-        stranger,
-        "initiateDirectChatSession",
-        json!({"peerUserId": m.user_id}),
-        Ok,
-    )
-    .await;
-    t.check(
-        stranger,
-        "initiateDirectChatSession",
-        json!({"peerUserId": n.user_id}),
-        BAD_REQUEST,
-    )
-    .await;
-    t.check(
-        stranger,
-        "initiateDirectChatSession",
-        json!({"peerUserId": "u_nobody"}),
-        NOT_FOUND,
-    )
-    .await;
-    t.check(
-        stranger,
-        "lookupUser",
-        json!({"phone": fresh_phone()}),
-        NOT_FOUND,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (stranger, "initiateGroupChatSession", json!({"name": "with m", "members": [m.user_id]}), Ok),
+        (stranger, "initiateDirectChatSession", json!({"peerUserId": m.user_id}), Ok),
+        (stranger, "initiateDirectChatSession", json!({"peerUserId": n.user_id}), BAD_REQUEST),
+        (stranger, "initiateDirectChatSession", json!({"peerUserId": "u_nobody"}), NOT_FOUND),
+        (stranger, "lookupUser", json!({"phone": fresh_phone()}), NOT_FOUND),
+    ];
+    t.rows(rows).await;
     // The direct chat of A and M: theirs alone.
     let direct_reads: Vec<(&str, Value)> = vec![
         ("readNewMessages", json!({"sessionId": w.direct})),
@@ -493,60 +483,26 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
 
     // Statuses: A's (privacy.status: contacts) are visible to A and its contact M only; a
     // status id names only the caller's own.
-    t.check(
-        admin,
-        "viewStatus",
-        json!({"userId": a.user_id}),
-        Has("/statuses/0/statusId", json!(w.a_status)),
-    )
-    .await;
-    t.check(
-        member,
-        "viewStatus",
-        json!({"userId": a.user_id}),
-        Has("/statuses/0/statusId", json!(w.a_status)),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "viewStatus", json!({"userId": a.user_id}), Has("/statuses/0/statusId", json!(w.a_status))),
+        (member, "viewStatus", json!({"userId": a.user_id}), Has("/statuses/0/statusId", json!(w.a_status))),
+    ];
+    t.rows(rows).await;
     for role in [removed, stranger] {
         let data = json!({"userId": a.user_id});
         t.check(role, "viewStatus", data, Has("/statuses", json!([])))
             .await;
     }
-    t.check(
-        member,
-        "getStatusViewers",
-        json!({"statusId": w.a_status}),
-        NOT_FOUND,
-    )
-    .await;
-    t.check(
-        admin,
-        "getStatusViewers",
-        json!({"statusId": w.a_status}),
-        Has("/viewers/0/userId", json!(m.user_id)),
-    )
-    .await;
-    t.check(
-        member,
-        "removeStatus",
-        json!({"statusId": w.a_status}),
-        NOT_FOUND,
-    )
-    .await;
-    t.check(
-        admin,
-        "getStatusAudience",
-        json!({}),
-        Has("/userIds", json!([m.user_id])),
-    )
-    .await;
-    t.check(
-        stranger,
-        "getStatusAudience",
-        json!({"userId": a.user_id}),
-        Has("/userIds", json!([])),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "getStatusViewers", json!({"statusId": w.a_status}), NOT_FOUND),
+        (admin, "getStatusViewers", json!({"statusId": w.a_status}), Has("/viewers/0/userId", json!(m.user_id))),
+        (member, "removeStatus", json!({"statusId": w.a_status}), NOT_FOUND),
+        (admin, "getStatusAudience", json!({}), Has("/userIds", json!([m.user_id]))),
+        (stranger, "getStatusAudience", json!({"userId": a.user_id}), Has("/userIds", json!([]))),
+    ];
+    t.rows(rows).await;
 
     // Media: the uploader, members of a session it was sent to, and those who may see a live
     // status it is on; nobody else. Attaching is for the uploader only.
@@ -562,59 +518,33 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
             t.check(*role, "getMediaDownload", data, expected).await;
         }
     }
-    t.check(
-        admin,
-        "sendMessage",
-        json!({"sessionId": w.group, "clientMsgId": "fwd", "type": "media", "payload": "eA==",
-               "attachments": [w.m_group_media]}),
-        FORBIDDEN,
-    )
-    .await;
-    t.check(
-        admin,
-        "postStatus",
-        json!({"payload": "eA==", "attachments": [w.m_group_media]}),
-        FORBIDDEN,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "sendMessage", json!({"sessionId": w.group, "clientMsgId": "fwd", "type": "media", "payload": "eA==", "attachments": [w.m_group_media]}), FORBIDDEN),
+        (admin, "postStatus", json!({"payload": "eA==", "attachments": [w.m_group_media]}), FORBIDDEN),
+    ];
+    t.rows(rows).await;
     // Uploading and posting are the caller's own: a status naming A is the stranger's.
     let upload = json!({"contentType": "application/octet-stream", "size": 16});
-    t.check(stranger, "createMediaUpload", upload, Ok).await;
-    t.check(
-        stranger,
-        "postStatus",
-        json!({"payload": "eA==", "userId": a.user_id}),
-        Ok,
-    )
-    .await;
-    t.check(
-        admin,
-        "viewStatus",
-        json!({"userId": a.user_id}),
-        Lacks("/statuses/1"),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (stranger, "createMediaUpload", upload, Ok),
+        (stranger, "postStatus", json!({"payload": "eA==", "userId": a.user_id}), Ok),
+        (admin, "viewStatus", json!({"userId": a.user_id}), Lacks("/statuses/1")),
+    ];
+    t.rows(rows).await;
 
     // The key directory. Keys go to the caller's own device whatever ids the request names;
     // any user may list devices and claim one-time keys (each once), only the owner sees its
     // one-time key count.
     let m_keys = json!({"identityKey": key('M'), "signingKey": key('m'),
         "oneTimeKeys": [signed("m1", 'a'), signed("m2", 'b')], "fallbackKey": signed("mf", 'c')});
-    t.check(
-        member,
-        "uploadKeys",
-        m_keys,
-        Has("/oneTimeKeyCount", json!(2)),
-    )
-    .await;
-    t.check(
-        stranger,
-        "uploadKeys",
-        json!({"userId": m.user_id, "deviceId": w.m_device, "identityKey": key('N'),
-               "signingKey": key('n'), "oneTimeKeys": [signed("n1", 'd')]}),
-        Has("/oneTimeKeyCount", json!(1)),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "uploadKeys", m_keys, Has("/oneTimeKeyCount", json!(2))),
+        (stranger, "uploadKeys", json!({"userId": m.user_id, "deviceId": w.m_device, "identityKey": key('N'), "signingKey": key('n'), "oneTimeKeys": [signed("n1", 'd')]}), Has("/oneTimeKeyCount", json!(1))),
+    ];
+    t.rows(rows).await;
     let m_list = json!({"userIds": [m.user_id]});
     for role in [admin, stranger] {
         let id_key = Has("/devices/0/identityKey", json!(key('M')));
@@ -625,20 +555,12 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         let name = Lacks("/devices/0/name");
         t.check(role, "listDevices", m_list.clone(), name).await;
     }
-    t.check(
-        member,
-        "listDevices",
-        m_list.clone(),
-        Has("/devices/0/oneTimeKeyCount", json!(2)),
-    )
-    .await;
-    t.check(
-        stranger,
-        "listDevices",
-        json!({"userIds": [n.user_id]}),
-        Has("/devices/0/identityKey", json!(key('N'))),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "listDevices", m_list.clone(), Has("/devices/0/oneTimeKeyCount", json!(2))),
+        (stranger, "listDevices", json!({"userIds": [n.user_id]}), Has("/devices/0/identityKey", json!(key('N')))),
+    ];
+    t.rows(rows).await;
     let claim = json!({"userId": m.user_id});
     let mut claimed = Vec::new();
     for role in [stranger, removed] {
@@ -657,52 +579,24 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.failures
             .push(format!("claimKeys: one-time keys handed out {claimed:?}"));
     }
-    t.check(
-        admin,
-        "claimKeys",
-        claim.clone(),
-        Has("/devices/0/oneTimeKey/keyId", json!("mf")),
-    )
-    .await;
-    t.check(
-        member,
-        "listDevices",
-        m_list.clone(),
-        Has("/devices/0/oneTimeKeyCount", json!(0)),
-    )
-    .await;
-    t.check(
-        stranger,
-        "claimKeys",
-        json!({"userId": m.user_id, "deviceIds": [n.device_id]}),
-        Has("/devices", json!([])),
-    )
-    .await;
-    t.check(
-        stranger,
-        "claimKeys",
-        json!({"userId": "u_nobody"}),
-        NOT_FOUND,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "claimKeys", claim.clone(), Has("/devices/0/oneTimeKey/keyId", json!("mf"))),
+        (member, "listDevices", m_list.clone(), Has("/devices/0/oneTimeKeyCount", json!(0))),
+        (stranger, "claimKeys", json!({"userId": m.user_id, "deviceIds": [n.device_id]}), Has("/devices", json!([]))),
+        (stranger, "claimKeys", json!({"userId": "u_nobody"}), NOT_FOUND),
+    ];
+    t.rows(rows).await;
 
     // Linking: only a primary approves, a code once. A code names no account: the account
     // whose primary approves it gets the device.
     let (m_link, m_code) = link_request(cloud, "m companion").await;
-    t.check(
-        member,
-        "approveDeviceLink",
-        json!({"code": m_code}),
-        Has("/name", json!("m companion")),
-    )
-    .await;
-    t.check(
-        stranger,
-        "approveDeviceLink",
-        json!({"code": m_code}),
-        NOT_FOUND,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "approveDeviceLink", json!({"code": m_code}), Has("/name", json!("m companion"))),
+        (stranger, "approveDeviceLink", json!({"code": m_code}), NOT_FOUND),
+    ];
+    t.rows(rows).await;
     let mc = linked(cloud, &m_link).await;
     t.cells += 1;
     if mc.user_id != m.user_id {
@@ -719,28 +613,21 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     let smc = connect(cloud, &mc).await;
     let companion = ("M's companion", &smc);
     // A companion has its account's rights.
-    t.check(companion, "getGroup", json!({"groupId": w.group}), Ok)
-        .await;
-    t.check(
-        companion,
-        "readNewMessages",
-        json!({"sessionId": w.direct}),
-        Ok,
-    )
-    .await;
-    // Only the phone deletes the account (as in WhatsApp); M's account lives on below.
-    t.check(companion, "deleteAccount", json!({}), FORBIDDEN)
-        .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (companion, "getGroup", json!({"groupId": w.group}), Ok),
+        (companion, "readNewMessages", json!({"sessionId": w.direct}), Ok),
+        // Only the phone deletes the account (as in WhatsApp); M's account lives on below.
+        (companion, "deleteAccount", json!({}), FORBIDDEN),
+    ];
+    t.rows(rows).await;
     let (r_link, r_code) = link_request(cloud, "r companion").await;
-    t.check(
-        companion,
-        "approveDeviceLink",
-        json!({"code": r_code}),
-        FORBIDDEN,
-    )
-    .await;
-    t.check(removed, "approveDeviceLink", json!({"code": r_code}), Ok)
-        .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (companion, "approveDeviceLink", json!({"code": r_code}), FORBIDDEN),
+        (removed, "approveDeviceLink", json!({"code": r_code}), Ok),
+    ];
+    t.rows(rows).await;
     let rc = linked(cloud, &r_link).await;
     t.cells += 1;
     if rc.user_id != r.user_id {
@@ -787,38 +674,17 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.check(role, "ackDeviceMessages", ack, Has("/acked", json!(0)))
             .await;
     }
-    t.check(
-        member,
-        "readDeviceMessages",
-        json!({}),
-        Has("/messages/0/id", json!(q)),
-    )
-    .await;
-    t.check(
-        member,
-        "ackDeviceMessages",
-        json!({"ids": [q]}),
-        Has("/acked", json!(1)),
-    )
-    .await;
-
-    // Settings and profile: a request naming M changes and shows the caller's own settings;
-    // M's profile shows each field to whom its privacy allows (M: about nobody, photo and last
-    // seen contacts; A is a contact).
-    t.check(
-        stranger,
-        "getSettings",
-        json!({"userId": m.user_id}),
-        Has("/display/name", Value::Null),
-    )
-    .await;
-    t.check(
-        stranger,
-        "updateSettings",
-        json!({"userId": m.user_id, "display": {"name": "pwned"}}),
-        Has("/display/name", json!("pwned")),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "readDeviceMessages", json!({}), Has("/messages/0/id", json!(q))),
+        (member, "ackDeviceMessages", json!({"ids": [q]}), Has("/acked", json!(1))),
+        // Settings and profile: a request naming M changes and shows the caller's own settings;
+        // M's profile shows each field to whom its privacy allows (M: about nobody, photo and last
+        // seen contacts; A is a contact).
+        (stranger, "getSettings", json!({"userId": m.user_id}), Has("/display/name", Value::Null)),
+        (stranger, "updateSettings", json!({"userId": m.user_id, "display": {"name": "pwned"}}), Has("/display/name", json!("pwned"))),
+    ];
+    t.rows(rows).await;
     // Two-step verification: the PIN actions act on the caller's own account whatever user a
     // request names; a companion never sets the first PIN, and changes or removes one only
     // with the current PIN (M has none: FORBIDDEN); checking needs a PIN to check.
@@ -881,34 +747,14 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         t.check(role, action, data, expected).await;
     }
     // An avatar is an opaque reference: naming someone else's media shares nothing.
-    t.check(
-        stranger,
-        "updateSettings",
-        json!({"display": {"avatar": w.m_group_media}}),
-        Has("/display/avatar", json!(w.m_group_media)),
-    )
-    .await;
-    t.check(
-        removed,
-        "getProfile",
-        json!({"userId": n.user_id}),
-        Has("/avatar", json!(w.m_group_media)),
-    )
-    .await;
-    t.check(
-        removed,
-        "getMediaDownload",
-        json!({"mediaId": w.m_group_media}),
-        FORBIDDEN,
-    )
-    .await;
-    t.check(
-        stranger,
-        "updateContacts",
-        json!({"userId": m.user_id, "add": [n.user_id]}),
-        BAD_REQUEST,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (stranger, "updateSettings", json!({"display": {"avatar": w.m_group_media}}), Has("/display/avatar", json!(w.m_group_media))),
+        (removed, "getProfile", json!({"userId": n.user_id}), Has("/avatar", json!(w.m_group_media))),
+        (removed, "getMediaDownload", json!({"mediaId": w.m_group_media}), FORBIDDEN),
+        (stranger, "updateContacts", json!({"userId": m.user_id, "add": [n.user_id]}), BAD_REQUEST),
+    ];
+    t.rows(rows).await;
     // A push token naming M's device registers the caller's own device: M's endpoint stays.
     member
         .1
@@ -971,30 +817,15 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     for (role, expected) in profile_cells {
         t.check(role, "getProfile", profile.clone(), expected).await;
     }
-    t.check(
-        stranger,
-        "getProfile",
-        json!({"userId": "u_nobody"}),
-        NOT_FOUND,
-    )
-    .await;
-
-    // Backups: only the owner's account lists and downloads its backups; there is no action
-    // that deletes one (deleteAccount deletes the caller's own).
-    t.check(
-        member,
-        "listBackups",
-        json!({}),
-        Has("/backups/0/backupId", json!(w.m_backup)),
-    )
-    .await;
-    t.check(
-        stranger,
-        "listBackups",
-        json!({"userId": m.user_id}),
-        Has("/backups", json!([])),
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (stranger, "getProfile", json!({"userId": "u_nobody"}), NOT_FOUND),
+        // Backups: only the owner's account lists and downloads its backups; there is no action
+        // that deletes one (deleteAccount deletes the caller's own).
+        (member, "listBackups", json!({}), Has("/backups/0/backupId", json!(w.m_backup))),
+        (stranger, "listBackups", json!({"userId": m.user_id}), Has("/backups", json!([]))),
+    ];
+    t.rows(rows).await;
     let m_backup = json!({"backupId": w.m_backup, "userId": m.user_id});
     for (role, expected) in [
         (member, Has("/backupId", json!(w.m_backup))),
@@ -1018,17 +849,13 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         put(b, 16).await;
         let n_backup = json!({"backupId": b["backupId"]});
         let id = b["backupId"].as_str().unwrap().to_owned();
-        t.check(member, "listBackups", json!({}), Hides(id.clone()))
-            .await;
-        t.check(member, "getBackupDownload", n_backup.clone(), NOT_FOUND)
-            .await;
-        t.check(
-            stranger,
-            "getBackupDownload",
-            n_backup,
-            Has("/backupId", json!(id)),
-        )
-        .await;
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            (member, "listBackups", json!({}), Hides(id.clone())),
+            (member, "getBackupDownload", n_backup.clone(), NOT_FOUND),
+            (stranger, "getBackupDownload", n_backup, Has("/backupId", json!(id))),
+        ];
+        t.rows(rows).await;
     }
     t.check(
         stranger,
@@ -1053,62 +880,40 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     ] {
         t.check(role, "removeDevice", data, expected).await;
     }
-    t.check(
-        r_companion,
-        "removeDevice",
-        json!({"deviceId": rc.device_id}),
-        Ok,
-    )
-    .await;
-    t.check(member, "removeDevice", mc_device, Ok).await;
-    t.check(companion, "getSettings", json!({}), Gone).await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (r_companion, "removeDevice", json!({"deviceId": rc.device_id}), Ok),
+        (member, "removeDevice", mc_device, Ok),
+        (companion, "getSettings", json!({}), Gone),
+    ];
+    t.rows(rows).await;
     t.refused(cloud, "M's removed companion", &mc.api_key).await;
     t.refused(cloud, "R's removed companion", &rc.api_key).await;
 
     // A removed status: gone for everyone, its media with it.
     let status = json!({"statusId": w.a_status});
-    t.check(admin, "removeStatus", status.clone(), Ok).await;
-    t.check(admin, "getStatusViewers", status, NOT_FOUND).await;
-    t.check(
-        member,
-        "getMediaDownload",
-        json!({"mediaId": w.a_status_media}),
-        FORBIDDEN,
-    )
-    .await;
-    t.check(
-        member,
-        "viewStatus",
-        json!({"userId": a.user_id}),
-        Has("/statuses", json!([])),
-    )
-    .await;
-
-    // The state-changing allowed cells, last: the admin adds X and promotes M; M, now admin,
-    // removes X; M leaves on its own; then A deletes the group, after which every role gets
-    // NOT_FOUND.
-    t.check(admin, "addUserToGroup", admin_only[0].1.clone(), Ok)
-        .await;
-    t.check(admin, "promoteUserToAdmin", admin_only[1].1.clone(), Ok)
-        .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "removeStatus", status.clone(), Ok),
+        (admin, "getStatusViewers", status, NOT_FOUND),
+        (member, "getMediaDownload", json!({"mediaId": w.a_status_media}), FORBIDDEN),
+        (member, "viewStatus", json!({"userId": a.user_id}), Has("/statuses", json!([]))),
+        // The state-changing allowed cells, last: the admin adds X and promotes M; M, now admin,
+        // removes X; M leaves on its own; then A deletes the group, after which every role gets
+        // NOT_FOUND.
+        (admin, "addUserToGroup", admin_only[0].1.clone(), Ok),
+        (admin, "promoteUserToAdmin", admin_only[1].1.clone(), Ok),
+    ];
+    t.rows(rows).await;
     // X, added now, is a member from its join point on: what came before is not its.
     let late = ("late member", &sx);
-    t.check(late, "getGroup", json!({"groupId": w.group}), Ok)
-        .await;
-    t.check(
-        late,
-        "readNewMessages",
-        json!({"sessionId": w.group}),
-        Hides(w.group_msg.clone()),
-    )
-    .await;
-    t.check(
-        late,
-        "getMessageStatus",
-        json!({"msgId": w.group_msg}),
-        NOT_FOUND,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (late, "getGroup", json!({"groupId": w.group}), Ok),
+        (late, "readNewMessages", json!({"sessionId": w.group}), Hides(w.group_msg.clone())),
+        (late, "getMessageStatus", json!({"msgId": w.group_msg}), NOT_FOUND),
+    ];
+    t.rows(rows).await;
     t.check(
         late,
         "ackMessages",
@@ -1127,22 +932,13 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         FORBIDDEN,
     )
     .await;
-    t.check(
-        member,
-        "removeUserFromGroup",
-        json!({"groupId": w.group, "userId": x.user_id}),
-        Ok,
-    )
-    .await;
-    t.check(
-        member,
-        "removeUserFromGroup",
-        json!({"groupId": w.group, "userId": m.user_id}),
-        Ok,
-    )
-    .await;
-    t.check(admin, "deleteGroup", admin_only[3].1.clone(), Ok)
-        .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "removeUserFromGroup", json!({"groupId": w.group, "userId": x.user_id}), Ok),
+        (member, "removeUserFromGroup", json!({"groupId": w.group, "userId": m.user_id}), Ok),
+        (admin, "deleteGroup", admin_only[3].1.clone(), Ok),
+    ];
+    t.rows(rows).await;
     for role in &roles {
         let data = json!({"groupId": w.group});
         t.check(*role, "getGroup", data, NOT_FOUND).await;
@@ -1158,52 +954,37 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
     t.check(("revoked device", &s_old), "getSettings", json!({}), Gone)
         .await;
     t.refused(cloud, "revoked device", &old.api_key).await;
-    t.check(
-        admin,
-        "lookupUser",
-        json!({"phone": phone}),
-        Has("/userId", json!(old.user_id)),
-    )
-    .await;
-    t.check(stranger, "deleteAccount", json!({"userId": m.user_id}), Ok)
-        .await;
-    t.check(stranger, "getSettings", json!({}), Gone).await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "lookupUser", json!({"phone": phone}), Has("/userId", json!(old.user_id))),
+        (stranger, "deleteAccount", json!({"userId": m.user_id}), Ok),
+        (stranger, "getSettings", json!({}), Gone),
+    ];
+    t.rows(rows).await;
     t.refused(cloud, "deleted account", &n.api_key).await;
     // What is left of them for others: nothing to reach.
     t.check(admin, "getProfile", json!({"userId": n.user_id}), NOT_FOUND)
         .await;
     let n_id = json!({"userId": n.user_id});
-    t.check(admin, "claimKeys", n_id.clone(), NOT_FOUND).await;
-    t.check(admin, "viewStatus", n_id, Has("/statuses", json!([])))
-        .await;
-    t.check(
-        admin,
-        "listDevices",
-        json!({"userIds": [n.user_id]}),
-        Has("/devices", json!([])),
-    )
-    .await;
-    t.check(
-        admin,
-        "initiateDirectChatSession",
-        json!({"peerUserId": n.user_id}),
-        NOT_FOUND,
-    )
-    .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (admin, "claimKeys", n_id.clone(), NOT_FOUND),
+        (admin, "viewStatus", n_id, Has("/statuses", json!([]))),
+        (admin, "listDevices", json!({"userIds": [n.user_id]}), Has("/devices", json!([]))),
+        (admin, "initiateDirectChatSession", json!({"peerUserId": n.user_id}), NOT_FOUND),
+    ];
+    t.rows(rows).await;
     for who in [&n, &old] {
         let data = json!({"messages": [{"userId": who.user_id, "deviceId": who.device_id, "payload": "x"}]});
         let expected = Has("/unknownDevices/0/deviceId", json!(who.device_id));
         t.check(admin, "sendToDevice", data, expected).await;
     }
-    t.check(
-        member,
-        "listBackups",
-        json!({}),
-        Has("/backups/0/backupId", json!(w.m_backup)),
-    )
-    .await;
-    t.check(admin, "getProfile", profile, Has("/name", json!("Em")))
-        .await;
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "listBackups", json!({}), Has("/backups/0/backupId", json!(w.m_backup))),
+        (admin, "getProfile", profile, Has("/name", json!("Em"))),
+    ];
+    t.rows(rows).await;
 
     println!("{} cells checked", t.cells);
     assert!(
