@@ -1224,3 +1224,32 @@ async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_
         .unwrap();
     assert!(r.correct);
 }
+
+#[tokio::test]
+async fn a_pin_removal_proven_against_an_old_pin_never_removes_a_newer_one() {
+    // A companion proves the current PIN, then removes the record it proved: if the primary set
+    // another PIN in between, the store refuses (the in-memory store, as DynamoDB's condition).
+    let w = World::new();
+    let owner = w.sign_up(PHONE).await;
+    w.set_pin(&owner, "111111").await.unwrap();
+    let user = courier_core::UserId::from_trusted(owner.user_id.clone());
+    let proven = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    w.set_pin(&owner, "222222").await.unwrap();
+    let newer = w.accounts.registration_pin(&user).await.unwrap().unwrap();
+    assert_ne!(newer.version, proven.version);
+    assert!(matches!(
+        w.accounts
+            .delete_registration_pin(&user, Some(proven.version))
+            .await,
+        Err(courier_core::error::PortError::Conflict)
+    ));
+    assert_eq!(
+        w.accounts.registration_pin(&user).await.unwrap(),
+        Some(newer.clone())
+    );
+    w.accounts
+        .delete_registration_pin(&user, Some(newer.version))
+        .await
+        .unwrap();
+    assert_eq!(w.accounts.registration_pin(&user).await.unwrap(), None);
+}

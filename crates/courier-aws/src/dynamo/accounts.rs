@@ -465,15 +465,27 @@ impl AccountStore for DynamoAccounts {
         }
     }
 
-    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError> {
-        self.client
+    async fn delete_registration_pin(
+        &self,
+        user_id: &UserId,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        let delete = self
+            .client
             .delete_item()
             .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user_id), "PIN")))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        Ok(())
+            .set_key(Some(key(user_pk(user_id), "PIN")));
+        let delete = match expected {
+            None => delete,
+            Some(v) => delete
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match delete.send_recorded().await.unless_condition_failed()? {
+            Some(_) => Ok(()),
+            // Another version is stored (or none): the removal was proven against another PIN.
+            None => Err(PortError::Conflict),
+        }
     }
 
     async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {

@@ -394,7 +394,31 @@ async fn a_registration_pin_is_written_by_version_kept_as_a_hash_and_deleted_wit
         ..first
     };
     f.store.put_registration_pin(&bobs, None).await.unwrap();
-    f.store.delete_registration_pin(&bob.user_id).await.unwrap();
-    f.store.delete_registration_pin(&bob.user_id).await.unwrap();
+    // A removal proven against another version (the PIN changed meanwhile) removes nothing.
+    assert!(matches!(
+        f.store
+            .delete_registration_pin(&bob.user_id, Some(bobs.version + 1))
+            .await,
+        Err(PortError::Conflict)
+    ));
+    assert_eq!(
+        f.store.registration_pin(&bob.user_id).await.unwrap(),
+        Some(bobs.clone())
+    );
+    f.store
+        .delete_registration_pin(&bob.user_id, Some(bobs.version))
+        .await
+        .unwrap();
     assert_eq!(f.store.registration_pin(&bob.user_id).await.unwrap(), None);
+    // Removing nothing is fine without a version, a conflict with one.
+    f.store
+        .delete_registration_pin(&bob.user_id, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store
+            .delete_registration_pin(&bob.user_id, Some(bobs.version))
+            .await,
+        Err(PortError::Conflict)
+    ));
 }

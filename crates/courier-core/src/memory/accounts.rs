@@ -160,8 +160,18 @@ impl AccountStore for MemoryAccounts {
         Ok(())
     }
 
-    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError> {
-        self.0.lock().unwrap().pins.remove(user_id);
+    async fn delete_registration_pin(
+        &self,
+        user_id: &UserId,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        if let Some(v) = expected
+            && s.pins.get(user_id).map(|p| p.version) != Some(v)
+        {
+            return Err(PortError::Conflict);
+        }
+        s.pins.remove(user_id);
         Ok(())
     }
 }

@@ -112,9 +112,15 @@ pub trait AccountStore: Send + Sync {
         pin: &RegistrationPinRecord,
         expected: Option<u64>,
     ) -> Result<(), PortError>;
-    /// Removes the account's PIN record (nothing if there is none). `delete_account` removes it
-    /// too.
-    async fn delete_registration_pin(&self, user_id: &UserId) -> Result<(), PortError>;
+    /// Removes the account's PIN record (nothing if there is none); with `expected`, only while
+    /// the stored record still has that version (`Conflict` otherwise, nothing removed), so a
+    /// removal proven against one PIN never removes a PIN set meanwhile. `delete_account`
+    /// removes it too.
+    async fn delete_registration_pin(
+        &self,
+        user_id: &UserId,
+        expected: Option<u64>,
+    ) -> Result<(), PortError>;
 }
 
 /// An account's registration PIN: its Argon2id hash and the wrong tries against it.

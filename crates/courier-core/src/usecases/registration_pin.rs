@@ -197,10 +197,28 @@ pub async fn remove_registration_pin(
     crate::rate_limit::take_per_device(deps.limit.as_ref(), "removeRegistrationPin", who, now)
         .await?;
     let primary = is_primary(deps.accounts, who).await?;
-    if !primary {
-        prove_current(deps, who, params.current_pin.as_deref(), "remove", now).await?;
+    // A companion removes the very record its current PIN was proven against: if the PIN
+    // changed meanwhile (the primary set another), nothing is removed.
+    let proven = if primary {
+        None
+    } else {
+        let record = prove_current(deps, who, params.current_pin.as_deref(), "remove", now).await?;
+        Some(record.version)
+    };
+    match deps
+        .accounts
+        .delete_registration_pin(&who.user_id, proven)
+        .await
+    {
+        Ok(()) => {}
+        Err(PortError::Conflict) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the registration PIN changed meanwhile; try again",
+            ));
+        }
+        Err(e) => return Err(e.into()),
     }
-    deps.accounts.delete_registration_pin(&who.user_id).await?;
     tracing::info!(primary, "registration PIN removed");
     Ok(RegistrationPinResponse { pin_enabled: false })
 }
