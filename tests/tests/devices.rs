@@ -442,16 +442,27 @@ async fn session_ids(s: &Session) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() {
-    let cloud = TestCloud::shared();
-    let number = courier_tests::fresh_phone();
-    let victim = register(cloud, &number).await;
+/// What [`account_with_a_group_and_a_backup`] made.
+struct Owned {
+    owner: Credentials,
+    friend: Credentials,
+    /// The owner's phone, connected.
+    phone: Session,
+    /// A group of the owner and the friend.
+    group: String,
+    /// The owner's uploaded backup.
+    backup: courier_client::backup::BackupInfo,
+}
+
+/// Registers `number` and gives the account what a new holder of the number must not get: a
+/// group with a friend and an encrypted backup.
+async fn account_with_a_group_and_a_backup(cloud: &TestCloud, number: &str) -> Owned {
+    let owner = register(cloud, number).await;
     let friend = cloud.sign_up().await;
-    let victim_phone = Session::connect(&cloud.ws_url, &victim.api_key)
+    let phone = Session::connect(&cloud.ws_url, &owner.api_key)
         .await
         .unwrap();
-    let group = victim_phone
+    let group = phone
         .request(
             "initiateGroupChatSession",
             json!({ "name": "family", "description": "e2e", "members": [friend.user_id] }),
@@ -463,7 +474,7 @@ async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() 
         .to_owned();
     let (client, _events) = courier_client::Client::connect(courier_client::ClientConfig::new(
         &cloud.ws_url,
-        &victim.api_key,
+        &owner.api_key,
     ))
     .await
     .unwrap();
@@ -472,6 +483,26 @@ async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() 
         .await
         .unwrap();
     client.close().await;
+    Owned {
+        owner,
+        friend,
+        phone,
+        group,
+        backup,
+    }
+}
+
+#[tokio::test]
+async fn a_recycled_number_gets_no_groups_or_backups_of_an_account_with_a_pin() {
+    let cloud = TestCloud::shared();
+    let number = courier_tests::fresh_phone();
+    let Owned {
+        owner: victim,
+        phone: victim_phone,
+        group,
+        backup,
+        ..
+    } = account_with_a_group_and_a_backup(cloud, &number).await;
 
     const PIN: &str = "482913";
     let reply = victim_phone
@@ -619,30 +650,13 @@ async fn a_reset_after_the_pin_lockout_deletes_the_old_account_and_tells_its_gro
     use aws_sdk_dynamodb::types::AttributeValue;
     let cloud = TestCloud::shared();
     let number = courier_tests::fresh_phone();
-    let old = register(cloud, &number).await;
-    let friend = cloud.sign_up().await;
-    let old_phone = Session::connect(&cloud.ws_url, &old.api_key).await.unwrap();
-    let group = old_phone
-        .request(
-            "initiateGroupChatSession",
-            json!({ "name": "family", "description": "e2e", "members": [friend.user_id] }),
-        )
-        .await
-        .unwrap()["groupId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (client, _events) = courier_client::Client::connect(courier_client::ClientConfig::new(
-        &cloud.ws_url,
-        &old.api_key,
-    ))
-    .await
-    .unwrap();
-    let backup = client
-        .upload_backup(b"the old owner's encrypted backup".to_vec())
-        .await
-        .unwrap();
-    client.close().await;
+    let Owned {
+        owner: old,
+        friend,
+        phone: old_phone,
+        group,
+        backup,
+    } = account_with_a_group_and_a_backup(cloud, &number).await;
     old_phone
         .request("setRegistrationPin", json!({ "pin": "482913" }))
         .await
