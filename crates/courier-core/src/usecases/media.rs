@@ -291,6 +291,15 @@ pub async fn attach(
     Ok(())
 }
 
+/// Whether a message refers to the media (then it is kept for good, tagged `attached`).
+async fn in_a_message(media: &dyn MediaStore, id: &MediaId) -> Result<bool, ApiError> {
+    Ok(media
+        .refs(id)
+        .await?
+        .iter()
+        .any(|r| matches!(r, MediaRef::Session { .. })))
+}
+
 /// Checks that media a status attaches will outlive it: media a message refers to is kept for
 /// good, any other is removed [`STATUS_MEDIA_OBJECT_DAYS`] after its upload, so its upload must
 /// be recent enough (`BAD_REQUEST` otherwise: upload it again). Call after
@@ -308,13 +317,7 @@ pub async fn check_status_attachments(
         if removed_at >= expires_at {
             continue;
         }
-        let in_a_message = deps
-            .media
-            .refs(id)
-            .await?
-            .iter()
-            .any(|r| matches!(r, MediaRef::Session { .. }));
-        if !in_a_message {
+        if !in_a_message(deps.media, id).await? {
             return Err(ApiError::bad_request(format!(
                 "media {id} was uploaded too long ago to last as long as a status; upload it again"
             )));
@@ -342,13 +345,7 @@ pub async fn attach_to_status(
         deps.objects
             .set_tags(&key, &[(TAG_KEY, TAG_STATUS)])
             .await?;
-        let in_a_message = deps
-            .media
-            .refs(id)
-            .await?
-            .iter()
-            .any(|r| matches!(r, MediaRef::Session { .. }));
-        if in_a_message {
+        if in_a_message(deps.media, id).await? {
             deps.objects
                 .set_tags(&key, &[(TAG_KEY, TAG_ATTACHED)])
                 .await?;
