@@ -2,7 +2,7 @@
 //! Any text as template.yaml: read or refused, and what is read gives its tables and functions
 //! (or an error) without panicking.
 #[allow(dead_code, clippy::all)]
-#[path = "../../crates/courier-local/src/template.rs"]
+#[path = "../../crates/courier-local/src/template/mod.rs"]
 mod template;
 
 use libfuzzer_sys::fuzz_target;
