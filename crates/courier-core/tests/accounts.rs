@@ -5,8 +5,8 @@ use chrono::{Duration, TimeZone, Utc};
 use courier_core::clock::{Clock, ManualClock};
 use courier_core::memory::*;
 use courier_core::ports::{
-    AccountStore, BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore,
-    SettingsStore, StatusStore,
+    BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore, SettingsStore,
+    StatusStore, UserDirectory,
 };
 use courier_core::protocol::{
     CheckRegistrationPinParams, Credentials, DeviceInfo, Platform, RemoveRegistrationPinParams,

@@ -758,7 +758,7 @@ mod settings {
         profile::Deps {
             settings: &w.settings,
             accounts: &w.accounts,
-            last_seen: &w.connections,
+            last_seen: Some(&w.connections),
             clock: &w.clock,
         }
     }

@@ -6,7 +6,7 @@ use courier_core::clock::ManualClock;
 use courier_core::memory::*;
 use courier_core::ports::{
     AccountStore, ConnectionStore, CredentialStore, Device, DeviceCredential, KeyStore,
-    PresenceStore, SignedKey, User,
+    PresenceStore, SignedKey, User, UserDirectory,
 };
 use courier_core::protocol::*;
 use courier_core::secrets::ApiKey;
@@ -114,7 +114,7 @@ impl World {
 
     fn key_deps(&self) -> keys::Deps<'_> {
         keys::Deps {
-            accounts: &self.accounts,
+            accounts: Some(&self.accounts),
             keys: &self.keys,
             one_time_keys_per_target: None,
             clock: &self.clock,
@@ -123,7 +123,7 @@ impl World {
 
     fn queue_deps(&self) -> device_messages::Deps<'_> {
         device_messages::Deps {
-            accounts: &self.accounts,
+            accounts: Some(&self.accounts),
             queues: &self.queues,
             deliver: Some(Deliverer {
                 presence: &self.connections,

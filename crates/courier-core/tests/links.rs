@@ -4,7 +4,9 @@
 use chrono::{Duration, TimeZone, Utc};
 use courier_core::clock::{Clock, ManualClock};
 use courier_core::memory::MemoryAccounts;
-use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, User};
+use courier_core::ports::{
+    AccountStore, CredentialStore, Device, DeviceCredential, User, UserDirectory,
+};
 use courier_core::protocol::{DeviceInfo, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::link_device::{self, LinkPoll, MAX_COMPANIONS};

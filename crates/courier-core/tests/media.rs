@@ -60,7 +60,7 @@ impl World {
         media::Deps {
             media: &self.media,
             objects: &self.objects,
-            sessions: &self.sessions,
+            sessions: Some(&self.sessions),
             statuses: None,
             clock: &self.clock,
             upload_quota: None,
@@ -468,8 +468,8 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         objects: &w.objects,
     };
     let status_deps = status::Deps {
-        statuses: &statuses,
-        settings: &settings,
+        statuses: Some(&statuses),
+        settings: Some(&settings),
         deliver: None,
         media: Some(attach),
         clock: &w.clock,

@@ -35,8 +35,8 @@ impl World {
 
     fn deps(&self) -> Deps<'_> {
         Deps {
-            statuses: &self.statuses,
-            settings: &self.settings,
+            statuses: Some(&self.statuses),
+            settings: Some(&self.settings),
             deliver: Some(Deliverer {
                 presence: &self.connections,
                 connections: &self.connections,

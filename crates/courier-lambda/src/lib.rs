@@ -6,9 +6,10 @@
 //! - [`ws`]: WebSocket helpers: who is calling, reply frames.
 //! - [`authorizer`]: the `$connect` REQUEST authorizer.
 //! - [`routes`]: WebSocket route handlers: `$connect`, `$disconnect`, `$default`, `deleteAccount`.
-//! - [`services`]: one entry point per function binary: pick the operation named by
-//!   `COURIER_OPERATION`, run the Lambda runtime with a handler (clients, stores) that the first
-//!   invocation builds, once per process.
+//! - [`stores`]: the env-to-store factories each function binary (`functions/<name>`) wires its
+//!   operations from.
+//! - [`serve`]: how a binary serves the operation named by `COURIER_OPERATION`: WebSocket
+//!   actions, HTTP routes and other events, with a handler its first invocation builds.
 //! - [`runtime`]: how every function serves: the trace-id layer and [`runtime::Lazy`].
 //!
 //! Error policy: a handler never fails the invocation for a client's mistake; it answers with the
@@ -19,7 +20,8 @@ pub mod http;
 pub mod inline;
 pub mod routes;
 pub mod runtime;
-pub mod services;
+pub mod serve;
+pub mod stores;
 pub mod stream;
 pub mod telemetry;
 pub mod ws;

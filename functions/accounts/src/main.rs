@@ -1,6 +1,166 @@
-//! The `accounts` function binary; see `courier_lambda::services::accounts_service`.
+//! The `accounts` function: `deleteAccount`, the directory (`lookupUser`, `discoverContacts`,
+//! `getProfile`), settings and contacts (`getSettings`, `updateSettings`, `updateContacts`) and
+//! two-step verification (`setRegistrationPin`, `removeRegistrationPin`, `checkRegistrationPin`).
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest as Request;
+use courier_core::ApiError;
+use courier_core::clock::SystemClock;
+use courier_core::ports::DeviceCredential;
+use courier_core::protocol::{GetSettingsParams, LookupUserParams};
+use courier_core::usecases::{
+    delete_account, discover_contacts, lookup_user, profile, registration_pin,
+};
+use courier_lambda::stores::{Stores, leak};
+use courier_lambda::{routes, serve};
+use lambda_runtime::Error;
+use serde_json::Value;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    courier_lambda::services::accounts_service().await
+async fn main() -> Result<(), Error> {
+    let actions = |l: &courier_core::rate_limit::Limits| l.actions;
+    match serve::start()? {
+        "deleteAccount" => {
+            serve::ws(|s| {
+                let deps = delete_deps(s)?;
+                Ok(move |event: Request| async move { routes::delete_account(deps, &event).await })
+            })
+            .await
+        }
+        "lookupUser" => {
+            serve::ws(|s| {
+                let users = s.users()?;
+                let limit = s.lookups()?;
+                Ok(move |event: Request| async move {
+                    routes::action(
+                        "lookupUser",
+                        &event,
+                        |who, p: LookupUserParams| async move {
+                            limit.take(&who).await?;
+                            lookup_user::lookup_user(users, &p.phone).await
+                        },
+                    )
+                    .await
+                })
+            })
+            .await
+        }
+        "discoverContacts" => {
+            serve::action(
+                "discoverContacts",
+                |s| {
+                    Ok(leak(discover_contacts::Deps {
+                        accounts: s.users()?,
+                        budget: Some(s.throttle(|l| l.discoveries)?),
+                        clock: &SystemClock,
+                    }))
+                },
+                discover_contacts::discover_contacts,
+            )
+            .await
+        }
+        "getSettings" => serve::action("getSettings", profile_deps, get_settings).await,
+        "updateSettings" => {
+            serve::limited_action(
+                "updateSettings",
+                actions,
+                profile_deps,
+                profile::update_settings,
+            )
+            .await
+        }
+        "updateContacts" => {
+            serve::limited_action(
+                "updateContacts",
+                actions,
+                profile_deps,
+                profile::update_contacts,
+            )
+            .await
+        }
+        "getProfile" => {
+            serve::ws(|s| {
+                let deps = leak(profile::Deps {
+                    last_seen: Some(s.connections()?),
+                    ..*profile_deps(s)?
+                });
+                let limit = s.lookups()?;
+                Ok(move |event: Request| async move {
+                    routes::action("getProfile", &event, |who, p| async move {
+                        limit.take(&who).await?;
+                        profile::get_profile(deps, &who, p).await
+                    })
+                    .await
+                })
+            })
+            .await
+        }
+        // The per-device action limit is the use case's, beside the account's budget of wrong
+        // PINs; it never logs or returns the PIN.
+        "setRegistrationPin" => {
+            serve::action("setRegistrationPin", pin_deps, async |deps, who, p| {
+                reply(registration_pin::set_registration_pin(deps, who, p).await)
+            })
+            .await
+        }
+        "removeRegistrationPin" => {
+            serve::action("removeRegistrationPin", pin_deps, async |deps, who, p| {
+                reply(registration_pin::remove_registration_pin(deps, who, p).await)
+            })
+            .await
+        }
+        "checkRegistrationPin" => {
+            serve::action("checkRegistrationPin", pin_deps, async |deps, who, p| {
+                reply(registration_pin::check_registration_pin(deps, who, p).await)
+            })
+            .await
+        }
+        other => Err(serve::unknown("accounts", other)),
+    }
+}
+
+/// The account, its devices and keys, and all its data beyond them.
+fn delete_deps(s: &Stores) -> Result<&'static delete_account::Deps<'static>, Error> {
+    let connections = s.connections()?;
+    Ok(leak(delete_account::Deps {
+        accounts: s.accounts()?,
+        connections,
+        gateway: s.gateway()?,
+        keys: s.keys()?,
+        queues: s.queues()?,
+        clock: &SystemClock,
+        data: s.account_data(connections)?,
+    }))
+}
+
+/// Settings and contacts live in the users table; only `getProfile` adds last seen.
+fn profile_deps(s: &Stores) -> Result<&'static profile::Deps<'static>, Error> {
+    Ok(leak(profile::Deps {
+        settings: s.settings()?,
+        accounts: s.users()?,
+        last_seen: None,
+        clock: &SystemClock,
+    }))
+}
+
+async fn get_settings(
+    deps: &profile::Deps<'_>,
+    who: &DeviceCredential,
+    _: GetSettingsParams,
+) -> Result<Value, ApiError> {
+    profile::get_settings(deps, who).await
+}
+
+/// The account's PIN record, the per-device action limit and the budget of wrong PINs.
+fn pin_deps(s: &Stores) -> Result<&'static registration_pin::Deps<'static>, Error> {
+    Ok(leak(registration_pin::Deps {
+        accounts: s.users()?,
+        limit: Some(s.throttle(|l| l.actions)?),
+        checks: Some(s.throttle(|l| l.pin_checks)?),
+        clock: &SystemClock,
+    }))
+}
+
+/// A typed reply as the reply frame's JSON.
+fn reply<T: serde::Serialize>(r: Result<T, ApiError>) -> Result<Value, ApiError> {
+    serde_json::to_value(r?).map_err(ApiError::internal)
 }

@@ -1,6 +1,106 @@
-//! The `messages` function binary; see `courier_lambda::services::messages`.
+//! The `messages` function: `sendMessage`, `readNewMessages`, `ackMessages` and
+//! `getMessageStatus`.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest as Request;
+use courier_core::chat::Receipt;
+use courier_core::clock::SystemClock;
+use courier_core::protocol::AckMessagesParams;
+use courier_core::usecases::{read_messages, receipts, send_message};
+use courier_lambda::stores::leak;
+use courier_lambda::telemetry::{self, Unit};
+use courier_lambda::{inline, routes, serve};
+use lambda_runtime::Error;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    courier_lambda::services::messages().await
+async fn main() -> Result<(), Error> {
+    match serve::start()? {
+        "sendMessage" => {
+            serve::ws(|s| {
+                let (sessions, messages) = s.chats()?;
+                let send = leak(send_message::Deps {
+                    sessions,
+                    messages,
+                    clock: &SystemClock,
+                    media: Some(s.attach()?),
+                    throttle: Some(s.throttle(|l| l.sends)?),
+                });
+                // Inline delivery: live devices by post, offline ones by push, as the fan-out
+                // does.
+                let handler = leak(inline::SendMessage {
+                    send,
+                    sessions,
+                    deliver: leak(s.deliverer(true)?),
+                    log: messages,
+                });
+                Ok(move |event: Request| async move { inline::handle(handler, &event).await })
+            })
+            .await
+        }
+        "readNewMessages" => {
+            serve::ws(|s| {
+                let (sessions, messages) = s.chats()?;
+                Ok(move |event: Request| async move {
+                    routes::action("readNewMessages", &event, |who, p| async move {
+                        read_messages::read_new_messages(sessions, messages, &who, p).await
+                    })
+                    .await
+                })
+            })
+            .await
+        }
+        "getMessageStatus" => {
+            serve::ws(|s| {
+                let (sessions, messages) = s.chats()?;
+                let settings = s.settings()?;
+                Ok(move |event: Request| async move {
+                    routes::action("getMessageStatus", &event, |who, p| async move {
+                        receipts::get_message_status(sessions, messages, settings, &who, p).await
+                    })
+                    .await
+                })
+            })
+            .await
+        }
+        "ackMessages" => {
+            serve::ws(|s| {
+                let (sessions, messages) = s.chats()?;
+                let deps = leak(receipts::AckDeps {
+                    sessions,
+                    messages,
+                    deliver: s.deliverer(false)?,
+                    settings: s.settings()?,
+                    clock: &SystemClock,
+                });
+                // Acks move watermarks and post status events to others, at the pace messages
+                // arrive: they share the send rule (a bucket of their own).
+                let limit = s.per_device(|l| l.sends)?;
+                Ok(move |event: Request| async move {
+                    routes::action(
+                        "ackMessages",
+                        &event,
+                        |who, p: AckMessagesParams| async move {
+                            limit.take(&who).await?;
+                            let metric = match p.status {
+                                Receipt::Read => "MessagesRead",
+                                _ => "MessagesDelivered",
+                            };
+                            let acked = receipts::ack_messages_measured(deps, &who, p).await?;
+                            telemetry::count(metric, 1);
+                            if let Some(latency) = acked.delivery_latency {
+                                telemetry::observe(
+                                    "DeliveryLatencyMs",
+                                    Unit::Milliseconds,
+                                    latency.as_secs_f64() * 1000.0,
+                                );
+                            }
+                            Ok(acked.reply)
+                        },
+                    )
+                    .await
+                })
+            })
+            .await
+        }
+        other => Err(serve::unknown("messages", other)),
+    }
 }

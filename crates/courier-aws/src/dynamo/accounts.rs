@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use courier_core::error::PortError;
 use courier_core::ports::{
     AccountStore, CredentialStore, Device, DeviceCredential, PendingLink, RegistrationPinRecord,
-    User,
+    User, UserDirectory,
 };
 use courier_core::protocol::Platform;
 use courier_core::secrets::ApiKeyHash;
@@ -111,25 +111,20 @@ fn key(pk: String, sk: &str) -> Item {
     ])
 }
 
-/// Accounts and API keys in DynamoDB.
+/// The users table alone: the account directory (profiles, numbers, devices, pending links, the
+/// registration PIN), for the operations that never touch an API key.
 #[derive(Clone)]
-pub struct DynamoAccounts {
+pub struct DynamoUsers {
     client: aws_sdk_dynamodb::Client,
     users_table: String,
-    keys_table: String,
 }
 
-impl DynamoAccounts {
-    /// A repository over the users and API-keys tables.
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        users_table: impl Into<String>,
-        keys_table: impl Into<String>,
-    ) -> Self {
+impl DynamoUsers {
+    /// The directory in `users_table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, users_table: impl Into<String>) -> Self {
         Self {
             client,
             users_table: users_table.into(),
-            keys_table: keys_table.into(),
         }
     }
 
@@ -155,53 +150,6 @@ impl DynamoAccounts {
             .build()
             .map_err(PortError::backend)?;
         Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    pub(crate) fn put_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
-        let device = DeviceItem {
-            pk: user_pk(&d.user_id),
-            sk: format!("DEVICE#{}", d.device_id),
-            user_id: d.user_id.to_string(),
-            device_id: d.device_id.to_string(),
-            name: d.name.clone(),
-            platform: d.platform,
-            primary: d.primary,
-            key_hash: d.key_hash.as_str().to_owned(),
-            created_at: d.created_at,
-        };
-        let key = KeyItem {
-            key_hash: d.key_hash.as_str().to_owned(),
-            user_id: d.user_id.to_string(),
-            device_id: d.device_id.to_string(),
-        };
-        Ok([
-            self.put(
-                &self.users_table,
-                serde_dynamo::to_item(device).map_err(codec)?,
-                None,
-            )?,
-            self.put(
-                &self.keys_table,
-                serde_dynamo::to_item(key).map_err(codec)?,
-                Some("attribute_not_exists(keyHash)"),
-            )?,
-        ])
-    }
-
-    fn delete_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
-        Ok([
-            self.delete(
-                &self.users_table,
-                key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)),
-            )?,
-            self.delete(
-                &self.keys_table,
-                HashMap::from([(
-                    "keyHash".to_owned(),
-                    AttributeValue::S(d.key_hash.as_str().to_owned()),
-                )]),
-            )?,
-        ])
     }
 
     /// Records `link` among `user`'s pending links (in the approval's transaction).
@@ -261,7 +209,7 @@ impl DynamoAccounts {
 }
 
 #[async_trait]
-impl AccountStore for DynamoAccounts {
+impl UserDirectory for DynamoUsers {
     async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError> {
         let out = self
             .client
@@ -328,60 +276,6 @@ impl AccountStore for DynamoAccounts {
                 })
             })
             .collect()
-    }
-
-    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
-        let phone = PhoneItem {
-            pk: phone_pk(&user.phone),
-            sk: "PHONE".into(),
-            user_id: user.user_id.to_string(),
-        };
-        let profile = ProfileItem {
-            pk: user_pk(&user.user_id),
-            sk: "PROFILE".into(),
-            user_id: user.user_id.to_string(),
-            phone: user.phone.to_string(),
-            created_at: user.created_at,
-        };
-        let mut items = vec![
-            self.put(
-                &self.users_table,
-                serde_dynamo::to_item(phone).map_err(codec)?,
-                Some("attribute_not_exists(pk)"),
-            )?,
-            self.put(
-                &self.users_table,
-                serde_dynamo::to_item(profile).map_err(codec)?,
-                Some("attribute_not_exists(pk)"),
-            )?,
-        ];
-        items.extend(self.put_device(device)?);
-        self.transact(items).await
-    }
-
-    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError> {
-        let mut items = Vec::with_capacity(2 + 2 * old.len());
-        items.extend(self.put_device(new_primary)?);
-        for d in old {
-            items.extend(self.delete_device(d)?);
-        }
-        self.transact(items).await
-    }
-
-    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError> {
-        let mut items = vec![
-            self.delete(&self.users_table, key(user_pk(&user.user_id), "PROFILE"))?,
-            self.delete(&self.users_table, key(phone_pk(&user.phone), "PHONE"))?,
-            self.delete(&self.users_table, key(user_pk(&user.user_id), "PIN"))?,
-        ];
-        for d in devices {
-            items.extend(self.delete_device(d)?);
-        }
-        self.transact(items).await
-    }
-
-    async fn remove_device(&self, device: &Device) -> Result<(), PortError> {
-        self.transact(self.delete_device(device)?.into()).await
     }
 
     async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError> {
@@ -525,11 +419,223 @@ impl AccountStore for DynamoAccounts {
     }
 }
 
+/// The users table and the API-keys table together: the directory, plus the writes that add
+/// or remove devices with their keys in one transaction.
+#[derive(Clone)]
+pub struct DynamoAccounts {
+    pub(crate) users: DynamoUsers,
+    credentials: DynamoCredentials,
+}
+
+impl DynamoAccounts {
+    /// A repository over the users and API-keys tables.
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        users_table: impl Into<String>,
+        keys_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            users: DynamoUsers::new(client.clone(), users_table),
+            credentials: DynamoCredentials::new(client, keys_table),
+        }
+    }
+
+    pub(crate) fn put_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
+        let device = DeviceItem {
+            pk: user_pk(&d.user_id),
+            sk: format!("DEVICE#{}", d.device_id),
+            user_id: d.user_id.to_string(),
+            device_id: d.device_id.to_string(),
+            name: d.name.clone(),
+            platform: d.platform,
+            primary: d.primary,
+            key_hash: d.key_hash.as_str().to_owned(),
+            created_at: d.created_at,
+        };
+        let key = KeyItem {
+            key_hash: d.key_hash.as_str().to_owned(),
+            user_id: d.user_id.to_string(),
+            device_id: d.device_id.to_string(),
+        };
+        Ok([
+            self.users.put(
+                &self.users.users_table,
+                serde_dynamo::to_item(device).map_err(codec)?,
+                None,
+            )?,
+            self.users.put(
+                &self.credentials.keys_table,
+                serde_dynamo::to_item(key).map_err(codec)?,
+                Some("attribute_not_exists(keyHash)"),
+            )?,
+        ])
+    }
+
+    fn delete_device(&self, d: &Device) -> Result<[TransactWriteItem; 2], PortError> {
+        Ok([
+            self.users.delete(
+                &self.users.users_table,
+                key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)),
+            )?,
+            self.users.delete(
+                &self.credentials.keys_table,
+                HashMap::from([(
+                    "keyHash".to_owned(),
+                    AttributeValue::S(d.key_hash.as_str().to_owned()),
+                )]),
+            )?,
+        ])
+    }
+}
+
+#[async_trait]
+impl AccountStore for DynamoAccounts {
+    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
+        let phone = PhoneItem {
+            pk: phone_pk(&user.phone),
+            sk: "PHONE".into(),
+            user_id: user.user_id.to_string(),
+        };
+        let profile = ProfileItem {
+            pk: user_pk(&user.user_id),
+            sk: "PROFILE".into(),
+            user_id: user.user_id.to_string(),
+            phone: user.phone.to_string(),
+            created_at: user.created_at,
+        };
+        let mut items = vec![
+            self.users.put(
+                &self.users.users_table,
+                serde_dynamo::to_item(phone).map_err(codec)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+            self.users.put(
+                &self.users.users_table,
+                serde_dynamo::to_item(profile).map_err(codec)?,
+                Some("attribute_not_exists(pk)"),
+            )?,
+        ];
+        items.extend(self.put_device(device)?);
+        self.users.transact(items).await
+    }
+
+    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError> {
+        let mut items = Vec::with_capacity(2 + 2 * old.len());
+        items.extend(self.put_device(new_primary)?);
+        for d in old {
+            items.extend(self.delete_device(d)?);
+        }
+        self.users.transact(items).await
+    }
+
+    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError> {
+        let mut items = vec![
+            self.users.delete(
+                &self.users.users_table,
+                key(user_pk(&user.user_id), "PROFILE"),
+            )?,
+            self.users
+                .delete(&self.users.users_table, key(phone_pk(&user.phone), "PHONE"))?,
+            self.users
+                .delete(&self.users.users_table, key(user_pk(&user.user_id), "PIN"))?,
+        ];
+        for d in devices {
+            items.extend(self.delete_device(d)?);
+        }
+        self.users.transact(items).await
+    }
+
+    async fn remove_device(&self, device: &Device) -> Result<(), PortError> {
+        self.users
+            .transact(self.delete_device(device)?.into())
+            .await
+    }
+}
+
+// Every read is the directory's.
+#[async_trait]
+impl UserDirectory for DynamoAccounts {
+    async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError> {
+        self.users.user_by_phone(phone).await
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<User>, PortError> {
+        self.users.user(user_id).await
+    }
+
+    async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
+        self.users.devices(user_id).await
+    }
+
+    async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError> {
+        self.users.pending_links(user_id).await
+    }
+
+    async fn registration_pin(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<RegistrationPinRecord>, PortError> {
+        self.users.registration_pin(user_id).await
+    }
+
+    async fn put_registration_pin(
+        &self,
+        pin: &RegistrationPinRecord,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        self.users.put_registration_pin(pin, expected).await
+    }
+
+    async fn delete_registration_pin(
+        &self,
+        user_id: &UserId,
+        expected: Option<u64>,
+    ) -> Result<(), PortError> {
+        self.users.delete_registration_pin(user_id, expected).await
+    }
+
+    async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {
+        self.users.end_pending_links(user_id).await
+    }
+
+    async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError> {
+        self.users.device_owner(device).await
+    }
+}
+
+// Key lookups are the credentials'.
+#[async_trait]
+impl CredentialStore for DynamoAccounts {
+    async fn device_for_key(
+        &self,
+        key: &ApiKeyHash,
+    ) -> Result<Option<DeviceCredential>, PortError> {
+        self.credentials.device_for_key(key).await
+    }
+}
+
 /// UsersTable's index of device items by `deviceId` (keys only): whose device is this?
 const BY_DEVICE_INDEX: &str = "byDevice";
 
+/// The API-keys table alone: the authorizer's and the connect tickets' only read.
+#[derive(Clone)]
+pub struct DynamoCredentials {
+    client: aws_sdk_dynamodb::Client,
+    keys_table: String,
+}
+
+impl DynamoCredentials {
+    /// Key lookups in `keys_table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, keys_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            keys_table: keys_table.into(),
+        }
+    }
+}
+
 #[async_trait]
-impl CredentialStore for DynamoAccounts {
+impl CredentialStore for DynamoCredentials {
     async fn device_for_key(
         &self,
         key: &ApiKeyHash,

@@ -182,7 +182,7 @@ impl LinkStore for DynamoLinks {
             vec![
                 TransactWriteItem::builder().update(update).build(),
                 TransactWriteItem::builder().delete(retire_code).build(),
-                self.accounts.put_pending_link(
+                self.accounts.users.put_pending_link(
                     &device.user_id,
                     &PendingLink {
                         link_id: link.link_id.clone(),
@@ -191,7 +191,9 @@ impl LinkStore for DynamoLinks {
                     },
                 )?,
                 // An approver replaced or removed meanwhile approves nothing.
-                self.accounts.device_exists(&device.user_id, approver)?,
+                self.accounts
+                    .users
+                    .device_exists(&device.user_id, approver)?,
             ],
         )
         .await
@@ -209,9 +211,12 @@ impl LinkStore for DynamoLinks {
             TransactWriteItem::builder().delete(take).build(),
             // Ended by a revocation (re-registration, deleteAccount, removeDevice): refused.
             self.accounts
+                .users
                 .take_pending_link(&device.user_id, &link.link_id)?,
             // The primary that approved it must still exist: a re-registration replaced it.
-            self.accounts.device_exists(&device.user_id, approver)?,
+            self.accounts
+                .users
+                .device_exists(&device.user_id, approver)?,
         ];
         items.extend(self.accounts.put_device(device)?);
         super::transact(&self.client, items).await

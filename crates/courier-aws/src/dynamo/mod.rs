@@ -17,7 +17,7 @@ mod sessions;
 mod settings;
 mod statuses;
 
-pub use accounts::DynamoAccounts;
+pub use accounts::{DynamoAccounts, DynamoCredentials, DynamoUsers};
 pub use backups::DynamoBackups;
 pub use connect_tickets::DynamoConnectTickets;
 pub use connections::DynamoConnections;

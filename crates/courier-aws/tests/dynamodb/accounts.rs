@@ -6,7 +6,9 @@ use crate::support::{self, Item};
 use chrono::{DateTime, Timelike, Utc};
 use courier_aws::dynamo::DynamoAccounts;
 use courier_core::error::PortError;
-use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, User};
+use courier_core::ports::{
+    AccountStore, CredentialStore, Device, DeviceCredential, User, UserDirectory,
+};
 use courier_core::protocol::Platform;
 use courier_core::secrets::{ApiKey, ApiKeyHash};
 use courier_core::{DeviceId, UserId};

@@ -3,7 +3,9 @@
 use crate::{accounts, connections, messages, registrations};
 use courier_core::chat::Appended;
 use courier_core::error::PortError;
-use courier_core::ports::{AccountStore, ConnectionStore, MessageStore, RegistrationStore};
+use courier_core::ports::{
+    AccountStore, ConnectionStore, MessageStore, RegistrationStore, UserDirectory,
+};
 use courier_core::{DeviceId, UserId};
 use std::sync::Arc;
 use tokio::sync::Barrier;

@@ -10,7 +10,7 @@ use chrono::{Duration, Utc};
 use courier_aws::dynamo::{DynamoDeviceQueues, DynamoKeys};
 use courier_core::ports::{
     AccountStore, CredentialStore, DeviceKeys, DeviceMessage, DeviceQueueStore, KeyStore,
-    QueuedMessage, SignedKey,
+    QueuedMessage, SignedKey, UserDirectory,
 };
 use courier_core::usecases::device_messages::new_ids;
 use courier_core::{DeviceId, UserId};

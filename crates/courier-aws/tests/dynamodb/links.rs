@@ -9,6 +9,7 @@ use courier_core::DeviceId;
 use courier_core::error::PortError;
 use courier_core::ports::{
     AccountStore, CredentialStore, Device, DeviceCredential, LinkRequest, LinkStore, User,
+    UserDirectory,
 };
 use courier_core::protocol::Platform;
 use courier_core::secrets::ApiKey;

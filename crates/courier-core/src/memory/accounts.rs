@@ -64,7 +64,7 @@ impl MemoryAccounts {
 }
 
 #[async_trait]
-impl AccountStore for MemoryAccounts {
+impl UserDirectory for MemoryAccounts {
     async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError> {
         Ok(self.0.lock().unwrap().phones.get(phone).cloned())
     }
@@ -80,46 +80,6 @@ impl AccountStore for MemoryAccounts {
             .filter(|d| &d.user_id == user_id)
             .cloned()
             .collect())
-    }
-
-    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
-        let mut s = self.0.lock().unwrap();
-        if s.phones.contains_key(&user.phone) {
-            return Err(PortError::Conflict);
-        }
-        s.phones.insert(user.phone.clone(), user.user_id.clone());
-        s.users.insert(user.user_id.clone(), user.clone());
-        insert_device(&mut s, device);
-        Ok(())
-    }
-
-    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError> {
-        let mut s = self.0.lock().unwrap();
-        for d in old {
-            s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
-            s.keys.remove(&d.key_hash);
-        }
-        insert_device(&mut s, new_primary);
-        Ok(())
-    }
-
-    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError> {
-        let mut s = self.0.lock().unwrap();
-        for d in devices {
-            s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
-            s.keys.remove(&d.key_hash);
-        }
-        s.users.remove(&user.user_id);
-        s.phones.remove(&user.phone);
-        s.pins.remove(&user.user_id);
-        Ok(())
-    }
-
-    async fn remove_device(&self, d: &Device) -> Result<(), PortError> {
-        let mut s = self.0.lock().unwrap();
-        s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
-        s.keys.remove(&d.key_hash);
-        Ok(())
     }
 
     async fn device_owner(&self, device: &DeviceId) -> Result<Option<UserId>, PortError> {
@@ -172,6 +132,49 @@ impl AccountStore for MemoryAccounts {
             return Err(PortError::Conflict);
         }
         s.pins.remove(user_id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountStore for MemoryAccounts {
+    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        if s.phones.contains_key(&user.phone) {
+            return Err(PortError::Conflict);
+        }
+        s.phones.insert(user.phone.clone(), user.user_id.clone());
+        s.users.insert(user.user_id.clone(), user.clone());
+        insert_device(&mut s, device);
+        Ok(())
+    }
+
+    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        for d in old {
+            s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
+            s.keys.remove(&d.key_hash);
+        }
+        insert_device(&mut s, new_primary);
+        Ok(())
+    }
+
+    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        for d in devices {
+            s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
+            s.keys.remove(&d.key_hash);
+        }
+        s.users.remove(&user.user_id);
+        s.phones.remove(&user.phone);
+        s.pins.remove(&user.user_id);
+        Ok(())
+    }
+
+    async fn remove_device(&self, d: &Device) -> Result<(), PortError> {
+        let mut s = self.0.lock().unwrap();
+        s.devices.remove(&(d.user_id.clone(), d.device_id.clone()));
+        s.keys.remove(&d.key_hash);
         Ok(())
     }
 }

@@ -73,24 +73,17 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
 }
 
-/// Users, their phone numbers and devices.
+/// Users, their numbers and devices as the users table holds them: every read, and the
+/// account's own records there (pending links, the registration PIN). Operations that only read
+/// accounts take this, so their function needs no API-keys table.
 #[async_trait]
-pub trait AccountStore: Send + Sync {
+pub trait UserDirectory: Send + Sync {
     /// The user holding a number, if any.
     async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError>;
     /// A user's profile.
     async fn user(&self, user_id: &UserId) -> Result<Option<User>, PortError>;
     /// A user's devices.
     async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError>;
-    /// Creates the user, claims its number and adds its first device with its key, all or
-    /// nothing. `Conflict` if the number is already claimed.
-    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError>;
-    /// Adds `new_primary` with its key and removes `old` devices with their keys, all or nothing.
-    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError>;
-    /// Removes the user, its number claim, its devices and their keys.
-    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError>;
-    /// Removes one device with its API key, all or nothing.
-    async fn remove_device(&self, device: &Device) -> Result<(), PortError>;
     /// The account's approved links whose new device has not collected its key yet (each will
     /// become a companion): they count toward the companion cap.
     async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError>;
@@ -121,6 +114,21 @@ pub trait AccountStore: Send + Sync {
         user_id: &UserId,
         expected: Option<u64>,
     ) -> Result<(), PortError>;
+}
+
+/// The directory, plus the writes that add or remove devices: each writes the users table and
+/// the API-keys table in one transaction.
+#[async_trait]
+pub trait AccountStore: UserDirectory {
+    /// Creates the user, claims its number and adds its first device with its key, all or
+    /// nothing. `Conflict` if the number is already claimed.
+    async fn create_account(&self, user: &User, device: &Device) -> Result<(), PortError>;
+    /// Adds `new_primary` with its key and removes `old` devices with their keys, all or nothing.
+    async fn replace_devices(&self, new_primary: &Device, old: &[Device]) -> Result<(), PortError>;
+    /// Removes the user, its number claim, its devices and their keys.
+    async fn delete_account(&self, user: &User, devices: &[Device]) -> Result<(), PortError>;
+    /// Removes one device with its API key, all or nothing.
+    async fn remove_device(&self, device: &Device) -> Result<(), PortError>;
 }
 
 /// An account's registration PIN: its Argon2id hash and the wrong tries against it.

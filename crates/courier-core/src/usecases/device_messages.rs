@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{DeviceId, UserId};
 use crate::ports::{
-    AccountStore, DeviceCredential, DeviceMessage, DeviceQueueStore, QueuedMessage,
+    DeviceCredential, DeviceMessage, DeviceQueueStore, QueuedMessage, UserDirectory,
 };
 use crate::protocol::{
     AckDeviceMessagesParams, REPLY_BUDGET_BYTES, ReadDeviceMessagesParams, SendToDeviceParams,
@@ -38,8 +38,8 @@ pub const MAX_READ_LIMIT: u32 = 100;
 
 /// What the device-queue operations need.
 pub struct Deps<'a> {
-    /// Do the target devices exist?
-    pub accounts: &'a dyn AccountStore,
+    /// Do the target devices exist? (`sendToDevice` only.)
+    pub accounts: Option<&'a dyn UserDirectory>,
     /// The queues.
     pub queues: &'a dyn DeviceQueueStore,
     /// Live delivery and pushes (`sendToDevice` only).
@@ -127,7 +127,9 @@ pub async fn send_to_device(
     users.dedup();
     let existing: HashMap<UserId, HashSet<DeviceId>> = stream::iter(users)
         .map(|u| async move {
-            let devices = deps.accounts.devices(&u).await?;
+            let devices = super::wired(deps.accounts, "the accounts")?
+                .devices(&u)
+                .await?;
             Ok::<_, ApiError>((u, devices.into_iter().map(|d| d.device_id).collect()))
         })
         .buffer_unordered(16)

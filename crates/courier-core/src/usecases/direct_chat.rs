@@ -5,7 +5,7 @@ use crate::chat::{Appended, Draft};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
-use crate::ports::{AccountStore, DeviceCredential, MessageStore, SessionStore};
+use crate::ports::{DeviceCredential, MessageStore, SessionStore, UserDirectory};
 use crate::protocol::{
     InitiateDirectChatParams, ListSessionsParams, REPLY_BUDGET_BYTES, fit_budget,
 };
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// What these operations need.
 pub struct Deps<'a> {
     /// To check the peer exists.
-    pub accounts: &'a dyn AccountStore,
+    pub accounts: &'a dyn UserDirectory,
     /// Sessions.
     pub sessions: &'a dyn SessionStore,
     /// Messages (the handshake is stored as one).

@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::phone::PhoneNumber;
-use crate::ports::{AccountStore, DeviceCredential};
+use crate::ports::{DeviceCredential, UserDirectory};
 use crate::protocol::DiscoverContactsParams;
 use crate::rate_limit::Throttle;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -19,7 +19,7 @@ const CONCURRENT_READS: usize = 16;
 /// What `discoverContacts` needs.
 pub struct Deps<'a> {
     /// Phone number -> account.
-    pub accounts: &'a dyn AccountStore,
+    pub accounts: &'a dyn UserDirectory,
     /// Calls per account and day (`None`: unlimited).
     pub budget: Option<Throttle<'a>>,
     /// The clock (a manual one in tests, to move time).

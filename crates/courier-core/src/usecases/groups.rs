@@ -23,8 +23,8 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
 use crate::ports::{
-    AccountStore, Added, DeviceCredential, Group, GroupStore, MessageStore, SessionStore,
-    SettingsStore,
+    Added, DeviceCredential, Group, GroupStore, MessageStore, SessionStore, SettingsStore,
+    UserDirectory,
 };
 use crate::protocol::{
     GroupChange, GroupMemberParams, GroupParams, InitiateGroupParams, group_notice,
@@ -42,7 +42,7 @@ pub struct Deps<'a> {
     /// The group's session, where every change is written.
     pub messages: &'a dyn MessageStore,
     /// Do the users exist?
-    pub accounts: &'a dyn AccountStore,
+    pub accounts: &'a dyn UserDirectory,
     /// Who lets whom add them (`groupsAdd`).
     pub settings: &'a dyn SettingsStore,
     /// For the notices that cannot go through the session (removal, deletion), and for the

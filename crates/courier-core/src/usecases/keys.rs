@@ -9,7 +9,7 @@
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{DeviceId, UserId};
-use crate::ports::{AccountStore, DeviceCredential, DeviceKeys, KeyStore, SignedKey};
+use crate::ports::{DeviceCredential, DeviceKeys, KeyStore, SignedKey, UserDirectory};
 use crate::protocol::{ClaimKeysParams, ListDevicesParams, UploadKeysParams};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
@@ -37,8 +37,9 @@ const CONCURRENT_READS: usize = 16;
 
 /// What the key operations need.
 pub struct Deps<'a> {
-    /// Do the users and devices exist?
-    pub accounts: &'a dyn AccountStore,
+    /// Do the users and devices exist? (`claimKeys`, `listDevices`: `uploadKeys` reads no
+    /// account.)
+    pub accounts: Option<&'a dyn UserDirectory>,
     /// The key directory.
     pub keys: &'a dyn KeyStore,
     /// `claimKeys`: claims per target user that may take a one-time key (`None`: unlimited).
@@ -218,7 +219,9 @@ pub async fn claim_keys(
     };
     // Every account has a device; none means no account. Keys of a device that is no longer in
     // the account (removed while its keys were being deleted) are not handed out.
-    let devices = deps.accounts.devices(&user).await?;
+    let devices = super::wired(deps.accounts, "the accounts")?
+        .devices(&user)
+        .await?;
     if devices.is_empty() {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -298,7 +301,9 @@ pub async fn list_devices(
     }
     let per_user: Vec<Vec<Value>> = stream::iter(users)
         .map(|user| async move {
-            let devices = deps.accounts.devices(&user).await?;
+            let devices = super::wired(deps.accounts, "the accounts")?
+                .devices(&user)
+                .await?;
             if devices.is_empty() {
                 return Ok(Vec::new());
             }

@@ -16,7 +16,7 @@
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode, PortError};
 use crate::ids::DeviceId;
-use crate::ports::{AccountStore, Device, DeviceCredential, LinkRequest, LinkStore};
+use crate::ports::{Device, DeviceCredential, LinkRequest, LinkStore, UserDirectory};
 use crate::protocol::{Credentials, DeviceInfo};
 use crate::secrets::ApiKey;
 use chrono::Duration;
@@ -37,7 +37,7 @@ pub struct Deps<'a> {
     /// Link requests.
     pub links: &'a dyn LinkStore,
     /// Devices of the approving account.
-    pub accounts: &'a dyn AccountStore,
+    pub accounts: &'a dyn UserDirectory,
     /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// Link attempts: requests per source IP, approvals per account (`None`: unlimited).

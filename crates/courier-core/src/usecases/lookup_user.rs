@@ -2,11 +2,11 @@
 
 use crate::error::{ApiError, ErrorCode};
 use crate::phone::PhoneNumber;
-use crate::ports::AccountStore;
+use crate::ports::UserDirectory;
 use serde_json::{Value, json};
 
 /// Finds the user id of `phone`.
-pub async fn lookup_user(accounts: &dyn AccountStore, phone: &str) -> Result<Value, ApiError> {
+pub async fn lookup_user(accounts: &dyn UserDirectory, phone: &str) -> Result<Value, ApiError> {
     let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let user = accounts
         .user_by_phone(&phone)

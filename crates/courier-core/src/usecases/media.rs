@@ -21,8 +21,8 @@ pub struct Deps<'a> {
     pub media: &'a dyn MediaStore,
     /// The bucket.
     pub objects: &'a dyn ObjectStore,
-    /// Memberships (who may download).
-    pub sessions: &'a dyn SessionStore,
+    /// Memberships: who may download (`getMediaDownload` only).
+    pub sessions: Option<&'a dyn SessionStore>,
     /// Status posts and their posters' privacy (who may download a status's media); without
     /// them, media attached only to statuses is the uploader's alone.
     pub statuses: Option<StatusLookup<'a>>,
@@ -157,7 +157,7 @@ pub async fn may_download(
     upload: &MediaUpload,
     user: &UserId,
 ) -> Result<bool, ApiError> {
-    let (media, sessions) = (deps.media, deps.sessions);
+    let (media, sessions) = (deps.media, super::wired(deps.sessions, "the sessions")?);
     if &upload.uploader == user {
         return Ok(true);
     }

@@ -28,8 +28,16 @@ pub mod session_checks;
 pub mod status;
 pub mod validate_account;
 
+use crate::ApiError;
 use crate::ids::ConnectionId;
 use crate::ports::{ConnectionGateway, ConnectionStore, GatewayError};
+
+/// A store that only some operations of a use case are given (each function is built with the
+/// tables its policy names, docs/architecture.md): the store, or an internal error naming it,
+/// which only a function wired without it can hit.
+pub(crate) fn wired<'a, T: ?Sized>(store: Option<&'a T>, what: &str) -> Result<&'a T, ApiError> {
+    store.ok_or_else(|| ApiError::internal(format!("this function is built without {what}")))
+}
 
 /// How long after its record is written a connection may still be inside its `$connect`: the
 /// `$connect` function's timeout (10 s, template.yaml's Globals) and a margin.

@@ -6,7 +6,7 @@ use crate::chat::timestamp;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
-use crate::ports::{AccountStore, DeviceCredential, LastSeenStore, SettingsStore};
+use crate::ports::{DeviceCredential, LastSeenStore, SettingsStore, UserDirectory};
 use crate::protocol::{GetProfileParams, UpdateContactsParams, UpdateSettingsParams};
 use crate::settings::{
     Audience, MAX_ABOUT_CHARS, MAX_AVATAR_CHARS, MAX_CONTACTS, MAX_NAME_CHARS, Settings,
@@ -19,9 +19,9 @@ pub struct Deps<'a> {
     /// Settings and contacts.
     pub settings: &'a dyn SettingsStore,
     /// Does the user exist?
-    pub accounts: &'a dyn AccountStore,
-    /// Online and last seen.
-    pub last_seen: &'a dyn LastSeenStore,
+    pub accounts: &'a dyn UserDirectory,
+    /// Online and last seen (`getProfile` only).
+    pub last_seen: Option<&'a dyn LastSeenStore>,
     /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
@@ -213,7 +213,9 @@ pub async fn get_profile(
         out["avatar"] = json!(s.display.avatar);
     }
     if allowed(pr.last_seen) {
-        let seen = deps.last_seen.last_seen(&owner).await?;
+        let seen = super::wired(deps.last_seen, "last seen")?
+            .last_seen(&owner)
+            .await?;
         out["online"] = json!(seen.online);
         out["lastSeen"] = json!(seen.at.map(timestamp));
     }

@@ -19,7 +19,7 @@
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode, PortError};
-use crate::ports::{AccountStore, DeviceCredential, RegistrationPinRecord};
+use crate::ports::{DeviceCredential, RegistrationPinRecord, UserDirectory};
 use crate::protocol::{
     CheckRegistrationPinParams, CheckRegistrationPinResponse, RegistrationPinResponse,
     RemoveRegistrationPinParams, SetRegistrationPinParams,
@@ -36,7 +36,7 @@ pub const PIN_LOCKOUT_SECS: i64 = 7 * 86_400;
 /// What `setRegistrationPin`, `removeRegistrationPin` and `checkRegistrationPin` need.
 pub struct Deps<'a> {
     /// Users, devices and PINs.
-    pub accounts: &'a dyn AccountStore,
+    pub accounts: &'a dyn UserDirectory,
     /// The per-device limit of the operation (`None`: unlimited).
     pub limit: Option<Throttle<'a>>,
     /// The account's budget of wrong PINs given by companions and to `checkRegistrationPin`
@@ -47,7 +47,10 @@ pub struct Deps<'a> {
 }
 
 /// Whether `who` is its account's primary device (the phone holding the number).
-async fn is_primary(accounts: &dyn AccountStore, who: &DeviceCredential) -> Result<bool, ApiError> {
+async fn is_primary(
+    accounts: &dyn UserDirectory,
+    who: &DeviceCredential,
+) -> Result<bool, ApiError> {
     Ok(accounts
         .devices(&who.user_id)
         .await?
@@ -261,7 +264,7 @@ pub enum PinOutcome {
 /// error means nothing of the account may be handed over. `Conflict` (a concurrent try changed
 /// the record) is for the caller to retry.
 pub(crate) async fn check_pin(
-    accounts: &dyn AccountStore,
+    accounts: &dyn UserDirectory,
     record: &RegistrationPinRecord,
     given: Option<&str>,
     now: DateTime<Utc>,

@@ -45,10 +45,11 @@ pub const AUDIENCE_PAGE: usize = 1_000;
 
 /// What the status operations need.
 pub struct Deps<'a> {
-    /// Statuses and their viewers.
-    pub statuses: &'a dyn StatusStore,
-    /// The poster's privacy choice and contacts.
-    pub settings: &'a dyn SettingsStore,
+    /// Statuses and their viewers (all but `getStatusAudience`).
+    pub statuses: Option<&'a dyn StatusStore>,
+    /// The poster's privacy choice and contacts (`postStatus`, `viewStatus`,
+    /// `getStatusAudience`).
+    pub settings: Option<&'a dyn SettingsStore>,
     /// To send `statusPosted` (only `postStatus` has it).
     pub deliver: Option<Deliverer<'a>>,
     /// To check and attach media (only `postStatus` has it): with it, attachments must be the
@@ -77,11 +78,13 @@ fn not_found() -> ApiError {
 /// Who is told about (and given the keys to) `poster`'s statuses, the poster left out: its
 /// contacts, or nobody. Sorted.
 pub async fn audience(deps: &Deps<'_>, poster: &UserId) -> Result<Vec<UserId>, ApiError> {
-    let s = settings_or_default(deps.settings, poster).await?;
+    let s = settings_or_default(super::wired(deps.settings, "the settings")?, poster).await?;
     if s.privacy.status == Audience::Nobody {
         return Ok(Vec::new());
     }
-    let mut users = deps.settings.contacts(poster).await?;
+    let mut users = super::wired(deps.settings, "the settings")?
+        .contacts(poster)
+        .await?;
     users.sort();
     users.dedup();
     Ok(users)
@@ -137,8 +140,7 @@ pub async fn post_status(
         super::media::check_status_attachments(*m, ids, expires_at).await?;
     }
     // Counted before the write: two posts racing at the limit may both pass (then 31 live).
-    let (live, _) = deps
-        .statuses
+    let (live, _) = super::wired(deps.statuses, "the statuses")?
         .live_statuses(&who.user_id, now, None, MAX_LIVE_STATUSES)
         .await?;
     if live.len() >= MAX_LIVE_STATUSES {
@@ -165,7 +167,9 @@ pub async fn post_status(
         };
         super::media::attach_to_status(*m, ids, &place, expires_at).await?;
     }
-    deps.statuses.put_status(&status).await?;
+    super::wired(deps.statuses, "the statuses")?
+        .put_status(&status)
+        .await?;
     if let Some(deliver) = &deps.deliver {
         let mut users = audience(deps, &who.user_id).await?;
         users.push(who.user_id.clone());
@@ -200,10 +204,16 @@ pub async fn remove_status(
 ) -> Result<Value, ApiError> {
     let id = status_id_param(&p.status_id)?;
     let now = deps.clock.now();
-    if deps.statuses.status(&who.user_id, id, now).await?.is_none() {
+    if super::wired(deps.statuses, "the statuses")?
+        .status(&who.user_id, id, now)
+        .await?
+        .is_none()
+    {
         return Err(not_found());
     }
-    deps.statuses.remove_status(&who.user_id, id).await?;
+    super::wired(deps.statuses, "the statuses")?
+        .remove_status(&who.user_id, id)
+        .await?;
     Ok(json!({ "removed": true }))
 }
 
@@ -218,19 +228,24 @@ pub async fn view_status(
 ) -> Result<Value, ApiError> {
     let poster = user_id_param("userId", &p.user_id)?;
     let after = p.after.as_deref().map(status_id_param).transpose()?;
-    if !super::profile::may_view_statuses(deps.settings, &poster, &who.user_id).await? {
+    if !super::profile::may_view_statuses(
+        super::wired(deps.settings, "the settings")?,
+        &poster,
+        &who.user_id,
+    )
+    .await?
+    {
         return Ok(json!({ "userId": poster, "statuses": [], "hasMore": false }));
     }
     let now = deps.clock.now();
-    let (mut shown, has_more) = deps
-        .statuses
+    let (mut shown, has_more) = super::wired(deps.statuses, "the statuses")?
         .live_statuses(&poster, now, after, MAX_LIVE_STATUSES)
         .await?;
     let (out, cut) = fit_budget(shown.iter().map(status_json), REPLY_BUDGET_BYTES);
     shown.truncate(out.len());
     let has_more = has_more || cut;
     if poster != who.user_id && !shown.is_empty() {
-        deps.statuses
+        super::wired(deps.statuses, "the statuses")?
             .record_views(&poster, &shown, &who.user_id, now)
             .await?;
     }
@@ -261,11 +276,14 @@ pub async fn get_status_viewers(
         }
     };
     let now = deps.clock.now();
-    if deps.statuses.status(&who.user_id, id, now).await?.is_none() {
+    if super::wired(deps.statuses, "the statuses")?
+        .status(&who.user_id, id, now)
+        .await?
+        .is_none()
+    {
         return Err(not_found());
     }
-    let (views, has_more) = deps
-        .statuses
+    let (views, has_more) = super::wired(deps.statuses, "the statuses")?
         .viewers(&who.user_id, id, after.as_ref(), limit)
         .await?;
     let viewers: Vec<Value> = views

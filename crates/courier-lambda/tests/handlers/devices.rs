@@ -8,7 +8,7 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
     use courier_core::usecases::{device_messages, keys};
     let p = Ports::default();
     let key_deps = keys::Deps {
-        accounts: &p.accounts,
+        accounts: Some(&p.accounts),
         keys: &p.keys,
         one_time_keys_per_target: None,
         clock: &SystemClock,
@@ -27,7 +27,7 @@ async fn upload_keys_and_send_to_device_through_the_route_handler() {
     assert_eq!(stored[0].fallback.as_ref().unwrap().key_id, "AAAAAAAAAAI");
 
     let deps = device_messages::Deps {
-        accounts: &p.accounts,
+        accounts: Some(&p.accounts),
         queues: &p.queues,
         deliver: Some(courier_core::usecases::deliver::Deliverer {
             presence: &p.connections,

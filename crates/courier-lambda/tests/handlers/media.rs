@@ -14,7 +14,7 @@ async fn create_media_upload_replies_with_a_presigned_put_and_refuses_17_mib() {
     let deps = media::Deps {
         media: &store,
         objects: &objects,
-        sessions: &sessions,
+        sessions: Some(&sessions),
         statuses: None,
         clock: &SystemClock,
         upload_quota: None,

@@ -10,7 +10,7 @@ async fn update_settings_replies_with_the_settings_and_names_a_bad_field() {
     let deps = profile::Deps {
         settings: &settings,
         accounts: &p.accounts,
-        last_seen: &p.connections,
+        last_seen: Some(&p.connections),
         clock: &SystemClock,
     };
     let deps = &deps;

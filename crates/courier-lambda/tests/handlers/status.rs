@@ -35,8 +35,8 @@ async fn post_status_stores_it_tells_a_contacts_live_device_and_answers_its_id()
         .await
         .unwrap();
     let deps = status::Deps {
-        statuses: &statuses,
-        settings: &settings,
+        statuses: Some(&statuses),
+        settings: Some(&settings),
         deliver: Some(Deliverer {
             presence: &connections,
             connections: &connections,

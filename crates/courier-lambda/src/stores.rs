@@ -1,0 +1,405 @@
+//! The env-to-store factories every function binary builds its handler from: each store reads
+//! the setting that names its table (or bucket, or endpoint) and nothing else, so a binary's
+//! `main` says exactly what its function touches. The SDK clients are made once per process,
+//! by the first invocation ([`crate::serve`]).
+//!
+//! What is built lives as long as the process, so it is leaked to `'static` on purpose: the
+//! handlers borrow it for every invocation.
+//!
+//! Every table setting read is recorded ([`tables_read`]): `COURIER_DESCRIBE=tables` makes a
+//! binary build its handler, print those names and exit, which is how the wiring check
+//! (`crates/courier-local/tests/wiring.rs`) compares each function's wiring with the
+//! environment and the IAM policy template.yaml gives it.
+
+use courier_aws::config::{self, required};
+use courier_aws::dynamo::{
+    DynamoAccounts, DynamoBackups, DynamoConnectTickets, DynamoConnections, DynamoCredentials,
+    DynamoDeviceQueues, DynamoKeys, DynamoLinks, DynamoMedia, DynamoMessages, DynamoRateLimiter,
+    DynamoRegistrations, DynamoSessions, DynamoSettings, DynamoStatuses, DynamoUsers,
+};
+use courier_aws::gateway::ManagementApi;
+use courier_aws::push::SnsPush;
+use courier_aws::s3::S3Objects;
+use courier_aws::sms::SnsSms;
+use courier_core::clock::{Clock, SystemClock};
+use courier_core::ports::DeviceCredential;
+use courier_core::rate_limit::{Limits, Quota, QuotaThrottle, Rule, StrangerCap, Throttle};
+use courier_core::usecases::deliver::Deliverer;
+use courier_core::usecases::{delete_account, media};
+use courier_core::{ApiError, rate_limit};
+use lambda_runtime::Error;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// Leaks `value`: it lives as long as the process, as the handler that borrows it.
+pub fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+static TABLES_READ: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+
+/// The table settings (`*_TABLE`) the stores built so far have read, in order.
+pub fn tables_read() -> Vec<&'static str> {
+    TABLES_READ
+        .lock()
+        .expect("the set of tables read")
+        .iter()
+        .copied()
+        .collect()
+}
+
+/// The table named by the setting `var`, recorded as read.
+fn table(var: &'static str) -> Result<String, Error> {
+    let name = required(var)?;
+    TABLES_READ
+        .lock()
+        .expect("the set of tables read")
+        .insert(var);
+    Ok(name)
+}
+
+/// A number of seconds from the setting `var`, `default` when it is unset or empty.
+pub fn seconds(var: &str, default: i64) -> Result<i64, Error> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|_| format!("{var} must be a number of seconds, got {v:?}").into()),
+        _ => Ok(default),
+    }
+}
+
+/// What every store is built from: the SDK configuration and a DynamoDB client.
+pub struct Stores {
+    /// The SDK configuration (region, credentials, endpoints).
+    pub sdk: aws_config::SdkConfig,
+    dynamo: aws_sdk_dynamodb::Client,
+}
+
+impl Stores {
+    /// Loads the SDK configuration and makes the DynamoDB client.
+    pub async fn load() -> Self {
+        let sdk = config::sdk_config().await;
+        let dynamo = config::dynamodb(&sdk);
+        Self { sdk, dynamo }
+    }
+
+    /// The account directory alone (`USERS_TABLE`).
+    pub fn users(&self) -> Result<&'static DynamoUsers, Error> {
+        Ok(leak(DynamoUsers::new(
+            self.dynamo.clone(),
+            table("USERS_TABLE")?,
+        )))
+    }
+
+    /// Accounts with their devices' keys (`USERS_TABLE`, `API_KEYS_TABLE`).
+    pub fn accounts(&self) -> Result<&'static DynamoAccounts, Error> {
+        Ok(leak(self.accounts_owned()?))
+    }
+
+    fn accounts_owned(&self) -> Result<DynamoAccounts, Error> {
+        Ok(DynamoAccounts::new(
+            self.dynamo.clone(),
+            table("USERS_TABLE")?,
+            table("API_KEYS_TABLE")?,
+        ))
+    }
+
+    /// API-key lookups (`API_KEYS_TABLE`).
+    pub fn credentials(&self) -> Result<&'static DynamoCredentials, Error> {
+        Ok(leak(DynamoCredentials::new(
+            self.dynamo.clone(),
+            table("API_KEYS_TABLE")?,
+        )))
+    }
+
+    /// One-time connect tickets, kept beside the keys (`API_KEYS_TABLE`).
+    pub fn connect_tickets(&self) -> Result<&'static DynamoConnectTickets, Error> {
+        Ok(leak(DynamoConnectTickets::new(
+            self.dynamo.clone(),
+            table("API_KEYS_TABLE")?,
+        )))
+    }
+
+    /// Pending registrations (`REGISTRATIONS_TABLE`).
+    pub fn registrations(&self) -> Result<&'static DynamoRegistrations, Error> {
+        Ok(leak(DynamoRegistrations::new(
+            self.dynamo.clone(),
+            table("REGISTRATIONS_TABLE")?,
+        )))
+    }
+
+    /// Live connections and last seen (`CONNECTIONS_TABLE`).
+    pub fn connections(&self) -> Result<&'static DynamoConnections, Error> {
+        Ok(leak(DynamoConnections::new(
+            self.dynamo.clone(),
+            table("CONNECTIONS_TABLE")?,
+        )))
+    }
+
+    /// Connections recorded only while their device exists (`CONNECTIONS_TABLE`, and
+    /// `USERS_TABLE` to check the device; docs/security.md, revocation).
+    pub fn connections_checking_devices(&self) -> Result<&'static DynamoConnections, Error> {
+        Ok(leak(
+            DynamoConnections::new(self.dynamo.clone(), table("CONNECTIONS_TABLE")?)
+                .checking_devices_in(table("USERS_TABLE")?),
+        ))
+    }
+
+    /// Settings, contacts and privacy, kept in the users table (`USERS_TABLE`).
+    pub fn settings(&self) -> Result<&'static DynamoSettings, Error> {
+        Ok(leak(DynamoSettings::new(
+            self.dynamo.clone(),
+            table("USERS_TABLE")?,
+        )))
+    }
+
+    /// Chats and memberships (`SESSIONS_TABLE`).
+    pub fn sessions(&self) -> Result<&'static DynamoSessions, Error> {
+        Ok(leak(DynamoSessions::new(
+            self.dynamo.clone(),
+            table("SESSIONS_TABLE")?,
+        )))
+    }
+
+    /// Messages and their receipts (`MESSAGES_TABLE`; `SESSIONS_TABLE` for the watermarks a
+    /// send moves in the same transaction).
+    pub fn messages(&self) -> Result<&'static DynamoMessages, Error> {
+        Ok(leak(DynamoMessages::new(
+            self.dynamo.clone(),
+            table("MESSAGES_TABLE")?,
+            table("SESSIONS_TABLE")?,
+        )))
+    }
+
+    /// The chats and their messages, which every chat operation reads.
+    pub fn chats(&self) -> Result<(&'static DynamoSessions, &'static DynamoMessages), Error> {
+        Ok((self.sessions()?, self.messages()?))
+    }
+
+    /// The key directory (`KEYS_TABLE`).
+    pub fn keys(&self) -> Result<&'static DynamoKeys, Error> {
+        Ok(leak(DynamoKeys::new(
+            self.dynamo.clone(),
+            table("KEYS_TABLE")?,
+        )))
+    }
+
+    /// Device-to-device queues (`DEVICE_QUEUE_TABLE`).
+    pub fn queues(&self) -> Result<&'static DynamoDeviceQueues, Error> {
+        Ok(leak(DynamoDeviceQueues::new(
+            self.dynamo.clone(),
+            table("DEVICE_QUEUE_TABLE")?,
+        )))
+    }
+
+    /// Status posts (`STATUS_TABLE`).
+    pub fn statuses(&self) -> Result<&'static DynamoStatuses, Error> {
+        Ok(leak(DynamoStatuses::new(
+            self.dynamo.clone(),
+            table("STATUS_TABLE")?,
+        )))
+    }
+
+    /// Backup records (`BACKUP_TABLE`).
+    pub fn backups(&self) -> Result<&'static DynamoBackups, Error> {
+        Ok(leak(DynamoBackups::new(
+            self.dynamo.clone(),
+            table("BACKUP_TABLE")?,
+        )))
+    }
+
+    /// Media records and references (`MEDIA_TABLE`).
+    pub fn media(&self) -> Result<&'static DynamoMedia, Error> {
+        Ok(leak(DynamoMedia::new(
+            self.dynamo.clone(),
+            table("MEDIA_TABLE")?,
+        )))
+    }
+
+    /// Device links, completed with the device's key in one transaction (`LINKS_TABLE`,
+    /// `USERS_TABLE`, `API_KEYS_TABLE`).
+    pub fn links(&self) -> Result<&'static DynamoLinks, Error> {
+        Ok(leak(DynamoLinks::new(
+            self.dynamo.clone(),
+            table("LINKS_TABLE")?,
+            self.accounts_owned()?,
+        )))
+    }
+
+    /// The media and backups bucket (`MEDIA_BUCKET`).
+    pub fn objects(&self) -> Result<&'static S3Objects, Error> {
+        Ok(leak(S3Objects::new(
+            courier_aws::s3::client(&self.sdk),
+            required("MEDIA_BUCKET")?,
+        )))
+    }
+
+    /// What checks and records attachments (`MEDIA_TABLE`, `MEDIA_BUCKET`).
+    pub fn attach(&self) -> Result<media::AttachDeps<'static>, Error> {
+        Ok(media::AttachDeps {
+            media: self.media()?,
+            objects: self.objects()?,
+        })
+    }
+
+    /// The WebSocket API's management endpoint, to post to connections.
+    pub fn gateway(&self) -> Result<&'static ManagementApi, Error> {
+        Ok(leak(ManagementApi::new(config::management(&self.sdk)?)))
+    }
+
+    /// Pushes through SNS to the platform applications configured.
+    pub fn push(&self) -> &'static SnsPush {
+        leak(SnsPush::new(
+            config::sns(&self.sdk),
+            std::env::var("APNS_PLATFORM_APP_ARN").ok(),
+            std::env::var("FCM_PLATFORM_APP_ARN").ok(),
+        ))
+    }
+
+    /// Text messages through SNS.
+    pub fn sms(&self) -> &'static SnsSms {
+        leak(SnsSms::new(
+            config::sns(&self.sdk),
+            std::env::var("SMS_SENDER_ID").ok(),
+        ))
+    }
+
+    /// Delivery to live connections (`CONNECTIONS_TABLE`, the management API) and, with
+    /// `push_offline`, to offline devices through SNS.
+    pub fn deliverer(&self, push_offline: bool) -> Result<Deliverer<'static>, Error> {
+        let connections = self.connections()?;
+        Ok(Deliverer {
+            presence: connections,
+            connections,
+            gateway: self.gateway()?,
+            push: push_offline.then(|| self.push() as _),
+        })
+    }
+
+    /// The stores of an account's data beyond its devices (`deleteAccount`, and a registration
+    /// PIN reset in `validateAccount`).
+    pub fn account_data(
+        &self,
+        connections: &'static DynamoConnections,
+    ) -> Result<delete_account::AccountData<'static>, Error> {
+        let sessions = self.sessions()?;
+        Ok(delete_account::AccountData {
+            sessions,
+            groups: sessions,
+            messages: self.messages()?,
+            presence: connections,
+            settings: self.settings()?,
+            statuses: self.statuses()?,
+            backups: self.backups()?,
+            objects: self.objects()?,
+        })
+    }
+
+    fn limiter(&self) -> Result<&'static DynamoRateLimiter, Error> {
+        Ok(leak(DynamoRateLimiter::new(
+            self.dynamo.clone(),
+            table("RATE_LIMIT_TABLE")?,
+        )))
+    }
+
+    /// The shared rate-limit store (`RATE_LIMIT_TABLE`) under the configured rule `pick`s.
+    pub fn throttle(&self, pick: fn(&Limits) -> Rule) -> Result<Throttle<'static>, Error> {
+        Ok(Throttle {
+            limiter: self.limiter()?,
+            rule: pick(&config::limits()?),
+        })
+    }
+
+    /// The shared rate-limit store under the configured quota `pick`s.
+    pub fn quota(&self, pick: fn(&Limits) -> Quota) -> Result<QuotaThrottle<'static>, Error> {
+        Ok(QuotaThrottle {
+            limiter: self.limiter()?,
+            quota: pick(&config::limits()?),
+        })
+    }
+
+    /// The running operation's limit per calling device, under the rule `pick`s.
+    pub fn per_device(&self, pick: fn(&Limits) -> Rule) -> Result<&'static PerDevice, Error> {
+        Ok(leak(PerDevice {
+            throttle: leak(self.throttle(pick)?),
+            operation: crate::telemetry::operation(),
+        }))
+    }
+
+    /// The running operation's limits on directory reads (`lookupUser`, `getProfile`): per
+    /// device and per account.
+    pub fn lookups(&self) -> Result<&'static Lookups, Error> {
+        Ok(leak(Lookups {
+            device: leak(self.throttle(|l| l.lookups)?),
+            account: leak(self.throttle(|l| l.lookups_per_account)?),
+            operation: crate::telemetry::operation(),
+        }))
+    }
+
+    /// A cap per target on what strangers do to it (`key` names its counters).
+    pub fn stranger_cap(
+        &self,
+        pick: fn(&Limits) -> Rule,
+        key: &'static str,
+    ) -> Result<StrangerCap<'static>, Error> {
+        Ok(StrangerCap {
+            settings: self.settings()?,
+            throttle: self.throttle(pick)?,
+            key,
+        })
+    }
+
+    /// The country allow-list and the hourly SMS budgets of `registerAccount`.
+    pub fn sms_guard(
+        &self,
+    ) -> Result<courier_core::usecases::register_account::SmsGuard<'static>, Error> {
+        let (allowed_calling_codes, per_country, global) = config::sms_guard()?;
+        let limiter = self.limiter()?;
+        Ok(courier_core::usecases::register_account::SmsGuard {
+            allowed_calling_codes,
+            per_country: Throttle {
+                limiter,
+                rule: per_country,
+            },
+            global: Throttle {
+                limiter,
+                rule: global,
+            },
+        })
+    }
+}
+
+/// One operation's limit per calling device.
+pub struct PerDevice {
+    throttle: &'static Throttle<'static>,
+    operation: &'static str,
+}
+
+impl PerDevice {
+    /// Takes one request from `who`'s bucket (`LIMIT_EXCEEDED` with `retryAfter` past it).
+    pub async fn take(&self, who: &DeviceCredential) -> Result<(), ApiError> {
+        rate_limit::take_per_device(Some(self.throttle), self.operation, who, SystemClock.now())
+            .await
+    }
+}
+
+/// An operation's limits on directory reads: per device and per account.
+pub struct Lookups {
+    device: &'static Throttle<'static>,
+    account: &'static Throttle<'static>,
+    operation: &'static str,
+}
+
+impl Lookups {
+    /// Takes one lookup from `who`'s device and account buckets.
+    pub async fn take(&self, who: &DeviceCredential) -> Result<(), ApiError> {
+        rate_limit::take_per_device_and_account(
+            Some(self.device),
+            Some(self.account),
+            self.operation,
+            who,
+            SystemClock.now(),
+        )
+        .await
+    }
+}
