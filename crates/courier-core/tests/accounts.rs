@@ -59,7 +59,7 @@ impl World {
     fn link_deps(&self) -> link_device::Deps<'_> {
         link_device::Deps {
             links: &self.accounts,
-            accounts: &self.accounts,
+            accounts: Some(&self.accounts),
             clock: self.clock(),
             throttle: None,
         }

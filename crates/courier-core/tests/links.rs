@@ -49,7 +49,7 @@ async fn approve_then_the_key_is_handed_out_once_and_works() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };
@@ -93,7 +93,7 @@ async fn codes_expire_after_five_minutes() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };
@@ -117,7 +117,7 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };
@@ -170,7 +170,7 @@ async fn an_approved_link_expires_with_its_code() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };
@@ -190,7 +190,7 @@ async fn pending_approvals_count_toward_the_companion_cap() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };
@@ -226,7 +226,7 @@ async fn a_link_whose_approving_primary_is_gone_cannot_be_completed() {
     let (accounts, clock, primary) = world().await;
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: None,
     };

@@ -306,7 +306,7 @@ async fn link_requests_per_address_and_approvals_per_account_are_limited() {
     };
     let deps = link_device::Deps {
         links: &accounts,
-        accounts: &accounts,
+        accounts: Some(&accounts),
         clock: &clock,
         throttle: Some(Throttle {
             limiter: &limiter,

@@ -216,9 +216,27 @@ impl Stores {
         )))
     }
 
-    /// Device links, completed with the device's key in one transaction (`LINKS_TABLE`,
-    /// `USERS_TABLE`, `API_KEYS_TABLE`).
-    pub fn links(&self) -> Result<&'static DynamoLinks, Error> {
+    /// Link requests alone (`LINKS_TABLE`): create and read.
+    pub fn link_requests(&self) -> Result<&'static DynamoLinks, Error> {
+        Ok(leak(DynamoLinks::requests(
+            self.dynamo.clone(),
+            table("LINKS_TABLE")?,
+        )))
+    }
+
+    /// Link requests and their approval, which records a pending link for the account
+    /// (`LINKS_TABLE`, `USERS_TABLE`).
+    pub fn link_approvals(&self) -> Result<&'static DynamoLinks, Error> {
+        Ok(leak(DynamoLinks::approvals(
+            self.dynamo.clone(),
+            table("LINKS_TABLE")?,
+            DynamoUsers::new(self.dynamo.clone(), table("USERS_TABLE")?),
+        )))
+    }
+
+    /// Link requests completed with the new device and its key in one transaction
+    /// (`LINKS_TABLE`, `USERS_TABLE`, `API_KEYS_TABLE`).
+    pub fn link_completions(&self) -> Result<&'static DynamoLinks, Error> {
         Ok(leak(DynamoLinks::new(
             self.dynamo.clone(),
             table("LINKS_TABLE")?,

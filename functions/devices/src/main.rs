@@ -16,14 +16,48 @@ use lambda_runtime::Error;
 async fn main() -> Result<(), Error> {
     let actions = |l: &Limits| l.actions;
     match serve::start()? {
-        "createLinkRequest" => serve::http(limited_links, http::create_link_request).await,
+        "createLinkRequest" => {
+            serve::http(
+                |s| {
+                    Ok(leak(link_device::Deps {
+                        links: s.link_requests()?,
+                        accounts: None,
+                        clock: &SystemClock,
+                        throttle: Some(s.throttle(|l| l.link_attempts)?),
+                    }))
+                },
+                http::create_link_request,
+            )
+            .await
+        }
         // The poll is not limited: the waiting device polls until approved, and its linkId is
-        // a 128-bit secret no one can guess.
-        "getLinkRequest" => serve::http(|s| links(s, None), http::get_link_request).await,
+        // a 128-bit secret no one can guess. Its completion writes the device and its key.
+        "getLinkRequest" => {
+            serve::http(
+                |s| {
+                    Ok(leak(link_device::Deps {
+                        links: s.link_completions()?,
+                        accounts: None,
+                        clock: &SystemClock,
+                        throttle: None,
+                    }))
+                },
+                http::get_link_request,
+            )
+            .await
+        }
+        // Checks the companion cap against the account's devices and pending links.
         "approveDeviceLink" => {
             serve::action(
                 "approveDeviceLink",
-                limited_links,
+                |s| {
+                    Ok(leak(link_device::Deps {
+                        links: s.link_approvals()?,
+                        accounts: Some(s.users()?),
+                        clock: &SystemClock,
+                        throttle: Some(s.throttle(|l| l.link_attempts)?),
+                    }))
+                },
                 async |deps, who, p: ApproveDeviceLinkParams| {
                     link_device::approve(deps, who, &p.code).await
                 },
@@ -108,25 +142,6 @@ async fn main() -> Result<(), Error> {
         }
         other => Err(serve::unknown("devices", other)),
     }
-}
-
-/// Links, and the account's devices (the companion cap), with `throttle` on link attempts.
-fn links(
-    s: &Stores,
-    throttle: Option<courier_core::rate_limit::Throttle<'static>>,
-) -> Result<&'static link_device::Deps<'static>, Error> {
-    Ok(leak(link_device::Deps {
-        links: s.links()?,
-        accounts: s.users()?,
-        clock: &SystemClock,
-        throttle,
-    }))
-}
-
-/// [`links`] behind the per-address limit on link attempts.
-fn limited_links(s: &Stores) -> Result<&'static link_device::Deps<'static>, Error> {
-    let throttle = s.throttle(|l| l.link_attempts)?;
-    links(s, Some(throttle))
 }
 
 /// The key directory; device lists (`claimKeys`, `listDevices`) also read the users table.

@@ -4,7 +4,7 @@
 //! link (`USER#<userId>`/`LINK#<linkId>` in UsersTable), which completing takes and revocations
 //! delete.
 
-use super::{DynamoAccounts, backend, codec, epoch_secs};
+use super::{DynamoAccounts, DynamoUsers, backend, codec, epoch_secs};
 use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
@@ -49,12 +49,17 @@ fn pk(value: String) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), AttributeValue::S(value))])
 }
 
-/// Link requests in DynamoDB; completing one writes the device through the accounts repository.
+/// Link requests in DynamoDB. Approving one records a pending link in the users table, and
+/// completing it writes the device and its key, so a store is built with the tables its
+/// operation reaches: [`DynamoLinks::requests`] (the links table alone, `createLinkRequest`),
+/// [`DynamoLinks::approvals`] (and the users table, `approveDeviceLink`) or
+/// [`DynamoLinks::new`] (and the API keys too, `getLinkRequest`).
 #[derive(Clone)]
 pub struct DynamoLinks {
     client: aws_sdk_dynamodb::Client,
     table: String,
-    accounts: DynamoAccounts,
+    users: Option<DynamoUsers>,
+    accounts: Option<DynamoAccounts>,
 }
 
 impl DynamoLinks {
@@ -67,8 +72,44 @@ impl DynamoLinks {
         Self {
             client,
             table: table.into(),
-            accounts,
+            users: Some(accounts.users.clone()),
+            accounts: Some(accounts),
         }
+    }
+
+    /// Creating and reading requests only: approving or completing one is a backend error.
+    pub fn requests(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            users: None,
+            accounts: None,
+        }
+    }
+
+    /// Requests and approvals (`users` records the pending link): completing one is a backend
+    /// error.
+    pub fn approvals(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        users: DynamoUsers,
+    ) -> Self {
+        Self {
+            users: Some(users),
+            ..Self::requests(client, table)
+        }
+    }
+
+    fn users(&self) -> Result<&DynamoUsers, PortError> {
+        self.users
+            .as_ref()
+            .ok_or_else(|| PortError::backend("this links store was built without the users table"))
+    }
+
+    fn accounts(&self) -> Result<&DynamoAccounts, PortError> {
+        self.accounts.as_ref().ok_or_else(|| {
+            PortError::backend("this links store was built without the users and API-keys tables")
+        })
     }
 
     fn put(&self, item: impl Serialize) -> Result<TransactWriteItem, PortError> {
@@ -182,7 +223,7 @@ impl LinkStore for DynamoLinks {
             vec![
                 TransactWriteItem::builder().update(update).build(),
                 TransactWriteItem::builder().delete(retire_code).build(),
-                self.accounts.users.put_pending_link(
+                self.users()?.put_pending_link(
                     &device.user_id,
                     &PendingLink {
                         link_id: link.link_id.clone(),
@@ -191,9 +232,7 @@ impl LinkStore for DynamoLinks {
                     },
                 )?,
                 // An approver replaced or removed meanwhile approves nothing.
-                self.accounts
-                    .users
-                    .device_exists(&device.user_id, approver)?,
+                self.users()?.device_exists(&device.user_id, approver)?,
             ],
         )
         .await
@@ -207,18 +246,17 @@ impl LinkStore for DynamoLinks {
             .build()
             .map_err(PortError::backend)?;
         let approver = link.approved_by.as_ref().ok_or(PortError::Conflict)?;
+        let accounts = self.accounts()?;
         let mut items = vec![
             TransactWriteItem::builder().delete(take).build(),
             // Ended by a revocation (re-registration, deleteAccount, removeDevice): refused.
-            self.accounts
+            accounts
                 .users
                 .take_pending_link(&device.user_id, &link.link_id)?,
             // The primary that approved it must still exist: a re-registration replaced it.
-            self.accounts
-                .users
-                .device_exists(&device.user_id, approver)?,
+            accounts.users.device_exists(&device.user_id, approver)?,
         ];
-        items.extend(self.accounts.put_device(device)?);
+        items.extend(accounts.put_device(device)?);
         super::transact(&self.client, items).await
     }
 }

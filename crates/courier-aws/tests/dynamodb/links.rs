@@ -4,7 +4,7 @@
 use crate::accounts::{Fixture, device, fixture, user};
 use crate::support;
 use chrono::{Duration, Utc};
-use courier_aws::dynamo::DynamoLinks;
+use courier_aws::dynamo::{DynamoLinks, DynamoUsers};
 use courier_core::DeviceId;
 use courier_core::error::PortError;
 use courier_core::ports::{
@@ -16,6 +16,7 @@ use courier_core::secrets::ApiKey;
 
 struct World {
     accounts: Fixture,
+    links_table: String,
     links: DynamoLinks,
     user: User,
     primary: Device,
@@ -24,7 +25,11 @@ struct World {
 async fn world() -> World {
     let accounts = fixture().await;
     let table = support::create_table(&accounts.client, "LinksTable").await;
-    let links = DynamoLinks::new(accounts.client.clone(), table, accounts.store.clone());
+    let links = DynamoLinks::new(
+        accounts.client.clone(),
+        table.clone(),
+        accounts.store.clone(),
+    );
     let user = user("+14155550100");
     let primary = device(&user, "phone", true);
     accounts
@@ -34,6 +39,7 @@ async fn world() -> World {
         .unwrap();
     World {
         accounts,
+        links_table: table,
         links,
         user,
         primary,
@@ -44,17 +50,7 @@ impl World {
     /// A new link request, approved by `approver`: the link as the new device's poll reads it,
     /// and the device it will add.
     async fn approved(&self, approver: &DeviceId) -> Result<(LinkRequest, Device), PortError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let link = LinkRequest {
-            link_id: format!("l_{id}"),
-            code: id[..10].to_uppercase(),
-            name: "laptop".into(),
-            platform: Platform::Web,
-            expires_at: Utc::now() + Duration::minutes(5),
-            approved: None,
-            approved_by: None,
-        };
-        self.links.create(&link).await.unwrap();
+        let link = self.requested(&self.links).await;
         let new = DeviceCredential {
             user_id: self.user.user_id.clone(),
             device_id: DeviceId::generate(),
@@ -71,6 +67,22 @@ impl World {
             created_at: Utc::now(),
         };
         Ok((link, device))
+    }
+
+    /// A new link request, created through `links`, not approved.
+    async fn requested(&self, links: &DynamoLinks) -> LinkRequest {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let link = LinkRequest {
+            link_id: format!("l_{id}"),
+            code: id[..10].to_uppercase(),
+            name: "laptop".into(),
+            platform: Platform::Web,
+            expires_at: Utc::now() + Duration::minutes(5),
+            approved: None,
+            approved_by: None,
+        };
+        links.create(&link).await.unwrap();
+        link
     }
 
     async fn device_ids(&self) -> Vec<DeviceId> {
@@ -190,4 +202,65 @@ async fn approving_needs_the_approver() {
 
 fn device_of(user: &User, primary: bool) -> Device {
     device(user, if primary { "new phone" } else { "laptop" }, primary)
+}
+
+/// createLinkRequest's store has the links table alone and approveDeviceLink's adds only the
+/// users table: each does its own operation, and one that needs a table it was not built with is
+/// a backend error that writes nothing.
+#[tokio::test]
+async fn each_link_operation_s_store_reaches_only_its_own_tables() {
+    let w = world().await;
+    let client = w.accounts.client.clone();
+    let requests = DynamoLinks::requests(client.clone(), w.links_table.clone());
+    let approvals = DynamoLinks::approvals(
+        client.clone(),
+        w.links_table.clone(),
+        DynamoUsers::new(client, w.accounts.users_table.clone()),
+    );
+    let link = w.requested(&requests).await;
+    assert_eq!(
+        requests.by_code(&link.code).await.unwrap().unwrap().link_id,
+        link.link_id
+    );
+    let new = DeviceCredential {
+        user_id: w.user.user_id.clone(),
+        device_id: DeviceId::generate(),
+    };
+    assert!(matches!(
+        requests.approve(&link, &new, &w.primary.device_id).await,
+        Err(PortError::Backend(_))
+    ));
+    assert!(
+        requests
+            .by_id(&link.link_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .approved
+            .is_none()
+    );
+
+    approvals
+        .approve(&link, &new, &w.primary.device_id)
+        .await
+        .unwrap();
+    let approved = approvals.by_id(&link.link_id).await.unwrap().unwrap();
+    assert_eq!(approved.approved_by.as_ref(), Some(&w.primary.device_id));
+    let device = Device {
+        user_id: new.user_id,
+        device_id: new.device_id,
+        name: approved.name.clone(),
+        platform: approved.platform,
+        primary: false,
+        key_hash: ApiKey::generate().hash(),
+        created_at: Utc::now(),
+    };
+    assert!(matches!(
+        approvals.complete(&approved, &device).await,
+        Err(PortError::Backend(_))
+    ));
+    assert!(!w.device_ids().await.contains(&device.device_id));
+    // The full store (getLinkRequest's) completes it.
+    w.links.complete(&approved, &device).await.unwrap();
+    assert!(w.device_ids().await.contains(&device.device_id));
 }

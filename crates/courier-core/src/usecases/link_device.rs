@@ -36,8 +36,8 @@ const CODE_LEN: usize = 10;
 pub struct Deps<'a> {
     /// Link requests.
     pub links: &'a dyn LinkStore,
-    /// Devices of the approving account.
-    pub accounts: &'a dyn UserDirectory,
+    /// The approver's devices, for the companion cap (`approveDeviceLink` only).
+    pub accounts: Option<&'a dyn UserDirectory>,
     /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
     /// Link attempts: requests per source IP, approvals per account (`None`: unlimited).
@@ -117,7 +117,8 @@ pub async fn approve(
         deps.clock.now(),
     )
     .await?;
-    let devices = deps.accounts.devices(&who.user_id).await?;
+    let accounts = super::wired(deps.accounts, "the accounts")?;
+    let devices = accounts.devices(&who.user_id).await?;
     let me = devices.iter().find(|d| d.device_id == who.device_id);
     if !me.is_some_and(|d| d.primary) {
         return Err(ApiError::new(
@@ -141,8 +142,7 @@ pub async fn approve(
     }
     // Approved links not collected yet will be companions: they count.
     let now = deps.clock.now();
-    let pending = deps
-        .accounts
+    let pending = accounts
         .pending_links(&who.user_id)
         .await?
         .into_iter()
