@@ -4,7 +4,7 @@
 //! DynamoDB calls where it can act); these tests show that what a user does still works while
 //! they do. Each test runs its own cloud, since the switch is the cloud's.
 
-use courier_client::protocol::{Event, MessageType, NewMessage};
+use courier_client::protocol::{Event, MessageKind, NewMessage};
 use courier_client::{Client, ClientConfig, Session};
 use courier_core::protocol::Credentials;
 use courier_tests::{TestCloud, WAIT};
@@ -80,7 +80,7 @@ async fn a_chat_started_while_the_index_lags_reaches_the_peer_and_is_listed() {
         .send_message(
             &NewMessage {
                 session_id: chat.clone(),
-                kind: MessageType::Text,
+                kind: MessageKind::Text,
                 payload: "written while the index lags".into(),
                 attachments: vec![],
                 client_msg_id: None,

@@ -7,7 +7,7 @@ use courier_client::client::Events;
 use courier_client::crypto::CryptoStore;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
-    protocol::{GroupAction, MessageType},
+    protocol::{GroupAction, MessageKind},
 };
 use courier_core::protocol::{Credentials, DeviceInfo, Platform};
 use courier_tests::{TestCloud, WAIT, fresh_phone};
@@ -626,7 +626,7 @@ async fn tampered_replayed_and_keyless_messages_are_refused_and_the_client_keeps
     let swapped = if &body[mid..=mid] == "A" { "B" } else { "A" };
     envelope["body"] = format!("{}{swapped}{}", &body[..mid], &body[mid + 1..]).into();
     let tampered = raw
-        .send_message(&chat, MessageType::Text, &envelope.to_string())
+        .send_message(&chat, MessageKind::Text, &envelope.to_string())
         .await
         .unwrap();
     assert_eq!(
@@ -636,7 +636,7 @@ async fn tampered_replayed_and_keyless_messages_are_refused_and_the_client_keeps
 
     // The first message's ciphertext again, as a new message.
     let replayed = raw
-        .send_message(&chat, MessageType::Text, &original.payload)
+        .send_message(&chat, MessageKind::Text, &original.payload)
         .await
         .unwrap();
     let reason = a1.undecryptable(&replayed.msg_id).await;
@@ -646,7 +646,7 @@ async fn tampered_replayed_and_keyless_messages_are_refused_and_the_client_keeps
     let mut stranger = courier_client::DeviceCrypto::new(b1.user(), &b1.creds.device_id);
     let keyless = stranger.encrypt_message(&chat, b"from nowhere");
     let keyless = raw
-        .send_message(&chat, MessageType::Text, &keyless)
+        .send_message(&chat, MessageKind::Text, &keyless)
         .await
         .unwrap();
     assert_eq!(
@@ -656,7 +656,7 @@ async fn tampered_replayed_and_keyless_messages_are_refused_and_the_client_keeps
 
     // Not text at all.
     let plain = raw
-        .send_message(&chat, MessageType::Text, "hello in the clear")
+        .send_message(&chat, MessageKind::Text, "hello in the clear")
         .await
         .unwrap();
     assert_eq!(

@@ -5,7 +5,7 @@
 
 use courier_client::client::Events;
 use courier_client::media::{MediaPayload, OutgoingFile, upload_bytes};
-use courier_client::protocol::{MessageType, NewMessage};
+use courier_client::protocol::{MessageKind, NewMessage};
 use courier_client::{Client, ClientConfig, ClientError, Encryption, Event, Message};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
@@ -158,7 +158,7 @@ async fn a_10_mib_file_goes_up_encrypted_and_only_members_get_it_back() {
 
     // Bob, a member, gets the message (its descriptor decrypted end to end) and the file.
     let m = bob.message(&sent.msg_id).await;
-    assert_eq!(m.kind, MessageType::Media);
+    assert_eq!(m.kind, MessageKind::Media);
     assert_eq!(m.attachments, vec![media.media_id.clone()]);
     assert!(!m.payload.contains(&media.key), "the key travels encrypted");
     let got = MediaPayload::from_message(&m).expect("a media descriptor");
@@ -232,7 +232,7 @@ async fn a_17_mib_upload_is_refused() {
         .read_new_messages(&chat, None, None)
         .await
         .unwrap();
-    assert!(page.messages.iter().all(|m| m.kind != MessageType::Media));
+    assert!(page.messages.iter().all(|m| m.kind != MessageKind::Media));
     // Bad declarations.
     assert_eq!(
         code(alice.client.create_media_upload("image/png", 0).await),
@@ -270,7 +270,7 @@ async fn only_your_own_uploaded_media_can_be_attached_and_unknown_media_is_not_f
 
     let attach = |ids: Vec<String>| NewMessage {
         session_id: chat.clone(),
-        kind: MessageType::Media,
+        kind: MessageKind::Media,
         payload: "x".into(),
         attachments: ids,
         client_msg_id: None,

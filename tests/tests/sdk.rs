@@ -128,7 +128,7 @@ async fn sends_started_at_once_are_stored_in_the_order_called() {
     let sent = futures_util::future::join_all(
         texts
             .iter()
-            .map(|t| client.send_message(&chat, courier_client::protocol::MessageType::Text, t)),
+            .map(|t| client.send_message(&chat, courier_client::protocol::MessageKind::Text, t)),
     )
     .await;
     let seqs: Vec<u64> = sent.into_iter().map(|r| r.unwrap().seq).collect();

@@ -13,8 +13,8 @@ use crate::{Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
 use courier_client::history::{HistoryEntry, HistoryStore};
 use courier_client::{
-    Client, ClientConfig, ClientError, CryptoError, Cursors, DeliveryStatus, Encryption, Event,
-    Message, MessageType, SentMessage, client::Events,
+    Client, ClientConfig, ClientError, CryptoError, Cursors, Encryption, Event, Message,
+    MessageKind, Receipt, SentMessage, client::Events,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -171,11 +171,11 @@ fn time(at: &str) -> String {
 /// The text of a message, as shown.
 fn text_of(m: &Message) -> String {
     match m.kind {
-        MessageType::Text => m
+        MessageKind::Text => m
             .text
             .clone()
             .unwrap_or_else(|| "(cannot be read)".to_owned()),
-        MessageType::System => match serde_json::from_str::<serde_json::Value>(&m.payload) {
+        MessageKind::System => match serde_json::from_str::<serde_json::Value>(&m.payload) {
             // A group change the server wrote into the session.
             Ok(c) => {
                 let (by, user) = (
@@ -193,7 +193,7 @@ fn text_of(m: &Message) -> String {
             }
             Err(_) => "(system message)".to_owned(),
         },
-        MessageType::Media => match courier_client::media::MediaPayload::from_message(m) {
+        MessageKind::Media => match courier_client::media::MediaPayload::from_message(m) {
             Some(f) => {
                 let name = f.file_name.as_deref().unwrap_or("file");
                 match &f.caption {
@@ -285,7 +285,7 @@ pub async fn inbox(
                 if as_json {
                     let mut v = serde_json::to_value(&m)?;
                     v["event"] = json!("message");
-                    if let (MessageType::Text, Some(t)) = (&m.kind, &m.text) {
+                    if let (MessageKind::Text, Some(t)) = (&m.kind, &m.text) {
                         v["text"] = json!(t);
                     }
                     if let Some(f) = &file {
@@ -376,14 +376,14 @@ pub async fn inbox(
 /// One of my messages in the open chat, with the tick shown for it.
 struct Mine {
     text: String,
-    shown: DeliveryStatus,
+    shown: Receipt,
 }
 
-fn ticks(s: DeliveryStatus) -> &'static str {
+fn ticks(s: Receipt) -> &'static str {
     match s {
-        DeliveryStatus::Sent => "✓",
-        DeliveryStatus::Delivered => "✓✓",
-        DeliveryStatus::Read => "✓✓ read",
+        Receipt::Sent => "✓",
+        Receipt::Delivered => "✓✓",
+        Receipt::Read => "✓✓ read",
     }
 }
 
@@ -412,7 +412,7 @@ impl ChatView<'_> {
     fn ack_read(&mut self, msg_id: String) {
         let (c, s) = (self.client.clone(), self.session.clone());
         self.acks
-            .spawn(async move { c.ack(&s, &msg_id, DeliveryStatus::Read).await });
+            .spawn(async move { c.ack(&s, &msg_id, Receipt::Read).await });
     }
 
     fn on_sent(&mut self, text: String, result: Result<SentMessage, ClientError>) -> Flow {
@@ -427,11 +427,11 @@ impl ChatView<'_> {
                     &text,
                 )]);
                 let shown = if self.peer.1 >= sent.seq {
-                    DeliveryStatus::Read
+                    Receipt::Read
                 } else if self.peer.0 >= sent.seq {
-                    DeliveryStatus::Delivered
+                    Receipt::Delivered
                 } else {
-                    DeliveryStatus::Sent
+                    Receipt::Sent
                 };
                 print_line(&format!(
                     "[{}] me: {text} {}",
@@ -499,7 +499,7 @@ impl ChatView<'_> {
                 ..
             }) if session_id == self.session && user_id != me => {
                 self.peer.0 = self.peer.0.max(up_to_seq);
-                if status == DeliveryStatus::Read {
+                if status == Receipt::Read {
                     self.peer.1 = self.peer.1.max(up_to_seq);
                 }
                 let at = at.as_deref().map(time).unwrap_or_default();

@@ -32,8 +32,7 @@ use crate::crypto::CryptoError;
 use crate::cursors::{Cursors, Origin, Tracker};
 use crate::e2ee::{self, Caller, Decrypted, E2ee, SafetyInfo};
 use crate::protocol::{
-    self, DeliveryStatus, DeviceMessage, Event, Message, MessageType, NewMessage, Request,
-    SessionSummary,
+    self, DeviceMessage, Event, Message, MessageKind, NewMessage, Receipt, Request, SessionSummary,
 };
 use crate::session::{ConnectError, Session};
 use serde_json::Value;
@@ -422,7 +421,7 @@ impl Client {
         session_id: &str,
         text: &str,
     ) -> Result<protocol::SentMessage, ClientError> {
-        self.send_content(session_id, MessageType::Text, text, Vec::new())
+        self.send_content(session_id, MessageKind::Text, text, Vec::new())
             .await
     }
 
@@ -431,7 +430,7 @@ impl Client {
     pub(crate) async fn send_content(
         &self,
         session_id: &str,
-        kind: MessageType,
+        kind: MessageKind,
         content: &str,
         attachments: Vec<String>,
     ) -> Result<protocol::SentMessage, ClientError> {
@@ -604,7 +603,7 @@ impl Client {
     pub async fn send_message(
         &self,
         session_id: &str,
-        kind: protocol::MessageType,
+        kind: protocol::MessageKind,
         payload: &str,
     ) -> Result<protocol::SentMessage, ClientError> {
         self.send(NewMessage {
@@ -673,7 +672,7 @@ impl Client {
         &self,
         session_id: &str,
         msg_id: &str,
-        status: DeliveryStatus,
+        status: Receipt,
     ) -> Result<bool, ClientError> {
         let r = self
             .call(protocol::ack(session_id, msg_id, status), true)
@@ -905,7 +904,7 @@ fn reveal(e2ee: Option<&E2ee>, events: Vec<Event>) -> (Vec<Event>, bool) {
         };
         match e2ee {
             None => {
-                if matches!(m.kind, MessageType::Text | MessageType::Media) {
+                if matches!(m.kind, MessageKind::Text | MessageKind::Media) {
                     m.text = crate::payload::decode(&m.payload);
                 }
                 out.push(Event::Message(m));
@@ -1069,7 +1068,7 @@ impl Inner {
         let Conn::Up(session) = self.conn.borrow().clone() else {
             return;
         };
-        let req = protocol::ack(session_id, &msg_id, DeliveryStatus::Delivered);
+        let req = protocol::ack(session_id, &msg_id, Receipt::Delivered);
         let timeout = self.config.request_timeout;
         tokio::spawn(async move {
             if let Err(e) = session
@@ -1134,7 +1133,7 @@ impl Inner {
                     .filter(|c| c.seq > s.delivered_seq)
                     .and_then(|c| c.msg_id)
                 {
-                    let req = protocol::ack(&s.session_id, &msg_id, DeliveryStatus::Delivered);
+                    let req = protocol::ack(&s.session_id, &msg_id, Receipt::Delivered);
                     self.request(session, req).await?;
                 }
             }

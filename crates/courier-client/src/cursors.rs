@@ -306,7 +306,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MessageType;
+    use crate::protocol::MessageKind;
 
     fn m(seq: u64) -> Message {
         Message {
@@ -316,7 +316,7 @@ mod tests {
             sender: "u_peer".into(),
             sender_device: "d".into(),
             client_msg_id: Some(format!("p-{seq}")),
-            kind: MessageType::Text,
+            kind: MessageKind::Text,
             payload: format!("m{seq}"),
             attachments: vec![],
             sent_at: String::new(),

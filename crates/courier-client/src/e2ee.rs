@@ -27,7 +27,7 @@ use crate::crypto::{
 #[cfg(feature = "native")]
 use crate::crypto::{CryptoStore, StoreError};
 use crate::protocol::{
-    self, DeviceMessage, DeviceMessagesPage, KeyBundle, Message, MessageType,
+    self, DeviceMessage, DeviceMessagesPage, KeyBundle, Message, MessageKind,
     OutgoingDeviceMessage, Request, SendToDeviceResult, UserDevice,
 };
 use serde_json::Value;
@@ -545,7 +545,7 @@ impl E2ee {
     /// Decrypts a chat message. A message whose room key has not arrived is held (see
     /// [`E2ee::take_released`] and [`E2ee::held`]).
     pub fn decrypt(&self, m: &Message) -> Decrypted {
-        if !matches!(m.kind, MessageType::Text | MessageType::Media) {
+        if !matches!(m.kind, MessageKind::Text | MessageKind::Media) {
             return Decrypted::NotEncrypted;
         }
         if envelope_kind(&m.payload) != Ok(EnvelopeKind::Megolm) {

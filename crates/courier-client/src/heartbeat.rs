@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::ClientError;
 use crate::session::Session;
 
@@ -19,11 +17,19 @@ use crate::session::Session;
 /// page of one session: the reply is all it needs, not the list.
 pub const ACTION: &str = "listSessions";
 
+fn page_of_one() -> serde_json::Value {
+    let params = courier_core::protocol::ListSessionsParams {
+        after: None,
+        limit: Some(1),
+    };
+    serde_json::to_value(params).expect("protocol parameters are JSON")
+}
+
 /// Sends one heartbeat and waits up to `timeout` for its reply: whether the connection is alive.
 /// An error reply counts as alive too (the request went through the gateway and came back).
 pub async fn beat(session: &Session, timeout: Duration) -> bool {
     match session
-        .request_with_timeout(ACTION, json!({ "limit": 1 }), timeout)
+        .request_with_timeout(ACTION, page_of_one(), timeout)
         .await
     {
         Ok(_) | Err(ClientError::Api(_)) => true,

@@ -5,7 +5,7 @@
 //! Entries are de-duplicated by message id and kept in (session, seq) order.
 
 use crate::crypto::store::{CryptoStore, StoreError};
-use crate::protocol::{Message, MessageType, SentMessage};
+use crate::protocol::{Message, MessageKind, SentMessage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,7 +46,7 @@ impl HistoryEntry {
     pub fn shown(m: &Message) -> Self {
         let kind = m.kind.to_string();
         let (text, payload) = match m.kind {
-            MessageType::Text => (m.text.clone(), None),
+            MessageKind::Text => (m.text.clone(), None),
             _ => (None, serde_json::from_str(&m.payload).ok()),
         };
         Self {
@@ -77,7 +77,7 @@ impl HistoryEntry {
             sender: user.to_owned(),
             sender_device: device.to_owned(),
             sent_at: sent.sent_at.clone(),
-            kind: MessageType::Text.to_string(),
+            kind: MessageKind::Text.to_string(),
             text: Some(text.to_owned()),
             payload: None,
         }

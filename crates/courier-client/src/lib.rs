@@ -49,9 +49,9 @@ pub use crypto::{CryptoError, DeviceCrypto, TrustStore};
 pub use cursors::{Cursors, SessionCursor};
 pub use e2ee::SafetyInfo;
 pub use protocol::{
-    DeliveryStatus, DeviceMessage, DirectChat, DiscoveredContact, Event, KeyBundle, Message,
-    MessageStatus, MessageType, MessagesPage, NewMessage, PushPlatform, RecipientStatus,
-    SentMessage, SessionSummary, StatusPost, StatusViewer, UserDevice,
+    DeviceMessage, DirectChat, DiscoveredContact, Event, KeyBundle, Message, MessageKind,
+    MessageStatus, MessagesPage, NewMessage, PushPlatform, Receipt, RecipientStatus, SentMessage,
+    SessionSummary, StatusPost, StatusViewer, UserDevice,
 };
 #[cfg(feature = "native")]
 pub use session::{ConnectError, Session};

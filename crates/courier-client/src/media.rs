@@ -11,7 +11,7 @@
 use crate::ClientError;
 #[cfg(feature = "native")]
 use crate::client::Client;
-use crate::protocol::{Message, MessageType};
+use crate::protocol::{Message, MessageKind};
 #[cfg(feature = "native")]
 use crate::protocol::{Request, SentMessage};
 use aes_gcm::aead::{Aead, Generate, KeyInit};
@@ -19,8 +19,6 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "native")]
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -81,7 +79,7 @@ impl MediaPayload {
     /// The descriptor of a received `media` message (read by the [`Client`]: decrypted when
     /// end-to-end encryption is on).
     pub fn from_message(m: &Message) -> Option<Self> {
-        if m.kind != MessageType::Media {
+        if m.kind != MessageKind::Media {
             return None;
         }
         m.text.as_deref().and_then(Self::parse)
@@ -194,20 +192,25 @@ impl Client {
         content_type: &str,
         size: u64,
     ) -> Result<MediaUpload, ClientError> {
-        let req = Request {
-            action: "createMediaUpload",
-            params: json!({ "contentType": content_type, "size": size }),
-        };
+        let req = Request::new(
+            "createMediaUpload",
+            &courier_core::protocol::CreateMediaUploadParams {
+                content_type: content_type.into(),
+                size,
+            },
+        );
         crate::protocol::parse(self.call(req, true).await?)
     }
 
     /// `getMediaDownload`: a presigned download URL (refused with `FORBIDDEN` unless this user
     /// uploaded the media or is in a chat it was sent to).
     pub async fn get_media_download(&self, media_id: &str) -> Result<String, ClientError> {
-        let req = Request {
-            action: "getMediaDownload",
-            params: json!({ "mediaId": media_id }),
-        };
+        let req = Request::new(
+            "getMediaDownload",
+            &courier_core::protocol::GetMediaDownloadParams {
+                media_id: media_id.into(),
+            },
+        );
         crate::protocol::field_str(&self.call(req, true).await?, "downloadUrl")
     }
 
@@ -252,7 +255,7 @@ impl Client {
         let sent = self
             .send_content(
                 session_id,
-                MessageType::Media,
+                MessageKind::Media,
                 &content,
                 vec![payload.media_id.clone()],
             )

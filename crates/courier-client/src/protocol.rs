@@ -7,61 +7,11 @@
 //! (sequence numbers, statuses).
 
 use crate::ClientError;
+use courier_core::protocol as p;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// What a message carries. The server does not look inside; unknown kinds are kept as they are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "String", into = "String")]
-pub enum MessageType {
-    /// A text message (`payload` is the encoded text).
-    Text,
-    /// A message with attachments.
-    Media,
-    /// The end-to-end session set-up stored by `initiateDirectChatSession`.
-    Handshake,
-    /// A system notice.
-    System,
-    /// A kind this client does not know.
-    Other(String),
-}
-
-impl MessageType {
-    /// The name on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            MessageType::Text => "text",
-            MessageType::Media => "media",
-            MessageType::Handshake => "handshake",
-            MessageType::System => "system",
-            MessageType::Other(s) => s,
-        }
-    }
-}
-
-impl From<String> for MessageType {
-    fn from(s: String) -> Self {
-        match s.as_str() {
-            "text" => MessageType::Text,
-            "media" => MessageType::Media,
-            "handshake" => MessageType::Handshake,
-            "system" => MessageType::System,
-            _ => MessageType::Other(s),
-        }
-    }
-}
-
-impl From<MessageType> for String {
-    fn from(t: MessageType) -> Self {
-        t.as_str().to_owned()
-    }
-}
-
-impl std::fmt::Display for MessageType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use courier_core::chat::MessageKind;
 
 /// A message as the server returns it (in `readNewMessages` and in `message` events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +33,7 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     /// What it carries.
     #[serde(rename = "type")]
-    pub kind: MessageType,
+    pub kind: MessageKind,
     /// The (for now plain, later encrypted) content; see [`crate::payload`].
     #[serde(default)]
     pub payload: String,
@@ -102,33 +52,7 @@ pub struct Message {
 }
 
 /// A delivery status, weakest first: `Sent < Delivered < Read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    /// Stored by the server, not yet on a device of the recipient.
-    Sent,
-    /// On a device of the recipient.
-    Delivered,
-    /// Seen by the recipient.
-    Read,
-}
-
-impl DeliveryStatus {
-    /// The name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Read => "read",
-        }
-    }
-}
-
-impl std::fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use courier_core::chat::Receipt;
 
 /// One entry of `listSessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,7 +133,7 @@ pub struct RecipientStatus {
     /// The recipient.
     pub user_id: String,
     /// Its status for the message.
-    pub status: DeliveryStatus,
+    pub status: Receipt,
     /// When its watermark moved to or past the message (None while `sent`).
     #[serde(default)]
     pub at: Option<String>,
@@ -222,21 +146,14 @@ pub struct MessageStatus {
     /// The message.
     pub msg_id: String,
     /// The weakest recipient's status.
-    pub status: DeliveryStatus,
+    pub status: Receipt,
     /// Per recipient.
     #[serde(default)]
     pub recipients: Vec<RecipientStatus>,
 }
 
 /// A push platform for `registerPushToken`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PushPlatform {
-    /// Apple Push Notification service.
-    Apns,
-    /// Firebase Cloud Messaging.
-    Fcm,
-}
+pub use courier_core::ports::PushPlatform;
 
 /// One device of a user, as `listDevices` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,17 +232,8 @@ pub struct DeviceMessagesPage {
     pub has_more: bool,
 }
 
-/// A message for one device, for `sendToDevice`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutgoingDeviceMessage {
-    /// The target user.
-    pub user_id: String,
-    /// The target device.
-    pub device_id: String,
-    /// The opaque payload (at most 16,384 characters).
-    pub payload: String,
-}
+/// A message for one device, for `sendToDevice` (at most 16,384 characters of payload).
+pub use courier_core::protocol::OutgoingDeviceMessage;
 
 /// A (user, device) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -372,7 +280,7 @@ pub struct NewMessage {
     /// The session.
     pub session_id: String,
     /// What it carries.
-    pub kind: MessageType,
+    pub kind: MessageKind,
     /// The payload, already encoded (see [`crate::payload::encode`]).
     pub payload: String,
     /// Media ids (at most 16).
@@ -386,7 +294,7 @@ impl NewMessage {
     pub fn text(session_id: impl Into<String>, text: &str) -> Self {
         Self {
             session_id: session_id.into(),
-            kind: MessageType::Text,
+            kind: MessageKind::Text,
             payload: crate::payload::encode(text),
             attachments: Vec::new(),
             client_msg_id: None,
@@ -438,7 +346,7 @@ pub enum Event {
         /// The member whose watermark moved.
         user_id: String,
         /// `delivered` or `read`.
-        status: DeliveryStatus,
+        status: Receipt,
         /// Every message up to this one has the status.
         up_to_msg_id: String,
         /// Its seq.
@@ -537,7 +445,7 @@ impl Event {
     /// The event a stored message stands for: `SessionStarted` for a `handshake` message (as
     /// when it is read by `readNewMessages`), `Message` otherwise.
     pub fn for_message(m: Message) -> Event {
-        if m.kind == MessageType::Handshake {
+        if m.kind == MessageKind::Handshake {
             Event::SessionStarted {
                 session_id: m.session_id.clone(),
                 from: m.sender.clone(),
@@ -561,8 +469,13 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(action: &'static str, params: Value) -> Self {
-        Self { action, params }
+    /// `action` with `params`, one of the parameter types of `courier_core::protocol`: the
+    /// server parses the very same types.
+    pub(crate) fn new(action: &'static str, params: &impl Serialize) -> Self {
+        Self {
+            action,
+            params: serde_json::to_value(params).expect("protocol parameters are JSON"),
+        }
     }
 }
 
@@ -570,7 +483,11 @@ impl Request {
 pub fn initiate_group(name: &str, description: Option<&str>, members: &[String]) -> Request {
     Request::new(
         "initiateGroupChatSession",
-        json!({ "name": name, "description": description, "members": members }),
+        &p::InitiateGroupParams {
+            name: name.into(),
+            description: description.map(Into::into),
+            members: members.to_vec(),
+        },
     )
 }
 
@@ -579,18 +496,31 @@ pub fn initiate_group(name: &str, description: Option<&str>, members: &[String])
 pub fn group_member(action: GroupAction, group_id: &str, user_id: &str) -> Request {
     Request::new(
         action.name(),
-        json!({ "groupId": group_id, "userId": user_id }),
+        &p::GroupMemberParams {
+            group_id: group_id.into(),
+            user_id: user_id.into(),
+        },
     )
 }
 
 /// `getGroup`.
 pub fn get_group(group_id: &str) -> Request {
-    Request::new("getGroup", json!({ "groupId": group_id }))
+    Request::new(
+        "getGroup",
+        &p::GroupParams {
+            group_id: group_id.into(),
+        },
+    )
 }
 
 /// `deleteGroup`.
 pub fn delete_group(group_id: &str) -> Request {
-    Request::new("deleteGroup", json!({ "groupId": group_id }))
+    Request::new(
+        "deleteGroup",
+        &p::GroupParams {
+            group_id: group_id.into(),
+        },
+    )
 }
 
 /// What an admin (or a leaving member) does to one member of a group.
@@ -617,12 +547,22 @@ impl GroupAction {
 
 /// `lookupUser`.
 pub fn lookup_user(phone: &str) -> Request {
-    Request::new("lookupUser", json!({ "phone": phone }))
+    Request::new(
+        "lookupUser",
+        &p::LookupUserParams {
+            phone: phone.into(),
+        },
+    )
 }
 
 /// `discoverContacts`: which of `phones` (E.164) have an account.
 pub fn discover_contacts(phones: &[String]) -> Request {
-    Request::new("discoverContacts", json!({ "phones": phones }))
+    Request::new(
+        "discoverContacts",
+        &p::DiscoverContactsParams {
+            phones: phones.to_vec(),
+        },
+    )
 }
 
 /// An address-book number that has an account (`discoverContacts`).
@@ -647,26 +587,33 @@ pub(crate) fn discovered(result: Value) -> Result<Vec<DiscoveredContact>, Client
 
 /// `createBackup`: a presigned upload for an encrypted backup of `size` bytes.
 pub fn create_backup(size: u64) -> Request {
-    Request::new("createBackup", json!({ "size": size }))
+    Request::new("createBackup", &p::CreateBackupParams { size })
 }
 
 /// `listBackups`.
 pub fn list_backups() -> Request {
-    Request::new("listBackups", json!({}))
+    Request::new("listBackups", &p::ListBackupsParams {})
 }
 
 /// `getBackupDownload`.
 pub fn get_backup_download(backup_id: &str) -> Request {
-    Request::new("getBackupDownload", json!({ "backupId": backup_id }))
+    Request::new(
+        "getBackupDownload",
+        &p::GetBackupDownloadParams {
+            backup_id: backup_id.into(),
+        },
+    )
 }
 
 /// `initiateDirectChatSession`.
 pub fn initiate_direct_chat(peer_user_id: &str, handshake: Option<&str>) -> Request {
-    let mut p = json!({ "peerUserId": peer_user_id });
-    if let Some(h) = handshake {
-        p["handshake"] = json!(h);
-    }
-    Request::new("initiateDirectChatSession", p)
+    Request::new(
+        "initiateDirectChatSession",
+        &p::InitiateDirectChatParams {
+            peer_user_id: peer_user_id.into(),
+            handshake: handshake.map(Into::into),
+        },
+    )
 }
 
 /// Sessions asked for per `listSessions` page (the server's largest page; it may return fewer,
@@ -675,11 +622,13 @@ pub const SESSIONS_PAGE: u32 = 100;
 
 /// `listSessions`: the page of sessions after session id `after` (from the first if `None`).
 pub fn list_sessions(after: Option<&str>) -> Request {
-    let mut p = json!({ "limit": SESSIONS_PAGE });
-    if let Some(a) = after {
-        p["after"] = json!(a);
-    }
-    Request::new("listSessions", p)
+    Request::new(
+        "listSessions",
+        &p::ListSessionsParams {
+            after: after.map(Into::into),
+            limit: Some(SESSIONS_PAGE),
+        },
+    )
 }
 
 /// Every session of the caller: `listSessions` page after page (by `after`, while `hasMore`),
@@ -703,16 +652,16 @@ where
 
 /// `sendMessage`.
 pub fn send_message(m: &NewMessage, client_msg_id: &str) -> Request {
-    let mut p = json!({
-        "sessionId": m.session_id,
-        "clientMsgId": client_msg_id,
-        "type": m.kind.as_str(),
-        "payload": m.payload,
-    });
-    if !m.attachments.is_empty() {
-        p["attachments"] = json!(m.attachments);
-    }
-    Request::new("sendMessage", p)
+    Request::new(
+        "sendMessage",
+        &p::SendMessageParams {
+            session_id: m.session_id.clone(),
+            client_msg_id: client_msg_id.into(),
+            kind: m.kind.clone(),
+            payload: m.payload.clone(),
+            attachments: m.attachments.clone(),
+        },
+    )
 }
 
 /// `readNewMessages`.
@@ -721,31 +670,46 @@ pub fn read_new_messages(
     last_msg_id: Option<&str>,
     limit: Option<u32>,
 ) -> Request {
-    let mut p = json!({ "sessionId": session_id, "lastMsgId": last_msg_id });
-    if let Some(l) = limit {
-        p["limit"] = json!(l);
-    }
-    Request::new("readNewMessages", p)
+    Request::new(
+        "readNewMessages",
+        &p::ReadNewMessagesParams {
+            session_id: session_id.into(),
+            last_msg_id: last_msg_id.map(Into::into),
+            limit,
+        },
+    )
 }
 
 /// `ackMessages`.
-pub fn ack(session_id: &str, msg_id: &str, status: DeliveryStatus) -> Request {
+pub fn ack(session_id: &str, msg_id: &str, status: Receipt) -> Request {
     Request::new(
         "ackMessages",
-        json!({ "sessionId": session_id, "msgId": msg_id, "status": status }),
+        &p::AckMessagesParams {
+            session_id: session_id.into(),
+            msg_id: msg_id.into(),
+            status,
+        },
     )
 }
 
 /// `getMessageStatus`.
 pub fn get_message_status(msg_id: &str) -> Request {
-    Request::new("getMessageStatus", json!({ "msgId": msg_id }))
+    Request::new(
+        "getMessageStatus",
+        &p::GetMessageStatusParams {
+            msg_id: msg_id.into(),
+        },
+    )
 }
 
 /// `registerPushToken`.
 pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
     Request::new(
         "registerPushToken",
-        json!({ "platform": platform, "token": token }),
+        &p::RegisterPushTokenParams {
+            platform,
+            token: token.into(),
+        },
     )
 }
 
@@ -753,30 +717,36 @@ pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
 /// (six digits). From the primary `current_pin` is not needed; a companion changes an existing
 /// PIN only with it.
 pub fn set_registration_pin(pin: &str, current_pin: Option<&str>) -> Request {
-    let mut params = json!({ "pin": pin });
-    if let Some(current) = current_pin {
-        params["currentPin"] = json!(current);
-    }
-    Request::new("setRegistrationPin", params)
+    Request::new(
+        "setRegistrationPin",
+        &p::SetRegistrationPinParams {
+            pin: pin.into(),
+            current_pin: current_pin.map(Into::into),
+        },
+    )
 }
 
 /// `removeRegistrationPin`: from the primary without `current_pin`; a companion needs it.
 pub fn remove_registration_pin(current_pin: Option<&str>) -> Request {
-    let params = match current_pin {
-        Some(current) => json!({ "currentPin": current }),
-        None => json!({}),
-    };
-    Request::new("removeRegistrationPin", params)
+    Request::new(
+        "removeRegistrationPin",
+        &p::RemoveRegistrationPinParams {
+            current_pin: current_pin.map(Into::into),
+        },
+    )
 }
 
 /// `checkRegistrationPin`: whether `pin` is the account's registration PIN (any device).
 pub fn check_registration_pin(pin: &str) -> Request {
-    Request::new("checkRegistrationPin", json!({ "pin": pin }))
+    Request::new(
+        "checkRegistrationPin",
+        &p::CheckRegistrationPinParams { pin: pin.into() },
+    )
 }
 
 /// `deleteAccount`.
 pub fn delete_account() -> Request {
-    Request::new("deleteAccount", json!({}))
+    Request::new("deleteAccount", &p::DeleteAccountParams {})
 }
 
 /// `uploadKeys`: identity and signing keys, one-time keys (at most 100), a fallback key.
@@ -786,58 +756,77 @@ pub fn upload_keys(
     one_time_keys: &[crate::crypto::OneTimeKey],
     fallback_key: Option<&crate::crypto::OneTimeKey>,
 ) -> Request {
-    let mut p = json!({
-        "identityKey": identity_key,
-        "signingKey": signing_key,
-        "oneTimeKeys": one_time_keys,
-    });
-    if let Some(f) = fallback_key {
-        p["fallbackKey"] = json!(f);
-    }
-    Request::new("uploadKeys", p)
+    Request::new(
+        "uploadKeys",
+        &p::UploadKeysParams {
+            identity_key: identity_key.into(),
+            signing_key: signing_key.into(),
+            one_time_keys: one_time_keys.to_vec(),
+            fallback_key: fallback_key.cloned(),
+        },
+    )
 }
 
 /// `claimKeys`: one key bundle per device of `user_id` (only `device_ids` when given).
 pub fn claim_keys(user_id: &str, device_ids: Option<&[String]>) -> Request {
-    let mut p = json!({ "userId": user_id });
-    if let Some(d) = device_ids {
-        p["deviceIds"] = json!(d);
-    }
-    Request::new("claimKeys", p)
+    Request::new(
+        "claimKeys",
+        &p::ClaimKeysParams {
+            user_id: user_id.into(),
+            device_ids: device_ids.map(<[String]>::to_vec),
+        },
+    )
 }
 
 /// `listDevices` (1 to 50 users: `courier_core::usecases::keys::MAX_LIST_USERS`).
 pub fn list_devices(user_ids: &[String]) -> Request {
-    Request::new("listDevices", json!({ "userIds": user_ids }))
+    Request::new(
+        "listDevices",
+        &p::ListDevicesParams {
+            user_ids: user_ids.to_vec(),
+        },
+    )
 }
 
 /// `removeDevice`.
 pub fn remove_device(device_id: &str) -> Request {
-    Request::new("removeDevice", json!({ "deviceId": device_id }))
+    Request::new(
+        "removeDevice",
+        &p::RemoveDeviceParams {
+            device_id: device_id.into(),
+        },
+    )
 }
 
 /// `approveDeviceLink`.
 pub fn approve_device_link(code: &str) -> Request {
-    Request::new("approveDeviceLink", json!({ "code": code }))
+    Request::new(
+        "approveDeviceLink",
+        &p::ApproveDeviceLinkParams { code: code.into() },
+    )
 }
 
 /// `sendToDevice` (1 to 100 messages).
 pub fn send_to_device(messages: &[OutgoingDeviceMessage]) -> Request {
-    Request::new("sendToDevice", json!({ "messages": messages }))
+    Request::new(
+        "sendToDevice",
+        &p::SendToDeviceParams {
+            messages: messages.to_vec(),
+        },
+    )
 }
 
 /// `readDeviceMessages`.
 pub fn read_device_messages(limit: Option<u32>) -> Request {
-    let mut p = json!({});
-    if let Some(l) = limit {
-        p["limit"] = json!(l);
-    }
-    Request::new("readDeviceMessages", p)
+    Request::new("readDeviceMessages", &p::ReadDeviceMessagesParams { limit })
 }
 
 /// `ackDeviceMessages` (1 to 100 ids).
 pub fn ack_device_messages(ids: &[String]) -> Request {
-    Request::new("ackDeviceMessages", json!({ "ids": ids }))
+    Request::new(
+        "ackDeviceMessages",
+        &p::AckDeviceMessagesParams { ids: ids.to_vec() },
+    )
 }
 
 /// A status post as `viewStatus` returns it; `text` is filled in once decrypted.
@@ -878,31 +867,54 @@ pub struct StatusViewer {
 pub fn post_status(payload: &str, attachments: &[String]) -> Request {
     Request::new(
         "postStatus",
-        json!({ "payload": payload, "attachments": attachments }),
+        &p::PostStatusParams {
+            payload: payload.into(),
+            attachments: attachments.to_vec(),
+        },
     )
 }
 
 /// `removeStatus`.
 pub fn remove_status(status_id: &str) -> Request {
-    Request::new("removeStatus", json!({ "statusId": status_id }))
+    Request::new(
+        "removeStatus",
+        &p::RemoveStatusParams {
+            status_id: status_id.into(),
+        },
+    )
 }
 
 /// `viewStatus`, after the status `after` if given.
 pub fn view_status(user_id: &str, after: Option<&str>) -> Request {
-    Request::new("viewStatus", json!({ "userId": user_id, "after": after }))
+    Request::new(
+        "viewStatus",
+        &p::ViewStatusParams {
+            user_id: user_id.into(),
+            after: after.map(Into::into),
+        },
+    )
 }
 
 /// `getStatusViewers`, after the viewer `after` if given.
 pub fn status_viewers(status_id: &str, after: Option<&str>) -> Request {
     Request::new(
         "getStatusViewers",
-        json!({ "statusId": status_id, "after": after }),
+        &p::GetStatusViewersParams {
+            status_id: status_id.into(),
+            after: after.map(Into::into),
+            limit: None,
+        },
     )
 }
 
 /// `getStatusAudience`, after the user `after` if given.
 pub fn status_audience(after: Option<&str>) -> Request {
-    Request::new("getStatusAudience", json!({ "after": after }))
+    Request::new(
+        "getStatusAudience",
+        &p::GetStatusAudienceParams {
+            after: after.map(Into::into),
+        },
+    )
 }
 
 /// Reads a reply's `result` as `T`.
@@ -934,6 +946,7 @@ pub(crate) fn field_bool(result: &Value, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn msg(seq: u64, kind: &str) -> Value {
         json!({"msgId": format!("s_1.{seq}"), "sessionId": "s_1", "seq": seq, "sender": "u_a",
@@ -966,7 +979,7 @@ mod tests {
         };
         assert_eq!(
             (m.seq, m.kind, m.payload.as_str()),
-            (3, MessageType::Text, "hi")
+            (3, MessageKind::Text, "hi")
         );
 
         let e = Event::from_frame(
@@ -976,7 +989,7 @@ mod tests {
         assert!(matches!(
             e,
             Event::Status {
-                status: DeliveryStatus::Read,
+                status: Receipt::Read,
                 up_to_seq: 3,
                 ..
             }
@@ -1002,19 +1015,16 @@ mod tests {
     #[test]
     fn unknown_message_types_round_trip() {
         let m: Message = serde_json::from_value(msg(1, "poll")).unwrap();
-        assert_eq!(m.kind, MessageType::Other("poll".into()));
+        assert_eq!(m.kind, MessageKind::Other("poll".into()));
         assert_eq!(serde_json::to_value(&m).unwrap()["type"], "poll");
-        assert!(DeliveryStatus::Sent < DeliveryStatus::Delivered);
-        assert!(DeliveryStatus::Delivered < DeliveryStatus::Read);
+        assert!(Receipt::Sent < Receipt::Delivered);
+        assert!(Receipt::Delivered < Receipt::Read);
     }
 
     #[test]
     fn builds_requests() {
         let r = read_new_messages("s_1", None, Some(100));
-        assert_eq!(
-            r.params,
-            json!({"sessionId": "s_1", "lastMsgId": null, "limit": 100})
-        );
+        assert_eq!(r.params, json!({"sessionId": "s_1", "limit": 100}));
         let r = send_message(&NewMessage::text("s_1", "hey"), "c-9");
         assert_eq!(
             r.params,
@@ -1024,9 +1034,6 @@ mod tests {
             initiate_direct_chat("u_b", None).params,
             json!({"peerUserId": "u_b"})
         );
-        assert_eq!(
-            ack("s_1", "s_1.2", DeliveryStatus::Read).params["status"],
-            "read"
-        );
+        assert_eq!(ack("s_1", "s_1.2", Receipt::Read).params["status"], "read");
     }
 }

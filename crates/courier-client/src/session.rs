@@ -7,10 +7,11 @@
 //! on a frame over 32 KB while it accepts messages up to 128 KB.
 
 use crate::ClientError;
-use crate::protocol::{self, DeliveryStatus, Request};
+use crate::protocol::{self, Receipt, Request};
 use courier_core::protocol::ErrorDetail;
+use courier_core::{ApiError, ErrorCode};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,8 +286,8 @@ impl Session {
                 )));
             }
         };
-        frame.insert("action".into(), json!(action));
-        frame.insert("requestId".into(), json!(id));
+        frame.insert("action".into(), Value::String(action.into()));
+        frame.insert("requestId".into(), Value::String(id.clone()));
         Ok((id, Value::Object(frame).to_string()))
     }
 
@@ -461,7 +462,7 @@ impl Session {
         &self,
         session_id: &str,
         msg_id: &str,
-        status: DeliveryStatus,
+        status: Receipt,
     ) -> Result<bool, ClientError> {
         let r = self.call(protocol::ack(session_id, msg_id, status)).await?;
         Ok(protocol::field_bool(&r, "moved"))
@@ -545,14 +546,12 @@ fn match_gateway_error(w: &mut Waiting, frame: &Value) {
         let what = frame["message"].as_str().unwrap_or_default();
         // The stage's route throttle: the request was not served; it may be sent again later.
         let error = if what == "Too Many Requests" {
-            json!({"code": "LIMIT_EXCEEDED", "retryAfter": 1,
-                   "message": "the gateway throttled this route: Too Many Requests"})
+            ApiError::limit_exceeded("the gateway throttled this route: Too Many Requests", 1)
         } else {
-            json!({"code": "INTERNAL", "message": format!("the gateway answered: {what}")})
+            ApiError::new(ErrorCode::Internal, format!("the gateway answered: {what}"))
         };
-        let _ = waiter.send(json!({
-            "type": "response", "requestId": id, "ok": false, "error": error,
-        }));
+        let reply = courier_core::protocol::reply_err(Some(&id), &error);
+        let _ = waiter.send(serde_json::from_str(&reply).expect("a reply frame is JSON"));
         return;
     }
     if let Some(o) = w.orphans.iter().next().cloned() {

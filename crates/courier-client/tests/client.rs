@@ -5,7 +5,7 @@ mod common;
 
 use common::{FakeServer, Fault, KEY, SESSION, next, seqs, until};
 use courier_client::{
-    BackoffTimer, Client, ClientConfig, ClientError, DeliveryStatus, Event, MessageType,
+    BackoffTimer, Client, ClientConfig, ClientError, Event, MessageKind, Receipt,
 };
 use serde_json::json;
 use std::collections::VecDeque;
@@ -240,7 +240,7 @@ async fn a_lost_reply_is_retried_on_the_same_client_msg_id() {
     // The connection drops instead of a reply: the client reconnects and sends it again.
     server.fault("sendMessage", &[Fault::DropConnection, Fault::DropReply]);
     let sent = client
-        .send_message(SESSION, MessageType::Text, "again")
+        .send_message(SESSION, MessageKind::Text, "again")
         .await
         .unwrap();
     let reqs = server.requests("sendMessage");
@@ -279,12 +279,12 @@ async fn a_lost_reply_is_retried_on_the_same_client_msg_id() {
     assert!(page.has_more && page.messages[0].payload == "hello");
     assert!(
         client
-            .ack(SESSION, "s_me_peer.2", DeliveryStatus::Read)
+            .ack(SESSION, "s_me_peer.2", Receipt::Read)
             .await
             .unwrap()
     );
     let st = client.get_message_status("s_me_peer.2").await.unwrap();
-    assert_eq!(st.status, DeliveryStatus::Sent);
+    assert_eq!(st.status, Receipt::Sent);
 }
 
 #[tokio::test]

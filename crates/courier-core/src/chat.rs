@@ -70,7 +70,7 @@ pub struct Watermark {
 }
 
 /// The status of a message for one recipient, or in aggregate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Receipt {
     /// Stored, not yet on a device of the recipient.
@@ -79,6 +79,23 @@ pub enum Receipt {
     Delivered,
     /// Read.
     Read,
+}
+
+impl Receipt {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receipt::Sent => "sent",
+            Receipt::Delivered => "delivered",
+            Receipt::Read => "read",
+        }
+    }
+}
+
+impl std::fmt::Display for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A message as stored and as sent to clients.
@@ -97,9 +114,9 @@ pub struct Message {
     pub sender_device: DeviceId,
     /// The sender's idempotency key.
     pub client_msg_id: String,
-    /// `text`, `media`, `handshake`, `system`.
+    /// What it carries.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: MessageKind,
     /// Opaque to the server.
     pub payload: String,
     /// Media ids.
@@ -119,6 +136,85 @@ impl Message {
     }
 }
 
+/// What a message carries (its `type` on the wire). The server never looks inside. A kind this
+/// build does not know is kept as it is (`Other`), so a reader never drops a newer sender's
+/// message for its kind; only [`MessageKind::is_sendable`] kinds may be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum MessageKind {
+    /// A text message (the payload is the encrypted text).
+    Text,
+    /// A message with attachments.
+    Media,
+    /// The end-to-end session set-up stored by `initiateDirectChatSession`.
+    Handshake,
+    /// A notice the server writes (group changes); never sent by a client.
+    System,
+    /// A kind this build does not know.
+    Other(String),
+}
+
+impl MessageKind {
+    /// The kinds a client may send with `sendMessage`.
+    pub const SENDABLE: [MessageKind; 3] = [
+        MessageKind::Text,
+        MessageKind::Media,
+        MessageKind::Handshake,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Media => "media",
+            MessageKind::Handshake => "handshake",
+            MessageKind::System => "system",
+            MessageKind::Other(s) => s,
+        }
+    }
+
+    /// Whether a client may send it (`system` is the server's; unknown kinds are refused).
+    pub fn is_sendable(&self) -> bool {
+        Self::SENDABLE.contains(self)
+    }
+}
+
+impl From<String> for MessageKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "text" => MessageKind::Text,
+            "media" => MessageKind::Media,
+            "handshake" => MessageKind::Handshake,
+            "system" => MessageKind::System,
+            _ => MessageKind::Other(s),
+        }
+    }
+}
+
+impl From<&str> for MessageKind {
+    fn from(s: &str) -> Self {
+        MessageKind::from(s.to_owned())
+    }
+}
+
+impl From<MessageKind> for String {
+    fn from(k: MessageKind) -> Self {
+        k.as_str().to_owned()
+    }
+}
+
+impl PartialEq<&str> for MessageKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// RFC 3339 with milliseconds and `Z`, as the protocol writes times.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -134,7 +230,7 @@ pub struct Draft {
     /// Idempotency key.
     pub client_msg_id: String,
     /// Kind.
-    pub kind: String,
+    pub kind: MessageKind,
     /// Payload.
     pub payload: String,
     /// Media ids.

@@ -508,76 +508,76 @@ mod tests {
 use crate::chat::{Message, Receipt};
 
 /// `lookupUser`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LookupUserParams {
     /// E.164 number.
     pub phone: String,
 }
 
 /// `discoverContacts`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiscoverContactsParams {
     /// Numbers from the caller's address book, E.164 (others are skipped).
     pub phones: Vec<String>,
 }
 
 /// `initiateDirectChatSession`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitiateDirectChatParams {
     /// The other user.
     pub peer_user_id: String,
     /// Opaque E2EE set-up for the peer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<String>,
 }
 
 /// `sendMessage`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageParams {
     /// Target session.
     pub session_id: String,
     /// Idempotency key.
     pub client_msg_id: String,
-    /// Message kind.
+    /// Message kind: one a client may send ([`crate::chat::MessageKind::is_sendable`]).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: crate::chat::MessageKind,
     /// End-to-end encrypted; the server stores and forwards it unread.
     pub payload: String,
     /// Media ids.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
 }
 
 /// `listSessions`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListSessionsParams {
     /// Continue after this session id (the last one of the previous page).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// Page size, 1 to 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
 /// `readNewMessages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadNewMessagesParams {
     /// The session.
     pub session_id: String,
     /// Read after this message (from the start if absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_msg_id: Option<String>,
     /// Page size, 1 to 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
 /// `ackMessages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AckMessagesParams {
     /// The session.
@@ -589,7 +589,7 @@ pub struct AckMessagesParams {
 }
 
 /// `getMessageStatus`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetMessageStatusParams {
     /// The message.
@@ -597,7 +597,7 @@ pub struct GetMessageStatusParams {
 }
 
 /// `registerPushToken`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterPushTokenParams {
     /// `apns` or `fcm`.
     pub platform: crate::ports::PushPlatform,
@@ -625,9 +625,9 @@ pub fn session_started_event(m: &Message) -> String {
 /// The event a stored message becomes: `sessionStarted` for a handshake, `groupUpdate` for a
 /// group change the server wrote into the session, else `message`.
 pub fn event_for(m: &Message) -> String {
-    match m.kind.as_str() {
-        "handshake" => session_started_event(m),
-        "system" => group_update_event(m),
+    match m.kind {
+        crate::chat::MessageKind::Handshake => session_started_event(m),
+        crate::chat::MessageKind::System => group_update_event(m),
         _ => message_event(m),
     }
 }
@@ -669,20 +669,20 @@ pub fn group_notice(session: &SessionId, change: &GroupChange, at: &str) -> Stri
 }
 
 /// `initiateGroupChatSession`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitiateGroupParams {
     /// Name.
     pub name: String,
     /// Description.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The other members (the creator is added as admin).
     pub members: Vec<String>,
 }
 
 /// `getGroup`, `deleteGroup`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupParams {
     /// The group.
@@ -690,7 +690,7 @@ pub struct GroupParams {
 }
 
 /// `addUserToGroup`, `removeUserFromGroup`, `promoteUserToAdmin`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupMemberParams {
     /// The group.
@@ -716,7 +716,7 @@ pub fn status_event(
 }
 
 /// `approveDeviceLink`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApproveDeviceLinkParams {
     /// The code the new device shows.
     pub code: String,
@@ -727,7 +727,7 @@ pub struct ApproveDeviceLinkParams {
 use crate::ports::{DeviceMessage, SignedKey};
 
 /// `uploadKeys`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadKeysParams {
     /// Curve25519 identity key.
@@ -737,23 +737,23 @@ pub struct UploadKeysParams {
     /// New one-time keys (0 to 100).
     pub one_time_keys: Vec<SignedKey>,
     /// Replaces the fallback key when given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_key: Option<SignedKey>,
 }
 
 /// `claimKeys`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimKeysParams {
     /// Whose keys.
     pub user_id: String,
     /// Only these devices (all when absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_ids: Option<Vec<String>>,
 }
 
 /// `listDevices`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListDevicesParams {
     /// 1 to 50 users (`MAX_LIST_USERS` of the keys use case).
@@ -761,7 +761,7 @@ pub struct ListDevicesParams {
 }
 
 /// `removeDevice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoveDeviceParams {
     /// The device to remove.
@@ -769,7 +769,7 @@ pub struct RemoveDeviceParams {
 }
 
 /// One message of `sendToDevice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutgoingDeviceMessage {
     /// Target user.
@@ -781,7 +781,7 @@ pub struct OutgoingDeviceMessage {
 }
 
 /// `sendToDevice`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendToDeviceParams {
     /// 1 to 100 messages.
@@ -789,16 +789,16 @@ pub struct SendToDeviceParams {
 }
 
 /// `readDeviceMessages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadDeviceMessagesParams {
     /// Page size, 1 to 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
 /// `ackDeviceMessages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AckDeviceMessagesParams {
     /// 1 to 100 message ids.
@@ -820,68 +820,86 @@ pub fn device_message_event(m: &DeviceMessage) -> String {
 }
 
 /// `getSettings`: no fields.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GetSettingsParams {}
 
 /// The display part of `updateSettings`: only the fields given change; `null` clears one.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisplayUpdate {
     /// New display name.
-    #[serde(default, deserialize_with = "some")]
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<Option<String>>,
     /// New about line.
-    #[serde(default, deserialize_with = "some")]
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub about: Option<Option<String>>,
     /// New avatar media id.
-    #[serde(default, deserialize_with = "some")]
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub avatar: Option<Option<String>>,
 }
 
 /// The privacy part of `updateSettings`: only the fields given change.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivacyUpdate {
     /// Who sees last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<crate::settings::Audience>,
     /// Who sees the avatar.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_photo: Option<crate::settings::Audience>,
     /// Who sees the about line.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub about: Option<crate::settings::Audience>,
     /// Who sees status posts.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<crate::settings::Audience>,
     /// Read receipts on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_receipts: Option<bool>,
     /// Who may add the user to groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub groups_add: Option<crate::settings::GroupsAdd>,
 }
 
 /// `updateSettings`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateSettingsParams {
     /// Profile fields to change.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<DisplayUpdate>,
     /// Privacy choices to change.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacyUpdate>,
 }
 
 /// `updateContacts`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateContactsParams {
     /// User ids to add.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add: Vec<String>,
     /// User ids to remove.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
 }
 
 /// `getProfile`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetProfileParams {
     /// Whose profile.
@@ -900,18 +918,18 @@ where
 // ---- Status posts ------------------------------------------------------------------------------
 
 /// `postStatus`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PostStatusParams {
     /// Ciphertext (a Megolm message of the poster's status room).
     pub payload: String,
     /// Media ids.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
 }
 
 /// `removeStatus`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoveStatusParams {
     /// One of the caller's statuses.
@@ -919,36 +937,36 @@ pub struct RemoveStatusParams {
 }
 
 /// `viewStatus`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ViewStatusParams {
     /// Whose statuses.
     pub user_id: String,
     /// Continue after this status id (the last one of the previous page).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 
 /// `getStatusViewers`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetStatusViewersParams {
     /// One of the caller's statuses.
     pub status_id: String,
     /// Continue after this viewer's user id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// Page size, 1 to 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
 
 /// `getStatusAudience`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetStatusAudienceParams {
     /// Continue after this user id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 
@@ -972,7 +990,7 @@ pub fn status_posted_event(s: &crate::ports::Status) -> String {
 }
 
 /// `createMediaUpload`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateMediaUploadParams {
     /// The media type the upload is bound to (the ciphertext is stored with it).
@@ -982,14 +1000,14 @@ pub struct CreateMediaUploadParams {
 }
 
 /// `getMediaDownload`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetMediaDownloadParams {
     /// The media.
     pub media_id: String,
 }
 /// `createBackup`: the size of the encrypted backup file the client will upload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBackupParams {
     /// Bytes; the upload is bound to exactly this many.
@@ -997,11 +1015,11 @@ pub struct CreateBackupParams {
 }
 
 /// `listBackups`: no fields.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListBackupsParams {}
 
 /// `getBackupDownload`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetBackupDownloadParams {
     /// Which backup (from `listBackups`).

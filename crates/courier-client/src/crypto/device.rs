@@ -28,17 +28,8 @@ use super::trust::{TrustStore, canonical_key};
 const OTK_SIGNATURE_CONTEXT: &[u8] = b"courier-one-time-key-v1:";
 
 /// A one-time (or fallback) Curve25519 key to upload with `uploadKeys`, signed by the device's
-/// Ed25519 signing key. Serializes as `{"keyId", "key", "signature"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OneTimeKey {
-    /// The key's id (unpadded base64 of a counter), unique per device.
-    pub key_id: String,
-    /// The public key, unpadded base64.
-    pub key: String,
-    /// Ed25519 signature of `"courier-one-time-key-v1:" || key bytes`, unpadded base64.
-    pub signature: String,
-}
+/// Ed25519 signing key: the protocol's `SignedKey`, `{"keyId", "key", "signature"}`.
+pub use courier_core::ports::SignedKey as OneTimeKey;
 
 /// Checks a claimed one-time key's signature against the owner's Ed25519 signing key, so a
 /// client can refuse keys the server made up.

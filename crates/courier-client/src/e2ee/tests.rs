@@ -258,7 +258,7 @@ fn message(chat: &str, seq: u64, from: &Dev, payload: &str) -> Message {
         sender: from.conn.user.clone(),
         sender_device: from.conn.device.clone(),
         client_msg_id: Some(format!("c{seq}")),
-        kind: MessageType::Text,
+        kind: MessageKind::Text,
         payload: payload.into(),
         attachments: vec![],
         sent_at: String::new(),

@@ -6,17 +6,15 @@
 
 use super::deliver::Outbound;
 use super::session_checks::{check_payload, parse_session, require_member, send_key};
-use crate::chat::{Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, Membership};
+use crate::chat::{
+    Appended, Draft, MAX_ATTACHMENTS, MAX_CLIENT_MSG_ID_CHARS, Membership, MessageKind,
+};
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::ids::{SessionId, UserId};
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::SendMessageParams;
 use serde_json::{Value, json};
-
-/// Message kinds a client may send (the server never looks inside). `system` messages exist
-/// too, but only the server writes them (group changes).
-pub const KINDS: [&str; 3] = ["text", "media", "handshake"];
 
 /// What `sendMessage` needs.
 pub struct Deps<'a> {
@@ -76,10 +74,14 @@ pub async fn send(
             "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters, without '#'"
         )));
     }
-    if !KINDS.contains(&p.kind.as_str()) {
+    if !p.kind.is_sendable() {
+        let kinds: Vec<&str> = MessageKind::SENDABLE
+            .iter()
+            .map(MessageKind::as_str)
+            .collect();
         return Err(ApiError::bad_request(format!(
             "type must be one of {}",
-            KINDS.join(", ")
+            kinds.join(", ")
         )));
     }
     check_payload(&p.payload)?;
