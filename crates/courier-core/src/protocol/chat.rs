@@ -1,0 +1,220 @@
+//! Chats, messages, receipts and groups: their params and events.
+
+use super::*;
+
+use crate::chat::{Message, Receipt};
+
+/// `lookupUser`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LookupUserParams {
+    /// E.164 number.
+    pub phone: String,
+}
+
+/// `discoverContacts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoverContactsParams {
+    /// Numbers from the caller's address book, E.164 (others are skipped).
+    pub phones: Vec<String>,
+}
+
+/// `initiateDirectChatSession`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiateDirectChatParams {
+    /// The other user.
+    pub peer_user_id: String,
+    /// Opaque E2EE set-up for the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<String>,
+}
+
+/// `sendMessage`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageParams {
+    /// Target session.
+    pub session_id: String,
+    /// Idempotency key.
+    pub client_msg_id: String,
+    /// Message kind: one a client may send ([`crate::chat::MessageKind::is_sendable`]).
+    #[serde(rename = "type")]
+    pub kind: crate::chat::MessageKind,
+    /// End-to-end encrypted; the server stores and forwards it unread.
+    pub payload: String,
+    /// Media ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// `listSessions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSessionsParams {
+    /// Continue after this session id (the last one of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Page size, 1 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `readNewMessages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadNewMessagesParams {
+    /// The session.
+    pub session_id: String,
+    /// Read after this message (from the start if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_msg_id: Option<String>,
+    /// Page size, 1 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `ackMessages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckMessagesParams {
+    /// The session.
+    pub session_id: String,
+    /// Everything up to this message.
+    pub msg_id: String,
+    /// `delivered` or `read`.
+    pub status: Receipt,
+}
+
+/// `getMessageStatus`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetMessageStatusParams {
+    /// The message.
+    pub msg_id: String,
+}
+
+/// `registerPushToken`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterPushTokenParams {
+    /// `apns` or `fcm`.
+    pub platform: crate::ports::PushPlatform,
+    /// The device token from APNs / FCM.
+    pub token: String,
+}
+
+/// The `message` event.
+pub fn message_event(m: &Message) -> String {
+    json!({ "type": "event", "event": "message", "message": m }).to_string()
+}
+
+/// The `sessionStarted` event, for a handshake message.
+///
+/// The handshake travels once, as the message's `payload`: carried twice, a 65,536-character
+/// handshake made a frame over the gateway's 128 KB limit.
+pub fn session_started_event(m: &Message) -> String {
+    json!({
+        "type": "event", "event": "sessionStarted", "sessionId": m.session_id,
+        "from": m.sender, "message": m
+    })
+    .to_string()
+}
+
+/// The event a stored message becomes: `sessionStarted` for a handshake, `groupUpdate` for a
+/// group change the server wrote into the session, else `message`.
+pub fn event_for(m: &Message) -> String {
+    match m.kind {
+        crate::chat::MessageKind::Handshake => session_started_event(m),
+        crate::chat::MessageKind::System => group_update_event(m),
+        _ => message_event(m),
+    }
+}
+
+/// A change to a group, as the server writes it into the group's session (a `system` message
+/// whose payload is this, as JSON: membership is not secret from the server, content is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupChange {
+    /// `created`, `memberAdded`, `memberRemoved`, `promoted` or `deleted`.
+    pub update: String,
+    /// Whom it is about (`created`: the creator).
+    pub user_id: UserId,
+    /// Who did it.
+    pub by: UserId,
+}
+
+/// The `groupUpdate` event for a `system` message (or, with no message, for a group that is
+/// gone: `deleted`, and a removed member's own removal).
+pub fn group_update_event(m: &Message) -> String {
+    let change: Option<GroupChange> = serde_json::from_str(&m.payload).ok();
+    json!({
+        "type": "event", "event": "groupUpdate", "groupId": m.session_id, "sessionId": m.session_id,
+        "update": change.as_ref().map(|c| c.update.as_str()),
+        "userId": change.as_ref().map(|c| &c.user_id),
+        "by": change.as_ref().map(|c| &c.by),
+        "message": m
+    })
+    .to_string()
+}
+
+/// A `groupUpdate` event not carried by a message of the session.
+pub fn group_notice(session: &SessionId, change: &GroupChange, at: &str) -> String {
+    json!({
+        "type": "event", "event": "groupUpdate", "groupId": session, "sessionId": session,
+        "update": change.update, "userId": change.user_id, "by": change.by, "at": at
+    })
+    .to_string()
+}
+
+/// `initiateGroupChatSession`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitiateGroupParams {
+    /// Name.
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The other members (the creator is added as admin).
+    pub members: Vec<String>,
+}
+
+/// `getGroup`, `deleteGroup`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupParams {
+    /// The group.
+    pub group_id: String,
+}
+
+/// `addUserToGroup`, `removeUserFromGroup`, `promoteUserToAdmin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMemberParams {
+    /// The group.
+    pub group_id: String,
+    /// The user.
+    pub user_id: String,
+}
+
+/// The `status` event: a member's watermark moved.
+pub fn status_event(
+    session: &str,
+    user: &str,
+    status: Receipt,
+    up_to_msg_id: &str,
+    up_to_seq: u64,
+    at: &str,
+) -> String {
+    json!({
+        "type": "event", "event": "status", "sessionId": session, "userId": user, "status": status,
+        "upToMsgId": up_to_msg_id, "upToSeq": up_to_seq, "at": at
+    })
+    .to_string()
+}
+
+/// `approveDeviceLink`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApproveDeviceLinkParams {
+    /// The code the new device shows.
+    pub code: String,
+}
