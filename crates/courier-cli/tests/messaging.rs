@@ -4,12 +4,12 @@
 #[path = "../../courier-client/tests/common/mod.rs"]
 mod common;
 
-use common::{FakeServer, KEY, SESSION};
+use common::{FakeServer, KEY, SESSION, eventually};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -78,17 +78,6 @@ fn watermarks(server: &FakeServer) -> (u64, u64) {
         .get(SESSION)
         .copied()
         .unwrap_or_default()
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{FakeServer, Fault, KEY, SESSION, next, seqs, until};
+use common::{FakeServer, Fault, KEY, SESSION, eventually, next, seqs, until};
 use courier_client::{
     BackoffTimer, Client, ClientConfig, ClientError, Event, MessageKind, Receipt,
 };
@@ -28,17 +28,6 @@ fn watermark(server: &FakeServer) -> (u64, u64) {
         .get(SESSION)
         .copied()
         .unwrap_or_default()
-}
-
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A backoff clock the test controls: each wait the client starts is recorded with its delay

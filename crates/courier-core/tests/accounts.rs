@@ -1,8 +1,10 @@
 //! Account use cases on in-memory ports: registration codes, verification, re-registration,
 //! the authorizer, connections and account deletion.
 
-use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::{Clock, ManualClock};
+mod support;
+
+use chrono::{Duration, Utc};
+use courier_core::clock::Clock;
 use courier_core::memory::*;
 use courier_core::ports::{
     BackupStore, ConnectionStore, DeviceCredential, PresenceStore, SessionStore, SettingsStore,
@@ -17,50 +19,16 @@ use courier_core::usecases::{
     remove_device, validate_account,
 };
 use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
+use support::World;
 
 const PHONE: &str = "+14155550100";
 
-#[derive(Default)]
-struct World {
-    registrations: MemoryRegistrations,
-    accounts: MemoryAccounts,
-    connections: MemoryConnections,
-    sms: RecordingSms,
-    gateway: RecordingGateway,
-    keys: MemoryKeys,
-    queues: MemoryDeviceQueues,
-    clock: Option<ManualClock>,
-    test_numbers: Option<register_account::TestNumbers>,
-    // The rest of an account's data (deleted by a PIN reset).
-    sessions: MemorySessions,
-    messages: MemoryMessages,
-    settings: MemorySettings,
-    statuses: MemoryStatuses,
-    backups: MemoryBackups,
-    objects: MemoryObjects,
-}
-
 impl World {
-    fn new() -> Self {
-        let accounts = MemoryAccounts::default();
-        Self {
-            // As the `$connect` function's store: a connection is recorded only while its
-            // device exists.
-            connections: MemoryConnections::requiring_devices_of(std::sync::Arc::new(
-                accounts.clone(),
-            )),
-            accounts,
-            clock: Some(ManualClock::new(
-                Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap(),
-            )),
-            ..Default::default()
-        }
-    }
     fn link_deps(&self) -> link_device::Deps<'_> {
         link_device::Deps {
             links: &self.accounts,
             accounts: Some(&self.accounts),
-            clock: self.clock(),
+            clock: &self.clock,
             throttle: None,
         }
     }
@@ -88,16 +56,6 @@ impl World {
             Err(e) => Err(e.code),
         }
     }
-    fn remove_deps(&self) -> remove_device::Deps<'_> {
-        remove_device::Deps {
-            accounts: &self.accounts,
-            connections: &self.connections,
-            presence: &self.connections,
-            gateway: &self.gateway,
-            keys: &self.keys,
-            queues: &self.queues,
-        }
-    }
     /// `deleteAccount` from `primary`'s connection `current` (the account has no sessions,
     /// settings, statuses or backups).
     async fn delete_account(&self, primary: &Credentials, current: &ConnectionId) {
@@ -109,7 +67,7 @@ impl World {
             gateway: &self.gateway,
             keys: &self.keys,
             queues: &self.queues,
-            clock: self.clock(),
+            clock: &self.clock,
             data: delete_account::AccountData {
                 sessions: &sessions,
                 groups: &sessions,
@@ -124,9 +82,6 @@ impl World {
         delete_account::delete_account(&deps, &who, current)
             .await
             .unwrap();
-    }
-    fn clock(&self) -> &ManualClock {
-        self.clock.as_ref().unwrap()
     }
     fn data(&self) -> delete_account::AccountData<'_> {
         delete_account::AccountData {
@@ -144,7 +99,7 @@ impl World {
         let deps = register_account::Deps {
             registrations: &self.registrations,
             sms: &self.sms,
-            clock: self.clock(),
+            clock: &self.clock,
             code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
             test_numbers: self.test_numbers.clone(),
             limits: None,
@@ -170,7 +125,7 @@ impl World {
             gateway: &self.gateway,
             keys: &self.keys,
             queues: &self.queues,
-            clock: self.clock(),
+            clock: &self.clock,
             data: self.data(),
         };
         let req = ValidateAccountRequest {
@@ -209,7 +164,7 @@ impl World {
                 limiter,
                 rule: courier_core::rate_limit::Limits::default().pin_checks,
             }),
-            clock: self.clock(),
+            clock: &self.clock,
         }
     }
     async fn set_pin(&self, creds: &Credentials, pin: &str) -> Result<(), courier_core::ApiError> {
@@ -231,14 +186,10 @@ impl World {
         )
         .await
     }
-    async fn connect(&self, creds: &Credentials, id: &str) -> ConnectionId {
+    /// `$connect` with the API key of `creds`, as the authorizer lets it through.
+    async fn connect_with_key(&self, creds: &Credentials, id: &str) -> ConnectionId {
         let who = self.authorize(&creds.api_key).await.unwrap();
-        let id = ConnectionId::new(id);
-        connections::connect(&self.connections, self.clock(), id.clone(), &who)
-            .await
-            .unwrap();
-        self.gateway.open(&id);
-        id
+        self.connect(&who, id).await
     }
 }
 
@@ -248,7 +199,7 @@ fn wrong(code: &str) -> &'static str {
 
 #[tokio::test]
 async fn a_code_goes_out_by_sms_and_verifying_it_creates_the_account() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     assert_eq!(w.register(PHONE).await.unwrap(), 900);
     let sent = w.sms.sent();
     assert_eq!(sent.len(), 1);
@@ -268,7 +219,7 @@ async fn a_code_goes_out_by_sms_and_verifying_it_creates_the_account() {
 
 #[tokio::test]
 async fn malformed_numbers_are_refused_and_nothing_is_sent() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     for bad in ["4155550100", "+1 415 555 0100", "+11234567890", "", "+"] {
         let e = w.register(bad).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
@@ -278,10 +229,10 @@ async fn malformed_numbers_are_refused_and_nothing_is_sent() {
 
 #[tokio::test]
 async fn at_most_three_codes_per_fifteen_minutes() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     for _ in 0..3 {
         w.register(PHONE).await.unwrap();
-        w.clock().advance(Duration::minutes(1));
+        w.clock.advance(Duration::minutes(1));
     }
     let e = w.register(PHONE).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
@@ -291,14 +242,14 @@ async fn at_most_three_codes_per_fifteen_minutes() {
         "the first code leaves the window 15 min after it was sent"
     );
     assert_eq!(w.sms.sent().len(), 3);
-    w.clock().advance(Duration::minutes(12));
+    w.clock.advance(Duration::minutes(12));
     w.register(PHONE).await.unwrap();
     assert_eq!(w.sms.sent().len(), 4);
 }
 
 #[tokio::test]
 async fn a_new_code_replaces_the_previous_one() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     w.register(PHONE).await.unwrap();
     let first = w.sms.last_code(PHONE).unwrap();
     w.register(PHONE).await.unwrap();
@@ -314,7 +265,7 @@ async fn a_new_code_replaces_the_previous_one() {
 
 #[tokio::test]
 async fn five_wrong_tries_lock_the_code_even_for_the_right_one() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     w.register(PHONE).await.unwrap();
     let code = w.sms.last_code(PHONE).unwrap();
     for left in (0..5).rev() {
@@ -337,10 +288,10 @@ async fn five_wrong_tries_lock_the_code_even_for_the_right_one() {
 
 #[tokio::test]
 async fn codes_expire_after_fifteen_minutes() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     w.register(PHONE).await.unwrap();
     let code = w.sms.last_code(PHONE).unwrap();
-    w.clock().advance(Duration::minutes(15));
+    w.clock.advance(Duration::minutes(15));
     assert_eq!(
         w.verify(PHONE, &code).await.unwrap_err().code,
         ErrorCode::Expired
@@ -350,7 +301,7 @@ async fn codes_expire_after_fifteen_minutes() {
 
 #[tokio::test]
 async fn malformed_codes_and_devices_are_bad_requests_that_cost_no_try() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     w.register(PHONE).await.unwrap();
     let code = w.sms.last_code(PHONE).unwrap();
     for bad in ["12345", "1234567", "abcdef", ""] {
@@ -368,11 +319,11 @@ async fn malformed_codes_and_devices_are_bad_requests_that_cost_no_try() {
 
 #[tokio::test]
 async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connections() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let old = w.sign_up(PHONE).await;
-    let old_conn = w.connect(&old, "conn-old").await;
+    let old_conn = w.connect_with_key(&old, "conn-old").await;
     let other = w.sign_up("+14155550101").await;
-    let other_conn = w.connect(&other, "conn-other").await;
+    let other_conn = w.connect_with_key(&other, "conn-other").await;
 
     let who_old = courier_core::UserId::from_trusted(old.user_id.clone());
     let old_device = courier_core::DeviceId::from_trusted(old.device_id.clone());
@@ -409,7 +360,7 @@ async fn re_registering_keeps_the_user_replaces_the_key_and_closes_old_connectio
 
 #[tokio::test]
 async fn the_authorizer_refuses_missing_and_unknown_keys() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     w.sign_up(PHONE).await;
     assert_eq!(
         authorize::authorize(&w.accounts, None)
@@ -426,12 +377,12 @@ async fn the_authorizer_refuses_missing_and_unknown_keys() {
 
 #[tokio::test]
 async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the_number() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let me = w.sign_up(PHONE).await;
-    let current = w.connect(&me, "conn-1").await;
-    let second = w.connect(&me, "conn-2").await;
+    let current = w.connect_with_key(&me, "conn-1").await;
+    let second = w.connect_with_key(&me, "conn-2").await;
     let friend = w.sign_up("+14155550101").await;
-    let friend_conn = w.connect(&friend, "conn-f").await;
+    let friend_conn = w.connect_with_key(&friend, "conn-f").await;
 
     let who = w.authorize(&me.api_key).await.unwrap();
     let sessions = MemorySessions::default();
@@ -519,9 +470,9 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
 
 #[tokio::test]
 async fn disconnect_forgets_the_connection() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let me = w.sign_up(PHONE).await;
-    let c = w.connect(&me, "conn-1").await;
+    let c = w.connect_with_key(&me, "conn-1").await;
     connections::disconnect(
         &w.connections,
         &w.connections,
@@ -548,7 +499,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
     use courier_core::ports::{
         DeviceKeys, DeviceMessage, DeviceQueueStore, KeyStore, QueuedMessage, SignedKey,
     };
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let old = w.sign_up(PHONE).await;
     let user = courier_core::UserId::from_trusted(old.user_id.clone());
     let device = courier_core::DeviceId::from_trusted(old.device_id.clone());
@@ -600,7 +551,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
     // Deleting the account: the current device's too.
     let new_device = courier_core::DeviceId::from_trusted(new.device_id.clone());
     seed(&w, &user, &new_device).await;
-    let current = w.connect(&new, "c-new").await;
+    let current = w.connect_with_key(&new, "c-new").await;
     let who = w.authorize(&new.api_key).await.unwrap();
     let sessions = MemorySessions::default();
     let deps = delete_account::Deps {
@@ -632,7 +583,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
 async fn test_numbers_get_the_fixed_code_and_no_sms_and_nothing_else_changes() {
     let w = World {
         test_numbers: register_account::TestNumbers::from_config("+1415555", "424242").unwrap(),
-        ..World::new()
+        ..World::new().requiring_devices_to_connect()
     };
     let test_phone = "+14155550123";
     w.register(test_phone).await.unwrap();
@@ -696,7 +647,7 @@ async fn re_registering_ends_a_link_the_old_primary_approved() {
     // The attack from issue 21: the attacker gets one approval from the victim's phone and does
     // not collect the key; the victim re-registers to evict every device; then the attacker
     // polls.
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let victim = w.sign_up(PHONE).await;
     let link_id = w.approved_link(&victim).await;
     let again = w.sign_up(PHONE).await;
@@ -712,10 +663,10 @@ async fn re_registering_ends_a_link_the_old_primary_approved() {
 
 #[tokio::test]
 async fn deleting_the_account_ends_its_pending_links() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let victim = w.sign_up(PHONE).await;
     let link_id = w.approved_link(&victim).await;
-    let current = w.connect(&victim, "conn-1").await;
+    let current = w.connect_with_key(&victim, "conn-1").await;
     w.delete_account(&victim, &current).await;
     assert_eq!(
         w.poll_link(&link_id).await.unwrap_err(),
@@ -726,7 +677,7 @@ async fn deleting_the_account_ends_its_pending_links() {
 
 #[tokio::test]
 async fn removing_a_device_ends_the_accounts_pending_links() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
     let pending = w.approved_link(&owner).await;
@@ -754,7 +705,7 @@ async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
     // The authorizer let the companion's key in; before `$connect` records the connection,
     // the owner removes the companion. The connection is not recorded, so nothing is left
     // open that the revocation could not list.
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
     let authorized = w.authorize(&companion.api_key).await.unwrap();
@@ -770,7 +721,7 @@ async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
     .await
     .unwrap();
     let late = ConnectionId::new("conn-late");
-    let err = connections::connect(&w.connections, w.clock(), late.clone(), &authorized)
+    let err = connections::connect(&w.connections, &w.clock, late.clone(), &authorized)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unauthorized);
@@ -793,7 +744,7 @@ async fn a_recycled_number_does_not_inherit_an_account_with_a_registration_pin()
     // The attack: the number is recycled (or the SIM swapped); the new holder gets the SMS code
     // and verifies it. Before two-step verification that moved the account, its user id (and so
     // its groups, contacts and backups) to the attacker's phone.
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let victim = w.sign_up(PHONE).await;
     w.set_pin(&victim, VICTIM_PIN).await.unwrap();
     let code = w.fresh_code(PHONE).await;
@@ -824,7 +775,7 @@ async fn a_recycled_number_does_not_inherit_an_account_with_a_registration_pin()
 #[tokio::test]
 async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_number_starts_afresh()
  {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let victim = w.sign_up(PHONE).await;
     w.set_pin(&victim, VICTIM_PIN).await.unwrap();
     // What the old account holds: a chat, settings, a status and a backup (record and file).
@@ -832,14 +783,14 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     let friend = courier_core::UserId::generate();
     let chat = courier_core::SessionId::direct(&old, &friend);
     w.sessions
-        .create_direct(&chat, &old, &friend, w.clock().now())
+        .create_direct(&chat, &old, &friend, w.clock.now())
         .await
         .unwrap();
     w.settings
         .put_settings(&old, &courier_core::settings::Settings::default())
         .await
         .unwrap();
-    let posted = w.clock().now();
+    let posted = w.clock.now();
     w.statuses
         .put_status(&courier_core::ports::Status {
             user_id: old.clone(),
@@ -856,7 +807,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
         &courier_core::usecases::backups::Deps {
             backups: &w.backups,
             objects: &w.objects,
-            clock: w.clock(),
+            clock: &w.clock,
             quota: None,
         },
         &w.authorize(&victim.api_key).await.unwrap(),
@@ -871,7 +822,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     for n in 1..=10u32 {
         if n % 5 == 0 {
             // Codes expire; a brute-forcer keeps asking for new ones. The PIN count stays.
-            w.clock().advance(Duration::minutes(16));
+            w.clock.advance(Duration::minutes(16));
             code = w.fresh_code(PHONE).await;
         }
         let guess = format!("{:06}", 100_000 + n);
@@ -901,7 +852,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
         ErrorCode::LimitExceeded,
         "no reset before the lockout ends"
     );
-    w.clock().advance(Duration::days(7) - Duration::minutes(20));
+    w.clock.advance(Duration::days(7) - Duration::minutes(20));
     let code = w.fresh_code(PHONE).await;
     assert_eq!(
         w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
@@ -914,7 +865,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     // After the lockout the number can be registered without the PIN, as a fresh account: a
     // new user id, so nothing of the old one (groups, contacts, backups) comes along; and the
     // old account is deleted, all of it, as deleteAccount deletes it.
-    w.clock().advance(Duration::minutes(30));
+    w.clock.advance(Duration::minutes(30));
     let code = w.fresh_code(PHONE).await;
     let fresh = w.verify(PHONE, &code).await.unwrap();
     assert_ne!(fresh.user_id, victim.user_id);
@@ -923,7 +874,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     assert!(w.settings.settings(&old).await.unwrap().is_none());
     let (statuses, _) = w
         .statuses
-        .live_statuses(&old, w.clock().now(), None, 30)
+        .live_statuses(&old, w.clock.now(), None, 30)
         .await
         .unwrap();
     assert!(statuses.is_empty());
@@ -945,7 +896,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
 
 #[tokio::test]
 async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
     let who = w.authorize(&companion.api_key).await.unwrap();
@@ -1011,7 +962,7 @@ async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
 
 #[tokio::test]
 async fn pins_must_be_six_digits_and_a_malformed_pin_costs_no_try() {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     for bad in ["12345", "1234567", "12a456", ""] {
         assert_eq!(
@@ -1060,7 +1011,7 @@ fn check(pin: &str) -> CheckRegistrationPinParams {
 #[tokio::test]
 async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_never_sets_the_first()
 {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
     let laptop = w.authorize(&companion.api_key).await.unwrap();
@@ -1134,7 +1085,7 @@ async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_ne
 #[tokio::test]
 async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_the_owners_re_registration()
  {
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
     let laptop = w.authorize(&companion.api_key).await.unwrap();
@@ -1217,7 +1168,7 @@ async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_
         .unwrap();
     assert_eq!(moved.user_id, owner.user_id);
     // The budget is per day (UTC): the next day the PIN can be checked again.
-    w.clock().advance(Duration::days(1));
+    w.clock.advance(Duration::days(1));
     let new_phone = w.authorize(&moved.api_key).await.unwrap();
     let r = registration_pin::check_registration_pin(&deps(), &new_phone, check(VICTIM_PIN))
         .await
@@ -1229,7 +1180,7 @@ async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_
 async fn a_pin_removal_proven_against_an_old_pin_never_removes_a_newer_one() {
     // A companion proves the current PIN, then removes the record it proved: if the primary set
     // another PIN in between, the store refuses (the in-memory store, as DynamoDB's condition).
-    let w = World::new();
+    let w = World::new().requiring_devices_to_connect();
     let owner = w.sign_up(PHONE).await;
     w.set_pin(&owner, "111111").await.unwrap();
     let user = courier_core::UserId::from_trusted(owner.user_id.clone());

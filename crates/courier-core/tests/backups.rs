@@ -1,29 +1,22 @@
 //! Backup use cases on in-memory ports: presigned uploads bound to the size, listing only what
 //! was uploaded, keeping the newest three, downloads only for the owner.
 
-use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::ManualClock;
-use courier_core::memory::{MemoryBackups, MemoryObjects};
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use courier_core::ports::{BackupStore, DeviceCredential};
 use courier_core::protocol::{CreateBackupParams, GetBackupDownloadParams};
 use courier_core::usecases::backups::{self, Deps, MAX_BACKUP_BYTES};
 use courier_core::{DeviceId, ErrorCode, UserId};
 use serde_json::Value;
+use support::World;
 
-struct World {
-    backups: MemoryBackups,
-    objects: MemoryObjects,
-    clock: ManualClock,
+/// When every test here starts.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()
 }
 
 impl World {
-    fn new() -> Self {
-        Self {
-            backups: MemoryBackups::default(),
-            objects: MemoryObjects::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()),
-        }
-    }
     fn deps(&self) -> Deps<'_> {
         Deps {
             backups: &self.backups,
@@ -76,7 +69,7 @@ fn who(u: &str) -> DeviceCredential {
 
 #[tokio::test]
 async fn create_presigns_a_put_bound_to_the_size_and_octet_stream_under_the_users_prefix() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     let r = w.create(&a, 1234).await.unwrap();
     let id = r["backupId"].as_str().unwrap();
@@ -91,7 +84,7 @@ async fn create_presigns_a_put_bound_to_the_size_and_octet_stream_under_the_user
 
 #[tokio::test]
 async fn empty_and_oversized_backups_are_refused() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     assert_eq!(
         w.create(&a, 0).await.unwrap_err().code,
@@ -106,7 +99,7 @@ async fn empty_and_oversized_backups_are_refused() {
 
 #[tokio::test]
 async fn only_uploaded_backups_are_listed_newest_first() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     let first = w.upload(&a, 10).await;
     let pending = w.create(&a, 20).await.unwrap();
@@ -134,7 +127,7 @@ async fn only_uploaded_backups_are_listed_newest_first() {
 
 #[tokio::test]
 async fn the_newest_three_are_kept_and_older_objects_and_records_deleted() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     let mut ids = Vec::new();
     for size in 1..=5 {
@@ -163,7 +156,7 @@ async fn the_newest_three_are_kept_and_older_objects_and_records_deleted() {
 
 #[tokio::test]
 async fn too_many_pending_uploads_are_a_limit() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     for _ in 0..3 {
         w.create(&a, 5).await.unwrap();
@@ -179,7 +172,7 @@ async fn too_many_pending_uploads_are_a_limit() {
 
 #[tokio::test]
 async fn only_the_owner_gets_a_download_and_bad_ids_are_bad_requests() {
-    let w = World::new();
+    let w = World::at(start());
     let a = who("u_a");
     let b = who("u_b");
     let id = w.upload(&a, 8).await;
@@ -212,7 +205,7 @@ async fn only_the_owner_gets_a_download_and_bad_ids_are_bad_requests() {
 async fn backups_past_the_daily_byte_quota_are_refused_and_record_nothing() {
     use courier_core::memory::MemoryRateLimiter;
     use courier_core::rate_limit::{DAY_SECS, Quota, QuotaThrottle};
-    let w = World::new();
+    let w = World::at(start());
     let limiter = MemoryRateLimiter::default();
     let deps = Deps {
         quota: Some(QuotaThrottle {

@@ -1,9 +1,10 @@
 //! Chat use cases on in-memory ports: direct sessions, sending with idempotency, reading,
 //! receipts as watermarks, fan-out with push and gone-connection clean-up.
 
-use chrono::{TimeZone, Utc};
+mod support;
+
 use courier_core::chat::{MAX_PAYLOAD_CHARS, Receipt};
-use courier_core::clock::{Clock, ManualClock};
+use courier_core::clock::Clock;
 use courier_core::memory::*;
 use courier_core::ports::*;
 use courier_core::protocol::*;
@@ -11,101 +12,18 @@ use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{
     direct_chat, fan_out, push_token, read_messages, receipts, send_message,
 };
-use courier_core::{ConnectionId, DeviceId, ErrorCode, PhoneNumber, SessionId, UserId};
+use courier_core::{ConnectionId, ErrorCode, SessionId, UserId};
 use serde_json::{Value, json};
-
-struct World {
-    accounts: MemoryAccounts,
-    sessions: MemorySessions,
-    messages: MemoryMessages,
-    connections: MemoryConnections,
-    gateway: RecordingGateway,
-    push: RecordingPush,
-    settings: MemorySettings,
-    clock: ManualClock,
-}
-
-fn who(u: &UserId, d: &str) -> DeviceCredential {
-    DeviceCredential {
-        user_id: u.clone(),
-        device_id: DeviceId::from_trusted(d),
-    }
-}
+use support::{World, who};
 
 impl World {
-    async fn new() -> (Self, UserId, UserId, UserId) {
-        let w = World {
-            accounts: MemoryAccounts::default(),
-            sessions: MemorySessions::default(),
-            messages: MemoryMessages::default(),
-            connections: MemoryConnections::default(),
-            gateway: RecordingGateway::default(),
-            push: RecordingPush::default(),
-            settings: MemorySettings::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()),
-        };
-        let mut ids = vec![];
-        for (i, phone) in ["+14155550100", "+14155550101", "+14155550102"]
-            .into_iter()
-            .enumerate()
-        {
-            let user = User {
-                user_id: UserId::generate(),
-                phone: PhoneNumber::parse(phone).unwrap(),
-                created_at: w.clock.now(),
-            };
-            let device = Device {
-                user_id: user.user_id.clone(),
-                device_id: DeviceId::from_trusted(format!("d_{i}")),
-                name: "phone".into(),
-                platform: Platform::Ios,
-                primary: true,
-                key_hash: courier_core::secrets::ApiKey::generate().hash(),
-                created_at: w.clock.now(),
-            };
-            w.accounts.create_account(&user, &device).await.unwrap();
-            ids.push(user.user_id);
-        }
-        (w, ids[0].clone(), ids[1].clone(), ids[2].clone())
-    }
-    fn chat(&self) -> direct_chat::Deps<'_> {
-        direct_chat::Deps {
-            accounts: &self.accounts,
-            sessions: &self.sessions,
-            messages: &self.messages,
-            clock: &self.clock,
-            handshakes_per_target: None,
-        }
-    }
-    fn send_deps(&self) -> send_message::Deps<'_> {
-        send_message::Deps {
-            sessions: &self.sessions,
-            messages: &self.messages,
-            clock: &self.clock,
-            media: None,
-            throttle: None,
-        }
-    }
-    fn deliverer(&self) -> Deliverer<'_> {
-        Deliverer {
-            presence: &self.connections,
-            connections: &self.connections,
-            gateway: &self.gateway,
-            push: Some(&self.push),
-        }
-    }
-    async fn open(&self, a: &DeviceCredential, b: &UserId) -> String {
-        let p = InitiateDirectChatParams {
-            peer_user_id: b.to_string(),
-            handshake: None,
-        };
-        direct_chat::initiate(&self.chat(), a, p)
-            .await
-            .unwrap()
-            .reply["sessionId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+    /// Three users, each with one primary device: `d_0`, `d_1` and `d_2`.
+    async fn with_three_users() -> (Self, UserId, UserId, UserId) {
+        let w = World::new();
+        let a = w.user("+14155550100", "d_0").await;
+        let b = w.user("+14155550101", "d_1").await;
+        let c = w.user("+14155550102", "d_2").await;
+        (w, a, b, c)
     }
     async fn send(
         &self,
@@ -120,27 +38,6 @@ impl World {
         .unwrap();
         send_message::send_message(&self.send_deps(), from, p).await
     }
-    async fn connect(&self, who: &DeviceCredential, id: &str) -> ConnectionId {
-        let id = ConnectionId::new(id);
-        courier_core::usecases::connections::connect(
-            &self.connections,
-            &self.clock,
-            id.clone(),
-            who,
-        )
-        .await
-        .unwrap();
-        self.gateway.open(&id);
-        id
-    }
-    fn frames_to(&self, id: &ConnectionId) -> Vec<Value> {
-        self.gateway
-            .posted()
-            .into_iter()
-            .filter(|(c, _)| c == id)
-            .map(|(_, f)| serde_json::from_str(&f).unwrap())
-            .collect()
-    }
     async fn play_stream(&self, session: &str) {
         for m in self.messages.all(&SessionId::from_trusted(session)) {
             fan_out::fan_out(&self.sessions, &self.deliverer(), &m)
@@ -152,12 +49,12 @@ impl World {
 
 #[tokio::test]
 async fn the_same_pair_always_gets_the_same_session() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let s1 = w.open(&who(&a, "d_0"), &b).await;
     let s2 = w.open(&who(&b, "d_1"), &a).await;
     assert_eq!(s1, s2);
     let err = direct_chat::initiate(
-        &w.chat(),
+        &w.chat_deps(),
         &who(&a, "d_0"),
         InitiateDirectChatParams {
             peer_user_id: a.to_string(),
@@ -168,7 +65,7 @@ async fn the_same_pair_always_gets_the_same_session() {
     .unwrap_err();
     assert_eq!(err.code, ErrorCode::BadRequest);
     let err = direct_chat::initiate(
-        &w.chat(),
+        &w.chat_deps(),
         &who(&a, "d_0"),
         InitiateDirectChatParams {
             peer_user_id: "u_nobody".into(),
@@ -182,7 +79,7 @@ async fn the_same_pair_always_gets_the_same_session() {
 
 #[tokio::test]
 async fn sending_checks_membership_size_and_is_idempotent() {
-    let (w, a, b, c) = World::new().await;
+    let (w, a, b, c) = World::with_three_users().await;
     let (da, dc) = (who(&a, "d_0"), who(&c, "d_2"));
     let s = w.open(&da, &b).await;
     let first = w.send(&da, &s, "c-1", "hello").await.unwrap();
@@ -231,7 +128,7 @@ async fn sending_checks_membership_size_and_is_idempotent() {
 
 #[tokio::test]
 async fn reading_pages_in_order() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     for i in 1..=5 {
@@ -273,7 +170,7 @@ async fn reading_pages_in_order() {
 
 #[tokio::test]
 async fn fan_out_reaches_every_other_device_and_pushes_offline_ones_without_content() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, da2, db) = (who(&a, "d_0"), who(&a, "d_0b"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     let a_phone = w.connect(&da, "ca1").await;
@@ -312,7 +209,7 @@ async fn fan_out_reaches_every_other_device_and_pushes_offline_ones_without_cont
 
 #[tokio::test]
 async fn a_gone_connection_is_removed_and_its_device_pushed_instead() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     // Bob's phone has a connection the gateway no longer knows (dropped without $disconnect).
@@ -340,7 +237,7 @@ async fn a_gone_connection_is_removed_and_its_device_pushed_instead() {
 
 #[tokio::test]
 async fn receipts_are_watermarks_that_never_move_backwards() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     let a_conn = w.connect(&da, "ca").await;
@@ -414,19 +311,19 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
 
 #[tokio::test]
 async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let b_conn = w.connect(&db, "cb").await;
     let p = InitiateDirectChatParams {
         peer_user_id: b.to_string(),
         handshake: Some("olm-prekey-msg".into()),
     };
-    let started = direct_chat::initiate(&w.chat(), &da, p.clone())
+    let started = direct_chat::initiate(&w.chat_deps(), &da, p.clone())
         .await
         .unwrap();
     let s = started.reply["sessionId"].as_str().unwrap().to_owned();
     let out = started.outbound.expect("the new handshake, to deliver");
-    let retried = direct_chat::initiate(&w.chat(), &da, p).await.unwrap();
+    let retried = direct_chat::initiate(&w.chat_deps(), &da, p).await.unwrap();
     assert!(retried.outbound.is_none(), "a retry delivers nothing again");
     assert_eq!(
         w.messages.all(&SessionId::from_trusted(&s)).len(),
@@ -500,7 +397,7 @@ mod groups {
 
     #[tokio::test]
     async fn a_change_is_delivered_by_its_operation_before_a_deletion_removes_the_members() {
-        let (w, a, b, _) = World::new().await;
+        let (w, a, b, _) = World::with_three_users().await;
         let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
         let inline = groups::Deps {
             log: Some(&w.messages),
@@ -563,7 +460,7 @@ mod groups {
 
     #[tokio::test]
     async fn the_creator_is_admin_and_the_change_is_written_into_the_session() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         let g = create(&w, &alice, &[&b, &c]).await;
         assert!(g.starts_with("g_"));
@@ -597,7 +494,7 @@ mod groups {
 
     #[tokio::test]
     async fn a_member_added_later_sees_only_what_follows_and_is_not_sent_the_past() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         let g = create(&w, &alice, &[&b]).await;
         let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
@@ -629,7 +526,7 @@ mod groups {
 
     #[tokio::test]
     async fn a_late_members_ack_of_a_message_from_before_it_joined_moves_nothing() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         let g = create(&w, &alice, &[&b]).await;
         let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
@@ -651,7 +548,7 @@ mod groups {
 
     #[tokio::test]
     async fn only_admins_manage_and_the_last_admin_hands_over() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
         let g = create(&w, &alice, &[&b, &c]).await;
         let d = deps(&w);
@@ -689,7 +586,7 @@ mod groups {
     #[tokio::test]
     async fn strangers_may_add_a_user_to_groups_only_so_often_a_day_contacts_always() {
         use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let (alice, carol) = (who(&a, "d_0"), who(&c, "d_2"));
         let limiter = MemoryRateLimiter::default();
         let capped = groups::Deps {
@@ -791,7 +688,7 @@ mod settings {
 
     #[tokio::test]
     async fn defaults_then_partial_updates_change_only_the_given_fields() {
-        let (w, a, _, _) = World::new().await;
+        let (w, a, _, _) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
         assert_eq!(
@@ -829,7 +726,7 @@ mod settings {
 
     #[tokio::test]
     async fn too_long_fields_are_refused_naming_the_field_and_change_nothing() {
-        let (w, a, _, _) = World::new().await;
+        let (w, a, _, _) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         update(&w, &alice, json!({"display": {"name": "A"}}))
             .await
@@ -859,7 +756,7 @@ mod settings {
 
     #[tokio::test]
     async fn profile_fields_follow_the_owners_privacy_relative_to_the_viewer() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let (alice, bob, carol) = (who(&a, "d_0"), who(&b, "d_1"), who(&c, "d_2"));
         update(
             &w,
@@ -901,7 +798,7 @@ mod settings {
 
     #[tokio::test]
     async fn online_while_any_device_is_connected_last_seen_when_the_last_one_closes() {
-        let (w, a, b, _) = World::new().await;
+        let (w, a, b, _) = World::with_three_users().await;
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
         let c1 = w.connect(&alice, "c1").await;
         let c2 = w.connect(&who(&a, "d_9"), "c2").await;
@@ -934,7 +831,7 @@ mod settings {
 
     #[tokio::test]
     async fn contacts_bad_ids_self_and_the_limit() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
         let e = contacts(&w, &alice, json!({"add": [b, "bob"]}))
             .await
@@ -986,7 +883,7 @@ mod settings {
 
     #[tokio::test]
     async fn read_receipts_off_sends_no_read_and_sees_none_delivered_still_works() {
-        let (w, a, b, _) = World::new().await;
+        let (w, a, b, _) = World::with_three_users().await;
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
         let s = w.open(&alice, &b).await;
         let a_conn = w.connect(&alice, "ca").await;
@@ -1040,7 +937,7 @@ mod settings {
 
     #[tokio::test]
     async fn groups_add_contacts_refuses_strangers_and_changes_nothing() {
-        let (w, a, b, c) = World::new().await;
+        let (w, a, b, c) = World::with_three_users().await;
         let (alice, bob, carol) = (who(&a, "d_0"), who(&b, "d_1"), who(&c, "d_2"));
         update(&w, &carol, json!({"privacy": {"groupsAdd": "contacts"}}))
             .await
@@ -1101,7 +998,7 @@ mod settings {
 
 #[tokio::test]
 async fn send_says_whether_the_message_is_new_and_its_kind() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let s = w.open(&who(&a, "d_0"), &b).await;
     let p = || -> SendMessageParams {
         serde_json::from_value(
@@ -1141,7 +1038,7 @@ async fn send_says_whether_the_message_is_new_and_its_kind() {
 
 #[tokio::test]
 async fn inline_delivery_reaches_every_device_but_the_senders_and_records_done() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let s = w.open(&who(&a, "d_0"), &b).await;
     let a_conn = w.connect(&who(&a, "d_0"), "ca").await;
     let a_laptop = w.connect(&who(&a, "d_9"), "ca9").await;
@@ -1173,7 +1070,7 @@ async fn inline_delivery_reaches_every_device_but_the_senders_and_records_done()
 #[tokio::test]
 async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
     use courier_core::usecases::groups;
-    let (w, a, b, c) = World::new().await;
+    let (w, a, b, c) = World::with_three_users().await;
     let deps = groups::Deps {
         groups: &w.sessions,
         sessions: &w.sessions,
@@ -1224,7 +1121,7 @@ async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
 
 #[tokio::test]
 async fn inline_delivery_that_fails_to_post_asks_the_stream_to_retry() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let s = w.open(&who(&a, "d_0"), &b).await;
     w.connect(&who(&b, "d_1"), "cb").await;
     let p: SendMessageParams = serde_json::from_value(
@@ -1278,7 +1175,7 @@ fn the_stream_delivers_only_what_inline_delivery_did_not_finish() {
 #[tokio::test]
 async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
     use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
-    let (w, a, b, c) = World::new().await;
+    let (w, a, b, c) = World::with_three_users().await;
     let limiter = MemoryRateLimiter::default();
     let capped = direct_chat::Deps {
         handshakes_per_target: Some(StrangerCap {
@@ -1292,7 +1189,7 @@ async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
             },
             key: "chats",
         }),
-        ..w.chat()
+        ..w.chat_deps()
     };
     w.settings
         .update_contacts(&b, std::slice::from_ref(&c), &[], w.clock.now())
@@ -1330,7 +1227,7 @@ async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
 /// message once, in order.
 #[tokio::test]
 async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     for i in 0..100 {
@@ -1372,7 +1269,7 @@ async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once(
 /// anyone can put a user in 150 groups without making its list one slow, large reply.
 #[tokio::test]
 async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
-    let (w, a, b, _) = World::new().await;
+    let (w, a, b, _) = World::with_three_users().await;
     let da = who(&a, "d_0");
     let first = w.open(&da, &b).await;
     w.send(&da, &first, "c-1", "hello").await.unwrap();

@@ -1,36 +1,19 @@
 //! Key directory, device queues and removeDevice on in-memory ports: the rules, limits and
 //! errors of docs/protocol.md "Devices and keys".
 
+mod support;
+
 use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::ManualClock;
 use courier_core::memory::*;
 use courier_core::ports::{
-    AccountStore, ConnectionStore, CredentialStore, Device, DeviceCredential, KeyStore,
-    PresenceStore, SignedKey, User, UserDirectory,
+    ConnectionStore, CredentialStore, DeviceCredential, KeyStore, PresenceStore, SignedKey,
+    UserDirectory,
 };
 use courier_core::protocol::*;
-use courier_core::secrets::ApiKey;
-use courier_core::usecases::deliver::Deliverer;
-use courier_core::usecases::{connections, device_messages, keys, remove_device};
-use courier_core::{ConnectionId, DeviceId, ErrorCode, PhoneNumber, UserId};
+use courier_core::usecases::{device_messages, keys, remove_device};
+use courier_core::{ConnectionId, DeviceId, ErrorCode, UserId};
 use serde_json::{Value, json};
-
-struct World {
-    accounts: MemoryAccounts,
-    keys: MemoryKeys,
-    queues: MemoryDeviceQueues,
-    connections: MemoryConnections,
-    gateway: RecordingGateway,
-    push: RecordingPush,
-    clock: ManualClock,
-}
-
-struct Account {
-    user: UserId,
-    primary: DeviceCredential,
-    companions: Vec<DeviceCredential>,
-    keys: Vec<ApiKey>,
-}
+use support::World;
 
 fn b64(seed: &str, len: usize) -> String {
     let mut s: String = seed.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -59,59 +42,6 @@ fn upload(identity: &str, otks: &[&str], fallback: Option<&str>) -> UploadKeysPa
 }
 
 impl World {
-    fn new() -> Self {
-        Self {
-            accounts: Default::default(),
-            keys: Default::default(),
-            queues: Default::default(),
-            connections: Default::default(),
-            gateway: Default::default(),
-            push: Default::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()),
-        }
-    }
-
-    async fn account(&self, phone: &str, companions: usize) -> Account {
-        let user = UserId::generate();
-        let device = |primary: bool, key: &ApiKey| Device {
-            user_id: user.clone(),
-            device_id: DeviceId::generate(),
-            name: "phone".into(),
-            platform: Platform::Ios,
-            primary,
-            key_hash: key.hash(),
-            created_at: Utc::now(),
-        };
-        let mut api_keys = vec![ApiKey::generate()];
-        let primary = device(true, &api_keys[0]);
-        self.accounts
-            .create_account(
-                &User {
-                    user_id: user.clone(),
-                    phone: PhoneNumber::parse(phone).unwrap(),
-                    created_at: Utc::now(),
-                },
-                &primary,
-            )
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        for _ in 0..companions {
-            let k = ApiKey::generate();
-            let d = device(false, &k);
-            // Adds a device without removing any.
-            self.accounts.replace_devices(&d, &[]).await.unwrap();
-            out.push(cred(&d));
-            api_keys.push(k);
-        }
-        Account {
-            user: user.clone(),
-            primary: cred(&primary),
-            companions: out,
-            keys: api_keys,
-        }
-    }
-
     fn key_deps(&self) -> keys::Deps<'_> {
         keys::Deps {
             accounts: Some(&self.accounts),
@@ -125,25 +55,9 @@ impl World {
         device_messages::Deps {
             accounts: Some(&self.accounts),
             queues: &self.queues,
-            deliver: Some(Deliverer {
-                presence: &self.connections,
-                connections: &self.connections,
-                gateway: &self.gateway,
-                push: Some(&self.push),
-            }),
+            deliver: Some(self.deliverer()),
             clock: &self.clock,
             throttle: None,
-        }
-    }
-
-    fn remove_deps(&self) -> remove_device::Deps<'_> {
-        remove_device::Deps {
-            accounts: &self.accounts,
-            connections: &self.connections,
-            presence: &self.connections,
-            gateway: &self.gateway,
-            keys: &self.keys,
-            queues: &self.queues,
         }
     }
 
@@ -168,15 +82,6 @@ impl World {
         v["devices"].as_array().unwrap().clone()
     }
 
-    async fn connect(&self, who: &DeviceCredential, id: &str) -> ConnectionId {
-        let id = ConnectionId::new(id);
-        connections::connect(&self.connections, &self.clock, id.clone(), who)
-            .await
-            .unwrap();
-        self.gateway.open(&id);
-        id
-    }
-
     async fn send(&self, who: &DeviceCredential, to: &[(&UserId, &str, &str)]) -> Value {
         let messages = to
             .iter()
@@ -199,13 +104,6 @@ impl World {
         )
         .await
         .unwrap()
-    }
-}
-
-fn cred(d: &Device) -> DeviceCredential {
-    DeviceCredential {
-        user_id: d.user_id.clone(),
-        device_id: d.device_id.clone(),
     }
 }
 

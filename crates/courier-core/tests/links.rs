@@ -1,40 +1,23 @@
 //! Linking companion devices on in-memory ports: approval by the primary only, single use,
 //! expiry, the companion limit, and the key handed out once.
 
-use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::{Clock, ManualClock};
+mod support;
+
+use chrono::Duration;
+use courier_core::clock::ManualClock;
 use courier_core::memory::MemoryAccounts;
-use courier_core::ports::{
-    AccountStore, CredentialStore, Device, DeviceCredential, User, UserDirectory,
-};
+use courier_core::ports::{AccountStore, CredentialStore, Device, DeviceCredential, UserDirectory};
 use courier_core::protocol::{DeviceInfo, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::link_device::{self, LinkPoll, MAX_COMPANIONS};
-use courier_core::{DeviceId, ErrorCode, PhoneNumber, UserId};
+use courier_core::{DeviceId, ErrorCode};
+use support::World;
 
+/// The stores and clock of a fresh world, and the primary device of its one account.
 async fn world() -> (MemoryAccounts, ManualClock, DeviceCredential) {
-    let accounts = MemoryAccounts::default();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap());
-    let user = User {
-        user_id: UserId::generate(),
-        phone: PhoneNumber::parse("+14155550100").unwrap(),
-        created_at: clock.now(),
-    };
-    let primary = Device {
-        user_id: user.user_id.clone(),
-        device_id: DeviceId::generate(),
-        name: "phone".into(),
-        platform: Platform::Ios,
-        primary: true,
-        key_hash: ApiKey::generate().hash(),
-        created_at: clock.now(),
-    };
-    accounts.create_account(&user, &primary).await.unwrap();
-    let who = DeviceCredential {
-        user_id: user.user_id,
-        device_id: primary.device_id,
-    };
-    (accounts, clock, who)
+    let w = World::new();
+    let primary = w.account("+14155550100", 0).await.primary;
+    (w.accounts, w.clock, primary)
 }
 
 fn web() -> DeviceInfo {

@@ -1,30 +1,36 @@
 //! Media use cases on in-memory ports: upload limits and checks, who may download, attaching
 //! media to a message (only your own, only once uploaded with its declared size).
 
+mod support;
+
 use chrono::{TimeZone, Utc};
-use courier_core::clock::{Clock, ManualClock};
+use courier_core::clock::Clock;
 use courier_core::media::{
-    MAX_MEDIA_BYTES, MediaId, MediaStore, MemoryMedia, STATUS_MEDIA_OBJECT_DAYS,
-    STATUS_RECORD_GRACE_SECS, TAG_ATTACHED, TAG_KEY, TAG_STATUS, TAG_UNATTACHED,
-    UNATTACHED_RECORD_SECS,
+    MAX_MEDIA_BYTES, MediaId, MediaStore, STATUS_MEDIA_OBJECT_DAYS, STATUS_RECORD_GRACE_SECS,
+    TAG_ATTACHED, TAG_KEY, TAG_STATUS, TAG_UNATTACHED, UNATTACHED_RECORD_SECS,
 };
-use courier_core::memory::*;
 use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::usecases::{media, send_message};
 use courier_core::{DeviceId, ErrorCode, SessionId, UserId};
 use serde_json::Value;
+use support::World;
 
-struct World {
-    media: MemoryMedia,
-    objects: MemoryObjects,
-    sessions: MemorySessions,
-    messages: MemoryMessages,
-    clock: ManualClock,
+/// The shared world in which Alice and Bob share a direct chat; Carol is in none.
+struct Scene {
+    world: World,
     alice: UserId,
     bob: UserId,
     carol: UserId,
     chat: SessionId,
+}
+
+/// The scene is the world with three people in it: its stores and clock are the world's.
+impl std::ops::Deref for Scene {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
 }
 
 fn who(u: &UserId) -> DeviceCredential {
@@ -34,16 +40,11 @@ fn who(u: &UserId) -> DeviceCredential {
     }
 }
 
-impl World {
-    /// Alice and Bob share a direct chat; Carol is in none.
+impl Scene {
     async fn new() -> Self {
         let (alice, bob, carol) = (UserId::generate(), UserId::generate(), UserId::generate());
-        let w = World {
-            media: MemoryMedia::default(),
-            objects: MemoryObjects::default(),
-            sessions: MemorySessions::default(),
-            messages: MemoryMessages::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()),
+        let w = Scene {
+            world: World::at(Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()),
             chat: SessionId::direct(&alice, &bob),
             alice,
             bob,
@@ -67,16 +68,14 @@ impl World {
         }
     }
 
-    fn send_deps(&self) -> send_message::Deps<'_> {
+    /// Sending that attaches media.
+    fn attaching_send_deps(&self) -> send_message::Deps<'_> {
         send_message::Deps {
-            sessions: &self.sessions,
-            messages: &self.messages,
-            clock: &self.clock,
             media: Some(media::AttachDeps {
                 media: &self.media,
                 objects: &self.objects,
             }),
-            throttle: None,
+            ..self.send_deps()
         }
     }
 
@@ -124,7 +123,7 @@ impl World {
 
     async fn send(&self, u: &UserId, attachments: Vec<String>) -> Result<Value, ErrorCode> {
         send_message::send_message(
-            &self.send_deps(),
+            &self.attaching_send_deps(),
             &who(u),
             SendMessageParams {
                 session_id: self.chat.to_string(),
@@ -141,7 +140,7 @@ impl World {
 
 #[tokio::test]
 async fn an_upload_is_bound_to_its_size_and_type_and_tagged_unattached() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     let r = w.create(&w.alice, "image/jpeg", 1234).await.unwrap();
     let id = MediaId::parse(r["mediaId"].as_str().unwrap()).expect("a media id");
     assert_eq!(r["uploadMethod"], "PUT");
@@ -160,7 +159,7 @@ async fn an_upload_is_bound_to_its_size_and_type_and_tagged_unattached() {
 
 #[tokio::test]
 async fn sizes_and_content_types_are_checked() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     assert!(
         w.create(&w.alice, "video/mp4", MAX_MEDIA_BYTES)
             .await
@@ -204,7 +203,7 @@ async fn sizes_and_content_types_are_checked() {
 
 #[tokio::test]
 async fn only_the_uploader_and_members_of_a_chat_it_was_sent_to_may_download() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     let id = w.uploaded(&w.alice, 100).await;
     // Before it is sent: only Alice.
     let r = w.download(&w.alice, &id).await.unwrap();
@@ -229,7 +228,7 @@ async fn only_the_uploader_and_members_of_a_chat_it_was_sent_to_may_download() {
 
 #[tokio::test]
 async fn a_download_of_an_upload_that_never_happened_is_not_found() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     let r = w.create(&w.alice, "image/png", 10).await.unwrap();
     let id = r["mediaId"].as_str().unwrap();
     assert_eq!(w.download(&w.alice, id).await, Err(ErrorCode::NotFound));
@@ -237,7 +236,7 @@ async fn a_download_of_an_upload_that_never_happened_is_not_found() {
 
 #[tokio::test]
 async fn sending_attaches_and_tags_the_object_and_a_retry_is_harmless() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     let id = w.uploaded(&w.alice, 50).await;
     let key = format!("media/{id}");
     assert_eq!(
@@ -251,10 +250,10 @@ async fn sending_attaches_and_tags_the_object_and_a_retry_is_harmless() {
         payload: "<ciphertext>".into(),
         attachments: vec![id.clone()],
     };
-    let first = send_message::send_message(&w.send_deps(), &who(&w.alice), p.clone())
+    let first = send_message::send_message(&w.attaching_send_deps(), &who(&w.alice), p.clone())
         .await
         .unwrap();
-    let again = send_message::send_message(&w.send_deps(), &who(&w.alice), p)
+    let again = send_message::send_message(&w.attaching_send_deps(), &who(&w.alice), p)
         .await
         .unwrap();
     assert_eq!(first, again);
@@ -271,7 +270,7 @@ async fn sending_attaches_and_tags_the_object_and_a_retry_is_harmless() {
 
 #[tokio::test]
 async fn attachments_must_be_your_own_uploaded_media() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     // Bob's media, sent by Alice: FORBIDDEN, and Carol still cannot read it.
     let bobs = w.uploaded(&w.bob, 10).await;
     assert_eq!(
@@ -322,9 +321,9 @@ async fn attachments_must_be_your_own_uploaded_media() {
 
 #[tokio::test]
 async fn a_send_without_media_wiring_refuses_attachments() {
-    let w = World::new().await;
+    let w = Scene::new().await;
     let id = w.uploaded(&w.alice, 10).await;
-    let mut deps = w.send_deps();
+    let mut deps = w.attaching_send_deps();
     deps.media = None;
     let r = send_message::send_message(
         &deps,
@@ -344,7 +343,7 @@ async fn a_send_without_media_wiring_refuses_attachments() {
 #[tokio::test]
 async fn a_group_member_may_download_until_removed() {
     use courier_core::chat::Role;
-    let w = World::new().await;
+    let w = Scene::new().await;
     let group = SessionId::from_trusted("g_media0test");
     w.sessions
         .create_group(
@@ -365,7 +364,7 @@ async fn a_group_member_may_download_until_removed() {
         .unwrap();
     let id = w.uploaded(&w.alice, 10).await;
     send_message::send_message(
-        &w.send_deps(),
+        &w.attaching_send_deps(),
         &who(&w.alice),
         SendMessageParams {
             session_id: group.to_string(),
@@ -388,7 +387,7 @@ async fn a_group_member_may_download_until_removed() {
 #[tokio::test]
 async fn a_late_joiner_may_download_only_media_sent_after_joining() {
     use courier_core::chat::Role;
-    let w = World::new().await;
+    let w = Scene::new().await;
     let group = SessionId::from_trusted("g_media1test");
     w.sessions
         .create_group(
@@ -409,7 +408,7 @@ async fn a_late_joiner_may_download_only_media_sent_after_joining() {
         let group = group.clone();
         async move {
             send_message::send_message(
-                &w.send_deps(),
+                &w.attaching_send_deps(),
                 &who(&w.alice),
                 SendMessageParams {
                     session_id: group.to_string(),
@@ -454,12 +453,11 @@ async fn a_late_joiner_may_download_only_media_sent_after_joining() {
 async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
     use courier_core::settings::{Audience, Settings};
     use courier_core::usecases::status;
-    let w = World::new().await;
-    let (statuses, settings) = (MemoryStatuses::default(), MemorySettings::default());
+    let w = Scene::new().await;
     let mut s = Settings::default();
     s.privacy.status = Audience::Contacts;
-    settings.put_settings(&w.alice, &s).await.unwrap();
-    settings
+    w.settings.put_settings(&w.alice, &s).await.unwrap();
+    w.settings
         .update_contacts(&w.alice, std::slice::from_ref(&w.bob), &[], Utc::now())
         .await
         .unwrap();
@@ -468,8 +466,8 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
         objects: &w.objects,
     };
     let status_deps = status::Deps {
-        statuses: Some(&statuses),
-        settings: Some(&settings),
+        statuses: Some(&w.statuses),
+        settings: Some(&w.settings),
         deliver: None,
         media: Some(attach),
         clock: &w.clock,
@@ -478,8 +476,8 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
     };
     let media_deps = media::Deps {
         statuses: Some(media::StatusLookup {
-            statuses: &statuses,
-            settings: &settings,
+            statuses: &w.statuses,
+            settings: &w.settings,
         }),
         ..w.deps()
     };
@@ -548,13 +546,13 @@ async fn media_on_a_status_is_for_those_who_may_see_the_live_status() {
     );
     // Privacy "nobody" applies at once.
     s.privacy.status = Audience::Nobody;
-    settings.put_settings(&w.alice, &s).await.unwrap();
+    w.settings.put_settings(&w.alice, &s).await.unwrap();
     assert_eq!(
         download(w.bob.clone(), id.clone()).await,
         Err(ErrorCode::Forbidden)
     );
     s.privacy.status = Audience::Contacts;
-    settings.put_settings(&w.alice, &s).await.unwrap();
+    w.settings.put_settings(&w.alice, &s).await.unwrap();
     // Once the status expired, nobody but the uploader.
     w.clock.advance(chrono::Duration::seconds(61));
     assert_eq!(
@@ -654,11 +652,10 @@ async fn upload_with(
 #[tokio::test]
 async fn uploads_past_the_daily_byte_quota_are_refused_until_the_next_day() {
     use courier_core::rate_limit::{DAY_SECS, Quota, QuotaThrottle};
-    let w = World::new().await;
-    let limiter = MemoryRateLimiter::default();
+    let w = Scene::new().await;
     let deps = media::Deps {
         upload_quota: Some(QuotaThrottle {
-            limiter: &limiter,
+            limiter: &w.limiter,
             quota: Quota {
                 max: 2 * MAX_MEDIA_BYTES,
                 window_secs: DAY_SECS,

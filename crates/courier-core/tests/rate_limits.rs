@@ -2,18 +2,20 @@
 //! per-device isolation, nothing stored when refused), codes per phone and per address, link
 //! attempts, and failed connections per address.
 
+mod support;
+
 use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::{Clock, ManualClock};
-use courier_core::memory::*;
+use courier_core::clock::Clock;
 use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::{Decision, Rule, Throttle};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::{
-    authorize, direct_chat, link_device, read_messages, register_account, send_message,
+    authorize, link_device, read_messages, register_account, send_message,
 };
-use courier_core::{ApiError, DeviceId, ErrorCode, PhoneNumber, UserId};
+use courier_core::{ApiError, ErrorCode, UserId};
 use serde_json::{Value, json};
+use support::{World, who};
 
 const BURST: u32 = 5;
 
@@ -24,81 +26,24 @@ fn sends() -> Rule {
     }
 }
 
-struct World {
-    accounts: MemoryAccounts,
-    sessions: MemorySessions,
-    messages: MemoryMessages,
-    limiter: MemoryRateLimiter,
-    clock: ManualClock,
-}
-
-fn device(u: &UserId, d: &str) -> DeviceCredential {
-    DeviceCredential {
-        user_id: u.clone(),
-        device_id: DeviceId::from_trusted(d),
-    }
-}
-
 impl World {
-    async fn new() -> (Self, UserId, UserId) {
-        let w = World {
-            accounts: MemoryAccounts::default(),
-            sessions: MemorySessions::default(),
-            messages: MemoryMessages::default(),
-            limiter: MemoryRateLimiter::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap()),
-        };
-        let mut ids = vec![];
-        for phone in ["+14155550100", "+14155550101"] {
-            let user = User {
-                user_id: UserId::generate(),
-                phone: PhoneNumber::parse(phone).unwrap(),
-                created_at: w.clock.now(),
-            };
-            let primary = Device {
-                user_id: user.user_id.clone(),
-                device_id: DeviceId::from_trusted("d_phone"),
-                name: "phone".into(),
-                platform: Platform::Ios,
-                primary: true,
-                key_hash: ApiKey::generate().hash(),
-                created_at: w.clock.now(),
-            };
-            w.accounts.create_account(&user, &primary).await.unwrap();
-            ids.push(user.user_id);
-        }
-        (w, ids[0].clone(), ids[1].clone())
+    /// Alice and Bob, each with one primary device `d_phone`, at 09:00 UTC.
+    async fn with_two_users() -> (Self, UserId, UserId) {
+        let w = World::at(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap());
+        let alice = w.user("+14155550100", "d_phone").await;
+        let bob = w.user("+14155550101", "d_phone").await;
+        (w, alice, bob)
     }
 
-    fn send_deps(&self) -> send_message::Deps<'_> {
+    /// Sending limited by [`sends`].
+    fn limited_send_deps(&self) -> send_message::Deps<'_> {
         send_message::Deps {
-            sessions: &self.sessions,
-            messages: &self.messages,
-            clock: &self.clock,
-            media: None,
             throttle: Some(Throttle {
                 limiter: &self.limiter,
                 rule: sends(),
             }),
+            ..self.send_deps()
         }
-    }
-
-    async fn open(&self, a: &DeviceCredential, b: &UserId) -> String {
-        let deps = direct_chat::Deps {
-            accounts: &self.accounts,
-            sessions: &self.sessions,
-            messages: &self.messages,
-            clock: &self.clock,
-            handshakes_per_target: None,
-        };
-        let p = InitiateDirectChatParams {
-            peer_user_id: b.to_string(),
-            handshake: None,
-        };
-        direct_chat::initiate(&deps, a, p).await.unwrap().reply["sessionId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     }
 
     async fn send(
@@ -111,7 +56,7 @@ impl World {
             json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": cmid}),
         )
         .unwrap();
-        send_message::send_message(&self.send_deps(), from, p).await
+        send_message::send_message(&self.limited_send_deps(), from, p).await
     }
 
     /// The payloads stored in a session, in order.
@@ -132,8 +77,8 @@ impl World {
 
 #[tokio::test]
 async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_is_stored() {
-    let (w, alice, bob) = World::new().await;
-    let phone = device(&alice, "d_phone");
+    let (w, alice, bob) = World::with_two_users().await;
+    let phone = who(&alice, "d_phone");
     let session = w.open(&phone, &bob).await;
     for i in 0..BURST {
         w.send(&phone, &session, &format!("m{i}")).await.unwrap();
@@ -142,7 +87,7 @@ async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_i
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert_eq!(e.retry_after_secs, Some(1), "one token per second");
     let all: Vec<String> = (0..BURST).map(|i| format!("m{i}")).collect();
-    assert_eq!(w.stored(&device(&bob, "d_phone"), &session).await, all);
+    assert_eq!(w.stored(&who(&bob, "d_phone"), &session).await, all);
 
     // Half a second later: still nothing; after retryAfter: exactly one more, not a new burst.
     w.clock.advance(Duration::milliseconds(500));
@@ -167,7 +112,7 @@ async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_i
         w.send(&phone, &session, "too many").await.unwrap_err().code,
         ErrorCode::LimitExceeded
     );
-    let stored = w.stored(&device(&bob, "d_phone"), &session).await;
+    let stored = w.stored(&who(&bob, "d_phone"), &session).await;
     assert_eq!(stored.len(), 2 * BURST as usize + 1);
     assert!(
         !stored
@@ -178,10 +123,10 @@ async fn a_device_sends_its_burst_then_is_refused_with_retry_after_and_nothing_i
 
 #[tokio::test]
 async fn one_device_over_its_limit_slows_no_other_device_or_user() {
-    let (w, alice, bob) = World::new().await;
-    let alice_phone = device(&alice, "d_phone");
-    let alice_laptop = device(&alice, "d_laptop");
-    let bob_phone = device(&bob, "d_phone");
+    let (w, alice, bob) = World::with_two_users().await;
+    let alice_phone = who(&alice, "d_phone");
+    let alice_laptop = who(&alice, "d_laptop");
+    let bob_phone = who(&bob, "d_phone");
     let session = w.open(&alice_phone, &bob).await;
     for i in 0..BURST {
         w.send(&alice_phone, &session, &format!("a{i}"))
@@ -212,13 +157,13 @@ async fn one_device_over_its_limit_slows_no_other_device_or_user() {
 
 #[tokio::test]
 async fn a_retry_of_a_stored_message_within_the_limit_still_returns_the_first_result() {
-    let (w, alice, bob) = World::new().await;
-    let phone = device(&alice, "d_phone");
+    let (w, alice, bob) = World::with_two_users().await;
+    let phone = who(&alice, "d_phone");
     let session = w.open(&phone, &bob).await;
     let first = w.send(&phone, &session, "same").await.unwrap();
     let retry = w.send(&phone, &session, "same").await.unwrap();
     assert_eq!(first, retry);
-    assert_eq!(w.stored(&device(&bob, "d_phone"), &session).await.len(), 1);
+    assert_eq!(w.stored(&who(&bob, "d_phone"), &session).await.len(), 1);
 }
 
 fn window(max: u32, window_secs: u64) -> Rule {
@@ -227,23 +172,20 @@ fn window(max: u32, window_secs: u64) -> Rule {
 
 #[tokio::test]
 async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() {
-    let registrations = MemoryRegistrations::default();
-    let sms = RecordingSms::default();
-    let limiter = MemoryRateLimiter::default();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap());
+    let w = World::at(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap());
     let deps = register_account::Deps {
-        registrations: &registrations,
-        sms: &sms,
-        clock: &clock,
+        registrations: &w.registrations,
+        sms: &w.sms,
+        clock: &w.clock,
         code_lifetime_secs: 900,
         test_numbers: None,
         limits: Some(register_account::CodeLimits {
             per_phone: Throttle {
-                limiter: &limiter,
+                limiter: &w.limiter,
                 rule: window(2, 3600),
             },
             per_ip: Throttle {
-                limiter: &limiter,
+                limiter: &w.limiter,
                 rule: window(4, 3600),
             },
         }),
@@ -259,7 +201,7 @@ async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() 
     let e = register("+14155550100", "198.51.100.3").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert_eq!(e.retry_after_secs, Some(3600));
-    assert_eq!(sms.sent().len(), 2, "the refused request sent no SMS");
+    assert_eq!(w.sms.sent().len(), 2, "the refused request sent no SMS");
     // Another number is not affected.
     register("+14155550101", "198.51.100.1").await.unwrap();
 
@@ -268,48 +210,28 @@ async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() 
     register("+14155550103", "198.51.100.1").await.unwrap();
     let e = register("+14155550104", "198.51.100.1").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
-    assert_eq!(sms.sent().len(), 5);
+    assert_eq!(w.sms.sent().len(), 5);
     // Another address still gets codes for that number.
     register("+14155550104", "198.51.100.9").await.unwrap();
 
     // The next hour, the number may have codes again (the per-number 3-in-15-minutes rule and
     // the hourly limit both allow it).
-    clock.advance(Duration::minutes(60));
+    w.clock.advance(Duration::minutes(60));
     register("+14155550100", "198.51.100.1").await.unwrap();
-    assert_eq!(sms.sent().len(), 7);
+    assert_eq!(w.sms.sent().len(), 7);
 }
 
 #[tokio::test]
 async fn link_requests_per_address_and_approvals_per_account_are_limited() {
-    let accounts = MemoryAccounts::default();
-    let limiter = MemoryRateLimiter::default();
     // Two minutes before the 10-minute window ends (link codes live 5 minutes).
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 8, 0).unwrap());
-    let user = User {
-        user_id: UserId::generate(),
-        phone: PhoneNumber::parse("+14155550100").unwrap(),
-        created_at: clock.now(),
-    };
-    let primary = Device {
-        user_id: user.user_id.clone(),
-        device_id: DeviceId::generate(),
-        name: "phone".into(),
-        platform: Platform::Ios,
-        primary: true,
-        key_hash: ApiKey::generate().hash(),
-        created_at: clock.now(),
-    };
-    accounts.create_account(&user, &primary).await.unwrap();
-    let who = DeviceCredential {
-        user_id: user.user_id,
-        device_id: primary.device_id,
-    };
+    let w = World::at(Utc.with_ymd_and_hms(2026, 11, 29, 9, 8, 0).unwrap());
+    let who = w.account("+14155550100", 0).await.primary;
     let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
+        links: &w.accounts,
+        accounts: Some(&w.accounts),
+        clock: &w.clock,
         throttle: Some(Throttle {
-            limiter: &limiter,
+            limiter: &w.limiter,
             rule: window(3, 600),
         }),
     };
@@ -343,7 +265,7 @@ async fn link_requests_per_address_and_approvals_per_account_are_limited() {
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert_eq!(e.retry_after_secs, Some(120));
-    clock.advance(Duration::seconds(120));
+    w.clock.advance(Duration::seconds(120));
     link_device::approve(&deps, &who, req["code"].as_str().unwrap())
         .await
         .unwrap();
@@ -351,32 +273,16 @@ async fn link_requests_per_address_and_approvals_per_account_are_limited() {
 
 #[tokio::test]
 async fn failed_connections_lock_out_the_address_and_key_prefix_not_a_neighbours_right_key() {
-    let accounts = MemoryAccounts::default();
-    let limiter = MemoryRateLimiter::default();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 30).unwrap());
-    let key = ApiKey::generate();
-    let user = User {
-        user_id: UserId::generate(),
-        phone: PhoneNumber::parse("+14155550100").unwrap(),
-        created_at: clock.now(),
-    };
-    let primary = Device {
-        user_id: user.user_id.clone(),
-        device_id: DeviceId::generate(),
-        name: "phone".into(),
-        platform: Platform::Ios,
-        primary: true,
-        key_hash: key.hash(),
-        created_at: clock.now(),
-    };
-    accounts.create_account(&user, &primary).await.unwrap();
+    let w = World::at(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 30).unwrap());
+    let account = w.account("+14155550100", 0).await;
+    let key = &account.keys[0];
     let failures = Throttle {
-        limiter: &limiter,
+        limiter: &w.limiter,
         rule: window(3, 60),
     };
     let connect = |k: &str, ip: &'static str| {
         let key = ApiKey::presented(k);
-        let (accounts, failures, now) = (&accounts, &failures, clock.now());
+        let (accounts, failures, now) = (&w.accounts, &failures, w.clock.now());
         async move {
             authorize::authorize_connection(
                 accounts,
@@ -408,13 +314,13 @@ async fn failed_connections_lock_out_the_address_and_key_prefix_not_a_neighbours
         ErrorCode::Unauthorized
     );
     // Once the window is over, the prefix is counted afresh.
-    clock.advance(Duration::seconds(30));
+    w.clock.advance(Duration::seconds(30));
     assert_eq!(
-        limiter
+        w.limiter
             .check(
                 "connect-failures#192.0.2.1#wrong",
                 failures.rule,
-                clock.now()
+                w.clock.now()
             )
             .await
             .unwrap(),
@@ -424,25 +330,22 @@ async fn failed_connections_lock_out_the_address_and_key_prefix_not_a_neighbours
 
 #[tokio::test]
 async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothing() {
-    let registrations = MemoryRegistrations::default();
-    let sms = RecordingSms::default();
-    let limiter = MemoryRateLimiter::default();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 7, 9, 10, 0).unwrap());
+    let w = World::at(Utc.with_ymd_and_hms(2026, 12, 7, 9, 10, 0).unwrap());
     let deps = register_account::Deps {
-        registrations: &registrations,
-        sms: &sms,
-        clock: &clock,
+        registrations: &w.registrations,
+        sms: &w.sms,
+        clock: &w.clock,
         code_lifetime_secs: 900,
         test_numbers: register_account::TestNumbers::from_config("+1415555019", "123456").unwrap(),
         limits: None,
         sms_guard: Some(register_account::SmsGuard {
             allowed_calling_codes: vec![1, 44],
             per_country: Throttle {
-                limiter: &limiter,
+                limiter: &w.limiter,
                 rule: window(2, 3600),
             },
             global: Throttle {
-                limiter: &limiter,
+                limiter: &w.limiter,
                 rule: window(3, 3600),
             },
         }),
@@ -468,11 +371,11 @@ async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothi
     let e = register("+442071838751").await.unwrap_err();
     assert_eq!(e.code, ErrorCode::SmsBudgetExhausted);
     assert!(e.message.contains("all numbers"), "{}", e.message);
-    assert_eq!(sms.sent().len(), 3, "three SMS, no more");
+    assert_eq!(w.sms.sent().len(), 3, "three SMS, no more");
     // The next hour, codes go out again.
-    clock.advance(Duration::seconds(3000));
+    w.clock.advance(Duration::seconds(3000));
     register("+14155550102").await.unwrap();
-    assert_eq!(sms.sent().len(), 4);
+    assert_eq!(w.sms.sent().len(), 4);
 }
 
 /// Issue 21, item 7: lookups are limited per device (a bucket) and per account (a daily window
@@ -480,7 +383,7 @@ async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothi
 #[tokio::test]
 async fn lookups_are_limited_per_device_and_per_account() {
     use courier_core::rate_limit::take_per_device_and_account;
-    let (w, a, b) = World::new().await;
+    let (w, a, b) = World::with_two_users().await;
     let per_device = Throttle {
         limiter: &w.limiter,
         rule: Rule::TokenBucket {
@@ -501,24 +404,24 @@ async fn lookups_are_limited_per_device_and_per_account() {
         async move { take_per_device_and_account(Some(d), Some(acc), "lookupUser", &who, now).await }
     };
     for _ in 0..3 {
-        take(device(&a, "d_1")).await.unwrap();
+        take(who(&a, "d_1")).await.unwrap();
     }
-    let e = take(device(&a, "d_1")).await.unwrap_err();
+    let e = take(who(&a, "d_1")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert!(e.retry_after_secs.is_some_and(|s| s <= 60), "{e:?}");
     // Another device of the account: its own bucket, the account's window (2 left).
-    take(device(&a, "d_2")).await.unwrap();
-    take(device(&a, "d_2")).await.unwrap();
-    let e = take(device(&a, "d_2")).await.unwrap_err();
+    take(who(&a, "d_2")).await.unwrap();
+    take(who(&a, "d_2")).await.unwrap();
+    let e = take(who(&a, "d_2")).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert!(e.retry_after_secs.is_some_and(|s| s > 60), "{e:?}");
     // Another account is not affected; getProfile has buckets of its own.
-    take(device(&b, "d_1")).await.unwrap();
+    take(who(&b, "d_1")).await.unwrap();
     take_per_device_and_account(
         Some(&per_device),
         Some(&per_account),
         "getProfile",
-        &device(&a, "d_1"),
+        &who(&a, "d_1"),
         w.clock.now(),
     )
     .await
@@ -530,7 +433,7 @@ async fn lookups_are_limited_per_device_and_per_account() {
 #[tokio::test]
 async fn contact_discovery_finds_registered_numbers_within_a_daily_budget() {
     use courier_core::usecases::discover_contacts;
-    let (w, a, b) = World::new().await;
+    let (w, a, b) = World::with_two_users().await;
     let deps = discover_contacts::Deps {
         accounts: &w.accounts,
         budget: Some(Throttle {
@@ -550,7 +453,7 @@ async fn contact_discovery_finds_registered_numbers_within_a_daily_budget() {
             "+14155550101".into(),
         ],
     };
-    let me = device(&a, "d_phone");
+    let me = who(&a, "d_phone");
     for _ in 0..2 {
         let r = discover_contacts::discover_contacts(&deps, &me, book())
             .await
@@ -570,7 +473,7 @@ async fn contact_discovery_finds_registered_numbers_within_a_daily_budget() {
     let huge = DiscoverContactsParams {
         phones: (0..1001).map(|i| format!("+1415555{i:04}")).collect(),
     };
-    let e = discover_contacts::discover_contacts(&deps, &device(&b, "d_phone"), huge)
+    let e = discover_contacts::discover_contacts(&deps, &who(&b, "d_phone"), huge)
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);

@@ -1,8 +1,8 @@
 //! Status posts on in-memory ports: privacy, events, viewers, expiry, removal, limits.
 
-use chrono::{Duration, TimeZone, Utc};
-use courier_core::clock::ManualClock;
-use courier_core::memory::{MemoryConnections, MemorySettings, MemoryStatuses, RecordingGateway};
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use courier_core::ports::{Connection, ConnectionStore, DeviceCredential, SettingsStore};
 use courier_core::protocol::{
     GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, RemoveStatusParams,
@@ -13,35 +13,21 @@ use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::status::{self, Deps};
 use courier_core::{ConnectionId, DeviceId, ErrorCode, UserId};
 use serde_json::Value;
+use support::World;
 
-struct World {
-    statuses: MemoryStatuses,
-    settings: MemorySettings,
-    connections: MemoryConnections,
-    gateway: RecordingGateway,
-    clock: ManualClock,
+/// When every test here starts.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
 
 impl World {
-    fn new() -> Self {
-        Self {
-            statuses: MemoryStatuses::default(),
-            settings: MemorySettings::default(),
-            connections: MemoryConnections::default(),
-            gateway: RecordingGateway::default(),
-            clock: ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()),
-        }
-    }
-
     fn deps(&self) -> Deps<'_> {
         Deps {
             statuses: Some(&self.statuses),
             settings: Some(&self.settings),
             deliver: Some(Deliverer {
-                presence: &self.connections,
-                connections: &self.connections,
-                gateway: &self.gateway,
                 push: None,
+                ..self.deliverer()
             }),
             media: None,
             clock: &self.clock,
@@ -102,12 +88,7 @@ impl World {
     }
 
     fn events_to(&self, conn: &str) -> Vec<Value> {
-        self.gateway
-            .posted()
-            .into_iter()
-            .filter(|(c, _)| c.as_str() == conn)
-            .map(|(_, f)| serde_json::from_str(&f).unwrap())
-            .collect()
+        self.frames_to(&ConnectionId::new(conn))
     }
 }
 
@@ -144,7 +125,7 @@ fn viewers_params(id: &str) -> GetStatusViewersParams {
 
 #[tokio::test]
 async fn contacts_privacy_shows_statuses_to_contacts_only_and_records_their_views() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     w.privacy(&alice, Audience::Contacts).await;
     w.contact(&alice, &bob).await;
@@ -181,7 +162,7 @@ async fn contacts_privacy_shows_statuses_to_contacts_only_and_records_their_view
 
 #[tokio::test]
 async fn nobody_privacy_hides_from_everyone_but_the_poster_and_notifies_no_one() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob) = (user("alice"), user("bob"));
     w.privacy(&alice, Audience::Nobody).await;
     w.contact(&alice, &bob).await;
@@ -199,7 +180,7 @@ async fn nobody_privacy_hides_from_everyone_but_the_poster_and_notifies_no_one()
 
 #[tokio::test]
 async fn everyone_privacy_shows_to_strangers_but_notifies_contacts_and_own_devices() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     let alice_laptop = DeviceCredential {
         user_id: alice.user_id.clone(),
@@ -240,7 +221,7 @@ async fn everyone_privacy_shows_to_strangers_but_notifies_contacts_and_own_devic
 
 #[tokio::test]
 async fn an_expired_status_is_gone_even_before_storage_deletes_it() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob) = (user("alice"), user("bob"));
     let id = w.post(&alice, "short-lived").await["statusId"]
         .as_str()
@@ -268,7 +249,7 @@ async fn an_expired_status_is_gone_even_before_storage_deletes_it() {
 
 #[tokio::test]
 async fn removing_a_status_hides_it_and_only_the_poster_can() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob) = (user("alice"), user("bob"));
     let id = w.post(&alice, "oops").await["statusId"]
         .as_str()
@@ -303,7 +284,7 @@ async fn removing_a_status_hides_it_and_only_the_poster_can() {
 
 #[tokio::test]
 async fn bad_input_gets_its_code_and_nothing_is_stored() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob) = (user("alice"), user("bob"));
     let deps = w.deps();
     let post = |p| status::post_status(&deps, &alice, p);
@@ -357,7 +338,7 @@ async fn bad_input_gets_its_code_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn thirty_live_statuses_at_most_and_big_ones_come_in_pages() {
-    let w = World::new();
+    let w = World::at(start());
     let (alice, bob) = (user("alice"), user("bob"));
     let big = "y".repeat(40_000);
     for i in 0..30 {

@@ -719,3 +719,15 @@ pub fn seqs(events: &[Event]) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Waits until `cond` holds, checking every 10 ms; fails the test naming `what` after 10 s.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
