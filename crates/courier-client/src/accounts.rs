@@ -6,19 +6,9 @@ use courier_core::protocol::{
     RegisterAccountResponse, ValidateAccountRequest,
 };
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// Reply to `POST /v1/devices/link-requests`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LinkRequest {
-    /// The new device's secret: it polls with it. Never show it.
-    pub link_id: String,
-    /// The code to show (as text and as a QR code) for the primary device to approve.
-    pub code: String,
-    /// How long the code is valid.
-    pub expires_in_seconds: u64,
-}
+pub use courier_core::protocol::LinkRequested as LinkRequest;
 
 /// What polling a link request says.
 #[derive(Debug, Clone)]

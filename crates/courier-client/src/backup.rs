@@ -158,16 +158,7 @@ pub fn open(file: &[u8], passphrase: &str) -> Result<BackupContents, BackupError
 }
 
 /// A backup the server lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackupInfo {
-    /// Its id.
-    pub backup_id: String,
-    /// Bytes.
-    pub size: u64,
-    /// When it was created (RFC 3339).
-    pub created_at: String,
-}
+pub use courier_core::protocol::BackupEntry as BackupInfo;
 
 fn transfer(e: impl std::fmt::Display) -> BackupError {
     BackupError::Transfer(e.to_string())

@@ -161,28 +161,8 @@ pub fn decrypt(p: &MediaPayload, ciphertext: &[u8]) -> Result<Vec<u8>, ClientErr
     Ok(plain)
 }
 
-/// A presigned upload, as `createMediaUpload` returns it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MediaUpload {
-    /// The media id.
-    pub media_id: String,
-    /// Where to upload.
-    pub upload_url: String,
-    /// The method (`PUT`).
-    #[serde(default = "put")]
-    pub upload_method: String,
-    /// Headers the upload must carry (signed into the URL).
-    #[serde(default)]
-    pub upload_headers: std::collections::BTreeMap<String, String>,
-    /// How long the URL stays valid.
-    #[serde(default)]
-    pub expires_in_seconds: u64,
-}
-
-fn put() -> String {
-    "PUT".into()
-}
+/// Reply to `createMediaUpload`: where and how to upload.
+pub use courier_core::protocol::MediaUpload;
 
 #[cfg(feature = "native")]
 impl Client {

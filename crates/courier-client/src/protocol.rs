@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 pub use courier_core::chat::MessageKind;
+/// The replies of the actions, as the server builds them (`courier_core::protocol`).
+pub use courier_core::protocol::{
+    DeviceRef, DirectChat, DiscoveredContact, KeyBundle, LinkedDevice, MessageStatus,
+    QueuedDeviceMessage as DeviceMessage, RecipientStatus, SendToDeviceReply as SendToDeviceResult,
+    SentMessage, SessionSummary, SessionsPage, StatusViewer, UserDevice,
+};
+/// A page of `readNewMessages`, with the SDK's [`Message`].
+pub type MessagesPage = courier_core::protocol::MessagesPage<Message>;
+/// Reply to `readDeviceMessages`.
+pub use courier_core::protocol::DeviceMessagesPage;
 
 /// A message as the server returns it (in `readNewMessages` and in `message` events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,225 +64,11 @@ pub struct Message {
 /// A delivery status, weakest first: `Sent < Delivered < Read`.
 pub use courier_core::chat::Receipt;
 
-/// One entry of `listSessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionSummary {
-    /// The session.
-    pub session_id: String,
-    /// `direct` (groups later).
-    #[serde(rename = "type", default)]
-    pub kind: String,
-    /// Member user ids.
-    #[serde(default)]
-    pub members: Vec<String>,
-    /// The latest message's seq (0 if none).
-    #[serde(default)]
-    pub last_seq: u64,
-    /// The latest message's id (None if none).
-    #[serde(default)]
-    pub last_msg_id: Option<String>,
-    /// The caller's `delivered` watermark.
-    #[serde(default)]
-    pub delivered_seq: u64,
-    /// The caller's `read` watermark.
-    #[serde(default)]
-    pub read_seq: u64,
-}
-
-/// Reply to `listSessions`: one page, by session id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionsPage {
-    /// The sessions of this page.
-    pub sessions: Vec<SessionSummary>,
-    /// Whether more follow the last one (ask again with `after` = its id).
-    #[serde(default)]
-    pub has_more: bool,
-}
-
-/// Reply to `initiateDirectChatSession`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DirectChat {
-    /// The session (always the same for the same two users).
-    pub session_id: String,
-    /// Whether this call created it.
-    #[serde(default)]
-    pub created: bool,
-}
-
-/// Reply to `sendMessage`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SentMessage {
-    /// The message id.
-    pub msg_id: String,
-    /// Its seq in the session.
-    pub seq: u64,
-    /// When the server stored it.
-    #[serde(default)]
-    pub sent_at: String,
-}
-
-/// Reply to `readNewMessages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessagesPage {
-    /// In session order.
-    pub messages: Vec<Message>,
-    /// Whether more follow the last one.
-    #[serde(default)]
-    pub has_more: bool,
-}
-
-/// One recipient in `getMessageStatus`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecipientStatus {
-    /// The recipient.
-    pub user_id: String,
-    /// Its status for the message.
-    pub status: Receipt,
-    /// When its watermark moved to or past the message (None while `sent`).
-    #[serde(default)]
-    pub at: Option<String>,
-}
-
-/// Reply to `getMessageStatus`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageStatus {
-    /// The message.
-    pub msg_id: String,
-    /// The weakest recipient's status.
-    pub status: Receipt,
-    /// Per recipient.
-    #[serde(default)]
-    pub recipients: Vec<RecipientStatus>,
-}
-
 /// A push platform for `registerPushToken`.
 pub use courier_core::ports::PushPlatform;
 
-/// One device of a user, as `listDevices` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserDevice {
-    /// The user.
-    pub user_id: String,
-    /// The device.
-    pub device_id: String,
-    /// Its name (e.g. "Firefox on laptop"); only for the caller's own devices (empty for
-    /// anyone else's: the server shows a device's name to its owner alone).
-    #[serde(default)]
-    pub name: String,
-    /// `ios`, `android`, `web`, `desktop`, `cli`.
-    #[serde(default)]
-    pub platform: String,
-    /// Whether it is the account's primary device (the phone that registered the number).
-    #[serde(default)]
-    pub primary: bool,
-    /// Its Curve25519 identity key, once uploaded.
-    #[serde(default)]
-    pub identity_key: Option<String>,
-    /// Its Ed25519 signing key, once uploaded.
-    #[serde(default)]
-    pub signing_key: Option<String>,
-    /// Unclaimed one-time keys (only for the caller's own devices).
-    #[serde(default)]
-    pub one_time_key_count: Option<u32>,
-}
-
-/// One device's keys, as `claimKeys` hands them out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyBundle {
-    /// The user.
-    pub user_id: String,
-    /// The device.
-    pub device_id: String,
-    /// Its Curve25519 identity key.
-    pub identity_key: String,
-    /// Its Ed25519 signing key (verifies the one-time key's signature).
-    pub signing_key: String,
-    /// A one-time key (used at most once), the fallback key, or none.
-    #[serde(default)]
-    pub one_time_key: Option<crate::crypto::OneTimeKey>,
-    /// Whether `one_time_key` is the device's fallback key.
-    #[serde(default)]
-    pub fallback: bool,
-}
-
-/// A message in a device's queue (`deviceMessage` events, `readDeviceMessages`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceMessage {
-    /// Its id in the queue (ids sort in queue order); acknowledge it with `ackDeviceMessages`.
-    pub id: String,
-    /// The sending user.
-    pub sender: String,
-    /// The sending device.
-    pub sender_device: String,
-    /// The opaque payload (an Olm envelope).
-    pub payload: String,
-    /// When it was queued.
-    #[serde(default)]
-    pub sent_at: String,
-}
-
-/// Reply to `readDeviceMessages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceMessagesPage {
-    /// Oldest first.
-    pub messages: Vec<DeviceMessage>,
-    /// Whether more are queued.
-    #[serde(default)]
-    pub has_more: bool,
-}
-
 /// A message for one device, for `sendToDevice` (at most 16,384 characters of payload).
 pub use courier_core::protocol::OutgoingDeviceMessage;
-
-/// A (user, device) pair.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceRef {
-    /// The user.
-    pub user_id: String,
-    /// The device.
-    pub device_id: String,
-    /// The queued message's id (only in `sendToDevice`'s `queued`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-}
-
-/// Reply to `sendToDevice`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SendToDeviceResult {
-    /// The messages queued, with their ids.
-    #[serde(default)]
-    pub queued: Vec<DeviceRef>,
-    /// Targets that do not exist (removed devices): they got nothing.
-    #[serde(default)]
-    pub unknown_devices: Vec<DeviceRef>,
-}
-
-/// Reply to `approveDeviceLink`: the device that was linked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LinkedDevice {
-    /// The new device.
-    pub device_id: String,
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
-    /// Its platform.
-    #[serde(default)]
-    pub platform: String,
-}
 
 /// A message to send with [`crate::Client::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -565,16 +361,6 @@ pub fn discover_contacts(phones: &[String]) -> Request {
     )
 }
 
-/// An address-book number that has an account (`discoverContacts`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiscoveredContact {
-    /// The number, E.164.
-    pub phone: String,
-    /// Its account.
-    pub user_id: String,
-}
-
 /// The accounts in a `discoverContacts` reply.
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) fn discovered(result: Value) -> Result<Vec<DiscoveredContact>, ClientError> {
@@ -851,16 +637,6 @@ pub struct StatusPost {
     /// The text, if this client could decrypt it.
     #[serde(skip)]
     pub text: Option<String>,
-}
-
-/// One viewer of a status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusViewer {
-    /// Who.
-    pub user_id: String,
-    /// When first.
-    pub viewed_at: String,
 }
 
 /// `postStatus`.

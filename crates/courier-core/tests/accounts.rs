@@ -19,7 +19,7 @@ use courier_core::usecases::{
     remove_device, validate_account,
 };
 use courier_core::{ConnectionId, ErrorCode, PhoneNumber};
-use support::World;
+use support::{Wire, World};
 
 const PHONE: &str = "+14155550100";
 
@@ -44,10 +44,10 @@ impl World {
             .await
             .unwrap();
         let who = self.authorize(&primary.api_key).await.unwrap();
-        link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+        link_device::approve(&deps, &who, req.json()["code"].as_str().unwrap())
             .await
             .unwrap();
-        req["linkId"].as_str().unwrap().to_owned()
+        req.json()["linkId"].as_str().unwrap().to_owned()
     }
     async fn poll_link(&self, link_id: &str) -> Result<Credentials, ErrorCode> {
         match link_device::poll(&self.link_deps(), link_id).await {
@@ -420,7 +420,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
     let key = format!(
         "backups/{}/{}",
         me.user_id,
-        created["backupId"].as_str().unwrap()
+        created.json()["backupId"].as_str().unwrap()
     );
     objects.put(&key, b"abc".to_vec(), "application/octet-stream");
     let deps = delete_account::Deps {
@@ -815,7 +815,10 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
     )
     .await
     .unwrap();
-    let backup_key = format!("backups/{old}/{}", backup["backupId"].as_str().unwrap());
+    let backup_key = format!(
+        "backups/{old}/{}",
+        backup.json()["backupId"].as_str().unwrap()
+    );
     w.objects
         .put(&backup_key, b"abc".to_vec(), "application/octet-stream");
     let mut code = w.fresh_code(PHONE).await;

@@ -9,7 +9,7 @@ use courier_core::protocol::{CreateBackupParams, GetBackupDownloadParams};
 use courier_core::usecases::backups::{self, Deps, MAX_BACKUP_BYTES};
 use courier_core::{DeviceId, ErrorCode, UserId};
 use serde_json::Value;
-use support::World;
+use support::{Wire, World};
 
 /// When every test here starts.
 fn start() -> DateTime<Utc> {
@@ -30,7 +30,9 @@ impl World {
         who: &DeviceCredential,
         size: u64,
     ) -> Result<Value, courier_core::ApiError> {
-        backups::create_backup(&self.deps(), who, CreateBackupParams { size }).await
+        backups::create_backup(&self.deps(), who, CreateBackupParams { size })
+            .await
+            .map(|r| r.json())
     }
     /// Creates a backup and uploads `size` bytes as the client would; returns its id.
     async fn upload(&self, who: &DeviceCredential, size: u64) -> String {
@@ -46,7 +48,7 @@ impl World {
     }
     async fn list(&self, who: &DeviceCredential) -> Vec<Value> {
         let r = backups::list_backups(&self.deps(), who).await.unwrap();
-        r["backups"].as_array().unwrap().clone()
+        r.json()["backups"].as_array().unwrap().clone()
     }
     async fn download(
         &self,
@@ -56,7 +58,9 @@ impl World {
         let p = GetBackupDownloadParams {
             backup_id: id.to_owned(),
         };
-        backups::get_backup_download(&self.deps(), who, p).await
+        backups::get_backup_download(&self.deps(), who, p)
+            .await
+            .map(|r| r.json())
     }
 }
 

@@ -14,7 +14,7 @@ use courier_core::usecases::{
 };
 use courier_core::{ConnectionId, ErrorCode, SessionId, UserId};
 use serde_json::{Value, json};
-use support::{World, who};
+use support::{Wire, World, who};
 
 impl World {
     /// Three users, each with one primary device: `d_0`, `d_1` and `d_2`.
@@ -36,7 +36,9 @@ impl World {
             json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}),
         )
         .unwrap();
-        send_message::send_message(&self.send_deps(), from, p).await
+        send_message::send_message(&self.send_deps(), from, p)
+            .await
+            .map(|r| r.json())
     }
     async fn play_stream(&self, session: &str) {
         for m in self.messages.all(&SessionId::from_trusted(session)) {
@@ -148,19 +150,20 @@ async fn reading_pages_in_order() {
         read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
     };
     let page = read(None, 3).await.unwrap();
-    let seqs: Vec<_> = page["messages"]
+    let seqs: Vec<_> = page.json()["messages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
-    assert_eq!(page["hasMore"], true);
+    assert_eq!(page.json()["hasMore"], true);
+    let page = page.json();
     let last = page["messages"][2]["msgId"].as_str().unwrap().to_owned();
     let page = read(Some(last), 3).await.unwrap();
-    assert_eq!(page["messages"].as_array().unwrap().len(), 2);
-    assert_eq!(page["messages"][1]["payload"], "m5");
-    assert_eq!(page["hasMore"], false);
+    assert_eq!(page.json()["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(page.json()["messages"][1]["payload"], "m5");
+    assert_eq!(page.json()["hasMore"], false);
     assert_eq!(read(None, 0).await.unwrap_err().code, ErrorCode::BadRequest);
     assert_eq!(
         read(Some("s_other.1".into()), 10).await.unwrap_err().code,
@@ -255,27 +258,27 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
         };
         receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &da, p)
     };
-    assert_eq!(status(&m2).await.unwrap()["status"], "sent");
+    assert_eq!(status(&m2).await.unwrap().json()["status"], "sent");
     assert_eq!(
         try_ack_as(&w, &s, &db, &m2, "delivered").await.unwrap()["moved"],
         true
     );
     let st = status(&m1).await.unwrap();
-    assert_eq!(st["status"], "delivered");
-    assert_eq!(st["recipients"][0]["userId"], b.as_str());
-    assert!(st["recipients"][0]["at"].is_string());
+    assert_eq!(st.json()["status"], "delivered");
+    assert_eq!(st.json()["recipients"][0]["userId"], b.as_str());
+    assert!(st.json()["recipients"][0]["at"].is_string());
     assert_eq!(
         try_ack_as(&w, &s, &db, &m1, "delivered").await.unwrap()["moved"],
         false,
         "backwards: ignored, not an error"
     );
-    assert_eq!(status(&m2).await.unwrap()["status"], "delivered");
+    assert_eq!(status(&m2).await.unwrap().json()["status"], "delivered");
     assert_eq!(
         try_ack_as(&w, &s, &db, &m1, "read").await.unwrap()["moved"],
         true
     );
-    assert_eq!(status(&m1).await.unwrap()["status"], "read");
-    assert_eq!(status(&m2).await.unwrap()["status"], "delivered");
+    assert_eq!(status(&m1).await.unwrap().json()["status"], "read");
+    assert_eq!(status(&m2).await.unwrap().json()["status"], "delivered");
     let events = w.frames_to(&a_conn);
     let kinds: Vec<_> = events
         .iter()
@@ -321,7 +324,10 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
     let started = direct_chat::initiate(&w.chat_deps(), &da, p.clone())
         .await
         .unwrap();
-    let s = started.reply["sessionId"].as_str().unwrap().to_owned();
+    let s = started.reply.json()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = started.outbound.expect("the new handshake, to deliver");
     let retried = direct_chat::initiate(&w.chat_deps(), &da, p).await.unwrap();
     assert!(retried.outbound.is_none(), "a retry delivers nothing again");
@@ -344,10 +350,13 @@ async fn a_handshake_becomes_the_first_message_and_a_session_started_event() {
     let listed = direct_chat::list_sessions(&w.sessions, &w.messages, &db, Default::default())
         .await
         .unwrap();
-    assert_eq!(listed["sessions"][0]["sessionId"], s.as_str());
-    assert_eq!(listed["sessions"][0]["lastSeq"], 1);
+    assert_eq!(listed.json()["sessions"][0]["sessionId"], s.as_str());
+    assert_eq!(listed.json()["sessions"][0]["lastSeq"], 1);
     assert_eq!(
-        listed["sessions"][0]["members"].as_array().unwrap().len(),
+        listed.json()["sessions"][0]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
 }
@@ -369,7 +378,7 @@ async fn try_ack_as(
         settings: &w.settings,
         clock: &w.clock,
     };
-    receipts::ack_messages(&deps, by, p).await
+    receipts::ack_messages(&deps, by, p).await.map(|r| r.json())
 }
 
 /// [`try_ack_as`], which must succeed.
@@ -405,7 +414,10 @@ mod groups {
         };
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": [&b]})).unwrap();
-        let g = groups::initiate(&inline, &who(&a, "d_0"), p).await.unwrap()["groupId"]
+        let g = groups::initiate(&inline, &who(&a, "d_0"), p)
+            .await
+            .unwrap()
+            .json()["groupId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -444,7 +456,7 @@ mod groups {
     async fn create(w: &World, by: &DeviceCredential, others: &[&UserId]) -> String {
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": others})).unwrap();
-        groups::initiate(&deps(w), by, p).await.unwrap()["groupId"]
+        groups::initiate(&deps(w), by, p).await.unwrap().json()["groupId"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -454,7 +466,7 @@ mod groups {
         let p: ReadNewMessagesParams = serde_json::from_value(json!({"sessionId": group})).unwrap();
         read_messages::read_new_messages(&w.sessions, &w.messages, who, p)
             .await
-            .map(|r| r["messages"].as_array().unwrap().clone())
+            .map(|r| r.json()["messages"].as_array().unwrap().clone())
             .map_err(|e| e.code)
     }
 
@@ -552,12 +564,12 @@ mod groups {
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
         let g = create(&w, &alice, &[&b, &c]).await;
         let d = deps(&w);
-        for r in [
-            groups::add(&d, &bob, member(&g, &c)).await,
-            groups::remove(&d, &bob, member(&g, &c)).await,
-            groups::promote(&d, &bob, member(&g, &c)).await,
+        for e in [
+            groups::add(&d, &bob, member(&g, &c)).await.unwrap_err(),
+            groups::remove(&d, &bob, member(&g, &c)).await.unwrap_err(),
+            groups::promote(&d, &bob, member(&g, &c)).await.unwrap_err(),
         ] {
-            assert_eq!(r.unwrap_err().code, ErrorCode::Forbidden);
+            assert_eq!(e.code, ErrorCode::Forbidden);
         }
         let p: GroupParams = serde_json::from_value(json!({"groupId": g})).unwrap();
         assert_eq!(
@@ -565,6 +577,7 @@ mod groups {
             ErrorCode::Forbidden
         );
         let left = groups::remove(&d, &alice, member(&g, &a)).await.unwrap();
+        let left = left.json();
         let heir = left["newAdmin"].as_str().unwrap();
         assert!(heir == b.as_str() || heir == c.as_str());
         assert_eq!(read(&w, &alice, &g).await.unwrap_err(), ErrorCode::NotFound);
@@ -573,7 +586,7 @@ mod groups {
         let r = groups::remove(&d, &who(&c, "d_2"), member(&g, &c))
             .await
             .unwrap();
-        assert_eq!(r["groupDeleted"], true);
+        assert_eq!(r.json()["groupDeleted"], true);
         assert_eq!(
             groups::get(&d, &bob, p).await.unwrap_err().code,
             ErrorCode::NotFound
@@ -624,7 +637,7 @@ mod groups {
         assert_eq!(w.sessions.sessions_of(&b).await.unwrap().len(), 2);
         assert_eq!(w.sessions.sessions_of(&c).await.unwrap().len(), 1);
         // Adding Bob to an existing group is counted the same way.
-        let gc = initiate(carol.clone(), vec![&a]).await.unwrap()["groupId"]
+        let gc = initiate(carol.clone(), vec![&a]).await.unwrap().json()["groupId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -662,19 +675,23 @@ mod settings {
 
     async fn update(w: &World, by: &DeviceCredential, body: Value) -> Result<Value, ApiError> {
         let p: UpdateSettingsParams = serde_json::from_value(body).unwrap();
-        profile::update_settings(&deps(w), by, p).await
+        profile::update_settings(&deps(w), by, p)
+            .await
+            .map(|r| r.json())
     }
 
     async fn contacts(w: &World, by: &DeviceCredential, body: Value) -> Result<Value, ApiError> {
         let p: UpdateContactsParams = serde_json::from_value(body).unwrap();
-        profile::update_contacts(&deps(w), by, p).await
+        profile::update_contacts(&deps(w), by, p)
+            .await
+            .map(|r| r.json())
     }
 
     async fn profile_of(w: &World, by: &DeviceCredential, user: &UserId) -> Value {
         let p = GetProfileParams {
             user_id: user.to_string(),
         };
-        profile::get_profile(&deps(w), by, p).await.unwrap()
+        profile::get_profile(&deps(w), by, p).await.unwrap().json()
     }
 
     use courier_core::ApiError;
@@ -684,6 +701,7 @@ mod settings {
         receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &by, p)
             .await
             .unwrap()
+            .json()
     }
 
     #[tokio::test]
@@ -692,12 +710,12 @@ mod settings {
         let alice = who(&a, "d_0");
         let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
         assert_eq!(
-            s["privacy"],
+            s.json()["privacy"],
             json!({"lastSeen": "everyone", "profilePhoto": "everyone", "about": "everyone",
                    "status": "everyone", "readReceipts": true, "groupsAdd": "everyone"})
         );
         assert_eq!(
-            s["display"],
+            s.json()["display"],
             json!({"name": null, "about": null, "avatar": null})
         );
         update(
@@ -711,17 +729,17 @@ mod settings {
             .await
             .unwrap();
         let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
-        assert_eq!(s["display"]["name"], "Alice");
-        assert_eq!(s["display"]["about"], "hi");
-        assert_eq!(s["privacy"]["status"], "nobody");
-        assert_eq!(s["privacy"]["lastSeen"], "everyone");
+        assert_eq!(s.json()["display"]["name"], "Alice");
+        assert_eq!(s.json()["display"]["about"], "hi");
+        assert_eq!(s.json()["privacy"]["status"], "nobody");
+        assert_eq!(s.json()["privacy"]["lastSeen"], "everyone");
         // null clears a display field, leaving the others.
         update(&w, &alice, json!({"display": {"about": null}}))
             .await
             .unwrap();
         let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
-        assert_eq!(s["display"]["about"], Value::Null);
-        assert_eq!(s["display"]["name"], "Alice");
+        assert_eq!(s.json()["display"]["about"], Value::Null);
+        assert_eq!(s.json()["display"]["name"], "Alice");
     }
 
     #[tokio::test]
@@ -751,7 +769,7 @@ mod settings {
         .await
         .unwrap();
         let s = profile::get_settings(&deps(&w), &alice).await.unwrap();
-        assert_eq!(s["display"]["name"], "é".repeat(25));
+        assert_eq!(s.json()["display"]["name"], "é".repeat(25));
     }
 
     #[tokio::test]
@@ -964,7 +982,7 @@ mod settings {
         // ...and when adding her to an existing group.
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": [b]})).unwrap();
-        let g = groups::initiate(&gdeps, &alice, p).await.unwrap()["groupId"]
+        let g = groups::initiate(&gdeps, &alice, p).await.unwrap().json()["groupId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -988,7 +1006,7 @@ mod settings {
         let p: GroupMemberParams =
             serde_json::from_value(json!({"groupId": g, "userId": b})).unwrap();
         groups::promote(&gdeps, &alice, p).await.unwrap();
-        assert_eq!(add(bob.clone()).await.unwrap()["added"], true);
+        assert_eq!(add(bob.clone()).await.unwrap().json()["added"], true);
         // And Bob may create a group with her.
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "h", "members": [c]})).unwrap();
@@ -1089,6 +1107,7 @@ async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
     )
     .await
     .unwrap();
+    let created = created.json();
     let g = created["groupId"].as_str().unwrap().to_owned();
     let p: SendMessageParams = serde_json::from_value(
         json!({"sessionId": g, "clientMsgId": "c-1", "type": "text", "payload": "aGk="}),
@@ -1251,13 +1270,14 @@ async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once(
             frame.len()
         );
         pages += 1;
+        let page = page.json();
         let messages = page["messages"].as_array().unwrap();
         assert!(!messages.is_empty(), "a page moves the reader on");
         seqs.extend(messages.iter().map(|m| m["seq"].as_u64().unwrap()));
         last = messages.last().unwrap()["msgId"]
             .as_str()
             .map(str::to_owned);
-        if page["hasMore"] != true {
+        if page.json()["hasMore"] != true {
             break;
         }
     }
@@ -1291,13 +1311,14 @@ async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
     };
     // The default page is 50.
     let page = list(None, None).await.unwrap();
-    assert_eq!(page["sessions"].as_array().unwrap().len(), 50);
-    assert_eq!(page["hasMore"], true);
+    assert_eq!(page.json()["sessions"].as_array().unwrap().len(), 50);
+    assert_eq!(page.json()["hasMore"], true);
 
     let mut listed = Vec::new();
     let mut after = None;
     loop {
         let page = list(after.clone(), Some(7)).await.unwrap();
+        let page = page.json();
         let sessions = page["sessions"].as_array().unwrap();
         assert!(sessions.len() <= 7);
         for s in sessions {
@@ -1312,7 +1333,7 @@ async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
             listed.push(s["sessionId"].as_str().unwrap().to_owned());
         }
         after = listed.last().cloned();
-        if page["hasMore"] != true {
+        if page.json()["hasMore"] != true {
             break;
         }
     }
@@ -1329,7 +1350,7 @@ async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
     }
     // The largest page is allowed.
     assert_eq!(
-        list(None, Some(100)).await.unwrap()["sessions"]
+        list(None, Some(100)).await.unwrap().json()["sessions"]
             .as_array()
             .unwrap()
             .len(),

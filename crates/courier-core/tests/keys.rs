@@ -13,7 +13,7 @@ use courier_core::protocol::*;
 use courier_core::usecases::{device_messages, keys, remove_device};
 use courier_core::{ConnectionId, DeviceId, ErrorCode, UserId};
 use serde_json::{Value, json};
-use support::World;
+use support::{Wire, World};
 
 fn b64(seed: &str, len: usize) -> String {
     let mut s: String = seed.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -64,7 +64,7 @@ impl World {
     async fn upload(&self, who: &DeviceCredential, p: UploadKeysParams) -> Result<u64, ErrorCode> {
         keys::upload_keys(&self.key_deps(), who, p)
             .await
-            .map(|v| v["oneTimeKeyCount"].as_u64().unwrap())
+            .map(|v| v.json()["oneTimeKeyCount"].as_u64().unwrap())
             .map_err(|e| e.code)
     }
 
@@ -79,7 +79,7 @@ impl World {
         )
         .await
         .unwrap();
-        v["devices"].as_array().unwrap().clone()
+        v.json()["devices"].as_array().unwrap().clone()
     }
 
     async fn send(&self, who: &DeviceCredential, to: &[(&UserId, &str, &str)]) -> Value {
@@ -94,6 +94,7 @@ impl World {
         device_messages::send_to_device(&self.queue_deps(), who, SendToDeviceParams { messages })
             .await
             .unwrap()
+            .json()
     }
 
     async fn read(&self, who: &DeviceCredential) -> Value {
@@ -104,6 +105,7 @@ impl World {
         )
         .await
         .unwrap()
+        .json()
     }
 }
 
@@ -144,7 +146,7 @@ async fn each_one_time_key_is_handed_out_once_then_the_fallback_key_is_returned_
     )
     .await
     .unwrap();
-    assert_eq!(listed["devices"][0]["oneTimeKeyCount"], 0);
+    assert_eq!(listed.json()["devices"][0]["oneTimeKeyCount"], 0);
     assert_eq!(
         w.upload(&bob.primary, upload("bob", &["A4"], None)).await,
         Ok(1)
@@ -193,9 +195,10 @@ async fn a_device_without_keys_is_left_out_and_one_without_any_key_left_gets_nul
     )
     .await
     .unwrap();
-    assert_eq!(v["devices"].as_array().unwrap().len(), 1);
+    assert_eq!(v.json()["devices"].as_array().unwrap().len(), 1);
     assert_eq!(
-        v["devices"][0]["oneTimeKey"]["keyId"], "B2",
+        v.json()["devices"][0]["oneTimeKey"]["keyId"],
+        "B2",
         "B1 went to the first claim"
     );
 }
@@ -338,6 +341,7 @@ async fn claim_and_list_errors() {
     ])
     .await
     .unwrap();
+    let v = v.json();
     let devices = v["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
     let with_keys: Vec<_> = devices
@@ -386,8 +390,8 @@ async fn a_device_message_reaches_a_live_device_once_is_kept_until_acked_and_exp
     let ack = |ids: Vec<String>| {
         device_messages::ack_device_messages(&qd, &bob.primary, AckDeviceMessagesParams { ids })
     };
-    assert_eq!(ack(vec![id.clone()]).await.unwrap()["acked"], 1);
-    assert_eq!(ack(vec![id.clone()]).await.unwrap()["acked"], 0);
+    assert_eq!(ack(vec![id.clone()]).await.unwrap().json()["acked"], 1);
+    assert_eq!(ack(vec![id.clone()]).await.unwrap().json()["acked"], 0);
     assert_eq!(w.read(&bob.primary).await["messages"], json!([]));
     // Unacknowledged messages expire after 30 days.
     w.send(
@@ -700,7 +704,7 @@ async fn claims_by_others_take_one_time_keys_only_so_often_an_hour() {
                 device_ids: None,
             };
             let v = keys::claim_keys(capped, &by, p).await.unwrap();
-            v["devices"]
+            v.json()["devices"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -731,7 +735,7 @@ async fn device_names_are_shown_to_their_owner_only() {
         let p = ListDevicesParams {
             user_ids: vec![bob.user.to_string()],
         };
-        async move { keys::list_devices(&deps, &by, p).await.unwrap() }
+        async move { keys::list_devices(&deps, &by, p).await.unwrap().json() }
     };
     let mine = list(bob.companions[0].clone()).await;
     let theirs = list(alice.primary.clone()).await;
@@ -784,6 +788,7 @@ async fn a_queue_of_large_device_messages_is_read_in_pages_that_fit_a_frame() {
             frame.len()
         );
         pages += 1;
+        let page = page.json();
         let messages = page["messages"].as_array().unwrap();
         assert!(!messages.is_empty(), "a page moves the reader on");
         let ids: Vec<String> = messages
@@ -802,7 +807,7 @@ async fn a_queue_of_large_device_messages_is_read_in_pages_that_fit_a_frame() {
         )
         .await
         .unwrap();
-        if page["hasMore"] != true {
+        if page.json()["hasMore"] != true {
             break;
         }
     }
@@ -841,6 +846,7 @@ async fn list_devices_of_the_most_users_with_the_most_devices_fits_a_frame() {
         )
     };
     let r = list(ids.clone()).await.unwrap();
+    let r = r.json();
     let devices = r["devices"].as_array().unwrap();
     assert_eq!(
         devices.len(),

@@ -11,7 +11,7 @@ use courier_core::protocol::{DeviceInfo, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::link_device::{self, LinkPoll, MAX_COMPANIONS};
 use courier_core::{DeviceId, ErrorCode};
-use support::World;
+use support::{Wire, World};
 
 /// The stores and clock of a fresh world, and the primary device of its one account.
 async fn world() -> (MemoryAccounts, ManualClock, DeviceCredential) {
@@ -37,10 +37,7 @@ async fn approve_then_the_key_is_handed_out_once_and_works() {
         throttle: None,
     };
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
-    let (link_id, code) = (
-        req["linkId"].as_str().unwrap(),
-        req["code"].as_str().unwrap(),
-    );
+    let (link_id, code) = (req.link_id.as_str(), req.code.as_str());
     assert!(matches!(
         link_device::poll(&deps, link_id).await.unwrap(),
         LinkPoll::Pending
@@ -82,12 +79,12 @@ async fn codes_expire_after_five_minutes() {
     };
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
     clock.advance(Duration::minutes(5));
-    let err = link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+    let err = link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Expired);
     assert_eq!(
-        link_device::poll(&deps, req["linkId"].as_str().unwrap())
+        link_device::poll(&deps, req.json()["linkId"].as_str().unwrap())
             .await
             .unwrap_err()
             .code,
@@ -107,10 +104,10 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
     let mut companion = None;
     for _ in 0..MAX_COMPANIONS {
         let req = link_device::request_link(&deps, web(), None).await.unwrap();
-        link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+        link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
             .await
             .unwrap();
-        let LinkPoll::Linked(c) = link_device::poll(&deps, req["linkId"].as_str().unwrap())
+        let LinkPoll::Linked(c) = link_device::poll(&deps, req.json()["linkId"].as_str().unwrap())
             .await
             .unwrap()
         else {
@@ -122,7 +119,7 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
         });
     }
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
-    let code = req["code"].as_str().unwrap();
+    let code = req.code.as_str();
     assert_eq!(
         link_device::approve(&deps, &companion.unwrap(), code)
             .await
@@ -142,10 +139,10 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
 /// Requests a link and has `primary` approve it; returns the link id the new device polls with.
 async fn approved_link(deps: &link_device::Deps<'_>, primary: &DeviceCredential) -> String {
     let req = link_device::request_link(deps, web(), None).await.unwrap();
-    link_device::approve(deps, primary, req["code"].as_str().unwrap())
+    link_device::approve(deps, primary, req.json()["code"].as_str().unwrap())
         .await
         .unwrap();
-    req["linkId"].as_str().unwrap().to_owned()
+    req.json()["linkId"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -184,7 +181,7 @@ async fn pending_approvals_count_toward_the_companion_cap() {
     }
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
     assert_eq!(
-        link_device::approve(&deps, &primary, req["code"].as_str().unwrap())
+        link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
             .await
             .unwrap_err()
             .code,

@@ -14,7 +14,7 @@ use courier_core::protocol::*;
 use courier_core::usecases::{media, send_message};
 use courier_core::{DeviceId, ErrorCode, SessionId, UserId};
 use serde_json::Value;
-use support::World;
+use support::{Wire, World};
 
 /// The shared world in which Alice and Bob share a direct chat; Carol is in none.
 struct Scene {
@@ -90,6 +90,7 @@ impl Scene {
         )
         .await
         .map_err(|e| e.code)
+        .map(|r| r.json())
     }
 
     /// Creates an upload for `u` and stores `size` bytes under it, as the client would.
@@ -119,6 +120,7 @@ impl Scene {
         )
         .await
         .map_err(|e| e.code)
+        .map(|r| r.json())
     }
 
     async fn send(&self, u: &UserId, attachments: Vec<String>) -> Result<Value, ErrorCode> {
@@ -135,6 +137,7 @@ impl Scene {
         )
         .await
         .map_err(|e| e.code)
+        .map(|r| r.json())
     }
 }
 
@@ -424,8 +427,8 @@ async fn a_late_joiner_may_download_only_media_sent_after_joining() {
     };
     let before = w.uploaded(&w.alice, 10).await;
     let reused = w.uploaded(&w.alice, 10).await;
-    assert_eq!(send(before.clone(), "m-1").await["seq"], 1);
-    assert_eq!(send(reused.clone(), "m-2").await["seq"], 2);
+    assert_eq!(send(before.clone(), "m-1").await.json()["seq"], 1);
+    assert_eq!(send(reused.clone(), "m-2").await.json()["seq"], 2);
     // Carol joins at seq 2, as addUserToGroup records it: she reads from seq 3 on.
     w.sessions
         .add_member(&group, &w.carol, 2, 1024, Utc::now())
@@ -643,6 +646,7 @@ async fn upload_with(
         },
     )
     .await
+    .map(|r| r.json())
 }
 
 /// The storage-cost attack (issue 21 item 11): one user's uploads are counted in declared bytes

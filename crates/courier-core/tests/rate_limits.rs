@@ -15,7 +15,7 @@ use courier_core::usecases::{
 };
 use courier_core::{ApiError, ErrorCode, UserId};
 use serde_json::{Value, json};
-use support::{World, who};
+use support::{Wire, World, who};
 
 const BURST: u32 = 5;
 
@@ -56,7 +56,9 @@ impl World {
             json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": cmid}),
         )
         .unwrap();
-        send_message::send_message(&self.limited_send_deps(), from, p).await
+        send_message::send_message(&self.limited_send_deps(), from, p)
+            .await
+            .map(|r| r.json())
     }
 
     /// The payloads stored in a session, in order.
@@ -66,7 +68,7 @@ impl World {
         let page = read_messages::read_new_messages(&self.sessions, &self.messages, reader, p)
             .await
             .unwrap();
-        page["messages"]
+        page.json()["messages"]
             .as_array()
             .unwrap()
             .iter()
@@ -260,13 +262,13 @@ async fn link_requests_per_address_and_approvals_per_account_are_limited() {
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
     }
-    let e = link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+    let e = link_device::approve(&deps, &who, req.json()["code"].as_str().unwrap())
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::LimitExceeded);
     assert_eq!(e.retry_after_secs, Some(120));
     w.clock.advance(Duration::seconds(120));
-    link_device::approve(&deps, &who, req["code"].as_str().unwrap())
+    link_device::approve(&deps, &who, req.json()["code"].as_str().unwrap())
         .await
         .unwrap();
 }
@@ -459,7 +461,7 @@ async fn contact_discovery_finds_registered_numbers_within_a_daily_budget() {
             .await
             .unwrap();
         assert_eq!(
-            r["registered"],
+            r.json()["registered"],
             json!([{"phone": "+14155550101", "userId": b}])
         );
     }

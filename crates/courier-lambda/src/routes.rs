@@ -216,15 +216,16 @@ async fn close_after_reply(gateway: &dyn ConnectionGateway, conn: &ConnectionId,
 
 /// A WebSocket action: read the frame, parse the action's parameters as `P`, identify the caller,
 /// run `apply`, and answer with the reply frame (ok or error) on the two-way route.
-pub async fn action<P, F, Fut>(
+pub async fn action<P, R, F, Fut>(
     operation: &str,
     event: &ApiGatewayWebsocketProxyRequest,
     apply: F,
 ) -> ApiGatewayProxyResponse
 where
     P: serde::de::DeserializeOwned,
+    R: serde::Serialize,
     F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+    Fut: std::future::Future<Output = Result<R, ApiError>>,
 {
     let (frame, ()) = reply(operation, event, |who, p| async move {
         apply(who, p).await.map(|v| (v, ()))
@@ -236,16 +237,17 @@ where
 /// [`action`]'s work without the route response: the reply frame (ok or error), and what
 /// `apply` handed on for after the reply (`T::default()` when it failed), for a handler that
 /// sends the reply itself and goes on working.
-pub async fn reply<P, T, F, Fut>(
+pub async fn reply<P, R, T, F, Fut>(
     operation: &str,
     event: &ApiGatewayWebsocketProxyRequest,
     apply: F,
 ) -> (String, T)
 where
     P: serde::de::DeserializeOwned,
+    R: serde::Serialize,
     T: Default,
     F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
-    Fut: std::future::Future<Output = Result<(serde_json::Value, T), ApiError>>,
+    Fut: std::future::Future<Output = Result<(R, T), ApiError>>,
 {
     let frame = match frame(event) {
         Ok(f) => f,

@@ -82,8 +82,9 @@ where
 }
 
 /// Serves the WebSocket action `name` as `f(deps, caller, params)`, `deps` being what `deps`
-/// builds: the request frame's params are parsed into `P`, and `f`'s result is the reply frame.
-pub async fn action<D, P, F>(
+/// builds: the request frame's params are parsed into `P`, and `f`'s reply `R` is the reply
+/// frame's result.
+pub async fn action<D, P, R, F>(
     name: &'static str,
     deps: impl Fn(&Stores) -> Result<&'static D, Error> + 'static,
     f: F,
@@ -91,7 +92,8 @@ pub async fn action<D, P, F>(
 where
     D: ?Sized + 'static,
     P: serde::de::DeserializeOwned + 'static,
-    F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<Value, ApiError> + Copy + 'static,
+    R: serde::Serialize + 'static,
+    F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<R, ApiError> + Copy + 'static,
 {
     ws(move |stores| {
         let deps = deps(stores)?;
@@ -105,7 +107,7 @@ where
 /// Serves the WebSocket action `name` as [`action`] does, after taking one request from the
 /// calling device's bucket for it under the configured rule `pick` (`LIMIT_EXCEEDED` with
 /// `retryAfter` past it; nothing is done then).
-pub async fn limited_action<D, P, F>(
+pub async fn limited_action<D, P, R, F>(
     name: &'static str,
     pick: fn(&Limits) -> Rule,
     deps: impl Fn(&Stores) -> Result<&'static D, Error> + 'static,
@@ -114,7 +116,8 @@ pub async fn limited_action<D, P, F>(
 where
     D: ?Sized + 'static,
     P: serde::de::DeserializeOwned + 'static,
-    F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<Value, ApiError> + Copy + 'static,
+    R: serde::Serialize + 'static,
+    F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<R, ApiError> + Copy + 'static,
 {
     ws(move |stores| {
         let deps = deps(stores)?;

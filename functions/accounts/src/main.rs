@@ -13,7 +13,6 @@ use courier_core::usecases::{
 use courier_lambda::stores::{Stores, leak};
 use courier_lambda::{routes, serve};
 use lambda_runtime::Error;
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -97,21 +96,27 @@ async fn main() -> Result<(), Error> {
         // The per-device action limit is the use case's, beside the account's budget of wrong
         // PINs; it never logs or returns the PIN.
         "setRegistrationPin" => {
-            serve::action("setRegistrationPin", pin_deps, async |deps, who, p| {
-                reply(registration_pin::set_registration_pin(deps, who, p).await)
-            })
+            serve::action(
+                "setRegistrationPin",
+                pin_deps,
+                registration_pin::set_registration_pin,
+            )
             .await
         }
         "removeRegistrationPin" => {
-            serve::action("removeRegistrationPin", pin_deps, async |deps, who, p| {
-                reply(registration_pin::remove_registration_pin(deps, who, p).await)
-            })
+            serve::action(
+                "removeRegistrationPin",
+                pin_deps,
+                registration_pin::remove_registration_pin,
+            )
             .await
         }
         "checkRegistrationPin" => {
-            serve::action("checkRegistrationPin", pin_deps, async |deps, who, p| {
-                reply(registration_pin::check_registration_pin(deps, who, p).await)
-            })
+            serve::action(
+                "checkRegistrationPin",
+                pin_deps,
+                registration_pin::check_registration_pin,
+            )
             .await
         }
         other => Err(serve::unknown("accounts", other)),
@@ -146,7 +151,7 @@ async fn get_settings(
     deps: &profile::Deps<'_>,
     who: &DeviceCredential,
     _: GetSettingsParams,
-) -> Result<Value, ApiError> {
+) -> Result<courier_core::protocol::SettingsReply, ApiError> {
     profile::get_settings(deps, who).await
 }
 
@@ -158,9 +163,4 @@ fn pin_deps(s: &Stores) -> Result<&'static registration_pin::Deps<'static>, Erro
         checks: Some(s.throttle(|l| l.pin_checks)?),
         clock: &SystemClock,
     }))
-}
-
-/// A typed reply as the reply frame's JSON.
-fn reply<T: serde::Serialize>(r: Result<T, ApiError>) -> Result<Value, ApiError> {
-    serde_json::to_value(r?).map_err(ApiError::internal)
 }

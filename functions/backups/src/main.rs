@@ -9,7 +9,6 @@ use courier_core::usecases::backups::{self, Deps};
 use courier_lambda::serve;
 use courier_lambda::stores::{Stores, leak};
 use lambda_runtime::Error;
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -57,6 +56,6 @@ async fn list_backups(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     _: ListBackupsParams,
-) -> Result<Value, ApiError> {
+) -> Result<courier_core::protocol::BackupList, ApiError> {
     backups::list_backups(deps, who).await
 }

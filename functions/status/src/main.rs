@@ -10,7 +10,6 @@ use courier_lambda::serve;
 use courier_lambda::stores::{Stores, leak, seconds};
 use courier_lambda::telemetry;
 use lambda_runtime::Error;
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -77,7 +76,7 @@ async fn post_status_counted(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: PostStatusParams,
-) -> Result<Value, ApiError> {
+) -> Result<courier_core::protocol::PostedStatus, ApiError> {
     let reply = status::post_status(deps, who, p).await?;
     telemetry::count_by("MessagesSent", "Kind", "status", 1);
     Ok(reply)

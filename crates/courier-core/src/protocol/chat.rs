@@ -218,3 +218,207 @@ pub struct ApproveDeviceLinkParams {
     /// The code the new device shows.
     pub code: String,
 }
+
+/// Reply to `initiateDirectChatSession`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectChat {
+    /// The session (always the same for the same two users).
+    pub session_id: String,
+    /// Whether this call created it.
+    #[serde(default)]
+    pub created: bool,
+}
+
+/// One entry of `listSessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummary {
+    /// The session.
+    pub session_id: String,
+    /// Direct chat or group.
+    #[serde(rename = "type")]
+    pub kind: crate::chat::SessionKind,
+    /// Member user ids.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The latest message's seq (0 if none).
+    #[serde(default)]
+    pub last_seq: u64,
+    /// The latest message's id (`null` if none).
+    #[serde(default)]
+    pub last_msg_id: Option<String>,
+    /// The caller's `delivered` watermark.
+    #[serde(default)]
+    pub delivered_seq: u64,
+    /// The caller's `read` watermark.
+    #[serde(default)]
+    pub read_seq: u64,
+}
+
+/// Reply to `listSessions`: one page, by session id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsPage {
+    /// The sessions of this page.
+    pub sessions: Vec<SessionSummary>,
+    /// Whether more follow the last one (ask again with `after` = its id).
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// Reply to `sendMessage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentMessage {
+    /// The message id.
+    pub msg_id: String,
+    /// Its seq in the session.
+    pub seq: u64,
+    /// When the server stored it.
+    #[serde(default)]
+    pub sent_at: String,
+}
+
+/// Reply to `readNewMessages`: `M` is the message as the reader keeps it (the server's
+/// [`Message`]; the SDK's adds what it decrypted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesPage<M = Message> {
+    /// In session order.
+    pub messages: Vec<M>,
+    /// Whether more follow the last one.
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// Reply to `ackMessages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckReply {
+    /// Whether the watermark moved (false when it was already there or past).
+    pub moved: bool,
+}
+
+/// One recipient in `getMessageStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientStatus {
+    /// The recipient.
+    pub user_id: String,
+    /// Its status for the message.
+    pub status: Receipt,
+    /// When its watermark moved to or past the message (`null` while `sent`).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// Reply to `getMessageStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatus {
+    /// The message.
+    pub msg_id: String,
+    /// The weakest recipient's status.
+    pub status: Receipt,
+    /// Per recipient.
+    #[serde(default)]
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Reply to `initiateGroupChatSession`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupCreated {
+    /// The group.
+    pub group_id: String,
+    /// Its session (the same id).
+    pub session_id: String,
+}
+
+/// One member in `getGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember {
+    /// The member.
+    pub user_id: String,
+    /// `admin` or `member`.
+    pub role: crate::chat::Role,
+    /// When it joined.
+    pub joined_at: String,
+}
+
+/// Reply to `getGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupInfo {
+    /// The group.
+    pub group_id: String,
+    /// Its session (the same id).
+    pub session_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its description (empty when none).
+    pub description: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+    /// By join time.
+    pub members: Vec<GroupMember>,
+}
+
+/// The change a group operation wrote into the group's session (a `system` message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupNotice {
+    /// Its message id.
+    pub msg_id: String,
+    /// Its seq.
+    pub seq: u64,
+}
+
+/// Reply to `addUserToGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAdded {
+    /// False when the user was a member already (nothing written).
+    pub added: bool,
+    /// The `memberAdded` change, when added.
+    #[serde(flatten)]
+    pub notice: Option<GroupNotice>,
+}
+
+/// Reply to `removeUserFromGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRemoved {
+    /// Always true.
+    pub removed: bool,
+    /// The `memberRemoved` change (none when the group was deleted).
+    #[serde(flatten)]
+    pub notice: Option<GroupNotice>,
+    /// The last member left: the group is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_deleted: bool,
+    /// The member promoted because no admin was left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_admin: Option<String>,
+}
+
+/// Reply to `promoteUserToAdmin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPromoted {
+    /// False when the user was an admin already (nothing written).
+    pub promoted: bool,
+    /// The `promoted` change, when promoted.
+    #[serde(flatten)]
+    pub notice: Option<GroupNotice>,
+}
+
+/// Reply to `deleteGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDeleted {
+    /// Always true.
+    pub deleted: bool,
+}

@@ -39,6 +39,12 @@ impl Platform {
     }
 }
 
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Longest device name accepted, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
 
@@ -58,11 +64,15 @@ pub const REPLY_BUDGET_BYTES: usize = 96 * 1024;
 /// bytes, and whether any item was left out. The first item is always kept, whatever its size:
 /// every item kind is bounded well under a frame on its own, and a page of none would stall the
 /// reader for good.
-pub fn fit_budget(items: impl IntoIterator<Item = Value>, budget: usize) -> (Vec<Value>, bool) {
+pub fn fit_budget<T: Serialize>(
+    items: impl IntoIterator<Item = T>,
+    budget: usize,
+) -> (Vec<T>, bool) {
     let mut out = Vec::new();
     let mut bytes = 0;
     for item in items {
-        let size = item.to_string().len() + usize::from(!out.is_empty());
+        let json = serde_json::to_string(&item).expect("a reply item is JSON");
+        let size = json.len() + usize::from(!out.is_empty());
         if !out.is_empty() && bytes + size > budget {
             return (out, true);
         }

@@ -97,3 +97,91 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Reply to `lookupUser`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LookupUserReply {
+    /// The account behind the number.
+    pub user_id: String,
+}
+
+/// An address-book number that has an account (`discoverContacts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredContact {
+    /// The number, E.164.
+    pub phone: String,
+    /// Its account.
+    pub user_id: String,
+}
+
+/// Reply to `discoverContacts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoverContactsReply {
+    /// The numbers that have an account, each once, in the order asked.
+    pub registered: Vec<DiscoveredContact>,
+}
+
+/// Reply to `updateContacts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactsCount {
+    /// How many contacts the caller has now.
+    pub count: usize,
+}
+
+/// Reply to `getProfile`: what the owner's privacy settings let the caller see. A hidden field
+/// is absent (`None`); an allowed field that is not set is `null` (`Some(None)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    /// Whose.
+    pub user_id: String,
+    /// The display name (always shown; `null` when not set).
+    pub name: Option<String>,
+    /// The about line.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub about: Option<Option<String>>,
+    /// The avatar's media id.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub avatar: Option<Option<String>>,
+    /// Whether a device of the owner is connected now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// When the owner was last connected.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_seen: Option<Option<String>>,
+}
+
+/// Reply to `registerPushToken`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTokenReply {
+    /// Always true: the device's endpoint has the token.
+    pub registered: bool,
+}
+
+/// Reply to `getSettings`: the caller's settings, and whether its account has a registration
+/// PIN (two-step verification on), so that any of its devices can show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsReply {
+    /// Display fields and privacy choices.
+    #[serde(flatten)]
+    pub settings: crate::settings::Settings,
+    /// Whether re-registering the number needs the PIN.
+    pub registration_pin: bool,
+}

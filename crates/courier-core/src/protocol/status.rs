@@ -55,14 +55,100 @@ pub struct GetStatusAudienceParams {
     pub after: Option<String>,
 }
 
-/// A status as the protocol shows it.
-pub fn status_json(s: &crate::ports::Status) -> Value {
-    json!({
-        "userId": s.user_id, "statusId": s.status_id, "deviceId": s.device_id,
-        "payload": s.payload, "attachments": s.attachments,
-        "postedAt": crate::chat::timestamp(s.posted_at),
-        "expiresAt": crate::chat::timestamp(s.expires_at)
-    })
+/// A status as the protocol shows it (`viewStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusItem {
+    /// The poster.
+    pub user_id: String,
+    /// Its id.
+    pub status_id: String,
+    /// The poster's device that encrypted it.
+    pub device_id: String,
+    /// End-to-end encrypted; the server stores and forwards it unread.
+    pub payload: String,
+    /// Media ids.
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    /// When it was posted.
+    pub posted_at: String,
+    /// When it stops being shown.
+    pub expires_at: String,
+}
+
+impl From<&crate::ports::Status> for StatusItem {
+    fn from(s: &crate::ports::Status) -> Self {
+        StatusItem {
+            user_id: s.user_id.to_string(),
+            status_id: s.status_id.clone(),
+            device_id: s.device_id.to_string(),
+            payload: s.payload.clone(),
+            attachments: s.attachments.clone(),
+            posted_at: crate::chat::timestamp(s.posted_at),
+            expires_at: crate::chat::timestamp(s.expires_at),
+        }
+    }
+}
+
+/// Reply to `postStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostedStatus {
+    /// The new status.
+    pub status_id: String,
+    /// When it stops being shown.
+    pub expires_at: String,
+}
+
+/// Reply to `removeStatus`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedStatus {
+    /// Always true.
+    pub removed: bool,
+}
+
+/// Reply to `viewStatus`: one page of a poster's live statuses, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusesPage {
+    /// The poster.
+    pub user_id: String,
+    /// What the caller may see.
+    pub statuses: Vec<StatusItem>,
+    /// Whether more follow (ask again with `after`).
+    pub has_more: bool,
+}
+
+/// One viewer of a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusViewer {
+    /// Who.
+    pub user_id: String,
+    /// When first.
+    pub viewed_at: String,
+}
+
+/// Reply to `getStatusViewers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewersPage {
+    /// The status.
+    pub status_id: String,
+    /// By viewer id.
+    pub viewers: Vec<StatusViewer>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+/// Reply to `getStatusAudience`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudiencePage {
+    /// Who may see the caller's statuses, by id.
+    pub user_ids: Vec<String>,
+    /// Whether more follow.
+    pub has_more: bool,
 }
 
 /// The `statusPosted` event (the payload itself is fetched with `viewStatus`).

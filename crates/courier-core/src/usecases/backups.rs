@@ -7,8 +7,10 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 use crate::ports::{BackupRecord, BackupStore, DeviceCredential, ObjectStore};
-use crate::protocol::{CreateBackupParams, GetBackupDownloadParams};
-use serde_json::{Map, Value, json};
+use crate::protocol::{
+    BackupDownload, BackupEntry, BackupList, BackupUpload, CreateBackupParams,
+    GetBackupDownloadParams, Headers,
+};
 use std::time::Duration;
 
 /// The largest backup file accepted (bytes).
@@ -82,12 +84,8 @@ async fn settle(deps: &Deps<'_>, user: &UserId) -> Result<Vec<BackupRecord>, Api
     Ok(left)
 }
 
-fn headers(h: &[(String, String)]) -> Value {
-    Value::Object(
-        h.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<Map<_, _>>(),
-    )
+fn headers(h: &[(String, String)]) -> Headers {
+    h.iter().cloned().collect()
 }
 
 /// `createBackup`: a pending record and a presigned `PUT` bound to the size and
@@ -97,7 +95,7 @@ pub async fn create_backup(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: CreateBackupParams,
-) -> Result<Value, ApiError> {
+) -> Result<BackupUpload, ApiError> {
     if p.size == 0 {
         return Err(ApiError::bad_request("size must be at least 1 byte"));
     }
@@ -149,30 +147,28 @@ pub async fn create_backup(
         .await?;
     deps.backups.put_backup(&record).await?;
     tracing::info!(size = p.size, "backup created");
-    Ok(json!({
-        "backupId": record.backup_id,
-        "uploadUrl": put.url,
-        "uploadHeaders": headers(&put.headers),
-        "expiresInSeconds": put.expires_in_seconds,
-    }))
+    Ok(BackupUpload {
+        backup_id: record.backup_id,
+        upload_url: put.url,
+        upload_headers: headers(&put.headers),
+        expires_in_seconds: put.expires_in_seconds,
+    })
 }
 
 /// `listBackups`: the caller's uploaded backups, newest first (pending ones are left out).
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
-pub async fn list_backups(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
-    let backups: Vec<Value> = settle(deps, &who.user_id)
+pub async fn list_backups(deps: &Deps<'_>, who: &DeviceCredential) -> Result<BackupList, ApiError> {
+    let backups = settle(deps, &who.user_id)
         .await?
         .into_iter()
         .filter(|b| b.complete)
-        .map(|b| {
-            json!({
-                "backupId": b.backup_id,
-                "size": b.size,
-                "createdAt": timestamp(b.created_at),
-            })
+        .map(|b| BackupEntry {
+            backup_id: b.backup_id,
+            size: b.size,
+            created_at: timestamp(b.created_at),
         })
         .collect();
-    Ok(json!({ "backups": backups }))
+    Ok(BackupList { backups })
 }
 
 /// `getBackupDownload`: a presigned `GET` for one of the caller's uploaded backups. Another
@@ -182,7 +178,7 @@ pub async fn get_backup_download(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GetBackupDownloadParams,
-) -> Result<Value, ApiError> {
+) -> Result<BackupDownload, ApiError> {
     let id = p.backup_id.trim();
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(ApiError::bad_request(
@@ -203,13 +199,13 @@ pub async fn get_backup_download(
         deps.backups.mark_complete(&who.user_id, id).await?;
     }
     let get = deps.objects.presign_get(&key, URL_TTL).await?;
-    Ok(json!({
-        "backupId": id,
-        "size": b.size,
-        "downloadUrl": get.url,
-        "downloadHeaders": headers(&get.headers),
-        "expiresInSeconds": get.expires_in_seconds,
-    }))
+    Ok(BackupDownload {
+        backup_id: id.to_owned(),
+        size: b.size,
+        download_url: get.url,
+        download_headers: headers(&get.headers),
+        expires_in_seconds: get.expires_in_seconds,
+    })
 }
 
 /// Deletes every backup of a user, objects and records (account deletion).

@@ -15,12 +15,12 @@ use crate::ports::{
     DeviceCredential, DeviceMessage, DeviceQueueStore, QueuedMessage, UserDirectory,
 };
 use crate::protocol::{
-    AckDeviceMessagesParams, REPLY_BUDGET_BYTES, ReadDeviceMessagesParams, SendToDeviceParams,
-    device_message_event, device_message_json, fit_budget,
+    AckDeviceMessagesParams, AckedDeviceMessages, DeviceMessagesPage, DeviceRef,
+    QueuedDeviceMessage, REPLY_BUDGET_BYTES, ReadDeviceMessagesParams, SendToDeviceParams,
+    SendToDeviceReply, device_message_event, fit_budget,
 };
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
 /// Messages in one `sendToDevice`.
@@ -88,7 +88,7 @@ pub async fn send_to_device(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: SendToDeviceParams,
-) -> Result<Value, ApiError> {
+) -> Result<SendToDeviceReply, ApiError> {
     if p.messages.is_empty() {
         return Err(ApiError::bad_request(
             "messages must hold at least one message",
@@ -144,7 +144,11 @@ pub async fn send_to_device(
     for ((user, device), m) in targets.into_iter().zip(p.messages) {
         let id = ids.next().expect("one id per message");
         if !existing.get(&user).is_some_and(|d| d.contains(&device)) {
-            unknown.push(json!({ "userId": user, "deviceId": device }));
+            unknown.push(DeviceRef {
+                user_id: user.to_string(),
+                device_id: device.to_string(),
+                id: None,
+            });
             continue;
         }
         queued.push(QueuedMessage {
@@ -192,11 +196,18 @@ pub async fn send_to_device(
             ),
         }
     }
-    let queued: Vec<Value> = queued
+    let queued = queued
         .iter()
-        .map(|q| json!({ "userId": q.user_id, "deviceId": q.device_id, "id": q.message.id }))
+        .map(|q| DeviceRef {
+            user_id: q.user_id.to_string(),
+            device_id: q.device_id.to_string(),
+            id: Some(q.message.id.clone()),
+        })
         .collect();
-    Ok(json!({ "queued": queued, "unknownDevices": unknown }))
+    Ok(SendToDeviceReply {
+        queued,
+        unknown_devices: unknown,
+    })
 }
 
 /// `readDeviceMessages`: the caller device's queue, oldest first, at most `limit` messages and
@@ -206,7 +217,7 @@ pub async fn read_device_messages(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: ReadDeviceMessagesParams,
-) -> Result<Value, ApiError> {
+) -> Result<DeviceMessagesPage, ApiError> {
     let limit = p.limit.unwrap_or(DEFAULT_READ_LIMIT);
     if !(1..=MAX_READ_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -223,8 +234,14 @@ pub async fn read_device_messages(
         )
         .await?;
     // A page of 16 KB messages would pass the frame long before `limit`: cut it to the budget.
-    let (messages, cut) = fit_budget(messages.iter().map(device_message_json), REPLY_BUDGET_BYTES);
-    Ok(json!({ "messages": messages, "hasMore": more || cut }))
+    let (messages, cut) = fit_budget(
+        messages.iter().map(QueuedDeviceMessage::from),
+        REPLY_BUDGET_BYTES,
+    );
+    Ok(DeviceMessagesPage {
+        messages,
+        has_more: more || cut,
+    })
 }
 
 /// `ackDeviceMessages`: removes the ids from the caller device's queue.
@@ -233,7 +250,7 @@ pub async fn ack_device_messages(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: AckDeviceMessagesParams,
-) -> Result<Value, ApiError> {
+) -> Result<AckedDeviceMessages, ApiError> {
     if p.ids.is_empty() {
         return Err(ApiError::bad_request("ids must hold at least one id"));
     }
@@ -255,5 +272,5 @@ pub async fn ack_device_messages(
         }
     }
     let acked = deps.queues.ack(&who.user_id, &who.device_id, &ids).await?;
-    Ok(json!({ "acked": acked }))
+    Ok(AckedDeviceMessages { acked })
 }

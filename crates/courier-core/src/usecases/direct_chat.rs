@@ -6,10 +6,10 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{SessionId, UserId};
 use crate::ports::{DeviceCredential, MessageStore, SessionStore, UserDirectory};
+use crate::protocol::{DirectChat, SessionSummary, SessionsPage};
 use crate::protocol::{
     InitiateDirectChatParams, ListSessionsParams, REPLY_BUDGET_BYTES, fit_budget,
 };
-use serde_json::{Value, json};
 
 /// What these operations need.
 pub struct Deps<'a> {
@@ -29,8 +29,8 @@ pub struct Deps<'a> {
 /// What [`initiate`] did.
 #[derive(Debug)]
 pub struct Initiated {
-    /// The reply: `{sessionId, created}`.
-    pub reply: Value,
+    /// The reply.
+    pub reply: DirectChat,
     /// The handshake it stored, for the caller to deliver at once (as `sendMessage` delivers its
     /// message: live devices by post, offline ones by push, the outcome recorded for the stream
     /// consumer). `None` without a handshake, or for a retry that stored nothing new.
@@ -96,7 +96,10 @@ pub async fn initiate(
         }
     }
     Ok(Initiated {
-        reply: json!({ "sessionId": session, "created": created }),
+        reply: DirectChat {
+            session_id: session.to_string(),
+            created,
+        },
         outbound,
     })
 }
@@ -119,7 +122,7 @@ pub async fn list_sessions(
     messages: &dyn MessageStore,
     who: &DeviceCredential,
     p: ListSessionsParams,
-) -> Result<Value, ApiError> {
+) -> Result<SessionsPage, ApiError> {
     let after = p
         .after
         .as_deref()
@@ -147,17 +150,20 @@ pub async fn list_sessions(
             .map(|x| x.user_id)
             .collect();
         let last = messages.last(&m.session_id).await?;
-        sessions.push(json!({
-            "sessionId": m.session_id,
-            "type": m.kind,
-            "members": members,
-            "lastSeq": last.as_ref().map_or(0, |l| l.seq),
-            "lastMsgId": last.as_ref().map(|l| l.msg_id.clone()),
-            "deliveredSeq": m.delivered.seq,
-            "readSeq": m.read.seq,
-        }));
+        sessions.push(SessionSummary {
+            session_id: m.session_id.to_string(),
+            kind: m.kind,
+            members: members.iter().map(ToString::to_string).collect(),
+            last_seq: last.as_ref().map_or(0, |l| l.seq),
+            last_msg_id: last.as_ref().map(|l| l.msg_id.clone()),
+            delivered_seq: m.delivered.seq,
+            read_seq: m.read.seq,
+        });
     }
     // A group of 257 members lists about 10 KB of user ids: 100 of them would pass the frame.
     let (sessions, cut) = fit_budget(sessions, REPLY_BUDGET_BYTES);
-    Ok(json!({ "sessions": sessions, "hasMore": more || cut }))
+    Ok(SessionsPage {
+        sessions,
+        has_more: more || cut,
+    })
 }

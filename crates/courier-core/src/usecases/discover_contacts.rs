@@ -6,10 +6,9 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::phone::PhoneNumber;
 use crate::ports::{DeviceCredential, UserDirectory};
-use crate::protocol::DiscoverContactsParams;
+use crate::protocol::{DiscoverContactsParams, DiscoverContactsReply, DiscoveredContact};
 use crate::rate_limit::Throttle;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Value, json};
 
 /// Numbers in one call.
 pub const MAX_DISCOVER_PHONES: usize = 1000;
@@ -33,7 +32,7 @@ pub async fn discover_contacts(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: DiscoverContactsParams,
-) -> Result<Value, ApiError> {
+) -> Result<DiscoverContactsReply, ApiError> {
     if p.phones.len() > MAX_DISCOVER_PHONES {
         return Err(ApiError::new(
             ErrorCode::LimitExceeded,
@@ -54,15 +53,18 @@ pub async fn discover_contacts(
         deps.clock.now(),
     )
     .await?;
-    let found: Vec<Value> = stream::iter(phones)
+    let found: Vec<DiscoveredContact> = stream::iter(phones)
         .map(|phone| async move {
             let user = deps.accounts.user_by_phone(&phone).await?;
-            Ok::<_, ApiError>(user.map(|u| json!({ "phone": phone.as_str(), "userId": u })))
+            Ok::<_, ApiError>(user.map(|u| DiscoveredContact {
+                phone: phone.as_str().to_owned(),
+                user_id: u.to_string(),
+            }))
         })
         .buffered(CONCURRENT_READS)
         .try_filter_map(|v| async move { Ok(v) })
         .try_collect()
         .await?;
     tracing::info!(found = found.len(), "contacts discovered");
-    Ok(json!({ "registered": found }))
+    Ok(DiscoverContactsReply { registered: found })
 }

@@ -29,9 +29,12 @@ use crate::ports::{
 use crate::protocol::{
     GroupChange, GroupMemberParams, GroupParams, InitiateGroupParams, group_notice,
 };
+use crate::protocol::{
+    GroupCreated, GroupDeleted, GroupInfo, GroupMember, GroupNotice, MemberAdded, MemberPromoted,
+    MemberRemoved,
+};
 use crate::settings::GroupsAdd;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Value, json};
 
 /// What the group operations need.
 pub struct Deps<'a> {
@@ -151,7 +154,7 @@ async fn record(
     group: &SessionId,
     update: &str,
     user: &UserId,
-) -> Result<Value, ApiError> {
+) -> Result<GroupNotice, ApiError> {
     let change = GroupChange {
         update: update.to_owned(),
         user_id: user.clone(),
@@ -186,7 +189,7 @@ async fn record(
         }
         crate::chat::Appended::Duplicate { msg_id, seq, .. } => (msg_id, seq),
     };
-    Ok(json!({ "msgId": msg_id, "seq": seq }))
+    Ok(GroupNotice { msg_id, seq })
 }
 
 /// Posts a notice to users who will not get it through the session (best effort, live only).
@@ -203,7 +206,7 @@ pub async fn initiate(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: InitiateGroupParams,
-) -> Result<Value, ApiError> {
+) -> Result<GroupCreated, ApiError> {
     let name = p.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > MAX_GROUP_NAME_CHARS {
         return Err(ApiError::bad_request(format!(
@@ -265,7 +268,10 @@ pub async fn initiate(
     deps.groups.create_group(&group, &members).await?;
     record(deps, who, &group.session_id, "created", &who.user_id).await?;
     tracing::info!(members = members.len(), "group created");
-    Ok(json!({ "groupId": group.session_id, "sessionId": group.session_id }))
+    Ok(GroupCreated {
+        group_id: group.session_id.to_string(),
+        session_id: group.session_id.to_string(),
+    })
 }
 
 /// `getGroup`: the group and its members, for members.
@@ -274,20 +280,28 @@ pub async fn get(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GroupParams,
-) -> Result<Value, ApiError> {
+) -> Result<GroupInfo, ApiError> {
     let id = group_param(&p.group_id)?;
     let (g, _) = caller_in(deps, &id, &who.user_id, false).await?;
     let mut members = deps.sessions.members(&id).await?;
     members.sort_by(|a, b| (a.joined_at, &a.user_id).cmp(&(b.joined_at, &b.user_id)));
-    let members: Vec<Value> = members
+    let members = members
         .iter()
-        .map(|m| json!({ "userId": m.user_id, "role": m.role, "joinedAt": timestamp(m.joined_at) }))
+        .map(|m| GroupMember {
+            user_id: m.user_id.to_string(),
+            role: m.role,
+            joined_at: timestamp(m.joined_at),
+        })
         .collect();
-    Ok(json!({
-        "groupId": g.session_id, "sessionId": g.session_id, "name": g.name,
-        "description": g.description, "createdBy": g.created_by,
-        "createdAt": timestamp(g.created_at), "members": members,
-    }))
+    Ok(GroupInfo {
+        group_id: g.session_id.to_string(),
+        session_id: g.session_id.to_string(),
+        name: g.name,
+        description: g.description,
+        created_by: g.created_by.to_string(),
+        created_at: timestamp(g.created_at),
+        members,
+    })
 }
 
 /// `addUserToGroup` (admins): the new member reads from its join point on.
@@ -296,7 +310,7 @@ pub async fn add(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GroupMemberParams,
-) -> Result<Value, ApiError> {
+) -> Result<MemberAdded, ApiError> {
     let id = group_param(&p.group_id)?;
     let user = user_param(&p.user_id)?;
     caller_in(deps, &id, &who.user_id, true).await?;
@@ -315,7 +329,12 @@ pub async fn add(
         .await?
     {
         Added::Added => {}
-        Added::AlreadyMember => return Ok(json!({ "added": false })),
+        Added::AlreadyMember => {
+            return Ok(MemberAdded {
+                added: false,
+                notice: None,
+            });
+        }
         Added::Full => {
             return Err(ApiError::new(
                 ErrorCode::LimitExceeded,
@@ -324,9 +343,11 @@ pub async fn add(
         }
         Added::NoGroup => return Err(not_found()),
     }
-    let mut reply = record(deps, who, &id, "memberAdded", &user).await?;
-    reply["added"] = json!(true);
-    Ok(reply)
+    let notice = record(deps, who, &id, "memberAdded", &user).await?;
+    Ok(MemberAdded {
+        added: true,
+        notice: Some(notice),
+    })
 }
 
 /// `removeUserFromGroup`: admins remove anyone, any member removes itself (leaves).
@@ -335,7 +356,7 @@ pub async fn remove(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GroupMemberParams,
-) -> Result<Value, ApiError> {
+) -> Result<MemberRemoved, ApiError> {
     let id = group_param(&p.group_id)?;
     let user = user_param(&p.user_id)?;
     let leaving = user == who.user_id;
@@ -350,7 +371,7 @@ async fn leave_or_remove(
     who: &DeviceCredential,
     id: &SessionId,
     user: &UserId,
-) -> Result<Value, ApiError> {
+) -> Result<MemberRemoved, ApiError> {
     if !deps.groups.remove_member(id, user).await? {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -366,9 +387,19 @@ async fn leave_or_remove(
     let rest = deps.sessions.members(id).await?;
     if rest.is_empty() {
         deps.groups.delete_group(id, &[]).await?;
-        return Ok(json!({ "removed": true, "groupDeleted": true }));
+        return Ok(MemberRemoved {
+            removed: true,
+            notice: None,
+            group_deleted: true,
+            new_admin: None,
+        });
     }
-    let mut reply = record(deps, who, id, "memberRemoved", user).await?;
+    let mut reply = MemberRemoved {
+        removed: true,
+        notice: Some(record(deps, who, id, "memberRemoved", user).await?),
+        group_deleted: false,
+        new_admin: None,
+    };
     if !rest.iter().any(|m| m.role == Role::Admin) {
         // The longest-standing member takes over.
         let heir = rest
@@ -383,10 +414,9 @@ async fn leave_or_remove(
             .expect("rest is not empty");
         if deps.groups.set_role(id, &heir.user_id, Role::Admin).await? {
             record(deps, who, id, "promoted", &heir.user_id).await?;
-            reply["newAdmin"] = json!(heir.user_id);
+            reply.new_admin = Some(heir.user_id.to_string());
         }
     }
-    reply["removed"] = json!(true);
     Ok(reply)
 }
 
@@ -396,7 +426,7 @@ pub async fn promote(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GroupMemberParams,
-) -> Result<Value, ApiError> {
+) -> Result<MemberPromoted, ApiError> {
     let id = group_param(&p.group_id)?;
     let user = user_param(&p.user_id)?;
     caller_in(deps, &id, &who.user_id, true).await?;
@@ -407,7 +437,10 @@ pub async fn promote(
         )
     })?;
     if target.role == Role::Admin {
-        return Ok(json!({ "promoted": false }));
+        return Ok(MemberPromoted {
+            promoted: false,
+            notice: None,
+        });
     }
     if !deps.groups.set_role(&id, &user, Role::Admin).await? {
         return Err(ApiError::new(
@@ -415,9 +448,11 @@ pub async fn promote(
             "that user is not a member of this group",
         ));
     }
-    let mut reply = record(deps, who, &id, "promoted", &user).await?;
-    reply["promoted"] = json!(true);
-    Ok(reply)
+    let notice = record(deps, who, &id, "promoted", &user).await?;
+    Ok(MemberPromoted {
+        promoted: true,
+        notice: Some(notice),
+    })
 }
 
 /// `deleteGroup` (admins): the group, its record and memberships go; every member's live
@@ -427,7 +462,7 @@ pub async fn delete(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GroupParams,
-) -> Result<Value, ApiError> {
+) -> Result<GroupDeleted, ApiError> {
     let id = group_param(&p.group_id)?;
     caller_in(deps, &id, &who.user_id, true).await?;
     let members: Vec<UserId> = deps
@@ -444,7 +479,7 @@ pub async fn delete(
         by: who.user_id.clone(),
     };
     notify(deps, &members, &id, change).await;
-    Ok(json!({ "deleted": true }))
+    Ok(GroupDeleted { deleted: true })
 }
 
 /// A deleted account leaves each of its groups as if it had left itself (admin hand-over

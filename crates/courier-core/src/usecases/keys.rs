@@ -10,9 +10,11 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{DeviceId, UserId};
 use crate::ports::{DeviceCredential, DeviceKeys, KeyStore, SignedKey, UserDirectory};
-use crate::protocol::{ClaimKeysParams, ListDevicesParams, UploadKeysParams};
+use crate::protocol::{
+    ClaimKeysParams, ClaimKeysReply, DeviceList, KeyBundle, ListDevicesParams, UploadKeysParams,
+    UploadKeysReply, UserDevice,
+};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use serde_json::{Value, json};
 use std::collections::HashSet;
 
 /// One-time keys accepted in one `uploadKeys`.
@@ -108,7 +110,7 @@ pub async fn upload_keys(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: UploadKeysParams,
-) -> Result<Value, ApiError> {
+) -> Result<UploadKeysReply, ApiError> {
     check_base64("identityKey", &p.identity_key, PUBLIC_KEY_CHARS)?;
     check_base64("signingKey", &p.signing_key, PUBLIC_KEY_CHARS)?;
     if p.one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
@@ -187,7 +189,9 @@ pub async fn upload_keys(
         identity_replaced = replaced,
         "keys uploaded"
     );
-    Ok(json!({ "oneTimeKeyCount": total }))
+    Ok(UploadKeysReply {
+        one_time_key_count: total,
+    })
 }
 
 /// `claimKeys`: one bundle per device of the user that has keys.
@@ -196,7 +200,7 @@ pub async fn claim_keys(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: ClaimKeysParams,
-) -> Result<Value, ApiError> {
+) -> Result<ClaimKeysReply, ApiError> {
     let user = user_id_param("userId", &p.user_id)?;
     let only: Option<HashSet<DeviceId>> = match &p.device_ids {
         None => None,
@@ -250,7 +254,7 @@ pub async fn claim_keys(
         }
         _ => true,
     };
-    let bundles: Vec<Value> = stream::iter(entries)
+    let bundles: Vec<KeyBundle> = stream::iter(entries)
         .map(|entry| async move {
             let otk = if one_time {
                 deps.keys
@@ -263,17 +267,20 @@ pub async fn claim_keys(
                 Some(k) => (Some(k), false),
                 None => (entry.fallback.clone(), entry.fallback.is_some()),
             };
-            Ok::<_, ApiError>(json!({
-                "userId": entry.user_id, "deviceId": entry.device_id,
-                "identityKey": entry.identity_key, "signingKey": entry.signing_key,
-                "oneTimeKey": key, "fallback": fallback,
-            }))
+            Ok::<_, ApiError>(KeyBundle {
+                user_id: entry.user_id.to_string(),
+                device_id: entry.device_id.to_string(),
+                identity_key: entry.identity_key,
+                signing_key: entry.signing_key,
+                one_time_key: key,
+                fallback,
+            })
         })
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
     tracing::info!(claimed_for = %user.pseudonym(), devices = bundles.len(), "keys claimed");
-    Ok(json!({ "devices": bundles }))
+    Ok(ClaimKeysReply { devices: bundles })
 }
 
 /// `listDevices`: every device of the users, with their keys once uploaded.
@@ -282,7 +289,7 @@ pub async fn list_devices(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: ListDevicesParams,
-) -> Result<Value, ApiError> {
+) -> Result<DeviceList, ApiError> {
     if p.user_ids.is_empty() {
         return Err(ApiError::bad_request("userIds must name at least one user"));
     }
@@ -299,7 +306,7 @@ pub async fn list_devices(
             users.push(u);
         }
     }
-    let per_user: Vec<Vec<Value>> = stream::iter(users)
+    let per_user: Vec<Vec<UserDevice>> = stream::iter(users)
         .map(|user| async move {
             let devices = super::wired(deps.accounts, "the accounts")?
                 .devices(&user)
@@ -311,23 +318,26 @@ pub async fn list_devices(
             let mine = user == who.user_id;
             let mut out = Vec::with_capacity(devices.len());
             for d in devices {
-                let mut v = json!({
-                    "userId": d.user_id, "deviceId": d.device_id,
-                    "platform": d.platform, "primary": d.primary,
-                });
-                // A device's name ("Alice's work laptop") is the owner's to see.
-                if mine {
-                    v["name"] = json!(d.name);
-                }
+                let mut v = UserDevice {
+                    user_id: d.user_id.to_string(),
+                    device_id: d.device_id.to_string(),
+                    // A device's name ("Alice's work laptop") is the owner's to see.
+                    name: if mine { d.name.clone() } else { String::new() },
+                    platform: d.platform,
+                    primary: d.primary,
+                    identity_key: None,
+                    signing_key: None,
+                    one_time_key_count: None,
+                };
                 if let Some(k) = keys.iter().find(|k| k.device_id == d.device_id) {
-                    v["identityKey"] = json!(k.identity_key);
-                    v["signingKey"] = json!(k.signing_key);
+                    v.identity_key = Some(k.identity_key.clone());
+                    v.signing_key = Some(k.signing_key.clone());
                     if mine {
                         let n = deps
                             .keys
                             .one_time_key_count(&d.user_id, &d.device_id)
                             .await?;
-                        v["oneTimeKeyCount"] = json!(n);
+                        v.one_time_key_count = Some(n);
                     }
                 }
                 out.push(v);
@@ -337,5 +347,7 @@ pub async fn list_devices(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
-    Ok(json!({ "devices": per_user.into_iter().flatten().collect::<Vec<_>>() }))
+    Ok(DeviceList {
+        devices: per_user.into_iter().flatten().collect(),
+    })
 }

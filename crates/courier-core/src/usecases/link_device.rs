@@ -18,10 +18,10 @@ use crate::error::{ApiError, ErrorCode, PortError};
 use crate::ids::DeviceId;
 use crate::ports::{Device, DeviceCredential, LinkRequest, LinkStore, UserDirectory};
 use crate::protocol::{Credentials, DeviceInfo};
+use crate::protocol::{LinkRequested, LinkedDevice};
 use crate::secrets::ApiKey;
 use chrono::Duration;
 use rand::Rng;
-use serde_json::{Value, json};
 
 /// How long a link code works.
 pub const LINK_LIFETIME_SECS: i64 = 5 * 60;
@@ -66,7 +66,7 @@ pub async fn request_link(
     deps: &Deps<'_>,
     device: DeviceInfo,
     source_ip: Option<&str>,
-) -> Result<Value, ApiError> {
+) -> Result<LinkRequested, ApiError> {
     device.validate()?;
     if let Some(ip) = source_ip.filter(|ip| !ip.is_empty()) {
         crate::rate_limit::take(
@@ -89,9 +89,11 @@ pub async fn request_link(
         };
         match deps.links.create(&link).await {
             Ok(()) => {
-                return Ok(
-                    json!({ "linkId": link.link_id, "code": link.code, "expiresInSeconds": LINK_LIFETIME_SECS }),
-                );
+                return Ok(LinkRequested {
+                    link_id: link.link_id,
+                    code: link.code,
+                    expires_in_seconds: LINK_LIFETIME_SECS.unsigned_abs(),
+                });
             }
             Err(PortError::Conflict) => continue,
             Err(e) => return Err(e.into()),
@@ -106,7 +108,7 @@ pub async fn approve(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     code: &str,
-) -> Result<Value, ApiError> {
+) -> Result<LinkedDevice, ApiError> {
     let code = normalise_code(code)
         .ok_or_else(|| ApiError::bad_request("code must be 10 letters and digits"))?;
     // Per account, before the code is looked up: guessing codes is what this slows down.
@@ -169,7 +171,11 @@ pub async fn approve(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(device = %device.device_id.pseudonym(), "device link approved");
-    Ok(json!({ "deviceId": device.device_id, "name": link.name, "platform": link.platform }))
+    Ok(LinkedDevice {
+        device_id: device.device_id.to_string(),
+        name: link.name,
+        platform: link.platform,
+    })
 }
 
 /// What the new device's poll finds.

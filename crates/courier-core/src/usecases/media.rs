@@ -10,9 +10,10 @@ use crate::media::{
     TAG_STATUS, TAG_UNATTACHED, UPLOAD_TTL_SECS,
 };
 use crate::ports::{DeviceCredential, ObjectStore, SessionStore, SettingsStore, StatusStore};
-use crate::protocol::{CreateMediaUploadParams, GetMediaDownloadParams};
+use crate::protocol::{
+    CreateMediaUploadParams, GetMediaDownloadParams, MediaDownload, MediaUpload as UploadReply,
+};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
 use std::time::Duration;
 
 /// What the media operations need.
@@ -94,7 +95,7 @@ pub async fn create_upload(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: CreateMediaUploadParams,
-) -> Result<Value, ApiError> {
+) -> Result<UploadReply, ApiError> {
     if p.size == 0 {
         return Err(ApiError::bad_request("size must be at least 1 byte"));
     }
@@ -135,19 +136,18 @@ pub async fn create_upload(
             Duration::from_secs(UPLOAD_TTL_SECS),
         )
         .await?;
-    let headers: serde_json::Map<String, Value> = put
+    let headers = put
         .headers
         .into_iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-        .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    Ok(json!({
-        "mediaId": upload.media_id,
-        "uploadUrl": put.url,
-        "uploadMethod": put.method,
-        "uploadHeaders": headers,
-        "expiresInSeconds": put.expires_in_seconds,
-    }))
+    Ok(UploadReply {
+        media_id: upload.media_id.to_string(),
+        upload_url: put.url,
+        upload_method: put.method,
+        upload_headers: headers,
+        expires_in_seconds: put.expires_in_seconds,
+    })
 }
 
 /// Whether `user` may download the media: its uploader, a member of a session who was there for a
@@ -198,7 +198,7 @@ pub async fn get_download(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GetMediaDownloadParams,
-) -> Result<Value, ApiError> {
+) -> Result<MediaDownload, ApiError> {
     let id = parse_media(&p.media_id)?;
     let Some(upload) = deps.media.get(&id).await? else {
         return Err(ApiError::new(ErrorCode::NotFound, "no such media"));
@@ -220,13 +220,13 @@ pub async fn get_download(
         .objects
         .presign_get(&key, Duration::from_secs(DOWNLOAD_TTL_SECS))
         .await?;
-    Ok(json!({
-        "mediaId": id,
-        "downloadUrl": get.url,
-        "size": upload.size,
-        "contentType": upload.content_type,
-        "expiresInSeconds": get.expires_in_seconds,
-    }))
+    Ok(MediaDownload {
+        media_id: id.to_string(),
+        download_url: get.url,
+        size: upload.size,
+        content_type: upload.content_type,
+        expires_in_seconds: get.expires_in_seconds,
+    })
 }
 
 /// Checks the media a message attaches: well-formed, distinct ids, each uploaded by the sender

@@ -7,11 +7,13 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::UserId;
 use crate::ports::{DeviceCredential, LastSeenStore, SettingsStore, UserDirectory};
-use crate::protocol::{GetProfileParams, UpdateContactsParams, UpdateSettingsParams};
+use crate::protocol::{
+    ContactsCount, GetProfileParams, Profile, SettingsReply, UpdateContactsParams,
+    UpdateSettingsParams,
+};
 use crate::settings::{
     Audience, MAX_ABOUT_CHARS, MAX_AVATAR_CHARS, MAX_CONTACTS, MAX_NAME_CHARS, Settings,
 };
-use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// What the profile operations need.
@@ -55,7 +57,10 @@ pub async fn settings_or_default(
 /// `getSettings`: the caller's own settings, and whether the account has a registration PIN
 /// (`registrationPin`: two-step verification on), so that any of its devices can show it.
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
-pub async fn get_settings(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Value, ApiError> {
+pub async fn get_settings(
+    deps: &Deps<'_>,
+    who: &DeviceCredential,
+) -> Result<SettingsReply, ApiError> {
     let (s, pin) =
         futures_util::future::try_join(settings_or_default(deps.settings, &who.user_id), async {
             Ok(deps
@@ -65,9 +70,10 @@ pub async fn get_settings(deps: &Deps<'_>, who: &DeviceCredential) -> Result<Val
                 .is_some())
         })
         .await?;
-    let mut v = serde_json::to_value(s).expect("settings serialize");
-    v["registrationPin"] = Value::Bool(pin);
-    Ok(v)
+    Ok(SettingsReply {
+        settings: s,
+        registration_pin: pin,
+    })
 }
 
 fn checked(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
@@ -93,7 +99,7 @@ pub async fn update_settings(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: UpdateSettingsParams,
-) -> Result<Value, ApiError> {
+) -> Result<Settings, ApiError> {
     let mut s = settings_or_default(deps.settings, &who.user_id).await?;
     if let Some(d) = p.display {
         if let Some(name) = d.name {
@@ -116,7 +122,7 @@ pub async fn update_settings(
         pr.groups_add = v.groups_add.unwrap_or(pr.groups_add);
     }
     deps.settings.put_settings(&who.user_id, &s).await?;
-    Ok(serde_json::to_value(s).expect("settings serialize"))
+    Ok(s)
 }
 
 fn id_list(field: &str, ids: &[String]) -> Result<BTreeSet<UserId>, ApiError> {
@@ -139,7 +145,7 @@ pub async fn update_contacts(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: UpdateContactsParams,
-) -> Result<Value, ApiError> {
+) -> Result<ContactsCount, ApiError> {
     let remove = id_list("remove", &p.remove)?;
     let add: Vec<UserId> = id_list("add", &p.add)?
         .into_iter()
@@ -182,7 +188,7 @@ pub async fn update_contacts(
         count,
         "contacts updated"
     );
-    Ok(json!({ "count": count }))
+    Ok(ContactsCount { count })
 }
 
 /// `getProfile`: the display fields the owner's privacy settings let the caller see. A hidden
@@ -192,7 +198,7 @@ pub async fn get_profile(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GetProfileParams,
-) -> Result<Value, ApiError> {
+) -> Result<Profile, ApiError> {
     let owner = user_id_param("userId", &p.user_id)?;
     if deps.accounts.user(&owner).await?.is_none() {
         return Err(ApiError::new(ErrorCode::NotFound, "no such user"));
@@ -205,19 +211,20 @@ pub async fn get_profile(
         && audiences.contains(&Audience::Contacts)
         && deps.settings.is_contact(&owner, &who.user_id).await?;
     let allowed = |a: Audience| me || a.allows(contact);
-    let mut out = json!({ "userId": owner, "name": s.display.name });
-    if allowed(pr.about) {
-        out["about"] = json!(s.display.about);
-    }
-    if allowed(pr.profile_photo) {
-        out["avatar"] = json!(s.display.avatar);
-    }
+    let mut out = Profile {
+        user_id: owner.to_string(),
+        name: s.display.name.clone(),
+        about: allowed(pr.about).then(|| s.display.about.clone()),
+        avatar: allowed(pr.profile_photo).then(|| s.display.avatar.clone()),
+        online: None,
+        last_seen: None,
+    };
     if allowed(pr.last_seen) {
         let seen = super::wired(deps.last_seen, "last seen")?
             .last_seen(&owner)
             .await?;
-        out["online"] = json!(seen.online);
-        out["lastSeen"] = json!(seen.at.map(timestamp));
+        out.online = Some(seen.online);
+        out.last_seen = Some(seen.at.map(timestamp));
     }
     Ok(out)
 }

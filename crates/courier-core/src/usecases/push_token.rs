@@ -3,8 +3,7 @@
 
 use crate::error::ApiError;
 use crate::ports::{DeviceCredential, PresenceStore, PushService};
-use crate::protocol::RegisterPushTokenParams;
-use serde_json::{Value, json};
+use crate::protocol::{PushTokenReply, RegisterPushTokenParams};
 
 /// Registers the calling device's push token.
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
@@ -13,7 +12,7 @@ pub async fn register_push_token(
     presence: &dyn PresenceStore,
     who: &DeviceCredential,
     p: RegisterPushTokenParams,
-) -> Result<Value, ApiError> {
+) -> Result<PushTokenReply, ApiError> {
     let token = p.token.trim();
     if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -29,5 +28,5 @@ pub async fn register_push_token(
     presence
         .set_push_endpoint(&who.user_id, &who.device_id, &endpoint)
         .await?;
-    Ok(json!({ "registered": true }))
+    Ok(PushTokenReply { registered: true })
 }

@@ -4,8 +4,8 @@ use super::session_checks::{parse_session, require_member};
 use crate::error::ApiError;
 use crate::ids::MsgId;
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};
+use crate::protocol::MessagesPage;
 use crate::protocol::{REPLY_BUDGET_BYTES, ReadNewMessagesParams, fit_budget};
-use serde_json::{Value, json};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -19,7 +19,7 @@ pub async fn read_new_messages(
     messages: &dyn MessageStore,
     who: &DeviceCredential,
     p: ReadNewMessagesParams,
-) -> Result<Value, ApiError> {
+) -> Result<MessagesPage, ApiError> {
     let session = parse_session(&p.session_id)?;
     let after = match p.last_msg_id.as_deref() {
         None | Some("") => 0,
@@ -46,6 +46,9 @@ pub async fn read_new_messages(
     let (page, has_more) = messages.after(&session, after, limit as usize).await?;
     // 100 handshakes of 64 KB would make a 6.5 MB reply the gateway refuses, and the reader could
     // never get past them: cut the page to the budget and let the reader continue.
-    let (page, cut) = fit_budget(page.iter().map(|m| json!(m)), REPLY_BUDGET_BYTES);
-    Ok(json!({ "messages": page, "hasMore": has_more || cut }))
+    let (messages, cut) = fit_budget(page, REPLY_BUDGET_BYTES);
+    Ok(MessagesPage {
+        messages,
+        has_more: has_more || cut,
+    })
 }

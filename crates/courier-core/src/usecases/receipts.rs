@@ -9,7 +9,7 @@ use crate::ids::MsgId;
 use crate::ids::UserId;
 use crate::ports::{DeviceCredential, MessageStore, SessionStore, SettingsStore};
 use crate::protocol::{AckMessagesParams, GetMessageStatusParams, status_event};
-use serde_json::{Value, json};
+use crate::protocol::{AckReply, MessageStatus, RecipientStatus};
 use std::collections::HashSet;
 
 /// What `ackMessages` needs.
@@ -45,15 +45,15 @@ pub async fn ack_messages(
     deps: &AckDeps<'_>,
     who: &DeviceCredential,
     p: AckMessagesParams,
-) -> Result<Value, ApiError> {
+) -> Result<AckReply, ApiError> {
     Ok(ack_messages_measured(deps, who, p).await?.reply)
 }
 
 /// What [`ack_messages_measured`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Acked {
-    /// The reply frame's data.
-    pub reply: Value,
+    /// The reply.
+    pub reply: AckReply,
     /// For a delivered ack that moved a recipient's watermark: how long after the server stored
     /// the acknowledged message its recipient acknowledged it (the delivery latency).
     pub delivery_latency: Option<std::time::Duration>,
@@ -137,7 +137,7 @@ pub async fn ack_messages_measured(
             .then(|| super::analytics::latency(&message.sent_at, now))
             .flatten();
     Ok(Acked {
-        reply: json!({ "moved": moved }),
+        reply: AckReply { moved },
         delivery_latency,
     })
 }
@@ -162,7 +162,7 @@ pub async fn get_message_status(
     settings: &dyn SettingsStore,
     who: &DeviceCredential,
     p: GetMessageStatusParams,
-) -> Result<Value, ApiError> {
+) -> Result<MessageStatus, ApiError> {
     let id = MsgId::parse(&p.msg_id)
         .ok_or_else(|| ApiError::bad_request("msgId is not a message id"))?;
     let me = require_member(sessions, &id.session, &who.user_id).await?;
@@ -199,10 +199,18 @@ pub async fn get_message_status(
             receipt_of(m.delivered, m.read, id.seq)
         };
         aggregate = aggregate.min(status);
-        recipients.push(json!({ "userId": m.user_id, "status": status, "at": at }));
+        recipients.push(RecipientStatus {
+            user_id: m.user_id.to_string(),
+            status,
+            at,
+        });
     }
     if recipients.is_empty() {
         aggregate = Receipt::Sent;
     }
-    Ok(json!({ "msgId": p.msg_id, "status": aggregate, "recipients": recipients }))
+    Ok(MessageStatus {
+        msg_id: p.msg_id,
+        status: aggregate,
+        recipients,
+    })
 }

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::ids::{SessionId, UserId};
 use crate::ports::{DeviceCredential, MessageStore, SessionStore};
 use crate::protocol::SendMessageParams;
-use serde_json::{Value, json};
+use crate::protocol::SentMessage;
 
 /// What `sendMessage` needs.
 pub struct Deps<'a> {
@@ -35,15 +35,15 @@ pub async fn send_message(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: SendMessageParams,
-) -> Result<Value, ApiError> {
+) -> Result<SentMessage, ApiError> {
     send(deps, who, p).await.map(|sent| sent.reply)
 }
 
 /// What [`send`] did: the reply, and what is left to deliver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
-    /// The reply: `{msgId, seq, sentAt}`.
-    pub reply: Value,
+    /// The reply.
+    pub reply: SentMessage,
     /// False when the `clientMsgId` was already used (a retry): nothing new was stored.
     pub new: bool,
     /// `"media"` with attachments, else `"direct"` or `"group"` by session.
@@ -135,7 +135,11 @@ pub async fn send(
     let (seq, reply, outbound) = match appended {
         Appended::New(m) => (
             m.seq,
-            json!({ "msgId": m.msg_id, "seq": m.seq, "sentAt": m.sent_at }),
+            SentMessage {
+                msg_id: m.msg_id.clone(),
+                seq: m.seq,
+                sent_at: m.sent_at.clone(),
+            },
             Some(Outbound {
                 message: m,
                 members,
@@ -149,7 +153,11 @@ pub async fn send(
             tracing::info!("duplicate clientMsgId: returning the first result");
             (
                 seq,
-                json!({ "msgId": msg_id, "seq": seq, "sentAt": sent_at }),
+                SentMessage {
+                    msg_id,
+                    seq,
+                    sent_at,
+                },
                 None,
             )
         }

@@ -24,11 +24,11 @@ use crate::ids::UserId;
 use crate::media::MediaRef;
 use crate::ports::{DeviceCredential, SettingsStore, Status, StatusStore};
 use crate::protocol::{
-    GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, REPLY_BUDGET_BYTES,
-    RemoveStatusParams, ViewStatusParams, fit_budget, status_json, status_posted_event,
+    AudiencePage, GetStatusAudienceParams, GetStatusViewersParams, PostStatusParams, PostedStatus,
+    REPLY_BUDGET_BYTES, RemoveStatusParams, RemovedStatus, StatusItem, StatusViewer, StatusesPage,
+    ViewStatusParams, ViewersPage, fit_budget, status_posted_event,
 };
 use crate::settings::Audience;
-use serde_json::{Value, json};
 
 /// How long a status lives by default (24 hours); `STATUS_TTL_SECS` overrides it.
 pub const DEFAULT_STATUS_TTL_SECS: i64 = 86_400;
@@ -97,7 +97,7 @@ pub async fn post_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: PostStatusParams,
-) -> Result<Value, ApiError> {
+) -> Result<PostedStatus, ApiError> {
     check_payload(&p.payload)?;
     if p.payload.is_empty() {
         return Err(ApiError::bad_request("payload must not be empty"));
@@ -192,7 +192,10 @@ pub async fn post_status(
             Err(e) => tracing::warn!(error = %e, "statusPosted not delivered to every device"),
         }
     }
-    Ok(json!({ "statusId": status.status_id, "expiresAt": timestamp(status.expires_at) }))
+    Ok(PostedStatus {
+        status_id: status.status_id,
+        expires_at: timestamp(status.expires_at),
+    })
 }
 
 /// `removeStatus`: deletes one of the caller's live statuses and its viewers.
@@ -201,7 +204,7 @@ pub async fn remove_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: RemoveStatusParams,
-) -> Result<Value, ApiError> {
+) -> Result<RemovedStatus, ApiError> {
     let id = status_id_param(&p.status_id)?;
     let now = deps.clock.now();
     if super::wired(deps.statuses, "the statuses")?
@@ -214,7 +217,7 @@ pub async fn remove_status(
     super::wired(deps.statuses, "the statuses")?
         .remove_status(&who.user_id, id)
         .await?;
-    Ok(json!({ "removed": true }))
+    Ok(RemovedStatus { removed: true })
 }
 
 /// `viewStatus`: `{userId, statuses, hasMore}`, the live statuses of `userId` the caller may
@@ -225,7 +228,7 @@ pub async fn view_status(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: ViewStatusParams,
-) -> Result<Value, ApiError> {
+) -> Result<StatusesPage, ApiError> {
     let poster = user_id_param("userId", &p.user_id)?;
     let after = p.after.as_deref().map(status_id_param).transpose()?;
     if !super::profile::may_view_statuses(
@@ -235,13 +238,17 @@ pub async fn view_status(
     )
     .await?
     {
-        return Ok(json!({ "userId": poster, "statuses": [], "hasMore": false }));
+        return Ok(StatusesPage {
+            user_id: poster.to_string(),
+            statuses: Vec::new(),
+            has_more: false,
+        });
     }
     let now = deps.clock.now();
     let (mut shown, has_more) = super::wired(deps.statuses, "the statuses")?
         .live_statuses(&poster, now, after, MAX_LIVE_STATUSES)
         .await?;
-    let (out, cut) = fit_budget(shown.iter().map(status_json), REPLY_BUDGET_BYTES);
+    let (out, cut) = fit_budget(shown.iter().map(StatusItem::from), REPLY_BUDGET_BYTES);
     shown.truncate(out.len());
     let has_more = has_more || cut;
     if poster != who.user_id && !shown.is_empty() {
@@ -249,7 +256,11 @@ pub async fn view_status(
             .record_views(&poster, &shown, &who.user_id, now)
             .await?;
     }
-    Ok(json!({ "userId": poster, "statuses": out, "hasMore": has_more }))
+    Ok(StatusesPage {
+        user_id: poster.to_string(),
+        statuses: out,
+        has_more,
+    })
 }
 
 /// `getStatusViewers`: `{statusId, viewers: [{userId, viewedAt}], hasMore}` of one of the
@@ -259,7 +270,7 @@ pub async fn get_status_viewers(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GetStatusViewersParams,
-) -> Result<Value, ApiError> {
+) -> Result<ViewersPage, ApiError> {
     let id = status_id_param(&p.status_id)?;
     let after = p
         .after
@@ -286,11 +297,18 @@ pub async fn get_status_viewers(
     let (views, has_more) = super::wired(deps.statuses, "the statuses")?
         .viewers(&who.user_id, id, after.as_ref(), limit)
         .await?;
-    let viewers: Vec<Value> = views
+    let viewers = views
         .iter()
-        .map(|v| json!({ "userId": v.viewer, "viewedAt": timestamp(v.viewed_at) }))
+        .map(|v| StatusViewer {
+            user_id: v.viewer.to_string(),
+            viewed_at: timestamp(v.viewed_at),
+        })
         .collect();
-    Ok(json!({ "statusId": id, "viewers": viewers, "hasMore": has_more }))
+    Ok(ViewersPage {
+        status_id: id.to_owned(),
+        viewers,
+        has_more,
+    })
 }
 
 /// `getStatusAudience`: `{userIds, hasMore}`, who besides the caller may see its statuses and is
@@ -301,7 +319,7 @@ pub async fn get_status_audience(
     deps: &Deps<'_>,
     who: &DeviceCredential,
     p: GetStatusAudienceParams,
-) -> Result<Value, ApiError> {
+) -> Result<AudiencePage, ApiError> {
     let after = p
         .after
         .as_deref()
@@ -311,6 +329,13 @@ pub async fn get_status_audience(
     let mut rest = users
         .into_iter()
         .filter(|u| after.as_ref().is_none_or(|a| u > a));
-    let page: Vec<UserId> = rest.by_ref().take(AUDIENCE_PAGE).collect();
-    Ok(json!({ "userIds": page, "hasMore": rest.next().is_some() }))
+    let page = rest
+        .by_ref()
+        .take(AUDIENCE_PAGE)
+        .map(|u| u.to_string())
+        .collect();
+    Ok(AudiencePage {
+        user_ids: page,
+        has_more: rest.next().is_some(),
+    })
 }
