@@ -7,11 +7,11 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use courier_core::clock::Clock;
 use courier_core::ports::{ActivityStore, ConnectionGateway, ConnectionStore, LastSeenStore};
 use courier_core::protocol::{
-    DeleteAccountParams, FrameError, RemoveDeviceParams, RequestFrame, reply_err, reply_ok,
+    AccountDeleted, DeleteAccountParams, DeviceRemoved, FrameError, RemoveDeviceParams,
+    RequestFrame, reply_err, reply_ok,
 };
 use courier_core::usecases::{analytics, connections, delete_account, remove_device};
 use courier_core::{ApiError, ConnectionId, ErrorCode};
-use serde_json::json;
 
 /// `$connect`: record the connection, and mark its user active today for the analytics (a
 /// failure to mark is logged, never refuses the connection). A non-2xx status makes API Gateway
@@ -158,7 +158,7 @@ pub async fn delete_account(
     .await;
     match result {
         Ok(current) => {
-            let reply = reply_ok(rid, &json!({ "deleted": true }));
+            let reply = reply_ok(rid, &AccountDeleted { deleted: true });
             close_after_reply(deps.gateway, &current, &reply).await;
             respond(200, None)
         }
@@ -188,7 +188,7 @@ pub async fn remove_device(
     .await;
     match result {
         Ok(removed) => {
-            let reply = reply_ok(rid, &json!({ "removed": true }));
+            let reply = reply_ok(rid, &DeviceRemoved { removed: true });
             match removed.close_after_reply {
                 Some(current) => {
                     close_after_reply(deps.gateway, &current, &reply).await;

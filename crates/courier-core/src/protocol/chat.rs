@@ -104,7 +104,7 @@ pub struct RegisterPushTokenParams {
 
 /// The `message` event.
 pub fn message_event(m: &Message) -> String {
-    json!({ "type": "event", "event": "message", "message": m }).to_string()
+    Event::Message { message: m.clone() }.frame()
 }
 
 /// The `sessionStarted` event, for a handshake message.
@@ -112,11 +112,12 @@ pub fn message_event(m: &Message) -> String {
 /// The handshake travels once, as the message's `payload`: carried twice, a 65,536-character
 /// handshake made a frame over the gateway's 128 KB limit.
 pub fn session_started_event(m: &Message) -> String {
-    json!({
-        "type": "event", "event": "sessionStarted", "sessionId": m.session_id,
-        "from": m.sender, "message": m
-    })
-    .to_string()
+    Event::SessionStarted {
+        session_id: m.session_id.to_string(),
+        from: m.sender.to_string(),
+        message: m.clone(),
+    }
+    .frame()
 }
 
 /// The event a stored message becomes: `sessionStarted` for a handshake, `groupUpdate` for a
@@ -146,23 +147,30 @@ pub struct GroupChange {
 /// gone: `deleted`, and a removed member's own removal).
 pub fn group_update_event(m: &Message) -> String {
     let change: Option<GroupChange> = serde_json::from_str(&m.payload).ok();
-    json!({
-        "type": "event", "event": "groupUpdate", "groupId": m.session_id, "sessionId": m.session_id,
-        "update": change.as_ref().map(|c| c.update.as_str()),
-        "userId": change.as_ref().map(|c| &c.user_id),
-        "by": change.as_ref().map(|c| &c.by),
-        "message": m
-    })
-    .to_string()
+    Event::GroupUpdate {
+        group_id: m.session_id.to_string(),
+        session_id: m.session_id.to_string(),
+        update: change.as_ref().map(|c| c.update.clone()),
+        user_id: change.as_ref().map(|c| c.user_id.to_string()),
+        by: change.as_ref().map(|c| c.by.to_string()),
+        message: Some(m.clone()),
+        at: None,
+    }
+    .frame()
 }
 
 /// A `groupUpdate` event not carried by a message of the session.
 pub fn group_notice(session: &SessionId, change: &GroupChange, at: &str) -> String {
-    json!({
-        "type": "event", "event": "groupUpdate", "groupId": session, "sessionId": session,
-        "update": change.update, "userId": change.user_id, "by": change.by, "at": at
-    })
-    .to_string()
+    Event::GroupUpdate {
+        group_id: session.to_string(),
+        session_id: session.to_string(),
+        update: Some(change.update.clone()),
+        user_id: Some(change.user_id.to_string()),
+        by: Some(change.by.to_string()),
+        message: None,
+        at: Some(at.to_owned()),
+    }
+    .frame()
 }
 
 /// `initiateGroupChatSession`.
@@ -205,11 +213,15 @@ pub fn status_event(
     up_to_seq: u64,
     at: &str,
 ) -> String {
-    json!({
-        "type": "event", "event": "status", "sessionId": session, "userId": user, "status": status,
-        "upToMsgId": up_to_msg_id, "upToSeq": up_to_seq, "at": at
-    })
-    .to_string()
+    Event::Status {
+        session_id: session.to_owned(),
+        user_id: user.to_owned(),
+        status,
+        up_to_msg_id: up_to_msg_id.to_owned(),
+        up_to_seq,
+        at: at.to_owned(),
+    }
+    .frame()
 }
 
 /// `approveDeviceLink`.

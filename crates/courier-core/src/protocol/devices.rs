@@ -228,8 +228,10 @@ pub struct DeviceList {
 
 /// The `deviceMessage` event.
 pub fn device_message_event(m: &DeviceMessage) -> String {
-    json!({ "type": "event", "event": "deviceMessage", "message": QueuedDeviceMessage::from(m) })
-        .to_string()
+    Event::DeviceMessage {
+        message: QueuedDeviceMessage::from(m),
+    }
+    .frame()
 }
 
 /// Reply to `POST /v1/devices/link-requests`: what the new device shows and polls with.

@@ -406,6 +406,7 @@ pub struct DeleteAccountParams {}
 
 mod chat;
 mod devices;
+mod events;
 mod media;
 mod profile;
 mod status;
@@ -414,6 +415,21 @@ mod tests;
 
 pub use chat::*;
 pub use devices::*;
+pub use events::*;
 pub use media::*;
 pub use profile::*;
 pub use status::*;
+
+/// Reply to `deleteAccount` (sent before the account's connections are closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDeleted {
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// Reply to `removeDevice` (sent before the device's connections are closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    /// Always true.
+    pub removed: bool,
+}

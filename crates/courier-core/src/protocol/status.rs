@@ -153,9 +153,10 @@ pub struct AudiencePage {
 
 /// The `statusPosted` event (the payload itself is fetched with `viewStatus`).
 pub fn status_posted_event(s: &crate::ports::Status) -> String {
-    json!({
-        "type": "event", "event": "statusPosted", "userId": s.user_id, "statusId": s.status_id,
-        "expiresAt": crate::chat::timestamp(s.expires_at)
-    })
-    .to_string()
+    Event::StatusPosted {
+        user_id: s.user_id.to_string(),
+        status_id: s.status_id.clone(),
+        expires_at: crate::chat::timestamp(s.expires_at),
+    }
+    .frame()
 }
