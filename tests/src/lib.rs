@@ -217,6 +217,16 @@ impl TestCloud {
         )
     }
 
+    /// The pushes published so far whose message mentions `text` (a session or message id).
+    pub async fn pushes_mentioning(&self, text: &str) -> Vec<Value> {
+        self.pushes()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p["message"].as_str().unwrap_or("").contains(text))
+            .collect()
+    }
+
     /// POSTs JSON to a `/_local/...` endpoint (fault switches).
     pub async fn local(&self, path: &str, body: Value) -> Result<Value> {
         let resp = reqwest::Client::new()

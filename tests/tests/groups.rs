@@ -430,13 +430,7 @@ async fn offline_members_get_pushes_without_content_and_catch_up_by_sync() {
         next(&b, "message").await;
     }
     let pushes = eventually("three pushes for the offline member", WAIT, async || {
-        let mine: Vec<_> = cloud
-            .pushes()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|p| p["message"].as_str().unwrap_or("").contains(&group))
-            .collect();
+        let mine = cloud.pushes_mentioning(&group).await;
         (mine.len() >= 3).then_some(mine)
     })
     .await;
