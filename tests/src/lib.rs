@@ -217,6 +217,16 @@ impl TestCloud {
         )
     }
 
+    /// The pushes published so far whose message mentions `text` (a session or message id).
+    pub async fn pushes_mentioning(&self, text: &str) -> Vec<Value> {
+        self.pushes()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p["message"].as_str().unwrap_or("").contains(text))
+            .collect()
+    }
+
     /// POSTs JSON to a `/_local/...` endpoint (fault switches).
     pub async fn local(&self, path: &str, body: Value) -> Result<Value> {
         let resp = reqwest::Client::new()
@@ -297,17 +307,11 @@ impl TestCloud {
     /// the device offline.
     pub async fn wait_offline(&self, user_id: &str, device_id: &str) {
         let prefix = format!("{device_id}#");
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let conns = self.presence(user_id).await.unwrap();
-                if !conns.iter().any(|c| c.starts_with(&prefix)) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        eventually(&format!("{device_id} offline"), WAIT, async || {
+            let conns = self.presence(user_id).await.unwrap();
+            (!conns.iter().any(|c| c.starts_with(&prefix))).then_some(())
         })
-        .await
-        .unwrap_or_else(|_| panic!("{device_id} still online after {WAIT:?}"));
+        .await;
     }
 
     /// The SNS endpoint ARN stored for a device's push token (`push#<deviceId>` on the user's
@@ -474,6 +478,28 @@ pub const LOG_PSEUDONYM_KEY: &str = "courier-e2e-log-pseudonym-key";
 
 /// How long the end-to-end tests wait for an event.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// How often [`eventually`] looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs `check` every 100 ms until it finds something (`Some`) and returns that; fails the test
+/// naming `what` once `limit` has passed (abandoning a check still running then).
+pub async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(found) = check().await {
+                return found;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {limit:?}"))
+}
 
 /// A WebSocket session for `who` on the cloud's gateway.
 pub async fn connect(

@@ -5,7 +5,7 @@
 use courier_client::Session;
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::TestCloud;
+use courier_tests::{TestCloud, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -363,13 +363,12 @@ async fn no_socket_of_a_revoked_companion_is_served_a_second_after(how: Revocati
         }));
     }
     // The loops are connecting: wait until some sockets are open (generously).
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while opened.lock().await.len() < 2 * LOOPS {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the reconnect loops open sockets");
+    eventually(
+        "the reconnect loops open sockets",
+        Duration::from_secs(60),
+        async || (opened.lock().await.len() >= 2 * LOOPS).then_some(()),
+    )
+    .await;
 
     match how {
         Revocation::RemoveDevice => {

@@ -7,9 +7,9 @@
 use courier_client::protocol::{Event, MessageKind, NewMessage};
 use courier_client::{Client, ClientConfig, Session};
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT};
+use courier_tests::{TestCloud, WAIT, eventually};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How far behind the indexes are: far longer than AWS's usual lag (well under a second), so
 /// that every step of a scenario happens while the index still misses what it just wrote.
@@ -96,20 +96,10 @@ async fn a_chat_started_while_the_index_lags_reaches_the_peer_and_is_listed() {
 
     // The fan-out has run: Bob's phone got its push. Only now does it come online (still
     // within the lag), so what brings the message is the phone's own sync, not a live post.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let all = cloud.pushes().await.unwrap();
-            if all
-                .iter()
-                .any(|p| p["message"].as_str().unwrap_or("").contains(&chat))
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    eventually("Bob's phone got a push", WAIT, async || {
+        (!cloud.pushes_mentioning(&chat).await.is_empty()).then_some(())
     })
-    .await
-    .expect("Bob's phone got a push");
+    .await;
     let (bob_client, mut events) = Client::connect(ClientConfig::new(&cloud.ws_url, &bob.api_key))
         .await
         .unwrap();

@@ -20,7 +20,7 @@ use courier_client::protocol::{Event, Message, PushPlatform, SentMessage};
 use courier_client::{Client, ClientConfig, ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::TestCloud;
+use courier_tests::{TestCloud, eventually};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -652,11 +652,10 @@ async fn failing_sns_loses_no_message_and_registration_gets_a_retryable_error() 
     }
     // The fan-out pushes (and fails, and retries) while the devices are still away: wait for
     // the switch to have failed some of its calls.
-    let deadline = Instant::now() + SETTLE;
-    while faults(&cloud).await["sns"]["injectedErrors"].as_u64() == Some(0) {
-        assert!(Instant::now() < deadline, "no SNS call failed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("an SNS call failed", SETTLE, async || {
+        (faults(&cloud).await["sns"]["injectedErrors"].as_u64() != Some(0)).then_some(())
+    })
+    .await;
 
     // A registration whose SMS cannot be sent gets a clear, retryable error; a retry works.
     cloud

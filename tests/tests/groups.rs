@@ -4,10 +4,9 @@
 use courier_client::{ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, is_message, next, until_marker};
+use courier_tests::{TestCloud, WAIT, connect, eventually, is_message, next, until_marker};
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Option<ErrorCode> {
     r.unwrap_err().code()
@@ -430,23 +429,11 @@ async fn offline_members_get_pushes_without_content_and_catch_up_by_sync() {
     for _ in 0..3 {
         next(&b, "message").await;
     }
-    let pushes = tokio::time::timeout(WAIT, async {
-        loop {
-            let mine: Vec<_> = cloud
-                .pushes()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|p| p["message"].as_str().unwrap_or("").contains(&group))
-                .collect();
-            if mine.len() >= 3 {
-                return mine;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let pushes = eventually("three pushes for the offline member", WAIT, async || {
+        let mine = cloud.pushes_mentioning(&group).await;
+        (mine.len() >= 3).then_some(mine)
     })
-    .await
-    .expect("three pushes for the offline member");
+    .await;
     assert_eq!(
         pushes.len(),
         3,

@@ -6,7 +6,7 @@ use courier_client::{ConnectError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
 use courier_tests::fake_keys::{b64, key, upload};
-use courier_tests::{TestCloud, WAIT, connect, next, until_marker};
+use courier_tests::{TestCloud, WAIT, connect, eventually, next, until_marker};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -288,27 +288,21 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
         r["unknownDevices"],
         json!([{"userId": bob.user_id, "deviceId": "d_00000000000000000000000000000000"}])
     );
-    let pushes = tokio::time::timeout(WAIT, async {
-        loop {
-            let all = cloud.pushes().await.unwrap();
-            let new: Vec<Value> = all[before.min(all.len())..]
-                .iter()
-                .filter(|p| {
-                    p["message"]
-                        .as_str()
-                        .unwrap_or("")
-                        .contains("deviceMessage")
-                })
-                .cloned()
-                .collect();
-            if !new.is_empty() {
-                return new;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let pushes = eventually("a push for the offline device", WAIT, async || {
+        let all = cloud.pushes().await.unwrap();
+        let new: Vec<Value> = all[before.min(all.len())..]
+            .iter()
+            .filter(|p| {
+                p["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("deviceMessage")
+            })
+            .cloned()
+            .collect();
+        (!new.is_empty()).then_some(new)
     })
-    .await
-    .expect("a push for the offline device");
+    .await;
     // A device message for Carol, sent after: once her push is out, the laptop's are all out.
     a.request(
         "sendToDevice",
@@ -316,20 +310,14 @@ async fn a_device_message_arrives_live_once_or_waits_with_a_push_and_is_read_the
     )
     .await
     .unwrap();
-    let all = tokio::time::timeout(WAIT, async {
-        loop {
-            let all = cloud.pushes().await.unwrap();
-            if all[before..]
-                .iter()
-                .any(|p| p["endpointArn"] == carol_endpoint.as_str())
-            {
-                return all;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let all = eventually("Carol's push", WAIT, async || {
+        let all = cloud.pushes().await.unwrap();
+        all[before..]
+            .iter()
+            .any(|p| p["endpointArn"] == carol_endpoint.as_str())
+            .then_some(all)
     })
-    .await
-    .expect("Carol's push");
+    .await;
     let for_laptop: Vec<&Value> = all[before..]
         .iter()
         .filter(|p| p["endpointArn"] == laptop_endpoint.as_str())

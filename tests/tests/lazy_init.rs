@@ -5,9 +5,8 @@
 //! fails with the gateway's internal error and stores nothing, the cause is logged once per
 //! process, not once per request, and every other operation works.
 
-use courier_tests::{TestCloud, WAIT, connect};
+use courier_tests::{TestCloud, WAIT, connect, eventually};
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_handler_that_cannot_be_built_fails_only_its_own_operation() {
@@ -74,13 +73,10 @@ async fn a_handler_that_cannot_be_built_fails_only_its_own_operation() {
             .map(str::to_owned)
             .collect()
     };
-    tokio::time::timeout(WAIT, async {
-        while causes("PostStatusFunction").is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    eventually("the cause in PostStatusFunction's log", WAIT, async || {
+        (!causes("PostStatusFunction").is_empty()).then_some(())
     })
-    .await
-    .expect("the cause in PostStatusFunction's log");
+    .await;
     let post_status = causes("PostStatusFunction");
     assert_eq!(
         post_status.len(),

@@ -5,7 +5,7 @@
 use courier_client::Session;
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, is_message, next, until_marker};
+use courier_tests::{TestCloud, WAIT, connect, eventually, is_message, next, until_marker};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -148,21 +148,11 @@ async fn an_offline_recipient_gets_a_push_without_content_then_syncs() {
                 .to_owned(),
         );
     }
-    let pushes = tokio::time::timeout(WAIT, async {
-        loop {
-            let all = cloud.pushes().await.unwrap();
-            let mine: Vec<_> = all
-                .into_iter()
-                .filter(|p| p["message"].as_str().unwrap_or("").contains(&chat))
-                .collect();
-            if mine.len() >= 3 {
-                return mine;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let pushes = eventually("three pushes", WAIT, async || {
+        let mine = cloud.pushes_mentioning(&chat).await;
+        (mine.len() >= 3).then_some(mine)
     })
-    .await
-    .expect("three pushes");
+    .await;
     assert_eq!(pushes.len(), 3);
     for p in &pushes {
         let text = p["message"].as_str().unwrap();
@@ -253,20 +243,10 @@ async fn a_connection_that_died_silently_is_removed_on_gone_and_the_device_is_pu
         .as_str()
         .unwrap()
         .to_owned();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let all = cloud.pushes().await.unwrap();
-            if all
-                .iter()
-                .any(|p| p["message"].as_str().unwrap_or("").contains(&msg))
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    eventually("the device got a push instead", WAIT, async || {
+        (!cloud.pushes_mentioning(&msg).await.is_empty()).then_some(())
     })
-    .await
-    .expect("the device got a push instead");
+    .await;
     let item = db
         .get_item()
         .table_name(cloud.table("ConnectionsTable"))

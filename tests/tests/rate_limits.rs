@@ -6,10 +6,10 @@
 //! own ([`per_address_cloud`]), used by one test only: no other test's traffic counts there.
 
 use courier_client::Session;
-use courier_tests::{TestCloud, WAIT, connect, fresh_phone, next};
+use courier_tests::{TestCloud, WAIT, connect, eventually, fresh_phone, next};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BURST: u64 = 5;
 /// One token a minute: a burst of sends takes seconds at most (cold starts included), so no
@@ -152,22 +152,16 @@ async fn a_device_past_its_burst_is_refused_others_keep_sending_and_it_may_send_
     // through a pipe: poll until "a-after", sent after the refusal, is counted; a count for the
     // refused one would have come before it).
     let expected = sent_before + 2.0 * BURST as f64 + 1.0;
-    let deadline = Instant::now() + WAIT;
-    let mut sent = scrape_total(
-        cloud,
-        "courier_messages_sent_total",
-        r#"operation="sendMessage""#,
-    )
-    .await;
-    while sent < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        sent = scrape_total(
+    let sent = eventually("\"a-after\" counted as sent", WAIT, async || {
+        let sent = scrape_total(
             cloud,
             "courier_messages_sent_total",
             r#"operation="sendMessage""#,
         )
         .await;
-    }
+        (sent >= expected).then_some(sent)
+    })
+    .await;
     assert_eq!(sent, expected, "the refused message is not counted as sent");
 }
 

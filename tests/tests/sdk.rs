@@ -3,7 +3,7 @@
 
 use courier_client::protocol::Event;
 use courier_client::{Client, ClientConfig, Session};
-use courier_tests::TestCloud;
+use courier_tests::{TestCloud, eventually};
 use serde_json::json;
 use std::time::Duration;
 
@@ -88,20 +88,14 @@ async fn the_sdk_reconnects_syncs_what_it_missed_once_in_order_and_acks() {
     );
 
     // It acked delivered: Alice's ticks reach ✓✓ for the last one.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let st = a
-                .request("getMessageStatus", json!({"msgId": ids[2]}))
-                .await
-                .unwrap();
-            if st["status"] == "delivered" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    eventually("delivered", Duration::from_secs(10), async || {
+        let st = a
+            .request("getMessageStatus", json!({"msgId": ids[2]}))
+            .await
+            .unwrap();
+        (st["status"] == "delivered").then_some(())
     })
-    .await
-    .expect("delivered");
+    .await;
     bob_client.close().await;
 }
 

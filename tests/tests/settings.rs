@@ -5,9 +5,8 @@
 use courier_client::{ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, next, until_marker};
+use courier_tests::{TestCloud, WAIT, connect, eventually, next, until_marker};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 fn err(r: Result<Value, ClientError>) -> (ErrorCode, String) {
     match r.unwrap_err() {
@@ -214,14 +213,11 @@ async fn last_seen_is_kept_at_disconnect_and_shown_only_to_those_allowed() {
     a.close().await;
     // $disconnect runs after the socket closes (it forgets the connection, then records the
     // time): wait for both.
-    let start = Instant::now();
-    let p = loop {
+    let p = eventually("offline with a last seen time", WAIT, async || {
         let p = profile(&b, &alice).await;
-        if (p["online"] == false && p["lastSeen"].is_string()) || start.elapsed() > WAIT {
-            break p;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (p["online"] == false && p["lastSeen"].is_string()).then_some(p)
+    })
+    .await;
     assert_eq!(p["online"], false, "{p}");
     let at: chrono::DateTime<chrono::Utc> = p["lastSeen"].as_str().unwrap().parse().unwrap();
     assert!(
