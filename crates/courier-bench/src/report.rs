@@ -33,17 +33,17 @@ pub const TARGET_POSTS_PER_DEVICE: f64 = 1.05;
 /// Latency percentiles, milliseconds.
 #[derive(Debug, Clone, Copy, Serialize, Default)]
 pub struct Percentiles {
-    /// Samples.
+    /// How many samples were taken.
     pub count: u64,
-    /// Mean.
+    /// Their arithmetic mean.
     pub mean: f64,
-    /// Median.
+    /// Their median (50th percentile).
     pub p50: f64,
     /// 95th percentile.
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
-    /// Maximum.
+    /// The largest sample.
     pub max: f64,
 }
 

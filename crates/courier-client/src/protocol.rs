@@ -123,7 +123,7 @@ pub enum Event {
     Undecryptable {
         /// The message as received (`text` is None).
         message: Message,
-        /// Why.
+        /// Why it could not be decrypted.
         reason: String,
     },
     /// A contact's identity changed (a device presented another identity key than the one
@@ -147,7 +147,7 @@ pub enum Event {
         up_to_msg_id: String,
         /// Its seq.
         up_to_seq: u64,
-        /// When.
+        /// When the watermark moved (absent from servers that did not say).
         at: Option<String>,
     },
     /// A user whose statuses this user may see posted one (or this user did, on another

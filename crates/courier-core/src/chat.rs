@@ -77,7 +77,7 @@ pub enum Receipt {
     Sent,
     /// On at least one device of the recipient.
     Delivered,
-    /// Read.
+    /// Seen by the recipient (only for those who send read receipts).
     Read,
 }
 
@@ -223,15 +223,15 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 /// A message before it has a place in the session.
 #[derive(Debug, Clone)]
 pub struct Draft {
-    /// Sender.
+    /// The sending user.
     pub sender: UserId,
     /// Sending device.
     pub sender_device: DeviceId,
     /// Idempotency key.
     pub client_msg_id: String,
-    /// Kind.
+    /// What it carries (its `type` on the wire).
     pub kind: MessageKind,
-    /// Payload.
+    /// Ciphertext; the server stores and forwards it unread.
     pub payload: String,
     /// Media ids.
     pub attachments: Vec<String>,

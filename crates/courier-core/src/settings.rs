@@ -43,7 +43,7 @@ impl Audience {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum GroupsAdd {
-    /// Anyone.
+    /// Any user, contact or not (the default).
     #[default]
     Everyone,
     /// Only users in the owner's contacts.

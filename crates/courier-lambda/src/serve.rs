@@ -95,13 +95,7 @@ where
     R: serde::Serialize + 'static,
     F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<R, ApiError> + Copy + 'static,
 {
-    ws(move |stores| {
-        let deps = deps(stores)?;
-        Ok(move |event: ApiGatewayWebsocketProxyRequest| async move {
-            routes::action(name, &event, |who, p| async move { f(deps, &who, p).await }).await
-        })
-    })
-    .await
+    serve_action(name, None, deps, f).await
 }
 
 /// Serves the WebSocket action `name` as [`action`] does, after taking one request from the
@@ -119,12 +113,29 @@ where
     R: serde::Serialize + 'static,
     F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<R, ApiError> + Copy + 'static,
 {
+    serve_action(name, Some(pick), deps, f).await
+}
+
+async fn serve_action<D, P, R, F>(
+    name: &'static str,
+    pick: Option<fn(&Limits) -> Rule>,
+    deps: impl Fn(&Stores) -> Result<&'static D, Error> + 'static,
+    f: F,
+) -> Result<(), Error>
+where
+    D: ?Sized + 'static,
+    P: serde::de::DeserializeOwned + 'static,
+    R: serde::Serialize + 'static,
+    F: AsyncFn(&'static D, &DeviceCredential, P) -> Result<R, ApiError> + Copy + 'static,
+{
     ws(move |stores| {
         let deps = deps(stores)?;
-        let limit: &'static PerDevice = stores.per_device(pick)?;
+        let limit: Option<&'static PerDevice> = pick.map(|p| stores.per_device(p)).transpose()?;
         Ok(move |event: ApiGatewayWebsocketProxyRequest| async move {
             routes::action(name, &event, |who, p| async move {
-                limit.take(&who).await?;
+                if let Some(limit) = limit {
+                    limit.take(&who).await?;
+                }
                 f(deps, &who, p).await
             })
             .await

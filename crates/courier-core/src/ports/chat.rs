@@ -51,13 +51,13 @@ pub trait SessionStore: Send + Sync {
 pub struct Group {
     /// The group's session (`g_...`), which is also the group's id.
     pub session_id: SessionId,
-    /// Name.
+    /// The group's name, as its admins set it.
     pub name: String,
-    /// Description.
+    /// What the group is about (empty when none).
     pub description: String,
     /// Who created it.
     pub created_by: UserId,
-    /// When.
+    /// When the group was created.
     pub created_at: DateTime<Utc>,
     /// Members right now (kept with every add and remove, so the limit holds under races).
     pub member_count: u32,
@@ -66,7 +66,7 @@ pub struct Group {
 /// What adding a member did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
-    /// Added.
+    /// The user is a member now.
     Added,
     /// Already a member: nothing changed.
     AlreadyMember,

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 pub struct Connection {
     /// Gateway id.
     pub connection_id: ConnectionId,
-    /// Account.
+    /// The account the connection was opened with.
     pub user_id: UserId,
-    /// Device.
+    /// The device whose key opened it.
     pub device_id: DeviceId,
     /// When it opened.
     pub connected_at: DateTime<Utc>,

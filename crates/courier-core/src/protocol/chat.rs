@@ -177,9 +177,9 @@ pub fn group_notice(session: &SessionId, change: &GroupChange, at: &str) -> Stri
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InitiateGroupParams {
-    /// Name.
+    /// The group's name (1 to `MAX_GROUP_NAME_CHARS` characters).
     pub name: String,
-    /// Description.
+    /// What the group is about (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The other members (the creator is added as admin).
@@ -373,7 +373,7 @@ pub struct GroupInfo {
     pub description: String,
     /// Who created it.
     pub created_by: String,
-    /// When.
+    /// When the group was created.
     pub created_at: String,
     /// By join time.
     pub members: Vec<GroupMember>,

@@ -39,7 +39,7 @@ pub enum Event {
         up_to_msg_id: String,
         /// Its seq.
         up_to_seq: u64,
-        /// When.
+        /// When the watermark moved.
         at: String,
     },
     /// A message queued for this device (`sendToDevice`).

@@ -96,7 +96,7 @@ pub struct BackupUpload {
 pub struct BackupEntry {
     /// Its id.
     pub backup_id: String,
-    /// Bytes.
+    /// Its size in bytes, as uploaded.
     pub size: u64,
     /// When it was created.
     pub created_at: String,
@@ -116,7 +116,7 @@ pub struct BackupList {
 pub struct BackupDownload {
     /// The backup.
     pub backup_id: String,
-    /// Bytes.
+    /// Its size in bytes, as uploaded.
     pub size: u64,
     /// Where to download it.
     pub download_url: String,

@@ -137,7 +137,7 @@ pub struct ContactsCount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
-    /// Whose.
+    /// The profile's owner.
     pub user_id: String,
     /// The display name (always shown; `null` when not set).
     pub name: Option<String>,

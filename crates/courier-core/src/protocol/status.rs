@@ -123,7 +123,7 @@ pub struct StatusesPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusViewer {
-    /// Who.
+    /// The viewer.
     pub user_id: String,
     /// When first.
     pub viewed_at: String,

@@ -15,7 +15,7 @@ use crate::protocol::{
 pub struct Deps<'a> {
     /// To check the peer exists.
     pub accounts: &'a dyn UserDirectory,
-    /// Sessions.
+    /// The two users' session and their memberships.
     pub sessions: &'a dyn SessionStore,
     /// Messages (the handshake is stored as one).
     pub messages: &'a dyn MessageStore,

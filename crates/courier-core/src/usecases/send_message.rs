@@ -18,9 +18,9 @@ use crate::protocol::SentMessage;
 
 /// What `sendMessage` needs.
 pub struct Deps<'a> {
-    /// Memberships.
+    /// Memberships and watermarks: is the sender a member, where do the others stand.
     pub sessions: &'a dyn SessionStore,
-    /// Messages.
+    /// Where the message is stored, once per `clientMsgId`.
     pub messages: &'a dyn MessageStore,
     /// The server's time: the message's `sentAt`, the rate limit.
     pub clock: &'a dyn Clock,
