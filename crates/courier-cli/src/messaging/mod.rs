@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 mod chat;
 
 pub use chat::chat;
-use chat::{member_id};
+use chat::member_id;
 
 const STATE: &str = "state.json";
 
