@@ -11,13 +11,23 @@ use courier_core::protocol::{DeviceInfo, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::link_device::{self, LinkPoll, MAX_COMPANIONS};
 use courier_core::{DeviceId, ErrorCode};
-use support::{Wire, World};
+use support::World;
 
 /// The stores and clock of a fresh world, and the primary device of its one account.
 async fn world() -> (MemoryAccounts, ManualClock, DeviceCredential) {
     let w = World::new();
     let primary = w.account("+14155550100", 0).await.primary;
     (w.accounts, w.clock, primary)
+}
+
+/// The use case's stores, unthrottled.
+fn deps<'a>(accounts: &'a MemoryAccounts, clock: &'a ManualClock) -> link_device::Deps<'a> {
+    link_device::Deps {
+        links: accounts,
+        accounts: Some(accounts),
+        clock,
+        throttle: None,
+    }
 }
 
 fn web() -> DeviceInfo {
@@ -30,12 +40,7 @@ fn web() -> DeviceInfo {
 #[tokio::test]
 async fn approve_then_the_key_is_handed_out_once_and_works() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
     let (link_id, code) = (req.link_id.as_str(), req.code.as_str());
     assert!(matches!(
@@ -71,20 +76,15 @@ async fn approve_then_the_key_is_handed_out_once_and_works() {
 #[tokio::test]
 async fn codes_expire_after_five_minutes() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
     clock.advance(Duration::minutes(5));
-    let err = link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
+    let err = link_device::approve(&deps, &primary, &req.code)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Expired);
     assert_eq!(
-        link_device::poll(&deps, req.json()["linkId"].as_str().unwrap())
+        link_device::poll(&deps, &req.link_id)
             .await
             .unwrap_err()
             .code,
@@ -95,22 +95,14 @@ async fn codes_expire_after_five_minutes() {
 #[tokio::test]
 async fn only_the_primary_approves_and_at_most_five_companions() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     let mut companion = None;
     for _ in 0..MAX_COMPANIONS {
         let req = link_device::request_link(&deps, web(), None).await.unwrap();
-        link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
+        link_device::approve(&deps, &primary, &req.code)
             .await
             .unwrap();
-        let LinkPoll::Linked(c) = link_device::poll(&deps, req.json()["linkId"].as_str().unwrap())
-            .await
-            .unwrap()
-        else {
+        let LinkPoll::Linked(c) = link_device::poll(&deps, &req.link_id).await.unwrap() else {
             panic!()
         };
         companion = Some(DeviceCredential {
@@ -139,21 +131,16 @@ async fn only_the_primary_approves_and_at_most_five_companions() {
 /// Requests a link and has `primary` approve it; returns the link id the new device polls with.
 async fn approved_link(deps: &link_device::Deps<'_>, primary: &DeviceCredential) -> String {
     let req = link_device::request_link(deps, web(), None).await.unwrap();
-    link_device::approve(deps, primary, req.json()["code"].as_str().unwrap())
+    link_device::approve(deps, primary, &req.code)
         .await
         .unwrap();
-    req.json()["linkId"].as_str().unwrap().to_owned()
+    req.link_id
 }
 
 #[tokio::test]
 async fn an_approved_link_expires_with_its_code() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     let link_id = approved_link(&deps, &primary).await;
     // The new device waits past the code's life before collecting its key.
     clock.advance(Duration::minutes(5));
@@ -168,12 +155,7 @@ async fn an_approved_link_expires_with_its_code() {
 #[tokio::test]
 async fn pending_approvals_count_toward_the_companion_cap() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     // Five approvals, none collected yet.
     let mut pending = Vec::new();
     for _ in 0..MAX_COMPANIONS {
@@ -181,7 +163,7 @@ async fn pending_approvals_count_toward_the_companion_cap() {
     }
     let req = link_device::request_link(&deps, web(), None).await.unwrap();
     assert_eq!(
-        link_device::approve(&deps, &primary, req.json()["code"].as_str().unwrap())
+        link_device::approve(&deps, &primary, &req.code)
             .await
             .unwrap_err()
             .code,
@@ -204,12 +186,7 @@ async fn pending_approvals_count_toward_the_companion_cap() {
 #[tokio::test]
 async fn a_link_whose_approving_primary_is_gone_cannot_be_completed() {
     let (accounts, clock, primary) = world().await;
-    let deps = link_device::Deps {
-        links: &accounts,
-        accounts: Some(&accounts),
-        clock: &clock,
-        throttle: None,
-    };
+    let deps = deps(&accounts, &clock);
     let link_id = approved_link(&deps, &primary).await;
     // The primary is replaced by the store alone (as if a re-registration had stopped before
     // ending the pending links): completing checks the approver itself.
