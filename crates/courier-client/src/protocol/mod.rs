@@ -179,67 +179,72 @@ pub enum Event {
     Unknown(Value),
 }
 
+/// The server's message as the SDK keeps it: the same JSON, read into [`Message`].
+fn sdk_message(m: &courier_core::chat::Message) -> Option<Message> {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
 impl Event {
     /// Reads an unsolicited frame. Anything not understood becomes [`Event::Unknown`].
     pub fn from_frame(value: Value) -> Event {
         Self::parse(&value).unwrap_or(Event::Unknown(value))
     }
 
+    /// The server's event type (`courier_core::protocol::Event`, which the server writes its
+    /// frames with) read from the frame, then turned into this client's view of it: messages
+    /// become the SDK's [`Message`] (the same wire shape, with room for what it decrypts).
     fn parse(v: &Value) -> Option<Event> {
+        use courier_core::protocol::Event as Wire;
         if v.get("type")?.as_str()? != "event" {
             return None;
         }
-        match v.get("event")?.as_str()? {
-            "message" => serde_json::from_value(v.get("message")?.clone())
-                .ok()
-                .map(Event::Message),
-            "sessionStarted" => {
-                let message: Option<Message> = match v.get("message") {
-                    None | Some(Value::Null) => None,
-                    Some(m) => Some(serde_json::from_value(m.clone()).ok()?),
-                };
-                let session_id = v
-                    .get("sessionId")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or_else(|| message.as_ref().map(|m| m.session_id.clone()))?;
-                let from = v
-                    .get("from")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or_else(|| message.as_ref().map(|m| m.sender.clone()))?;
-                // The server carries the handshake once, as the message's payload; a top-level
-                // `handshake` (servers before that) is still read.
-                let handshake = v
-                    .get("handshake")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or_else(|| message.as_ref().map(|m| m.payload.clone()));
-                Some(Event::SessionStarted {
+        let event: Wire = serde_json::from_value(v.clone()).ok()?;
+        Some(match event {
+            Wire::Message { message } => Event::Message(sdk_message(&message)?),
+            Wire::SessionStarted {
+                session_id,
+                from,
+                message,
+            } => {
+                let message = sdk_message(&message)?;
+                Event::SessionStarted {
                     session_id,
                     from,
-                    handshake,
-                    message,
-                })
+                    // The handshake travels once, as the message's payload.
+                    handshake: Some(message.payload.clone()),
+                    message: Some(message),
+                }
             }
-            "deviceMessage" => serde_json::from_value(v.get("message")?.clone())
-                .ok()
-                .map(Event::DeviceMessage),
-            "status" => Some(Event::Status {
-                session_id: v.get("sessionId")?.as_str()?.to_owned(),
-                user_id: v.get("userId")?.as_str()?.to_owned(),
-                status: serde_json::from_value(v.get("status")?.clone()).ok()?,
-                up_to_msg_id: v.get("upToMsgId")?.as_str()?.to_owned(),
-                up_to_seq: v.get("upToSeq")?.as_u64()?,
-                at: v.get("at").and_then(Value::as_str).map(str::to_owned),
-            }),
-            "statusPosted" => Some(Event::StatusPosted {
-                user_id: v.get("userId")?.as_str()?.to_owned(),
-                status_id: v.get("statusId")?.as_str()?.to_owned(),
-                expires_at: v.get("expiresAt")?.as_str()?.to_owned(),
-            }),
-            _ => None,
-        }
+            Wire::DeviceMessage { message } => Event::DeviceMessage(message),
+            Wire::Status {
+                session_id,
+                user_id,
+                status,
+                up_to_msg_id,
+                up_to_seq,
+                at,
+            } => Event::Status {
+                session_id,
+                user_id,
+                status,
+                up_to_msg_id,
+                up_to_seq,
+                at: Some(at),
+            },
+            Wire::StatusPosted {
+                user_id,
+                status_id,
+                expires_at,
+            } => Event::StatusPosted {
+                user_id,
+                status_id,
+                expires_at,
+            },
+            // Group changes reach the client as the `system` messages that record them.
+            Wire::GroupUpdate { .. } => return None,
+        })
     }
 
     /// The event a stored message stands for: `SessionStarted` for a `handshake` message (as
@@ -416,10 +421,11 @@ mod tests {
 
         let e = Event::from_frame(
             json!({"type": "event", "event": "sessionStarted", "sessionId": "s_1",
-            "from": "u_a", "handshake": "hs", "message": msg(1, "handshake")}),
+            "from": "u_a", "message": msg(1, "handshake")}),
         );
+        // The handshake travels once, as the stored message's payload.
         assert!(
-            matches!(e, Event::SessionStarted { ref handshake, message: Some(_), .. } if handshake.as_deref() == Some("hs"))
+            matches!(e, Event::SessionStarted { ref handshake, message: Some(_), .. } if handshake.as_deref() == Some("hi"))
         );
 
         let odd = json!({"type": "event", "event": "typing", "sessionId": "s_1"});
