@@ -4,18 +4,14 @@ use super::*;
 
 #[tokio::test]
 async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_retry() {
-    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::ports::Connection;
     use courier_core::usecases::deliver::Deliverer;
     let sessions = MemorySessions::default();
-    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
     let (alice, bob) = (
         UserId::from_trusted("u_alice"),
         UserId::from_trusted("u_bob"),
     );
-    sessions
-        .create_direct(&session, &alice, &bob, chrono::Utc::now())
-        .await
-        .unwrap();
+    direct_session(&sessions, &alice, &bob).await;
     let connections = MemoryConnections::default();
     let gateway = RecordingGateway::default();
     for (user, device, conn) in [(&alice, "d_alice", "ca"), (&bob, "d_bob", "cb")] {

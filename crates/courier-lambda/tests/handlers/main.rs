@@ -148,6 +148,21 @@ fn send_deps<'a>(
     }
 }
 
+/// The fixture events' direct session between `a` and `b`, created in `sessions`.
+async fn direct_session(
+    sessions: &MemorySessions,
+    a: &UserId,
+    b: &UserId,
+) -> courier_core::SessionId {
+    use courier_core::ports::SessionStore;
+    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
+    sessions
+        .create_direct(&session, a, b, chrono::Utc::now())
+        .await
+        .unwrap();
+    session
+}
+
 fn device_of(user: &str, device: &str, primary: bool) -> courier_core::ports::Device {
     courier_core::ports::Device {
         user_id: UserId::from_trusted(user),
@@ -181,17 +196,13 @@ const CALLER_CONN: &str = "Zx9kQcT2oAMCJQg=";
 
 impl Chat {
     async fn new() -> Chat {
-        use courier_core::ports::{Connection, SessionStore};
+        use courier_core::ports::Connection;
         let sessions = MemorySessions::default();
-        let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
         let (me, peer) = (
             UserId::from_trusted("u_test"),
             UserId::from_trusted("u_peer"),
         );
-        sessions
-            .create_direct(&session, &me, &peer, chrono::Utc::now())
-            .await
-            .unwrap();
+        let session = direct_session(&sessions, &me, &peer).await;
         let connections = MemoryConnections::default();
         let gateway = RecordingGateway::default();
         for (user, device, conn) in [

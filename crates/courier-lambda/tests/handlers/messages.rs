@@ -4,18 +4,13 @@ use super::*;
 
 #[tokio::test]
 async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same() {
-    use courier_core::ports::SessionStore;
     let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
-    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
-    sessions
-        .create_direct(
-            &session,
-            &UserId::from_trusted("u_test"),
-            &UserId::from_trusted("u_peer"),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let session = direct_session(
+        &sessions,
+        &UserId::from_trusted("u_test"),
+        &UserId::from_trusted("u_peer"),
+    )
+    .await;
     let event = ws_event("send-message.json");
     let deps = &send_deps(&sessions, &messages);
     let run = || {
@@ -51,15 +46,11 @@ async fn ack_messages_moves_the_watermark_once_and_tells_the_sender() {
     use courier_core::usecases::deliver::Deliverer;
     use courier_core::usecases::receipts;
     let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
-    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
     let (me, peer) = (
         UserId::from_trusted("u_test"),
         UserId::from_trusted("u_peer"),
     );
-    sessions
-        .create_direct(&session, &me, &peer, chrono::Utc::now())
-        .await
-        .unwrap();
+    let session = direct_session(&sessions, &me, &peer).await;
     // The peer sends the message the fixture acknowledges (seq 1).
     let send = &send_deps(&sessions, &messages);
     let sent = frame(
@@ -138,18 +129,13 @@ async fn ack_messages_moves_the_watermark_once_and_tells_the_sender() {
 
 #[tokio::test]
 async fn a_send_over_the_device_limit_gets_limit_exceeded_with_retry_after_in_the_reply() {
-    use courier_core::ports::SessionStore;
     let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
-    let session = courier_core::SessionId::from_trusted("s_00000000000000000000000000000000");
-    sessions
-        .create_direct(
-            &session,
-            &UserId::from_trusted("u_test"),
-            &UserId::from_trusted("u_peer"),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    let session = direct_session(
+        &sessions,
+        &UserId::from_trusted("u_test"),
+        &UserId::from_trusted("u_peer"),
+    )
+    .await;
     let limiter = MemoryRateLimiter::default();
     let deps = &courier_core::usecases::send_message::Deps {
         throttle: Some(courier_core::rate_limit::Throttle {
