@@ -400,6 +400,20 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         let data = json!({"sessionId": w.group, "clientMsgId": format!("m-{i}"), "type": "text", "payload": "eA=="});
         t.check(*role, "sendMessage", data, expected).await;
     }
+    // Typing notices: members only. Deleting for everyone: the sender only (A sent the group's
+    // message: M, who can read it, is refused; outsiders are told nothing).
+    for (role, expected) in roles.iter().zip(member_only.clone()) {
+        let data = json!({"sessionId": w.group, "typing": true});
+        t.check(*role, "sendTyping", data, expected).await;
+    }
+    for (role, expected) in [
+        (member, FORBIDDEN),
+        (removed, NOT_FOUND),
+        (stranger, NOT_FOUND),
+    ] {
+        let data = json!({"sessionId": w.group, "msgId": w.group_msg});
+        t.check(role, "deleteMessage", data, expected).await;
+    }
     // Only members are in a session's list: the group and A and M's chat are not in R's or N's.
     t.check(member, "listSessions", json!({}), Ok).await;
     for role in [removed, stranger] {
@@ -471,6 +485,10 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         ),
         ("getMessageStatus", json!({"msgId": w.direct_msg})),
         (
+            "sendTyping",
+            json!({"sessionId": w.direct, "typing": false}),
+        ),
+        (
             "sendMessage",
             json!({"sessionId": w.direct, "clientMsgId": "d-x", "type": "text", "payload": "eA=="}),
         ),
@@ -479,6 +497,14 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         for (role, expected) in [(member, Ok), (removed, NOT_FOUND), (stranger, NOT_FOUND)] {
             t.check(role, action, data.clone(), expected).await;
         }
+    }
+    for (role, expected) in [
+        (member, FORBIDDEN),
+        (removed, NOT_FOUND),
+        (stranger, NOT_FOUND),
+    ] {
+        let data = json!({"sessionId": w.direct, "msgId": w.direct_msg});
+        t.check(role, "deleteMessage", data, expected).await;
     }
 
     // Statuses: A's (privacy.status: contacts) are visible to A and its contact M only; a
@@ -912,6 +938,7 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         (late, "getGroup", json!({"groupId": w.group}), Ok),
         (late, "readNewMessages", json!({"sessionId": w.group}), Hides(w.group_msg.clone())),
         (late, "getMessageStatus", json!({"msgId": w.group_msg}), NOT_FOUND),
+        (late, "deleteMessage", json!({"sessionId": w.group, "msgId": w.group_msg}), NOT_FOUND),
     ];
     t.rows(rows).await;
     t.check(

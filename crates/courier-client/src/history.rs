@@ -109,8 +109,8 @@ impl HistoryStore {
         })
     }
 
-    /// Adds entries (one already recorded, by msgId, is kept as it was); returns how many were
-    /// new.
+    /// Adds entries (one already recorded, by msgId, is kept as it was, unless the new one is
+    /// its tombstone); returns how many were new.
     pub fn record(
         &self,
         entries: impl IntoIterator<Item = HistoryEntry>,
@@ -121,13 +121,45 @@ impl HistoryStore {
             .map(|e| (e.msg_id.clone(), e))
             .collect();
         let before = all.len();
+        let mut erased = false;
         for e in entries {
+            // A tombstone (a message since deleted for everyone) replaces what was recorded.
+            if e.kind == MessageKind::Deleted.as_str()
+                && let Some(old) = all.get_mut(&e.msg_id)
+            {
+                erased |= old.kind != e.kind;
+                *old = e;
+                continue;
+            }
             all.entry(e.msg_id.clone()).or_insert(e);
         }
         let added = all.len() - before;
-        if added == 0 {
+        if added == 0 && !erased {
             return Ok(0);
         }
+        self.save(all)?;
+        Ok(added)
+    }
+
+    /// Forgets what a message deleted for everyone said (its text and payload): the entry stays,
+    /// as `deleted`, where it was. Returns whether the message was recorded.
+    pub fn erase(&self, msg_id: &str) -> Result<bool, StoreError> {
+        let mut all: BTreeMap<String, HistoryEntry> = self
+            .load()?
+            .into_iter()
+            .map(|e| (e.msg_id.clone(), e))
+            .collect();
+        let Some(e) = all.get_mut(msg_id) else {
+            return Ok(false);
+        };
+        e.kind = MessageKind::Deleted.as_str().to_owned();
+        e.text = None;
+        e.payload = None;
+        self.save(all)?;
+        Ok(true)
+    }
+
+    fn save(&self, all: BTreeMap<String, HistoryEntry>) -> Result<(), StoreError> {
         let mut list: Vec<HistoryEntry> = all.into_values().collect();
         list.sort_by(|a, b| {
             (a.session_id.as_str(), a.seq, a.msg_id.as_str()).cmp(&(
@@ -137,8 +169,7 @@ impl HistoryStore {
             ))
         });
         let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&list).expect("entries serialize"));
-        self.store.save_sealed(FILE, MAGIC, AAD, &bytes)?;
-        Ok(added)
+        self.store.save_sealed(FILE, MAGIC, AAD, &bytes)
     }
 }
 
@@ -188,6 +219,38 @@ mod tests {
         std::fs::remove_file(dir.join("crypto.key")).unwrap();
         std::fs::write(dir.join("crypto.key"), [7u8; 32]).unwrap();
         assert!(HistoryStore::open(&dir).unwrap().load().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_message_deleted_for_everyone_loses_its_words_but_keeps_its_place() {
+        let dir = std::env::temp_dir().join(format!("courier-history-{}", uuid::Uuid::new_v4()));
+        let h = HistoryStore::open(&dir).unwrap();
+        h.record([entry("s1", 1, "keep me"), entry("s1", 2, "regret this")])
+            .unwrap();
+        assert!(h.erase("s1.2").unwrap());
+        assert!(!h.erase("s1.9").unwrap(), "never recorded");
+        let all = h.load().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].text.as_deref(), Some("keep me"));
+        assert_eq!(
+            (all[1].kind.as_str(), all[1].text.as_deref()),
+            ("deleted", None)
+        );
+        let raw = std::fs::read(dir.join(FILE)).unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"regret"));
+
+        // A tombstone read on sync replaces a text recorded before.
+        h.record([entry("s1", 3, "also gone")]).unwrap();
+        let mut tomb = entry("s1", 3, "");
+        tomb.kind = "deleted".into();
+        tomb.text = None;
+        assert_eq!(h.record([tomb]).unwrap(), 0, "nothing new");
+        let all = h.load().unwrap();
+        assert_eq!(
+            (all[2].kind.as_str(), all[2].text.as_deref()),
+            ("deleted", None)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

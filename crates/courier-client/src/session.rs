@@ -476,6 +476,20 @@ impl Session {
         protocol::parse(self.call(protocol::get_message_status(msg_id)).await?)
     }
 
+    /// `deleteMessage`.
+    pub async fn delete_message(&self, session_id: &str, msg_id: &str) -> Result<(), ClientError> {
+        self.call(protocol::delete_message(session_id, msg_id))
+            .await
+            .map(drop)
+    }
+
+    /// `sendTyping`.
+    pub async fn send_typing(&self, session_id: &str, typing: bool) -> Result<(), ClientError> {
+        self.call(protocol::send_typing(session_id, typing))
+            .await
+            .map(drop)
+    }
+
     /// `registerPushToken`.
     pub async fn register_push_token(
         &self,

@@ -117,7 +117,8 @@ pub struct Message {
     /// What it carries.
     #[serde(rename = "type")]
     pub kind: MessageKind,
-    /// Opaque to the server.
+    /// Opaque to the server; absent (empty) once deleted for everyone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub payload: String,
     /// Media ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -148,8 +149,10 @@ pub enum MessageKind {
     Media,
     /// The end-to-end session set-up stored by `initiateDirectChatSession`.
     Handshake,
-    /// A notice the server writes (group changes); never sent by a client.
+    /// A notice the server writes (group changes, deletions); never sent by a client.
     System,
+    /// What is left of a message its sender deleted for everyone: no payload, no attachments.
+    Deleted,
     /// A kind this build does not know.
     Other(String),
 }
@@ -169,6 +172,7 @@ impl MessageKind {
             MessageKind::Media => "media",
             MessageKind::Handshake => "handshake",
             MessageKind::System => "system",
+            MessageKind::Deleted => "deleted",
             MessageKind::Other(s) => s,
         }
     }
@@ -186,6 +190,7 @@ impl From<String> for MessageKind {
             "media" => MessageKind::Media,
             "handshake" => MessageKind::Handshake,
             "system" => MessageKind::System,
+            "deleted" => MessageKind::Deleted,
             _ => MessageKind::Other(s),
         }
     }

@@ -187,6 +187,9 @@ pub trait MediaStore: Send + Sync {
     ) -> Result<(), PortError>;
     /// Every place the media was sent to.
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError>;
+    /// Forgets that the media was sent to `place` (a message deleted for everyone), so that
+    /// place no longer lets anyone download it; absent, nothing changes.
+    async fn remove_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError>;
 }
 
 /// One upload in [`MemoryMedia`]: its record, the places it was sent to, and until when the
@@ -247,6 +250,13 @@ impl MediaStore for MemoryMedia {
             .get(id)
             .map(|(_, r, _)| r.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn remove_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
+        if let Some((_, refs, _)) = self.0.lock().unwrap().get_mut(id) {
+            refs.remove(place);
+        }
+        Ok(())
     }
 }
 

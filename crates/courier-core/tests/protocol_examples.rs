@@ -73,6 +73,8 @@ fn round_trip(action: &str, params: &Value, reply: &Value) -> Option<(Value, Val
         "readNewMessages" => ReadNewMessagesParams, MessagesPage;
         "ackMessages" => AckMessagesParams, AckReply;
         "getMessageStatus" => GetMessageStatusParams, MessageStatus;
+        "deleteMessage" => DeleteMessageParams, MessageDeleted;
+        "sendTyping" => SendTypingParams, TypingSent;
         "initiateGroupChatSession" => InitiateGroupParams, GroupCreated;
         "getGroup" => GroupParams, GroupInfo;
         "addUserToGroup" => GroupMemberParams, MemberAdded;
@@ -204,6 +206,8 @@ fn every_example_of_the_protocol_page_reads_and_writes_back_the_same() {
         "deviceMessage",
         "statusPosted",
         "groupUpdate",
+        "typing",
+        "messageDeleted",
     ]
     .map(String::from)
     .into();

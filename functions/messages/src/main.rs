@@ -1,11 +1,11 @@
-//! The `messages` function: `sendMessage`, `readNewMessages`, `ackMessages` and
-//! `getMessageStatus`.
+//! The `messages` function: `sendMessage`, `readNewMessages`, `ackMessages`,
+//! `getMessageStatus`, `deleteMessage` and `sendTyping`.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest as Request;
 use courier_core::chat::Receipt;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::AckMessagesParams;
-use courier_core::usecases::{read_messages, receipts, send_message};
+use courier_core::usecases::{delete_message, read_messages, receipts, send_message, typing};
 use courier_lambda::stores::leak;
 use courier_lambda::telemetry::{self, Unit};
 use courier_lambda::{inline, routes, serve};
@@ -99,6 +99,44 @@ async fn main() -> Result<(), Error> {
                     .await
                 })
             })
+            .await
+        }
+        "deleteMessage" => {
+            serve::action(
+                "deleteMessage",
+                |s| {
+                    let (sessions, messages) = s.chats()?;
+                    Ok(leak(delete_message::Deps {
+                        sessions,
+                        messages,
+                        media: s.media()?,
+                        clock: &SystemClock,
+                        throttle: Some(s.throttle(|l| l.actions)?),
+                        // Delivered as `sendMessage` delivers: live devices now, the fan-out
+                        // finishing what this did not.
+                        deliver: s.deliverer(true)?,
+                        log: Some(messages),
+                    }))
+                },
+                delete_message::delete_message,
+            )
+            .await
+        }
+        "sendTyping" => {
+            serve::action(
+                "sendTyping",
+                |s| {
+                    Ok(leak(typing::Deps {
+                        sessions: s.sessions()?,
+                        settings: s.settings()?,
+                        // Live devices only: a typing notice is never pushed.
+                        deliver: s.deliverer(false)?,
+                        clock: &SystemClock,
+                        throttle: Some(s.throttle(|l| l.sends)?),
+                    }))
+                },
+                typing::send_typing,
+            )
             .await
         }
         other => Err(serve::unknown("messages", other)),

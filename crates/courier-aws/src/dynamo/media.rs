@@ -153,6 +153,20 @@ impl MediaStore for DynamoMedia {
         }
     }
 
+    async fn remove_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(pk_sk_key(
+                &media_pk(id),
+                &format!("{REF_PREFIX}{}", place.key()),
+            )))
+            .send_recorded()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {
         let items = query_all(
             self.client

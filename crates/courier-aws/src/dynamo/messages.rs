@@ -435,10 +435,32 @@ impl MessageStore for DynamoMessages {
         Ok((messages, more))
     }
 
+    async fn erase(&self, id: &MsgId) -> Result<bool, PortError> {
+        // An update, not a put: the stream's consumer delivers INSERTs only, so a tombstone is
+        // never delivered as a new message (the deletion's own `system` message tells devices).
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("sessionId", AttributeValue::S(id.session.to_string()))
+            .key("seq", AttributeValue::N(id.seq.to_string()))
+            .condition_expression("attribute_exists(seq)")
+            .update_expression("SET #type = :deleted REMOVE payload, attachments")
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_values(
+                ":deleted",
+                AttributeValue::S(courier_core::chat::MessageKind::Deleted.as_str().into()),
+            )
+            .send_recorded()
+            .await
+            .unless_condition_failed()?;
+        Ok(out.is_some())
+    }
+
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError> {
-        // A message is written once and never changed, so an eventually consistent read (half
-        // the price) that finds it is right; only a miss is asked again consistently (it may be
-        // a moment old).
+        // A message is written once and changed at most once, when deleted for everyone, so an
+        // eventually consistent read (half the price) that finds it is right but for a deletion
+        // a moment old; only a miss is asked again consistently (it may be a moment old).
         for consistent in [false, true] {
             let out = self
                 .client

@@ -6,6 +6,7 @@ mod accounts;
 mod backups;
 mod concurrency;
 mod connections;
+mod deletion;
 mod groups;
 mod keys;
 mod links;

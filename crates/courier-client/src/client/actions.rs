@@ -355,6 +355,23 @@ impl Client {
         )
     }
 
+    /// `deleteMessage`: deletes one of this user's messages for everyone, within 48 hours of
+    /// sending it (`FORBIDDEN` after, or for someone else's). Safe to retry.
+    pub async fn delete_message(&self, session_id: &str, msg_id: &str) -> Result<(), ClientError> {
+        self.call(protocol::delete_message(session_id, msg_id), true)
+            .await
+            .map(drop)
+    }
+
+    /// `sendTyping`: tells the chat's other members (those online, whom this user's `lastSeen`
+    /// setting shows presence to) that this user started or stopped typing. Not retried: a late
+    /// notice is a wrong one.
+    pub async fn send_typing(&self, session_id: &str, typing: bool) -> Result<(), ClientError> {
+        self.call(protocol::send_typing(session_id, typing), false)
+            .await
+            .map(drop)
+    }
+
     /// `registerPushToken`.
     pub async fn register_push_token(
         &self,

@@ -324,6 +324,9 @@ impl Inner {
             Event::Message(m) => Some(m.clone()),
             Event::SessionStarted {
                 message: Some(m), ..
+            }
+            | Event::MessageDeleted {
+                message: Some(m), ..
             } => Some(m.clone()),
             _ => None,
         };

@@ -164,6 +164,28 @@ pub enum Event {
         /// When it stops being shown.
         expires_at: String,
     },
+    /// A member of a chat started or stopped typing (only while both are online, and only if
+    /// their `lastSeen` privacy setting shows them to this user).
+    Typing {
+        /// The session.
+        session_id: String,
+        /// Who is typing.
+        user_id: String,
+        /// False when they stopped.
+        typing: bool,
+    },
+    /// Its sender deleted a message for everyone: forget its content and show "This message was
+    /// deleted". Comes live, or on sync as the `system` message that records it.
+    MessageDeleted {
+        /// The session.
+        session_id: String,
+        /// The message deleted.
+        msg_id: String,
+        /// Who deleted it (its sender).
+        by: String,
+        /// The `system` message that records the deletion.
+        message: Option<Message>,
+    },
     /// The `Client` has a live connection.
     Connected,
     /// The `Client`'s connection ended; it reconnects by itself.
@@ -244,12 +266,48 @@ impl Event {
             },
             // Group changes reach the client as the `system` messages that record them.
             Wire::GroupUpdate { .. } => return None,
+            Wire::Typing {
+                session_id,
+                user_id,
+                typing,
+            } => Event::Typing {
+                session_id,
+                user_id,
+                typing,
+            },
+            Wire::MessageDeleted {
+                session_id,
+                msg_id,
+                by,
+                message,
+            } => Event::MessageDeleted {
+                session_id,
+                msg_id,
+                by,
+                message: match message {
+                    Some(m) => Some(sdk_message(&m)?),
+                    None => None,
+                },
+            },
         })
     }
 
     /// The event a stored message stands for: `SessionStarted` for a `handshake` message (as
-    /// when it is read by `readNewMessages`), `Message` otherwise.
+    /// when it is read by `readNewMessages`), `MessageDeleted` for the `system` message that
+    /// records a deletion, `Message` otherwise.
     pub fn for_message(m: Message) -> Event {
+        if m.kind == MessageKind::System
+            && let Ok(d) =
+                serde_json::from_str::<courier_core::protocol::MessageDeletion>(&m.payload)
+            && d.update == courier_core::protocol::MessageDeletion::UPDATE
+        {
+            return Event::MessageDeleted {
+                session_id: m.session_id.clone(),
+                msg_id: d.msg_id,
+                by: d.by.to_string(),
+                message: Some(m),
+            };
+        }
         if m.kind == MessageKind::Handshake {
             Event::SessionStarted {
                 session_id: m.session_id.clone(),

@@ -237,6 +237,28 @@ pub fn get_message_status(msg_id: &str) -> Request {
     )
 }
 
+/// `deleteMessage`: delete one of this user's messages for everyone (within 48 hours).
+pub fn delete_message(session_id: &str, msg_id: &str) -> Request {
+    Request::new(
+        "deleteMessage",
+        &p::DeleteMessageParams {
+            session_id: session_id.into(),
+            msg_id: msg_id.into(),
+        },
+    )
+}
+
+/// `sendTyping`: this user started (`true`) or stopped typing in a chat.
+pub fn send_typing(session_id: &str, typing: bool) -> Request {
+    Request::new(
+        "sendTyping",
+        &p::SendTypingParams {
+            session_id: session_id.into(),
+            typing,
+        },
+    )
+}
+
 /// `registerPushToken`.
 pub fn register_push_token(platform: PushPlatform, token: &str) -> Request {
     Request::new(

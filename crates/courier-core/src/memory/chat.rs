@@ -337,6 +337,20 @@ impl MessageStore for MemoryMessages {
         Ok((rest.into_iter().take(limit).collect(), more))
     }
 
+    async fn erase(&self, id: &MsgId) -> Result<bool, PortError> {
+        let mut sessions = self.sessions.lock().unwrap();
+        let Some(m) = sessions
+            .get_mut(&id.session)
+            .and_then(|log| log.iter_mut().find(|m| m.seq == id.seq))
+        else {
+            return Ok(false);
+        };
+        m.kind = crate::chat::MessageKind::Deleted;
+        m.payload.clear();
+        m.attachments.clear();
+        Ok(true)
+    }
+
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError> {
         let sessions = self.sessions.lock().unwrap();
         Ok(sessions

@@ -133,6 +133,10 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<(Vec<Message>, bool), PortError>;
     /// One message.
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError>;
+    /// Deletes a message for everyone: its place in the session (id, sequence number, sender,
+    /// time) stays, as a [`crate::chat::MessageKind::Deleted`] tombstone without payload or
+    /// attachments. `false` if there is no such message.
+    async fn erase(&self, id: &MsgId) -> Result<bool, PortError>;
     /// The last message of a session, if any.
     async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError>;
     /// The session's last sequence number (0: none), read consistently.

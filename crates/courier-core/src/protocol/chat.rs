@@ -120,12 +120,21 @@ pub fn session_started_event(m: &Message) -> String {
     .frame()
 }
 
-/// The event a stored message becomes: `sessionStarted` for a handshake, `groupUpdate` for a
-/// group change the server wrote into the session, else `message`.
+/// The event a stored message becomes: `sessionStarted` for a handshake, `messageDeleted` or
+/// `groupUpdate` for what the server wrote into the session, else `message`.
 pub fn event_for(m: &Message) -> String {
     match m.kind {
         crate::chat::MessageKind::Handshake => session_started_event(m),
-        crate::chat::MessageKind::System => group_update_event(m),
+        crate::chat::MessageKind::System => match MessageDeletion::of(m) {
+            Some(d) => Event::MessageDeleted {
+                session_id: m.session_id.to_string(),
+                msg_id: d.msg_id,
+                by: d.by.to_string(),
+                message: Some(m.clone()),
+            }
+            .frame(),
+            None => group_update_event(m),
+        },
         _ => message_event(m),
     }
 }
@@ -433,4 +442,68 @@ pub struct MemberPromoted {
 pub struct GroupDeleted {
     /// Always true.
     pub deleted: bool,
+}
+
+/// `sendTyping`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendTypingParams {
+    /// The open chat.
+    pub session_id: String,
+    /// True while the user types; false when they stop.
+    pub typing: bool,
+}
+
+/// Reply to `sendTyping`: `{}` (whom it reached is not said: that would tell who hides their
+/// presence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingSent {}
+
+/// `deleteMessage`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteMessageParams {
+    /// The session.
+    pub session_id: String,
+    /// The message to delete for everyone.
+    pub msg_id: String,
+}
+
+/// Reply to `deleteMessage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDeleted {
+    /// The message deleted.
+    pub msg_id: String,
+    /// Always true (deleting again answers the same).
+    pub deleted: bool,
+}
+
+/// A message deleted for everyone, as the server writes it into the session: a `system`
+/// message whose payload is this, as JSON, so that devices offline at the time learn of it when
+/// they sync past it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDeletion {
+    /// Always `messageDeleted`.
+    pub update: String,
+    /// The message deleted.
+    pub msg_id: String,
+    /// Its sender, who deleted it.
+    pub by: UserId,
+}
+
+impl MessageDeletion {
+    /// The `update` of a deletion.
+    pub const UPDATE: &'static str = "messageDeleted";
+
+    /// The deletion a stored message records, if it is one.
+    pub fn of(m: &Message) -> Option<Self> {
+        if m.kind != crate::chat::MessageKind::System {
+            return None;
+        }
+        serde_json::from_str::<Self>(&m.payload)
+            .ok()
+            .filter(|d| d.update == Self::UPDATE)
+    }
 }

@@ -77,6 +77,28 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
     },
+    /// A member of an open chat started or stopped typing (`sendTyping`): live devices only,
+    /// never stored, never pushed.
+    Typing {
+        /// The session.
+        session_id: String,
+        /// Who is typing.
+        user_id: String,
+        /// False when they stopped.
+        typing: bool,
+    },
+    /// Its sender deleted a message for everyone (`deleteMessage`): drop its content.
+    MessageDeleted {
+        /// The session.
+        session_id: String,
+        /// The message deleted.
+        msg_id: String,
+        /// Who deleted it (its sender).
+        by: String,
+        /// The `system` message that records the deletion in the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<Message>,
+    },
 }
 
 impl Event {

@@ -113,17 +113,21 @@ async fn deliver_one(
     members: &[crate::ids::UserId],
     message: &Message,
 ) -> Result<DeliveryReport, PortError> {
-    let note = PushNote {
-        session_id: message.session_id.to_string(),
-        sender: message.sender.to_string(),
-        msg_id: message.msg_id.clone(),
-    };
+    // A deletion wakes no phone: there is nothing new to show, and an offline device learns of
+    // it when it next syncs.
+    let note = crate::protocol::MessageDeletion::of(message)
+        .is_none()
+        .then(|| PushNote {
+            session_id: message.session_id.to_string(),
+            sender: message.sender.to_string(),
+            msg_id: message.msg_id.clone(),
+        });
     let report = deliver
         .deliver(
             members,
             Some(&message.sender_device),
             &event_for(message),
-            Some(&note),
+            note.as_ref(),
         )
         .await?;
     tracing::info!(

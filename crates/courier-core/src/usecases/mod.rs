@@ -6,6 +6,7 @@ pub mod backups;
 pub mod connect_ticket;
 pub mod connections;
 pub mod delete_account;
+pub mod delete_message;
 pub mod deliver;
 pub mod device_messages;
 pub mod direct_chat;
@@ -26,6 +27,7 @@ pub mod remove_device;
 pub mod send_message;
 pub mod session_checks;
 pub mod status;
+pub mod typing;
 pub mod validate_account;
 
 use crate::ApiError;
