@@ -9,6 +9,7 @@
 //! - [`protocol`]: messages, sessions, statuses, events and request frames as types.
 //! - [`client`]: the resilient client, with end-to-end encryption when configured.
 //! - [`e2ee`]: the crypto core wired to the key directory and device queues.
+//! - [`content`]: replies, reactions and edits inside encrypted text, and a chat as shown.
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
 //! - [`media`]: files encrypted (AES-256-GCM) before upload, and their downloads.
 //! - [`history`]: the device's message history, encrypted at rest.
@@ -26,6 +27,7 @@ pub mod accounts;
 pub mod backup;
 #[cfg(feature = "native")]
 pub mod client;
+pub mod content;
 pub mod crypto;
 pub mod cursors;
 pub mod e2ee;

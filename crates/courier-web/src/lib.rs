@@ -150,8 +150,92 @@ pub fn encrypt_file(
     })
 }
 
+/// One message of a chat as the page hands it to [`render_thread`]: the server's fields, with
+/// the plaintext the page decrypted (`text`, absent for media or what could not be decrypted).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadInput {
+    msg_id: String,
+    sender: String,
+    sent_at: String,
+    /// The message's `type`: `deleted` is a tombstone.
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    /// Deleted for everyone (a `messageDeleted` event seen by the page).
+    #[serde(default)]
+    deleted: bool,
+}
+
+/// A chat's messages in session order, folded as every client shows them
+/// ([`courier_client::content::Thread`]): replies quote, reactions and edits apply to their
+/// messages, deleted ones lose their content. JSON in, JSON (`[Shown]`) out.
+pub fn render_thread(messages_json: &str) -> Result<String, String> {
+    use courier_client::content::{Content, Thread};
+    let input: Vec<ThreadInput> = serde_json::from_str(messages_json).map_err(|e| e.to_string())?;
+    let mut thread = Thread::new();
+    for m in &input {
+        if m.deleted || m.kind == "deleted" {
+            thread.delete(&m.msg_id, &m.sender, &m.sent_at);
+            continue;
+        }
+        match (&m.text, m.kind.as_str()) {
+            (Some(text), "text") => {
+                thread.apply(&m.msg_id, &m.sender, &m.sent_at, Content::decode(text));
+            }
+            _ => {
+                thread.apply_other(&m.msg_id, &m.sender, &m.sent_at);
+            }
+        }
+    }
+    Ok(serde_json::to_string(thread.messages()).expect("shown messages serialise"))
+}
+
+/// The plaintext for a content (`{"t": "text" | "reply" | "reaction" | "edit", ...}`, see
+/// [`courier_client::content::Content`]), to encrypt and send as a `text` message.
+pub fn encode_content(content_json: &str) -> Result<String, String> {
+    serde_json::from_str::<courier_client::content::Content>(content_json)
+        .map(|c| c.encode())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(target_family = "wasm")]
 pub mod wasm;
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+
+    #[test]
+    fn the_page_gets_replies_reactions_edits_and_deletions_folded() {
+        let reply = encode_content(r#"{"t":"reply","to":"s.1","text":"yes"}"#).unwrap();
+        let react = encode_content(r#"{"t":"reaction","to":"s.1","emoji":"👍"}"#).unwrap();
+        let edit = encode_content(r#"{"t":"edit","to":"s.1","text":"lunch at 2?"}"#).unwrap();
+        let at = "2026-12-07T12:00:00.000Z";
+        let input = serde_json::json!([
+            {"msgId": "s.1", "sender": "u_a", "sentAt": at, "type": "text", "text": "lunch at 1?"},
+            {"msgId": "s.2", "sender": "u_b", "sentAt": at, "type": "text", "text": reply},
+            {"msgId": "s.3", "sender": "u_b", "sentAt": at, "type": "text", "text": react},
+            {"msgId": "s.4", "sender": "u_a", "sentAt": at, "type": "text", "text": edit},
+            {"msgId": "s.5", "sender": "u_a", "sentAt": at, "type": "deleted"},
+            {"msgId": "s.6", "sender": "u_a", "sentAt": at, "type": "text", "text": "gone", "deleted": true},
+        ]);
+        let out: Value = serde_json::from_str(&render_thread(&input.to_string()).unwrap()).unwrap();
+        let out = out.as_array().unwrap();
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert_eq!(out[0]["text"], "lunch at 2?");
+        assert_eq!(out[0]["edited"], true);
+        assert_eq!(out[0]["reactions"]["u_b"], "👍");
+        assert_eq!(out[1]["replyTo"]["msgId"], "s.1");
+        assert_eq!(out[1]["text"], "yes");
+        for gone in &out[2..] {
+            assert_eq!(gone["deleted"], true);
+            assert!(gone["text"].is_null());
+        }
+        assert!(encode_content(r#"{"t":"poll"}"#).is_err());
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -344,6 +344,19 @@ pub fn parse_media_descriptor(text: &str) -> Option<String> {
     MediaPayload::parse(text).map(|p| serde_json::to_string(&p).expect("a descriptor serialises"))
 }
 
+/// A chat's messages folded for display (replies, reactions, edits, deletions): see
+/// [`crate::render_thread`].
+#[wasm_bindgen(js_name = renderThread)]
+pub fn render_thread(messages_json: &str) -> Result<String, JsValue> {
+    crate::render_thread(messages_json).map_err(|e| bad_input(&e))
+}
+
+/// The plaintext of a reply, reaction or edit (see [`crate::encode_content`]).
+#[wasm_bindgen(js_name = encodeContent)]
+pub fn encode_content(content_json: &str) -> Result<String, JsValue> {
+    crate::encode_content(content_json).map_err(|e| bad_input(&e))
+}
+
 /// Checks a downloaded file's digest and decrypts it with its descriptor.
 #[wasm_bindgen(js_name = decryptFile)]
 pub fn decrypt_file(descriptor_json: &str, ciphertext: &[u8]) -> Result<Vec<u8>, JsValue> {
