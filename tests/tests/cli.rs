@@ -155,6 +155,121 @@ async fn send_inbox_and_chat_between_two_cli_users() {
     assert!(out.contains("hi alice, from chat"), "{out}");
 }
 
+/// Runs `courier chat <with>` as `config`, typing `lines` into it; its stdout and stderr.
+async fn chat_typing(
+    cloud: &TestCloud,
+    config: &std::path::Path,
+    with: &str,
+    lines: &[&str],
+) -> (String, String) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let mut child = Command::new(target.join("debug/courier"))
+        .args(["chat", with])
+        .env("COURIER_HTTP_URL", &cloud.http_url)
+        .env("COURIER_WS_URL", &cloud.ws_url)
+        .env("COURIER_CONFIG_DIR", config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for line in lines {
+            writeln!(stdin, "{line}").unwrap();
+        }
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn chat_replies_reacts_edits_and_deletes_for_everyone() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let (ok, _, err) = courier(cloud, &alice, &["send", &bob_phone, "lunch at 1?"]);
+    assert!(ok, "{err}");
+
+    let (out, err) = chat_typing(
+        cloud,
+        &bob,
+        &alice_phone,
+        &[
+            "/react 👍",
+            "/reply yes, 1 works",
+            "a typo here",
+            "/edit no typo here",
+            "secret plans",
+            "/delete",
+            "/frobnicate",
+        ],
+    )
+    .await;
+    assert!(out.contains("lunch at 1?"), "{out}");
+    assert!(out.contains("me reacted 👍 to \"lunch at 1?\""), "{out}");
+    assert!(out.contains("me ↪ \"lunch at 1?\": yes, 1 works"), "{out}");
+    assert!(
+        out.contains("me edited \"a typo here\": no typo here (edited)"),
+        "{out}"
+    );
+    assert!(out.contains("me: This message was deleted"), "{out}");
+    assert!(
+        err.contains("/reply TEXT"),
+        "an unknown command shows the help: {err}"
+    );
+
+    // Alice, syncing after all of it: the reaction, the reply and the edit say what they are;
+    // the deleted message's words never reach her.
+    let (ok, out, err) = courier(cloud, &alice, &["inbox", "--timeout", "20"]);
+    assert!(ok, "{err}");
+    for expected in [
+        "(reacted 👍)",
+        "(reply) yes, 1 works",
+        "(edited) no typo here",
+        "This message was deleted",
+        "deleted a message for everyone",
+    ] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+    assert!(!out.contains("secret plans"), "{out}");
+
+    // Alice deletes her question; Bob's history forgets it once he syncs.
+    let (ok, out, err) = courier(cloud, &bob, &["history", &alice_phone]);
+    assert!(ok, "{err}");
+    assert!(out.contains("lunch at 1?"), "{out}");
+    let (ok, out, err) = courier(cloud, &alice, &["history", &bob_phone, "--json"]);
+    assert!(ok, "{err}");
+    let question: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["text"] == "lunch at 1?")
+        .unwrap_or_else(|| panic!("Alice's history has her question: {out}"));
+    let (ok, _, err) = courier(
+        cloud,
+        &alice,
+        &["delete", question["msgId"].as_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = courier(cloud, &bob, &["inbox", "--timeout", "20"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = courier(cloud, &bob, &["history", &alice_phone]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("lunch at 1?"), "{out}");
+    assert!(out.contains("This message was deleted"), "{out}");
+}
+
 #[tokio::test]
 async fn group_commands_create_add_promote_remove_info_delete() {
     let cloud = TestCloud::shared();

@@ -77,7 +77,8 @@ pub async fn history(ctx: &Ctx<'_>, target: Option<Target>, as_json: bool) -> Re
             print_line(&serde_json::to_string(e)?);
         } else {
             let body = match (&e.text, &e.payload) {
-                (Some(t), _) => t.clone(),
+                _ if e.kind == "deleted" => crate::messaging::DELETED.to_owned(),
+                (Some(t), _) => crate::messaging::plaintext_shown(t),
                 (None, Some(p)) => format!("({} message) {p}", e.kind),
                 (None, None) => format!("({} message)", e.kind),
             };

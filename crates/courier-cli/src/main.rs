@@ -149,6 +149,12 @@ enum Command {
         #[arg(required_unless_present = "file", num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Delete one of your messages for everyone (within 48 hours of sending it): `courier delete
+    /// <msgId>` (message ids are in `courier history --json`).
+    Delete {
+        /// The message.
+        msg_id: String,
+    },
     /// Fetch new messages of every session, print them, mark them delivered, and exit.
     Inbox {
         /// One JSON object per line.
@@ -562,6 +568,10 @@ async fn main() -> Result<()> {
         Command::Status { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             status::status(&ctx, command).await?;
+        }
+        Command::Delete { msg_id } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::delete(&ctx, &msg_id).await?;
         }
         Command::History {
             phone,

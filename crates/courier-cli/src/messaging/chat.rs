@@ -1,7 +1,24 @@
 //! `courier chat`: one conversation, live: what arrives is printed as it comes, with its ticks,
-//! and each line typed is sent.
+//! and each line typed is sent. Lines starting with `/` are commands: `/reply TEXT` and
+//! `/react EMOJI` (alone: remove the reaction) answer the last message from the others,
+//! `/edit TEXT` and `/delete` change the last message sent from here (`//` sends a `/`).
 
 use super::*;
+
+/// What the chat sends, in the order typed.
+pub(super) enum Outgoing {
+    /// A text, reply, reaction or edit.
+    Content(Content),
+    /// Delete one of my messages for everyone.
+    Delete(String),
+}
+
+/// The commands, as `/help` shows them.
+const HELP: &str = "commands: /reply TEXT, /react EMOJI (alone: remove), /edit TEXT, /delete, /help; \
+                    // sends a line starting with /";
+
+/// How much of a message a reaction or a reply quotes.
+const QUOTE: usize = 30;
 
 /// One of my messages in the open chat, with the tick shown for it.
 pub(super) struct Mine {
@@ -30,6 +47,12 @@ pub(super) struct ChatView<'a> {
     pub(super) acks: tokio::task::JoinSet<Result<bool, ClientError>>,
     pub(super) connected: bool,
     pub(super) synced: bool,
+    /// The chat as shown: what replies quote, what reactions and edits apply to.
+    pub(super) thread: Thread,
+    /// The last text from the others (what `/reply` and `/react` answer).
+    pub(super) last_theirs: Option<String>,
+    /// The last text sent from this chat (what `/edit` and `/delete` change).
+    pub(super) last_mine: Option<String>,
 }
 
 /// What the chat loop does next.
@@ -45,11 +68,161 @@ impl ChatView<'_> {
             .spawn(async move { c.ack(&s, &msg_id, Receipt::Read).await });
     }
 
+    /// A typed line: a command, or text to send; `None` when there is nothing to send.
+    pub(super) fn outgoing(&self, line: &str) -> Option<Outgoing> {
+        let Some(command) = line.strip_prefix('/') else {
+            return Some(Outgoing::Content(Content::text(line)));
+        };
+        if command.starts_with('/') {
+            return Some(Outgoing::Content(Content::text(command)));
+        }
+        let (name, arg) = command.split_once(' ').unwrap_or((command, ""));
+        let arg = arg.trim();
+        let (theirs, mine) = (self.last_theirs.clone(), self.last_mine.clone());
+        let missing = |what: &str| {
+            eprintln!("(no {what} in this chat yet)");
+            None
+        };
+        match name {
+            "reply" if !arg.is_empty() => match theirs {
+                Some(to) => Some(Outgoing::Content(Content::Reply {
+                    to,
+                    text: arg.to_owned(),
+                })),
+                None => missing("message from the others"),
+            },
+            "react" => match theirs {
+                Some(to) => Some(Outgoing::Content(Content::Reaction {
+                    to,
+                    emoji: arg.to_owned(),
+                })),
+                None => missing("message from the others"),
+            },
+            "edit" if !arg.is_empty() => match mine {
+                Some(to) => Some(Outgoing::Content(Content::Edit {
+                    to,
+                    text: arg.to_owned(),
+                })),
+                None => missing("message sent from here"),
+            },
+            "delete" => match mine {
+                Some(id) => Some(Outgoing::Delete(id)),
+                None => missing("message sent from here"),
+            },
+            _ => {
+                eprintln!("({HELP})");
+                None
+            }
+        }
+    }
+
+    /// The start of a message's text, quoted; "a message" for one not shown here.
+    fn quote(&self, msg_id: &str) -> String {
+        match self.thread.get(msg_id) {
+            Some(m) if m.deleted => "a deleted message".to_owned(),
+            Some(m) => match &m.text {
+                Some(t) if t.chars().count() > QUOTE => {
+                    format!("\"{}…\"", t.chars().take(QUOTE).collect::<String>())
+                }
+                Some(t) => format!("\"{t}\""),
+                None => "a file".to_owned(),
+            },
+            None => "a message".to_owned(),
+        }
+    }
+
+    /// Applies a message's content to the chat and prints what it changed (a reaction to or an
+    /// edit of a message, or a new message): `None` if it changed nothing (a stale edit).
+    fn content_line(&mut self, m: &Message, content: Content) -> Option<String> {
+        let who = self.ctx.who(&m.sender);
+        let at = time(&m.sent_at);
+        let line = match &content {
+            Content::Text { text } => format!("[{at}] {who}: {text}"),
+            Content::Reply { to, text } => format!("[{at}] {who} ↪ {}: {text}", self.quote(to)),
+            Content::Reaction { to, emoji } if emoji.is_empty() => {
+                format!("[{at}] {who} removed their reaction to {}", self.quote(to))
+            }
+            Content::Reaction { to, emoji } => {
+                format!("[{at}] {who} reacted {emoji} to {}", self.quote(to))
+            }
+            Content::Edit { to, text } => {
+                format!("[{at}] {who} edited {}: {text} (edited)", self.quote(to))
+            }
+        };
+        let is_message = matches!(content, Content::Text { .. } | Content::Reply { .. });
+        if !self.thread.apply(&m.msg_id, &m.sender, &m.sent_at, content) {
+            return None;
+        }
+        if is_message {
+            if m.sender == self.ctx.me.user_id {
+                self.last_mine = Some(m.msg_id.clone());
+            } else {
+                self.last_theirs = Some(m.msg_id.clone());
+            }
+        }
+        Some(line)
+    }
+
+    /// A message of the open chat, as shown.
+    fn show(&mut self, m: &Message) {
+        let line = match (&m.kind, &m.text) {
+            (MessageKind::Text, Some(text)) => {
+                let content = Content::decode(text);
+                self.content_line(m, content)
+            }
+            (MessageKind::Deleted, _) => {
+                self.thread.delete(&m.msg_id, &m.sender, &m.sent_at);
+                Some(format!(
+                    "[{}] {}: {DELETED}",
+                    time(&m.sent_at),
+                    self.ctx.who(&m.sender)
+                ))
+            }
+            _ => {
+                self.thread.apply_other(&m.msg_id, &m.sender, &m.sent_at);
+                if m.sender != self.ctx.me.user_id {
+                    self.last_theirs = Some(m.msg_id.clone());
+                }
+                Some(format!(
+                    "[{}] {}: {}",
+                    time(&m.sent_at),
+                    self.ctx.who(&m.sender),
+                    text_of(m)
+                ))
+            }
+        };
+        if let Some(line) = line {
+            print_line(&line);
+        }
+    }
+
+    /// The answer to a deletion typed here.
+    pub(super) fn on_deleted(&mut self, msg_id: String, result: Result<(), ClientError>) -> Flow {
+        match result {
+            Ok(()) => {
+                self.ctx.erase(&msg_id);
+                if self.thread.delete_known(&msg_id) {
+                    print_line(&format!("me: {DELETED}"));
+                }
+                if self.last_mine.as_deref() == Some(msg_id.as_str()) {
+                    self.last_mine = None;
+                }
+                Flow::Continue
+            }
+            Err(ClientError::Unauthorized) => Flow::Stop(Err(refused())),
+            Err(e) => {
+                eprintln!("not deleted ({e})");
+                Flow::Continue
+            }
+        }
+    }
+
     pub(super) fn on_sent(
         &mut self,
-        text: String,
+        content: Content,
         result: Result<SentMessage, ClientError>,
     ) -> Flow {
+        let text = content.encode();
         match result {
             Ok(sent) => {
                 let me = &self.ctx.me;
@@ -60,6 +233,28 @@ impl ChatView<'_> {
                     &me.device_id,
                     &text,
                 )]);
+                let mine = Message {
+                    msg_id: sent.msg_id.clone(),
+                    session_id: self.session.clone(),
+                    seq: sent.seq,
+                    sender: me.user_id.clone(),
+                    sender_device: me.device_id.clone(),
+                    client_msg_id: None,
+                    kind: MessageKind::Text,
+                    payload: String::new(),
+                    attachments: Vec::new(),
+                    sent_at: sent.sent_at.clone(),
+                    text: Some(text.clone()),
+                };
+                let is_message = matches!(content, Content::Text { .. } | Content::Reply { .. });
+                let Some(line) = self.content_line(&mine, content) else {
+                    eprintln!("(sent, but it changes nothing here: too late to edit?)");
+                    return Flow::Continue;
+                };
+                if !is_message {
+                    print_line(&line);
+                    return Flow::Continue;
+                }
                 let shown = if self.peer.1 >= sent.seq {
                     Receipt::Read
                 } else if self.peer.0 >= sent.seq {
@@ -67,24 +262,31 @@ impl ChatView<'_> {
                 } else {
                     Receipt::Sent
                 };
-                print_line(&format!(
-                    "[{}] me: {text} {}",
-                    time(&sent.sent_at),
-                    ticks(shown)
-                ));
-                self.mine.insert(sent.seq, Mine { text, shown });
+                print_line(&format!("{line} {}", ticks(shown)));
+                let text = line.split_once(": ").map_or(line.as_str(), |(_, t)| t);
+                self.mine.insert(
+                    sent.seq,
+                    Mine {
+                        text: text.to_owned(),
+                        shown,
+                    },
+                );
                 Flow::Continue
             }
             Err(ClientError::Unauthorized) => {
-                eprintln!("not sent: {text}");
+                eprintln!("not sent: {}", shown_text(&text));
                 Flow::Stop(Err(refused()))
             }
             Err(ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. })) => {
-                eprintln!("not sent: {text}\n{}", identity_warning(&user, &device));
+                eprintln!(
+                    "not sent: {}\n{}",
+                    shown_text(&text),
+                    identity_warning(&user, &device)
+                );
                 Flow::Continue
             }
             Err(e) => {
-                eprintln!("not sent: {text} ({e})");
+                eprintln!("not sent: {} ({e})", shown_text(&text));
                 Flow::Continue
             }
         }
@@ -95,15 +297,42 @@ impl ChatView<'_> {
         match event {
             Some(Event::Message(m)) if m.session_id == self.session => {
                 self.ctx.record([HistoryEntry::shown(&m)]);
-                print_line(&format!(
-                    "[{}] {}: {}",
-                    time(&m.sent_at),
-                    self.ctx.who(&m.sender),
-                    text_of(&m)
-                ));
+                self.show(&m);
                 if m.sender != me {
                     self.ack_read(m.msg_id);
                 }
+            }
+            Some(Event::MessageDeleted {
+                session_id,
+                msg_id,
+                by,
+                message,
+            }) if session_id == self.session => {
+                self.ctx.erase(&msg_id);
+                if self.thread.delete_known(&msg_id) {
+                    let at = message
+                        .as_ref()
+                        .map(|m| time(&m.sent_at))
+                        .unwrap_or_default();
+                    print_line(&format!("[{at}] {}: {DELETED}", self.ctx.who(&by)));
+                }
+                for id in [&mut self.last_mine, &mut self.last_theirs] {
+                    if id.as_deref() == Some(msg_id.as_str()) {
+                        *id = None;
+                    }
+                }
+                if let Some(m) = message
+                    && by != me
+                {
+                    self.ack_read(m.msg_id);
+                }
+            }
+            Some(Event::Typing {
+                session_id,
+                user_id,
+                typing: true,
+            }) if session_id == self.session && user_id != me => {
+                eprintln!("({} is typing…)", self.ctx.who(&user_id));
             }
             Some(Event::Message(m)) => {
                 let from = self.ctx.who(&m.sender);
@@ -215,14 +444,24 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
         }
     });
     // Sends one at a time, in order; results come back on `sent_rx`, which ends after EOF.
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
     let sender = {
         let client = client.clone();
         let session = session.clone();
         tokio::spawn(async move {
-            while let Some(text) = line_rx.recv().await {
-                let r = client.send_text(&session, &text).await;
-                if sent_tx.send((text, r)).is_err() {
+            while let Some(out) = out_rx.recv().await {
+                let done = match out {
+                    Outgoing::Content(c) => {
+                        let r = client.send_rich(&session, &c).await;
+                        Sent::Content(c, r)
+                    }
+                    Outgoing::Delete(id) => {
+                        let r = client.delete_message(&session, &id).await;
+                        Sent::Delete(id, r)
+                    }
+                };
+                if sent_tx.send(done).is_err() {
                     break;
                 }
             }
@@ -238,7 +477,14 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
         acks: tokio::task::JoinSet::new(),
         connected: true,
         synced: false,
+        thread: Thread::new(),
+        last_theirs: None,
+        last_mine: None,
     };
+    let mut out_tx = Some(out_tx);
+    // One line at a time: `/edit` and `/delete` name the last message sent, so a line is read
+    // only once the one before it was answered.
+    let mut in_flight = false;
     // EOF ends the chat once every line is sent and the first sync has shown what was waiting.
     let mut input_done = false;
     let result = loop {
@@ -246,8 +492,29 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
             break Ok(());
         }
         let flow = tokio::select! {
+            // Typed lines become what to send with the chat as it is shown now; EOF closes the
+            // queue, and `sent_rx` ends once everything in it was sent.
+            // Not before the first sync: `/reply` and `/react` answer what it shows.
+            line = line_rx.recv(), if out_tx.is_some() && view.synced && !in_flight => {
+                match line {
+                    Some(line) => {
+                        if let (Some(out), Some(tx)) = (view.outgoing(&line), &out_tx) {
+                            in_flight = tx.send(out).is_ok();
+                        }
+                    }
+                    None => out_tx = None,
+                }
+                Flow::Continue
+            }
             sent = sent_rx.recv(), if !input_done => match sent {
-                Some((text, r)) => view.on_sent(text, r),
+                Some(Sent::Content(c, r)) => {
+                    in_flight = false;
+                    view.on_sent(c, r)
+                }
+                Some(Sent::Delete(id, r)) => {
+                    in_flight = false;
+                    view.on_deleted(id, r)
+                }
                 None => {
                     input_done = true;
                     Flow::Continue
@@ -273,6 +540,20 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
     ctx.save_cursors(&progress)?;
     client.close().await;
     result
+}
+
+/// What the sending task did with one [`Outgoing`].
+enum Sent {
+    Content(Content, Result<SentMessage, ClientError>),
+    Delete(String, Result<(), ClientError>),
+}
+
+/// A plaintext as the user would recognise it (a reply or an edit by its text).
+fn shown_text(plaintext: &str) -> String {
+    match Content::decode(plaintext) {
+        Content::Text { text } | Content::Reply { text, .. } | Content::Edit { text, .. } => text,
+        Content::Reaction { emoji, .. } => format!("reaction {emoji}"),
+    }
 }
 
 /// A member argument: a user id as is, a phone number looked up.

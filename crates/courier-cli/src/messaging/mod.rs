@@ -11,6 +11,7 @@
 
 use crate::{Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
+use courier_client::content::{Content, Thread};
 use courier_client::history::{HistoryEntry, HistoryStore};
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Cursors, Encryption, Event, Message,
@@ -129,6 +130,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Forgets what a message deleted for everyone said, in this device's history.
+    pub(crate) fn erase(&self, msg_id: &str) {
+        let result = HistoryStore::open(self.store.crypto_dir()).and_then(|h| h.erase(msg_id));
+        if let Err(e) = result {
+            eprintln!("courier: could not update the history: {e}");
+        }
+    }
+
     pub(crate) fn who(&self, user_id: &str) -> String {
         if user_id == self.me.user_id {
             "me".to_owned()
@@ -173,13 +182,16 @@ fn time(at: &str) -> String {
     at.get(11..19).unwrap_or(at).to_owned()
 }
 
-/// The text of a message, as shown.
+/// The text of a message, as shown on its own (the inbox; `chat` shows replies, reactions and
+/// edits with the messages they are about).
 fn text_of(m: &Message) -> String {
     match m.kind {
-        MessageKind::Text => m
-            .text
-            .clone()
-            .unwrap_or_else(|| "(cannot be read)".to_owned()),
+        MessageKind::Text => match m.text.as_deref() {
+            Some(plaintext) => plaintext_shown(plaintext),
+            None => "(cannot be read)".to_owned(),
+        },
+        MessageKind::Deleted => DELETED.to_owned(),
+        MessageKind::System if deletion(m).is_some() => "(deleted a message)".to_owned(),
         MessageKind::System => match serde_json::from_str::<serde_json::Value>(&m.payload) {
             // A group change the server wrote into the session.
             Ok(c) => {
@@ -212,6 +224,29 @@ fn text_of(m: &Message) -> String {
     }
 }
 
+/// A text message's decrypted plaintext as shown on its own: replies, reactions and edits say
+/// what they are.
+pub(crate) fn plaintext_shown(plaintext: &str) -> String {
+    match Content::decode(plaintext) {
+        Content::Text { text } => text,
+        Content::Reply { text, .. } => format!("(reply) {text}"),
+        Content::Reaction { emoji, .. } if emoji.is_empty() => "(removed a reaction)".to_owned(),
+        Content::Reaction { emoji, .. } => format!("(reacted {emoji})"),
+        Content::Edit { text, .. } => format!("(edited) {text}"),
+    }
+}
+
+/// What a message deleted for everyone shows.
+pub(crate) const DELETED: &str = "This message was deleted";
+
+/// The message a `system` message records the deletion of, if it is such a record.
+fn deletion(m: &Message) -> Option<String> {
+    match Event::for_message(m.clone()) {
+        Event::MessageDeleted { msg_id, .. } => Some(msg_id),
+        _ => None,
+    }
+}
+
 pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -219,6 +254,25 @@ pub(crate) fn print_line(line: &str) {
 }
 
 /// `courier send`.
+/// `courier delete <msgId>`: deletes one of this user's messages for everyone (within 48 hours
+/// of sending it), and its words from this device's history.
+pub async fn delete(ctx: &Ctx<'_>, msg_id: &str) -> Result<()> {
+    // A message id is `<sessionId>.<seq>`.
+    let Some((session, _)) = msg_id.rsplit_once('.') else {
+        bail!("{msg_id} is not a message id (they look like s_….12; see `courier history --json`)");
+    };
+    let mut config = ctx.config()?;
+    config.sync_on_connect = false;
+    config.auto_ack_delivered = false;
+    let (client, _events) = ctx.connect(config).await?;
+    let result = client.delete_message(session, msg_id).await;
+    client.close().await;
+    result.map_err(|e| anyhow!("not deleted: {e}"))?;
+    ctx.erase(msg_id);
+    print_line("deleted for everyone");
+    Ok(())
+}
+
 pub async fn send(ctx: &Ctx<'_>, target: Target, text: &str, as_json: bool) -> Result<()> {
     if text.is_empty() {
         bail!("nothing to send");
@@ -359,6 +413,29 @@ pub async fn inbox(
             }
             Some(Event::IdentityChanged { user_id, device_id }) => {
                 eprintln!("{}", identity_warning(&user_id, &device_id));
+            }
+            Some(Event::MessageDeleted {
+                session_id,
+                msg_id,
+                by,
+                message,
+            }) => {
+                count += 1;
+                ctx.erase(&msg_id);
+                let at = message.as_ref().map(|m| m.sent_at.as_str()).unwrap_or("");
+                if as_json {
+                    print_line(
+                        &json!({"event": "messageDeleted", "sessionId": session_id,
+                                "msgId": msg_id, "by": by, "sentAt": at})
+                        .to_string(),
+                    );
+                } else {
+                    print_line(&format!(
+                        "[{session_id}] {} {} deleted a message for everyone",
+                        date_time(at),
+                        ctx.who(&by)
+                    ));
+                }
             }
             Some(Event::Synced) => break,
             Some(Event::Unauthorized) => bail!(refused()),

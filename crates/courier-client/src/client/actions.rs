@@ -85,7 +85,23 @@ impl Client {
         session_id: &str,
         text: &str,
     ) -> Result<protocol::SentMessage, ClientError> {
-        self.send_content(session_id, MessageKind::Text, text, Vec::new())
+        self.send_content(
+            session_id,
+            MessageKind::Text,
+            &crate::content::Content::text(text).encode(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Sends a reply, a reaction or an edit ([`crate::content::Content`]): end-to-end encrypted
+    /// inside a `text` message, so the server cannot tell it from any other.
+    pub async fn send_rich(
+        &self,
+        session_id: &str,
+        content: &crate::content::Content,
+    ) -> Result<protocol::SentMessage, ClientError> {
+        self.send_content(session_id, MessageKind::Text, &content.encode(), Vec::new())
             .await
     }
 
