@@ -271,6 +271,58 @@ async fn chat_replies_reacts_edits_and_deletes_for_everyone() {
 }
 
 #[tokio::test]
+async fn people_are_shown_by_saved_name_else_profile_name_and_number() {
+    let cloud = TestCloud::shared();
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| {
+        let (ok, out, err) = courier(cloud, config, args);
+        assert!(ok, "courier {args:?}: {err}");
+        out
+    };
+    assert_eq!(
+        run(&bob, &["profile", "--name", "Bob Builder"]).trim(),
+        "Bob Builder"
+    );
+    assert_eq!(run(&bob, &["profile"]).trim(), "Bob Builder");
+
+    // A stranger with no profile name is shown by number once they share a chat.
+    run(&alice, &["send", &bob_phone, "one"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(out.contains(&format!("{alice_phone}: one")), "{out}");
+    // With a profile name: "~name (number)", as WhatsApp shows people one has not saved.
+    run(&alice, &["profile", "--name", "Alice L"]);
+    run(&alice, &["send", &bob_phone, "two"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(
+        out.contains(&format!("~Alice L ({alice_phone}): two")),
+        "{out}"
+    );
+    // Saved: the name Bob gave her, and she is his contact on the server too.
+    let saved = run(&bob, &["contacts", "add", &alice_phone, "Ally"]);
+    assert!(saved.starts_with("saved Ally (u_"), "{saved}");
+    run(&alice, &["send", &bob_phone, "three"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(out.contains("Ally: three"), "{out}");
+    let list = run(&bob, &["contacts", "list"]);
+    assert!(
+        list.starts_with(&format!("Ally  {alice_phone}  u_")),
+        "{list}"
+    );
+
+    // Alice's chat with Bob names him.
+    let (_, err) = chat_typing(cloud, &alice, &bob_phone, &["hello again"]).await;
+    assert!(
+        err.contains(&format!("Chatting with ~Bob Builder ({bob_phone})")),
+        "{err}"
+    );
+    run(&bob, &["contacts", "remove", &alice_phone]);
+    assert!(run(&bob, &["contacts", "list"]).trim().is_empty());
+    let (ok, _, err) = courier(cloud, &bob, &["contacts", "remove", &alice_phone]);
+    assert!(!ok && err.contains("not in your contacts"), "{err}");
+}
+
+#[tokio::test]
 async fn group_commands_create_add_promote_remove_info_delete() {
     let cloud = TestCloud::shared();
     let (alice, _) = cli_user(cloud).await;

@@ -53,7 +53,7 @@ pub async fn history(ctx: &Ctx<'_>, target: Option<Target>, as_json: bool) -> Re
         None => None,
         Some(Target::Session(s)) => Some(s),
         Some(t) => {
-            let (client, _events) = ctx.connect(quiet(ctx.config()?)).await?;
+            let (client, _events) = ctx.connect_quietly().await?;
             let peer = match t {
                 Target::Phone(p) => client
                     .lookup_user(&p)
@@ -97,12 +97,6 @@ pub async fn history(ctx: &Ctx<'_>, target: Option<Target>, as_json: bool) -> Re
 }
 
 /// A client that only makes requests: no sync, no acknowledgements.
-fn quiet(mut config: courier_client::ClientConfig) -> courier_client::ClientConfig {
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    config
-}
-
 /// `courier backup create`.
 pub async fn create(ctx: &Ctx<'_>, passphrase_file: Option<&Path>) -> Result<()> {
     let pass = passphrase(passphrase_file, true)?;
@@ -119,7 +113,7 @@ pub async fn create(ctx: &Ctx<'_>, passphrase_file: Option<&Path>) -> Result<()>
         cursors: ctx.state()?.cursors,
     };
     let file = backup::seal(&contents, &pass)?;
-    let (client, _events) = ctx.connect(quiet(ctx.config()?)).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let result = client.upload_backup(file).await;
     client.close().await;
     let info = result.context("backup")?;
@@ -139,7 +133,7 @@ fn chrono_now() -> String {
 
 /// `courier backup list`.
 pub async fn list(ctx: &Ctx<'_>, as_json: bool) -> Result<()> {
-    let (client, _events) = ctx.connect(quiet(ctx.config()?)).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let result = client.list_backups().await;
     client.close().await;
     let backups = result.context("listing backups")?;
@@ -167,7 +161,7 @@ pub async fn restore(
     passphrase_file: Option<&Path>,
 ) -> Result<()> {
     let pass = passphrase(passphrase_file, false)?;
-    let (client, _events) = ctx.connect(quiet(ctx.config()?)).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let result = client.download_backup(backup_id).await;
     client.close().await;
     let (id, file) = match result {

@@ -79,10 +79,7 @@ pub async fn link(
 
 /// `courier devices ...`.
 pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     match command {
         DevicesCommand::List => {
             let listed = client
@@ -131,10 +128,7 @@ pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
 
 /// `courier verify-contact`.
 pub async fn verify_contact(ctx: &Ctx<'_>, contact: &str, accept: bool) -> Result<()> {
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let user = if contact.starts_with("u_") {
         contact.to_owned()
     } else {

@@ -8,6 +8,7 @@
 //! passphrase and restores them on a new device of the account.
 
 mod backup;
+mod contacts;
 mod devices;
 mod downloads;
 mod media;
@@ -149,6 +150,17 @@ enum Command {
         #[arg(required_unless_present = "file", num_args = 1.., allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The people you saved, by name: `courier contacts add <phone> [name]`, `list`, `remove`.
+    Contacts {
+        #[command(subcommand)]
+        command: ContactsCommand,
+    },
+    /// Your profile name, as people who did not save you see it: `courier profile [--name NAME]`.
+    Profile {
+        /// Set it to this.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Delete one of your messages for everyone (within 48 hours of sending it): `courier delete
     /// <msgId>` (message ids are in `courier history --json`).
     Delete {
@@ -267,6 +279,24 @@ pub(crate) enum GroupCommand {
         /// Print the server's JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ContactsCommand {
+    /// Save someone by phone number, with the name to show them by.
+    Add {
+        /// Their number (E.164).
+        phone: String,
+        /// The name (words are joined with spaces); without it, their number is shown.
+        name: Vec<String>,
+    },
+    /// List the people you saved.
+    List,
+    /// Forget someone you saved.
+    Remove {
+        /// Their number, as saved.
+        phone: String,
     },
 }
 
@@ -568,6 +598,14 @@ async fn main() -> Result<()> {
         Command::Status { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             status::status(&ctx, command).await?;
+        }
+        Command::Contacts { command } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::contacts(&ctx, command).await?;
+        }
+        Command::Profile { name } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::profile(&ctx, name).await?;
         }
         Command::Delete { msg_id } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;

@@ -76,10 +76,7 @@ pub async fn send_file(
     as_json: bool,
 ) -> Result<()> {
     let file = outgoing(path, caption)?;
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let session = ctx.session_for(&client, &target).await?;
     let (bar, progress) = progress_bar("uploading");
     let result = client.send_file(&session, file, Some(progress)).await;

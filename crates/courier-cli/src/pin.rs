@@ -99,10 +99,7 @@ pub async fn pin(ctx: &Ctx<'_>, command: PinCommand) -> Result<()> {
         .as_deref()
         .map(|f| read_pin(Some(f), false))
         .transpose()?;
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     if let Some(pin) = &check {
         let result = client.check_registration_pin(pin).await;
         client.close().await;

@@ -8,10 +8,7 @@ use courier_client::media::MediaPayload;
 
 /// `courier status ...`.
 pub async fn status(ctx: &Ctx<'_>, command: StatusCommand) -> Result<()> {
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     match command {
         StatusCommand::Post { file, text } => {
             let (id, expires) = match file {

@@ -669,6 +669,7 @@ mod settings {
             settings: &w.settings,
             accounts: &w.accounts,
             last_seen: Some(&w.connections),
+            sessions: Some(&w.sessions),
             clock: &w.clock,
         }
     }

@@ -80,6 +80,7 @@ async fn main() -> Result<(), Error> {
             serve::ws(|s| {
                 let deps = leak(profile::Deps {
                     last_seen: Some(s.connections()?),
+                    sessions: Some(s.sessions()?),
                     ..*profile_deps(s)?
                 });
                 let limit = s.lookups()?;
@@ -143,6 +144,7 @@ fn profile_deps(s: &Stores) -> Result<&'static profile::Deps<'static>, Error> {
         settings: s.settings()?,
         accounts: s.users()?,
         last_seen: None,
+        sessions: None,
         clock: &SystemClock,
     }))
 }

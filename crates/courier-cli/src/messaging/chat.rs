@@ -20,10 +20,68 @@ const HELP: &str = "commands: /reply TEXT, /react EMOJI (alone: remove), /edit T
 /// How much of a message a reaction or a reply quotes.
 const QUOTE: usize = 30;
 
+/// Writes a note to stderr, counted by [`screen`].
+macro_rules! note {
+    ($($t:tt)*) => { screen::note(&format!($($t)*)) };
+}
+
+/// Where the chat writes. In a terminal (stdin, stdout and stderr all one), every line is
+/// counted, the lines the user types included, so that a message's ticks are rewritten in place
+/// (✓, then ✓✓, then ✓✓ read on the same line); anywhere else (a pipe, a file) a tick that moves
+/// is a new line, so that what was written stays as it was.
+pub(super) mod screen {
+    use std::io::{IsTerminal, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    static LINES: AtomicUsize = AtomicUsize::new(0);
+    static TTY: AtomicBool = AtomicBool::new(false);
+
+    /// How far up a line may be and still be rewritten (beyond, it may have scrolled away).
+    const REACH: usize = 40;
+
+    pub(crate) fn start() {
+        let tty = std::io::stdin().is_terminal()
+            && std::io::stdout().is_terminal()
+            && std::io::stderr().is_terminal();
+        TTY.store(tty, Ordering::Relaxed);
+    }
+
+    /// Prints a line; returns its number.
+    pub(crate) fn say(line: &str) -> usize {
+        super::print_line(line);
+        LINES.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn note(line: &str) {
+        eprintln!("{line}");
+        LINES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The user typed a line (the terminal echoed it).
+    pub(crate) fn typed() {
+        LINES.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rewrites line `at` (from [`say`]) in a terminal; false where it cannot.
+    pub(crate) fn rewrite(at: usize, line: &str) -> bool {
+        let up = LINES.load(Ordering::Relaxed).saturating_sub(at);
+        if !TTY.load(Ordering::Relaxed) || up == 0 || up > REACH {
+            return false;
+        }
+        // Save the cursor, go up, clear the line, write, restore.
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\x1b7\x1b[{up}A\r\x1b[2K{line}\x1b8");
+        let _ = out.flush();
+        true
+    }
+}
+
 /// One of my messages in the open chat, with the tick shown for it.
 pub(super) struct Mine {
     pub(super) text: String,
     pub(super) shown: Receipt,
+    /// Its line as printed, without the tick, and the line's number ([`screen::say`]).
+    pub(super) line: (String, usize),
 }
 
 pub(super) fn ticks(s: Receipt) -> &'static str {
@@ -80,7 +138,7 @@ impl ChatView<'_> {
         let arg = arg.trim();
         let (theirs, mine) = (self.last_theirs.clone(), self.last_mine.clone());
         let missing = |what: &str| {
-            eprintln!("(no {what} in this chat yet)");
+            note!("(no {what} in this chat yet)");
             None
         };
         match name {
@@ -110,7 +168,7 @@ impl ChatView<'_> {
                 None => missing("message sent from here"),
             },
             _ => {
-                eprintln!("({HELP})");
+                note!("({HELP})");
                 None
             }
         }
@@ -192,7 +250,7 @@ impl ChatView<'_> {
             }
         };
         if let Some(line) = line {
-            print_line(&line);
+            screen::say(&line);
         }
     }
 
@@ -202,7 +260,7 @@ impl ChatView<'_> {
             Ok(()) => {
                 self.ctx.erase(&msg_id);
                 if self.thread.delete_known(&msg_id) {
-                    print_line(&format!("me: {DELETED}"));
+                    screen::say(&format!("me: {DELETED}"));
                 }
                 if self.last_mine.as_deref() == Some(msg_id.as_str()) {
                     self.last_mine = None;
@@ -211,7 +269,7 @@ impl ChatView<'_> {
             }
             Err(ClientError::Unauthorized) => Flow::Stop(Err(refused())),
             Err(e) => {
-                eprintln!("not deleted ({e})");
+                note!("not deleted ({e})");
                 Flow::Continue
             }
         }
@@ -248,11 +306,11 @@ impl ChatView<'_> {
                 };
                 let is_message = matches!(content, Content::Text { .. } | Content::Reply { .. });
                 let Some(line) = self.content_line(&mine, content) else {
-                    eprintln!("(sent, but it changes nothing here: too late to edit?)");
+                    note!("(sent, but it changes nothing here: too late to edit?)");
                     return Flow::Continue;
                 };
                 if !is_message {
-                    print_line(&line);
+                    screen::say(&line);
                     return Flow::Continue;
                 }
                 let shown = if self.peer.1 >= sent.seq {
@@ -262,23 +320,24 @@ impl ChatView<'_> {
                 } else {
                     Receipt::Sent
                 };
-                print_line(&format!("{line} {}", ticks(shown)));
+                let at = screen::say(&format!("{line} {}", ticks(shown)));
                 let text = line.split_once(": ").map_or(line.as_str(), |(_, t)| t);
                 self.mine.insert(
                     sent.seq,
                     Mine {
                         text: text.to_owned(),
                         shown,
+                        line: (line.clone(), at),
                     },
                 );
                 Flow::Continue
             }
             Err(ClientError::Unauthorized) => {
-                eprintln!("not sent: {}", shown_text(&text));
+                note!("not sent: {}", shown_text(&text));
                 Flow::Stop(Err(refused()))
             }
             Err(ClientError::Crypto(CryptoError::IdentityChanged { user, device, .. })) => {
-                eprintln!(
+                note!(
                     "not sent: {}\n{}",
                     shown_text(&text),
                     identity_warning(&user, &device)
@@ -286,7 +345,7 @@ impl ChatView<'_> {
                 Flow::Continue
             }
             Err(e) => {
-                eprintln!("not sent: {} ({e})", shown_text(&text));
+                note!("not sent: {} ({e})", shown_text(&text));
                 Flow::Continue
             }
         }
@@ -314,7 +373,7 @@ impl ChatView<'_> {
                         .as_ref()
                         .map(|m| time(&m.sent_at))
                         .unwrap_or_default();
-                    print_line(&format!("[{at}] {}: {DELETED}", self.ctx.who(&by)));
+                    screen::say(&format!("[{at}] {}: {DELETED}", self.ctx.who(&by)));
                 }
                 for id in [&mut self.last_mine, &mut self.last_theirs] {
                     if id.as_deref() == Some(msg_id.as_str()) {
@@ -332,26 +391,26 @@ impl ChatView<'_> {
                 user_id,
                 typing: true,
             }) if session_id == self.session && user_id != me => {
-                eprintln!("({} is typing…)", self.ctx.who(&user_id));
+                note!("({} is typing…)", self.ctx.who(&user_id));
             }
             Some(Event::Message(m)) => {
                 let from = self.ctx.who(&m.sender);
-                eprintln!("(new message in session {} from {from})", m.session_id);
+                note!("(new message in session {} from {from})", m.session_id);
             }
             Some(Event::Undecryptable { message: m, reason }) if m.session_id == self.session => {
-                print_line(&format!(
+                screen::say(&format!(
                     "[{}] {}: (cannot be decrypted: {reason})",
                     time(&m.sent_at),
                     self.ctx.who(&m.sender),
                 ));
             }
             Some(Event::IdentityChanged { user_id, device_id }) => {
-                eprintln!("{}", identity_warning(&user_id, &device_id));
+                note!("{}", identity_warning(&user_id, &device_id));
             }
             Some(Event::SessionStarted {
                 session_id, from, ..
             }) if from != me => {
-                eprintln!("({} started session {session_id})", self.ctx.who(&from));
+                note!("({} started session {session_id})", self.ctx.who(&from));
             }
             Some(Event::Status {
                 session_id,
@@ -369,17 +428,20 @@ impl ChatView<'_> {
                 for m in self.mine.range_mut(..=up_to_seq).map(|(_, m)| m) {
                     if m.shown < status {
                         m.shown = status;
-                        print_line(&format!("[{at}] me: {} {}", m.text, ticks(status)));
+                        let (line, n) = &m.line;
+                        if !screen::rewrite(*n, &format!("{line} {}", ticks(status))) {
+                            screen::say(&format!("[{at}] me: {} {}", m.text, ticks(status)));
+                        }
                     }
                 }
             }
             Some(Event::Disconnected) => {
                 self.connected = false;
-                eprintln!("(connection lost; reconnecting)");
+                note!("(connection lost; reconnecting)");
             }
             Some(Event::Connected) if !self.connected => {
                 self.connected = true;
-                eprintln!("(reconnected)");
+                note!("(reconnected)");
             }
             Some(Event::Synced) => {
                 self.synced = true;
@@ -405,7 +467,7 @@ impl ChatView<'_> {
             Some(Event::Error(e)) => {
                 // A failed sync is not retried until the next connect: do not wait for it.
                 self.synced = true;
-                eprintln!("courier: {e}");
+                note!("courier: {e}");
             }
             Some(_) => {}
             None => return Flow::Stop(Err(anyhow!("connection closed"))),
@@ -418,13 +480,20 @@ impl ChatView<'_> {
 pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
     let (client, mut events) = ctx.connect(ctx.config()?).await?;
     let session = ctx.session_for(&client, &target).await?;
-    let who = match &target {
-        Target::Phone(s) | Target::User(s) | Target::Session(s) => s.clone(),
+    let members = client.members(&session).await.unwrap_or_default();
+    ctx.learn(&client, members.iter().map(String::as_str)).await;
+    let others: Vec<String> = members
+        .iter()
+        .filter(|m| **m != ctx.me.user_id)
+        .map(|m| ctx.who(m))
+        .collect();
+    let who = match (&target, others.is_empty()) {
+        (Target::Phone(s) | Target::User(s) | Target::Session(s), true) => s.clone(),
+        (_, false) => others.join(", "),
     };
-    eprintln!(
-        "Chatting with {who} (session {session}). Type a message and press Enter; Ctrl-D quits."
-    );
+    note!("Chatting with {who} (session {session}). Type a message and press Enter; Ctrl-D quits.");
 
+    screen::start();
     // Lines from stdin, read on a thread (stdin may be a pipe or a terminal).
     let (line_tx, mut line_rx) = mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
@@ -435,6 +504,7 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
             match stdin.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
+                    screen::typed();
                     let text = line.trim_end_matches(['\n', '\r']).to_owned();
                     if !text.trim().is_empty() && line_tx.send(text).is_err() {
                         break;

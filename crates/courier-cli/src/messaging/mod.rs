@@ -57,6 +57,10 @@ pub struct Ctx<'a> {
     pub(crate) store: &'a Store,
     ws_url: String,
     pub(crate) me: Stored,
+    /// The people this user saved, by user id (`courier contacts`).
+    contacts: crate::contacts::Contacts,
+    /// How others are shown, from their profiles, as learnt in this run ([`Ctx::learn`]).
+    names: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -65,7 +69,40 @@ impl<'a> Ctx<'a> {
             store,
             ws_url: ws_url.to_owned(),
             me: store.credentials()?,
+            contacts: crate::contacts::load(store)?,
+            names: Default::default(),
         })
+    }
+
+    /// Learns how to show `users` who are not saved contacts: `~` and their profile name, with
+    /// their number when the server shows it (it does to those who share a chat with them).
+    /// A profile that cannot be read leaves the user shown by id.
+    pub(crate) async fn learn<'u>(
+        &self,
+        client: &Client,
+        users: impl IntoIterator<Item = &'u str>,
+    ) {
+        for user in users {
+            let known = user == self.me.user_id
+                || self.contacts.get(user).is_some_and(|c| c.name.is_some())
+                || self.names.lock().unwrap().contains_key(user);
+            if known {
+                continue;
+            }
+            let Ok(p) = client.get_profile(user).await else {
+                continue;
+            };
+            let phone = p
+                .phone
+                .or_else(|| self.contacts.get(user).map(|c| c.phone.clone()));
+            let shown = match (p.name.filter(|n| !n.trim().is_empty()), phone) {
+                (Some(name), Some(phone)) => format!("~{name} ({phone})"),
+                (Some(name), None) => format!("~{name}"),
+                (None, Some(phone)) => phone,
+                (None, None) => continue,
+            };
+            self.names.lock().unwrap().insert(user.to_owned(), shown);
+        }
     }
 
     pub(crate) fn state(&self) -> Result<State> {
@@ -96,6 +133,15 @@ impl<'a> Ctx<'a> {
             ClientError::Unauthorized => refused(),
             other => anyhow!("server: {other}"),
         })
+    }
+
+    /// Connects without reading or acknowledging anything (reading is for `inbox` and
+    /// `chat`): for commands that only act.
+    pub(crate) async fn connect_quietly(&self) -> Result<(Client, Events)> {
+        let mut config = self.config()?;
+        config.sync_on_connect = false;
+        config.auto_ack_delivered = false;
+        self.connect(config).await
     }
 
     /// The session id for `target`.
@@ -138,12 +184,20 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// How a user is shown: "me", the name this user saved them under, else what [`Ctx::learn`]
+    /// found, else their saved number, else their id.
     pub(crate) fn who(&self, user_id: &str) -> String {
         if user_id == self.me.user_id {
-            "me".to_owned()
-        } else {
-            user_id.to_owned()
+            return "me".to_owned();
         }
+        let saved = self.contacts.get(user_id);
+        if let Some(name) = saved.and_then(|c| c.name.clone()) {
+            return name;
+        }
+        if let Some(shown) = self.names.lock().unwrap().get(user_id) {
+            return shown.clone();
+        }
+        saved.map_or_else(|| user_id.to_owned(), |c| c.phone.clone())
     }
 }
 
@@ -261,10 +315,7 @@ pub async fn delete(ctx: &Ctx<'_>, msg_id: &str) -> Result<()> {
     let Some((session, _)) = msg_id.rsplit_once('.') else {
         bail!("{msg_id} is not a message id (they look like s_….12; see `courier history --json`)");
     };
-    let mut config = ctx.config()?;
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let result = client.delete_message(session, msg_id).await;
     client.close().await;
     result.map_err(|e| anyhow!("not deleted: {e}"))?;
@@ -277,11 +328,8 @@ pub async fn send(ctx: &Ctx<'_>, target: Target, text: &str, as_json: bool) -> R
     if text.is_empty() {
         bail!("nothing to send");
     }
-    let mut config = ctx.config()?;
     // Only send: reading (and acknowledging) is for `inbox` and `chat`.
-    config.sync_on_connect = false;
-    config.auto_ack_delivered = false;
-    let (client, _events) = ctx.connect(config).await?;
+    let (client, _events) = ctx.connect_quietly().await?;
     let session = ctx.session_for(&client, &target).await?;
     let sent = client.send_text(&session, text).await.map_err(not_sent)?;
     ctx.record([HistoryEntry::sent(
@@ -335,6 +383,7 @@ pub async fn inbox(
         match event {
             Some(Event::Message(m)) => {
                 count += 1;
+                ctx.learn(&client, [m.sender.as_str()]).await;
                 let file = courier_client::media::MediaPayload::from_message(&m);
                 let saved = match &file {
                     Some(f) => Some(crate::downloads::save(&client, f, &save_dir).await),
@@ -530,6 +579,13 @@ pub async fn group(ctx: &Ctx<'_>, command: crate::GroupCommand) -> Result<()> {
                 if let Some(d) = g["description"].as_str().filter(|d| !d.is_empty()) {
                     print_line(d);
                 }
+                let members: Vec<&str> = g["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["userId"].as_str())
+                    .collect();
+                ctx.learn(client, members).await;
                 for m in g["members"].as_array().into_iter().flatten() {
                     let who = ctx.who(m["userId"].as_str().unwrap_or(""));
                     let role = m["role"].as_str().unwrap_or("");

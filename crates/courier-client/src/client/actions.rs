@@ -371,6 +371,35 @@ impl Client {
         )
     }
 
+    /// `getProfile`: another user's profile as its privacy settings let this user see it.
+    pub async fn get_profile(
+        &self,
+        user_id: &str,
+    ) -> Result<courier_core::protocol::Profile, ClientError> {
+        protocol::parse(self.call(protocol::get_profile(user_id), true).await?)
+    }
+
+    /// `updateSettings`: the settings after the change.
+    pub async fn update_settings(
+        &self,
+        params: &courier_core::protocol::UpdateSettingsParams,
+    ) -> Result<courier_core::settings::Settings, ClientError> {
+        protocol::parse(self.call(protocol::update_settings(params), true).await?)
+    }
+
+    /// `updateContacts`: the number of contacts after the change.
+    pub async fn update_contacts(
+        &self,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<usize, ClientError> {
+        let r: courier_core::protocol::ContactsCount = protocol::parse(
+            self.call(protocol::update_contacts(add, remove), true)
+                .await?,
+        )?;
+        Ok(r.count)
+    }
+
     /// `deleteMessage`: deletes one of this user's messages for everyone, within 48 hours of
     /// sending it (`FORBIDDEN` after, or for someone else's). Safe to retry.
     pub async fn delete_message(&self, session_id: &str, msg_id: &str) -> Result<(), ClientError> {

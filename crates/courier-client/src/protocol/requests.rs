@@ -237,6 +237,33 @@ pub fn get_message_status(msg_id: &str) -> Request {
     )
 }
 
+/// `getProfile`: what `user_id`'s privacy settings let this user see (name, about, avatar,
+/// online and last seen; the phone number when the two share a chat).
+pub fn get_profile(user_id: &str) -> Request {
+    Request::new(
+        "getProfile",
+        &p::GetProfileParams {
+            user_id: user_id.into(),
+        },
+    )
+}
+
+/// `updateSettings`: change profile fields and privacy choices.
+pub fn update_settings(params: &p::UpdateSettingsParams) -> Request {
+    Request::new("updateSettings", params)
+}
+
+/// `updateContacts`: add and remove contacts (whom `contacts`-only privacy settings show).
+pub fn update_contacts(add: &[String], remove: &[String]) -> Request {
+    Request::new(
+        "updateContacts",
+        &p::UpdateContactsParams {
+            add: add.to_vec(),
+            remove: remove.to_vec(),
+        },
+    )
+}
+
 /// `deleteMessage`: delete one of this user's messages for everyone (within 48 hours).
 pub fn delete_message(session_id: &str, msg_id: &str) -> Request {
     Request::new(

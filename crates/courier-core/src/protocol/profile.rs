@@ -165,6 +165,10 @@ pub struct Profile {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_seen: Option<Option<String>>,
+    /// The owner's phone number: only for someone who shares a chat (direct or group) with it,
+    /// as WhatsApp shows a number to everyone in a chat with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 /// Reply to `registerPushToken`.

@@ -5,8 +5,9 @@ use super::keys::user_id_param;
 use crate::chat::timestamp;
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
+use crate::ids::SessionId;
 use crate::ids::UserId;
-use crate::ports::{DeviceCredential, LastSeenStore, SettingsStore, UserDirectory};
+use crate::ports::{DeviceCredential, LastSeenStore, SessionStore, SettingsStore, UserDirectory};
 use crate::protocol::{
     ContactsCount, GetProfileParams, Profile, SettingsReply, UpdateContactsParams,
     UpdateSettingsParams,
@@ -24,6 +25,8 @@ pub struct Deps<'a> {
     pub accounts: &'a dyn UserDirectory,
     /// Online and last seen (`getProfile` only).
     pub last_seen: Option<&'a dyn LastSeenStore>,
+    /// Who shares a chat with whom, for the phone number (`getProfile` only).
+    pub sessions: Option<&'a dyn SessionStore>,
     /// The clock (a manual one in tests, to move time).
     pub clock: &'a dyn Clock,
 }
@@ -200,9 +203,9 @@ pub async fn get_profile(
     p: GetProfileParams,
 ) -> Result<Profile, ApiError> {
     let owner = user_id_param("userId", &p.user_id)?;
-    if deps.accounts.user(&owner).await?.is_none() {
+    let Some(account) = deps.accounts.user(&owner).await? else {
         return Err(ApiError::new(ErrorCode::NotFound, "no such user"));
-    }
+    };
     let s = settings_or_default(deps.settings, &owner).await?;
     let pr = &s.privacy;
     let me = owner == who.user_id;
@@ -218,7 +221,12 @@ pub async fn get_profile(
         avatar: allowed(pr.profile_photo).then(|| s.display.avatar.clone()),
         online: None,
         last_seen: None,
+        phone: None,
     };
+    let sessions = super::wired(deps.sessions, "sessions")?;
+    if me || shares_a_chat(sessions, &owner, &who.user_id).await? {
+        out.phone = Some(account.phone.to_string());
+    }
     if allowed(pr.last_seen) {
         let seen = super::wired(deps.last_seen, "last seen")?
             .last_seen(&owner)
@@ -227,4 +235,28 @@ pub async fn get_profile(
         out.last_seen = Some(seen.at.map(timestamp));
     }
     Ok(out)
+}
+
+/// Whether `a` and `b` are in a chat together: their direct chat (one read), else a group both
+/// are members of (both users' memberships, read consistently).
+pub async fn shares_a_chat(
+    sessions: &dyn SessionStore,
+    a: &UserId,
+    b: &UserId,
+) -> Result<bool, ApiError> {
+    if sessions
+        .membership(&SessionId::direct(a, b), b)
+        .await?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let (of_a, of_b) =
+        futures_util::future::join(sessions.sessions_of(a), sessions.sessions_of(b)).await;
+    let of_a: BTreeSet<SessionId> = of_a?
+        .into_iter()
+        .map(|m| m.session_id)
+        .filter(|s| !s.is_direct())
+        .collect();
+    Ok(of_b?.iter().any(|m| of_a.contains(&m.session_id)))
 }

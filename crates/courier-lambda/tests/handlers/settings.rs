@@ -11,6 +11,7 @@ async fn update_settings_replies_with_the_settings_and_names_a_bad_field() {
         settings: &settings,
         accounts: &p.accounts,
         last_seen: Some(&p.connections),
+        sessions: None,
         clock: &SystemClock,
     };
     let deps = &deps;

@@ -1,0 +1,113 @@
+//! `courier contacts`: the people this user saved, by the names it gave them, kept in
+//! `contacts.json` (mode 0600) beside the credentials, and listed as contacts on the server too
+//! (whom `contacts`-only privacy settings show). Everyone else is shown as WhatsApp shows people
+//! who are not saved: `~` and their profile name, with their number when the server shows it (to
+//! those who share a chat with them).
+
+use crate::messaging::{Ctx, print_line};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const FILE: &str = "contacts.json";
+
+/// One saved person.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Contact {
+    pub(crate) phone: String,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+}
+
+/// The saved people, by user id.
+pub(crate) type Contacts = BTreeMap<String, Contact>;
+
+pub(crate) fn load(store: &crate::Store) -> Result<Contacts> {
+    Ok(store.read::<Contacts>(FILE)?.unwrap_or_default())
+}
+
+/// `courier contacts ...`.
+pub async fn contacts(ctx: &Ctx<'_>, command: crate::ContactsCommand) -> Result<()> {
+    use crate::ContactsCommand as C;
+    let mut saved = load(ctx.store)?;
+    match command {
+        C::List => {
+            if saved.is_empty() {
+                eprintln!("No contacts. Add one with `courier contacts add <phone> [name]`.");
+            }
+            let mut rows: Vec<_> = saved.iter().collect();
+            rows.sort_by_key(|(_, c)| (c.name.clone().unwrap_or_default(), c.phone.clone()));
+            for (user_id, c) in rows {
+                let name = c.name.as_deref().unwrap_or("(no name)");
+                print_line(&format!("{name}  {}  {user_id}", c.phone));
+            }
+            return Ok(());
+        }
+        C::Add { phone, name } => {
+            let name = name.join(" ");
+            let name = (!name.trim().is_empty()).then(|| name.trim().to_owned());
+            let (client, _events) = ctx.connect_quietly().await?;
+            let user_id = client
+                .lookup_user(&phone)
+                .await
+                .with_context(|| format!("looking up {phone}"))?;
+            client
+                .update_contacts(std::slice::from_ref(&user_id), &[])
+                .await
+                .context("adding the contact on the server")?;
+            client.close().await;
+            let shown = name.clone().unwrap_or_else(|| phone.clone());
+            saved.insert(user_id.clone(), Contact { phone, name });
+            ctx.store.write(FILE, &saved)?;
+            print_line(&format!("saved {shown} ({user_id})"));
+        }
+        C::Remove { phone } => {
+            let Some(user_id) = saved
+                .iter()
+                .find(|(_, c)| c.phone == phone)
+                .map(|(u, _)| u.clone())
+            else {
+                bail!("{phone} is not in your contacts");
+            };
+            let (client, _events) = ctx.connect_quietly().await?;
+            client
+                .update_contacts(&[], std::slice::from_ref(&user_id))
+                .await
+                .context("removing the contact on the server")?;
+            client.close().await;
+            saved.remove(&user_id);
+            ctx.store.write(FILE, &saved)?;
+            print_line(&format!("removed {phone}"));
+        }
+    }
+    Ok(())
+}
+
+/// `courier profile`: shows this user's profile name (what people who did not save them see,
+/// after a `~`), or sets it with `--name`.
+pub async fn profile(ctx: &Ctx<'_>, name: Option<String>) -> Result<()> {
+    use courier_core::protocol::{DisplayUpdate, UpdateSettingsParams};
+    let (client, _events) = ctx.connect_quietly().await?;
+    let shown = match name {
+        Some(name) => {
+            let update = UpdateSettingsParams {
+                display: Some(DisplayUpdate {
+                    name: Some(Some(name)),
+                    ..Default::default()
+                }),
+                privacy: None,
+            };
+            let settings = client.update_settings(&update).await;
+            client.close().await;
+            settings.context("setting the name")?.display.name
+        }
+        None => {
+            let profile = client.get_profile(&ctx.me.user_id).await;
+            client.close().await;
+            profile.context("reading the profile")?.name
+        }
+    };
+    print_line(shown.as_deref().unwrap_or("(no name)"));
+    Ok(())
+}
