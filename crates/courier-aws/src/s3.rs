@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{Tag, Tagging};
 use courier_core::error::PortError;
-use courier_core::ports::{ObjectStore, PresignedRequest};
+use courier_core::ports::{ObjectStore, PresignedRequest, ReportStore};
 use std::time::Duration;
 
 /// An S3 client. Path-style addressing when `AWS_ENDPOINT_URL_S3` points at an emulator (moto
@@ -148,6 +148,22 @@ impl ObjectStore for S3Objects {
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .send()
+            .await
+            .map_err(|e| PortError::backend(aws_sdk_s3::Error::from(e)))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReportStore for S3Objects {
+    async fn file_report(&self, key: &str, json: &[u8]) -> Result<(), PortError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(json.to_vec().into())
             .send()
             .await
             .map_err(|e| PortError::backend(aws_sdk_s3::Error::from(e)))?;

@@ -239,6 +239,8 @@ pub async fn run(ctx: &Context<'_>, plan: &[Planned]) -> Result<Outcome> {
         messages,
         clock: &SystemClock,
         media: None,
+        // As the function: a direct message looks up whether the peer blocked the sender.
+        blocks: Some(settings),
         // The functions take a token on every send too (the bench's cloud lifts the burst).
         throttle: Some(Throttle {
             limiter,

@@ -125,6 +125,10 @@ pub struct Message {
     pub attachments: Vec<String>,
     /// When the server stored it (RFC 3339, milliseconds, UTC).
     pub sent_at: String,
+    /// The member it is withheld from: in a direct chat, the peer who blocked its sender. Never
+    /// on the wire (the sender must not learn of the block); stores keep it beside the message.
+    #[serde(skip)]
+    pub hidden_from: Option<UserId>,
 }
 
 impl Message {
@@ -240,6 +244,8 @@ pub struct Draft {
     pub payload: String,
     /// Media ids.
     pub attachments: Vec<String>,
+    /// The member it is withheld from (see [`Message::hidden_from`]).
+    pub hidden_from: Option<UserId>,
     /// Its writer delivers it itself, right after storing it (`sendMessage`); the stream
     /// consumer then delivers it only if that delivery did not finish (see
     /// the `DeliveryLog` port). False for messages the stream alone delivers.

@@ -74,6 +74,10 @@ fn round_trip(action: &str, params: &Value, reply: &Value) -> Option<(Value, Val
         "ackMessages" => AckMessagesParams, AckReply;
         "getMessageStatus" => GetMessageStatusParams, MessageStatus;
         "deleteMessage" => DeleteMessageParams, MessageDeleted;
+        "blockUser" => BlockParams, BlockReply;
+        "unblockUser" => BlockParams, BlockReply;
+        "listBlocked" => ListBlockedParams, BlockedList;
+        "reportUser" => ReportUserParams, ReportFiled;
         "sendTyping" => SendTypingParams, TypingSent;
         "initiateGroupChatSession" => InitiateGroupParams, GroupCreated;
         "getGroup" => GroupParams, GroupInfo;

@@ -75,6 +75,9 @@ struct Head {
     inline: bool,
     #[serde(default)]
     outcome: Option<InlineOutcome>,
+    /// `courier_aws::dynamo::HIDDEN_FROM_ATTRIBUTE`: the member the message is withheld from.
+    #[serde(default, rename = "hiddenFrom")]
+    hidden_from: Option<courier_core::UserId>,
 }
 
 /// One message of the batch: its position, its stream sequence number, whether it was written
@@ -122,7 +125,10 @@ pub async fn handle(
             continue;
         }
         let message: Message = match serde_dynamo::from_item(image) {
-            Ok(m) => m,
+            Ok(m) => Message {
+                hidden_from: head.as_ref().and_then(|h| h.hidden_from.clone()),
+                ..m
+            },
             Err(e) => {
                 // Neither a message nor an outcome (nothing else is written to this table):
                 // skipped, so that it cannot block the shard.

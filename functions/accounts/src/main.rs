@@ -1,6 +1,7 @@
 //! The `accounts` function: `deleteAccount`, the directory (`lookupUser`, `discoverContacts`,
 //! `getProfile`), settings and contacts (`getSettings`, `updateSettings`, `updateContacts`) and
-//! two-step verification (`setRegistrationPin`, `removeRegistrationPin`, `checkRegistrationPin`).
+//! two-step verification (`setRegistrationPin`, `removeRegistrationPin`, `checkRegistrationPin`),
+//! and block lists and reports (`blockUser`, `unblockUser`, `listBlocked`, `reportUser`).
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest as Request;
 use courier_core::ApiError;
@@ -8,7 +9,7 @@ use courier_core::clock::SystemClock;
 use courier_core::ports::DeviceCredential;
 use courier_core::protocol::{GetSettingsParams, LookupUserParams};
 use courier_core::usecases::{
-    delete_account, discover_contacts, lookup_user, profile, registration_pin,
+    blocks, delete_account, discover_contacts, lookup_user, profile, registration_pin,
 };
 use courier_lambda::stores::{Stores, leak};
 use courier_lambda::{routes, serve};
@@ -120,8 +121,42 @@ async fn main() -> Result<(), Error> {
             )
             .await
         }
+        "blockUser" => {
+            serve::limited_action("blockUser", actions, block_deps, blocks::block_user).await
+        }
+        "unblockUser" => {
+            serve::limited_action("unblockUser", actions, block_deps, blocks::unblock_user).await
+        }
+        "listBlocked" => serve::action("listBlocked", block_deps, blocks::list_blocked).await,
+        "reportUser" => {
+            serve::limited_action(
+                "reportUser",
+                actions,
+                |s| {
+                    let (sessions, messages) = s.chats()?;
+                    Ok(leak(blocks::ReportDeps {
+                        blocks: blocks::Deps { ..*block_deps(s)? },
+                        sessions,
+                        messages,
+                        reports: s.objects()?,
+                        budget: Some(s.throttle(|_| blocks::REPORTS_PER_DAY)?),
+                    }))
+                },
+                blocks::report_user,
+            )
+            .await
+        }
         other => Err(serve::unknown("accounts", other)),
     }
+}
+
+/// Block lists (`USERS_TABLE`, beside the contacts) and the accounts blocked.
+fn block_deps(s: &Stores) -> Result<&'static blocks::Deps<'static>, Error> {
+    Ok(leak(blocks::Deps {
+        settings: s.settings()?,
+        accounts: s.users()?,
+        clock: &SystemClock,
+    }))
 }
 
 /// The account, its devices and keys, and all its data beyond them.

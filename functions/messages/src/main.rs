@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
                     clock: &SystemClock,
                     media: Some(s.attach()?),
                     throttle: Some(s.throttle(|l| l.sends)?),
+                    blocks: Some(s.settings()?),
                 });
                 // Inline delivery: live devices by post, offline ones by push, as the fan-out
                 // does.

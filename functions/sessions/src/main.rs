@@ -24,6 +24,7 @@ async fn main() -> Result<(), Error> {
                     handshakes_per_target: Some(
                         s.stranger_cap(|l| l.handshakes_per_target, "chats")?,
                     ),
+                    blocks: Some(s.settings()?),
                 });
                 let limit = s.per_device(|l| l.actions)?;
                 Ok(move |event: Request| async move {

@@ -243,11 +243,18 @@ impl DynamoMessages {
                 payload: draft.payload.clone(),
                 attachments: draft.attachments.clone(),
                 sent_at: timestamp(at),
+                hidden_from: draft.hidden_from.clone(),
             };
             let mut item: HashMap<String, AttributeValue> =
                 serde_dynamo::to_item(&message).map_err(codec)?;
             if draft.inline {
                 item.insert(INLINE_ATTRIBUTE.into(), AttributeValue::Bool(true));
+            }
+            if let Some(u) = &draft.hidden_from {
+                item.insert(
+                    HIDDEN_FROM_ATTRIBUTE.into(),
+                    AttributeValue::S(u.to_string()),
+                );
             }
             let res = self
                 .client
@@ -269,8 +276,7 @@ impl DynamoMessages {
                         return Err(backend(e));
                     };
                     if let Some(item) = c.item() {
-                        let there: Message =
-                            serde_dynamo::from_item(item.clone()).map_err(codec)?;
+                        let there = message_from_item(item.clone())?;
                         if there.sender == draft.sender
                             && there.client_msg_id == draft.client_msg_id
                         {
@@ -306,11 +312,24 @@ impl DynamoMessages {
 }
 
 fn parse(items: Vec<HashMap<String, AttributeValue>>) -> Result<Vec<Message>, PortError> {
-    items
-        .into_iter()
-        .map(|i| serde_dynamo::from_item(i).map_err(codec))
-        .collect()
+    items.into_iter().map(message_from_item).collect()
 }
+
+/// A message item read back, with the member it is withheld from (an attribute of its own:
+/// [`Message::hidden_from`] is never serialised, so that it never reaches the wire).
+fn message_from_item(item: HashMap<String, AttributeValue>) -> Result<Message, PortError> {
+    let hidden_from = match item.get(HIDDEN_FROM_ATTRIBUTE) {
+        Some(AttributeValue::S(u)) => Some(courier_core::UserId::from_trusted(u.clone())),
+        _ => None,
+    };
+    let mut m: Message = serde_dynamo::from_item(item).map_err(codec)?;
+    m.hidden_from = hidden_from;
+    Ok(m)
+}
+
+/// The attribute of a message item naming the member it is withheld from (a peer who blocked
+/// its sender); read by the stream consumer too.
+pub const HIDDEN_FROM_ATTRIBUTE: &str = "hiddenFrom";
 
 fn duplicate(m: Message) -> Appended {
     Appended::Duplicate {
@@ -473,7 +492,7 @@ impl MessageStore for DynamoMessages {
                 .await
                 .map_err(backend)?;
             if let Some(item) = out.item {
-                return serde_dynamo::from_item(item).map(Some).map_err(codec);
+                return message_from_item(item).map(Some);
             }
         }
         Ok(None)

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod backups;
+mod blocks;
 mod connect_tickets;
 mod connections;
 mod device_queues;
@@ -25,7 +26,9 @@ pub use device_queues::DynamoDeviceQueues;
 pub use keys::DynamoKeys;
 pub use links::DynamoLinks;
 pub use media::DynamoMedia;
-pub use messages::{CLAIM_LEASE_SECS, DynamoMessages, INLINE_ATTRIBUTE, outcome_seq};
+pub use messages::{
+    CLAIM_LEASE_SECS, DynamoMessages, HIDDEN_FROM_ATTRIBUTE, INLINE_ATTRIBUTE, outcome_seq,
+};
 pub use rate_limits::DynamoRateLimiter;
 pub use registrations::DynamoRegistrations;
 pub use sessions::DynamoSessions;

@@ -1,4 +1,5 @@
-//! Settings and contacts in `UsersTable`, beside the user's profile item:
+//! Settings and contacts in `UsersTable`, beside the user's profile item (block lists beside
+//! them: `blocks.rs`):
 //! `USER#<userId>`/`SETTINGS` {display, privacy} and one `USER#<userId>`/`CONTACT#<contactId>`
 //! {addedAt} per contact, so "is X in Y's contacts" is one GetItem, a count is one COUNT query,
 //! and deleting an account's settings is one Query and batched deletes.
@@ -35,7 +36,7 @@ struct ContactItem {
     added_at: DateTime<Utc>,
 }
 
-fn user_pk(u: &UserId) -> String {
+pub(super) fn user_pk(u: &UserId) -> String {
     format!("USER#{u}")
 }
 
@@ -49,8 +50,8 @@ fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
 /// Settings and contact lists in DynamoDB.
 #[derive(Clone)]
 pub struct DynamoSettings {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(super) client: aws_sdk_dynamodb::Client,
+    pub(super) table: String,
 }
 
 impl DynamoSettings {

@@ -58,6 +58,7 @@ pub(crate) fn draft(sender: &UserId, client_msg_id: &str, payload: &str) -> Draf
         kind: "text".into(),
         payload: payload.to_owned(),
         attachments: Vec::new(),
+        hidden_from: None,
         inline: false,
     }
 }
@@ -75,6 +76,7 @@ pub(crate) fn expected(session: &SessionId, seq: u64, d: &Draft, at: DateTime<Ut
         payload: d.payload.clone(),
         attachments: d.attachments.clone(),
         sent_at: timestamp(at),
+        hidden_from: d.hidden_from.clone(),
     }
 }
 
@@ -340,6 +342,8 @@ async fn a_message_round_trips_every_field_including_the_largest_payload() {
         attachments: (0..MAX_ATTACHMENTS)
             .map(|i| format!("m_{i:02}_ü"))
             .collect(),
+        // Kept beside the message, though never on the wire.
+        hidden_from: Some(UserId::generate()),
         inline: false,
     };
     let at = Utc::now().with_nanosecond(999_999_999).unwrap();

@@ -315,6 +315,7 @@ impl MessageStore for MemoryMessages {
             payload: draft.payload.clone(),
             attachments: draft.attachments.clone(),
             sent_at: timestamp(at),
+            hidden_from: draft.hidden_from.clone(),
         };
         log.push(m.clone());
         sent.insert(key, (m.msg_id.clone(), seq, m.sent_at.clone()));

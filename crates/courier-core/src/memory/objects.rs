@@ -111,3 +111,11 @@ impl ObjectStore for MemoryObjects {
         Ok(())
     }
 }
+
+#[async_trait]
+impl ReportStore for MemoryObjects {
+    async fn file_report(&self, key: &str, json: &[u8]) -> Result<(), PortError> {
+        self.put(key, json.to_vec(), "application/json");
+        Ok(())
+    }
+}

@@ -1,11 +1,11 @@
-//! Settings and contacts.
+//! Settings, contacts and block lists.
 
 use crate::error::PortError;
 use crate::ids::UserId;
 use crate::ports::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// Settings and contact lists in maps.
@@ -13,7 +13,54 @@ use std::sync::Mutex;
 pub struct MemorySettings(
     Mutex<HashMap<UserId, crate::settings::Settings>>,
     Mutex<BTreeMap<(UserId, UserId), DateTime<Utc>>>,
+    /// (owner, blocked).
+    Mutex<BTreeSet<(UserId, UserId)>>,
 );
+
+#[async_trait]
+impl BlockList for MemorySettings {
+    async fn block(
+        &self,
+        owner: &UserId,
+        user: &UserId,
+        _: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        self.2.lock().unwrap().insert((owner.clone(), user.clone()));
+        Ok(())
+    }
+
+    async fn unblock(&self, owner: &UserId, user: &UserId) -> Result<(), PortError> {
+        self.2
+            .lock()
+            .unwrap()
+            .remove(&(owner.clone(), user.clone()));
+        Ok(())
+    }
+
+    async fn has_blocked(&self, owner: &UserId, user: &UserId) -> Result<bool, PortError> {
+        Ok(self
+            .2
+            .lock()
+            .unwrap()
+            .contains(&(owner.clone(), user.clone())))
+    }
+
+    async fn blocked(&self, owner: &UserId) -> Result<Vec<UserId>, PortError> {
+        Ok(self
+            .2
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| o == owner)
+            .map(|(_, u)| u.clone())
+            .collect())
+    }
+
+    async fn delete_blocks(&self, owner: &UserId) -> Result<(), PortError> {
+        self.2.lock().unwrap().retain(|(o, _)| o != owner);
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl SettingsStore for MemorySettings {

@@ -44,3 +44,11 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes the object (deleting a missing one is not an error).
     async fn delete(&self, key: &str) -> Result<(), PortError>;
 }
+
+/// Where user reports go for moderation (`reportUser`): written by the server, read by no
+/// function (on AWS, only the moderation role may read them: template.yaml's `ModerationRole`).
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Stores one report as `key` (JSON).
+    async fn file_report(&self, key: &str, json: &[u8]) -> Result<(), PortError>;
+}

@@ -47,9 +47,30 @@ pub trait LastSeenStore: Send + Sync {
     async fn last_seen(&self, user: &UserId) -> Result<LastSeen, PortError>;
 }
 
-/// Profile and privacy settings, and contact lists.
+/// Whom each user blocked (`blockUser`), kept beside its contacts. Every settings store is one,
+/// so whatever reads a user's privacy settings can also tell whom it blocked.
 #[async_trait]
-pub trait SettingsStore: Send + Sync {
+pub trait BlockList: Send + Sync {
+    /// `owner` blocks `user` (again: nothing changes).
+    async fn block(
+        &self,
+        owner: &UserId,
+        user: &UserId,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+    /// `owner` unblocks `user` (not blocked: nothing changes).
+    async fn unblock(&self, owner: &UserId, user: &UserId) -> Result<(), PortError>;
+    /// Whether `owner` blocked `user` (one item lookup).
+    async fn has_blocked(&self, owner: &UserId, user: &UserId) -> Result<bool, PortError>;
+    /// Everyone `owner` blocked.
+    async fn blocked(&self, owner: &UserId) -> Result<Vec<UserId>, PortError>;
+    /// Forgets whom `owner` blocked (account deletion).
+    async fn delete_blocks(&self, owner: &UserId) -> Result<(), PortError>;
+}
+
+/// Profile and privacy settings, contact lists and block lists.
+#[async_trait]
+pub trait SettingsStore: BlockList + Send + Sync {
     /// A user's settings; `None` if it never changed them (the defaults apply).
     async fn settings(&self, user: &UserId) -> Result<Option<Settings>, PortError>;
     /// Several users' settings at once (missing users are left out: the defaults apply).

@@ -189,3 +189,66 @@ pub struct SettingsReply {
     /// Whether re-registering the number needs the PIN.
     pub registration_pin: bool,
 }
+
+/// `blockUser`, `unblockUser`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockParams {
+    /// The user.
+    pub user_id: String,
+}
+
+/// Reply to `blockUser` and `unblockUser`: whether the user is blocked now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockReply {
+    /// The user.
+    pub user_id: String,
+    /// Blocked now.
+    pub blocked: bool,
+}
+
+/// `listBlocked`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListBlockedParams {}
+
+/// Reply to `listBlocked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedList {
+    /// Everyone the caller blocked, by id.
+    pub user_ids: Vec<String>,
+}
+
+/// `reportUser`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportUserParams {
+    /// Whom.
+    pub user_id: String,
+    /// Up to 5 of their messages, as the reporter decrypted them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<ReportedMessage>,
+}
+
+/// A message attached to a report: its id and the text the reporter's device decrypted (the
+/// server cannot check the text; it checks that the message is the reported user's, in a chat
+/// of the reporter's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedMessage {
+    /// The message.
+    pub msg_id: String,
+    /// What it said.
+    pub text: String,
+}
+
+/// Reply to `reportUser`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportFiled {
+    /// The report's id.
+    pub report_id: String,
+    /// Always true: reporting blocks.
+    pub blocked: bool,
+}

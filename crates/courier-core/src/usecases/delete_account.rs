@@ -149,6 +149,7 @@ pub async fn purge(
     let groups = super::groups::leave_all_groups(&group_deps, &leaver).await?;
     let left = data.sessions.leave_all(&user.user_id).await?;
     data.settings.delete_settings(&user.user_id).await?;
+    data.settings.delete_blocks(&user.user_id).await?;
     data.statuses.delete_statuses(&user.user_id).await?;
     let backups =
         super::backups::delete_all_backups(data.backups, data.objects, &user.user_id).await?;

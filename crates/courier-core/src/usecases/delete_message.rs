@@ -119,6 +119,7 @@ pub async fn delete_message(
         kind: MessageKind::System,
         payload: serde_json::to_string(&deletion).expect("a deletion serialises"),
         attachments: Vec::new(),
+        hidden_from: None,
         inline: deps.log.is_some(),
     };
     if let Appended::New(record) = deps

@@ -24,6 +24,9 @@ pub struct Deps<'a> {
     /// The daily cap on direct chats (and their handshakes) strangers open with one user
     /// (`None`: no cap).
     pub handshakes_per_target: Option<crate::rate_limit::StrangerCap<'a>>,
+    /// Who blocked whom: the handshake of someone the peer blocked is withheld from the peer
+    /// (`None`: no block is looked up).
+    pub blocks: Option<&'a dyn crate::ports::BlockList>,
 }
 
 /// What [`initiate`] did.
@@ -79,6 +82,12 @@ pub async fn initiate(
             kind: "handshake".into(),
             payload: handshake,
             attachments: vec![],
+            // Someone the peer blocked may open the chat (so the block is not revealed), but
+            // their handshake never reaches the peer.
+            hidden_from: match deps.blocks {
+                Some(b) if b.has_blocked(&peer, &who.user_id).await? => Some(peer.clone()),
+                _ => None,
+            },
             // Delivered by the caller of `initiate`; the stream consumer delivers it only if that
             // did not finish.
             inline: true,

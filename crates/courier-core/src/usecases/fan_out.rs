@@ -66,11 +66,13 @@ pub async fn deliver_stored(
     deliver_one(deliver, &recipients(members, message), message).await
 }
 
-/// A member who joined after a message was written does not get it.
+/// A member who joined after a message was written does not get it, nor does the peer it is
+/// withheld from (who blocked its sender).
 fn recipients(members: &[Membership], message: &Message) -> Vec<crate::ids::UserId> {
     members
         .iter()
         .filter(|m| m.joined_seq < message.seq)
+        .filter(|m| message.hidden_from.as_ref() != Some(&m.user_id))
         .map(|m| m.user_id.clone())
         .collect()
 }

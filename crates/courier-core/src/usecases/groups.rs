@@ -69,14 +69,28 @@ async fn take_adds(deps: &Deps<'_>, adder: &UserId, users: &[UserId]) -> Result<
     }
 }
 
-/// Refuses with `FORBIDDEN` if one of `users` lets only its contacts add it to groups and the
-/// caller is not among them. Their settings are read in one batch; contact lists only for those
-/// who chose `contacts`.
+/// Refuses with `FORBIDDEN` if one of `users` blocked the caller, or lets only its contacts add
+/// it to groups and the caller is not among them: the same answer for both, so a refusal does
+/// not tell a block from a privacy setting. Their settings are read in one batch; contact lists
+/// only for those who chose `contacts`.
 async fn check_groups_add(
     settings: &dyn SettingsStore,
     adder: &UserId,
     users: &[UserId],
 ) -> Result<(), ApiError> {
+    let refused = |u: &UserId| {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{u} does not let you add them to groups"),
+        )
+    };
+    let mut sorted = users.to_vec();
+    sorted.sort();
+    for u in &sorted {
+        if settings.has_blocked(u, adder).await? {
+            return Err(refused(u));
+        }
+    }
     let mut restricted: Vec<_> = settings
         .settings_of(users)
         .await?
@@ -87,10 +101,7 @@ async fn check_groups_add(
     restricted.sort();
     for u in restricted {
         if !settings.is_contact(&u, adder).await? {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("{u} lets only their contacts add them to groups"),
-            ));
+            return Err(refused(&u));
         }
     }
     Ok(())
@@ -167,6 +178,7 @@ async fn record(
         kind: "system".into(),
         payload: serde_json::to_string(&change).expect("a GroupChange serialises"),
         attachments: Vec::new(),
+        hidden_from: None,
         inline: deps.log.is_some(),
     };
     let appended = deps

@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod authorize;
 pub mod backups;
+pub mod blocks;
 pub mod connect_ticket;
 pub mod connections;
 pub mod delete_account;

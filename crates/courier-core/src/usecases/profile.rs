@@ -41,6 +41,9 @@ pub async fn may_view_statuses(
     if poster == viewer {
         return Ok(true);
     }
+    if settings.has_blocked(poster, viewer).await? {
+        return Ok(false);
+    }
     let s = settings_or_default(settings, poster).await?;
     Ok(match s.privacy.status {
         Audience::Everyone => true,
@@ -210,10 +213,13 @@ pub async fn get_profile(
     let pr = &s.privacy;
     let me = owner == who.user_id;
     let audiences = [pr.about, pr.profile_photo, pr.last_seen];
+    // Someone the owner blocked sees none of these, whatever the settings say.
+    let blocked = !me && deps.settings.has_blocked(&owner, &who.user_id).await?;
     let contact = !me
+        && !blocked
         && audiences.contains(&Audience::Contacts)
         && deps.settings.is_contact(&owner, &who.user_id).await?;
-    let allowed = |a: Audience| me || a.allows(contact);
+    let allowed = |a: Audience| me || (!blocked && a.allows(contact));
     let mut out = Profile {
         user_id: owner.to_string(),
         name: s.display.name.clone(),

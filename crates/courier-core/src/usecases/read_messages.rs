@@ -11,6 +11,8 @@ use crate::protocol::{REPLY_BUDGET_BYTES, ReadNewMessagesParams, fit_budget};
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page.
 pub const MAX_LIMIT: u32 = 100;
+/// Pages read at most for one reply when every message on them was withheld from the reader.
+const WITHHELD_PAGES: usize = 5;
 
 /// Messages after `lastMsgId`: at most `limit`, and as many as fit [`REPLY_BUDGET_BYTES`].
 #[tracing::instrument(skip_all, fields(user = %who.user_id.pseudonym()))]
@@ -43,7 +45,20 @@ pub async fn read_new_messages(
     let me = require_member(sessions, &session, &who.user_id).await?;
     // A group member reads from where it joined.
     let after = after.max(me.joined_seq);
-    let (page, has_more) = messages.after(&session, after, limit as usize).await?;
+    // What was withheld from the reader (its sender is blocked by it) is not there for it; a page
+    // of nothing else is skipped (a few times: a reader continues from the last it got).
+    let mut after = after;
+    let (mut page, mut has_more) = (Vec::new(), false);
+    for _ in 0..WITHHELD_PAGES {
+        let (read, more) = messages.after(&session, after, limit as usize).await?;
+        after = read.last().map_or(after, |m| m.seq);
+        page = read;
+        has_more = more;
+        page.retain(|m| m.hidden_from.as_ref() != Some(&who.user_id));
+        if !page.is_empty() || !has_more {
+            break;
+        }
+    }
     // 100 handshakes of 64 KB would make a 6.5 MB reply the gateway refuses, and the reader could
     // never get past them: cut the page to the budget and let the reader continue.
     let (messages, cut) = fit_budget(page, REPLY_BUDGET_BYTES);

@@ -172,6 +172,7 @@ pub async fn get_message_status(
     let message = messages
         .get(&id)
         .await?
+        .filter(|m| m.hidden_from.as_ref() != Some(&who.user_id))
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such message"))?;
     let mut aggregate = Receipt::Read;
     let mut recipients = Vec::new();
@@ -187,7 +188,11 @@ pub async fn get_message_status(
     let off = read_receipts_off(settings, &asked).await?;
     let caller_off = off.contains(&who.user_id);
     for m in members {
-        let (status, at) = if caller_off || off.contains(&m.user_id) {
+        let (status, at) = if message.hidden_from.as_ref() == Some(&m.user_id) {
+            // Withheld from a peer who blocked the sender: one tick for ever, as on WhatsApp,
+            // whatever the peer read after it.
+            (Receipt::Sent, None)
+        } else if caller_off || off.contains(&m.user_id) {
             // Read implies delivered: a hidden read watermark still counts as delivered.
             let delivered = if m.read.seq > m.delivered.seq {
                 m.read

@@ -28,6 +28,9 @@ pub struct Deps<'a> {
     pub media: Option<super::media::AttachDeps<'a>>,
     /// The sending device's token bucket (`None`: unlimited).
     pub throttle: Option<crate::rate_limit::Throttle<'a>>,
+    /// Who blocked whom: a direct message to a peer who blocked the sender is stored withheld
+    /// from that peer (`None`: no block is looked up).
+    pub blocks: Option<&'a dyn crate::ports::BlockList>,
 }
 
 /// Stores a message and returns its id, sequence number and time.
@@ -119,6 +122,7 @@ pub async fn send(
         let ids = super::media::check_attachments(media, &who.user_id, &p.attachments).await?;
         Some((media, ids))
     };
+    let hidden_from = withheld_from(deps.blocks, members.as_deref(), &who.user_id).await?;
     let draft = Draft {
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),
@@ -126,6 +130,7 @@ pub async fn send(
         kind: p.kind,
         payload: p.payload,
         attachments: p.attachments,
+        hidden_from,
         inline: true,
     };
     let appended = deps
@@ -181,6 +186,26 @@ pub async fn send(
         kind,
         outbound,
     })
+}
+
+/// The peer of a direct chat who blocked `sender`, if one did: the message is accepted and
+/// stored, so the block is not revealed, but withheld from that peer (never delivered, pushed or
+/// read). Groups are not affected, as on WhatsApp. One GetItem, for direct messages only.
+pub async fn withheld_from(
+    blocks: Option<&dyn crate::ports::BlockList>,
+    direct_members: Option<&[Membership]>,
+    sender: &UserId,
+) -> Result<Option<UserId>, ApiError> {
+    let (Some(blocks), Some(members)) = (blocks, direct_members) else {
+        return Ok(None);
+    };
+    let Some(peer) = members.iter().map(|m| &m.user_id).find(|u| *u != sender) else {
+        return Ok(None);
+    };
+    Ok(blocks
+        .has_blocked(peer, sender)
+        .await?
+        .then(|| peer.clone()))
 }
 
 /// Checks that `user` is a member of `session` (`NOT_FOUND`/`FORBIDDEN` as [`require_member`]).

@@ -82,9 +82,11 @@ pub async fn audience(deps: &Deps<'_>, poster: &UserId) -> Result<Vec<UserId>, A
     if s.privacy.status == Audience::Nobody {
         return Ok(Vec::new());
     }
-    let mut users = super::wired(deps.settings, "the settings")?
-        .contacts(poster)
-        .await?;
+    let settings = super::wired(deps.settings, "the settings")?;
+    let mut users = settings.contacts(poster).await?;
+    // Nobody the poster blocked, even a contact.
+    let blocked = settings.blocked(poster).await?;
+    users.retain(|u| !blocked.contains(u));
     users.sort();
     users.dedup();
     Ok(users)

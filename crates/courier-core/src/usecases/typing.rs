@@ -57,7 +57,7 @@ pub async fn send_typing(
         .await?
         .privacy
         .last_seen;
-    let to = match audience {
+    let mut to: Vec<UserId> = match audience {
         Audience::Everyone => others,
         Audience::Nobody => Vec::new(),
         Audience::Contacts => {
@@ -68,6 +68,14 @@ pub async fn send_typing(
                 .collect()
         }
     };
+    // A direct chat's peer who blocked the sender does not see it typing (in a group, as on
+    // WhatsApp, a block does not apply).
+    if session.is_direct()
+        && let [peer] = to.as_slice()
+        && deps.settings.has_blocked(peer, &who.user_id).await?
+    {
+        to.clear();
+    }
     if to.is_empty() {
         return Ok(TypingSent {});
     }

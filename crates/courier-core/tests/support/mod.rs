@@ -198,6 +198,7 @@ impl World {
             messages: &self.messages,
             clock: &self.clock,
             handshakes_per_target: None,
+            blocks: Some(&self.settings),
         }
     }
 
@@ -209,6 +210,7 @@ impl World {
             clock: &self.clock,
             media: None,
             throttle: None,
+            blocks: Some(&self.settings),
         }
     }
 

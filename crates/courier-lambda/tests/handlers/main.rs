@@ -145,6 +145,7 @@ fn send_deps<'a>(
         clock: &SystemClock,
         media: None,
         throttle: None,
+        blocks: None,
     }
 }
 
