@@ -618,6 +618,16 @@ try {
   assert.equal(await page.locator('li.message .text', { hasText: texts.bobOopsOffline }).count(), 0);
   assert.equal(await page.locator('li.system').count(), 0, 'a deletion is no line of its own in the chat');
 
+  step('with none of Bob\'s devices connected, the chat header says when he was last seen');
+  // Read when the chat opens: opened again until the server has recorded Bob's disconnect.
+  let seenText = '';
+  for (let i = 0; i < 15 && !/^last seen /.test(seenText); i++) {
+    await page.locator('button.chat', { hasText: texts.whileOffline }).click();
+    await presence.filter({ hasText: /^last seen / }).waitFor({ timeout: 2000 }).catch(() => {});
+    seenText = await presence.textContent();
+  }
+  assert.match(seenText, /^last seen (today|.+) at \d/, `Bob's last seen: ${seenText}`);
+
   step('the safety number with Bob is the one Alice\'s phone shows');
   await page.locator('button.chat', { hasText: texts.whileOffline }).click();
   await page.locator('#verify').click();
