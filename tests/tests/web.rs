@@ -1,8 +1,9 @@
 //! Courier Web in headless Chromium: `web/tests/browser.test.mjs` (playwright-core driving
 //! Debian's `/usr/bin/chromium`) against this process's local cloud, which serves the built
 //! client (`web/dist`) at `/`. The script links the page to a CLI user, exchanges messages,
-//! ticks, a group and an image with another CLI user, and checks that nothing the page sent
-//! carries plaintext. Its screenshot of the conversation goes to
+//! ticks, a group and an image with another CLI user, typing, a reply, reactions, an edit and
+//! deletions both ways with that user's device, and checks that nothing the page sent carries
+//! plaintext. Its screenshot of the conversation goes to
 //! web/test-results/web-conversation.png (docs/images/web-conversation.png is one of them).
 //!
 //! Builds nothing: `./dev test` builds the binaries and the web client first (`./dev web`).

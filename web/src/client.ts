@@ -13,9 +13,11 @@ import {
 import {
   WebDevice,
   decryptFile,
+  encodeContent,
   encryptFile,
   parseMediaDescriptor,
   persist,
+  renderThread,
   wasmError,
 } from './crypto';
 import * as db from './db';
@@ -36,6 +38,8 @@ export interface ChatMessage {
   clientMsgId?: string;
   sender: string;
   kind: 'text' | 'media' | 'system';
+  /** The decrypted plaintext: text, or a reply, reaction or edit as courier-client's
+   * `Content` encodes it (read through `Client.thread`); a media message's caption. */
   text: string;
   media?: MediaInfo;
   /** Not decryptable (yet): why. */
@@ -44,7 +48,37 @@ export interface ChatMessage {
   mine: boolean;
   /** Own messages: the weakest recipient's status. */
   tick?: Tick;
+  /** Deleted for everyone by its sender: its text and media are gone from here too. */
+  deleted?: boolean;
 }
+
+/** One message as the chat shows it (courier-client's `content::Shown`, from the wasm's
+ * `renderThread`): replies, reactions and edits folded into the messages they are about. */
+export interface Shown {
+  msgId: string;
+  sender: string;
+  sentAt: string;
+  text: string | null;
+  replyTo?: { msgId: string; sender: string | null; text: string | null };
+  reactions?: Record<string, string>;
+  edited: boolean;
+  deleted: boolean;
+}
+
+/** What `getProfile` says of a person's presence (absent when their privacy hides it). */
+export interface Presence {
+  online?: boolean;
+  lastSeen?: string | null;
+}
+
+/** Deleting for everyone is allowed this long after sending (docs/protocol.md). */
+export const DELETE_WINDOW_MS = 48 * 3600 * 1000;
+/** Editing is allowed this long after sending (courier-client's `EDIT_WINDOW_SECS`). */
+export const EDIT_WINDOW_MS = 15 * 60 * 1000;
+/** While the user types, `sendTyping true` goes out at most this often. */
+const TYPING_RESEND_MS = 3000;
+/** A peer's "typing…" shows this long after their last `typing: true`. */
+const TYPING_SHOWN_MS = 5000;
 
 export interface Chat {
   sessionId: string;
@@ -120,6 +154,16 @@ export class Client {
   /** The last send of each chat: the next one waits for it (see `inTurn`). */
   private sendTurns = new Map<string, Promise<void>>();
   private events: Promise<void> = Promise.resolve();
+  /** Bumped on every change: `thread()` folds a chat again only after one. */
+  private rev = 0;
+  private threads = new WeakMap<Chat, { rev: number; shown: Shown[] }>();
+  /** Who is typing where: session -> user -> until when (ms). */
+  private typingNow = new Map<string, Map<string, number>>();
+  private typingTimers = new Map<string, number>();
+  /** This user's last `sendTyping`: where, whether typing, when. */
+  private typingSent: { sessionId: string; typing: boolean; at: number } | null = null;
+  /** Presence of the people this user chats with, as last read (`getProfile`). */
+  readonly presence = new Map<string, Presence>();
 
   constructor(
     readonly creds: Credentials,
@@ -145,6 +189,7 @@ export class Client {
   }
 
   private report(e: unknown): void {
+    this.rev++;
     const msg = e instanceof ApiError ? e.message : wasmError(e).message;
     this.lastError = msg;
     console.warn(msg);
@@ -179,6 +224,7 @@ export class Client {
   }
 
   private touch(): void {
+    this.rev++;
     this.save();
     this.changed();
   }
@@ -345,6 +391,11 @@ export class Client {
       chat.cursorMsgId = m.msgId;
     }
     chat.lastSeq = Math.max(chat.lastSeq, m.seq);
+    if (m.type === 'deleted') {
+      // A tombstone: the message's place, without its content.
+      this.placeDeleted(chat, m);
+      return;
+    }
     if (chat.messages.some((x) => x.msgId === m.msgId && !x.problem)) return;
     let result: Decrypted = { kind: 'notEncrypted' };
     if (m.type === 'text' || m.type === 'media') {
@@ -370,7 +421,15 @@ export class Client {
       mine,
       tick: mine ? 'sent' : undefined,
     };
+    if (!mine) this.stopTyping(m.sessionId, m.sender);
     if (m.type === 'system') {
+      const deletion = deletionOf(m.payload);
+      if (deletion) {
+        // The record of a deletion (read on sync, or the live event's message): not a line
+        // of its own; the message it names loses its content.
+        this.markDeleted(chat, deletion);
+        return;
+      }
       msg.text = systemText(m.payload, (u) => this.names.get(u) ?? u);
       if (chat.type === 'group') void this.nameChat(chat);
     } else if (d.kind === 'text') {
@@ -410,6 +469,40 @@ export class Client {
     this.applyWatermarks(chat);
   }
 
+  /** A tombstone read from the server: the message it replaces loses its content, or it takes
+   * its place if this device never had it. */
+  private placeDeleted(chat: Chat, m: RawMessage): void {
+    if (this.markDeleted(chat, m.msgId)) return;
+    chat.messages.push({
+      msgId: m.msgId,
+      seq: m.seq,
+      clientMsgId: m.clientMsgId ?? undefined,
+      sender: m.sender,
+      kind: 'text',
+      text: '',
+      sentAt: m.sentAt ?? '',
+      mine: m.sender === this.me,
+      tick: m.sender === this.me ? 'sent' : undefined,
+      deleted: true,
+    });
+    chat.messages.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Forgets a deleted message's content here too (text, caption, media, the file this browser
+   * sent, and the text of edits made to it): the sealed chats kept in IndexedDB no longer hold
+   * it. Returns whether the chat had the message. */
+  private markDeleted(chat: Chat, msgId: string): boolean {
+    const m = chat.messages.find((x) => x.msgId === msgId);
+    if (!m) return false;
+    m.deleted = true;
+    m.text = '';
+    m.media = undefined;
+    m.problem = undefined;
+    if (m.clientMsgId) this.sentFiles.delete(m.clientMsgId);
+    chat.messages = chat.messages.filter((x) => !isEditOf(x, msgId));
+    return true;
+  }
+
   private async ackDelivered(chat: Chat, deliveredSeq: number): Promise<void> {
     const last = [...chat.messages].reverse().find((m) => !m.mine && m.seq <= chat.cursorSeq);
     if (!last || last.seq <= deliveredSeq) return;
@@ -431,9 +524,40 @@ export class Client {
       .catch((e) => console.warn('ack read failed', e));
   }
 
+  /** Unread messages: reactions and edits are not messages of their own, so they do not count. */
   unread(chat: Chat): number {
-    return chat.messages.filter((m) => !m.mine && m.kind !== 'system' && m.seq > chat.readSeq)
-      .length;
+    const bySeq = new Map(chat.messages.map((m) => [m.msgId, m]));
+    return this.thread(chat).filter((s) => {
+      const m = bySeq.get(s.msgId);
+      return m && !m.mine && m.kind !== 'system' && m.seq > chat.readSeq;
+    }).length;
+  }
+
+  /** The chat as it is shown: the wasm folds replies, reactions, edits and deletions into the
+   * messages they are about (courier-client's `content::Thread`, as every client shows a chat).
+   * System lines are not in it (`ChatMessage` has them). */
+  thread(chat: Chat): Shown[] {
+    const cached = this.threads.get(chat);
+    if (cached && cached.rev === this.rev) return cached.shown;
+    const input = chat.messages
+      .filter((m) => m.kind !== 'system')
+      .map((m) => ({
+        msgId: m.msgId,
+        sender: m.sender,
+        sentAt: m.sentAt,
+        type: m.kind === 'media' ? 'media' : 'text',
+        text: m.kind === 'text' && !m.deleted ? m.text : undefined,
+        deleted: m.deleted === true,
+      }));
+    let shown: Shown[];
+    try {
+      shown = JSON.parse(renderThread(JSON.stringify(input))) as Shown[];
+    } catch (e) {
+      console.warn('renderThread failed', e);
+      shown = [];
+    }
+    this.threads.set(chat, { rev: this.rev, shown });
+    return shown;
   }
 
   /** The recipients' watermarks for this chat's latest own message (after a reconnect). */
@@ -515,6 +639,44 @@ export class Client {
         this.touch();
         return;
       }
+      case 'messageDeleted': {
+        const chat = this.chats.get(String(e.sessionId));
+        if (!chat) {
+          await this.sync();
+          return;
+        }
+        const m = e.message as RawMessage | undefined;
+        // The record's seq moves the cursor; behind it, read what was missed (the tombstone too).
+        if (m && m.seq > chat.cursorSeq + 1) await this.readChat(chat);
+        else if (m) await this.take(m);
+        this.markDeleted(chat, String(e.msgId));
+        this.touch();
+        return;
+      }
+      case 'typing': {
+        const sessionId = String(e.sessionId);
+        const userId = String(e.userId);
+        if (userId === this.me) return;
+        if (e.typing === true) {
+          let users = this.typingNow.get(sessionId);
+          if (!users) this.typingNow.set(sessionId, (users = new Map()));
+          users.set(userId, Date.now() + TYPING_SHOWN_MS);
+          // Shown until it goes stale: render again then.
+          const key = `${sessionId} ${userId}`;
+          window.clearTimeout(this.typingTimers.get(key));
+          this.typingTimers.set(
+            key,
+            window.setTimeout(() => {
+              this.typingTimers.delete(key);
+              this.changed();
+            }, TYPING_SHOWN_MS + 50),
+          );
+        } else {
+          this.stopTyping(sessionId, userId);
+        }
+        this.changed();
+        return;
+      }
       case 'groupUpdate': {
         const chat = this.chats.get(String(e.sessionId ?? e.groupId));
         const m = e.message as RawMessage | undefined;
@@ -555,7 +717,82 @@ export class Client {
 
   /** Sends text: encrypted for every member device, then `sendMessage`. */
   async sendText(sessionId: string, text: string): Promise<void> {
-    await this.sendContent(sessionId, 'text', text, [], text);
+    await this.sendEncoded(sessionId, { t: 'text', text });
+  }
+
+  /** Sends a reply quoting `to`. */
+  async sendReply(sessionId: string, to: string, text: string): Promise<void> {
+    await this.sendEncoded(sessionId, { t: 'reply', to, text });
+  }
+
+  /** Reacts to `to` with an emoji, replacing this user's earlier reaction; '' removes it. */
+  async react(sessionId: string, to: string, emoji: string): Promise<void> {
+    await this.sendEncoded(sessionId, { t: 'reaction', to, emoji });
+  }
+
+  /** New text for one of this user's text messages (others show it within 15 minutes). */
+  async edit(sessionId: string, to: string, text: string): Promise<void> {
+    await this.sendEncoded(sessionId, { t: 'edit', to, text });
+  }
+
+  /** Text, a reply, a reaction or an edit: courier-client's `Content`, encoded by the wasm,
+   * sent end-to-end encrypted as an ordinary `text` message (the server cannot tell them apart). */
+  private async sendEncoded(sessionId: string, content: Record<string, string>): Promise<void> {
+    const plaintext = encodeContent(JSON.stringify(content));
+    this.setTyping(sessionId, false);
+    await this.sendContent(sessionId, 'text', plaintext, [], plaintext);
+  }
+
+  /** Deletes one of this user's messages for everyone (`deleteMessage`: its sender, within
+   * 48 hours). Every member's device then shows "This message was deleted". */
+  async deleteMessage(sessionId: string, msgId: string): Promise<void> {
+    await this.conn.request('deleteMessage', { sessionId, msgId });
+    const chat = this.chats.get(sessionId);
+    if (chat) this.markDeleted(chat, msgId);
+    this.touch();
+  }
+
+  /** Tells the chat whether this user is typing: `true` at most every 3 s while they type,
+   * `false` once when they stop (composer emptied, message sent, chat left). Best effort. */
+  setTyping(sessionId: string, typing: boolean): void {
+    const last = this.typingSent;
+    const now = Date.now();
+    if (typing) {
+      if (last && last.sessionId === sessionId && last.typing && now - last.at < TYPING_RESEND_MS) return;
+      if (last && last.sessionId !== sessionId && last.typing) this.setTyping(last.sessionId, false);
+    } else if (!last || last.sessionId !== sessionId || !last.typing) {
+      return;
+    }
+    this.typingSent = { sessionId, typing, at: now };
+    this.conn
+      .request('sendTyping', { sessionId, typing })
+      .catch((e) => console.warn('sendTyping failed', e));
+  }
+
+  /** The other members typing in a chat now. */
+  typingIn(sessionId: string): string[] {
+    const users = this.typingNow.get(sessionId);
+    if (!users) return [];
+    const now = Date.now();
+    return [...users].filter(([, until]) => until > now).map(([u]) => u);
+  }
+
+  private stopTyping(sessionId: string, userId: string): void {
+    this.typingNow.get(sessionId)?.delete(userId);
+  }
+
+  /** Reads whether a person is online, or when they were last seen (`getProfile`; nothing when
+   * their privacy settings hide it). */
+  async refreshPresence(userId: string): Promise<void> {
+    try {
+      const p = await this.conn.request<Presence & { name?: string | null }>('getProfile', { userId });
+      this.presence.set(userId, { online: p.online, lastSeen: p.lastSeen });
+      if (p.name) this.names.set(userId, p.name);
+    } catch (e) {
+      console.warn('getProfile failed', e);
+      this.presence.delete(userId);
+    }
+    this.changed();
   }
 
   private async sendContent(
@@ -870,6 +1107,28 @@ export interface Settings {
 function rankTick(a: Tick, b: Tick): Tick {
   const r = (t: Tick) => (t === 'failed' ? -1 : t === 'pending' ? 0 : STATUS_RANK[t]);
   return r(a) >= r(b) ? a : b;
+}
+
+/** The message a `system` deletion record names (`{"update": "messageDeleted", "msgId"}`). */
+function deletionOf(payload: string): string | null {
+  try {
+    const p = JSON.parse(payload) as { update?: string; msgId?: string };
+    return p.update === 'messageDeleted' && p.msgId ? p.msgId : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a message is an edit of `msgId` (courier-client's `Content` encoding: the mark
+ * U+0001, then JSON): its new text goes when the message is deleted. */
+function isEditOf(m: ChatMessage, msgId: string): boolean {
+  if (m.kind !== 'text' || !m.text.startsWith('\u0001')) return false;
+  try {
+    const c = JSON.parse(m.text.slice(1)) as { t?: string; to?: string };
+    return c.t === 'edit' && c.to === msgId;
+  } catch {
+    return false;
+  }
 }
 
 function systemText(payload: string, name: (u: string) => string): string {

@@ -1,10 +1,17 @@
 // The wasm (crates/courier-web): courier-client's crypto, compiled to WebAssembly. Every state
 // change it makes is sealed by the wasm and written to IndexedDB here, in order.
 
-import init, { WebDevice, encryptFile, decryptFile, parseMediaDescriptor } from './wasm/courier_web.js';
+import init, {
+  WebDevice,
+  encryptFile,
+  decryptFile,
+  parseMediaDescriptor,
+  renderThread,
+  encodeContent,
+} from './wasm/courier_web.js';
 import * as db from './db';
 
-export { WebDevice, encryptFile, decryptFile, parseMediaDescriptor };
+export { WebDevice, encryptFile, decryptFile, parseMediaDescriptor, renderThread, encodeContent };
 
 let ready: Promise<unknown> | null = null;
 

@@ -2,7 +2,8 @@
 // DOM; every text from the network goes in through textContent, never as HTML.
 
 import QRCode from 'qrcode';
-import type { Chat, ChatMessage, Client, Settings } from './client';
+import { DELETE_WINDOW_MS, EDIT_WINDOW_MS } from './client';
+import type { Chat, ChatMessage, Client, Settings, Shown } from './client';
 import type { ConnState } from './net';
 
 type Attrs = Record<string, string | boolean | undefined>;
@@ -25,6 +26,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   }
   return el;
 }
+
+/** The reactions offered (as WhatsApp's quick row). */
+const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
 
 const TICK_LABEL: Record<string, string> = {
   pending: 'sending',
@@ -91,6 +95,13 @@ export class AppView {
   private readonly list = h('ul', { class: 'chats', 'aria-label': 'Chats' });
   private readonly log = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages' });
   private readonly title = h('h2', { id: 'chat-title', text: 'No chat open' });
+  /** "typing…", "online" or "last seen …" under the title. */
+  private readonly presence = h('p', { id: 'chat-presence', class: 'presence', 'aria-live': 'polite' });
+  /** What the composer is doing besides a new message: replying to or editing one. */
+  private context: { kind: 'reply' | 'edit'; msgId: string } | null = null;
+  private readonly contextBar = h('div', { id: 'composer-context', class: 'composer-context', hidden: true });
+  /** The message whose reaction choices are open. */
+  private reactingTo: string | null = null;
   private readonly state = h('span', { class: 'conn', role: 'status', id: 'conn-state' });
   private readonly error = h('p', { class: 'error', role: 'alert', id: 'error' });
   private readonly composer: HTMLFormElement;
@@ -129,6 +140,7 @@ export class AppView {
     this.composer = h(
       'form',
       { class: 'composer', 'aria-label': 'Send a message' },
+      this.contextBar,
       h('label', { for: 'message-input', class: 'visually-hidden', text: 'Message' }),
       this.input,
       h('label', { for: 'file-input', class: 'attach', title: 'Attach a file' }, icon('clip'), h('span', { class: 'visually-hidden', text: 'Attach a file' })),
@@ -144,9 +156,24 @@ export class AppView {
       if (e.key === 'Enter' && !e.shiftKey) {
         e.preventDefault();
         void this.send();
+      } else if (e.key === 'Escape' && this.context) {
+        this.setContext(null);
       }
     };
+    // Typing: true while there is something in the composer (the client sends it at most every
+    // 3 s), false once it is emptied.
+    this.input.oninput = () => {
+      const id = this.client.openChat;
+      if (id && this.context?.kind !== 'edit') this.client.setTyping(id, this.input.value.trim() !== '');
+    };
     this.file.onchange = () => void this.sendFile();
+    // The messages' controls (Reply, React, Edit, Delete, the emoji), by delegation: the list is
+    // patched in place, so its nodes carry data, not handlers.
+    this.log.onclick = (e) => {
+      const b = (e.target as Element).closest('button[data-action]') as HTMLButtonElement | null;
+      const li = b?.closest('li[data-msg]') as HTMLElement | null;
+      if (b && li) void this.messageAction(b.dataset.action!, li.dataset.msg!, b.dataset.emoji);
+    };
 
     const back = h('button', { type: 'button', class: 'back', 'aria-label': 'Back to chats', text: '←' });
     back.onclick = () => this.open(null);
@@ -155,7 +182,7 @@ export class AppView {
     this.conversation = h(
       'section',
       { class: 'conversation', 'aria-labelledby': 'chat-title' },
-      h('header', {}, back, this.title, this.verify, this.info),
+      h('header', {}, back, h('div', { class: 'who' }, this.title, this.presence), this.verify, this.info),
       this.log,
       this.composer,
     );
@@ -208,7 +235,9 @@ export class AppView {
 
   private chatItem(c: Chat): HTMLLIElement {
     const unread = this.client.unread(c);
-    const last = [...c.messages].reverse().find((m) => m.kind !== 'system');
+    const shown = this.client.thread(c);
+    const lastShown = shown[shown.length - 1];
+    const last = lastShown && c.messages.find((m) => m.msgId === lastShown.msgId);
     const b = h(
       'button',
       {
@@ -218,7 +247,7 @@ export class AppView {
         'aria-current': this.client.openChat === c.sessionId ? 'true' : undefined,
       },
       h('span', { class: 'name' }, c.type === 'group' ? icon('group') : null, displayName(c)),
-      h('span', { class: 'preview', text: last ? preview(last) : '' }),
+      h('span', { class: 'preview', text: last ? preview(last, lastShown) : '' }),
       unread
         ? h('span', { class: 'unread', 'aria-label': `${unread} unread`, text: String(unread) })
         : null,
@@ -228,7 +257,16 @@ export class AppView {
   }
 
   open(sessionId: string | null): void {
+    const previous = this.client.openChat;
+    if (previous && previous !== sessionId) {
+      this.client.setTyping(previous, false);
+      this.setContext(null);
+    }
+    this.reactingTo = null;
     this.client.openChat = sessionId;
+    const chat = sessionId ? this.client.chats.get(sessionId) : undefined;
+    const peer = chat && this.client.peerOf(chat);
+    if (peer) void this.client.refreshPresence(peer);
     this.panel.hidden = true;
     this.root.dataset.view = sessionId ? 'conversation' : 'list';
     this.conversation.hidden = !sessionId;
@@ -245,9 +283,17 @@ export class AppView {
     this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
     this.verify.hidden = !this.client.peerOf(c);
     this.info.hidden = c.type !== 'group';
+    this.presence.textContent = this.presenceText(c);
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     // Patch the list in place (a new message is one addition for screen readers, not a new list).
-    const wanted = c.messages.map((m) => this.messageItem(c, m));
+    const shown = new Map(this.client.thread(c).map((s) => [s.msgId, s]));
+    const byId = new Map(c.messages.map((m) => [m.msgId, m]));
+    // System lines in their place; messages as folded (reactions and edits are not lines).
+    const wanted = c.messages.flatMap((m) => {
+      if (m.kind === 'system') return [this.systemItem(m)];
+      const s = shown.get(m.msgId);
+      return s ? [this.messageItem(c, m, s, byId)] : [];
+    });
     wanted.forEach((w, i) => {
       const cur = this.log.children[i];
       if (!cur) this.log.append(w);
@@ -257,23 +303,76 @@ export class AppView {
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private messageItem(c: Chat, m: ChatMessage): HTMLLIElement {
-    if (m.kind === 'system') return h('li', { class: 'system', 'data-msg': m.msgId, text: m.text });
+  private systemItem(m: ChatMessage): HTMLLIElement {
+    return h('li', { class: 'system', 'data-msg': m.msgId, text: m.text });
+  }
+
+  private nameOf(userId: string): string {
+    return userId === this.client.me ? 'You' : this.client.names.get(userId) ?? userId;
+  }
+
+  /** "typing…" while a member types, else a direct chat's peer's "online" / "last seen …"
+   * (nothing when their privacy settings hide it). */
+  private presenceText(c: Chat): string {
+    const typing = this.client.typingIn(c.sessionId);
+    if (typing.length && c.type === 'direct') return 'typing…';
+    if (typing.length) return `${typing.map((u) => this.nameOf(u)).join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…`;
+    const peer = this.client.peerOf(c);
+    const p = peer ? this.client.presence.get(peer) : undefined;
+    if (p?.online) return 'online';
+    if (p?.lastSeen) return `last seen ${lastSeenText(p.lastSeen)}`;
+    return '';
+  }
+
+  private messageItem(c: Chat, m: ChatMessage, s: Shown, byId: Map<string, ChatMessage>): HTMLLIElement {
     const body = h('div', { class: 'body' });
-    if (m.problem) body.append(h('em', { class: 'problem', text: m.problem }));
-    if (m.media) body.append(this.mediaNode(m));
-    if (m.text) body.append(h('p', { class: 'text', text: m.text }));
+    if (s.deleted) {
+      body.append(h('p', { class: 'deleted', text: 'This message was deleted' }));
+    } else {
+      if (m.problem) body.append(h('em', { class: 'problem', text: m.problem }));
+      if (s.replyTo) body.append(this.quoteNode(s.replyTo, byId));
+      if (m.media) body.append(this.mediaNode(m));
+      const text = m.kind === 'media' ? m.text : s.text;
+      if (text) body.append(h('p', { class: 'text', text }));
+    }
+    const reactions = Object.entries(s.reactions ?? {});
+    const counts = new Map<string, string[]>();
+    for (const [user, emoji] of reactions) counts.set(emoji, [...(counts.get(emoji) ?? []), user]);
     const time = m.sentAt ? new Date(m.sentAt) : null;
+    const age = time ? Date.now() - time.getTime() : Infinity;
+    const sent = !m.msgId.startsWith('pending:') && m.tick !== 'failed';
+    const act = (action: string, label: string) => h('button', { type: 'button', 'data-action': action, text: label });
+    const mine = s.reactions?.[this.client.me];
     return h(
       'li',
-      { class: m.mine ? 'message mine' : 'message', 'data-msg': m.msgId },
-      c.type === 'group' && !m.mine
-        ? h('span', { class: 'sender', text: this.client.names.get(m.sender) ?? m.sender })
-        : null,
+      {
+        class: `message${m.mine ? ' mine' : ''}${s.deleted ? ' deleted' : ''}`,
+        'data-msg': m.msgId,
+      },
+      c.type === 'group' && !m.mine ? h('span', { class: 'sender', text: this.nameOf(m.sender) }) : null,
       body,
+      counts.size
+        ? h(
+            'ul',
+            { class: 'reactions', 'aria-label': 'Reactions' },
+            ...[...counts].map(([emoji, users]) =>
+              h(
+                'li',
+                {
+                  class: users.includes(this.client.me) ? 'chip own' : 'chip',
+                  title: users.map((u) => this.nameOf(u)).join(', '),
+                  'aria-label': `${emoji} from ${users.map((u) => this.nameOf(u)).join(', ')}`,
+                },
+                emoji,
+                users.length > 1 ? h('span', { class: 'count', text: String(users.length) }) : null,
+              ),
+            ),
+          )
+        : null,
       h(
         'span',
         { class: 'meta' },
+        s.edited ? h('span', { class: 'edited', text: 'edited' }) : null,
         time && !Number.isNaN(time.getTime())
           ? h('time', { datetime: m.sentAt, text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })
           : null,
@@ -287,7 +386,124 @@ export class AppView {
             })
           : null,
       ),
+      sent && !s.deleted
+        ? h(
+            'div',
+            { class: 'actions', role: 'group', 'aria-label': 'Message actions' },
+            act('reply', 'Reply'),
+            act('react', 'React'),
+            m.mine && m.kind === 'text' && age < EDIT_WINDOW_MS ? act('edit', 'Edit') : null,
+            m.mine && age < DELETE_WINDOW_MS ? act('delete', 'Delete') : null,
+          )
+        : null,
+      this.reactingTo === m.msgId && sent && !s.deleted
+        ? h(
+            'div',
+            { class: 'emoji-picker', role: 'group', 'aria-label': 'Choose a reaction' },
+            ...REACTIONS.map((e) =>
+              h('button', {
+                type: 'button',
+                'data-action': 'emoji',
+                'data-emoji': e,
+                'aria-label': `React with ${e}`,
+                'aria-pressed': String(mine === e),
+                text: e,
+              }),
+            ),
+          )
+        : null,
     );
+  }
+
+  /** The quoted message above a reply: who wrote it and the start of its text. */
+  private quoteNode(q: NonNullable<Shown['replyTo']>, byId: Map<string, ChatMessage>): HTMLElement {
+    const original = byId.get(q.msgId);
+    const text =
+      q.text ??
+      (original?.deleted
+        ? 'This message was deleted'
+        : original?.media
+          ? `${original.media.contentType.startsWith('image/') ? 'Photo' : 'File'}${original.text ? `: ${original.text}` : ''}`
+          : 'An earlier message');
+    return h(
+      'blockquote',
+      { class: 'quote', 'data-quotes': q.msgId },
+      h('strong', { class: 'quote-sender', text: q.sender ? this.nameOf(q.sender) : '' }),
+      h('span', { class: 'quote-text', text }),
+    );
+  }
+
+  /** A message's control was chosen. */
+  private async messageAction(action: string, msgId: string, emoji?: string): Promise<void> {
+    const sessionId = this.client.openChat;
+    const chat = sessionId ? this.client.chats.get(sessionId) : undefined;
+    if (!sessionId || !chat) return;
+    const s = this.client.thread(chat).find((x) => x.msgId === msgId);
+    if (!s) return;
+    try {
+      switch (action) {
+        case 'reply':
+          this.setContext({ kind: 'reply', msgId });
+          return;
+        case 'react':
+          this.reactingTo = this.reactingTo === msgId ? null : msgId;
+          this.render();
+          (this.log.querySelector(`li[data-msg="${CSS.escape(msgId)}"] .emoji-picker button`) as HTMLElement | null)?.focus();
+          return;
+        case 'emoji': {
+          this.reactingTo = null;
+          // The same emoji again removes this user's reaction.
+          const current = s.reactions?.[this.client.me];
+          await this.client.react(sessionId, msgId, current === emoji ? '' : emoji ?? '');
+          return;
+        }
+        case 'edit':
+          if (Date.now() - new Date(s.sentAt).getTime() >= EDIT_WINDOW_MS) {
+            throw new Error('a message can be edited only in the 15 minutes after it was sent');
+          }
+          this.setContext({ kind: 'edit', msgId });
+          this.input.value = s.text ?? '';
+          return;
+        case 'delete':
+          if (!window.confirm('Delete this message for everyone?')) return;
+          await this.client.deleteMessage(sessionId, msgId);
+          return;
+      }
+    } catch (e) {
+      this.client.lastError = `Could not ${action}: ${String((e as Error).message ?? e)}`;
+      this.render();
+    }
+  }
+
+  /** Shows (or clears) what the composer replies to or edits. */
+  private setContext(ctx: { kind: 'reply' | 'edit'; msgId: string } | null): void {
+    if (this.context?.kind === 'edit' && ctx?.kind !== 'edit') this.input.value = '';
+    this.context = ctx;
+    const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    const s = ctx && chat ? this.client.thread(chat).find((x) => x.msgId === ctx.msgId) : undefined;
+    if (!ctx || !s) {
+      this.contextBar.hidden = true;
+      this.contextBar.replaceChildren();
+      return;
+    }
+    const cancel = h('button', { type: 'button', class: 'cancel', 'aria-label': ctx.kind === 'reply' ? 'Cancel reply' : 'Cancel edit', text: '✕' });
+    cancel.onclick = () => {
+      this.setContext(null);
+      this.input.focus();
+    };
+    const m = chat?.messages.find((x) => x.msgId === ctx.msgId);
+    const quoted = s.text ?? (m?.media ? (m.media.contentType.startsWith('image/') ? 'Photo' : 'File') : '');
+    this.contextBar.replaceChildren(
+      h(
+        'blockquote',
+        { class: 'quote' },
+        h('strong', { class: 'quote-sender', text: ctx.kind === 'reply' ? `Replying to ${this.nameOf(s.sender)}` : 'Editing your message' }),
+        h('span', { class: 'quote-text', text: quoted }),
+      ),
+      cancel,
+    );
+    this.contextBar.hidden = false;
+    this.input.focus();
   }
 
   private mediaNode(m: ChatMessage): HTMLElement {
@@ -342,8 +558,13 @@ export class AppView {
     const text = this.input.value.trim();
     const sessionId = this.client.openChat;
     if (!text || !sessionId) return;
+    const ctx = this.context;
+    this.context = null;
+    this.setContext(null);
     this.input.value = '';
-    await this.client.sendText(sessionId, text);
+    if (ctx?.kind === 'reply') await this.client.sendReply(sessionId, ctx.msgId, text);
+    else if (ctx?.kind === 'edit') await this.client.edit(sessionId, ctx.msgId, text);
+    else await this.client.sendText(sessionId, text);
   }
 
   private async sendFile(): Promise<void> {
@@ -352,6 +573,7 @@ export class AppView {
     if (!f || !sessionId) return;
     const caption = this.input.value.trim();
     this.input.value = '';
+    this.client.setTyping(sessionId, false);
     this.progress.hidden = false;
     this.progress.value = 0;
     try {
@@ -725,10 +947,20 @@ function field(label: string, name: string, type: string, value = '', required =
   return h('p', {}, h('label', { for: id, text: label }), h('input', { id, name, type, value, required }));
 }
 
-function preview(m: ChatMessage): string {
+function preview(m: ChatMessage, s: Shown): string {
+  if (s.deleted) return 'This message was deleted';
   if (m.problem) return m.problem;
   if (m.media) return `${m.media.contentType.startsWith('image/') ? 'Photo' : 'File'}: ${m.media.fileName ?? 'file'}${m.text ? `, ${m.text}` : ''}`;
-  return m.text;
+  return s.text ?? '';
+}
+
+/** When someone was last seen: the time today, else the day and time. */
+function lastSeenText(at: string): string {
+  const t = new Date(at);
+  if (Number.isNaN(t.getTime())) return '';
+  const time = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  if (t.toDateString() === new Date().toDateString()) return `today at ${time}`;
+  return `${t.toLocaleDateString([], { day: 'numeric', month: 'short' })} at ${time}`;
 }
 
 function lastAt(c: Chat): string {

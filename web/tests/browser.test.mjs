@@ -9,14 +9,20 @@
 //   4. Bob creates a group with Alice and writes in it: the page shows the group and the message;
 //      the page answers in the group and Bob's CLI decrypts it.
 //   5. The page sends an image (upload progress shown): Bob's CLI downloads and decrypts it, byte
-//      for byte. A screenshot of the conversation goes to docs/images/web-conversation.png.
-//   6. The network drops (the page's socket is cut): Bob writes meanwhile; once the page is back
+//      for byte.
+//   6. Typing and presence ("online", "typing…" both ways), a reply, reactions and an edit from
+//      the page (Bob's CLI decrypts each as courier-client's Content), the page deleting its
+//      message (Bob gets messageDeleted and reads the tombstone) and Bob deleting his (live, and
+//      while the page is offline: read on sync). Bob's device speaks the protocol directly for
+//      what the CLI has no command for (rawDevice). A screenshot of the conversation goes to
+//      docs/images/web-conversation.png.
+//   7. The network drops (the page's socket is cut): Bob writes meanwhile; once the page is back
 //      it reconnects by itself and shows the message.
 //   Then: bad input (a malformed and an unknown phone number) gets a clear error; settings;
 //   two-step verification (the phone sets a PIN, the page checks, changes and removes it); a
 //   status post; a reload keeps the link and the chats; IndexedDB holds no plaintext; the
 //   phone-sized layout.
-//   7. Everything the page sent (HTTP bodies, WebSocket frames, the upload) is searched for every
+//   8. Everything the page sent (HTTP bodies, WebSocket frames, the upload) is searched for every
 //      plaintext of the run: none may appear.
 //
 // Environment: COURIER_HTTP_URL (the local cloud, serving web/dist), COURIER_WS_URL,
@@ -111,6 +117,25 @@ async function inbox(user, saveDir) {
     .map((l) => JSON.parse(l));
 }
 
+/** The reply, reaction or edit a decrypted plaintext carries (courier-client's `Content`: the
+ * mark U+0001, then JSON), or null for plain text. */
+function contentOf(text) {
+  if (typeof text !== 'string' || !text.startsWith('\u0001')) return null;
+  return JSON.parse(text.slice(1));
+}
+
+/** Reads Bob's inbox until the lines read so far satisfy `pred` (given them all); returns them. */
+async function inboxUntilAll(user, pred) {
+  const seen = [];
+  const until = Date.now() + WAIT;
+  while (Date.now() < until) {
+    seen.push(...(await inbox(user)));
+    if (pred(seen)) return seen;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`not in ${user.name}'s inbox: ${JSON.stringify(seen).slice(0, 2000)}`);
+}
+
 /** Reads Bob's inbox until a message matching `pred` shows up. */
 async function inboxUntil(user, pred, saveDir) {
   const seen = [];
@@ -123,6 +148,89 @@ async function inboxUntil(user, pred, saveDir) {
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`not in ${user.name}'s inbox: ${JSON.stringify(seen).slice(0, 2000)}`);
+}
+
+// ---- a device speaking the protocol itself ------------------------------------------------------
+
+/**
+ * A CLI user's device speaking the WebSocket protocol directly, for what the CLI has no command
+ * for (typing, deleting, reading tombstones, its profile name): a WebSocket in a page of its own
+ * browser context (not recorded with the page's traffic, not taken offline with it), opened with
+ * a one-time connect ticket for the device's key. Events it receives are kept.
+ */
+async function rawDevice(browser, user) {
+  const creds = JSON.parse(readFileSync(join(user.config, 'credentials.json'), 'utf8'));
+  const r = await fetch(`${HTTP}/v1/connect-tickets`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${creds.apiKey}` },
+  });
+  assert.equal(r.status, 201, `a connect ticket for ${user.name}: ${r.status}`);
+  const { ticket } = await r.json();
+  const context = await browser.newContext();
+  const p = await context.newPage();
+  const sep = WS.includes('?') ? '&' : '?';
+  await p.evaluate(
+    (url) =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        window.raw = { ws, events: [], waiting: new Map(), n: 0 };
+        ws.onmessage = (e) => {
+          const f = JSON.parse(e.data);
+          if (f.type === 'response' && window.raw.waiting.has(f.requestId)) {
+            window.raw.waiting.get(f.requestId)(f);
+            window.raw.waiting.delete(f.requestId);
+          } else if (f.type === 'event') {
+            window.raw.events.push(f);
+          }
+        };
+        ws.onopen = () => resolve();
+        ws.onerror = () => reject(new Error('the WebSocket failed'));
+      }),
+    `${WS}${sep}ticket=${encodeURIComponent(ticket)}`,
+  );
+  return {
+    userId: creds.userId,
+    async request(action, params = {}) {
+      const f = await Promise.race([
+        p.evaluate(
+          ([action, params]) =>
+            new Promise((resolve) => {
+              const requestId = `raw-${++window.raw.n}`;
+              window.raw.waiting.set(requestId, resolve);
+              window.raw.ws.send(JSON.stringify({ action, requestId, ...params }));
+            }),
+          [action, params],
+        ),
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`${action}: no answer`)), WAIT)),
+      ]);
+      if (!f.ok) throw new Error(`${user.name}'s ${action} was refused: ${JSON.stringify(f.error)}`);
+      return f.result;
+    },
+    /** Waits for an event matching `pred`. */
+    async event(pred, what) {
+      const until = Date.now() + WAIT;
+      let events = [];
+      while (Date.now() < until) {
+        events = await p.evaluate(() => window.raw.events);
+        const hit = events.find(pred);
+        if (hit) return hit;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`${user.name} never got ${what}: ${JSON.stringify(events).slice(0, 2000)}`);
+    },
+    /** Every message of a session, from the start (tombstones and system records included). */
+    async readAll(sessionId) {
+      const all = [];
+      let lastMsgId = null;
+      for (;;) {
+        const page = await this.request('readNewMessages', { sessionId, lastMsgId, limit: 100 });
+        all.push(...page.messages);
+        if (!page.hasMore || !page.messages.length) return all;
+        lastMsgId = page.messages[page.messages.length - 1].msgId;
+      }
+    },
+    close: () => context.close(),
+  };
 }
 
 // ---- a PNG with a secret inside -----------------------------------------------------------------
@@ -186,7 +294,14 @@ const texts = {
   bobCaption: `Bob's picture ${nonce}`,
   ownGroup: `Hello from the group the browser made ${nonce}`,
   imageSecret: `image-secret-${nonce}-do-not-leak`,
+  quoteReply: `Quoting you from the browser ${nonce}`,
+  typo: `See you at 5 ${nonce}`,
+  edited: `See you at 6 ${nonce}, sorry`,
+  toDelete: `Wrong chat, deleting this ${nonce}`,
+  bobOops: `Bob's message he takes back ${nonce}`,
+  bobOopsOffline: `Bob's second message he takes back ${nonce}`,
 };
+const BOB_NAME = 'Bob';
 const image = png(texts.imageSecret);
 
 const browser = await chromium.launch({
@@ -223,6 +338,11 @@ let failed = false;
 try {
   step('register Alice (primary) and Bob with the CLI');
   const [alice, bob] = await Promise.all([cliUser('alice'), cliUser('bob')]);
+  const aliceId = JSON.parse(readFileSync(join(alice.config, 'credentials.json'), 'utf8')).userId;
+  // A profile name, so the page shows Bob by name (the CLI has no command for it).
+  const bobSetup = await rawDevice(browser, bob);
+  await bobSetup.request('updateSettings', { display: { name: BOB_NAME } });
+  await bobSetup.close();
 
   step('open Courier Web: it shows a link code as text and as a QR code');
   const pageResponse = await page.goto(`${HTTP}/`);
@@ -352,11 +472,132 @@ try {
     texts.bobCaption,
   );
 
-  step('screenshot of the conversation');
+  step('Bob is online and types: the page\'s chat header shows "online", then "typing…", then "online" again when he stops');
+  const bobRaw = await rawDevice(browser, bob);
+  const bobChat = page.locator('button.chat', { has: page.locator('.name', { hasText: new RegExp(`^${BOB_NAME}$`) }) });
+  assert.equal(await bobChat.count(), 1, 'the chat with Bob is listed by his name');
+  await bobChat.click();
+  const presence = page.locator('#chat-presence');
+  await presence.filter({ hasText: /^online$/ }).waitFor();
+  const directId = await bobChat.getAttribute('data-session');
+  await bobRaw.request('sendTyping', { sessionId: directId, typing: true });
+  await presence.filter({ hasText: /^typing…$/ }).waitFor();
+  await bobRaw.request('sendTyping', { sessionId: directId, typing: false });
+  await presence.filter({ hasText: /^online$/ }).waitFor();
+
+  step('the page types and replies to Bob\'s message: Bob sees Alice typing, then stopping; the reply shows the quote; Bob decrypts a reply to that message');
+  const bobsText = page.locator('li.message:not(.mine)', { has: page.locator('.text', { hasText: texts.fromCli }) });
+  const bobsTextId = await bobsText.getAttribute('data-msg');
+  const composer = page.getByRole('textbox', { name: 'Message', exact: true });
+  await composer.fill('Quo');
+  await bobRaw.event((e) => e.event === 'typing' && e.userId === aliceId && e.typing === true && e.sessionId === directId, "Alice's typing");
+  await composer.fill('');
+  await bobRaw.event((e) => e.event === 'typing' && e.userId === aliceId && e.typing === false, 'Alice stopping');
+  await bobsText.hover();
+  await bobsText.getByRole('button', { name: 'Reply' }).click();
+  await page.locator('#composer-context .quote-text', { hasText: texts.fromCli }).waitFor();
+  await composer.fill(texts.quoteReply);
+  await page.keyboard.press('Enter');
+  const quoting = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.quoteReply }) });
+  await quoting.locator(`blockquote.quote[data-quotes="${bobsTextId}"] .quote-text`, { hasText: texts.fromCli }).waitFor();
+  assert.equal(await quoting.locator('.quote-sender').textContent(), BOB_NAME);
+  assert.ok(await page.locator('#composer-context').isHidden(), 'the composer no longer quotes');
+  await inboxUntil(bob, (l) => {
+    const c = contentOf(l.text);
+    return c?.t === 'reply' && c.to === bobsTextId && c.text === texts.quoteReply;
+  });
+
+  step('the page reacts to Bob\'s picture, takes the reaction back and chooses another: one chip; Bob decrypts the three');
+  const bobsPicture = page.locator('li.message:not(.mine)', { has: page.locator(`img.media[alt="${texts.bobCaption}"]`) });
+  const bobsPictureId = await bobsPicture.getAttribute('data-msg');
+  const react = async (emoji) => {
+    await bobsPicture.hover();
+    await bobsPicture.getByRole('button', { name: 'React', exact: true }).click();
+    await bobsPicture.getByRole('button', { name: `React with ${emoji}` }).click();
+  };
+  const chips = bobsPicture.locator('.reactions .chip');
+  await react('👍');
+  await chips.filter({ hasText: '👍' }).waitFor();
+  await react('👍'); // the same again removes it
+  await chips.first().waitFor({ state: 'detached' });
+  await react('❤️');
+  await chips.filter({ hasText: '❤️' }).waitFor();
+  assert.equal(await chips.count(), 1, 'one reaction per person');
+  assert.match(await chips.first().getAttribute('aria-label'), /❤️ from You/);
+  await inboxUntilAll(bob, (lines) => {
+    const r = lines.map((l) => contentOf(l.text)).filter((c) => c?.t === 'reaction' && c.to === bobsPictureId);
+    return JSON.stringify(r.map((c) => c.emoji)) === JSON.stringify(['👍', '', '❤️']);
+  });
+
+  step('the page edits its own message: "edited" and the new text; Bob decrypts the edit');
+  await composer.fill(texts.typo);
+  await page.keyboard.press('Enter');
+  const typo = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.typo }) });
+  await typo.locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]').waitFor();
+  const typoId = await typo.getAttribute('data-msg');
+  await typo.hover();
+  await typo.getByRole('button', { name: 'Edit' }).click();
+  assert.equal(await composer.inputValue(), texts.typo, 'the composer holds the text to edit');
+  await composer.fill(texts.edited);
+  await page.keyboard.press('Enter');
+  const editedMsg = page.locator(`li.message.mine[data-msg="${typoId}"]`);
+  await editedMsg.locator('.text', { hasText: texts.edited }).waitFor();
+  assert.equal(await editedMsg.locator('.edited').textContent(), 'edited');
+  assert.equal(await page.locator('li.message .text', { hasText: texts.typo }).count(), 0, 'the old text is gone');
+  await inboxUntil(bob, (l) => {
+    const c = contentOf(l.text);
+    return c?.t === 'edit' && c.to === typoId && c.text === texts.edited;
+  });
+
+  step('the page deletes one of its messages for everyone: "This message was deleted"; Bob gets messageDeleted and reads a tombstone and the record');
+  await composer.fill(texts.toDelete);
+  await page.keyboard.press('Enter');
+  const doomed = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.toDelete }) });
+  await doomed.locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]').waitFor();
+  const doomedId = await doomed.getAttribute('data-msg');
+  page.once('dialog', (d) => d.accept());
+  await doomed.hover();
+  await doomed.getByRole('button', { name: 'Delete' }).click();
+  const doomedNow = page.locator(`li.message.mine[data-msg="${doomedId}"]`);
+  await doomedNow.locator('.deleted', { hasText: 'This message was deleted' }).waitFor();
+  assert.equal(await page.locator('li.message .text', { hasText: texts.toDelete }).count(), 0, 'its text is gone');
+  const deletedEvent = await bobRaw.event((e) => e.event === 'messageDeleted' && e.msgId === doomedId, 'the messageDeleted event');
+  assert.equal(deletedEvent.by, aliceId);
+  const bobReads = await bobRaw.readAll(directId);
+  const tombstone = bobReads.find((m) => m.msgId === doomedId);
+  assert.equal(tombstone?.type, 'deleted', `a tombstone: ${JSON.stringify(tombstone)}`);
+  assert.equal(tombstone.payload ?? null, null, 'no payload in the tombstone');
+  assert.ok(
+    bobReads.some((m) => m.type === 'system' && JSON.parse(m.payload).update === 'messageDeleted' && JSON.parse(m.payload).msgId === doomedId),
+    'the deletion record',
+  );
+
+  step('Bob deletes one of his messages: the page shows "This message was deleted", live');
+  await courier(bob.config, ['send', alice.phone, texts.bobOops]);
+  const oops = page.locator('li.message:not(.mine)', { has: page.locator('.text', { hasText: texts.bobOops }) });
+  await oops.waitFor();
+  const oopsId = await oops.getAttribute('data-msg');
+  await bobRaw.request('deleteMessage', { sessionId: directId, msgId: oopsId });
+  await page.locator(`li.message[data-msg="${oopsId}"] .deleted`, { hasText: 'This message was deleted' }).waitFor();
+  assert.equal(await page.locator('li.message .text', { hasText: texts.bobOops }).count(), 0, 'its text is gone');
+  // Bob's message shows no controls of the page's own: no Edit or Delete on someone else's.
+  assert.equal(await bobsText.getByRole('button', { name: 'Delete' }).count(), 0);
+
+  step('screenshot of the conversation (Bob typing)');
+  await bobRaw.request('sendTyping', { sessionId: directId, typing: true });
+  await presence.filter({ hasText: /^typing…$/ }).waitFor();
+  await page.mouse.move(0, 0);
+  await composer.focus();
   if (SCREENSHOT) {
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
   }
+  await bobRaw.request('sendTyping', { sessionId: directId, typing: false });
+  // Bob sends a message he deletes while the page is offline (next step).
+  await courier(bob.config, ['send', alice.phone, texts.bobOopsOffline]);
+  const oops2 = page.locator('li.message:not(.mine)', { has: page.locator('.text', { hasText: texts.bobOopsOffline }) });
+  await oops2.waitFor();
+  const oops2Id = await oops2.getAttribute('data-msg');
 
   step('the network drops: the page reconnects by itself and shows what came meanwhile');
   await context.setOffline(true);
@@ -364,11 +605,28 @@ try {
   await page.evaluate(() => window.dispatchEvent(new Event('offline')));
   await page.waitForFunction(() => document.querySelector('#conn-state')?.textContent !== 'Online');
   await courier(bob.config, ['send', alice.phone, texts.whileOffline]);
+  await bobRaw.request('deleteMessage', { sessionId: directId, msgId: oops2Id });
+  await bobRaw.close();
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await page.locator('li.message .text', { hasText: texts.whileOffline }).count(), 0, 'nothing arrives while offline');
+  assert.equal(await page.locator('li.message .text', { hasText: texts.bobOopsOffline }).count(), 1, 'nor the deletion');
   await context.setOffline(false);
   await page.locator('li.message:not(.mine) .text', { hasText: texts.whileOffline }).waitFor();
   assert.equal(await page.locator('#conn-state').textContent(), 'Online');
+  // The deletion, read on sync from its record: the message loses its text, no line is added.
+  await page.locator(`li.message[data-msg="${oops2Id}"] .deleted`, { hasText: 'This message was deleted' }).waitFor();
+  assert.equal(await page.locator('li.message .text', { hasText: texts.bobOopsOffline }).count(), 0);
+  assert.equal(await page.locator('li.system').count(), 0, 'a deletion is no line of its own in the chat');
+
+  step('with none of Bob\'s devices connected, the chat header says when he was last seen');
+  // Read when the chat opens: opened again until the server has recorded Bob's disconnect.
+  let seenText = '';
+  for (let i = 0; i < 15 && !/^last seen /.test(seenText); i++) {
+    await page.locator('button.chat', { hasText: texts.whileOffline }).click();
+    await presence.filter({ hasText: /^last seen / }).waitFor({ timeout: 2000 }).catch(() => {});
+    seenText = await presence.textContent();
+  }
+  assert.match(seenText, /^last seen (today|.+) at \d/, `Bob's last seen: ${seenText}`);
 
   step('the safety number with Bob is the one Alice\'s phone shows');
   await page.locator('button.chat', { hasText: texts.whileOffline }).click();
@@ -540,6 +798,10 @@ try {
 
   step('no plaintext in anything the page sent');
   const secrets = [
+    texts.quoteReply,
+    texts.typo,
+    texts.edited,
+    texts.toDelete,
     texts.reply,
     texts.groupReply,
     texts.caption,
