@@ -414,6 +414,19 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         let data = json!({"sessionId": w.group, "msgId": w.group_msg});
         t.check(role, "deleteMessage", data, expected).await;
     }
+    // Reports carry only the reported user's own messages in the reporter's chats: M may not
+    // pin A's group message on R, and N, outside the group, cannot attach it at all. Blocking
+    // oneself is refused. (These refusals change nothing; a report that is filed blocks, so the
+    // allowed case is in blocking.rs.)
+    #[rustfmt::skip]
+    let rows: Vec<Row> = vec![
+        (member, "reportUser", json!({"userId": r.user_id, "messages": [{"msgId": w.group_msg, "text": "x"}]}), BAD_REQUEST),
+        (stranger, "reportUser", json!({"userId": a.user_id, "messages": [{"msgId": w.group_msg, "text": "x"}]}), NOT_FOUND),
+        (removed, "reportUser", json!({"userId": a.user_id, "messages": [{"msgId": w.group_msg, "text": "x"}]}), NOT_FOUND),
+        (member, "blockUser", json!({"userId": m.user_id}), BAD_REQUEST),
+        (member, "listBlocked", json!({}), Has("/userIds", json!([]))),
+    ];
+    t.rows(rows).await;
     // Only members are in a session's list: the group and A and M's chat are not in R's or N's.
     t.check(member, "listSessions", json!({}), Ok).await;
     for role in [removed, stranger] {

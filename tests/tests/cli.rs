@@ -323,6 +323,42 @@ async fn people_are_shown_by_saved_name_else_profile_name_and_number() {
 }
 
 #[tokio::test]
+async fn block_report_and_unblock_with_the_cli() {
+    let cloud = TestCloud::shared();
+    let (alice, _) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| {
+        let (ok, out, err) = courier(cloud, config, args);
+        assert!(ok, "courier {args:?}: {err}");
+        out
+    };
+    let alice_id = {
+        let out = run(&alice, &["whoami"]);
+        out.split_whitespace()
+            .find(|w| w.starts_with("u_"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    run(&alice, &["send", &bob_phone, "spam one"]);
+    run(&alice, &["send", &bob_phone, "spam two"]);
+    run(&bob, &["inbox", "--timeout", "20"]);
+
+    let out = run(&bob, &["report", &alice_id, "--last", "2"]);
+    assert!(out.starts_with("reported (2 messages attached; report "), "{out}");
+    let out = run(&bob, &["blocked"]);
+    assert!(out.contains(&alice_id), "{out}");
+    // Blocked: Alice's send is answered as ever, and never reaches Bob.
+    run(&alice, &["send", &bob_phone, "spam three"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(!out.contains("spam three"), "{out}");
+    assert_eq!(run(&bob, &["unblock", &alice_id]).trim(), "unblocked");
+    run(&alice, &["send", &bob_phone, "sorry"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(out.contains("sorry") && !out.contains("spam three"), "{out}");
+    assert!(run(&bob, &["blocked"]).trim().is_empty());
+}
+
+#[tokio::test]
 async fn group_commands_create_add_promote_remove_info_delete() {
     let cloud = TestCloud::shared();
     let (alice, _) = cli_user(cloud).await;

@@ -111,3 +111,74 @@ pub async fn profile(ctx: &Ctx<'_>, name: Option<String>) -> Result<()> {
     print_line(shown.as_deref().unwrap_or("(no name)"));
     Ok(())
 }
+
+/// A person argument: a user id as is, else a phone number (looked up).
+async fn user_of(client: &courier_client::Client, person: &str) -> Result<String> {
+    if person.starts_with("u_") {
+        return Ok(person.to_owned());
+    }
+    client
+        .lookup_user(person)
+        .await
+        .with_context(|| format!("looking up {person}"))
+}
+
+/// `courier block|unblock <phone>`, `courier blocked`.
+pub async fn block(ctx: &Ctx<'_>, person: Option<&str>, block: bool) -> Result<()> {
+    let (client, _events) = ctx.connect_quietly().await?;
+    let result = async {
+        let Some(person) = person else {
+            let blocked = client.list_blocked().await.context("listing")?;
+            ctx.learn(&client, blocked.iter().map(String::as_str)).await;
+            if blocked.is_empty() {
+                eprintln!("Nobody is blocked.");
+            }
+            for u in &blocked {
+                print_line(&format!("{}  {u}", ctx.who(u)));
+            }
+            return Ok(());
+        };
+        let user = user_of(&client, person).await?;
+        let now = client.block_user(&user, block).await?;
+        print_line(if now { "blocked" } else { "unblocked" });
+        Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
+
+/// `courier report <phone> [--last N]`: reports someone, with the last `last` (at most 5) of
+/// their messages this device has in its history, and blocks them.
+pub async fn report(ctx: &Ctx<'_>, person: &str, last: usize) -> Result<()> {
+    use courier_client::history::HistoryStore;
+    use courier_core::protocol::ReportedMessage;
+    if last > 5 {
+        bail!("a report carries at most 5 messages");
+    }
+    let (client, _events) = ctx.connect_quietly().await?;
+    let result = async {
+        let user = user_of(&client, person).await?;
+        let history = HistoryStore::open(ctx.store.crypto_dir())?.load()?;
+        let mut theirs: Vec<ReportedMessage> = history
+            .into_iter()
+            .filter(|e| e.sender == user && e.kind != "deleted")
+            .filter_map(|e| {
+                e.text.map(|text| ReportedMessage {
+                    msg_id: e.msg_id,
+                    text,
+                })
+            })
+            .collect();
+        let messages = theirs.split_off(theirs.len().saturating_sub(last));
+        let attached = messages.len();
+        let id = client.report_user(&user, messages).await?;
+        print_line(&format!(
+            "reported ({attached} messages attached; report {id}) and blocked"
+        ));
+        Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}

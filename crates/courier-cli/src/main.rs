@@ -155,6 +155,27 @@ enum Command {
         #[command(subcommand)]
         command: ContactsCommand,
     },
+    /// Block someone (by phone number or user id): they are not told, but nothing they send
+    /// you in a direct chat reaches you, and they see none of your presence, profile or status.
+    Block {
+        /// Their number (E.164) or user id.
+        person: String,
+    },
+    /// Unblock someone.
+    Unblock {
+        /// Their number (E.164) or user id.
+        person: String,
+    },
+    /// List the people you blocked.
+    Blocked,
+    /// Report someone for moderation, with their last messages on this device, and block them.
+    Report {
+        /// Their number (E.164) or user id.
+        person: String,
+        /// How many of their last messages to attach (0 to 5).
+        #[arg(long, default_value_t = 5)]
+        last: usize,
+    },
     /// Your profile name, as people who did not save you see it: `courier profile [--name NAME]`.
     Profile {
         /// Set it to this.
@@ -602,6 +623,22 @@ async fn main() -> Result<()> {
         Command::Contacts { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             contacts::contacts(&ctx, command).await?;
+        }
+        Command::Block { person } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::block(&ctx, Some(&person), true).await?;
+        }
+        Command::Unblock { person } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::block(&ctx, Some(&person), false).await?;
+        }
+        Command::Blocked => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::block(&ctx, None, true).await?;
+        }
+        Command::Report { person, last } => {
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            contacts::report(&ctx, &person, last).await?;
         }
         Command::Profile { name } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod backups;
+mod blocks;
 mod concurrency;
 mod connections;
 mod deletion;

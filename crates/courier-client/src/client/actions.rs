@@ -400,6 +400,36 @@ impl Client {
         Ok(r.count)
     }
 
+    /// `blockUser` (`block`) or `unblockUser`: whether the user is blocked now.
+    pub async fn block_user(&self, user_id: &str, block: bool) -> Result<bool, ClientError> {
+        let r: courier_core::protocol::BlockReply = protocol::parse(
+            self.call(protocol::block_user(user_id, block), true)
+                .await?,
+        )?;
+        Ok(r.blocked)
+    }
+
+    /// `listBlocked`: everyone this user blocked.
+    pub async fn list_blocked(&self) -> Result<Vec<String>, ClientError> {
+        let r: courier_core::protocol::BlockedList =
+            protocol::parse(self.call(protocol::list_blocked(), true).await?)?;
+        Ok(r.user_ids)
+    }
+
+    /// `reportUser`: reports a user (with up to 5 of their messages, as this device decrypted
+    /// them) and blocks them; the report's id.
+    pub async fn report_user(
+        &self,
+        user_id: &str,
+        messages: Vec<courier_core::protocol::ReportedMessage>,
+    ) -> Result<String, ClientError> {
+        let r: courier_core::protocol::ReportFiled = protocol::parse(
+            self.call(protocol::report_user(user_id, messages), false)
+                .await?,
+        )?;
+        Ok(r.report_id)
+    }
+
     /// `deleteMessage`: deletes one of this user's messages for everyone, within 48 hours of
     /// sending it (`FORBIDDEN` after, or for someone else's). Safe to retry.
     pub async fn delete_message(&self, session_id: &str, msg_id: &str) -> Result<(), ClientError> {

@@ -264,6 +264,32 @@ pub fn update_contacts(add: &[String], remove: &[String]) -> Request {
     )
 }
 
+/// `blockUser` (`block`) or `unblockUser`.
+pub fn block_user(user_id: &str, block: bool) -> Request {
+    Request::new(
+        if block { "blockUser" } else { "unblockUser" },
+        &p::BlockParams {
+            user_id: user_id.into(),
+        },
+    )
+}
+
+/// `listBlocked`.
+pub fn list_blocked() -> Request {
+    Request::new("listBlocked", &p::ListBlockedParams {})
+}
+
+/// `reportUser`: with up to 5 of their messages as this device decrypted them.
+pub fn report_user(user_id: &str, messages: Vec<p::ReportedMessage>) -> Request {
+    Request::new(
+        "reportUser",
+        &p::ReportUserParams {
+            user_id: user_id.into(),
+            messages,
+        },
+    )
+}
+
 /// `deleteMessage`: delete one of this user's messages for everyone (within 48 hours).
 pub fn delete_message(session_id: &str, msg_id: &str) -> Request {
     Request::new(
