@@ -240,6 +240,24 @@ impl World {
     }
 }
 
+/// A page of messages as a reader gets it: its reply fits in one WebSocket frame
+/// ([`MAX_FRAME_BYTES`](courier_core::protocol::MAX_FRAME_BYTES)) and holds at least one message
+/// (a page moves the reader on). The page's JSON.
+pub fn page_in_one_frame(page: &impl serde::Serialize) -> Value {
+    let frame = courier_core::protocol::reply_ok(Some("r1"), page);
+    assert!(
+        frame.len() <= courier_core::protocol::MAX_FRAME_BYTES,
+        "a {} byte reply",
+        frame.len()
+    );
+    let page = page.json();
+    assert!(
+        !page["messages"].as_array().unwrap().is_empty(),
+        "a page moves the reader on"
+    );
+    page
+}
+
 /// A reply as it goes on the wire, for the tests that read it as the client does: use cases return
 /// typed replies, and a test that checks the JSON checks what the client gets.
 pub trait Wire {
