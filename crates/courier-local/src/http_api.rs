@@ -166,7 +166,7 @@ async fn invoke_function(
     } else {
         match json_body(&body) {
             Ok(v) => v,
-            Err(refused) => return refused,
+            Err(refused) => return refused.into_response(),
         }
     };
     match api.functions.invoke(&function, &event).await {
@@ -185,13 +185,13 @@ async fn metrics_reset(State(api): State<Arc<HttpApi>>) -> Response {
 }
 
 /// A request body as JSON, or the 400 that says it is not.
-fn json_body(body: &[u8]) -> Result<J, Response> {
+fn json_body(body: &[u8]) -> Result<J, Refusal> {
     serde_json::from_slice(body).map_err(|e| bad_request(&format!("body is not JSON: {e}")))
 }
 
 /// A fault switch's answer: the switches as they now stand, or the 400 that says why the
 /// request was refused.
-fn switched(api: &HttpApi, r: Result<(), String>) -> Result<Response, Response> {
+fn switched(api: &HttpApi, r: Result<(), String>) -> Result<Response, Refusal> {
     match r {
         Ok(()) => Ok(axum::Json(api.faults.describe()).into_response()),
         Err(e) => Err(bad_request(&e)),
@@ -199,25 +199,35 @@ fn switched(api: &HttpApi, r: Result<(), String>) -> Result<Response, Response> 
 }
 
 /// The DynamoDB switches act only when the functions reach DynamoDB through them.
-fn dynamodb_faults_enabled(api: &HttpApi) -> Result<(), Response> {
+fn dynamodb_faults_enabled(api: &HttpApi) -> Result<(), Refusal> {
     if api.faults.dynamodb().enabled() {
         return Ok(());
     }
-    Err(message(
+    Err(Refusal(
         StatusCode::CONFLICT,
         "the functions do not reach DynamoDB through the fault switch: start the local cloud \
-         with --dynamodb-faults",
+         with --dynamodb-faults"
+            .into(),
     ))
 }
 
-fn bad_request(text: &str) -> Response {
-    message(StatusCode::BAD_REQUEST, text)
+/// A refused request: its status, and the message its body carries (`{"message": ...}`).
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        message(self.0, &self.1)
+    }
+}
+
+fn bad_request(text: &str) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, text.to_owned())
 }
 
 async fn faults_kill_after_posts(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let (Some(function), Some(posts)) = (
         v.get("function").and_then(J::as_str),
@@ -237,7 +247,7 @@ async fn faults_kill_after_posts(
 async fn faults_management(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let expected = r#"expected {"failureRate": 0.25, "error": "InternalServerError" (default) or "LimitExceededException"}"#;
     let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
@@ -259,7 +269,7 @@ async fn faults_management(
 async fn faults_kill_random(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let (Some(function), Some(rate)) = (
         v.get("function").and_then(J::as_str),
@@ -284,7 +294,7 @@ async fn faults_kill_random(
 async fn faults_sns(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
         return Err(bad_request(r#"expected {"failureRate": 0.3}"#));
@@ -297,7 +307,7 @@ async fn faults_sns(
 async fn faults_streams(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let expected =
         r#"expected {"table": "<TableName>" (optional), "expiredIterators": N, "failures": N}"#;
@@ -335,7 +345,7 @@ fn optional_table(v: &J) -> Option<Option<&str>> {
 async fn faults_gsi_lag(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     dynamodb_faults_enabled(&api)?;
     let v = json_body(&body)?;
     let Some(lag) = v.get("lagMs").and_then(J::as_u64) else {
@@ -343,14 +353,14 @@ async fn faults_gsi_lag(
     };
     match api.faults.dynamodb().set_gsi_lag(lag).await {
         Ok(()) => Ok(axum::Json(api.faults.describe()).into_response()),
-        Err(e) => Err(message(StatusCode::SERVICE_UNAVAILABLE, &e)),
+        Err(e) => Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, e)),
     }
 }
 
 async fn faults_transaction_conflicts(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     dynamodb_faults_enabled(&api)?;
     let v = json_body(&body)?;
     let expected = r#"expected {"count": N, "rate": 0.1, "table": "<TableName>"} (each optional)"#;
@@ -378,7 +388,7 @@ async fn faults_transaction_conflicts(
 async fn faults_drop_sockets(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let v = json_body(&body)?;
     let Some(share) = v.get("share").and_then(J::as_f64) else {
         return Err(bad_request(r#"expected {"share": 0.1}"#));

@@ -40,14 +40,9 @@ async fn provisions_the_template_and_reads_the_outbox() {
         ttl.time_to_live_description().unwrap().attribute_name(),
         Some("ttl")
     );
-    let users = ddb
-        .describe_table()
-        .table_name("emu-UsersTable")
-        .send()
-        .await
-        .unwrap();
+    let users = users_table(&ddb).await;
     assert_eq!(
-        users.table().unwrap().global_secondary_indexes()[0].index_name(),
+        users.global_secondary_indexes()[0].index_name(),
         Some("byUser")
     );
 
@@ -72,17 +67,8 @@ async fn provisions_the_template_and_reads_the_outbox() {
     // lag, transaction conflicts), which answers as DynamoDB Local does.
     let functions_dynamodb = env["AWS_ENDPOINT_URL_DYNAMODB"].as_str().unwrap();
     assert_ne!(functions_dynamodb, ep.dynamodb.as_str());
-    let through_proxy = aws
-        .dynamodb(functions_dynamodb)
-        .describe_table()
-        .table_name("emu-UsersTable")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        through_proxy.table().and_then(|t| t.table_name()),
-        Some("emu-UsersTable")
-    );
+    let through_proxy = users_table(&aws.dynamodb(functions_dynamodb)).await;
+    assert_eq!(through_proxy.table_name(), Some("emu-UsersTable"));
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
 
@@ -119,6 +105,17 @@ fn emulated(state_dir: PathBuf) -> LocalCloudConfig {
         moto_server,
         ..common::config("resources.yaml", state_dir)
     }
+}
+
+/// `emu-UsersTable` as DescribeTable describes it.
+async fn users_table(ddb: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::types::TableDescription {
+    let out = ddb
+        .describe_table()
+        .table_name("emu-UsersTable")
+        .send()
+        .await
+        .unwrap();
+    out.table.expect("a table description")
 }
 
 /// Writes `user`'s profile item to `emu-UsersTable` (`USER#<user>`/`PROFILE`, in the `byUser`
