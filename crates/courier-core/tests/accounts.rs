@@ -111,16 +111,7 @@ impl World {
         }
     }
     async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
-        let deps = register_account::Deps {
-            registrations: &self.registrations,
-            sms: &self.sms,
-            clock: &self.clock,
-            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
-            test_numbers: self.test_numbers.clone(),
-            limits: None,
-            sms_guard: None,
-        };
-        register_account::register_account(&deps, phone, None)
+        register_account::register_account(&self.register_deps(), phone, None)
             .await
             .map(|r| r.expires_in_seconds)
     }
@@ -163,6 +154,14 @@ impl World {
     async fn fresh_code(&self, phone: &str) -> String {
         self.register(phone).await.unwrap();
         self.sms.last_code(phone).unwrap()
+    }
+    /// Verifies a fresh code for [`PHONE`] with `pin`.
+    async fn verify_fresh_code(
+        &self,
+        pin: Option<&str>,
+    ) -> Result<Credentials, courier_core::ApiError> {
+        let code = self.fresh_code(PHONE).await;
+        self.verify_with_pin(PHONE, &code, pin).await
     }
     fn pin_deps<'a>(&'a self, limiter: &'a MemoryRateLimiter) -> registration_pin::Deps<'a> {
         registration_pin::Deps {
@@ -470,25 +469,19 @@ async fn disconnect_forgets_the_connection() {
     let w = World::new().requiring_devices_to_connect();
     let me = w.sign_up(PHONE).await;
     let c = w.connect_with_key(&me, "conn-1").await;
-    connections::disconnect(
-        &w.connections,
-        &w.connections,
-        &courier_core::clock::SystemClock,
-        &c,
-    )
-    .await
-    .unwrap();
+    let disconnect = || {
+        connections::disconnect(
+            &w.connections,
+            &w.connections,
+            &courier_core::clock::SystemClock,
+            &c,
+        )
+    };
+    disconnect().await.unwrap();
     let who = courier_core::UserId::from_trusted(me.user_id);
     assert!(w.connections.for_user(&who).await.unwrap().is_empty());
     // Disconnecting an unknown connection is not an error (the gateway may retry).
-    connections::disconnect(
-        &w.connections,
-        &w.connections,
-        &courier_core::clock::SystemClock,
-        &c,
-    )
-    .await
-    .unwrap();
+    disconnect().await.unwrap();
 }
 
 #[tokio::test]
@@ -812,9 +805,8 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
         "no reset before the lockout ends"
     );
     w.clock.advance(Duration::days(7) - Duration::minutes(20));
-    let code = w.fresh_code(PHONE).await;
     assert_eq!(
-        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        w.verify_fresh_code(Some(VICTIM_PIN))
             .await
             .unwrap_err()
             .code,
@@ -1015,9 +1007,8 @@ async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_ne
             .unwrap();
     assert!(reply.pin_enabled);
     assert!(stored_pin_is(&w, &owner, "111111").await);
-    let code = w.fresh_code(PHONE).await;
     assert_eq!(
-        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        w.verify_fresh_code(Some(VICTIM_PIN))
             .await
             .unwrap_err()
             .code,

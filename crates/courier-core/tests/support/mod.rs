@@ -191,6 +191,20 @@ impl World {
         }
     }
 
+    /// `registerAccount` with codes of the usual lifetime, this World's test numbers, and no
+    /// limits or SMS guard (a test adds them with `..`).
+    pub fn register_deps(&self) -> register_account::Deps<'_> {
+        register_account::Deps {
+            registrations: &self.registrations,
+            sms: &self.sms,
+            clock: &self.clock,
+            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+            test_numbers: self.test_numbers.clone(),
+            limits: None,
+            sms_guard: None,
+        }
+    }
+
     pub fn chat_deps(&self) -> direct_chat::Deps<'_> {
         direct_chat::Deps {
             accounts: &self.accounts,
