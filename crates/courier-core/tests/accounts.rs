@@ -23,6 +23,15 @@ use support::{Wire, World};
 
 const PHONE: &str = "+14155550100";
 
+/// A World (whose connections need their device) with one account of [`PHONE`]: its primary
+/// (`owner`) and a companion linked to it.
+async fn owner_and_companion() -> (World, Credentials, Credentials) {
+    let w = World::new().requiring_devices_to_connect();
+    let owner = w.sign_up(PHONE).await;
+    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    (w, owner, companion)
+}
+
 impl World {
     fn link_deps(&self) -> link_device::Deps<'_> {
         link_device::Deps {
@@ -56,30 +65,36 @@ impl World {
             Err(e) => Err(e.code),
         }
     }
-    /// `deleteAccount` from `primary`'s connection `current` (the account has no sessions,
-    /// settings, statuses or backups).
-    async fn delete_account(&self, primary: &Credentials, current: &ConnectionId) {
-        let who = self.authorize(&primary.api_key).await.unwrap();
-        let sessions = MemorySessions::default();
-        let deps = delete_account::Deps {
+    /// `removeDevice` of `device` by `owner`, from the owner's connection `conn-owner`.
+    async fn remove_device(&self, owner: &DeviceCredential, device: &Credentials) {
+        let params = courier_core::protocol::RemoveDeviceParams {
+            device_id: device.device_id.clone(),
+        };
+        remove_device::remove_device(
+            &self.remove_deps(),
+            owner,
+            &ConnectionId::new("conn-owner"),
+            params,
+        )
+        .await
+        .unwrap();
+    }
+    /// `deleteAccount` over this World's stores.
+    fn delete_deps(&self) -> delete_account::Deps<'_> {
+        delete_account::Deps {
             accounts: &self.accounts,
             connections: &self.connections,
             gateway: &self.gateway,
             keys: &self.keys,
             queues: &self.queues,
             clock: &self.clock,
-            data: delete_account::AccountData {
-                sessions: &sessions,
-                groups: &sessions,
-                messages: &MemoryMessages::default(),
-                presence: &self.connections,
-                settings: &MemorySettings::default(),
-                statuses: &MemoryStatuses::default(),
-                backups: &MemoryBackups::default(),
-                objects: &MemoryObjects::default(),
-            },
-        };
-        delete_account::delete_account(&deps, &who, current)
+            data: self.data(),
+        }
+    }
+    /// `deleteAccount` from `primary`'s connection `current`.
+    async fn delete_account(&self, primary: &Credentials, current: &ConnectionId) {
+        let who = self.authorize(&primary.api_key).await.unwrap();
+        delete_account::delete_account(&self.delete_deps(), &who, current)
             .await
             .unwrap();
     }
@@ -96,16 +111,7 @@ impl World {
         }
     }
     async fn register(&self, phone: &str) -> Result<u64, courier_core::ApiError> {
-        let deps = register_account::Deps {
-            registrations: &self.registrations,
-            sms: &self.sms,
-            clock: &self.clock,
-            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
-            test_numbers: self.test_numbers.clone(),
-            limits: None,
-            sms_guard: None,
-        };
-        register_account::register_account(&deps, phone, None)
+        register_account::register_account(&self.register_deps(), phone, None)
             .await
             .map(|r| r.expires_in_seconds)
     }
@@ -148,6 +154,14 @@ impl World {
     async fn fresh_code(&self, phone: &str) -> String {
         self.register(phone).await.unwrap();
         self.sms.last_code(phone).unwrap()
+    }
+    /// Verifies a fresh code for [`PHONE`] with `pin`.
+    async fn verify_fresh_code(
+        &self,
+        pin: Option<&str>,
+    ) -> Result<Credentials, courier_core::ApiError> {
+        let code = self.fresh_code(PHONE).await;
+        self.verify_with_pin(PHONE, &code, pin).await
     }
     fn pin_deps<'a>(&'a self, limiter: &'a MemoryRateLimiter) -> registration_pin::Deps<'a> {
         registration_pin::Deps {
@@ -385,7 +399,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
     let friend_conn = w.connect_with_key(&friend, "conn-f").await;
 
     let who = w.authorize(&me.api_key).await.unwrap();
-    let sessions = MemorySessions::default();
+    let sessions = &w.sessions;
     let friend_id = courier_core::UserId::from_trusted(friend.user_id.clone());
     let me_id = courier_core::UserId::from_trusted(me.user_id.clone());
     let chat = courier_core::SessionId::direct(&me_id, &friend_id);
@@ -402,11 +416,10 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         .await
         .unwrap();
     // A backup: its record and object go with the account.
-    let backups = MemoryBackups::default();
-    let objects = MemoryObjects::default();
+    let (backups, objects) = (&w.backups, &w.objects);
     let backup_deps = courier_core::usecases::backups::Deps {
-        backups: &backups,
-        objects: &objects,
+        backups,
+        objects,
         clock: &courier_core::clock::SystemClock,
         quota: None,
     };
@@ -423,24 +436,7 @@ async fn deleting_an_account_revokes_keys_closes_other_connections_and_frees_the
         created.json()["backupId"].as_str().unwrap()
     );
     objects.put(&key, b"abc".to_vec(), "application/octet-stream");
-    let deps = delete_account::Deps {
-        accounts: &w.accounts,
-        connections: &w.connections,
-        gateway: &w.gateway,
-        keys: &w.keys,
-        queues: &w.queues,
-        clock: &courier_core::clock::SystemClock,
-        data: delete_account::AccountData {
-            sessions: &sessions,
-            groups: &sessions,
-            messages: &MemoryMessages::default(),
-            presence: &w.connections,
-            settings: &MemorySettings::default(),
-            statuses: &courier_core::memory::MemoryStatuses::default(),
-            backups: &backups,
-            objects: &objects,
-        },
-    };
+    let deps = w.delete_deps();
     let to_close = delete_account::delete_account(&deps, &who, &current)
         .await
         .unwrap();
@@ -473,25 +469,19 @@ async fn disconnect_forgets_the_connection() {
     let w = World::new().requiring_devices_to_connect();
     let me = w.sign_up(PHONE).await;
     let c = w.connect_with_key(&me, "conn-1").await;
-    connections::disconnect(
-        &w.connections,
-        &w.connections,
-        &courier_core::clock::SystemClock,
-        &c,
-    )
-    .await
-    .unwrap();
+    let disconnect = || {
+        connections::disconnect(
+            &w.connections,
+            &w.connections,
+            &courier_core::clock::SystemClock,
+            &c,
+        )
+    };
+    disconnect().await.unwrap();
     let who = courier_core::UserId::from_trusted(me.user_id);
     assert!(w.connections.for_user(&who).await.unwrap().is_empty());
     // Disconnecting an unknown connection is not an error (the gateway may retry).
-    connections::disconnect(
-        &w.connections,
-        &w.connections,
-        &courier_core::clock::SystemClock,
-        &c,
-    )
-    .await
-    .unwrap();
+    disconnect().await.unwrap();
 }
 
 #[tokio::test]
@@ -553,26 +543,7 @@ async fn moving_to_a_new_phone_and_deleting_the_account_delete_the_old_devices_k
     seed(&w, &user, &new_device).await;
     let current = w.connect_with_key(&new, "c-new").await;
     let who = w.authorize(&new.api_key).await.unwrap();
-    let sessions = MemorySessions::default();
-    let deps = delete_account::Deps {
-        accounts: &w.accounts,
-        connections: &w.connections,
-        gateway: &w.gateway,
-        keys: &w.keys,
-        queues: &w.queues,
-        clock: &courier_core::clock::SystemClock,
-        data: delete_account::AccountData {
-            sessions: &sessions,
-            groups: &sessions,
-            messages: &MemoryMessages::default(),
-            presence: &w.connections,
-            settings: &MemorySettings::default(),
-            statuses: &courier_core::memory::MemoryStatuses::default(),
-            backups: &MemoryBackups::default(),
-            objects: &MemoryObjects::default(),
-        },
-    };
-    delete_account::delete_account(&deps, &who, &current)
+    delete_account::delete_account(&w.delete_deps(), &who, &current)
         .await
         .unwrap();
     assert!(w.keys.device_keys(&user).await.unwrap().is_empty());
@@ -677,21 +648,10 @@ async fn deleting_the_account_ends_its_pending_links() {
 
 #[tokio::test]
 async fn removing_a_device_ends_the_accounts_pending_links() {
-    let w = World::new().requiring_devices_to_connect();
-    let owner = w.sign_up(PHONE).await;
-    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let (w, owner, companion) = owner_and_companion().await;
     let pending = w.approved_link(&owner).await;
     let who = w.authorize(&owner.api_key).await.unwrap();
-    remove_device::remove_device(
-        &w.remove_deps(),
-        &who,
-        &ConnectionId::new("conn-owner"),
-        courier_core::protocol::RemoveDeviceParams {
-            device_id: companion.device_id.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    w.remove_device(&who, &companion).await;
     assert_eq!(
         w.poll_link(&pending).await.unwrap_err(),
         ErrorCode::NotFound
@@ -705,21 +665,10 @@ async fn a_connect_authorized_before_its_device_was_removed_is_refused() {
     // The authorizer let the companion's key in; before `$connect` records the connection,
     // the owner removes the companion. The connection is not recorded, so nothing is left
     // open that the revocation could not list.
-    let w = World::new().requiring_devices_to_connect();
-    let owner = w.sign_up(PHONE).await;
-    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let (w, owner, companion) = owner_and_companion().await;
     let authorized = w.authorize(&companion.api_key).await.unwrap();
     let who = w.authorize(&owner.api_key).await.unwrap();
-    remove_device::remove_device(
-        &w.remove_deps(),
-        &who,
-        &ConnectionId::new("conn-owner"),
-        courier_core::protocol::RemoveDeviceParams {
-            device_id: companion.device_id.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    w.remove_device(&who, &companion).await;
     let late = ConnectionId::new("conn-late");
     let err = connections::connect(&w.connections, &w.clock, late.clone(), &authorized)
         .await
@@ -856,9 +805,8 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
         "no reset before the lockout ends"
     );
     w.clock.advance(Duration::days(7) - Duration::minutes(20));
-    let code = w.fresh_code(PHONE).await;
     assert_eq!(
-        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        w.verify_fresh_code(Some(VICTIM_PIN))
             .await
             .unwrap_err()
             .code,
@@ -899,9 +847,7 @@ async fn the_eleventh_pin_is_refused_even_right_until_the_lockout_ends_then_the_
 
 #[tokio::test]
 async fn a_companion_cannot_set_or_remove_the_pin_and_the_limit_holds() {
-    let w = World::new().requiring_devices_to_connect();
-    let owner = w.sign_up(PHONE).await;
-    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let (w, owner, companion) = owner_and_companion().await;
     let who = w.authorize(&companion.api_key).await.unwrap();
     let limiter = MemoryRateLimiter::default();
     let deps = w.pin_deps(&limiter);
@@ -1014,9 +960,7 @@ fn check(pin: &str) -> CheckRegistrationPinParams {
 #[tokio::test]
 async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_never_sets_the_first()
 {
-    let w = World::new().requiring_devices_to_connect();
-    let owner = w.sign_up(PHONE).await;
-    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let (w, owner, companion) = owner_and_companion().await;
     let laptop = w.authorize(&companion.api_key).await.unwrap();
     let limiter = MemoryRateLimiter::default();
     let deps = registration_pin::Deps {
@@ -1063,9 +1007,8 @@ async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_ne
             .unwrap();
     assert!(reply.pin_enabled);
     assert!(stored_pin_is(&w, &owner, "111111").await);
-    let code = w.fresh_code(PHONE).await;
     assert_eq!(
-        w.verify_with_pin(PHONE, &code, Some(VICTIM_PIN))
+        w.verify_fresh_code(Some(VICTIM_PIN))
             .await
             .unwrap_err()
             .code,
@@ -1088,9 +1031,7 @@ async fn a_companion_changes_or_removes_the_pin_only_with_the_current_one_and_ne
 #[tokio::test]
 async fn guessing_from_a_companion_is_stopped_by_its_own_budget_and_never_locks_the_owners_re_registration()
  {
-    let w = World::new().requiring_devices_to_connect();
-    let owner = w.sign_up(PHONE).await;
-    let companion = w.poll_link(&w.approved_link(&owner).await).await.unwrap();
+    let (w, owner, companion) = owner_and_companion().await;
     let laptop = w.authorize(&companion.api_key).await.unwrap();
     let phone = w.authorize(&owner.api_key).await.unwrap();
     let limiter = MemoryRateLimiter::default();

@@ -40,12 +40,62 @@ impl World {
             .await
             .map(|r| r.json())
     }
+    /// The group use cases over this World's stores (no delivery log, no cap on adds).
+    fn group_deps(&self) -> courier_core::usecases::groups::Deps<'_> {
+        courier_core::usecases::groups::Deps {
+            groups: &self.sessions,
+            sessions: &self.sessions,
+            messages: &self.messages,
+            accounts: &self.accounts,
+            settings: &self.settings,
+            deliver: self.deliverer(),
+            log: None,
+            clock: &self.clock,
+            adds_per_target: None,
+        }
+    }
+    /// `owner` lists `contact` among its contacts.
+    async fn add_contact(&self, owner: &UserId, contact: &UserId) {
+        self.settings
+            .update_contacts(owner, std::slice::from_ref(contact), &[], self.clock.now())
+            .await
+            .unwrap();
+    }
+    /// `registerPushToken` of `device` for `platform`.
+    async fn register_push(&self, device: &DeviceCredential, platform: &str, token: &str) {
+        let p: RegisterPushTokenParams =
+            serde_json::from_value(json!({"platform": platform, "token": token})).unwrap();
+        push_token::register_push_token(&self.push, &self.connections, device, p)
+            .await
+            .unwrap();
+    }
     async fn play_stream(&self, session: &str) {
         for m in self.messages.all(&SessionId::from_trusted(session)) {
             fan_out::fan_out(&self.sessions, &self.deliverer(), &m)
                 .await
                 .unwrap();
         }
+    }
+}
+
+/// Two actions a day per target from its strangers (its contacts are not counted), counted
+/// under `key`.
+fn two_a_day_from_strangers<'a>(
+    w: &'a World,
+    limiter: &'a MemoryRateLimiter,
+    key: &'static str,
+) -> courier_core::rate_limit::StrangerCap<'a> {
+    use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
+    StrangerCap {
+        settings: &w.settings,
+        throttle: Throttle {
+            limiter,
+            rule: Rule::Window {
+                max: 2,
+                window_secs: DAY_SECS,
+            },
+        },
+        key,
     }
 }
 
@@ -181,11 +231,7 @@ async fn fan_out_reaches_every_other_device_and_pushes_offline_ones_without_cont
     let b_phone = w.connect(&db, "cb1").await;
     // Bob's tablet is offline with a push token.
     let db2 = who(&b, "d_1b");
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &db2, p)
-        .await
-        .unwrap();
+    w.register_push(&db2, "apns", "tok").await;
 
     w.send(&da, &s, "c-1", "ciphertext-1").await.unwrap();
     w.play_stream(&s).await;
@@ -224,11 +270,7 @@ async fn a_gone_connection_is_removed_and_its_device_pushed_instead() {
     )
     .await
     .unwrap();
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "fcm", "token": "t"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &db, p)
-        .await
-        .unwrap();
+    w.register_push(&db, "fcm", "t").await;
     w.send(&da, &s, "c-1", "x").await.unwrap();
     w.play_stream(&s).await;
     assert!(
@@ -390,27 +432,13 @@ mod groups {
     use super::*;
     use courier_core::usecases::groups;
 
-    fn deps(w: &World) -> groups::Deps<'_> {
-        groups::Deps {
-            groups: &w.sessions,
-            sessions: &w.sessions,
-            messages: &w.messages,
-            accounts: &w.accounts,
-            settings: &w.settings,
-            deliver: w.deliverer(),
-            log: None,
-            clock: &w.clock,
-            adds_per_target: None,
-        }
-    }
-
     #[tokio::test]
     async fn a_change_is_delivered_by_its_operation_before_a_deletion_removes_the_members() {
         let (w, a, b, _) = World::with_three_users().await;
         let b_conn = w.connect(&who(&b, "d_1"), "cb").await;
         let inline = groups::Deps {
             log: Some(&w.messages),
-            ..deps(&w)
+            ..w.group_deps()
         };
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": [&b]})).unwrap();
@@ -456,7 +484,10 @@ mod groups {
     async fn create(w: &World, by: &DeviceCredential, others: &[&UserId]) -> String {
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": others})).unwrap();
-        groups::initiate(&deps(w), by, p).await.unwrap().json()["groupId"]
+        groups::initiate(&w.group_deps(), by, p)
+            .await
+            .unwrap()
+            .json()["groupId"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -504,16 +535,28 @@ mod groups {
         assert_eq!(frames[0]["update"], "created");
     }
 
+    /// Alice's group with Bob, where Alice sends `m1`, adds Carol, then sends `m2`: the group
+    /// and the two sends' replies.
+    async fn carol_joins_between(
+        w: &World,
+        alice: &DeviceCredential,
+        bob: &UserId,
+        carol: &UserId,
+    ) -> (String, Value, Value) {
+        let g = create(w, alice, &[bob]).await;
+        let before = w.send(alice, &g, "m1", "ct-1").await.unwrap();
+        groups::add(&w.group_deps(), alice, member(&g, carol))
+            .await
+            .unwrap();
+        let after = w.send(alice, &g, "m2", "ct-2").await.unwrap();
+        (g, before, after)
+    }
+
     #[tokio::test]
     async fn a_member_added_later_sees_only_what_follows_and_is_not_sent_the_past() {
         let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
-        let g = create(&w, &alice, &[&b]).await;
-        let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
-        groups::add(&deps(&w), &alice, member(&g, &c))
-            .await
-            .unwrap();
-        w.send(&alice, &g, "m2", "ct-2").await.unwrap();
+        let (g, before, _) = carol_joins_between(&w, &alice, &b, &c).await;
         let carol = who(&c, "d_2");
         let seen: Vec<_> = read(&w, &carol, &g)
             .await
@@ -540,12 +583,7 @@ mod groups {
     async fn a_late_members_ack_of_a_message_from_before_it_joined_moves_nothing() {
         let (w, a, b, c) = World::with_three_users().await;
         let alice = who(&a, "d_0");
-        let g = create(&w, &alice, &[&b]).await;
-        let before = w.send(&alice, &g, "m1", "ct-1").await.unwrap();
-        groups::add(&deps(&w), &alice, member(&g, &c))
-            .await
-            .unwrap();
-        let after = w.send(&alice, &g, "m2", "ct-2").await.unwrap();
+        let (g, before, after) = carol_joins_between(&w, &alice, &b, &c).await;
         let alice_conn = w.connect(&alice, "ca").await;
         let carol = who(&c, "d_2");
         let id = |m: &Value| m["msgId"].as_str().unwrap().to_owned();
@@ -563,7 +601,7 @@ mod groups {
         let (w, a, b, c) = World::with_three_users().await;
         let (alice, bob) = (who(&a, "d_0"), who(&b, "d_1"));
         let g = create(&w, &alice, &[&b, &c]).await;
-        let d = deps(&w);
+        let d = w.group_deps();
         for e in [
             groups::add(&d, &bob, member(&g, &c)).await.unwrap_err(),
             groups::remove(&d, &bob, member(&g, &c)).await.unwrap_err(),
@@ -598,29 +636,16 @@ mod groups {
     /// creates nothing and counts nothing.
     #[tokio::test]
     async fn strangers_may_add_a_user_to_groups_only_so_often_a_day_contacts_always() {
-        use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
+        use courier_core::rate_limit::DAY_SECS;
         let (w, a, b, c) = World::with_three_users().await;
         let (alice, carol) = (who(&a, "d_0"), who(&c, "d_2"));
         let limiter = MemoryRateLimiter::default();
         let capped = groups::Deps {
-            adds_per_target: Some(StrangerCap {
-                settings: &w.settings,
-                throttle: Throttle {
-                    limiter: &limiter,
-                    rule: Rule::Window {
-                        max: 2,
-                        window_secs: DAY_SECS,
-                    },
-                },
-                key: "group-adds",
-            }),
-            ..deps(&w)
+            adds_per_target: Some(two_a_day_from_strangers(&w, &limiter, "group-adds")),
+            ..w.group_deps()
         };
         // Bob lists Carol as a contact; Alice is a stranger to him.
-        w.settings
-            .update_contacts(&b, std::slice::from_ref(&c), &[], w.clock.now())
-            .await
-            .unwrap();
+        w.add_contact(&b, &c).await;
         let initiate = |by: DeviceCredential, members: Vec<&UserId>| {
             let p: InitiateGroupParams =
                 serde_json::from_value(json!({"name": "g", "members": members})).unwrap();
@@ -962,17 +987,7 @@ mod settings {
             .await
             .unwrap();
         contacts(&w, &carol, json!({"add": [b]})).await.unwrap();
-        let gdeps = groups::Deps {
-            groups: &w.sessions,
-            sessions: &w.sessions,
-            messages: &w.messages,
-            accounts: &w.accounts,
-            settings: &w.settings,
-            deliver: w.deliverer(),
-            log: None,
-            clock: &w.clock,
-            adds_per_target: None,
-        };
+        let gdeps = w.group_deps();
         // Alice is not in Carol's contacts: refused at creation, no group is made.
         let p: InitiateGroupParams =
             serde_json::from_value(json!({"name": "g", "members": [b, c]})).unwrap();
@@ -1090,17 +1105,7 @@ async fn inline_delivery_reaches_every_device_but_the_senders_and_records_done()
 async fn a_groups_inline_delivery_reads_its_members_after_the_write() {
     use courier_core::usecases::groups;
     let (w, a, b, c) = World::with_three_users().await;
-    let deps = groups::Deps {
-        groups: &w.sessions,
-        sessions: &w.sessions,
-        messages: &w.messages,
-        accounts: &w.accounts,
-        settings: &w.settings,
-        deliver: w.deliverer(),
-        log: None,
-        clock: &w.clock,
-        adds_per_target: None,
-    };
+    let deps = w.group_deps();
     let created = groups::initiate(
         &deps,
         &who(&a, "d_0"),
@@ -1194,27 +1199,14 @@ fn the_stream_delivers_only_what_inline_delivery_did_not_finish() {
 /// only so often a day; the user's contacts are not counted.
 #[tokio::test]
 async fn strangers_may_open_chats_with_a_user_only_so_often_a_day() {
-    use courier_core::rate_limit::{DAY_SECS, Rule, StrangerCap, Throttle};
+    use courier_core::rate_limit::DAY_SECS;
     let (w, a, b, c) = World::with_three_users().await;
     let limiter = MemoryRateLimiter::default();
     let capped = direct_chat::Deps {
-        handshakes_per_target: Some(StrangerCap {
-            settings: &w.settings,
-            throttle: Throttle {
-                limiter: &limiter,
-                rule: Rule::Window {
-                    max: 2,
-                    window_secs: DAY_SECS,
-                },
-            },
-            key: "chats",
-        }),
+        handshakes_per_target: Some(two_a_day_from_strangers(&w, &limiter, "chats")),
         ..w.chat_deps()
     };
-    w.settings
-        .update_contacts(&b, std::slice::from_ref(&c), &[], w.clock.now())
-        .await
-        .unwrap();
+    w.add_contact(&b, &c).await;
     let open = |by: DeviceCredential, n: usize| {
         let p = InitiateDirectChatParams {
             peer_user_id: b.to_string(),
@@ -1264,16 +1256,9 @@ async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once(
         let page = read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
             .await
             .unwrap();
-        let frame = reply_ok(Some("r1"), &page);
-        assert!(
-            frame.len() <= MAX_FRAME_BYTES,
-            "a {} byte reply",
-            frame.len()
-        );
         pages += 1;
-        let page = page.json();
+        let page = support::page_in_one_frame(&page);
         let messages = page["messages"].as_array().unwrap();
-        assert!(!messages.is_empty(), "a page moves the reader on");
         seqs.extend(messages.iter().map(|m| m["seq"].as_u64().unwrap()));
         last = messages.last().unwrap()["msgId"]
             .as_str()

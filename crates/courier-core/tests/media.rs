@@ -110,6 +110,26 @@ impl Scene {
         id
     }
 
+    /// Alice's group `id`, "trip", of `members`.
+    async fn group(&self, id: &str, members: &[(UserId, courier_core::chat::Role)]) -> SessionId {
+        let group = SessionId::from_trusted(id);
+        self.sessions
+            .create_group(
+                &Group {
+                    session_id: group.clone(),
+                    name: "trip".into(),
+                    description: String::new(),
+                    created_by: self.alice.clone(),
+                    created_at: Utc::now(),
+                    member_count: members.len() as u32,
+                },
+                members,
+            )
+            .await
+            .unwrap();
+        group
+    }
+
     async fn download(&self, u: &UserId, id: &str) -> Result<Value, ErrorCode> {
         media::get_download(
             &self.deps(),
@@ -347,24 +367,15 @@ async fn a_send_without_media_wiring_refuses_attachments() {
 async fn a_group_member_may_download_until_removed() {
     use courier_core::chat::Role;
     let w = Scene::new().await;
-    let group = SessionId::from_trusted("g_media0test");
-    w.sessions
-        .create_group(
-            &Group {
-                session_id: group.clone(),
-                name: "trip".into(),
-                description: String::new(),
-                created_by: w.alice.clone(),
-                created_at: Utc::now(),
-                member_count: 2,
-            },
+    let group = w
+        .group(
+            "g_media0test",
             &[
                 (w.alice.clone(), Role::Admin),
                 (w.carol.clone(), Role::Member),
             ],
         )
-        .await
-        .unwrap();
+        .await;
     let id = w.uploaded(&w.alice, 10).await;
     send_message::send_message(
         &w.attaching_send_deps(),
@@ -391,21 +402,9 @@ async fn a_group_member_may_download_until_removed() {
 async fn a_late_joiner_may_download_only_media_sent_after_joining() {
     use courier_core::chat::Role;
     let w = Scene::new().await;
-    let group = SessionId::from_trusted("g_media1test");
-    w.sessions
-        .create_group(
-            &Group {
-                session_id: group.clone(),
-                name: "trip".into(),
-                description: String::new(),
-                created_by: w.alice.clone(),
-                created_at: Utc::now(),
-                member_count: 1,
-            },
-            &[(w.alice.clone(), Role::Admin)],
-        )
-        .await
-        .unwrap();
+    let group = w
+        .group("g_media1test", &[(w.alice.clone(), Role::Admin)])
+        .await;
     let send = |id: String, cmid: &'static str| {
         let w = &w;
         let group = group.clone();

@@ -176,11 +176,6 @@ fn window(max: u32, window_secs: u64) -> Rule {
 async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() {
     let w = World::at(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap());
     let deps = register_account::Deps {
-        registrations: &w.registrations,
-        sms: &w.sms,
-        clock: &w.clock,
-        code_lifetime_secs: 900,
-        test_numbers: None,
         limits: Some(register_account::CodeLimits {
             per_phone: Throttle {
                 limiter: &w.limiter,
@@ -191,7 +186,7 @@ async fn codes_are_limited_per_phone_and_per_address_and_refusals_send_no_sms() 
                 rule: window(4, 3600),
             },
         }),
-        sms_guard: None,
+        ..w.register_deps()
     };
     let register = |phone: &'static str, ip: &'static str| {
         let deps = &deps;
@@ -334,12 +329,7 @@ async fn failed_connections_lock_out_the_address_and_key_prefix_not_a_neighbours
 async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothing() {
     let w = World::at(Utc.with_ymd_and_hms(2026, 12, 7, 9, 10, 0).unwrap());
     let deps = register_account::Deps {
-        registrations: &w.registrations,
-        sms: &w.sms,
-        clock: &w.clock,
-        code_lifetime_secs: 900,
         test_numbers: register_account::TestNumbers::from_config("+1415555019", "123456").unwrap(),
-        limits: None,
         sms_guard: Some(register_account::SmsGuard {
             allowed_calling_codes: vec![1, 44],
             per_country: Throttle {
@@ -351,6 +341,7 @@ async fn the_sms_guard_refuses_other_countries_and_spent_budgets_and_sends_nothi
                 rule: window(3, 3600),
             },
         }),
+        ..w.register_deps()
     };
     let register = |phone: &'static str| {
         let deps = &deps;

@@ -89,6 +89,37 @@ impl World {
         .json()
     }
 
+    /// The id of the status `who` posts.
+    async fn post_id(&self, who: &DeviceCredential, payload: &str) -> String {
+        self.post(who, payload).await["statusId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `removeStatus` of status `id` by `who`.
+    async fn remove(&self, who: &DeviceCredential, id: &str) -> Result<(), ErrorCode> {
+        let params = RemoveStatusParams {
+            status_id: id.to_owned(),
+        };
+        status::remove_status(&self.deps(), who, params)
+            .await
+            .map(drop)
+            .map_err(|e| e.code)
+    }
+
+    /// The first page of `poster`'s status audience: its `userIds`.
+    async fn audience(&self, poster: &DeviceCredential) -> Value {
+        let page = status::get_status_audience(
+            &self.deps(),
+            poster,
+            GetStatusAudienceParams { after: None },
+        )
+        .await
+        .unwrap();
+        page.json()["userIds"].clone()
+    }
+
     fn events_to(&self, conn: &str) -> Vec<Value> {
         self.frames_to(&ConnectionId::new(conn))
     }
@@ -99,6 +130,11 @@ fn user(n: &str) -> DeviceCredential {
         user_id: UserId::from_trusted(format!("u_{n}")),
         device_id: DeviceId::from_trusted(format!("d_{n}1")),
     }
+}
+
+/// A World at [`start`] and the two users most tests need.
+fn alice_and_bob() -> (World, DeviceCredential, DeviceCredential) {
+    (World::at(start()), user("alice"), user("bob"))
 }
 
 fn post_params(payload: &str, attachments: &[&str]) -> PostStatusParams {
@@ -165,8 +201,7 @@ async fn contacts_privacy_shows_statuses_to_contacts_only_and_records_their_view
 
 #[tokio::test]
 async fn nobody_privacy_hides_from_everyone_but_the_poster_and_notifies_no_one() {
-    let w = World::at(start());
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (w, alice, bob) = alice_and_bob();
     w.privacy(&alice, Audience::Nobody).await;
     w.contact(&alice, &bob).await;
     w.online(&bob, "c-bob").await;
@@ -174,11 +209,7 @@ async fn nobody_privacy_hides_from_everyone_but_the_poster_and_notifies_no_one()
     assert!(payloads(&w.view(&bob, &alice).await).is_empty());
     assert_eq!(payloads(&w.view(&alice, &alice).await), vec!["secret"]);
     assert!(w.events_to("c-bob").is_empty());
-    let audience =
-        status::get_status_audience(&w.deps(), &alice, GetStatusAudienceParams { after: None })
-            .await
-            .unwrap();
-    assert_eq!(audience.json()["userIds"], serde_json::json!([]));
+    assert_eq!(w.audience(&alice).await, serde_json::json!([]));
 }
 
 #[tokio::test]
@@ -215,83 +246,39 @@ async fn everyone_privacy_shows_to_strangers_but_notifies_contacts_and_own_devic
     assert!(w.events_to("c-carol").is_empty(), "not a stranger");
     assert_eq!(payloads(&w.view(&carol, &alice).await), vec!["hello"]);
 
-    let audience =
-        status::get_status_audience(&w.deps(), &alice, GetStatusAudienceParams { after: None })
-            .await
-            .unwrap();
-    assert_eq!(audience.json()["userIds"], serde_json::json!(["u_bob"]));
+    assert_eq!(w.audience(&alice).await, serde_json::json!(["u_bob"]));
 }
 
 #[tokio::test]
 async fn an_expired_status_is_gone_even_before_storage_deletes_it() {
-    let w = World::at(start());
-    let (alice, bob) = (user("alice"), user("bob"));
-    let id = w.post(&alice, "short-lived").await["statusId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (w, alice, bob) = alice_and_bob();
+    let id = w.post_id(&alice, "short-lived").await;
     w.clock.advance(Duration::hours(23));
     assert_eq!(payloads(&w.view(&bob, &alice).await), vec!["short-lived"]);
     w.clock.advance(Duration::hours(1));
     assert!(payloads(&w.view(&bob, &alice).await).is_empty());
     assert!(payloads(&w.view(&alice, &alice).await).is_empty());
-    for e in [
-        status::get_status_viewers(&w.deps(), &alice, viewers_params(&id))
-            .await
-            .unwrap_err(),
-        status::remove_status(
-            &w.deps(),
-            &alice,
-            RemoveStatusParams {
-                status_id: id.clone(),
-            },
-        )
+    let e = status::get_status_viewers(&w.deps(), &alice, viewers_params(&id))
         .await
-        .unwrap_err(),
-    ] {
-        assert_eq!(e.code, ErrorCode::NotFound);
-    }
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(w.remove(&alice, &id).await, Err(ErrorCode::NotFound));
 }
 
 #[tokio::test]
 async fn removing_a_status_hides_it_and_only_the_poster_can() {
-    let w = World::at(start());
-    let (alice, bob) = (user("alice"), user("bob"));
-    let id = w.post(&alice, "oops").await["statusId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (w, alice, bob) = alice_and_bob();
+    let id = w.post_id(&alice, "oops").await;
     w.post(&alice, "keep").await;
-    let e = status::remove_status(
-        &w.deps(),
-        &bob,
-        RemoveStatusParams {
-            status_id: id.clone(),
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotFound);
-    status::remove_status(
-        &w.deps(),
-        &alice,
-        RemoveStatusParams {
-            status_id: id.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    assert_eq!(w.remove(&bob, &id).await, Err(ErrorCode::NotFound));
+    w.remove(&alice, &id).await.unwrap();
     assert_eq!(payloads(&w.view(&bob, &alice).await), vec!["keep"]);
-    let e = status::remove_status(&w.deps(), &alice, RemoveStatusParams { status_id: id })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(w.remove(&alice, &id).await, Err(ErrorCode::NotFound));
 }
 
 #[tokio::test]
 async fn bad_input_gets_its_code_and_nothing_is_stored() {
-    let w = World::at(start());
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (w, alice, bob) = alice_and_bob();
     let deps = w.deps();
     let post = |p| status::post_status(&deps, &alice, p);
     let big = "x".repeat(65_537);
@@ -344,8 +331,7 @@ async fn bad_input_gets_its_code_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn thirty_live_statuses_at_most_and_big_ones_come_in_pages() {
-    let w = World::at(start());
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (w, alice, bob) = alice_and_bob();
     let big = "y".repeat(40_000);
     for i in 0..30 {
         w.post(&alice, &format!("{i}{big}")).await;

@@ -41,7 +41,7 @@ pub async fn handle(
     h: &SendMessage<'_>,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let (frame, outbound) = routes::reply("sendMessage", event, |who, p| async move {
+    let (frame, outbound) = routes::reply("sendMessage", event, |who, _, p| async move {
         let sent = send_message::send(h.send, &who, p).await?;
         if sent.new {
             // A retry of an already stored clientMsgId is not a new message.

@@ -145,28 +145,11 @@ pub async fn delete_account(
     deps: &delete_account::Deps<'_>,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let frame = match frame(event) {
-        Ok(f) => f,
-        Err(reply) => return respond(200, Some(reply)),
+    let apply = |who, conn, _: DeleteAccountParams| async move {
+        let current = delete_account::delete_account(deps, &who, &conn).await?;
+        Ok((AccountDeleted { deleted: true }, Some(current)))
     };
-    let rid = frame.request_id.as_deref();
-    let result = async {
-        frame.params::<DeleteAccountParams>()?;
-        let (who, conn) = caller(event)?;
-        delete_account::delete_account(deps, &who, &conn).await
-    }
-    .await;
-    match result {
-        Ok(current) => {
-            let reply = reply_ok(rid, &AccountDeleted { deleted: true });
-            close_after_reply(deps.gateway, &current, &reply).await;
-            respond(200, None)
-        }
-        Err(e) => {
-            log_error("deleteAccount", &e);
-            respond(200, Some(reply_err(rid, &e)))
-        }
-    }
+    closing_action("deleteAccount", event, deps.gateway, apply).await
 }
 
 /// `removeDevice`: when a companion removes itself, the reply is posted through the management
@@ -175,32 +158,35 @@ pub async fn remove_device(
     deps: &remove_device::Deps<'_>,
     event: &ApiGatewayWebsocketProxyRequest,
 ) -> ApiGatewayProxyResponse {
-    let frame = match frame(event) {
-        Ok(f) => f,
-        Err(reply) => return respond(200, Some(reply)),
+    let apply = |who, conn, params: RemoveDeviceParams| async move {
+        let removed = remove_device::remove_device(deps, &who, &conn, params).await?;
+        Ok((DeviceRemoved { removed: true }, removed.close_after_reply))
     };
-    let rid = frame.request_id.as_deref();
-    let result = async {
-        let params = frame.params::<RemoveDeviceParams>()?;
-        let (who, conn) = caller(event)?;
-        remove_device::remove_device(deps, &who, &conn, params).await
-    }
-    .await;
-    match result {
-        Ok(removed) => {
-            let reply = reply_ok(rid, &DeviceRemoved { removed: true });
-            match removed.close_after_reply {
-                Some(current) => {
-                    close_after_reply(deps.gateway, &current, &reply).await;
-                    respond(200, None)
-                }
-                None => respond(200, Some(reply)),
-            }
+    closing_action("removeDevice", event, deps.gateway, apply).await
+}
+
+/// An action that may end with closing a connection: when `apply` hands one on, the reply is
+/// posted through the management API before that connection is closed and the route response
+/// carries no body; otherwise (and on failure) the reply is the route response.
+async fn closing_action<P, R, F, Fut>(
+    operation: &str,
+    event: &ApiGatewayWebsocketProxyRequest,
+    gateway: &dyn ConnectionGateway,
+    apply: F,
+) -> ApiGatewayProxyResponse
+where
+    P: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    F: FnOnce(courier_core::ports::DeviceCredential, ConnectionId, P) -> Fut,
+    Fut: std::future::Future<Output = Result<(R, Option<ConnectionId>), ApiError>>,
+{
+    let (reply, closing) = reply(operation, event, apply).await;
+    match closing {
+        Some(conn) => {
+            close_after_reply(gateway, &conn, &reply).await;
+            respond(200, None)
         }
-        Err(e) => {
-            log_error("removeDevice", &e);
-            respond(200, Some(reply_err(rid, &e)))
-        }
+        None => respond(200, Some(reply)),
     }
 }
 
@@ -227,16 +213,17 @@ where
     F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
     Fut: std::future::Future<Output = Result<R, ApiError>>,
 {
-    let (frame, ()) = reply(operation, event, |who, p| async move {
+    let (frame, ()) = reply(operation, event, |who, _, p| async move {
         apply(who, p).await.map(|v| (v, ()))
     })
     .await;
     respond(200, Some(frame))
 }
 
-/// [`action`]'s work without the route response: the reply frame (ok or error), and what
-/// `apply` handed on for after the reply (`T::default()` when it failed), for a handler that
-/// sends the reply itself and goes on working.
+/// [`action`]'s work without the route response, `apply` being given the caller, its connection
+/// and the parameters: the reply frame (ok or error), and what `apply` handed on for after the
+/// reply (`T::default()` when it failed), for a handler that sends the reply itself and goes on
+/// working.
 pub async fn reply<P, R, T, F, Fut>(
     operation: &str,
     event: &ApiGatewayWebsocketProxyRequest,
@@ -246,7 +233,7 @@ where
     P: serde::de::DeserializeOwned,
     R: serde::Serialize,
     T: Default,
-    F: FnOnce(courier_core::ports::DeviceCredential, P) -> Fut,
+    F: FnOnce(courier_core::ports::DeviceCredential, ConnectionId, P) -> Fut,
     Fut: std::future::Future<Output = Result<(R, T), ApiError>>,
 {
     let frame = match frame(event) {
@@ -256,8 +243,8 @@ where
     let rid = frame.request_id.as_deref();
     let result = async {
         let params = frame.params::<P>()?;
-        let (who, _) = caller(event)?;
-        apply(who, params).await
+        let (who, conn) = caller(event)?;
+        apply(who, conn, params).await
     }
     .await;
     match result {

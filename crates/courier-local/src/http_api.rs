@@ -166,7 +166,7 @@ async fn invoke_function(
     } else {
         match json_body(&body) {
             Ok(v) => v,
-            Err(e) => return message(StatusCode::BAD_REQUEST, &e),
+            Err(refused) => return refused.into_response(),
         }
     };
     match api.functions.invoke(&function, &event).await {
@@ -184,44 +184,74 @@ async fn metrics_reset(State(api): State<Arc<HttpApi>>) -> Response {
     axum::Json(json!({"ok": true})).into_response()
 }
 
-fn json_body(body: &[u8]) -> Result<J, String> {
-    serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))
+/// A request body as JSON, or the 400 that says it is not.
+fn json_body(body: &[u8]) -> Result<J, Refusal> {
+    serde_json::from_slice(body).map_err(|e| bad_request(&format!("body is not JSON: {e}")))
+}
+
+/// A fault switch's answer: the switches as they now stand, or the 400 that says why the
+/// request was refused.
+fn switched(api: &HttpApi, r: Result<(), String>) -> Result<Response, Refusal> {
+    match r {
+        Ok(()) => Ok(axum::Json(api.faults.describe()).into_response()),
+        Err(e) => Err(bad_request(&e)),
+    }
+}
+
+/// The DynamoDB switches act only when the functions reach DynamoDB through them.
+fn dynamodb_faults_enabled(api: &HttpApi) -> Result<(), Refusal> {
+    if api.faults.dynamodb().enabled() {
+        return Ok(());
+    }
+    Err(Refusal(
+        StatusCode::CONFLICT,
+        "the functions do not reach DynamoDB through the fault switch: start the local cloud \
+         with --dynamodb-faults"
+            .into(),
+    ))
+}
+
+/// A refused request: its status, and the message its body carries (`{"message": ...}`).
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        message(self.0, &self.1)
+    }
+}
+
+fn bad_request(text: &str) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, text.to_owned())
 }
 
 async fn faults_kill_after_posts(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let (Some(function), Some(posts)) = (
         v.get("function").and_then(J::as_str),
         v.get("posts").and_then(J::as_u64),
     ) else {
-        return message(
-            StatusCode::BAD_REQUEST,
+        return Err(bad_request(
             r#"expected {"function": "<LogicalId>", "posts": N}"#,
-        );
+        ));
     };
-    match api.faults.arm_kill_after_posts(function, posts) {
-        Ok(()) => {
-            tracing::info!("fault injection: kill {function} after {posts} posts");
-            axum::Json(json!({"armed": true})).into_response()
-        }
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    api.faults
+        .arm_kill_after_posts(function, posts)
+        .map_err(|e| bad_request(&e))?;
+    tracing::info!("fault injection: kill {function} after {posts} posts");
+    Ok(axum::Json(json!({"armed": true})).into_response())
 }
 
-async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+async fn faults_management(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let expected = r#"expected {"failureRate": 0.25, "error": "InternalServerError" (default) or "LimitExceededException"}"#;
     let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
-        return message(StatusCode::BAD_REQUEST, expected);
+        return Err(bad_request(expected));
     };
     let error = match v.get("error") {
         None | Some(J::Null) => Some(crate::faults::ManagementFault::InternalServerError),
@@ -229,140 +259,113 @@ async fn faults_management(State(api): State<Arc<HttpApi>>, body: axum::body::By
         Some(_) => None,
     };
     let Some(error) = error else {
-        return message(StatusCode::BAD_REQUEST, expected);
+        return Err(bad_request(expected));
     };
-    match api.faults.set_management_faults(rate, error) {
-        Ok(()) => {
-            tracing::info!("fault injection: management API failure rate {rate} ({error:?})");
-            axum::Json(api.faults.describe()).into_response()
-        }
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    let answer = switched(&api, api.faults.set_management_faults(rate, error))?;
+    tracing::info!("fault injection: management API failure rate {rate} ({error:?})");
+    Ok(answer)
 }
 
-async fn faults_kill_random(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+async fn faults_kill_random(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let (Some(function), Some(rate)) = (
         v.get("function").and_then(J::as_str),
         v.get("rate").and_then(J::as_f64),
     ) else {
-        return message(
-            StatusCode::BAD_REQUEST,
+        return Err(bad_request(
             r#"expected {"function": "<LogicalId>" or "*", "rate": 0.05}"#,
-        );
+        ));
     };
     let seed = match v.get("seed") {
         None | Some(J::Null) => None,
-        Some(s) => match s.as_u64() {
-            Some(s) => Some(s),
-            None => {
-                return message(StatusCode::BAD_REQUEST, "seed must be a whole number >= 0");
-            }
-        },
+        Some(s) => Some(
+            s.as_u64()
+                .ok_or_else(|| bad_request("seed must be a whole number >= 0"))?,
+        ),
     };
-    match api.faults.set_random_kills(function, rate, seed) {
-        Ok(()) => {
-            tracing::info!("fault injection: kill {function} at random, rate {rate}");
-            axum::Json(api.faults.describe()).into_response()
-        }
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    let answer = switched(&api, api.faults.set_random_kills(function, rate, seed))?;
+    tracing::info!("fault injection: kill {function} at random, rate {rate}");
+    Ok(answer)
 }
 
-async fn faults_sns(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+async fn faults_sns(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let Some(rate) = v.get("failureRate").and_then(J::as_f64) else {
-        return message(StatusCode::BAD_REQUEST, r#"expected {"failureRate": 0.3}"#);
+        return Err(bad_request(r#"expected {"failureRate": 0.3}"#));
     };
-    match api.faults.set_sns_failure_rate(rate) {
-        Ok(()) => {
-            tracing::info!("fault injection: SNS failure rate {rate}");
-            axum::Json(api.faults.describe()).into_response()
-        }
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    let answer = switched(&api, api.faults.set_sns_failure_rate(rate))?;
+    tracing::info!("fault injection: SNS failure rate {rate}");
+    Ok(answer)
 }
 
-async fn faults_streams(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+async fn faults_streams(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let expected =
         r#"expected {"table": "<TableName>" (optional), "expiredIterators": N, "failures": N}"#;
     if !v.is_object() {
-        return message(StatusCode::BAD_REQUEST, expected);
+        return Err(bad_request(expected));
     }
     let count = |k: &str| match v.get(k) {
         None => Some(0),
         Some(n) => n.as_u64(),
     };
-    let table = match v.get("table") {
-        None | Some(J::Null) => Some(None),
-        Some(J::String(t)) => Some(Some(t.as_str())),
-        Some(_) => None,
-    };
-    let (Some(table), Some(expired), Some(failures)) =
-        (table, count("expiredIterators"), count("failures"))
-    else {
-        return message(StatusCode::BAD_REQUEST, expected);
+    let (Some(table), Some(expired), Some(failures)) = (
+        optional_table(&v),
+        count("expiredIterators"),
+        count("failures"),
+    ) else {
+        return Err(bad_request(expected));
     };
     api.faults.arm_stream_faults(table, expired, failures);
     tracing::info!(
         "fault injection: GetRecords of {} fails: {expired} expired iterators, then {failures} 500s",
         table.unwrap_or("every table")
     );
-    axum::Json(api.faults.describe()).into_response()
+    Ok(axum::Json(api.faults.describe()).into_response())
 }
 
-async fn faults_gsi_lag(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    if !api.faults.dynamodb().enabled() {
-        return message(
-            StatusCode::CONFLICT,
-            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
-             with --dynamodb-faults",
-        );
+/// The body's `"table"`: `Some(None)` for none (every table), `None` when it is not a string.
+fn optional_table(v: &J) -> Option<Option<&str>> {
+    match v.get("table") {
+        None | Some(J::Null) => Some(None),
+        Some(J::String(t)) => Some(Some(t.as_str())),
+        Some(_) => None,
     }
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+}
+
+async fn faults_gsi_lag(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    dynamodb_faults_enabled(&api)?;
+    let v = json_body(&body)?;
     let Some(lag) = v.get("lagMs").and_then(J::as_u64) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            r#"expected {"lagMs": 500} (0 disarms)"#,
-        );
+        return Err(bad_request(r#"expected {"lagMs": 500} (0 disarms)"#));
     };
     match api.faults.dynamodb().set_gsi_lag(lag).await {
-        Ok(()) => axum::Json(api.faults.describe()).into_response(),
-        Err(e) => message(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Ok(()) => Ok(axum::Json(api.faults.describe()).into_response()),
+        Err(e) => Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, e)),
     }
 }
 
 async fn faults_transaction_conflicts(
     State(api): State<Arc<HttpApi>>,
     body: axum::body::Bytes,
-) -> Response {
-    if !api.faults.dynamodb().enabled() {
-        return message(
-            StatusCode::CONFLICT,
-            "the functions do not reach DynamoDB through the fault switch: start the local cloud \
-             with --dynamodb-faults",
-        );
-    }
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+) -> Result<Response, Refusal> {
+    dynamodb_faults_enabled(&api)?;
+    let v = json_body(&body)?;
     let expected = r#"expected {"count": N, "rate": 0.1, "table": "<TableName>"} (each optional)"#;
     if !v.is_object() {
-        return message(StatusCode::BAD_REQUEST, expected);
+        return Err(bad_request(expected));
     }
     let count = match v.get("count") {
         None => Some(0),
@@ -372,36 +375,29 @@ async fn faults_transaction_conflicts(
         None => Some(0.0),
         Some(n) => n.as_f64(),
     };
-    let table = match v.get("table") {
-        None | Some(J::Null) => Some(None),
-        Some(J::String(t)) => Some(Some(t.clone())),
-        Some(_) => None,
+    let (Some(count), Some(rate), Some(table)) = (count, rate, optional_table(&v)) else {
+        return Err(bad_request(expected));
     };
-    let (Some(count), Some(rate), Some(table)) = (count, rate, table) else {
-        return message(StatusCode::BAD_REQUEST, expected);
-    };
-    match api
-        .faults
-        .dynamodb()
-        .set_transaction_conflicts(count, rate, table)
-    {
-        Ok(()) => axum::Json(api.faults.describe()).into_response(),
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    let conflicts =
+        api.faults
+            .dynamodb()
+            .set_transaction_conflicts(count, rate, table.map(str::to_owned));
+    switched(&api, conflicts)
 }
 
-async fn faults_drop_sockets(State(api): State<Arc<HttpApi>>, body: axum::body::Bytes) -> Response {
-    let v = match json_body(&body) {
-        Ok(v) => v,
-        Err(e) => return message(StatusCode::BAD_REQUEST, &e),
-    };
+async fn faults_drop_sockets(
+    State(api): State<Arc<HttpApi>>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let v = json_body(&body)?;
     let Some(share) = v.get("share").and_then(J::as_f64) else {
-        return message(StatusCode::BAD_REQUEST, r#"expected {"share": 0.1}"#);
+        return Err(bad_request(r#"expected {"share": 0.1}"#));
     };
-    match api.faults.drop_sockets(share) {
-        Ok(n) => axum::Json(json!({"dropped": n})).into_response(),
-        Err(e) => message(StatusCode::BAD_REQUEST, &e),
-    }
+    let dropped = api
+        .faults
+        .drop_sockets(share)
+        .map_err(|e| bad_request(&e))?;
+    Ok(axum::Json(json!({"dropped": dropped})).into_response())
 }
 
 async fn restart_dynamodb(State(api): State<Arc<HttpApi>>) -> Response {

@@ -4,6 +4,7 @@
 //! something that already exists is fine (a restart against a long-running emulator).
 
 use anyhow::{Context, Result, bail};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_dynamodb::types as ddb;
 use serde_json::Value as J;
 
@@ -34,53 +35,37 @@ impl AwsSettings {
         }
     }
 
-    fn credentials(&self) -> aws_sdk_dynamodb::config::Credentials {
-        aws_sdk_dynamodb::config::Credentials::new(
+    /// What every client shares: this region and these static credentials, `endpoint`, and
+    /// nothing taken from the environment or EC2 metadata.
+    fn sdk_config(&self, endpoint: &str) -> aws_config::SdkConfig {
+        let credentials = Credentials::new(
             &self.access_key_id,
             &self.secret_access_key,
             None,
             None,
             "courier-local",
-        )
+        );
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .endpoint_url(endpoint)
+            .build()
     }
 
-    /// A DynamoDB client for `endpoint` that never looks at the environment or EC2 metadata.
+    /// A DynamoDB client for `endpoint`.
     pub fn dynamodb(&self, endpoint: &str) -> aws_sdk_dynamodb::Client {
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(self.region.clone()))
-            .credentials_provider(self.credentials())
-            .endpoint_url(endpoint)
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(conf)
+        aws_sdk_dynamodb::Client::new(&self.sdk_config(endpoint))
     }
 
     /// A DynamoDB Streams client for `endpoint` (DynamoDB's own endpoint locally).
     pub fn dynamodb_streams(&self, endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
-        let conf = aws_sdk_dynamodbstreams::Config::builder()
-            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodbstreams::config::Region::new(
-                self.region.clone(),
-            ))
-            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
-                &self.access_key_id,
-                &self.secret_access_key,
-                None,
-                None,
-                "courier-local",
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        aws_sdk_dynamodbstreams::Client::from_conf(conf)
+        aws_sdk_dynamodbstreams::Client::new(&self.sdk_config(endpoint))
     }
 
     /// A path-style S3 client for `endpoint`.
     pub fn s3(&self, endpoint: &str) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
-            .credentials_provider(self.credentials())
-            .endpoint_url(endpoint)
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk_config(endpoint))
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
@@ -88,30 +73,12 @@ impl AwsSettings {
 
     /// An SQS client for `endpoint`.
     pub fn sqs(&self, endpoint: &str) -> aws_sdk_sqs::Client {
-        let conf = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new(self.region.clone()))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                &self.access_key_id,
-                &self.secret_access_key,
-                None,
-                None,
-                "courier-local",
-            ))
-            .endpoint_url(endpoint)
-            .build();
-        aws_sdk_sqs::Client::from_conf(conf)
+        aws_sdk_sqs::Client::new(&self.sdk_config(endpoint))
     }
 
     /// An SNS client for `endpoint`.
     pub fn sns(&self, endpoint: &str) -> aws_sdk_sns::Client {
-        let conf = aws_sdk_sns::Config::builder()
-            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
-            .region(aws_sdk_sns::config::Region::new(self.region.clone()))
-            .credentials_provider(self.credentials())
-            .endpoint_url(endpoint)
-            .build();
-        aws_sdk_sns::Client::from_conf(conf)
+        aws_sdk_sns::Client::new(&self.sdk_config(endpoint))
     }
 }
 
@@ -314,6 +281,14 @@ async fn create_bucket(client: &aws_sdk_s3::Client, name: &str, cors: Option<&J>
     Ok(())
 }
 
+/// A created resource's physical names: `!Ref` gives `ref_value`, `!GetAtt` the `attrs`.
+fn referred_as<const N: usize>(ref_value: String, attrs: [(&str, String); N]) -> Physical {
+    Physical {
+        ref_value: Some(ref_value),
+        attrs: attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    }
+}
+
 /// Creates everything in `infra` and returns what `!Ref`/`!GetAtt` must now resolve to.
 pub async fn provision(
     infra: &Infrastructure,
@@ -361,11 +336,7 @@ pub async fn provision(
                 .unwrap_or_default()
                 .to_string();
             tracing::info!("created queue {url}");
-            let mut p = Physical {
-                ref_value: Some(url.clone()),
-                ..Default::default()
-            };
-            p.attrs.insert("QueueUrl".into(), url);
+            let p = referred_as(url.clone(), [("QueueUrl", url)]);
             physical.push((q.logical_id.clone(), p));
         }
     }
@@ -382,12 +353,10 @@ pub async fn provision(
                 .with_context(|| format!("creating topic {}", t.name))?;
             let arn = out.topic_arn().unwrap_or_default().to_string();
             tracing::info!("created topic {arn}");
-            let mut p = Physical {
-                ref_value: Some(arn.clone()),
-                ..Default::default()
-            };
-            p.attrs.insert("TopicArn".into(), arn);
-            p.attrs.insert("TopicName".into(), t.name.clone());
+            let p = referred_as(
+                arn.clone(),
+                [("TopicArn", arn), ("TopicName", t.name.clone())],
+            );
             physical.push((t.logical_id.clone(), p));
         }
         for app in &infra.platform_apps {
@@ -411,11 +380,7 @@ pub async fn provision(
                 .unwrap_or_default()
                 .to_string();
             tracing::info!("created platform application {arn}");
-            let mut p = Physical {
-                ref_value: Some(arn.clone()),
-                ..Default::default()
-            };
-            p.attrs.insert("Arn".into(), arn);
+            let p = referred_as(arn.clone(), [("Arn", arn)]);
             physical.push((app.logical_id.clone(), p));
         }
     }

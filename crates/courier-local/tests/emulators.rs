@@ -3,7 +3,7 @@
 //! workspace's (`infra/install`), passed to the local cloud explicitly; a missing one fails the
 //! test with what to do.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use courier_local::LocalCloudConfig;
 use serde_json::{Value, json};
@@ -13,20 +13,10 @@ mod common;
 #[tokio::test]
 async fn provisions_the_template_and_reads_the_outbox() {
     // The fixture lives in tests/fixtures; the emulators are the workspace's, passed explicitly.
-    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
-    let bin_dir = common::echo_fn_dir();
-    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
+    let state = common::TempDir::new("emu");
     let config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir,
-        state_dir: state.clone(),
-        resource_prefix: "emu".into(),
         dynamodb_faults: true,
-        dynamodb_local_dir,
-        moto_server,
-        ..Default::default()
+        ..emulated(state.0.clone())
     };
     let cloud = courier_local::start(config).await.unwrap();
     let ep = cloud.endpoints().clone();
@@ -50,28 +40,14 @@ async fn provisions_the_template_and_reads_the_outbox() {
         ttl.time_to_live_description().unwrap().attribute_name(),
         Some("ttl")
     );
-    let users = ddb
-        .describe_table()
-        .table_name("emu-UsersTable")
-        .send()
-        .await
-        .unwrap();
+    let users = users_table(&ddb).await;
     assert_eq!(
-        users.table().unwrap().global_secondary_indexes()[0].index_name(),
+        users.global_secondary_indexes()[0].index_name(),
         Some("byUser")
     );
 
     // The function sees resolved names, the ARNs moto returned and the local endpoints.
-    let http = reqwest::Client::new();
-    let r: Value = http
-        .post(format!("{}/echo", cloud.http_url()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::echo(&cloud).await;
     let env = &r["env"];
     assert_eq!(env["USERS_TABLE"], "emu-UsersTable");
     assert_eq!(env["MEDIA_BUCKET"], "emu-mediabucket");
@@ -91,80 +67,86 @@ async fn provisions_the_template_and_reads_the_outbox() {
     // lag, transaction conflicts), which answers as DynamoDB Local does.
     let functions_dynamodb = env["AWS_ENDPOINT_URL_DYNAMODB"].as_str().unwrap();
     assert_ne!(functions_dynamodb, ep.dynamodb.as_str());
-    let through_proxy = aws
-        .dynamodb(functions_dynamodb)
-        .describe_table()
-        .table_name("emu-UsersTable")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        through_proxy.table().and_then(|t| t.table_name()),
-        Some("emu-UsersTable")
-    );
+    let through_proxy = users_table(&aws.dynamodb(functions_dynamodb)).await;
+    assert_eq!(through_proxy.table_name(), Some("emu-UsersTable"));
     assert_eq!(env["AWS_EC2_METADATA_DISABLED"], "true");
     assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
 
     // SMS and push publishes show up in the outbox, and reset hides them.
     let sns = aws.sns(&ep.sns);
-    sns.publish()
-        .phone_number("+14155550100")
-        .message("code 123456")
-        .send()
-        .await
-        .unwrap();
-    let endpoint = sns
-        .create_platform_endpoint()
-        .platform_application_arn(env["IOS_APP"].as_str().unwrap())
-        .token("device-token")
-        .send()
-        .await
-        .unwrap();
-    sns.publish()
-        .target_arn(endpoint.endpoint_arn().unwrap())
-        .message(json!({"default": "x", "APNS_SANDBOX": "{\"aps\":{}}"}).to_string())
-        .message_structure("json")
-        .send()
-        .await
-        .unwrap();
-    let sms: Value = http
-        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint =
+        common::publish_sms_and_push(&sns, env["IOS_APP"].as_str().unwrap(), "{\"aps\":{}}").await;
+    let sms = common::get_json(&cloud, "/_local/outbox/sms").await;
     assert_eq!(sms[0]["phoneNumber"], "+14155550100");
     assert_eq!(sms[0]["message"], "code 123456");
-    let push: Value = http
-        .get(format!("{}/_local/outbox/push", cloud.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(push[0]["endpointArn"], endpoint.endpoint_arn().unwrap());
+    let push = common::get_json(&cloud, "/_local/outbox/push").await;
+    assert_eq!(push[0]["endpointArn"], endpoint);
     assert_eq!(push[0]["messageStructure"], "json");
-    http.post(format!("{}/_local/outbox/reset", cloud.http_url()))
+    reqwest::Client::new()
+        .post(format!("{}/_local/outbox/reset", cloud.http_url()))
         .send()
         .await
         .unwrap();
-    let sms: Value = http
-        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sms = common::get_json(&cloud, "/_local/outbox/sms").await;
     assert_eq!(sms, json!([]));
 
     dynamodb_switches(&cloud, &aws, functions_dynamodb).await;
 
     cloud.shutdown().await;
-    let _ = std::fs::remove_dir_all(state);
+}
+
+/// The fixture's resources (named `emu-…`) in DynamoDB Local and moto as `infra/install`
+/// installed them, the local cloud's state in `state_dir`.
+fn emulated(state_dir: PathBuf) -> LocalCloudConfig {
+    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
+    LocalCloudConfig {
+        resource_prefix: "emu".into(),
+        dynamodb_local_dir,
+        moto_server,
+        ..common::config("resources.yaml", state_dir)
+    }
+}
+
+/// `emu-UsersTable` as DescribeTable describes it.
+async fn users_table(ddb: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::types::TableDescription {
+    let out = ddb
+        .describe_table()
+        .table_name("emu-UsersTable")
+        .send()
+        .await
+        .unwrap();
+    out.table.expect("a table description")
+}
+
+/// Writes `user`'s profile item to `emu-UsersTable` (`USER#<user>`/`PROFILE`, in the `byUser`
+/// index).
+async fn put_profile(ddb: &aws_sdk_dynamodb::Client, user: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    ddb.put_item()
+        .table_name("emu-UsersTable")
+        .item("pk", A::S(format!("USER#{user}")))
+        .item("sk", A::S("PROFILE".into()))
+        .item("userId", A::S(user.into()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The item of `emu-UsersTable` at `pk`/`sk`, read at once (not strongly consistent).
+async fn users_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    pk: &str,
+    sk: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    ddb.get_item()
+        .table_name("emu-UsersTable")
+        .key("pk", A::S(pk.into()))
+        .key("sk", A::S(sk.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
 }
 
 /// The DynamoDB fault switches, as the functions meet them through their endpoint (the proxy):
@@ -180,14 +162,7 @@ async fn dynamodb_switches(
     let ddb = aws.dynamodb(functions_dynamodb);
     let s = |v: &str| A::S(v.to_string());
     // Written before the lag is armed: in the replica's copy.
-    ddb.put_item()
-        .table_name("emu-UsersTable")
-        .item("pk", s("USER#old"))
-        .item("sk", s("PROFILE"))
-        .item("userId", s("old"))
-        .send()
-        .await
-        .unwrap();
+    put_profile(&ddb, "old").await;
     cloud.faults().dynamodb().set_gsi_lag(5_000).await.unwrap();
     let by_user = |user: &'static str| {
         ddb.query()
@@ -198,28 +173,16 @@ async fn dynamodb_switches(
             .send()
     };
     assert_eq!(by_user("old").await.unwrap().count(), 1);
-    ddb.put_item()
-        .table_name("emu-UsersTable")
-        .item("pk", s("USER#new"))
-        .item("sk", s("PROFILE"))
-        .item("userId", s("new"))
-        .send()
-        .await
-        .unwrap();
+    put_profile(&ddb, "new").await;
     assert_eq!(
         by_user("new").await.unwrap().count(),
         0,
         "the index does not have the write yet"
     );
-    let table = ddb
-        .get_item()
-        .table_name("emu-UsersTable")
-        .key("pk", s("USER#new"))
-        .key("sk", s("PROFILE"))
-        .send()
-        .await
-        .unwrap();
-    assert!(table.item().is_some(), "the table has it at once");
+    assert!(
+        users_item(&ddb, "USER#new", "PROFILE").await.is_some(),
+        "the table has it at once"
+    );
     let started = std::time::Instant::now();
     while by_user("new").await.unwrap().count() == 0 {
         assert!(
@@ -267,16 +230,8 @@ async fn dynamodb_switches(
         .map(|r| r.code().unwrap_or_default().to_string())
         .collect();
     assert_eq!(codes, ["None", "TransactionConflict"]);
-    let written = ddb
-        .get_item()
-        .table_name("emu-UsersTable")
-        .key("pk", s("USER#tx"))
-        .key("sk", s("X"))
-        .send()
-        .await
-        .unwrap();
     assert!(
-        written.item().is_none(),
+        users_item(&ddb, "USER#tx", "X").await.is_none(),
         "a cancelled transaction writes nothing"
     );
     tx().await.expect("one conflict only");
@@ -288,32 +243,17 @@ async fn dynamodb_switches(
 
 #[tokio::test]
 async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through_the_proxy() {
-    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
-    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
+    let dir = common::TempDir::new("emu");
+    let state = &dir.0;
     let config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: state.clone(),
-        resource_prefix: "emu".into(),
-        dynamodb_local_dir,
-        moto_server,
         persistent_dynamodb: true,
-        ..Default::default()
+        ..emulated(state.clone())
     };
     let cloud = courier_local::start(config).await.unwrap();
     let ep = cloud.endpoints().clone();
     let aws = courier_local::provision::AwsSettings::from_env();
     let ddb = aws.dynamodb(&ep.dynamodb);
-    use aws_sdk_dynamodb::types::AttributeValue;
-    ddb.put_item()
-        .table_name("emu-UsersTable")
-        .item("pk", AttributeValue::S("USER#kept".into()))
-        .item("sk", AttributeValue::S("PROFILE".into()))
-        .send()
-        .await
-        .unwrap();
+    put_profile(&ddb, "kept").await;
     assert!(state.join("dynamodb").is_dir());
 
     let http = reqwest::Client::new();
@@ -327,26 +267,13 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
     assert_eq!(body["restarted"], true, "{body}");
     assert_eq!(body["restarts"], 1);
     // Same endpoint, same data.
-    let item = ddb
-        .get_item()
-        .table_name("emu-UsersTable")
-        .key("pk", AttributeValue::S("USER#kept".into()))
-        .key("sk", AttributeValue::S("PROFILE".into()))
-        .send()
-        .await
-        .unwrap();
-    assert!(item.item().is_some(), "the item survived the restart");
+    assert!(
+        users_item(&ddb, "USER#kept", "PROFILE").await.is_some(),
+        "the item survived the restart"
+    );
 
     // The functions reach SNS through the proxy, which fails calls when told to.
-    let r: Value = http
-        .post(format!("{}/echo", cloud.http_url()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::echo(&cloud).await;
     let sns_url = r["env"]["AWS_ENDPOINT_URL_SNS"]
         .as_str()
         .unwrap()
@@ -372,37 +299,19 @@ async fn a_persistent_dynamodb_local_restarts_with_its_data_and_sns_goes_through
     // The SDK tried 3 times (its standard retries), each refused.
     assert_eq!(cloud.faults().describe()["sns"]["injectedErrors"], 3);
     cloud.faults().clear();
-    let sms: Value = http
-        .get(format!("{}/_local/outbox/sms", cloud.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sms = common::get_json(&cloud, "/_local/outbox/sms").await;
     assert_eq!(sms.as_array().unwrap().len(), 1, "{sms}");
     assert_eq!(sms[0]["message"], "through the proxy");
 
     cloud.shutdown().await;
-    let _ = std::fs::remove_dir_all(state);
 }
 
 #[tokio::test]
 async fn an_in_memory_dynamodb_local_is_not_restarted() {
-    let (dynamodb_local_dir, moto_server) = common::installed_emulators();
-    let state = std::env::temp_dir().join(format!("courier-local-emu-{}", uuid::Uuid::new_v4()));
-    let config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: state.clone(),
-        resource_prefix: "emu".into(),
-        dynamodb_local_dir,
-        moto_server,
-        ..Default::default()
-    };
-    let cloud = courier_local::start(config).await.unwrap();
+    let state = common::TempDir::new("emu");
+    let cloud = courier_local::start(emulated(state.0.clone()))
+        .await
+        .unwrap();
     let r = reqwest::Client::new()
         .post(format!("{}/_local/restart/dynamodb", cloud.http_url()))
         .send()
@@ -411,5 +320,4 @@ async fn an_in_memory_dynamodb_local_is_not_restarted() {
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("--persistent-dynamodb"));
     cloud.shutdown().await;
-    let _ = std::fs::remove_dir_all(state);
 }

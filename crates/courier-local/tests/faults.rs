@@ -3,7 +3,6 @@
 //! random, random kills of processes mid-invocation, sockets dropped without a close frame, and
 //! the SNS proxy failing a share of calls. The fixture's functions are all `examples/echo_fn.rs`.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use courier_local::fault_proxy::Service;
@@ -20,37 +19,23 @@ mod common;
 struct TestCloud {
     cloud: LocalCloud,
     http: reqwest::Client,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: common::TempDir,
 }
 
 async fn start() -> TestCloud {
-    let dir = std::env::temp_dir().join(format!("courier-local-faults-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("faults");
     let mut config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: dir.join("state"),
         no_emulators: true,
-        ..Default::default()
+        ..common::config("template.yaml", dir.0.join("state"))
     };
     config.parameters.insert(
         "RecordFile".into(),
-        dir.join("events.jsonl").display().to_string(),
+        dir.0.join("events.jsonl").display().to_string(),
     );
     TestCloud {
         cloud: courier_local::start(config).await.unwrap(),
         http: reqwest::Client::new(),
-        _dir: TempDir(dir),
+        _dir: dir,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gateway end to end, without AWS: the fixture template's functions are all
 //! `examples/echo_fn.rs` (built by `cargo test`), run through the real `lambda_runtime` client.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use courier_local::websocket::WsLimits;
@@ -22,15 +22,7 @@ struct TestCloud {
     cloud: LocalCloud,
     record: PathBuf,
     http: reqwest::Client,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: common::TempDir,
 }
 
 async fn start_with(limits: WsLimits) -> TestCloud {
@@ -38,19 +30,14 @@ async fn start_with(limits: WsLimits) -> TestCloud {
 }
 
 async fn start_with_parameters(limits: WsLimits, parameters: &[(&str, &str)]) -> TestCloud {
-    let dir = std::env::temp_dir().join(format!("courier-local-test-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = common::TempDir::new("test");
+    let dir = &temp.0;
     let record = dir.join("events.jsonl");
     let mut config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: dir.join("state"),
         no_emulators: true,
         ws_limits: limits,
         ready_file: Some(dir.join("ready.json")),
-        ..Default::default()
+        ..common::config("template.yaml", dir.join("state"))
     };
     config
         .parameters
@@ -66,7 +53,7 @@ async fn start_with_parameters(limits: WsLimits, parameters: &[(&str, &str)]) ->
         cloud,
         record,
         http: reqwest::Client::new(),
-        _dir: TempDir(dir),
+        _dir: temp,
     }
 }
 
@@ -398,15 +385,7 @@ async fn management_api() {
     assert_eq!(r.status(), 200);
     assert_eq!(next_text(&mut ws).await, json!({"k": 1}));
 
-    let info: Value = t
-        .http
-        .get(t.manage(&id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = common::json_reply(t.http.get(t.manage(&id))).await;
     // The service model's wire names (botocore checks them too: tests/management_api.rs).
     assert!(info["connectedAt"].is_string(), "{info}");
     assert!(info["lastActiveAt"].is_string(), "{info}");
@@ -560,15 +539,7 @@ async fn idle_connections_close_with_1001() {
 async fn http_api() {
     let t = start().await;
     let base = t.cloud.http_url();
-    let health: Value = t
-        .http
-        .get(format!("{base}/_local/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = common::get_json(&t.cloud, "/_local/health").await;
     assert_eq!(health, json!({"ok": true}));
 
     let r = t

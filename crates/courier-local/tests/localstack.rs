@@ -4,24 +4,22 @@
 //! (`infra/install --localstack`), unless `COURIER_LOCALSTACK=1` asks for LocalStack mode, when a
 //! missing LocalStack fails the test instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use courier_local::LocalCloudConfig;
 use courier_local::provision::AwsSettings;
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn available() -> bool {
     let required = std::env::var("COURIER_LOCALSTACK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let found =
-        courier_local::emulators::localstack_python(&workspace_root(), Path::new(".courier-local"));
-    let ddb = courier_local::emulators::dynamodb_local_dir(&workspace_root());
+    let found = courier_local::emulators::localstack_python(
+        &common::workspace_root(),
+        Path::new(".courier-local"),
+    );
+    let ddb = courier_local::emulators::dynamodb_local_dir(&common::workspace_root());
     match (found, ddb) {
         (Ok(_), Ok(_)) => true,
         (found, ddb) if required => {
@@ -49,31 +47,27 @@ async fn localstack_serves_s3_and_sns_checks_presigned_uploads_and_stops_with_th
         return;
     }
     if std::env::var("COURIER_DYNAMODB_LOCAL_DIR").is_err() {
-        let dir = courier_local::emulators::dynamodb_local_dir(&workspace_root()).unwrap();
+        let dir = courier_local::emulators::dynamodb_local_dir(&common::workspace_root()).unwrap();
         // SAFETY: set before any other thread of this test reads the environment.
         unsafe { std::env::set_var("COURIER_DYNAMODB_LOCAL_DIR", dir) };
     }
     // The fixture is not at the workspace root, where LocalStack's venv is.
     if std::env::var("COURIER_LOCALSTACK_PYTHON").is_err() {
         let python = courier_local::emulators::localstack_python(
-            &workspace_root(),
+            &common::workspace_root(),
             Path::new(".courier-local"),
         )
         .unwrap();
         // SAFETY: as above.
         unsafe { std::env::set_var("COURIER_LOCALSTACK_PYTHON", python) };
     }
-    let state = std::env::temp_dir().join(format!("courier-local-ls-{}", uuid::Uuid::new_v4()));
+    let dir = common::TempDir::new("ls");
+    let state = &dir.0;
     let prefix = format!("ls{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resources.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: state.clone(),
         resource_prefix: prefix.clone(),
         localstack: true,
-        ..Default::default()
+        ..common::config("resources.yaml", state.clone())
     };
     let cloud = courier_local::start(config).await.unwrap();
     let ep = cloud.endpoints().clone();
@@ -89,16 +83,7 @@ async fn localstack_serves_s3_and_sns_checks_presigned_uploads_and_stops_with_th
     // The function sees the template's resources as LocalStack created them. (That it signs with
     // the secret LocalStack checks presigned URLs against, the echo function does not show: the
     // media and status suites in LocalStack mode upload through the functions' URLs.)
-    let http = reqwest::Client::new();
-    let r: Value = http
-        .post(format!("{}/echo", cloud.http_url()))
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = common::echo(&cloud).await;
     let env = &r["env"];
     assert_eq!(env["MEDIA_BUCKET"], format!("{prefix}-mediabucket"));
     assert_eq!(env["AWS_ENDPOINT_URL_S3"], localstack.as_str());
@@ -118,49 +103,20 @@ async fn localstack_serves_s3_and_sns_checks_presigned_uploads_and_stops_with_th
         ..AwsSettings::from_env()
     };
     let sns = aws.sns(&ep.sns);
-    sns.publish()
-        .phone_number("+14155550100")
-        .message("code 123456")
-        .send()
-        .await
-        .unwrap();
-    let endpoint = sns
-        .create_platform_endpoint()
-        .platform_application_arn(env["IOS_APP"].as_str().unwrap())
-        .token("device-token")
-        .send()
-        .await
-        .unwrap();
-    sns.publish()
-        .target_arn(endpoint.endpoint_arn().unwrap())
-        .message(
-            json!({"default": "x", "APNS_SANDBOX": "{\"aps\":{\"content-available\":1}}"})
-                .to_string(),
-        )
-        .message_structure("json")
-        .send()
-        .await
-        .unwrap();
-    let get = |path: &'static str| {
-        let http = http.clone();
-        let url = format!("{}{path}", cloud.http_url());
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let endpoint = common::publish_sms_and_push(
+        &sns,
+        env["IOS_APP"].as_str().unwrap(),
+        "{\"aps\":{\"content-available\":1}}",
+    )
+    .await;
+    let get = |path: &'static str| common::get_json(&cloud, path);
     let sms = get("/_local/outbox/sms").await;
     assert_eq!(sms.as_array().unwrap().len(), 1, "{sms}");
     assert_eq!(sms[0]["phoneNumber"], "+14155550100");
     assert_eq!(sms[0]["message"], "code 123456");
     let push = get("/_local/outbox/push").await;
     assert_eq!(push.as_array().unwrap().len(), 1, "{push}");
-    assert_eq!(push[0]["endpointArn"], endpoint.endpoint_arn().unwrap());
+    assert_eq!(push[0]["endpointArn"], endpoint);
     assert_eq!(push[0]["messageStructure"], "json");
     assert!(
         push[0]["message"]
@@ -169,6 +125,7 @@ async fn localstack_serves_s3_and_sns_checks_presigned_uploads_and_stops_with_th
             .contains("content-available"),
         "the APNs part reached the device: {push}"
     );
+    let http = reqwest::Client::new();
     http.post(format!("{}/_local/outbox/reset", cloud.http_url()))
         .send()
         .await
@@ -225,5 +182,4 @@ async fn localstack_serves_s3_and_sns_checks_presigned_uploads_and_stops_with_th
     // Stopping the cloud stops LocalStack (SIGTERM, SIGKILL after a deadline).
     cloud.shutdown().await;
     assert!(!alive(pid), "LocalStack ({pid}) is still running");
-    let _ = std::fs::remove_dir_all(state);
 }

@@ -33,16 +33,11 @@ fn python() -> Option<PathBuf> {
 #[tokio::test]
 async fn boto3_sees_aws_wire_format() {
     let Some(python) = python() else { return };
-    let dir = std::env::temp_dir().join(format!("courier-local-boto3-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = common::TempDir::new("boto3");
+    let dir = &temp.0;
     let config = LocalCloudConfig {
-        template: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/template.yaml"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        ws_addr: "127.0.0.1:0".parse().unwrap(),
-        bin_dir: common::echo_fn_dir(),
-        state_dir: dir.join("state"),
         no_emulators: true,
-        ..Default::default()
+        ..common::config("template.yaml", dir.join("state"))
     };
     let cloud = courier_local::start(config).await.unwrap();
     let (mut ws, _) = connect_async(format!("{}/test?token=good", cloud.ws_url()))
@@ -91,5 +86,4 @@ async fn boto3_sees_aws_wire_format() {
     assert_eq!(next().await, Value::String("from boto3".into()));
     assert_eq!(next().await, json!({"closed": 1000}));
     cloud.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

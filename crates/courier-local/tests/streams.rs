@@ -326,14 +326,7 @@ async fn kill_mid_fan_out_retries_the_batch(f: &Fixture) {
     }
     assert_eq!(got, ["1", "2", "1", "2", "3", "4", "5"]);
 
-    let faults: Value = http
-        .get(format!("{}/_local/faults", f.cloud.http_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults = common::get_json(&f.cloud, "/_local/faults").await;
     assert_eq!(faults["killAfterPosts"], Value::Null, "{faults}");
     assert_eq!(faults["kills"], 1, "{faults}");
     assert_eq!(
@@ -550,19 +543,12 @@ async fn failed_reads_take_new_iterators_and_lose_nothing(f: &Fixture) {
     );
     for (round, (expired, failures)) in [(1u64, 0u64), (0, 9)].into_iter().enumerate() {
         let before = stats().new_iterators;
-        let armed: Value = http
-            .post(&url)
-            .json(&json!({
-                "table": "streams-OrderedTable",
-                "expiredIterators": expired,
-                "failures": failures,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let armed = common::json_reply(http.post(&url).json(&json!({
+            "table": "streams-OrderedTable",
+            "expiredIterators": expired,
+            "failures": failures,
+        })))
+        .await;
         assert_eq!(armed["streams"]["table"], "streams-OrderedTable");
         let first = 200 + 10 * round as i64;
         for n in first..first + 3 {

@@ -13,8 +13,8 @@
 //!
 //! ApiKeysTable items are keyed by the key's SHA-256, so the authorizer needs one GetItem.
 
-use super::Conditional;
-use super::{backend, codec};
+use super::request::{get_consistent, put_versioned, query_decoded, sk_prefix_query};
+use super::{Conditional, Item, backend, codec, pk_sk_key};
 use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem};
@@ -28,9 +28,6 @@ use courier_core::protocol::Platform;
 use courier_core::secrets::ApiKeyHash;
 use courier_core::{DeviceId, PhoneNumber, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,11 +101,12 @@ fn phone_pk(phone: &PhoneNumber) -> String {
     format!("PHONE#{phone}")
 }
 
-fn key(pk: String, sk: &str) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk)),
-        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
-    ])
+/// An ApiKeysTable key.
+fn key_hash_key(hash: &ApiKeyHash) -> Item {
+    Item::from([(
+        "keyHash".to_owned(),
+        AttributeValue::S(hash.as_str().to_owned()),
+    )])
 }
 
 /// The users table alone: the account directory (profiles, numbers, devices, pending links, the
@@ -181,7 +179,7 @@ impl DynamoUsers {
     ) -> Result<TransactWriteItem, PortError> {
         let delete = Delete::builder()
             .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user), &format!("LINK#{link_id}"))))
+            .set_key(Some(pk_sk_key(&user_pk(user), &format!("LINK#{link_id}"))))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(PortError::backend)?;
@@ -196,7 +194,7 @@ impl DynamoUsers {
     ) -> Result<TransactWriteItem, PortError> {
         let check = ConditionCheck::builder()
             .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user), &format!("DEVICE#{device}"))))
+            .set_key(Some(pk_sk_key(&user_pk(user), &format!("DEVICE#{device}"))))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(PortError::backend)?;
@@ -211,36 +209,25 @@ impl DynamoUsers {
 #[async_trait]
 impl UserDirectory for DynamoUsers {
     async fn user_by_phone(&self, phone: &PhoneNumber) -> Result<Option<UserId>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.users_table)
-            .set_key(Some(key(phone_pk(phone), "PHONE")))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let item: PhoneItem = serde_dynamo::from_item(item).map_err(codec)?;
-        Ok(Some(UserId::from_trusted(item.user_id)))
+        let item: Option<PhoneItem> = get_consistent(
+            &self.client,
+            &self.users_table,
+            pk_sk_key(&phone_pk(phone), "PHONE"),
+        )
+        .await?;
+        Ok(item.map(|i| UserId::from_trusted(i.user_id)))
     }
 
     async fn user(&self, user_id: &UserId) -> Result<Option<User>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user_id), "PROFILE")))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
+        let Some(item): Option<ProfileItem> = get_consistent(
+            &self.client,
+            &self.users_table,
+            pk_sk_key(&user_pk(user_id), "PROFILE"),
+        )
+        .await?
+        else {
             return Ok(None);
         };
-        let item: ProfileItem = serde_dynamo::from_item(item).map_err(codec)?;
         let phone = PhoneNumber::parse(&item.phone).map_err(PortError::backend)?;
         Ok(Some(User {
             user_id: UserId::from_trusted(item.user_id),
@@ -250,77 +237,52 @@ impl UserDirectory for DynamoUsers {
     }
 
     async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>, PortError> {
-        let items: Vec<Item> = crate::capacity::query_all(
-            self.client
-                .query()
-                .table_name(&self.users_table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :device)")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
-                .expression_attribute_values(":device", AttributeValue::S("DEVICE#".into()))
+        let items: Vec<DeviceItem> = query_decoded(
+            sk_prefix_query(&self.client, &self.users_table, user_pk(user_id), "DEVICE#")
                 .consistent_read(true),
         )
-        .await
-        .map_err(backend)?;
-        items
+        .await?;
+        Ok(items
             .into_iter()
-            .map(|item| {
-                let d: DeviceItem = serde_dynamo::from_item(item).map_err(codec)?;
-                Ok(Device {
-                    user_id: UserId::from_trusted(d.user_id),
-                    device_id: DeviceId::from_trusted(d.device_id),
-                    name: d.name,
-                    platform: d.platform,
-                    primary: d.primary,
-                    key_hash: ApiKeyHash::from_stored(d.key_hash),
-                    created_at: d.created_at,
-                })
+            .map(|d| Device {
+                user_id: UserId::from_trusted(d.user_id),
+                device_id: DeviceId::from_trusted(d.device_id),
+                name: d.name,
+                platform: d.platform,
+                primary: d.primary,
+                key_hash: ApiKeyHash::from_stored(d.key_hash),
+                created_at: d.created_at,
             })
-            .collect()
+            .collect())
     }
 
     async fn pending_links(&self, user_id: &UserId) -> Result<Vec<PendingLink>, PortError> {
-        let items: Vec<Item> = crate::capacity::query_all(
-            self.client
-                .query()
-                .table_name(&self.users_table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :link)")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user_id)))
-                .expression_attribute_values(":link", AttributeValue::S("LINK#".into()))
+        let items: Vec<PendingLinkItem> = query_decoded(
+            sk_prefix_query(&self.client, &self.users_table, user_pk(user_id), "LINK#")
                 .consistent_read(true),
         )
-        .await
-        .map_err(backend)?;
-        items
+        .await?;
+        Ok(items
             .into_iter()
-            .map(|item| {
-                let p: PendingLinkItem = serde_dynamo::from_item(item).map_err(codec)?;
-                Ok(PendingLink {
-                    link_id: p.link_id,
-                    device_id: DeviceId::from_trusted(p.link_device_id),
-                    expires_at: p.expires_at,
-                })
+            .map(|p| PendingLink {
+                link_id: p.link_id,
+                device_id: DeviceId::from_trusted(p.link_device_id),
+                expires_at: p.expires_at,
             })
-            .collect()
+            .collect())
     }
 
     async fn registration_pin(
         &self,
         user_id: &UserId,
     ) -> Result<Option<RegistrationPinRecord>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user_id), "PIN")))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let item: PinItem = serde_dynamo::from_item(item).map_err(codec)?;
-        Ok(Some(RegistrationPinRecord {
+        let item: Option<PinItem> = get_consistent(
+            &self.client,
+            &self.users_table,
+            pk_sk_key(&user_pk(user_id), "PIN"),
+        )
+        .await?;
+        Ok(item.map(|item| RegistrationPinRecord {
             user_id: user_id.clone(),
             hash: item.pin_hash,
             failed_attempts: item.failed_attempts,
@@ -342,21 +304,7 @@ impl UserDirectory for DynamoUsers {
             locked_until: pin.locked_until,
             version: pin.version,
         };
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.users_table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
-        req = match expected {
-            None => req.condition_expression("attribute_not_exists(pk)"),
-            Some(v) => req
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        match req.send_recorded().await.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            None => Err(PortError::Conflict),
-        }
+        put_versioned(&self.client, &self.users_table, item, "pk", expected).await
     }
 
     async fn delete_registration_pin(
@@ -368,18 +316,16 @@ impl UserDirectory for DynamoUsers {
             .client
             .delete_item()
             .table_name(&self.users_table)
-            .set_key(Some(key(user_pk(user_id), "PIN")));
+            .set_key(Some(pk_sk_key(&user_pk(user_id), "PIN")));
         let delete = match expected {
             None => delete,
             Some(v) => delete
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
         };
-        match delete.send_recorded().await.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            // Another version is stored (or none): the removal was proven against another PIN.
-            None => Err(PortError::Conflict),
-        }
+        // Another version is stored (or none): the removal was proven against another PIN.
+        delete.send_recorded().await.or_conflict()?;
+        Ok(())
     }
 
     async fn end_pending_links(&self, user_id: &UserId) -> Result<usize, PortError> {
@@ -388,7 +334,10 @@ impl UserDirectory for DynamoUsers {
             self.client
                 .delete_item()
                 .table_name(&self.users_table)
-                .set_key(Some(key(user_pk(user_id), &format!("LINK#{}", p.link_id))))
+                .set_key(Some(pk_sk_key(
+                    &user_pk(user_id),
+                    &format!("LINK#{}", p.link_id),
+                )))
                 .send_recorded()
                 .await
                 .map_err(backend)?;
@@ -475,15 +424,10 @@ impl DynamoAccounts {
         Ok([
             self.users.delete(
                 &self.users.users_table,
-                key(user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)),
+                pk_sk_key(&user_pk(&d.user_id), &format!("DEVICE#{}", d.device_id)),
             )?,
-            self.users.delete(
-                &self.credentials.keys_table,
-                HashMap::from([(
-                    "keyHash".to_owned(),
-                    AttributeValue::S(d.key_hash.as_str().to_owned()),
-                )]),
-            )?,
+            self.users
+                .delete(&self.credentials.keys_table, key_hash_key(&d.key_hash))?,
         ])
     }
 }
@@ -532,12 +476,16 @@ impl AccountStore for DynamoAccounts {
         let mut items = vec![
             self.users.delete(
                 &self.users.users_table,
-                key(user_pk(&user.user_id), "PROFILE"),
+                pk_sk_key(&user_pk(&user.user_id), "PROFILE"),
             )?,
-            self.users
-                .delete(&self.users.users_table, key(phone_pk(&user.phone), "PHONE"))?,
-            self.users
-                .delete(&self.users.users_table, key(user_pk(&user.user_id), "PIN"))?,
+            self.users.delete(
+                &self.users.users_table,
+                pk_sk_key(&phone_pk(&user.phone), "PHONE"),
+            )?,
+            self.users.delete(
+                &self.users.users_table,
+                pk_sk_key(&user_pk(&user.user_id), "PIN"),
+            )?,
         ];
         for d in devices {
             items.extend(self.delete_device(d)?);
@@ -640,20 +588,9 @@ impl CredentialStore for DynamoCredentials {
         &self,
         key: &ApiKeyHash,
     ) -> Result<Option<DeviceCredential>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.keys_table)
-            .key("keyHash", AttributeValue::S(key.as_str().to_owned()))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let item: KeyItem = serde_dynamo::from_item(item).map_err(codec)?;
-        Ok(Some(DeviceCredential {
+        let item: Option<KeyItem> =
+            get_consistent(&self.client, &self.keys_table, key_hash_key(key)).await?;
+        Ok(item.map(|item| DeviceCredential {
             user_id: UserId::from_trusted(item.user_id),
             device_id: DeviceId::from_trusted(item.device_id),
         }))

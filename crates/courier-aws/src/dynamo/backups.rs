@@ -3,8 +3,9 @@
 //! that never happens leaves nothing behind. A user's records are one Query (a handful at most).
 
 use super::Conditional;
-use super::{backend, codec, epoch_secs, pk_sk_key};
-use crate::capacity::{SendRecorded, query_all};
+use super::request::{get_consistent, put, query_decoded, sk_prefix_query};
+use super::{backend, epoch_secs, pk_sk_key};
+use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -80,33 +81,17 @@ impl BackupStore for DynamoBackups {
             expires_at: (!b.complete)
                 .then(|| epoch_secs(b.created_at + chrono::Duration::hours(PENDING_TTL_HOURS))),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        put(&self.client, &self.table, item).await
     }
 
     async fn backups(&self, user: &UserId) -> Result<Vec<BackupRecord>, PortError> {
-        let mut found = Vec::new();
-        let items = query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :b)")
-                .expression_attribute_values(":p", AttributeValue::S(user_pk(user)))
-                .expression_attribute_values(":b", AttributeValue::S(BACKUP_PREFIX.to_owned()))
+        let items: Vec<BackupItem> = query_decoded(
+            sk_prefix_query(&self.client, &self.table, user_pk(user), BACKUP_PREFIX)
                 .consistent_read(true),
         )
-        .await
-        .map_err(backend)?;
-        for item in items {
-            let b: BackupItem = serde_dynamo::from_item(item).map_err(codec)?;
-            found.extend(b.record());
-        }
+        .await?;
+        let mut found: Vec<BackupRecord> =
+            items.into_iter().filter_map(BackupItem::record).collect();
         found.sort_by(|a, b| {
             b.created_at
                 .cmp(&a.created_at)
@@ -120,27 +105,18 @@ impl BackupStore for DynamoBackups {
         user: &UserId,
         backup_id: &str,
     ) -> Result<Option<BackupRecord>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(pk_sk_key(&user_pk(user), &backup_sk(backup_id))))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        match out.item {
-            Some(i) if !i.is_empty() => {
-                let b: BackupItem = serde_dynamo::from_item(i).map_err(codec)?;
-                Ok(b.record())
-            }
-            _ => Ok(None),
-        }
+        let item: Option<BackupItem> = get_consistent(
+            &self.client,
+            &self.table,
+            pk_sk_key(&user_pk(user), &backup_sk(backup_id)),
+        )
+        .await?;
+        Ok(item.and_then(BackupItem::record))
     }
 
     async fn mark_complete(&self, user: &UserId, backup_id: &str) -> Result<(), PortError> {
-        let res = self
-            .client
+        // A failed condition: deleted meanwhile (account deletion, TTL), nothing to mark.
+        self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(pk_sk_key(&user_pk(user), &backup_sk(backup_id))))
@@ -148,12 +124,9 @@ impl BackupStore for DynamoBackups {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send_recorded()
-            .await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            // Deleted meanwhile (account deletion, TTL): nothing to mark.
-            None => Ok(()),
-        }
+            .await
+            .unless_condition_failed()?;
+        Ok(())
     }
 
     async fn delete_backup(&self, user: &UserId, backup_id: &str) -> Result<(), PortError> {

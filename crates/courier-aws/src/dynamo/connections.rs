@@ -3,6 +3,7 @@
 //! `<deviceId>#<connectionId>`, so fan-out to N users is N/100 BatchGetItem calls, not N queries.
 
 use super::Conditional;
+use super::request::get_consistent;
 use super::{backend, codec, epoch_secs};
 use crate::capacity::SendRecorded;
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use courier_core::error::PortError;
 use courier_core::ports::{Connection, ConnectionStore};
 use courier_core::{ConnectionId, DeviceId, UserId};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// API Gateway closes every connection after 2 hours; items outlive that by a margin.
 const CONNECTION_TTL_SECS: i64 = 2 * 3600 + 600;
@@ -115,20 +117,13 @@ impl ConnectionStore for DynamoConnections {
     }
 
     async fn connection(&self, id: &ConnectionId) -> Result<Option<Connection>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("CONN#{id}")))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let c: ConnItem = serde_dynamo::from_item(item).map_err(codec)?;
-        Ok(Some(Connection {
+        let item: Option<ConnItem> = get_consistent(
+            &self.client,
+            &self.table,
+            HashMap::from([("pk".to_owned(), AttributeValue::S(format!("CONN#{id}")))]),
+        )
+        .await?;
+        Ok(item.map(|c| Connection {
             connection_id: id.clone(),
             user_id: UserId::from_trusted(c.user_id),
             device_id: DeviceId::from_trusted(c.device_id),
@@ -254,55 +249,23 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
         &self,
         users: &[UserId],
     ) -> Result<Vec<courier_core::ports::Presence>, PortError> {
-        use std::collections::HashMap;
-        let mut found: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
         let mut unique: Vec<&UserId> = users.iter().collect();
         unique.sort();
         unique.dedup();
-        for chunk in unique.chunks(100) {
-            let keys: Vec<_> = chunk
-                .iter()
-                .map(|u| HashMap::from([("pk".to_owned(), AttributeValue::S(format!("USER#{u}")))]))
+        let keys = unique
+            .iter()
+            .map(|u| HashMap::from([("pk".to_owned(), AttributeValue::S(format!("USER#{u}")))]))
+            .collect();
+        let found: HashMap<String, HashMap<String, AttributeValue>> =
+            crate::capacity::batch_get_consistent(&self.client, &self.table, keys)
+                .await
+                .map_err(PortError::backend)?
+                .into_iter()
+                .filter_map(|item| match item.get("pk") {
+                    Some(AttributeValue::S(pk)) => Some((pk.clone(), item)),
+                    _ => None,
+                })
                 .collect();
-            let mut request = Some(
-                aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(PortError::backend)?,
-            );
-            let mut attempt = 0u32;
-            while let Some(req) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, req)
-                    .send_recorded()
-                    .await
-                    .map_err(backend)?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                        found.insert(pk.clone(), item);
-                    }
-                }
-                request = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys.is_empty());
-                if request.is_some() {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        10 * u64::from(attempt.min(10)),
-                    ))
-                    .await;
-                }
-            }
-        }
         Ok(users
             .iter()
             .map(|u| {
@@ -361,8 +324,8 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
         user: &UserId,
         device: &DeviceId,
     ) -> Result<(), PortError> {
-        let res = self
-            .client
+        // A failed condition: no presence item, nothing to forget (and none is created).
+        self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user}")))
@@ -370,12 +333,9 @@ impl courier_core::ports::PresenceStore for DynamoConnections {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#p", format!("{PUSH_PREFIX}{device}"))
             .send_recorded()
-            .await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            // No presence item: nothing to forget (and none is created).
-            None => Ok(()),
-        }
+            .await
+            .unless_condition_failed()?;
+        Ok(())
     }
 }
 
@@ -425,8 +385,9 @@ impl courier_core::ports::ActivityStore for DynamoConnections {
 #[async_trait]
 impl courier_core::ports::LastSeenStore for DynamoConnections {
     async fn record_last_seen(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), PortError> {
-        let res = self
-            .client
+        // A failed condition: the presence item is gone (the account was deleted), nothing to
+        // remember.
+        self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(format!("USER#{user}")))
@@ -434,12 +395,9 @@ impl courier_core::ports::LastSeenStore for DynamoConnections {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", AttributeValue::S(courier_core::chat::timestamp(at)))
             .send_recorded()
-            .await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            // The presence item is gone: the account was deleted; nothing to remember.
-            None => Ok(()),
-        }
+            .await
+            .unless_condition_failed()?;
+        Ok(())
     }
 
     async fn last_seen(&self, user: &UserId) -> Result<courier_core::ports::LastSeen, PortError> {

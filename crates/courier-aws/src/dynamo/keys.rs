@@ -13,7 +13,8 @@
 //! write on every claim, the hot path, and could drift if a function died between the two.
 
 use super::Conditional;
-use super::{backend, codec, pk_sk_key as key};
+use super::request::{put, query_decoded, sk_prefix_query};
+use super::{Item, backend, codec, pk_sk_key as key};
 use crate::capacity::{SendRecorded, batch_delete, batch_put, query_all, query_count};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -21,9 +22,6 @@ use courier_core::error::PortError;
 use courier_core::ports::{DeviceKeys, KeyStore, SignedKey};
 use courier_core::{DeviceId, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Keys read per claim attempt: racing claims start at different ones.
 const CLAIM_CANDIDATES: i32 = 10;
@@ -84,12 +82,7 @@ impl DynamoKeys {
         device: &DeviceId,
     ) -> Result<Vec<Item>, PortError> {
         query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
-                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+            sk_prefix_query(&self.client, &self.table, user_pk(user), otk_prefix(device))
                 .projection_expression("pk, sk")
                 .consistent_read(true),
         )
@@ -101,30 +94,21 @@ impl DynamoKeys {
 #[async_trait]
 impl KeyStore for DynamoKeys {
     async fn device_keys(&self, user: &UserId) -> Result<Vec<DeviceKeys>, PortError> {
-        let items = query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
-                .expression_attribute_values(":p", AttributeValue::S("DEVICE#".into()))
+        let items: Vec<EntryItem> = query_decoded(
+            sk_prefix_query(&self.client, &self.table, user_pk(user), "DEVICE#")
                 .consistent_read(true),
         )
-        .await
-        .map_err(backend)?;
-        items
+        .await?;
+        Ok(items
             .into_iter()
-            .map(|item| {
-                let e: EntryItem = serde_dynamo::from_item(item).map_err(codec)?;
-                Ok(DeviceKeys {
-                    user_id: UserId::from_trusted(e.user_id),
-                    device_id: DeviceId::from_trusted(e.device_id),
-                    identity_key: e.identity_key,
-                    signing_key: e.signing_key,
-                    fallback: e.fallback,
-                })
+            .map(|e| DeviceKeys {
+                user_id: UserId::from_trusted(e.user_id),
+                device_id: DeviceId::from_trusted(e.device_id),
+                identity_key: e.identity_key,
+                signing_key: e.signing_key,
+                fallback: e.fallback,
             })
-            .collect()
+            .collect())
     }
 
     async fn put_device_keys(&self, keys: &DeviceKeys, discard_old: bool) -> Result<(), PortError> {
@@ -145,14 +129,7 @@ impl KeyStore for DynamoKeys {
             signing_key: keys.signing_key.clone(),
             fallback: keys.fallback.clone(),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        put(&self.client, &self.table, item).await
     }
 
     async fn one_time_key_ids(
@@ -174,12 +151,7 @@ impl KeyStore for DynamoKeys {
 
     async fn one_time_key_count(&self, user: &UserId, device: &DeviceId) -> Result<u32, PortError> {
         let count = query_count(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", AttributeValue::S(user_pk(user)))
-                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+            sk_prefix_query(&self.client, &self.table, user_pk(user), otk_prefix(device))
                 .consistent_read(true),
         )
         .await
@@ -218,13 +190,7 @@ impl KeyStore for DynamoKeys {
     ) -> Result<Option<SignedKey>, PortError> {
         let pk = user_pk(user);
         for _ in 0..CLAIM_ROUNDS {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .expression_attribute_values(":p", AttributeValue::S(otk_prefix(device)))
+            let out = sk_prefix_query(&self.client, &self.table, pk.clone(), otk_prefix(device))
                 .projection_expression("sk")
                 .limit(CLAIM_CANDIDATES)
                 .consistent_read(true)

@@ -4,8 +4,8 @@
 //! link (`USER#<userId>`/`LINK#<linkId>` in UsersTable), which completing takes and revocations
 //! delete.
 
-use super::{DynamoAccounts, DynamoUsers, backend, codec, epoch_secs};
-use crate::capacity::SendRecorded;
+use super::request::get_consistent;
+use super::{DynamoAccounts, DynamoUsers, codec, epoch_secs};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
@@ -148,19 +148,11 @@ impl LinkStore for DynamoLinks {
     }
 
     async fn by_id(&self, link_id: &str) -> Result<Option<LinkRequest>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(pk(format!("LINK#{link_id}"))))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
+        let Some(l): Option<LinkItem> =
+            get_consistent(&self.client, &self.table, pk(format!("LINK#{link_id}"))).await?
+        else {
             return Ok(None);
         };
-        let l: LinkItem = serde_dynamo::from_item(item).map_err(codec)?;
         let approved = match (l.approved_user_id, l.approved_device_id) {
             (Some(u), Some(d)) => Some(DeviceCredential {
                 user_id: UserId::from_trusted(u),
@@ -180,20 +172,12 @@ impl LinkStore for DynamoLinks {
     }
 
     async fn by_code(&self, code: &str) -> Result<Option<LinkRequest>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(pk(format!("CODE#{code}"))))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let c: CodeItem = serde_dynamo::from_item(item).map_err(codec)?;
-        self.by_id(&c.link_id).await
+        let code: Option<CodeItem> =
+            get_consistent(&self.client, &self.table, pk(format!("CODE#{code}"))).await?;
+        match code {
+            Some(c) => self.by_id(&c.link_id).await,
+            None => Ok(None),
+        }
     }
 
     async fn approve(

@@ -10,6 +10,7 @@
 //! itself), so media only statuses used goes with them.
 
 use super::Conditional;
+use super::request::{get_consistent, put, sk_prefix_query};
 use super::{backend, codec, pk_sk_key};
 use crate::capacity::{SendRecorded, query_all};
 use async_trait::async_trait;
@@ -75,34 +76,25 @@ impl MediaStore for DynamoMedia {
             upload: upload.clone(),
             ttl: Some(upload.created_at.timestamp() + UNATTACHED_RECORD_SECS),
         };
-        let res = self
-            .client
+        self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
             .condition_expression("attribute_not_exists(pk)")
             .send_recorded()
-            .await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            None => Err(PortError::Conflict),
-        }
+            .await
+            .or_conflict()?;
+        Ok(())
     }
 
     async fn get(&self, id: &MediaId) -> Result<Option<MediaUpload>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(pk_sk_key(&media_pk(id), UPLOAD_SK)))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        out.item
-            .map(|i| serde_dynamo::from_item::<_, UploadItem>(i).map(|u| u.upload))
-            .transpose()
-            .map_err(codec)
+        let item: Option<UploadItem> = get_consistent(
+            &self.client,
+            &self.table,
+            pk_sk_key(&media_pk(id), UPLOAD_SK),
+        )
+        .await?;
+        Ok(item.map(|u| u.upload))
     }
 
     async fn add_ref(
@@ -118,13 +110,7 @@ impl MediaStore for DynamoMedia {
             // A status's reference goes with the record it keeps.
             ttl: until.map(|t| t.timestamp()),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
+        put(&self.client, &self.table, item).await?;
         // Referred to now: the upload's record is kept (after the reference is written, so a
         // failure here leaves at worst a record that expires while a retried send re-attaches).
         // For good (a message): `ttl` goes. Until a status expires: `ttl` moves later, only
@@ -144,13 +130,10 @@ impl MediaStore for DynamoMedia {
                 .condition_expression("attribute_exists(#ttl) AND #ttl < :t")
                 .expression_attribute_values(":t", AttributeValue::N(t.timestamp().to_string())),
         };
-        let res = update.send_recorded().await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            // No upload record (it expired, or never was), or it is kept long enough already:
-            // nothing to do.
-            None => Ok(()),
-        }
+        // A failed condition: no upload record (it expired, or never was), or it is kept long
+        // enough already; nothing to do.
+        update.send_recorded().await.unless_condition_failed()?;
+        Ok(())
     }
 
     async fn remove_ref(&self, id: &MediaId, place: &MediaRef) -> Result<(), PortError> {
@@ -169,12 +152,7 @@ impl MediaStore for DynamoMedia {
 
     async fn refs(&self, id: &MediaId) -> Result<Vec<MediaRef>, PortError> {
         let items = query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :r)")
-                .expression_attribute_values(":p", AttributeValue::S(media_pk(id)))
-                .expression_attribute_values(":r", AttributeValue::S(REF_PREFIX.to_owned()))
+            sk_prefix_query(&self.client, &self.table, media_pk(id), REF_PREFIX)
                 .projection_expression("sk")
                 .consistent_read(true),
         )

@@ -14,6 +14,7 @@ mod media;
 mod messages;
 mod rate_limits;
 mod registrations;
+mod request;
 mod sessions;
 mod settings;
 mod statuses;
@@ -40,6 +41,9 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use courier_core::error::PortError;
+
+/// A raw DynamoDB item (or key).
+pub(crate) type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
 /// Maps a failed call to a backend error.
 pub(crate) fn backend<E, R>(e: SdkError<E, R>) -> PortError
@@ -93,6 +97,15 @@ condition_error!(
 pub trait Conditional<T> {
     /// See [`Conditional`].
     fn unless_condition_failed(self) -> Result<Option<T>, PortError>;
+
+    /// A failed condition is a [`PortError::Conflict`]: what is stored is not what the write
+    /// was made against (another version, or an item that should not be there).
+    fn or_conflict(self) -> Result<T, PortError>
+    where
+        Self: Sized,
+    {
+        self.unless_condition_failed()?.ok_or(PortError::Conflict)
+    }
 }
 
 impl<T, E> Conditional<T> for Result<T, SdkError<E, HttpResponse>>
@@ -164,12 +177,9 @@ pub(crate) fn is_transaction_conflict<R>(e: &SdkError<TransactWriteItemsError, R
 }
 
 /// The primary key of an item in a table keyed by string `pk` and `sk`.
-fn pk_sk_key(
-    pk: &str,
-    sk: &str,
-) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+fn pk_sk_key(pk: &str, sk: &str) -> Item {
     use aws_sdk_dynamodb::types::AttributeValue;
-    std::collections::HashMap::from([
+    Item::from([
         ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
         ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
     ])
@@ -205,6 +215,12 @@ mod tests {
             ),
         ));
         assert!(matches!(refused.unless_condition_failed(), Ok(None)));
+        let refused: Result<PutItemOutput, _> = Err(service_error(
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            ),
+        ));
+        assert!(matches!(refused.or_conflict(), Err(PortError::Conflict)));
         let missing: Result<PutItemOutput, _> = Err(service_error(
             PutItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build()),
         ));

@@ -1,7 +1,7 @@
 //! `RegistrationsTable`: one item per phone number with a pending code.
 
-use super::Conditional;
-use super::{backend, codec, epoch_secs};
+use super::request::{get_consistent, put_versioned};
+use super::{Conditional, Item as Key, epoch_secs};
 use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -26,6 +26,13 @@ struct Item {
     ttl: i64,
 }
 
+fn phone_key(phone: &PhoneNumber) -> Key {
+    Key::from([(
+        "phone".to_owned(),
+        AttributeValue::S(phone.as_str().to_owned()),
+    )])
+}
+
 /// Pending registrations in DynamoDB, written with version conditions.
 #[derive(Clone)]
 pub struct DynamoRegistrations {
@@ -46,20 +53,9 @@ impl DynamoRegistrations {
 #[async_trait]
 impl RegistrationStore for DynamoRegistrations {
     async fn get(&self, phone: &PhoneNumber) -> Result<Option<PendingRegistration>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("phone", AttributeValue::S(phone.as_str().to_owned()))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let item: Item = serde_dynamo::from_item(item).map_err(codec)?;
-        Ok(Some(PendingRegistration {
+        let item: Option<Item> =
+            get_consistent(&self.client, &self.table, phone_key(phone)).await?;
+        Ok(item.map(|item| PendingRegistration {
             phone: phone.clone(),
             code: CodeHash {
                 salt: item.code_salt,
@@ -88,36 +84,19 @@ impl RegistrationStore for DynamoRegistrations {
             version: reg.version,
             ttl,
         };
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?));
-        req = match expected {
-            None => req.condition_expression("attribute_not_exists(phone)"),
-            Some(v) => req
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        match req.send_recorded().await.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            None => Err(PortError::Conflict),
-        }
+        put_versioned(&self.client, &self.table, item, "phone", expected).await
     }
 
     async fn delete(&self, phone: &PhoneNumber, expected: u64) -> Result<(), PortError> {
-        let res = self
-            .client
+        self.client
             .delete_item()
             .table_name(&self.table)
-            .key("phone", AttributeValue::S(phone.as_str().to_owned()))
+            .set_key(Some(phone_key(phone)))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", AttributeValue::N(expected.to_string()))
             .send_recorded()
-            .await;
-        match res.unless_condition_failed()? {
-            Some(_) => Ok(()),
-            None => Err(PortError::Conflict),
-        }
+            .await
+            .or_conflict()?;
+        Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //! {addedAt} per contact, so "is X in Y's contacts" is one GetItem, a count is one COUNT query,
 //! and deleting an account's settings is one Query and batched deletes.
 
-use super::{backend, codec};
+use super::request::{get_consistent, put, sk_prefix_query};
+use super::{backend, codec, pk_sk_key};
 use crate::capacity::{SendRecorded, batch_delete, batch_put, query_all, query_count};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -40,13 +41,6 @@ pub(super) fn user_pk(u: &UserId) -> String {
     format!("USER#{u}")
 }
 
-fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(pk)),
-        ("sk".to_owned(), AttributeValue::S(sk)),
-    ])
-}
-
 /// Settings and contact lists in DynamoDB.
 #[derive(Clone)]
 pub struct DynamoSettings {
@@ -66,12 +60,7 @@ impl DynamoSettings {
     /// The sort keys of a user's contact items (paged).
     async fn contact_keys(&self, owner: &UserId) -> Result<Vec<String>, PortError> {
         let items = query_all(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :c)")
-                .expression_attribute_values(":p", AttributeValue::S(user_pk(owner)))
-                .expression_attribute_values(":c", AttributeValue::S(CONTACT_PREFIX.to_owned()))
+            sk_prefix_query(&self.client, &self.table, user_pk(owner), CONTACT_PREFIX)
                 .projection_expression("sk"),
         )
         .await
@@ -89,19 +78,13 @@ impl DynamoSettings {
 #[async_trait]
 impl SettingsStore for DynamoSettings {
     async fn settings(&self, user: &UserId) -> Result<Option<Settings>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(user_pk(user), SETTINGS_SK.to_owned())))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        out.item
-            .map(|i| serde_dynamo::from_item::<_, SettingsItem>(i).map(|s| s.settings))
-            .transpose()
-            .map_err(codec)
+        let item: Option<SettingsItem> = get_consistent(
+            &self.client,
+            &self.table,
+            pk_sk_key(&user_pk(user), SETTINGS_SK),
+        )
+        .await?;
+        Ok(item.map(|s| s.settings))
     }
 
     async fn settings_of(&self, users: &[UserId]) -> Result<HashMap<UserId, Settings>, PortError> {
@@ -112,7 +95,7 @@ impl SettingsStore for DynamoSettings {
         for chunk in unique.chunks(100) {
             let keys = chunk
                 .iter()
-                .map(|u| key(user_pk(u), SETTINGS_SK.to_owned()))
+                .map(|u| pk_sk_key(&user_pk(u), SETTINGS_SK))
                 .collect();
             let mut request = Some(
                 KeysAndAttributes::builder()
@@ -160,14 +143,7 @@ impl SettingsStore for DynamoSettings {
             sk: SETTINGS_SK.to_owned(),
             settings: settings.clone(),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        put(&self.client, &self.table, item).await
     }
 
     async fn is_contact(&self, owner: &UserId, contact: &UserId) -> Result<bool, PortError> {
@@ -175,9 +151,9 @@ impl SettingsStore for DynamoSettings {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                user_pk(owner),
-                format!("{CONTACT_PREFIX}{contact}"),
+            .set_key(Some(pk_sk_key(
+                &user_pk(owner),
+                &format!("{CONTACT_PREFIX}{contact}"),
             )))
             .projection_expression("pk")
             .consistent_read(true)
@@ -189,12 +165,7 @@ impl SettingsStore for DynamoSettings {
 
     async fn contact_count(&self, owner: &UserId) -> Result<usize, PortError> {
         query_count(
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :c)")
-                .expression_attribute_values(":p", AttributeValue::S(user_pk(owner)))
-                .expression_attribute_values(":c", AttributeValue::S(CONTACT_PREFIX.to_owned()))
+            sk_prefix_query(&self.client, &self.table, user_pk(owner), CONTACT_PREFIX)
                 .consistent_read(true),
         )
         .await
@@ -242,7 +213,7 @@ impl SettingsStore for DynamoSettings {
             .map_err(PortError::backend)?;
         let keys = remove
             .iter()
-            .map(|c| key(user_pk(owner), format!("{CONTACT_PREFIX}{c}")))
+            .map(|c| pk_sk_key(&user_pk(owner), &format!("{CONTACT_PREFIX}{c}")))
             .collect();
         batch_delete(&self.client, &self.table, keys)
             .await
@@ -254,9 +225,9 @@ impl SettingsStore for DynamoSettings {
             .contact_keys(user)
             .await?
             .into_iter()
-            .map(|sk| key(user_pk(user), sk))
+            .map(|sk| pk_sk_key(&user_pk(user), &sk))
             .collect();
-        keys.push(key(user_pk(user), SETTINGS_SK.to_owned()));
+        keys.push(pk_sk_key(&user_pk(user), SETTINGS_SK));
         batch_delete(&self.client, &self.table, keys)
             .await
             .map_err(PortError::backend)

@@ -4,7 +4,8 @@
 //! `ttl` = the status's expiry for DynamoDB TTL; since TTL deletion lags, reads compare
 //! `expiresAt` with `now` in code.
 
-use super::{backend, codec, epoch_secs, pk_sk_key as key};
+use super::request::{get_consistent, put, query_decoded};
+use super::{Item, backend, codec, epoch_secs, pk_sk_key as key};
 use crate::capacity::{SendRecorded, batch_delete, query_all, query_pages};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -14,9 +15,6 @@ use courier_core::ports::{Status, StatusStore, StatusView};
 use courier_core::{DeviceId, UserId};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
 
 const STATUS_PREFIX: &str = "STATUS#";
 const VIEW_PREFIX: &str = "VIEW#";
@@ -52,9 +50,8 @@ fn views_prefix(id: &str) -> String {
     format!("{VIEW_PREFIX}{id}#")
 }
 
-fn to_status(item: Item) -> Result<Status, PortError> {
-    let i: StatusItem = serde_dynamo::from_item(item).map_err(codec)?;
-    Ok(Status {
+fn to_status(i: StatusItem) -> Status {
+    Status {
         user_id: UserId::from_trusted(i.pk),
         status_id: i.sk.trim_start_matches(STATUS_PREFIX).to_owned(),
         device_id: DeviceId::from_trusted(i.device_id),
@@ -62,7 +59,7 @@ fn to_status(item: Item) -> Result<Status, PortError> {
         attachments: i.attachments,
         posted_at: i.posted_at,
         expires_at: i.expires_at,
-    })
+    }
 }
 
 /// Status posts and their viewers in DynamoDB.
@@ -113,14 +110,7 @@ impl StatusStore for DynamoStatuses {
             expires_at: status.expires_at,
             ttl: epoch_secs(status.expires_at),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(item).map_err(codec)?))
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        put(&self.client, &self.table, item).await
     }
 
     async fn live_statuses(
@@ -133,7 +123,7 @@ impl StatusStore for DynamoStatuses {
         // A poster has a few dozen live statuses at most (plus expired ones TTL has not deleted
         // yet): one query reads them all; expired ones are left out here.
         let lo = status_sk(after.unwrap_or(""));
-        let items = query_all(
+        let items: Vec<StatusItem> = query_decoded(
             self.client
                 .query()
                 .table_name(&self.table)
@@ -143,11 +133,9 @@ impl StatusStore for DynamoStatuses {
                 .expression_attribute_values(":hi", AttributeValue::S(status_sk(HIGH)))
                 .consistent_read(true),
         )
-        .await
-        .map_err(backend)?;
+        .await?;
         let mut live = Vec::new();
-        for item in items {
-            let s = to_status(item)?;
+        for s in items.into_iter().map(to_status) {
             if s.expires_at > now && after != Some(s.status_id.as_str()) {
                 live.push(s);
             }
@@ -163,22 +151,13 @@ impl StatusStore for DynamoStatuses {
         status_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Status>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(user.as_str(), &status_sk(status_id))))
-            .consistent_read(true)
-            .send_recorded()
-            .await
-            .map_err(backend)?;
-        match out.item {
-            Some(i) if !i.is_empty() => {
-                let s = to_status(i)?;
-                Ok((s.expires_at > now).then_some(s))
-            }
-            _ => Ok(None),
-        }
+        let item: Option<StatusItem> = get_consistent(
+            &self.client,
+            &self.table,
+            key(user.as_str(), &status_sk(status_id)),
+        )
+        .await?;
+        Ok(item.map(to_status).filter(|s| s.expires_at > now))
     }
 
     async fn record_views(

@@ -85,6 +85,15 @@ impl World {
         link
     }
 
+    /// The user's pending links, as the users table holds them.
+    async fn pending_links(&self) -> Vec<courier_core::ports::PendingLink> {
+        self.accounts
+            .store
+            .pending_links(&self.user.user_id)
+            .await
+            .unwrap()
+    }
+
     async fn device_ids(&self) -> Vec<DeviceId> {
         let mut v: Vec<_> = self
             .accounts
@@ -127,14 +136,7 @@ async fn an_approval_is_pending_until_completed_once() {
 
     w.links.complete(&link, &device).await.unwrap();
     assert!(w.device_ids().await.contains(&device.device_id));
-    assert!(
-        w.accounts
-            .store
-            .pending_links(&w.user.user_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(w.pending_links().await.is_empty());
     assert!(matches!(
         w.links.complete(&link, &device).await,
         Err(PortError::Conflict)
@@ -190,14 +192,7 @@ async fn approving_needs_the_approver() {
     let w = world().await;
     let gone = DeviceId::generate();
     assert!(matches!(w.approved(&gone).await, Err(PortError::Conflict)));
-    assert!(
-        w.accounts
-            .store
-            .pending_links(&w.user.user_id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(w.pending_links().await.is_empty());
 }
 
 fn device_of(user: &User, primary: bool) -> Device {

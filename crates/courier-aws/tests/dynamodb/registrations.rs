@@ -49,6 +49,23 @@ pub(crate) fn registration(phone: &PhoneNumber, version: u64) -> PendingRegistra
     }
 }
 
+/// `p`'s registration created at version 1, then updated (a failed attempt) to version 2 with
+/// version 1 expected: both versions.
+async fn stored_at_version_two(
+    f: &Fixture,
+    p: &PhoneNumber,
+) -> (PendingRegistration, PendingRegistration) {
+    let v1 = registration(p, 1);
+    f.store.put(&v1, None).await.unwrap();
+    let v2 = PendingRegistration {
+        failed_attempts: 1,
+        version: 2,
+        ..v1.clone()
+    };
+    f.store.put(&v2, Some(1)).await.unwrap();
+    (v1, v2)
+}
+
 fn is_conflict<T: std::fmt::Debug>(result: &Result<T, PortError>) -> bool {
     matches!(result, Err(PortError::Conflict))
 }
@@ -86,15 +103,7 @@ async fn put_expecting_nothing_creates_once_then_conflicts() {
 async fn put_with_the_current_version_updates_and_with_a_stale_one_conflicts() {
     let f = fixture().await;
     let p = phone("+14155550100");
-    let v1 = registration(&p, 1);
-    f.store.put(&v1, None).await.unwrap();
-
-    let v2 = PendingRegistration {
-        failed_attempts: 1,
-        version: 2,
-        ..v1.clone()
-    };
-    f.store.put(&v2, Some(1)).await.unwrap();
+    let (v1, v2) = stored_at_version_two(&f, &p).await;
     assert_eq!(f.store.get(&p).await.unwrap(), Some(v2.clone()));
 
     // A writer that still holds version 1 loses, and so does one guessing a newer version.
@@ -127,14 +136,7 @@ async fn put_with_the_current_version_updates_and_with_a_stale_one_conflicts() {
 async fn delete_with_a_stale_version_conflicts_and_with_the_current_one_removes() {
     let f = fixture().await;
     let p = phone("+14155550100");
-    let v1 = registration(&p, 1);
-    f.store.put(&v1, None).await.unwrap();
-    let v2 = PendingRegistration {
-        failed_attempts: 1,
-        version: 2,
-        ..v1
-    };
-    f.store.put(&v2, Some(1)).await.unwrap();
+    let (_, v2) = stored_at_version_two(&f, &p).await;
 
     let r = f.store.delete(&p, 1).await;
     assert!(is_conflict(&r), "stale delete: {r:?}");

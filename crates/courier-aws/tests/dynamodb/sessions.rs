@@ -38,6 +38,31 @@ fn pair() -> (SessionId, UserId, UserId) {
     (SessionId::direct(&a, &b), a, b)
 }
 
+/// A new pair's direct chat, created at `at`: `(session, a, b)`.
+async fn direct_chat(f: &Fixture, at: DateTime<Utc>) -> (SessionId, UserId, UserId) {
+    let (session, a, b) = pair();
+    assert!(f.store.create_direct(&session, &a, &b, at).await.unwrap());
+    (session, a, b)
+}
+
+/// Alice's direct chats with Bob and with Carol, both created (by Alice) at `at`:
+/// `(alice, bob, carol, with_bob, with_carol)`.
+async fn alice_with_bob_and_carol(
+    f: &Fixture,
+    at: DateTime<Utc>,
+) -> (UserId, UserId, UserId, SessionId, SessionId) {
+    let alice = UserId::generate();
+    let (bob, carol) = (UserId::generate(), UserId::generate());
+    let (with_bob, with_carol) = (
+        SessionId::direct(&alice, &bob),
+        SessionId::direct(&alice, &carol),
+    );
+    for (s, other) in [(&with_bob, &bob), (&with_carol, &carol)] {
+        assert!(f.store.create_direct(s, &alice, other, at).await.unwrap());
+    }
+    (alice, bob, carol, with_bob, with_carol)
+}
+
 /// A member as `create_direct` makes it: no receipts yet.
 fn joined(session: &SessionId, user: &UserId, at: DateTime<Utc>) -> Membership {
     Membership {
@@ -141,11 +166,7 @@ async fn create_direct_creates_the_session_once_with_both_memberships() {
 #[tokio::test]
 async fn a_third_user_is_not_a_member_and_other_sessions_do_not_exist() {
     let f = fixture().await;
-    let (session, a, b) = pair();
-    f.store
-        .create_direct(&session, &a, &b, now())
-        .await
-        .unwrap();
+    let (session, a, _) = direct_chat(&f, now()).await;
     let carol = UserId::generate();
     assert_eq!(f.store.membership(&session, &carol).await.unwrap(), None);
     assert!(!f.members(&session).await.iter().any(|m| m.user_id == carol));
@@ -208,9 +229,8 @@ async fn sessions_of_finds_every_session_of_a_user_with_current_watermarks() {
 #[tokio::test]
 async fn a_membership_written_before_the_user_items_is_still_listed_and_an_ended_one_is_not() {
     let f = fixture().await;
-    let (session, a, b) = pair();
     let at = now();
-    assert!(f.store.create_direct(&session, &a, &b, at).await.unwrap());
+    let (session, a, b) = direct_chat(&f, at).await;
     // As stored before `USER#` items existed: the member item alone, found through `byUser`.
     let old = SessionId::direct(&a, &UserId::generate());
     let mut item = support::scan(&f.client, &f.table)
@@ -247,19 +267,8 @@ async fn a_membership_written_before_the_user_items_is_still_listed_and_an_ended
 #[tokio::test]
 async fn members_lists_only_the_sessions_own_members() {
     let f = fixture().await;
-    let alice = UserId::generate();
-    let (bob, carol) = (UserId::generate(), UserId::generate());
-    let with_bob = SessionId::direct(&alice, &bob);
-    let with_carol = SessionId::direct(&alice, &carol);
     let at = now();
-    f.store
-        .create_direct(&with_bob, &alice, &bob, at)
-        .await
-        .unwrap();
-    f.store
-        .create_direct(&with_carol, &alice, &carol, at)
-        .await
-        .unwrap();
+    let (alice, bob, carol, with_bob, with_carol) = alice_with_bob_and_carol(&f, at).await;
     assert_eq!(
         f.members(&with_bob).await,
         sorted(vec![
@@ -280,31 +289,25 @@ async fn members_lists_only_the_sessions_own_members() {
 #[tokio::test]
 async fn advance_moves_a_watermark_forward_only() {
     let f = fixture().await;
-    let (session, a, b) = pair();
     let joined_at = now();
-    f.store
-        .create_direct(&session, &a, &b, joined_at)
-        .await
-        .unwrap();
-    let s = &f.store;
+    let (session, a, b) = direct_chat(&f, joined_at).await;
     let t = |secs: i64| joined_at + Duration::seconds(secs);
-
-    // Zero is where a watermark starts: advancing to it moves nothing.
-    assert!(
-        !s.advance(&session, &a, Receipt::Delivered, 0, t(1))
+    // Whether advancing `a`'s watermark moved it.
+    let advance = async |receipt: Receipt, seq: u64, at: chrono::DateTime<Utc>| {
+        f.store
+            .advance(&session, &a, receipt, seq, at)
             .await
             .unwrap()
-    );
+    };
+
+    // Zero is where a watermark starts: advancing to it moves nothing.
+    assert!(!advance(Receipt::Delivered, 0, t(1)).await);
     assert_eq!(
         f.member(&session, &a).await,
         joined(&session, &a, joined_at)
     );
 
-    assert!(
-        s.advance(&session, &a, Receipt::Delivered, 3, t(2))
-            .await
-            .unwrap()
-    );
+    assert!(advance(Receipt::Delivered, 3, t(2)).await);
     let m = f.member(&session, &a).await;
     assert_eq!(
         read_back(m.delivered),
@@ -315,67 +318,31 @@ async fn advance_moves_a_watermark_forward_only() {
     assert_eq!(m.joined_at, joined_at);
 
     // Equal or lower: false, and the watermark (with its time) stays.
-    assert!(
-        !s.advance(&session, &a, Receipt::Delivered, 3, t(3))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !s.advance(&session, &a, Receipt::Delivered, 2, t(4))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !s.advance(&session, &a, Receipt::Delivered, 1, t(4))
-            .await
-            .unwrap()
-    );
+    assert!(!advance(Receipt::Delivered, 3, t(3)).await);
+    assert!(!advance(Receipt::Delivered, 2, t(4)).await);
+    assert!(!advance(Receipt::Delivered, 1, t(4)).await);
     assert_eq!(
         read_back(f.member(&session, &a).await.delivered),
         mark(3, t(2))
     );
 
     // Read moves on its own, below delivered, without touching it.
-    assert!(
-        s.advance(&session, &a, Receipt::Read, 2, t(5))
-            .await
-            .unwrap()
-    );
+    assert!(advance(Receipt::Read, 2, t(5)).await);
     let m = f.member(&session, &a).await;
     assert_eq!(read_back(m.read), mark(2, t(5)));
     assert_eq!(read_back(m.delivered), mark(3, t(2)));
-    assert!(
-        !s.advance(&session, &a, Receipt::Read, 2, t(6))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !s.advance(&session, &a, Receipt::Read, 1, t(6))
-            .await
-            .unwrap()
-    );
+    assert!(!advance(Receipt::Read, 2, t(6)).await);
+    assert!(!advance(Receipt::Read, 1, t(6)).await);
 
     // And beyond delivered; delivered then still moves on from where it was.
-    assert!(
-        s.advance(&session, &a, Receipt::Read, 7, t(7))
-            .await
-            .unwrap()
-    );
-    assert!(
-        s.advance(&session, &a, Receipt::Delivered, 5, t(8))
-            .await
-            .unwrap()
-    );
+    assert!(advance(Receipt::Read, 7, t(7)).await);
+    assert!(advance(Receipt::Delivered, 5, t(8)).await);
     let m = f.member(&session, &a).await;
     assert_eq!(read_back(m.read), mark(7, t(7)));
     assert_eq!(read_back(m.delivered), mark(5, t(8)));
 
     // `Sent` is not a watermark.
-    assert!(
-        !s.advance(&session, &a, Receipt::Sent, 9, t(9))
-            .await
-            .unwrap()
-    );
+    assert!(!advance(Receipt::Sent, 9, t(9)).await);
     assert_eq!(f.member(&session, &a).await, m);
 
     // The other member's watermarks never moved.
@@ -388,11 +355,7 @@ async fn advance_moves_a_watermark_forward_only() {
 #[tokio::test]
 async fn advance_records_the_time_to_the_millisecond() {
     let f = fixture().await;
-    let (session, a, b) = pair();
-    f.store
-        .create_direct(&session, &a, &b, now())
-        .await
-        .unwrap();
+    let (session, a, _) = direct_chat(&f, now()).await;
     let at = Utc::now().with_nanosecond(123_456_789).unwrap();
     assert!(
         f.store
@@ -408,9 +371,8 @@ async fn advance_records_the_time_to_the_millisecond() {
 #[tokio::test]
 async fn advance_for_a_non_member_is_false_and_creates_nothing() {
     let f = fixture().await;
-    let (session, a, b) = pair();
     let at = now();
-    f.store.create_direct(&session, &a, &b, at).await.unwrap();
+    let (session, a, b) = direct_chat(&f, at).await;
     let before = f.items().await.len();
 
     let carol = UserId::generate();
@@ -439,9 +401,8 @@ async fn advance_for_a_non_member_is_false_and_creates_nothing() {
 #[tokio::test]
 async fn create_direct_again_keeps_the_watermarks() {
     let f = fixture().await;
-    let (session, a, b) = pair();
     let at = now();
-    f.store.create_direct(&session, &a, &b, at).await.unwrap();
+    let (session, a, b) = direct_chat(&f, at).await;
     assert!(
         f.store
             .advance(&session, &a, Receipt::Delivered, 4, at)
@@ -472,16 +433,8 @@ async fn create_direct_again_keeps_the_watermarks() {
 #[tokio::test]
 async fn leave_all_ends_every_membership_of_the_user_and_no_other() {
     let f = fixture().await;
-    let alice = UserId::generate();
-    let (bob, carol) = (UserId::generate(), UserId::generate());
-    let (with_bob, with_carol) = (
-        SessionId::direct(&alice, &bob),
-        SessionId::direct(&alice, &carol),
-    );
     let at = now();
-    for (s, other) in [(&with_bob, &bob), (&with_carol, &carol)] {
-        assert!(f.store.create_direct(s, &alice, other, at).await.unwrap());
-    }
+    let (alice, bob, _, with_bob, _) = alice_with_bob_and_carol(&f, at).await;
     assert_eq!(f.store.leave_all(&alice).await.unwrap(), 2);
     assert_eq!(f.sessions_of(&alice).await, Vec::new());
     assert_eq!(f.store.membership(&with_bob, &alice).await.unwrap(), None);

@@ -191,6 +191,20 @@ impl World {
         }
     }
 
+    /// `registerAccount` with codes of the usual lifetime, this World's test numbers, and no
+    /// limits or SMS guard (a test adds them with `..`).
+    pub fn register_deps(&self) -> register_account::Deps<'_> {
+        register_account::Deps {
+            registrations: &self.registrations,
+            sms: &self.sms,
+            clock: &self.clock,
+            code_lifetime_secs: register_account::CODE_LIFETIME_SECS,
+            test_numbers: self.test_numbers.clone(),
+            limits: None,
+            sms_guard: None,
+        }
+    }
+
     pub fn chat_deps(&self) -> direct_chat::Deps<'_> {
         direct_chat::Deps {
             accounts: &self.accounts,
@@ -240,6 +254,24 @@ impl World {
             .unwrap()
             .to_owned()
     }
+}
+
+/// A page of messages as a reader gets it: its reply fits in one WebSocket frame
+/// ([`MAX_FRAME_BYTES`](courier_core::protocol::MAX_FRAME_BYTES)) and holds at least one message
+/// (a page moves the reader on). The page's JSON.
+pub fn page_in_one_frame(page: &impl serde::Serialize) -> Value {
+    let frame = courier_core::protocol::reply_ok(Some("r1"), page);
+    assert!(
+        frame.len() <= courier_core::protocol::MAX_FRAME_BYTES,
+        "a {} byte reply",
+        frame.len()
+    );
+    let page = page.json();
+    assert!(
+        !page["messages"].as_array().unwrap().is_empty(),
+        "a page moves the reader on"
+    );
+    page
 }
 
 /// A reply as it goes on the wire, for the tests that read it as the client does: use cases return

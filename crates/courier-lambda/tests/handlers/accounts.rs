@@ -218,34 +218,8 @@ async fn delete_account_posts_its_reply_then_closes_the_connection() {
     );
     let conn = ConnectionId::new(event.request_context.connection_id.clone().unwrap());
     p.gateway.open(&conn);
-    let sessions = MemorySessions::default();
-    let deps = delete_account::Deps {
-        accounts: &p.accounts,
-        connections: &p.connections,
-        gateway: &p.gateway,
-        keys: &p.keys,
-        queues: &p.queues,
-        clock: &courier_core::clock::SystemClock,
-        data: delete_account::AccountData {
-            sessions: &sessions,
-            groups: &sessions,
-            messages: &MemoryMessages::default(),
-            presence: &p.connections,
-            settings: &MemorySettings::default(),
-            statuses: &courier_core::memory::MemoryStatuses::default(),
-            backups: &MemoryBackups::default(),
-            objects: &MemoryObjects::default(),
-        },
-    };
-    let resp = routes::delete_account(&deps, &event).await;
-    assert_eq!(resp.status_code, 200);
-    assert!(
-        resp.body.is_none(),
-        "the reply went through the management API"
-    );
-    let posted = p.gateway.posted();
-    assert_eq!(posted.len(), 1);
-    let reply: Value = serde_json::from_str(&posted[0].1).unwrap();
+    let deps = p.delete();
+    let reply = p.posted_reply(&routes::delete_account(&deps, &event).await);
     assert_eq!(reply["requestId"], "r2");
     assert_eq!(reply["ok"], true);
     assert_eq!(p.gateway.closed(), vec![conn]);
@@ -275,15 +249,7 @@ async fn a_companion_removing_itself_gets_its_reply_before_its_connection_is_clo
         keys: &p.keys,
         queues: &p.queues,
     };
-    let resp = routes::remove_device(&deps, &event).await;
-    assert_eq!(resp.status_code, 200);
-    assert!(
-        resp.body.is_none(),
-        "the reply went through the management API"
-    );
-    let posted = p.gateway.posted();
-    assert_eq!(posted.len(), 1);
-    let reply: Value = serde_json::from_str(&posted[0].1).unwrap();
+    let reply = p.posted_reply(&routes::remove_device(&deps, &event).await);
     assert_eq!(
         (
             reply["requestId"].clone(),

@@ -4,7 +4,6 @@ use super::*;
 
 #[tokio::test]
 async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_retry() {
-    use courier_core::ports::Connection;
     use courier_core::usecases::deliver::Deliverer;
     let sessions = MemorySessions::default();
     let (alice, bob) = (
@@ -12,21 +11,8 @@ async fn the_fan_out_delivers_stream_records_and_reports_the_first_failure_for_r
         UserId::from_trusted("u_bob"),
     );
     direct_session(&sessions, &alice, &bob).await;
-    let connections = MemoryConnections::default();
-    let gateway = RecordingGateway::default();
-    for (user, device, conn) in [(&alice, "d_alice", "ca"), (&bob, "d_bob", "cb")] {
-        let c = ConnectionId::new(conn);
-        connections
-            .add(&Connection {
-                connection_id: c.clone(),
-                user_id: user.clone(),
-                device_id: courier_core::DeviceId::from_trusted(device),
-                connected_at: chrono::Utc::now(),
-            })
-            .await
-            .unwrap();
-        gateway.open(&c);
-    }
+    let (connections, gateway) =
+        connected(&[(&alice, "d_alice", "ca"), (&bob, "d_bob", "cb")]).await;
     let stream_event = || serde_json::from_str(&fixture("messages-stream.json")).unwrap();
     let deliver = Deliverer {
         presence: &connections,
@@ -107,10 +93,9 @@ impl courier_core::ports::ConnectionGateway for FailingFor {
 
 #[tokio::test]
 async fn the_fan_out_runs_sessions_side_by_side_and_reports_the_earliest_failed_record() {
-    use courier_core::ports::{Connection, SessionStore};
+    use courier_core::ports::SessionStore;
     use courier_core::usecases::deliver::Deliverer;
     let sessions = MemorySessions::default();
-    let connections = MemoryConnections::default();
     let (alice, bob, carol) = (
         UserId::from_trusted("u_alice"),
         UserId::from_trusted("u_bob"),
@@ -134,17 +119,8 @@ async fn the_fan_out_runs_sessions_side_by_side_and_reports_the_earliest_failed_
         }
         g
     };
-    for (user, device, conn) in [(&bob, "d_bob", "cb"), (&carol, "d_carol", "cc")] {
-        connections
-            .add(&Connection {
-                connection_id: ConnectionId::new(conn),
-                user_id: user.clone(),
-                device_id: courier_core::DeviceId::from_trusted(device),
-                connected_at: now,
-            })
-            .await
-            .unwrap();
-    }
+    // The gateways are made per run below; only the connections are shared.
+    let (connections, _) = connected(&[(&bob, "d_bob", "cb"), (&carol, "d_carol", "cc")]).await;
     // Alice writes a1, b1, a2, b2 (stream order), each record numbered by its position.
     let record = |pos: usize, session: &str, seq: u64| {
         serde_json::json!({

@@ -87,17 +87,44 @@ impl Ports {
             keys: &self.keys,
             queues: &self.queues,
             clock: &SystemClock,
-            data: delete_account::AccountData {
-                sessions: &self.sessions,
-                groups: &self.sessions,
-                messages: &self.messages,
-                presence: &self.connections,
-                settings: &self.settings,
-                statuses: &self.statuses,
-                backups: &self.backups,
-                objects: &self.objects,
-            },
+            data: self.data(),
         }
+    }
+    fn delete(&self) -> delete_account::Deps<'_> {
+        delete_account::Deps {
+            accounts: &self.accounts,
+            connections: &self.connections,
+            gateway: &self.gateway,
+            keys: &self.keys,
+            queues: &self.queues,
+            clock: &SystemClock,
+            data: self.data(),
+        }
+    }
+    /// What deleting an account (or re-registering its number) deletes with it.
+    fn data(&self) -> delete_account::AccountData<'_> {
+        delete_account::AccountData {
+            sessions: &self.sessions,
+            groups: &self.sessions,
+            messages: &self.messages,
+            presence: &self.connections,
+            settings: &self.settings,
+            statuses: &self.statuses,
+            backups: &self.backups,
+            objects: &self.objects,
+        }
+    }
+    /// The one reply `resp`'s route posted through the management API (its route response
+    /// carries none).
+    fn posted_reply(&self, resp: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> Value {
+        assert_eq!(resp.status_code, 200);
+        assert!(
+            resp.body.is_none(),
+            "the reply went through the management API"
+        );
+        let posted = self.gateway.posted();
+        assert_eq!(posted.len(), 1);
+        serde_json::from_str(&posted[0].1).unwrap()
     }
 }
 
@@ -149,6 +176,16 @@ fn send_deps<'a>(
     }
 }
 
+/// The fixture events' direct session of their caller (`u_test`) and `u_peer`, created in
+/// `sessions`.
+async fn caller_session(sessions: &MemorySessions) -> courier_core::SessionId {
+    let (me, peer) = (
+        UserId::from_trusted("u_test"),
+        UserId::from_trusted("u_peer"),
+    );
+    direct_session(sessions, &me, &peer).await
+}
+
 /// The fixture events' direct session between `a` and `b`, created in `sessions`.
 async fn direct_session(
     sessions: &MemorySessions,
@@ -162,6 +199,27 @@ async fn direct_session(
         .await
         .unwrap();
     session
+}
+
+/// A connection store and a gateway where each `(user, device, connection)` is connected.
+async fn connected(devices: &[(&UserId, &str, &str)]) -> (MemoryConnections, RecordingGateway) {
+    use courier_core::ports::Connection;
+    let connections = MemoryConnections::default();
+    let gateway = RecordingGateway::default();
+    for (user, device, conn) in devices {
+        let c = ConnectionId::new(*conn);
+        connections
+            .add(&Connection {
+                connection_id: c.clone(),
+                user_id: (*user).clone(),
+                device_id: courier_core::DeviceId::from_trusted(*device),
+                connected_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        gateway.open(&c);
+    }
+    (connections, gateway)
 }
 
 fn device_of(user: &str, device: &str, primary: bool) -> courier_core::ports::Device {
@@ -197,32 +255,18 @@ const CALLER_CONN: &str = "Zx9kQcT2oAMCJQg=";
 
 impl Chat {
     async fn new() -> Chat {
-        use courier_core::ports::Connection;
         let sessions = MemorySessions::default();
         let (me, peer) = (
             UserId::from_trusted("u_test"),
             UserId::from_trusted("u_peer"),
         );
         let session = direct_session(&sessions, &me, &peer).await;
-        let connections = MemoryConnections::default();
-        let gateway = RecordingGateway::default();
-        for (user, device, conn) in [
+        let (connections, gateway) = connected(&[
             (&me, "d_test", CALLER_CONN),
             (&me, "d_laptop", "c_laptop"),
             (&peer, "d_peer", "c_peer"),
-        ] {
-            let c = ConnectionId::new(conn);
-            connections
-                .add(&Connection {
-                    connection_id: c.clone(),
-                    user_id: user.clone(),
-                    device_id: courier_core::DeviceId::from_trusted(device),
-                    connected_at: chrono::Utc::now(),
-                })
-                .await
-                .unwrap();
-            gateway.open(&c);
-        }
+        ])
+        .await;
         Chat {
             sessions,
             messages: MemoryMessages::default(),
@@ -239,6 +283,23 @@ impl Chat {
             gateway: &self.gateway,
             push: None,
         }
+    }
+
+    /// `event` (a `sendMessage` frame) through the inline `sendMessage` handler, which delivers
+    /// with `deliver`.
+    async fn send_inline(
+        &self,
+        deliver: &courier_core::usecases::deliver::Deliverer<'_>,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> aws_lambda_events::apigw::ApiGatewayProxyResponse {
+        let send = send_deps(&self.sessions, &self.messages);
+        let handler = courier_lambda::inline::SendMessage {
+            send: &send,
+            sessions: &self.sessions,
+            deliver,
+            log: &self.messages,
+        };
+        courier_lambda::inline::handle(&handler, event).await
     }
 
     /// Frames posted to one connection, parsed.

@@ -5,12 +5,7 @@ use super::*;
 #[tokio::test]
 async fn send_message_replies_with_the_stored_message_and_a_retry_gets_the_same() {
     let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
-    let session = direct_session(
-        &sessions,
-        &UserId::from_trusted("u_test"),
-        &UserId::from_trusted("u_peer"),
-    )
-    .await;
+    let session = caller_session(&sessions).await;
     let event = ws_event("send-message.json");
     let deps = &send_deps(&sessions, &messages);
     let run = || {
@@ -130,12 +125,7 @@ async fn ack_messages_moves_the_watermark_once_and_tells_the_sender() {
 #[tokio::test]
 async fn a_send_over_the_device_limit_gets_limit_exceeded_with_retry_after_in_the_reply() {
     let (sessions, messages) = (MemorySessions::default(), MemoryMessages::default());
-    let session = direct_session(
-        &sessions,
-        &UserId::from_trusted("u_test"),
-        &UserId::from_trusted("u_peer"),
-    )
-    .await;
+    let session = caller_session(&sessions).await;
     let limiter = MemoryRateLimiter::default();
     let deps = &courier_core::usecases::send_message::Deps {
         throttle: Some(courier_core::rate_limit::Throttle {
@@ -181,14 +171,9 @@ async fn send_message_posts_the_reply_delivers_the_message_itself_and_records_th
     use courier_core::ports::DeliveryLog;
     let chat = Chat::new().await;
     let deliver = chat.deliverer();
-    let send = send_deps(&chat.sessions, &chat.messages);
-    let handler = courier_lambda::inline::SendMessage {
-        send: &send,
-        sessions: &chat.sessions,
-        deliver: &deliver,
-        log: &chat.messages,
-    };
-    let resp = courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    let resp = chat
+        .send_inline(&deliver, &ws_event("send-message.json"))
+        .await;
     assert_eq!(resp.status_code, 200);
     assert!(
         resp.body.is_none(),
@@ -217,7 +202,8 @@ async fn send_message_posts_the_reply_delivers_the_message_itself_and_records_th
     assert!(chat.messages.is_inline(&id.to_string()));
 
     // A retry of the same clientMsgId: the same reply, and nothing delivered twice.
-    courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    chat.send_inline(&deliver, &ws_event("send-message.json"))
+        .await;
     let replies = chat.posted_to(CALLER_CONN);
     assert_eq!(replies.len(), 2);
     assert_eq!(replies[1]["result"], replies[0]["result"]);
@@ -226,7 +212,7 @@ async fn send_message_posts_the_reply_delivers_the_message_itself_and_records_th
 
     // A refusal is a reply too, posted the same way.
     let outsider = with_caller(ws_event("send-message.json"), "u_other", "d_other");
-    courier_lambda::inline::handle(&handler, &outsider).await;
+    chat.send_inline(&deliver, &outsider).await;
     let replies = chat.posted_to(CALLER_CONN);
     assert_eq!(replies[2]["error"]["code"], "NOT_FOUND");
     assert_eq!(chat.posted_to("c_peer").len(), 1);
@@ -241,14 +227,9 @@ async fn send_message_records_a_retry_when_a_post_fails_and_answers_as_the_route
         gateway: &BrokenGateway,
         ..chat.deliverer()
     };
-    let send = send_deps(&chat.sessions, &chat.messages);
-    let handler = courier_lambda::inline::SendMessage {
-        send: &send,
-        sessions: &chat.sessions,
-        deliver: &deliver,
-        log: &chat.messages,
-    };
-    let resp = courier_lambda::inline::handle(&handler, &ws_event("send-message.json")).await;
+    let resp = chat
+        .send_inline(&deliver, &ws_event("send-message.json"))
+        .await;
     assert_eq!(
         frame(&resp)["result"]["seq"],
         1,

@@ -252,34 +252,30 @@ fn http_routes_and_websocket() {
 
 #[test]
 fn unresolvable_ref_names_the_path() {
-    let text = r#"
+    // One function F whose environment variable BAD is `value`: the application's error.
+    let error_of = |value: &str| {
+        let text = format!(
+            r#"
 Resources:
   F:
     Type: AWS::Serverless::Function
-    Metadata: {BuildProperties: {Binary: x}}
+    Metadata: {{BuildProperties: {{Binary: x}}}}
     Properties:
       Environment:
         Variables:
-          BAD: !Ref NoSuchThing
-"#;
-    let err = parse(text).application().unwrap_err().to_string();
+          BAD: {value}
+"#
+        );
+        parse(&text).application().unwrap_err().to_string()
+    };
+    let err = error_of("!Ref NoSuchThing");
     assert!(
         err.contains("Resources.F.Properties.Environment.Variables.BAD"),
         "{err}"
     );
     assert!(err.contains("NoSuchThing"), "{err}");
 
-    let text = r#"
-Resources:
-  F:
-    Type: AWS::Serverless::Function
-    Metadata: {BuildProperties: {Binary: x}}
-    Properties:
-      Environment:
-        Variables:
-          BAD: !Sub "${Missing.Arn}"
-"#;
-    let err = parse(text).application().unwrap_err().to_string();
+    let err = error_of(r#"!Sub "${Missing.Arn}""#);
     assert!(err.contains("Missing"), "{err}");
 }
 

@@ -2,7 +2,90 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use courier_local::{LocalCloud, LocalCloudConfig};
+use serde_json::Value;
+
+/// A fresh folder under the system's temporary folder, named `courier-local-<label>-<uuid>`,
+/// removed (with what the test left in it) when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates it.
+    pub fn new(label: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("courier-local-{label}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A local cloud of `tests/fixtures/<fixture>` with the echo function, on free ports, keeping
+/// its state in `state_dir`; a test sets what else it needs with `..common::config(..)`.
+pub fn config(fixture: &str, state_dir: PathBuf) -> LocalCloudConfig {
+    LocalCloudConfig {
+        template: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        bin_dir: echo_fn_dir(),
+        state_dir,
+        ..Default::default()
+    }
+}
+
+/// Sends `request` and reads its answer as JSON.
+pub async fn json_reply(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// GETs `path` of the cloud's HTTP port as JSON (the outbox, the switches).
+pub async fn get_json(cloud: &LocalCloud, path: &str) -> Value {
+    json_reply(reqwest::Client::new().get(format!("{}{path}", cloud.http_url()))).await
+}
+
+/// What the echo function saw when called through the HTTP API: `{"env": {...}, ...}`.
+pub async fn echo(cloud: &LocalCloud) -> Value {
+    let request = reqwest::Client::new()
+        .post(format!("{}/echo", cloud.http_url()))
+        .body("{}");
+    json_reply(request).await
+}
+
+/// Publishes an SMS (`+14155550100`, "code 123456") and a push of `apns` (the APNs part of a
+/// JSON message) to a new endpoint of the platform application `app`; the endpoint's ARN.
+pub async fn publish_sms_and_push(sns: &aws_sdk_sns::Client, app: &str, apns: &str) -> String {
+    sns.publish()
+        .phone_number("+14155550100")
+        .message("code 123456")
+        .send()
+        .await
+        .unwrap();
+    let endpoint = sns
+        .create_platform_endpoint()
+        .platform_application_arn(app)
+        .token("device-token")
+        .send()
+        .await
+        .unwrap();
+    let arn = endpoint.endpoint_arn().unwrap().to_owned();
+    sns.publish()
+        .target_arn(&arn)
+        .message(serde_json::json!({"default": "x", "APNS_SANDBOX": apns}).to_string())
+        .message_structure("json")
+        .send()
+        .await
+        .unwrap();
+    arn
+}
 
 /// `target/<profile>/examples`, where `cargo test` puts `echo_fn` and `stream_fn`; fails clearly
 /// when one is missing or older than its source (`cargo test --test X` does not rebuild examples).
