@@ -344,7 +344,10 @@ async fn block_report_and_unblock_with_the_cli() {
     run(&bob, &["inbox", "--timeout", "20"]);
 
     let out = run(&bob, &["report", &alice_id, "--last", "2"]);
-    assert!(out.starts_with("reported (2 messages attached; report "), "{out}");
+    assert!(
+        out.starts_with("reported (2 messages attached; report "),
+        "{out}"
+    );
     let out = run(&bob, &["blocked"]);
     assert!(out.contains(&alice_id), "{out}");
     // Blocked: Alice's send is answered as ever, and never reaches Bob.
@@ -354,7 +357,10 @@ async fn block_report_and_unblock_with_the_cli() {
     assert_eq!(run(&bob, &["unblock", &alice_id]).trim(), "unblocked");
     run(&alice, &["send", &bob_phone, "sorry"]);
     let out = run(&bob, &["inbox", "--timeout", "20"]);
-    assert!(out.contains("sorry") && !out.contains("spam three"), "{out}");
+    assert!(
+        out.contains("sorry") && !out.contains("spam three"),
+        "{out}"
+    );
     assert!(run(&bob, &["blocked"]).trim().is_empty());
 }
 
