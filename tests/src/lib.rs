@@ -511,6 +511,17 @@ pub async fn connect(
         .expect("connected")
 }
 
+/// `a` opens (or finds) its direct chat with `b`; the session id.
+pub async fn open_chat(
+    a: &courier_client::Session,
+    b: &courier_core::protocol::Credentials,
+) -> String {
+    a.initiate_direct_chat(&b.user_id, None)
+        .await
+        .expect("the direct chat opens")
+        .session_id
+}
+
 /// The next event named `name`, skipping others.
 pub async fn next(session: &courier_client::Session, name: &str) -> Value {
     tokio::time::timeout(WAIT, async {

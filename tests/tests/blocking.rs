@@ -3,16 +3,8 @@
 
 use courier_client::Session;
 use courier_core::ErrorCode;
-use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, connect, is_message, until_marker};
+use courier_tests::{TestCloud, connect, is_message, open_chat, until_marker};
 use serde_json::{Value, json};
-
-async fn open_chat(a: &Session, b: &Credentials) -> String {
-    a.initiate_direct_chat(&b.user_id, None)
-        .await
-        .unwrap()
-        .session_id
-}
 
 async fn send(s: &Session, session: &str, payload: &str) -> Value {
     s.request(

@@ -83,6 +83,13 @@ async fn register_verify_whoami() {
 }
 
 /// Registers a CLI user in its own config dir; returns (config dir, phone).
+/// Runs `courier args` as `config`, which must succeed; its stdout.
+fn succeeds(cloud: &TestCloud, config: &std::path::Path, args: &[&str]) -> String {
+    let (ok, out, err) = courier(cloud, config, args);
+    assert!(ok, "courier {args:?}: {err}");
+    out
+}
+
 async fn cli_user(cloud: &TestCloud) -> (std::path::PathBuf, String) {
     let config =
         std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
@@ -275,11 +282,7 @@ async fn people_are_shown_by_saved_name_else_profile_name_and_number() {
     let cloud = TestCloud::shared();
     let (alice, alice_phone) = cli_user(cloud).await;
     let (bob, bob_phone) = cli_user(cloud).await;
-    let run = |config: &std::path::Path, args: &[&str]| {
-        let (ok, out, err) = courier(cloud, config, args);
-        assert!(ok, "courier {args:?}: {err}");
-        out
-    };
+    let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
     assert_eq!(
         run(&bob, &["profile", "--name", "Bob Builder"]).trim(),
         "Bob Builder"
@@ -327,11 +330,7 @@ async fn block_report_and_unblock_with_the_cli() {
     let cloud = TestCloud::shared();
     let (alice, _) = cli_user(cloud).await;
     let (bob, bob_phone) = cli_user(cloud).await;
-    let run = |config: &std::path::Path, args: &[&str]| {
-        let (ok, out, err) = courier(cloud, config, args);
-        assert!(ok, "courier {args:?}: {err}");
-        out
-    };
+    let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
     let alice_id = {
         let out = run(&alice, &["whoami"]);
         out.split_whitespace()
@@ -370,11 +369,7 @@ async fn group_commands_create_add_promote_remove_info_delete() {
     let (alice, _) = cli_user(cloud).await;
     let (bob, bob_phone) = cli_user(cloud).await;
     let (carol, carol_phone) = cli_user(cloud).await;
-    let run = |config: &std::path::Path, args: &[&str]| {
-        let (ok, out, err) = courier(cloud, config, args);
-        assert!(ok, "courier {args:?}: {err}");
-        out
-    };
+    let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
 
     let group = run(
         &alice,
@@ -546,11 +541,7 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
     let cloud = TestCloud::shared();
     let (alice, alice_phone) = cli_user(cloud).await;
     let (bob, bob_phone) = cli_user(cloud).await;
-    let run = |config: &std::path::Path, args: &[&str]| {
-        let (ok, out, err) = courier(cloud, config, args);
-        assert!(ok, "courier {args:?}: {err}");
-        out
-    };
+    let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
 
     // A laptop links to Alice's account: `courier link` shows the code (and a QR code),
     // Alice approves it from her primary device, the laptop gets its credentials.

@@ -4,19 +4,11 @@
 //! with the local cloud's fault switches killing `sendMessage` after its store.
 
 use courier_client::Session;
-use courier_core::protocol::Credentials;
 use courier_tests::metrics::{grown, grown_within, scrape, total};
-use courier_tests::{TestCloud, WAIT, connect, next};
+use courier_tests::{TestCloud, WAIT, connect, next, open_chat};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-
-async fn open_chat(a: &Session, b: &Credentials) -> String {
-    a.initiate_direct_chat(&b.user_id, None)
-        .await
-        .unwrap()
-        .session_id
-}
 
 /// A cloud of the test's own (so that the fan-out's counters are the test's alone), Alice's
 /// connection, Bob's two, and their chat.

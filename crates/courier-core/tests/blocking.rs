@@ -35,14 +35,7 @@ impl World {
     }
 
     async fn text(&self, from: &DeviceCredential, session: &str, cmid: &str) -> Value {
-        let p: SendMessageParams = serde_json::from_value(
-            json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": cmid}),
-        )
-        .unwrap();
-        send_message::send_message(&self.send_deps(), from, p)
-            .await
-            .unwrap()
-            .json()
+        self.send_text(from, session, cmid, cmid).await.unwrap()
     }
 
     /// Sends and delivers (as the stream would), as the function does.
@@ -202,13 +195,7 @@ async fn a_blocked_user_sees_no_typing_profile_or_status_and_cannot_add_the_bloc
         "no typing from a blocked user"
     );
 
-    let pd = profile::Deps {
-        settings: &w.settings,
-        accounts: &w.accounts,
-        last_seen: Some(&w.connections),
-        sessions: Some(&w.sessions),
-        clock: &w.clock,
-    };
+    let pd = w.profile_deps();
     let p = GetProfileParams {
         user_id: b.to_string(),
     };
@@ -228,17 +215,7 @@ async fn a_blocked_user_sees_no_typing_profile_or_status_and_cannot_add_the_bloc
             .unwrap()
     );
 
-    let g = groups::Deps {
-        groups: &w.sessions,
-        sessions: &w.sessions,
-        messages: &w.messages,
-        accounts: &w.accounts,
-        settings: &w.settings,
-        deliver: w.deliverer(),
-        log: None,
-        clock: &w.clock,
-        adds_per_target: None,
-    };
+    let g = w.group_deps();
     let p: InitiateGroupParams =
         serde_json::from_value(json!({"name": "g", "members": [&b]})).unwrap();
     let err = groups::initiate(&g, &da, p).await.unwrap_err();

@@ -25,35 +25,6 @@ impl World {
         let c = w.user("+14155550102", "d_2").await;
         (w, a, b, c)
     }
-    async fn send(
-        &self,
-        from: &DeviceCredential,
-        session: &str,
-        cmid: &str,
-        payload: &str,
-    ) -> Result<Value, courier_core::ApiError> {
-        let p: SendMessageParams = serde_json::from_value(
-            json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}),
-        )
-        .unwrap();
-        send_message::send_message(&self.send_deps(), from, p)
-            .await
-            .map(|r| r.json())
-    }
-    /// The group use cases over this World's stores (no delivery log, no cap on adds).
-    fn group_deps(&self) -> courier_core::usecases::groups::Deps<'_> {
-        courier_core::usecases::groups::Deps {
-            groups: &self.sessions,
-            sessions: &self.sessions,
-            messages: &self.messages,
-            accounts: &self.accounts,
-            settings: &self.settings,
-            deliver: self.deliverer(),
-            log: None,
-            clock: &self.clock,
-            adds_per_target: None,
-        }
-    }
     /// `owner` lists `contact` among its contacts.
     async fn add_contact(&self, owner: &UserId, contact: &UserId) {
         self.settings
@@ -134,9 +105,9 @@ async fn sending_checks_membership_size_and_is_idempotent() {
     let (w, a, b, c) = World::with_three_users().await;
     let (da, dc) = (who(&a, "d_0"), who(&c, "d_2"));
     let s = w.open(&da, &b).await;
-    let first = w.send(&da, &s, "c-1", "hello").await.unwrap();
+    let first = w.send_text(&da, &s, "c-1", "hello").await.unwrap();
     assert_eq!(first["seq"], 1);
-    let retry = w.send(&da, &s, "c-1", "hello").await.unwrap();
+    let retry = w.send_text(&da, &s, "c-1", "hello").await.unwrap();
     assert_eq!(retry, first, "a retry returns the first result");
     assert_eq!(
         w.messages.all(&SessionId::from_trusted(&s)).len(),
@@ -146,19 +117,22 @@ async fn sending_checks_membership_size_and_is_idempotent() {
 
     // An outsider is told what it would be told of a session that does not exist.
     assert_eq!(
-        w.send(&dc, &s, "c-9", "intruder").await.unwrap_err().code,
+        w.send_text(&dc, &s, "c-9", "intruder")
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::NotFound
     );
     let unknown = SessionId::direct(&a, &c);
     assert_eq!(
-        w.send(&da, unknown.as_str(), "c-2", "x")
+        w.send_text(&da, unknown.as_str(), "c-2", "x")
             .await
             .unwrap_err()
             .code,
         ErrorCode::NotFound
     );
     assert_eq!(
-        w.send(&da, "not-a-session", "c-2", "x")
+        w.send_text(&da, "not-a-session", "c-2", "x")
             .await
             .unwrap_err()
             .code,
@@ -166,14 +140,14 @@ async fn sending_checks_membership_size_and_is_idempotent() {
     );
     let big = "é".repeat(MAX_PAYLOAD_CHARS + 1);
     assert_eq!(
-        w.send(&da, &s, "c-3", &big).await.unwrap_err().code,
+        w.send_text(&da, &s, "c-3", &big).await.unwrap_err().code,
         ErrorCode::PayloadTooLarge
     );
-    w.send(&da, &s, "c-4", &"é".repeat(MAX_PAYLOAD_CHARS))
+    w.send_text(&da, &s, "c-4", &"é".repeat(MAX_PAYLOAD_CHARS))
         .await
         .expect("exactly the limit is fine");
     assert_eq!(
-        w.send(&da, &s, "", "x").await.unwrap_err().code,
+        w.send_text(&da, &s, "", "x").await.unwrap_err().code,
         ErrorCode::BadRequest
     );
 }
@@ -184,7 +158,7 @@ async fn reading_pages_in_order() {
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     for i in 1..=5 {
-        w.send(
+        w.send_text(
             if i % 2 == 0 { &db } else { &da },
             &s,
             &format!("c-{i}"),
@@ -233,7 +207,7 @@ async fn fan_out_reaches_every_other_device_and_pushes_offline_ones_without_cont
     let db2 = who(&b, "d_1b");
     w.register_push(&db2, "apns", "tok").await;
 
-    w.send(&da, &s, "c-1", "ciphertext-1").await.unwrap();
+    w.send_text(&da, &s, "c-1", "ciphertext-1").await.unwrap();
     w.play_stream(&s).await;
     assert!(
         w.frames_to(&a_phone).is_empty(),
@@ -271,7 +245,7 @@ async fn a_gone_connection_is_removed_and_its_device_pushed_instead() {
     .await
     .unwrap();
     w.register_push(&db, "fcm", "t").await;
-    w.send(&da, &s, "c-1", "x").await.unwrap();
+    w.send_text(&da, &s, "c-1", "x").await.unwrap();
     w.play_stream(&s).await;
     assert!(
         w.connections.for_user(&b).await.unwrap().is_empty(),
@@ -286,11 +260,11 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let s = w.open(&da, &b).await;
     let a_conn = w.connect(&da, "ca").await;
-    let m1 = w.send(&da, &s, "c-1", "1").await.unwrap()["msgId"]
+    let m1 = w.send_text(&da, &s, "c-1", "1").await.unwrap()["msgId"]
         .as_str()
         .unwrap()
         .to_owned();
-    let m2 = w.send(&da, &s, "c-2", "2").await.unwrap()["msgId"]
+    let m2 = w.send_text(&da, &s, "c-2", "2").await.unwrap()["msgId"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -544,11 +518,11 @@ mod groups {
         carol: &UserId,
     ) -> (String, Value, Value) {
         let g = create(w, alice, &[bob]).await;
-        let before = w.send(alice, &g, "m1", "ct-1").await.unwrap();
+        let before = w.send_text(alice, &g, "m1", "ct-1").await.unwrap();
         groups::add(&w.group_deps(), alice, member(&g, carol))
             .await
             .unwrap();
-        let after = w.send(alice, &g, "m2", "ct-2").await.unwrap();
+        let after = w.send_text(alice, &g, "m2", "ct-2").await.unwrap();
         (g, before, after)
     }
 
@@ -690,13 +664,7 @@ mod settings {
     use courier_core::usecases::{connections, groups, profile};
 
     fn deps(w: &World) -> profile::Deps<'_> {
-        profile::Deps {
-            settings: &w.settings,
-            accounts: &w.accounts,
-            last_seen: Some(&w.connections),
-            sessions: Some(&w.sessions),
-            clock: &w.clock,
-        }
+        w.profile_deps()
     }
 
     async fn update(w: &World, by: &DeviceCredential, body: Value) -> Result<Value, ApiError> {
@@ -932,7 +900,7 @@ mod settings {
         let s = w.open(&alice, &b).await;
         let a_conn = w.connect(&alice, "ca").await;
         let b_conn = w.connect(&bob, "cb").await;
-        let m1 = w.send(&alice, &s, "c-1", "1").await.unwrap()["msgId"]
+        let m1 = w.send_text(&alice, &s, "c-1", "1").await.unwrap()["msgId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -951,7 +919,7 @@ mod settings {
         assert_eq!(st["status"], "delivered");
         assert_eq!(st["recipients"][0]["status"], "delivered");
         // Delivered receipts still reach Alice.
-        let m2 = w.send(&alice, &s, "c-2", "2").await.unwrap()["msgId"]
+        let m2 = w.send_text(&alice, &s, "c-2", "2").await.unwrap()["msgId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -964,7 +932,7 @@ mod settings {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["status"], "delivered");
         // Bob, receipts off, sees no read from Alice either.
-        let b1 = w.send(&bob, &s, "b-1", "hi").await.unwrap()["msgId"]
+        let b1 = w.send_text(&bob, &s, "b-1", "hi").await.unwrap()["msgId"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -1244,7 +1212,9 @@ async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once(
     let s = w.open(&da, &b).await;
     for i in 0..100 {
         let payload = format!("{i:03}{}", "x".repeat(MAX_PAYLOAD_CHARS - 3));
-        w.send(&da, &s, &format!("c-{i}"), &payload).await.unwrap();
+        w.send_text(&da, &s, &format!("c-{i}"), &payload)
+            .await
+            .unwrap();
     }
     let mut seqs = Vec::new();
     let mut last: Option<String> = None;
@@ -1278,7 +1248,7 @@ async fn list_sessions_pages_by_session_id_and_lists_each_session_once() {
     let (w, a, b, _) = World::with_three_users().await;
     let da = who(&a, "d_0");
     let first = w.open(&da, &b).await;
-    w.send(&da, &first, "c-1", "hello").await.unwrap();
+    w.send_text(&da, &first, "c-1", "hello").await.unwrap();
     let mut all = vec![first.clone()];
     for _ in 0..149 {
         let peer = UserId::generate();

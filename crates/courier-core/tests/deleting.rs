@@ -27,14 +27,8 @@ impl World {
     }
 
     async fn text(&self, from: &DeviceCredential, session: &str, cmid: &str) -> String {
-        let p: SendMessageParams = serde_json::from_value(
-            json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": "secret"}),
-        )
-        .unwrap();
-        send_message::send_message(&self.send_deps(), from, p)
-            .await
-            .unwrap()
-            .msg_id
+        let sent = self.send_text(from, session, cmid, "secret").await.unwrap();
+        sent["msgId"].as_str().unwrap().to_owned()
     }
 
     async fn delete(

@@ -10,21 +10,14 @@ use courier_core::usecases::{groups, profile};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
 
-fn deps(w: &World) -> profile::Deps<'_> {
-    profile::Deps {
-        settings: &w.settings,
-        accounts: &w.accounts,
-        last_seen: Some(&w.connections),
-        sessions: Some(&w.sessions),
-        clock: &w.clock,
-    }
-}
-
 async fn profile_of(w: &World, by: &DeviceCredential, user: &UserId) -> Value {
     let p = GetProfileParams {
         user_id: user.to_string(),
     };
-    profile::get_profile(&deps(w), by, p).await.unwrap().json()
+    profile::get_profile(&w.profile_deps(), by, p)
+        .await
+        .unwrap()
+        .json()
 }
 
 #[tokio::test]
@@ -56,17 +49,7 @@ async fn a_phone_number_is_shown_only_to_those_who_share_a_chat() {
     assert_eq!(profile_of(&w, &da, &b).await["phone"], "+14155550101");
 
     // A group of A and C: they see each other's numbers; D, outside it, sees neither.
-    let g = groups::Deps {
-        groups: &w.sessions,
-        sessions: &w.sessions,
-        messages: &w.messages,
-        accounts: &w.accounts,
-        settings: &w.settings,
-        deliver: w.deliverer(),
-        log: None,
-        clock: &w.clock,
-        adds_per_target: None,
-    };
+    let g = w.group_deps();
     let p: InitiateGroupParams =
         serde_json::from_value(json!({"name": "g", "members": [&c]})).unwrap();
     groups::initiate(&g, &da, p).await.unwrap();

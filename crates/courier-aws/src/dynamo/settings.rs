@@ -59,9 +59,21 @@ impl DynamoSettings {
 
     /// The sort keys of a user's contact items (paged).
     async fn contact_keys(&self, owner: &UserId) -> Result<Vec<String>, PortError> {
+        self.sort_keys(owner, CONTACT_PREFIX, false).await
+    }
+
+    /// The sort keys of `owner`'s items that start with `prefix` (paged): its contacts, or
+    /// (`blocks.rs`) whom it blocked.
+    pub(super) async fn sort_keys(
+        &self,
+        owner: &UserId,
+        prefix: &str,
+        consistent: bool,
+    ) -> Result<Vec<String>, PortError> {
         let items = query_all(
-            sk_prefix_query(&self.client, &self.table, user_pk(owner), CONTACT_PREFIX)
-                .projection_expression("sk"),
+            sk_prefix_query(&self.client, &self.table, user_pk(owner), prefix)
+                .projection_expression("sk")
+                .consistent_read(consistent),
         )
         .await
         .map_err(backend)?;
@@ -72,6 +84,21 @@ impl DynamoSettings {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Whether `owner` has the item `sk` (a contact, a block): one consistent GetItem.
+    pub(super) async fn has_item(&self, owner: &UserId, sk: &str) -> Result<bool, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(pk_sk_key(&user_pk(owner), sk)))
+            .projection_expression("pk")
+            .consistent_read(true)
+            .send_recorded()
+            .await
+            .map_err(backend)?;
+        Ok(out.item.is_some_and(|i| !i.is_empty()))
     }
 }
 
@@ -147,20 +174,8 @@ impl SettingsStore for DynamoSettings {
     }
 
     async fn is_contact(&self, owner: &UserId, contact: &UserId) -> Result<bool, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(pk_sk_key(
-                &user_pk(owner),
-                &format!("{CONTACT_PREFIX}{contact}"),
-            )))
-            .projection_expression("pk")
-            .consistent_read(true)
-            .send_recorded()
+        self.has_item(owner, &format!("{CONTACT_PREFIX}{contact}"))
             .await
-            .map_err(backend)?;
-        Ok(out.item.is_some_and(|i| !i.is_empty()))
     }
 
     async fn contact_count(&self, owner: &UserId) -> Result<usize, PortError> {

@@ -15,7 +15,7 @@ use courier_core::protocol::{InitiateDirectChatParams, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{
-    connections, direct_chat, register_account, remove_device, send_message,
+    connections, direct_chat, groups, profile, register_account, remove_device, send_message,
 };
 use courier_core::{ConnectionId, DeviceId, PhoneNumber, UserId};
 use serde_json::Value;
@@ -214,6 +214,49 @@ impl World {
             handshakes_per_target: None,
             blocks: Some(&self.settings),
         }
+    }
+
+    /// The group use cases over this World's stores (no delivery log, no cap on adds).
+    pub fn group_deps(&self) -> groups::Deps<'_> {
+        groups::Deps {
+            groups: &self.sessions,
+            sessions: &self.sessions,
+            messages: &self.messages,
+            accounts: &self.accounts,
+            settings: &self.settings,
+            deliver: self.deliverer(),
+            log: None,
+            clock: &self.clock,
+            adds_per_target: None,
+        }
+    }
+
+    /// The profile use cases, `getProfile`'s last seen and shared chats included.
+    pub fn profile_deps(&self) -> profile::Deps<'_> {
+        profile::Deps {
+            settings: &self.settings,
+            accounts: &self.accounts,
+            last_seen: Some(&self.connections),
+            sessions: Some(&self.sessions),
+            clock: &self.clock,
+        }
+    }
+
+    /// `from` sends a `text` message (no media, no rate limit); the reply as JSON.
+    pub async fn send_text(
+        &self,
+        from: &DeviceCredential,
+        session: &str,
+        cmid: &str,
+        payload: &str,
+    ) -> Result<serde_json::Value, courier_core::ApiError> {
+        let p: courier_core::protocol::SendMessageParams = serde_json::from_value(
+            serde_json::json!({"sessionId": session, "clientMsgId": cmid, "type": "text", "payload": payload}),
+        )
+        .unwrap();
+        send_message::send_message(&self.send_deps(), from, p)
+            .await
+            .map(|r| Wire::json(&r))
     }
 
     /// Sending without media or a rate limit.
