@@ -788,6 +788,11 @@ try {
   // Sending to someone one blocked is allowed: Bob decrypts it.
   await composer.fill(texts.toBlocked);
   await page.keyboard.press('Enter');
+  // Stored first (its tick), then read from Bob's inbox.
+  await page
+    .locator('li.message.mine', { has: page.locator('.text', { hasText: texts.toBlocked }) })
+    .locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]')
+    .waitFor();
   await inboxUntil(bob, (l) => l.text === texts.toBlocked);
   /** Bob's CLI sends in the direct chat; its reply (`--json`: msgId, seq). */
   const bobSends = async (text) => JSON.parse((await courier(bob.config, ['send', '--json', alice.phone, text])).trim().split('\n').pop());
