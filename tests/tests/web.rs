@@ -2,15 +2,53 @@
 //! Debian's `/usr/bin/chromium`) against this process's local cloud, which serves the built
 //! client (`web/dist`) at `/`. The script links the page to a CLI user, exchanges messages,
 //! ticks, a group and an image with another CLI user, typing, a reply, reactions, an edit and
-//! deletions both ways with that user's device, and checks that nothing the page sent carries
-//! plaintext. Its screenshot of the conversation goes to
+//! deletions both ways with that user's device, blocking, unblocking and reporting that user
+//! (the report is then looked up here, in the local S3), and checks that nothing the page sent
+//! carries plaintext. Its screenshot of the conversation goes to
 //! web/test-results/web-conversation.png (docs/images/web-conversation.png is one of them).
 //!
 //! Builds nothing: `./dev test` builds the binaries and the web client first (`./dev web`).
 
 use courier_tests::{TestCloud, repo_root};
+use serde_json::Value;
 use std::process::Command;
 use std::time::Instant;
+
+/// The report the page filed, as stored for moderation under `reports/` in the media bucket: the
+/// one whose reporter is `reporter` (each run's users are new). Only a moderation role may read
+/// these on AWS; the test reads the local S3 directly.
+async fn stored_report(cloud: &TestCloud, reporter: &str) -> Value {
+    let s3 = cloud.s3();
+    let listed = s3
+        .list_objects_v2()
+        .bucket(cloud.media_bucket())
+        .prefix("reports/")
+        .send()
+        .await
+        .expect("the media bucket lists its reports");
+    let mut found = Vec::new();
+    for object in listed.contents() {
+        let key = object.key().expect("an object has a key");
+        let body = s3
+            .get_object()
+            .bucket(cloud.media_bucket())
+            .key(key)
+            .send()
+            .await
+            .expect("a listed report can be read")
+            .body
+            .collect()
+            .await
+            .expect("its body")
+            .into_bytes();
+        let report: Value = serde_json::from_slice(&body).expect("a report is JSON");
+        if report["reporter"] == reporter {
+            found.push(report);
+        }
+    }
+    assert_eq!(found.len(), 1, "one report by {reporter}: {found:?}");
+    found.remove(0)
+}
 
 #[test]
 fn the_web_client_links_chats_and_sends_only_ciphertext() {
@@ -54,5 +92,35 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
     assert!(
         stdout.contains("no plaintext in anything the page sent"),
         "{stdout}"
+    );
+
+    // What the page reported, and with which of Bob's messages as it showed them: the same is
+    // stored for moderation.
+    let filed: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("REPORT "))
+        .map(|j| serde_json::from_str(j).expect("the REPORT line is JSON"))
+        .expect("the browser test says what it reported");
+    let reporter = filed["reporter"].as_str().expect("a reporter");
+    let report = tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(stored_report(cloud, reporter));
+    assert_eq!(report["reported"], filed["reported"], "{report}");
+    let stored: Vec<(&Value, &Value, &Value)> = report["messages"]
+        .as_array()
+        .expect("the report's messages")
+        .iter()
+        .map(|m| (&m["msgId"], &m["text"], &m["sessionId"]))
+        .collect();
+    let expected: Vec<(&Value, &Value, &Value)> = filed["messages"]
+        .as_array()
+        .expect("the attached messages")
+        .iter()
+        .map(|m| (&m["msgId"], &m["text"], &filed["sessionId"]))
+        .collect();
+    assert_eq!(expected.len(), 5, "{filed}");
+    assert_eq!(
+        stored, expected,
+        "the report holds what the page showed: {report}"
     );
 }

@@ -75,6 +75,8 @@ export interface Presence {
 export const DELETE_WINDOW_MS = 48 * 3600 * 1000;
 /** Editing is allowed this long after sending (courier-client's `EDIT_WINDOW_SECS`). */
 export const EDIT_WINDOW_MS = 15 * 60 * 1000;
+/** A report attaches at most this many of the person's messages (docs/protocol.md). */
+export const REPORTED_MESSAGES = 5;
 /** While the user types, `sendTyping true` goes out at most this often. */
 const TYPING_RESEND_MS = 3000;
 /** A peer's "typing…" shows this long after their last `typing: true`. */
@@ -164,6 +166,8 @@ export class Client {
   private typingSent: { sessionId: string; typing: boolean; at: number } | null = null;
   /** Presence of the people this user chats with, as last read (`getProfile`). */
   readonly presence = new Map<string, Presence>();
+  /** The people this user blocked, as last read (`listBlocked`) or changed here. */
+  readonly blocked = new Set<string>();
 
   constructor(
     readonly creds: Credentials,
@@ -340,7 +344,7 @@ export class Client {
         'readNewMessages',
         { sessionId: chat.sessionId, lastMsgId: chat.cursorMsgId, limit: 100 },
       );
-      for (const m of page.messages) await this.take(m);
+      for (const m of page.messages) await this.take(m, true);
       if (!page.hasMore || page.messages.length === 0) return;
     }
   }
@@ -383,10 +387,13 @@ export class Client {
     }
   }
 
-  /** A message from the server (read or live): decrypted and placed in its chat. */
-  private async take(m: RawMessage): Promise<void> {
+  /** A message from the server (read or live): decrypted and placed in its chat. `read`: it
+   * came in a `readNewMessages` page, which has everything there is for this reader after the
+   * cursor, so the cursor moves to it even over a gap: a message withheld from this user (its
+   * sender is blocked here) leaves a seq this user never gets (as courier-client's cursors do). */
+  private async take(m: RawMessage, read = false): Promise<void> {
     const chat = this.chatFor(m.sessionId, m.sessionId.startsWith('g_') ? 'group' : 'direct', []);
-    if (m.seq === chat.cursorSeq + 1) {
+    if (m.seq === chat.cursorSeq + 1 || (read && m.seq > chat.cursorSeq)) {
       chat.cursorSeq = m.seq;
       chat.cursorMsgId = m.msgId;
     }
@@ -793,6 +800,56 @@ export class Client {
       this.presence.delete(userId);
     }
     this.changed();
+  }
+
+  // ---- blocking and reporting (docs/protocol.md, "Blocking."): the server withholds a blocked
+  // person's direct messages from this user; nothing is filtered here.
+
+  /** Reads whom this user blocked (`listBlocked`). */
+  async refreshBlocked(): Promise<string[]> {
+    const r = await this.conn.request<{ userIds: string[] }>('listBlocked', {});
+    this.blocked.clear();
+    for (const u of r.userIds) this.blocked.add(u);
+    this.changed();
+    return r.userIds;
+  }
+
+  /** Blocks (`blockUser`) or unblocks (`unblockUser`) someone. Sending to them stays allowed. */
+  async setBlocked(userId: string, block: boolean): Promise<void> {
+    const r = await this.conn.request<{ userId: string; blocked: boolean }>(
+      block ? 'blockUser' : 'unblockUser',
+      { userId },
+    );
+    if (r.blocked) this.blocked.add(userId);
+    else this.blocked.delete(userId);
+    this.changed();
+  }
+
+  /** What a report of `userId` from this chat attaches: their last (at most 5) messages here
+   * with the text this page shows for them (a reply's own text, an edit's new text, a file's
+   * caption). Deleted, unreadable and textless ones (a picture without a caption) are left out. */
+  reportable(chat: Chat, userId: string): { msgId: string; text: string }[] {
+    const byId = new Map(chat.messages.map((m) => [m.msgId, m]));
+    const theirs: { msgId: string; text: string }[] = [];
+    for (const s of this.thread(chat)) {
+      const m = byId.get(s.msgId);
+      if (!m || s.sender !== userId || s.deleted || m.deleted || m.problem) continue;
+      const text = m.kind === 'media' ? m.text : s.text ?? '';
+      if (text) theirs.push({ msgId: s.msgId, text });
+    }
+    return theirs.slice(-REPORTED_MESSAGES);
+  }
+
+  /** Reports someone for moderation with the messages `reportable` gives (`reportUser`), which
+   * also blocks them. Returns the report's id. */
+  async reportUser(userId: string, messages: { msgId: string; text: string }[]): Promise<string> {
+    const r = await this.conn.request<{ reportId: string; blocked: boolean }>('reportUser', {
+      userId,
+      messages,
+    });
+    if (r.blocked) this.blocked.add(userId);
+    this.changed();
+    return r.reportId;
   }
 
   private async sendContent(

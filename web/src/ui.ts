@@ -131,6 +131,22 @@ export class AppView {
     text: 'Verify',
     title: 'Compare the safety number with your contact',
   });
+  /** A direct chat's Block / Unblock, and Report… (which also blocks). */
+  private readonly blockButton = h('button', { type: 'button', id: 'block', class: 'verify' });
+  private readonly reportButton = h('button', {
+    type: 'button',
+    id: 'report',
+    class: 'verify',
+    text: 'Report…',
+    title: 'Report this contact to Courier’s moderators (this also blocks them)',
+  });
+  /** Over the composer while the open chat's peer is blocked. */
+  private readonly blockedNotice = h(
+    'div',
+    { id: 'blocked-notice', class: 'blocked-notice', role: 'status', hidden: true },
+  );
+  /** What the last block or report in the open chat did (or why it failed). */
+  private readonly chatNote = h('p', { id: 'chat-note', class: 'chat-note', role: 'status' });
   private objectUrls = new Map<string, string>();
 
   constructor(
@@ -179,11 +195,24 @@ export class AppView {
     back.onclick = () => this.open(null);
     this.verify.onclick = () => void this.safetyPanel();
     this.info.onclick = () => void this.groupPanel();
+    this.blockButton.onclick = () => void this.toggleBlock();
+    this.reportButton.onclick = () => void this.report();
     this.conversation = h(
       'section',
       { class: 'conversation', 'aria-labelledby': 'chat-title' },
-      h('header', {}, back, h('div', { class: 'who' }, this.title, this.presence), this.verify, this.info),
+      h(
+        'header',
+        {},
+        back,
+        h('div', { class: 'who' }, this.title, this.presence),
+        this.verify,
+        this.blockButton,
+        this.reportButton,
+        this.info,
+      ),
+      this.chatNote,
       this.log,
+      this.blockedNotice,
       this.composer,
     );
 
@@ -263,10 +292,16 @@ export class AppView {
       this.setContext(null);
     }
     this.reactingTo = null;
+    if (previous !== sessionId) this.chatNote.textContent = '';
     this.client.openChat = sessionId;
     const chat = sessionId ? this.client.chats.get(sessionId) : undefined;
     const peer = chat && this.client.peerOf(chat);
-    if (peer) void this.client.refreshPresence(peer);
+    if (peer) {
+      void this.client.refreshPresence(peer);
+      // Whether the peer is blocked, read again each time a direct chat opens (another device
+      // of this account may have changed it).
+      this.client.refreshBlocked().catch((e) => console.warn('listBlocked failed', e));
+    }
     this.panel.hidden = true;
     this.root.dataset.view = sessionId ? 'conversation' : 'list';
     this.conversation.hidden = !sessionId;
@@ -281,8 +316,20 @@ export class AppView {
 
   private renderConversation(c: Chat): void {
     this.title.replaceChildren(...(c.type === 'group' ? [icon('group')] : []), displayName(c));
-    this.verify.hidden = !this.client.peerOf(c);
+    const peer = this.client.peerOf(c);
+    const blocked = peer !== undefined && this.client.blocked.has(peer);
+    this.verify.hidden = !peer;
+    this.blockButton.hidden = !peer;
+    this.reportButton.hidden = !peer;
+    this.blockButton.textContent = blocked ? 'Unblock' : 'Block';
     this.info.hidden = c.type !== 'group';
+    if (this.blockedNotice.hidden === blocked) {
+      // Changed only when it changes: a status region announces each new text.
+      this.blockedNotice.hidden = !blocked;
+      this.blockedNotice.replaceChildren(
+        ...(blocked ? [h('p', { text: 'You blocked this contact. Unblock to receive their messages.' })] : []),
+      );
+    }
     this.presence.textContent = this.presenceText(c);
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     // Patch the list in place (a new message is one addition for screen readers, not a new list).
@@ -471,6 +518,60 @@ export class AppView {
       }
     } catch (e) {
       this.client.lastError = `Could not ${action}: ${String((e as Error).message ?? e)}`;
+      this.render();
+    }
+  }
+
+  /** Blocks the open direct chat's peer (after a confirmation) or unblocks them. */
+  private async toggleBlock(): Promise<void> {
+    const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    const peer = chat && this.client.peerOf(chat);
+    if (!chat || !peer) return;
+    const block = !this.client.blocked.has(peer);
+    const name = displayName(chat);
+    if (
+      block &&
+      !window.confirm(
+        `Block ${name}? Their messages in this chat will not reach you, and they will not see when you are online or your profile photo and about. They are not told.`,
+      )
+    ) {
+      return;
+    }
+    this.blockButton.disabled = true;
+    try {
+      await this.client.setBlocked(peer, block);
+      this.chatNote.textContent = block ? `Blocked ${name}.` : `Unblocked ${name}.`;
+    } catch (e) {
+      this.chatNote.textContent = `Could not ${block ? 'block' : 'unblock'}: ${String((e as Error).message ?? e)}`;
+    } finally {
+      this.blockButton.disabled = false;
+      this.render();
+    }
+  }
+
+  /** Reports the open direct chat's peer, after a confirmation that says what is sent: their last
+   * messages here, as this page shows them. Reporting blocks them too. */
+  private async report(): Promise<void> {
+    const chat = this.client.openChat ? this.client.chats.get(this.client.openChat) : undefined;
+    const peer = chat && this.client.peerOf(chat);
+    if (!chat || !peer) return;
+    const name = displayName(chat);
+    const messages = this.client.reportable(chat, peer);
+    const attached =
+      messages.length === 0
+        ? 'No messages are attached.'
+        : `The last ${messages.length === 1 ? 'message' : `${messages.length} messages`} from ${name} in this chat, as shown here, ${messages.length === 1 ? 'is' : 'are'} sent with the report.`;
+    if (!window.confirm(`Report ${name} to Courier’s moderators? ${attached} ${name} is also blocked, and is not told.`)) {
+      return;
+    }
+    this.reportButton.disabled = true;
+    try {
+      await this.client.reportUser(peer, messages);
+      this.chatNote.textContent = 'Reported and blocked.';
+    } catch (e) {
+      this.chatNote.textContent = `Could not report: ${String((e as Error).message ?? e)}`;
+    } finally {
+      this.reportButton.disabled = false;
       this.render();
     }
   }
@@ -852,6 +953,7 @@ export class AppView {
         },
       ),
       this.pinSection(s.registrationPin === true),
+      this.blockedSection(),
       h('p', { class: 'whoami', text: `Signed in as ${this.client.me}, device ${this.client.creds.deviceId}` }),
       this.unlinkButton(),
     );
@@ -899,6 +1001,41 @@ export class AppView {
     };
     render(enabled);
     return section;
+  }
+
+  /** Blocked contacts (`listBlocked`), by the names the page shows people by, each with Unblock. */
+  private blockedSection(): HTMLElement {
+    const list = h('ul', { id: 'blocked-list', class: 'blocked', 'aria-labelledby': 'blocked-title' });
+    const st = h('p', { role: 'status' });
+    const refresh = async () => {
+      const ids = await this.client.refreshBlocked();
+      const names = await Promise.all(ids.map((u) => this.client.nameOf(u)));
+      if (!ids.length) {
+        list.replaceChildren(h('li', { class: 'none', text: 'Nobody is blocked.' }));
+        return;
+      }
+      list.replaceChildren(
+        ...ids.map((u, i) => {
+          const name = personName(names[i]);
+          const b = h('button', { type: 'button', 'aria-label': `Unblock ${name}`, text: 'Unblock' });
+          b.onclick = async () => {
+            b.disabled = true;
+            try {
+              await this.client.setBlocked(u, false);
+              st.textContent = `Unblocked ${name}.`;
+              await refresh();
+            } catch (e) {
+              b.disabled = false;
+              st.textContent = `Error: ${String((e as Error).message ?? e)}`;
+            }
+          };
+          return h('li', { 'data-user': u }, h('span', { class: 'name', text: name }), ' ', b);
+        }),
+      );
+    };
+    list.append(h('li', { text: 'Loading…' }));
+    refresh().catch((e) => list.replaceChildren(h('li', { text: `Error: ${String((e as Error).message ?? e)}` })));
+    return h('section', { id: 'blocked-section', 'aria-labelledby': 'blocked-title' }, h('h3', { id: 'blocked-title', text: 'Blocked contacts' }), list, st);
   }
 
   /** Runs a PIN request; its errors become what the user should know. */
@@ -978,6 +1115,13 @@ function displayName(c: Chat): string {
   if (c.name && !/^u_[0-9a-f]{20,}$/.test(c.name)) return c.name;
   const id = c.name || c.sessionId;
   return id.length > 14 ? `${id.slice(0, 10)}…` : id;
+}
+
+/** A person as the page shows them (as `displayName` a direct chat): their profile name, else a
+ * short form of the id `Client.nameOf` fell back to. */
+function personName(name: string): string {
+  if (!/^u_[0-9a-f]{20,}$/.test(name)) return name;
+  return name.length > 14 ? `${name.slice(0, 10)}…` : name;
 }
 
 const ICONS: Record<string, string> = {

@@ -300,6 +300,11 @@ const texts = {
   toDelete: `Wrong chat, deleting this ${nonce}`,
   bobOops: `Bob's message he takes back ${nonce}`,
   bobOopsOffline: `Bob's second message he takes back ${nonce}`,
+  toBlocked: `Still writing to you although you are blocked ${nonce}`,
+  whileBlocked: `Bob writing while blocked ${nonce}`,
+  groupWhileBlocked: `Bob in the group while blocked ${nonce}`,
+  afterUnblock: `Bob after the unblock ${nonce}`,
+  spam: `Win a prize, send me your code ${nonce}`,
 };
 const BOB_NAME = 'Bob';
 const image = png(texts.imageSecret);
@@ -764,6 +769,97 @@ try {
   assert.ok(await page.locator('nav.side').isVisible());
   await page.setViewportSize({ width: 1100, height: 720 });
 
+  step('the page blocks Bob: the chat says so and still sends to him; Bob\'s direct message is accepted by the server but not shown; his group message is');
+  // Bob's device again, to see what the server did with his message.
+  const bobAgain = await rawDevice(browser, bob);
+  await bobChat.click();
+  const blockButton = page.locator('#block');
+  await blockButton.filter({ hasText: /^Block$/ }).waitFor();
+  let blockQuestion = '';
+  page.once('dialog', (d) => {
+    blockQuestion = d.message();
+    void d.accept();
+  });
+  await blockButton.click();
+  const blockedNotice = page.locator('#blocked-notice', { hasText: 'You blocked this contact. Unblock to receive their messages.' });
+  await blockedNotice.waitFor();
+  assert.match(blockQuestion, new RegExp(`^Block ${BOB_NAME}\\?`), blockQuestion);
+  assert.equal(await blockButton.textContent(), 'Unblock');
+  // Sending to someone one blocked is allowed: Bob decrypts it.
+  await composer.fill(texts.toBlocked);
+  await page.keyboard.press('Enter');
+  // Stored first (its tick), then read from Bob's inbox.
+  await page
+    .locator('li.message.mine', { has: page.locator('.text', { hasText: texts.toBlocked }) })
+    .locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]')
+    .waitFor();
+  await inboxUntil(bob, (l) => l.text === texts.toBlocked);
+  /** Bob's CLI sends in the direct chat; its reply (`--json`: msgId, seq). */
+  const bobSends = async (text) => JSON.parse((await courier(bob.config, ['send', '--json', alice.phone, text])).trim().split('\n').pop());
+  const withheld = await bobSends(texts.whileBlocked);
+  // Groups are not affected: Bob's message in the group the page made arrives, after his direct one.
+  await courier(bob.config, ['send', '--session', ownGroupGot.sessionId, texts.groupWhileBlocked]);
+  await page.locator('button.chat', { hasText: `Alice's group ${nonce}` }).click();
+  await page.locator('li.message:not(.mine) .text', { hasText: texts.groupWhileBlocked }).waitFor();
+  await bobChat.click();
+  await blockedNotice.waitFor();
+  assert.equal(await page.locator('li.message .text', { hasText: texts.whileBlocked }).count(), 0, 'the message from Bob while blocked is not shown');
+  assert.equal(await page.locator('button.chat', { hasText: texts.whileBlocked }).count(), 0, 'nor in the chat list');
+  // The server took it as usual: Bob reads it back, Alice shows as not having it (one tick).
+  const bobSees = (await bobAgain.readAll(directId)).find((m) => m.msgId === withheld.msgId);
+  assert.equal(bobSees?.sender, bobAgain.userId, `Bob's message was accepted and stored: ${JSON.stringify(bobSees)}`);
+  assert.equal((await bobAgain.request('getMessageStatus', { msgId: withheld.msgId })).status, 'sent');
+
+  step('Settings lists Bob under Blocked contacts by name; Unblock there; Bob\'s next message shows, the one from while he was blocked never does');
+  await page.locator('#settings-tab').click();
+  const blockedItems = page.locator('#blocked-list li');
+  await blockedItems.filter({ hasText: BOB_NAME }).waitFor();
+  assert.deepEqual(await page.locator('#blocked-list li .name').allTextContents(), [BOB_NAME]);
+  await page.getByRole('button', { name: `Unblock ${BOB_NAME}` }).click();
+  await blockedItems.filter({ hasText: 'Nobody is blocked.' }).waitFor();
+  await page.getByRole('button', { name: 'Close' }).click();
+  await bobChat.click();
+  await page.locator('#blocked-notice').waitFor({ state: 'hidden' });
+  await blockButton.filter({ hasText: /^Block$/ }).waitFor();
+  const afterUnblock = await bobSends(texts.afterUnblock);
+  await page.locator('li.message:not(.mine) .text', { hasText: texts.afterUnblock }).waitFor();
+  assert.equal(await page.locator('li.message .text', { hasText: texts.whileBlocked }).count(), 0, 'unblocking does not release what was withheld');
+  // The page has read it (the chat is open): Bob's tick for it turns read; the withheld one stays sent.
+  const until = Date.now() + WAIT;
+  let afterStatus = '';
+  while (Date.now() < until && afterStatus !== 'read') {
+    afterStatus = (await bobAgain.request('getMessageStatus', { msgId: afterUnblock.msgId })).status;
+    if (afterStatus !== 'read') await new Promise((r) => setTimeout(r, 300));
+  }
+  assert.equal(afterStatus, 'read', 'the page read Bob\'s message after the unblock');
+  assert.equal((await bobAgain.request('getMessageStatus', { msgId: withheld.msgId })).status, 'sent', 'one tick for ever');
+  await bobAgain.close();
+
+  step('the page reports Bob: it says what it sends, then "Reported and blocked"; the report holds Bob\'s last 5 messages as the page shows them');
+  await courier(bob.config, ['send', alice.phone, texts.spam]);
+  await page.locator('li.message:not(.mine) .text', { hasText: texts.spam }).waitFor();
+  // Bob's last five messages here with text (the deleted ones are gone; his picture by its caption).
+  const attached = [];
+  for (const t of [texts.bobCaption, texts.whileOffline, texts.afterReload, texts.afterUnblock, texts.spam]) {
+    const li = page.locator('li.message:not(.mine)', { has: page.locator('.text', { hasText: t }) });
+    attached.push({ msgId: await li.getAttribute('data-msg'), text: t });
+  }
+  let reportQuestion = '';
+  page.once('dialog', (d) => {
+    reportQuestion = d.message();
+    void d.accept();
+  });
+  await page.locator('#report').click();
+  await page.locator('#chat-note', { hasText: 'Reported and blocked.' }).waitFor();
+  assert.match(reportQuestion, new RegExp(`^Report ${BOB_NAME} to Courier’s moderators\\? The last 5 messages from ${BOB_NAME} in this chat`), reportQuestion);
+  await blockedNotice.waitFor();
+  assert.equal(await blockButton.textContent(), 'Unblock');
+  await page.locator('#settings-tab').click();
+  await blockedItems.filter({ hasText: BOB_NAME }).waitFor();
+  await page.getByRole('button', { name: 'Close' }).click();
+  // tests/tests/web.rs finds the report in the local S3 under reports/ and compares.
+  console.log(`REPORT ${JSON.stringify({ reporter: aliceId, reported: bobRaw.userId, sessionId: directId, messages: attached })}`);
+
   step('unlinking the browser removes the device and forgets its keys');
   await page.locator('#settings-tab').click();
   page.once('dialog', (d) => d.accept());
@@ -808,6 +904,7 @@ try {
     texts.imageSecret,
     texts.status,
     texts.ownGroup,
+    texts.toBlocked,
     ...[texts.reply, texts.groupReply].map((t) => Buffer.from(t).toString('base64').slice(0, 16)),
   ];
   const total = sent.reduce((n, s) => n + s.body.length, 0);
@@ -821,6 +918,12 @@ try {
   assert.ok(
     named.some((s) => s.what.startsWith('ws ') && s.body.includes(Buffer.from('updateSettings'))),
     `the search finds the display name in the updateSettings frame (found in: ${named.map((s) => s.what).join(', ') || 'nothing'})`,
+  );
+  // The one plaintext a user sends on purpose: the reported messages, in the reportUser frame.
+  const reportFrames = carrying(Buffer.from(texts.spam));
+  assert.ok(
+    reportFrames.length > 0 && reportFrames.every((s) => s.what.startsWith('ws ') && s.body.includes(Buffer.from('"reportUser"'))),
+    `the reported text went only in the reportUser frame (found in: ${reportFrames.map((s) => s.what).join(', ') || 'nothing'})`,
   );
   for (const secret of secrets) {
     const found = carrying(Buffer.from(secret));
