@@ -146,6 +146,34 @@ async fn a_blocked_users_messages_are_accepted_but_never_reach_the_blocker() {
         ErrorCode::NotFound
     );
 
+    // Alice deletes what was withheld: Bob is not told of a message he never saw.
+    let frames = w.frames_to(&b_phone).len();
+    let deps = courier_core::usecases::delete_message::Deps {
+        sessions: &w.sessions,
+        messages: &w.messages,
+        media: &w.media,
+        clock: &w.clock,
+        throttle: None,
+        deliver: w.deliverer(),
+        log: Some(&w.messages),
+    };
+    let p = DeleteMessageParams {
+        session_id: s.clone(),
+        msg_id: sent["msgId"].as_str().unwrap().to_owned(),
+    };
+    courier_core::usecases::delete_message::delete_message(&deps, &da, p)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.frames_to(&b_phone).len(),
+        frames,
+        "no messageDeleted for Bob"
+    );
+    assert_eq!(
+        w.payloads_read_by(&db, &s).await,
+        ["before-block", "from-bob"]
+    );
+
     // Unblocked: new messages arrive; what was withheld stays withheld.
     let p = BlockParams {
         user_id: a.to_string(),

@@ -119,7 +119,9 @@ pub async fn delete_message(
         kind: MessageKind::System,
         payload: serde_json::to_string(&deletion).expect("a deletion serialises"),
         attachments: Vec::new(),
-        hidden_from: None,
+        // A deletion of a message withheld from a peer (who blocked the sender) is withheld
+        // from that peer too: it must not learn that something it never saw was deleted.
+        hidden_from: message.hidden_from.clone(),
         inline: deps.log.is_some(),
     };
     if let Appended::New(record) = deps
