@@ -4,28 +4,9 @@
 //! who are not saved: `~` and their profile name, with their number when the server shows it (to
 //! those who share a chat with them).
 
+use crate::address_book::{Contact, FILE, load};
 use crate::messaging::{Ctx, print_line};
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-const FILE: &str = "contacts.json";
-
-/// One saved person.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Contact {
-    pub(crate) phone: String,
-    #[serde(default)]
-    pub(crate) name: Option<String>,
-}
-
-/// The saved people, by user id.
-pub(crate) type Contacts = BTreeMap<String, Contact>;
-
-pub(crate) fn load(store: &crate::Store) -> Result<Contacts> {
-    Ok(store.read::<Contacts>(FILE)?.unwrap_or_default())
-}
 
 /// `courier contacts ...`.
 pub async fn contacts(ctx: &Ctx<'_>, command: crate::ContactsCommand) -> Result<()> {

@@ -7,6 +7,7 @@
 //! (`crypto/history.state`, encrypted at rest); `courier backup` saves history and keys under a
 //! passphrase and restores them on a new device of the account.
 
+mod address_book;
 mod backup;
 mod contacts;
 mod devices;

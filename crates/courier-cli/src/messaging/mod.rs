@@ -58,7 +58,7 @@ pub struct Ctx<'a> {
     ws_url: String,
     pub(crate) me: Stored,
     /// The people this user saved, by user id (`courier contacts`).
-    contacts: crate::contacts::Contacts,
+    contacts: crate::address_book::Contacts,
     /// How others are shown, from their profiles, as learnt in this run ([`Ctx::learn`]).
     names: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
@@ -69,7 +69,7 @@ impl<'a> Ctx<'a> {
             store,
             ws_url: ws_url.to_owned(),
             me: store.credentials()?,
-            contacts: crate::contacts::load(store)?,
+            contacts: crate::address_book::load(store)?,
             names: Default::default(),
         })
     }
