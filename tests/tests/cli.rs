@@ -125,35 +125,8 @@ async fn send_inbox_and_chat_between_two_cli_users() {
     assert!(ok);
     assert!(out.trim().is_empty(), "{out}");
 
-    // Bob answers through `chat`, reading lines from a pipe.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let mut child = Command::new(target.join("debug/courier"))
-        .args(["chat", &alice_phone])
-        .env("COURIER_HTTP_URL", &cloud.http_url)
-        .env("COURIER_WS_URL", &cloud.ws_url)
-        .env("COURIER_CONFIG_DIR", &bob)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, "hi alice, from chat").unwrap();
-    }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Bob answers through `chat`, reading lines from a pipe (it must exit successfully).
+    let (stdout, _) = chat_typing(cloud, &bob, &alice_phone, &["hi alice, from chat"]).await;
     assert!(stdout.contains("hi alice, from chat"), "{stdout}");
     assert!(stdout.contains('✓'), "the sent tick is shown: {stdout}");
 

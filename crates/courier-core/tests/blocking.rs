@@ -10,9 +10,7 @@ use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::Throttle;
 use courier_core::settings::{Audience, Settings};
-use courier_core::usecases::{
-    blocks, groups, profile, push_token, read_messages, receipts, send_message, typing,
-};
+use courier_core::usecases::{blocks, groups, profile, push_token, receipts, send_message, typing};
 use courier_core::{ErrorCode, UserId};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
@@ -60,17 +58,10 @@ impl World {
     }
 
     async fn payloads_read_by(&self, by: &DeviceCredential, session: &str) -> Vec<String> {
-        let p = ReadNewMessagesParams {
-            session_id: session.into(),
-            last_msg_id: None,
-            limit: None,
-        };
-        read_messages::read_new_messages(&self.sessions, &self.messages, by, p)
+        self.read_all(by, session)
             .await
-            .unwrap()
-            .messages
-            .into_iter()
-            .map(|m| m.payload)
+            .iter()
+            .map(|m| m["payload"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
 }
@@ -148,15 +139,7 @@ async fn a_blocked_users_messages_are_accepted_but_never_reach_the_blocker() {
 
     // Alice deletes what was withheld: Bob is not told of a message he never saw.
     let frames = w.frames_to(&b_phone).len();
-    let deps = courier_core::usecases::delete_message::Deps {
-        sessions: &w.sessions,
-        messages: &w.messages,
-        media: &w.media,
-        clock: &w.clock,
-        throttle: None,
-        deliver: w.deliverer(),
-        log: Some(&w.messages),
-    };
+    let deps = w.delete_message_deps();
     let p = DeleteMessageParams {
         session_id: s.clone(),
         msg_id: sent["msgId"].as_str().unwrap().to_owned(),

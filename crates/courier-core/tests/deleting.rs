@@ -8,24 +8,12 @@ use courier_core::chat::MessageKind;
 use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::{Rule, Throttle};
-use courier_core::usecases::{delete_message, media, push_token, read_messages, send_message};
+use courier_core::usecases::{delete_message, media, push_token, send_message};
 use courier_core::{ErrorCode, SessionId, UserId};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
 
 impl World {
-    fn delete_deps(&self) -> delete_message::Deps<'_> {
-        delete_message::Deps {
-            sessions: &self.sessions,
-            messages: &self.messages,
-            media: &self.media,
-            clock: &self.clock,
-            throttle: None,
-            deliver: self.deliverer(),
-            log: Some(&self.messages),
-        }
-    }
-
     async fn text(&self, from: &DeviceCredential, session: &str, cmid: &str) -> String {
         let sent = self.send_text(from, session, cmid, "secret").await.unwrap();
         sent["msgId"].as_str().unwrap().to_owned()
@@ -41,24 +29,9 @@ impl World {
             session_id: session.into(),
             msg_id: msg_id.into(),
         };
-        delete_message::delete_message(&self.delete_deps(), by, p)
+        delete_message::delete_message(&self.delete_message_deps(), by, p)
             .await
             .map(|r| r.json())
-    }
-
-    async fn read_all(&self, by: &DeviceCredential, session: &str) -> Vec<Value> {
-        let p = ReadNewMessagesParams {
-            session_id: session.into(),
-            last_msg_id: None,
-            limit: None,
-        };
-        read_messages::read_new_messages(&self.sessions, &self.messages, by, p)
-            .await
-            .unwrap()
-            .json()["messages"]
-            .as_array()
-            .unwrap()
-            .clone()
     }
 }
 
@@ -228,7 +201,7 @@ async fn deletions_are_rate_limited_per_device() {
     let (w, a, _b, s) = two().await;
     let da = who(&a, "d_0");
     let limiter = courier_core::memory::MemoryRateLimiter::default();
-    let mut deps = w.delete_deps();
+    let mut deps = w.delete_message_deps();
     deps.throttle = Some(Throttle {
         limiter: &limiter,
         rule: Rule::TokenBucket {

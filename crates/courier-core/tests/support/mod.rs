@@ -15,7 +15,8 @@ use courier_core::protocol::{InitiateDirectChatParams, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{
-    connections, direct_chat, groups, profile, register_account, remove_device, send_message,
+    connections, delete_message, direct_chat, groups, profile, read_messages, register_account,
+    remove_device, send_message,
 };
 use courier_core::{ConnectionId, DeviceId, PhoneNumber, UserId};
 use serde_json::Value;
@@ -257,6 +258,32 @@ impl World {
         send_message::send_message(&self.send_deps(), from, p)
             .await
             .map(|r| Wire::json(&r))
+    }
+
+    /// `deleteMessage` without a rate limit, delivering as the function does (inline, logged).
+    pub fn delete_message_deps(&self) -> delete_message::Deps<'_> {
+        delete_message::Deps {
+            sessions: &self.sessions,
+            messages: &self.messages,
+            media: &self.media,
+            clock: &self.clock,
+            throttle: None,
+            deliver: self.deliverer(),
+            log: Some(&self.messages),
+        }
+    }
+
+    /// Every message of `session` that `by` can read, as JSON (one page of the default size).
+    pub async fn read_all(&self, by: &DeviceCredential, session: &str) -> Vec<serde_json::Value> {
+        let p = courier_core::protocol::ReadNewMessagesParams {
+            session_id: session.into(),
+            last_msg_id: None,
+            limit: None,
+        };
+        let page = read_messages::read_new_messages(&self.sessions, &self.messages, by, p)
+            .await
+            .unwrap();
+        Wire::json(&page)["messages"].as_array().unwrap().clone()
     }
 
     /// Sending without media or a rate limit.
