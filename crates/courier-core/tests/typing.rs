@@ -158,3 +158,41 @@ async fn typing_notices_are_rate_limited_per_device() {
         "a refused notice reaches no one"
     );
 }
+
+#[tokio::test]
+async fn in_a_large_group_typing_reaches_only_the_contacts_a_contacts_setting_allows() {
+    let w = World::new();
+    let a = w.user("+14155550100", "d_a").await;
+    let mut others = Vec::new();
+    for i in 0..10 {
+        others.push(w.user(&format!("+141555502{i:02}"), "d_m").await);
+    }
+    let p: InitiateGroupParams =
+        serde_json::from_value(json!({"name": "big", "members": others})).unwrap();
+    let g = courier_core::usecases::groups::initiate(&w.group_deps(), &who(&a, "d_a"), p)
+        .await
+        .unwrap()
+        .group_id;
+    let mut phones = Vec::new();
+    for (i, u) in others.iter().enumerate() {
+        phones.push(w.connect(&who(u, "d_m"), &format!("c{i}")).await);
+    }
+    w.settings
+        .update_contacts(
+            &a,
+            std::slice::from_ref(&others[3]),
+            &[],
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    w.last_seen_to(&a, Audience::Contacts).await;
+    w.type_in(&who(&a, "d_a"), &g).await.unwrap();
+    let reached: Vec<usize> = phones
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| w.frames_to(c).iter().any(|f| f["event"] == "typing"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(reached, [3], "only the contact, of 10 members");
+}

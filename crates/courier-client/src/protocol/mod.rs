@@ -297,9 +297,7 @@ impl Event {
     /// records a deletion, `Message` otherwise.
     pub fn for_message(m: Message) -> Event {
         if m.kind == MessageKind::System
-            && let Ok(d) =
-                serde_json::from_str::<courier_core::protocol::MessageDeletion>(&m.payload)
-            && d.update == courier_core::protocol::MessageDeletion::UPDATE
+            && let Some(d) = courier_core::protocol::MessageDeletion::from_payload(&m.payload)
         {
             return Event::MessageDeleted {
                 session_id: m.session_id.clone(),

@@ -502,7 +502,13 @@ impl MessageDeletion {
         if m.kind != crate::chat::MessageKind::System {
             return None;
         }
-        serde_json::from_str::<Self>(&m.payload)
+        Self::from_payload(&m.payload)
+    }
+
+    /// The deletion a `system` message's payload records, if it is one (for readers that hold
+    /// the message as their own type, as the SDK does).
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        serde_json::from_str::<Self>(payload)
             .ok()
             .filter(|d| d.update == Self::UPDATE)
     }

@@ -15,6 +15,10 @@ use crate::ports::{DeviceCredential, SessionStore, SettingsStore};
 use crate::protocol::{Event, SendTypingParams, TypingSent};
 use crate::settings::Audience;
 
+/// Up to how many recipients a `contacts` audience is checked member by member rather than by
+/// reading the sender's whole contact list.
+const CONTACT_LOOKUPS: usize = 8;
+
 /// What `sendTyping` needs.
 pub struct Deps<'a> {
     /// Is the caller a member, who are the others.
@@ -60,6 +64,17 @@ pub async fn send_typing(
     let mut to: Vec<UserId> = match audience {
         Audience::Everyone => others,
         Audience::Nobody => Vec::new(),
+        // Whichever reads less: a lookup per member for a direct chat or a small group, else
+        // the whole contact list once (up to 5,000 items; typing notices are frequent).
+        Audience::Contacts if others.len() <= CONTACT_LOOKUPS => {
+            let mut to = Vec::with_capacity(others.len());
+            for u in others {
+                if deps.settings.is_contact(&who.user_id, &u).await? {
+                    to.push(u);
+                }
+            }
+            to
+        }
         Audience::Contacts => {
             let contacts = deps.settings.contacts(&who.user_id).await?;
             others
