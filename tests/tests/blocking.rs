@@ -126,3 +126,27 @@ async fn a_blocked_user_is_answered_as_ever_but_reaches_the_blocker_nowhere() {
     send(&a, &chat, "after the unblock").await;
     until_marker(&b, |e| is_message(e, "after the unblock")).await;
 }
+
+#[tokio::test]
+async fn floods_of_block_actions_are_cut_at_the_action_burst() {
+    let cloud = TestCloud::shared();
+    let (mallory, victim) = (cloud.sign_up().await, cloud.sign_up().await);
+    let m = connect(cloud, &mallory).await;
+    // The action burst is 30 per device and operation (ActionBurst), refilled one per 2 s.
+    for action in ["blockUser", "listBlocked"] {
+        let mut refused = None;
+        for i in 0..40 {
+            let params = match action {
+                "blockUser" => json!({"userId": victim.user_id}),
+                _ => json!({}),
+            };
+            if let Err(e) = m.request(action, params).await {
+                refused = Some((i, e.code()));
+                break;
+            }
+        }
+        let (i, code) = refused.unwrap_or_else(|| panic!("40 {action} in a row were all served"));
+        assert_eq!(code, Some(ErrorCode::LimitExceeded), "{action}");
+        assert!(i >= 25, "{action} refused after only {i}");
+    }
+}

@@ -127,7 +127,10 @@ async fn main() -> Result<(), Error> {
         "unblockUser" => {
             serve::limited_action("unblockUser", actions, block_deps, blocks::unblock_user).await
         }
-        "listBlocked" => serve::action("listBlocked", block_deps, blocks::list_blocked).await,
+        // A list of up to 10,000 read whole: limited like the actions that write.
+        "listBlocked" => {
+            serve::limited_action("listBlocked", actions, block_deps, blocks::list_blocked).await
+        }
         "reportUser" => {
             serve::limited_action(
                 "reportUser",
