@@ -215,15 +215,8 @@ enum Command {
     /// Show the messages this device sent or showed (kept encrypted on this device): all, or
     /// one chat's (`<phone>`, `--user`, `--session`).
     History {
-        /// The phone number (E.164) of a direct chat.
-        #[arg(conflicts_with_all = ["session", "user"])]
-        phone: Option<String>,
-        /// One session.
-        #[arg(long, conflicts_with = "user")]
-        session: Option<String>,
-        /// The direct chat with this user id.
-        #[arg(long)]
-        user: Option<String>,
+        #[command(flatten)]
+        chat: messaging::TargetArgs,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -237,15 +230,16 @@ enum Command {
     /// Chat with a phone number: lines typed are sent, messages received are shown (and marked
     /// read); your messages show ✓ sent, ✓✓ delivered, ✓✓ read. End with EOF (Ctrl-D).
     Chat {
-        /// The phone number (E.164).
-        #[arg(required_unless_present_any = ["session", "user"])]
-        phone: Option<String>,
-        /// Chat in this session instead.
-        #[arg(long, conflicts_with_all = ["phone", "user"])]
-        session: Option<String>,
-        /// Chat with this user id instead.
-        #[arg(long, conflicts_with = "phone")]
-        user: Option<String>,
+        #[command(flatten)]
+        chat: messaging::TargetArgs,
+    },
+    /// Disappearing messages in a chat: `courier timer 24h|7d|90d|off <phone>` (or --session,
+    /// --user). In a group only an admin may change it.
+    Timer {
+        /// How long new messages last: 24h, 7d, 90d or off.
+        duration: String,
+        #[command(flatten)]
+        chat: messaging::TargetArgs,
     },
 }
 
@@ -649,20 +643,9 @@ async fn main() -> Result<()> {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             messaging::delete(&ctx, &msg_id).await?;
         }
-        Command::History {
-            phone,
-            session,
-            user,
-            json,
-        } => {
-            let target = match (session, user, phone) {
-                (Some(s), _, _) => Some(messaging::Target::Session(s)),
-                (None, Some(u), _) => Some(messaging::Target::User(u)),
-                (None, None, Some(p)) => Some(messaging::Target::Phone(p)),
-                (None, None, None) => None,
-            };
+        Command::History { chat, json } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
-            backup::history(&ctx, target, json).await?;
+            backup::history(&ctx, chat.target(), json).await?;
         }
         Command::Backup { command } => {
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
@@ -679,19 +662,19 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        Command::Chat {
-            phone,
-            session,
-            user,
-        } => {
-            let target = match (session, user, phone) {
-                (Some(s), _, _) => messaging::Target::Session(s),
-                (None, Some(u), _) => messaging::Target::User(u),
-                (None, None, Some(p)) => messaging::Target::Phone(p),
-                (None, None, None) => bail!("usage: courier chat <phone>"),
+        Command::Chat { chat } => {
+            let Some(target) = chat.target() else {
+                bail!("usage: courier chat <phone> (or --session ID, --user ID)");
             };
             let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
             messaging::chat(&ctx, target).await?;
+        }
+        Command::Timer { duration, chat } => {
+            let Some(target) = chat.target() else {
+                bail!("usage: courier timer 24h|7d|90d|off <phone> (or --session ID, --user ID)");
+            };
+            let ctx = messaging::Ctx::new(&store, &cli.ws_url)?;
+            messaging::set_timer(&ctx, target, &duration).await?;
         }
     }
     Ok(())

@@ -214,6 +214,28 @@ impl Tracker {
         out
     }
 
+    /// The server read past every message up to `seq` (`msg_id`) without returning one (they
+    /// were withheld from this reader, or disappeared): nothing will come below it, so what is
+    /// held below it is released (in order) and the cursor jumps there.
+    pub fn skip_to(&mut self, session_id: &str, seq: u64, msg_id: &str) -> Outcome {
+        let mut out = Outcome::default();
+        let cur = self.cursors.0.entry(session_id.to_owned()).or_default();
+        if seq <= cur.seq {
+            return out;
+        }
+        let held = self.held.entry(session_id.to_owned()).or_default();
+        let above = held.split_off(&(seq + 1));
+        for (_, h) in std::mem::replace(held, above) {
+            if !self.seen.contains(&h.msg_id) {
+                self.seen.insert(&h.msg_id);
+                out.emit.push(h.event);
+            }
+        }
+        cur.advance(seq, msg_id.to_owned());
+        out.advanced = true;
+        out
+    }
+
     /// Offers a message; `event` is what to emit for it.
     pub fn offer(&mut self, m: &Message, event: Event, origin: Origin) -> Outcome {
         let mut out = Outcome::default();

@@ -39,6 +39,10 @@ pub struct HistoryEntry {
     /// The payload of other messages (media descriptions, group changes) as JSON, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// When it disappears (the chat's disappearing timer was on): from then on the history no
+    /// longer holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl HistoryEntry {
@@ -59,6 +63,7 @@ impl HistoryEntry {
             kind,
             text,
             payload,
+            expires_at: m.expires_at.clone(),
         }
     }
 
@@ -80,7 +85,15 @@ impl HistoryEntry {
             kind: MessageKind::Text.to_string(),
             text: Some(text.to_owned()),
             payload: None,
+            expires_at: sent.expires_at.clone(),
         }
+    }
+
+    /// Whether it has disappeared by `now` (an expiry that does not parse counts as passed).
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.expires_at
+            .as_deref()
+            .is_some_and(|at| chrono::DateTime::parse_from_rfc3339(at).map_or(true, |at| at <= now))
     }
 }
 
@@ -98,15 +111,19 @@ impl HistoryStore {
         })
     }
 
-    /// Every entry, in (session, seq) order.
+    /// Every entry that has not disappeared, in (session, seq) order. Disappeared ones are
+    /// left out here, and so dropped from the file by the next write.
     pub fn load(&self) -> Result<Vec<HistoryEntry>, StoreError> {
         let Some(bytes) = self.store.load_sealed(FILE, MAGIC, AAD)? else {
             return Ok(Vec::new());
         };
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: self.store.state_path().with_file_name(FILE),
-            reason: e.to_string(),
-        })
+        let all: Vec<HistoryEntry> =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.store.state_path().with_file_name(FILE),
+                reason: e.to_string(),
+            })?;
+        let now = chrono::Utc::now();
+        Ok(all.into_iter().filter(|e| !e.expired(now)).collect())
     }
 
     /// Adds entries (one already recorded, by msgId, is kept as it was, unless the new one is
@@ -188,7 +205,33 @@ mod tests {
             kind: "text".into(),
             text: Some(text.into()),
             payload: None,
+            expires_at: None,
         }
+    }
+
+    #[test]
+    fn a_message_that_has_disappeared_is_no_longer_in_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = HistoryStore::open(dir.path()).unwrap();
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+        let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+        let gone = HistoryEntry {
+            expires_at: Some(past),
+            ..entry("s1", 1, "gone")
+        };
+        let later = HistoryEntry {
+            expires_at: Some(future),
+            ..entry("s1", 2, "later")
+        };
+        h.record([gone, later, entry("s1", 3, "kept")]).unwrap();
+        let texts: Vec<_> = h.load().unwrap().into_iter().map(|e| e.text).collect();
+        assert_eq!(texts, [Some("later".into()), Some("kept".into())]);
+        // The next write leaves it out of the file too.
+        h.record([entry("s1", 4, "next")]).unwrap();
+        let raw = h.store.load_sealed(FILE, MAGIC, AAD).unwrap().unwrap();
+        let stored: Vec<HistoryEntry> = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(stored.len(), 3, "{stored:?}");
+        assert!(stored.iter().all(|e| e.text.as_deref() != Some("gone")));
     }
 
     #[test]

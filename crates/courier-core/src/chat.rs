@@ -125,6 +125,11 @@ pub struct Message {
     pub attachments: Vec<String>,
     /// When the server stored it (RFC 3339, milliseconds, UTC).
     pub sent_at: String,
+    /// When it disappears (RFC 3339, milliseconds, UTC): a `text` or `media` message sent while
+    /// the session's disappearing timer was on. From then on no read returns it and clients
+    /// delete their copies; DynamoDB's TTL removes the item later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// The member it is withheld from: in a direct chat, the peer who blocked its sender. Never
     /// on the wire (the sender must not learn of the block); stores keep it beside the message.
     #[serde(skip)]
@@ -132,6 +137,14 @@ pub struct Message {
 }
 
 impl Message {
+    /// Whether it has disappeared by `now` (its [`Message::expires_at`] has passed). A stored
+    /// expiry that does not parse counts as passed: a message is never kept longer than asked.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.as_deref().is_some_and(|at| {
+            DateTime::parse_from_rfc3339(at).map_or(true, |at| at.with_timezone(&Utc) <= now)
+        })
+    }
+
     /// The message's id.
     pub fn id(&self) -> MsgId {
         MsgId {
@@ -246,10 +259,36 @@ pub struct Draft {
     pub attachments: Vec<String>,
     /// The member it is withheld from (see [`Message::hidden_from`]).
     pub hidden_from: Option<UserId>,
+    /// It disappears if the session's timer is on when it is stored (`text` and `media`; what
+    /// the server writes, handshakes and deletions never do). The store decides the expiry from
+    /// the timer it reads at the very number it writes, so a message written just after a
+    /// timer change follows the change.
+    pub disappears: bool,
     /// Its writer delivers it itself, right after storing it (`sendMessage`); the stream
     /// consumer then delivers it only if that delivery did not finish (see
     /// the `DeliveryLog` port). False for messages the stream alone delivers.
     pub inline: bool,
+}
+
+/// The allowed disappearing timers, in seconds: off, 24 hours, 7 days, 90 days (WhatsApp's).
+pub const DISAPPEARING_TIMERS: [u32; 4] = [0, 86_400, 604_800, 7_776_000];
+
+/// Where a session ends: its last sequence number (never below the numbers of messages that
+/// have disappeared since) and its disappearing timer in seconds (0: off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tail {
+    /// The last sequence number used (0: none).
+    pub seq: u64,
+    /// The session's disappearing timer, in seconds (0: off).
+    pub timer: u32,
+}
+
+impl Tail {
+    /// When a message stored at `at` disappears under this timer, if it does.
+    pub fn expiry(&self, draft: &Draft, at: DateTime<Utc>) -> Option<String> {
+        (draft.disappears && self.timer > 0)
+            .then(|| timestamp(at + chrono::Duration::seconds(i64::from(self.timer))))
+    }
 }
 
 /// How the invocation that stored a message ended its own delivery of it.

@@ -122,6 +122,7 @@ async fn a_blocked_users_messages_are_accepted_but_never_reach_the_blocker() {
                 &w.sessions,
                 &w.messages,
                 &w.settings,
+                &w.clock,
                 &by,
                 GetMessageStatusParams { msg_id: id },
             )

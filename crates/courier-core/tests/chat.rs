@@ -171,7 +171,7 @@ async fn reading_pages_in_order() {
         let p: ReadNewMessagesParams =
             serde_json::from_value(json!({"sessionId": s, "lastMsgId": last, "limit": limit}))
                 .unwrap();
-        read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
+        read_messages::read_new_messages(&w.sessions, &w.messages, &w.clock, &db, p)
     };
     let page = read(None, 3).await.unwrap();
     let seqs: Vec<_> = page.json()["messages"]
@@ -272,7 +272,7 @@ async fn receipts_are_watermarks_that_never_move_backwards() {
         let p = GetMessageStatusParams {
             msg_id: id.to_owned(),
         };
-        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &da, p)
+        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &w.clock, &da, p)
     };
     assert_eq!(status(&m2).await.unwrap().json()["status"], "sent");
     assert_eq!(
@@ -469,7 +469,7 @@ mod groups {
 
     async fn read(w: &World, who: &DeviceCredential, group: &str) -> Result<Vec<Value>, ErrorCode> {
         let p: ReadNewMessagesParams = serde_json::from_value(json!({"sessionId": group})).unwrap();
-        read_messages::read_new_messages(&w.sessions, &w.messages, who, p)
+        read_messages::read_new_messages(&w.sessions, &w.messages, &w.clock, who, p)
             .await
             .map(|r| r.json()["messages"].as_array().unwrap().clone())
             .map_err(|e| e.code)
@@ -692,7 +692,7 @@ mod settings {
 
     async fn status_as(w: &World, by: DeviceCredential, id: String) -> Value {
         let p = GetMessageStatusParams { msg_id: id };
-        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &by, p)
+        receipts::get_message_status(&w.sessions, &w.messages, &w.settings, &w.clock, &by, p)
             .await
             .unwrap()
             .json()
@@ -1223,7 +1223,7 @@ async fn pages_of_large_messages_fit_a_reply_frame_and_carry_every_message_once(
         let p: ReadNewMessagesParams =
             serde_json::from_value(json!({"sessionId": s, "lastMsgId": last, "limit": 100}))
                 .unwrap();
-        let page = read_messages::read_new_messages(&w.sessions, &w.messages, &db, p)
+        let page = read_messages::read_new_messages(&w.sessions, &w.messages, &w.clock, &db, p)
             .await
             .unwrap();
         pages += 1;

@@ -74,6 +74,7 @@ fn round_trip(action: &str, params: &Value, reply: &Value) -> Option<(Value, Val
         "ackMessages" => AckMessagesParams, AckReply;
         "getMessageStatus" => GetMessageStatusParams, MessageStatus;
         "deleteMessage" => DeleteMessageParams, MessageDeleted;
+        "setDisappearingTimer" => SetDisappearingTimerParams, DisappearingTimerSet;
         "blockUser" => BlockParams, BlockReply;
         "unblockUser" => BlockParams, BlockReply;
         "listBlocked" => ListBlockedParams, BlockedList;
@@ -212,6 +213,7 @@ fn every_example_of_the_protocol_page_reads_and_writes_back_the_same() {
         "groupUpdate",
         "typing",
         "messageDeleted",
+        "disappearingTimer",
     ]
     .map(String::from)
     .into();

@@ -65,9 +65,15 @@ impl World {
     async fn stored(&self, reader: &DeviceCredential, session: &str) -> Vec<String> {
         let p: ReadNewMessagesParams =
             serde_json::from_value(json!({"sessionId": session, "limit": 100})).unwrap();
-        let page = read_messages::read_new_messages(&self.sessions, &self.messages, reader, p)
-            .await
-            .unwrap();
+        let page = read_messages::read_new_messages(
+            &self.sessions,
+            &self.messages,
+            &self.clock,
+            reader,
+            p,
+        )
+        .await
+        .unwrap();
         page.json()["messages"]
             .as_array()
             .unwrap()

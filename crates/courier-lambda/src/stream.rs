@@ -16,7 +16,7 @@
 
 use aws_lambda_events::event::dynamodb::Event;
 use courier_core::chat::{InlineOutcome, Membership, Message};
-use courier_core::ports::{DeliveryLog, SessionStore};
+use courier_core::ports::{DeliveryLog, MessageStore, SessionStore};
 use courier_core::usecases::deliver::{Deliverer, DeliveryReport};
 use courier_core::usecases::fan_out::{StreamAction, deliver_stored, stream_action};
 use futures_util::{StreamExt, stream};
@@ -89,6 +89,12 @@ struct Pending {
     message: Message,
 }
 
+/// What the consumer reads and keeps of the messages table: the inline deliveries' outcomes,
+/// and the sessions' floors ([`MessageStore::keep_floor`]).
+pub trait StoredMessages: DeliveryLog + MessageStore {}
+
+impl<T: DeliveryLog + MessageStore> StoredMessages for T {}
+
 /// Delivers what needs delivering: the sessions of a batch side by side, each session's messages
 /// in order, its members read at most once per batch. When a session's delivery fails, that
 /// session stops at the failed record; the batch reports the earliest failed record, so Lambda
@@ -97,7 +103,7 @@ struct Pending {
 pub async fn handle(
     sessions: &dyn SessionStore,
     deliver: &Deliverer<'_>,
-    log: &dyn DeliveryLog,
+    log: &dyn StoredMessages,
     grace: Duration,
     event: Event,
 ) -> Value {
@@ -110,6 +116,10 @@ pub async fn handle(
         let id = record.change.sequence_number.clone().unwrap_or_default();
         let image = record.change.new_image;
         let head: Option<Head> = serde_dynamo::from_item(image.clone()).ok();
+        if head.as_ref().is_some_and(|h| h.seq == 0) {
+            // A session's head item (its disappearing timer and floor), not a message.
+            continue;
+        }
         if let Some(Head {
             seq,
             outcome: Some(outcome),
@@ -170,11 +180,27 @@ pub async fn handle(
 async fn deliver_session(
     sessions: &dyn SessionStore,
     deliver: &Deliverer<'_>,
-    log: &dyn DeliveryLog,
+    log: &dyn StoredMessages,
     grace: Duration,
     outcomes: &HashMap<(String, u64), InlineOutcome>,
     group: &[Pending],
 ) -> Option<(usize, String)> {
+    // Messages that disappear will be removed by DynamoDB's TTL: the session's floor must be
+    // above them first, or the next message could take a number members have read past. One
+    // update per session and batch; if it fails the batch is retried from this session's first
+    // record (what was delivered again is de-duplicated by clients).
+    let disappearing = group
+        .iter()
+        .filter(|p| p.message.expires_at.is_some())
+        .map(|p| p.message.seq)
+        .max();
+    if let Some(seq) = disappearing
+        && let Err(e) = log.keep_floor(&group[0].message.session_id, seq).await
+    {
+        tracing::warn!(error = %e, session_id = %group[0].message.session_id,
+            "the session's floor was not kept; the batch is retried from this session");
+        return Some((group[0].pos, group[0].id.clone()));
+    }
     let started = std::time::Instant::now();
     let mut members: Option<Vec<Membership>> = None;
     let mut reports = Vec::new();

@@ -1,11 +1,13 @@
 //! The `messages` function: `sendMessage`, `readNewMessages`, `ackMessages`,
-//! `getMessageStatus`, `deleteMessage` and `sendTyping`.
+//! `getMessageStatus`, `deleteMessage`, `sendTyping` and `setDisappearingTimer`.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest as Request;
 use courier_core::chat::Receipt;
 use courier_core::clock::SystemClock;
 use courier_core::protocol::AckMessagesParams;
-use courier_core::usecases::{delete_message, read_messages, receipts, send_message, typing};
+use courier_core::usecases::{
+    delete_message, disappearing, read_messages, receipts, send_message, typing,
+};
 use courier_lambda::stores::leak;
 use courier_lambda::telemetry::{self, Unit};
 use courier_lambda::{inline, routes, serve};
@@ -42,7 +44,8 @@ async fn main() -> Result<(), Error> {
                 let (sessions, messages) = s.chats()?;
                 Ok(move |event: Request| async move {
                     routes::action("readNewMessages", &event, |who, p| async move {
-                        read_messages::read_new_messages(sessions, messages, &who, p).await
+                        read_messages::read_new_messages(sessions, messages, &SystemClock, &who, p)
+                            .await
                     })
                     .await
                 })
@@ -55,7 +58,15 @@ async fn main() -> Result<(), Error> {
                 let settings = s.settings()?;
                 Ok(move |event: Request| async move {
                     routes::action("getMessageStatus", &event, |who, p| async move {
-                        receipts::get_message_status(sessions, messages, settings, &who, p).await
+                        receipts::get_message_status(
+                            sessions,
+                            messages,
+                            settings,
+                            &SystemClock,
+                            &who,
+                            p,
+                        )
+                        .await
                     })
                     .await
                 })
@@ -140,6 +151,38 @@ async fn main() -> Result<(), Error> {
             )
             .await
         }
+        "setDisappearingTimer" => {
+            serve::action(
+                "setDisappearingTimer",
+                |s| {
+                    let (sessions, messages) = s.chats()?;
+                    Ok(leak(disappearing::Deps {
+                        sessions,
+                        messages,
+                        clock: &SystemClock,
+                        throttle: Some(s.throttle(|l| l.actions)?),
+                        deliver: s.deliverer(true)?,
+                        log: Some(messages),
+                        test_seconds: test_timer()?,
+                    }))
+                },
+                disappearing::set_disappearing_timer,
+            )
+            .await
+        }
         other => Err(serve::unknown("messages", other)),
+    }
+}
+
+/// The extra timer the template's `DisappearingTestSeconds` allows for tests
+/// (`COURIER_DISAPPEARING_TEST_SECONDS`; absent or 0 in production: none).
+fn test_timer() -> Result<Option<u32>, Error> {
+    match std::env::var("COURIER_DISAPPEARING_TEST_SECONDS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(format!("COURIER_DISAPPEARING_TEST_SECONDS is not a number: {v}").into()),
+        },
     }
 }

@@ -35,16 +35,26 @@
 //! (one consistent GetItem) only for a message whose outcome is not in its batch. Every reader
 //! of messages asks for `seq > n` with n >= 0 or for the highest seq, so no reader of messages
 //! ever sees an outcome item (docs/architecture.md, "Messages").
+//!
+//! Each session may have a head item at `seq = 0` ([`HEAD_SEQ`]): its disappearing timer, set in
+//! one transaction with the `system` message that records the change, and a `floor`. A message
+//! sent while the timer is on carries `expiresAt` and a `ttl` attribute, so DynamoDB removes it
+//! after it expired; were the session's newest messages all removed, the next number would be
+//! one members have read past already. So the stream consumer raises the floor to the number of
+//! every such message ([`MessageStore::keep_floor`], long before the TTL comes), and the
+//! session's tail is the higher of the last stored message and the floor.
 
 use super::Conditional;
-use super::{backend, codec};
+use super::{backend, codec, epoch_secs};
 use crate::capacity::SendRecorded;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use chrono::{DateTime, Utc};
 use courier_core::chat::InlineOutcome;
-use courier_core::chat::{Appended, Draft, Message, timestamp};
+use courier_core::chat::{Appended, Draft, Message, Tail, timestamp};
 use courier_core::error::PortError;
 use courier_core::ports::{DeliveryLog, MessageStore};
 use courier_core::{MsgId, SessionId};
@@ -218,16 +228,17 @@ impl DynamoMessages {
         Ok(parse(items)?.into_iter().next())
     }
 
-    /// Writes the message at the next free sequence number, starting after `last`.
+    /// Writes the message at the next free sequence number, starting after `tail`, under the
+    /// timer read with the number it is written at (a retry reads both again).
     async fn put_next(
         &self,
         session: &SessionId,
         draft: &Draft,
-        mut last: u64,
+        mut tail: Tail,
         at: DateTime<Utc>,
     ) -> Result<Message, PortError> {
         for attempt in 1..=ATTEMPTS {
-            let seq = last + 1;
+            let seq = tail.seq + 1;
             let message = Message {
                 msg_id: MsgId {
                     session: session.clone(),
@@ -243,10 +254,16 @@ impl DynamoMessages {
                 payload: draft.payload.clone(),
                 attachments: draft.attachments.clone(),
                 sent_at: timestamp(at),
+                expires_at: tail.expiry(draft, at),
                 hidden_from: draft.hidden_from.clone(),
             };
             let mut item: HashMap<String, AttributeValue> =
                 serde_dynamo::to_item(&message).map_err(codec)?;
+            if message.expires_at.is_some() {
+                // DynamoDB's TTL removes it some time after it expires; reads stop at expiresAt.
+                let ttl = epoch_secs(at) + i64::from(tail.timer);
+                item.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(ttl.to_string()));
+            }
             if draft.inline {
                 item.insert(INLINE_ATTRIBUTE.into(), AttributeValue::Bool(true));
             }
@@ -292,7 +309,11 @@ impl DynamoMessages {
                         ))
                         .await;
                     }
-                    last = self.last_seq(session).await?.max(seq);
+                    let now = self.tail(session).await?;
+                    tail = Tail {
+                        seq: now.seq.max(seq),
+                        timer: now.timer,
+                    };
                 }
             }
         }
@@ -336,6 +357,47 @@ fn duplicate(m: Message) -> Appended {
         msg_id: m.msg_id,
         seq: m.seq,
         sent_at: m.sent_at,
+    }
+}
+
+/// The sort key of a session's head item: its disappearing timer and the floor of its sequence
+/// numbers (never a message: messages start at 1, outcome items are negative).
+pub const HEAD_SEQ: u64 = 0;
+
+/// The attribute DynamoDB's TTL reads on the messages table: a message that disappears is
+/// removed some time after its `expiresAt` (reads stop returning it at once).
+pub const TTL_ATTRIBUTE: &str = "ttl";
+
+/// A session's head item, as stored (absent: no timer was ever set, no floor kept).
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeadItem {
+    /// The disappearing timer in seconds (0: off).
+    #[serde(default)]
+    timer: u32,
+    /// Every number up to this one was used by a message that disappears (it may be removed).
+    #[serde(default)]
+    floor: u64,
+}
+
+impl DynamoMessages {
+    /// The session's head item, read consistently.
+    async fn head(&self, session: &SessionId) -> Result<HeadItem, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.messages_table)
+            .key("sessionId", AttributeValue::S(session.to_string()))
+            .key("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+            .consistent_read(true)
+            .send_recorded()
+            .await
+            .map_err(backend)?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(codec)
+            .map(Option::unwrap_or_default)
     }
 }
 
@@ -403,18 +465,19 @@ impl MessageStore for DynamoMessages {
         draft: &Draft,
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
-        let last = self.last_seq(session).await?;
-        self.append_after(session, draft, last, at).await
+        let tail = self.tail(session).await?;
+        self.append_after(session, draft, tail, at).await
     }
 
     async fn append_after(
         &self,
         session: &SessionId,
         draft: &Draft,
-        last: u64,
+        tail: Tail,
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
         let attempt = attempt_id();
+        let last = tail.seq;
         match self.claim(session, draft, last, at, &attempt).await? {
             Claimed::Mine => {}
             Claimed::Theirs(old) => {
@@ -428,7 +491,7 @@ impl MessageStore for DynamoMessages {
                 self.take_over(&old, session, last, at, &attempt).await?;
             }
         }
-        self.put_next(session, draft, last, at)
+        self.put_next(session, draft, tail, at)
             .await
             .map(Appended::New)
     }
@@ -477,6 +540,10 @@ impl MessageStore for DynamoMessages {
     }
 
     async fn get(&self, id: &MsgId) -> Result<Option<Message>, PortError> {
+        if id.seq == HEAD_SEQ {
+            // The session's head item, not a message.
+            return Ok(None);
+        }
         // A message is written once and changed at most once, when deleted for everyone, so an
         // eventually consistent read (half the price) that finds it is right but for a deletion
         // a moment old; only a miss is asked again consistently (it may be a moment old).
@@ -510,5 +577,99 @@ impl MessageStore for DynamoMessages {
             .await
             .map_err(backend)?;
         Ok(parse(out.items.unwrap_or_default())?.pop())
+    }
+
+    async fn tail(&self, session: &SessionId) -> Result<Tail, PortError> {
+        // Side by side, both consistent: the last message still stored and the head item
+        // (the timer, and the floor under numbers whose messages may have been removed).
+        let (last, head) = futures_util::future::join(self.last(session), self.head(session)).await;
+        let (last, head) = (last?, head?);
+        Ok(Tail {
+            seq: last.map_or(0, |m| m.seq).max(head.floor),
+            timer: head.timer,
+        })
+    }
+
+    async fn set_timer(
+        &self,
+        session: &SessionId,
+        record: &Draft,
+        seconds: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Message, PortError> {
+        // The record at the next free number and the head's timer in one transaction: a message
+        // written after the record was written against the new timer, as its put's condition
+        // (the record's number is taken) made it read the tail again.
+        for attempt in 1..=ATTEMPTS {
+            let tail = self.tail(session).await?;
+            let seq = tail.seq + 1;
+            let message = Message {
+                msg_id: MsgId {
+                    session: session.clone(),
+                    seq,
+                }
+                .to_string(),
+                session_id: session.clone(),
+                seq,
+                sender: record.sender.clone(),
+                sender_device: record.sender_device.clone(),
+                client_msg_id: record.client_msg_id.clone(),
+                kind: record.kind.clone(),
+                payload: record.payload.clone(),
+                attachments: Vec::new(),
+                sent_at: timestamp(at),
+                expires_at: None,
+                hidden_from: None,
+            };
+            let mut item: HashMap<String, AttributeValue> =
+                serde_dynamo::to_item(&message).map_err(codec)?;
+            if record.inline {
+                item.insert(INLINE_ATTRIBUTE.into(), AttributeValue::Bool(true));
+            }
+            let put = Put::builder()
+                .table_name(&self.messages_table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(seq)")
+                .build()
+                .map_err(PortError::backend)?;
+            let head = Update::builder()
+                .table_name(&self.messages_table)
+                .key("sessionId", AttributeValue::S(session.to_string()))
+                .key("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+                .update_expression("SET #timer = :t, timerSetAt = :at")
+                .expression_attribute_names("#timer", "timer")
+                .expression_attribute_values(":t", AttributeValue::N(seconds.to_string()))
+                .expression_attribute_values(":at", AttributeValue::S(timestamp(at)))
+                .build()
+                .map_err(PortError::backend)?;
+            let items = vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(head).build(),
+            ];
+            match super::transact(&self.client, items).await {
+                Ok(()) => return Ok(message),
+                // Another message took the number: read the tail again.
+                Err(PortError::Conflict) if attempt < ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(PortError::Conflict)
+    }
+
+    async fn keep_floor(&self, session: &SessionId, seq: u64) -> Result<(), PortError> {
+        // Only ever up: a stream record redelivered, or read after a later one, changes nothing.
+        self.client
+            .update_item()
+            .table_name(&self.messages_table)
+            .key("sessionId", AttributeValue::S(session.to_string()))
+            .key("seq", AttributeValue::N(HEAD_SEQ.to_string()))
+            .update_expression("SET #floor = :n")
+            .condition_expression("attribute_not_exists(#floor) OR #floor < :n")
+            .expression_attribute_names("#floor", "floor")
+            .expression_attribute_values(":n", AttributeValue::N(seq.to_string()))
+            .send_recorded()
+            .await
+            .unless_condition_failed()?;
+        Ok(())
     }
 }

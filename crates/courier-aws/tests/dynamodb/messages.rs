@@ -59,6 +59,7 @@ pub(crate) fn draft(sender: &UserId, client_msg_id: &str, payload: &str) -> Draf
         payload: payload.to_owned(),
         attachments: Vec::new(),
         hidden_from: None,
+        disappears: false,
         inline: false,
     }
 }
@@ -76,6 +77,7 @@ pub(crate) fn expected(session: &SessionId, seq: u64, d: &Draft, at: DateTime<Ut
         payload: d.payload.clone(),
         attachments: d.attachments.clone(),
         sent_at: timestamp(at),
+        expires_at: None,
         hidden_from: d.hidden_from.clone(),
     }
 }
@@ -344,6 +346,7 @@ async fn a_message_round_trips_every_field_including_the_largest_payload() {
             .collect(),
         // Kept beside the message, though never on the wire.
         hidden_from: Some(UserId::generate()),
+        disappears: false,
         inline: false,
     };
     let at = Utc::now().with_nanosecond(999_999_999).unwrap();

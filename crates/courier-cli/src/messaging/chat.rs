@@ -1,7 +1,8 @@
 //! `courier chat`: one conversation, live: what arrives is printed as it comes, with its ticks,
 //! and each line typed is sent. Lines starting with `/` are commands: `/reply TEXT` and
 //! `/react EMOJI` (alone: remove the reaction) answer the last message from the others,
-//! `/edit TEXT` and `/delete` change the last message sent from here (`//` sends a `/`).
+//! `/edit TEXT` and `/delete` change the last message sent from here, `/timer 7d` sets the
+//! chat's disappearing messages (`//` sends a `/`).
 
 use super::*;
 
@@ -11,10 +12,13 @@ pub(super) enum Outgoing {
     Content(Content),
     /// Delete one of my messages for everyone.
     Delete(String),
+    /// Set the chat's disappearing timer (seconds).
+    Timer(u32),
 }
 
 /// The commands, as `/help` shows them.
-const HELP: &str = "commands: /reply TEXT, /react EMOJI (alone: remove), /edit TEXT, /delete, /help; \
+const HELP: &str = "commands: /reply TEXT, /react EMOJI (alone: remove), /edit TEXT, /delete, \
+                    /timer 24h|7d|90d|off, /help; \
                     // sends a line starting with /";
 
 /// How much of a message a reaction or a reply quotes.
@@ -167,6 +171,13 @@ impl ChatView<'_> {
                 Some(id) => Some(Outgoing::Delete(id)),
                 None => missing("message sent from here"),
             },
+            "timer" if !arg.is_empty() => match super::timer::parse_duration(arg) {
+                Ok(seconds) => Some(Outgoing::Timer(seconds)),
+                Err(e) => {
+                    note!("({e})");
+                    None
+                }
+            },
             _ => {
                 note!("({HELP})");
                 None
@@ -302,6 +313,7 @@ impl ChatView<'_> {
                     payload: String::new(),
                     attachments: Vec::new(),
                     sent_at: sent.sent_at.clone(),
+                    expires_at: sent.expires_at.clone(),
                     text: Some(text.clone()),
                 };
                 let is_message = matches!(content, Content::Text { .. } | Content::Reply { .. });
@@ -380,6 +392,19 @@ impl ChatView<'_> {
                         *id = None;
                     }
                 }
+                if let Some(m) = message
+                    && by != me
+                {
+                    self.ack_read(m.msg_id);
+                }
+            }
+            Some(Event::DisappearingTimer {
+                session_id,
+                seconds,
+                by,
+                message,
+            }) if session_id == self.session => {
+                screen::say(&super::timer::notice(&self.ctx.who(&by), seconds));
                 if let Some(m) = message
                     && by != me
                 {
@@ -530,6 +555,9 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
                         let r = client.delete_message(&session, &id).await;
                         Sent::Delete(id, r)
                     }
+                    Outgoing::Timer(seconds) => {
+                        Sent::Timer(client.set_disappearing_timer(&session, seconds).await)
+                    }
                 };
                 if sent_tx.send(done).is_err() {
                     break;
@@ -585,6 +613,16 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
                     in_flight = false;
                     view.on_deleted(id, r)
                 }
+                Some(Sent::Timer(r)) => {
+                    in_flight = false;
+                    match r {
+                        Ok(now) => {
+                            screen::say(&super::timer::notice("me", now));
+                        }
+                        Err(e) => note!("(timer not changed: {e})"),
+                    }
+                    Flow::Continue
+                }
                 None => {
                     input_done = true;
                     Flow::Continue
@@ -616,6 +654,7 @@ pub async fn chat(ctx: &Ctx<'_>, target: Target) -> Result<()> {
 enum Sent {
     Content(Content, Result<SentMessage, ClientError>),
     Delete(String, Result<(), ClientError>),
+    Timer(Result<u32, ClientError>),
 }
 
 /// A plaintext as the user would recognise it (a reply or an edit by its text).

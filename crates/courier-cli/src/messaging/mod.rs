@@ -25,9 +25,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod chat;
+mod timer;
 
 pub use chat::chat;
 use chat::member_id;
+pub use timer::set_timer;
 
 const STATE: &str = "state.json";
 
@@ -50,6 +52,32 @@ pub enum Target {
     User(String),
     /// A session by id.
     Session(String),
+}
+
+/// Which chat a command is about: a phone number, or `--session`, or `--user`.
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// The phone number (E.164) of a direct chat.
+    #[arg(conflicts_with_all = ["session", "user"])]
+    phone: Option<String>,
+    /// A session (a group's or a direct chat's) by id.
+    #[arg(long, conflicts_with = "user")]
+    session: Option<String>,
+    /// The direct chat with this user id.
+    #[arg(long)]
+    user: Option<String>,
+}
+
+impl TargetArgs {
+    /// The chat named, if one is.
+    pub fn target(self) -> Option<Target> {
+        match (self.session, self.user, self.phone) {
+            (Some(s), _, _) => Some(Target::Session(s)),
+            (None, Some(u), _) => Some(Target::User(u)),
+            (None, None, Some(p)) => Some(Target::Phone(p)),
+            (None, None, None) => None,
+        }
+    }
 }
 
 /// What every messaging command needs.
@@ -483,6 +511,28 @@ pub async fn inbox(
                         "[{session_id}] {} {} deleted a message for everyone",
                         date_time(at),
                         ctx.who(&by)
+                    ));
+                }
+            }
+            Some(Event::DisappearingTimer {
+                session_id,
+                seconds,
+                by,
+                message,
+            }) => {
+                count += 1;
+                let at = message.as_ref().map(|m| m.sent_at.as_str()).unwrap_or("");
+                if as_json {
+                    print_line(
+                        &json!({"event": "disappearingTimer", "sessionId": session_id,
+                                "seconds": seconds, "by": by, "sentAt": at})
+                        .to_string(),
+                    );
+                } else {
+                    print_line(&format!(
+                        "[{session_id}] {} {}",
+                        date_time(at),
+                        timer::notice(&ctx.who(&by), seconds)
                     ));
                 }
             }

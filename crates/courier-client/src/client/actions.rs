@@ -438,6 +438,21 @@ impl Client {
             .map(drop)
     }
 
+    /// `setDisappearingTimer`: messages sent in the chat from now on disappear after `seconds`
+    /// (0: off; 86,400, 604,800 or 7,776,000; in a group only an admin may). Safe to retry
+    /// (setting the timer the chat has changes nothing). Returns the timer now in force.
+    pub async fn set_disappearing_timer(
+        &self,
+        session_id: &str,
+        seconds: u32,
+    ) -> Result<u32, ClientError> {
+        let v = self
+            .call(protocol::set_disappearing_timer(session_id, seconds), true)
+            .await?;
+        let r: courier_core::protocol::DisappearingTimerSet = protocol::parse(v)?;
+        Ok(r.seconds)
+    }
+
     /// `sendTyping`: tells the chat's other members (those online, whom this user's `lastSeen`
     /// setting shows presence to) that this user started or stopped typing. Not retried: a late
     /// notice is a wrong one.

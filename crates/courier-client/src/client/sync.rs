@@ -292,6 +292,16 @@ impl Inner {
                 }
                 self.offer(m, Event::for_message(m.clone()), Origin::Read);
             }
+            if let Some(to) = page.skipped_to.as_deref()
+                && let Some((sid, n)) = to.rsplit_once('.')
+                && sid == session_id
+                && let Ok(n) = n.parse::<u64>()
+            {
+                let mut st = self.state.lock().unwrap();
+                let st = &mut *st;
+                let out = st.tracker.skip_to(session_id, n, to);
+                self.emit_revealed(st, out.emit);
+            }
             let moved = self.state.lock().unwrap().tracker.cursors.seq(session_id) > seq;
             if !page.has_more || !moved {
                 return Ok(());
@@ -326,6 +336,9 @@ impl Inner {
                 message: Some(m), ..
             }
             | Event::MessageDeleted {
+                message: Some(m), ..
+            }
+            | Event::DisappearingTimer {
                 message: Some(m), ..
             } => Some(m.clone()),
             _ => None,

@@ -57,6 +57,10 @@ pub struct Message {
     /// When the server stored it (RFC 3339, UTC).
     #[serde(default)]
     pub sent_at: String,
+    /// When it disappears (RFC 3339, UTC): sent while the chat's disappearing timer was on.
+    /// Clients delete their copies then; the server no longer returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// The text it carries, as this client read it: decrypted by a [`crate::Client`] with
     /// end-to-end encryption, the payload as is without (for `media` messages the descriptor
     /// read by [`crate::media::MediaPayload::from_message`]; `None` for other kinds, and never
@@ -186,6 +190,19 @@ pub enum Event {
         /// The `system` message that records the deletion.
         message: Option<Message>,
     },
+    /// A member changed the chat's disappearing timer: messages sent from `message` on
+    /// disappear after `seconds` (0: they no longer do). Comes live, or on sync as the `system`
+    /// message that records it.
+    DisappearingTimer {
+        /// The session.
+        session_id: String,
+        /// The new timer, in seconds (0: off).
+        seconds: u32,
+        /// Who changed it.
+        by: String,
+        /// The `system` message that records the change.
+        message: Option<Message>,
+    },
     /// The `Client` has a live connection.
     Connected,
     /// The `Client`'s connection ended; it reconnects by itself.
@@ -289,13 +306,38 @@ impl Event {
                     None => None,
                 },
             },
+            Wire::DisappearingTimer {
+                session_id,
+                seconds,
+                by,
+                message,
+            } => Event::DisappearingTimer {
+                session_id,
+                seconds,
+                by,
+                message: match message {
+                    Some(m) => Some(sdk_message(&m)?),
+                    None => None,
+                },
+            },
         })
     }
 
     /// The event a stored message stands for: `SessionStarted` for a `handshake` message (as
     /// when it is read by `readNewMessages`), `MessageDeleted` for the `system` message that
-    /// records a deletion, `Message` otherwise.
+    /// records a deletion, `DisappearingTimer` for one that records a timer change, `Message`
+    /// otherwise.
     pub fn for_message(m: Message) -> Event {
+        if m.kind == MessageKind::System
+            && let Some(t) = courier_core::protocol::DisappearingTimer::from_payload(&m.payload)
+        {
+            return Event::DisappearingTimer {
+                session_id: m.session_id.clone(),
+                seconds: t.seconds,
+                by: t.by.to_string(),
+                message: Some(m),
+            };
+        }
         if m.kind == MessageKind::System
             && let Some(d) = courier_core::protocol::MessageDeletion::from_payload(&m.payload)
         {

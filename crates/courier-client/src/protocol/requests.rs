@@ -301,6 +301,18 @@ pub fn delete_message(session_id: &str, msg_id: &str) -> Request {
     )
 }
 
+/// `setDisappearingTimer`: messages sent in the chat from now on disappear after `seconds`
+/// (0: off; 86,400, 604,800 or 7,776,000).
+pub fn set_disappearing_timer(session_id: &str, seconds: u32) -> Request {
+    Request::new(
+        "setDisappearingTimer",
+        &p::SetDisappearingTimerParams {
+            session_id: session_id.into(),
+            seconds,
+        },
+    )
+}
+
 /// `sendTyping`: this user started (`true`) or stopped typing in a chat.
 pub fn send_typing(session_id: &str, typing: bool) -> Request {
     Request::new(

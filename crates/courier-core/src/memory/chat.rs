@@ -1,8 +1,8 @@
 //! Sessions, groups and messages.
 
 use crate::chat::{
-    Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role, SessionKind, Watermark,
-    timestamp,
+    Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role, SessionKind, Tail,
+    Watermark, timestamp,
 };
 use crate::error::PortError;
 use crate::ids::{MsgId, SessionId, UserId};
@@ -263,6 +263,8 @@ pub struct MemoryMessages {
     /// Which stored messages asked for inline delivery ([`Draft::inline`]).
     inline: Mutex<std::collections::HashSet<String>>,
     outcomes: Mutex<HashMap<String, InlineOutcome>>,
+    /// Each session's disappearing timer, in seconds.
+    timers: Mutex<HashMap<SessionId, u32>>,
 }
 
 #[async_trait]
@@ -297,9 +299,17 @@ impl MessageStore for MemoryMessages {
                 sent_at: sent_at.clone(),
             });
         }
+        // The timers' lock is held across the write, as `set_timer` holds it: the timer read is
+        // the one in force at the number written.
+        let timers = self.timers.lock().unwrap();
+        let timer = timers.get(session).copied().unwrap_or(0);
         let mut sessions = self.sessions.lock().unwrap();
         let log = sessions.entry(session.clone()).or_default();
         let seq = log.len() as u64 + 1;
+        let tail = Tail {
+            seq: seq - 1,
+            timer,
+        };
         let m = Message {
             msg_id: MsgId {
                 session: session.clone(),
@@ -315,6 +325,7 @@ impl MessageStore for MemoryMessages {
             payload: draft.payload.clone(),
             attachments: draft.attachments.clone(),
             sent_at: timestamp(at),
+            expires_at: tail.expiry(draft, at),
             hidden_from: draft.hidden_from.clone(),
         };
         log.push(m.clone());
@@ -367,9 +378,69 @@ impl MessageStore for MemoryMessages {
             .get(session)
             .and_then(|log| log.last().cloned()))
     }
+
+    async fn tail(&self, session: &SessionId) -> Result<Tail, PortError> {
+        let timer = self.timer(session);
+        let sessions = self.sessions.lock().unwrap();
+        // Nothing is ever removed here, so the last number is the log's length.
+        let seq = sessions.get(session).map_or(0, |log| log.len() as u64);
+        Ok(Tail { seq, timer })
+    }
+
+    async fn set_timer(
+        &self,
+        session: &SessionId,
+        record: &Draft,
+        seconds: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Message, PortError> {
+        // Both under the timers' lock: no message is stored between the record and the change.
+        let mut timers = self.timers.lock().unwrap();
+        let mut sessions = self.sessions.lock().unwrap();
+        let log = sessions.entry(session.clone()).or_default();
+        let seq = log.len() as u64 + 1;
+        let m = Message {
+            msg_id: MsgId {
+                session: session.clone(),
+                seq,
+            }
+            .to_string(),
+            session_id: session.clone(),
+            seq,
+            sender: record.sender.clone(),
+            sender_device: record.sender_device.clone(),
+            client_msg_id: record.client_msg_id.clone(),
+            kind: record.kind.clone(),
+            payload: record.payload.clone(),
+            attachments: Vec::new(),
+            sent_at: timestamp(at),
+            expires_at: None,
+            hidden_from: None,
+        };
+        log.push(m.clone());
+        timers.insert(session.clone(), seconds);
+        if record.inline {
+            self.inline.lock().unwrap().insert(m.msg_id.clone());
+        }
+        Ok(m)
+    }
+
+    async fn keep_floor(&self, _session: &SessionId, _seq: u64) -> Result<(), PortError> {
+        // Nothing disappears from memory, so the tail never falls below a used number.
+        Ok(())
+    }
 }
 
 impl MemoryMessages {
+    fn timer(&self, session: &SessionId) -> u32 {
+        self.timers
+            .lock()
+            .unwrap()
+            .get(session)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Whether a stored message asked for inline delivery (what the stream record carries).
     pub fn is_inline(&self, msg_id: &str) -> bool {
         self.inline.lock().unwrap().contains(msg_id)

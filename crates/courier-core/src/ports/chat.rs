@@ -1,6 +1,6 @@
 //! Sessions, groups, messages and the record of their inline delivery.
 
-use crate::chat::{Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role};
+use crate::chat::{Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role, Tail};
 use crate::error::PortError;
 use crate::ids::{MsgId, SessionId, UserId};
 use async_trait::async_trait;
@@ -139,23 +139,42 @@ pub trait MessageStore: Send + Sync {
     async fn erase(&self, id: &MsgId) -> Result<bool, PortError>;
     /// The last message of a session, if any.
     async fn last(&self, session: &SessionId) -> Result<Option<Message>, PortError>;
-    /// The session's last sequence number (0: none), read consistently.
+    /// Where the session ends: its last sequence number (0: none), read consistently, never
+    /// below a number that was used by a message that has disappeared since, and its
+    /// disappearing timer.
+    async fn tail(&self, session: &SessionId) -> Result<Tail, PortError>;
+    /// The session's last sequence number (see [`MessageStore::tail`]).
     async fn last_seq(&self, session: &SessionId) -> Result<u64, PortError> {
-        Ok(self.last(session).await?.map_or(0, |m| m.seq))
+        Ok(self.tail(session).await?.seq)
     }
-    /// [`MessageStore::append`] with the session's last sequence number already read (by
-    /// [`MessageStore::last_seq`], side by side with other reads): a stale `last` only costs a
-    /// retry at the next number, never a wrong one.
+    /// [`MessageStore::append`] with the session's tail already read (by [`MessageStore::tail`],
+    /// side by side with other reads): a stale `tail` only costs a retry at the next number
+    /// (with the timer read again), never a wrong one.
     async fn append_after(
         &self,
         session: &SessionId,
         draft: &Draft,
-        last: u64,
+        tail: Tail,
         at: DateTime<Utc>,
     ) -> Result<Appended, PortError> {
-        let _ = last;
+        let _ = tail;
         self.append(session, draft, at).await
     }
+    /// Sets the session's disappearing timer to `seconds` and stores `record` (the `system`
+    /// message that tells the members) at the next number, both or neither: every message
+    /// after the record follows the new timer, every one before it the old.
+    async fn set_timer(
+        &self,
+        session: &SessionId,
+        record: &Draft,
+        seconds: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Message, PortError>;
+    /// Records that the session has used numbers up to `seq`, so that [`MessageStore::tail`]
+    /// stays above it after the messages there have disappeared and were removed (DynamoDB's
+    /// TTL deletes items; without this the next message would take a number members have
+    /// already read past). Called for every message that disappears, by the stream consumer.
+    async fn keep_floor(&self, session: &SessionId, seq: u64) -> Result<(), PortError>;
 }
 
 /// Where the invocation that stored a message records how its own delivery ended, so the stream

@@ -120,7 +120,8 @@ pub fn session_started_event(m: &Message) -> String {
     .frame()
 }
 
-/// The event a stored message becomes: `sessionStarted` for a handshake, `messageDeleted` or
+/// The event a stored message becomes: `sessionStarted` for a handshake, `messageDeleted`,
+/// `disappearingTimer` or
 /// `groupUpdate` for what the server wrote into the session, else `message`.
 pub fn event_for(m: &Message) -> String {
     match m.kind {
@@ -133,7 +134,16 @@ pub fn event_for(m: &Message) -> String {
                 message: Some(m.clone()),
             }
             .frame(),
-            None => group_update_event(m),
+            None => match DisappearingTimer::of(m) {
+                Some(t) => Event::DisappearingTimer {
+                    session_id: m.session_id.to_string(),
+                    seconds: t.seconds,
+                    by: t.by.to_string(),
+                    message: Some(m.clone()),
+                }
+                .frame(),
+                None => group_update_event(m),
+            },
         },
         _ => message_event(m),
     }
@@ -299,6 +309,10 @@ pub struct SentMessage {
     /// When the server stored it.
     #[serde(default)]
     pub sent_at: String,
+    /// When it disappears, if the chat's disappearing timer was on (absent in the reply to a
+    /// retry, which stored nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// Reply to `readNewMessages`: `M` is the message as the reader keeps it (the server's
@@ -311,6 +325,11 @@ pub struct MessagesPage<M = Message> {
     /// Whether more follow the last one.
     #[serde(default)]
     pub has_more: bool,
+    /// When the page is empty but more follow: every message up to this one was read past
+    /// (withheld from the reader, or disappeared), so the reader continues after it. Without
+    /// it, a reader behind a long run of such messages would ask for the same place for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_to: Option<String>,
 }
 
 /// Reply to `ackMessages`.
@@ -511,5 +530,62 @@ impl MessageDeletion {
         serde_json::from_str::<Self>(payload)
             .ok()
             .filter(|d| d.update == Self::UPDATE)
+    }
+}
+
+/// `setDisappearingTimer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetDisappearingTimerParams {
+    /// The session.
+    pub session_id: String,
+    /// 0 (off), 86,400 (24 hours), 604,800 (7 days) or 7,776,000 (90 days).
+    pub seconds: u32,
+}
+
+/// Reply to `setDisappearingTimer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisappearingTimerSet {
+    /// The session.
+    pub session_id: String,
+    /// The timer now, in seconds (0: off).
+    pub seconds: u32,
+    /// The `system` message that records the change; absent when the timer already was
+    /// `seconds` (nothing changed, nothing was written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+}
+
+/// A change of a session's disappearing timer, as the server writes it into the session: a
+/// `system` message whose payload is this, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisappearingTimer {
+    /// Always `disappearingTimer`.
+    pub update: String,
+    /// The new timer, in seconds (0: off).
+    pub seconds: u32,
+    /// Who changed it.
+    pub by: UserId,
+}
+
+impl DisappearingTimer {
+    /// The `update` of a timer change.
+    pub const UPDATE: &'static str = "disappearingTimer";
+
+    /// The timer change a stored message records, if it is one.
+    pub fn of(m: &Message) -> Option<Self> {
+        if m.kind != crate::chat::MessageKind::System {
+            return None;
+        }
+        Self::from_payload(&m.payload)
+    }
+
+    /// The timer change a `system` message's payload records, if it is one.
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        serde_json::from_str::<Self>(payload)
+            .ok()
+            .filter(|t| t.update == Self::UPDATE)
     }
 }

@@ -99,6 +99,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<Message>,
     },
+    /// A member changed the session's disappearing timer (`setDisappearingTimer`): messages
+    /// sent from now on disappear after `seconds` (0: they no longer do).
+    DisappearingTimer {
+        /// The session.
+        session_id: String,
+        /// The new timer, in seconds (0: off).
+        seconds: u32,
+        /// Who changed it.
+        by: String,
+        /// The `system` message that records the change in the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<Message>,
+    },
 }
 
 impl Event {

@@ -172,7 +172,11 @@ pub async fn report_user(
             .messages
             .get(&id)
             .await?
-            .filter(|s| s.seq > me.joined_seq && s.hidden_from.as_ref() != Some(&who.user_id))
+            .filter(|s| {
+                s.seq > me.joined_seq
+                    && s.hidden_from.as_ref() != Some(&who.user_id)
+                    && !s.expired(deps.blocks.clock.now())
+            })
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such message"))?;
         if stored.sender != user || !matches!(stored.kind, MessageKind::Text | MessageKind::Media) {
             return Err(ApiError::bad_request(format!(

@@ -60,9 +60,10 @@ pub async fn delete_message(
     )
     .await?;
     let me = require_member(deps.sessions, &session, &who.user_id).await?;
-    // A message from before the caller joined is not theirs to see, let alone delete.
+    // A message from before the caller joined is not theirs to see, let alone delete; one that
+    // has disappeared is gone.
     let message = match deps.messages.get(&id).await? {
-        Some(m) if m.seq > me.joined_seq => m,
+        Some(m) if m.seq > me.joined_seq && !m.expired(deps.clock.now()) => m,
         _ => return Err(ApiError::new(ErrorCode::NotFound, "no such message")),
     };
     if message.sender != who.user_id {
@@ -122,6 +123,7 @@ pub async fn delete_message(
         // A deletion of a message withheld from a peer (who blocked the sender) is withheld
         // from that peer too: it must not learn that something it never saw was deleted.
         hidden_from: message.hidden_from.clone(),
+        disappears: false,
         inline: deps.log.is_some(),
     };
     if let Appended::New(record) = deps

@@ -90,6 +90,7 @@ pub async fn initiate(
             },
             // Delivered by the caller of `initiate`; the stream consumer delivers it only if that
             // did not finish.
+            disappears: false,
             inline: true,
         };
         let appended = deps

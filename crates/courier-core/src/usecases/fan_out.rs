@@ -115,15 +115,15 @@ async fn deliver_one(
     members: &[crate::ids::UserId],
     message: &Message,
 ) -> Result<DeliveryReport, PortError> {
-    // A deletion wakes no phone: there is nothing new to show, and an offline device learns of
-    // it when it next syncs.
-    let note = crate::protocol::MessageDeletion::of(message)
-        .is_none()
-        .then(|| PushNote {
-            session_id: message.session_id.to_string(),
-            sender: message.sender.to_string(),
-            msg_id: message.msg_id.clone(),
-        });
+    // A deletion or a timer change wakes no phone: there is nothing new to read, and an offline
+    // device learns of it when it next syncs.
+    let quiet = crate::protocol::MessageDeletion::of(message).is_some()
+        || crate::protocol::DisappearingTimer::of(message).is_some();
+    let note = (!quiet).then(|| PushNote {
+        session_id: message.session_id.to_string(),
+        sender: message.sender.to_string(),
+        msg_id: message.msg_id.clone(),
+    });
     let report = deliver
         .deliver(
             members,

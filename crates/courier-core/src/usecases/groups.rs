@@ -179,6 +179,7 @@ async fn record(
         payload: serde_json::to_string(&change).expect("a GroupChange serialises"),
         attachments: Vec::new(),
         hidden_from: None,
+        disappears: false,
         inline: deps.log.is_some(),
     };
     let appended = deps

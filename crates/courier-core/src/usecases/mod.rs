@@ -11,6 +11,7 @@ pub mod delete_message;
 pub mod deliver;
 pub mod device_messages;
 pub mod direct_chat;
+pub mod disappearing;
 pub mod discover_contacts;
 pub mod fan_out;
 pub mod groups;

@@ -160,6 +160,7 @@ pub async fn get_message_status(
     sessions: &dyn SessionStore,
     messages: &dyn MessageStore,
     settings: &dyn SettingsStore,
+    clock: &dyn Clock,
     who: &DeviceCredential,
     p: GetMessageStatusParams,
 ) -> Result<MessageStatus, ApiError> {
@@ -172,7 +173,8 @@ pub async fn get_message_status(
     let message = messages
         .get(&id)
         .await?
-        .filter(|m| m.hidden_from.as_ref() != Some(&who.user_id))
+        // A message that has disappeared is gone for its sender too.
+        .filter(|m| m.hidden_from.as_ref() != Some(&who.user_id) && !m.expired(clock.now()))
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such message"))?;
     let mut aggregate = Receipt::Read;
     let mut recipients = Vec::new();

@@ -93,13 +93,14 @@ pub async fn send(
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
-    // The rate limit, the membership and the session's last sequence number side by side: all
-    // three are needed before the first write, none depends on another, and a refused send
-    // still stores, delivers and counts nothing (the reads change nothing). This keeps the
+    // The rate limit, the membership and the session's tail (its last sequence number and its
+    // disappearing timer) side by side: all three are needed before the first write, none
+    // depends on another, and a refused send still stores, delivers and counts nothing (the
+    // reads change nothing). This keeps the
     // critical path of a one-to-one message at three sequential DynamoDB calls before the
     // delivery's presence read (docs/benchmarks.md, "critical path").
     let bucket = send_key("sendMessage", who);
-    let (taken, members, last) = futures_util::future::join3(
+    let (taken, members, tail) = futures_util::future::join3(
         crate::rate_limit::take(
             deps.throttle.as_ref(),
             &bucket,
@@ -107,12 +108,12 @@ pub async fn send(
             deps.clock.now(),
         ),
         known_members(deps.sessions, &session, &who.user_id),
-        deps.messages.last_seq(&session),
+        deps.messages.tail(&session),
     )
     .await;
     taken?;
     let members = members?;
-    let last = last?;
+    let tail = tail?;
     let attach = if p.attachments.is_empty() {
         None
     } else {
@@ -127,6 +128,7 @@ pub async fn send(
         sender: who.user_id.clone(),
         sender_device: who.device_id.clone(),
         client_msg_id: cmid.to_owned(),
+        disappears: matches!(p.kind, MessageKind::Text | MessageKind::Media),
         kind: p.kind,
         payload: p.payload,
         attachments: p.attachments,
@@ -135,7 +137,7 @@ pub async fn send(
     };
     let appended = deps
         .messages
-        .append_after(&session, &draft, last, deps.clock.now())
+        .append_after(&session, &draft, tail, deps.clock.now())
         .await?;
     let (seq, reply, outbound) = match appended {
         Appended::New(m) => (
@@ -144,6 +146,7 @@ pub async fn send(
                 msg_id: m.msg_id.clone(),
                 seq: m.seq,
                 sent_at: m.sent_at.clone(),
+                expires_at: m.expires_at.clone(),
             },
             Some(Outbound {
                 message: m,
@@ -162,6 +165,7 @@ pub async fn send(
                     msg_id,
                     seq,
                     sent_at,
+                    expires_at: None,
                 },
                 None,
             )

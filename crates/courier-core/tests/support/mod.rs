@@ -15,8 +15,8 @@ use courier_core::protocol::{InitiateDirectChatParams, Platform};
 use courier_core::secrets::ApiKey;
 use courier_core::usecases::deliver::Deliverer;
 use courier_core::usecases::{
-    connections, delete_message, direct_chat, groups, profile, read_messages, register_account,
-    remove_device, send_message,
+    connections, delete_message, direct_chat, disappearing, groups, profile, read_messages,
+    register_account, remove_device, send_message,
 };
 use courier_core::{ConnectionId, DeviceId, PhoneNumber, UserId};
 use serde_json::Value;
@@ -273,6 +273,20 @@ impl World {
         }
     }
 
+    /// `setDisappearingTimer` without a rate limit, delivering as the function does, with a
+    /// test timer of 5 seconds allowed.
+    pub fn disappearing_deps(&self) -> disappearing::Deps<'_> {
+        disappearing::Deps {
+            sessions: &self.sessions,
+            messages: &self.messages,
+            clock: &self.clock,
+            throttle: None,
+            deliver: self.deliverer(),
+            log: Some(&self.messages),
+            test_seconds: Some(5),
+        }
+    }
+
     /// Every message of `session` that `by` can read, as JSON (one page of the default size).
     pub async fn read_all(&self, by: &DeviceCredential, session: &str) -> Vec<serde_json::Value> {
         let p = courier_core::protocol::ReadNewMessagesParams {
@@ -280,9 +294,10 @@ impl World {
             last_msg_id: None,
             limit: None,
         };
-        let page = read_messages::read_new_messages(&self.sessions, &self.messages, by, p)
-            .await
-            .unwrap();
+        let page =
+            read_messages::read_new_messages(&self.sessions, &self.messages, &self.clock, by, p)
+                .await
+                .unwrap();
         Wire::json(&page)["messages"].as_array().unwrap().clone()
     }
 
