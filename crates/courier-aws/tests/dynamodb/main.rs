@@ -8,6 +8,7 @@ mod blocks;
 mod concurrency;
 mod connections;
 mod deletion;
+mod disappearing;
 mod groups;
 mod keys;
 mod links;
