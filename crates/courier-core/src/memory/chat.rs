@@ -265,6 +265,8 @@ pub struct MemoryMessages {
     outcomes: Mutex<HashMap<String, InlineOutcome>>,
     /// Each session's disappearing timer, in seconds.
     timers: Mutex<HashMap<SessionId, u32>>,
+    /// Each session's floor ([`MessageStore::keep_floor`]).
+    floors: Mutex<HashMap<SessionId, u64>>,
 }
 
 #[async_trait]
@@ -425,13 +427,27 @@ impl MessageStore for MemoryMessages {
         Ok(m)
     }
 
-    async fn keep_floor(&self, _session: &SessionId, _seq: u64) -> Result<(), PortError> {
-        // Nothing disappears from memory, so the tail never falls below a used number.
+    async fn keep_floor(&self, session: &SessionId, seq: u64) -> Result<(), PortError> {
+        // Nothing disappears from memory, so the tail never falls below a used number; the floor
+        // is kept only to be looked at ([`MemoryMessages::floor`]).
+        let mut floors = self.floors.lock().unwrap();
+        let floor = floors.entry(session.clone()).or_default();
+        *floor = (*floor).max(seq);
         Ok(())
     }
 }
 
 impl MemoryMessages {
+    /// The floor kept for a session (0: none), for tests of the stream consumer.
+    pub fn floor(&self, session: &SessionId) -> u64 {
+        self.floors
+            .lock()
+            .unwrap()
+            .get(session)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn timer(&self, session: &SessionId) -> u32 {
         self.timers
             .lock()

@@ -279,6 +279,32 @@ async fn the_fan_out_delivers_a_message_whose_writer_recorded_nothing_once_the_g
     assert_eq!(chat.posted_to("c_peer").len(), 1);
 }
 
+#[tokio::test]
+async fn the_fan_out_keeps_the_floor_under_disappearing_messages_and_skips_the_head_item() {
+    let chat = Chat::new().await;
+    let mut batch = from_caller(inline_batch());
+    let records = batch["Records"].as_array_mut().unwrap();
+    records.truncate(1);
+    // The message disappears (the session's timer was on), and is delivered as any other.
+    records[0]["dynamodb"]["NewImage"]["expiresAt"] =
+        serde_json::json!({"S": "2099-01-01T00:00:00.000Z"});
+    records[0]["dynamodb"]["NewImage"]["inline"] = serde_json::json!({"BOOL": false});
+    // The session's head item (its timer) comes through the stream too: not a message.
+    let mut head = records[0].clone();
+    head["dynamodb"]["Keys"]["seq"]["N"] = "0".into();
+    head["dynamodb"]["NewImage"] = serde_json::json!({
+        "sessionId": {"S": "s_00000000000000000000000000000000"},
+        "seq": {"N": "0"}, "timer": {"N": "86400"}, "timerSetAt": {"S": "2026-12-08T00:00:00.000Z"}
+    });
+    head["dynamodb"]["SequenceNumber"] = "000000000000000000000".into();
+    records.insert(0, head);
+    let out = consume(&chat, batch, NO_GRACE).await;
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(chat.posted_to("c_peer").len(), 1, "the message, not the head item");
+    let s = courier_core::SessionId::parse("s_00000000000000000000000000000000").unwrap();
+    assert_eq!(chat.messages.floor(&s), 1, "the floor is above the message");
+}
+
 /// A gateway that refuses every frame for good, as API Gateway refuses one over 128 KB.
 struct RefusingGateway;
 
