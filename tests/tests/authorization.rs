@@ -453,6 +453,10 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
             json!({"groupId": w.group, "userId": a.user_id}),
         ),
         ("deleteGroup", json!({"groupId": w.group})),
+        (
+            "setDisappearingTimer",
+            json!({"sessionId": w.group, "seconds": 86_400}),
+        ),
     ];
     for (action, data) in &admin_only {
         for (role, expected) in [
@@ -504,6 +508,11 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         (
             "sendMessage",
             json!({"sessionId": w.direct, "clientMsgId": "d-x", "type": "text", "payload": "eA=="}),
+        ),
+        // Either member of a direct chat sets its timer (0: as it is, so nothing changes).
+        (
+            "setDisappearingTimer",
+            json!({"sessionId": w.direct, "seconds": 0}),
         ),
     ];
     for (action, data) in &direct_reads {

@@ -300,7 +300,11 @@ async fn the_fan_out_keeps_the_floor_under_disappearing_messages_and_skips_the_h
     records.insert(0, head);
     let out = consume(&chat, batch, NO_GRACE).await;
     assert_eq!(out["batchItemFailures"], serde_json::json!([]));
-    assert_eq!(chat.posted_to("c_peer").len(), 1, "the message, not the head item");
+    assert_eq!(
+        chat.posted_to("c_peer").len(),
+        1,
+        "the message, not the head item"
+    );
     let s = courier_core::SessionId::parse("s_00000000000000000000000000000000").unwrap();
     assert_eq!(chat.messages.floor(&s), 1, "the floor is above the message");
 }
