@@ -282,6 +282,7 @@ mod tests {
                 kind: "text".into(),
                 text: Some("the secret plan".into()),
                 payload: None,
+                synced: false,
             }],
             room_keys: Vec::new(),
             cursors: Cursors::default(),

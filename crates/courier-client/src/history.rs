@@ -3,15 +3,24 @@
 //! in the crypto store's directory, encrypted at rest exactly as the crypto state is (the same
 //! key file, AES-256-GCM, its own magic `CHS1` and associated data), rewritten atomically.
 //! Entries are de-duplicated by message id and kept in (session, seq) order.
+//!
+//! Without the `native` feature only [`HistoryEntry`] is built (the web client reads history
+//! bundles, [`crate::history_bundle`], into its own store).
 
+#[cfg(feature = "native")]
 use crate::crypto::store::{CryptoStore, StoreError};
 use crate::protocol::{Message, MessageKind, SentMessage};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "native")]
 use std::collections::BTreeMap;
+#[cfg(feature = "native")]
 use std::path::Path;
 
+#[cfg(feature = "native")]
 const FILE: &str = "history.state";
+#[cfg(feature = "native")]
 const MAGIC: &[u8; 4] = b"CHS1";
+#[cfg(feature = "native")]
 const AAD: &[u8] = b"courier-history-v1";
 
 /// One message as this device recorded it.
@@ -39,6 +48,11 @@ pub struct HistoryEntry {
     /// The payload of other messages (media descriptions, group changes) as JSON, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// Came in a history bundle from the account's primary device when this device was linked
+    /// ([`crate::history_bundle`]), not seen by this device itself: shown as synced from the
+    /// phone. Absent (false) in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synced: bool,
 }
 
 impl HistoryEntry {
@@ -59,6 +73,7 @@ impl HistoryEntry {
             kind,
             text,
             payload,
+            synced: false,
         }
     }
 
@@ -80,16 +95,19 @@ impl HistoryEntry {
             kind: MessageKind::Text.to_string(),
             text: Some(text.to_owned()),
             payload: None,
+            synced: false,
         }
     }
 }
 
 /// The encrypted history file of one device. See the [module docs](self).
+#[cfg(feature = "native")]
 #[derive(Debug)]
 pub struct HistoryStore {
     store: CryptoStore,
 }
 
+#[cfg(feature = "native")]
 impl HistoryStore {
     /// Opens the history in a crypto store directory (the key file is created if missing).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -188,6 +206,7 @@ mod tests {
             kind: "text".into(),
             text: Some(text.into()),
             payload: None,
+            synced: false,
         }
     }
 
