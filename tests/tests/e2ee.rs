@@ -5,6 +5,8 @@
 
 use courier_client::client::Events;
 use courier_client::crypto::CryptoStore;
+use courier_client::history::{HistoryEntry, HistoryStore};
+use courier_client::history_bundle::Limits;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
     protocol::{GroupAction, MessageKind},
@@ -192,6 +194,99 @@ async fn group_of_three(cloud: &TestCloud) -> Vec<String> {
     texts
 }
 
+/// Scenario (c): history on a new linked device. Alice's phone has a chat with Bob in its
+/// history (and one message older than 90 days); she links a laptop and sends it the history
+/// bundle; the laptop merges the recent messages, marked as synced. Returns the texts and the
+/// bundle's uploads.
+async fn history_to_a_new_companion(cloud: &TestCloud) -> (Vec<String>, Vec<String>) {
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let b1 = Device::open(cloud, cloud.sign_up().await).await;
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let mut texts = Vec::new();
+    let mut entries = Vec::new();
+    for words in ["the heron waits by the weir", "meet at the old boathouse"] {
+        let text = unique(words);
+        let sent = b1.client.send_text(&chat, &text).await.unwrap();
+        let m = a1.message(&sent.msg_id).await;
+        assert_eq!(m.text.as_deref(), Some(text.as_str()));
+        entries.push(HistoryEntry::shown(&m));
+        texts.push(text);
+    }
+    let reply = unique("bring the brass lantern");
+    let sent = a1.client.send_text(&chat, &reply).await.unwrap();
+    entries.push(HistoryEntry::sent(
+        &chat,
+        &sent,
+        a1.user(),
+        &a1.creds.device_id,
+        &reply,
+    ));
+    texts.push(reply);
+    // What the phone recorded long ago stays on the phone.
+    let mut old = entries[0].clone();
+    old.msg_id = "m_from_last_summer".into();
+    old.seq = 0;
+    old.sent_at = "2025-06-01T12:00:00.000Z".into();
+    old.text = Some(unique("the summer picnic plans"));
+    entries.push(old.clone());
+    HistoryStore::open(&a1.dir)
+        .unwrap()
+        .record(entries.clone())
+        .unwrap();
+
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let phone_history = HistoryStore::open(&a1.dir).unwrap().load().unwrap();
+    let sent = a1
+        .client
+        .send_history(&a2.creds.device_id, &phone_history, &Limits::default())
+        .await
+        .unwrap();
+    assert_eq!((sent.messages, sent.chats), (3, 1));
+    assert_eq!(sent.media_ids.len(), 1);
+
+    let e = wait_for(&mut a2.events, "the history bundle", |e| {
+        matches!(e, Event::HistorySynced { .. })
+            || matches!(e, Event::Error(m) if m.contains("history"))
+    })
+    .await;
+    let Event::HistorySynced {
+        from_device,
+        messages,
+        chats,
+        added,
+    } = e
+    else {
+        panic!("the bundle was refused: {e:?}");
+    };
+    assert_eq!(from_device, a1.creds.device_id);
+    assert_eq!((messages, chats, added), (3, 1, 3));
+    a2.client.close().await;
+    let laptop = HistoryStore::open(&a2.dir).unwrap().load().unwrap();
+    let shown: Vec<&str> = laptop.iter().filter_map(|e| e.text.as_deref()).collect();
+    assert_eq!(shown, texts, "the three recent messages, in order");
+    assert!(laptop.iter().all(|e| e.synced && e.session_id == chat));
+    assert!(!shown.contains(&old.text.as_deref().unwrap()));
+    // The phone's own history is unchanged and not marked.
+    let phone = HistoryStore::open(&a1.dir).unwrap().load().unwrap();
+    assert_eq!(phone.len(), 4);
+    assert!(phone.iter().all(|e| !e.synced));
+
+    texts.push(old.text.unwrap());
+    a1.client.close().await;
+    b1.client.close().await;
+    (texts, sent.media_ids)
+}
+
+#[tokio::test]
+async fn a_new_companion_gets_the_phones_recent_history() {
+    history_to_a_new_companion(TestCloud::shared()).await;
+}
+
 #[tokio::test]
 async fn a_message_is_decrypted_by_every_device_of_both_users() {
     direct_chat_across_linked_devices(TestCloud::shared()).await;
@@ -287,6 +382,8 @@ async fn the_server_never_sees_the_plaintext() {
     let cloud = &TestCloud::start(&["VerificationCodeTtlSeconds=900"]).expect("a local cloud");
     let mut texts = direct_chat_across_linked_devices(cloud).await;
     texts.extend(group_of_three(cloud).await);
+    let (history, bundle) = history_to_a_new_companion(cloud).await;
+    texts.extend(history);
 
     // A control: a client without encryption sends a canary, which the scan must find.
     let a = cloud.sign_up().await;
@@ -323,6 +420,12 @@ async fn the_server_never_sees_the_plaintext() {
         stored.contains(r#""t":"megolm""#),
         "the encrypted messages are there, as ciphertext"
     );
+    for id in &bundle {
+        assert!(
+            stored.contains(&format!("media/{id}")),
+            "the history bundle's upload {id} is among what was scanned"
+        );
+    }
     for text in &texts {
         assert!(!stored.contains(text.as_str()), "plaintext found: {text}");
         // Not even the distinctive words alone.
