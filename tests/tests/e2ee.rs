@@ -5,8 +5,11 @@
 
 use courier_client::client::Events;
 use courier_client::crypto::CryptoStore;
+use courier_client::e2ee::E2ee;
 use courier_client::history::{HistoryEntry, HistoryStore};
-use courier_client::history_bundle::Limits;
+use courier_client::history_bundle::{self, Limits};
+use courier_client::media;
+use courier_client::protocol::OutgoingDeviceMessage;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
     protocol::{GroupAction, MessageKind},
@@ -34,7 +37,11 @@ fn temp_dir(what: &str) -> PathBuf {
 impl Device {
     /// Connects an encrypting client for `creds` and waits until its keys are published.
     async fn open(cloud: &TestCloud, creds: Credentials) -> Device {
-        let dir = temp_dir("device");
+        Self::open_dir(cloud, creds, temp_dir("device")).await
+    }
+
+    /// The same, with its crypto state in `dir` (a device opened again).
+    async fn open_dir(cloud: &TestCloud, creds: Credentials, dir: PathBuf) -> Device {
         let mut config = ClientConfig::new(&cloud.ws_url, &creds.api_key);
         config.encryption = Some(Encryption {
             dir: dir.clone(),
@@ -285,6 +292,180 @@ async fn history_to_a_new_companion(cloud: &TestCloud) -> (Vec<String>, Vec<Stri
 #[tokio::test]
 async fn a_new_companion_gets_the_phones_recent_history() {
     history_to_a_new_companion(TestCloud::shared()).await;
+}
+
+/// The next history event of a device: synced, or refused (other events skipped).
+async fn history_event(d: &mut Device) -> Event {
+    wait_for(&mut d.events, "a history event", |e| {
+        matches!(e, Event::HistorySynced { .. })
+            || matches!(e, Event::Error(m) if m.contains("history"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_fake_or_tampered_history_bundle_is_refused_and_the_history_kept() {
+    let cloud = TestCloud::shared();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let m1 = Device::open(cloud, cloud.sign_up().await).await;
+    let a2_id = a2.creds.device_id.clone();
+    // The laptop already has a message of its own.
+    let own = HistoryEntry {
+        session_id: "s_laptop".into(),
+        msg_id: "m_laptop_own".into(),
+        seq: 1,
+        sender: a1.user().to_owned(),
+        sender_device: a2_id.clone(),
+        sent_at: "2026-12-01T12:00:00.000Z".into(),
+        kind: "text".into(),
+        text: Some(unique("written on the laptop")),
+        payload: None,
+        synced: false,
+    };
+    HistoryStore::open(&a2.dir)
+        .unwrap()
+        .record([own.clone()])
+        .unwrap();
+    let fake_entry = HistoryEntry {
+        text: Some(unique("mallory planted this")),
+        msg_id: "m_planted".into(),
+        ..own.clone()
+    };
+
+    // Mallory (another account) uploads a well-formed bundle naming Alice's account and offers
+    // it to Alice's laptop over Olm (her own device's crypto state, a claimed one-time key).
+    let mut sealed = history_bundle::seal(
+        a1.user(),
+        std::slice::from_ref(&fake_entry),
+        chrono::Utc::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    for (ciphertext, part) in &mut sealed.parts {
+        let up = m1
+            .client
+            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
+            .await
+            .unwrap();
+        media::upload_bytes(&up, ciphertext.clone(), None)
+            .await
+            .unwrap();
+        part.media_id = up.media_id;
+    }
+    let claimed = m1
+        .client
+        .claim_keys(a1.user(), Some(std::slice::from_ref(&a2_id)))
+        .await
+        .unwrap()
+        .remove(0);
+    m1.client.close().await;
+    let (store, mut mallory) =
+        CryptoStore::load_or_create(&m1.dir, m1.user(), &m1.creds.device_id).unwrap();
+    let payload = mallory
+        .encrypt_to_device(
+            a1.user(),
+            &a2_id,
+            &claimed.identity_key,
+            Some(&claimed.one_time_key.unwrap().key),
+            &serde_json::to_vec(&sealed.offer()).unwrap(),
+        )
+        .unwrap();
+    store.save(&mallory).unwrap();
+    let (mallory_plain, _events) =
+        Client::connect(ClientConfig::new(&cloud.ws_url, &m1.creds.api_key))
+            .await
+            .unwrap();
+    let queued = mallory_plain
+        .send_to_device(&[OutgoingDeviceMessage {
+            user_id: a1.user().to_owned(),
+            device_id: a2_id.clone(),
+            payload,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        queued.queued.len(),
+        1,
+        "the server relays it: only the laptop can judge it"
+    );
+    mallory_plain.close().await;
+
+    // Alice's phone sends a bundle whose upload was altered on the way: its digest does not
+    // match. (Her device's own state, with a plain connection for its requests.)
+    let phone_entry = HistoryEntry {
+        text: Some(unique("the phone's real message")),
+        msg_id: "m_phone_real".into(),
+        sender_device: a1.creds.device_id.clone(),
+        ..own.clone()
+    };
+    a1.client.close().await;
+    let (phone_plain, _events) =
+        Client::connect(ClientConfig::new(&cloud.ws_url, &a1.creds.api_key))
+            .await
+            .unwrap();
+    let phone = E2ee::open(&a1.dir, a1.user(), &a1.creds.device_id).unwrap();
+    let mut sealed = history_bundle::seal(
+        a1.user(),
+        std::slice::from_ref(&phone_entry),
+        chrono::Utc::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    for (ciphertext, part) in &mut sealed.parts {
+        let up = phone_plain
+            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
+            .await
+            .unwrap();
+        let mut altered = ciphertext.clone();
+        altered[3] ^= 1;
+        media::upload_bytes(&up, altered, None).await.unwrap();
+        part.media_id = up.media_id;
+    }
+    let offer = serde_json::to_vec(&sealed.offer()).unwrap();
+    assert!(
+        phone
+            .send_to_own_device(&phone_plain, &a2_id, &offer)
+            .await
+            .unwrap()
+    );
+
+    // The laptop ignored Mallory's offer (no event at all) and refused the altered one.
+    let e = history_event(&mut a2).await;
+    assert!(
+        matches!(&e, Event::Error(m) if m.contains("digest")),
+        "{e:?}"
+    );
+    // Then the phone's real bundle is taken, beside what the laptop had.
+    let sent = {
+        // The phone's client again (its state on disk, now with the laptop's Olm session).
+        drop(phone);
+        phone_plain.close().await;
+        a1 = Device::open_dir(cloud, a1.creds.clone(), a1.dir.clone()).await;
+        a1.client
+            .send_history(
+                &a2_id,
+                std::slice::from_ref(&phone_entry),
+                &Limits::default(),
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(sent.messages, 1);
+    let e = history_event(&mut a2).await;
+    assert!(matches!(e, Event::HistorySynced { added: 1, .. }), "{e:?}");
+    a2.client.close().await;
+    let laptop = HistoryStore::open(&a2.dir).unwrap().load().unwrap();
+    let texts: Vec<&str> = laptop.iter().filter_map(|e| e.text.as_deref()).collect();
+    assert_eq!(
+        texts,
+        [
+            own.text.as_deref().unwrap(),
+            phone_entry.text.as_deref().unwrap()
+        ],
+        "the laptop's own message kept, the phone's added, nothing of Mallory's"
+    );
+    a1.client.close().await;
 }
 
 #[tokio::test]

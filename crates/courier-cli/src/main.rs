@@ -117,8 +117,9 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
         /// After linking, wait this many seconds for the history the primary device sends
-        /// (0: do not wait; it is imported by the next command that reads messages).
-        #[arg(long, default_value_t = 180)]
+        /// (it comes within seconds unless approved with --no-history; 0: do not wait; one
+        /// that comes later is imported by the next command that reads messages).
+        #[arg(long, default_value_t = 60)]
         history_wait: u64,
     },
     /// The account's devices: list, approve a link code (primary device), remove.

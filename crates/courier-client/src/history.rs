@@ -231,6 +231,7 @@ mod tests {
             Some("the hidden words"),
             "first record kept"
         );
+        assert!(all.iter().all(|e| !e.synced));
         let raw = std::fs::read(dir.join(FILE)).unwrap();
         assert_eq!(&raw[..4], MAGIC);
         assert!(!raw.windows(6).any(|w| w == b"hidden"));
@@ -239,6 +240,18 @@ mod tests {
         std::fs::write(dir.join("crypto.key"), [7u8; 32]).unwrap();
         assert!(HistoryStore::open(&dir).unwrap().load().is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_written_before_synced_existed_still_load_and_synced_round_trips() {
+        let old = r#"{"sessionId":"s1","msgId":"s1.1","seq":1,"sender":"u_a","senderDevice":"d_a","sentAt":"2026-01-01T00:00:00.000Z","type":"text","text":"hi"}"#;
+        let e: HistoryEntry = serde_json::from_str(old).unwrap();
+        assert!(!e.synced);
+        assert!(!serde_json::to_string(&e).unwrap().contains("synced"));
+        let mut s = e.clone();
+        s.synced = true;
+        let back: HistoryEntry = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.synced);
     }
 
     #[test]
