@@ -441,6 +441,7 @@ export class Client {
       const s = senders.get(e.sessionId) ?? new Set([this.me]);
       senders.set(e.sessionId, s.add(e.sender));
     }
+    const touched = new Set<Chat>();
     for (const e of entries) {
       const group = e.sessionId.startsWith('g_');
       const known = this.chats.has(e.sessionId);
@@ -450,11 +451,18 @@ export class Client {
         known || group ? [] : [...(senders.get(e.sessionId) ?? [])],
       );
       this.placeSynced(chat, e);
+      touched.add(chat);
+    }
+    // Once per chat (a bundle holds up to 1,000 messages a chat).
+    for (const chat of touched) {
+      chat.messages.sort((a, b) => a.seq - b.seq);
+      this.applyWatermarks(chat);
     }
     this.touch();
   }
 
-  /** One message of the phone's history, unless this browser has it readable already. */
+  /** One message of the phone's history, unless this browser has it readable already (the
+   * caller sorts the chat afterwards). */
   private placeSynced(chat: Chat, e: HistoryEntry): void {
     const i = chat.messages.findIndex((x) => x.msgId === e.msgId);
     if (i >= 0 && !chat.messages[i].problem) return;
@@ -488,9 +496,7 @@ export class Client {
     }
     if (i >= 0) chat.messages[i] = msg;
     else chat.messages.push(msg);
-    chat.messages.sort((a, b) => a.seq - b.seq);
     chat.lastSeq = Math.max(chat.lastSeq, e.seq);
-    this.applyWatermarks(chat);
   }
 
   /** A message from the server (read or live): decrypted and placed in its chat. `read`: it
