@@ -457,8 +457,11 @@ fn safety_number(out: &str) -> String {
 
 /// A new CLI device linked to `primary`'s account as a companion "laptop": `courier link` (its
 /// code read from its output) approved by `courier devices approve` on `primary`. Its config
-/// directory and what `courier link` printed.
-async fn link_cli(cloud: &TestCloud, primary: &std::path::Path) -> (std::path::PathBuf, String) {
+/// directory, what `courier link` printed and what `courier devices approve` printed.
+async fn link_cli(
+    cloud: &TestCloud,
+    primary: &std::path::Path,
+) -> (std::path::PathBuf, String, String) {
     let laptop =
         std::env::temp_dir().join(format!("courier-cli-{}", uuid::Uuid::new_v4().simple()));
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -506,7 +509,7 @@ async fn link_cli(cloud: &TestCloud, primary: &std::path::Path) -> (std::path::P
         .unwrap();
     let link_out = reader.join().unwrap();
     assert!(status.success(), "{link_out}");
-    (laptop, link_out)
+    (laptop, link_out, approved)
 }
 
 #[tokio::test]
@@ -516,14 +519,43 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
     let (bob, bob_phone) = cli_user(cloud).await;
     let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
 
+    // Alice's phone has a chat with Bob in its history before she links a laptop.
+    run(&bob, &["send", &alice_phone, "the", "kettle", "is", "on"]);
+    let inbox = run(&alice, &["inbox", "--timeout", "20"]);
+    assert!(inbox.contains("the kettle is on"), "{inbox}");
+    run(&alice, &["send", &bob_phone, "two", "sugars", "please"]);
+
     // A laptop links to Alice's account: `courier link` shows the code (and a QR code),
-    // Alice approves it from her primary device, the laptop gets its credentials.
-    let (laptop, link_out) = link_cli(cloud, &alice).await;
+    // Alice approves it from her primary device, the laptop gets its credentials; the phone
+    // then sends it that history, encrypted, and the laptop imports it.
+    let (laptop, link_out, approved) = link_cli(cloud, &alice).await;
     assert!(
         link_out.contains('█') || link_out.contains('▀'),
         "a QR code: {link_out}"
     );
     assert!(link_out.contains("Linked."), "{link_out}");
+    assert!(
+        approved.contains("sent 2 messages in 1 chat to the new device"),
+        "{approved}"
+    );
+    assert!(
+        link_out.contains("synced 2 messages in 1 chat from the phone"),
+        "{link_out}"
+    );
+    let history = run(&laptop, &["history"]);
+    for text in ["the kettle is on", "two sugars please"] {
+        let line = history
+            .lines()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text} not in the laptop's history: {history}"));
+        assert!(line.ends_with("(synced from your phone)"), "{line}");
+    }
+    let phone_history = run(&alice, &["history"]);
+    assert!(
+        phone_history.contains("the kettle is on"),
+        "{phone_history}"
+    );
+    assert!(!phone_history.contains("synced"), "{phone_history}");
 
     let list = run(&alice, &["devices", "list"]);
     assert_eq!(list.matches("primary").count(), 1, "{list}");
@@ -542,6 +574,15 @@ async fn link_devices_verify_contact_and_a_changed_identity() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned();
+    // Only the primary sends history: the laptop cannot.
+    let phone_id = list
+        .lines()
+        .find(|l| l.contains("primary"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (ok, _, err) = courier(cloud, &laptop, &["devices", "send-history", &phone_id]);
+    assert!(!ok && err.contains("only the primary device"), "{err}");
 
     // Both of Alice's devices read Bob's message; Bob reads Alice's, all encrypted.
     run(&bob, &["send", &alice_phone, "hello", "both", "devices"]);
@@ -749,7 +790,7 @@ async fn two_step_verification_with_the_cli() {
 
     // A linked CLI changes the PIN only with the current one (it has no terminal to ask on,
     // so without --current-pin-file it stops at the question).
-    let (laptop, _) = link_cli(cloud, &new_phone).await;
+    let (laptop, _, _) = link_cli(cloud, &new_phone).await;
     let new_pin_file = laptop.join("new-pin.txt");
     std::fs::write(&new_pin_file, "271828\n").unwrap();
     let new_pin = ["pin", "set", "--pin-file", new_pin_file.to_str().unwrap()];

@@ -5,6 +5,11 @@
 
 use courier_client::client::Events;
 use courier_client::crypto::CryptoStore;
+use courier_client::e2ee::E2ee;
+use courier_client::history::{HistoryEntry, HistoryStore};
+use courier_client::history_bundle::{self, Limits};
+use courier_client::media;
+use courier_client::protocol::OutgoingDeviceMessage;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
     protocol::{GroupAction, MessageKind},
@@ -32,7 +37,11 @@ fn temp_dir(what: &str) -> PathBuf {
 impl Device {
     /// Connects an encrypting client for `creds` and waits until its keys are published.
     async fn open(cloud: &TestCloud, creds: Credentials) -> Device {
-        let dir = temp_dir("device");
+        Self::open_dir(cloud, creds, temp_dir("device")).await
+    }
+
+    /// The same, with its crypto state in `dir` (a device opened again).
+    async fn open_dir(cloud: &TestCloud, creds: Credentials, dir: PathBuf) -> Device {
         let mut config = ClientConfig::new(&cloud.ws_url, &creds.api_key);
         config.encryption = Some(Encryption {
             dir: dir.clone(),
@@ -192,6 +201,273 @@ async fn group_of_three(cloud: &TestCloud) -> Vec<String> {
     texts
 }
 
+/// Scenario (c): history on a new linked device. Alice's phone has a chat with Bob in its
+/// history (and one message older than 90 days); she links a laptop and sends it the history
+/// bundle; the laptop merges the recent messages, marked as synced. Returns the texts and the
+/// bundle's uploads.
+async fn history_to_a_new_companion(cloud: &TestCloud) -> (Vec<String>, Vec<String>) {
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let b1 = Device::open(cloud, cloud.sign_up().await).await;
+    let chat = b1
+        .client
+        .initiate_direct_chat(a1.user(), None)
+        .await
+        .unwrap()
+        .session_id;
+    let mut texts = Vec::new();
+    let mut entries = Vec::new();
+    for words in ["the heron waits by the weir", "meet at the old boathouse"] {
+        let text = unique(words);
+        let sent = b1.client.send_text(&chat, &text).await.unwrap();
+        let m = a1.message(&sent.msg_id).await;
+        assert_eq!(m.text.as_deref(), Some(text.as_str()));
+        entries.push(HistoryEntry::shown(&m));
+        texts.push(text);
+    }
+    let reply = unique("bring the brass lantern");
+    let sent = a1.client.send_text(&chat, &reply).await.unwrap();
+    entries.push(HistoryEntry::sent(
+        &chat,
+        &sent,
+        a1.user(),
+        &a1.creds.device_id,
+        &reply,
+    ));
+    texts.push(reply);
+    // What the phone recorded long ago stays on the phone.
+    let mut old = entries[0].clone();
+    old.msg_id = "m_from_last_summer".into();
+    old.seq = 0;
+    old.sent_at = "2025-06-01T12:00:00.000Z".into();
+    old.text = Some(unique("the summer picnic plans"));
+    entries.push(old.clone());
+    HistoryStore::open(&a1.dir)
+        .unwrap()
+        .record(entries.clone())
+        .unwrap();
+
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let phone_history = HistoryStore::open(&a1.dir).unwrap().load().unwrap();
+    let sent = a1
+        .client
+        .send_history(&a2.creds.device_id, &phone_history, &Limits::default())
+        .await
+        .unwrap();
+    assert_eq!((sent.messages, sent.chats), (3, 1));
+    assert_eq!(sent.media_ids.len(), 1);
+
+    let e = wait_for(&mut a2.events, "the history bundle", |e| {
+        matches!(e, Event::HistorySynced { .. })
+            || matches!(e, Event::Error(m) if m.contains("history"))
+    })
+    .await;
+    let Event::HistorySynced {
+        from_device,
+        messages,
+        chats,
+        added,
+    } = e
+    else {
+        panic!("the bundle was refused: {e:?}");
+    };
+    assert_eq!(from_device, a1.creds.device_id);
+    assert_eq!((messages, chats, added), (3, 1, 3));
+    a2.client.close().await;
+    let laptop = HistoryStore::open(&a2.dir).unwrap().load().unwrap();
+    let shown: Vec<&str> = laptop.iter().filter_map(|e| e.text.as_deref()).collect();
+    assert_eq!(shown, texts, "the three recent messages, in order");
+    assert!(laptop.iter().all(|e| e.synced && e.session_id == chat));
+    assert!(!shown.contains(&old.text.as_deref().unwrap()));
+    // The phone's own history is unchanged and not marked.
+    let phone = HistoryStore::open(&a1.dir).unwrap().load().unwrap();
+    assert_eq!(phone.len(), 4);
+    assert!(phone.iter().all(|e| !e.synced));
+
+    texts.push(old.text.unwrap());
+    a1.client.close().await;
+    b1.client.close().await;
+    (texts, sent.media_ids)
+}
+
+#[tokio::test]
+async fn a_new_companion_gets_the_phones_recent_history() {
+    history_to_a_new_companion(TestCloud::shared()).await;
+}
+
+/// The next history event of a device: synced, or refused (other events skipped).
+async fn history_event(d: &mut Device) -> Event {
+    wait_for(&mut d.events, "a history event", |e| {
+        matches!(e, Event::HistorySynced { .. })
+            || matches!(e, Event::Error(m) if m.contains("history"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_fake_or_tampered_history_bundle_is_refused_and_the_history_kept() {
+    let cloud = TestCloud::shared();
+    let mut a1 = Device::open(cloud, cloud.sign_up().await).await;
+    let mut a2 = Device::open(cloud, link(cloud, &a1.client).await).await;
+    let m1 = Device::open(cloud, cloud.sign_up().await).await;
+    let a2_id = a2.creds.device_id.clone();
+    // The laptop already has a message of its own.
+    let own = HistoryEntry {
+        session_id: "s_laptop".into(),
+        msg_id: "m_laptop_own".into(),
+        seq: 1,
+        sender: a1.user().to_owned(),
+        sender_device: a2_id.clone(),
+        sent_at: "2026-12-01T12:00:00.000Z".into(),
+        kind: "text".into(),
+        text: Some(unique("written on the laptop")),
+        payload: None,
+        synced: false,
+    };
+    HistoryStore::open(&a2.dir)
+        .unwrap()
+        .record([own.clone()])
+        .unwrap();
+    let fake_entry = HistoryEntry {
+        text: Some(unique("mallory planted this")),
+        msg_id: "m_planted".into(),
+        ..own.clone()
+    };
+
+    // Mallory (another account) uploads a well-formed bundle naming Alice's account and offers
+    // it to Alice's laptop over Olm (her own device's crypto state, a claimed one-time key).
+    let mut sealed = history_bundle::seal(
+        a1.user(),
+        std::slice::from_ref(&fake_entry),
+        chrono::Utc::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    for (ciphertext, part) in &mut sealed.parts {
+        let up = m1
+            .client
+            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
+            .await
+            .unwrap();
+        media::upload_bytes(&up, ciphertext.clone(), None)
+            .await
+            .unwrap();
+        part.media_id = up.media_id;
+    }
+    let claimed = m1
+        .client
+        .claim_keys(a1.user(), Some(std::slice::from_ref(&a2_id)))
+        .await
+        .unwrap()
+        .remove(0);
+    m1.client.close().await;
+    let (store, mut mallory) =
+        CryptoStore::load_or_create(&m1.dir, m1.user(), &m1.creds.device_id).unwrap();
+    let payload = mallory
+        .encrypt_to_device(
+            a1.user(),
+            &a2_id,
+            &claimed.identity_key,
+            Some(&claimed.one_time_key.unwrap().key),
+            &serde_json::to_vec(&sealed.offer()).unwrap(),
+        )
+        .unwrap();
+    store.save(&mallory).unwrap();
+    let (mallory_plain, _events) =
+        Client::connect(ClientConfig::new(&cloud.ws_url, &m1.creds.api_key))
+            .await
+            .unwrap();
+    let queued = mallory_plain
+        .send_to_device(&[OutgoingDeviceMessage {
+            user_id: a1.user().to_owned(),
+            device_id: a2_id.clone(),
+            payload,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        queued.queued.len(),
+        1,
+        "the server relays it: only the laptop can judge it"
+    );
+    mallory_plain.close().await;
+
+    // Alice's phone sends a bundle whose upload was altered on the way: its digest does not
+    // match. (Her device's own state, with a plain connection for its requests.)
+    let phone_entry = HistoryEntry {
+        text: Some(unique("the phone's real message")),
+        msg_id: "m_phone_real".into(),
+        sender_device: a1.creds.device_id.clone(),
+        ..own.clone()
+    };
+    a1.client.close().await;
+    let (phone_plain, _events) =
+        Client::connect(ClientConfig::new(&cloud.ws_url, &a1.creds.api_key))
+            .await
+            .unwrap();
+    let phone = E2ee::open(&a1.dir, a1.user(), &a1.creds.device_id).unwrap();
+    let mut sealed = history_bundle::seal(
+        a1.user(),
+        std::slice::from_ref(&phone_entry),
+        chrono::Utc::now(),
+        &Limits::default(),
+    )
+    .unwrap();
+    for (ciphertext, part) in &mut sealed.parts {
+        let up = phone_plain
+            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
+            .await
+            .unwrap();
+        let mut altered = ciphertext.clone();
+        altered[3] ^= 1;
+        media::upload_bytes(&up, altered, None).await.unwrap();
+        part.media_id = up.media_id;
+    }
+    let offer = serde_json::to_vec(&sealed.offer()).unwrap();
+    assert!(
+        phone
+            .send_to_own_device(&phone_plain, &a2_id, &offer)
+            .await
+            .unwrap()
+    );
+
+    // The laptop ignored Mallory's offer (no event at all) and refused the altered one.
+    let e = history_event(&mut a2).await;
+    assert!(
+        matches!(&e, Event::Error(m) if m.contains("digest")),
+        "{e:?}"
+    );
+    // Then the phone's real bundle is taken, beside what the laptop had.
+    let sent = {
+        // The phone's client again (its state on disk, now with the laptop's Olm session).
+        drop(phone);
+        phone_plain.close().await;
+        a1 = Device::open_dir(cloud, a1.creds.clone(), a1.dir.clone()).await;
+        a1.client
+            .send_history(
+                &a2_id,
+                std::slice::from_ref(&phone_entry),
+                &Limits::default(),
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(sent.messages, 1);
+    let e = history_event(&mut a2).await;
+    assert!(matches!(e, Event::HistorySynced { added: 1, .. }), "{e:?}");
+    a2.client.close().await;
+    let laptop = HistoryStore::open(&a2.dir).unwrap().load().unwrap();
+    let texts: Vec<&str> = laptop.iter().filter_map(|e| e.text.as_deref()).collect();
+    assert_eq!(
+        texts,
+        [
+            own.text.as_deref().unwrap(),
+            phone_entry.text.as_deref().unwrap()
+        ],
+        "the laptop's own message kept, the phone's added, nothing of Mallory's"
+    );
+    a1.client.close().await;
+}
+
 #[tokio::test]
 async fn a_message_is_decrypted_by_every_device_of_both_users() {
     direct_chat_across_linked_devices(TestCloud::shared()).await;
@@ -287,6 +563,8 @@ async fn the_server_never_sees_the_plaintext() {
     let cloud = &TestCloud::start(&["VerificationCodeTtlSeconds=900"]).expect("a local cloud");
     let mut texts = direct_chat_across_linked_devices(cloud).await;
     texts.extend(group_of_three(cloud).await);
+    let (history, bundle) = history_to_a_new_companion(cloud).await;
+    texts.extend(history);
 
     // A control: a client without encryption sends a canary, which the scan must find.
     let a = cloud.sign_up().await;
@@ -323,6 +601,12 @@ async fn the_server_never_sees_the_plaintext() {
         stored.contains(r#""t":"megolm""#),
         "the encrypted messages are there, as ciphertext"
     );
+    for id in &bundle {
+        assert!(
+            stored.contains(&format!("media/{id}")),
+            "the history bundle's upload {id} is among what was scanned"
+        );
+    }
     for text in &texts {
         assert!(!stored.contains(text.as_str()), "plaintext found: {text}");
         // Not even the distinctive words alone.

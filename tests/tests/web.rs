@@ -50,6 +50,51 @@ async fn stored_report(cloud: &TestCloud, reporter: &str) -> Value {
     found.remove(0)
 }
 
+/// Every object of the media bucket (the history bundle the phone sent the page is one) and
+/// every string of every item of the stack's tables, as text.
+async fn stored_text(cloud: &TestCloud) -> String {
+    let mut all = String::new();
+    let s3 = cloud.s3();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(cloud.media_bucket())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.expect("the media bucket lists").contents() {
+            let key = object.key().expect("an object has a key");
+            let body = s3
+                .get_object()
+                .bucket(cloud.media_bucket())
+                .key(key)
+                .send()
+                .await
+                .expect("a listed object can be read")
+                .body
+                .collect()
+                .await
+                .expect("its body")
+                .into_bytes();
+            all.push_str(&String::from_utf8_lossy(&body));
+        }
+    }
+    let db = cloud.dynamodb();
+    let tables = db.list_tables().send().await.expect("the tables list");
+    for table in tables
+        .table_names()
+        .iter()
+        .filter(|t| t.starts_with(&format!("{}-", cloud.resource_prefix)))
+    {
+        let mut pages = db.scan().table_name(table).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            for item in page.expect("a table scans").items() {
+                all.push_str(&format!("{item:?}"));
+            }
+        }
+    }
+    all
+}
+
 #[test]
 fn the_web_client_links_chats_and_sends_only_ciphertext() {
     let root = repo_root();
@@ -102,9 +147,8 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
         .map(|j| serde_json::from_str(j).expect("the REPORT line is JSON"))
         .expect("the browser test says what it reported");
     let reporter = filed["reporter"].as_str().expect("a reporter");
-    let report = tokio::runtime::Runtime::new()
-        .expect("a runtime")
-        .block_on(stored_report(cloud, reporter));
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let report = runtime.block_on(stored_report(cloud, reporter));
     assert_eq!(report["reported"], filed["reported"], "{report}");
     let stored: Vec<(&Value, &Value, &Value)> = report["messages"]
         .as_array()
@@ -123,4 +167,24 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
         stored, expected,
         "the report holds what the page showed: {report}"
     );
+    // The phone's history reached the page as ciphertext only: neither the bundle in the media
+    // bucket nor anything in the tables holds its messages in clear. (The control: a reported
+    // message, which the report stores in clear in the same bucket, is found.)
+    let synced: Vec<String> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SYNCED "))
+        .map(|j| serde_json::from_str(j).expect("the SYNCED line is JSON"))
+        .expect("the browser test says what the phone synced");
+    assert_eq!(synced.len(), 2);
+    let stored = runtime.block_on(stored_text(cloud));
+    let control = filed["messages"][0]["text"]
+        .as_str()
+        .expect("a reported text");
+    assert!(stored.contains(control), "the scan reads the media bucket");
+    for text in &synced {
+        assert!(
+            !stored.contains(text.as_str()),
+            "in clear on the server: {text}"
+        );
+    }
 }

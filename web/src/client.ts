@@ -50,6 +50,29 @@ export interface ChatMessage {
   tick?: Tick;
   /** Deleted for everyone by its sender: its text and media are gone from here too. */
   deleted?: boolean;
+  /** From the history bundle the phone sent when this browser was linked (sent before this
+   * browser could read the chat): shown under "Synced from your phone". */
+  synced?: boolean;
+}
+
+/** A history bundle offer (courier-client's `history_bundle::HistoryOffer`), from this
+ * account's primary device: the wasm checked who sent it. */
+interface HistoryOffer {
+  parts: { mediaId: string }[];
+  messages: number;
+  chats: number;
+}
+
+/** One message of a history bundle (courier-client's `HistoryEntry`). */
+interface HistoryEntry {
+  sessionId: string;
+  msgId: string;
+  seq: number;
+  sender: string;
+  sentAt: string;
+  type: string;
+  text?: string;
+  payload?: unknown;
 }
 
 /** One message as the chat shows it (courier-client's `content::Shown`, from the wasm's
@@ -369,10 +392,14 @@ export class Client {
     try {
       const out = JSON.parse(
         await this.dev.receiveDeviceMessage(this.conn.caller, JSON.stringify(dm)),
-      ) as { released: { message: RawMessage; result: Decrypted }[] };
+      ) as {
+        released: { message: RawMessage; result: Decrypted }[];
+        historyOffers?: { offer: HistoryOffer }[];
+      };
       await persist(this.dev);
       for (const r of out.released) this.place(r.message, r.result);
       if (out.released.length) this.touch();
+      for (const h of out.historyOffers ?? []) await this.importHistory(h.offer);
       return true;
     } catch (e) {
       await persist(this.dev);
@@ -385,6 +412,91 @@ export class Client {
       this.report(e);
       return true;
     }
+  }
+
+  /** The history the phone sent when this browser was linked: its parts downloaded (the
+   * account may download its own uploads), checked and decrypted by the wasm, and merged into
+   * the chats marked as synced. A bundle that does not check out is reported and changes
+   * nothing; one that cannot be downloaded is reported too (the phone can send another). */
+  private async importHistory(offer: HistoryOffer): Promise<void> {
+    let entries: HistoryEntry[];
+    try {
+      const parts: Uint8Array[] = [];
+      for (const p of offer.parts) {
+        const d = await this.conn.request<{ downloadUrl: string }>('getMediaDownload', {
+          mediaId: p.mediaId,
+        });
+        const r = await fetch(d.downloadUrl);
+        if (!r.ok) throw new ApiError('DOWNLOAD', `the download was refused (HTTP ${r.status})`);
+        parts.push(new Uint8Array(await r.arrayBuffer()));
+      }
+      entries = JSON.parse(this.dev.openHistoryBundle(JSON.stringify(offer), parts)) as HistoryEntry[];
+    } catch (e) {
+      const msg = e instanceof ApiError ? e.message : wasmError(e).message;
+      this.report(`The history from your phone could not be read: ${msg}`);
+      return;
+    }
+    const senders = new Map<string, Set<string>>();
+    for (const e of entries) {
+      const s = senders.get(e.sessionId) ?? new Set([this.me]);
+      senders.set(e.sessionId, s.add(e.sender));
+    }
+    const touched = new Set<Chat>();
+    for (const e of entries) {
+      const group = e.sessionId.startsWith('g_');
+      const known = this.chats.has(e.sessionId);
+      const chat = this.chatFor(
+        e.sessionId,
+        group ? 'group' : 'direct',
+        known || group ? [] : [...(senders.get(e.sessionId) ?? [])],
+      );
+      this.placeSynced(chat, e);
+      touched.add(chat);
+    }
+    // Once per chat (a bundle holds up to 1,000 messages a chat).
+    for (const chat of touched) {
+      chat.messages.sort((a, b) => a.seq - b.seq);
+      this.applyWatermarks(chat);
+    }
+    this.touch();
+  }
+
+  /** One message of the phone's history, unless this browser has it readable already (the
+   * caller sorts the chat afterwards). */
+  private placeSynced(chat: Chat, e: HistoryEntry): void {
+    const i = chat.messages.findIndex((x) => x.msgId === e.msgId);
+    if (i >= 0 && !chat.messages[i].problem) return;
+    const mine = e.sender === this.me;
+    const msg: ChatMessage = {
+      msgId: e.msgId,
+      seq: e.seq,
+      sender: e.sender,
+      kind: 'text',
+      text: e.text ?? '',
+      sentAt: e.sentAt,
+      mine,
+      tick: mine ? 'sent' : undefined,
+      synced: true,
+    };
+    if (e.type === 'deleted') {
+      msg.text = '';
+      msg.deleted = true;
+    } else if (e.type === 'system') {
+      const payload = JSON.stringify(e.payload ?? {});
+      const deletion = deletionOf(payload);
+      if (deletion) {
+        this.markDeleted(chat, deletion);
+        return;
+      }
+      msg.kind = 'system';
+      msg.text = systemText(payload, (u) => this.names.get(u) ?? u);
+    } else if (e.type !== 'text') {
+      // A file's key is not in the history: nothing to show.
+      return;
+    }
+    if (i >= 0) chat.messages[i] = msg;
+    else chat.messages.push(msg);
+    chat.lastSeq = Math.max(chat.lastSeq, e.seq);
   }
 
   /** A message from the server (read or live): decrypted and placed in its chat. `read`: it

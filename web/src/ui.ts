@@ -336,10 +336,16 @@ export class AppView {
     const shown = new Map(this.client.thread(c).map((s) => [s.msgId, s]));
     const byId = new Map(c.messages.map((m) => [m.msgId, m]));
     // System lines in their place; messages as folded (reactions and edits are not lines).
+    // The phone's history (sent when this browser was linked) under a divider of its own.
+    const firstSynced = c.messages.find((m) => m.synced)?.msgId;
     const wanted = c.messages.flatMap((m) => {
-      if (m.kind === 'system') return [this.systemItem(m)];
+      const divider =
+        m.msgId === firstSynced
+          ? [h('li', { class: 'synced-divider', role: 'separator', text: 'Synced from your phone' })]
+          : [];
+      if (m.kind === 'system') return [...divider, this.systemItem(m)];
       const s = shown.get(m.msgId);
-      return s ? [this.messageItem(c, m, s, byId)] : [];
+      return s ? [...divider, this.messageItem(c, m, s, byId)] : divider;
     });
     wanted.forEach((w, i) => {
       const cur = this.log.children[i];
@@ -393,7 +399,7 @@ export class AppView {
     return h(
       'li',
       {
-        class: `message${m.mine ? ' mine' : ''}${s.deleted ? ' deleted' : ''}`,
+        class: `message${m.mine ? ' mine' : ''}${s.deleted ? ' deleted' : ''}${m.synced ? ' synced' : ''}`,
         'data-msg': m.msgId,
       },
       c.type === 'group' && !m.mine ? h('span', { class: 'sender', text: this.nameOf(m.sender) }) : null,

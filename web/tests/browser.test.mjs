@@ -1,8 +1,9 @@
 // Courier Web in real headless Chromium against a running local cloud, with the `courier` CLI as
 // the phone and as the peer:
 //
-//   1. Alice (CLI, primary) and Bob (CLI) register. The page shows a link code (QR and text);
-//      Alice approves it with `courier devices approve CODE`.
+//   1. Alice (CLI, primary) and Bob (CLI) register, and chat once. The page shows a link code
+//      (QR and text); Alice approves it with `courier devices approve CODE`, which sends the page
+//      her phone's history; the page shows it under "Synced from your phone".
 //   2. Bob sends Alice a message: the page shows it, with the right text, in a chat with 1 unread.
 //   3. The page replies: Bob's CLI decrypts it; the reply's tick goes sent -> delivered (Bob's
 //      inbox acks) -> read (Bob opens the chat).
@@ -283,6 +284,8 @@ function png(secret) {
 
 const nonce = Math.random().toString(36).slice(2, 8);
 const texts = {
+  beforeLink: `Before the browser was linked ${nonce}: bring the maps`,
+  beforeLinkReply: `The phone answered before the link ${nonce}`,
   fromCli: `Hello from the phone ${nonce}: la réunion est à 15 h`,
   reply: `Hi back from the browser ${nonce}`,
   groupFromCli: `Group hello ${nonce} from Bob`,
@@ -349,6 +352,13 @@ try {
   await bobSetup.request('updateSettings', { display: { name: BOB_NAME } });
   await bobSetup.close();
 
+  step("before the page is linked, Alice's phone has a chat with Bob in its history");
+  await courier(bob.config, ['send', alice.phone, texts.beforeLink]);
+  await inboxUntil(alice, (l) => l.text === texts.beforeLink);
+  // Read on the phone (so it is not unread on the page), and answered.
+  await courier(alice.config, ['chat', bob.phone], { input: '' });
+  await courier(alice.config, ['send', bob.phone, texts.beforeLinkReply]);
+
   step('open Courier Web: it shows a link code as text and as a QR code');
   const pageResponse = await page.goto(`${HTTP}/`);
   // The page comes with a strict Content-Security-Policy (docs/security.md item 15); every step
@@ -367,6 +377,8 @@ try {
   step('Alice approves the link with the CLI');
   const approved = await courier(alice.config, ['devices', 'approve', code]);
   assert.match(approved, /approved/);
+  // The phone waits for the page's keys, then sends it its history, encrypted.
+  assert.match(approved, /sent 2 messages in 1 chat to the new device/, approved);
   await page.waitForSelector('#app[data-synced="true"]');
   assert.equal(await page.locator('#conn-state').textContent(), 'Online');
   const devices = await courier(alice.config, ['devices', 'list']);
@@ -382,6 +394,21 @@ try {
   await received.waitFor();
   assert.equal(await received.textContent(), texts.fromCli);
   await page.locator('button.chat .unread').waitFor({ state: 'detached' });
+
+  step('the chat holds the history from the phone, under "Synced from your phone"');
+  const divider = page.locator('li.synced-divider');
+  await divider.waitFor();
+  assert.equal(await divider.textContent(), 'Synced from your phone');
+  await page.locator('li.message.synced:not(.mine) .text', { hasText: texts.beforeLink }).waitFor();
+  await page.locator('li.message.synced.mine .text', { hasText: texts.beforeLinkReply }).waitFor();
+  // In order, under the divider; what came after the link is not marked.
+  const order = await page.$$eval('ol.messages > li', (lis) =>
+    lis.map((li) => (li.classList.contains('synced-divider') ? 'divider' : li.classList.contains('synced') ? 'synced' : 'live')),
+  );
+  assert.deepEqual(order.slice(0, 3), ['divider', 'synced', 'synced'], order.join(' '));
+  assert.equal(await page.locator('li.message.synced', { hasText: texts.fromCli }).count(), 0);
+  // For tests/tests/web.rs: what the local S3 and DynamoDB must not hold in clear.
+  console.log(`SYNCED ${JSON.stringify([texts.beforeLink, texts.beforeLinkReply])}`);
 
   step('the page replies; Bob decrypts it; ticks go sent -> delivered -> read');
   await page.getByRole('textbox', { name: 'Message', exact: true }).fill(texts.reply);

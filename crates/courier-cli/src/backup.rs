@@ -82,8 +82,14 @@ pub async fn history(ctx: &Ctx<'_>, target: Option<Target>, as_json: bool) -> Re
                 (None, Some(p)) => format!("({} message) {p}", e.kind),
                 (None, None) => format!("({} message)", e.kind),
             };
+            // Messages the primary device sent when this one was linked.
+            let synced = if e.synced {
+                " (synced from your phone)"
+            } else {
+                ""
+            };
             print_line(&format!(
-                "[{}] {} {}: {body}",
+                "[{}] {} {}: {body}{synced}",
                 e.session_id,
                 date_time(&e.sent_at),
                 ctx.who(&e.sender)

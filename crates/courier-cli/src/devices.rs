@@ -1,11 +1,14 @@
-//! `link`, `devices list|approve|remove` and `verify-contact`: linking companion devices and
-//! checking who is on the other end.
+//! `link`, `devices list|approve|send-history|remove` and `verify-contact`: linking companion
+//! devices (the primary sends a new one its recent history, end-to-end encrypted) and checking
+//! who is on the other end.
 
 use crate::messaging::{Ctx, identity_warning};
 use crate::{DevicesCommand, Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
 use courier_client::crypto::fingerprint;
-use courier_client::{AccountsClient, Client, ClientError};
+use courier_client::history::HistoryStore;
+use courier_client::history_bundle::Limits;
+use courier_client::{AccountsClient, Client, ClientError, Event};
 use courier_core::protocol::{DeviceInfo, Platform};
 use std::time::Duration;
 
@@ -104,7 +107,11 @@ pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
                 );
             }
         }
-        DevicesCommand::Approve { code } => {
+        DevicesCommand::Approve {
+            code,
+            no_history,
+            history_wait,
+        } => {
             let linked = client
                 .approve_device_link(code.trim())
                 .await
@@ -113,6 +120,13 @@ pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
                 "approved: {} ({}, {})",
                 linked.device_id, linked.name, linked.platform
             );
+            if !no_history {
+                let wait = Duration::from_secs(history_wait);
+                send_history_when_ready(ctx, &client, &linked.device_id, wait).await?;
+            }
+        }
+        DevicesCommand::SendHistory { device_id } => {
+            send_history(ctx, &client, &device_id).await?;
         }
         DevicesCommand::Remove { device_id } => {
             client
@@ -124,6 +138,123 @@ pub async fn devices(ctx: &Ctx<'_>, command: DevicesCommand) -> Result<()> {
     }
     client.close().await;
     Ok(())
+}
+
+/// After approving a link: waits (at most `wait`) for the new device to publish its keys (it
+/// does right after it gets its credentials), then sends it this device's history. A device
+/// that does not come in time gets nothing; the message says how to send it later.
+async fn send_history_when_ready(
+    ctx: &Ctx<'_>,
+    client: &Client,
+    device_id: &str,
+    wait: Duration,
+) -> Result<()> {
+    println!(
+        "Waiting for {device_id} to publish its keys to send it this device's history (up to {} s; --no-history skips)...",
+        wait.as_secs()
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if client
+            .own_device_ready(device_id)
+            .await
+            .context("listing devices")?
+        {
+            return send_history(ctx, client, device_id).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            println!(
+                "History not sent: {device_id} has not connected yet. Once it has, run `courier devices send-history {device_id}`."
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `courier devices send-history`: this device's recent history, as a bundle, to one of the
+/// account's devices (only from the primary device: others' bundles are ignored).
+async fn send_history(ctx: &Ctx<'_>, client: &Client, device_id: &str) -> Result<()> {
+    let listed = client
+        .list_devices(std::slice::from_ref(&ctx.me.user_id))
+        .await
+        .context("listing devices")?;
+    let me = listed
+        .iter()
+        .find(|d| d.user_id == ctx.me.user_id && d.device_id == ctx.me.device_id);
+    if !me.is_some_and(|d| d.primary) {
+        bail!("only the primary device sends its history to linked devices");
+    }
+    if device_id == ctx.me.device_id {
+        bail!("that is this device");
+    }
+    let entries = HistoryStore::open(ctx.store.crypto_dir())?.load()?;
+    let sent = client
+        .send_history(device_id, &entries, &Limits::default())
+        .await
+        .context("sending the history")?;
+    println!(
+        "sent {} in {} to the new device ({device_id}), encrypted",
+        counted(sent.messages as usize, "message"),
+        counted(sent.chats as usize, "chat")
+    );
+    Ok(())
+}
+
+/// After `courier link`: waits (at most `wait`) for the history bundle the primary device sends
+/// once it sees this device's keys, and imports it into this device's history.
+pub async fn receive_history(store: &Store, ws_url: &str, wait: Duration) -> Result<()> {
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let ctx = Ctx::new(store, ws_url)?;
+    let (client, mut events) = ctx.connect_quietly().await?;
+    println!(
+        "Waiting for the history from your phone (up to {} s)...",
+        wait.as_secs()
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let result = loop {
+        // Queued before this connection, or live (the client handles both).
+        if let Err(e) = client.read_device_queue().await {
+            eprintln!("(reading the device queue: {e})");
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break None;
+        }
+        let step = left.min(Duration::from_secs(2));
+        match tokio::time::timeout(step, events.recv()).await {
+            Ok(Some(Event::HistorySynced {
+                messages, chats, ..
+            })) => break Some(Ok((messages, chats))),
+            Ok(Some(Event::Error(e))) if e.contains("history") => break Some(Err(e)),
+            Ok(None) => break None,
+            _ => {}
+        }
+    };
+    client.close().await;
+    match result {
+        Some(Ok((messages, chats))) => println!(
+            "synced {} in {} from the phone",
+            counted(messages, "message"),
+            counted(chats, "chat")
+        ),
+        Some(Err(e)) => eprintln!("courier: {e}"),
+        None => println!(
+            "No history from the phone yet (the next command that reads messages imports it when it comes)."
+        ),
+    }
+    Ok(())
+}
+
+/// "1 message", "2 messages".
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// `courier verify-contact`.

@@ -116,6 +116,11 @@ enum Command {
         /// Give up after this many seconds (the code lives 5 minutes).
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// After linking, wait this many seconds for the history the primary device sends
+        /// (it comes within seconds unless approved with --no-history; 0: do not wait; one
+        /// that comes later is imported by the next command that reads messages).
+        #[arg(long, default_value_t = 60)]
+        history_wait: u64,
     },
     /// The account's devices: list, approve a link code (primary device), remove.
     Devices {
@@ -320,10 +325,25 @@ pub(crate) enum ContactsCommand {
 pub(crate) enum DevicesCommand {
     /// List this account's devices with their key fingerprints.
     List,
-    /// Approve a link code shown by a new device (from the primary device).
+    /// Approve a link code shown by a new device (from the primary device), then send it this
+    /// device's recent history (per chat the last 90 days, at most 1,000 messages), encrypted,
+    /// once it has published its keys.
     Approve {
         /// The code (case, spaces and dashes do not matter).
         code: String,
+        /// Do not send the new device any history.
+        #[arg(long)]
+        no_history: bool,
+        /// How long to wait for the new device's keys before giving up on sending history
+        /// (seconds; send it later with `courier devices send-history`).
+        #[arg(long, default_value_t = 120)]
+        history_wait: u64,
+    },
+    /// Send this device's recent history to a linked device of this account (from the primary
+    /// device; approving a link does it by itself).
+    SendHistory {
+        /// Its device id (`d_...`), as `courier devices list` shows it.
+        device_id: String,
     },
     /// Remove a companion device (or this device, from a companion).
     Remove {
@@ -512,6 +532,7 @@ async fn main() -> Result<()> {
         Command::Link {
             device_name,
             timeout,
+            history_wait,
         } => {
             devices::link(
                 &store,
@@ -519,6 +540,12 @@ async fn main() -> Result<()> {
                 &cli.ws_url,
                 device_name,
                 std::time::Duration::from_secs(timeout),
+            )
+            .await?;
+            devices::receive_history(
+                &store,
+                &cli.ws_url,
+                std::time::Duration::from_secs(history_wait),
             )
             .await?;
         }

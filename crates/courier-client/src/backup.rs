@@ -283,6 +283,7 @@ mod tests {
                 text: Some("the secret plan".into()),
                 payload: None,
                 expires_at: None,
+                synced: false,
             }],
             room_keys: Vec::new(),
             cursors: Cursors::default(),

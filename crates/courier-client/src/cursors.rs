@@ -215,14 +215,15 @@ impl Tracker {
     }
 
     /// The server read past every message up to `seq` (`msg_id`) without returning one (they
-    /// were withheld from this reader, or disappeared): nothing will come below it, so what is
-    /// held below it is released (in order) and the cursor jumps there.
+    /// were withheld from this reader, or disappeared): nothing will come below it, so the
+    /// cursor jumps there and what was held behind the gap is released (in order).
     pub fn skip_to(&mut self, session_id: &str, seq: u64, msg_id: &str) -> Outcome {
         let mut out = Outcome::default();
         let cur = self.cursors.0.entry(session_id.to_owned()).or_default();
         if seq <= cur.seq {
             return out;
         }
+        // Held messages at or below `seq` can only be this reader's own (seen elsewhere).
         let held = self.held.entry(session_id.to_owned()).or_default();
         let above = held.split_off(&(seq + 1));
         for (_, h) in std::mem::replace(held, above) {
@@ -232,6 +233,8 @@ impl Tracker {
             }
         }
         cur.advance(seq, msg_id.to_owned());
+        // What was held right behind the gap now follows the cursor.
+        self.drain(session_id, &mut out);
         out.advanced = true;
         out
     }
@@ -342,6 +345,7 @@ mod tests {
             payload: format!("m{seq}"),
             attachments: vec![],
             sent_at: String::new(),
+            expires_at: None,
             text: None,
         }
     }
@@ -373,6 +377,19 @@ mod tests {
         assert_eq!(t.cursors.seq("s"), 3);
         assert!(!t.has_gap("s"));
         assert!(seqs(&offer(&mut t, 2, Origin::Read)).is_empty());
+    }
+
+    #[test]
+    fn a_skip_moves_the_cursor_past_what_will_never_come_and_releases_what_was_held() {
+        let mut t = Tracker::new(Cursors::default(), 100);
+        offer(&mut t, 1, Origin::Live);
+        // 2 to 5 disappeared; 6 came live and is held behind the gap.
+        assert!(offer(&mut t, 6, Origin::Live).emit.is_empty());
+        assert_eq!(seqs(&t.skip_to("s", 5, "s.5")), vec![6]);
+        assert_eq!(t.cursors.seq("s"), 6);
+        // A skip to where the cursor already is changes nothing.
+        assert!(!t.skip_to("s", 4, "s.4").advanced);
+        assert_eq!(t.cursors.seq("s"), 6);
     }
 
     #[test]

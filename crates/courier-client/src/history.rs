@@ -3,15 +3,24 @@
 //! in the crypto store's directory, encrypted at rest exactly as the crypto state is (the same
 //! key file, AES-256-GCM, its own magic `CHS1` and associated data), rewritten atomically.
 //! Entries are de-duplicated by message id and kept in (session, seq) order.
+//!
+//! Without the `native` feature only [`HistoryEntry`] is built (the web client reads history
+//! bundles, [`crate::history_bundle`], into its own store).
 
+#[cfg(feature = "native")]
 use crate::crypto::store::{CryptoStore, StoreError};
 use crate::protocol::{Message, MessageKind, SentMessage};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "native")]
 use std::collections::BTreeMap;
+#[cfg(feature = "native")]
 use std::path::Path;
 
+#[cfg(feature = "native")]
 const FILE: &str = "history.state";
+#[cfg(feature = "native")]
 const MAGIC: &[u8; 4] = b"CHS1";
+#[cfg(feature = "native")]
 const AAD: &[u8] = b"courier-history-v1";
 
 /// One message as this device recorded it.
@@ -43,6 +52,11 @@ pub struct HistoryEntry {
     /// longer holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Came in a history bundle from the account's primary device when this device was linked
+    /// ([`crate::history_bundle`]), not seen by this device itself: shown as synced from the
+    /// phone. Absent (false) in files written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synced: bool,
 }
 
 impl HistoryEntry {
@@ -64,6 +78,7 @@ impl HistoryEntry {
             text,
             payload,
             expires_at: m.expires_at.clone(),
+            synced: false,
         }
     }
 
@@ -86,6 +101,7 @@ impl HistoryEntry {
             text: Some(text.to_owned()),
             payload: None,
             expires_at: sent.expires_at.clone(),
+            synced: false,
         }
     }
 
@@ -98,11 +114,13 @@ impl HistoryEntry {
 }
 
 /// The encrypted history file of one device. See the [module docs](self).
+#[cfg(feature = "native")]
 #[derive(Debug)]
 pub struct HistoryStore {
     store: CryptoStore,
 }
 
+#[cfg(feature = "native")]
 impl HistoryStore {
     /// Opens the history in a crypto store directory (the key file is created if missing).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -206,13 +224,14 @@ mod tests {
             text: Some(text.into()),
             payload: None,
             expires_at: None,
+            synced: false,
         }
     }
 
     #[test]
     fn a_message_that_has_disappeared_is_no_longer_in_the_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = HistoryStore::open(dir.path()).unwrap();
+        let dir = std::env::temp_dir().join(format!("courier-history-{}", uuid::Uuid::new_v4()));
+        let h = HistoryStore::open(&dir).unwrap();
         let past = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
         let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
         let gone = HistoryEntry {
@@ -255,6 +274,7 @@ mod tests {
             Some("the hidden words"),
             "first record kept"
         );
+        assert!(all.iter().all(|e| !e.synced));
         let raw = std::fs::read(dir.join(FILE)).unwrap();
         assert_eq!(&raw[..4], MAGIC);
         assert!(!raw.windows(6).any(|w| w == b"hidden"));
@@ -263,6 +283,18 @@ mod tests {
         std::fs::write(dir.join("crypto.key"), [7u8; 32]).unwrap();
         assert!(HistoryStore::open(&dir).unwrap().load().is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_written_before_synced_existed_still_load_and_synced_round_trips() {
+        let old = r#"{"sessionId":"s1","msgId":"s1.1","seq":1,"sender":"u_a","senderDevice":"d_a","sentAt":"2026-01-01T00:00:00.000Z","type":"text","text":"hi"}"#;
+        let e: HistoryEntry = serde_json::from_str(old).unwrap();
+        assert!(!e.synced);
+        assert!(!serde_json::to_string(&e).unwrap().contains("synced"));
+        let mut s = e.clone();
+        s.synced = true;
+        let back: HistoryEntry = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.synced);
     }
 
     #[test]

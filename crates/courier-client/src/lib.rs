@@ -13,6 +13,7 @@
 //! - [`cursors`]: what a client has seen, per session (exported and imported between runs).
 //! - [`media`]: files encrypted (AES-256-GCM) before upload, and their downloads.
 //! - [`history`]: the device's message history, encrypted at rest.
+//! - [`history_bundle`]: a new linked device's history, sent by the primary device.
 //! - [`backup`]: user backups (history, room keys, cursors) under a passphrase.
 //! - [`payload`]: text to payload and back for clients without end-to-end encryption.
 //!
@@ -33,8 +34,8 @@ pub mod cursors;
 pub mod e2ee;
 #[cfg(feature = "native")]
 pub mod heartbeat;
-#[cfg(feature = "native")]
 pub mod history;
+pub mod history_bundle;
 pub mod media;
 pub mod payload;
 pub mod protocol;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use courier_client::ClientError;
 use courier_client::crypto::{DeviceCrypto, sealed};
 use courier_client::e2ee::{Caller, E2ee};
+use courier_client::history_bundle::{self, HistoryOffer};
 use courier_client::media::{self, MediaPayload};
 use courier_client::protocol::{DeviceMessage, Request, StatusPost};
 use js_sys::{Function, Promise, Uint8Array};
@@ -221,8 +222,10 @@ impl WebDevice {
         Ok(decrypted_json(&self.e2ee.decrypt(&m)).to_string())
     }
 
-    /// Handles a device message (JSON): imports a room key. Resolves with
-    /// `{"handled": bool, "released": [{"message", "result"}]}` (`handled` false: already seen).
+    /// Handles a device message (JSON): imports a room key, or takes a history bundle offer
+    /// from this account's primary device. Resolves with `{"handled": bool, "released":
+    /// [{"message", "result"}], "historyOffers": [{"senderDevice", "offer"}]}` (`handled`
+    /// false: already seen; fetch an offer's parts and open them with `openHistoryBundle`).
     /// Rejects with `IDENTITY_CHANGED` when the sender's identity key changed (do not ack it).
     #[wasm_bindgen(js_name = receiveDeviceMessage)]
     pub fn receive_device_message(&self, caller: Function, device_message_json: String) -> Promise {
@@ -234,18 +237,44 @@ impl WebDevice {
                 .receive_device_message(&JsCaller(caller), &dm)
                 .await
                 .map_err(|e| js_error(&e))?;
+            // A history bundle from this account's primary device (the sender was checked).
+            let offers: Vec<Value> = e2ee
+                .take_history_offers()
+                .into_iter()
+                .map(|o| json!({"senderDevice": o.sender_device, "offer": o.offer}))
+                .collect();
             let v = match out {
-                None => json!({"handled": false, "released": []}),
+                None => json!({"handled": false, "released": [], "historyOffers": offers}),
                 Some(list) => json!({
                     "handled": true,
                     "released": list.iter().map(|(m, d)| json!({
                         "message": m,
                         "result": decrypted_json(d),
                     })).collect::<Vec<_>>(),
+                    "historyOffers": offers,
                 }),
             };
             Ok(JsValue::from_str(&v.to_string()))
         })
+    }
+
+    /// Opens a history bundle (`offer` as `receiveDeviceMessage` gave it, and its parts'
+    /// downloaded ciphertexts in order): checks each part's digest, decrypts, checks that the
+    /// bundle is this account's. Returns its entries as JSON (courier-client's `HistoryEntry`,
+    /// each `"synced": true`); throws `MEDIA` for anything that does not check out.
+    #[wasm_bindgen(js_name = openHistoryBundle)]
+    pub fn open_history_bundle(
+        &self,
+        offer_json: &str,
+        parts: js_sys::Array,
+    ) -> Result<String, JsValue> {
+        let offer: HistoryOffer = serde_json::from_str(offer_json)
+            .map_err(|e| bad_input(format!("not a history bundle offer: {e}")))?;
+        let ciphertexts: Vec<Vec<u8>> =
+            parts.iter().map(|p| Uint8Array::new(&p).to_vec()).collect();
+        let entries = history_bundle::open(&offer, &self.e2ee.user_id(), &ciphertexts)
+            .map_err(|e| js_error(&e))?;
+        Ok(serde_json::to_string(&entries).expect("entries serialise"))
     }
 
     /// Decrypts a status post (JSON as `viewStatus` returns it): its text.

@@ -181,7 +181,16 @@ impl Client {
         self.inner.e2ee.is_some()
     }
 
-    fn e2ee(&self) -> Result<&Arc<E2ee>, ClientError> {
+    /// Reads and handles this device's queue now, without syncing the chats: room keys, and a
+    /// history bundle from the primary device ([`Event::HistorySynced`]).
+    pub async fn read_device_queue(&self) -> Result<(), ClientError> {
+        let session = self
+            .session(Instant::now() + self.inner.config.request_timeout)
+            .await?;
+        self.inner.drain_device_queue(&session).await
+    }
+
+    pub(crate) fn e2ee(&self) -> Result<&Arc<E2ee>, ClientError> {
         self.inner
             .e2ee
             .as_ref()

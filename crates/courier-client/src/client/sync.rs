@@ -2,6 +2,7 @@
 //! queue, and turning frames into events (decrypted when end-to-end encryption is on).
 
 use super::*;
+use crate::history_bundle::{self, ReceivedOffer};
 
 pub(super) fn open_e2ee(config: &ClientConfig) -> Result<Option<Arc<E2ee>>, ClientError> {
     let Some(enc) = &config.encryption else {
@@ -107,7 +108,11 @@ impl Inner {
             self.emit(vec![Event::DeviceMessage(dm.clone())]);
             return Ok(false);
         };
-        match e2ee.receive_device_message(c, dm).await {
+        let received = e2ee.receive_device_message(c, dm).await;
+        for offer in e2ee.take_history_offers() {
+            self.import_history(c, offer).await;
+        }
+        match received {
             Ok(None) => Ok(true),
             Ok(Some(list)) => {
                 let events = released(list);
@@ -131,6 +136,25 @@ impl Inner {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Imports a history bundle from the primary device into this device's history (beside
+    /// its crypto state). A bundle that cannot be fetched or opened is reported and dropped
+    /// (the history is left as it was); the primary can send another.
+    async fn import_history(&self, c: &impl Caller, received: ReceivedOffer) {
+        let Some(enc) = &self.config.encryption else {
+            return;
+        };
+        let event = match history_bundle::import(c, &received.offer, &enc.user_id, &enc.dir).await {
+            Ok(done) => Event::HistorySynced {
+                from_device: received.sender_device,
+                messages: done.messages,
+                chats: done.chats,
+                added: done.added,
+            },
+            Err(e) => Event::Error(format!("history from the primary device refused: {e}")),
+        };
+        self.emit(vec![event]);
     }
 
     /// Reads and handles this device's whole queue, acknowledging what was handled.

@@ -78,9 +78,10 @@
 //! # Not covered
 //!
 //! Cross-signing (one user key vouching for all of a user's devices), key backup, forwarding
-//! room keys between a user's own devices for history, and automatic rotation after N
-//! messages or a week (callers can use [`DeviceCrypto::outbound_session_info`] and
-//! [`DeviceCrypto::rotate`]).
+//! room keys between a user's own devices for history (a new companion gets the primary's
+//! decrypted history instead, in an encrypted bundle: `crate::history_bundle`), and automatic
+//! rotation after N messages or a week (callers can use [`DeviceCrypto::outbound_session_info`]
+//! and [`DeviceCrypto::rotate`]).
 
 #![warn(missing_docs)]
 

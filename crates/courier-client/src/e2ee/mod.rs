@@ -16,6 +16,8 @@
 //!   checked against the pins: a changed one is an error, never accepted silently.
 //! - **Receiving**: room keys from the device queue are imported; chat messages are decrypted
 //!   ([`E2ee::decrypt`]); a message whose key has not arrived is held and released when it does.
+//!   A history bundle offer ([`crate::history_bundle`]) is kept for [`E2ee::take_history_offers`]
+//!   if it came from this account's primary device, and dropped otherwise.
 //!
 //! The crypto state is saved (encrypted, see [`crate::crypto::store`]) after every change.
 
@@ -26,6 +28,7 @@ use crate::crypto::{
 };
 #[cfg(feature = "native")]
 use crate::crypto::{CryptoStore, StoreError};
+use crate::history_bundle::{HistoryOffer, ReceivedOffer};
 use crate::protocol::{
     self, DeviceMessage, DeviceMessagesPage, KeyBundle, Message, MessageKind,
     OutgoingDeviceMessage, Request, SendToDeviceResult, UserDevice,
@@ -114,6 +117,8 @@ struct State {
     handled: HashSet<String>,
     /// The last `listDevices` answer per user.
     directory: HashMap<String, Vec<UserDevice>>,
+    /// History bundles offered by this account's primary device, not yet taken.
+    offers: Vec<ReceivedOffer>,
 }
 
 impl State {
@@ -240,6 +245,7 @@ impl E2ee {
                 held: HashMap::new(),
                 handled: HashSet::new(),
                 directory: HashMap::new(),
+                offers: Vec::new(),
             }),
             sending: tokio::sync::Mutex::new(()),
             request_budget: SEND_TO_DEVICE_BYTES,
@@ -259,6 +265,11 @@ impl E2ee {
             st.device.user_id().to_owned(),
             st.device.device_id().to_owned(),
         )
+    }
+
+    /// This device's user id.
+    pub fn user_id(&self) -> String {
+        self.me().0
     }
 
     /// This device's identity key.

@@ -112,7 +112,26 @@ impl E2ee {
             Ok(ToDeviceMessage::RoomKey { session_id, .. }) => {
                 st.held.remove(&session_id).unwrap_or_default()
             }
-            Ok(ToDeviceMessage::Other(_)) => Vec::new(),
+            Ok(ToDeviceMessage::Other(plaintext)) => {
+                if let Some(offer) = HistoryOffer::parse(&plaintext) {
+                    // Only this account's primary device holds the history to give; anyone
+                    // else (another account, a companion) is ignored. The Olm envelope binds
+                    // the sender's user and device, so the server cannot relabel them.
+                    if dm.sender == st.device.user_id() && sender.primary {
+                        st.offers.push(ReceivedOffer {
+                            sender_device: dm.sender_device.clone(),
+                            offer,
+                        });
+                    } else {
+                        tracing::warn!(
+                            sender = dm.sender,
+                            device = dm.sender_device,
+                            "history bundle from a device that is not this account's primary; ignored"
+                        );
+                    }
+                }
+                Vec::new()
+            }
             Err(e @ CryptoError::IdentityChanged { .. }) => {
                 st.handled.remove(&dm.id);
                 return Err(crypto_err(e));
@@ -137,6 +156,12 @@ impl E2ee {
                 })
                 .collect(),
         ))
+    }
+
+    /// The history bundle offers received from this account's primary device since the last
+    /// call (see [`crate::history_bundle`]).
+    pub fn take_history_offers(&self) -> Vec<ReceivedOffer> {
+        std::mem::take(&mut self.state.lock().unwrap().offers)
     }
 
     /// The listed device of a sender, from the cache or (on a miss) from `listDevices`.

@@ -96,6 +96,73 @@ impl E2ee {
         self.encrypt_for(c, &room, audience, plaintext).await
     }
 
+    /// Sends `plaintext` over Olm to this account's device `device_id` only (a history bundle
+    /// offer), claiming a one-time key if there is no Olm session yet. `Ok(false)` if the
+    /// server does not list that device with keys, or it has no one-time key left.
+    pub async fn send_to_own_device(
+        &self,
+        c: &impl Caller,
+        device_id: &str,
+        plaintext: &[u8],
+    ) -> Result<bool, ClientError> {
+        let _one_at_a_time = self.sending.lock().await;
+        let (me, _) = self.me();
+        let listed = list_devices(c, std::slice::from_ref(&me)).await?;
+        let Some(target) = listed
+            .into_iter()
+            .find(|d| d.user_id == me && d.device_id == device_id && d.identity_key.is_some())
+        else {
+            return Ok(false);
+        };
+        let key = target.identity_key.clone().unwrap_or_default();
+        {
+            let mut st = self.state.lock().unwrap();
+            Self::check_identity(&mut st, &target).map_err(crypto_err)?;
+        }
+        let has_session = self.state.lock().unwrap().device.has_olm_session(&key);
+        let mut otk = None;
+        if !has_session {
+            let ids = [device_id.to_owned()];
+            let bundle = claim_keys(c, &me, Some(&ids[..]))
+                .await?
+                .into_iter()
+                .find(|b| b.user_id == me && b.device_id == device_id);
+            let Some(b) = bundle else { return Ok(false) };
+            // The bundle must be the listed device's, and its key signed by it.
+            if Some(b.identity_key.as_str()) != target.identity_key.as_deref()
+                || Some(b.signing_key.as_str()) != target.signing_key.as_deref()
+            {
+                return Err(protocol_error(
+                    "claimed keys differ from the listed ones; not sending",
+                ));
+            }
+            let Some(k) = b.one_time_key else {
+                return Ok(false);
+            };
+            verify_one_time_key(&b.signing_key, &k.key, &k.signature).map_err(crypto_err)?;
+            otk = Some(k.key);
+        }
+        let payload = {
+            let mut st = self.state.lock().unwrap();
+            let payload = st
+                .device
+                .encrypt_to_device(&me, device_id, &key, otk.as_deref(), plaintext)
+                .map_err(crypto_err)?;
+            st.save()?;
+            payload
+        };
+        let result = send_to_device(
+            c,
+            &[OutgoingDeviceMessage {
+                user_id: me,
+                device_id: device_id.to_owned(),
+                payload,
+            }],
+        )
+        .await?;
+        Ok(result.unknown_devices.is_empty())
+    }
+
     /// Sends the room key to `devices` over Olm, claiming one-time keys where there is no
     /// Olm session yet, and records who got it.
     pub(super) async fn share_room_key(

@@ -262,6 +262,7 @@ fn message(chat: &str, seq: u64, from: &Dev, payload: &str) -> Message {
         payload: payload.into(),
         attachments: vec![],
         sent_at: String::new(),
+        expires_at: None,
         text: None,
     }
 }
@@ -580,4 +581,93 @@ async fn a_device_that_lost_its_state_and_uploads_new_keys_is_an_identity_change
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_history_offer_is_taken_only_from_the_accounts_primary_device() {
+    use crate::history_bundle::{BundlePart, HistoryOffer};
+    let fake = Fake::default();
+    let a1 = Dev::new(&fake, "alice", "a1", true).await;
+    let a2 = Dev::new(&fake, "alice", "a2", false).await;
+    let a3 = Dev::new(&fake, "alice", "a3", false).await;
+    let m1 = Dev::new(&fake, "mallory", "m1", true).await;
+    let offer = |media: &str| HistoryOffer {
+        t: "historyBundle".into(),
+        v: 1,
+        parts: vec![BundlePart {
+            media_id: media.into(),
+            key: "k".into(),
+            nonce: "n".into(),
+            sha256: "00".into(),
+            size: 10,
+        }],
+        messages: 1,
+        chats: 1,
+    };
+    let bytes = |o: HistoryOffer| serde_json::to_vec(&o).unwrap();
+
+    // Mallory's primary device opens an Olm session to Alice's companion and offers history.
+    let claimed = claim_keys(&m1.conn, "alice", Some(&["a2".to_owned()][..]))
+        .await
+        .unwrap()
+        .remove(0);
+    let payload = m1
+        .e2ee
+        .state
+        .lock()
+        .unwrap()
+        .device
+        .encrypt_to_device(
+            "alice",
+            "a2",
+            &claimed.identity_key,
+            Some(&claimed.one_time_key.unwrap().key),
+            &bytes(offer("m_mallory")),
+        )
+        .unwrap();
+    send_to_device(
+        &m1.conn,
+        &[OutgoingDeviceMessage {
+            user_id: "alice".into(),
+            device_id: "a2".into(),
+            payload,
+        }],
+    )
+    .await
+    .unwrap();
+    // Another companion of Alice's offers some too.
+    assert!(
+        a3.e2ee
+            .send_to_own_device(&a3.conn, "a2", &bytes(offer("m_a3")))
+            .await
+            .unwrap()
+    );
+    // Then the primary.
+    assert!(
+        a1.e2ee
+            .send_to_own_device(&a1.conn, "a2", &bytes(offer("m_a1")))
+            .await
+            .unwrap()
+    );
+    // Only to the account's own devices: an unknown one is not sent to.
+    assert!(
+        !a1.e2ee
+            .send_to_own_device(&a1.conn, "nope", b"{}")
+            .await
+            .unwrap()
+    );
+
+    {
+        // Three offers queued for a2, none readable by the server.
+        let s = fake.0.lock().unwrap();
+        let q = &s.queues[&("alice".to_owned(), "a2".to_owned())];
+        assert_eq!(q.len(), 3);
+        assert!(q.iter().all(|m| !m.payload.contains("historyBundle")));
+    }
+    a2.drain().await.unwrap();
+    let taken = a2.e2ee.take_history_offers();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].sender_device, "a1");
+    assert_eq!(taken[0].offer, offer("m_a1"));
+    assert!(a2.e2ee.take_history_offers().is_empty(), "taken once");
 }

@@ -143,6 +143,19 @@ pub enum Event {
         /// The device whose key changed (or the new primary device).
         device_id: String,
     },
+    /// The account's primary device sent this device its recent history (a history bundle,
+    /// [`crate::history_bundle`]), and the `Client` merged it into the device's history (the
+    /// file beside its crypto state), marked as synced.
+    HistorySynced {
+        /// The primary device that sent it.
+        from_device: String,
+        /// Messages in the bundle.
+        messages: usize,
+        /// Chats in the bundle.
+        chats: usize,
+        /// Messages this device did not have yet.
+        added: usize,
+    },
     /// A member moved a watermark.
     Status {
         /// The session.
