@@ -322,6 +322,7 @@ async fn a_fake_or_tampered_history_bundle_is_refused_and_the_history_kept() {
         text: Some(unique("written on the laptop")),
         payload: None,
         synced: false,
+        expires_at: None,
     };
     HistoryStore::open(&a2.dir)
         .unwrap()

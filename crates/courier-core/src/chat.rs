@@ -306,8 +306,9 @@ pub enum InlineOutcome {
 /// What appending a draft did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    /// Stored as a new message.
-    New(Message),
+    /// Stored as a new message (boxed: a message is several times the size of the other
+    /// variant).
+    New(Box<Message>),
     /// The sender already sent this `clientMsgId`: the first result.
     Duplicate {
         /// Its id.

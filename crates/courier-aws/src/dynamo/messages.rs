@@ -493,7 +493,7 @@ impl MessageStore for DynamoMessages {
         }
         self.put_next(session, draft, tail, at)
             .await
-            .map(Appended::New)
+            .map(|m| Appended::New(Box::new(m)))
     }
 
     async fn after(

@@ -181,6 +181,7 @@ async fn concurrent_appends_to_one_session_get_every_number_once() {
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(Appended::New(m)) => {
+                let m = *m;
                 assert_eq!(m, messages::expected(&session, m.seq, &drafts[i], at));
                 sent.push(m);
             }
@@ -248,6 +249,7 @@ async fn concurrent_retries_of_one_client_msg_id_store_one_message() {
     let Appended::New(stored) = &results[winner] else {
         unreachable!()
     };
+    let stored: &courier_core::chat::Message = stored;
     let at = start + chrono::Duration::milliseconds(winner as i64 * 10);
     assert_eq!(
         *stored,

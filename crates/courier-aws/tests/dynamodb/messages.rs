@@ -84,7 +84,7 @@ pub(crate) fn expected(session: &SessionId, seq: u64, d: &Draft, at: DateTime<Ut
 
 pub(crate) fn new(appended: Appended) -> Message {
     match appended {
-        Appended::New(m) => m,
+        Appended::New(m) => *m,
         other => panic!("expected a new message, got {other:?}"),
     }
 }

@@ -335,7 +335,7 @@ impl MessageStore for MemoryMessages {
         if draft.inline {
             self.inline.lock().unwrap().insert(m.msg_id.clone());
         }
-        Ok(Appended::New(m))
+        Ok(Appended::New(Box::new(m)))
     }
 
     async fn after(

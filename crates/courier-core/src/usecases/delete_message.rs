@@ -133,7 +133,7 @@ pub async fn delete_message(
         && let Some(log) = deps.log
     {
         let out = Outbound {
-            message: record,
+            message: *record,
             members: None,
         };
         // Its outcome is recorded: the fan-out finishes what this did not.

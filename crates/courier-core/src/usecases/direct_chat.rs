@@ -99,7 +99,7 @@ pub async fn initiate(
             .await?;
         if let Appended::New(message) = appended {
             outbound = Some(Outbound {
-                message,
+                message: *message,
                 // Read after the write, as for a group: the two items were written a moment ago.
                 members: None,
             });

@@ -191,7 +191,7 @@ async fn record(
             let reply = (m.msg_id.clone(), m.seq);
             if let Some(log) = deps.log {
                 let out = super::deliver::Outbound {
-                    message: m,
+                    message: *m,
                     members: None,
                 };
                 // Its outcome is recorded: the fan-out finishes what this did not.

@@ -149,7 +149,7 @@ pub async fn send(
                 expires_at: m.expires_at.clone(),
             },
             Some(Outbound {
-                message: m,
+                message: *m,
                 members,
             }),
         ),
