@@ -337,6 +337,50 @@ async fn block_report_and_unblock_with_the_cli() {
 }
 
 #[tokio::test]
+async fn disappearing_messages_with_the_cli() {
+    // A cloud of its own, whose template allows a 3-second test timer.
+    let cloud = TestCloud::start(&["DisappearingTestSeconds=3"]).expect("the local cloud starts");
+    let cloud = &cloud;
+    let (alice, alice_phone) = cli_user(cloud).await;
+    let (bob, bob_phone) = cli_user(cloud).await;
+    let run = |config: &std::path::Path, args: &[&str]| succeeds(cloud, config, args);
+
+    let (ok, _, err) = courier(cloud, &alice, &["timer", "5m", &bob_phone]);
+    assert!(!ok && err.contains("24h, 7d, 90d or off"), "{err}");
+    // 60 s is a number the server does not allow: refused, and nothing changes.
+    let (ok, _, err) = courier(cloud, &alice, &["timer", "60", &bob_phone]);
+    assert!(!ok && err.contains("not changed"), "{err}");
+    assert_eq!(
+        run(&alice, &["timer", "3", &bob_phone]).trim(),
+        "disappearing messages: 3 seconds"
+    );
+    run(&alice, &["send", &bob_phone, "fleeting words"]);
+    let out = run(&bob, &["inbox", "--timeout", "20"]);
+    assert!(
+        out.contains("turned on disappearing messages: new messages disappear after 3 seconds")
+            && out.contains("fleeting words"),
+        "{out}"
+    );
+    assert!(run(&bob, &["history", &alice_phone]).contains("fleeting words"));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Gone from both devices' histories (the sender's own copy too).
+    for (who, peer) in [(&bob, &alice_phone), (&alice, &bob_phone)] {
+        let out = run(who, &["history", peer]);
+        assert!(!out.contains("fleeting words"), "{out}");
+    }
+    assert_eq!(
+        run(&bob, &["timer", "off", &alice_phone]).trim(),
+        "disappearing messages: off"
+    );
+    let out = run(&alice, &["inbox", "--timeout", "20"]);
+    assert!(out.contains("turned off disappearing messages"), "{out}");
+    run(&alice, &["send", &bob_phone, "lasting words"]);
+    run(&bob, &["inbox", "--timeout", "20"]);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(run(&bob, &["history", &alice_phone]).contains("lasting words"));
+}
+
+#[tokio::test]
 async fn group_commands_create_add_promote_remove_info_delete() {
     let cloud = TestCloud::shared();
     let (alice, _) = cli_user(cloud).await;
