@@ -3,14 +3,47 @@
 //! who is on the other end.
 
 use crate::messaging::{Ctx, identity_warning};
-use crate::{DevicesCommand, Store, Stored};
+use crate::{Store, Stored};
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
 use courier_client::crypto::fingerprint;
 use courier_client::history::HistoryStore;
 use courier_client::history_bundle::Limits;
 use courier_client::{AccountsClient, Client, ClientError, Event};
 use courier_core::protocol::{DeviceInfo, Platform};
 use std::time::Duration;
+
+/// `courier devices ...`.
+#[derive(Subcommand)]
+pub enum DevicesCommand {
+    /// List this account's devices with their key fingerprints.
+    List,
+    /// Approve a link code shown by a new device (from the primary device), then send it this
+    /// device's recent history (per chat the last 90 days, at most 1,000 messages), encrypted,
+    /// once it has published its keys.
+    Approve {
+        /// The code (case, spaces and dashes do not matter).
+        code: String,
+        /// Do not send the new device any history.
+        #[arg(long)]
+        no_history: bool,
+        /// How long to wait for the new device's keys before giving up on sending history
+        /// (seconds; send it later with `courier devices send-history`).
+        #[arg(long, default_value_t = 120)]
+        history_wait: u64,
+    },
+    /// Send this device's recent history to a linked device of this account (from the primary
+    /// device; approving a link does it by itself).
+    SendHistory {
+        /// Its device id (`d_...`), as `courier devices list` shows it.
+        device_id: String,
+    },
+    /// Remove a companion device (or this device, from a companion).
+    Remove {
+        /// Its device id (`d_...`), as `courier devices list` shows it.
+        device_id: String,
+    },
+}
 
 /// Connects once with end-to-end encryption, so this device's keys are on the server before
 /// anyone sends to it. Best effort: any later command publishes them too.

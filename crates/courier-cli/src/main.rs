@@ -125,7 +125,7 @@ enum Command {
     /// The account's devices: list, approve a link code (primary device), remove.
     Devices {
         #[command(subcommand)]
-        command: DevicesCommand,
+        command: devices::DevicesCommand,
     },
     /// Show the safety number with a contact (compare it with theirs, in person or by a call)
     /// and their devices' fingerprints; `--accept` trusts their current keys after a change.
@@ -318,37 +318,6 @@ pub(crate) enum ContactsCommand {
     Remove {
         /// Their number, as saved.
         phone: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum DevicesCommand {
-    /// List this account's devices with their key fingerprints.
-    List,
-    /// Approve a link code shown by a new device (from the primary device), then send it this
-    /// device's recent history (per chat the last 90 days, at most 1,000 messages), encrypted,
-    /// once it has published its keys.
-    Approve {
-        /// The code (case, spaces and dashes do not matter).
-        code: String,
-        /// Do not send the new device any history.
-        #[arg(long)]
-        no_history: bool,
-        /// How long to wait for the new device's keys before giving up on sending history
-        /// (seconds; send it later with `courier devices send-history`).
-        #[arg(long, default_value_t = 120)]
-        history_wait: u64,
-    },
-    /// Send this device's recent history to a linked device of this account (from the primary
-    /// device; approving a link does it by itself).
-    SendHistory {
-        /// Its device id (`d_...`), as `courier devices list` shows it.
-        device_id: String,
-    },
-    /// Remove a companion device (or this device, from a companion).
-    Remove {
-        /// Its device id (`d_...`), as `courier devices list` shows it.
-        device_id: String,
     },
 }
 

@@ -270,6 +270,36 @@ pub struct Draft {
     pub inline: bool,
 }
 
+impl Draft {
+    /// The message this draft becomes at number `seq` of `session`, stored at `at`.
+    pub fn message(
+        &self,
+        session: &SessionId,
+        seq: u64,
+        at: DateTime<Utc>,
+        expires_at: Option<String>,
+    ) -> Message {
+        Message {
+            msg_id: MsgId {
+                session: session.clone(),
+                seq,
+            }
+            .to_string(),
+            session_id: session.clone(),
+            seq,
+            sender: self.sender.clone(),
+            sender_device: self.sender_device.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+            attachments: self.attachments.clone(),
+            sent_at: timestamp(at),
+            expires_at,
+            hidden_from: self.hidden_from.clone(),
+        }
+    }
+}
+
 /// The allowed disappearing timers, in seconds: off, 24 hours, 7 days, 90 days (WhatsApp's).
 pub const DISAPPEARING_TIMERS: [u32; 4] = [0, 86_400, 604_800, 7_776_000];
 

@@ -35,17 +35,9 @@ impl World {
     }
 }
 
-async fn two() -> (World, UserId, UserId, String) {
-    let w = World::new();
-    let a = w.user("+14155550100", "d_0").await;
-    let b = w.user("+14155550101", "d_1").await;
-    let s = w.open(&who(&a, "d_0"), &b).await;
-    (w, a, b, s)
-}
-
 #[tokio::test]
 async fn the_sender_deletes_for_everyone_and_members_see_a_tombstone_live_and_on_sync() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let kept = w.text(&da, &s, "c-1").await;
     let gone = w.text(&da, &s, "c-2").await;
@@ -94,7 +86,7 @@ async fn the_sender_deletes_for_everyone_and_members_see_a_tombstone_live_and_on
 
 #[tokio::test]
 async fn only_its_sender_may_delete_and_only_within_48_hours() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let m = w.text(&da, &s, "c-1").await;
 
@@ -119,7 +111,7 @@ async fn only_its_sender_may_delete_and_only_within_48_hours() {
 
 #[tokio::test]
 async fn deleting_again_answers_the_same_and_records_the_deletion_once() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let da = who(&a, "d_0");
     let m = w.text(&da, &s, "c-1").await;
     let first = w.delete(&da, &s, &m).await.unwrap();
@@ -138,7 +130,7 @@ async fn deleting_again_answers_the_same_and_records_the_deletion_once() {
 
 #[tokio::test]
 async fn the_attachments_go_with_the_message() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let media_deps = media::Deps {
         media: &w.media,
@@ -198,7 +190,7 @@ async fn the_attachments_go_with_the_message() {
 
 #[tokio::test]
 async fn deletions_are_rate_limited_per_device() {
-    let (w, a, _b, s) = two().await;
+    let (w, a, _b, s) = World::two().await;
     let da = who(&a, "d_0");
     let limiter = courier_core::memory::MemoryRateLimiter::default();
     let mut deps = w.delete_message_deps();

@@ -40,17 +40,9 @@ fn ids(page: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn two() -> (World, UserId, UserId, String) {
-    let w = World::new();
-    let a = w.user("+14155550100", "d_0").await;
-    let b = w.user("+14155550101", "d_1").await;
-    let s = w.open(&who(&a, "d_0"), &b).await;
-    (w, a, b, s)
-}
-
 #[tokio::test]
 async fn messages_sent_while_the_timer_is_on_disappear_from_every_read_at_their_expiry() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let before = w.say(&da, &s, "c-0").await;
     let b_phone = w.connect(&db, "cb1").await;
@@ -141,7 +133,7 @@ async fn messages_sent_while_the_timer_is_on_disappear_from_every_read_at_their_
 
 #[tokio::test]
 async fn only_the_allowed_timers_and_only_members_in_a_direct_chat() {
-    let (w, a, _b, s) = two().await;
+    let (w, a, _b, s) = World::two().await;
     let da = who(&a, "d_0");
     for bad in [1, 60, 3600, 86_401, u32::MAX] {
         let err = w.set_timer(&da, &s, bad).await.unwrap_err();
@@ -165,7 +157,7 @@ async fn only_the_allowed_timers_and_only_members_in_a_direct_chat() {
 
 #[tokio::test]
 async fn setting_the_timer_it_has_writes_and_tells_nothing() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     let first = w.set_timer(&da, &s, DAY).await.unwrap();
     assert!(first.get("msgId").is_some());
@@ -242,7 +234,7 @@ async fn read_through(w: &World, by: &DeviceCredential, session: &str) -> Vec<Va
 
 #[tokio::test]
 async fn a_long_run_of_expired_messages_does_not_stop_a_reader() {
-    let (w, a, b, s) = two().await;
+    let (w, a, b, s) = World::two().await;
     let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
     w.set_timer(&da, &s, 5).await.unwrap();
     // More than the pages one reply reads past (5 of 50).

@@ -239,24 +239,7 @@ impl DynamoMessages {
     ) -> Result<Message, PortError> {
         for attempt in 1..=ATTEMPTS {
             let seq = tail.seq + 1;
-            let message = Message {
-                msg_id: MsgId {
-                    session: session.clone(),
-                    seq,
-                }
-                .to_string(),
-                session_id: session.clone(),
-                seq,
-                sender: draft.sender.clone(),
-                sender_device: draft.sender_device.clone(),
-                client_msg_id: draft.client_msg_id.clone(),
-                kind: draft.kind.clone(),
-                payload: draft.payload.clone(),
-                attachments: draft.attachments.clone(),
-                sent_at: timestamp(at),
-                expires_at: tail.expiry(draft, at),
-                hidden_from: draft.hidden_from.clone(),
-            };
+            let message = draft.message(session, seq, at, tail.expiry(draft, at));
             let mut item: HashMap<String, AttributeValue> =
                 serde_dynamo::to_item(&message).map_err(codec)?;
             if message.expires_at.is_some() {
@@ -603,24 +586,7 @@ impl MessageStore for DynamoMessages {
         for attempt in 1..=ATTEMPTS {
             let tail = self.tail(session).await?;
             let seq = tail.seq + 1;
-            let message = Message {
-                msg_id: MsgId {
-                    session: session.clone(),
-                    seq,
-                }
-                .to_string(),
-                session_id: session.clone(),
-                seq,
-                sender: record.sender.clone(),
-                sender_device: record.sender_device.clone(),
-                client_msg_id: record.client_msg_id.clone(),
-                kind: record.kind.clone(),
-                payload: record.payload.clone(),
-                attachments: Vec::new(),
-                sent_at: timestamp(at),
-                expires_at: None,
-                hidden_from: None,
-            };
+            let message = record.message(session, seq, at, None);
             let mut item: HashMap<String, AttributeValue> =
                 serde_dynamo::to_item(&message).map_err(codec)?;
             if record.inline {

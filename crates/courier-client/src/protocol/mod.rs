@@ -8,6 +8,7 @@
 
 use crate::ClientError;
 use courier_core::protocol as p;
+use courier_core::protocol::SystemRecord;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 

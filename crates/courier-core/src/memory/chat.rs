@@ -2,7 +2,7 @@
 
 use crate::chat::{
     Appended, Draft, InlineOutcome, Membership, Message, Receipt, Role, SessionKind, Tail,
-    Watermark, timestamp,
+    Watermark,
 };
 use crate::error::PortError;
 use crate::ids::{MsgId, SessionId, UserId};
@@ -312,24 +312,7 @@ impl MessageStore for MemoryMessages {
             seq: seq - 1,
             timer,
         };
-        let m = Message {
-            msg_id: MsgId {
-                session: session.clone(),
-                seq,
-            }
-            .to_string(),
-            session_id: session.clone(),
-            seq,
-            sender: draft.sender.clone(),
-            sender_device: draft.sender_device.clone(),
-            client_msg_id: draft.client_msg_id.clone(),
-            kind: draft.kind.clone(),
-            payload: draft.payload.clone(),
-            attachments: draft.attachments.clone(),
-            sent_at: timestamp(at),
-            expires_at: tail.expiry(draft, at),
-            hidden_from: draft.hidden_from.clone(),
-        };
+        let m = draft.message(session, seq, at, tail.expiry(draft, at));
         log.push(m.clone());
         sent.insert(key, (m.msg_id.clone(), seq, m.sent_at.clone()));
         if draft.inline {
@@ -401,24 +384,7 @@ impl MessageStore for MemoryMessages {
         let mut sessions = self.sessions.lock().unwrap();
         let log = sessions.entry(session.clone()).or_default();
         let seq = log.len() as u64 + 1;
-        let m = Message {
-            msg_id: MsgId {
-                session: session.clone(),
-                seq,
-            }
-            .to_string(),
-            session_id: session.clone(),
-            seq,
-            sender: record.sender.clone(),
-            sender_device: record.sender_device.clone(),
-            client_msg_id: record.client_msg_id.clone(),
-            kind: record.kind.clone(),
-            payload: record.payload.clone(),
-            attachments: Vec::new(),
-            sent_at: timestamp(at),
-            expires_at: None,
-            hidden_from: None,
-        };
+        let m = record.message(session, seq, at, None);
         log.push(m.clone());
         timers.insert(session.clone(), seconds);
         if record.inline {

@@ -498,6 +498,33 @@ pub struct MessageDeleted {
     pub deleted: bool,
 }
 
+/// A record the server writes into a session as a `system` message whose payload is the record
+/// as JSON, told apart from the others by its `update` (group changes have their own reader,
+/// [`GroupChange`], whose `update` takes several values).
+pub trait SystemRecord: serde::de::DeserializeOwned {
+    /// The `update` of this kind of record.
+    const UPDATE: &'static str;
+
+    /// This record's `update`.
+    fn update(&self) -> &str;
+
+    /// The record a stored message is, if it is one of this kind.
+    fn of(m: &Message) -> Option<Self> {
+        if m.kind != crate::chat::MessageKind::System {
+            return None;
+        }
+        Self::from_payload(&m.payload)
+    }
+
+    /// The record a `system` message's payload is, if it is one of this kind (for readers that
+    /// hold the message as their own type, as the SDK does).
+    fn from_payload(payload: &str) -> Option<Self> {
+        serde_json::from_str::<Self>(payload)
+            .ok()
+            .filter(|r| r.update() == Self::UPDATE)
+    }
+}
+
 /// A message deleted for everyone, as the server writes it into the session: a `system`
 /// message whose payload is this, as JSON, so that devices offline at the time learn of it when
 /// they sync past it.
@@ -512,24 +539,11 @@ pub struct MessageDeletion {
     pub by: UserId,
 }
 
-impl MessageDeletion {
-    /// The `update` of a deletion.
-    pub const UPDATE: &'static str = "messageDeleted";
+impl SystemRecord for MessageDeletion {
+    const UPDATE: &'static str = "messageDeleted";
 
-    /// The deletion a stored message records, if it is one.
-    pub fn of(m: &Message) -> Option<Self> {
-        if m.kind != crate::chat::MessageKind::System {
-            return None;
-        }
-        Self::from_payload(&m.payload)
-    }
-
-    /// The deletion a `system` message's payload records, if it is one (for readers that hold
-    /// the message as their own type, as the SDK does).
-    pub fn from_payload(payload: &str) -> Option<Self> {
-        serde_json::from_str::<Self>(payload)
-            .ok()
-            .filter(|d| d.update == Self::UPDATE)
+    fn update(&self) -> &str {
+        &self.update
     }
 }
 
@@ -570,22 +584,10 @@ pub struct DisappearingTimer {
     pub by: UserId,
 }
 
-impl DisappearingTimer {
-    /// The `update` of a timer change.
-    pub const UPDATE: &'static str = "disappearingTimer";
+impl SystemRecord for DisappearingTimer {
+    const UPDATE: &'static str = "disappearingTimer";
 
-    /// The timer change a stored message records, if it is one.
-    pub fn of(m: &Message) -> Option<Self> {
-        if m.kind != crate::chat::MessageKind::System {
-            return None;
-        }
-        Self::from_payload(&m.payload)
-    }
-
-    /// The timer change a `system` message's payload records, if it is one.
-    pub fn from_payload(payload: &str) -> Option<Self> {
-        serde_json::from_str::<Self>(payload)
-            .ok()
-            .filter(|t| t.update == Self::UPDATE)
+    fn update(&self) -> &str {
+        &self.update
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::MsgId;
 use crate::media::{MediaId, MediaRef, MediaStore};
 use crate::ports::{DeliveryLog, DeviceCredential, MessageStore, SessionStore};
-use crate::protocol::{DeleteMessageParams, MessageDeleted, MessageDeletion};
+use crate::protocol::{DeleteMessageParams, MessageDeleted, MessageDeletion, SystemRecord};
 
 /// How long after sending it a sender may delete a message for everyone (48 hours).
 pub const DELETE_FOR_EVERYONE_SECS: i64 = 48 * 3600;

@@ -13,7 +13,9 @@ use crate::chat::{DISAPPEARING_TIMERS, Draft, MessageKind, Role};
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorCode};
 use crate::ports::{DeliveryLog, DeviceCredential, MessageStore, SessionStore};
-use crate::protocol::{DisappearingTimer, DisappearingTimerSet, SetDisappearingTimerParams};
+use crate::protocol::{
+    DisappearingTimer, DisappearingTimerSet, SetDisappearingTimerParams, SystemRecord,
+};
 
 /// What `setDisappearingTimer` needs.
 pub struct Deps<'a> {

@@ -13,7 +13,7 @@ use super::deliver::{Deliverer, DeliveryReport};
 use crate::chat::{InlineOutcome, Membership, Message};
 use crate::error::PortError;
 use crate::ports::{DeliveryLog, PushNote, SessionStore};
-use crate::protocol::event_for;
+use crate::protocol::{SystemRecord, event_for};
 
 /// Delivers a message `sendMessage` just stored, then records the outcome: [`InlineOutcome::Done`]
 /// when every post and push went through (or was refused for good, or found its connection

@@ -324,6 +324,15 @@ impl World {
         }
     }
 
+    /// A world of two users, A (device `d_0`) and B (device `d_1`), and their direct chat.
+    pub async fn two() -> (World, UserId, UserId, String) {
+        let w = World::new();
+        let a = w.user("+14155550100", "d_0").await;
+        let b = w.user("+14155550101", "d_1").await;
+        let s = w.open(&who(&a, "d_0"), &b).await;
+        (w, a, b, s)
+    }
+
     /// `a` opens the direct chat with `b` (no handshake); returns its session id.
     pub async fn open(&self, a: &DeviceCredential, b: &UserId) -> String {
         let p = InitiateDirectChatParams {
