@@ -10,26 +10,24 @@
 //! binary build its handler, print those names and exit, which is how the wiring check
 //! (`crates/courier-local/tests/wiring.rs`) compares each function's wiring with the
 //! environment and the IAM policy template.yaml gives it.
+//!
+//! Here the tables' stores; in `services` the bucket, the management API, SNS and delivery; in
+//! `limits` the rate limits.
 
 use courier_aws::config::{self, required};
 use courier_aws::dynamo::{
     DynamoAccounts, DynamoBackups, DynamoConnectTickets, DynamoConnections, DynamoCredentials,
-    DynamoDeviceQueues, DynamoKeys, DynamoLinks, DynamoMedia, DynamoMessages, DynamoRateLimiter,
-    DynamoRegistrations, DynamoSessions, DynamoSettings, DynamoStatuses, DynamoUsers,
+    DynamoDeviceQueues, DynamoKeys, DynamoLinks, DynamoMedia, DynamoMessages, DynamoRegistrations,
+    DynamoSessions, DynamoSettings, DynamoStatuses, DynamoUsers,
 };
-use courier_aws::gateway::ManagementApi;
-use courier_aws::push::SnsPush;
-use courier_aws::s3::S3Objects;
-use courier_aws::sms::SnsSms;
-use courier_core::clock::{Clock, SystemClock};
-use courier_core::ports::DeviceCredential;
-use courier_core::rate_limit::{Limits, Quota, QuotaThrottle, Rule, StrangerCap, Throttle};
-use courier_core::usecases::deliver::Deliverer;
-use courier_core::usecases::{delete_account, media};
-use courier_core::{ApiError, rate_limit};
 use lambda_runtime::Error;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+
+mod limits;
+mod services;
+
+pub use limits::{Lookups, PerDevice};
 
 /// Leaks `value`: it lives as long as the process, as the handler that borrows it.
 pub fn leak<T>(value: T) -> &'static T {
@@ -242,182 +240,5 @@ impl Stores {
             table("LINKS_TABLE")?,
             self.accounts_owned()?,
         )))
-    }
-
-    /// The media and backups bucket (`MEDIA_BUCKET`).
-    pub fn objects(&self) -> Result<&'static S3Objects, Error> {
-        Ok(leak(S3Objects::new(
-            courier_aws::s3::client(&self.sdk),
-            required("MEDIA_BUCKET")?,
-        )))
-    }
-
-    /// What checks and records attachments (`MEDIA_TABLE`, `MEDIA_BUCKET`).
-    pub fn attach(&self) -> Result<media::AttachDeps<'static>, Error> {
-        Ok(media::AttachDeps {
-            media: self.media()?,
-            objects: self.objects()?,
-        })
-    }
-
-    /// The WebSocket API's management endpoint, to post to connections.
-    pub fn gateway(&self) -> Result<&'static ManagementApi, Error> {
-        Ok(leak(ManagementApi::new(config::management(&self.sdk)?)))
-    }
-
-    /// Pushes through SNS to the platform applications configured.
-    pub fn push(&self) -> &'static SnsPush {
-        leak(SnsPush::new(
-            config::sns(&self.sdk),
-            std::env::var("APNS_PLATFORM_APP_ARN").ok(),
-            std::env::var("FCM_PLATFORM_APP_ARN").ok(),
-        ))
-    }
-
-    /// Text messages through SNS.
-    pub fn sms(&self) -> &'static SnsSms {
-        leak(SnsSms::new(
-            config::sns(&self.sdk),
-            std::env::var("SMS_SENDER_ID").ok(),
-        ))
-    }
-
-    /// Delivery to live connections (`CONNECTIONS_TABLE`, the management API) and, with
-    /// `push_offline`, to offline devices through SNS.
-    pub fn deliverer(&self, push_offline: bool) -> Result<Deliverer<'static>, Error> {
-        let connections = self.connections()?;
-        Ok(Deliverer {
-            presence: connections,
-            connections,
-            gateway: self.gateway()?,
-            push: push_offline.then(|| self.push() as _),
-        })
-    }
-
-    /// The stores of an account's data beyond its devices (`deleteAccount`, and a registration
-    /// PIN reset in `validateAccount`).
-    pub fn account_data(
-        &self,
-        connections: &'static DynamoConnections,
-    ) -> Result<delete_account::AccountData<'static>, Error> {
-        let sessions = self.sessions()?;
-        Ok(delete_account::AccountData {
-            sessions,
-            groups: sessions,
-            messages: self.messages()?,
-            presence: connections,
-            settings: self.settings()?,
-            statuses: self.statuses()?,
-            backups: self.backups()?,
-            objects: self.objects()?,
-        })
-    }
-
-    fn limiter(&self) -> Result<&'static DynamoRateLimiter, Error> {
-        Ok(leak(DynamoRateLimiter::new(
-            self.dynamo.clone(),
-            table("RATE_LIMIT_TABLE")?,
-        )))
-    }
-
-    /// The shared rate-limit store (`RATE_LIMIT_TABLE`) under the configured rule `pick`s.
-    pub fn throttle(&self, pick: fn(&Limits) -> Rule) -> Result<Throttle<'static>, Error> {
-        Ok(Throttle {
-            limiter: self.limiter()?,
-            rule: pick(&config::limits()?),
-        })
-    }
-
-    /// The shared rate-limit store under the configured quota `pick`s.
-    pub fn quota(&self, pick: fn(&Limits) -> Quota) -> Result<QuotaThrottle<'static>, Error> {
-        Ok(QuotaThrottle {
-            limiter: self.limiter()?,
-            quota: pick(&config::limits()?),
-        })
-    }
-
-    /// The running operation's limit per calling device, under the rule `pick`s.
-    pub fn per_device(&self, pick: fn(&Limits) -> Rule) -> Result<&'static PerDevice, Error> {
-        Ok(leak(PerDevice {
-            throttle: leak(self.throttle(pick)?),
-            operation: crate::telemetry::operation(),
-        }))
-    }
-
-    /// The running operation's limits on directory reads (`lookupUser`, `getProfile`): per
-    /// device and per account.
-    pub fn lookups(&self) -> Result<&'static Lookups, Error> {
-        Ok(leak(Lookups {
-            device: leak(self.throttle(|l| l.lookups)?),
-            account: leak(self.throttle(|l| l.lookups_per_account)?),
-            operation: crate::telemetry::operation(),
-        }))
-    }
-
-    /// A cap per target on what strangers do to it (`key` names its counters).
-    pub fn stranger_cap(
-        &self,
-        pick: fn(&Limits) -> Rule,
-        key: &'static str,
-    ) -> Result<StrangerCap<'static>, Error> {
-        Ok(StrangerCap {
-            settings: self.settings()?,
-            throttle: self.throttle(pick)?,
-            key,
-        })
-    }
-
-    /// The country allow-list and the hourly SMS budgets of `registerAccount`.
-    pub fn sms_guard(
-        &self,
-    ) -> Result<courier_core::usecases::register_account::SmsGuard<'static>, Error> {
-        let (allowed_calling_codes, per_country, global) = config::sms_guard()?;
-        let limiter = self.limiter()?;
-        Ok(courier_core::usecases::register_account::SmsGuard {
-            allowed_calling_codes,
-            per_country: Throttle {
-                limiter,
-                rule: per_country,
-            },
-            global: Throttle {
-                limiter,
-                rule: global,
-            },
-        })
-    }
-}
-
-/// One operation's limit per calling device.
-pub struct PerDevice {
-    throttle: &'static Throttle<'static>,
-    operation: &'static str,
-}
-
-impl PerDevice {
-    /// Takes one request from `who`'s bucket (`LIMIT_EXCEEDED` with `retryAfter` past it).
-    pub async fn take(&self, who: &DeviceCredential) -> Result<(), ApiError> {
-        rate_limit::take_per_device(Some(self.throttle), self.operation, who, SystemClock.now())
-            .await
-    }
-}
-
-/// An operation's limits on directory reads: per device and per account.
-pub struct Lookups {
-    device: &'static Throttle<'static>,
-    account: &'static Throttle<'static>,
-    operation: &'static str,
-}
-
-impl Lookups {
-    /// Takes one lookup from `who`'s device and account buckets.
-    pub async fn take(&self, who: &DeviceCredential) -> Result<(), ApiError> {
-        rate_limit::take_per_device_and_account(
-            Some(self.device),
-            Some(self.account),
-            self.operation,
-            who,
-            SystemClock.now(),
-        )
-        .await
     }
 }
