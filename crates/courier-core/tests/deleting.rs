@@ -9,7 +9,7 @@ use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::{Rule, Throttle};
 use courier_core::usecases::{delete_message, media, push_token, send_message};
-use courier_core::{ErrorCode, SessionId, UserId};
+use courier_core::{ErrorCode, SessionId};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
 
