@@ -4,10 +4,10 @@
 mod support;
 
 use chrono::Duration;
+use courier_core::ErrorCode;
 use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::usecases::{delete_message, disappearing, groups, push_token, receipts};
-use courier_core::ErrorCode;
 use serde_json::{Value, json};
 use support::{Wire, World, who};
 
