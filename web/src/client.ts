@@ -255,8 +255,10 @@ export class Client {
     } catch (e) {
       console.warn('the saved chats could not be read; reading them again from the server', e);
     }
-    // What expired while the page was closed goes before anything shows it.
+    // What expired while the page was closed goes before anything shows it; then the timer for
+    // what expires next.
     this.expire();
+    this.scheduleExpiry();
   }
 
   /** Saves chats and messages (sealed by the wasm), at most every half second. */
@@ -286,13 +288,13 @@ export class Client {
     const now = Date.now();
     let gone = 0;
     for (const chat of this.chats.values()) {
-      const keep = chat.messages.filter((m) => !m.expiresAt || Date.parse(m.expiresAt) > now);
-      for (const m of chat.messages) {
-        if (keep.includes(m)) continue;
+      const expired = (m: ChatMessage) => !!m.expiresAt && Date.parse(m.expiresAt) <= now;
+      if (!chat.messages.some(expired)) continue;
+      for (const m of chat.messages.filter(expired)) {
         if (m.clientMsgId) this.sentFiles.delete(m.clientMsgId);
         gone++;
       }
-      if (keep.length !== chat.messages.length) chat.messages = keep;
+      chat.messages = chat.messages.filter((m) => !expired(m));
     }
     if (gone) {
       this.rev++;
@@ -335,8 +337,9 @@ export class Client {
       sessionId,
       seconds,
     });
-    // The record of the change comes to the other devices as an event, not to this one: read it.
-    if (r.msgId) await this.readChat(chat);
+    // The record of the change comes to the other devices as an event, not to this one: read it
+    // (if that fails, the next sync does; the change itself was made).
+    if (r.msgId) await this.readChat(chat).catch((e) => console.warn('reading the timer record failed', e));
     this.touch();
   }
 
