@@ -488,7 +488,7 @@ try {
   const groupGot = await inboxUntil(bob, (l) => l.text === texts.groupReply);
   assert.equal(groupGot.sessionId, groupId, 'the reply is in the group');
 
-  step('the page creates a group with Bob and writes in it; Bob reads it; the page leaves Bob\'s group');
+  step('the page creates a group with Bob and writes in it; Bob reads it; the page may not set Bob\'s group\'s disappearing timer (FORBIDDEN, said) and leaves the group');
   await page.locator('#new-group').click();
   await page.getByLabel('Group name').fill(`Alice's group ${nonce}`);
   await page.getByLabel(/Members: phone numbers/).fill(bob.phone);
@@ -500,6 +500,13 @@ try {
   assert.match(ownGroupGot.sessionId, /^g_/);
   assert.notEqual(ownGroupGot.sessionId, groupId);
   await page.locator('button.chat', { hasText: groupName }).click();
+  // Alice is no admin of Bob's group: turning on disappearing messages is refused, said, and
+  // changes nothing.
+  await page.getByLabel('Disappearing messages').selectOption('604800');
+  await page.locator('#chat-note', { hasText: 'Only group admins can change disappearing messages. Nothing was changed.' }).waitFor();
+  assert.equal(await page.getByLabel('Disappearing messages').inputValue(), '0', 'the control is back to Off');
+  assert.ok(await page.locator('#timer-badge').isHidden(), 'no timer badge');
+  assert.equal(await page.locator('li.system', { hasText: 'disappearing' }).count(), 0, 'no line');
   await page.locator('#group-info').click();
   await page.locator('ul.members li', { hasText: '(admin)' }).waitFor();
   assert.equal(await page.locator('ul.members li').count(), 2);
