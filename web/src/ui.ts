@@ -148,7 +148,8 @@ export class AppView {
   );
   /** The open chat's disappearing-message timer: the badge beside its name (hidden when off)
    * and the control that changes it. */
-  private readonly timerBadge = h('span', { id: 'timer-badge', class: 'timer-badge', hidden: true });
+  private readonly timerText = h('span', { class: 'timer-text' });
+  private readonly timerBadge = h('span', { id: 'timer-badge', class: 'timer-badge', hidden: true }, icon('timer'), this.timerText);
   private readonly timerSelect = h('select', { id: 'disappearing', name: 'disappearing' });
   /** What the last block or report in the open chat did (or why it failed). */
   private readonly chatNote = h('p', { id: 'chat-note', class: 'chat-note', role: 'status' });
@@ -214,7 +215,7 @@ export class AppView {
         h(
           'label',
           { class: 'timer-control', title: 'Disappearing messages' },
-          h('span', { 'aria-hidden': 'true', text: '⏱' }),
+          icon('timer'),
           h('span', { class: 'visually-hidden', text: 'Disappearing messages' }),
           this.timerSelect,
         ),
@@ -370,13 +371,13 @@ export class AppView {
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
   }
 
-  /** The badge ("⏱ 7d") and the control's current choice (with a test deployment's short
+  /** The badge (a stopwatch and "7d") and the control's current choice (with a test deployment's short
    * timer, set elsewhere, as an extra choice while it is the chat's). */
   private renderTimer(c: Chat): void {
     const seconds = this.client.timerOf(c);
-    const badge = seconds ? `⏱ ${timerBadge(seconds)}` : '';
-    if (this.timerBadge.textContent !== badge) {
-      this.timerBadge.textContent = badge;
+    const badge = seconds ? timerBadge(seconds) : '';
+    if (this.timerText.textContent !== badge) {
+      this.timerText.textContent = badge;
       this.timerBadge.hidden = !seconds;
       this.timerBadge.title = seconds ? `Disappearing messages: ${timerText(seconds)}` : '';
       this.timerBadge.dataset.seconds = String(seconds);
@@ -487,12 +488,16 @@ export class AppView {
         { class: 'meta' },
         s.edited ? h('span', { class: 'edited', text: 'edited' }) : null,
         m.expiresAt
-          ? h('span', {
-              class: 'expires',
-              title: `Disappears ${new Date(m.expiresAt).toLocaleString()}`,
-              'aria-label': 'Disappearing message',
-              text: '⏱',
-            })
+          ? h(
+              'span',
+              {
+                class: 'expires',
+                role: 'img',
+                title: `Disappears ${new Date(m.expiresAt).toLocaleString()}`,
+                'aria-label': 'Disappearing message',
+              },
+              icon('timer'),
+            )
           : null,
         time && !Number.isNaN(time.getTime())
           ? h('time', { datetime: m.sentAt, text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })
@@ -1199,6 +1204,8 @@ function personName(name: string): string {
 }
 
 const ICONS: Record<string, string> = {
+  // A stopwatch (⏱, which not every system's fonts draw): disappearing messages.
+  timer: 'M12 21a8 8 0 1 0 0-16 8 8 0 0 0 0 16zM12 9v4l2.5 2.5M10 2h4M12 2v3',
   clip: 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5',
   group:
     'M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zm7 0a2.5 2.5 0 1 0 0-5M3 19c0-3 2.7-5 6-5s6 2 6 5M16 14c2.6.2 5 1.9 5 5',
