@@ -4,7 +4,9 @@
 //! ticks, a group and an image with another CLI user, typing, a reply, reactions, an edit and
 //! deletions both ways with that user's device, blocking, unblocking and reporting that user
 //! (the report is then looked up here, in the local S3), and checks that nothing the page sent
-//! carries plaintext. Its screenshot of the conversation goes to
+//! carries plaintext. Disappearing messages: the page turns them on, Bob's device sees it, Bob
+//! turns them off; on this cloud's short test timer (`DisappearingTestSeconds`) messages are
+//! seen to leave the page and its IndexedDB at their expiry. Its screenshot of the conversation goes to
 //! web/test-results/web-conversation.png (docs/images/web-conversation.png is one of them).
 //!
 //! Builds nothing: `./dev test` builds the binaries and the web client first (`./dev web`).
@@ -13,6 +15,11 @@ use courier_tests::{TestCloud, repo_root};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Instant;
+
+/// The cloud's extra disappearing timer (the template's `DisappearingTestSeconds`): long enough
+/// for Bob's CLI to send under it and the page to show both messages on a busy machine, short
+/// enough to wait for.
+const TEST_TIMER_SECONDS: u32 = 8;
 
 /// The report the page filed, as stored for moderation under `reports/` in the media bucket: the
 /// one whose reporter is `reporter` (each run's users are new). Only a moderation role may read
@@ -113,7 +120,10 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
             path.display()
         );
     }
-    let cloud = TestCloud::shared();
+    // A cloud of its own for the test timer: this binary's only test, so it costs no more than
+    // the shared one would.
+    let cloud = &TestCloud::start(&[&format!("DisappearingTestSeconds={TEST_TIMER_SECONDS}")])
+        .expect("the local cloud starts");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -124,6 +134,10 @@ fn the_web_client_links_chats_and_sends_only_ciphertext() {
         .env("COURIER_HTTP_URL", &cloud.http_url)
         .env("COURIER_WS_URL", &cloud.ws_url)
         .env("COURIER_BIN", target.join("debug/courier"))
+        .env(
+            "COURIER_DISAPPEARING_TEST_SECONDS",
+            TEST_TIMER_SECONDS.to_string(),
+        )
         .output()
         .expect("node runs (infra/install puts Node.js in place)");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -53,6 +53,9 @@ export interface ChatMessage {
   /** From the history bundle the phone sent when this browser was linked (sent before this
    * browser could read the chat): shown under "Synced from your phone". */
   synced?: boolean;
+  /** When it disappears (sent while the chat's disappearing timer was on, RFC 3339): the page
+   * deletes it then, from the chat and from what it keeps. */
+  expiresAt?: string;
 }
 
 /** A history bundle offer (courier-client's `history_bundle::HistoryOffer`), from this
@@ -73,6 +76,7 @@ interface HistoryEntry {
   type: string;
   text?: string;
   payload?: unknown;
+  expiresAt?: string;
 }
 
 /** One message as the chat shows it (courier-client's `content::Shown`, from the wasm's
@@ -119,7 +123,18 @@ export interface Chat {
   /** Per other member: [delivered seq, read seq]. */
   peers: Record<string, [number, number]>;
   messages: ChatMessage[];
+  /** The chat's disappearing timer, from the last `disappearingTimer` record read (the server
+   * does not list it): seconds (0: off), who set it, and the record's seq. Absent: none read. */
+  timer?: { seconds: number; by: string; seq: number };
 }
+
+/** The disappearing-message timers the protocol allows (docs/protocol.md), with 0 for off. */
+export const TIMER_CHOICES: { seconds: number; label: string }[] = [
+  { seconds: 0, label: 'Off' },
+  { seconds: 86_400, label: '24 hours' },
+  { seconds: 604_800, label: '7 days' },
+  { seconds: 7_776_000, label: '90 days' },
+];
 
 export interface StatusItem {
   userId: string;
@@ -140,6 +155,7 @@ interface RawMessage {
   payload: string;
   attachments?: string[];
   sentAt?: string;
+  expiresAt?: string;
 }
 
 interface SessionSummary {
@@ -176,6 +192,9 @@ export class Client {
   synced = false;
   private syncing: Promise<void> | null = null;
   private saveTimer = 0;
+  /** The next message expiry this page waits for (ms since the epoch), and its timeout. */
+  private expiryAt = Infinity;
+  private expiryTimer = 0;
   /** The last send of each chat: the next one waits for it (see `inTurn`). */
   private sendTurns = new Map<string, Promise<void>>();
   private events: Promise<void> = Promise.resolve();
@@ -236,6 +255,10 @@ export class Client {
     } catch (e) {
       console.warn('the saved chats could not be read; reading them again from the server', e);
     }
+    // What expired while the page was closed goes before anything shows it; then the timer for
+    // what expires next.
+    this.expire();
+    this.scheduleExpiry();
   }
 
   /** Saves chats and messages (sealed by the wasm), at most every half second. */
@@ -252,8 +275,72 @@ export class Client {
 
   private touch(): void {
     this.rev++;
+    this.scheduleExpiry();
     this.save();
     this.changed();
+  }
+
+  // ---- disappearing messages ---------------------------------------------------------------------
+
+  /** Deletes every message whose `expiresAt` has come, from the chats and (by the save that
+   * follows) from IndexedDB, with the file this browser sent for it. */
+  private expire(): void {
+    const now = Date.now();
+    let gone = 0;
+    for (const chat of this.chats.values()) {
+      const expired = (m: ChatMessage) => !!m.expiresAt && Date.parse(m.expiresAt) <= now;
+      if (!chat.messages.some(expired)) continue;
+      for (const m of chat.messages.filter(expired)) {
+        if (m.clientMsgId) this.sentFiles.delete(m.clientMsgId);
+        gone++;
+      }
+      chat.messages = chat.messages.filter((m) => !expired(m));
+    }
+    if (gone) {
+      this.rev++;
+      this.save();
+    }
+  }
+
+  /** One timer, for the next message to expire (set again after every change). */
+  private scheduleExpiry(): void {
+    let next = Infinity;
+    for (const chat of this.chats.values()) {
+      for (const m of chat.messages) {
+        if (m.expiresAt) next = Math.min(next, Date.parse(m.expiresAt));
+      }
+    }
+    if (next === this.expiryAt) return;
+    window.clearTimeout(this.expiryTimer);
+    this.expiryAt = next;
+    if (next === Infinity) return;
+    // setTimeout takes at most 2^31-1 ms: a far expiry is looked at again within a day.
+    const wait = Math.min(Math.max(next - Date.now(), 0) + 20, 86_400_000);
+    this.expiryTimer = window.setTimeout(() => {
+      this.expiryAt = Infinity;
+      this.expire();
+      this.touch();
+    }, wait);
+  }
+
+  /** The chat's current disappearing timer in seconds (0: off). */
+  timerOf(chat: Chat): number {
+    return chat.timer?.seconds ?? 0;
+  }
+
+  /** Turns disappearing messages on, changes the timer or turns them off
+   * (`setDisappearingTimer`; in a group only admins may: FORBIDDEN, which changes nothing). */
+  async setDisappearingTimer(sessionId: string, seconds: number): Promise<void> {
+    const chat = this.chats.get(sessionId);
+    if (!chat) throw new Error('no such chat');
+    const r = await this.conn.request<{ seconds: number; msgId?: string }>('setDisappearingTimer', {
+      sessionId,
+      seconds,
+    });
+    // The record of the change comes to the other devices as an event, not to this one: read it
+    // (if that fails, the next sync does; the change itself was made).
+    if (r.msgId) await this.readChat(chat).catch((e) => console.warn('reading the timer record failed', e));
+    this.touch();
   }
 
   // ---- sync --------------------------------------------------------------------------------------
@@ -363,11 +450,19 @@ export class Client {
 
   private async readChat(chat: Chat): Promise<void> {
     for (;;) {
-      const page = await this.conn.request<{ messages: RawMessage[]; hasMore: boolean }>(
-        'readNewMessages',
-        { sessionId: chat.sessionId, lastMsgId: chat.cursorMsgId, limit: 100 },
-      );
+      const page = await this.conn.request<{
+        messages: RawMessage[];
+        hasMore: boolean;
+        skippedTo?: string | null;
+      }>('readNewMessages', { sessionId: chat.sessionId, lastMsgId: chat.cursorMsgId, limit: 100 });
       for (const m of page.messages) await this.take(m, true);
+      // A page whose messages had all disappeared comes back empty, with where to go on from.
+      const seq = page.skippedTo ? seqOf(page.skippedTo) : null;
+      if (!page.messages.length && page.hasMore && page.skippedTo && seq !== null && seq > chat.cursorSeq) {
+        chat.cursorSeq = seq;
+        chat.cursorMsgId = page.skippedTo;
+        continue;
+      }
       if (!page.hasMore || page.messages.length === 0) return;
     }
   }
@@ -477,7 +572,9 @@ export class Client {
       mine,
       tick: mine ? 'sent' : undefined,
       synced: true,
+      expiresAt: e.expiresAt,
     };
+    if (e.expiresAt && Date.parse(e.expiresAt) <= Date.now()) return;
     if (e.type === 'deleted') {
       msg.text = '';
       msg.deleted = true;
@@ -489,7 +586,8 @@ export class Client {
         return;
       }
       msg.kind = 'system';
-      msg.text = systemText(payload, (u) => this.names.get(u) ?? u);
+      msg.text = systemText(payload, (u) => this.names.get(u) ?? u, this.me);
+      this.noteTimer(chat, payload, e.seq);
     } else if (e.type !== 'text') {
       // A file's key is not in the history: nothing to show.
       return;
@@ -516,6 +614,8 @@ export class Client {
       return;
     }
     if (chat.messages.some((x) => x.msgId === m.msgId && !x.problem)) return;
+    // Already gone (the server returned it just before its expiry): not shown, not kept.
+    if (m.expiresAt && Date.parse(m.expiresAt) <= Date.now()) return;
     let result: Decrypted = { kind: 'notEncrypted' };
     if (m.type === 'text' || m.type === 'media') {
       result = JSON.parse(this.dev.decrypt(JSON.stringify(m))) as Decrypted;
@@ -539,6 +639,7 @@ export class Client {
       sentAt: m.sentAt ?? '',
       mine,
       tick: mine ? 'sent' : undefined,
+      expiresAt: m.expiresAt ?? undefined,
     };
     if (!mine) this.stopTyping(m.sessionId, m.sender);
     if (m.type === 'system') {
@@ -549,8 +650,10 @@ export class Client {
         this.markDeleted(chat, deletion);
         return;
       }
-      msg.text = systemText(m.payload, (u) => this.names.get(u) ?? u);
-      if (chat.type === 'group') void this.nameChat(chat);
+      msg.text = systemText(m.payload, (u) => this.names.get(u) ?? u, this.me);
+      if (this.noteTimer(chat, m.payload, m.seq)) {
+        // A timer change is no group change: nothing to read again.
+      } else if (chat.type === 'group') void this.nameChat(chat);
     } else if (d.kind === 'text') {
       msg.text = d.text ?? '';
       if (msg.kind === 'media') {
@@ -605,6 +708,15 @@ export class Client {
       deleted: true,
     });
     chat.messages.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** If `payload` records a disappearing-timer change, makes it the chat's timer unless a later
+   * record is known already (sync may read records out of order with live events). */
+  private noteTimer(chat: Chat, payload: string, seq: number): boolean {
+    const t = timerUpdateOf(payload);
+    if (!t) return false;
+    if (!chat.timer || seq >= chat.timer.seq) chat.timer = { seconds: t.seconds, by: t.by, seq };
+    return true;
   }
 
   /** Forgets a deleted message's content here too (text, caption, media, the file this browser
@@ -794,6 +906,19 @@ export class Client {
           this.stopTyping(sessionId, userId);
         }
         this.changed();
+        return;
+      }
+      case 'disappearingTimer': {
+        const chat = this.chats.get(String(e.sessionId));
+        const m = e.message as RawMessage | undefined;
+        if (!chat || !m) {
+          await this.sync();
+          return;
+        }
+        // The record sets the chat's timer; behind it, read what was missed first.
+        if (m.seq > chat.cursorSeq + 1) await this.readChat(chat);
+        else await this.take(m);
+        this.touch();
         return;
       }
       case 'groupUpdate': {
@@ -999,7 +1124,7 @@ export class Client {
       const r = await this.inTurn(sessionId, async () => {
         for (let attempt = 0; ; attempt++) {
           try {
-            return await this.conn.request<{ msgId: string; seq: number; sentAt: string }>(
+            return await this.conn.request<{ msgId: string; seq: number; sentAt: string; expiresAt?: string }>(
               'sendMessage',
               params,
             );
@@ -1012,6 +1137,7 @@ export class Client {
       local.msgId = r.msgId;
       local.seq = r.seq;
       local.sentAt = r.sentAt;
+      if (r.expiresAt) local.expiresAt = r.expiresAt;
       local.tick = 'sent';
       chat.messages.sort((a, b) => a.seq - b.seq);
       if (r.seq === chat.cursorSeq + 1) {
@@ -1288,6 +1414,43 @@ function deletionOf(payload: string): string | null {
   }
 }
 
+/** A `system` record of a disappearing-timer change (`{"update": "disappearingTimer", "seconds",
+ * "by"}`). */
+function timerUpdateOf(payload: string): { seconds: number; by: string } | null {
+  try {
+    const p = JSON.parse(payload) as { update?: string; seconds?: number; by?: string };
+    return p.update === 'disappearingTimer' && typeof p.seconds === 'number'
+      ? { seconds: p.seconds, by: p.by ?? '' }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A message's seq from its id (`{sessionId}.{seq}`, docs/protocol.md). */
+function seqOf(msgId: string): number | null {
+  const n = Number(msgId.slice(msgId.lastIndexOf('.') + 1));
+  return Number.isSafeInteger(n) && n > 0 ? n : null;
+}
+
+/** A disappearing timer in words: "24 hours", "7 days", "90 days" (and a test deployment's
+ * short value, e.g. "5 seconds"). */
+export function timerText(seconds: number): string {
+  const unit = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+  if (seconds % 86_400 === 0 && seconds !== 86_400) return unit(seconds / 86_400, 'day');
+  if (seconds % 3600 === 0) return unit(seconds / 3600, 'hour');
+  if (seconds % 60 === 0) return unit(seconds / 60, 'minute');
+  return unit(seconds, 'second');
+}
+
+/** The same, short, for the chat header's badge: "24h", "7d", "90d", "5s". */
+export function timerBadge(seconds: number): string {
+  if (seconds % 86_400 === 0 && seconds !== 86_400) return `${seconds / 86_400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}
+
 /** Whether a message is an edit of `msgId` (courier-client's `Content` encoding: the mark
  * U+0001, then JSON): its new text goes when the message is deleted. */
 function isEditOf(m: ChatMessage, msgId: string): boolean {
@@ -1300,11 +1463,18 @@ function isEditOf(m: ChatMessage, msgId: string): boolean {
   }
 }
 
-function systemText(payload: string, name: (u: string) => string): string {
+function systemText(payload: string, name: (u: string) => string, me: string): string {
   try {
-    const p = JSON.parse(payload) as { update?: string; userId?: string; by?: string };
+    const p = JSON.parse(payload) as { update?: string; userId?: string; by?: string; seconds?: number };
     const who = p.userId ? name(p.userId) : 'someone';
     switch (p.update) {
+      case 'disappearingTimer': {
+        // As WhatsApp words it, with "You" for this user (on any of their devices).
+        const by = p.by === me ? 'You' : name(p.by ?? '');
+        return p.seconds
+          ? `${by} turned on disappearing messages. New messages will disappear after ${timerText(p.seconds)}.`
+          : `${by} turned off disappearing messages.`;
+      }
       case 'created':
         return `${name(p.by ?? '')} created the group`;
       case 'memberAdded':

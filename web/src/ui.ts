@@ -2,7 +2,8 @@
 // DOM; every text from the network goes in through textContent, never as HTML.
 
 import QRCode from 'qrcode';
-import { DELETE_WINDOW_MS, EDIT_WINDOW_MS } from './client';
+import { DELETE_WINDOW_MS, EDIT_WINDOW_MS, TIMER_CHOICES, timerBadge, timerText } from './client';
+import { ApiError } from './net';
 import type { Chat, ChatMessage, Client, Settings, Shown } from './client';
 import type { ConnState } from './net';
 
@@ -145,6 +146,11 @@ export class AppView {
     'div',
     { id: 'blocked-notice', class: 'blocked-notice', role: 'status', hidden: true },
   );
+  /** The open chat's disappearing-message timer: the badge beside its name (hidden when off)
+   * and the control that changes it. */
+  private readonly timerText = h('span', { class: 'timer-text' });
+  private readonly timerBadge = h('span', { id: 'timer-badge', class: 'timer-badge', hidden: true }, icon('timer'), this.timerText);
+  private readonly timerSelect = h('select', { id: 'disappearing', name: 'disappearing' });
   /** What the last block or report in the open chat did (or why it failed). */
   private readonly chatNote = h('p', { id: 'chat-note', class: 'chat-note', role: 'status' });
   private objectUrls = new Map<string, string>();
@@ -197,6 +203,7 @@ export class AppView {
     this.info.onclick = () => void this.groupPanel();
     this.blockButton.onclick = () => void this.toggleBlock();
     this.reportButton.onclick = () => void this.report();
+    this.timerSelect.onchange = () => void this.changeTimer(Number(this.timerSelect.value));
     this.conversation = h(
       'section',
       { class: 'conversation', 'aria-labelledby': 'chat-title' },
@@ -204,7 +211,14 @@ export class AppView {
         'header',
         {},
         back,
-        h('div', { class: 'who' }, this.title, this.presence),
+        h('div', { class: 'who' }, h('div', { class: 'title-row' }, this.title, this.timerBadge), this.presence),
+        h(
+          'label',
+          { class: 'timer-control', title: 'Disappearing messages' },
+          icon('timer'),
+          h('span', { class: 'visually-hidden', text: 'Disappearing messages' }),
+          this.timerSelect,
+        ),
         this.verify,
         this.blockButton,
         this.reportButton,
@@ -331,6 +345,7 @@ export class AppView {
       );
     }
     this.presence.textContent = this.presenceText(c);
+    this.renderTimer(c);
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
     // Patch the list in place (a new message is one addition for screen readers, not a new list).
     const shown = new Map(this.client.thread(c).map((s) => [s.msgId, s]));
@@ -354,6 +369,51 @@ export class AppView {
     });
     while (this.log.children.length > wanted.length) this.log.lastElementChild!.remove();
     if (atBottom) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  /** The badge (a stopwatch and "7d") and the control's current choice (with a test deployment's short
+   * timer, set elsewhere, as an extra choice while it is the chat's). */
+  private renderTimer(c: Chat): void {
+    const seconds = this.client.timerOf(c);
+    const badge = seconds ? timerBadge(seconds) : '';
+    if (this.timerText.textContent !== badge) {
+      this.timerText.textContent = badge;
+      this.timerBadge.hidden = !seconds;
+      this.timerBadge.title = seconds ? `Disappearing messages: ${timerText(seconds)}` : '';
+      this.timerBadge.dataset.seconds = String(seconds);
+    }
+    const choices = TIMER_CHOICES.some((t) => t.seconds === seconds)
+      ? TIMER_CHOICES
+      : [...TIMER_CHOICES, { seconds, label: timerText(seconds) }];
+    const wanted = choices.map((t) => `${t.seconds}:${t.label}`).join(',');
+    if (this.timerSelect.dataset.choices !== wanted) {
+      this.timerSelect.dataset.choices = wanted;
+      this.timerSelect.replaceChildren(...choices.map((t) => h('option', { value: String(t.seconds), text: t.label })));
+    }
+    if (!this.timerPending) this.timerSelect.value = String(seconds);
+  }
+
+  /** While a change of the timer is being asked for, the control keeps the user's choice. */
+  private timerPending = false;
+
+  /** Sets the open chat's timer; a refusal (in a group only admins may) says so and changes
+   * nothing. */
+  private async changeTimer(seconds: number): Promise<void> {
+    const id = this.client.openChat;
+    if (!id) return;
+    this.timerPending = true;
+    this.chatNote.textContent = '';
+    try {
+      await this.client.setDisappearingTimer(id, seconds);
+    } catch (e) {
+      this.chatNote.textContent =
+        e instanceof ApiError && e.code === 'FORBIDDEN'
+          ? 'Only group admins can change disappearing messages. Nothing was changed.'
+          : `Could not change disappearing messages: ${String((e as Error).message ?? e)}`;
+    } finally {
+      this.timerPending = false;
+      this.render();
+    }
   }
 
   private systemItem(m: ChatMessage): HTMLLIElement {
@@ -401,6 +461,7 @@ export class AppView {
       {
         class: `message${m.mine ? ' mine' : ''}${s.deleted ? ' deleted' : ''}${m.synced ? ' synced' : ''}`,
         'data-msg': m.msgId,
+        'data-expires': m.expiresAt,
       },
       c.type === 'group' && !m.mine ? h('span', { class: 'sender', text: this.nameOf(m.sender) }) : null,
       body,
@@ -426,6 +487,18 @@ export class AppView {
         'span',
         { class: 'meta' },
         s.edited ? h('span', { class: 'edited', text: 'edited' }) : null,
+        m.expiresAt
+          ? h(
+              'span',
+              {
+                class: 'expires',
+                role: 'img',
+                title: `Disappears ${new Date(m.expiresAt).toLocaleString()}`,
+                'aria-label': 'Disappearing message',
+              },
+              icon('timer'),
+            )
+          : null,
         time && !Number.isNaN(time.getTime())
           ? h('time', { datetime: m.sentAt, text: time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })
           : null,
@@ -1131,6 +1204,8 @@ function personName(name: string): string {
 }
 
 const ICONS: Record<string, string> = {
+  // A stopwatch (⏱, which not every system's fonts draw): disappearing messages.
+  timer: 'M12 21a8 8 0 1 0 0-16 8 8 0 0 0 0 16zM12 9v4l2.5 2.5M10 2h4M12 2v3',
   clip: 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5',
   group:
     'M9 11a3 3 0 1 0 0-6 3 3 0 0 0 0 6zm7 0a2.5 2.5 0 1 0 0-5M3 19c0-3 2.7-5 6-5s6 2 6 5M16 14c2.6.2 5 1.9 5 5',

@@ -21,13 +21,16 @@
 //      it reconnects by itself and shows the message.
 //   Then: bad input (a malformed and an unknown phone number) gets a clear error; settings;
 //   two-step verification (the phone sets a PIN, the page checks, changes and removes it); a
-//   status post; a reload keeps the link and the chats; IndexedDB holds no plaintext; the
-//   phone-sized layout.
+//   status post; disappearing messages (the page turns them on, Bob's device gets the event, a
+//   message carries expiresAt and shows ⏱; on a cloud with a short test timer, messages leave
+//   the page and IndexedDB at their expiry; Bob turns them off); a reload keeps the link, the
+//   chats and the chat's timer; IndexedDB holds no plaintext; the phone-sized layout.
 //   8. Everything the page sent (HTTP bodies, WebSocket frames, the upload) is searched for every
 //      plaintext of the run: none may appear.
 //
 // Environment: COURIER_HTTP_URL (the local cloud, serving web/dist), COURIER_WS_URL,
-// COURIER_BIN (the `courier` binary; default target/debug/courier), CHROMIUM (default
+// COURIER_BIN (the `courier` binary; default target/debug/courier),
+// COURIER_DISAPPEARING_TEST_SECONDS (the cloud's DisappearingTestSeconds, if any), CHROMIUM (default
 // /usr/bin/chromium), COURIER_SCREENSHOT (default web/test-results/web-conversation.png; "" for
 // none).
 // Run by tests/tests/web.rs (./dev test), or by hand against `./dev up`:
@@ -40,6 +43,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
+import { createDecipheriv } from 'node:crypto';
 import assert from 'node:assert/strict';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -51,6 +55,10 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 // COURIER_SCREENSHOT=docs/images/web-conversation.png (each run's differs: ids, times).
 const SCREENSHOT = process.env.COURIER_SCREENSHOT ?? join(ROOT, 'web/test-results/web-conversation.png');
 const WAIT = 30_000;
+// The deployment's extra, short disappearing timer (the template's DisappearingTestSeconds, which
+// tests/tests/web.rs sets on the cloud it starts): with it, a message is seen to disappear from
+// the page at its expiry; without it (0, a deployment's default), that part is skipped.
+const TEST_TIMER = Number(process.env.COURIER_DISAPPEARING_TEST_SECONDS ?? 0);
 
 const started = Date.now();
 const steps = [];
@@ -234,6 +242,33 @@ async function rawDevice(browser, user) {
   };
 }
 
+// ---- what the page keeps ------------------------------------------------------------------------
+
+/** The page's chats as it keeps them in IndexedDB: the `local` record opened with the state key
+ * beside it (`CWL1` || nonce || AES-256-GCM, courier-client's `crypto::sealed`), as JSON text. */
+async function keptChats(page) {
+  const [key, sealed] = await page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('courier-web');
+        req.onerror = () => reject(req.error);
+        req.onsuccess = () => {
+          const tx = req.result.transaction('records', 'readonly');
+          const store = tx.objectStore('records');
+          const k = store.get('stateKey');
+          const l = store.get('local');
+          tx.oncomplete = () => resolve([Array.from(k.result), Array.from(l.result)]);
+        };
+      }),
+  );
+  const bytes = Buffer.from(sealed);
+  assert.equal(bytes.subarray(0, 4).toString('latin1'), 'CWL1');
+  const decipher = createDecipheriv('aes-256-gcm', Buffer.from(key), bytes.subarray(4, 16));
+  decipher.setAAD(Buffer.from('courier-web-local-v1'));
+  decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+  return Buffer.concat([decipher.update(bytes.subarray(16, bytes.length - 16)), decipher.final()]).toString('utf8');
+}
+
 // ---- a PNG with a secret inside -----------------------------------------------------------------
 
 function crc32(buf) {
@@ -308,6 +343,10 @@ const texts = {
   groupWhileBlocked: `Bob in the group while blocked ${nonce}`,
   afterUnblock: `Bob after the unblock ${nonce}`,
   spam: `Win a prize, send me your code ${nonce}`,
+  underTimer: `Sent while disappearing messages are on ${nonce}`,
+  vanishing: `This one disappears in seconds ${nonce}`,
+  bobVanishing: `Bob's message that disappears in seconds ${nonce}`,
+  afterTimerOff: `Sent after disappearing messages were turned off ${nonce}`,
 };
 const BOB_NAME = 'Bob';
 const image = png(texts.imageSecret);
@@ -449,7 +488,7 @@ try {
   const groupGot = await inboxUntil(bob, (l) => l.text === texts.groupReply);
   assert.equal(groupGot.sessionId, groupId, 'the reply is in the group');
 
-  step('the page creates a group with Bob and writes in it; Bob reads it; the page leaves Bob\'s group');
+  step('the page creates a group with Bob and writes in it; Bob reads it; the page may not set Bob\'s group\'s disappearing timer (FORBIDDEN, said) and leaves the group');
   await page.locator('#new-group').click();
   await page.getByLabel('Group name').fill(`Alice's group ${nonce}`);
   await page.getByLabel(/Members: phone numbers/).fill(bob.phone);
@@ -461,6 +500,13 @@ try {
   assert.match(ownGroupGot.sessionId, /^g_/);
   assert.notEqual(ownGroupGot.sessionId, groupId);
   await page.locator('button.chat', { hasText: groupName }).click();
+  // Alice is no admin of Bob's group: turning on disappearing messages is refused, said, and
+  // changes nothing.
+  await page.getByLabel('Disappearing messages').selectOption('604800');
+  await page.locator('#chat-note', { hasText: 'Only group admins can change disappearing messages. Nothing was changed.' }).waitFor();
+  assert.equal(await page.getByLabel('Disappearing messages').inputValue(), '0', 'the control is back to Off');
+  assert.ok(await page.locator('#timer-badge').isHidden(), 'no timer badge');
+  assert.equal(await page.locator('li.system', { hasText: 'disappearing' }).count(), 0, 'no line');
   await page.locator('#group-info').click();
   await page.locator('ul.members li', { hasText: '(admin)' }).waitFor();
   assert.equal(await page.locator('ul.members li').count(), 2);
@@ -749,11 +795,103 @@ try {
   await page.locator('.statuses .status-text', { hasText: texts.status }).waitFor();
   await page.getByRole('button', { name: 'Close' }).click();
 
-  step('after a reload the browser is still linked, keeps its chats and decrypts new messages');
+  step('the page turns on disappearing messages (24 hours) with Bob: its line and the ⏱ 24h badge; Bob\'s device gets the disappearingTimer event; a message sent after shows ⏱ and carries expiresAt');
+  const bobTimer = await rawDevice(browser, bob);
+  await bobChat.click();
+  const timerControl = page.getByLabel('Disappearing messages');
+  assert.equal(await timerControl.inputValue(), '0', 'off to begin with');
+  await timerControl.selectOption('86400');
+  await page.locator('li.system', { hasText: /^You turned on disappearing messages\. New messages will disappear after 24 hours\.$/ }).waitFor();
+  const timerBadge = page.locator('#timer-badge');
+  await timerBadge.filter({ hasText: /^24h$/ }).waitFor();
+  assert.equal(await timerBadge.getAttribute('title'), 'Disappearing messages: 24 hours');
+  const timerEvent = await bobTimer.event(
+    (e) => e.event === 'disappearingTimer' && e.sessionId === directId && e.seconds === 86400,
+    'the disappearingTimer event',
+  );
+  assert.equal(timerEvent.by, aliceId, 'Alice set it');
+  assert.deepEqual(JSON.parse(timerEvent.message.payload), { update: 'disappearingTimer', seconds: 86400, by: aliceId });
+  await composer.fill(texts.underTimer);
+  await page.keyboard.press('Enter');
+  const timed = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.underTimer }) });
+  await timed.locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]').waitFor();
+  assert.equal(await timed.locator('.expires').getAttribute('aria-label'), 'Disappearing message');
+  const timedId = await timed.getAttribute('data-msg');
+  // The page keeps the expiry the server stored (its sendMessage reply), 24 hours after sentAt.
+  const timedStored = (await bobTimer.readAll(directId)).find((m) => m.msgId === timedId);
+  assert.ok(timedStored?.expiresAt, `the message carries expiresAt: ${JSON.stringify(timedStored)}`);
+  assert.equal(Date.parse(timedStored.expiresAt) - Date.parse(timedStored.sentAt), 86_400_000);
+  assert.equal(Date.parse(await timed.getAttribute('data-expires')), Date.parse(timedStored.expiresAt));
+  await inboxUntil(bob, (l) => l.text === texts.underTimer);
+
+  if (TEST_TIMER) {
+    step(`Bob sets the test deployment's ${TEST_TIMER}-second timer: his line; the page's message and Bob's disappear at their expiry, from the page and from IndexedDB`);
+    await bobTimer.request('setDisappearingTimer', { sessionId: directId, seconds: TEST_TIMER });
+    await page
+      .locator('li.system', { hasText: `${BOB_NAME} turned on disappearing messages. New messages will disappear after ${TEST_TIMER} seconds.` })
+      .waitFor();
+    await timerBadge.filter({ hasText: `${TEST_TIMER}s` }).waitFor();
+    await composer.fill(texts.vanishing);
+    await page.keyboard.press('Enter');
+    const bobSent = courier(bob.config, ['send', alice.phone, texts.bobVanishing]);
+    const vanishing = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.vanishing }) });
+    const bobVanishing = page.locator('li.message:not(.mine)', { has: page.locator('.text', { hasText: texts.bobVanishing }) });
+    await vanishing.locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]').waitFor();
+    await bobVanishing.locator('.expires').waitFor();
+    await bobSent;
+    const gone = [];
+    for (const li of [vanishing, bobVanishing]) {
+      gone.push({ msgId: await li.getAttribute('data-msg'), expiresAt: Date.parse(await li.getAttribute('data-expires')) });
+    }
+    assert.equal(gone[0].expiresAt - Date.parse(await vanishing.locator('time').getAttribute('datetime')), TEST_TIMER * 1000);
+    // Kept (sealed) in IndexedDB until then. (A chat's read cursor may go on naming an id: the
+    // messages are what must go.)
+    const keptIds = (json) => new Set(JSON.parse(json).chats.flatMap((c) => c.messages.map((m) => m.msgId)));
+    await page.waitForTimeout(700);
+    const before = await keptChats(page);
+    assert.ok(keptIds(before).has(gone[0].msgId) && before.includes(texts.vanishing), 'IndexedDB keeps the message until it expires');
+    for (const [i, g] of gone.entries()) {
+      await page.locator(`li.message[data-msg="${g.msgId}"]`).waitFor({ state: 'detached', timeout: TEST_TIMER * 1000 + WAIT });
+      assert.ok(Date.now() >= g.expiresAt, `message ${i} went at its expiry, not before`);
+    }
+    assert.equal(await page.locator('li.message .text', { hasText: texts.vanishing }).count(), 0);
+    // The save that follows the expiry (at most half a second later) no longer holds either.
+    let after = before;
+    for (let i = 0; i < 50 && gone.some((g) => keptIds(after).has(g.msgId)); i++) {
+      await page.waitForTimeout(200);
+      after = await keptChats(page);
+    }
+    for (const g of gone) assert.ok(!keptIds(after).has(g.msgId), `${g.msgId} is gone from IndexedDB`);
+    assert.ok(!after.includes(texts.vanishing) && !after.includes(texts.bobVanishing), 'their texts are gone from IndexedDB');
+    assert.ok(after.includes(texts.underTimer), 'the message with 24 hours to go is kept');
+  }
+
+  step('after a reload the browser is still linked, keeps its chats and the chat\'s disappearing timer (from its last record)');
   await page.reload();
   await page.waitForSelector('#app[data-synced="true"]');
-  await page.locator('button.chat', { hasText: texts.whileOffline }).click();
+  // By name: its last message is no longer the one from while the page was offline.
+  await bobChat.click();
   await page.locator('li.message.mine .text', { hasText: texts.reply }).waitFor();
+  await timerBadge.filter({ hasText: TEST_TIMER ? `${TEST_TIMER}s` : '24h' }).waitFor();
+  assert.equal(await page.getByLabel('Disappearing messages').inputValue(), String(TEST_TIMER || 86400));
+  await page.locator('li.message.mine .expires').first().waitFor();
+
+  step('Bob turns disappearing messages off: the page shows his line, the badge goes; a new message has no ⏱ and no expiresAt');
+  await bobTimer.request('setDisappearingTimer', { sessionId: directId, seconds: 0 });
+  await page.locator('li.system', { hasText: /^Bob turned off disappearing messages\.$/ }).waitFor();
+  await timerBadge.waitFor({ state: 'hidden' });
+  assert.equal(await page.getByLabel('Disappearing messages').inputValue(), '0');
+  await composer.fill(texts.afterTimerOff);
+  await page.keyboard.press('Enter');
+  const untimed = page.locator('li.message.mine', { has: page.locator('.text', { hasText: texts.afterTimerOff }) });
+  await untimed.locator('.tick[data-status="sent"], .tick[data-status="delivered"], .tick[data-status="read"]').waitFor();
+  assert.equal(await untimed.locator('.expires').count(), 0, 'no ⏱ once it is off');
+  const untimedId = await untimed.getAttribute('data-msg');
+  const untimedStored = (await bobTimer.readAll(directId)).find((m) => m.msgId === untimedId);
+  assert.equal(untimedStored?.expiresAt ?? null, null, `no expiresAt: ${JSON.stringify(untimedStored)}`);
+  await bobTimer.close();
+
+  step('after the reload the page decrypts a new message');
   await courier(bob.config, ['send', alice.phone, texts.afterReload]);
   await page.locator('li.message:not(.mine) .text', { hasText: texts.afterReload }).waitFor();
 
@@ -932,6 +1070,9 @@ try {
     texts.status,
     texts.ownGroup,
     texts.toBlocked,
+    texts.underTimer,
+    texts.vanishing,
+    texts.afterTimerOff,
     ...[texts.reply, texts.groupReply].map((t) => Buffer.from(t).toString('base64').slice(0, 16)),
   ];
   const total = sent.reduce((n, s) => n + s.body.length, 0);
