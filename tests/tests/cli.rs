@@ -354,8 +354,10 @@ async fn disappearing_messages_with_the_cli() {
         run(&alice, &["timer", "10", &bob_phone]).trim(),
         "disappearing messages: 10 seconds"
     );
-    let sent = std::time::Instant::now();
+    // Stored between these two instants: it expires 10 s after a moment between them.
+    let before = std::time::Instant::now();
     run(&alice, &["send", &bob_phone, "fleeting words"]);
+    let sent = std::time::Instant::now();
     let out = run(&bob, &["inbox", "--timeout", "20"]);
     assert!(
         out.contains("turned on disappearing messages: new messages disappear after 10 seconds")
@@ -365,7 +367,7 @@ async fn disappearing_messages_with_the_cli() {
     // Kept until its expiry: checked only while it surely has not come (a loaded machine may
     // take longer than the timer to get here; the inbox above showed it either way).
     let history = run(&bob, &["history", &alice_phone]);
-    if sent.elapsed() < std::time::Duration::from_secs(8) {
+    if before.elapsed() < std::time::Duration::from_secs(8) {
         assert!(history.contains("fleeting words"), "{history}");
     }
     std::thread::sleep(std::time::Duration::from_secs(11).saturating_sub(sent.elapsed()));

@@ -33,6 +33,9 @@ pub use timer::set_timer;
 
 const STATE: &str = "state.json";
 
+/// How long `inbox` waits after its sync for room keys that had not come with their messages.
+const ROOM_KEY_GRACE: Duration = Duration::from_secs(10);
+
 /// How long a command keeps retrying a request while the server is unreachable.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
@@ -399,17 +402,29 @@ pub async fn inbox(
     let (client, mut events) = ctx.connect(ctx.config()?).await?;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    // Messages whose room key had not come when the sync ended: waited for a little, and if it
+    // still has not come, the cursor is saved before them, so the next run reads them again (its
+    // key is in the device queue by then) instead of never showing them.
+    let mut waiting: BTreeMap<String, Message> = BTreeMap::new();
+    let grace = tokio::time::sleep(timeout);
+    tokio::pin!(grace);
+    let mut synced = false;
     let mut count = 0usize;
     loop {
+        if synced && waiting.is_empty() {
+            break;
+        }
         let event = tokio::select! {
             e = events.recv() => e,
-            _ = &mut deadline => {
+            _ = &mut grace, if synced => break,
+            _ = &mut deadline, if !synced => {
                 ctx.save_cursors(&client.cursors())?;
                 bail!("timed out before the inbox was synced ({count} messages shown)");
             }
         };
         match event {
             Some(Event::Message(m)) => {
+                waiting.remove(&m.msg_id);
                 count += 1;
                 ctx.learn(&client, [m.sender.as_str()]).await;
                 let file = courier_client::media::MediaPayload::from_message(&m);
@@ -473,6 +488,9 @@ pub async fn inbox(
                 }
             }
             Some(Event::Undecryptable { message: m, reason }) => {
+                if reason == courier_client::client::ROOM_KEY_PENDING {
+                    waiting.insert(m.msg_id.clone(), m.clone());
+                }
                 if as_json {
                     print_line(
                         &json!({"event": "undecryptable", "sessionId": m.session_id,
@@ -536,7 +554,12 @@ pub async fn inbox(
                     ));
                 }
             }
-            Some(Event::Synced) => break,
+            Some(Event::Synced) => {
+                synced = true;
+                grace
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + ROOM_KEY_GRACE);
+            }
             Some(Event::Unauthorized) => bail!(refused()),
             Some(Event::Error(e)) => {
                 ctx.save_cursors(&client.cursors())?;
@@ -546,7 +569,22 @@ pub async fn inbox(
             None => bail!("connection closed"),
         }
     }
-    ctx.save_cursors(&client.cursors())?;
+    let mut cursors = client.cursors();
+    let mut still: Vec<&Message> = waiting.values().collect();
+    still.sort_by_key(|m| m.seq);
+    for m in still {
+        // Before the first such message of its session (later ones follow from there).
+        if cursors.seq(&m.session_id) >= m.seq {
+            let seq = m.seq - 1;
+            let cursor = courier_client::cursors::SessionCursor {
+                seq,
+                msg_id: (seq > 0).then(|| format!("{}.{seq}", m.session_id)),
+                ahead: BTreeMap::new(),
+            };
+            cursors.set(&m.session_id, cursor);
+        }
+    }
+    ctx.save_cursors(&cursors)?;
     client.close().await;
     if !as_json && count == 0 {
         eprintln!("No new messages.");

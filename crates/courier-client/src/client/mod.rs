@@ -49,6 +49,11 @@ mod driver;
 mod sync;
 
 pub use driver::{BackoffTimer, TokioTimer};
+
+/// The `reason` of an [`crate::Event::Undecryptable`] for a message whose room key had not
+/// arrived when the sync ended: it may still come (the message is then emitted after all), so a
+/// client that stops soon after should read the message again next time rather than skip it.
+pub const ROOM_KEY_PENDING: &str = "its room key has not arrived";
 use driver::{SendOrder, drive, open, until_stopped};
 use sync::{check_alive, emit, open_e2ee};
 

@@ -197,7 +197,7 @@ impl Inner {
             if st.reported.insert(m.msg_id.clone()) {
                 events.push(Event::Undecryptable {
                     message: m,
-                    reason: "its room key has not arrived".into(),
+                    reason: super::ROOM_KEY_PENDING.into(),
                 });
             }
         }
