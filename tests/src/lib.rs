@@ -522,6 +522,19 @@ pub async fn open_chat(
         .session_id
 }
 
+/// `a` creates a group called `name` with `members` (user ids) besides itself; the group id.
+pub async fn open_group(a: &courier_client::Session, name: &str, members: &[&str]) -> String {
+    a.request(
+        "initiateGroupChatSession",
+        serde_json::json!({"name": name, "members": members}),
+    )
+    .await
+    .expect("the group is created")["groupId"]
+        .as_str()
+        .expect("a group id")
+        .to_owned()
+}
+
 /// The next event named `name`, skipping others.
 pub async fn next(session: &courier_client::Session, name: &str) -> Value {
     tokio::time::timeout(WAIT, async {

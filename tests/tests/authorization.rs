@@ -25,7 +25,7 @@ use courier_client::accounts::LinkPoll;
 use courier_client::{ClientError, ConnectError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::{Credentials, DeviceInfo, Platform};
-use courier_tests::{TestCloud, connect, fresh_phone};
+use courier_tests::{TestCloud, connect, fresh_phone, open_group};
 use serde_json::{Value, json};
 
 /// What a cell expects.
@@ -287,16 +287,7 @@ async fn every_action_gives_each_role_exactly_what_it_may() {
         .unwrap();
 
     // The world the matrix acts on.
-    let group = sa
-        .request(
-            "initiateGroupChatSession",
-            json!({"name": "matrix", "members": [m.user_id, r.user_id]}),
-        )
-        .await
-        .unwrap()["groupId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let group = open_group(&sa, "matrix", &[&m.user_id, &r.user_id]).await;
     let direct = sa
         .request(
             "initiateDirectChatSession",

@@ -6,7 +6,9 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use courier_client::Session;
 use courier_core::ErrorCode;
-use courier_tests::{TestCloud, connect, eventually, is_message, next, open_chat, until_marker};
+use courier_tests::{
+    TestCloud, connect, eventually, is_message, next, open_chat, open_group, until_marker,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -148,16 +150,7 @@ async fn in_a_group_only_an_admin_sets_the_timer() {
     let (alice, bob) = (cloud.sign_up().await, cloud.sign_up().await);
     let a = connect(cloud, &alice).await;
     let b = connect(cloud, &bob).await;
-    let group = a
-        .request(
-            "initiateGroupChatSession",
-            json!({"name": "g", "members": [bob.user_id]}),
-        )
-        .await
-        .unwrap()["groupId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let group = open_group(&a, "g", &[&bob.user_id]).await;
     assert_eq!(
         set_timer(&b, &group, 86_400).await.unwrap_err(),
         ErrorCode::Forbidden

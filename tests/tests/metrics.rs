@@ -9,7 +9,7 @@
 use courier_client::Session;
 use courier_core::ErrorCode;
 use courier_tests::metrics::{grown, scrape, total};
-use courier_tests::{TestCloud, connect, next};
+use courier_tests::{TestCloud, connect, next, open_group};
 use serde_json::{Value, json};
 
 async fn send(s: &Session, session: &str, cmid: &str) -> Value {
@@ -71,16 +71,7 @@ async fn the_local_metrics_count_what_a_scripted_conversation_did() {
 
     // A group of three: Alice sends 2 and Bob 1; Carol acks the last delivered and read, Alice
     // acks it delivered.
-    let group = a
-        .request(
-            "initiateGroupChatSession",
-            json!({ "name": "metrics", "members": [bob.user_id, carol.user_id] }),
-        )
-        .await
-        .unwrap()["groupId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let group = open_group(&a, "metrics", &[&bob.user_id, &carol.user_id]).await;
     send(&a, &group, "g-1").await;
     send(&a, &group, "g-2").await;
     let last = send(&b, &group, "g-3").await["msgId"]

@@ -5,7 +5,7 @@
 use courier_client::{ClientError, Session};
 use courier_core::ErrorCode;
 use courier_core::protocol::Credentials;
-use courier_tests::{TestCloud, WAIT, connect, eventually, next, until_marker};
+use courier_tests::{TestCloud, WAIT, connect, eventually, next, open_group, until_marker};
 use serde_json::{Value, json};
 
 fn err(r: Result<Value, ClientError>) -> (ErrorCode, String) {
@@ -353,16 +353,7 @@ async fn groups_add_contacts_refuses_others_with_forbidden_and_changes_nothing()
         "no group was made"
     );
     // ...nor add her to one.
-    let g = a
-        .request(
-            "initiateGroupChatSession",
-            json!({"name": "g", "members": [bob.user_id]}),
-        )
-        .await
-        .unwrap()["groupId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let g = open_group(&a, "g", &[&bob.user_id]).await;
     let (code, message) = err(a
         .request(
             "addUserToGroup",
