@@ -8,7 +8,6 @@ use courier_client::crypto::CryptoStore;
 use courier_client::e2ee::E2ee;
 use courier_client::history::{HistoryEntry, HistoryStore};
 use courier_client::history_bundle::{self, Limits};
-use courier_client::media;
 use courier_client::protocol::OutgoingDeviceMessage;
 use courier_client::{
     Client, ClientConfig, ClientError, CryptoError, Encryption, Event, Message,
@@ -343,17 +342,7 @@ async fn a_fake_or_tampered_history_bundle_is_refused_and_the_history_kept() {
         &Limits::default(),
     )
     .unwrap();
-    for (ciphertext, part) in &mut sealed.parts {
-        let up = m1
-            .client
-            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
-            .await
-            .unwrap();
-        media::upload_bytes(&up, ciphertext.clone(), None)
-            .await
-            .unwrap();
-        part.media_id = up.media_id;
-    }
+    m1.client.upload_bundle(&mut sealed).await.unwrap();
     let claimed = m1
         .client
         .claim_keys(a1.user(), Some(std::slice::from_ref(&a2_id)))
@@ -413,16 +402,10 @@ async fn a_fake_or_tampered_history_bundle_is_refused_and_the_history_kept() {
         &Limits::default(),
     )
     .unwrap();
-    for (ciphertext, part) in &mut sealed.parts {
-        let up = phone_plain
-            .create_media_upload("application/octet-stream", ciphertext.len() as u64)
-            .await
-            .unwrap();
-        let mut altered = ciphertext.clone();
-        altered[3] ^= 1;
-        media::upload_bytes(&up, altered, None).await.unwrap();
-        part.media_id = up.media_id;
+    for (ciphertext, _) in &mut sealed.parts {
+        ciphertext[3] ^= 1;
     }
+    phone_plain.upload_bundle(&mut sealed).await.unwrap();
     let offer = serde_json::to_vec(&sealed.offer()).unwrap();
     assert!(
         phone

@@ -64,6 +64,19 @@ impl Client {
             .any(|d| d.user_id == me && d.device_id == device_id && d.identity_key.is_some()))
     }
 
+    /// Uploads a sealed bundle's parts (each as media of its own, the ciphertext moved out) and
+    /// names each part's upload in its descriptor, ready for [`Sealed::offer`].
+    pub async fn upload_bundle(&self, sealed: &mut Sealed) -> Result<(), ClientError> {
+        for (ciphertext, part) in &mut sealed.parts {
+            let upload = self
+                .create_media_upload(media::UPLOAD_CONTENT_TYPE, ciphertext.len() as u64)
+                .await?;
+            media::upload_bytes(&upload, std::mem::take(ciphertext), None).await?;
+            part.media_id = upload.media_id;
+        }
+        Ok(())
+    }
+
     /// Sends this device's history (`entries`, as [`crate::history::HistoryStore::load`]
     /// gives them) to the account's device `device_id` as a bundle: selected and encrypted
     /// ([`seal`]), uploaded, then offered by an Olm device message. Fails with
@@ -82,13 +95,7 @@ impl Client {
             )));
         }
         let mut sealed = seal(&e2ee.user_id(), entries, Utc::now(), limits)?;
-        for (ciphertext, part) in &mut sealed.parts {
-            let upload = self
-                .create_media_upload(media::UPLOAD_CONTENT_TYPE, ciphertext.len() as u64)
-                .await?;
-            media::upload_bytes(&upload, std::mem::take(ciphertext), None).await?;
-            part.media_id = upload.media_id;
-        }
+        self.upload_bundle(&mut sealed).await?;
         let offer = serde_json::to_vec(&sealed.offer()).expect("an offer serialises");
         if !e2ee.send_to_own_device(self, device_id, &offer).await? {
             return Err(bundle_err(format!(
