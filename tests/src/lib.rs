@@ -370,6 +370,23 @@ impl TestCloud {
         format!("{}-mediabucket", self.resource_prefix).to_lowercase()
     }
 
+    /// The bytes of the media bucket's object `key`, read straight from the local S3.
+    pub async fn media_object(&self, key: &str) -> Vec<u8> {
+        self.s3()
+            .get_object()
+            .bucket(self.media_bucket())
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key} can be read: {e}"))
+            .body
+            .collect()
+            .await
+            .expect("its body")
+            .into_bytes()
+            .to_vec()
+    }
+
     /// The tags of a media file's object (`courier-media`: `unattached`, `status` or
     /// `attached`, which the bucket's lifecycle rules act on), read straight from the local S3.
     pub async fn media_tags(&self, media_id: &str) -> Vec<(String, String)> {

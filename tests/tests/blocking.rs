@@ -94,15 +94,9 @@ async fn a_blocked_user_is_answered_as_ever_but_reaches_the_blocker_nowhere() {
     assert_eq!(filed["blocked"], true);
     let id = filed["reportId"].as_str().unwrap();
     let day = chrono::Utc::now().format("%Y-%m-%d");
-    let object = cloud
-        .s3()
-        .get_object()
-        .bucket(cloud.media_bucket())
-        .key(format!("reports/{day}/{id}.json"))
-        .send()
-        .await
-        .expect("the report is stored under reports/");
-    let body = object.body.collect().await.unwrap().into_bytes();
+    let body = cloud
+        .media_object(&format!("reports/{day}/{id}.json"))
+        .await;
     let report: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(report["reporter"], bob.user_id.as_str());
     assert_eq!(report["reported"], alice.user_id.as_str());

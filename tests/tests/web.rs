@@ -36,18 +36,7 @@ async fn stored_report(cloud: &TestCloud, reporter: &str) -> Value {
     let mut found = Vec::new();
     for object in listed.contents() {
         let key = object.key().expect("an object has a key");
-        let body = s3
-            .get_object()
-            .bucket(cloud.media_bucket())
-            .key(key)
-            .send()
-            .await
-            .expect("a listed report can be read")
-            .body
-            .collect()
-            .await
-            .expect("its body")
-            .into_bytes();
+        let body = cloud.media_object(key).await;
         let report: Value = serde_json::from_slice(&body).expect("a report is JSON");
         if report["reporter"] == reporter {
             found.push(report);
@@ -70,18 +59,7 @@ async fn stored_text(cloud: &TestCloud) -> String {
     while let Some(page) = pages.next().await {
         for object in page.expect("the media bucket lists").contents() {
             let key = object.key().expect("an object has a key");
-            let body = s3
-                .get_object()
-                .bucket(cloud.media_bucket())
-                .key(key)
-                .send()
-                .await
-                .expect("a listed object can be read")
-                .body
-                .collect()
-                .await
-                .expect("its body")
-                .into_bytes();
+            let body = cloud.media_object(key).await;
             all.push_str(&String::from_utf8_lossy(&body));
         }
     }
