@@ -10,7 +10,7 @@ use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::Throttle;
 use courier_core::settings::{Audience, Settings};
-use courier_core::usecases::{blocks, groups, profile, push_token, receipts, send_message, typing};
+use courier_core::usecases::{blocks, groups, profile, receipts, send_message, typing};
 use courier_core::{ErrorCode, UserId};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
@@ -75,11 +75,7 @@ async fn a_blocked_users_messages_are_accepted_but_never_reach_the_blocker() {
     let s = w.open(&da, &b).await;
     let b_phone = w.connect(&db, "cb1").await;
     let a_laptop = w.connect(&da2, "ca2").await;
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &who(&b, "d_1b"), p)
-        .await
-        .unwrap();
+    w.offline_with_push(&who(&b, "d_1b")).await;
     w.text_delivered(&da, &s, "before-block").await;
     assert_eq!(w.frames_to(&b_phone).len(), 1);
     let pushes = w.push.sent().len();

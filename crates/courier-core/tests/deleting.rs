@@ -8,7 +8,7 @@ use courier_core::chat::MessageKind;
 use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::{Rule, Throttle};
-use courier_core::usecases::{delete_message, media, push_token, send_message};
+use courier_core::usecases::{delete_message, media, send_message};
 use courier_core::{ErrorCode, SessionId};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
@@ -43,11 +43,7 @@ async fn the_sender_deletes_for_everyone_and_members_see_a_tombstone_live_and_on
     let gone = w.text(&da, &s, "c-2").await;
     let b_phone = w.connect(&db, "cb1").await;
     // Bob's tablet is offline with a push token: it learns on sync, and is not woken.
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &who(&b, "d_1b"), p)
-        .await
-        .unwrap();
+    w.offline_with_push(&who(&b, "d_1b")).await;
 
     let reply = w.delete(&da, &s, &gone).await.unwrap();
     assert_eq!(reply, json!({"msgId": gone, "deleted": true}));

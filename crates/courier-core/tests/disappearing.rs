@@ -7,7 +7,7 @@ use chrono::Duration;
 use courier_core::ErrorCode;
 use courier_core::ports::*;
 use courier_core::protocol::*;
-use courier_core::usecases::{delete_message, disappearing, groups, push_token, receipts};
+use courier_core::usecases::{delete_message, disappearing, groups, receipts};
 use serde_json::{Value, json};
 use support::{Wire, World, who};
 
@@ -47,11 +47,7 @@ async fn messages_sent_while_the_timer_is_on_disappear_from_every_read_at_their_
     let before = w.say(&da, &s, "c-0").await;
     let b_phone = w.connect(&db, "cb1").await;
     // Bob's tablet is offline with a push token: a timer change does not wake it.
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &who(&b, "d_1b"), p)
-        .await
-        .unwrap();
+    w.offline_with_push(&who(&b, "d_1b")).await;
 
     let set = w.set_timer(&da, &s, DAY).await.unwrap();
     assert_eq!(set["seconds"], DAY);

@@ -7,7 +7,7 @@ use courier_core::ports::*;
 use courier_core::protocol::*;
 use courier_core::rate_limit::{Rule, Throttle};
 use courier_core::settings::{Audience, Settings};
-use courier_core::usecases::{push_token, typing};
+use courier_core::usecases::typing;
 use courier_core::{ErrorCode, SessionId, UserId};
 use serde_json::json;
 use support::{World, who};
@@ -50,11 +50,7 @@ async fn typing_reaches_the_other_members_live_devices_and_nothing_else() {
     let s = w.open(&da, &b).await;
     let a_laptop = w.connect(&who(&a, "d_0b"), "ca2").await;
     let b_phone = w.connect(&db, "cb1").await;
-    let p: RegisterPushTokenParams =
-        serde_json::from_value(json!({"platform": "apns", "token": "tok"})).unwrap();
-    push_token::register_push_token(&w.push, &w.connections, &who(&b, "d_1b"), p)
-        .await
-        .unwrap();
+    w.offline_with_push(&who(&b, "d_1b")).await;
 
     w.type_in(&da, &s).await.unwrap();
     let frames = w.frames_to(&b_phone);

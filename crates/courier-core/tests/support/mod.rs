@@ -324,6 +324,22 @@ impl World {
         }
     }
 
+    /// `who` registers an APNs push token and has no connection: an offline device that a push
+    /// would wake.
+    pub async fn offline_with_push(&self, who: &DeviceCredential) {
+        let p: courier_core::protocol::RegisterPushTokenParams =
+            serde_json::from_value(serde_json::json!({"platform": "apns", "token": "tok"}))
+                .unwrap();
+        courier_core::usecases::push_token::register_push_token(
+            &self.push,
+            &self.connections,
+            who,
+            p,
+        )
+        .await
+        .unwrap();
+    }
+
     /// A world of two users, A (device `d_0`) and B (device `d_1`), and their direct chat.
     pub async fn two() -> (World, UserId, UserId, String) {
         let w = World::new();
