@@ -252,3 +252,37 @@ async fn a_long_run_of_expired_messages_does_not_stop_a_reader() {
         "two timer records and the last message: {read:?}"
     );
 }
+
+#[tokio::test]
+async fn timer_changes_are_rate_limited_per_device_and_a_refused_one_changes_nothing() {
+    let (w, a, b, s) = World::two().await;
+    let (da, db) = (who(&a, "d_0"), who(&b, "d_1"));
+    let limiter = courier_core::memory::MemoryRateLimiter::default();
+    let mut deps = w.disappearing_deps();
+    deps.throttle = Some(courier_core::rate_limit::Throttle {
+        limiter: &limiter,
+        rule: courier_core::rate_limit::Rule::TokenBucket {
+            burst: 2,
+            interval_ms: 60_000,
+        },
+    });
+    let set = |seconds| SetDisappearingTimerParams {
+        session_id: s.clone(),
+        seconds,
+    };
+    // A device flipping the timer to flood the chat with records is stopped after the burst.
+    disappearing::set_disappearing_timer(&deps, &da, set(DAY))
+        .await
+        .unwrap();
+    disappearing::set_disappearing_timer(&deps, &da, set(0))
+        .await
+        .unwrap();
+    let n = w.read_all(&db, &s).await.len();
+    let err = disappearing::set_disappearing_timer(&deps, &da, set(DAY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert_eq!(w.read_all(&db, &s).await.len(), n, "no record written");
+    let m = w.say(&da, &s, "c-1").await;
+    assert!(m.get("expiresAt").is_none(), "the timer stayed off");
+}
